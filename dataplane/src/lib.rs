@@ -1,0 +1,8 @@
+//! masq's data plane: packet views, the NAT engine and (with the AF_XDP
+//! issue) the I/O backends and worker loop.
+//!
+//! The packet views ([`wire`]) and the engine ([`nat`]) are pure: no I/O, no
+//! allocation after construction, no `unsafe`.
+#![deny(unsafe_code)]
+
+pub mod wire;

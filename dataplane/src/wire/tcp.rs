@@ -1,0 +1,159 @@
+//! TCP headers (RFC 793 / RFC 9293 section 3.1): the fields NAT reads or rewrites.
+//!
+//! Invariant: after [`TcpPacket::new_checked`], 20 <= data offset * 4 <=
+//! buffer length. The checksum covers a pseudo-header, so rewriting an
+//! address changes it even though the address is not in this header.
+#![forbid(unsafe_code)]
+
+use super::bytes::{set_u16, u16_at, u32_at, u8_at};
+use super::WireError;
+
+/// FIN flag.
+pub const FIN: u8 = 0x01;
+/// SYN flag.
+pub const SYN: u8 = 0x02;
+/// RST flag.
+pub const RST: u8 = 0x04;
+/// PSH flag.
+pub const PSH: u8 = 0x08;
+/// ACK flag.
+pub const ACK: u8 = 0x10;
+
+/// Offset of the source port (also the offset of the port pair).
+pub const SRC_PORT: usize = 0;
+/// Offset of the destination port.
+pub const DST_PORT: usize = 2;
+/// Offset of the checksum field.
+pub const CHECKSUM: usize = 16;
+
+mod field {
+    pub const SEQ: usize = 4;
+    pub const ACK: usize = 8;
+    pub const DATA_OFF: usize = 12;
+    pub const FLAGS: usize = 13;
+    pub const WINDOW: usize = 14;
+    pub const MIN_LEN: usize = 20;
+}
+
+/// A view of a TCP segment.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpPacket<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> TcpPacket<T> {
+    /// Validates the header length against the buffer.
+    pub fn new_checked(buf: T) -> Result<Self, WireError> {
+        let b = buf.as_ref();
+        if b.len() < field::MIN_LEN {
+            return Err(WireError::Truncated);
+        }
+        let hl = usize::from(u8_at(b, field::DATA_OFF) >> 4) * 4;
+        if hl < field::MIN_LEN {
+            return Err(WireError::Malformed);
+        }
+        if hl > b.len() {
+            return Err(WireError::Truncated);
+        }
+        Ok(Self { buf })
+    }
+    /// Source port.
+    pub fn src_port(&self) -> u16 {
+        u16_at(self.buf.as_ref(), SRC_PORT)
+    }
+    /// Destination port.
+    pub fn dst_port(&self) -> u16 {
+        u16_at(self.buf.as_ref(), DST_PORT)
+    }
+    /// Sequence number.
+    pub fn seq(&self) -> u32 {
+        u32_at(self.buf.as_ref(), field::SEQ)
+    }
+    /// Acknowledgment number.
+    pub fn ack(&self) -> u32 {
+        u32_at(self.buf.as_ref(), field::ACK)
+    }
+    /// Header length in bytes.
+    pub fn header_len(&self) -> usize {
+        usize::from(u8_at(self.buf.as_ref(), field::DATA_OFF) >> 4) * 4
+    }
+    /// The flag byte (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR).
+    pub fn flags(&self) -> u8 {
+        u8_at(self.buf.as_ref(), field::FLAGS)
+    }
+    /// Receive window.
+    pub fn window(&self) -> u16 {
+        u16_at(self.buf.as_ref(), field::WINDOW)
+    }
+    /// Checksum field.
+    pub fn checksum(&self) -> u16 {
+        u16_at(self.buf.as_ref(), CHECKSUM)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
+    /// Sets the source port.
+    pub fn set_src_port(&mut self, v: u16) {
+        set_u16(self.buf.as_mut(), SRC_PORT, v);
+    }
+    /// Sets the destination port.
+    pub fn set_dst_port(&mut self, v: u16) {
+        set_u16(self.buf.as_mut(), DST_PORT, v);
+    }
+    /// Sets the checksum field.
+    pub fn set_checksum(&mut self, v: u16) {
+        set_u16(self.buf.as_mut(), CHECKSUM, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // SYN 40000 -> 80, seq 1, data offset 5, window 65535.
+    const SYN_SEG: [u8; 20] = [
+        0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0xab, 0xcd, 0, 0,
+    ];
+
+    #[test]
+    fn fields() {
+        let t = TcpPacket::new_checked(&SYN_SEG[..]).unwrap();
+        assert_eq!(t.src_port(), 40000);
+        assert_eq!(t.dst_port(), 80);
+        assert_eq!(t.seq(), 1);
+        assert_eq!(t.ack(), 0);
+        assert_eq!(t.header_len(), 20);
+        assert_eq!(t.flags(), SYN);
+        assert_eq!(t.window(), 0xffff);
+        assert_eq!(t.checksum(), 0xabcd);
+    }
+
+    #[test]
+    fn rejects() {
+        assert_eq!(
+            TcpPacket::new_checked(&SYN_SEG[..19]).unwrap_err(),
+            WireError::Truncated
+        );
+        let mut b = SYN_SEG;
+        b[12] = 0x40;
+        assert_eq!(
+            TcpPacket::new_checked(&b[..]).unwrap_err(),
+            WireError::Malformed
+        );
+        b[12] = 0x60; // 24-byte header in 20 bytes
+        assert_eq!(
+            TcpPacket::new_checked(&b[..]).unwrap_err(),
+            WireError::Truncated
+        );
+    }
+
+    #[test]
+    fn setters() {
+        let mut b = SYN_SEG;
+        let mut t = TcpPacket::new_checked(&mut b[..]).unwrap();
+        t.set_src_port(1024);
+        t.set_dst_port(443);
+        t.set_checksum(1);
+        assert_eq!((t.src_port(), t.dst_port(), t.checksum()), (1024, 443, 1));
+    }
+}
