@@ -10,8 +10,5 @@ struct Cli {}
 
 fn main() {
     let _ = Cli::parse();
-    println!(
-        "masq {}: the engine is a library for now; see README.md",
-        env!("CARGO_PKG_VERSION")
-    );
+    println!("masq {}: the engine is a library for now; see README.md", env!("CARGO_PKG_VERSION"));
 }

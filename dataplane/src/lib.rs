@@ -5,4 +5,6 @@
 //! allocation after construction, no `unsafe`.
 #![deny(unsafe_code)]
 
+pub mod build;
+pub mod nat;
 pub mod wire;

@@ -48,12 +48,7 @@ pub fn checksum(data: &[u8]) -> u16 {
 
 /// One's-complement sum of the TCP/UDP pseudo-header (RFC 793, RFC 768).
 pub fn pseudo_header_sum(src: u32, dst: u32, proto: u8, l4_len: u16) -> u32 {
-    (src >> 16)
-        + (src & 0xffff)
-        + (dst >> 16)
-        + (dst & 0xffff)
-        + u32::from(proto)
-        + u32::from(l4_len)
+    (src >> 16) + (src & 0xffff) + (dst >> 16) + (dst & 0xffff) + u32::from(proto) + u32::from(l4_len)
 }
 
 /// The delta of replacing a 32-bit value `old` by `new` in checksummed data.
@@ -134,8 +129,8 @@ mod tests {
     fn known_ipv4_header() {
         // A header from the Wikipedia "IPv4 header checksum" example: checksum b861.
         let h = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
         ];
         assert_eq!(checksum(&h), 0xb861);
     }

@@ -65,8 +65,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     /// The 802.1Q VLAN id, if the frame is tagged.
     pub fn vlan(&self) -> Option<u16> {
-        (self.header_len == field::TAGGED_LEN)
-            .then(|| u16_at(self.buf.as_ref(), field::TCI) & 0x0fff)
+        (self.header_len == field::TAGGED_LEN).then(|| u16_at(self.buf.as_ref(), field::TCI) & 0x0fff)
     }
 
     /// The ethertype of the payload (inside the tag, if any).
@@ -137,16 +136,10 @@ mod tests {
 
     #[test]
     fn truncated() {
-        assert_eq!(
-            EthernetFrame::new_checked(&UNTAGGED[..13]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(EthernetFrame::new_checked(&UNTAGGED[..13]).unwrap_err(), WireError::Truncated);
         let mut b = UNTAGGED[..12].to_vec();
         b.extend_from_slice(&[0x81, 0x00, 0x00]);
-        assert_eq!(
-            EthernetFrame::new_checked(&b[..]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(EthernetFrame::new_checked(&b[..]).unwrap_err(), WireError::Truncated);
     }
 
     #[test]

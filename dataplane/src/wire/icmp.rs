@@ -113,10 +113,7 @@ mod tests {
     fn echo_fields() {
         let b = [8u8, 0, 0xf7, 0xfe, 0x00, 0x01, 0x00, 0x02, 0xaa];
         let p = IcmpPacket::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            (p.msg_type(), p.code(), p.checksum(), p.ident(), p.seq()),
-            (8, 0, 0xf7fe, 1, 2)
-        );
+        assert_eq!((p.msg_type(), p.code(), p.checksum(), p.ident(), p.seq()), (8, 0, 0xf7fe, 1, 2));
         assert_eq!(kind_of(p.msg_type()), IcmpKind::Query);
         assert_eq!(p.embedded(), &[0xaa]);
     }
@@ -124,12 +121,7 @@ mod tests {
     #[test]
     fn kinds() {
         assert_eq!(kind_of(ECHO_REPLY), IcmpKind::Query);
-        for t in [
-            DEST_UNREACHABLE,
-            SOURCE_QUENCH,
-            TIME_EXCEEDED,
-            PARAMETER_PROBLEM,
-        ] {
+        for t in [DEST_UNREACHABLE, SOURCE_QUENCH, TIME_EXCEEDED, PARAMETER_PROBLEM] {
             assert_eq!(kind_of(t), IcmpKind::Error);
         }
         assert_eq!(kind_of(13), IcmpKind::Other);
@@ -137,10 +129,7 @@ mod tests {
 
     #[test]
     fn truncated_and_setters() {
-        assert_eq!(
-            IcmpPacket::new_checked(&[0u8; 7][..]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(IcmpPacket::new_checked(&[0u8; 7][..]).unwrap_err(), WireError::Truncated);
         let mut b = [0u8; 8];
         let mut p = IcmpPacket::new_checked(&mut b[..]).unwrap();
         p.set_ident(0x1234);

@@ -142,9 +142,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
     /// The payload: header end to total length (padding excluded).
     pub fn payload(&self) -> &[u8] {
-        self.b()
-            .get(self.header_len()..self.total_len())
-            .unwrap_or(&[])
+        self.b().get(self.header_len()..self.total_len()).unwrap_or(&[])
     }
     /// True if the header checksum verifies.
     pub fn verify_checksum(&self) -> bool {
@@ -196,8 +194,8 @@ mod tests {
     // 20-byte header: UDP, 10.0.0.1 -> 10.0.0.2, total length 28, TTL 64, DF.
     fn sample() -> Vec<u8> {
         let mut b = vec![
-            0x45, 0x00, 0x00, 0x1c, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 0, 0, 1,
-            10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0,
+            0x45, 0x00, 0x00, 0x1c, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 0, 0, 1, 10, 0, 0, 2, 0, 0, 0,
+            0, 0, 0, 0, 0,
         ];
         let c = checksum::checksum(&b[..20]);
         b[10..12].copy_from_slice(&c.to_be_bytes());
@@ -247,40 +245,22 @@ mod tests {
     #[test]
     fn rejects_bad_headers() {
         let b = sample();
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..19]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..19]).unwrap_err(), WireError::Truncated);
         let mut v6 = b.clone();
         v6[0] = 0x65;
-        assert_eq!(
-            Ipv4Packet::new_checked(&v6[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Ipv4Packet::new_checked(&v6[..]).unwrap_err(), WireError::Malformed);
         let mut small_ihl = b.clone();
         small_ihl[0] = 0x44;
-        assert_eq!(
-            Ipv4Packet::new_checked(&small_ihl[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Ipv4Packet::new_checked(&small_ihl[..]).unwrap_err(), WireError::Malformed);
         let mut long = b.clone();
         long[2..4].copy_from_slice(&29u16.to_be_bytes());
-        assert_eq!(
-            Ipv4Packet::new_checked(&long[..]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(Ipv4Packet::new_checked(&long[..]).unwrap_err(), WireError::Truncated);
         let mut short_total = b.clone();
         short_total[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert_eq!(
-            Ipv4Packet::new_checked(&short_total[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Ipv4Packet::new_checked(&short_total[..]).unwrap_err(), WireError::Malformed);
         let mut ihl_past_total = b;
         ihl_past_total[0] = 0x48; // 32-byte header in a 28-byte packet
-        assert_eq!(
-            Ipv4Packet::new_checked(&ihl_past_total[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(Ipv4Packet::new_checked(&ihl_past_total[..]).unwrap_err(), WireError::Malformed);
     }
 
     #[test]

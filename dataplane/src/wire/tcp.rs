@@ -111,9 +111,8 @@ mod tests {
     use super::*;
 
     // SYN 40000 -> 80, seq 1, data offset 5, window 65535.
-    const SYN_SEG: [u8; 20] = [
-        0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0xab, 0xcd, 0, 0,
-    ];
+    const SYN_SEG: [u8; 20] =
+        [0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0xab, 0xcd, 0, 0];
 
     #[test]
     fn fields() {
@@ -130,21 +129,12 @@ mod tests {
 
     #[test]
     fn rejects() {
-        assert_eq!(
-            TcpPacket::new_checked(&SYN_SEG[..19]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(TcpPacket::new_checked(&SYN_SEG[..19]).unwrap_err(), WireError::Truncated);
         let mut b = SYN_SEG;
         b[12] = 0x40;
-        assert_eq!(
-            TcpPacket::new_checked(&b[..]).unwrap_err(),
-            WireError::Malformed
-        );
+        assert_eq!(TcpPacket::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
         b[12] = 0x60; // 24-byte header in 20 bytes
-        assert_eq!(
-            TcpPacket::new_checked(&b[..]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(TcpPacket::new_checked(&b[..]).unwrap_err(), WireError::Truncated);
     }
 
     #[test]

@@ -73,10 +73,7 @@ mod tests {
     fn fields_and_setters() {
         let mut b = [0x04, 0x00, 0x13, 0x88, 0x00, 0x1a, 0x12, 0x34];
         let mut u = UdpPacket::new_checked(&mut b[..]).unwrap();
-        assert_eq!(
-            (u.src_port(), u.dst_port(), u.length(), u.checksum()),
-            (1024, 5000, 26, 0x1234)
-        );
+        assert_eq!((u.src_port(), u.dst_port(), u.length(), u.checksum()), (1024, 5000, 26, 0x1234));
         u.set_src_port(7);
         u.set_dst_port(8);
         u.set_checksum(0);
@@ -85,9 +82,6 @@ mod tests {
 
     #[test]
     fn truncated() {
-        assert_eq!(
-            UdpPacket::new_checked(&[0u8; 7][..]).unwrap_err(),
-            WireError::Truncated
-        );
+        assert_eq!(UdpPacket::new_checked(&[0u8; 7][..]).unwrap_err(), WireError::Truncated);
     }
 }

@@ -1,0 +1,163 @@
+//! Frame builders and checkers for tests, benchmarks and fuzz seeds.
+//! Not used on the forwarding path (they allocate).
+#![forbid(unsafe_code)]
+// Test frames are small: their lengths fit the u16 fields by construction.
+#![allow(clippy::cast_possible_truncation)]
+
+use crate::wire::checksum::{checksum, fold, pseudo_header_sum, sum};
+use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+
+/// Inside-facing MAC of the lab's NAT box.
+pub const MAC_A: [u8; 6] = [2, 0, 0, 0, 1, 1];
+/// A host's MAC.
+pub const MAC_B: [u8; 6] = [2, 0, 0, 0, 1, 2];
+
+/// Parses a dotted quad into a host-order address (panics on bad input: tests only).
+pub fn ip(s: &str) -> u32 {
+    u32::from(s.parse::<std::net::Ipv4Addr>().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+fn ipv4_header(src: u32, dst: u32, proto: u8, payload_len: usize, ttl: u8, ident: u16, flags_frag: u16) -> Vec<u8> {
+    let total = (20 + payload_len) as u16;
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&ident.to_be_bytes());
+    h.extend_from_slice(&flags_frag.to_be_bytes());
+    h.extend_from_slice(&[ttl, proto, 0, 0]);
+    h.extend_from_slice(&src.to_be_bytes());
+    h.extend_from_slice(&dst.to_be_bytes());
+    let c = checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h
+}
+
+/// An Ethernet frame around an IPv4 packet with `l4` as payload.
+pub fn frame(src: u32, dst: u32, proto: u8, l4: &[u8], ttl: u8) -> Vec<u8> {
+    frame_frag(src, dst, proto, l4, ttl, 0x1234, 0x4000)
+}
+
+/// Like [`frame`] with an explicit IP id and flags/fragment word.
+pub fn frame_frag(src: u32, dst: u32, proto: u8, l4: &[u8], ttl: u8, ident: u16, flags_frag: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + 20 + l4.len());
+    f.extend_from_slice(&MAC_A);
+    f.extend_from_slice(&MAC_B);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ipv4_header(src, dst, proto, l4.len(), ttl, ident, flags_frag));
+    f.extend_from_slice(l4);
+    f
+}
+
+fn l4_checksum(src: u32, dst: u32, proto: u8, seg: &[u8]) -> u16 {
+    let s = pseudo_header_sum(src, dst, proto, seg.len() as u16) + sum(seg);
+    !fold(s)
+}
+
+/// A UDP segment with a correct checksum.
+pub fn udp_segment(src: u32, sport: u16, dst: u32, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = (8 + payload.len()) as u16;
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&len.to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let c = match l4_checksum(src, dst, PROTO_UDP, &u) {
+        0 => 0xffff,
+        c => c,
+    };
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    u
+}
+
+/// A UDP frame.
+pub fn udp(src: u32, sport: u16, dst: u32, dport: u16, payload: &[u8]) -> Vec<u8> {
+    frame(src, dst, PROTO_UDP, &udp_segment(src, sport, dst, dport, payload), 64)
+}
+
+/// A TCP segment (no options) with a correct checksum.
+pub fn tcp_segment(src: u32, sport: u16, dst: u32, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&1000u32.to_be_bytes());
+    t.extend_from_slice(&2000u32.to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    let c = l4_checksum(src, dst, PROTO_TCP, &t);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    t
+}
+
+/// A TCP frame.
+pub fn tcp(src: u32, sport: u16, dst: u32, dport: u16, flags: u8) -> Vec<u8> {
+    frame(src, dst, PROTO_TCP, &tcp_segment(src, sport, dst, dport, flags, &[]), 64)
+}
+
+/// An ICMP echo request (or reply) frame.
+pub fn icmp_echo(src: u32, dst: u32, ident: u16, seq: u16, request: bool) -> Vec<u8> {
+    let mut m = vec![if request { 8 } else { 0 }, 0, 0, 0];
+    m.extend_from_slice(&ident.to_be_bytes());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(b"masq-ping-payload");
+    let c = checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    frame(src, dst, PROTO_ICMP, &m, 64)
+}
+
+/// An ICMP error frame from `src` to `dst` quoting `quoted` (a frame: its IP
+/// header and the first `quote_l4` bytes of its L4 header are embedded).
+pub fn icmp_error(src: u32, dst: u32, ty: u8, code: u8, quoted: &[u8], quote_l4: usize) -> Vec<u8> {
+    let ip = &quoted[14..];
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    let n = (hl + quote_l4).min(ip.len());
+    let mut m = vec![ty, code, 0, 0, 0, 0, 0, 0];
+    if ty == 3 && code == 4 {
+        m[6..8].copy_from_slice(&1400u16.to_be_bytes());
+    }
+    m.extend_from_slice(&ip[..n]);
+    let c = checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    frame(src, dst, PROTO_ICMP, &m, 64)
+}
+
+/// The (src, sport, dst, dport) of a TCP/UDP frame, or (src, ident, dst, ident) for ICMP echo.
+pub fn tuple(f: &[u8]) -> (u32, u16, u32, u16) {
+    let ip = &f[14..];
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let l4 = &ip[hl..];
+    if ip[9] == PROTO_ICMP {
+        let id = u16::from_be_bytes([l4[4], l4[5]]);
+        return (src, id, dst, id);
+    }
+    (src, u16::from_be_bytes([l4[0], l4[1]]), dst, u16::from_be_bytes([l4[2], l4[3]]))
+}
+
+/// True if the IPv4 header checksum and the TCP/UDP/ICMP checksum of an
+/// unfragmented frame verify (a UDP checksum of 0 counts as valid).
+pub fn checksums_ok(f: &[u8]) -> bool {
+    let ip = &f[14..];
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if fold(sum(&ip[..hl])) != 0xffff {
+        return false;
+    }
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let seg = &ip[hl..total];
+    match ip[9] {
+        PROTO_TCP => fold(pseudo_header_sum(src, dst, PROTO_TCP, seg.len() as u16) + sum(seg)) == 0xffff,
+        PROTO_UDP => {
+            u16::from_be_bytes([seg[6], seg[7]]) == 0
+                || fold(pseudo_header_sum(src, dst, PROTO_UDP, seg.len() as u16) + sum(seg)) == 0xffff
+        }
+        PROTO_ICMP => fold(sum(seg)) == 0xffff,
+        _ => true,
+    }
+}
+
+/// TTL of a frame.
+pub fn ttl(f: &[u8]) -> u8 {
+    f[14 + 8]
+}

@@ -1,0 +1,216 @@
+//! A compact open-addressing index from a flow hash to a session number.
+//!
+//! Each slot is one `u32`: the high 8 bits are a tag taken from the hash,
+//! the low 24 bits are the session number plus one (0 means empty). Keys are
+//! never stored: a tag match is confirmed by the caller against the session
+//! itself. Linear probing keeps a probe sequence inside one or two cache
+//! lines; deletion shifts later entries back (no tombstones), which needs the
+//! home slot of an entry, so the caller supplies a function that rehashes a
+//! session.
+//!
+//! Invariants: capacity is a power of two and at least twice the number of
+//! entries the owner will ever insert (so probing always reaches an empty
+//! slot); session numbers are below [`MAX_ENTRIES`].
+#![forbid(unsafe_code)]
+
+use super::hash::bucket;
+
+/// Largest session number + 1 an index can hold.
+pub const MAX_ENTRIES: u32 = (1 << 24) - 1;
+const IDX_MASK: u32 = (1 << 24) - 1;
+
+/// The index. See the module docs.
+pub struct Index {
+    slots: Vec<u32>,
+    mask: usize,
+}
+
+#[inline(always)]
+fn tag_of(hash: u64) -> u32 {
+    // The top 8 bits of the hash, in the top 8 bits of the slot.
+    ((hash >> 32) as u32) & !IDX_MASK
+}
+
+impl Index {
+    /// An index for up to `max_entries` entries (load factor at most 1/2).
+    pub fn with_entries(max_entries: u32) -> Self {
+        let cap = (u64::from(max_entries.max(4)) * 2).next_power_of_two();
+        let cap = usize::try_from(cap).unwrap_or(usize::MAX >> 1);
+        Self { slots: vec![0; cap], mask: cap - 1 }
+    }
+
+    /// Bytes of memory the slots use.
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.len() * 4
+    }
+
+    /// The first slot to probe for `hash`; reading it early (a whole batch at
+    /// a time) lets the CPU overlap the cache misses.
+    #[inline(always)]
+    pub fn home_slot(&self, hash: u64) -> u32 {
+        self.slots.get(bucket(hash, self.mask)).copied().unwrap_or(0)
+    }
+
+    /// Finds the entry whose tag matches and for which `is_match` confirms.
+    #[inline(always)]
+    pub fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
+        let tag = tag_of(hash);
+        let mut pos = bucket(hash, self.mask);
+        loop {
+            let s = self.slots.get(pos).copied().unwrap_or(0);
+            if s == 0 {
+                return None;
+            }
+            if s & !IDX_MASK == tag {
+                let idx = (s & IDX_MASK) - 1;
+                if is_match(idx) {
+                    return Some(idx);
+                }
+            }
+            pos = (pos + 1) & self.mask;
+        }
+    }
+
+    /// Inserts `idx` under `hash` (duplicates are the caller's to avoid).
+    pub fn insert(&mut self, hash: u64, idx: u32) {
+        debug_assert!(idx < MAX_ENTRIES);
+        let mut pos = bucket(hash, self.mask);
+        loop {
+            match self.slots.get_mut(pos) {
+                Some(s) if *s == 0 => {
+                    *s = tag_of(hash) | (idx + 1);
+                    return;
+                }
+                Some(_) => pos = (pos + 1) & self.mask,
+                None => return,
+            }
+        }
+    }
+
+    fn position(&self, hash: u64, idx: u32) -> Option<usize> {
+        let want = tag_of(hash) | (idx + 1);
+        let mut pos = bucket(hash, self.mask);
+        loop {
+            let s = self.slots.get(pos).copied()?;
+            if s == 0 {
+                return None;
+            }
+            if s == want {
+                return Some(pos);
+            }
+            pos = (pos + 1) & self.mask;
+        }
+    }
+
+    /// Points the entry for (`hash`, `old`) at `new` (same key, new owner).
+    pub fn replace(&mut self, hash: u64, old: u32, new: u32) -> bool {
+        match self.position(hash, old) {
+            Some(p) => {
+                if let Some(s) = self.slots.get_mut(p) {
+                    *s = tag_of(hash) | (new + 1);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the entry (`hash`, `idx`); `rehash` gives the hash of any
+    /// other stored session, to shift the rest of the cluster back.
+    pub fn remove(&mut self, hash: u64, idx: u32, mut rehash: impl FnMut(u32) -> u64) -> bool {
+        let Some(mut hole) = self.position(hash, idx) else {
+            return false;
+        };
+        let mut pos = hole;
+        loop {
+            pos = (pos + 1) & self.mask;
+            let s = self.slots.get(pos).copied().unwrap_or(0);
+            if s == 0 {
+                break;
+            }
+            let home = bucket(rehash((s & IDX_MASK) - 1), self.mask);
+            // Move s into the hole unless its home lies cyclically in (hole, pos].
+            let dist_home = pos.wrapping_sub(home) & self.mask;
+            let dist_hole = pos.wrapping_sub(hole) & self.mask;
+            if dist_home >= dist_hole {
+                if let Some(h) = self.slots.get_mut(hole) {
+                    *h = s;
+                }
+                hole = pos;
+            }
+        }
+        if let Some(h) = self.slots.get_mut(hole) {
+            *h = 0;
+        }
+        true
+    }
+
+    /// Number of occupied slots (tests, metrics; O(capacity)).
+    pub fn len(&self) -> usize {
+        self.slots.iter().filter(|&&s| s != 0).count()
+    }
+
+    /// True if no slot is occupied.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    // Keys are u64s; "sessions" are their positions in a vector; a weak hash
+    // (few distinct home slots) forces long clusters and wrap-around.
+    fn weak(k: u64) -> u64 {
+        (k % 7) | ((k % 3) << 56)
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_map(ops in proptest::collection::vec((0u64..40, any::<bool>()), 1..300)) {
+            let mut idx = Index::with_entries(64);
+            let mut keys: Vec<u64> = Vec::new();
+            let mut model: HashMap<u64, u32> = HashMap::new();
+            for (k, ins) in ops {
+                let found = idx.find(weak(k), |i| keys[i as usize] == k);
+                prop_assert_eq!(found, model.get(&k).copied());
+                if ins && found.is_none() {
+                    let i = u32::try_from(keys.len()).unwrap();
+                    keys.push(k);
+                    idx.insert(weak(k), i);
+                    model.insert(k, i);
+                } else if !ins {
+                    if let Some(i) = found {
+                        let ks = keys.clone();
+                        prop_assert!(idx.remove(weak(k), i, |j| weak(ks[j as usize])));
+                        model.remove(&k);
+                    }
+                }
+                prop_assert_eq!(idx.len(), model.len());
+            }
+            for (k, i) in &model {
+                prop_assert_eq!(idx.find(weak(*k), |j| keys[j as usize] == *k), Some(*i));
+            }
+        }
+    }
+
+    #[test]
+    fn replace_keeps_key() {
+        let mut idx = Index::with_entries(8);
+        idx.insert(42, 3);
+        assert!(idx.replace(42, 3, 5));
+        assert_eq!(idx.find(42, |i| i == 5), Some(5));
+        assert_eq!(idx.find(42, |i| i == 3), None);
+        assert!(!idx.replace(42, 3, 6));
+    }
+
+    #[test]
+    fn sizing() {
+        let idx = Index::with_entries(1_000_000);
+        assert_eq!(idx.memory_bytes(), 4 * (1 << 21));
+        assert!(idx.is_empty());
+    }
+}

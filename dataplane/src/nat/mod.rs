@@ -1,0 +1,1387 @@
+//! The NAT engine: one per worker, pure (no I/O, no locks, no allocation
+//! after construction, no `unsafe`). It takes a batch of frames received on
+//! one side and the time, rewrites the frames in place and returns a
+//! [`Verdict`] per frame.
+//!
+//! Semantics (see DESIGN.md): the NAT decision is taken by the ordered rules
+//! on the first packet of a flow and pinned in a session; replies never
+//! re-match. Mappings are endpoint-independent (RFC 4787 REQ-1) with paired
+//! pooling (REQ-2) and per-pool filtering (section 5, REQ-8); hairpinning
+//! (REQ-9); ICMP echo is translated by identifier and ICMP errors through
+//! their embedded header (RFC 5508 section 4); TCP state picks the timeout
+//! class (RFC 5382 REQ-5, RFC 7857 section 2); a freed port is held 120 s
+//! (RFC 6888 REQ-8); when the table is full, expired then unreplied sessions
+//! are reclaimed, never established ones (netfilter FAQ 3.17).
+//!
+//! Checksums are updated incrementally (RFC 1624) from deltas computed when
+//! the session is created; a packet that arrived with a bad checksum leaves
+//! with a bad checksum, never a laundered good one.
+//!
+//! Invariants: every live session is in the inside-to-outside (`i2o`) and
+//! outside-to-inside (`o2i`) indexes under its own tuple, exactly once; a
+//! mapped session is on the chain of its mapping, whose head is in `imap`
+//! and `omap`; a mapping's public port is in use in the port maps exactly
+//! while its chain is not empty.
+#![forbid(unsafe_code)]
+
+pub mod counters;
+pub mod frag;
+pub mod hash;
+pub mod index;
+pub mod params;
+pub mod parse;
+pub mod ports;
+pub mod rules;
+pub mod session;
+pub mod tcp;
+
+pub use counters::{Counters, DropReason, PassReason};
+pub use params::*;
+
+use crate::wire::bytes::{set_u16, set_u32, u16_at, u32_at};
+use crate::wire::checksum::{add, apply_delta, apply_delta_udp, delta16, delta32, fold, negate, sum};
+use crate::wire::icmp;
+use frag::{FragKey, Fragments};
+use hash::{hash3, hash5};
+use index::Index;
+use parse::{parse, parse_embedded, Kind, Parsed};
+use ports::Ports;
+use session::{class, flag, pcode, Session, SessionTable, NIL};
+
+/// Which interface a frame came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Subscribers.
+    Inside,
+    /// The internet.
+    Outside,
+}
+
+/// What to do with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit the rewritten frame on this side.
+    Forward(Side),
+    /// Drop it; counted under the reason.
+    Drop(DropReason),
+    /// Give it to the kernel's stack unchanged.
+    PassToKernel(PassReason),
+    /// Another worker owns its session: process it there as received on `side`.
+    HandOff {
+        /// The owning worker.
+        worker: u16,
+        /// The side to process it as.
+        side: Side,
+    },
+}
+
+/// Frames processed per prefetch round.
+pub const BATCH: usize = 64;
+
+/// TTL decrement as a checksum delta: the TTL/protocol word drops by 0x0100.
+const TTL_DELTA: u16 = 0xfeff;
+const O2I_SALT: u64 = 0x5bd1_e995_0000_0001;
+const OMAP_SALT: u64 = 0x27d4_eb2f_1656_67c5;
+/// Sessions reclaimed at most per batch by the expiry sweep.
+const EXPIRE_BUDGET: usize = 32;
+
+/// L4 offsets per protocol code: (port rewritten i2o, port rewritten o2i, checksum).
+const L4_OFFS: [(usize, usize, usize); 3] = [(0, 2, 16), (0, 2, 6), (4, 4, 2)];
+
+/// A session as listed to operators (`conntrack -L` style).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Inside address and port.
+    pub inside: (u32, u16),
+    /// Public address and port.
+    pub public: (u32, u16),
+    /// Remote address and port.
+    pub remote: (u32, u16),
+    /// TCP state name, or "udp"/"icmp".
+    pub state: &'static str,
+    /// Seconds until it idles out.
+    pub expires_in: u32,
+    /// Flag bits ([`session::flag`]).
+    pub flags: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ForwardRt {
+    f: Forward,
+    addr: u16,
+    pcode: u16,
+}
+
+/// One worker's NAT engine.
+pub struct Engine {
+    worker: u16,
+    workers: u16,
+    seed: u64,
+    rng: u64,
+    timeouts: Timeouts,
+    class_timeout: [u32; class::COUNT],
+    rules: Vec<Rule>,
+    forwards: Vec<ForwardRt>,
+    local: Vec<u32>,
+    sessions: SessionTable,
+    i2o: Index,
+    o2i: Index,
+    imap: Index,
+    omap: Index,
+    ports: Ports,
+    frags: Fragments,
+    counters: Counters,
+    parsed: [Parsed; BATCH],
+    hashes: [u64; BATCH],
+    slot0: [u32; BATCH],
+    state: [Pre; BATCH],
+}
+
+/// What phase 1 decided for a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pre {
+    /// The verdict is already written.
+    Done,
+    /// Needs the slow path.
+    Slow,
+    /// A flow packet with its hash: look it up.
+    Flow,
+}
+
+fn pcode_of(proto: u8) -> u16 {
+    match proto {
+        6 => pcode::TCP,
+        17 => pcode::UDP,
+        _ => pcode::ICMP,
+    }
+}
+
+fn proto_of(pc: u16) -> u8 {
+    match pc {
+        pcode::TCP => 6,
+        pcode::UDP => 17,
+        _ => 1,
+    }
+}
+
+/// The worker that owns a subscriber (inside address) among `workers`.
+/// A pure function: the AF_XDP layer steers by it (later RSS-aware).
+pub fn subscriber_owner(inside_ip: u32, workers: u16) -> u16 {
+    if workers <= 1 {
+        return 0;
+    }
+    let h = u64::from(inside_ip).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    u16::try_from(h % u64::from(workers)).unwrap_or(0)
+}
+
+impl Engine {
+    /// Builds an engine; all memory is allocated here.
+    pub fn new(p: &EngineParams) -> Result<Self, ParamError> {
+        if p.max_sessions == 0 || p.max_sessions >= index::MAX_ENTRIES {
+            return Err(ParamError::Invalid(format!("max_sessions must be 1..{}", index::MAX_ENTRIES)));
+        }
+        if p.max_subscribers == 0 || p.max_subscribers >= index::MAX_ENTRIES {
+            return Err(ParamError::Invalid("max_subscribers out of range".into()));
+        }
+        for r in &p.rules {
+            if let RuleAction::Translate { pool } = r.action {
+                if usize::from(pool) >= p.pools.len() {
+                    return Err(ParamError::Invalid(format!("a rule names pool {pool}, which does not exist")));
+                }
+            }
+        }
+        let mut ports = Ports::new(p)?;
+        let mut forwards = Vec::new();
+        for f in &p.forwards {
+            let Some(addr) = ports.addr_of_ip(f.public_addr) else {
+                return Err(ParamError::Invalid(format!(
+                    "forward to {}:{} is not on a pool address",
+                    crate::wire::fmt_ipv4(f.public_addr),
+                    f.public_port
+                )));
+            };
+            if f.protocol != 6 && f.protocol != 17 {
+                return Err(ParamError::Invalid("forwards are TCP or UDP".into()));
+            }
+            let pc = pcode_of(f.protocol);
+            // Only the owning worker marks the port; others never allocate it
+            // because they do not own it.
+            ports.reserve(addr, usize::from(pc), f.public_port);
+            forwards.push(ForwardRt { f: *f, addr, pcode: pc });
+        }
+        let mut local = p.local_addrs.clone();
+        local.sort_unstable();
+        let t = p.timeouts;
+        Ok(Self {
+            worker: p.worker,
+            workers: p.workers,
+            seed: p.seed,
+            rng: p.seed | 1,
+            timeouts: t,
+            class_timeout: [t.tcp_established_secs, t.tcp_transitory_secs, t.udp_secs, t.icmp_secs],
+            rules: p.rules.clone(),
+            forwards,
+            local,
+            sessions: SessionTable::new(
+                p.max_sessions,
+                t.tcp_established_secs.max(t.tcp_transitory_secs).max(t.udp_secs).max(t.icmp_secs),
+            ),
+            i2o: Index::with_entries(p.max_sessions),
+            o2i: Index::with_entries(p.max_sessions),
+            imap: Index::with_entries(p.max_sessions),
+            omap: Index::with_entries(p.max_sessions),
+            ports,
+            frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
+            counters: Counters::default(),
+            parsed: [Parsed::default(); BATCH],
+            hashes: [0; BATCH],
+            slot0: [0; BATCH],
+            state: [Pre::Done; BATCH],
+        })
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Live sessions.
+    pub fn live_sessions(&self) -> u32 {
+        self.sessions.live()
+    }
+
+    /// Port blocks held by subscribers on this worker.
+    pub fn blocks_in_use(&self) -> u32 {
+        self.ports.blocks_in_use
+    }
+
+    /// Free port blocks of public address `ip` on this worker.
+    pub fn free_blocks(&self, ip: u32) -> Option<usize> {
+        self.ports.addr_of_ip(ip).map(|a| self.ports.free_blocks(a))
+    }
+
+    /// Live subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.ports.subscribers()
+    }
+
+    /// All memory the session table, its four indexes, the port maps and the
+    /// subscriber and fragment tables take, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.sessions.memory_bytes()
+            + self.i2o.memory_bytes()
+            + self.o2i.memory_bytes()
+            + self.imap.memory_bytes()
+            + self.omap.memory_bytes()
+            + self.ports.memory_bytes()
+            + self.frags.memory_bytes()
+    }
+
+    /// The worker owning public (`ip`, `port`), if `ip` is a pool address.
+    pub fn public_owner(&self, ip: u32, port: u16) -> Option<u16> {
+        self.ports.addr_of_ip(ip).and_then(|a| self.ports.owner_of(a, port))
+    }
+
+    fn is_local(&self, ip: u32) -> bool {
+        self.local.binary_search(&ip).is_ok()
+    }
+
+    fn next_rand(&mut self) -> u32 {
+        // xorshift64: port randomisation only, not a security boundary.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 32) as u32
+    }
+
+    #[inline(always)]
+    fn public_ip(&self, s: &Session) -> u32 {
+        if s.flags & flag::NO_NAT != 0 {
+            s.inside_ip
+        } else {
+            self.ports.ip_of(s.addr())
+        }
+    }
+
+    #[inline(always)]
+    fn h_i2o(&self, inside: u32, iport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
+        hash5(self.seed, inside, iport, remote, rport, pc)
+    }
+
+    #[inline(always)]
+    fn h_o2i(&self, public: u32, pport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
+        hash5(self.seed ^ O2I_SALT, public, pport, remote, rport, pc)
+    }
+
+    fn h_imap(&self, inside: u32, iport: u16, pc: u16, pool: u16) -> u64 {
+        hash3(self.seed, inside, iport, pc, pool)
+    }
+
+    fn h_omap(&self, public: u32, pport: u16, pc: u16) -> u64 {
+        hash3(self.seed ^ OMAP_SALT, public, pport, pc, 0)
+    }
+
+    fn session_hashes(&self, s: &Session) -> (u64, u64) {
+        let pc = s.pcode();
+        let pub_ip = self.public_ip(s);
+        (
+            self.h_i2o(s.inside_ip, s.inside_port, s.remote_ip, s.remote_port, pc),
+            self.h_o2i(pub_ip, s.public_port, s.remote_ip, s.remote_port, pc),
+        )
+    }
+
+    fn pool_of_session(&self, s: &Session) -> u16 {
+        self.ports.addrs.get(usize::from(s.addr())).map_or(0, |a| a.pool)
+    }
+
+    #[inline(always)]
+    fn find_i2o(&self, h: u64, src: u32, sport: u16, dst: u32, dport: u16, pc: u16) -> Option<u32> {
+        let hot = &self.sessions.hot;
+        self.i2o.find(h, |i| {
+            hot.get(i as usize).is_some_and(|s| {
+                s.inside_ip == src
+                    && s.remote_ip == dst
+                    && s.inside_port == sport
+                    && s.remote_port == dport
+                    && s.pcode() == pc
+            })
+        })
+    }
+
+    #[inline(always)]
+    fn find_o2i(&self, h: u64, src: u32, sport: u16, dst: u32, dport: u16, pc: u16) -> Option<u32> {
+        let hot = &self.sessions.hot;
+        let ports = &self.ports;
+        self.o2i.find(h, |i| {
+            hot.get(i as usize).is_some_and(|s| {
+                s.remote_ip == src
+                    && s.public_port == dport
+                    && s.remote_port == sport
+                    && s.pcode() == pc
+                    && (if s.flags & flag::NO_NAT != 0 { s.inside_ip } else { ports.ip_of(s.addr()) }) == dst
+            })
+        })
+    }
+
+    /// True if the session idled past its timeout (it is then treated as gone).
+    #[inline(always)]
+    fn stale(&self, s: &Session, now: u32) -> bool {
+        let t = self.class_timeout.get(usize::from(s.class)).copied().unwrap_or(0);
+        now.wrapping_sub(s.last_seen) >= t && now >= s.last_seen
+    }
+
+    /// Processes a batch of frames received on `side` at `now` (seconds).
+    /// `verdicts` gets one entry per frame.
+    #[inline(never)]
+    pub fn process<F: AsMut<[u8]>>(&mut self, side: Side, now: u32, frames: &mut [F], verdicts: &mut [Verdict]) {
+        self.expire(now, EXPIRE_BUDGET);
+        for (fs, vs) in frames.chunks_mut(BATCH).zip(verdicts.chunks_mut(BATCH)) {
+            self.process_chunk(side, now, fs, vs);
+        }
+    }
+
+    /// Processes one frame (tests, tools; the workers use [`Engine::process`]).
+    pub fn process_one(&mut self, side: Side, now: u32, frame: &mut [u8]) -> Verdict {
+        self.expire(now, EXPIRE_BUDGET);
+        let mut v = [Verdict::Drop(DropReason::Malformed)];
+        self.process_chunk(side, now, &mut [frame], &mut v);
+        v[0]
+    }
+
+    fn process_chunk<F: AsMut<[u8]>>(&mut self, side: Side, now: u32, frames: &mut [F], verdicts: &mut [Verdict]) {
+        let n = frames.len().min(verdicts.len()).min(BATCH);
+        // Phase 1: parse every frame and read its first index slot, so the
+        // cache misses of the whole batch overlap instead of queueing.
+        for i in 0..n {
+            let (Some(f), Some(v)) = (frames.get_mut(i), verdicts.get_mut(i)) else {
+                break;
+            };
+            let frame = f.as_mut();
+            match side {
+                Side::Inside => {
+                    self.counters.rx_i2o += 1;
+                }
+                Side::Outside => {
+                    self.counters.rx_o2i += 1;
+                }
+            }
+            let (st, p, h) = match parse(frame, side) {
+                Ok(p) if p.kind == Kind::Flow => {
+                    let h = match side {
+                        Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.pcode),
+                        Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.pcode),
+                    };
+                    (Pre::Flow, p, h)
+                }
+                Ok(p) => (Pre::Slow, p, 0),
+                Err(verdict) => {
+                    *v = verdict;
+                    (Pre::Done, Parsed::default(), 0)
+                }
+            };
+            let slot = match (st, side) {
+                (Pre::Flow, Side::Inside) => self.i2o.home_slot(h),
+                (Pre::Flow, Side::Outside) => self.o2i.home_slot(h),
+                _ => 0,
+            };
+            if let (Some(a), Some(b), Some(c), Some(d)) =
+                (self.parsed.get_mut(i), self.hashes.get_mut(i), self.slot0.get_mut(i), self.state.get_mut(i))
+            {
+                *a = p;
+                *b = h;
+                *c = slot;
+                *d = st;
+            }
+        }
+        // Phase 2: touch the candidate session of each first slot.
+        let mut touch = 0u32;
+        for i in 0..n {
+            let s = self.slot0.get(i).copied().unwrap_or(0);
+            if s != 0 {
+                let idx = (s & 0x00ff_ffff) - 1;
+                touch ^= self.sessions.hot.get(idx as usize).map_or(0, |x| x.inside_ip);
+            }
+        }
+        std::hint::black_box(touch);
+        // Phase 3: look up and translate.
+        for i in 0..n {
+            let (Some(f), Some(v)) = (frames.get_mut(i), verdicts.get_mut(i)) else {
+                break;
+            };
+            let frame = f.as_mut();
+            let p = self.parsed.get(i).copied().unwrap_or_default();
+            let h = self.hashes.get(i).copied().unwrap_or(0);
+            match self.state.get(i).copied().unwrap_or(Pre::Done) {
+                Pre::Done => {}
+                Pre::Slow => *v = self.slow(side, now, frame, &p),
+                Pre::Flow => *v = self.flow(side, now, frame, &p, h),
+            }
+            self.count(*v);
+        }
+    }
+
+    fn count(&mut self, v: Verdict) {
+        match v {
+            Verdict::Forward(Side::Outside) => self.counters.fwd_i2o += 1,
+            Verdict::Forward(Side::Inside) => self.counters.fwd_o2i += 1,
+            Verdict::Drop(r) => self.counters.drop(r),
+            Verdict::PassToKernel(r) => self.counters.pass(r),
+            Verdict::HandOff { .. } => self.counters.handoffs += 1,
+        }
+    }
+
+    /// A TCP/UDP/ICMP-echo packet with its hash computed.
+    #[inline(always)]
+    fn flow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: u64) -> Verdict {
+        let found = match side {
+            Side::Inside => self.find_i2o(h, p.src, p.sport, p.dst, p.dport, p.pcode),
+            Side::Outside => self.find_o2i(h, p.src, p.sport, p.dst, p.dport, p.pcode),
+        };
+        let Some(idx) = found else {
+            return self.slow(side, now, frame, p);
+        };
+        let s = self.sessions.get(idx);
+        if self.stale(&s, now) {
+            self.remove(idx, now);
+            self.counters.sessions_expired += 1;
+            return self.slow(side, now, frame, p);
+        }
+        if p.ttl <= 1 {
+            return Verdict::PassToKernel(PassReason::TtlExpired);
+        }
+        self.touch(idx, side, p, now);
+        match side {
+            Side::Inside => {
+                let pub_ip = self.public_ip(&s);
+                xlate_i2o(frame, p, &s, pub_ip);
+                if s.flags & flag::HAIRPIN != 0 {
+                    return self.hairpin_dst(now, frame, p, &s, pub_ip);
+                }
+                Verdict::Forward(Side::Outside)
+            }
+            Side::Outside => {
+                xlate_o2i(frame, p, &s);
+                Verdict::Forward(Side::Inside)
+            }
+        }
+    }
+
+    /// Refreshes a session on a packet: last seen, replied, TCP state.
+    #[inline(always)]
+    fn touch(&mut self, idx: u32, side: Side, p: &Parsed, now: u32) {
+        let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
+            return;
+        };
+        s.last_seen = now;
+        let from_orig = (side == Side::Inside) != (s.flags & flag::INBOUND != 0);
+        if !from_orig && s.flags & flag::REPLIED == 0 {
+            s.flags |= flag::REPLIED;
+            self.sessions.remove_unreplied(idx);
+        }
+        let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
+            return;
+        };
+        if p.pcode == pcode::TCP {
+            const STEADY: u8 = tcp::SYN_ORIG | tcp::SYN_REPLY | tcp::ESTABLISHED;
+            use crate::wire::tcp::{FIN, RST, SYN};
+            if s.tcp != STEADY || p.tcp_flags & (SYN | FIN | RST) != 0 {
+                s.tcp = tcp::advance(s.tcp, p.tcp_flags, from_orig);
+                let c = tcp::class_of(s.tcp);
+                if c != s.class {
+                    s.class = c;
+                    let t = self.class_timeout.get(usize::from(c)).copied().unwrap_or(0);
+                    self.sessions.reschedule(idx, now.saturating_add(t), now);
+                }
+            }
+        }
+    }
+
+    /// After the source of a hairpinned packet was translated, translate its
+    /// destination as if it had arrived from outside (RFC 4787 REQ-9).
+    fn hairpin_dst(&mut self, now: u32, frame: &mut [u8], p: &Parsed, s: &Session, pub_ip: u32) -> Verdict {
+        // The packet now reads public(s) -> p.dst:p.dport.
+        let q = Parsed { src: pub_ip, sport: s.public_port, ..*p };
+        let (dport, sport) = if p.pcode == pcode::ICMP { (s.public_port, 0) } else { (p.dport, s.public_port) };
+        let q = Parsed { dport, sport, ..q };
+        let h = self.h_o2i(q.dst, q.dport, q.src, q.sport, q.pcode);
+        let idx = match self.find_o2i(h, q.src, q.sport, q.dst, q.dport, q.pcode) {
+            Some(i) => i,
+            None => match self.new_o2i(now, &q) {
+                Ok(i) => i,
+                Err(v) => return v,
+            },
+        };
+        self.touch(idx, Side::Outside, &q, now);
+        let t = self.sessions.get(idx);
+        // The TTL was decremented once already: undo that part of the delta.
+        xlate_o2i_no_ttl(frame, &q, &t);
+        self.counters.hairpinned += 1;
+        Verdict::Forward(Side::Inside)
+    }
+
+    /// Everything that is not a session hit.
+    fn slow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> Verdict {
+        match p.kind {
+            Kind::Flow => {}
+            Kind::IcmpError => return self.icmp_error(side, now, frame, p),
+            Kind::LaterFragment => return self.later_fragment(side, now, frame, p),
+            Kind::OtherProto => return self.other_proto(side, frame, p),
+        }
+        let v = match side {
+            Side::Inside => self.miss_i2o(now, frame, p),
+            Side::Outside => self.miss_o2i(now, frame, p),
+        };
+        v.unwrap_or_else(|v| v)
+    }
+
+    fn other_proto(&mut self, side: Side, frame: &mut [u8], p: &Parsed) -> Verdict {
+        {
+            let (inside, remote) = match side {
+                Side::Inside => (p.src, p.dst),
+                Side::Outside => (p.dst, p.src),
+            };
+            if side == Side::Outside && self.is_local(p.dst) {
+                return Verdict::PassToKernel(PassReason::ToSelf);
+            }
+            if rules::first_match(&self.rules, inside, remote, p.proto, None) == Some(RuleAction::NoNat) {
+                if p.ttl <= 1 {
+                    return Verdict::PassToKernel(PassReason::TtlExpired);
+                }
+                decrement_ttl(frame, p.l3, 0);
+                return Verdict::Forward(match side {
+                    Side::Inside => Side::Outside,
+                    Side::Outside => Side::Inside,
+                });
+            }
+        }
+        Verdict::Drop(DropReason::UnsupportedProtocol)
+    }
+
+    /// First packet of an inside-initiated flow.
+    fn miss_i2o(&mut self, now: u32, frame: &mut [u8], p: &Parsed) -> Result<Verdict, Verdict> {
+        // Hairpinning (TCP and UDP) needs something on the public endpoint to
+        // reach; decide before any session is made.
+        let dst_addr = self.ports.addr_of_ip(p.dst);
+        let dst_public = match dst_addr {
+            Some(a) if p.pcode != pcode::ICMP => {
+                let target = self.forward_by_public(a, p.dport, p.pcode).is_some()
+                    || self.find_mapping_o2i(p.dst, p.dport, p.pcode, now).is_some()
+                    || self.workers > 1;
+                if !target {
+                    return Ok(if self.is_local(p.dst) {
+                        Verdict::PassToKernel(PassReason::ToSelf)
+                    } else {
+                        Verdict::Drop(DropReason::NoSession)
+                    });
+                }
+                true
+            }
+            _ => false,
+        };
+        if self.is_local(p.dst) && !dst_public {
+            return Ok(Verdict::PassToKernel(PassReason::ToSelf));
+        }
+        if p.ttl <= 1 {
+            return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
+        }
+        if self.workers > 1 {
+            // A forward's server answering: its session lives with the public port's owner.
+            if let Some(f) = self.forward_by_inside(p.src, p.sport, p.pcode) {
+                let owner = self.ports.owner_of(f.addr, f.f.public_port).unwrap_or(self.worker);
+                if owner != self.worker {
+                    return Ok(Verdict::HandOff { worker: owner, side: Side::Inside });
+                }
+            } else {
+                let owner = subscriber_owner(p.src, self.workers);
+                if owner != self.worker {
+                    return Ok(Verdict::HandOff { worker: owner, side: Side::Inside });
+                }
+            }
+        }
+        let action = rules::first_match(&self.rules, p.src, p.dst, p.proto, Some(p.dport));
+        let idx = match action {
+            Some(RuleAction::Translate { pool }) => self.new_mapped_i2o(now, p, pool)?,
+            Some(RuleAction::NoNat) | None => {
+                self.new_unmapped(now, p, flag::NO_NAT, p.src, p.sport, p.dst, p.dport)?
+            }
+        };
+        if p.first_frag {
+            self.frags.record(frag_key(p), true, idx, now);
+        }
+        self.touch(idx, Side::Inside, p, now);
+        let s = self.sessions.get(idx);
+        let pub_ip = self.public_ip(&s);
+        xlate_i2o(frame, p, &s, pub_ip);
+        if dst_public && s.flags & flag::NO_NAT == 0 {
+            if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
+                x.flags |= flag::HAIRPIN;
+            }
+            let s = self.sessions.get(idx);
+            return Ok(self.hairpin_dst(now, frame, p, &s, pub_ip));
+        }
+        Ok(Verdict::Forward(Side::Outside))
+    }
+
+    /// Allocates a session slot: free list, then expired, then the oldest
+    /// unreplied non-established session.
+    fn alloc_session(&mut self, now: u32) -> Result<u32, Verdict> {
+        if let Some(i) = self.sessions.alloc() {
+            return Ok(i);
+        }
+        self.expire(now, EXPIRE_BUDGET);
+        if let Some(i) = self.sessions.alloc() {
+            return Ok(i);
+        }
+        if let Some(v) = self.sessions.oldest_unreplied() {
+            self.remove(v, now);
+            self.counters.sessions_evicted += 1;
+            if let Some(i) = self.sessions.alloc() {
+                return Ok(i);
+            }
+        }
+        Err(Verdict::Drop(DropReason::TableFull))
+    }
+
+    fn class_for(&self, pc: u16, tcp_state: u8) -> u8 {
+        match pc {
+            pcode::TCP => tcp::class_of(tcp_state),
+            pcode::UDP => class::UDP,
+            _ => class::ICMP,
+        }
+    }
+
+    /// Fills a slot, indexes it and puts it on its list.
+    fn install(&mut self, idx: u32, mut s: Session, now: u32, tcp_flags: u8) {
+        let pc = s.pcode();
+        s.tcp = if pc == pcode::TCP { tcp::initial(tcp_flags) } else { 0 };
+        s.last_seen = now;
+        let pub_ip = self.public_ip(&s);
+        // i2o rewrites inside -> public; the deltas undo themselves o2i.
+        s.ip_delta = delta32(s.inside_ip, pub_ip);
+        let port_delta = delta16(s.inside_port, s.public_port);
+        s.l4_delta = if pc == pcode::ICMP { port_delta } else { add(s.ip_delta, port_delta) };
+        let cls = self.class_for(pc, s.tcp);
+        s.class = cls;
+        if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
+            *x = s;
+        }
+        let (hi, ho) = self.session_hashes(&s);
+        self.i2o.insert(hi, idx);
+        self.o2i.insert(ho, idx);
+        let t = self.class_timeout.get(usize::from(cls)).copied().unwrap_or(0);
+        self.sessions.schedule(idx, now.saturating_add(t), now);
+        self.sessions.push_unreplied(idx);
+        self.counters.sessions_created += 1;
+    }
+
+    /// A session that is not part of a mapping (no-NAT, forwards).
+    #[allow(clippy::too_many_arguments)]
+    fn new_unmapped(
+        &mut self,
+        now: u32,
+        p: &Parsed,
+        flags: u8,
+        inside: u32,
+        iport: u16,
+        remote: u32,
+        rport: u16,
+    ) -> Result<u32, Verdict> {
+        let idx = self.alloc_session(now)?;
+        let rport = if p.pcode == pcode::ICMP { 0 } else { rport };
+        let s = Session {
+            inside_ip: inside,
+            remote_ip: remote,
+            inside_port: iport,
+            remote_port: rport,
+            public_port: iport,
+            addr_proto: p.pcode,
+            sub: NIL,
+            flags,
+            ..Session::default()
+        };
+        self.install(idx, s, now, p.tcp_flags);
+        Ok(idx)
+    }
+
+    /// An outbound flow translated into `pool`: reuse the subscriber's
+    /// mapping for (inside ip, port, protocol) or make one.
+    fn new_mapped_i2o(&mut self, now: u32, p: &Parsed, pool: u16) -> Result<u32, Verdict> {
+        let idx = self.alloc_session(now)?;
+        let undo = |e: &mut Self, v: DropReason| {
+            e.sessions.free(idx);
+            Verdict::Drop(v)
+        };
+        let sub = match self.ports.subscriber(p.src, pool) {
+            Ok(s) => s,
+            Err(r) => return Err(undo(self, r)),
+        };
+        if !self.ports.add_session(sub) {
+            // A subscriber with no sessions would linger: give it back.
+            if self.ports.sub(sub).is_some_and(|x| x.sessions == 0) {
+                self.ports.remove_session(sub);
+            }
+            return Err(undo(self, DropReason::SubscriberSessionLimit));
+        }
+        let hm = self.h_imap(p.src, p.sport, p.pcode, pool);
+        let head = self.find_mapping_i2o(hm, p.src, p.sport, p.pcode, pool, now);
+        let rport = if p.pcode == pcode::ICMP { 0 } else { p.dport };
+        let mut s = Session {
+            inside_ip: p.src,
+            remote_ip: p.dst,
+            inside_port: p.sport,
+            remote_port: rport,
+            sub,
+            flags: flag::MAPPED,
+            ..Session::default()
+        };
+        match head {
+            Some(h) => {
+                let hs = self.sessions.get(h);
+                s.public_port = hs.public_port;
+                s.addr_proto = hs.addr_proto;
+                self.install(idx, s, now, p.tcp_flags);
+                self.chain_after(h, idx);
+            }
+            None => {
+                let rand = self.next_rand();
+                let Some((port, new_blocks)) = self.ports.alloc(sub, usize::from(p.pcode), p.sport, now, rand) else {
+                    self.counters.port_exhaustion_events += 1;
+                    self.ports.remove_session(sub);
+                    return Err(undo(self, DropReason::PortsExhausted));
+                };
+                self.counters.blocks_allocated += u64::from(new_blocks);
+                let addr = self.ports.sub(sub).map_or(0, |x| x.addr);
+                s.public_port = port;
+                s.addr_proto = (addr << 2) | p.pcode;
+                self.install(idx, s, now, p.tcp_flags);
+                self.imap.insert(hm, idx);
+                let ho = self.h_omap(self.ports.ip_of(addr), port, p.pcode);
+                self.omap.insert(ho, idx);
+            }
+        }
+        Ok(idx)
+    }
+
+    fn chain_after(&mut self, head: u32, idx: u32) {
+        let next = self.sessions.cold.get(head as usize).map_or(NIL, |c| c.map_next);
+        if let Some(c) = self.sessions.cold.get_mut(idx as usize) {
+            c.map_next = next;
+        }
+        if let Some(c) = self.sessions.cold.get_mut(head as usize) {
+            c.map_next = idx;
+        }
+    }
+
+    /// The live head of the mapping (inside ip, port, protocol, pool), if any.
+    fn find_mapping_i2o(&mut self, hm: u64, ip: u32, port: u16, pc: u16, pool: u16, now: u32) -> Option<u32> {
+        loop {
+            let hot = &self.sessions.hot;
+            let ports = &self.ports;
+            let h = self.imap.find(hm, |i| {
+                hot.get(i as usize).is_some_and(|s| {
+                    s.inside_ip == ip
+                        && s.inside_port == port
+                        && s.pcode() == pc
+                        && ports.addrs.get(usize::from(s.addr())).is_some_and(|a| a.pool == pool)
+                })
+            })?;
+            let s = self.sessions.get(h);
+            if !self.stale(&s, now) {
+                return Some(h);
+            }
+            self.remove(h, now);
+            self.counters.sessions_expired += 1;
+        }
+    }
+
+    /// The live head of the mapping on public (ip, port, protocol), if any.
+    fn find_mapping_o2i(&mut self, ip: u32, port: u16, pc: u16, now: u32) -> Option<u32> {
+        let hm = self.h_omap(ip, port, pc);
+        loop {
+            let hot = &self.sessions.hot;
+            let ports = &self.ports;
+            let h = self.omap.find(hm, |i| {
+                hot.get(i as usize)
+                    .is_some_and(|s| s.public_port == port && s.pcode() == pc && ports.ip_of(s.addr()) == ip)
+            })?;
+            let s = self.sessions.get(h);
+            if !self.stale(&s, now) {
+                return Some(h);
+            }
+            self.remove(h, now);
+            self.counters.sessions_expired += 1;
+        }
+    }
+
+    fn forward_by_public(&self, addr: u16, port: u16, pc: u16) -> Option<ForwardRt> {
+        self.forwards.iter().find(|f| f.addr == addr && f.f.public_port == port && f.pcode == pc).copied()
+    }
+
+    fn forward_by_inside(&self, ip: u32, port: u16, pc: u16) -> Option<ForwardRt> {
+        self.forwards.iter().find(|f| f.f.inside_addr == ip && f.f.inside_port == port && f.pcode == pc).copied()
+    }
+
+    /// First packet from outside with no session.
+    fn miss_o2i(&mut self, now: u32, frame: &mut [u8], p: &Parsed) -> Result<Verdict, Verdict> {
+        if p.ttl <= 1 && !self.is_local(p.dst) {
+            return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
+        }
+        let idx = self.new_o2i(now, p)?;
+        if p.first_frag {
+            self.frags.record(frag_key(p), false, idx, now);
+        }
+        self.touch(idx, Side::Outside, p, now);
+        let s = self.sessions.get(idx);
+        xlate_o2i(frame, p, &s);
+        Ok(Verdict::Forward(Side::Inside))
+    }
+
+    /// Creates the session an inbound packet opens, or says why not. A
+    /// packet from one of our own public addresses is a hairpin's second half.
+    fn new_o2i(&mut self, now: u32, p: &Parsed) -> Result<u32, Verdict> {
+        let extra = if self.ports.addr_of_ip(p.src).is_some() { flag::HAIRPIN } else { 0 };
+        if let Some(addr) = self.ports.addr_of_ip(p.dst) {
+            if self.workers > 1 {
+                match self.ports.owner_of(addr, p.dport) {
+                    Some(o) if o != self.worker => return Err(Verdict::HandOff { worker: o, side: Side::Outside }),
+                    _ => {}
+                }
+            }
+            if let Some(f) = self.forward_by_public(addr, p.dport, p.pcode) {
+                if p.pcode == pcode::TCP && p.tcp_flags & crate::wire::tcp::SYN == 0 {
+                    return Err(Verdict::Drop(DropReason::TcpNotSyn));
+                }
+                let idx = self.alloc_session(now)?;
+                let s = Session {
+                    inside_ip: f.f.inside_addr,
+                    remote_ip: p.src,
+                    inside_port: f.f.inside_port,
+                    remote_port: p.sport,
+                    public_port: f.f.public_port,
+                    addr_proto: (addr << 2) | p.pcode,
+                    sub: NIL,
+                    flags: flag::FORWARD | flag::INBOUND | extra,
+                    ..Session::default()
+                };
+                self.install(idx, s, now, p.tcp_flags);
+                return Ok(idx);
+            }
+            let mapped =
+                if p.pcode == pcode::ICMP { None } else { self.find_mapping_o2i(p.dst, p.dport, p.pcode, now) };
+            if let Some(head) = mapped {
+                let filtering =
+                    self.ports.pool_of(addr).map_or(Filtering::AddressAndPortDependent, |x| x.params.filtering);
+                let admit = match filtering {
+                    Filtering::EndpointIndependent => true,
+                    Filtering::AddressDependent => self.chain_has_remote(head, p.src),
+                    Filtering::AddressAndPortDependent => false,
+                };
+                if !admit {
+                    return Err(Verdict::Drop(DropReason::Filtered));
+                }
+                let hs = self.sessions.get(head);
+                if !self.ports.add_session(hs.sub) {
+                    return Err(Verdict::Drop(DropReason::SubscriberSessionLimit));
+                }
+                let idx = match self.alloc_session(now) {
+                    Ok(i) => i,
+                    Err(v) => {
+                        self.ports.remove_session(hs.sub);
+                        return Err(v);
+                    }
+                };
+                // Eviction may have removed the head: look it up again.
+                let Some(head) = self.find_mapping_o2i(p.dst, p.dport, p.pcode, now) else {
+                    self.sessions.free(idx);
+                    self.ports.remove_session(hs.sub);
+                    return Err(Verdict::Drop(DropReason::TableFull));
+                };
+                let s = Session {
+                    inside_ip: hs.inside_ip,
+                    remote_ip: p.src,
+                    inside_port: hs.inside_port,
+                    remote_port: p.sport,
+                    public_port: hs.public_port,
+                    addr_proto: hs.addr_proto,
+                    sub: hs.sub,
+                    flags: flag::MAPPED | flag::INBOUND | extra,
+                    ..Session::default()
+                };
+                self.install(idx, s, now, p.tcp_flags);
+                self.chain_after(head, idx);
+                return Ok(idx);
+            }
+            if self.is_local(p.dst) {
+                return Err(Verdict::PassToKernel(PassReason::ToSelf));
+            }
+            return Err(Verdict::Drop(DropReason::NoSession));
+        }
+        if self.is_local(p.dst) {
+            return Err(Verdict::PassToKernel(PassReason::ToSelf));
+        }
+        // Routed to an inside host: only a no-NAT exemption lets it in, and
+        // then its replies keep their addresses (the session says so).
+        if rules::first_match(&self.rules, p.dst, p.src, p.proto, None) == Some(RuleAction::NoNat) {
+            if self.workers > 1 {
+                let owner = subscriber_owner(p.dst, self.workers);
+                if owner != self.worker {
+                    return Err(Verdict::HandOff { worker: owner, side: Side::Outside });
+                }
+            }
+            return self.new_unmapped(now, p, flag::NO_NAT | flag::INBOUND, p.dst, p.dport, p.src, p.sport);
+        }
+        Err(Verdict::Drop(DropReason::NoSession))
+    }
+
+    fn chain_has_remote(&self, head: u32, remote: u32) -> bool {
+        let mut i = head;
+        let mut n = 0;
+        while i != NIL && n < 4096 {
+            if self.sessions.get(i).remote_ip == remote {
+                return true;
+            }
+            i = self.sessions.cold.get(i as usize).map_or(NIL, |c| c.map_next);
+            n += 1;
+        }
+        false
+    }
+
+    /// Removes a session: indexes, mapping chain, port, subscriber, list.
+    fn remove(&mut self, idx: u32, now: u32) {
+        let s = self.sessions.get(idx);
+        if s.class == session::FREE {
+            return;
+        }
+        let (hi, ho) = self.session_hashes(&s);
+        {
+            let (hot, ports, seed) = (&self.sessions.hot, &self.ports, self.seed);
+            self.i2o.remove(hi, idx, |j| {
+                hot.get(j as usize)
+                    .map_or(0, |x| hash5(seed, x.inside_ip, x.inside_port, x.remote_ip, x.remote_port, x.pcode()))
+            });
+            self.o2i.remove(ho, idx, |j| {
+                hot.get(j as usize).map_or(0, |x| {
+                    let ip = if x.flags & flag::NO_NAT != 0 { x.inside_ip } else { ports.ip_of(x.addr()) };
+                    hash5(seed ^ O2I_SALT, ip, x.public_port, x.remote_ip, x.remote_port, x.pcode())
+                })
+            });
+        }
+        if s.flags & flag::MAPPED != 0 {
+            self.unchain(idx, &s, now);
+        }
+        if s.sub != NIL {
+            let released = self.ports.remove_session(s.sub);
+            self.counters.blocks_released += u64::from(released);
+        }
+        self.sessions.unschedule(idx);
+        if s.flags & flag::REPLIED == 0 {
+            self.sessions.remove_unreplied(idx);
+        }
+        self.sessions.free(idx);
+    }
+
+    fn unchain(&mut self, idx: u32, s: &Session, now: u32) {
+        let pool = self.pool_of_session(s);
+        let pc = s.pcode();
+        let pub_ip = self.ports.ip_of(s.addr());
+        let hm = self.h_imap(s.inside_ip, s.inside_port, pc, pool);
+        let ho = self.h_omap(pub_ip, s.public_port, pc);
+        let next = self.sessions.cold.get(idx as usize).map_or(NIL, |c| c.map_next);
+        let is_head = {
+            let hot = &self.sessions.hot;
+            let ports = &self.ports;
+            self.imap.find(hm, |i| {
+                hot.get(i as usize).is_some_and(|x| {
+                    x.inside_ip == s.inside_ip
+                        && x.inside_port == s.inside_port
+                        && x.pcode() == pc
+                        && ports.addrs.get(usize::from(x.addr())).is_some_and(|a| a.pool == pool)
+                })
+            })
+        };
+        match is_head {
+            Some(h) if h == idx => {
+                if next != NIL {
+                    self.imap.replace(hm, idx, next);
+                    self.omap.replace(ho, idx, next);
+                } else {
+                    let (hot, ports, seed) = (&self.sessions.hot, &self.ports, self.seed);
+                    self.imap.remove(hm, idx, |j| {
+                        hot.get(j as usize).map_or(0, |x| {
+                            let pool = ports.addrs.get(usize::from(x.addr())).map_or(0, |a| a.pool);
+                            hash3(seed, x.inside_ip, x.inside_port, x.pcode(), pool)
+                        })
+                    });
+                    self.omap.remove(ho, idx, |j| {
+                        hot.get(j as usize)
+                            .map_or(0, |x| hash3(seed ^ OMAP_SALT, ports.ip_of(x.addr()), x.public_port, x.pcode(), 0))
+                    });
+                    if self.ports.release(s.addr(), usize::from(pc), s.public_port, now) {
+                        self.counters.blocks_released += 1;
+                    }
+                }
+            }
+            Some(h) => {
+                let mut prev = h;
+                let mut n = 0u32;
+                while n < self.sessions.capacity() {
+                    let pn = self.sessions.cold.get(prev as usize).map_or(NIL, |c| c.map_next);
+                    if pn == idx {
+                        if let Some(c) = self.sessions.cold.get_mut(prev as usize) {
+                            c.map_next = next;
+                        }
+                        break;
+                    }
+                    if pn == NIL {
+                        break;
+                    }
+                    prev = pn;
+                    n += 1;
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Reclaims sessions whose timeout ended, looking at each wheel bucket
+    /// whose second has come; re-files the ones active since. Does at most
+    /// `budget` removals or re-filings (the rest waits for the next call).
+    /// Called once per batch; call it from an idle worker too.
+    pub fn expire(&mut self, now: u32, budget: usize) -> usize {
+        let mut done = 0;
+        let mut steps = 0;
+        let mut empty_buckets = 0u32;
+        while let Some((head, second)) = self.sessions.due(now) {
+            if head == NIL {
+                self.sessions.advance();
+                empty_buckets += 1;
+                if empty_buckets > self.sessions.horizon() {
+                    break;
+                }
+                continue;
+            }
+            if steps >= budget {
+                break;
+            }
+            steps += 1;
+            let s = self.sessions.get(head);
+            if self.stale(&s, now) {
+                self.remove(head, now);
+                self.counters.sessions_expired += 1;
+                done += 1;
+            } else {
+                let t = self.class_timeout.get(usize::from(s.class)).copied().unwrap_or(0);
+                // Active since it was filed, or filed early (wheel reach): file again.
+                let d = s.last_seen.saturating_add(t).max(second + 1);
+                self.sessions.reschedule(head, d, now);
+            }
+        }
+        done
+    }
+
+    fn later_fragment(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> Verdict {
+        let Some((idx, i2o)) = self.frags.find(frag_key(p), now) else {
+            return Verdict::Drop(DropReason::FragmentUnknown);
+        };
+        let s = self.sessions.get(idx);
+        let pub_ip = self.public_ip(&s);
+        let live = s.class != session::FREE
+            && match side {
+                Side::Inside => i2o && s.inside_ip == p.src && s.remote_ip == p.dst,
+                Side::Outside => !i2o && s.remote_ip == p.src && pub_ip == p.dst,
+            };
+        if !live {
+            return Verdict::Drop(DropReason::FragmentUnknown);
+        }
+        if p.ttl <= 1 {
+            return Verdict::PassToKernel(PassReason::TtlExpired);
+        }
+        self.counters.fragments_followed += 1;
+        match side {
+            Side::Inside => {
+                set_ip_addr(frame, p.l3, 12, pub_ip, add(s.ip_delta, TTL_DELTA));
+                Verdict::Forward(Side::Outside)
+            }
+            Side::Outside => {
+                set_ip_addr(frame, p.l3, 16, s.inside_ip, add(negate(s.ip_delta), TTL_DELTA));
+                Verdict::Forward(Side::Inside)
+            }
+        }
+    }
+
+    /// ICMP errors (RFC 5508 section 4.2): find the session through the
+    /// embedded datagram, rewrite the outer address, the embedded header and
+    /// every checksum involved.
+    fn icmp_error(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> Verdict {
+        if side == Side::Outside && self.ports.addr_of_ip(p.dst).is_none() && self.is_local(p.dst) {
+            return Verdict::PassToKernel(PassReason::ToSelf);
+        }
+        let end = p.l3 + usize::from(u16_at(frame.get(p.l3..).unwrap_or(&[]), 2));
+        let Some(e) = parse_embedded(frame, p.l4, end) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let found = match side {
+            // Inside host answering an inbound packet R -> A: embedded src R, dst A.
+            Side::Inside => {
+                let rport = if e.pcode == pcode::ICMP { 0 } else { e.sport };
+                let h = self.h_i2o(e.dst, e.dport, e.src, rport, e.pcode);
+                self.find_i2o(h, e.dst, e.dport, e.src, rport, e.pcode)
+            }
+            // Remote router about our outbound packet P -> R: embedded src P, dst R.
+            Side::Outside => {
+                let rport = if e.pcode == pcode::ICMP { 0 } else { e.dport };
+                let h = self.h_o2i(e.src, e.sport, e.dst, rport, e.pcode);
+                self.find_o2i(h, e.dst, rport, e.src, e.sport, e.pcode)
+            }
+        };
+        let Some(idx) = found else {
+            if self.workers > 1 && side == Side::Outside {
+                if let Some(o) = self.public_owner(e.src, e.sport) {
+                    if o != self.worker {
+                        return Verdict::HandOff { worker: o, side };
+                    }
+                }
+            }
+            if side == Side::Outside && self.is_local(p.dst) {
+                // An error about the box's own traffic.
+                return Verdict::PassToKernel(PassReason::ToSelf);
+            }
+            return Verdict::Drop(DropReason::IcmpErrorNoSession);
+        };
+        let s = self.sessions.get(idx);
+        if self.stale(&s, now) {
+            return Verdict::Drop(DropReason::IcmpErrorNoSession);
+        }
+        if p.ttl <= 1 {
+            return Verdict::PassToKernel(PassReason::TtlExpired);
+        }
+        let pub_ip = self.public_ip(&s);
+        // Which embedded fields change, and how.
+        // (ICMP errors do not refresh the session: RFC 5508 REQ-4 leaves it open,
+        // and refreshing on errors would keep dead mappings alive.)
+        let (outer_off, outer_new, emb_addr_off, emb_new_ip, emb_port_off, new_port, d_l4) = match side {
+            Side::Inside => (12, pub_ip, 16, pub_ip, 2, s.public_port, s.l4_delta),
+            Side::Outside => (16, s.inside_ip, 12, s.inside_ip, 0, s.inside_port, negate(s.l4_delta)),
+        };
+        let icmp_off = p.l4;
+        // The ICMP checksum covers the embedded bytes: sum them before and after.
+        let emb_end = e.l3 + e.len.min(e.l4 - e.l3 + 20);
+        let before = fold(sum(frame.get(e.l3..emb_end).unwrap_or(&[])));
+        if let Some(emb) = frame.get_mut(e.l3..e.l3 + e.len) {
+            let old_ip = u32_at(emb, emb_addr_off);
+            set_u32(emb, emb_addr_off, emb_new_ip);
+            let c = u16_at(emb, 10);
+            set_u16(emb, 10, apply_delta(c, delta32(old_ip, emb_new_ip)));
+        }
+        let (port_off, csum_off) = match e.pcode {
+            pcode::ICMP => (icmp::IDENT, icmp::CHECKSUM),
+            pcode::TCP => (emb_port_off, 16),
+            _ => (emb_port_off, 6),
+        };
+        if let Some(l4) = frame.get_mut(e.l4..e.l3 + e.len) {
+            set_u16(l4, port_off, new_port);
+            if l4.len() >= csum_off + 2 {
+                let c = u16_at(l4, csum_off);
+                let nc = if e.pcode == pcode::UDP { apply_delta_udp(c, d_l4) } else { apply_delta(c, d_l4) };
+                set_u16(l4, csum_off, nc);
+            }
+        }
+        let after = fold(sum(frame.get(e.l3..emb_end).unwrap_or(&[])));
+        if let Some(ic) = frame.get_mut(icmp_off..) {
+            let c = u16_at(ic, icmp::CHECKSUM);
+            set_u16(ic, icmp::CHECKSUM, apply_delta(c, add(!before, after)));
+        }
+        // Outer header: one address and the TTL.
+        let old_outer = u32_at(frame.get(p.l3..).unwrap_or(&[]), outer_off);
+        set_ip_addr(frame, p.l3, outer_off, outer_new, add(delta32(old_outer, outer_new), TTL_DELTA));
+        self.counters.icmp_errors_translated += 1;
+        Verdict::Forward(match side {
+            Side::Inside => Side::Outside,
+            Side::Outside => Side::Inside,
+        })
+    }
+
+    /// Changes the address of a masquerade pool (the outside interface got a
+    /// new one). As netfilter does, the sessions on the old address are
+    /// flushed: they cannot survive the change.
+    pub fn set_masquerade_address(&mut self, pool: u16, ip: u32, now: u32) -> Result<usize, ParamError> {
+        let p = self.ports.pools.get(usize::from(pool)).ok_or_else(|| ParamError::Invalid("no such pool".into()))?;
+        if !p.params.masquerade {
+            return Err(ParamError::Invalid("not a masquerade pool".into()));
+        }
+        let a = p.first_addr;
+        let flushed = self.flush(now, |_| false, Some(a));
+        self.ports.set_addr_ip(a, ip);
+        Ok(flushed)
+    }
+
+    /// Removes every session `select` picks (and, if `addr` is given, every
+    /// session on that public address). Returns how many went.
+    pub fn flush(&mut self, now: u32, select: impl Fn(&SessionInfo) -> bool, addr: Option<u16>) -> usize {
+        let mut n = 0;
+        for i in 0..self.sessions.capacity() {
+            let s = self.sessions.get(i);
+            if s.class == session::FREE {
+                continue;
+            }
+            let on_addr = addr.is_some_and(|a| s.flags & (flag::NO_NAT) == 0 && s.addr() == a);
+            if on_addr || select(&self.info(&s, now)) {
+                self.remove(i, now);
+                n += 1;
+            }
+        }
+        self.counters.sessions_flushed += n as u64;
+        n as usize
+    }
+
+    fn info(&self, s: &Session, now: u32) -> SessionInfo {
+        let pc = s.pcode();
+        let t = self.class_timeout.get(usize::from(s.class)).copied().unwrap_or(0);
+        SessionInfo {
+            protocol: proto_of(pc),
+            inside: (s.inside_ip, s.inside_port),
+            public: (self.public_ip(s), s.public_port),
+            remote: (s.remote_ip, s.remote_port),
+            state: match pc {
+                pcode::TCP => tcp::name(s.tcp),
+                pcode::UDP => "udp",
+                _ => "icmp",
+            },
+            expires_in: (s.last_seen.saturating_add(t)).saturating_sub(now),
+            flags: s.flags,
+        }
+    }
+
+    /// Every live session (control path: walks the whole slab).
+    pub fn sessions(&self, now: u32) -> impl Iterator<Item = SessionInfo> + '_ {
+        self.sessions.hot.iter().filter(|s| s.class != session::FREE).map(move |s| self.info(s, now))
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// This worker's number.
+    pub fn worker(&self) -> u16 {
+        self.worker
+    }
+}
+
+fn frag_key(p: &Parsed) -> FragKey {
+    FragKey { src: p.src, dst: p.dst, proto: p.proto, ident: p.ident }
+}
+
+/// Rewrites an IPv4 address field and applies `d` to the header checksum
+/// (TTL decrement included by the caller in `d`).
+fn set_ip_addr(frame: &mut [u8], l3: usize, off: usize, new: u32, d: u16) {
+    if let Some(ip) = frame.get_mut(l3..) {
+        set_u32(ip, off, new);
+        let w = u16_at(ip, 8);
+        set_u16(ip, 8, w.wrapping_sub(0x100));
+        let c = u16_at(ip, 10);
+        set_u16(ip, 10, apply_delta(c, d));
+    }
+}
+
+fn decrement_ttl(frame: &mut [u8], l3: usize, d: u16) {
+    if let Some(ip) = frame.get_mut(l3..) {
+        let w = u16_at(ip, 8);
+        set_u16(ip, 8, w.wrapping_sub(0x100));
+        let c = u16_at(ip, 10);
+        set_u16(ip, 10, apply_delta(c, add(d, TTL_DELTA)));
+    }
+}
+
+#[inline(always)]
+fn rewrite_l4(frame: &mut [u8], p: &Parsed, port_off: usize, csum_off: usize, port: u16, d: u16) {
+    if let Some(l4) = frame.get_mut(p.l4..) {
+        set_u16(l4, port_off, port);
+        let c = u16_at(l4, csum_off);
+        let nc = if p.pcode == pcode::UDP { apply_delta_udp(c, d) } else { apply_delta(c, d) };
+        set_u16(l4, csum_off, nc);
+    }
+}
+
+/// Inside to outside: source becomes the public endpoint, TTL drops by one.
+#[inline(always)]
+fn xlate_i2o(frame: &mut [u8], p: &Parsed, s: &Session, pub_ip: u32) {
+    if let Some(ip) = frame.get_mut(p.l3..) {
+        set_u32(ip, 12, pub_ip);
+        let w = u16_at(ip, 8);
+        set_u16(ip, 8, w.wrapping_sub(0x100));
+        let c = u16_at(ip, 10);
+        set_u16(ip, 10, apply_delta(c, add(s.ip_delta, TTL_DELTA)));
+    }
+    let (po, _, co) = L4_OFFS.get(usize::from(p.pcode)).copied().unwrap_or((0, 2, 16));
+    rewrite_l4(frame, p, po, co, s.public_port, s.l4_delta);
+}
+
+/// Outside to inside: destination becomes the inside endpoint, TTL drops by one.
+#[inline(always)]
+fn xlate_o2i(frame: &mut [u8], p: &Parsed, s: &Session) {
+    if let Some(ip) = frame.get_mut(p.l3..) {
+        set_u32(ip, 16, s.inside_ip);
+        let w = u16_at(ip, 8);
+        set_u16(ip, 8, w.wrapping_sub(0x100));
+        let c = u16_at(ip, 10);
+        set_u16(ip, 10, apply_delta(c, add(negate(s.ip_delta), TTL_DELTA)));
+    }
+    let (_, po, co) = L4_OFFS.get(usize::from(p.pcode)).copied().unwrap_or((0, 2, 16));
+    rewrite_l4(frame, p, po, co, s.inside_port, negate(s.l4_delta));
+}
+
+/// [`xlate_o2i`] without the TTL decrement (the hairpin's second half).
+fn xlate_o2i_no_ttl(frame: &mut [u8], p: &Parsed, s: &Session) {
+    if let Some(ip) = frame.get_mut(p.l3..) {
+        set_u32(ip, 16, s.inside_ip);
+        let c = u16_at(ip, 10);
+        set_u16(ip, 10, apply_delta(c, negate(s.ip_delta)));
+    }
+    let (_, po, co) = L4_OFFS.get(usize::from(p.pcode)).copied().unwrap_or((0, 2, 16));
+    rewrite_l4(frame, p, po, co, s.inside_port, negate(s.l4_delta));
+}

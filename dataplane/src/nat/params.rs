@@ -1,0 +1,312 @@
+//! The engine's parameters: plain types, no YAML. The control plane builds
+//! them from a validated config; tests and benchmarks build them directly.
+#![forbid(unsafe_code)]
+
+/// Idle timeouts in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP established: RFC 5382 REQ-5 requires at least 2 h 4 min.
+    pub tcp_established_secs: u32,
+    /// TCP partially open or closing (and after RST, RFC 7857 section 2.2): at least 4 min.
+    pub tcp_transitory_secs: u32,
+    /// UDP: RFC 4787 REQ-5 requires at least 2 min and recommends 5 min.
+    pub udp_secs: u32,
+    /// ICMP query (echo): 60 s, as RFC 5508 REQ-1 asks.
+    pub icmp_secs: u32,
+    /// How long a freed public port is held back (RFC 6888 REQ-8: 120 s).
+    pub port_hold_secs: u32,
+    /// How long a fragment entry lives after its first fragment.
+    pub fragment_secs: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            tcp_established_secs: 7440,
+            tcp_transitory_secs: 240,
+            udp_secs: 300,
+            icmp_secs: 60,
+            port_hold_secs: 120,
+            fragment_secs: 2,
+        }
+    }
+}
+
+/// Which inbound packets an existing mapping admits (RFC 4787 section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filtering {
+    /// Any remote may send to the mapping (RFC 4787 REQ-8 recommendation, RFC 6888).
+    EndpointIndependent,
+    /// Only remote addresses the subscriber has sent to.
+    AddressDependent,
+    /// Only remote address:port pairs the subscriber has sent to (netfilter).
+    AddressAndPortDependent,
+}
+
+/// How a pool hands out ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// Carrier grade: each address's ports are split into blocks; a
+    /// subscriber takes blocks on demand, all on one paired address.
+    PortBlocks {
+        /// Ports per block (a multiple of 64).
+        block_size: u16,
+        /// Blocks one subscriber may hold (at most [`MAX_BLOCKS_PER_SUBSCRIBER`]).
+        max_blocks_per_subscriber: u16,
+    },
+    /// Home router masquerade: subscribers share the ports, the source port
+    /// is kept when free (netfilter FAQ 3.6) and ports stay on their side of
+    /// 512 and 1024 as netfilter keeps them.
+    Shared,
+}
+
+/// Upper bound of [`PoolMode::PortBlocks::max_blocks_per_subscriber`].
+pub const MAX_BLOCKS_PER_SUBSCRIBER: usize = 32;
+
+/// Granularity of port ownership between workers in [`PoolMode::Shared`] pools.
+pub const SHARED_OWNERSHIP_CHUNK: u16 = 64;
+
+/// A pool of public addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolParams {
+    /// Name (for logs and metrics).
+    pub name: String,
+    /// Public addresses, host order. A masquerade pool has exactly one,
+    /// replaced at run time with [`crate::nat::Engine::set_masquerade_address`].
+    pub addresses: Vec<u32>,
+    /// Lowest public port handed out.
+    pub port_min: u16,
+    /// Highest public port handed out.
+    pub port_max: u16,
+    /// Port blocks or shared.
+    pub mode: PoolMode,
+    /// Inbound filtering.
+    pub filtering: Filtering,
+    /// Sessions one subscriber may hold in this pool.
+    pub max_sessions_per_subscriber: u32,
+    /// Choose ports at random instead of keeping the source port.
+    pub random_ports: bool,
+    /// Follows the outside interface's address (MASQUERADE).
+    pub masquerade: bool,
+}
+
+impl PoolParams {
+    /// A carrier-grade pool with RFC 6888 defaults: port blocks of 512,
+    /// up to 8 blocks and 4000 sessions a subscriber, endpoint-independent filtering.
+    pub fn cgnat(name: &str, addresses: Vec<u32>) -> Self {
+        Self {
+            name: name.to_string(),
+            addresses,
+            port_min: 1024,
+            port_max: 65535,
+            mode: PoolMode::PortBlocks { block_size: 512, max_blocks_per_subscriber: 8 },
+            filtering: Filtering::EndpointIndependent,
+            max_sessions_per_subscriber: 4000,
+            random_ports: false,
+            masquerade: false,
+        }
+    }
+
+    /// A home-router masquerade pool on `address` (the outside interface's),
+    /// with netfilter's address-and-port-dependent filtering.
+    pub fn masquerade(name: &str, address: u32) -> Self {
+        Self {
+            name: name.to_string(),
+            addresses: vec![address],
+            port_min: 1,
+            port_max: 65535,
+            mode: PoolMode::Shared,
+            filtering: Filtering::AddressAndPortDependent,
+            max_sessions_per_subscriber: u32::MAX,
+            random_ports: false,
+            masquerade: true,
+        }
+    }
+}
+
+/// An IPv4 prefix, host order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    /// Network address.
+    pub addr: u32,
+    /// Prefix length, 0..=32.
+    pub len: u8,
+}
+
+impl Prefix {
+    /// A prefix; host bits of `addr` are cleared.
+    pub fn new(addr: u32, len: u8) -> Self {
+        let len = len.min(32);
+        Self { addr: addr & Self::mask_of(len), len }
+    }
+    fn mask_of(len: u8) -> u32 {
+        if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(len))
+        }
+    }
+    /// True if `a` lies in the prefix.
+    #[inline]
+    pub fn contains(&self, a: u32) -> bool {
+        a & Self::mask_of(self.len) == self.addr
+    }
+}
+
+/// Protocol set bits for [`RuleMatch::protocols`].
+pub mod proto {
+    /// TCP.
+    pub const TCP: u8 = 1;
+    /// UDP.
+    pub const UDP: u8 = 2;
+    /// ICMP.
+    pub const ICMP: u8 = 4;
+    /// Any other IP protocol.
+    pub const OTHER: u8 = 8;
+    /// All of them.
+    pub const ALL: u8 = 15;
+}
+
+/// What a rule matches on the first packet of an inside-to-outside flow.
+/// Empty lists match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleMatch {
+    /// Source prefixes (inside hosts).
+    pub src: Vec<Prefix>,
+    /// Source prefixes excluded even if `src` contains them.
+    pub src_except: Vec<Prefix>,
+    /// Destination prefixes.
+    pub dst: Vec<Prefix>,
+    /// Destination prefixes excluded.
+    pub dst_except: Vec<Prefix>,
+    /// Protocol bits from [`proto`]; 0 means all.
+    pub protocols: u8,
+    /// Destination port ranges (inclusive); empty means all.
+    pub dst_ports: Vec<(u16, u16)>,
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Translate the source into the pool with this index (SNAT or MASQUERADE).
+    Translate {
+        /// Index into [`EngineParams::pools`].
+        pool: u16,
+    },
+    /// Route unchanged (exempt from NAT).
+    NoNat,
+}
+
+/// One rule of the ordered list; the first match wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Conditions.
+    pub matches: RuleMatch,
+    /// Action.
+    pub action: RuleAction,
+}
+
+/// A static port forward (DNAT): public ip:port -> inside ip:port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    /// IP protocol number (6 or 17).
+    pub protocol: u8,
+    /// Public address (one of a pool's).
+    pub public_addr: u32,
+    /// Public port.
+    pub public_port: u16,
+    /// Inside host.
+    pub inside_addr: u32,
+    /// Inside port.
+    pub inside_port: u16,
+}
+
+/// Everything one worker's engine needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineParams {
+    /// This worker's number, 0-based.
+    pub worker: u16,
+    /// Number of workers sharing the pools.
+    pub workers: u16,
+    /// Session capacity of this worker.
+    pub max_sessions: u32,
+    /// Subscriber capacity of this worker.
+    pub max_subscribers: u32,
+    /// Fragment-tracking entries (power of two is best).
+    pub max_fragments: u32,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Public pools.
+    pub pools: Vec<PoolParams>,
+    /// Ordered rules.
+    pub rules: Vec<Rule>,
+    /// Static port forwards.
+    pub forwards: Vec<Forward>,
+    /// The box's own addresses: traffic to them that no session or forward
+    /// claims goes to the kernel.
+    pub local_addrs: Vec<u32>,
+    /// Hash seed (random per start in production).
+    pub seed: u64,
+}
+
+impl EngineParams {
+    /// One worker, the given pools and rules, default sizes and timeouts.
+    pub fn single(pools: Vec<PoolParams>, rules: Vec<Rule>) -> Self {
+        Self {
+            worker: 0,
+            workers: 1,
+            max_sessions: 65536,
+            max_subscribers: 16384,
+            max_fragments: 1024,
+            timeouts: Timeouts::default(),
+            pools,
+            rules,
+            forwards: Vec::new(),
+            local_addrs: Vec::new(),
+            seed: 0x6d61_7371,
+        }
+    }
+}
+
+/// Why parameters were refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamError {
+    /// Human-readable reason.
+    Invalid(String),
+}
+
+impl std::fmt::Display for ParamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamError::Invalid(s) => write!(f, "invalid engine parameters: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        let p = Prefix::new(0x6440_0001, 10); // 100.64.0.1/10 -> 100.64.0.0/10
+        assert_eq!(p.addr, 0x6440_0000);
+        assert!(p.contains(0x647f_ffff));
+        assert!(!p.contains(0x6480_0000));
+        assert!(Prefix::new(0, 0).contains(0xffff_ffff));
+        assert!(Prefix::new(0x0a00_0001, 32).contains(0x0a00_0001));
+        assert!(!Prefix::new(0x0a00_0001, 32).contains(0x0a00_0002));
+    }
+
+    #[test]
+    fn rfc_default_timeouts() {
+        let t = Timeouts::default();
+        assert!(t.tcp_established_secs >= 2 * 3600 + 4 * 60);
+        assert!(t.tcp_transitory_secs >= 240);
+        assert!(t.udp_secs >= 120);
+        assert_eq!(t.icmp_secs, 60);
+        assert_eq!(t.port_hold_secs, 120);
+    }
+}

@@ -1,0 +1,199 @@
+//! One pass over a frame's headers into a `Copy` summary: offsets, the flow
+//! tuple and what kind of handling the packet needs. Nothing after this
+//! re-parses the outer headers.
+#![forbid(unsafe_code)]
+
+use super::counters::{DropReason, PassReason};
+use super::session::pcode;
+use super::{Side, Verdict};
+use crate::wire::bytes::u16_at;
+use crate::wire::ethernet::{EthernetFrame, ETHERTYPE_IPV4};
+use crate::wire::icmp::{self, IcmpKind, IcmpPacket};
+use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::tcp::TcpPacket;
+use crate::wire::udp::UdpPacket;
+
+/// How the engine must treat a parsed packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// TCP, UDP or ICMP echo with its ports: session lookup.
+    #[default]
+    Flow,
+    /// An ICMP error: translate through the embedded header.
+    IcmpError,
+    /// A non-first fragment: follows its first fragment.
+    LaterFragment,
+    /// Another IP protocol: only routed unchanged under a no-NAT rule.
+    OtherProto,
+}
+
+/// The parse result.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Parsed {
+    /// Offset of the IPv4 header in the frame.
+    pub l3: usize,
+    /// Offset of the L4 header in the frame.
+    pub l4: usize,
+    /// IPv4 source.
+    pub src: u32,
+    /// IPv4 destination.
+    pub dst: u32,
+    /// Source port (ICMP echo from inside: identifier; from outside: 0).
+    pub sport: u16,
+    /// Destination port (ICMP echo from outside: identifier; from inside: 0).
+    pub dport: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Protocol code ([`pcode`]).
+    pub pcode: u16,
+    /// TTL.
+    pub ttl: u8,
+    /// TCP flags (0 for others).
+    pub tcp_flags: u8,
+    /// IP identification (fragments).
+    pub ident: u16,
+    /// First fragment of a fragmented datagram.
+    pub first_frag: bool,
+    /// Handling class.
+    pub kind: Kind,
+}
+
+fn is_group_ip(a: u32) -> bool {
+    a >> 28 == 0xe || a == u32::MAX
+}
+
+/// Parses a frame received on `side`.
+#[inline]
+pub fn parse(frame: &[u8], side: Side) -> Result<Parsed, Verdict> {
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
+    if eth.ethertype() != ETHERTYPE_IPV4 {
+        return Err(Verdict::PassToKernel(PassReason::NotIpv4));
+    }
+    if eth.is_group_dst() {
+        return Err(Verdict::PassToKernel(PassReason::Multicast));
+    }
+    let l3 = eth.header_len();
+    let ip =
+        Ipv4Packet::new_checked(frame.get(l3..).unwrap_or(&[])).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
+    let (src, dst) = (ip.src(), ip.dst());
+    if is_group_ip(dst) {
+        return Err(Verdict::PassToKernel(PassReason::Multicast));
+    }
+    let mut p = Parsed {
+        l3,
+        l4: l3 + ip.header_len(),
+        src,
+        dst,
+        proto: ip.protocol(),
+        ttl: ip.ttl(),
+        ident: ip.ident(),
+        ..Parsed::default()
+    };
+    if ip.is_fragment() {
+        if ip.frag_offset() != 0 {
+            p.kind = Kind::LaterFragment;
+            return Ok(p);
+        }
+        p.first_frag = true;
+    }
+    let l4 = ip.payload();
+    let malformed = |_| Verdict::Drop(DropReason::Malformed);
+    match p.proto {
+        PROTO_TCP => {
+            // A first fragment may be too short for the whole TCP header but
+            // the ports and checksum must be there.
+            let t = TcpPacket::new_checked(l4).map_err(malformed)?;
+            p.sport = t.src_port();
+            p.dport = t.dst_port();
+            p.tcp_flags = t.flags();
+            p.pcode = pcode::TCP;
+        }
+        PROTO_UDP => {
+            let u = UdpPacket::new_checked(l4).map_err(malformed)?;
+            p.sport = u.src_port();
+            p.dport = u.dst_port();
+            p.pcode = pcode::UDP;
+        }
+        PROTO_ICMP => {
+            let c = IcmpPacket::new_checked(l4).map_err(malformed)?;
+            p.pcode = pcode::ICMP;
+            match icmp::kind_of(c.msg_type()) {
+                IcmpKind::Query => {
+                    // The identifier plays the inside/public port; the remote has none.
+                    if side == Side::Inside {
+                        p.sport = c.ident();
+                    } else {
+                        p.dport = c.ident();
+                    }
+                }
+                IcmpKind::Error => {
+                    if p.first_frag {
+                        return Err(Verdict::Drop(DropReason::Malformed));
+                    }
+                    p.kind = Kind::IcmpError;
+                }
+                IcmpKind::Other => return Err(Verdict::Drop(DropReason::IcmpUnsupported)),
+            }
+        }
+        _ => p.kind = Kind::OtherProto,
+    }
+    Ok(p)
+}
+
+/// The header of the datagram embedded in an ICMP error (RFC 792), which
+/// may be truncated after the first 8 bytes of its L4 header.
+#[derive(Debug, Clone, Copy)]
+pub struct Embedded {
+    /// Offset of the embedded IPv4 header in the frame.
+    pub l3: usize,
+    /// Offset of its L4 header in the frame.
+    pub l4: usize,
+    /// Bytes of the embedded datagram present in the frame.
+    pub len: usize,
+    /// Embedded source.
+    pub src: u32,
+    /// Embedded destination.
+    pub dst: u32,
+    /// Embedded source port (ICMP echo: identifier).
+    pub sport: u16,
+    /// Embedded destination port (ICMP echo: identifier).
+    pub dport: u16,
+    /// Protocol code.
+    pub pcode: u16,
+}
+
+/// Parses the datagram inside an ICMP error whose ICMP header is at `icmp_off`
+/// and which ends at `end`.
+pub fn parse_embedded(frame: &[u8], icmp_off: usize, end: usize) -> Option<Embedded> {
+    let l3 = icmp_off + icmp::HEADER_LEN;
+    let e = frame.get(l3..end)?;
+    let vi = *e.first()?;
+    let hl = usize::from(vi & 0x0f) * 4;
+    if vi >> 4 != 4 || hl < 20 || e.len() < hl + 8 {
+        return None;
+    }
+    let proto = *e.get(9)?;
+    let l4 = e.get(hl..)?;
+    let (pcode, sport, dport) = match proto {
+        PROTO_TCP => (pcode::TCP, u16_at(l4, 0), u16_at(l4, 2)),
+        PROTO_UDP => (pcode::UDP, u16_at(l4, 0), u16_at(l4, 2)),
+        PROTO_ICMP => {
+            if icmp::kind_of(*l4.first()?) != IcmpKind::Query {
+                return None; // no error about an error (RFC 1122 3.2.2)
+            }
+            let id = u16_at(l4, icmp::IDENT);
+            (pcode::ICMP, id, id)
+        }
+        _ => return None,
+    };
+    Some(Embedded {
+        l3,
+        l4: l3 + hl,
+        len: e.len(),
+        src: crate::wire::bytes::u32_at(e, 12),
+        dst: crate::wire::bytes::u32_at(e, 16),
+        sport,
+        dport,
+        pcode,
+    })
+}

@@ -1,0 +1,89 @@
+//! The ordered rule list: first match wins, like Shorewall's `snat` file.
+//!
+//! Rules are consulted only for the first packet of an inside-to-outside
+//! flow (and, reversed, for an outside-initiated packet to an inside host,
+//! to find `no_nat` exemptions); the decision is pinned in the session, so
+//! later packets and replies never re-match (the netfilter behaviour).
+#![forbid(unsafe_code)]
+
+use super::params::{proto, Prefix, Rule, RuleAction, RuleMatch};
+use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+
+fn any_contains(list: &[Prefix], a: u32) -> bool {
+    list.iter().any(|p| p.contains(a))
+}
+
+fn proto_bit(p: u8) -> u8 {
+    match p {
+        PROTO_TCP => proto::TCP,
+        PROTO_UDP => proto::UDP,
+        PROTO_ICMP => proto::ICMP,
+        _ => proto::OTHER,
+    }
+}
+
+impl RuleMatch {
+    /// True if a flow (src, dst, protocol, destination port) matches.
+    /// `dport` is `None` for protocols without ports and for reverse matching.
+    pub fn matches(&self, src: u32, dst: u32, protocol: u8, dport: Option<u16>) -> bool {
+        (self.src.is_empty() || any_contains(&self.src, src))
+            && !any_contains(&self.src_except, src)
+            && (self.dst.is_empty() || any_contains(&self.dst, dst))
+            && !any_contains(&self.dst_except, dst)
+            && (self.protocols == 0 || self.protocols & proto_bit(protocol) != 0)
+            && (self.dst_ports.is_empty()
+                || dport.is_none_or(|d| self.dst_ports.iter().any(|&(lo, hi)| (lo..=hi).contains(&d))))
+    }
+}
+
+/// The first rule matching the flow, if any.
+pub fn first_match(rules: &[Rule], src: u32, dst: u32, protocol: u8, dport: Option<u16>) -> Option<RuleAction> {
+    rules.iter().find(|r| r.matches.matches(src, dst, protocol, dport)).map(|r| r.action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(a: [u8; 4], l: u8) -> Prefix {
+        Prefix::new(u32::from_be_bytes(a), l)
+    }
+    fn ip(a: [u8; 4]) -> u32 {
+        u32::from_be_bytes(a)
+    }
+
+    #[test]
+    fn first_match_wins_with_exclusions_and_ports() {
+        let rules = vec![
+            Rule {
+                matches: RuleMatch { dst: vec![p([10, 0, 0, 0], 8)], ..Default::default() },
+                action: RuleAction::NoNat,
+            },
+            Rule {
+                matches: RuleMatch {
+                    src: vec![p([192, 168, 1, 0], 24)],
+                    src_except: vec![p([192, 168, 1, 7], 32)],
+                    protocols: proto::TCP,
+                    dst_ports: vec![(80, 80), (8000, 8099)],
+                    ..Default::default()
+                },
+                action: RuleAction::Translate { pool: 1 },
+            },
+            Rule {
+                matches: RuleMatch { src: vec![p([192, 168, 0, 0], 16)], ..Default::default() },
+                action: RuleAction::Translate { pool: 0 },
+            },
+        ];
+        let h = ip([192, 168, 1, 5]);
+        assert_eq!(first_match(&rules, h, ip([10, 1, 1, 1]), 6, Some(80)), Some(RuleAction::NoNat));
+        assert_eq!(first_match(&rules, h, ip([8, 8, 8, 8]), 6, Some(8050)), Some(RuleAction::Translate { pool: 1 }));
+        assert_eq!(first_match(&rules, h, ip([8, 8, 8, 8]), 6, Some(443)), Some(RuleAction::Translate { pool: 0 }));
+        assert_eq!(first_match(&rules, h, ip([8, 8, 8, 8]), 17, Some(80)), Some(RuleAction::Translate { pool: 0 }));
+        let excluded = ip([192, 168, 1, 7]);
+        assert_eq!(
+            first_match(&rules, excluded, ip([8, 8, 8, 8]), 6, Some(80)),
+            Some(RuleAction::Translate { pool: 0 })
+        );
+        assert_eq!(first_match(&rules, ip([172, 16, 0, 1]), ip([8, 8, 8, 8]), 6, Some(80)), None);
+    }
+}

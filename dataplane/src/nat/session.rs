@@ -1,0 +1,424 @@
+//! The conntrack shard's storage: a preallocated slab of sessions, a
+//! timer wheel for expiry and a FIFO of unreplied sessions for eviction.
+//!
+//! A session is split in two parallel arrays. [`Session`] (32 bytes, two per
+//! cache line) holds everything the forwarding path reads or writes: both
+//! lookup keys, the rewrite, the checksum deltas, `last_seen` and the TCP
+//! state. [`Cold`] (24 bytes) holds the links, touched only when a session
+//! is created, answered, changes class or comes due.
+//!
+//! Expiry: each session sits in the wheel bucket of its deadline (one bucket
+//! per second). A packet only writes `last_seen`. When the sweep reaches a
+//! bucket, each session there is either idle for its whole timeout (expired)
+//! or was active since, and is re-filed at `last_seen + timeout`. So a
+//! session is reclaimed in the second its timeout ends, and no packet ever
+//! touches another session's cache line. Deadlines further out than the
+//! wheel is long are filed at its far end and re-filed when reached.
+//!
+//! Eviction (netfilter FAQ 3.17): sessions never answered sit on a FIFO in
+//! creation order and leave it on their first reply, so the oldest unreplied
+//! session is the FIFO's head. Established sessions are never on it.
+//!
+//! Invariants: a live session is in exactly one wheel bucket, the one of its
+//! `deadline`; it is on the unreplied FIFO iff its `REPLIED` flag is clear;
+//! a free slot has class [`FREE`] and sits on the free list (through `next`).
+#![forbid(unsafe_code)]
+
+/// No session / end of a list.
+pub const NIL: u32 = u32::MAX;
+
+/// Session classes, each with its own timeout and list.
+pub mod class {
+    /// TCP with both SYNs and the handshake's ACK seen, no FIN or RST.
+    pub const TCP_ESTABLISHED: u8 = 0;
+    /// TCP opening, closing or reset.
+    pub const TCP_TRANSITORY: u8 = 1;
+    /// UDP.
+    pub const UDP: u8 = 2;
+    /// ICMP query.
+    pub const ICMP: u8 = 3;
+    /// Number of live classes.
+    pub const COUNT: usize = 4;
+    /// A free slot.
+    pub const FREE: u8 = 0xff;
+}
+pub use class::FREE;
+
+/// Session flags.
+pub mod flag {
+    /// Traffic came back from the remote side.
+    pub const REPLIED: u8 = 1;
+    /// Routed unchanged (a `no_nat` rule, or no rule matched).
+    pub const NO_NAT: u8 = 2;
+    /// Created by a static port forward.
+    pub const FORWARD: u8 = 4;
+    /// The outside side opened it (forward, admitted by filtering, inbound no-NAT).
+    pub const INBOUND: u8 = 8;
+    /// Member of an endpoint-independent mapping chain.
+    pub const MAPPED: u8 = 16;
+    /// The remote is one of our own public endpoints (hairpin).
+    pub const HAIRPIN: u8 = 32;
+}
+
+/// Protocol codes stored in the low bits of [`Session::addr_proto`].
+pub mod pcode {
+    /// TCP.
+    pub const TCP: u16 = 0;
+    /// UDP.
+    pub const UDP: u16 = 1;
+    /// ICMP (the echo identifier is the port).
+    pub const ICMP: u16 = 2;
+}
+
+/// The hot half of a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, align(32))]
+pub struct Session {
+    /// Inside host address.
+    pub inside_ip: u32,
+    /// Remote (outside) address.
+    pub remote_ip: u32,
+    /// Inside port (ICMP: echo identifier).
+    pub inside_port: u16,
+    /// Remote port (ICMP: 0).
+    pub remote_port: u16,
+    /// Public port (ICMP: public identifier).
+    pub public_port: u16,
+    /// Public address index << 2 | protocol code.
+    pub addr_proto: u16,
+    /// Last packet, engine seconds.
+    pub last_seen: u32,
+    /// Inside-to-outside IPv4 header checksum delta (RFC 1624).
+    pub ip_delta: u16,
+    /// Inside-to-outside L4 checksum delta (pseudo-header and port).
+    pub l4_delta: u16,
+    /// Subscriber slot, or [`NIL`].
+    pub sub: u32,
+    /// TCP state bits (see `nat::tcp`).
+    pub tcp: u8,
+    /// [`flag`] bits.
+    pub flags: u8,
+    /// [`class`].
+    pub class: u8,
+}
+
+impl Session {
+    /// Public address index.
+    #[inline(always)]
+    pub fn addr(&self) -> u16 {
+        self.addr_proto >> 2
+    }
+    /// Protocol code ([`pcode`]).
+    #[inline(always)]
+    pub fn pcode(&self) -> u16 {
+        self.addr_proto & 3
+    }
+    /// True if the flag is set.
+    #[inline(always)]
+    pub fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+}
+
+/// The cold half of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cold {
+    /// Previous in the wheel bucket.
+    pub prev: u32,
+    /// Next in the wheel bucket (or on the free list).
+    pub next: u32,
+    /// Previous on the unreplied FIFO.
+    pub u_prev: u32,
+    /// Next on the unreplied FIFO.
+    pub u_next: u32,
+    /// Next session of the same mapping.
+    pub map_next: u32,
+    /// The second its wheel bucket comes due.
+    pub deadline: u32,
+}
+
+impl Default for Cold {
+    fn default() -> Self {
+        Self { prev: NIL, next: NIL, u_prev: NIL, u_next: NIL, map_next: NIL, deadline: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+const EMPTY: List = List { head: NIL, tail: NIL };
+
+/// The slab, its wheel and its FIFO.
+pub struct SessionTable {
+    /// Hot halves, indexed by session number.
+    pub hot: Vec<Session>,
+    /// Cold halves, same indices.
+    pub cold: Vec<Cold>,
+    free_head: u32,
+    live: u32,
+    wheel: Vec<List>,
+    wheel_mask: u32,
+    /// The next second the sweep will look at (`None` before the first).
+    cursor: Option<u32>,
+    unreplied: List,
+}
+
+fn list_link(cold: &mut [Cold], list: &mut List, i: u32, wheel: bool) {
+    let old_tail = list.tail;
+    if let Some(c) = cold.get_mut(i as usize) {
+        if wheel {
+            c.prev = old_tail;
+            c.next = NIL;
+        } else {
+            c.u_prev = old_tail;
+            c.u_next = NIL;
+        }
+    }
+    match cold.get_mut(old_tail as usize) {
+        Some(t) if wheel => t.next = i,
+        Some(t) => t.u_next = i,
+        None => list.head = i,
+    }
+    list.tail = i;
+}
+
+fn list_unlink(cold: &mut [Cold], list: &mut List, i: u32, wheel: bool) {
+    let Some(c) = cold.get(i as usize).copied() else {
+        return;
+    };
+    let (prev, next) = if wheel { (c.prev, c.next) } else { (c.u_prev, c.u_next) };
+    match cold.get_mut(prev as usize) {
+        Some(p) if wheel => p.next = next,
+        Some(p) => p.u_next = next,
+        None => list.head = next,
+    }
+    match cold.get_mut(next as usize) {
+        Some(n) if wheel => n.prev = prev,
+        Some(n) => n.u_prev = prev,
+        None => list.tail = prev,
+    }
+    if let Some(c) = cold.get_mut(i as usize) {
+        if wheel {
+            c.prev = NIL;
+            c.next = NIL;
+        } else {
+            c.u_prev = NIL;
+            c.u_next = NIL;
+        }
+    }
+}
+
+impl SessionTable {
+    /// A table of `capacity` free sessions whose wheel covers `horizon_secs`.
+    #[allow(clippy::cast_possible_truncation)] // slot numbers are below `capacity: u32`
+    pub fn new(capacity: u32, horizon_secs: u32) -> Self {
+        let n = capacity as usize;
+        let hot = vec![Session { class: FREE, sub: NIL, ..Session::default() }; n];
+        let mut cold = vec![Cold::default(); n];
+        for (i, c) in cold.iter_mut().enumerate() {
+            let next = i as u32 + 1;
+            c.next = if next < capacity { next } else { NIL };
+        }
+        let buckets = horizon_secs.saturating_add(2).clamp(64, 1 << 20).next_power_of_two();
+        Self {
+            hot,
+            cold,
+            free_head: if capacity > 0 { 0 } else { NIL },
+            live: 0,
+            wheel: vec![EMPTY; buckets as usize],
+            wheel_mask: buckets - 1,
+            cursor: None,
+            unreplied: EMPTY,
+        }
+    }
+
+    /// Capacity.
+    #[allow(clippy::cast_possible_truncation)] // built from a u32 capacity
+    pub fn capacity(&self) -> u32 {
+        self.hot.len() as u32
+    }
+    /// Live sessions.
+    pub fn live(&self) -> u32 {
+        self.live
+    }
+    /// Bytes of the slab, the wheel and the FIFO head.
+    pub fn memory_bytes(&self) -> usize {
+        self.hot.len() * std::mem::size_of::<Session>()
+            + self.cold.len() * std::mem::size_of::<Cold>()
+            + self.wheel.len() * std::mem::size_of::<List>()
+    }
+
+    /// Takes a free slot, or `None` when full. The slot is in no list yet.
+    pub fn alloc(&mut self) -> Option<u32> {
+        let i = self.free_head;
+        let c = self.cold.get_mut(i as usize)?;
+        self.free_head = c.next;
+        *c = Cold::default();
+        self.live += 1;
+        Some(i)
+    }
+
+    /// Returns a slot (already out of the wheel and FIFO) to the free list.
+    pub fn free(&mut self, i: u32) {
+        let Some(h) = self.hot.get_mut(i as usize) else {
+            return;
+        };
+        *h = Session { class: FREE, sub: NIL, ..Session::default() };
+        if let Some(c) = self.cold.get_mut(i as usize) {
+            *c = Cold { next: self.free_head, ..Cold::default() };
+        }
+        self.free_head = i;
+        self.live = self.live.saturating_sub(1);
+    }
+
+    /// Session `i` (a free default if out of range).
+    #[inline(always)]
+    pub fn get(&self, i: u32) -> Session {
+        self.hot.get(i as usize).copied().unwrap_or_default()
+    }
+
+    /// Files `i` in the wheel for `deadline` (clamped to the wheel's reach from `now`).
+    pub fn schedule(&mut self, i: u32, deadline: u32, now: u32) {
+        let base = self.cursor.unwrap_or(now).min(now);
+        let d = deadline.clamp(base, base.saturating_add(self.wheel_mask));
+        if let Some(c) = self.cold.get_mut(i as usize) {
+            c.deadline = d;
+        }
+        if let Some(list) = self.wheel.get_mut((d & self.wheel_mask) as usize) {
+            list_link(&mut self.cold, list, i, true);
+        }
+    }
+
+    /// Takes `i` out of its wheel bucket.
+    pub fn unschedule(&mut self, i: u32) {
+        let d = self.cold.get(i as usize).map_or(0, |c| c.deadline);
+        if let Some(list) = self.wheel.get_mut((d & self.wheel_mask) as usize) {
+            list_unlink(&mut self.cold, list, i, true);
+        }
+    }
+
+    /// Moves `i` to another deadline.
+    pub fn reschedule(&mut self, i: u32, deadline: u32, now: u32) {
+        self.unschedule(i);
+        self.schedule(i, deadline, now);
+    }
+
+    /// Puts `i` at the tail of the unreplied FIFO.
+    pub fn push_unreplied(&mut self, i: u32) {
+        list_link(&mut self.cold, &mut self.unreplied, i, false);
+    }
+
+    /// Takes `i` off the unreplied FIFO.
+    pub fn remove_unreplied(&mut self, i: u32) {
+        list_unlink(&mut self.cold, &mut self.unreplied, i, false);
+    }
+
+    /// The oldest unreplied session.
+    pub fn oldest_unreplied(&self) -> Option<u32> {
+        (self.unreplied.head != NIL).then_some(self.unreplied.head)
+    }
+
+    /// The sessions due in the next bucket the sweep must look at, if that
+    /// second has come: returns the bucket's first session and the second.
+    /// The caller removes or re-files each; [`SessionTable::advance`] moves on
+    /// once the bucket is empty.
+    pub fn due(&mut self, now: u32) -> Option<(u32, u32)> {
+        let cur = *self.cursor.get_or_insert(now);
+        if cur > now {
+            return None;
+        }
+        let head = self.wheel.get((cur & self.wheel_mask) as usize).map_or(NIL, |l| l.head);
+        Some((head, cur))
+    }
+
+    /// Moves the sweep past the current second (its bucket is empty).
+    pub fn advance(&mut self) {
+        if let Some(c) = self.cursor.as_mut() {
+            *c = c.wrapping_add(1);
+        }
+    }
+
+    /// Next session in the same wheel bucket.
+    pub fn next_in_bucket(&self, i: u32) -> u32 {
+        self.cold.get(i as usize).map_or(NIL, |c| c.next)
+    }
+
+    /// `deadline` of session `i`.
+    pub fn deadline(&self, i: u32) -> u32 {
+        self.cold.get(i as usize).map_or(0, |c| c.deadline)
+    }
+
+    /// The wheel's length in seconds.
+    pub fn horizon(&self) -> u32 {
+        self.wheel_mask + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(std::mem::size_of::<Session>(), 32);
+        assert_eq!(std::mem::size_of::<Cold>(), 24);
+    }
+
+    #[test]
+    fn alloc_and_free() {
+        let mut t = SessionTable::new(3, 100);
+        let a = t.alloc().unwrap();
+        let b = t.alloc().unwrap();
+        let _c = t.alloc().unwrap();
+        assert_eq!(t.alloc(), None);
+        assert_eq!(t.live(), 3);
+        t.free(b);
+        assert_eq!(t.live(), 2);
+        assert_eq!(t.alloc(), Some(b));
+        t.free(a);
+        assert_eq!(t.alloc(), Some(a));
+    }
+
+    #[test]
+    fn wheel_buckets_come_due_in_order() {
+        let mut t = SessionTable::new(4, 100);
+        let (a, b, c) = (t.alloc().unwrap(), t.alloc().unwrap(), t.alloc().unwrap());
+        assert_eq!(t.due(10), Some((NIL, 10)));
+        t.schedule(a, 12, 10);
+        t.schedule(b, 11, 10);
+        t.schedule(c, 12, 10);
+        t.advance();
+        assert_eq!(t.due(11), Some((b, 11)));
+        t.unschedule(b);
+        assert_eq!(t.due(11), Some((NIL, 11)));
+        t.advance();
+        assert_eq!(t.due(11), None, "12 has not come yet");
+        assert_eq!(t.due(12), Some((a, 12)));
+        assert_eq!(t.next_in_bucket(a), c);
+        t.reschedule(a, 20, 12);
+        assert_eq!(t.due(12), Some((c, 12)));
+        assert_eq!(t.deadline(a), 20);
+        // Far deadlines are clamped to the wheel's reach.
+        t.reschedule(c, 1_000_000, 12);
+        assert_eq!(t.deadline(c), 12 + t.horizon() - 1);
+    }
+
+    #[test]
+    fn unreplied_fifo() {
+        let mut t = SessionTable::new(4, 100);
+        let (a, b, c) = (t.alloc().unwrap(), t.alloc().unwrap(), t.alloc().unwrap());
+        assert_eq!(t.oldest_unreplied(), None);
+        t.push_unreplied(a);
+        t.push_unreplied(b);
+        t.push_unreplied(c);
+        assert_eq!(t.oldest_unreplied(), Some(a));
+        t.remove_unreplied(a);
+        assert_eq!(t.oldest_unreplied(), Some(b));
+        t.remove_unreplied(c);
+        t.remove_unreplied(b);
+        assert_eq!(t.oldest_unreplied(), None);
+    }
+}
