@@ -44,7 +44,7 @@ use crate::wire::icmp;
 use frag::{FragKey, Fragments};
 use hash::{hash3, hash5};
 use index::Index;
-use parse::{parse, parse_embedded, Kind, Parsed};
+use parse::{parse, parse_embedded, parse_fast, Kind, Parsed};
 use ports::Ports;
 use session::{class, flag, pcode, Session, SessionTable, NIL};
 
@@ -133,10 +133,38 @@ pub struct Engine {
     ports: Ports,
     frags: Fragments,
     counters: Counters,
-    parsed: [Parsed; BATCH],
-    hashes: [u64; BATCH],
-    slot0: [u32; BATCH],
-    state: [Pre; BATCH],
+}
+
+/// Phase 1's result for one frame of a batch.
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    p: Parsed,
+    h: u64,
+    slot: u32,
+    st: Pre,
+}
+
+impl Item {
+    const EMPTY: Item = Item {
+        p: Parsed {
+            l3: 0,
+            l4: 0,
+            src: 0,
+            dst: 0,
+            sport: 0,
+            dport: 0,
+            proto: 0,
+            pcode: 0,
+            ttl: 0,
+            tcp_flags: 0,
+            ident: 0,
+            first_frag: false,
+            kind: Kind::Flow,
+        },
+        h: 0,
+        slot: 0,
+        st: Pre::Done,
+    };
 }
 
 /// What phase 1 decided for a frame.
@@ -235,10 +263,6 @@ impl Engine {
             ports,
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
             counters: Counters::default(),
-            parsed: [Parsed::default(); BATCH],
-            hashes: [0; BATCH],
-            slot0: [0; BATCH],
-            state: [Pre::Done; BATCH],
         })
     }
 
@@ -393,72 +417,54 @@ impl Engine {
     }
 
     fn process_chunk<F: AsMut<[u8]>>(&mut self, side: Side, now: u32, frames: &mut [F], verdicts: &mut [Verdict]) {
-        let n = frames.len().min(verdicts.len()).min(BATCH);
+        let mut items = [Item::EMPTY; BATCH];
+        let n = frames.len().min(verdicts.len()).min(BATCH) as u64;
+        match side {
+            Side::Inside => self.counters.rx_i2o += n,
+            Side::Outside => self.counters.rx_o2i += n,
+        }
         // Phase 1: parse every frame and read its first index slot, so the
         // cache misses of the whole batch overlap instead of queueing.
-        for i in 0..n {
-            let (Some(f), Some(v)) = (frames.get_mut(i), verdicts.get_mut(i)) else {
-                break;
-            };
+        for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()) {
             let frame = f.as_mut();
-            match side {
-                Side::Inside => {
-                    self.counters.rx_i2o += 1;
-                }
-                Side::Outside => {
-                    self.counters.rx_o2i += 1;
-                }
-            }
-            let (st, p, h) = match parse(frame, side) {
+            let parsed = match parse_fast(frame) {
+                Some(p) => Ok(p),
+                None => parse(frame, side),
+            };
+            match parsed {
                 Ok(p) if p.kind == Kind::Flow => {
-                    let h = match side {
-                        Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.pcode),
-                        Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.pcode),
+                    let (h, slot) = match side {
+                        Side::Inside => {
+                            let h = self.h_i2o(p.src, p.sport, p.dst, p.dport, p.pcode);
+                            (h, self.i2o.home_slot(h))
+                        }
+                        Side::Outside => {
+                            let h = self.h_o2i(p.dst, p.dport, p.src, p.sport, p.pcode);
+                            (h, self.o2i.home_slot(h))
+                        }
                     };
-                    (Pre::Flow, p, h)
+                    *it = Item { p, h, slot, st: Pre::Flow };
                 }
-                Ok(p) => (Pre::Slow, p, 0),
-                Err(verdict) => {
-                    *v = verdict;
-                    (Pre::Done, Parsed::default(), 0)
-                }
-            };
-            let slot = match (st, side) {
-                (Pre::Flow, Side::Inside) => self.i2o.home_slot(h),
-                (Pre::Flow, Side::Outside) => self.o2i.home_slot(h),
-                _ => 0,
-            };
-            if let (Some(a), Some(b), Some(c), Some(d)) =
-                (self.parsed.get_mut(i), self.hashes.get_mut(i), self.slot0.get_mut(i), self.state.get_mut(i))
-            {
-                *a = p;
-                *b = h;
-                *c = slot;
-                *d = st;
+                Ok(p) => *it = Item { p, st: Pre::Slow, ..Item::EMPTY },
+                Err(verdict) => *v = verdict,
             }
         }
         // Phase 2: touch the candidate session of each first slot.
         let mut touch = 0u32;
-        for i in 0..n {
-            let s = self.slot0.get(i).copied().unwrap_or(0);
-            if s != 0 {
-                let idx = (s & 0x00ff_ffff) - 1;
+        for it in &items {
+            if it.slot != 0 {
+                let idx = (it.slot & 0x00ff_ffff) - 1;
                 touch ^= self.sessions.hot.get(idx as usize).map_or(0, |x| x.inside_ip);
             }
         }
         std::hint::black_box(touch);
         // Phase 3: look up and translate.
-        for i in 0..n {
-            let (Some(f), Some(v)) = (frames.get_mut(i), verdicts.get_mut(i)) else {
-                break;
-            };
+        for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter()) {
             let frame = f.as_mut();
-            let p = self.parsed.get(i).copied().unwrap_or_default();
-            let h = self.hashes.get(i).copied().unwrap_or(0);
-            match self.state.get(i).copied().unwrap_or(Pre::Done) {
+            match it.st {
                 Pre::Done => {}
-                Pre::Slow => *v = self.slow(side, now, frame, &p),
-                Pre::Flow => *v = self.flow(side, now, frame, &p, h),
+                Pre::Slow => *v = self.slow(side, now, frame, &it.p),
+                Pre::Flow => *v = self.flow(side, now, frame, &it.p, it.h),
             }
             self.count(*v);
         }
@@ -484,30 +490,51 @@ impl Engine {
         let Some(idx) = found else {
             return self.slow(side, now, frame, p);
         };
-        let s = self.sessions.get(idx);
-        if self.stale(&s, now) {
-            self.remove(idx, now);
-            self.counters.sessions_expired += 1;
+        let timeouts = self.class_timeout;
+        let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
             return self.slow(side, now, frame, p);
+        };
+        let t = timeouts.get(usize::from(s.class & 3)).copied().unwrap_or(0);
+        if now.wrapping_sub(s.last_seen) >= t && now >= s.last_seen {
+            return self.stale_hit(idx, side, now, frame, p);
         }
         if p.ttl <= 1 {
             return Verdict::PassToKernel(PassReason::TtlExpired);
         }
-        self.touch(idx, side, p, now);
+        s.last_seen = now;
+        const STEADY: u8 = tcp::SYN_ORIG | tcp::SYN_REPLY | tcp::ESTABLISHED;
+        use crate::wire::tcp::{FIN, RST, SYN};
+        let from_orig = (side == Side::Inside) != (s.flags & flag::INBOUND != 0);
+        let unanswered = !from_orig && s.flags & flag::REPLIED == 0;
+        let tcp_event = p.pcode == pcode::TCP && (s.tcp != STEADY || p.tcp_flags & (SYN | FIN | RST) != 0);
+        let snap = *s;
+        if unanswered || tcp_event {
+            self.touch(idx, side, p, now);
+        }
         match side {
             Side::Inside => {
-                let pub_ip = self.public_ip(&s);
-                xlate_i2o(frame, p, &s, pub_ip);
-                if s.flags & flag::HAIRPIN != 0 {
+                let pub_ip =
+                    if snap.flags & flag::NO_NAT != 0 { snap.inside_ip } else { self.ports.ip_of(snap.addr()) };
+                xlate_i2o(frame, p, &snap, pub_ip);
+                if snap.flags & flag::HAIRPIN != 0 {
+                    let s = self.sessions.get(idx);
                     return self.hairpin_dst(now, frame, p, &s, pub_ip);
                 }
                 Verdict::Forward(Side::Outside)
             }
             Side::Outside => {
-                xlate_o2i(frame, p, &s);
+                xlate_o2i(frame, p, &snap);
                 Verdict::Forward(Side::Inside)
             }
         }
+    }
+
+    /// A lookup found a session whose timeout has passed: it is gone.
+    #[cold]
+    fn stale_hit(&mut self, idx: u32, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> Verdict {
+        self.remove(idx, now);
+        self.counters.sessions_expired += 1;
+        self.slow(side, now, frame, p)
     }
 
     /// Refreshes a session on a packet: last seen, replied, TCP state.
@@ -591,7 +618,7 @@ impl Engine {
                 if p.ttl <= 1 {
                     return Verdict::PassToKernel(PassReason::TtlExpired);
                 }
-                decrement_ttl(frame, p.l3, 0);
+                decrement_ttl(frame, usize::from(p.l3), 0);
                 return Verdict::Forward(match side {
                     Side::Inside => Side::Outside,
                     Side::Outside => Side::Inside,
@@ -1143,11 +1170,11 @@ impl Engine {
         self.counters.fragments_followed += 1;
         match side {
             Side::Inside => {
-                set_ip_addr(frame, p.l3, 12, pub_ip, add(s.ip_delta, TTL_DELTA));
+                set_ip_addr(frame, usize::from(p.l3), 12, pub_ip, add(s.ip_delta, TTL_DELTA));
                 Verdict::Forward(Side::Outside)
             }
             Side::Outside => {
-                set_ip_addr(frame, p.l3, 16, s.inside_ip, add(negate(s.ip_delta), TTL_DELTA));
+                set_ip_addr(frame, usize::from(p.l3), 16, s.inside_ip, add(negate(s.ip_delta), TTL_DELTA));
                 Verdict::Forward(Side::Inside)
             }
         }
@@ -1160,8 +1187,8 @@ impl Engine {
         if side == Side::Outside && self.ports.addr_of_ip(p.dst).is_none() && self.is_local(p.dst) {
             return Verdict::PassToKernel(PassReason::ToSelf);
         }
-        let end = p.l3 + usize::from(u16_at(frame.get(p.l3..).unwrap_or(&[]), 2));
-        let Some(e) = parse_embedded(frame, p.l4, end) else {
+        let end = usize::from(p.l3) + usize::from(u16_at(frame.get(usize::from(p.l3)..).unwrap_or(&[]), 2));
+        let Some(e) = parse_embedded(frame, usize::from(p.l4), end) else {
             return Verdict::Drop(DropReason::Malformed);
         };
         let found = match side {
@@ -1207,7 +1234,7 @@ impl Engine {
             Side::Inside => (12, pub_ip, 16, pub_ip, 2, s.public_port, s.l4_delta),
             Side::Outside => (16, s.inside_ip, 12, s.inside_ip, 0, s.inside_port, negate(s.l4_delta)),
         };
-        let icmp_off = p.l4;
+        let icmp_off = usize::from(p.l4);
         // The ICMP checksum covers the embedded bytes: sum them before and after.
         let emb_end = e.l3 + e.len.min(e.l4 - e.l3 + 20);
         let before = fold(sum(frame.get(e.l3..emb_end).unwrap_or(&[])));
@@ -1236,8 +1263,8 @@ impl Engine {
             set_u16(ic, icmp::CHECKSUM, apply_delta(c, add(!before, after)));
         }
         // Outer header: one address and the TTL.
-        let old_outer = u32_at(frame.get(p.l3..).unwrap_or(&[]), outer_off);
-        set_ip_addr(frame, p.l3, outer_off, outer_new, add(delta32(old_outer, outer_new), TTL_DELTA));
+        let old_outer = u32_at(frame.get(usize::from(p.l3)..).unwrap_or(&[]), outer_off);
+        set_ip_addr(frame, usize::from(p.l3), outer_off, outer_new, add(delta32(old_outer, outer_new), TTL_DELTA));
         self.counters.icmp_errors_translated += 1;
         Verdict::Forward(match side {
             Side::Inside => Side::Outside,
@@ -1337,9 +1364,15 @@ fn decrement_ttl(frame: &mut [u8], l3: usize, d: u16) {
     }
 }
 
+/// Applies two deltas to a checksum with one fold (RFC 1624 eqn. 3).
+#[inline(always)]
+fn apply2(csum: u16, d1: u16, d2: u16) -> u16 {
+    !fold(u32::from(!csum) + u32::from(d1) + u32::from(d2))
+}
+
 #[inline(always)]
 fn rewrite_l4(frame: &mut [u8], p: &Parsed, port_off: usize, csum_off: usize, port: u16, d: u16) {
-    if let Some(l4) = frame.get_mut(p.l4..) {
+    if let Some(l4) = frame.get_mut(usize::from(p.l4)..) {
         set_u16(l4, port_off, port);
         let c = u16_at(l4, csum_off);
         let nc = if p.pcode == pcode::UDP { apply_delta_udp(c, d) } else { apply_delta(c, d) };
@@ -1347,15 +1380,66 @@ fn rewrite_l4(frame: &mut [u8], p: &Parsed, port_off: usize, csum_off: usize, po
     }
 }
 
+/// Rewrites one address and one port of a frame in the fast-lane layout
+/// (IPv4 at 14 without options, L4 at 34), TTL included. `N` covers the L4
+/// checksum, so every offset is a constant inside a fixed-size array.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rewrite_fast<const N: usize>(
+    h: &mut [u8; N],
+    addr_off: usize,
+    addr: u32,
+    port_off: usize,
+    port: u16,
+    csum_off: usize,
+    d_ip: u16,
+    d_l4: u16,
+    udp: bool,
+) {
+    let b = &mut h[..];
+    set_u32(b, addr_off, addr);
+    let w = u16_at(b, 22);
+    set_u16(b, 22, w.wrapping_sub(0x100));
+    set_u16(b, 24, apply2(u16_at(b, 24), d_ip, TTL_DELTA));
+    set_u16(b, port_off, port);
+    let c = u16_at(b, csum_off);
+    let nc = if udp { apply_delta_udp(c, d_l4) } else { apply_delta(c, d_l4) };
+    set_u16(b, csum_off, nc);
+}
+
+/// The fast-lane rewrite, if the frame has the fast-lane layout.
+#[inline(always)]
+fn try_fast(frame: &mut [u8], p: &Parsed, i2o: bool, addr: u32, port: u16, d_ip: u16, d_l4: u16) -> bool {
+    if p.l3 != 14 || p.l4 != 34 {
+        return false;
+    }
+    let (addr_off, port_off) = if i2o { (26, 34) } else { (30, 36) };
+    match p.pcode {
+        pcode::UDP => match frame.first_chunk_mut::<42>() {
+            Some(h) => rewrite_fast(h, addr_off, addr, port_off, port, 40, d_ip, d_l4, true),
+            None => return false,
+        },
+        pcode::TCP => match frame.first_chunk_mut::<54>() {
+            Some(h) => rewrite_fast(h, addr_off, addr, port_off, port, 50, d_ip, d_l4, false),
+            None => return false,
+        },
+        _ => return false,
+    }
+    true
+}
+
 /// Inside to outside: source becomes the public endpoint, TTL drops by one.
 #[inline(always)]
 fn xlate_i2o(frame: &mut [u8], p: &Parsed, s: &Session, pub_ip: u32) {
-    if let Some(ip) = frame.get_mut(p.l3..) {
+    if try_fast(frame, p, true, pub_ip, s.public_port, s.ip_delta, s.l4_delta) {
+        return;
+    }
+    if let Some(ip) = frame.get_mut(usize::from(p.l3)..) {
         set_u32(ip, 12, pub_ip);
         let w = u16_at(ip, 8);
         set_u16(ip, 8, w.wrapping_sub(0x100));
         let c = u16_at(ip, 10);
-        set_u16(ip, 10, apply_delta(c, add(s.ip_delta, TTL_DELTA)));
+        set_u16(ip, 10, apply2(c, s.ip_delta, TTL_DELTA));
     }
     let (po, _, co) = L4_OFFS.get(usize::from(p.pcode)).copied().unwrap_or((0, 2, 16));
     rewrite_l4(frame, p, po, co, s.public_port, s.l4_delta);
@@ -1364,12 +1448,15 @@ fn xlate_i2o(frame: &mut [u8], p: &Parsed, s: &Session, pub_ip: u32) {
 /// Outside to inside: destination becomes the inside endpoint, TTL drops by one.
 #[inline(always)]
 fn xlate_o2i(frame: &mut [u8], p: &Parsed, s: &Session) {
-    if let Some(ip) = frame.get_mut(p.l3..) {
+    if try_fast(frame, p, false, s.inside_ip, s.inside_port, negate(s.ip_delta), negate(s.l4_delta)) {
+        return;
+    }
+    if let Some(ip) = frame.get_mut(usize::from(p.l3)..) {
         set_u32(ip, 16, s.inside_ip);
         let w = u16_at(ip, 8);
         set_u16(ip, 8, w.wrapping_sub(0x100));
         let c = u16_at(ip, 10);
-        set_u16(ip, 10, apply_delta(c, add(negate(s.ip_delta), TTL_DELTA)));
+        set_u16(ip, 10, apply2(c, negate(s.ip_delta), TTL_DELTA));
     }
     let (_, po, co) = L4_OFFS.get(usize::from(p.pcode)).copied().unwrap_or((0, 2, 16));
     rewrite_l4(frame, p, po, co, s.inside_port, negate(s.l4_delta));
@@ -1377,7 +1464,7 @@ fn xlate_o2i(frame: &mut [u8], p: &Parsed, s: &Session) {
 
 /// [`xlate_o2i`] without the TTL decrement (the hairpin's second half).
 fn xlate_o2i_no_ttl(frame: &mut [u8], p: &Parsed, s: &Session) {
-    if let Some(ip) = frame.get_mut(p.l3..) {
+    if let Some(ip) = frame.get_mut(usize::from(p.l3)..) {
         set_u32(ip, 16, s.inside_ip);
         let c = u16_at(ip, 10);
         set_u16(ip, 10, apply_delta(c, negate(s.ip_delta)));

@@ -30,10 +30,10 @@ pub enum Kind {
 /// The parse result.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Parsed {
-    /// Offset of the IPv4 header in the frame.
-    pub l3: usize,
-    /// Offset of the L4 header in the frame.
-    pub l4: usize,
+    /// Offset of the IPv4 header in the frame (14, or 18 with a VLAN tag).
+    pub l3: u8,
+    /// Offset of the L4 header in the frame (at most 18 + 60).
+    pub l4: u8,
     /// IPv4 source.
     pub src: u32,
     /// IPv4 destination.
@@ -62,6 +62,71 @@ fn is_group_ip(a: u32) -> bool {
     a >> 28 == 0xe || a == u32::MAX
 }
 
+/// Bytes of the common frame layout the fast parser reads: Ethernet (14),
+/// IPv4 without options (20), and the first 8 bytes of UDP or TCP.
+pub const FAST_LEN: usize = 42;
+
+/// The fast lane: an untagged unicast Ethernet frame carrying an unfragmented
+/// IPv4 packet without options, TTL above 1, to a unicast address, with a
+/// TCP or UDP header. Everything is read from one fixed-size array, so no
+/// read needs a run-time bounds check. Anything else returns `None` and goes
+/// through [`parse`].
+#[inline(always)]
+pub fn parse_fast(frame: &[u8]) -> Option<Parsed> {
+    let h: &[u8; FAST_LEN] = frame.first_chunk()?;
+    let b = &h[..];
+    let ethertype = u16_at(b, 12);
+    let ver_ihl = crate::wire::bytes::u8_at(b, 14);
+    let total = usize::from(u16_at(b, 16));
+    let frag = u16_at(b, 20);
+    let ttl = crate::wire::bytes::u8_at(b, 22);
+    let proto = crate::wire::bytes::u8_at(b, 23);
+    let dst = crate::wire::bytes::u32_at(b, 30);
+    let unicast_mac = crate::wire::bytes::u8_at(b, 0) & 1 == 0;
+    let (pcode, min_l4) = match proto {
+        PROTO_UDP => (pcode::UDP, 8),
+        PROTO_TCP => (pcode::TCP, 20),
+        _ => return None,
+    };
+    if ethertype != ETHERTYPE_IPV4
+        || ver_ihl != 0x45
+        || frag & 0x3fff != 0
+        || ttl <= 1
+        || !unicast_mac
+        || is_group_ip(dst)
+        || total < 20 + min_l4
+        || total + 14 > frame.len()
+    {
+        return None;
+    }
+    let tcp_flags = if proto == PROTO_TCP {
+        // Data offset and flags live past the first 8 bytes of TCP.
+        let t = frame.get(34..54)?;
+        let doff = usize::from(t.get(12).copied().unwrap_or(0) >> 4) * 4;
+        if doff < 20 || doff > total - 20 {
+            return None;
+        }
+        t.get(13).copied().unwrap_or(0)
+    } else {
+        0
+    };
+    Some(Parsed {
+        l3: 14,
+        l4: 34,
+        src: crate::wire::bytes::u32_at(b, 26),
+        dst,
+        sport: u16_at(b, 34),
+        dport: u16_at(b, 36),
+        proto,
+        pcode,
+        ttl,
+        tcp_flags,
+        ident: 0,
+        first_frag: false,
+        kind: Kind::Flow,
+    })
+}
+
 /// Parses a frame received on `side`.
 #[inline]
 pub fn parse(frame: &[u8], side: Side) -> Result<Parsed, Verdict> {
@@ -79,9 +144,11 @@ pub fn parse(frame: &[u8], side: Side) -> Result<Parsed, Verdict> {
     if is_group_ip(dst) {
         return Err(Verdict::PassToKernel(PassReason::Multicast));
     }
+    // Both offsets are at most 18 + 60 (tag plus the longest IPv4 header).
+    let bad = |_| Verdict::Drop(DropReason::Malformed);
     let mut p = Parsed {
-        l3,
-        l4: l3 + ip.header_len(),
+        l3: u8::try_from(l3).map_err(bad)?,
+        l4: u8::try_from(l3 + ip.header_len()).map_err(bad)?,
         src,
         dst,
         proto: ip.protocol(),

@@ -1,0 +1,221 @@
+//! engine-bench: measures the NAT engine alone (no NIC), one core.
+//!
+//! Scenarios:
+//! - `established`: set up `--flows` sessions, then translate `--packets`
+//!   packets of those flows in batches of 64, in random flow order, half the
+//!   batches inside-to-outside and half the replies.
+//! - `new-sessions`: every packet opens a new session (`--flows` of them,
+//!   `--packets` is ignored): the rate of session set-up.
+//!
+//! Frames are 60-byte UDP (64 on the wire). Each batch's frames are written
+//! in place from a compact flow array (tuple and TTL), as a NIC would write
+//! them; checksums are not recomputed (the engine updates them
+//! incrementally and never needs them valid to do its work).
+//!
+//! Prints one JSON line. For instruction counts run it under
+//! `valgrind --tool=callgrind --toggle-collect='dataplane::nat::Engine::process*'`
+//! (see perf/callgrind.sh).
+
+use clap::{Parser, ValueEnum};
+use dataplane::nat::{Engine, Side, Verdict, BATCH};
+use perf::flows;
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum Scenario {
+    /// Translate packets of already established flows.
+    Established,
+    /// Open a new session with every packet.
+    NewSessions,
+}
+
+/// Benchmark the NAT engine on one core, without a NIC.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Which scenario to run.
+    #[arg(long, value_enum, default_value = "established")]
+    scenario: Scenario,
+    /// Distinct flows (sessions).
+    #[arg(long, default_value_t = 10_000)]
+    flows: u32,
+    /// Packets to translate (established only).
+    #[arg(long, default_value_t = 10_000_000)]
+    packets: u64,
+    /// Flows per subscriber (inside address).
+    #[arg(long, default_value_t = 1000)]
+    ports_per_sub: u32,
+    /// Only inside-to-outside packets (default: half the batches are replies).
+    #[arg(long)]
+    one_way: bool,
+    /// Visit flows in order instead of a random order (cache-friendly).
+    #[arg(long)]
+    sequential: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    scenario: Scenario,
+    flows: u32,
+    packets: u64,
+    seconds: f64,
+    mpps: f64,
+    ns_per_packet: f64,
+    bytes_per_session: f64,
+    sessions: u32,
+    forwarded: u64,
+    drops: u64,
+    batch: usize,
+    order: &'static str,
+}
+
+/// Offsets in the 60-byte frame.
+const TTL: usize = 22;
+const SRC: usize = 26;
+const DST: usize = 30;
+const SPORT: usize = 34;
+const DPORT: usize = 36;
+
+fn write_i2o(buf: &mut [u8], f: flows::Flow) {
+    buf[TTL] = 64;
+    buf[SRC..SRC + 4].copy_from_slice(&f.src.to_be_bytes());
+    buf[DST..DST + 4].copy_from_slice(&flows::remote().to_be_bytes());
+    buf[SPORT..SPORT + 2].copy_from_slice(&f.sport.to_be_bytes());
+    buf[DPORT..DPORT + 2].copy_from_slice(&f.dport.to_be_bytes());
+}
+
+fn write_o2i(buf: &mut [u8], f: flows::Flow, public: (u32, u16)) {
+    buf[TTL] = 64;
+    buf[SRC..SRC + 4].copy_from_slice(&flows::remote().to_be_bytes());
+    buf[DST..DST + 4].copy_from_slice(&public.0.to_be_bytes());
+    buf[SPORT..SPORT + 2].copy_from_slice(&f.dport.to_be_bytes());
+    buf[DPORT..DPORT + 2].copy_from_slice(&public.1.to_be_bytes());
+}
+
+/// A small deterministic permutation source (xorshift), so runs compare.
+fn shuffle(v: &mut [u32]) {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let j = usize::try_from(x % (i as u64 + 1)).unwrap_or(0);
+        v.swap(i, j);
+    }
+}
+
+fn main() {
+    let a = Args::parse();
+    let flows_n = a.flows.max(1);
+    let capacity = flows_n;
+    let params = flows::params(flows_n, a.ports_per_sub, capacity);
+    let mut engine = match Engine::new(&params) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("engine-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let template = flows::frame(flows::flow(0, a.ports_per_sub));
+    let mut bufs: Vec<Vec<u8>> = vec![template.clone(); BATCH];
+    let mut verdicts = vec![Verdict::Drop(dataplane::nat::DropReason::Malformed); BATCH];
+    let now = 1;
+    let all: Vec<flows::Flow> = (0..flows_n).map(|i| flows::flow(i, a.ports_per_sub)).collect();
+    let mut order: Vec<u32> = (0..flows_n).collect();
+    if !a.sequential {
+        shuffle(&mut order);
+    }
+
+    let (packets, seconds) = match a.scenario {
+        Scenario::NewSessions => {
+            let t0 = Instant::now();
+            for chunk in order.chunks(BATCH) {
+                for (b, &i) in bufs.iter_mut().zip(chunk) {
+                    write_i2o(b, all[i as usize]);
+                }
+                engine.process(Side::Inside, now, &mut bufs[..chunk.len()], &mut verdicts[..chunk.len()]);
+            }
+            (u64::from(flows_n), t0.elapsed().as_secs_f64())
+        }
+        Scenario::Established => {
+            // Set up every session, remembering each flow's public endpoint.
+            let mut public = vec![(0u32, 0u16); flows_n as usize];
+            for (n, chunk) in (0..flows_n).collect::<Vec<_>>().chunks(BATCH).enumerate() {
+                for (b, &i) in bufs.iter_mut().zip(chunk) {
+                    write_i2o(b, all[i as usize]);
+                }
+                engine.process(Side::Inside, now, &mut bufs[..chunk.len()], &mut verdicts[..chunk.len()]);
+                for (k, &i) in chunk.iter().enumerate() {
+                    let b = &bufs[k];
+                    public[i as usize] = (
+                        u32::from_be_bytes([b[SRC], b[SRC + 1], b[SRC + 2], b[SRC + 3]]),
+                        u16::from_be_bytes([b[SPORT], b[SPORT + 1]]),
+                    );
+                }
+                let _ = n;
+            }
+            if engine.live_sessions() != flows_n {
+                eprintln!("engine-bench: set-up made {} sessions of {flows_n}", engine.live_sessions());
+                std::process::exit(1);
+            }
+            // The flows in visiting order, read sequentially like frames from
+            // a ring: the engine's lookups stay random, the harness's reads do not.
+            let visit: Vec<(flows::Flow, (u32, u16))> =
+                order.iter().map(|&i| (all[i as usize], public[i as usize])).collect();
+            drop(public);
+            let before = engine.counters().clone();
+            let batches = a.packets.div_ceil(BATCH as u64);
+            let mut pos = 0usize;
+            let t0 = Instant::now();
+            for n in 0..batches {
+                let o2i = !a.one_way && n % 2 == 1;
+                for b in bufs.iter_mut() {
+                    let (f, public) = visit[pos];
+                    pos += 1;
+                    if pos == visit.len() {
+                        pos = 0;
+                    }
+                    if o2i {
+                        write_o2i(b, f, public);
+                    } else {
+                        write_i2o(b, f);
+                    }
+                }
+                let side = if o2i { Side::Outside } else { Side::Inside };
+                engine.process(side, now, &mut bufs, &mut verdicts);
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            let c = engine.counters();
+            let fwd = c.fwd_i2o + c.fwd_o2i - before.fwd_i2o - before.fwd_o2i;
+            if fwd != batches * BATCH as u64 {
+                eprintln!("engine-bench: only {fwd} of {} packets forwarded", batches * BATCH as u64);
+                std::process::exit(1);
+            }
+            (batches * BATCH as u64, secs)
+        }
+    };
+    let c = engine.counters();
+    let report = Report {
+        scenario: a.scenario,
+        flows: flows_n,
+        packets,
+        seconds,
+        mpps: packets as f64 / seconds / 1e6,
+        ns_per_packet: seconds * 1e9 / packets as f64,
+        bytes_per_session: engine.memory_bytes() as f64 / f64::from(engine.live_sessions().max(1)),
+        sessions: engine.live_sessions(),
+        forwarded: c.fwd_i2o + c.fwd_o2i,
+        drops: c.total_drops(),
+        batch: BATCH,
+        order: if a.sequential { "sequential" } else { "random" },
+    };
+    match serde_json::to_string(&report) {
+        Ok(s) => println!("{s}"),
+        Err(e) => {
+            eprintln!("engine-bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Synthetic subscriber flows for benchmarks, in the lab's address plan:
+//! flow `i` is 100.64.0.0/10 host `i / ports_per_sub`, source port
+//! `1024 + i % ports_per_sub`, to 198.51.100.1 port `5000 + i % 61`.
+
+use dataplane::build::{ip, udp};
+use dataplane::nat::{EngineParams, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
+
+/// One flow's inside endpoint and remote port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    /// Inside address.
+    pub src: u32,
+    /// Inside port.
+    pub sport: u16,
+    /// Remote port.
+    pub dport: u16,
+}
+
+/// The remote every flow talks to.
+pub fn remote() -> u32 {
+    ip("198.51.100.1")
+}
+
+/// Flow number `i`.
+pub fn flow(i: u32, ports_per_sub: u32) -> Flow {
+    let sub = i / ports_per_sub;
+    Flow {
+        src: ip("100.64.0.0") + 256 + sub,
+        sport: u16::try_from(1024 + i % ports_per_sub).unwrap_or(u16::MAX),
+        dport: u16::try_from(5000 + i % 61).unwrap_or(5000),
+    }
+}
+
+/// A 60-byte UDP frame of the flow (what "64 bytes on the wire" carries).
+pub fn frame(f: Flow) -> Vec<u8> {
+    udp(f.src, f.sport, remote(), f.dport, &[0u8; 18])
+}
+
+/// Engine parameters sized for `flows` flows: a CGNAT pool large enough for
+/// every flow to hold its own public port, blocks of 512, a session table of
+/// exactly `capacity` sessions.
+pub fn params(flows: u32, ports_per_sub: u32, capacity: u32) -> EngineParams {
+    let subs = flows.div_ceil(ports_per_sub).max(1);
+    let blocks_per_sub = ports_per_sub.div_ceil(512) + 1;
+    // 126 blocks of 512 per address (ports 1024-65535); paired pooling picks
+    // addresses by hash, so leave room.
+    let addrs = (subs * blocks_per_sub).div_ceil(126) * 2 + 1;
+    let mut pool = PoolParams::cgnat("bench", (0..addrs).map(|i| ip("203.0.113.0") + i).collect());
+    pool.mode = PoolMode::PortBlocks {
+        block_size: 512,
+        max_blocks_per_subscriber: u16::try_from(blocks_per_sub).unwrap_or(32).min(32),
+    };
+    pool.max_sessions_per_subscriber = u32::MAX;
+    let rule = Rule {
+        matches: RuleMatch { src: vec![Prefix::new(ip("100.64.0.0"), 10)], ..Default::default() },
+        action: RuleAction::Translate { pool: 0 },
+    };
+    let mut p = EngineParams::single(vec![pool], vec![rule]);
+    p.max_sessions = capacity;
+    p.max_subscribers = subs + 16;
+    p
+}
