@@ -21,12 +21,20 @@ pub fn bucket(hash: u64, mask: usize) -> usize {
     (hash as usize) & mask
 }
 
-/// Hashes a (local address, local port, remote address, remote port, protocol) tuple.
+/// Hashes a (source address, source port, destination address,
+/// destination port, protocol) tuple in packet order.
 #[inline(always)]
 pub fn hash5(seed: u64, a: u32, ap: u16, b: u32, bp: u16, proto: u16) -> u64 {
-    let x = (u64::from(a) << 32) | u64::from(b);
-    let y = (u64::from(ap) << 32) | (u64::from(bp) << 16) | u64::from(proto);
-    folded_multiply(x ^ K1, y ^ seed ^ K2)
+    let w0 = (u64::from(a) << 32) | u64::from(b);
+    let w1 = (u64::from(ap) << 48) | (u64::from(bp) << 32) | (u64::from(proto) << 16);
+    hash_words(seed, w0, w1)
+}
+
+/// [`hash5`] on a tuple already packed as the fast lane packs it
+/// (`w1`'s low 16 bits, where the TCP flags ride, are ignored).
+#[inline(always)]
+pub fn hash_words(seed: u64, w0: u64, w1: u64) -> u64 {
+    folded_multiply(w0 ^ K1, (w1 & !0xffff) ^ seed ^ K2)
 }
 
 /// Hashes a (address, port, protocol, extra) endpoint key.

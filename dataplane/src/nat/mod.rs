@@ -44,7 +44,7 @@ use crate::wire::icmp;
 use frag::{FragKey, Fragments};
 use hash::{hash3, hash5};
 use index::Index;
-use parse::{parse, parse_embedded, parse_fast, Kind, Parsed};
+use parse::{parse, parse_embedded, parse_fast, FastKey, Kind, Parsed};
 use ports::Ports;
 use session::{class, flag, pcode, Session, SessionTable, NIL};
 
@@ -133,11 +133,13 @@ pub struct Engine {
     ports: Ports,
     frags: Fragments,
     counters: Counters,
+    scratch: Option<Box<[Item; BATCH]>>,
 }
 
 /// Phase 1's result for one frame of a batch.
 #[derive(Debug, Clone, Copy)]
 struct Item {
+    k: FastKey,
     p: Parsed,
     h: u64,
     slot: u32,
@@ -146,6 +148,7 @@ struct Item {
 
 impl Item {
     const EMPTY: Item = Item {
+        k: FastKey { w0: 0, w1: 0 },
         p: Parsed {
             l3: 0,
             l4: 0,
@@ -176,6 +179,8 @@ enum Pre {
     Slow,
     /// A flow packet with its hash: look it up.
     Flow,
+    /// The same, in the fast-lane layout.
+    Fast,
 }
 
 fn pcode_of(proto: u8) -> u16 {
@@ -263,6 +268,7 @@ impl Engine {
             ports,
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
             counters: Counters::default(),
+            scratch: Some(Box::new([Item::EMPTY; BATCH])),
         })
     }
 
@@ -338,7 +344,9 @@ impl Engine {
 
     #[inline(always)]
     fn h_o2i(&self, public: u32, pport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
-        hash5(self.seed ^ O2I_SALT, public, pport, remote, rport, pc)
+        // The packet reads remote -> public; hash it in packet order so the
+        // fast lane can hash its packed key as it is.
+        hash5(self.seed ^ O2I_SALT, remote, rport, public, pport, pc)
     }
 
     fn h_imap(&self, inside: u32, iport: u16, pc: u16, pool: u16) -> u64 {
@@ -417,7 +425,7 @@ impl Engine {
     }
 
     fn process_chunk<F: AsMut<[u8]>>(&mut self, side: Side, now: u32, frames: &mut [F], verdicts: &mut [Verdict]) {
-        let mut items = [Item::EMPTY; BATCH];
+        let mut items = self.scratch.take().unwrap_or_else(|| Box::new([Item::EMPTY; BATCH]));
         let n = frames.len().min(verdicts.len()).min(BATCH) as u64;
         match side {
             Side::Inside => self.counters.rx_i2o += n,
@@ -427,31 +435,51 @@ impl Engine {
         // cache misses of the whole batch overlap instead of queueing.
         for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()) {
             let frame = f.as_mut();
-            let parsed = match parse_fast(frame) {
-                Some(p) => Ok(p),
-                None => parse(frame, side),
-            };
-            match parsed {
-                Ok(p) if p.kind == Kind::Flow => {
-                    let (h, slot) = match side {
-                        Side::Inside => {
-                            let h = self.h_i2o(p.src, p.sport, p.dst, p.dport, p.pcode);
-                            (h, self.i2o.home_slot(h))
-                        }
-                        Side::Outside => {
-                            let h = self.h_o2i(p.dst, p.dport, p.src, p.sport, p.pcode);
-                            (h, self.o2i.home_slot(h))
-                        }
-                    };
-                    *it = Item { p, h, slot, st: Pre::Flow };
+            if let Some(k) = parse_fast(frame) {
+                let h = match side {
+                    Side::Inside => hash::hash_words(self.seed, k.w0, k.w1),
+                    Side::Outside => hash::hash_words(self.seed ^ O2I_SALT, k.w0, k.w1),
+                };
+                it.k = k;
+                it.h = h;
+                it.slot = match side {
+                    Side::Inside => self.i2o.home_slot(h),
+                    Side::Outside => self.o2i.home_slot(h),
+                };
+                it.st = Pre::Fast;
+                continue;
+            }
+            let (p, st) = match parse(frame, side) {
+                Ok(p) if p.kind == Kind::Flow => (p, Pre::Flow),
+                Ok(p) => (p, Pre::Slow),
+                Err(verdict) => {
+                    *v = verdict;
+                    it.st = Pre::Done;
+                    it.slot = 0;
+                    continue;
                 }
-                Ok(p) => *it = Item { p, st: Pre::Slow, ..Item::EMPTY },
-                Err(verdict) => *v = verdict,
+            };
+            it.p = p;
+            it.st = st;
+            it.slot = 0;
+            if st == Pre::Flow {
+                let (h, slot) = match side {
+                    Side::Inside => {
+                        let h = self.h_i2o(p.src, p.sport, p.dst, p.dport, p.pcode);
+                        (h, self.i2o.home_slot(h))
+                    }
+                    Side::Outside => {
+                        let h = self.h_o2i(p.dst, p.dport, p.src, p.sport, p.pcode);
+                        (h, self.o2i.home_slot(h))
+                    }
+                };
+                it.h = h;
+                it.slot = slot;
             }
         }
         // Phase 2: touch the candidate session of each first slot.
         let mut touch = 0u32;
-        for it in &items {
+        for (it, _) in items.iter().zip(frames.iter()) {
             if it.slot != 0 {
                 let idx = (it.slot & 0x00ff_ffff) - 1;
                 touch ^= self.sessions.hot.get(idx as usize).map_or(0, |x| x.inside_ip);
@@ -459,15 +487,29 @@ impl Engine {
         }
         std::hint::black_box(touch);
         // Phase 3: look up and translate.
+        let mut forwarded = 0u64;
         for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter()) {
             let frame = f.as_mut();
             match it.st {
-                Pre::Done => {}
+                Pre::Fast => {
+                    if let Some(out) = self.flow_fast(side, now, frame, it.k, it.h) {
+                        *v = Verdict::Forward(out);
+                        forwarded += 1;
+                        continue;
+                    }
+                    *v = self.flow(side, now, frame, &it.k.to_parsed(), it.h, true);
+                }
+                Pre::Flow => *v = self.flow(side, now, frame, &it.p, it.h, false),
                 Pre::Slow => *v = self.slow(side, now, frame, &it.p),
-                Pre::Flow => *v = self.flow(side, now, frame, &it.p, it.h),
+                Pre::Done => {}
             }
             self.count(*v);
         }
+        match side {
+            Side::Inside => self.counters.fwd_i2o += forwarded,
+            Side::Outside => self.counters.fwd_o2i += forwarded,
+        }
+        self.scratch = Some(items);
     }
 
     fn count(&mut self, v: Verdict) {
@@ -480,9 +522,46 @@ impl Engine {
         }
     }
 
+    /// The steady-state hit of a fast-lane packet: an answered session that
+    /// is not stale, not hairpinned and (TCP) established with no SYN, FIN or
+    /// RST in this packet. Translates and returns where to send it; `None`
+    /// (having changed nothing) sends the packet down the general path.
+    #[inline(always)]
+    fn flow_fast(&mut self, side: Side, now: u32, frame: &mut [u8], k: FastKey, h: u64) -> Option<Side> {
+        use crate::wire::tcp::{FIN, RST, SYN};
+        const STEADY: u8 = tcp::SYN_ORIG | tcp::SYN_REPLY | tcp::ESTABLISHED;
+        let pc = k.pcode();
+        let idx = match side {
+            Side::Inside => self.find_i2o(h, k.src(), k.sport(), k.dst(), k.dport(), pc),
+            Side::Outside => self.find_o2i(h, k.src(), k.sport(), k.dst(), k.dport(), pc),
+        }?;
+        let t = self.class_timeout;
+        let s = self.sessions.hot.get_mut(idx as usize)?;
+        let timeout = t.get(usize::from(s.class & 3)).copied().unwrap_or(0);
+        let fresh = now.wrapping_sub(s.last_seen) < timeout || now < s.last_seen;
+        let steady = s.flags & (flag::REPLIED | flag::HAIRPIN) == flag::REPLIED
+            && (pc != pcode::TCP || (s.tcp == STEADY && k.tcp_flags() & (SYN | FIN | RST) == 0));
+        if !(fresh && steady) {
+            return None;
+        }
+        s.last_seen = now;
+        let s = *s;
+        match side {
+            Side::Inside => {
+                let pub_ip = if s.flags & flag::NO_NAT != 0 { s.inside_ip } else { self.ports.ip_of(s.addr()) };
+                rewrite_fast_lane(frame, pc, true, pub_ip, s.public_port, s.ip_delta, s.l4_delta);
+                Some(Side::Outside)
+            }
+            Side::Outside => {
+                rewrite_fast_lane(frame, pc, false, s.inside_ip, s.inside_port, !s.ip_delta, !s.l4_delta);
+                Some(Side::Inside)
+            }
+        }
+    }
+
     /// A TCP/UDP/ICMP-echo packet with its hash computed.
     #[inline(always)]
-    fn flow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: u64) -> Verdict {
+    fn flow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: u64, fast: bool) -> Verdict {
         let found = match side {
             Side::Inside => self.find_i2o(h, p.src, p.sport, p.dst, p.dport, p.pcode),
             Side::Outside => self.find_o2i(h, p.src, p.sport, p.dst, p.dport, p.pcode),
@@ -502,28 +581,36 @@ impl Engine {
             return Verdict::PassToKernel(PassReason::TtlExpired);
         }
         s.last_seen = now;
+        // Sessions in their steady state (answered; TCP established with no
+        // SYN/FIN/RST) need nothing more than last_seen.
         const STEADY: u8 = tcp::SYN_ORIG | tcp::SYN_REPLY | tcp::ESTABLISHED;
         use crate::wire::tcp::{FIN, RST, SYN};
-        let from_orig = (side == Side::Inside) != (s.flags & flag::INBOUND != 0);
-        let unanswered = !from_orig && s.flags & flag::REPLIED == 0;
-        let tcp_event = p.pcode == pcode::TCP && (s.tcp != STEADY || p.tcp_flags & (SYN | FIN | RST) != 0);
-        let snap = *s;
-        if unanswered || tcp_event {
+        let steady = s.flags & flag::REPLIED != 0
+            && (p.pcode != pcode::TCP || (s.tcp == STEADY && p.tcp_flags & (SYN | FIN | RST) == 0));
+        let (flags, inside_ip, inside_port, public_port, addr) =
+            (s.flags, s.inside_ip, s.inside_port, s.public_port, s.addr());
+        let (d_ip, d_l4) = (s.ip_delta, s.l4_delta);
+        if !steady {
             self.touch(idx, side, p, now);
         }
         match side {
             Side::Inside => {
-                let pub_ip =
-                    if snap.flags & flag::NO_NAT != 0 { snap.inside_ip } else { self.ports.ip_of(snap.addr()) };
-                xlate_i2o(frame, p, &snap, pub_ip);
-                if snap.flags & flag::HAIRPIN != 0 {
+                let pub_ip = if flags & flag::NO_NAT != 0 { inside_ip } else { self.ports.ip_of(addr) };
+                if !(fast && rewrite_fast_lane(frame, p.pcode, true, pub_ip, public_port, d_ip, d_l4)) {
+                    let snap = self.sessions.get(idx);
+                    xlate_i2o(frame, p, &snap, pub_ip);
+                }
+                if flags & flag::HAIRPIN != 0 {
                     let s = self.sessions.get(idx);
                     return self.hairpin_dst(now, frame, p, &s, pub_ip);
                 }
                 Verdict::Forward(Side::Outside)
             }
             Side::Outside => {
-                xlate_o2i(frame, p, &snap);
+                if !(fast && rewrite_fast_lane(frame, p.pcode, false, inside_ip, inside_port, !d_ip, !d_l4)) {
+                    let snap = self.sessions.get(idx);
+                    xlate_o2i(frame, p, &snap);
+                }
                 Verdict::Forward(Side::Inside)
             }
         }
@@ -1033,7 +1120,7 @@ impl Engine {
             self.o2i.remove(ho, idx, |j| {
                 hot.get(j as usize).map_or(0, |x| {
                     let ip = if x.flags & flag::NO_NAT != 0 { x.inside_ip } else { ports.ip_of(x.addr()) };
-                    hash5(seed ^ O2I_SALT, ip, x.public_port, x.remote_ip, x.remote_port, x.pcode())
+                    hash5(seed ^ O2I_SALT, x.remote_ip, x.remote_port, ip, x.public_port, x.pcode())
                 })
             });
         }
@@ -1405,6 +1492,24 @@ fn rewrite_fast<const N: usize>(
     let c = u16_at(b, csum_off);
     let nc = if udp { apply_delta_udp(c, d_l4) } else { apply_delta(c, d_l4) };
     set_u16(b, csum_off, nc);
+}
+
+/// The rewrite of a frame phase 1 found in the fast-lane layout.
+#[inline(always)]
+fn rewrite_fast_lane(frame: &mut [u8], pc: u16, i2o: bool, addr: u32, port: u16, d_ip: u16, d_l4: u16) -> bool {
+    let (addr_off, port_off) = if i2o { (26, 34) } else { (30, 36) };
+    if pc == pcode::UDP {
+        match frame.first_chunk_mut::<42>() {
+            Some(h) => rewrite_fast(h, addr_off, addr, port_off, port, 40, d_ip, d_l4, true),
+            None => return false,
+        }
+    } else {
+        match frame.first_chunk_mut::<54>() {
+            Some(h) => rewrite_fast(h, addr_off, addr, port_off, port, 50, d_ip, d_l4, false),
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The fast-lane rewrite, if the frame has the fast-lane layout.

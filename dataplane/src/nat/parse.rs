@@ -66,64 +66,116 @@ fn is_group_ip(a: u32) -> bool {
 /// IPv4 without options (20), and the first 8 bytes of UDP or TCP.
 pub const FAST_LEN: usize = 42;
 
+/// A fast-lane packet's tuple packed in two words: `w0` is
+/// `src << 32 | dst`, `w1` is `sport << 48 | dport << 32 | pcode << 16 | tcp flags`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastKey {
+    /// Addresses.
+    pub w0: u64,
+    /// Ports, protocol code, TCP flags.
+    pub w1: u64,
+}
+
+#[allow(clippy::cast_possible_truncation)] // unpacking fields packed above
+impl FastKey {
+    /// Source address.
+    #[inline(always)]
+    pub fn src(self) -> u32 {
+        (self.w0 >> 32) as u32
+    }
+    /// Destination address.
+    #[inline(always)]
+    pub fn dst(self) -> u32 {
+        self.w0 as u32
+    }
+    /// Source port.
+    #[inline(always)]
+    pub fn sport(self) -> u16 {
+        (self.w1 >> 48) as u16
+    }
+    /// Destination port.
+    #[inline(always)]
+    pub fn dport(self) -> u16 {
+        (self.w1 >> 32) as u16
+    }
+    /// Protocol code.
+    #[inline(always)]
+    pub fn pcode(self) -> u16 {
+        (self.w1 >> 16) as u16
+    }
+    /// TCP flags.
+    #[inline(always)]
+    pub fn tcp_flags(self) -> u8 {
+        (self.w1 >> 8) as u8
+    }
+    /// The general form (fast-lane frames have TTL above 1; the exact
+    /// value only matters to the TTL check, which they passed).
+    pub fn to_parsed(self) -> Parsed {
+        let pcode = self.pcode();
+        Parsed {
+            l3: 14,
+            l4: 34,
+            src: self.src(),
+            dst: self.dst(),
+            sport: self.sport(),
+            dport: self.dport(),
+            proto: if pcode == pcode::TCP { PROTO_TCP } else { PROTO_UDP },
+            pcode,
+            ttl: 2,
+            tcp_flags: self.tcp_flags(),
+            ident: 0,
+            first_frag: false,
+            kind: Kind::Flow,
+        }
+    }
+}
+
 /// The fast lane: an untagged unicast Ethernet frame carrying an unfragmented
 /// IPv4 packet without options, TTL above 1, to a unicast address, with a
 /// TCP or UDP header. Everything is read from one fixed-size array, so no
 /// read needs a run-time bounds check. Anything else returns `None` and goes
 /// through [`parse`].
 #[inline(always)]
-pub fn parse_fast(frame: &[u8]) -> Option<Parsed> {
+pub fn parse_fast(frame: &[u8]) -> Option<FastKey> {
+    // Constant offsets into a fixed-size array: checked at compile time.
     let h: &[u8; FAST_LEN] = frame.first_chunk()?;
-    let b = &h[..];
-    let ethertype = u16_at(b, 12);
-    let ver_ihl = crate::wire::bytes::u8_at(b, 14);
-    let total = usize::from(u16_at(b, 16));
-    let frag = u16_at(b, 20);
-    let ttl = crate::wire::bytes::u8_at(b, 22);
-    let proto = crate::wire::bytes::u8_at(b, 23);
-    let dst = crate::wire::bytes::u32_at(b, 30);
-    let unicast_mac = crate::wire::bytes::u8_at(b, 0) & 1 == 0;
-    let (pcode, min_l4) = match proto {
-        PROTO_UDP => (pcode::UDP, 8),
-        PROTO_TCP => (pcode::TCP, 20),
+    // Ethertype, version/IHL in one word; fragment word, TTL, protocol in another.
+    let type_ver = u32::from_be_bytes([h[12], h[13], h[14], h[15]]) >> 8;
+    let frag_ttl_proto = u32::from_be_bytes([h[20], h[21], h[22], h[23]]);
+    let total = usize::from(u16::from_be_bytes([h[16], h[17]]));
+    let dst = u32::from_be_bytes([h[30], h[31], h[32], h[33]]);
+    let proto = (frag_ttl_proto & 0xff) as u8;
+    let (pcode, min_total) = match proto {
+        PROTO_UDP => (pcode::UDP, 28),
+        PROTO_TCP => (pcode::TCP, 40),
         _ => return None,
     };
-    if ethertype != ETHERTYPE_IPV4
-        || ver_ihl != 0x45
-        || frag & 0x3fff != 0
-        || ttl <= 1
-        || !unicast_mac
+    if type_ver != 0x08_0045
+        || frag_ttl_proto & 0x3fff_0000 != 0
+        || frag_ttl_proto & 0xff00 <= 0x0100
+        || h[0] & 1 != 0
         || is_group_ip(dst)
-        || total < 20 + min_l4
+        || total < min_total
         || total + 14 > frame.len()
     {
         return None;
     }
     let tcp_flags = if proto == PROTO_TCP {
-        // Data offset and flags live past the first 8 bytes of TCP.
-        let t = frame.get(34..54)?;
-        let doff = usize::from(t.get(12).copied().unwrap_or(0) >> 4) * 4;
+        // Data offset and flags lie past the first 8 bytes of TCP.
+        let t: &[u8; 54] = frame.first_chunk()?;
+        let doff = usize::from(t[46] >> 4) * 4;
         if doff < 20 || doff > total - 20 {
             return None;
         }
-        t.get(13).copied().unwrap_or(0)
+        t[47]
     } else {
         0
     };
-    Some(Parsed {
-        l3: 14,
-        l4: 34,
-        src: crate::wire::bytes::u32_at(b, 26),
-        dst,
-        sport: u16_at(b, 34),
-        dport: u16_at(b, 36),
-        proto,
-        pcode,
-        ttl,
-        tcp_flags,
-        ident: 0,
-        first_frag: false,
-        kind: Kind::Flow,
+    let src = u32::from_be_bytes([h[26], h[27], h[28], h[29]]);
+    let ports = u32::from_be_bytes([h[34], h[35], h[36], h[37]]);
+    Some(FastKey {
+        w0: (u64::from(src) << 32) | u64::from(dst),
+        w1: (u64::from(ports) << 32) | (u64::from(pcode) << 16) | (u64::from(tcp_flags) << 8),
     })
 }
 
