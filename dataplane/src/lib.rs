@@ -6,5 +6,6 @@
 #![deny(unsafe_code)]
 
 pub mod build;
+pub mod fuzzing;
 pub mod nat;
 pub mod wire;

@@ -1,0 +1,79 @@
+//! Entry points shared by the cargo-fuzz targets (`dataplane/fuzz`) and the
+//! property tests, so the stable-toolchain test suite runs the same bodies.
+//! They must never panic, whatever the bytes.
+#![forbid(unsafe_code)]
+
+use crate::nat::{Engine, EngineParams, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch, Side};
+use crate::wire::{ethernet::EthernetFrame, icmp::IcmpPacket, ipv4::Ipv4Packet, tcp::TcpPacket, udp::UdpPacket};
+
+/// Runs every view's checked constructor and every accessor over `data`.
+pub fn parse_any(data: &[u8]) {
+    if let Ok(e) = EthernetFrame::new_checked(data) {
+        let _ = (e.dst(), e.src(), e.vlan(), e.ethertype(), e.is_group_dst());
+        if let Ok(ip) = Ipv4Packet::new_checked(data.get(e.header_len()..).unwrap_or(&[])) {
+            let _ = (ip.tos(), ip.ident(), ip.ttl(), ip.src(), ip.dst(), ip.frag_offset(), ip.verify_checksum());
+            let l4 = ip.payload();
+            if let Ok(t) = TcpPacket::new_checked(l4) {
+                let _ = (t.src_port(), t.dst_port(), t.seq(), t.ack(), t.flags(), t.window(), t.header_len());
+            }
+            if let Ok(u) = UdpPacket::new_checked(l4) {
+                let _ = (u.src_port(), u.dst_port(), u.length(), u.checksum());
+            }
+            if let Ok(c) = IcmpPacket::new_checked(l4) {
+                let _ = (c.msg_type(), c.code(), c.ident(), c.seq(), c.embedded().len());
+            }
+        }
+    }
+    let _ = crate::nat::parse::parse(data, Side::Inside);
+    let _ = crate::nat::parse::parse_fast(data);
+}
+
+fn fuzz_engine() -> Option<Engine> {
+    let pool = |n: u32| -> Vec<u32> { (1..=n).map(|i| 0xcb00_7100 + i).collect() };
+    let mut cg = PoolParams::cgnat("cg", pool(2));
+    cg.mode = PoolMode::PortBlocks { block_size: 64, max_blocks_per_subscriber: 2 };
+    let rules = vec![
+        Rule {
+            matches: RuleMatch { src: vec![Prefix::new(0x6440_0900, 24)], ..Default::default() },
+            action: RuleAction::NoNat,
+        },
+        Rule {
+            matches: RuleMatch { src: vec![Prefix::new(0x6440_0000, 10)], ..Default::default() },
+            action: RuleAction::Translate { pool: 0 },
+        },
+    ];
+    let mut p = EngineParams::single(vec![cg], rules);
+    p.max_sessions = 64;
+    p.max_subscribers = 16;
+    p.forwards = vec![Forward {
+        protocol: 6,
+        public_addr: 0xcb00_7101,
+        public_port: 8080,
+        inside_addr: 0x6440_0005,
+        inside_port: 80,
+    }];
+    p.local_addrs = vec![0x6440_0001];
+    Engine::new(&p).ok()
+}
+
+/// Feeds `data` to an engine as a sequence of frames: byte 0 picks the side
+/// of each frame, the next two its length. Frames may be anything.
+pub fn engine_any(data: &[u8]) {
+    let Some(mut e) = fuzz_engine() else { return };
+    let mut rest = data;
+    let mut now = 1;
+    while let Some((&ctl, tail)) = rest.split_first() {
+        let len = tail.first().map_or(0, |&b| usize::from(b)).min(tail.len().saturating_sub(1));
+        let mut frame = tail.get(1..1 + len).unwrap_or(&[]).to_vec();
+        if frame.is_empty() {
+            frame = tail.to_vec();
+            rest = &[];
+        } else {
+            rest = tail.get(1 + len..).unwrap_or(&[]);
+        }
+        let side = if ctl & 1 == 0 { Side::Inside } else { Side::Outside };
+        now += u32::from(ctl >> 5) * 60;
+        let _ = e.process_one(side, now, &mut frame);
+    }
+    let _ = e.sessions(now).count();
+}
