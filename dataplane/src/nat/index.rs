@@ -17,7 +17,8 @@ use super::hash::bucket;
 
 /// Largest session number + 1 an index can hold.
 pub const MAX_ENTRIES: u32 = (1 << 24) - 1;
-const IDX_MASK: u32 = (1 << 24) - 1;
+/// Slot bits holding the session number plus one.
+pub const IDX_MASK: u32 = (1 << 24) - 1;
 
 /// The index. See the module docs.
 pub struct Index {
@@ -25,8 +26,9 @@ pub struct Index {
     mask: usize,
 }
 
+/// The tag bits of a hash as they sit in a slot.
 #[inline(always)]
-fn tag_of(hash: u64) -> u32 {
+pub fn tag_of(hash: u64) -> u32 {
     // The top 8 bits of the hash, in the top 8 bits of the slot.
     ((hash >> 32) as u32) & !IDX_MASK
 }
@@ -37,6 +39,12 @@ impl Index {
         let cap = (u64::from(max_entries.max(4)) * 2).next_power_of_two();
         let cap = usize::try_from(cap).unwrap_or(usize::MAX >> 1);
         Self { slots: vec![0; cap], mask: cap - 1 }
+    }
+
+    /// The raw slots and the position mask, for a batch-long borrow (the
+    /// fast lane probes them itself, see `nat::fast`).
+    pub fn raw(&self) -> (&[u32], usize) {
+        (&self.slots, self.mask)
     }
 
     /// Bytes of memory the slots use.

@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod counters;
+mod fast;
 pub mod frag;
 pub mod hash;
 pub mod index;
@@ -181,6 +182,8 @@ enum Pre {
     Flow,
     /// The same, in the fast-lane layout.
     Fast,
+    /// A verdict from parsing, still to be counted.
+    Counted,
 }
 
 fn pcode_of(proto: u8) -> u16 {
@@ -403,7 +406,9 @@ impl Engine {
     #[inline(always)]
     fn stale(&self, s: &Session, now: u32) -> bool {
         let t = self.class_timeout.get(usize::from(s.class)).copied().unwrap_or(0);
-        now.wrapping_sub(s.last_seen) >= t && now >= s.last_seen
+        // Worker time never goes back; if it did, the wrapped difference
+        // reads as stale and the general path deals with it.
+        now.wrapping_sub(s.last_seen) >= t
     }
 
     /// Processes a batch of frames received on `side` at `now` (seconds).
@@ -486,28 +491,58 @@ impl Engine {
             }
         }
         std::hint::black_box(touch);
-        // Phase 3: look up and translate.
+        // Phase 3a: steady-state hits of fast-lane frames, with the tables
+        // borrowed once for the whole batch.
         let mut forwarded = 0u64;
-        for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter()) {
-            let frame = f.as_mut();
-            match it.st {
-                Pre::Fast => {
-                    if let Some(out) = self.flow_fast(side, now, frame, it.k, it.h) {
+        let mut pending = 0usize;
+        {
+            let (slots, mask) = match side {
+                Side::Inside => self.i2o.raw(),
+                Side::Outside => self.o2i.raw(),
+            };
+            let mut lane = fast::Lane {
+                hot: &mut self.sessions.hot,
+                slots,
+                mask,
+                ips: &self.ports.ips,
+                timeouts: self.class_timeout,
+                now,
+            };
+            for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()) {
+                if it.st == Pre::Fast {
+                    if let Some(out) = lane.hit(side, f.as_mut(), it.k, it.h) {
                         *v = Verdict::Forward(out);
+                        it.st = Pre::Done;
                         forwarded += 1;
                         continue;
                     }
-                    *v = self.flow(side, now, frame, &it.k.to_parsed(), it.h, true);
+                    it.p = it.k.to_parsed();
+                    it.st = Pre::Flow;
+                    pending += 1;
+                } else if it.st == Pre::Done {
+                    // A parse verdict, counted below.
+                    it.st = Pre::Counted;
+                    pending += 1;
+                } else {
+                    pending += 1;
                 }
-                Pre::Flow => *v = self.flow(side, now, frame, &it.p, it.h, false),
-                Pre::Slow => *v = self.slow(side, now, frame, &it.p),
-                Pre::Done => {}
             }
-            self.count(*v);
         }
         match side {
             Side::Inside => self.counters.fwd_i2o += forwarded,
             Side::Outside => self.counters.fwd_o2i += forwarded,
+        }
+        // Phase 3b: everything else, in batch order, through the general path.
+        let rest = if pending == 0 { 0 } else { BATCH };
+        for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter()).take(rest) {
+            let frame = f.as_mut();
+            match it.st {
+                Pre::Flow => *v = self.flow(side, now, frame, &it.p, it.h, it.p.l3 == 14 && it.p.l4 == 34),
+                Pre::Slow => *v = self.slow(side, now, frame, &it.p),
+                Pre::Counted => {}
+                Pre::Done | Pre::Fast => continue,
+            }
+            self.count(*v);
         }
         self.scratch = Some(items);
     }
@@ -519,43 +554,6 @@ impl Engine {
             Verdict::Drop(r) => self.counters.drop(r),
             Verdict::PassToKernel(r) => self.counters.pass(r),
             Verdict::HandOff { .. } => self.counters.handoffs += 1,
-        }
-    }
-
-    /// The steady-state hit of a fast-lane packet: an answered session that
-    /// is not stale, not hairpinned and (TCP) established with no SYN, FIN or
-    /// RST in this packet. Translates and returns where to send it; `None`
-    /// (having changed nothing) sends the packet down the general path.
-    #[inline(always)]
-    fn flow_fast(&mut self, side: Side, now: u32, frame: &mut [u8], k: FastKey, h: u64) -> Option<Side> {
-        use crate::wire::tcp::{FIN, RST, SYN};
-        const STEADY: u8 = tcp::SYN_ORIG | tcp::SYN_REPLY | tcp::ESTABLISHED;
-        let pc = k.pcode();
-        let idx = match side {
-            Side::Inside => self.find_i2o(h, k.src(), k.sport(), k.dst(), k.dport(), pc),
-            Side::Outside => self.find_o2i(h, k.src(), k.sport(), k.dst(), k.dport(), pc),
-        }?;
-        let t = self.class_timeout;
-        let s = self.sessions.hot.get_mut(idx as usize)?;
-        let timeout = t.get(usize::from(s.class & 3)).copied().unwrap_or(0);
-        let fresh = now.wrapping_sub(s.last_seen) < timeout || now < s.last_seen;
-        let steady = s.flags & (flag::REPLIED | flag::HAIRPIN) == flag::REPLIED
-            && (pc != pcode::TCP || (s.tcp == STEADY && k.tcp_flags() & (SYN | FIN | RST) == 0));
-        if !(fresh && steady) {
-            return None;
-        }
-        s.last_seen = now;
-        let s = *s;
-        match side {
-            Side::Inside => {
-                let pub_ip = if s.flags & flag::NO_NAT != 0 { s.inside_ip } else { self.ports.ip_of(s.addr()) };
-                rewrite_fast_lane(frame, pc, true, pub_ip, s.public_port, s.ip_delta, s.l4_delta);
-                Some(Side::Outside)
-            }
-            Side::Outside => {
-                rewrite_fast_lane(frame, pc, false, s.inside_ip, s.inside_port, !s.ip_delta, !s.l4_delta);
-                Some(Side::Inside)
-            }
         }
     }
 
@@ -574,7 +572,7 @@ impl Engine {
             return self.slow(side, now, frame, p);
         };
         let t = timeouts.get(usize::from(s.class & 3)).copied().unwrap_or(0);
-        if now.wrapping_sub(s.last_seen) >= t && now >= s.last_seen {
+        if now.wrapping_sub(s.last_seen) >= t {
             return self.stale_hit(idx, side, now, frame, p);
         }
         if p.ttl <= 1 {
@@ -651,6 +649,9 @@ impl Engine {
                     self.sessions.reschedule(idx, now.saturating_add(t), now);
                 }
             }
+        }
+        if let Some(s) = self.sessions.hot.get_mut(idx as usize) {
+            s.refresh_fast();
         }
     }
 
@@ -773,6 +774,7 @@ impl Engine {
         if dst_public && s.flags & flag::NO_NAT == 0 {
             if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
                 x.flags |= flag::HAIRPIN;
+                x.refresh_fast();
             }
             let s = self.sessions.get(idx);
             return Ok(self.hairpin_dst(now, frame, p, &s, pub_ip));
@@ -1496,18 +1498,18 @@ fn rewrite_fast<const N: usize>(
 
 /// The rewrite of a frame phase 1 found in the fast-lane layout.
 #[inline(always)]
-fn rewrite_fast_lane(frame: &mut [u8], pc: u16, i2o: bool, addr: u32, port: u16, d_ip: u16, d_l4: u16) -> bool {
+pub(crate) fn rewrite_fast_lane(frame: &mut [u8], pc: u16, i2o: bool, addr: u32, port: u16, d_ip: u16, d_l4: u16) -> bool {
     let (addr_off, port_off) = if i2o { (26, 34) } else { (30, 36) };
-    if pc == pcode::UDP {
-        match frame.first_chunk_mut::<42>() {
+    match pc {
+        pcode::UDP => match frame.first_chunk_mut::<42>() {
             Some(h) => rewrite_fast(h, addr_off, addr, port_off, port, 40, d_ip, d_l4, true),
             None => return false,
-        }
-    } else {
-        match frame.first_chunk_mut::<54>() {
+        },
+        pcode::TCP => match frame.first_chunk_mut::<54>() {
             Some(h) => rewrite_fast(h, addr_off, addr, port_off, port, 50, d_ip, d_l4, false),
             None => return false,
-        }
+        },
+        _ => return false,
     }
     true
 }

@@ -105,6 +105,8 @@ pub struct Ports {
     /// Addresses, global index order.
     pub addrs: Vec<AddrPorts>,
     by_ip: Vec<(u32, u16)>,
+    /// Public IPs by address index (a flat copy of `addrs[i].ip` for the fast lane).
+    pub ips: Vec<u32>,
     worker: u32,
     workers: u32,
     hold_window: u32,
@@ -208,10 +210,12 @@ impl Ports {
         }
         let hold = p.timeouts.port_hold_secs > 0;
         let cap = p.max_subscribers.max(1);
+        let ips = addrs.iter().map(|a| a.ip).collect();
         Ok(Self {
             pools,
             addrs,
             by_ip,
+            ips,
             worker,
             workers,
             hold_window: (p.timeouts.port_hold_secs / 2).max(1),
@@ -240,7 +244,7 @@ impl Ports {
     /// The address with global index `a`.
     #[inline(always)]
     pub fn ip_of(&self, a: u16) -> u32 {
-        self.addrs.get(usize::from(a)).map_or(0, |x| x.ip)
+        self.ips.get(usize::from(a)).copied().unwrap_or(0)
     }
 
     /// The pool of address `a`.
@@ -610,6 +614,9 @@ impl Ports {
     pub fn set_addr_ip(&mut self, a: u16, ip: u32) {
         if let Some(x) = self.addrs.get_mut(usize::from(a)) {
             x.ip = ip;
+        }
+        if let Some(x) = self.ips.get_mut(usize::from(a)) {
+            *x = ip;
         }
         self.by_ip = self.addrs.iter().enumerate().map(|(i, x)| (x.ip, i as u16)).collect();
         self.by_ip.sort_unstable();

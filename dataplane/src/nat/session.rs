@@ -58,6 +58,9 @@ pub mod flag {
     pub const MAPPED: u8 = 16;
     /// The remote is one of our own public endpoints (hairpin).
     pub const HAIRPIN: u8 = 32;
+    /// Steady state: answered, not hairpinned, and (TCP) established with
+    /// no FIN or RST. Only such sessions take the fast lane.
+    pub const FAST: u8 = 64;
 }
 
 /// Protocol codes stored in the low bits of [`Session::addr_proto`].
@@ -117,6 +120,17 @@ impl Session {
     #[inline(always)]
     pub fn has(&self, f: u8) -> bool {
         self.flags & f != 0
+    }
+    /// Recomputes [`flag::FAST`] from the other flags and the TCP state.
+    pub fn refresh_fast(&mut self) {
+        const STEADY: u8 = crate::nat::tcp::SYN_ORIG | crate::nat::tcp::SYN_REPLY | crate::nat::tcp::ESTABLISHED;
+        let fast = self.flags & (flag::REPLIED | flag::HAIRPIN) == flag::REPLIED
+            && (self.pcode() != pcode::TCP || self.tcp == STEADY);
+        if fast {
+            self.flags |= flag::FAST;
+        } else {
+            self.flags &= !flag::FAST;
+        }
     }
 }
 
