@@ -81,7 +81,8 @@ impl Lane<'_> {
                 } else {
                     self.ips.get(usize::from(s.addr())).copied().unwrap_or(0)
                 };
-                rewrite_fast_lane(frame, pc, true, pub_ip, s.public_port, s.ip_delta, s.l4_delta).then_some(Side::Outside)
+                rewrite_fast_lane(frame, pc, true, pub_ip, s.public_port, s.ip_delta, s.l4_delta)
+                    .then_some(Side::Outside)
             }
             Side::Outside => rewrite_fast_lane(frame, pc, false, s.inside_ip, s.inside_port, !s.ip_delta, !s.l4_delta)
                 .then_some(Side::Inside),

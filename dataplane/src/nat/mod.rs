@@ -1498,7 +1498,15 @@ fn rewrite_fast<const N: usize>(
 
 /// The rewrite of a frame phase 1 found in the fast-lane layout.
 #[inline(always)]
-pub(crate) fn rewrite_fast_lane(frame: &mut [u8], pc: u16, i2o: bool, addr: u32, port: u16, d_ip: u16, d_l4: u16) -> bool {
+pub(crate) fn rewrite_fast_lane(
+    frame: &mut [u8],
+    pc: u16,
+    i2o: bool,
+    addr: u32,
+    port: u16,
+    d_ip: u16,
+    d_l4: u16,
+) -> bool {
     let (addr_off, port_off) = if i2o { (26, 34) } else { (30, 36) };
     match pc {
         pcode::UDP => match frame.first_chunk_mut::<42>() {

@@ -36,7 +36,10 @@ use super::session::NIL;
 use crate::nat::DropReason;
 
 const PROTOS: usize = 3;
-const PLANES: usize = 4; // in use + 3 hold generations
+// Per block and protocol: in use, three hold generations, and "busy" (the
+// OR of the other four, kept up to date so a search reads one plane).
+const PLANES: usize = 5;
+const BUSY: usize = 4;
 
 /// A pool at run time.
 #[derive(Debug)]
@@ -58,6 +61,7 @@ struct Block {
     owner: u32,
     window: u32,
     used: u32,
+    used_by_proto: [u16; PROTOS],
 }
 
 /// One public address: this worker's chunks of it.
@@ -85,6 +89,8 @@ pub struct Subscriber {
     pub sessions: u32,
     /// Blocks held (port-block pools).
     pub n_blocks: u8,
+    /// Position in `blocks` of the block that last had a free port.
+    pub hint: u8,
     /// Local block numbers on `addr`.
     pub blocks: [u16; MAX_BLOCKS_PER_SUBSCRIBER],
 }
@@ -95,6 +101,7 @@ const EMPTY_SUB: Subscriber = Subscriber {
     addr: 0,
     sessions: 0,
     n_blocks: 0,
+    hint: 0,
     blocks: [0; MAX_BLOCKS_PER_SUBSCRIBER],
 };
 
@@ -176,7 +183,7 @@ impl Ports {
                 let mut a = AddrPorts {
                     ip,
                     pool: pi as u16,
-                    blocks: vec![Block { owner: NIL, window: 0, used: 0 }; local as usize],
+                    blocks: vec![Block { owner: NIL, window: 0, used: 0, used_by_proto: [0; PROTOS] }; local as usize],
                     bits: vec![0; local as usize * PROTOS * PLANES * words],
                     free_blocks: (0..local as u16).rev().collect(),
                 };
@@ -188,6 +195,7 @@ impl Ports {
                         if first + u32::from(bit) > u32::from(pp.port_max) {
                             for proto in 0..PROTOS {
                                 set_bit(&mut a.bits, words, l, proto, 0, bit, true);
+                                set_bit(&mut a.bits, words, l, proto, BUSY, bit, true);
                             }
                         }
                     }
@@ -230,8 +238,11 @@ impl Ports {
 
     /// Memory the port maps and subscriber table use.
     pub fn memory_bytes(&self) -> usize {
-        let a: usize =
-            self.addrs.iter().map(|a| a.bits.len() * 8 + a.blocks.len() * 12 + a.free_blocks.len() * 2).sum();
+        let a: usize = self
+            .addrs
+            .iter()
+            .map(|a| a.bits.len() * 8 + a.blocks.len() * std::mem::size_of::<Block>() + a.free_blocks.len() * 2)
+            .sum();
         a + self.subs.len() * std::mem::size_of::<Subscriber>() + self.sub_index.memory_bytes()
     }
 
@@ -288,9 +299,6 @@ impl Ports {
     }
 
     fn rotate(&mut self, a: u16, l: u16, window: u32) {
-        let Some(words) = self.pool_of(a).map(|p| p.words) else {
-            return;
-        };
         let Some(ad) = self.addrs.get_mut(usize::from(a)) else {
             return;
         };
@@ -302,19 +310,29 @@ impl Ports {
         }
         let first = if window.wrapping_sub(b.window) >= 3 { window.wrapping_sub(2) } else { b.window.wrapping_add(1) };
         b.window = window;
-        let mut w = first;
-        loop {
-            let plane = 1 + (w % 3) as usize;
-            for proto in 0..PROTOS {
-                let base = ((usize::from(l) * PROTOS + proto) * PLANES + plane) * words;
-                if let Some(s) = ad.bits.get_mut(base..base + words) {
+        let words = ad.bits.len() / (ad.blocks.len().max(1) * PROTOS * PLANES);
+        for proto in 0..PROTOS {
+            let base = (usize::from(l) * PROTOS + proto) * PLANES * words;
+            let Some(planes) = ad.bits.get_mut(base..base + PLANES * words) else {
+                continue;
+            };
+            let mut w = first;
+            loop {
+                let plane = 1 + (w % 3) as usize;
+                if let Some(s) = planes.get_mut(plane * words..(plane + 1) * words) {
                     s.fill(0);
                 }
+                if w == window {
+                    break;
+                }
+                w = w.wrapping_add(1);
             }
-            if w == window {
-                break;
+            for i in 0..words {
+                let busy = (0..BUSY).fold(0u64, |acc, p| acc | planes.get(p * words + i).copied().unwrap_or(0));
+                if let Some(x) = planes.get_mut(BUSY * words + i) {
+                    *x = busy;
+                }
             }
-            w = w.wrapping_add(1);
         }
     }
 
@@ -329,16 +347,12 @@ impl Ports {
         let words = pool.words;
         let ad = self.addrs.get(usize::from(a))?;
         let base_port = self.port_of(a, l, 0);
-        let base = (usize::from(l) * PROTOS + proto) * PLANES * words;
-        let planes = ad.bits.get(base..base + PLANES * words)?;
+        let base = ((usize::from(l) * PROTOS + proto) * PLANES + BUSY) * words;
+        let busy = ad.bits.get(base..base + words)?;
         let start_word = usize::from(start) / 64;
         for k in 0..=words {
             let w = (start_word + k) % words;
-            let mut busy = 0u64;
-            for p in 0..PLANES {
-                busy |= planes.get(p * words + w).copied().unwrap_or(u64::MAX);
-            }
-            let mut free = !busy;
+            let mut free = !busy.get(w).copied().unwrap_or(u64::MAX);
             if k == 0 {
                 free &= u64::MAX << (start % 64);
             } else if k == words {
@@ -364,7 +378,7 @@ impl Ports {
         let Some(ad) = self.addrs.get(usize::from(a)) else {
             return false;
         };
-        (0..PLANES).all(|p| !get_bit(&ad.bits, words, l, proto, p, bit))
+        !get_bit(&ad.bits, words, l, proto, BUSY, bit)
     }
 
     fn take(&mut self, a: u16, l: u16, proto: usize, bit: u16) {
@@ -373,8 +387,12 @@ impl Ports {
         };
         if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
             set_bit(&mut ad.bits, words, l, proto, 0, bit, true);
+            set_bit(&mut ad.bits, words, l, proto, BUSY, bit, true);
             if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
                 b.used += 1;
+                if let Some(u) = b.used_by_proto.get_mut(proto) {
+                    *u += 1;
+                }
             }
         }
     }
@@ -387,6 +405,7 @@ impl Ports {
         };
         if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
             set_bit(&mut ad.bits, words, l, proto, 0, bit, true);
+            set_bit(&mut ad.bits, words, l, proto, BUSY, bit, true);
         }
         true
     }
@@ -500,46 +519,7 @@ impl Ports {
         let window = self.window(now);
         match pool.params.mode {
             PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
-                let chunk = pool.chunk;
-                let blocks = sub.blocks;
-                let held = blocks.get(..usize::from(sub.n_blocks)).unwrap_or(&[]);
-                if !random {
-                    if let Some((l, bit, _)) = self.locate(a, preferred) {
-                        if held.contains(&l) {
-                            self.rotate(a, l, window);
-                            if self.is_free(a, l, proto, bit) {
-                                self.take(a, l, proto, bit);
-                                return Some((preferred, 0));
-                            }
-                        }
-                    }
-                }
-                let start = if random { (rand % u32::from(chunk)) as u16 } else { preferred % chunk };
-                for &l in held {
-                    self.rotate(a, l, window);
-                    if let Some(bit) = self.first_free(a, l, proto, start, 0, u16::MAX) {
-                        self.take(a, l, proto, bit);
-                        return Some((self.port_of(a, l, bit), 0));
-                    }
-                }
-                if u16::from(sub.n_blocks) >= max_blocks_per_subscriber {
-                    return None;
-                }
-                let l = self.addrs.get_mut(usize::from(a))?.free_blocks.pop()?;
-                self.blocks_in_use += 1;
-                if let Some(b) = self.addrs.get_mut(usize::from(a)).and_then(|x| x.blocks.get_mut(usize::from(l))) {
-                    b.owner = s;
-                }
-                if let Some(x) = self.subs.get_mut(s as usize) {
-                    if let Some(slot) = x.blocks.get_mut(usize::from(x.n_blocks)) {
-                        *slot = l;
-                        x.n_blocks += 1;
-                    }
-                }
-                self.rotate(a, l, window);
-                let bit = self.first_free(a, l, proto, start, 0, u16::MAX)?;
-                self.take(a, l, proto, bit);
-                Some((self.port_of(a, l, bit), 1))
+                self.alloc_in_blocks(s, proto, preferred, window, random.then_some(rand), max_blocks_per_subscriber)
             }
             PoolMode::Shared => {
                 let (lo, hi) = class_range(&pool.params, proto, preferred);
@@ -572,6 +552,79 @@ impl Ports {
         }
     }
 
+    /// Port-block allocation: the preferred port if it lies free in one of
+    /// the subscriber's blocks, else the first free port of its blocks
+    /// (starting with the one that last had room, skipping full ones), else a
+    /// new block while under the limit.
+    fn alloc_in_blocks(
+        &mut self,
+        s: u32,
+        proto: usize,
+        preferred: u16,
+        window: u32,
+        random: Option<u32>,
+        max_blocks: u16,
+    ) -> Option<(u16, u32)> {
+        let x = self.subs.get(s as usize)?;
+        let (a, n, blocks, hint) = (x.addr, usize::from(x.n_blocks), x.blocks, usize::from(x.hint));
+        let chunk = self.pool_of(a)?.chunk;
+        let held = blocks.get(..n).unwrap_or(&[]);
+        if random.is_none() {
+            if let Some((l, bit, _)) = self.locate(a, preferred) {
+                if held.contains(&l) {
+                    self.rotate(a, l, window);
+                    if self.is_free(a, l, proto, bit) {
+                        self.take(a, l, proto, bit);
+                        return Some((preferred, 0));
+                    }
+                }
+            }
+        }
+        let start = match random {
+            Some(r) => (r % u32::from(chunk)) as u16,
+            None => preferred % chunk,
+        };
+        for k in 0..n {
+            let j = (hint + k) % n;
+            let Some(&l) = held.get(j) else { break };
+            let full = self
+                .addrs
+                .get(usize::from(a))
+                .and_then(|x| x.blocks.get(usize::from(l)))
+                .is_none_or(|b| b.used_by_proto.get(proto).is_none_or(|&u| u >= chunk));
+            if full {
+                continue;
+            }
+            self.rotate(a, l, window);
+            if let Some(bit) = self.first_free(a, l, proto, start, 0, u16::MAX) {
+                self.take(a, l, proto, bit);
+                if let Some(x) = self.subs.get_mut(s as usize) {
+                    x.hint = j as u8;
+                }
+                return Some((self.port_of(a, l, bit), 0));
+            }
+        }
+        if n >= usize::from(max_blocks) {
+            return None;
+        }
+        let l = self.addrs.get_mut(usize::from(a))?.free_blocks.pop()?;
+        self.blocks_in_use += 1;
+        if let Some(b) = self.addrs.get_mut(usize::from(a)).and_then(|x| x.blocks.get_mut(usize::from(l))) {
+            b.owner = s;
+        }
+        if let Some(x) = self.subs.get_mut(s as usize) {
+            if let Some(slot) = x.blocks.get_mut(n) {
+                *slot = l;
+                x.n_blocks += 1;
+                x.hint = n as u8;
+            }
+        }
+        self.rotate(a, l, window);
+        let bit = self.first_free(a, l, proto, start, 0, u16::MAX)?;
+        self.take(a, l, proto, bit);
+        Some((self.port_of(a, l, bit), 1))
+    }
+
     /// Frees a mapping's public port and holds it back. Returns true if the
     /// block emptied and went back to the pool.
     pub fn release(&mut self, a: u16, proto: usize, port: u16, now: u32) -> bool {
@@ -587,11 +640,16 @@ impl Ports {
         set_bit(&mut ad.bits, words, l, proto, 0, bit, false);
         if hold {
             set_bit(&mut ad.bits, words, l, proto, 1 + (window % 3) as usize, bit, true);
+        } else {
+            set_bit(&mut ad.bits, words, l, proto, BUSY, bit, false);
         }
         let Some(b) = ad.blocks.get_mut(usize::from(l)) else {
             return false;
         };
         b.used = b.used.saturating_sub(1);
+        if let Some(u) = b.used_by_proto.get_mut(proto) {
+            *u = u.saturating_sub(1);
+        }
         let (owner, used) = (b.owner, b.used);
         // An emptied block goes back unless it is its subscriber's last one.
         if used == 0 && owner != NIL {
@@ -601,6 +659,7 @@ impl Ports {
                     if let Some(pos) = x.blocks.iter().take(n).position(|&y| y == l) {
                         x.blocks.swap(pos, n - 1);
                         x.n_blocks -= 1;
+                        x.hint = 0;
                         self.give_back_block(a, l);
                         return true;
                     }
