@@ -42,9 +42,10 @@ pub fn frame(f: Flow) -> Vec<u8> {
 pub fn params(flows: u32, ports_per_sub: u32, capacity: u32) -> EngineParams {
     let subs = flows.div_ceil(ports_per_sub).max(1);
     let blocks_per_sub = ports_per_sub.div_ceil(512) + 1;
-    // 126 blocks of 512 per address (ports 1024-65535); paired pooling picks
-    // addresses by hash, so leave room.
-    let addrs = (subs * blocks_per_sub).div_ceil(126) * 2 + 1;
+    // 126 blocks of 512 per address (ports 1024-65535). Paired pooling picks
+    // an address by hash and moves on past full ones, so what the flows need
+    // plus two spare addresses is enough, as an operator would size it.
+    let addrs = (subs * blocks_per_sub).div_ceil(126) + 2;
     let mut pool = PoolParams::cgnat("bench", (0..addrs).map(|i| ip("203.0.113.0") + i).collect());
     pool.mode = PoolMode::PortBlocks {
         block_size: 512,

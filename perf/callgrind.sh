@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# perf/callgrind.sh: instruction counts of the NAT engine, the stable figure
+# on noisy machines (valgrind --tool=callgrind counts instructions, not time).
+#
+# Counts only instructions inside Engine::process (the harness that writes
+# frames is excluded) for two run lengths and prints the difference divided
+# by the extra packets (or sessions), so set-up cost drops out:
+#   established: instructions per packet at 10k flows
+#   new-sessions: instructions per new session
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "callgrind.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+cargo build -q --release -p perf
+bin=target/release/engine-bench
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+collected() { # args...: prints the instruction count inside Engine::process
+  valgrind --tool=callgrind --callgrind-out-file="$tmp/out" \
+    --toggle-collect='dataplane::nat::Engine::process*' "$bin" "$@" 2>&1 >/dev/null |
+    awk '/Collected/ {print $4}'
+}
+
+a=$(collected --scenario established --flows 10000 --packets 1000000)
+b=$(collected --scenario established --flows 10000 --packets 2000000)
+per_pkt=$(( (b - a) / 1000000 ))
+c=$(collected --scenario new-sessions --flows 100000)
+d=$(collected --scenario new-sessions --flows 200000)
+per_session=$(( (d - c) / 100000 ))
+printf '{"established_instructions_per_packet":%d,"new_session_instructions":%d}\n' "$per_pkt" "$per_session"
