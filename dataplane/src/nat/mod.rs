@@ -76,6 +76,9 @@ pub enum Verdict {
     },
 }
 
+/// Session capacity above which batches read ahead (prefetch across the batch).
+pub const PREFETCH_ABOVE_SESSIONS: u32 = 1 << 16;
+
 /// Frames processed per prefetch round.
 pub const BATCH: usize = 64;
 
@@ -135,55 +138,34 @@ pub struct Engine {
     frags: Fragments,
     counters: Counters,
     scratch: Option<Box<[Item; BATCH]>>,
+    /// Whether the tables outgrow the caches (prefetch across the batch).
+    prefetch: bool,
 }
 
 /// Phase 1's result for one frame of a batch.
 #[derive(Debug, Clone, Copy)]
 struct Item {
     k: FastKey,
-    p: Parsed,
     h: u64,
     slot: u32,
     st: Pre,
 }
 
 impl Item {
-    const EMPTY: Item = Item {
-        k: FastKey { w0: 0, w1: 0 },
-        p: Parsed {
-            l3: 0,
-            l4: 0,
-            src: 0,
-            dst: 0,
-            sport: 0,
-            dport: 0,
-            proto: 0,
-            pcode: 0,
-            ttl: 0,
-            tcp_flags: 0,
-            ident: 0,
-            first_frag: false,
-            kind: Kind::Flow,
-        },
-        h: 0,
-        slot: 0,
-        st: Pre::Done,
-    };
+    const EMPTY: Item = Item { k: FastKey { w0: 0, w1: 0 }, h: 0, slot: 0, st: Pre::Done };
 }
 
-/// What phase 1 decided for a frame.
+/// What the fast lane decided for a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pre {
-    /// The verdict is already written.
+    /// Translated, verdict written and counted.
     Done,
-    /// Needs the slow path.
-    Slow,
-    /// A flow packet with its hash: look it up.
-    Flow,
-    /// The same, in the fast-lane layout.
+    /// A fast-lane frame not yet looked up.
     Fast,
-    /// A verdict from parsing, still to be counted.
-    Counted,
+    /// A fast-lane frame the fast lane did not take: the general path, with its key.
+    Flow,
+    /// Not in the fast-lane layout: parse it in the general path.
+    Later,
 }
 
 fn pcode_of(proto: u8) -> u16 {
@@ -272,6 +254,8 @@ impl Engine {
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
             counters: Counters::default(),
             scratch: Some(Box::new([Item::EMPTY; BATCH])),
+            // Past 64k sessions the slab (32 B each) and indexes leave L2.
+            prefetch: p.max_sessions > PREFETCH_ABOVE_SESSIONS,
         })
     }
 
@@ -436,78 +420,48 @@ impl Engine {
             Side::Inside => self.counters.rx_i2o += n,
             Side::Outside => self.counters.rx_o2i += n,
         }
-        // Phase 1: parse every frame and read its first index slot, so the
-        // cache misses of the whole batch overlap instead of queueing.
-        for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()) {
-            let frame = f.as_mut();
-            if let Some(k) = parse_fast(frame) {
-                let h = match side {
-                    Side::Inside => hash::hash_words(self.seed, k.w0, k.w1),
-                    Side::Outside => hash::hash_words(self.seed ^ O2I_SALT, k.w0, k.w1),
-                };
-                it.k = k;
-                it.h = h;
-                it.slot = match side {
-                    Side::Inside => self.i2o.home_slot(h),
-                    Side::Outside => self.o2i.home_slot(h),
-                };
-                it.st = Pre::Fast;
-                continue;
-            }
-            let (p, st) = match parse(frame, side) {
-                Ok(p) if p.kind == Kind::Flow => (p, Pre::Flow),
-                Ok(p) => (p, Pre::Slow),
-                Err(verdict) => {
-                    *v = verdict;
-                    it.st = Pre::Done;
-                    it.slot = 0;
-                    continue;
-                }
-            };
-            it.p = p;
-            it.st = st;
-            it.slot = 0;
-            if st == Pre::Flow {
-                let (h, slot) = match side {
-                    Side::Inside => {
-                        let h = self.h_i2o(p.src, p.sport, p.dst, p.dport, p.pcode);
-                        (h, self.i2o.home_slot(h))
-                    }
-                    Side::Outside => {
-                        let h = self.h_o2i(p.dst, p.dport, p.src, p.sport, p.pcode);
-                        (h, self.o2i.home_slot(h))
-                    }
-                };
-                it.h = h;
-                it.slot = slot;
-            }
-        }
-        // Phase 2: touch the candidate session of each first slot.
-        let mut touch = 0u32;
-        for (it, _) in items.iter().zip(frames.iter()) {
-            if it.slot != 0 {
-                let idx = (it.slot & 0x00ff_ffff) - 1;
-                touch ^= self.sessions.hot.get(idx as usize).map_or(0, |x| x.inside_ip);
-            }
-        }
-        std::hint::black_box(touch);
-        // Phase 3a: steady-state hits of fast-lane frames, with the tables
-        // borrowed once for the whole batch.
+        let seed = match side {
+            Side::Inside => self.seed,
+            Side::Outside => self.seed ^ O2I_SALT,
+        };
+        let (slots, mask) = match side {
+            Side::Inside => self.i2o.raw(),
+            Side::Outside => self.o2i.raw(),
+        };
+        let mut lane = fast::Lane {
+            hot: &mut self.sessions.hot,
+            slots,
+            mask,
+            ips: &self.ports.ips,
+            timeouts: self.class_timeout,
+            now,
+        };
         let mut forwarded = 0u64;
         let mut pending = 0usize;
-        {
-            let (slots, mask) = match side {
-                Side::Inside => self.i2o.raw(),
-                Side::Outside => self.o2i.raw(),
-            };
-            let mut lane = fast::Lane {
-                hot: &mut self.sessions.hot,
-                slots,
-                mask,
-                ips: &self.ports.ips,
-                timeouts: self.class_timeout,
-                now,
-            };
+        if self.prefetch {
+            // Large tables: parse the whole batch and read each frame's first
+            // index slot and candidate session before translating any, so the
+            // cache misses of the batch overlap instead of queueing.
+            for (f, it) in frames.iter_mut().zip(items.iter_mut()) {
+                match parse_fast(f.as_mut()) {
+                    Some(k) => {
+                        let h = hash::hash_words(seed, k.w0, k.w1);
+                        it.k = k;
+                        it.h = h;
+                        it.slot = lane.slots.get(hash::bucket(h, mask)).copied().unwrap_or(0);
+                        it.st = Pre::Fast;
+                    }
+                    None => it.st = Pre::Later,
+                }
+            }
+            let mut touch = 0u32;
+            for (it, _) in items.iter().zip(frames.iter()) {
+                if it.st == Pre::Fast && it.slot != 0 {
+                    let idx = (it.slot & index::IDX_MASK).wrapping_sub(1);
+                    touch ^= lane.hot.get(idx as usize).map_or(0, |x| x.last_seen);
+                }
+            }
+            std::hint::black_box(touch);
             for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()) {
                 if it.st == Pre::Fast {
                     if let Some(out) = lane.hit(side, f.as_mut(), it.k, it.h) {
@@ -516,33 +470,60 @@ impl Engine {
                         forwarded += 1;
                         continue;
                     }
-                    it.p = it.k.to_parsed();
                     it.st = Pre::Flow;
-                    pending += 1;
-                } else if it.st == Pre::Done {
-                    // A parse verdict, counted below.
-                    it.st = Pre::Counted;
-                    pending += 1;
-                } else {
-                    pending += 1;
                 }
+                pending += 1;
+            }
+        } else {
+            // Tables that fit in cache: one pass, nothing to overlap.
+            for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()) {
+                let frame = f.as_mut();
+                match parse_fast(frame) {
+                    Some(k) => {
+                        let h = hash::hash_words(seed, k.w0, k.w1);
+                        if let Some(out) = lane.hit(side, frame, k, h) {
+                            *v = Verdict::Forward(out);
+                            it.st = Pre::Done;
+                            forwarded += 1;
+                            continue;
+                        }
+                        it.k = k;
+                        it.h = h;
+                        it.st = Pre::Flow;
+                    }
+                    None => it.st = Pre::Later,
+                }
+                pending += 1;
             }
         }
         match side {
             Side::Inside => self.counters.fwd_i2o += forwarded,
             Side::Outside => self.counters.fwd_o2i += forwarded,
         }
-        // Phase 3b: everything else, in batch order, through the general path.
-        let rest = if pending == 0 { 0 } else { BATCH };
-        for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter()).take(rest) {
-            let frame = f.as_mut();
-            match it.st {
-                Pre::Flow => *v = self.flow(side, now, frame, &it.p, it.h, it.p.l3 == 14 && it.p.l4 == 34),
-                Pre::Slow => *v = self.slow(side, now, frame, &it.p),
-                Pre::Counted => {}
-                Pre::Done | Pre::Fast => continue,
+        // Everything else, in batch order, through the general path.
+        if pending > 0 {
+            for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter()) {
+                let frame = f.as_mut();
+                match it.st {
+                    Pre::Done => continue,
+                    Pre::Flow => *v = self.flow(side, now, frame, &it.k.to_parsed(), it.h, true),
+                    Pre::Later => {
+                        *v = match parse(frame, side) {
+                            Ok(p) if p.kind == Kind::Flow => {
+                                let h = match side {
+                                    Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.pcode),
+                                    Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.pcode),
+                                };
+                                self.flow(side, now, frame, &p, h, p.l3 == 14 && p.l4 == 34)
+                            }
+                            Ok(p) => self.slow(side, now, frame, &p),
+                            Err(verdict) => verdict,
+                        }
+                    }
+                    Pre::Fast => continue,
+                }
+                self.count(*v);
             }
-            self.count(*v);
         }
         self.scratch = Some(items);
     }
@@ -1472,6 +1453,10 @@ fn rewrite_l4(frame: &mut [u8], p: &Parsed, port_off: usize, csum_off: usize, po
 /// Rewrites one address and one port of a frame in the fast-lane layout
 /// (IPv4 at 14 without options, L4 at 34), TTL included. `N` covers the L4
 /// checksum, so every offset is a constant inside a fixed-size array.
+///
+/// The checksums are updated in network byte order: a one's-complement sum
+/// of byte-swapped words is the byte-swapped sum (RFC 1071 section 2(B)), so
+/// swapping the delta once saves swapping the field twice.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn rewrite_fast<const N: usize>(
@@ -1487,13 +1472,34 @@ fn rewrite_fast<const N: usize>(
 ) {
     let b = &mut h[..];
     set_u32(b, addr_off, addr);
-    let w = u16_at(b, 22);
-    set_u16(b, 22, w.wrapping_sub(0x100));
-    set_u16(b, 24, apply2(u16_at(b, 24), d_ip, TTL_DELTA));
+    if let Some(ttl) = b.get_mut(22) {
+        *ttl = ttl.wrapping_sub(1);
+    }
+    let c = ne16(b, 24);
+    set_ne16(b, 24, apply2(c, be_to_ne(d_ip), be_to_ne(TTL_DELTA)));
     set_u16(b, port_off, port);
-    let c = u16_at(b, csum_off);
+    let c = ne16(b, csum_off);
+    let d_l4 = be_to_ne(d_l4);
     let nc = if udp { apply_delta_udp(c, d_l4) } else { apply_delta(c, d_l4) };
-    set_u16(b, csum_off, nc);
+    set_ne16(b, csum_off, nc);
+}
+
+/// A big-endian 16-bit value as the native integer with the same bytes.
+#[inline(always)]
+fn be_to_ne(v: u16) -> u16 {
+    u16::from_ne_bytes(v.to_be_bytes())
+}
+
+/// A 16-bit field read with the bytes as they lie (network order kept).
+#[inline(always)]
+fn ne16(b: &[u8], off: usize) -> u16 {
+    be_to_ne(u16_at(b, off))
+}
+
+/// Writes a 16-bit field from its native-read form (inverse of [`ne16`]).
+#[inline(always)]
+fn set_ne16(b: &mut [u8], off: usize, v: u16) {
+    set_u16(b, off, u16::from_be_bytes(v.to_ne_bytes()));
 }
 
 /// The rewrite of a frame phase 1 found in the fast-lane layout.
