@@ -144,11 +144,11 @@ pub struct Engine {
 
 /// Phase 1's result for one frame of a batch.
 #[derive(Debug, Clone, Copy)]
-struct Item {
-    k: FastKey,
-    h: u64,
-    slot: u32,
-    st: Pre,
+pub(crate) struct Item {
+    pub(crate) k: FastKey,
+    pub(crate) h: u64,
+    pub(crate) slot: u32,
+    pub(crate) st: Pre,
 }
 
 impl Item {
@@ -157,7 +157,7 @@ impl Item {
 
 /// What the fast lane decided for a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pre {
+pub(crate) enum Pre {
     /// Translated, verdict written and counted.
     Done,
     /// A fast-lane frame not yet looked up.
@@ -414,6 +414,15 @@ impl Engine {
     }
 
     fn process_chunk<F: AsMut<[u8]>>(&mut self, side: Side, now: u32, frames: &mut [F], verdicts: &mut [Verdict]) {
+        // One copy of the loop per direction: no per-packet side tests.
+        match side {
+            Side::Inside => self.process_dir::<true, F>(now, frames, verdicts),
+            Side::Outside => self.process_dir::<false, F>(now, frames, verdicts),
+        }
+    }
+
+    fn process_dir<const I2O: bool, F: AsMut<[u8]>>(&mut self, now: u32, frames: &mut [F], verdicts: &mut [Verdict]) {
+        let side = if I2O { Side::Inside } else { Side::Outside };
         let mut items = self.scratch.take().unwrap_or_else(|| Box::new([Item::EMPTY; BATCH]));
         let n = frames.len().min(verdicts.len()).min(BATCH) as u64;
         match side {
@@ -464,7 +473,7 @@ impl Engine {
             std::hint::black_box(touch);
             for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()) {
                 if it.st == Pre::Fast {
-                    if let Some(out) = lane.hit(side, f.as_mut(), it.k, it.h) {
+                    if let Some(out) = lane.hit::<I2O>(f.as_mut(), it.k, it.h) {
                         *v = Verdict::Forward(out);
                         it.st = Pre::Done;
                         forwarded += 1;
@@ -476,25 +485,7 @@ impl Engine {
             }
         } else {
             // Tables that fit in cache: one pass, nothing to overlap.
-            for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()) {
-                let frame = f.as_mut();
-                match parse_fast(frame) {
-                    Some(k) => {
-                        let h = hash::hash_words(seed, k.w0, k.w1);
-                        if let Some(out) = lane.hit(side, frame, k, h) {
-                            *v = Verdict::Forward(out);
-                            it.st = Pre::Done;
-                            forwarded += 1;
-                            continue;
-                        }
-                        it.k = k;
-                        it.h = h;
-                        it.st = Pre::Flow;
-                    }
-                    None => it.st = Pre::Later,
-                }
-                pending += 1;
-            }
+            (forwarded, pending) = fast::single_pass::<I2O, F>(&mut lane, seed, frames, verdicts, &mut items[..]);
         }
         match side {
             Side::Inside => self.counters.fwd_i2o += forwarded,

@@ -2,6 +2,7 @@
 //! tuple and what kind of handling the packet needs. Nothing after this
 //! re-parses the outer headers.
 #![forbid(unsafe_code)]
+#![allow(clippy::cast_possible_truncation)] // fields are cut out of loaded words on purpose
 
 use super::counters::{DropReason, PassReason};
 use super::session::pcode;
@@ -139,22 +140,27 @@ impl FastKey {
 pub fn parse_fast(frame: &[u8]) -> Option<FastKey> {
     // Constant offsets into a fixed-size array: checked at compile time.
     let h: &[u8; FAST_LEN] = frame.first_chunk()?;
-    // Ethertype, version/IHL in one word; fragment word, TTL, protocol in another.
-    let type_ver = u32::from_be_bytes([h[12], h[13], h[14], h[15]]) >> 8;
-    let frag_ttl_proto = u32::from_be_bytes([h[20], h[21], h[22], h[23]]);
-    let total = usize::from(u16::from_be_bytes([h[16], h[17]]));
-    let dst = u32::from_be_bytes([h[30], h[31], h[32], h[33]]);
-    let proto = (frag_ttl_proto & 0xff) as u8;
+    let w = |o: usize| u64::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3], h[o + 4], h[o + 5], h[o + 6], h[o + 7]]);
+    // Bytes 12..20: ethertype, version/IHL, TOS, total length, identification.
+    let a = w(12);
+    // Bytes 20..28: flags/fragment offset, TTL, protocol, checksum, source (first half).
+    let b = w(20);
+    // Bytes 26..34: source and destination, exactly the key's first word.
+    let addrs = w(26);
+    let total = usize::from((a >> 16) as u16);
+    let proto = (b >> 32) as u8;
+    let ttl = (b >> 40) as u8;
     let (pcode, min_total) = match proto {
         PROTO_UDP => (pcode::UDP, 28),
         PROTO_TCP => (pcode::TCP, 40),
         _ => return None,
     };
-    if type_ver != 0x08_0045
-        || frag_ttl_proto & 0x3fff_0000 != 0
-        || frag_ttl_proto & 0xff00 <= 0x0100
+    // Group destinations (and class E) start at 224: the general path decides.
+    if a >> 40 != 0x08_0045
+        || b >> 48 & 0x3fff != 0
+        || ttl <= 1
         || h[0] & 1 != 0
-        || is_group_ip(dst)
+        || h[30] >= 224
         || total < min_total
         || total + 14 > frame.len()
     {
@@ -171,12 +177,8 @@ pub fn parse_fast(frame: &[u8]) -> Option<FastKey> {
     } else {
         0
     };
-    let src = u32::from_be_bytes([h[26], h[27], h[28], h[29]]);
     let ports = u32::from_be_bytes([h[34], h[35], h[36], h[37]]);
-    Some(FastKey {
-        w0: (u64::from(src) << 32) | u64::from(dst),
-        w1: (u64::from(ports) << 32) | (u64::from(pcode) << 16) | (u64::from(tcp_flags) << 8),
-    })
+    Some(FastKey { w0: addrs, w1: (u64::from(ports) << 32) | (u64::from(pcode) << 16) | (u64::from(tcp_flags) << 8) })
 }
 
 /// Parses a frame received on `side`.

@@ -13,7 +13,7 @@
 //! incrementally and never needs them valid to do its work).
 //!
 //! Prints one JSON line. For instruction counts run it under
-//! `valgrind --tool=callgrind --toggle-collect='dataplane::nat::Engine::process*'`
+//! `valgrind --tool=callgrind --toggle-collect='dataplane::nat::Engine::process'`
 //! (see perf/callgrind.sh).
 
 use clap::{Parser, ValueEnum};
