@@ -302,7 +302,9 @@ impl Engine {
     }
 
     fn is_local(&self, ip: u32) -> bool {
-        self.local.binary_search(&ip).is_ok()
+        // Sorted: a range check first spares the search for most addresses.
+        matches!((self.local.first(), self.local.last()), (Some(&lo), Some(&hi)) if ip >= lo && ip <= hi)
+            && self.local.binary_search(&ip).is_ok()
     }
 
     fn next_rand(&mut self) -> u32 {
@@ -507,7 +509,7 @@ impl Engine {
                                 };
                                 self.flow(side, now, frame, &p, h, p.l3 == 14 && p.l4 == 34)
                             }
-                            Ok(p) => self.slow(side, now, frame, &p),
+                            Ok(p) => self.slow(side, now, frame, &p, None),
                             Err(verdict) => verdict,
                         }
                     }
@@ -537,15 +539,15 @@ impl Engine {
             Side::Outside => self.find_o2i(h, p.src, p.sport, p.dst, p.dport, p.pcode),
         };
         let Some(idx) = found else {
-            return self.slow(side, now, frame, p);
+            return self.slow(side, now, frame, p, Some(h));
         };
         let timeouts = self.class_timeout;
         let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
-            return self.slow(side, now, frame, p);
+            return self.slow(side, now, frame, p, Some(h));
         };
         let t = timeouts.get(usize::from(s.class & 3)).copied().unwrap_or(0);
         if now.wrapping_sub(s.last_seen) >= t {
-            return self.stale_hit(idx, side, now, frame, p);
+            return self.stale_hit(idx, side, now, frame, p, h);
         }
         if p.ttl <= 1 {
             return Verdict::PassToKernel(PassReason::TtlExpired);
@@ -588,10 +590,10 @@ impl Engine {
 
     /// A lookup found a session whose timeout has passed: it is gone.
     #[cold]
-    fn stale_hit(&mut self, idx: u32, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> Verdict {
+    fn stale_hit(&mut self, idx: u32, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: u64) -> Verdict {
         self.remove(idx, now);
         self.counters.sessions_expired += 1;
-        self.slow(side, now, frame, p)
+        self.slow(side, now, frame, p, Some(h))
     }
 
     /// Refreshes a session on a packet: last seen, replied, TCP state.
@@ -651,7 +653,9 @@ impl Engine {
     }
 
     /// Everything that is not a session hit.
-    fn slow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> Verdict {
+    /// `h` is the packet's lookup hash when the caller has it (only the
+    /// inside-to-outside one is reused, by the session it creates).
+    fn slow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: Option<u64>) -> Verdict {
         match p.kind {
             Kind::Flow => {}
             Kind::IcmpError => return self.icmp_error(side, now, frame, p),
@@ -659,7 +663,7 @@ impl Engine {
             Kind::OtherProto => return self.other_proto(side, frame, p),
         }
         let v = match side {
-            Side::Inside => self.miss_i2o(now, frame, p),
+            Side::Inside => self.miss_i2o(now, frame, p, h),
             Side::Outside => self.miss_o2i(now, frame, p),
         };
         v.unwrap_or_else(|v| v)
@@ -689,7 +693,7 @@ impl Engine {
     }
 
     /// First packet of an inside-initiated flow.
-    fn miss_i2o(&mut self, now: u32, frame: &mut [u8], p: &Parsed) -> Result<Verdict, Verdict> {
+    fn miss_i2o(&mut self, now: u32, frame: &mut [u8], p: &Parsed, h: Option<u64>) -> Result<Verdict, Verdict> {
         // Hairpinning (TCP and UDP) needs something on the public endpoint to
         // reach; decide before any session is made.
         let dst_addr = self.ports.addr_of_ip(p.dst);
@@ -731,15 +735,16 @@ impl Engine {
         }
         let action = rules::first_match(&self.rules, p.src, p.dst, p.proto, Some(p.dport));
         let idx = match action {
-            Some(RuleAction::Translate { pool }) => self.new_mapped_i2o(now, p, pool)?,
+            Some(RuleAction::Translate { pool }) => self.new_mapped_i2o(now, p, pool, h)?,
             Some(RuleAction::NoNat) | None => {
-                self.new_unmapped(now, p, flag::NO_NAT, p.src, p.sport, p.dst, p.dport)?
+                self.new_unmapped(now, p, flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?
             }
         };
         if p.first_frag {
             self.frags.record(frag_key(p), true, idx, now);
         }
-        self.touch(idx, Side::Inside, p, now);
+        // No touch(): install() already set the state a first packet from
+        // the originator leaves.
         let s = self.sessions.get(idx);
         let pub_ip = self.public_ip(&s);
         xlate_i2o(frame, p, &s, pub_ip);
@@ -783,7 +788,13 @@ impl Engine {
     }
 
     /// Fills a slot, indexes it and puts it on its list.
-    fn install(&mut self, idx: u32, mut s: Session, now: u32, tcp_flags: u8) {
+    fn install(&mut self, idx: u32, s: Session, now: u32, tcp_flags: u8) {
+        self.install_hashed(idx, s, now, tcp_flags, None);
+    }
+
+    /// [`Engine::install`] with the inside-to-outside hash, if the caller
+    /// already has it from the packet.
+    fn install_hashed(&mut self, idx: u32, mut s: Session, now: u32, tcp_flags: u8, h_i2o: Option<u64>) {
         let pc = s.pcode();
         s.tcp = if pc == pcode::TCP { tcp::initial(tcp_flags) } else { 0 };
         s.last_seen = now;
@@ -797,7 +808,8 @@ impl Engine {
         if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
             *x = s;
         }
-        let (hi, ho) = self.session_hashes(&s);
+        let hi = h_i2o.unwrap_or_else(|| self.h_i2o(s.inside_ip, s.inside_port, s.remote_ip, s.remote_port, pc));
+        let ho = self.h_o2i(pub_ip, s.public_port, s.remote_ip, s.remote_port, pc);
         self.i2o.insert(hi, idx);
         self.o2i.insert(ho, idx);
         let t = self.class_timeout.get(usize::from(cls)).copied().unwrap_or(0);
@@ -806,17 +818,16 @@ impl Engine {
         self.counters.sessions_created += 1;
     }
 
-    /// A session that is not part of a mapping (no-NAT, forwards).
-    #[allow(clippy::too_many_arguments)]
+    /// A session that is not part of a mapping (no-NAT, forwards). `h_i2o`:
+    /// the packet's hash if it is the session's inside-to-outside one.
     fn new_unmapped(
         &mut self,
         now: u32,
         p: &Parsed,
         flags: u8,
-        inside: u32,
-        iport: u16,
-        remote: u32,
-        rport: u16,
+        (inside, iport): (u32, u16),
+        (remote, rport): (u32, u16),
+        h_i2o: Option<u64>,
     ) -> Result<u32, Verdict> {
         let idx = self.alloc_session(now)?;
         let rport = if p.pcode == pcode::ICMP { 0 } else { rport };
@@ -831,13 +842,13 @@ impl Engine {
             flags,
             ..Session::default()
         };
-        self.install(idx, s, now, p.tcp_flags);
+        self.install_hashed(idx, s, now, p.tcp_flags, h_i2o);
         Ok(idx)
     }
 
     /// An outbound flow translated into `pool`: reuse the subscriber's
     /// mapping for (inside ip, port, protocol) or make one.
-    fn new_mapped_i2o(&mut self, now: u32, p: &Parsed, pool: u16) -> Result<u32, Verdict> {
+    fn new_mapped_i2o(&mut self, now: u32, p: &Parsed, pool: u16, h_i2o: Option<u64>) -> Result<u32, Verdict> {
         let idx = self.alloc_session(now)?;
         let undo = |e: &mut Self, v: DropReason| {
             e.sessions.free(idx);
@@ -871,7 +882,7 @@ impl Engine {
                 let hs = self.sessions.get(h);
                 s.public_port = hs.public_port;
                 s.addr_proto = hs.addr_proto;
-                self.install(idx, s, now, p.tcp_flags);
+                self.install_hashed(idx, s, now, p.tcp_flags, h_i2o);
                 self.chain_after(h, idx);
             }
             None => {
@@ -885,7 +896,7 @@ impl Engine {
                 let addr = self.ports.sub(sub).map_or(0, |x| x.addr);
                 s.public_port = port;
                 s.addr_proto = (addr << 2) | p.pcode;
-                self.install(idx, s, now, p.tcp_flags);
+                self.install_hashed(idx, s, now, p.tcp_flags, h_i2o);
                 self.imap.insert(hm, idx);
                 let ho = self.h_omap(self.ports.ip_of(addr), port, p.pcode);
                 self.omap.insert(ho, idx);
@@ -962,7 +973,6 @@ impl Engine {
         if p.first_frag {
             self.frags.record(frag_key(p), false, idx, now);
         }
-        self.touch(idx, Side::Outside, p, now);
         let s = self.sessions.get(idx);
         xlate_o2i(frame, p, &s);
         Ok(Verdict::Forward(Side::Inside))
@@ -1060,7 +1070,7 @@ impl Engine {
                     return Err(Verdict::HandOff { worker: owner, side: Side::Outside });
                 }
             }
-            return self.new_unmapped(now, p, flag::NO_NAT | flag::INBOUND, p.dst, p.dport, p.src, p.sport);
+            return self.new_unmapped(now, p, flag::NO_NAT | flag::INBOUND, (p.dst, p.dport), (p.src, p.sport), None);
         }
         Err(Verdict::Drop(DropReason::NoSession))
     }

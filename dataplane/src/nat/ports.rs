@@ -249,6 +249,11 @@ impl Ports {
     /// The global index of a public address.
     #[inline]
     pub fn addr_of_ip(&self, ip: u32) -> Option<u16> {
+        // Sorted: outside the range of pool addresses there is nothing to search.
+        match (self.by_ip.first(), self.by_ip.last()) {
+            (Some(&(lo, _)), Some(&(hi, _))) if ip >= lo && ip <= hi => {}
+            _ => return None,
+        }
         self.by_ip.binary_search_by_key(&ip, |&(a, _)| a).ok().and_then(|i| self.by_ip.get(i)).map(|&(_, x)| x)
     }
 
