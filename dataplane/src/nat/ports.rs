@@ -304,40 +304,9 @@ impl Ports {
     }
 
     fn rotate(&mut self, a: u16, l: u16, window: u32) {
-        let Some(ad) = self.addrs.get_mut(usize::from(a)) else {
-            return;
-        };
-        let Some(b) = ad.blocks.get_mut(usize::from(l)) else {
-            return;
-        };
-        if b.window == window {
-            return;
-        }
-        let first = if window.wrapping_sub(b.window) >= 3 { window.wrapping_sub(2) } else { b.window.wrapping_add(1) };
-        b.window = window;
-        let words = ad.bits.len() / (ad.blocks.len().max(1) * PROTOS * PLANES);
-        for proto in 0..PROTOS {
-            let base = (usize::from(l) * PROTOS + proto) * PLANES * words;
-            let Some(planes) = ad.bits.get_mut(base..base + PLANES * words) else {
-                continue;
-            };
-            let mut w = first;
-            loop {
-                let plane = 1 + (w % 3) as usize;
-                if let Some(s) = planes.get_mut(plane * words..(plane + 1) * words) {
-                    s.fill(0);
-                }
-                if w == window {
-                    break;
-                }
-                w = w.wrapping_add(1);
-            }
-            for i in 0..words {
-                let busy = (0..BUSY).fold(0u64, |acc, p| acc | planes.get(p * words + i).copied().unwrap_or(0));
-                if let Some(x) = planes.get_mut(BUSY * words + i) {
-                    *x = busy;
-                }
-            }
+        let Some(words) = self.pool_of(a).map(|p| p.words) else { return };
+        if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
+            rotate_block(ad, words, l, window);
         }
     }
 
@@ -375,30 +344,10 @@ impl Ports {
         None
     }
 
-    fn is_free(&self, a: u16, l: u16, proto: usize, bit: u16) -> bool {
-        let Some(pool) = self.pool_of(a) else {
-            return false;
-        };
-        let words = pool.words;
-        let Some(ad) = self.addrs.get(usize::from(a)) else {
-            return false;
-        };
-        !get_bit(&ad.bits, words, l, proto, BUSY, bit)
-    }
-
     fn take(&mut self, a: u16, l: u16, proto: usize, bit: u16) {
-        let Some(words) = self.pool_of(a).map(|p| p.words) else {
-            return;
-        };
+        let Some(words) = self.pool_of(a).map(|p| p.words) else { return };
         if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
-            set_bit(&mut ad.bits, words, l, proto, 0, bit, true);
-            set_bit(&mut ad.bits, words, l, proto, BUSY, bit, true);
-            if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
-                b.used += 1;
-                if let Some(u) = b.used_by_proto.get_mut(proto) {
-                    *u += 1;
-                }
-            }
+            take_bit(ad, words, l, proto, bit);
         }
     }
 
@@ -561,6 +510,10 @@ impl Ports {
     /// the subscriber's blocks, else the first free port of its blocks
     /// (starting with the one that last had room, skipping full ones), else a
     /// new block while under the limit.
+    ///
+    /// Resolves the address, its pool's geometry and each block once and
+    /// works on the bitmaps directly (the helpers that look `a` up again are
+    /// for the colder paths).
     fn alloc_in_blocks(
         &mut self,
         s: u32,
@@ -570,64 +523,65 @@ impl Ports {
         random: Option<u32>,
         max_blocks: u16,
     ) -> Option<(u16, u32)> {
-        let x = self.subs.get(s as usize)?;
-        let (a, n, blocks, hint) = (x.addr, usize::from(x.n_blocks), x.blocks, usize::from(x.hint));
-        let chunk = self.pool_of(a)?.chunk;
-        let held = blocks.get(..n).unwrap_or(&[]);
-        if random.is_none() {
-            if let Some((l, bit, _)) = self.locate(a, preferred) {
-                if held.contains(&l) {
-                    self.rotate(a, l, window);
-                    if self.is_free(a, l, proto, bit) {
-                        self.take(a, l, proto, bit);
-                        return Some((preferred, 0));
-                    }
+        let (worker, workers) = (self.worker, self.workers);
+        let sub = self.subs.get_mut(s as usize)?;
+        let ad = self.addrs.get_mut(usize::from(sub.addr))?;
+        let pool = self.pools.get(usize::from(ad.pool))?;
+        let (min, chunk, words) = (u32::from(pool.params.port_min), u32::from(pool.chunk), pool.words);
+        let port_of = |l: u16, bit: u16| (min + (u32::from(l) * workers + worker) * chunk + u32::from(bit)) as u16;
+        let n = usize::from(sub.n_blocks);
+        let held = sub.blocks.get(..n).unwrap_or(&[]);
+        // The preferred port, if it lies in one of the subscriber's blocks.
+        if random.is_none() && u32::from(preferred) >= min {
+            let c = (u32::from(preferred) - min) / chunk;
+            let (l, bit) = ((c / workers) as u16, ((u32::from(preferred) - min) % chunk) as u16);
+            if c % workers == worker && held.contains(&l) {
+                rotate_block(ad, words, l, window);
+                if !get_bit(&ad.bits, words, l, proto, BUSY, bit) {
+                    take_bit(ad, words, l, proto, bit);
+                    return Some((preferred, 0));
                 }
             }
         }
         let start = match random {
-            Some(r) => (r % u32::from(chunk)) as u16,
-            None => preferred % chunk,
+            Some(r) => (r % chunk) as u16,
+            None => (u32::from(preferred) % chunk) as u16,
         };
+        let hint = usize::from(sub.hint);
         for k in 0..n {
             let j = (hint + k) % n;
             let Some(&l) = held.get(j) else { break };
-            let full = self
-                .addrs
-                .get(usize::from(a))
-                .and_then(|x| x.blocks.get(usize::from(l)))
-                .is_none_or(|b| b.used_by_proto.get(proto).is_none_or(|&u| u >= chunk));
+            let full = ad
+                .blocks
+                .get(usize::from(l))
+                .is_none_or(|b| b.used_by_proto.get(proto).is_none_or(|&u| u32::from(u) >= chunk));
             if full {
                 continue;
             }
-            self.rotate(a, l, window);
-            if let Some(bit) = self.first_free(a, l, proto, start, 0, u16::MAX) {
-                self.take(a, l, proto, bit);
-                if let Some(x) = self.subs.get_mut(s as usize) {
-                    x.hint = j as u8;
-                }
-                return Some((self.port_of(a, l, bit), 0));
+            rotate_block(ad, words, l, window);
+            if let Some(bit) = first_free_bit(busy_plane(ad, words, l, proto), start) {
+                take_bit(ad, words, l, proto, bit);
+                sub.hint = j as u8;
+                return Some((port_of(l, bit), 0));
             }
         }
         if n >= usize::from(max_blocks) {
             return None;
         }
-        let l = self.addrs.get_mut(usize::from(a))?.free_blocks.pop()?;
-        self.blocks_in_use += 1;
-        if let Some(b) = self.addrs.get_mut(usize::from(a)).and_then(|x| x.blocks.get_mut(usize::from(l))) {
+        let l = ad.free_blocks.pop()?;
+        if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
             b.owner = s;
         }
-        if let Some(x) = self.subs.get_mut(s as usize) {
-            if let Some(slot) = x.blocks.get_mut(n) {
-                *slot = l;
-                x.n_blocks += 1;
-                x.hint = n as u8;
-            }
+        if let Some(slot) = sub.blocks.get_mut(n) {
+            *slot = l;
+            sub.n_blocks += 1;
+            sub.hint = n as u8;
         }
-        self.rotate(a, l, window);
-        let bit = self.first_free(a, l, proto, start, 0, u16::MAX)?;
-        self.take(a, l, proto, bit);
-        Some((self.port_of(a, l, bit), 1))
+        self.blocks_in_use += 1;
+        rotate_block(ad, words, l, window);
+        let bit = first_free_bit(busy_plane(ad, words, l, proto), start)?;
+        take_bit(ad, words, l, proto, bit);
+        Some((port_of(l, bit), 1))
     }
 
     /// Frees a mapping's public port and holds it back. Returns true if the
@@ -694,6 +648,75 @@ impl Ports {
     /// Live subscribers.
     pub fn subscribers(&self) -> usize {
         self.subs.len() - self.sub_free.len()
+    }
+}
+
+/// Clears the hold generations whose window came round again and rebuilds
+/// the busy plane (see [`Ports::rotate`], of which this is the by-block form).
+fn rotate_block(ad: &mut AddrPorts, words: usize, l: u16, window: u32) {
+    let Some(b) = ad.blocks.get_mut(usize::from(l)) else { return };
+    if b.window == window {
+        return;
+    }
+    let first = if window.wrapping_sub(b.window) >= 3 { window.wrapping_sub(2) } else { b.window.wrapping_add(1) };
+    b.window = window;
+    for proto in 0..PROTOS {
+        let base = (usize::from(l) * PROTOS + proto) * PLANES * words;
+        let Some(planes) = ad.bits.get_mut(base..base + PLANES * words) else { continue };
+        let mut w = first;
+        loop {
+            let plane = 1 + (w % 3) as usize;
+            if let Some(s) = planes.get_mut(plane * words..(plane + 1) * words) {
+                s.fill(0);
+            }
+            if w == window {
+                break;
+            }
+            w = w.wrapping_add(1);
+        }
+        for i in 0..words {
+            let busy = (0..BUSY).fold(0u64, |acc, p| acc | planes.get(p * words + i).copied().unwrap_or(0));
+            if let Some(x) = planes.get_mut(BUSY * words + i) {
+                *x = busy;
+            }
+        }
+    }
+}
+
+/// The busy plane of block `l` for `proto`.
+fn busy_plane(ad: &AddrPorts, words: usize, l: u16, proto: usize) -> &[u64] {
+    let base = ((usize::from(l) * PROTOS + proto) * PLANES + BUSY) * words;
+    ad.bits.get(base..base + words).unwrap_or(&[])
+}
+
+/// First clear bit at or after `start`, wrapping round the block.
+fn first_free_bit(busy: &[u64], start: u16) -> Option<u16> {
+    let words = busy.len();
+    let start_word = usize::from(start) / 64;
+    for k in 0..=words {
+        let w = (start_word + k) % words.max(1);
+        let mut free = !busy.get(w).copied().unwrap_or(u64::MAX);
+        if k == 0 {
+            free &= u64::MAX << (start % 64);
+        } else if k == words {
+            free &= !(u64::MAX << (start % 64));
+        }
+        if free != 0 {
+            return Some((w * 64) as u16 + free.trailing_zeros() as u16);
+        }
+    }
+    None
+}
+
+/// Marks a port of block `l` in use (and busy) and counts it.
+fn take_bit(ad: &mut AddrPorts, words: usize, l: u16, proto: usize, bit: u16) {
+    set_bit(&mut ad.bits, words, l, proto, 0, bit, true);
+    set_bit(&mut ad.bits, words, l, proto, BUSY, bit, true);
+    if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
+        b.used += 1;
+        if let Some(u) = b.used_by_proto.get_mut(proto) {
+            *u += 1;
+        }
     }
 }
 
