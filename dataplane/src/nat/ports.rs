@@ -653,11 +653,17 @@ impl Ports {
 
 /// Clears the hold generations whose window came round again and rebuilds
 /// the busy plane (see [`Ports::rotate`], of which this is the by-block form).
+/// The common case, nothing to do this window, is inlined.
+#[inline(always)]
 fn rotate_block(ad: &mut AddrPorts, words: usize, l: u16, window: u32) {
-    let Some(b) = ad.blocks.get_mut(usize::from(l)) else { return };
-    if b.window == window {
-        return;
+    if ad.blocks.get(usize::from(l)).is_some_and(|b| b.window != window) {
+        rotate_block_slow(ad, words, l, window);
     }
+}
+
+#[inline(never)]
+fn rotate_block_slow(ad: &mut AddrPorts, words: usize, l: u16, window: u32) {
+    let Some(b) = ad.blocks.get_mut(usize::from(l)) else { return };
     let first = if window.wrapping_sub(b.window) >= 3 { window.wrapping_sub(2) } else { b.window.wrapping_add(1) };
     b.window = window;
     for proto in 0..PROTOS {

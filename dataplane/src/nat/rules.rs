@@ -9,6 +9,7 @@
 use super::params::{proto, Prefix, Rule, RuleAction, RuleMatch};
 use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
+#[inline]
 fn any_contains(list: &[Prefix], a: u32) -> bool {
     list.iter().any(|p| p.contains(a))
 }
@@ -25,6 +26,7 @@ fn proto_bit(p: u8) -> u8 {
 impl RuleMatch {
     /// True if a flow (src, dst, protocol, destination port) matches.
     /// `dport` is `None` for protocols without ports and for reverse matching.
+    #[inline]
     pub fn matches(&self, src: u32, dst: u32, protocol: u8, dport: Option<u16>) -> bool {
         (self.src.is_empty() || any_contains(&self.src, src))
             && !any_contains(&self.src_except, src)
@@ -32,7 +34,10 @@ impl RuleMatch {
             && !any_contains(&self.dst_except, dst)
             && (self.protocols == 0 || self.protocols & proto_bit(protocol) != 0)
             && (self.dst_ports.is_empty()
-                || dport.is_none_or(|d| self.dst_ports.iter().any(|&(lo, hi)| (lo..=hi).contains(&d))))
+                || match dport {
+                    None => true,
+                    Some(d) => self.dst_ports.iter().any(|&(lo, hi)| lo <= d && d <= hi),
+                })
     }
 }
 
