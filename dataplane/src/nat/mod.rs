@@ -499,7 +499,7 @@ impl Engine {
                 let frame = f.as_mut();
                 match it.st {
                     Pre::Done => continue,
-                    Pre::Flow => *v = self.flow(side, now, frame, &it.k.to_parsed(), it.h, true),
+                    Pre::Flow => *v = self.flow(side, now, frame, &it.k.to_parsed(), it.h),
                     Pre::Later => {
                         *v = match parse(frame, side) {
                             Ok(p) if p.kind == Kind::Flow => {
@@ -507,7 +507,7 @@ impl Engine {
                                     Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.pcode),
                                     Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.pcode),
                                 };
-                                self.flow(side, now, frame, &p, h, p.l3 == 14 && p.l4 == 34)
+                                self.flow(side, now, frame, &p, h)
                             }
                             Ok(p) => self.slow(side, now, frame, &p, None),
                             Err(verdict) => verdict,
@@ -533,7 +533,7 @@ impl Engine {
 
     /// A TCP/UDP/ICMP-echo packet with its hash computed.
     #[inline(always)]
-    fn flow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: u64, fast: bool) -> Verdict {
+    fn flow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: u64) -> Verdict {
         let found = match side {
             Side::Inside => self.find_i2o(h, p.src, p.sport, p.dst, p.dport, p.pcode),
             Side::Outside => self.find_o2i(h, p.src, p.sport, p.dst, p.dport, p.pcode),
@@ -559,30 +559,22 @@ impl Engine {
         use crate::wire::tcp::{FIN, RST, SYN};
         let steady = s.flags & flag::REPLIED != 0
             && (p.pcode != pcode::TCP || (s.tcp == STEADY && p.tcp_flags & (SYN | FIN | RST) == 0));
-        let (flags, inside_ip, inside_port, public_port, addr) =
-            (s.flags, s.inside_ip, s.inside_port, s.public_port, s.addr());
-        let (d_ip, d_l4) = (s.ip_delta, s.l4_delta);
         if !steady {
             self.touch(idx, side, p, now);
         }
+        // touch() changes state and timers, never the rewrite: snapshot after it.
+        let snap = self.sessions.get(idx);
         match side {
             Side::Inside => {
-                let pub_ip = if flags & flag::NO_NAT != 0 { inside_ip } else { self.ports.ip_of(addr) };
-                if !(fast && rewrite_fast_lane(frame, p.pcode, true, pub_ip, public_port, d_ip, d_l4)) {
-                    let snap = self.sessions.get(idx);
-                    xlate_i2o(frame, p, &snap, pub_ip);
-                }
-                if flags & flag::HAIRPIN != 0 {
-                    let s = self.sessions.get(idx);
-                    return self.hairpin_dst(now, frame, p, &s, pub_ip);
+                let pub_ip = self.public_ip(&snap);
+                xlate_i2o(frame, p, &snap, pub_ip);
+                if snap.flags & flag::HAIRPIN != 0 {
+                    return self.hairpin_dst(now, frame, p, &snap, pub_ip);
                 }
                 Verdict::Forward(Side::Outside)
             }
             Side::Outside => {
-                if !(fast && rewrite_fast_lane(frame, p.pcode, false, inside_ip, inside_port, !d_ip, !d_l4)) {
-                    let snap = self.sessions.get(idx);
-                    xlate_o2i(frame, p, &snap);
-                }
+                xlate_o2i(frame, p, &snap);
                 Verdict::Forward(Side::Inside)
             }
         }
@@ -1532,22 +1524,7 @@ pub(crate) fn rewrite_fast_lane(
 /// The fast-lane rewrite, if the frame has the fast-lane layout.
 #[inline(always)]
 fn try_fast(frame: &mut [u8], p: &Parsed, i2o: bool, addr: u32, port: u16, d_ip: u16, d_l4: u16) -> bool {
-    if p.l3 != 14 || p.l4 != 34 {
-        return false;
-    }
-    let (addr_off, port_off) = if i2o { (26, 34) } else { (30, 36) };
-    match p.pcode {
-        pcode::UDP => match frame.first_chunk_mut::<42>() {
-            Some(h) => rewrite_fast(h, addr_off, addr, port_off, port, 40, d_ip, d_l4, true),
-            None => return false,
-        },
-        pcode::TCP => match frame.first_chunk_mut::<54>() {
-            Some(h) => rewrite_fast(h, addr_off, addr, port_off, port, 50, d_ip, d_l4, false),
-            None => return false,
-        },
-        _ => return false,
-    }
-    true
+    p.l3 == 14 && p.l4 == 34 && rewrite_fast_lane(frame, p.pcode, i2o, addr, port, d_ip, d_l4)
 }
 
 /// Inside to outside: source becomes the public endpoint, TTL drops by one.
