@@ -316,6 +316,10 @@ impl Ports {
 
     /// First free bit of block `l` for `proto` at or after `start` (wrapping),
     /// restricted to bits whose ports lie in `lo..=hi`.
+    ///
+    /// The port-block path uses `first_free_bit`, the same scan without the
+    /// range test: merging the two (a predicate, or a per-word range mask)
+    /// was measured at +10 to +18 instructions per new session.
     fn first_free(&self, a: u16, l: u16, proto: usize, start: u16, lo: u16, hi: u16) -> Option<u16> {
         let pool = self.pool_of(a)?;
         let words = pool.words;
