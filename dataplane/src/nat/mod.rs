@@ -592,8 +592,7 @@ impl Engine {
     /// A lookup found a session whose timeout has passed: it is gone.
     #[cold]
     fn stale_hit(&mut self, idx: u32, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: u64) -> Verdict {
-        self.remove(idx, now);
-        self.counters.sessions_expired += 1;
+        self.reap(idx, now);
         self.slow(side, now, frame, p, Some(h))
     }
 
@@ -919,23 +918,40 @@ impl Engine {
     /// The live head of the mapping (inside ip, port, protocol, pool), if any.
     fn find_mapping_i2o(&mut self, hm: u64, ip: u32, port: u16, pc: u16, pool: u16, now: u32) -> Option<u32> {
         loop {
-            let hot = &self.sessions.hot;
-            let ports = &self.ports;
-            let h = self.imap.find(hm, |i| {
-                hot.get(i as usize).is_some_and(|s| {
-                    s.inside_ip == ip
-                        && s.inside_port == port
-                        && s.pcode() == pc
-                        && ports.addrs.get(usize::from(s.addr())).is_some_and(|a| a.pool == pool)
-                })
-            })?;
-            let s = self.sessions.get(h);
-            if !self.stale(&s, now) {
+            let h = self.imap_lookup(hm, ip, port, pc, pool)?;
+            if self.live_or_reap(h, now) {
                 return Some(h);
             }
-            self.remove(h, now);
-            self.counters.sessions_expired += 1;
         }
+    }
+
+    /// The head of the mapping (inside ip, port, protocol, pool), stale or not.
+    fn imap_lookup(&self, hm: u64, ip: u32, port: u16, pc: u16, pool: u16) -> Option<u32> {
+        let (hot, ports) = (&self.sessions.hot, &self.ports);
+        self.imap.find(hm, |i| {
+            hot.get(i as usize).is_some_and(|s| {
+                s.inside_ip == ip
+                    && s.inside_port == port
+                    && s.pcode() == pc
+                    && ports.addrs.get(usize::from(s.addr())).is_some_and(|a| a.pool == pool)
+            })
+        })
+    }
+
+    /// True if session `h` is live; if its timeout has passed, removes it.
+    fn live_or_reap(&mut self, h: u32, now: u32) -> bool {
+        let s = self.sessions.get(h);
+        if self.stale(&s, now) {
+            self.reap(h, now);
+            return false;
+        }
+        true
+    }
+
+    /// Removes a session whose timeout has passed, counting it as expired.
+    fn reap(&mut self, idx: u32, now: u32) {
+        self.remove(idx, now);
+        self.counters.sessions_expired += 1;
     }
 
     /// The live head of the mapping on public (ip, port, protocol), if any.
@@ -948,12 +964,9 @@ impl Engine {
                 hot.get(i as usize)
                     .is_some_and(|s| s.public_port == port && s.pcode() == pc && ports.ip_of(s.addr()) == ip)
             })?;
-            let s = self.sessions.get(h);
-            if !self.stale(&s, now) {
+            if self.live_or_reap(h, now) {
                 return Some(h);
             }
-            self.remove(h, now);
-            self.counters.sessions_expired += 1;
         }
     }
 
@@ -1130,19 +1143,7 @@ impl Engine {
         let hm = self.h_imap(s.inside_ip, s.inside_port, pc, pool);
         let ho = self.h_omap(pub_ip, s.public_port, pc);
         let next = self.sessions.cold.get(idx as usize).map_or(NIL, |c| c.map_next);
-        let is_head = {
-            let hot = &self.sessions.hot;
-            let ports = &self.ports;
-            self.imap.find(hm, |i| {
-                hot.get(i as usize).is_some_and(|x| {
-                    x.inside_ip == s.inside_ip
-                        && x.inside_port == s.inside_port
-                        && x.pcode() == pc
-                        && ports.addrs.get(usize::from(x.addr())).is_some_and(|a| a.pool == pool)
-                })
-            })
-        };
-        match is_head {
+        match self.imap_lookup(hm, s.inside_ip, s.inside_port, pc, pool) {
             Some(h) if h == idx => {
                 if next != NIL {
                     self.imap.replace(hm, idx, next);
@@ -1209,8 +1210,7 @@ impl Engine {
             steps += 1;
             let s = self.sessions.get(head);
             if self.stale(&s, now) {
-                self.remove(head, now);
-                self.counters.sessions_expired += 1;
+                self.reap(head, now);
                 done += 1;
             } else {
                 let t = self.class_timeout.get(usize::from(s.class)).copied().unwrap_or(0);
