@@ -698,3 +698,55 @@ fn large_tables_take_the_prefetching_batch_path_with_the_same_results() {
     assert_eq!(again, back, "the fast lane translates exactly like the general path");
     assert_eq!(batch_engine.counters().fwd_o2i, 400);
 }
+
+/// Checks the IPv4 and TCP/UDP checksums of a frame whose IPv4 header starts at `l3`.
+fn checksums_ok_at(f: &[u8], l3: usize) -> bool {
+    let mut plain = f[..12].to_vec();
+    plain.extend_from_slice(&f[l3 - 2..]);
+    checksums_ok(&plain)
+}
+
+#[test]
+fn vlan_tagged_frames_are_translated_and_keep_their_tag() {
+    let mut n = Nat::new(cgnat_params());
+    let plain = udp(ip("100.64.1.2"), 40000, ip("198.51.100.1"), 53, b"tagged");
+    // Insert an 802.1Q tag (VLAN 100) after the MAC addresses.
+    let mut f = plain[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+    f.extend_from_slice(&plain[12..]);
+    assert_eq!(n.send(IN, &mut f), Verdict::Forward(OUT));
+    assert_eq!(&f[12..16], &[0x81, 0x00, 0x00, 0x64], "tag kept");
+    assert!(checksums_ok_at(&f, 18));
+    let src = u32::from_be_bytes(f[18 + 12..18 + 16].try_into().unwrap());
+    assert!((ip("203.0.113.1")..=ip("203.0.113.4")).contains(&src));
+    assert_eq!(build::ttl(&f[4..]), 63);
+}
+
+#[test]
+fn packets_with_ip_options_are_translated_past_the_options() {
+    let mut n = Nat::new(cgnat_params());
+    let (src, dst) = (ip("100.64.1.2"), ip("198.51.100.1"));
+    let seg = build::tcp_segment(src, 40000, dst, 80, SYN, b"");
+    // IHL 6: one option word (NOP NOP NOP EOL) between header and TCP.
+    let mut h = vec![0x46, 0];
+    h.extend_from_slice(&((24 + seg.len()) as u16).to_be_bytes());
+    h.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, 64, 6, 0, 0]);
+    h.extend_from_slice(&src.to_be_bytes());
+    h.extend_from_slice(&dst.to_be_bytes());
+    h.extend_from_slice(&[1, 1, 1, 0]);
+    let c = dataplane::wire::checksum::checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = build::frame(src, dst, 6, &[], 64)[..14].to_vec();
+    f.extend_from_slice(&h);
+    f.extend_from_slice(&seg);
+    let before_opts = f[34..38].to_vec();
+    assert_eq!(n.send(IN, &mut f), Verdict::Forward(OUT));
+    assert_eq!(&f[34..38], &before_opts[..], "options untouched");
+    assert!(checksums_ok(&f), "IP and TCP checksums");
+    let sport = u16::from_be_bytes([f[38], f[39]]);
+    let new_src = u32::from_be_bytes(f[26..30].try_into().unwrap());
+    assert!((ip("203.0.113.1")..=ip("203.0.113.4")).contains(&new_src));
+    // The reply reaches the inside host.
+    let r = n.back(tcp(dst, 80, new_src, sport, SYN | ACK));
+    assert_eq!(tuple(&r), (dst, 80, src, 40000));
+}
