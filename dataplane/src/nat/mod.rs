@@ -52,7 +52,6 @@ use crate::wire::bytes::{set_u16, set_u32, u16_at, u32_at};
 use crate::wire::checksum::{add, apply_delta, apply_delta_udp, delta16, delta32, fold, negate, sum};
 use crate::wire::icmp;
 use frag::{FragKey, Fragments};
-use hash::{hash3, hash5};
 use index::Index;
 use parse::{parse, parse_embedded, parse_fast, FastKey, Kind, Parsed};
 use ports::Ports;
@@ -328,44 +327,33 @@ impl Engine {
 
     #[inline(always)]
     fn public_ip(&self, s: &Session) -> u32 {
-        if s.flags & flag::NO_NAT != 0 {
-            s.inside_ip
-        } else {
-            self.ports.ip_of(s.addr())
-        }
+        keys::public_ip(&self.ports, s)
     }
 
     #[inline(always)]
     fn h_i2o(&self, inside: u32, iport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
-        hash5(self.seed, inside, iport, remote, rport, pc)
+        keys::i2o(self.seed, inside, iport, remote, rport, pc)
     }
 
     #[inline(always)]
     fn h_o2i(&self, public: u32, pport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
-        // The packet reads remote -> public; hash it in packet order so the
-        // fast lane can hash its packed key as it is.
-        hash5(self.seed ^ O2I_SALT, remote, rport, public, pport, pc)
+        keys::o2i(self.seed, public, pport, remote, rport, pc)
     }
 
     fn h_imap(&self, inside: u32, iport: u16, pc: u16, pool: u16) -> u64 {
-        hash3(self.seed, inside, iport, pc, pool)
+        keys::imap(self.seed, inside, iport, pc, pool)
     }
 
     fn h_omap(&self, public: u32, pport: u16, pc: u16) -> u64 {
-        hash3(self.seed ^ OMAP_SALT, public, pport, pc, 0)
+        keys::omap(self.seed, public, pport, pc)
     }
 
     fn session_hashes(&self, s: &Session) -> (u64, u64) {
-        let pc = s.pcode();
-        let pub_ip = self.public_ip(s);
-        (
-            self.h_i2o(s.inside_ip, s.inside_port, s.remote_ip, s.remote_port, pc),
-            self.h_o2i(pub_ip, s.public_port, s.remote_ip, s.remote_port, pc),
-        )
+        (keys::session_i2o(self.seed, s), keys::session_o2i(self.seed, &self.ports, s))
     }
 
     fn pool_of_session(&self, s: &Session) -> u16 {
-        self.ports.addrs.get(usize::from(s.addr())).map_or(0, |a| a.pool)
+        keys::pool_of(&self.ports, s)
     }
 
     #[inline(always)]
@@ -1111,16 +1099,8 @@ impl Engine {
         let (hi, ho) = self.session_hashes(&s);
         {
             let (hot, ports, seed) = (&self.sessions.hot, &self.ports, self.seed);
-            self.i2o.remove(hi, idx, |j| {
-                hot.get(j as usize)
-                    .map_or(0, |x| hash5(seed, x.inside_ip, x.inside_port, x.remote_ip, x.remote_port, x.pcode()))
-            });
-            self.o2i.remove(ho, idx, |j| {
-                hot.get(j as usize).map_or(0, |x| {
-                    let ip = if x.flags & flag::NO_NAT != 0 { x.inside_ip } else { ports.ip_of(x.addr()) };
-                    hash5(seed ^ O2I_SALT, x.remote_ip, x.remote_port, ip, x.public_port, x.pcode())
-                })
-            });
+            self.i2o.remove(hi, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_i2o(seed, x)));
+            self.o2i.remove(ho, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_o2i(seed, ports, x)));
         }
         if s.flags & flag::MAPPED != 0 {
             self.unchain(idx, &s, now);
@@ -1150,16 +1130,10 @@ impl Engine {
                     self.omap.replace(ho, idx, next);
                 } else {
                     let (hot, ports, seed) = (&self.sessions.hot, &self.ports, self.seed);
-                    self.imap.remove(hm, idx, |j| {
-                        hot.get(j as usize).map_or(0, |x| {
-                            let pool = ports.addrs.get(usize::from(x.addr())).map_or(0, |a| a.pool);
-                            hash3(seed, x.inside_ip, x.inside_port, x.pcode(), pool)
-                        })
-                    });
-                    self.omap.remove(ho, idx, |j| {
-                        hot.get(j as usize)
-                            .map_or(0, |x| hash3(seed ^ OMAP_SALT, ports.ip_of(x.addr()), x.public_port, x.pcode(), 0))
-                    });
+                    self.imap
+                        .remove(hm, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_imap(seed, ports, x)));
+                    self.omap
+                        .remove(ho, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_omap(seed, ports, x)));
                     if self.ports.release(s.addr(), usize::from(pc), s.public_port, now) {
                         self.counters.blocks_released += 1;
                     }
@@ -1408,6 +1382,74 @@ impl Engine {
     /// This worker's number.
     pub fn worker(&self) -> u16 {
         self.worker
+    }
+}
+
+/// The four index keys, each defined once: the engine's lookups and the
+/// rehash closures of `Index::remove` (which cannot borrow the engine) both
+/// use these.
+mod keys {
+    use super::hash::{hash3, hash5};
+    use super::ports::Ports;
+    use super::session::{flag, Session};
+    use super::{O2I_SALT, OMAP_SALT};
+
+    /// Inside-to-outside lookup key.
+    #[inline(always)]
+    pub fn i2o(seed: u64, inside: u32, iport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
+        hash5(seed, inside, iport, remote, rport, pc)
+    }
+
+    /// Outside-to-inside lookup key, hashed in packet order (remote first) so
+    /// the fast lane can hash its packed key as it is.
+    #[inline(always)]
+    pub fn o2i(seed: u64, public: u32, pport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
+        hash5(seed ^ O2I_SALT, remote, rport, public, pport, pc)
+    }
+
+    /// Mapping head by inside endpoint and pool.
+    pub fn imap(seed: u64, inside: u32, iport: u16, pc: u16, pool: u16) -> u64 {
+        hash3(seed, inside, iport, pc, pool)
+    }
+
+    /// Mapping head by public endpoint.
+    pub fn omap(seed: u64, public: u32, pport: u16, pc: u16) -> u64 {
+        hash3(seed ^ OMAP_SALT, public, pport, pc, 0)
+    }
+
+    /// A session's public address (its own for no-NAT sessions).
+    #[inline(always)]
+    pub fn public_ip(ports: &Ports, s: &Session) -> u32 {
+        if s.flags & flag::NO_NAT != 0 {
+            s.inside_ip
+        } else {
+            ports.ip_of(s.addr())
+        }
+    }
+
+    /// The pool of a session's public address.
+    pub fn pool_of(ports: &Ports, s: &Session) -> u16 {
+        ports.addrs.get(usize::from(s.addr())).map_or(0, |a| a.pool)
+    }
+
+    /// [`i2o`] of a stored session.
+    pub fn session_i2o(seed: u64, s: &Session) -> u64 {
+        i2o(seed, s.inside_ip, s.inside_port, s.remote_ip, s.remote_port, s.pcode())
+    }
+
+    /// [`o2i`] of a stored session.
+    pub fn session_o2i(seed: u64, ports: &Ports, s: &Session) -> u64 {
+        o2i(seed, public_ip(ports, s), s.public_port, s.remote_ip, s.remote_port, s.pcode())
+    }
+
+    /// [`imap`] of a stored (mapped) session.
+    pub fn session_imap(seed: u64, ports: &Ports, s: &Session) -> u64 {
+        imap(seed, s.inside_ip, s.inside_port, s.pcode(), pool_of(ports, s))
+    }
+
+    /// [`omap`] of a stored (mapped) session.
+    pub fn session_omap(seed: u64, ports: &Ports, s: &Session) -> u64 {
+        omap(seed, ports.ip_of(s.addr()), s.public_port, s.pcode())
     }
 }
 

@@ -371,7 +371,7 @@ impl Ports {
     /// Finds or creates subscriber `inside_ip` in `pool`, choosing its paired
     /// address on creation.
     pub fn subscriber(&mut self, inside_ip: u32, pool: u16) -> Result<u32, DropReason> {
-        let h = hash3(self.seed, inside_ip, pool, 0xfe, 0);
+        let h = sub_key(self.seed, inside_ip, pool);
         let subs = &self.subs;
         if let Some(s) =
             self.sub_index.find(h, |i| subs.get(i as usize).is_some_and(|s| s.inside_ip == inside_ip && s.pool == pool))
@@ -445,10 +445,10 @@ impl Ports {
             self.give_back_block(sub.addr, l);
             released += 1;
         }
-        let h = hash3(self.seed, sub.inside_ip, sub.pool, 0xfe, 0);
+        let h = sub_key(self.seed, sub.inside_ip, sub.pool);
         let subs = &self.subs;
         let seed = self.seed;
-        self.sub_index.remove(h, s, |i| subs.get(i as usize).map_or(0, |y| hash3(seed, y.inside_ip, y.pool, 0xfe, 0)));
+        self.sub_index.remove(h, s, |i| subs.get(i as usize).map_or(0, |y| sub_key(seed, y.inside_ip, y.pool)));
         if let Some(x) = self.subs.get_mut(s as usize) {
             *x = EMPTY_SUB;
         }
@@ -653,6 +653,11 @@ impl Ports {
     pub fn subscribers(&self) -> usize {
         self.subs.len() - self.sub_free.len()
     }
+}
+
+/// The subscriber table's key: inside address and pool.
+fn sub_key(seed: u64, inside_ip: u32, pool: u16) -> u64 {
+    hash3(seed, inside_ip, pool, 0xfe, 0)
 }
 
 /// Clears the hold generations whose window came round again and rebuilds
