@@ -670,7 +670,7 @@ impl Engine {
                 if p.ttl <= 1 {
                     return Verdict::PassToKernel(PassReason::TtlExpired);
                 }
-                decrement_ttl(frame, usize::from(p.l3), 0);
+                decrement_ttl(frame, usize::from(p.l3));
                 return Verdict::Forward(match side {
                     Side::Inside => Side::Outside,
                     Side::Outside => Side::Inside,
@@ -1216,11 +1216,11 @@ impl Engine {
         self.counters.fragments_followed += 1;
         match side {
             Side::Inside => {
-                set_ip_addr(frame, usize::from(p.l3), 12, pub_ip, add(s.ip_delta, TTL_DELTA));
+                set_ip_addr(frame, usize::from(p.l3), 12, pub_ip, s.ip_delta);
                 Verdict::Forward(Side::Outside)
             }
             Side::Outside => {
-                set_ip_addr(frame, usize::from(p.l3), 16, s.inside_ip, add(negate(s.ip_delta), TTL_DELTA));
+                set_ip_addr(frame, usize::from(p.l3), 16, s.inside_ip, negate(s.ip_delta));
                 Verdict::Forward(Side::Inside)
             }
         }
@@ -1310,7 +1310,7 @@ impl Engine {
         }
         // Outer header: one address and the TTL.
         let old_outer = u32_at(frame.get(usize::from(p.l3)..).unwrap_or(&[]), outer_off);
-        set_ip_addr(frame, usize::from(p.l3), outer_off, outer_new, add(delta32(old_outer, outer_new), TTL_DELTA));
+        set_ip_addr(frame, usize::from(p.l3), outer_off, outer_new, delta32(old_outer, outer_new));
         self.counters.icmp_errors_translated += 1;
         Verdict::Forward(match side {
             Side::Inside => Side::Outside,
@@ -1457,25 +1457,30 @@ fn frag_key(p: &Parsed) -> FragKey {
     FragKey { src: p.src, dst: p.dst, proto: p.proto, ident: p.ident }
 }
 
-/// Rewrites an IPv4 address field and applies `d` to the header checksum
-/// (TTL decrement included by the caller in `d`).
+/// Rewrites an IPv4 address field (`off` 12 source, 16 destination),
+/// decrements the TTL and applies `d`, the address change's delta, to the
+/// header checksum (the TTL's own delta is added here).
 fn set_ip_addr(frame: &mut [u8], l3: usize, off: usize, new: u32, d: u16) {
     if let Some(ip) = frame.get_mut(l3..) {
         set_u32(ip, off, new);
-        let w = u16_at(ip, 8);
-        set_u16(ip, 8, w.wrapping_sub(0x100));
-        let c = u16_at(ip, 10);
-        set_u16(ip, 10, apply_delta(c, d));
+        ttl_down(ip, d);
     }
 }
 
-fn decrement_ttl(frame: &mut [u8], l3: usize, d: u16) {
+/// Decrements the TTL of a frame routed unchanged.
+fn decrement_ttl(frame: &mut [u8], l3: usize) {
     if let Some(ip) = frame.get_mut(l3..) {
-        let w = u16_at(ip, 8);
-        set_u16(ip, 8, w.wrapping_sub(0x100));
-        let c = u16_at(ip, 10);
-        set_u16(ip, 10, apply_delta(c, add(d, TTL_DELTA)));
+        ttl_down(ip, 0);
     }
+}
+
+/// TTL - 1 in an IPv4 header, with `d` and the TTL's delta applied to its checksum.
+#[inline(always)]
+fn ttl_down(ip: &mut [u8], d: u16) {
+    let w = u16_at(ip, 8);
+    set_u16(ip, 8, w.wrapping_sub(0x100));
+    let c = u16_at(ip, 10);
+    set_u16(ip, 10, apply2(c, d, TTL_DELTA));
 }
 
 /// Applies two deltas to a checksum with one fold (RFC 1624 eqn. 3).
@@ -1584,13 +1589,7 @@ fn xlate_i2o(frame: &mut [u8], p: &Parsed, s: &Session, pub_ip: u32) {
     if try_fast(frame, p, true, pub_ip, s.public_port, s.ip_delta, s.l4_delta) {
         return;
     }
-    if let Some(ip) = frame.get_mut(usize::from(p.l3)..) {
-        set_u32(ip, 12, pub_ip);
-        let w = u16_at(ip, 8);
-        set_u16(ip, 8, w.wrapping_sub(0x100));
-        let c = u16_at(ip, 10);
-        set_u16(ip, 10, apply2(c, s.ip_delta, TTL_DELTA));
-    }
+    set_ip_addr(frame, usize::from(p.l3), 12, pub_ip, s.ip_delta);
     let (po, _, co) = L4_OFFS.get(usize::from(p.pcode)).copied().unwrap_or((0, 2, 16));
     rewrite_l4(frame, p, po, co, s.public_port, s.l4_delta);
 }
@@ -1601,13 +1600,7 @@ fn xlate_o2i(frame: &mut [u8], p: &Parsed, s: &Session) {
     if try_fast(frame, p, false, s.inside_ip, s.inside_port, negate(s.ip_delta), negate(s.l4_delta)) {
         return;
     }
-    if let Some(ip) = frame.get_mut(usize::from(p.l3)..) {
-        set_u32(ip, 16, s.inside_ip);
-        let w = u16_at(ip, 8);
-        set_u16(ip, 8, w.wrapping_sub(0x100));
-        let c = u16_at(ip, 10);
-        set_u16(ip, 10, apply2(c, negate(s.ip_delta), TTL_DELTA));
-    }
+    set_ip_addr(frame, usize::from(p.l3), 16, s.inside_ip, negate(s.ip_delta));
     let (_, po, co) = L4_OFFS.get(usize::from(p.pcode)).copied().unwrap_or((0, 2, 16));
     rewrite_l4(frame, p, po, co, s.inside_port, negate(s.l4_delta));
 }

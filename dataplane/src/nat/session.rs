@@ -116,11 +116,6 @@ impl Session {
     pub fn pcode(&self) -> u16 {
         self.addr_proto & 3
     }
-    /// True if the flag is set.
-    #[inline(always)]
-    pub fn has(&self, f: u8) -> bool {
-        self.flags & f != 0
-    }
     /// Recomputes [`flag::FAST`] from the other flags and the TCP state.
     pub fn refresh_fast(&mut self) {
         const STEADY: u8 = crate::nat::tcp::SYN_ORIG | crate::nat::tcp::SYN_REPLY | crate::nat::tcp::ESTABLISHED;
