@@ -283,24 +283,14 @@ impl Ports {
     /// Local block and bit of a port this worker owns.
     fn locate(&self, a: u16, port: u16) -> Option<(u16, u16, usize)> {
         let pool = self.pool_of(a)?;
-        let min = pool.params.port_min;
-        if port < min || port > pool.params.port_max {
-            return None;
-        }
-        let off = u32::from(port - min);
-        let c = off / u32::from(pool.chunk);
-        if c % self.workers != self.worker {
-            return None;
-        }
-        Some(((c / self.workers) as u16, (off % u32::from(pool.chunk)) as u16, pool.words))
+        locate_in(pool, self.workers, self.worker, port).map(|(l, bit)| (l, bit, pool.words))
     }
 
     fn port_of(&self, a: u16, l: u16, bit: u16) -> u16 {
         let Some(pool) = self.pool_of(a) else {
             return 0;
         };
-        let c = u32::from(l) * self.workers + self.worker;
-        (u32::from(pool.params.port_min) + c * u32::from(pool.chunk) + u32::from(bit)) as u16
+        block_port(u32::from(pool.params.port_min), u32::from(pool.chunk), self.workers, self.worker, l, bit)
     }
 
     fn rotate(&mut self, a: u16, l: u16, window: u32) {
@@ -532,14 +522,17 @@ impl Ports {
         let ad = self.addrs.get_mut(usize::from(sub.addr))?;
         let pool = self.pools.get(usize::from(ad.pool))?;
         let (min, chunk, words) = (u32::from(pool.params.port_min), u32::from(pool.chunk), pool.words);
-        let port_of = |l: u16, bit: u16| (min + (u32::from(l) * workers + worker) * chunk + u32::from(bit)) as u16;
+        let port_of = |l: u16, bit: u16| block_port(min, chunk, workers, worker, l, bit);
+        // The preferred port's block and bit, if this worker owns it.
+        let preferred_at = match random {
+            None => locate_in(pool, workers, worker, preferred),
+            Some(_) => None,
+        };
         let n = usize::from(sub.n_blocks);
         let held = sub.blocks.get(..n).unwrap_or(&[]);
         // The preferred port, if it lies in one of the subscriber's blocks.
-        if random.is_none() && u32::from(preferred) >= min {
-            let c = (u32::from(preferred) - min) / chunk;
-            let (l, bit) = ((c / workers) as u16, ((u32::from(preferred) - min) % chunk) as u16);
-            if c % workers == worker && held.contains(&l) {
+        if let Some((l, bit)) = preferred_at {
+            if held.contains(&l) {
                 rotate_block(ad, words, l, window);
                 if !get_bit(&ad.bits, words, l, proto, BUSY, bit) {
                     take_bit(ad, words, l, proto, bit);
@@ -653,6 +646,29 @@ impl Ports {
     pub fn subscribers(&self) -> usize {
         self.subs.len() - self.sub_free.len()
     }
+}
+
+/// The local block and bit of `port` in `pool`, if `worker` owns it (the
+/// inverse of [`block_port`]).
+#[inline(always)]
+fn locate_in(pool: &PoolRt, workers: u32, worker: u32, port: u16) -> Option<(u16, u16)> {
+    let min = pool.params.port_min;
+    if port < min || port > pool.params.port_max {
+        return None;
+    }
+    let off = u32::from(port - min);
+    let c = off / u32::from(pool.chunk);
+    if c % workers != worker {
+        return None;
+    }
+    Some(((c / workers) as u16, (off % u32::from(pool.chunk)) as u16))
+}
+
+/// The port at `bit` of this worker's local block `l` (chunk `l * workers +
+/// worker` of the pool's range), the inverse of `Ports::locate`.
+#[inline(always)]
+fn block_port(min: u32, chunk: u32, workers: u32, worker: u32, l: u16, bit: u16) -> u16 {
+    (min + (u32::from(l) * workers + worker) * chunk + u32::from(bit)) as u16
 }
 
 /// The subscriber table's key: inside address and pool.
