@@ -142,7 +142,7 @@ fn main() {
         Scenario::Established => {
             // Set up every session, remembering each flow's public endpoint.
             let mut public = vec![(0u32, 0u16); flows_n as usize];
-            for (n, chunk) in (0..flows_n).collect::<Vec<_>>().chunks(BATCH).enumerate() {
+            for chunk in (0..flows_n).collect::<Vec<_>>().chunks(BATCH) {
                 for (b, &i) in bufs.iter_mut().zip(chunk) {
                     write_i2o(b, all[i as usize]);
                 }
@@ -154,7 +154,6 @@ fn main() {
                         u16::from_be_bytes([b[SPORT], b[SPORT + 1]]),
                     );
                 }
-                let _ = n;
             }
             if engine.live_sessions() != flows_n {
                 eprintln!("engine-bench: set-up made {} sessions of {flows_n}", engine.live_sessions());
