@@ -30,11 +30,10 @@ pub fn hash5(seed: u64, a: u32, ap: u16, b: u32, bp: u16, proto: u16) -> u64 {
     hash_words(seed, w0, w1)
 }
 
-/// [`hash5`] on a tuple already packed as the fast lane packs it
-/// (`w1`'s low 16 bits, where the TCP flags ride, are ignored).
+/// [`hash5`] on a tuple already packed as the fast lane packs it.
 #[inline(always)]
 pub fn hash_words(seed: u64, w0: u64, w1: u64) -> u64 {
-    folded_multiply(w0 ^ K1, (w1 & !0xffff) ^ seed ^ K2)
+    folded_multiply(w0 ^ K1, w1 ^ seed ^ K2)
 }
 
 /// Hashes a (address, port, protocol, extra) endpoint key.

@@ -160,7 +160,7 @@ pub(crate) struct Item {
 }
 
 impl Item {
-    const EMPTY: Item = Item { k: FastKey { w0: 0, w1: 0 }, h: 0, slot: 0, st: Pre::Done };
+    const EMPTY: Item = Item { k: FastKey { w0: 0, w1: 0, flags: 0 }, h: 0, slot: 0, st: Pre::Done };
 }
 
 /// What the fast lane decided for a frame.
@@ -326,8 +326,13 @@ impl Engine {
     }
 
     #[inline(always)]
+    /// The subscriber slot a session with [`flag::SUB`] is counted in.
+    fn session_sub(&self, s: &Session) -> u32 {
+        self.ports.find_subscriber(s.inside_ip, keys::pool_of(&self.ports, s)).unwrap_or(NIL)
+    }
+
     fn public_ip(&self, s: &Session) -> u32 {
-        keys::public_ip(&self.ports, s)
+        s.public_ip
     }
 
     #[inline(always)]
@@ -349,7 +354,7 @@ impl Engine {
     }
 
     fn session_hashes(&self, s: &Session) -> (u64, u64) {
-        (keys::session_i2o(self.seed, s), keys::session_o2i(self.seed, &self.ports, s))
+        (keys::session_i2o(self.seed, s), keys::session_o2i(self.seed, s))
     }
 
     fn pool_of_session(&self, s: &Session) -> u16 {
@@ -373,14 +378,13 @@ impl Engine {
     #[inline(always)]
     fn find_o2i(&self, h: u64, src: u32, sport: u16, dst: u32, dport: u16, pc: u16) -> Option<u32> {
         let hot = &self.sessions.hot;
-        let ports = &self.ports;
         self.o2i.find(h, |i| {
             hot.get(i as usize).is_some_and(|s| {
                 s.remote_ip == src
                     && s.public_port == dport
                     && s.remote_port == sport
                     && s.pcode() == pc
-                    && (if s.flags & flag::NO_NAT != 0 { s.inside_ip } else { ports.ip_of(s.addr()) }) == dst
+                    && s.public_ip == dst
             })
         })
     }
@@ -436,14 +440,7 @@ impl Engine {
             Side::Inside => self.i2o.raw(),
             Side::Outside => self.o2i.raw(),
         };
-        let mut lane = fast::Lane {
-            hot: &mut self.sessions.hot,
-            slots,
-            mask,
-            ips: &self.ports.ips,
-            timeouts: self.class_timeout,
-            now,
-        };
+        let mut lane = fast::Lane { hot: &mut self.sessions.hot, slots, mask, timeouts: self.class_timeout, now };
         let mut forwarded = 0u64;
         let mut pending = 0usize;
         if self.prefetch {
@@ -484,7 +481,8 @@ impl Engine {
             }
         } else {
             // Tables that fit in cache: one pass, nothing to overlap.
-            (forwarded, pending) = fast::single_pass::<I2O, F>(&mut lane, seed, frames, verdicts, &mut items[..]);
+            pending = fast::single_pass::<I2O, F>(&mut lane, seed, frames, verdicts, &mut items[..]);
+            forwarded = n - pending as u64;
         }
         match side {
             Side::Inside => self.counters.fwd_i2o += forwarded,
@@ -786,7 +784,8 @@ impl Engine {
         let pc = s.pcode();
         s.tcp = if pc == pcode::TCP { tcp::initial(tcp_flags) } else { 0 };
         s.last_seen = now;
-        let pub_ip = self.public_ip(&s);
+        s.public_ip = keys::public_ip(&self.ports, &s);
+        let pub_ip = s.public_ip;
         // i2o rewrites inside -> public; the deltas undo themselves o2i.
         s.ip_delta = delta32(s.inside_ip, pub_ip);
         let port_delta = delta16(s.inside_port, s.public_port);
@@ -825,8 +824,7 @@ impl Engine {
             inside_port: iport,
             remote_port: rport,
             public_port: iport,
-            addr_proto: p.pcode,
-            sub: NIL,
+            code: session::code_of(p.pcode),
             flags,
             ..Session::default()
         };
@@ -861,15 +859,15 @@ impl Engine {
             remote_ip: p.dst,
             inside_port: p.sport,
             remote_port: rport,
-            sub,
-            flags: flag::MAPPED,
+            code: session::code_of(p.pcode),
+            flags: flag::MAPPED | flag::SUB,
             ..Session::default()
         };
         match head {
             Some(h) => {
                 let hs = self.sessions.get(h);
                 s.public_port = hs.public_port;
-                s.addr_proto = hs.addr_proto;
+                s.addr = hs.addr;
                 self.install_hashed(idx, s, now, p.tcp_flags, h_i2o);
                 self.chain_after(h, idx);
             }
@@ -883,7 +881,7 @@ impl Engine {
                 self.counters.blocks_allocated += u64::from(new_blocks);
                 let addr = self.ports.sub(sub).map_or(0, |x| x.addr);
                 s.public_port = port;
-                s.addr_proto = (addr << 2) | p.pcode;
+                s.addr = addr;
                 self.install_hashed(idx, s, now, p.tcp_flags, h_i2o);
                 self.imap.insert(hm, idx);
                 let ho = self.h_omap(self.ports.ip_of(addr), port, p.pcode);
@@ -947,10 +945,8 @@ impl Engine {
         let hm = self.h_omap(ip, port, pc);
         loop {
             let hot = &self.sessions.hot;
-            let ports = &self.ports;
             let h = self.omap.find(hm, |i| {
-                hot.get(i as usize)
-                    .is_some_and(|s| s.public_port == port && s.pcode() == pc && ports.ip_of(s.addr()) == ip)
+                hot.get(i as usize).is_some_and(|s| s.public_port == port && s.pcode() == pc && s.public_ip == ip)
             })?;
             if self.live_or_reap(h, now) {
                 return Some(h);
@@ -1002,8 +998,8 @@ impl Engine {
                     inside_port: f.f.inside_port,
                     remote_port: p.sport,
                     public_port: f.f.public_port,
-                    addr_proto: (addr << 2) | p.pcode,
-                    sub: NIL,
+                    addr,
+                    code: session::code_of(p.pcode),
                     flags: flag::FORWARD | flag::INBOUND | extra,
                     ..Session::default()
                 };
@@ -1024,20 +1020,21 @@ impl Engine {
                     return Err(Verdict::Drop(DropReason::Filtered));
                 }
                 let hs = self.sessions.get(head);
-                if !self.ports.add_session(hs.sub) {
+                let sub = self.session_sub(&hs);
+                if !self.ports.add_session(sub) {
                     return Err(Verdict::Drop(DropReason::SubscriberSessionLimit));
                 }
                 let idx = match self.alloc_session(now) {
                     Ok(i) => i,
                     Err(v) => {
-                        self.ports.remove_session(hs.sub);
+                        self.ports.remove_session(sub);
                         return Err(v);
                     }
                 };
                 // Eviction may have removed the head: look it up again.
                 let Some(head) = self.find_mapping_o2i(p.dst, p.dport, p.pcode, now) else {
                     self.sessions.free(idx);
-                    self.ports.remove_session(hs.sub);
+                    self.ports.remove_session(sub);
                     return Err(Verdict::Drop(DropReason::TableFull));
                 };
                 let s = Session {
@@ -1046,9 +1043,9 @@ impl Engine {
                     inside_port: hs.inside_port,
                     remote_port: p.sport,
                     public_port: hs.public_port,
-                    addr_proto: hs.addr_proto,
-                    sub: hs.sub,
-                    flags: flag::MAPPED | flag::INBOUND | extra,
+                    addr: hs.addr,
+                    code: hs.code,
+                    flags: flag::MAPPED | flag::INBOUND | (hs.flags & flag::SUB) | extra,
                     ..Session::default()
                 };
                 self.install(idx, s, now, p.tcp_flags);
@@ -1098,15 +1095,15 @@ impl Engine {
         }
         let (hi, ho) = self.session_hashes(&s);
         {
-            let (hot, ports, seed) = (&self.sessions.hot, &self.ports, self.seed);
+            let (hot, seed) = (&self.sessions.hot, self.seed);
             self.i2o.remove(hi, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_i2o(seed, x)));
-            self.o2i.remove(ho, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_o2i(seed, ports, x)));
+            self.o2i.remove(ho, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_o2i(seed, x)));
         }
         if s.flags & flag::MAPPED != 0 {
             self.unchain(idx, &s, now);
         }
-        if s.sub != NIL {
-            let released = self.ports.remove_session(s.sub);
+        if s.flags & flag::SUB != 0 {
+            let released = self.ports.remove_session(self.session_sub(&s));
             self.counters.blocks_released += u64::from(released);
         }
         self.sessions.unschedule(idx);
@@ -1132,8 +1129,7 @@ impl Engine {
                     let (hot, ports, seed) = (&self.sessions.hot, &self.ports, self.seed);
                     self.imap
                         .remove(hm, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_imap(seed, ports, x)));
-                    self.omap
-                        .remove(ho, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_omap(seed, ports, x)));
+                    self.omap.remove(ho, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_omap(seed, x)));
                     if self.ports.release(s.addr(), usize::from(pc), s.public_port, now) {
                         self.counters.blocks_released += 1;
                     }
@@ -1438,8 +1434,8 @@ mod keys {
     }
 
     /// [`o2i`] of a stored session.
-    pub fn session_o2i(seed: u64, ports: &Ports, s: &Session) -> u64 {
-        o2i(seed, public_ip(ports, s), s.public_port, s.remote_ip, s.remote_port, s.pcode())
+    pub fn session_o2i(seed: u64, s: &Session) -> u64 {
+        o2i(seed, s.public_ip, s.public_port, s.remote_ip, s.remote_port, s.pcode())
     }
 
     /// [`imap`] of a stored (mapped) session.
@@ -1448,8 +1444,8 @@ mod keys {
     }
 
     /// [`omap`] of a stored (mapped) session.
-    pub fn session_omap(seed: u64, ports: &Ports, s: &Session) -> u64 {
-        omap(seed, ports.ip_of(s.addr()), s.public_port, s.pcode())
+    pub fn session_omap(seed: u64, s: &Session) -> u64 {
+        omap(seed, s.public_ip, s.public_port, s.pcode())
     }
 }
 
@@ -1525,12 +1521,22 @@ fn rewrite_fast<const N: usize>(
         *ttl = ttl.wrapping_sub(1);
     }
     let c = ne16(b, 24);
-    set_ne16(b, 24, apply2(c, be_to_ne(d_ip), be_to_ne(TTL_DELTA)));
+    set_ne16(b, 24, !oc_add(oc_add(!c, be_to_ne(d_ip)), be_to_ne(TTL_DELTA)));
     set_u16(b, port_off, port);
     let c = ne16(b, csum_off);
-    let d_l4 = be_to_ne(d_l4);
-    let nc = if udp { apply_delta_udp(c, d_l4) } else { apply_delta(c, d_l4) };
-    set_ne16(b, csum_off, nc);
+    // UDP: no checksum (0) stays so; a computed 0 is sent as all ones.
+    if !udp || c != 0 {
+        let nc = !oc_add(!c, be_to_ne(d_l4));
+        set_ne16(b, csum_off, if udp && nc == 0 { 0xffff } else { nc });
+    }
+}
+
+/// Ones' complement addition of two 16-bit words (end-around carry), the
+/// step RFC 1624's incremental update is made of.
+#[inline(always)]
+fn oc_add(a: u16, b: u16) -> u16 {
+    let (s, carry) = a.overflowing_add(b);
+    s.wrapping_add(u16::from(carry))
 }
 
 /// A big-endian 16-bit value as the native integer with the same bytes.
@@ -1562,17 +1568,34 @@ pub(crate) fn rewrite_fast_lane(
     d_ip: u16,
     d_l4: u16,
 ) -> bool {
-    let (addr_off, port_off) = if i2o { (26, 34) } else { (30, 36) };
     match pc {
-        pcode::UDP => match frame.first_chunk_mut::<42>() {
+        pcode::UDP => rewrite_fast_proto::<true>(frame, i2o, addr, port, d_ip, d_l4),
+        pcode::TCP => rewrite_fast_proto::<false>(frame, i2o, addr, port, d_ip, d_l4),
+        _ => false,
+    }
+}
+
+/// [`rewrite_fast_lane`] for a protocol known at compile time.
+#[inline(always)]
+pub(crate) fn rewrite_fast_proto<const UDP: bool>(
+    frame: &mut [u8],
+    i2o: bool,
+    addr: u32,
+    port: u16,
+    d_ip: u16,
+    d_l4: u16,
+) -> bool {
+    let (addr_off, port_off) = if i2o { (26, 34) } else { (30, 36) };
+    if UDP {
+        match frame.first_chunk_mut::<42>() {
             Some(h) => rewrite_fast(h, addr_off, addr, port_off, port, 40, d_ip, d_l4, true),
             None => return false,
-        },
-        pcode::TCP => match frame.first_chunk_mut::<54>() {
+        }
+    } else {
+        match frame.first_chunk_mut::<54>() {
             Some(h) => rewrite_fast(h, addr_off, addr, port_off, port, 50, d_ip, d_l4, false),
             None => return false,
-        },
-        _ => return false,
+        }
     }
     true
 }

@@ -68,13 +68,16 @@ fn is_group_ip(a: u32) -> bool {
 pub const FAST_LEN: usize = 42;
 
 /// A fast-lane packet's tuple packed in two words: `w0` is
-/// `src << 32 | dst`, `w1` is `sport << 48 | dport << 32 | pcode << 16 | tcp flags`.
+/// `src << 32 | dst`, `w1` is `sport << 48 | dport << 32 | pcode << 16`
+/// (the layout [`super::hash::hash5`] hashes), and the TCP flags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FastKey {
     /// Addresses.
     pub w0: u64,
-    /// Ports, protocol code, TCP flags.
+    /// Ports and protocol code.
     pub w1: u64,
+    /// TCP flags (0 for UDP).
+    pub flags: u8,
 }
 
 #[allow(clippy::cast_possible_truncation)] // unpacking fields packed above
@@ -99,15 +102,25 @@ impl FastKey {
     pub fn dport(self) -> u16 {
         (self.w1 >> 32) as u16
     }
+    /// Both ports, `sport << 16 | dport`.
+    #[inline(always)]
+    pub fn ports(self) -> u32 {
+        (self.w1 >> 32) as u32
+    }
     /// Protocol code.
     #[inline(always)]
     pub fn pcode(self) -> u16 {
         (self.w1 >> 16) as u16
     }
+    /// Protocol code, as a session stores it.
+    #[inline(always)]
+    pub fn code(self) -> u8 {
+        (self.w1 >> 16) as u8
+    }
     /// TCP flags.
     #[inline(always)]
     pub fn tcp_flags(self) -> u8 {
-        (self.w1 >> 8) as u8
+        self.flags
     }
     /// The general form (fast-lane frames have TTL above 1; the exact
     /// value only matters to the TTL check, which they passed).
@@ -140,45 +153,39 @@ impl FastKey {
 pub fn parse_fast(frame: &[u8]) -> Option<FastKey> {
     // Constant offsets into a fixed-size array: checked at compile time.
     let h: &[u8; FAST_LEN] = frame.first_chunk()?;
-    let w = |o: usize| u64::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3], h[o + 4], h[o + 5], h[o + 6], h[o + 7]]);
-    // Bytes 12..20: ethertype, version/IHL, TOS, total length, identification.
-    let a = w(12);
-    // Bytes 20..28: flags/fragment offset, TTL, protocol, checksum, source (first half).
-    let b = w(20);
+    let be16 = |o: usize| u16::from_be_bytes([h[o], h[o + 1]]);
+    // Ethertype 0x0800 then version 4 with a 20-byte header (bytes 12..15).
+    let lead = u32::from_le_bytes([h[12], h[13], h[14], h[15]]) & 0x00ff_ffff;
+    let total = usize::from(be16(16));
     // Bytes 26..34: source and destination, exactly the key's first word.
-    let addrs = w(26);
-    let total = usize::from((a >> 16) as u16);
-    let proto = (b >> 32) as u8;
-    let ttl = (b >> 40) as u8;
-    let (pcode, min_total) = match proto {
-        PROTO_UDP => (pcode::UDP, 28),
-        PROTO_TCP => (pcode::TCP, 40),
-        _ => return None,
-    };
-    // Group destinations (and class E) start at 224: the general path decides.
-    if a >> 40 != 0x08_0045
-        || b >> 48 & 0x3fff != 0
-        || ttl <= 1
+    let w0 = u64::from_be_bytes([h[26], h[27], h[28], h[29], h[30], h[31], h[32], h[33]]);
+    // Not a fragment (MF and offset clear), TTL above 1, unicast Ethernet
+    // and IPv4 destinations (group and class E addresses start at 224), and
+    // the IP packet inside the frame.
+    if lead != 0x45_0008
+        || be16(20) & 0x3fff != 0
+        || h[22] <= 1
         || h[0] & 1 != 0
-        || h[30] >= 224
-        || total < min_total
+        || w0 & 0xffff_ffff >= 0xe000_0000
         || total + 14 > frame.len()
     {
         return None;
     }
-    let tcp_flags = if proto == PROTO_TCP {
-        // Data offset and flags lie past the first 8 bytes of TCP.
-        let t: &[u8; 54] = frame.first_chunk()?;
-        let doff = usize::from(t[46] >> 4) * 4;
-        if doff < 20 || doff > total - 20 {
-            return None;
+    let (pcode, flags) = match h[23] {
+        PROTO_UDP if total >= 28 => (pcode::UDP, 0),
+        PROTO_TCP if total >= 40 => {
+            // Data offset and flags lie past the first 8 bytes of TCP.
+            let t: &[u8; 54] = frame.first_chunk()?;
+            let doff = usize::from(t[46] >> 4) * 4;
+            if doff < 20 || doff > total - 20 {
+                return None;
+            }
+            (pcode::TCP, t[47])
         }
-        t[47]
-    } else {
-        0
+        _ => return None,
     };
     let ports = u32::from_be_bytes([h[34], h[35], h[36], h[37]]);
-    Some(FastKey { w0: addrs, w1: (u64::from(ports) << 32) | (u64::from(pcode) << 16) | (u64::from(tcp_flags) << 8) })
+    Some(FastKey { w0, w1: (u64::from(ports) << 32) | (u64::from(pcode) << 16), flags })
 }
 
 /// Parses a frame received on `side`.

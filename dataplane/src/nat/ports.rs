@@ -358,16 +358,20 @@ impl Ports {
         true
     }
 
+    /// The slot of subscriber `inside_ip` in `pool`, if it exists.
+    pub fn find_subscriber(&self, inside_ip: u32, pool: u16) -> Option<u32> {
+        let h = sub_key(self.seed, inside_ip, pool);
+        let subs = &self.subs;
+        self.sub_index.find(h, |i| subs.get(i as usize).is_some_and(|s| s.inside_ip == inside_ip && s.pool == pool))
+    }
+
     /// Finds or creates subscriber `inside_ip` in `pool`, choosing its paired
     /// address on creation.
     pub fn subscriber(&mut self, inside_ip: u32, pool: u16) -> Result<u32, DropReason> {
-        let h = sub_key(self.seed, inside_ip, pool);
-        let subs = &self.subs;
-        if let Some(s) =
-            self.sub_index.find(h, |i| subs.get(i as usize).is_some_and(|s| s.inside_ip == inside_ip && s.pool == pool))
-        {
+        if let Some(s) = self.find_subscriber(inside_ip, pool) {
             return Ok(s);
         }
+        let h = sub_key(self.seed, inside_ip, pool);
         let Some(p) = self.pools.get(usize::from(pool)) else {
             return Err(DropReason::PortsExhausted);
         };

@@ -61,6 +61,9 @@ pub mod flag {
     /// Steady state: answered, not hairpinned, and (TCP) established with
     /// no FIN or RST. Only such sessions take the fast lane.
     pub const FAST: u8 = 64;
+    /// Counted against its subscriber (found again by inside address and
+    /// pool when the session goes).
+    pub const SUB: u8 = 128;
 }
 
 /// Protocol codes stored in the low bits of [`Session::addr_proto`].
@@ -73,34 +76,50 @@ pub mod pcode {
     pub const ICMP: u16 = 2;
 }
 
+/// The byte form of a protocol code ([`pcode`]).
+#[inline(always)]
+#[allow(clippy::cast_possible_truncation)] // codes are 0..=2
+pub fn code_of(pc: u16) -> u8 {
+    (pc & 3) as u8
+}
+
 /// The hot half of a session.
+///
+/// The field order is the fast lane's (see `nat::fast`): read as
+/// little-endian words, bytes 0..8 are the outside-to-inside key's address
+/// word (public, remote) and bytes 4..12 the inside-to-outside one (remote,
+/// inside), both laid out as `parse::FastKey::w0` packs a packet's
+/// (destination, source); likewise bytes 12..16 and 14..18 are the two
+/// directions' port pairs. So a lookup confirms a match with three compares.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(32))]
 pub struct Session {
-    /// Inside host address.
-    pub inside_ip: u32,
+    /// Public address (the inside address itself for no-NAT sessions).
+    pub public_ip: u32,
     /// Remote (outside) address.
     pub remote_ip: u32,
-    /// Inside port (ICMP: echo identifier).
-    pub inside_port: u16,
-    /// Remote port (ICMP: 0).
-    pub remote_port: u16,
+    /// Inside host address.
+    pub inside_ip: u32,
     /// Public port (ICMP: public identifier).
     pub public_port: u16,
-    /// Public address index << 2 | protocol code.
-    pub addr_proto: u16,
+    /// Remote port (ICMP: 0).
+    pub remote_port: u16,
+    /// Inside port (ICMP: echo identifier).
+    pub inside_port: u16,
+    /// Protocol code ([`pcode`]).
+    pub code: u8,
+    /// [`flag`] bits.
+    pub flags: u8,
     /// Last packet, engine seconds.
     pub last_seen: u32,
     /// Inside-to-outside IPv4 header checksum delta (RFC 1624).
     pub ip_delta: u16,
     /// Inside-to-outside L4 checksum delta (pseudo-header and port).
     pub l4_delta: u16,
-    /// Subscriber slot, or [`NIL`].
-    pub sub: u32,
+    /// Public address index (meaningless for no-NAT sessions).
+    pub addr: u16,
     /// TCP state bits (see `nat::tcp`).
     pub tcp: u8,
-    /// [`flag`] bits.
-    pub flags: u8,
     /// [`class`].
     pub class: u8,
 }
@@ -109,12 +128,31 @@ impl Session {
     /// Public address index.
     #[inline(always)]
     pub fn addr(&self) -> u16 {
-        self.addr_proto >> 2
+        self.addr
     }
     /// Protocol code ([`pcode`]).
     #[inline(always)]
     pub fn pcode(&self) -> u16 {
-        self.addr_proto & 3
+        u16::from(self.code)
+    }
+    /// The address word of this direction's lookup key, packed as
+    /// `parse::FastKey::w0` packs a packet's (source, destination).
+    #[inline(always)]
+    pub fn addr_word<const I2O: bool>(&self) -> u64 {
+        if I2O {
+            (u64::from(self.inside_ip) << 32) | u64::from(self.remote_ip)
+        } else {
+            (u64::from(self.remote_ip) << 32) | u64::from(self.public_ip)
+        }
+    }
+    /// The port pair of this direction's lookup key (`FastKey::ports`).
+    #[inline(always)]
+    pub fn port_pair<const I2O: bool>(&self) -> u32 {
+        if I2O {
+            (u32::from(self.inside_port) << 16) | u32::from(self.remote_port)
+        } else {
+            (u32::from(self.remote_port) << 16) | u32::from(self.public_port)
+        }
     }
     /// Recomputes [`flag::FAST`] from the other flags and the TCP state.
     pub fn refresh_fast(&mut self) {
@@ -225,7 +263,7 @@ impl SessionTable {
     #[allow(clippy::cast_possible_truncation)] // slot numbers are below `capacity: u32`
     pub fn new(capacity: u32, horizon_secs: u32) -> Self {
         let n = capacity as usize;
-        let hot = vec![Session { class: FREE, sub: NIL, ..Session::default() }; n];
+        let hot = vec![Session { class: FREE, ..Session::default() }; n];
         let mut cold = vec![Cold::default(); n];
         for (i, c) in cold.iter_mut().enumerate() {
             let next = i as u32 + 1;
@@ -275,7 +313,7 @@ impl SessionTable {
         let Some(h) = self.hot.get_mut(i as usize) else {
             return;
         };
-        *h = Session { class: FREE, sub: NIL, ..Session::default() };
+        *h = Session { class: FREE, ..Session::default() };
         if let Some(c) = self.cold.get_mut(i as usize) {
             *c = Cold { next: self.free_head, ..Cold::default() };
         }
