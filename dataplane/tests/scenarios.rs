@@ -468,17 +468,39 @@ fn hairpinning_between_two_subscribers_rfc4787_req9() {
 #[test]
 fn ttl_expiring_at_the_nat_goes_to_the_kernel_for_time_exceeded() {
     let mut n = Nat::new(cgnat_params());
-    let mut f = udp(ip("100.64.1.2"), 33434, ip("198.51.100.1"), 33434, b"");
-    f[14 + 8] = 1;
-    let c = dataplane::wire::checksum::checksum(&{
-        let mut h = f[14..34].to_vec();
-        h[10] = 0;
-        h[11] = 0;
-        h
-    });
-    f[24..26].copy_from_slice(&c.to_be_bytes());
+    let with_ttl = |mut f: Vec<u8>, ttl: u8| {
+        f[14 + 8] = ttl;
+        let c = dataplane::wire::checksum::checksum(&{
+            let mut h = f[14..34].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        });
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    let mut f = with_ttl(udp(ip("100.64.1.2"), 33434, ip("198.51.100.1"), 33434, b""), 1);
     assert_eq!(n.send(IN, &mut f), Verdict::PassToKernel(PassReason::TtlExpired));
     assert_eq!(n.e.live_sessions(), 0);
+    // The same on a flow in its steady state (the fast lane's own check):
+    // the frame is left as it came, and the flow goes on.
+    let mut out = udp(ip("100.64.1.2"), 4000, ip("198.51.100.1"), 53, b"q");
+    assert_eq!(n.send(IN, &mut out), Verdict::Forward(OUT));
+    let mut back = reply_udp(&out, b"a");
+    assert_eq!(n.send(OUT, &mut back), Verdict::Forward(IN));
+    for _ in 0..2 {
+        let mut f = with_ttl(udp(ip("100.64.1.2"), 4000, ip("198.51.100.1"), 53, b"q"), 1);
+        let before = f.clone();
+        assert_eq!(n.send(IN, &mut f), Verdict::PassToKernel(PassReason::TtlExpired));
+        assert_eq!(f, before, "untouched");
+        let mut f = with_ttl(reply_udp(&out, b"a"), 1);
+        let before = f.clone();
+        assert_eq!(n.send(OUT, &mut f), Verdict::PassToKernel(PassReason::TtlExpired));
+        assert_eq!(f, before, "untouched");
+    }
+    let mut again = udp(ip("100.64.1.2"), 4000, ip("198.51.100.1"), 53, b"q");
+    assert_eq!(n.send(IN, &mut again), Verdict::Forward(OUT));
+    assert_eq!(tuple(&again), tuple(&out));
 }
 
 #[test]

@@ -8,12 +8,14 @@
 //! `Some`; on `None` the general path handles the packet from scratch.
 #![forbid(unsafe_code)]
 
+use super::hash::hash_words;
 use super::index::{tag_of, IDX_MASK};
-use super::parse::{parse_fast, FastKey};
+use super::parse::{fast_ip, fast_key, parse_fast, FastKey};
 use super::session::pcode;
-use super::session::{flag, Session};
+use super::session::{class, flag, Session};
 use super::{rewrite_fast_proto, Side};
-use super::{Item, Pre, Verdict};
+use super::{Item, Pre, Verdict, BATCH};
+use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{FIN, RST, SYN};
 
 /// Borrowed state for one batch.
@@ -26,7 +28,29 @@ pub(crate) struct Lane<'a> {
 }
 
 impl Lane<'_> {
-    /// Translates a steady-state packet, or returns `None` untouched.
+    /// Parses, looks up and translates a steady-state packet; false (frame
+    /// and session untouched) for anything else.
+    #[inline(always)]
+    pub fn take<const I2O: bool>(&mut self, frame: &mut [u8], seed: u64) -> bool {
+        let Some((w0, total, proto)) = fast_ip(frame) else {
+            return false;
+        };
+        // One protocol test: from here on each protocol has its own code.
+        match proto {
+            PROTO_UDP => match fast_key::<true>(frame, w0, total) {
+                Some(k) => self.hit_proto::<I2O, true>(frame, k, hash_words(seed, k.w0, k.w1)),
+                None => false,
+            },
+            PROTO_TCP => match fast_key::<false>(frame, w0, total) {
+                Some(k) => self.hit_proto::<I2O, false>(frame, k, hash_words(seed, k.w0, k.w1)),
+                None => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Translates a steady-state packet already parsed by `parse_fast`, or
+    /// returns `None` untouched.
     #[inline(always)]
     pub fn hit<const I2O: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> Option<Side> {
         let done = match k.pcode() {
@@ -36,7 +60,7 @@ impl Lane<'_> {
         done.then_some(if I2O { Side::Outside } else { Side::Inside })
     }
 
-    /// [`Lane::hit`] for one protocol (UDP or TCP), known at compile time,
+    /// The hit path for one protocol (UDP or TCP), known at compile time,
     /// so the checks and the rewrite carry no protocol tests.
     #[inline(always)]
     fn hit_proto<const I2O: bool, const UDP: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> bool {
@@ -66,26 +90,32 @@ impl Lane<'_> {
         let Some(s) = self.hot.get_mut(i) else {
             return false;
         };
-        let timeout = self.timeouts.get(usize::from(s.class & 3)).copied().unwrap_or(0);
-        let now = self.now;
-        let fresh = now.wrapping_sub(s.last_seen) < timeout;
-        let steady = s.flags & flag::FAST != 0 && (UDP || k.flags & (SYN | FIN | RST) == 0);
-        if !(fresh && steady) {
+        if s.flags & flag::FAST == 0 || (!UDP && k.flags & (SYN | FIN | RST) != 0) {
             return false;
         }
-        s.last_seen = now;
-        match I2O {
+        // A FAST session's class follows from its protocol (TCP ones are
+        // established), so the timeout needs no lookup by class.
+        debug_assert!(s.class == if UDP { class::UDP } else { class::TCP_ESTABLISHED });
+        let timeout = if UDP { self.timeouts[usize::from(class::UDP)] } else { self.timeouts[0] };
+        let now = self.now;
+        if now.wrapping_sub(s.last_seen) >= timeout {
+            return false;
+        }
+        let done = match I2O {
             true => rewrite_fast_proto::<UDP>(frame, true, s.public_ip, s.public_port, s.ip_delta, s.l4_delta),
             false => rewrite_fast_proto::<UDP>(frame, false, s.inside_ip, s.inside_port, !s.ip_delta, !s.l4_delta),
+        };
+        if done {
+            s.last_seen = now;
         }
+        done
     }
 }
 
 /// The fast lane for tables that fit in cache: each frame parsed, looked up
-/// and rewritten in one pass. Frames it does not take are marked for the
-/// general path. Kept out of line so the loop has the registers to itself.
-/// Returns the number of frames left for the general path (the rest were
-/// forwarded).
+/// and rewritten in one pass. Kept out of line so the loop has the
+/// registers to itself. Returns a mask of the frames left for the general
+/// path (bit i: frame i), whose items it fills in; the rest were forwarded.
 #[inline(never)]
 pub(crate) fn single_pass<const I2O: bool, F: AsMut<[u8]>>(
     lane: &mut Lane<'_>,
@@ -93,28 +123,32 @@ pub(crate) fn single_pass<const I2O: bool, F: AsMut<[u8]>>(
     frames: &mut [F],
     verdicts: &mut [Verdict],
     items: &mut [Item],
-) -> usize {
+) -> u64 {
     let out = if I2O { Side::Outside } else { Side::Inside };
-    let mut pending = 0usize;
-    for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()) {
-        let frame = f.as_mut();
-        let hit = match parse_fast(frame) {
-            Some(k) => lane.hit::<I2O>(frame, k, super::hash::hash_words(seed, k.w0, k.w1)).is_some(),
-            None => false,
-        };
-        if hit {
+    let mut pending = 0u64;
+    // Equal lengths up front, so the loop runs on one counter.
+    let n = frames.len().min(verdicts.len()).min(BATCH);
+    let (frames, verdicts) = (&mut frames[..n], &mut verdicts[..n]);
+    for (i, (f, v)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+        if lane.take::<I2O>(f.as_mut(), seed) {
             *v = Verdict::Forward(out);
-            it.st = Pre::Done;
         } else {
-            // Parsed again rather than kept: holding the key through `hit`
-            // costs the common case registers.
+            pending |= 1 << i;
+        }
+    }
+    // The misses, parsed again for the general path (holding their keys
+    // through the loop would cost the common case registers).
+    let mut m = pending;
+    while m != 0 {
+        let i = m.trailing_zeros() as usize;
+        m &= m - 1;
+        if let (Some(f), Some(it)) = (frames.get_mut(i), items.get_mut(i)) {
             it.st = Pre::Later;
-            if let Some(k) = parse_fast(frame) {
+            if let Some(k) = parse_fast(f.as_mut()) {
                 it.k = k;
-                it.h = super::hash::hash_words(seed, k.w0, k.w1);
+                it.h = hash_words(seed, k.w0, k.w1);
                 it.st = Pre::Flow;
             }
-            pending += 1;
         }
     }
     pending

@@ -160,14 +160,12 @@ pub(crate) struct Item {
 }
 
 impl Item {
-    const EMPTY: Item = Item { k: FastKey { w0: 0, w1: 0, flags: 0 }, h: 0, slot: 0, st: Pre::Done };
+    const EMPTY: Item = Item { k: FastKey { w0: 0, w1: 0, flags: 0, ttl: 0 }, h: 0, slot: 0, st: Pre::Later };
 }
 
 /// What the fast lane decided for a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pre {
-    /// Translated, verdict written and counted.
-    Done,
     /// A fast-lane frame not yet looked up.
     Fast,
     /// A fast-lane frame the fast lane did not take: the general path, with its key.
@@ -441,9 +439,8 @@ impl Engine {
             Side::Outside => self.o2i.raw(),
         };
         let mut lane = fast::Lane { hot: &mut self.sessions.hot, slots, mask, timeouts: self.class_timeout, now };
-        let mut forwarded = 0u64;
-        let mut pending = 0usize;
-        if self.prefetch {
+        // Bit i set: frame i is left for the general path.
+        let pending: u64 = if self.prefetch {
             // Large tables: parse the whole batch and read each frame's first
             // index slot and candidate session before translating any, so the
             // cache misses of the batch overlap instead of queueing.
@@ -467,51 +464,51 @@ impl Engine {
                 }
             }
             std::hint::black_box(touch);
-            for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()) {
+            let mut pending = 0u64;
+            for (i, ((f, v), it)) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()).enumerate() {
                 if it.st == Pre::Fast {
                     if let Some(out) = lane.hit::<I2O>(f.as_mut(), it.k, it.h) {
                         *v = Verdict::Forward(out);
-                        it.st = Pre::Done;
-                        forwarded += 1;
                         continue;
                     }
                     it.st = Pre::Flow;
                 }
-                pending += 1;
+                pending |= 1 << i;
             }
+            pending
         } else {
             // Tables that fit in cache: one pass, nothing to overlap.
-            pending = fast::single_pass::<I2O, F>(&mut lane, seed, frames, verdicts, &mut items[..]);
-            forwarded = n - pending as u64;
-        }
+            fast::single_pass::<I2O, F>(&mut lane, seed, frames, verdicts, &mut items[..])
+        };
+        let forwarded = n - u64::from(pending.count_ones());
         match side {
             Side::Inside => self.counters.fwd_i2o += forwarded,
             Side::Outside => self.counters.fwd_o2i += forwarded,
         }
         // Everything else, in batch order, through the general path.
-        if pending > 0 {
-            for ((f, v), it) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter()) {
-                let frame = f.as_mut();
-                match it.st {
-                    Pre::Done => continue,
-                    Pre::Flow => *v = self.flow(side, now, frame, &it.k.to_parsed(), it.h),
-                    Pre::Later => {
-                        *v = match parse(frame, side) {
-                            Ok(p) if p.kind == Kind::Flow => {
-                                let h = match side {
-                                    Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.pcode),
-                                    Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.pcode),
-                                };
-                                self.flow(side, now, frame, &p, h)
-                            }
-                            Ok(p) => self.slow(side, now, frame, &p, None),
-                            Err(verdict) => verdict,
-                        }
+        let mut m = pending;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let (Some(f), Some(v), Some(it)) = (frames.get_mut(i), verdicts.get_mut(i), items.get(i)) else {
+                continue;
+            };
+            let frame = f.as_mut();
+            *v = match it.st {
+                Pre::Flow => self.flow(side, now, frame, &it.k.to_parsed(), it.h),
+                _ => match parse(frame, side) {
+                    Ok(p) if p.kind == Kind::Flow => {
+                        let h = match side {
+                            Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.pcode),
+                            Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.pcode),
+                        };
+                        self.flow(side, now, frame, &p, h)
                     }
-                    Pre::Fast => continue,
-                }
-                self.count(*v);
-            }
+                    Ok(p) => self.slow(side, now, frame, &p, None),
+                    Err(verdict) => verdict,
+                },
+            };
+            self.count(*v);
         }
         self.scratch = Some(items);
     }
@@ -1498,6 +1495,7 @@ fn rewrite_l4(frame: &mut [u8], p: &Parsed, port_off: usize, csum_off: usize, po
 /// Rewrites one address and one port of a frame in the fast-lane layout
 /// (IPv4 at 14 without options, L4 at 34), TTL included. `N` covers the L4
 /// checksum, so every offset is a constant inside a fixed-size array.
+/// Returns false, having changed nothing, if the TTL would expire.
 ///
 /// The checksums are updated in network byte order: a one's-complement sum
 /// of byte-swapped words is the byte-swapped sum (RFC 1071 section 2(B)), so
@@ -1514,21 +1512,31 @@ fn rewrite_fast<const N: usize>(
     d_ip: u16,
     d_l4: u16,
     udp: bool,
-) {
+) -> bool {
     let b = &mut h[..];
+    // A TTL that would expire here is the kernel's (ICMP time exceeded).
+    let ttl = b.get(22).copied().unwrap_or(0);
+    if ttl <= 1 {
+        return false;
+    }
     set_u32(b, addr_off, addr);
-    if let Some(ttl) = b.get_mut(22) {
-        *ttl = ttl.wrapping_sub(1);
+    if let Some(t) = b.get_mut(22) {
+        *t = ttl - 1;
     }
     let c = ne16(b, 24);
     set_ne16(b, 24, !oc_add(oc_add(!c, be_to_ne(d_ip)), be_to_ne(TTL_DELTA)));
     set_u16(b, port_off, port);
     let c = ne16(b, csum_off);
-    // UDP: no checksum (0) stays so; a computed 0 is sent as all ones.
-    if !udp || c != 0 {
-        let nc = !oc_add(!c, be_to_ne(d_l4));
-        set_ne16(b, csum_off, if udp && nc == 0 { 0xffff } else { nc });
+    if !udp {
+        set_ne16(b, csum_off, !oc_add(!c, be_to_ne(d_l4)));
+    } else if c != 0 {
+        // UDP: no checksum (0) stays so. Otherwise c + ~d, which is
+        // ~(~c + d) except that a zero result comes out as 0xFFFF (the
+        // sum of a nonzero word and anything is never +0), which is what
+        // RFC 768 wants sent for a computed 0.
+        set_ne16(b, csum_off, oc_add(c, !be_to_ne(d_l4)));
     }
+    true
 }
 
 /// Ones' complement addition of two 16-bit words (end-around carry), the
@@ -1587,17 +1595,14 @@ pub(crate) fn rewrite_fast_proto<const UDP: bool>(
 ) -> bool {
     let (addr_off, port_off) = if i2o { (26, 34) } else { (30, 36) };
     if UDP {
-        match frame.first_chunk_mut::<42>() {
-            Some(h) => rewrite_fast(h, addr_off, addr, port_off, port, 40, d_ip, d_l4, true),
-            None => return false,
-        }
+        frame
+            .first_chunk_mut::<42>()
+            .is_some_and(|h| rewrite_fast(h, addr_off, addr, port_off, port, 40, d_ip, d_l4, true))
     } else {
-        match frame.first_chunk_mut::<54>() {
-            Some(h) => rewrite_fast(h, addr_off, addr, port_off, port, 50, d_ip, d_l4, false),
-            None => return false,
-        }
+        frame
+            .first_chunk_mut::<54>()
+            .is_some_and(|h| rewrite_fast(h, addr_off, addr, port_off, port, 50, d_ip, d_l4, false))
     }
-    true
 }
 
 /// The fast-lane rewrite, if the frame has the fast-lane layout.
@@ -1637,4 +1642,64 @@ fn xlate_o2i_no_ttl(frame: &mut [u8], p: &Parsed, s: &Session) {
     }
     let (_, po, co) = L4_OFFS.get(usize::from(p.pcode)).copied().unwrap_or((0, 2, 16));
     rewrite_l4(frame, p, po, co, s.inside_port, negate(s.l4_delta));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fast lane's rewrite (network byte order, end-around carry)
+        /// gives exactly what the general path's RFC 1624 helpers give.
+        #[test]
+        fn fast_rewrite_matches_the_general_checksum_update(
+            c_ip: u16, c_l4: u16, d_ip: u16, d_l4: u16, addr: u32, port: u16,
+            ttl in 2u8.., i2o: bool, udp: bool,
+        ) {
+            let csum_off = if udp { 40 } else { 50 };
+            let mut f = [0u8; 54];
+            f[22] = ttl;
+            f[24..26].copy_from_slice(&c_ip.to_be_bytes());
+            f[csum_off..csum_off + 2].copy_from_slice(&c_l4.to_be_bytes());
+            let done = if udp {
+                rewrite_fast_proto::<true>(&mut f, i2o, addr, port, d_ip, d_l4)
+            } else {
+                rewrite_fast_proto::<false>(&mut f, i2o, addr, port, d_ip, d_l4)
+            };
+            prop_assert!(done);
+            let (ao, po) = if i2o { (26, 34) } else { (30, 36) };
+            prop_assert_eq!(u32_at(&f, ao), addr);
+            prop_assert_eq!(u16_at(&f, po), port);
+            prop_assert_eq!(f[22], ttl - 1);
+            prop_assert_eq!(u16_at(&f, 24), apply2(c_ip, d_ip, TTL_DELTA));
+            let want = if udp { apply_delta_udp(c_l4, d_l4) } else { apply_delta(c_l4, d_l4) };
+            prop_assert_eq!(u16_at(&f, csum_off), want);
+        }
+
+        /// A TTL that would expire leaves the frame as it was.
+        #[test]
+        fn fast_rewrite_leaves_expiring_ttl_alone(ttl in 0u8..2, udp: bool) {
+            let mut f = [7u8; 54];
+            f[22] = ttl;
+            let before = f;
+            let done = if udp {
+                rewrite_fast_proto::<true>(&mut f, true, 1, 2, 3, 4)
+            } else {
+                rewrite_fast_proto::<false>(&mut f, true, 1, 2, 3, 4)
+            };
+            prop_assert!(!done);
+            prop_assert_eq!(f, before);
+        }
+    }
+
+    #[test]
+    fn fast_rewrite_sends_a_computed_udp_zero_as_all_ones() {
+        // ~(~0x1234 + 0x1234) = 0: RFC 768 wants 0xFFFF on the wire.
+        let mut f = [0u8; 42];
+        f[22] = 64;
+        f[40..42].copy_from_slice(&0x1234u16.to_be_bytes());
+        assert!(rewrite_fast_proto::<true>(&mut f, true, 0, 0, 0, 0x1234));
+        assert_eq!(u16_at(&f, 40), 0xffff);
+    }
 }

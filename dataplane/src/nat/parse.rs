@@ -78,6 +78,9 @@ pub struct FastKey {
     pub w1: u64,
     /// TCP flags (0 for UDP).
     pub flags: u8,
+    /// TTL ([`parse_fast`] reads it; the fast lane's own hit path checks
+    /// it in the rewrite, see `nat::rewrite_fast`).
+    pub ttl: u8,
 }
 
 #[allow(clippy::cast_possible_truncation)] // unpacking fields packed above
@@ -122,8 +125,7 @@ impl FastKey {
     pub fn tcp_flags(self) -> u8 {
         self.flags
     }
-    /// The general form (fast-lane frames have TTL above 1; the exact
-    /// value only matters to the TTL check, which they passed).
+    /// The general form.
     pub fn to_parsed(self) -> Parsed {
         let pcode = self.pcode();
         Parsed {
@@ -135,7 +137,7 @@ impl FastKey {
             dport: self.dport(),
             proto: if pcode == pcode::TCP { PROTO_TCP } else { PROTO_UDP },
             pcode,
-            ttl: 2,
+            ttl: self.ttl,
             tcp_flags: self.tcp_flags(),
             ident: 0,
             first_frag: false,
@@ -145,47 +147,69 @@ impl FastKey {
 }
 
 /// The fast lane: an untagged unicast Ethernet frame carrying an unfragmented
-/// IPv4 packet without options, TTL above 1, to a unicast address, with a
-/// TCP or UDP header. Everything is read from one fixed-size array, so no
-/// read needs a run-time bounds check. Anything else returns `None` and goes
-/// through [`parse`].
+/// IPv4 packet without options to a unicast address, with a TCP or UDP
+/// header. Everything is read from fixed-size arrays, so no read needs a
+/// run-time bounds check. Anything else returns `None` and goes through
+/// [`parse`]. The TTL is recorded, not checked (the caller decides).
 #[inline(always)]
 pub fn parse_fast(frame: &[u8]) -> Option<FastKey> {
+    let (w0, total, proto) = fast_ip(frame)?;
+    let mut k = match proto {
+        PROTO_UDP => fast_key::<true>(frame, w0, total)?,
+        PROTO_TCP => fast_key::<false>(frame, w0, total)?,
+        _ => return None,
+    };
+    k.ttl = *frame.get(22)?;
+    Some(k)
+}
+
+/// The protocol-independent half of [`parse_fast`]: returns the address
+/// word (bytes 26..34, exactly [`FastKey::w0`]), the IP total length and
+/// the protocol number.
+#[inline(always)]
+pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
     // Constant offsets into a fixed-size array: checked at compile time.
     let h: &[u8; FAST_LEN] = frame.first_chunk()?;
     let be16 = |o: usize| u16::from_be_bytes([h[o], h[o + 1]]);
-    // Ethertype 0x0800 then version 4 with a 20-byte header (bytes 12..15).
-    let lead = u32::from_le_bytes([h[12], h[13], h[14], h[15]]) & 0x00ff_ffff;
     let total = usize::from(be16(16));
-    // Bytes 26..34: source and destination, exactly the key's first word.
     let w0 = u64::from_be_bytes([h[26], h[27], h[28], h[29], h[30], h[31], h[32], h[33]]);
-    // Not a fragment (MF and offset clear), TTL above 1, unicast Ethernet
-    // and IPv4 destinations (group and class E addresses start at 224), and
-    // the IP packet inside the frame.
-    if lead != 0x45_0008
+    // Ethertype 0x0800, then version 4 with a 20-byte header; not a
+    // fragment (MF and offset clear); unicast Ethernet and IPv4
+    // destinations (group and class E addresses start at 224); the IP
+    // packet inside the frame.
+    if be16(12) != 0x0800
+        || h[14] != 0x45
         || be16(20) & 0x3fff != 0
-        || h[22] <= 1
         || h[0] & 1 != 0
-        || w0 & 0xffff_ffff >= 0xe000_0000
+        || (w0 as u32) >> 29 == 7
         || total + 14 > frame.len()
     {
         return None;
     }
-    let (pcode, flags) = match h[23] {
-        PROTO_UDP if total >= 28 => (pcode::UDP, 0),
-        PROTO_TCP if total >= 40 => {
-            // Data offset and flags lie past the first 8 bytes of TCP.
-            let t: &[u8; 54] = frame.first_chunk()?;
-            let doff = usize::from(t[46] >> 4) * 4;
-            if doff < 20 || doff > total - 20 {
-                return None;
-            }
-            (pcode::TCP, t[47])
+    Some((w0, total, h[23]))
+}
+
+/// The protocol half of [`parse_fast`] for UDP (`UDP`) or TCP, after
+/// [`fast_ip`]: the key, with `ttl` left 0.
+#[inline(always)]
+pub fn fast_key<const UDP: bool>(frame: &[u8], w0: u64, total: usize) -> Option<FastKey> {
+    let (pcode, flags) = if UDP {
+        if total < 28 {
+            return None;
         }
-        _ => return None,
+        (pcode::UDP, 0)
+    } else {
+        // Data offset and flags lie past the first 8 bytes of TCP.
+        let t: &[u8; 54] = frame.first_chunk()?;
+        let doff = usize::from(t[46] >> 4) * 4;
+        if total < 40 || doff < 20 || doff > total - 20 {
+            return None;
+        }
+        (pcode::TCP, t[47])
     };
+    let h: &[u8; FAST_LEN] = frame.first_chunk()?;
     let ports = u32::from_be_bytes([h[34], h[35], h[36], h[37]]);
-    Some(FastKey { w0, w1: (u64::from(ports) << 32) | (u64::from(pcode) << 16), flags })
+    Some(FastKey { w0, w1: (u64::from(ports) << 32) | (u64::from(pcode) << 16), flags, ttl: 0 })
 }
 
 /// Parses a frame received on `side`.
