@@ -464,8 +464,7 @@ impl Ports {
     /// free (unless the pool wants random ports). Returns the port and the
     /// number of blocks newly taken (0 or 1).
     pub fn alloc(&mut self, s: u32, proto: usize, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
-        let sub = *self.subs.get(s as usize)?;
-        let a = sub.addr;
+        let a = self.subs.get(s as usize)?.addr;
         let pool = self.pool_of(a)?;
         let random = pool.params.random_ports;
         let window = self.window(now);
@@ -504,10 +503,12 @@ impl Ports {
         }
     }
 
-    /// Port-block allocation: the preferred port if it lies free in one of
-    /// the subscriber's blocks, else the first free port of its blocks
-    /// (starting with the one that last had room, skipping full ones), else a
-    /// new block while under the limit.
+    /// Port-block allocation: the first free port of the subscriber's blocks,
+    /// starting with the block that last had room and skipping full ones,
+    /// else a new block while under the limit. Within a block the scan starts
+    /// at the preferred port itself if the block holds it (so a free source
+    /// port is kept, netfilter FAQ 3.6), else at the same offset (which keeps
+    /// its parity when that port is free), or at a random offset.
     ///
     /// Resolves the address, its pool's geometry and each block once and
     /// works on the bitmaps directly (the helpers that look `a` up again are
@@ -526,32 +527,20 @@ impl Ports {
         let ad = self.addrs.get_mut(usize::from(sub.addr))?;
         let pool = self.pools.get(usize::from(ad.pool))?;
         let (min, chunk, words) = (u32::from(pool.params.port_min), u32::from(pool.chunk), pool.words);
-        let port_of = |l: u16, bit: u16| block_port(min, chunk, workers, worker, l, bit);
-        // The preferred port's block and bit, if this worker owns it.
-        let preferred_at = match random {
-            None => locate_in(pool, workers, worker, preferred),
-            Some(_) => None,
+        let offset = match random {
+            Some(r) => r % chunk,
+            None => u32::from(preferred) % chunk,
+        };
+        // Where to start in block `l`: the preferred port if `l` holds it.
+        let start = |base: u32| {
+            let d = u32::from(preferred).wrapping_sub(base);
+            (if random.is_none() && d < chunk { d } else { offset }) as u16
         };
         let n = usize::from(sub.n_blocks);
-        let held = sub.blocks.get(..n).unwrap_or(&[]);
-        // The preferred port, if it lies in one of the subscriber's blocks.
-        if let Some((l, bit)) = preferred_at {
-            if held.contains(&l) {
-                rotate_block(ad, words, l, window);
-                if !get_bit(&ad.bits, words, l, proto, BUSY, bit) {
-                    take_bit(ad, words, l, proto, bit);
-                    return Some((preferred, 0));
-                }
-            }
-        }
-        let start = match random {
-            Some(r) => (r % chunk) as u16,
-            None => (u32::from(preferred) % chunk) as u16,
-        };
         let hint = usize::from(sub.hint);
         for k in 0..n {
-            let j = (hint + k) % n;
-            let Some(&l) = held.get(j) else { break };
+            let j = if hint + k >= n { hint + k - n } else { hint + k };
+            let Some(&l) = sub.blocks.get(j) else { break };
             let full = ad
                 .blocks
                 .get(usize::from(l))
@@ -560,10 +549,10 @@ impl Ports {
                 continue;
             }
             rotate_block(ad, words, l, window);
-            if let Some(bit) = first_free_bit(busy_plane(ad, words, l, proto), start) {
-                take_bit(ad, words, l, proto, bit);
+            let base = u32::from(block_port(min, chunk, workers, worker, l, 0));
+            if let Some(bit) = take_first_free(ad, words, l, proto, start(base)) {
                 sub.hint = j as u8;
-                return Some((port_of(l, bit), 0));
+                return Some(((base + u32::from(bit)) as u16, 0));
             }
         }
         if n >= usize::from(max_blocks) {
@@ -580,9 +569,9 @@ impl Ports {
         }
         self.blocks_in_use += 1;
         rotate_block(ad, words, l, window);
-        let bit = first_free_bit(busy_plane(ad, words, l, proto), start)?;
-        take_bit(ad, words, l, proto, bit);
-        Some((port_of(l, bit), 1))
+        let base = u32::from(block_port(min, chunk, workers, worker, l, 0));
+        let bit = take_first_free(ad, words, l, proto, start(base))?;
+        Some(((base + u32::from(bit)) as u16, 1))
     }
 
     /// Frees a mapping's public port and holds it back. Returns true if the
@@ -718,12 +707,6 @@ fn rotate_block_slow(ad: &mut AddrPorts, words: usize, l: u16, window: u32) {
     }
 }
 
-/// The busy plane of block `l` for `proto`.
-fn busy_plane(ad: &AddrPorts, words: usize, l: u16, proto: usize) -> &[u64] {
-    let base = ((usize::from(l) * PROTOS + proto) * PLANES + BUSY) * words;
-    ad.bits.get(base..base + words).unwrap_or(&[])
-}
-
 /// First clear bit at or after `start`, wrapping round the block.
 fn first_free_bit(busy: &[u64], start: u16) -> Option<u16> {
     let words = busy.len();
@@ -741,6 +724,30 @@ fn first_free_bit(busy: &[u64], start: u16) -> Option<u16> {
         }
     }
     None
+}
+
+/// Takes the first port of block `l` not busy for `proto`, at or after
+/// `start` (wrapping): marks it in use and busy and counts it. The block's
+/// planes are borrowed once for both marks.
+#[inline(always)]
+fn take_first_free(ad: &mut AddrPorts, words: usize, l: u16, proto: usize, start: u16) -> Option<u16> {
+    let base = (usize::from(l) * PROTOS + proto) * PLANES * words;
+    let planes = ad.bits.get_mut(base..base + PLANES * words)?;
+    let (in_use, rest) = planes.split_at_mut(words);
+    let busy = rest.get_mut((BUSY - 1) * words..)?;
+    let bit = first_free_bit(busy, start)?;
+    let (w, m) = (usize::from(bit / 64), 1u64 << (bit % 64));
+    if let (Some(u), Some(b)) = (in_use.get_mut(w), busy.get_mut(w)) {
+        *u |= m;
+        *b |= m;
+    }
+    if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
+        b.used += 1;
+        if let Some(u) = b.used_by_proto.get_mut(proto) {
+            *u += 1;
+        }
+    }
+    Some(bit)
 }
 
 /// Marks a port of block `l` in use (and busy) and counts it.
@@ -769,11 +776,6 @@ fn set_bit(bits: &mut [u64], words: usize, l: u16, proto: usize, plane: usize, b
             *x &= !m;
         }
     }
-}
-
-fn get_bit(bits: &[u64], words: usize, l: u16, proto: usize, plane: usize, bit: u16) -> bool {
-    let (w, m) = bit_pos(words, l, proto, plane, bit);
-    bits.get(w).is_some_and(|x| x & m != 0)
 }
 
 #[cfg(test)]
