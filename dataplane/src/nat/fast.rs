@@ -18,6 +18,17 @@ use super::{Item, Pre, Verdict, BATCH};
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{FIN, RST, SYN};
 
+/// What the fast lane made of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Translated.
+    Done,
+    /// No session has the frame's key (its probe reached an empty slot).
+    Absent,
+    /// Anything else: the general path decides.
+    Other,
+}
+
 /// Borrowed state for one batch.
 pub(crate) struct Lane<'a> {
     pub hot: &'a mut [Session],
@@ -31,39 +42,38 @@ impl Lane<'_> {
     /// Parses, looks up and translates a steady-state packet; false (frame
     /// and session untouched) for anything else.
     #[inline(always)]
-    pub fn take<const I2O: bool>(&mut self, frame: &mut [u8], seed: u64) -> bool {
+    pub fn take<const I2O: bool>(&mut self, frame: &mut [u8], seed: u64) -> Outcome {
         let Some((w0, total, proto)) = fast_ip(frame) else {
-            return false;
+            return Outcome::Other;
         };
         // One protocol test: from here on each protocol has its own code.
         match proto {
             PROTO_UDP => match fast_key::<true>(frame, w0, total) {
                 Some(k) => self.hit_proto::<I2O, true>(frame, k, hash_words(seed, k.w0, k.w1)),
-                None => false,
+                None => Outcome::Other,
             },
             PROTO_TCP => match fast_key::<false>(frame, w0, total) {
                 Some(k) => self.hit_proto::<I2O, false>(frame, k, hash_words(seed, k.w0, k.w1)),
-                None => false,
+                None => Outcome::Other,
             },
-            _ => false,
+            _ => Outcome::Other,
         }
     }
 
-    /// Translates a steady-state packet already parsed by `parse_fast`, or
-    /// returns `None` untouched.
+    /// Translates a steady-state packet already parsed by `parse_fast`
+    /// (anything but `Done` leaves it untouched).
     #[inline(always)]
-    pub fn hit<const I2O: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> Option<Side> {
-        let done = match k.pcode() {
+    pub fn hit<const I2O: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> Outcome {
+        match k.pcode() {
             pcode::UDP => self.hit_proto::<I2O, true>(frame, k, h),
             _ => self.hit_proto::<I2O, false>(frame, k, h),
-        };
-        done.then_some(if I2O { Side::Outside } else { Side::Inside })
+        }
     }
 
     /// The hit path for one protocol (UDP or TCP), known at compile time,
     /// so the checks and the rewrite carry no protocol tests.
     #[inline(always)]
-    fn hit_proto<const I2O: bool, const UDP: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> bool {
+    fn hit_proto<const I2O: bool, const UDP: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> Outcome {
         let (ports, code) = (k.ports(), k.code());
         let tag = tag_of(h);
         let mut pos = super::hash::bucket(h, self.mask);
@@ -71,15 +81,15 @@ impl Lane<'_> {
         // (see `Session`), so a candidate is confirmed by three compares.
         let i = loop {
             let Some(&s) = self.slots.get(pos) else {
-                return false;
+                return Outcome::Other;
             };
             if s == 0 {
-                return false;
+                return Outcome::Absent;
             }
             if s & !IDX_MASK == tag {
                 let i = ((s & IDX_MASK) - 1) as usize;
                 let Some(x) = self.hot.get(i) else {
-                    return false;
+                    return Outcome::Other;
                 };
                 if x.addr_word::<I2O>() == k.w0 && x.port_pair::<I2O>() == ports && x.code == code {
                     break i;
@@ -88,10 +98,10 @@ impl Lane<'_> {
             pos = (pos + 1) & self.mask;
         };
         let Some(s) = self.hot.get_mut(i) else {
-            return false;
+            return Outcome::Other;
         };
         if s.flags & flag::FAST == 0 || (!UDP && k.flags & (SYN | FIN | RST) != 0) {
-            return false;
+            return Outcome::Other;
         }
         // A FAST session's class follows from its protocol (TCP ones are
         // established), so the timeout needs no lookup by class.
@@ -99,16 +109,17 @@ impl Lane<'_> {
         let timeout = if UDP { self.timeouts[usize::from(class::UDP)] } else { self.timeouts[0] };
         let now = self.now;
         if now.wrapping_sub(s.last_seen) >= timeout {
-            return false;
+            return Outcome::Other;
         }
         let done = match I2O {
             true => rewrite_fast_proto::<UDP>(frame, true, s.public_ip, s.public_port, s.ip_delta, s.l4_delta),
             false => rewrite_fast_proto::<UDP>(frame, false, s.inside_ip, s.inside_port, !s.ip_delta, !s.l4_delta),
         };
-        if done {
-            s.last_seen = now;
+        if !done {
+            return Outcome::Other;
         }
-        done
+        s.last_seen = now;
+        Outcome::Done
     }
 }
 
@@ -125,15 +136,18 @@ pub(crate) fn single_pass<const I2O: bool, F: AsMut<[u8]>>(
     items: &mut [Item],
 ) -> u64 {
     let out = if I2O { Side::Outside } else { Side::Inside };
-    let mut pending = 0u64;
+    let (mut pending, mut absent) = (0u64, 0u64);
     // Equal lengths up front, so the loop runs on one counter.
     let n = frames.len().min(verdicts.len()).min(BATCH);
     let (frames, verdicts) = (&mut frames[..n], &mut verdicts[..n]);
     for (i, (f, v)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
-        if lane.take::<I2O>(f.as_mut(), seed) {
-            *v = Verdict::Forward(out);
-        } else {
-            pending |= 1 << i;
+        match lane.take::<I2O>(f.as_mut(), seed) {
+            Outcome::Done => *v = Verdict::Forward(out),
+            Outcome::Absent => {
+                pending |= 1 << i;
+                absent |= 1 << i;
+            }
+            Outcome::Other => pending |= 1 << i,
         }
     }
     // The misses, parsed again for the general path (holding their keys
@@ -147,7 +161,7 @@ pub(crate) fn single_pass<const I2O: bool, F: AsMut<[u8]>>(
             if let Some(k) = parse_fast(f.as_mut()) {
                 it.k = k;
                 it.h = hash_words(seed, k.w0, k.w1);
-                it.st = Pre::Flow;
+                it.st = if absent & (1 << i) != 0 { Pre::New } else { Pre::Flow };
             }
         }
     }

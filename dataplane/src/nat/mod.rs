@@ -146,8 +146,47 @@ pub struct Engine {
     frags: Fragments,
     counters: Counters,
     scratch: Option<Box<[Item; BATCH]>>,
+    created: Created,
     /// Whether the tables outgrow the caches (prefetch across the batch).
     prefetch: bool,
+}
+
+/// The lookup keys of the sessions made since the batch's fast lane ran,
+/// as a Bloom filter of one bit per key and direction (256 bits each, by the
+/// top byte of the key's hash): a frame the fast lane found no session for
+/// is looked up again only if its bit is set, that is if a session made
+/// in between may have its key.
+#[derive(Debug, Clone, Copy, Default)]
+struct Created {
+    i2o: [u64; 4],
+    o2i: [u64; 4],
+}
+
+impl Created {
+    #[inline(always)]
+    fn bit(h: u64) -> (usize, u64) {
+        let b = h >> 56;
+        ((b >> 6) as usize, 1 << (b & 63))
+    }
+
+    #[inline(always)]
+    fn add(&mut self, hi: u64, ho: u64) {
+        let (w, m) = Self::bit(hi);
+        if let Some(x) = self.i2o.get_mut(w) {
+            *x |= m;
+        }
+        let (w, m) = Self::bit(ho);
+        if let Some(x) = self.o2i.get_mut(w) {
+            *x |= m;
+        }
+    }
+
+    #[inline(always)]
+    fn may_have<const I2O: bool>(&self, h: u64) -> bool {
+        let (w, m) = Self::bit(h);
+        let set = if I2O { &self.i2o } else { &self.o2i };
+        set.get(w).is_none_or(|x| x & m != 0)
+    }
 }
 
 /// The fast lane's record of one frame of a batch.
@@ -170,6 +209,9 @@ pub(crate) enum Pre {
     Fast,
     /// A fast-lane frame the fast lane did not take: the general path, with its key.
     Flow,
+    /// A fast-lane frame for which no session existed when the fast lane
+    /// looked (see [`Created`]).
+    New,
     /// Not in the fast-lane layout: parse it in the general path.
     Later,
 }
@@ -260,6 +302,7 @@ impl Engine {
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
             counters: Counters::default(),
             scratch: Some(Box::new([Item::EMPTY; BATCH])),
+            created: Created::default(),
             // Past 64k sessions the slab (32 B each) and indexes leave L2.
             prefetch: p.max_sessions > PREFETCH_ABOVE_SESSIONS,
         })
@@ -467,11 +510,14 @@ impl Engine {
             let mut pending = 0u64;
             for (i, ((f, v), it)) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()).enumerate() {
                 if it.st == Pre::Fast {
-                    if let Some(out) = lane.hit::<I2O>(f.as_mut(), it.k, it.h) {
-                        *v = Verdict::Forward(out);
-                        continue;
+                    match lane.hit::<I2O>(f.as_mut(), it.k, it.h) {
+                        fast::Outcome::Done => {
+                            *v = Verdict::Forward(if I2O { Side::Outside } else { Side::Inside });
+                            continue;
+                        }
+                        fast::Outcome::Absent => it.st = Pre::New,
+                        fast::Outcome::Other => it.st = Pre::Flow,
                     }
-                    it.st = Pre::Flow;
                 }
                 pending |= 1 << i;
             }
@@ -486,6 +532,7 @@ impl Engine {
             Side::Outside => self.counters.fwd_o2i += forwarded,
         }
         // Everything else, in batch order, through the general path.
+        self.created = Created::default();
         let mut m = pending;
         while m != 0 {
             let i = m.trailing_zeros() as usize;
@@ -495,7 +542,12 @@ impl Engine {
             };
             let frame = f.as_mut();
             *v = match it.st {
-                Pre::Flow => self.flow(side, now, frame, &it.k.to_parsed(), it.h),
+                // Still absent unless this batch made a session that may have
+                // its key: then it is looked up again.
+                Pre::New if !self.created.may_have::<I2O>(it.h) => {
+                    self.slow(side, now, frame, &it.k.to_parsed(), Some(it.h))
+                }
+                Pre::Flow | Pre::New => self.flow(side, now, frame, &it.k.to_parsed(), it.h),
                 _ => match parse(frame, side) {
                     Ok(p) if p.kind == Kind::Flow => {
                         let h = match side {
@@ -796,6 +848,7 @@ impl Engine {
         let ho = self.h_o2i(pub_ip, s.public_port, s.remote_ip, s.remote_port, pc);
         self.i2o.insert(hi, idx);
         self.o2i.insert(ho, idx);
+        self.created.add(hi, ho);
         let t = self.class_timeout.get(usize::from(cls)).copied().unwrap_or(0);
         self.sessions.schedule(idx, now.saturating_add(t), now);
         self.sessions.push_unreplied(idx);
