@@ -796,10 +796,17 @@ impl Engine {
 
     /// Allocates a session slot: free list, then expired, then the oldest
     /// unreplied non-established session.
+    #[inline(always)]
     fn alloc_session(&mut self, now: u32) -> Result<u32, Verdict> {
-        if let Some(i) = self.sessions.alloc() {
-            return Ok(i);
+        match self.sessions.alloc() {
+            Some(i) => Ok(i),
+            None => self.alloc_session_full(now),
         }
+    }
+
+    /// [`Engine::alloc_session`] when the free list is empty.
+    #[inline(never)]
+    fn alloc_session_full(&mut self, now: u32) -> Result<u32, Verdict> {
         self.expire(now, EXPIRE_BUDGET);
         if let Some(i) = self.sessions.alloc() {
             return Ok(i);

@@ -359,6 +359,7 @@ impl Ports {
     }
 
     /// The slot of subscriber `inside_ip` in `pool`, if it exists.
+    #[inline(always)]
     pub fn find_subscriber(&self, inside_ip: u32, pool: u16) -> Option<u32> {
         let h = sub_key(self.seed, inside_ip, pool);
         let subs = &self.subs;
@@ -367,10 +368,17 @@ impl Ports {
 
     /// Finds or creates subscriber `inside_ip` in `pool`, choosing its paired
     /// address on creation.
+    #[inline(always)]
     pub fn subscriber(&mut self, inside_ip: u32, pool: u16) -> Result<u32, DropReason> {
-        if let Some(s) = self.find_subscriber(inside_ip, pool) {
-            return Ok(s);
+        match self.find_subscriber(inside_ip, pool) {
+            Some(s) => Ok(s),
+            None => self.new_subscriber(inside_ip, pool),
         }
+    }
+
+    /// [`Ports::subscriber`]'s creating half, out of the common path.
+    #[inline(never)]
+    fn new_subscriber(&mut self, inside_ip: u32, pool: u16) -> Result<u32, DropReason> {
         let h = sub_key(self.seed, inside_ip, pool);
         let Some(p) = self.pools.get(usize::from(pool)) else {
             return Err(DropReason::PortsExhausted);
@@ -463,6 +471,7 @@ impl Ports {
     /// Allocates a public port for subscriber `s`, keeping `preferred` when
     /// free (unless the pool wants random ports). Returns the port and the
     /// number of blocks newly taken (0 or 1).
+    #[inline(always)]
     pub fn alloc(&mut self, s: u32, proto: usize, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
         let a = self.subs.get(s as usize)?.addr;
         let pool = self.pool_of(a)?;
@@ -513,6 +522,7 @@ impl Ports {
     /// Resolves the address, its pool's geometry and each block once and
     /// works on the bitmaps directly (the helpers that look `a` up again are
     /// for the colder paths).
+    #[inline(always)]
     fn alloc_in_blocks(
         &mut self,
         s: u32,
