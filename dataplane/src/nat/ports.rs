@@ -717,16 +717,29 @@ fn rotate_block_slow(ad: &mut AddrPorts, words: usize, l: u16, window: u32) {
     }
 }
 
-/// First clear bit at or after `start`, wrapping round the block.
+/// First clear bit at or after `start`, wrapping round the block. The
+/// start word is tried inline (the common case); the scan of the rest is
+/// out of line.
+#[inline(always)]
 fn first_free_bit(busy: &[u64], start: u16) -> Option<u16> {
+    let sw = usize::from(start / 64);
+    let free = !busy.get(sw).copied().unwrap_or(u64::MAX) & (u64::MAX << (start % 64));
+    if free != 0 {
+        return Some(start - start % 64 + free.trailing_zeros() as u16);
+    }
+    first_free_bit_after(busy, start)
+}
+
+/// [`first_free_bit`] past the start word: the words after it, then from
+/// the block's first word round to the bits before `start`.
+#[inline(never)]
+fn first_free_bit_after(busy: &[u64], start: u16) -> Option<u16> {
+    let sw = usize::from(start / 64);
     let words = busy.len();
-    let start_word = usize::from(start) / 64;
-    for k in 0..=words {
-        let w = (start_word + k) % words.max(1);
+    for k in 1..=words {
+        let w = (sw + k) % words.max(1);
         let mut free = !busy.get(w).copied().unwrap_or(u64::MAX);
-        if k == 0 {
-            free &= u64::MAX << (start % 64);
-        } else if k == words {
+        if k == words {
             free &= !(u64::MAX << (start % 64));
         }
         if free != 0 {
@@ -792,6 +805,23 @@ fn set_bit(bits: &mut [u64], words: usize, l: u16, proto: usize, plane: usize, b
 mod tests {
     use super::*;
     use crate::nat::params::{EngineParams, PoolParams};
+
+    proptest::proptest! {
+        #[test]
+        fn first_free_bit_is_the_first_clear_bit_from_start_wrapping(
+            busy in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..9),
+            start in 0u16..512,
+            dense in proptest::prelude::any::<bool>(),
+        ) {
+            // Dense blocks (most bits set) make the scan leave the start word.
+            let busy: Vec<u64> = busy.iter().map(|&x| if dense { x | (x << 1) | (x >> 3) } else { x }).collect();
+            let n = busy.len() * 64;
+            let start = start % n as u16;
+            let clear = |i: usize| busy[i / 64] & (1 << (i % 64)) == 0;
+            let want = (usize::from(start)..n).chain(0..usize::from(start)).find(|&i| clear(i));
+            proptest::prop_assert_eq!(first_free_bit(&busy, start).map(usize::from), want);
+        }
+    }
 
     fn cgnat(block: u16, max_blocks: u16, workers: u16, worker: u16) -> Ports {
         let mut pool = PoolParams::cgnat("cg", vec![0xcb00_7101, 0xcb00_7102]);
