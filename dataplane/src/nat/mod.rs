@@ -49,7 +49,7 @@ pub use counters::{Counters, DropReason, PassReason};
 pub use params::*;
 
 use crate::wire::bytes::{set_u16, set_u32, u16_at, u32_at};
-use crate::wire::checksum::{add, apply_delta, apply_delta_udp, delta16, delta32, fold, negate, sum};
+use crate::wire::checksum::{add, apply_delta, apply_delta_udp, delta32, fold, fold_wide, negate, sum};
 use crate::wire::icmp;
 use frag::{FragKey, Fragments};
 use index::Index;
@@ -843,9 +843,12 @@ impl Engine {
         s.public_ip = keys::public_ip(&self.ports, &s);
         let pub_ip = s.public_ip;
         // i2o rewrites inside -> public; the deltas undo themselves o2i.
-        s.ip_delta = delta32(s.inside_ip, pub_ip);
-        let port_delta = delta16(s.inside_port, s.public_port);
-        s.l4_delta = if pc == pcode::ICMP { port_delta } else { add(s.ip_delta, port_delta) };
+        // Summed wide and folded once (RFC 1071 section 2(C): 2^16 is 1
+        // modulo 0xFFFF), which gives exactly delta32, delta16 and add.
+        let ip_sum = u64::from(!s.inside_ip) + u64::from(pub_ip);
+        let port_sum = u64::from(!s.inside_port) + u64::from(s.public_port);
+        s.ip_delta = fold_wide(ip_sum);
+        s.l4_delta = fold_wide(if pc == pcode::ICMP { port_sum } else { ip_sum + port_sum });
         let cls = self.class_for(pc, s.tcp);
         s.class = cls;
         if let Some(x) = self.sessions.hot.get_mut(idx as usize) {

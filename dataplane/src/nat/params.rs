@@ -131,13 +131,16 @@ pub struct Prefix {
     pub addr: u32,
     /// Prefix length, 0..=32.
     pub len: u8,
+    /// The netmask of `len` (kept, so a match is one AND and one compare).
+    mask: u32,
 }
 
 impl Prefix {
     /// A prefix; host bits of `addr` are cleared.
     pub fn new(addr: u32, len: u8) -> Self {
         let len = len.min(32);
-        Self { addr: addr & Self::mask_of(len), len }
+        let mask = Self::mask_of(len);
+        Self { addr: addr & mask, len, mask }
     }
     fn mask_of(len: u8) -> u32 {
         if len == 0 {
@@ -149,7 +152,7 @@ impl Prefix {
     /// True if `a` lies in the prefix.
     #[inline]
     pub fn contains(&self, a: u32) -> bool {
-        a & Self::mask_of(self.len) == self.addr
+        a & self.mask == self.addr
     }
 }
 

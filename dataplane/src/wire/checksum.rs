@@ -41,6 +41,16 @@ pub fn fold(mut acc: u32) -> u16 {
     (acc & 0xffff) as u16
 }
 
+/// Folds a one's-complement accumulator below 2^48 to 16 bits.
+#[inline(always)]
+#[allow(clippy::cast_possible_truncation)] // the last fold leaves 16 bits
+pub fn fold_wide(mut acc: u64) -> u16 {
+    for _ in 0..4 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
 /// The checksum field value for `data` (the complement of the folded sum).
 pub fn checksum(data: &[u8]) -> u16 {
     !fold(sum(data))
@@ -141,6 +151,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn one_wide_fold_equals_the_delta_helpers(old: u32, new: u32, op: u16, np: u16) {
+            let ip = u64::from(!old) + u64::from(new);
+            let port = u64::from(!op) + u64::from(np);
+            prop_assert_eq!(fold_wide(ip), delta32(old, new));
+            prop_assert_eq!(fold_wide(port), delta16(op, np));
+            prop_assert_eq!(fold_wide(ip + port), add(delta32(old, new), delta16(op, np)));
+        }
+
         #[test]
         fn incremental_equals_full_recompute(
             words in proptest::collection::vec(any::<u16>(), 3..32),
