@@ -494,14 +494,15 @@ impl Engine {
                         it.k = k;
                         it.h = h;
                         it.slot = lane.slots.get(hash::bucket(h, mask)).copied().unwrap_or(0);
-                        it.st = Pre::Fast;
+                        // An empty home slot: no session has the key.
+                        it.st = if it.slot == 0 { Pre::New } else { Pre::Fast };
                     }
                     None => it.st = Pre::Later,
                 }
             }
             let mut touch = 0u32;
             for (it, _) in items.iter().zip(frames.iter()) {
-                if it.st == Pre::Fast && it.slot != 0 {
+                if it.st == Pre::Fast {
                     let idx = (it.slot & index::IDX_MASK).wrapping_sub(1);
                     touch ^= lane.hot.get(idx as usize).map_or(0, |x| x.last_seen);
                 }
