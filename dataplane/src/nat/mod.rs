@@ -781,9 +781,11 @@ impl Engine {
         }
         // No touch(): install() already set the state a first packet from
         // the originator leaves.
-        let s = self.sessions.get(idx);
-        let pub_ip = self.public_ip(&s);
-        xlate_i2o(frame, p, &s, pub_ip);
+        let Some(s) = self.sessions.hot.get(idx as usize) else {
+            return Err(Verdict::Drop(DropReason::TableFull));
+        };
+        let pub_ip = s.public_ip;
+        xlate_i2o(frame, p, s, pub_ip);
         if dst_public && s.flags & flag::NO_NAT == 0 {
             if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
                 x.flags |= flag::HAIRPIN;
@@ -861,8 +863,7 @@ impl Engine {
         self.o2i.insert(ho, idx);
         self.created.add(hi, ho);
         let t = self.class_timeout.get(usize::from(cls)).copied().unwrap_or(0);
-        self.sessions.schedule(idx, now.saturating_add(t), now);
-        self.sessions.push_unreplied(idx);
+        self.sessions.link_new(idx, now.saturating_add(t), now);
         self.counters.sessions_created += 1;
     }
 

@@ -301,9 +301,9 @@ impl SessionTable {
     /// Takes a free slot, or `None` when full. The slot is in no list yet.
     pub fn alloc(&mut self) -> Option<u32> {
         let i = self.free_head;
-        let c = self.cold.get_mut(i as usize)?;
+        // The cold half is left as it is: `link_new` writes all of it.
+        let c = self.cold.get(i as usize)?;
         self.free_head = c.next;
-        *c = Cold::default();
         self.live += 1;
         Some(i)
     }
@@ -337,6 +337,31 @@ impl SessionTable {
         if let Some(list) = self.wheel.get_mut((d & self.wheel_mask) as usize) {
             list_link(&mut self.cold, list, i, true);
         }
+    }
+
+    /// Files a new session (from [`SessionTable::alloc`]): its wheel bucket
+    /// for `deadline`, as [`SessionTable::schedule`] does, and the tail of
+    /// the unreplied FIFO, writing its whole cold half at once.
+    pub fn link_new(&mut self, i: u32, deadline: u32, now: u32) {
+        let base = self.cursor.unwrap_or(now).min(now);
+        let d = deadline.clamp(base, base.saturating_add(self.wheel_mask));
+        let Some(bucket) = self.wheel.get_mut((d & self.wheel_mask) as usize) else {
+            return;
+        };
+        let (wt, ut) = (bucket.tail, self.unreplied.tail);
+        if let Some(c) = self.cold.get_mut(i as usize) {
+            *c = Cold { prev: wt, next: NIL, u_prev: ut, u_next: NIL, map_next: NIL, deadline: d };
+        }
+        match self.cold.get_mut(wt as usize) {
+            Some(t) => t.next = i,
+            None => bucket.head = i,
+        }
+        bucket.tail = i;
+        match self.cold.get_mut(ut as usize) {
+            Some(t) => t.u_next = i,
+            None => self.unreplied.head = i,
+        }
+        self.unreplied.tail = i;
     }
 
     /// Takes `i` out of its wheel bucket.
