@@ -134,7 +134,7 @@ pub struct Engine {
     rng: u64,
     timeouts: Timeouts,
     class_timeout: [u32; class::COUNT],
-    rules: Vec<Rule>,
+    rules: rules::RuleSet,
     forwards: Vec<ForwardRt>,
     local: Vec<u32>,
     sessions: SessionTable,
@@ -287,7 +287,7 @@ impl Engine {
             rng: p.seed | 1,
             timeouts: t,
             class_timeout: [t.tcp_established_secs, t.tcp_transitory_secs, t.udp_secs, t.icmp_secs],
-            rules: p.rules.clone(),
+            rules: rules::RuleSet::new(&p.rules),
             forwards,
             local,
             sessions: SessionTable::new(
@@ -714,7 +714,7 @@ impl Engine {
             if side == Side::Outside && self.is_local(p.dst) {
                 return Verdict::PassToKernel(PassReason::ToSelf);
             }
-            if rules::first_match(&self.rules, inside, remote, p.proto, None) == Some(RuleAction::NoNat) {
+            if self.rules.first_match(inside, remote, p.proto, None) == Some(RuleAction::NoNat) {
                 if p.ttl <= 1 {
                     return Verdict::PassToKernel(PassReason::TtlExpired);
                 }
@@ -769,7 +769,7 @@ impl Engine {
                 }
             }
         }
-        let action = rules::first_match(&self.rules, p.src, p.dst, p.proto, Some(p.dport));
+        let action = self.rules.first_match(p.src, p.dst, p.proto, Some(p.dport));
         let idx = match action {
             Some(RuleAction::Translate { pool }) => self.new_mapped_i2o(now, p, pool, h)?,
             Some(RuleAction::NoNat) | None => {
@@ -1124,7 +1124,7 @@ impl Engine {
         }
         // Routed to an inside host: only a no-NAT exemption lets it in, and
         // then its replies keep their addresses (the session says so).
-        if rules::first_match(&self.rules, p.dst, p.src, p.proto, None) == Some(RuleAction::NoNat) {
+        if self.rules.first_match(p.dst, p.src, p.proto, None) == Some(RuleAction::NoNat) {
             if self.workers > 1 {
                 let owner = subscriber_owner(p.dst, self.workers);
                 if owner != self.worker {

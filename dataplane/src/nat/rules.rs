@@ -41,7 +41,46 @@ impl RuleMatch {
     }
 }
 
-/// The first rule matching the flow, if any.
+/// The rule list as the engine keeps it: each rule with a note of which of
+/// its other lists are in use, so a rule that names only source prefixes
+/// (the usual CGNAT rule) costs one prefix scan.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    rules: Vec<(Rule, bool)>,
+}
+
+impl RuleSet {
+    /// Compiles `rules`, keeping their order.
+    pub fn new(rules: &[Rule]) -> Self {
+        let rules = rules
+            .iter()
+            .map(|r| {
+                let m = &r.matches;
+                let rest = !(m.src_except.is_empty()
+                    && m.dst.is_empty()
+                    && m.dst_except.is_empty()
+                    && m.protocols == 0
+                    && m.dst_ports.is_empty());
+                (r.clone(), rest)
+            })
+            .collect();
+        Self { rules }
+    }
+
+    /// The first rule matching the flow, if any.
+    pub fn first_match(&self, src: u32, dst: u32, protocol: u8, dport: Option<u16>) -> Option<RuleAction> {
+        for (r, rest) in &self.rules {
+            let m = &r.matches;
+            let src_ok = m.src.is_empty() || any_contains(&m.src, src);
+            if src_ok && (!rest || m.matches(src, dst, protocol, dport)) {
+                return Some(r.action);
+            }
+        }
+        None
+    }
+}
+
+/// The first rule matching the flow, if any (the uncompiled form).
 pub fn first_match(rules: &[Rule], src: u32, dst: u32, protocol: u8, dport: Option<u16>) -> Option<RuleAction> {
     rules.iter().find(|r| r.matches.matches(src, dst, protocol, dport)).map(|r| r.action)
 }
@@ -90,5 +129,14 @@ mod tests {
             Some(RuleAction::Translate { pool: 0 })
         );
         assert_eq!(first_match(&rules, ip([172, 16, 0, 1]), ip([8, 8, 8, 8]), 6, Some(80)), None);
+        // The compiled set decides the same for every case above and more.
+        let set = RuleSet::new(&rules);
+        for src in [h, excluded, ip([172, 16, 0, 1]), ip([192, 168, 9, 9])] {
+            for dst in [ip([10, 1, 1, 1]), ip([8, 8, 8, 8])] {
+                for (proto, port) in [(6, Some(80)), (6, Some(8050)), (6, Some(443)), (17, Some(80)), (1, None)] {
+                    assert_eq!(set.first_match(src, dst, proto, port), first_match(&rules, src, dst, proto, port));
+                }
+            }
+        }
     }
 }
