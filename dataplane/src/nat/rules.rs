@@ -68,6 +68,7 @@ impl RuleSet {
     }
 
     /// The first rule matching the flow, if any.
+    #[inline(always)]
     pub fn first_match(&self, src: u32, dst: u32, protocol: u8, dport: Option<u16>) -> Option<RuleAction> {
         for (r, rest) in &self.rules {
             let m = &r.matches;
