@@ -546,7 +546,13 @@ impl Engine {
                 // Still absent unless this batch made a session that may have
                 // its key: then it is looked up again.
                 Pre::New if !self.created.may_have::<I2O>(it.h) => {
-                    self.slow(side, now, frame, &it.k.to_parsed(), Some(it.h))
+                    let p = it.k.to_parsed();
+                    let h = Some(it.h);
+                    match side {
+                        Side::Inside => self.miss_i2o(now, frame, &p, h),
+                        Side::Outside => self.miss_o2i(now, frame, &p),
+                    }
+                    .unwrap_or_else(|v| v)
                 }
                 Pre::Flow | Pre::New => self.flow(side, now, frame, &it.k.to_parsed(), it.h),
                 _ => match parse(frame, side) {

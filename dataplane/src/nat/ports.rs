@@ -416,18 +416,17 @@ impl Ports {
     }
 
     /// Counts a session for subscriber `s`; false at its limit.
+    #[inline(always)]
     pub fn add_session(&mut self, s: u32) -> bool {
-        let limit = self
-            .subs
-            .get(s as usize)
-            .and_then(|x| self.pools.get(usize::from(x.pool)))
-            .map_or(0, |p| p.params.max_sessions_per_subscriber);
-        match self.subs.get_mut(s as usize) {
-            Some(x) if x.sessions < limit => {
-                x.sessions += 1;
-                true
-            }
-            _ => false,
+        let Some(x) = self.subs.get_mut(s as usize) else {
+            return false;
+        };
+        let limit = self.pools.get(usize::from(x.pool)).map_or(0, |p| p.params.max_sessions_per_subscriber);
+        if x.sessions < limit {
+            x.sessions += 1;
+            true
+        } else {
+            false
         }
     }
 
