@@ -1,11 +1,19 @@
 //! The fast lane's hit path: a fast-lane frame (see `parse::parse_fast`)
-//! whose session is in its steady state. It borrows the session slab, one
-//! index and the public addresses once per batch, so their pointers stay in
-//! registers across the batch instead of being reloaded through the engine
-//! for every packet.
+//! whose session is in its steady state. It borrows the session slab and
+//! one index once per batch, so their pointers stay in registers across the
+//! batch instead of being reloaded through the engine for every packet.
 //!
-//! Invariant: `hit` changes nothing (frame or session) unless it returns
-//! `Some`; on `None` the general path handles the packet from scratch.
+//! The path, per frame: the protocol-independent checks, one branch on the
+//! protocol into code specialised for it, the tuple hash, a linear probe
+//! whose candidates are confirmed by three compares (each direction's key
+//! lies in the session as the packet carries it, see `Session`), the
+//! steady-state and freshness checks, then the rewrite with its RFC 1624
+//! checksum updates (RFC 1071 section 2(B): done in network byte order).
+//!
+//! Invariant: a frame is changed, and its session's `last_seen` written,
+//! only when the outcome is [`Outcome::Done`]; otherwise the general path
+//! handles the frame from scratch. [`Outcome::Absent`] means the probe
+//! reached an empty slot: no session had the key when the lane looked.
 #![forbid(unsafe_code)]
 
 use super::hash::hash_words;
