@@ -845,7 +845,14 @@ impl Engine {
 
     /// [`Engine::install`] with the inside-to-outside hash, if the caller
     /// already has it from the packet.
-    fn install_hashed(&mut self, idx: u32, mut s: Session, now: u32, tcp_flags: u8, h_i2o: Option<u64>) {
+    fn install_hashed(&mut self, idx: u32, s: Session, now: u32, tcp_flags: u8, h_i2o: Option<u64>) {
+        self.install_inline(idx, s, now, tcp_flags, h_i2o);
+    }
+
+    /// [`Engine::install_hashed`], inlined where a new mapping is made (the
+    /// common new session).
+    #[inline(always)]
+    fn install_inline(&mut self, idx: u32, mut s: Session, now: u32, tcp_flags: u8, h_i2o: Option<u64>) {
         let pc = s.pcode();
         s.tcp = if pc == pcode::TCP { tcp::initial(tcp_flags) } else { 0 };
         s.last_seen = now;
@@ -950,7 +957,7 @@ impl Engine {
                 let addr = self.ports.sub(sub).map_or(0, |x| x.addr);
                 s.public_port = port;
                 s.addr = addr;
-                self.install_hashed(idx, s, now, p.tcp_flags, h_i2o);
+                self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
                 self.imap.insert(hm, idx);
                 let ho = self.h_omap(self.ports.ip_of(addr), port, p.pcode);
                 self.omap.insert(ho, idx);
