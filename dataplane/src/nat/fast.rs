@@ -47,8 +47,8 @@ pub(crate) struct Lane<'a> {
 }
 
 impl Lane<'_> {
-    /// Parses, looks up and translates a steady-state packet; false (frame
-    /// and session untouched) for anything else.
+    /// Parses, looks up and translates a steady-state packet (anything but
+    /// `Done` leaves frame and session untouched).
     #[inline(always)]
     pub fn take<const I2O: bool>(&mut self, frame: &mut [u8], seed: u64) -> Outcome {
         let Some((w0, total, proto)) = fast_ip(frame) else {
@@ -114,7 +114,8 @@ impl Lane<'_> {
         // A FAST session's class follows from its protocol (TCP ones are
         // established), so the timeout needs no lookup by class.
         debug_assert!(s.class == if UDP { class::UDP } else { class::TCP_ESTABLISHED });
-        let timeout = if UDP { self.timeouts[usize::from(class::UDP)] } else { self.timeouts[0] };
+        let cls = if UDP { class::UDP } else { class::TCP_ESTABLISHED };
+        let timeout = self.timeouts[usize::from(cls)];
         let now = self.now;
         if now.wrapping_sub(s.last_seen) >= timeout {
             return Outcome::Other;
