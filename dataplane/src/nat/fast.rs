@@ -99,7 +99,7 @@ impl Lane<'_> {
                 let Some(x) = self.hot.get(i) else {
                     return Outcome::Other;
                 };
-                if x.addr_word::<I2O>() == k.w0 && x.port_pair::<I2O>() == ports && x.code == code {
+                if x.has_key::<I2O>(k.w0, ports, code) {
                     break i;
                 }
             }

@@ -402,32 +402,15 @@ impl Engine {
         keys::pool_of(&self.ports, s)
     }
 
+    /// The session whose key in this direction (inside to outside when
+    /// `I2O`) is the packet's tuple, confirmed as the fast lane confirms it.
     #[inline(always)]
-    fn find_i2o(&self, h: u64, src: u32, sport: u16, dst: u32, dport: u16, pc: u16) -> Option<u32> {
+    fn find<const I2O: bool>(&self, h: u64, src: u32, sport: u16, dst: u32, dport: u16, pc: u16) -> Option<u32> {
         let hot = &self.sessions.hot;
-        self.i2o.find(h, |i| {
-            hot.get(i as usize).is_some_and(|s| {
-                s.inside_ip == src
-                    && s.remote_ip == dst
-                    && s.inside_port == sport
-                    && s.remote_port == dport
-                    && s.pcode() == pc
-            })
-        })
-    }
-
-    #[inline(always)]
-    fn find_o2i(&self, h: u64, src: u32, sport: u16, dst: u32, dport: u16, pc: u16) -> Option<u32> {
-        let hot = &self.sessions.hot;
-        self.o2i.find(h, |i| {
-            hot.get(i as usize).is_some_and(|s| {
-                s.remote_ip == src
-                    && s.public_port == dport
-                    && s.remote_port == sport
-                    && s.pcode() == pc
-                    && s.public_ip == dst
-            })
-        })
+        let index = if I2O { &self.i2o } else { &self.o2i };
+        let (w0, ports) = ((u64::from(src) << 32) | u64::from(dst), (u32::from(sport) << 16) | u32::from(dport));
+        let code = session::code_of(pc);
+        index.find(h, |i| hot.get(i as usize).is_some_and(|s| s.has_key::<I2O>(w0, ports, code)))
     }
 
     /// True if the session idled past its timeout (it is then treated as gone).
@@ -586,8 +569,8 @@ impl Engine {
     #[inline(always)]
     fn flow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: u64) -> Verdict {
         let found = match side {
-            Side::Inside => self.find_i2o(h, p.src, p.sport, p.dst, p.dport, p.pcode),
-            Side::Outside => self.find_o2i(h, p.src, p.sport, p.dst, p.dport, p.pcode),
+            Side::Inside => self.find::<true>(h, p.src, p.sport, p.dst, p.dport, p.pcode),
+            Side::Outside => self.find::<false>(h, p.src, p.sport, p.dst, p.dport, p.pcode),
         };
         let Some(idx) = found else {
             return self.slow(side, now, frame, p, Some(h));
@@ -679,7 +662,7 @@ impl Engine {
         let (dport, sport) = if p.pcode == pcode::ICMP { (s.public_port, 0) } else { (p.dport, s.public_port) };
         let q = Parsed { dport, sport, ..q };
         let h = self.h_o2i(q.dst, q.dport, q.src, q.sport, q.pcode);
-        let idx = match self.find_o2i(h, q.src, q.sport, q.dst, q.dport, q.pcode) {
+        let idx = match self.find::<false>(h, q.src, q.sport, q.dst, q.dport, q.pcode) {
             Some(i) => i,
             None => match self.new_o2i(now, &q) {
                 Ok(i) => i,
@@ -1313,13 +1296,13 @@ impl Engine {
             Side::Inside => {
                 let rport = if e.pcode == pcode::ICMP { 0 } else { e.sport };
                 let h = self.h_i2o(e.dst, e.dport, e.src, rport, e.pcode);
-                self.find_i2o(h, e.dst, e.dport, e.src, rport, e.pcode)
+                self.find::<true>(h, e.dst, e.dport, e.src, rport, e.pcode)
             }
             // Remote router about our outbound packet P -> R: embedded src P, dst R.
             Side::Outside => {
                 let rport = if e.pcode == pcode::ICMP { 0 } else { e.dport };
                 let h = self.h_o2i(e.src, e.sport, e.dst, rport, e.pcode);
-                self.find_o2i(h, e.dst, rport, e.src, e.sport, e.pcode)
+                self.find::<false>(h, e.dst, rport, e.src, e.sport, e.pcode)
             }
         };
         let Some(idx) = found else {

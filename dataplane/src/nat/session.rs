@@ -154,6 +154,12 @@ impl Session {
             (u32::from(self.remote_port) << 16) | u32::from(self.public_port)
         }
     }
+    /// True if this direction's key is a packet's address word, port pair
+    /// and protocol code (packed as `parse::FastKey` packs them).
+    #[inline(always)]
+    pub fn has_key<const I2O: bool>(&self, w0: u64, ports: u32, code: u8) -> bool {
+        self.addr_word::<I2O>() == w0 && self.port_pair::<I2O>() == ports && self.code == code
+    }
     /// Recomputes [`flag::FAST`] from the other flags and the TCP state.
     pub fn refresh_fast(&mut self) {
         const STEADY: u8 = crate::nat::tcp::SYN_ORIG | crate::nat::tcp::SYN_REPLY | crate::nat::tcp::ESTABLISHED;
