@@ -785,25 +785,26 @@ fn take_first_free(ad: &mut AddrPorts, words: usize, l: u16, proto: usize, start
         *u |= m;
         *b |= m;
     }
+    count_taken(ad, l, proto);
+    Some(bit)
+}
+
+/// Counts a port of block `l` taken for `proto`.
+#[inline(always)]
+fn count_taken(ad: &mut AddrPorts, l: u16, proto: usize) {
     if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
         b.used += 1;
         if let Some(u) = b.used_by_proto.get_mut(proto) {
             *u += 1;
         }
     }
-    Some(bit)
 }
 
 /// Marks a port of block `l` in use (and busy) and counts it.
 fn take_bit(ad: &mut AddrPorts, words: usize, l: u16, proto: usize, bit: u16) {
     set_bit(&mut ad.bits, words, l, proto, 0, bit, true);
     set_bit(&mut ad.bits, words, l, proto, BUSY, bit, true);
-    if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
-        b.used += 1;
-        if let Some(u) = b.used_by_proto.get_mut(proto) {
-            *u += 1;
-        }
-    }
+    count_taken(ad, l, proto);
 }
 
 fn bit_pos(words: usize, l: u16, proto: usize, plane: usize, bit: u16) -> (usize, u64) {
