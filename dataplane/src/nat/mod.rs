@@ -372,10 +372,6 @@ impl Engine {
         self.ports.find_subscriber(s.inside_ip, keys::pool_of(&self.ports, s)).unwrap_or(NIL)
     }
 
-    fn public_ip(&self, s: &Session) -> u32 {
-        s.public_ip
-    }
-
     #[inline(always)]
     fn h_i2o(&self, inside: u32, iport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
         keys::i2o(self.seed, inside, iport, remote, rport, pc)
@@ -600,7 +596,7 @@ impl Engine {
         let snap = self.sessions.get(idx);
         match side {
             Side::Inside => {
-                let pub_ip = self.public_ip(&snap);
+                let pub_ip = snap.public_ip;
                 xlate_i2o(frame, p, &snap, pub_ip);
                 if snap.flags & flag::HAIRPIN != 0 {
                     return self.hairpin_dst(now, frame, p, &snap, pub_ip);
@@ -1255,7 +1251,7 @@ impl Engine {
             return Verdict::Drop(DropReason::FragmentUnknown);
         };
         let s = self.sessions.get(idx);
-        let pub_ip = self.public_ip(&s);
+        let pub_ip = s.public_ip;
         let live = s.class != session::FREE
             && match side {
                 Side::Inside => i2o && s.inside_ip == p.src && s.remote_ip == p.dst,
@@ -1326,7 +1322,7 @@ impl Engine {
         if p.ttl <= 1 {
             return Verdict::PassToKernel(PassReason::TtlExpired);
         }
-        let pub_ip = self.public_ip(&s);
+        let pub_ip = s.public_ip;
         // Which embedded fields change, and how.
         // (ICMP errors do not refresh the session: RFC 5508 REQ-4 leaves it open,
         // and refreshing on errors would keep dead mappings alive.)
@@ -1411,7 +1407,7 @@ impl Engine {
         SessionInfo {
             protocol: proto_of(pc),
             inside: (s.inside_ip, s.inside_port),
-            public: (self.public_ip(s), s.public_port),
+            public: (s.public_ip, s.public_port),
             remote: (s.remote_ip, s.remote_port),
             state: match pc {
                 pcode::TCP => tcp::name(s.tcp),
