@@ -1,14 +1,190 @@
-//! `masq`: the one binary. The daemon, control API and operator subcommands
-//! arrive with the config/control issue; until then it only names itself.
+//! `masq`: the one binary. `masq run` forwards between two interfaces
+//! through AF_XDP workers; the YAML config, control API and the other
+//! operator subcommands arrive with the config/control issue (#5), and until
+//! then `run` takes its pools and rules as flags.
 
-use clap::Parser;
+mod run;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use dataplane::nat::{proto, EngineParams, Forward, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
+use std::time::Duration;
 
 /// masq: a carrier-grade NAT44 in user space (AF_XDP, per-core workers).
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
 
-fn main() {
-    let _ = Cli::parse();
-    println!("masq {}: the engine is a library for now; see README.md", env!("CARGO_PKG_VERSION"));
+#[derive(Subcommand)]
+enum Cmd {
+    /// Forward between an inside and an outside interface, translating
+    /// inside sources into a pool (SNAT) or the outside address (MASQUERADE).
+    ///
+    /// Example (the lab): masq run --inside nat-in --outside nat-out
+    /// --pool 203.0.113.10 --nat-src 100.64.0.0/10 --live
+    #[command(verbatim_doc_comment)]
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Interface facing the subscribers.
+    #[arg(long)]
+    inside: String,
+    /// Interface facing the internet.
+    #[arg(long)]
+    outside: String,
+    /// Cores for the workers, one worker per core (worker i serves queue i
+    /// of both interfaces). The control thread stays on the calling thread.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    cores: Vec<usize>,
+    /// Public address of the SNAT pool (repeat for more); the outside
+    /// router must route them to this box.
+    #[arg(long = "pool", value_name = "ADDR")]
+    pool: Vec<std::net::Ipv4Addr>,
+    /// Translate to the outside interface's address instead (MASQUERADE).
+    /// Its NAT ports are --masq-ports; the others stay the kernel's.
+    #[arg(long, conflicts_with = "pool")]
+    masquerade: bool,
+    /// Port range a masquerade address lends to the NAT.
+    #[arg(long, default_value = "1024-32767", value_parser = parse_range)]
+    masq_ports: (u16, u16),
+    /// Sources to translate (repeat); default: all.
+    #[arg(long = "nat-src", value_name = "PREFIX", value_parser = parse_prefix)]
+    nat_src: Vec<Prefix>,
+    /// Destinations exempt from NAT (a no_nat rule ahead of the translation; repeat).
+    #[arg(long = "no-nat-dst", value_name = "PREFIX", value_parser = parse_prefix)]
+    no_nat_dst: Vec<Prefix>,
+    /// Sources exempt from NAT (a no_nat rule ahead of the translation; repeat).
+    #[arg(long = "no-nat-src", value_name = "PREFIX", value_parser = parse_prefix)]
+    no_nat_src: Vec<Prefix>,
+    /// A static port forward, PROTO:PUBLIC:PORT=INSIDE:PORT (tcp or udp; repeat).
+    #[arg(long = "forward", value_name = "SPEC", value_parser = parse_forward)]
+    forward: Vec<Forward>,
+    /// Forward without NAT (route only): the I/O ceiling, for comparisons.
+    #[arg(long)]
+    no_nat: bool,
+    /// Sessions per worker.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_sessions: u32,
+    /// Next-hop MAC for everything sent inside (overrides the neighbour table).
+    #[arg(long, value_parser = parse_mac_arg)]
+    inside_mac: Option<[u8; 6]>,
+    /// Next-hop MAC for everything sent outside (overrides the neighbour table).
+    #[arg(long, value_parser = parse_mac_arg)]
+    outside_mac: Option<[u8; 6]>,
+    /// Print one line of counters every second.
+    #[arg(long)]
+    live: bool,
+    /// Stop after this many seconds (default: at SIGINT/SIGTERM).
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
+fn parse_prefix(s: &str) -> Result<Prefix, String> {
+    let (a, l) = s.split_once('/').unwrap_or((s, "32"));
+    let a: std::net::Ipv4Addr = a.parse().map_err(|e| format!("{s}: {e}"))?;
+    let l: u8 = l.parse().map_err(|e| format!("{s}: prefix length: {e}"))?;
+    if l > 32 {
+        return Err(format!("{s}: prefix length above 32"));
+    }
+    Ok(Prefix::new(u32::from(a), l))
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s}: expected LOW-HIGH"))?;
+    let (a, b): (u16, u16) = (a.parse().map_err(|e| format!("{s}: {e}"))?, b.parse().map_err(|e| format!("{s}: {e}"))?);
+    if a == 0 || a > b {
+        return Err(format!("{s}: need 1 <= LOW <= HIGH"));
+    }
+    Ok((a, b))
+}
+
+fn parse_mac_arg(s: &str) -> Result<[u8; 6], String> {
+    dataplane::l2::parse_mac(s).ok_or_else(|| format!("{s}: expected aa:bb:cc:dd:ee:ff"))
+}
+
+fn parse_forward(s: &str) -> Result<Forward, String> {
+    let bad = || format!("{s}: expected PROTO:PUBLIC:PORT=INSIDE:PORT, e.g. tcp:203.0.113.10:8080=100.64.0.2:80");
+    let (lhs, rhs) = s.split_once('=').ok_or_else(bad)?;
+    let mut l = lhs.split(':');
+    let protocol = match l.next() {
+        Some("tcp") => 6,
+        Some("udp") => 17,
+        _ => return Err(bad()),
+    };
+    let public_addr: std::net::Ipv4Addr = l.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+    let public_port: u16 = l.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+    let (ia, ip) = rhs.split_once(':').ok_or_else(bad)?;
+    let inside_addr: std::net::Ipv4Addr = ia.parse().map_err(|_| bad())?;
+    let inside_port: u16 = ip.parse().map_err(|_| bad())?;
+    Ok(Forward { protocol, public_addr: public_addr.into(), public_port, inside_addr: inside_addr.into(), inside_port })
+}
+
+fn engine_params(a: &RunArgs) -> Result<Option<EngineParams>> {
+    if a.no_nat {
+        return Ok(None);
+    }
+    let pool = if a.masquerade {
+        let addr = *run::interface_addrs(&a.outside)?
+            .first()
+            .with_context(|| format!("--masquerade: {} has no IPv4 address", a.outside))?;
+        let mut p = PoolParams::masquerade("masquerade", addr);
+        (p.port_min, p.port_max) = a.masq_ports;
+        p
+    } else {
+        if a.pool.is_empty() {
+            bail!("give a pool (--pool ADDR), --masquerade or --no-nat");
+        }
+        PoolParams::cgnat("pool", a.pool.iter().map(|&x| u32::from(x)).collect())
+    };
+    let mut rules = Vec::new();
+    if !a.no_nat_dst.is_empty() {
+        rules.push(Rule {
+            matches: RuleMatch { dst: a.no_nat_dst.clone(), ..Default::default() },
+            action: RuleAction::NoNat,
+        });
+    }
+    if !a.no_nat_src.is_empty() {
+        rules.push(Rule {
+            matches: RuleMatch { src: a.no_nat_src.clone(), ..Default::default() },
+            action: RuleAction::NoNat,
+        });
+    }
+    rules.push(Rule {
+        matches: RuleMatch { src: a.nat_src.clone(), protocols: proto::ALL, ..Default::default() },
+        action: RuleAction::Translate { pool: 0 },
+    });
+    let mut p = EngineParams::single(vec![pool], rules);
+    p.max_sessions = a.max_sessions;
+    p.max_subscribers = (a.max_sessions / 4).max(1024);
+    p.forwards = a.forward.clone();
+    p.local_addrs = run::interface_addrs(&a.inside)?.into_iter().chain(run::interface_addrs(&a.outside)?).collect();
+    p.seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()) ^ d.as_secs().rotate_left(32))
+        .unwrap_or(1)
+        ^ u64::from(std::process::id()) << 32;
+    Ok(Some(p))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run(a) => {
+            let engine = engine_params(&a)?;
+            run::run(run::RunPlan {
+                inside: a.inside.clone(),
+                outside: a.outside.clone(),
+                cores: a.cores.clone(),
+                engine,
+                static_macs: [a.inside_mac, a.outside_mac],
+                live: a.live,
+                duration: a.duration.map(Duration::from_secs),
+            })
+        }
+    }
 }

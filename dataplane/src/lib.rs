@@ -7,5 +7,9 @@
 
 pub mod build;
 pub mod fuzzing;
+pub mod io;
+pub mod l2;
 pub mod nat;
 pub mod wire;
+pub mod worker;
+pub mod xdp;

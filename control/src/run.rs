@@ -1,0 +1,378 @@
+//! `masq run`: attaches the XDP program, starts one pinned worker per core
+//! and runs the control loop on the calling thread (next-hop refresh,
+//! neighbour resolution, live counters) until SIGINT or SIGTERM.
+//!
+//! Exit paths: on a signal the workers finish their round and stop, then
+//! the XDP programs are detached (their links dropped). A panic aborts the
+//! process (release profile) and a SIGKILL ends it; in both cases the kernel
+//! closes the links and the programs go with them.
+
+use anyhow::{bail, Context, Result};
+use dataplane::io::FrameIo;
+use dataplane::l2::{parse_mac, L2Table, SideL2};
+use dataplane::nat::{Engine, EngineParams, Side};
+use dataplane::worker::{Mesh, Stats, Worker};
+use dataplane::xdp::{LocalAddress, XdpIo, XdpParams, XdpProgram, XDP_STAT_NAMES};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What `masq run` needs besides the engine parameters.
+pub struct RunPlan {
+    /// Inside interface.
+    pub inside: String,
+    /// Outside interface.
+    pub outside: String,
+    /// Cores for workers (worker i on cores[i], queue i).
+    pub cores: Vec<usize>,
+    /// Engine parameters for worker 0 (the others differ by `worker`).
+    pub engine: Option<EngineParams>,
+    /// Static next-hop MACs (inside, outside).
+    pub static_macs: [Option<[u8; 6]>; 2],
+    /// Print a counter line every second.
+    pub live: bool,
+    /// Stop after this long (tests, demo); None: until a signal.
+    pub duration: Option<Duration>,
+}
+
+/// IPv4 addresses of an interface (host order), from `ip -4 -o addr`.
+pub fn interface_addrs(iface: &str) -> Result<Vec<u32>> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", iface])
+        .output()
+        .context("running `ip addr`")?;
+    if !out.status.success() {
+        bail!("interface {iface}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            it.find(|w| *w == "inet")?;
+            let a: std::net::Ipv4Addr = it.next()?.split('/').next()?.parse().ok()?;
+            Some(u32::from(a))
+        })
+        .collect())
+}
+
+fn interface_mac(iface: &str) -> Result<[u8; 6]> {
+    let path = format!("/sys/class/net/{iface}/address");
+    let s = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_mac(s.trim()).with_context(|| format!("bad MAC in {path}"))
+}
+
+/// Ring counters and the kernel's socket statistics of one worker.
+type RingSnapshot = (dataplane::xdp::RingCounters, [(u64, u64, u64); 2]);
+
+/// What a worker publishes for the control thread (try_lock on the worker's side).
+struct Shared {
+    stats: Mutex<Stats>,
+    ring: Mutex<RingSnapshot>,
+}
+
+/// Runs until a signal or `plan.duration`.
+pub fn run(plan: RunPlan) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+
+    let in_addrs = interface_addrs(&plan.inside)?;
+    let out_addrs = interface_addrs(&plan.outside)?;
+    // The box's own addresses go to the kernel, except a masquerade pool's
+    // address: NAT ports and ICMP on it come to masq.
+    let mut locals: Vec<LocalAddress> = Vec::new();
+    for &addr in in_addrs.iter().chain(&out_addrs) {
+        let nat_ports = plan.engine.as_ref().and_then(|p| {
+            p.pools.iter().find(|pool| pool.addresses.contains(&addr)).map(|pool| (pool.port_min, pool.port_max))
+        });
+        locals.push(LocalAddress { addr, nat_ports });
+    }
+    let mut progs = [XdpProgram::attach(&plan.inside, &locals)?, XdpProgram::attach(&plan.outside, &locals)?];
+    eprintln!(
+        "masq: XDP program attached to {} ({}) and {} ({})",
+        plan.inside,
+        progs[0].mode_name(),
+        plan.outside,
+        progs[1].mode_name()
+    );
+
+    let mut l2 = L2Table::default();
+    for (i, name) in [&plan.inside, &plan.outside].into_iter().enumerate() {
+        l2.sides[i] = SideL2 {
+            ifname: name.clone(),
+            own_mac: interface_mac(name)?,
+            static_mac: plan.static_macs[i],
+            ..SideL2::default()
+        };
+    }
+    l2.refresh_from_proc().context("reading routes and neighbours")?;
+
+    let workers = plan.cores.len();
+    let mesh = Arc::new(Mesh::new(workers, 1024));
+    let (unres_tx, unres_rx) = crossbeam_channel::bounded::<(Side, u32)>(256);
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded(workers);
+    let go = Arc::new(AtomicBool::new(false));
+    let mut l2_txs = Vec::new();
+    let mut shared = Vec::new();
+    let mut handles = Vec::new();
+    for (w, &core) in plan.cores.iter().enumerate() {
+        let (l2_tx, l2_rx) = crossbeam_channel::bounded::<Arc<L2Table>>(4);
+        l2_txs.push(l2_tx);
+        let sh = Arc::new(Shared { stats: Mutex::new(Stats::default()), ring: Mutex::new(Default::default()) });
+        shared.push(Arc::clone(&sh));
+        let engine = match &plan.engine {
+            Some(p) => {
+                let mut p = p.clone();
+                p.worker = u16::try_from(w)?;
+                p.workers = u16::try_from(workers)?;
+                Some(Engine::new(&p).map_err(|e| anyhow::anyhow!("{e}"))?)
+            }
+            None => None,
+        };
+        let (inside, outside) = (plan.inside.clone(), plan.outside.clone());
+        let (mesh, l2, unres_tx, ready_tx, go, stop) = (
+            Arc::clone(&mesh),
+            Arc::new(l2.clone()),
+            unres_tx.clone(),
+            ready_tx.clone(),
+            Arc::clone(&go),
+            Arc::clone(&stop),
+        );
+        handles.push(std::thread::Builder::new().name(format!("masq-w{w}")).spawn(move || -> Result<()> {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                eprintln!("masq: worker {w}: could not pin to core {core}");
+            }
+            let io = match XdpIo::open(&inside, &outside, u32::try_from(w)?, XdpParams::default()) {
+                Ok(io) => io,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return Ok(());
+                }
+            };
+            let _ = ready_tx.send(Ok((w, io.fds(), io.zero_copy())));
+            while !go.load(Ordering::Acquire) {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut worker = Worker::new(w, io, engine, l2, mesh).with_l2_channels(l2_rx, unres_tx);
+            worker_loop(&mut worker, &stop, &sh);
+            Ok(())
+        })?);
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok(Ok((w, fds, zc))) => {
+                let q = u32::try_from(w)?;
+                progs[0].register(q, fds[0])?;
+                progs[1].register(q, fds[1])?;
+                eprintln!(
+                    "masq: worker {w} on core {} queue {q}: {} mode",
+                    plan.cores[w],
+                    if zc { "zero-copy" } else { "copy" }
+                );
+            }
+            Ok(Err(e)) => {
+                stop.store(true, Ordering::Release);
+                bail!("opening AF_XDP sockets: {e}");
+            }
+            Err(_) => bail!("a worker died while starting"),
+        }
+    }
+    go.store(true, Ordering::Release);
+    eprintln!(
+        "masq: forwarding {} <-> {} ({}); Ctrl-C stops",
+        plan.inside,
+        plan.outside,
+        if plan.engine.is_some() { "NAT" } else { "no NAT" }
+    );
+
+    let started = Instant::now();
+    let mut last_print = Instant::now();
+    let mut last_refresh = Instant::now();
+    let mut prev = Totals::default();
+    while !stop.load(Ordering::Relaxed) {
+        if plan.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        for (side, hop) in unres_rx.try_iter().take(64) {
+            let ifname = &l2.side(side).ifname;
+            // NTF_USE: the kernel resolves the address as if it had a packet for it.
+            let _ = std::process::Command::new("ip")
+                .args(["neigh", "replace", &std::net::Ipv4Addr::from(hop).to_string(), "dev", ifname, "use"])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        if last_refresh.elapsed() >= Duration::from_secs(1) {
+            last_refresh = Instant::now();
+            let mut fresh = l2.clone();
+            if fresh.refresh_from_proc().is_ok() && fresh != l2 {
+                l2 = fresh;
+                let t = Arc::new(l2.clone());
+                for tx in &l2_txs {
+                    let _ = tx.try_send(Arc::clone(&t));
+                }
+            }
+        }
+        if plan.live && last_print.elapsed() >= Duration::from_secs(1) {
+            let dt = last_print.elapsed().as_secs_f64();
+            last_print = Instant::now();
+            let now = Totals::gather(&shared);
+            println!("{}", now.line(&prev, dt));
+            prev = now;
+        }
+    }
+    stop.store(true, Ordering::Release);
+    for h in handles {
+        match h.join() {
+            Ok(r) => r?,
+            Err(_) => bail!("a worker panicked"),
+        }
+    }
+    let t = Totals::gather(&shared);
+    let xdp: Vec<String> = progs
+        .iter()
+        .map(|p| {
+            let s = p.stats();
+            let parts: Vec<String> =
+                XDP_STAT_NAMES.iter().zip(s).filter(|(_, v)| *v > 0).map(|(n, v)| format!("{n}={v}")).collect();
+            format!("{}: {}", p.iface(), parts.join(" "))
+        })
+        .collect();
+    println!("{}", t.summary());
+    println!("xdp program: {}", xdp.join("; "));
+    drop(progs);
+    eprintln!("masq: stopped; XDP programs detached");
+    Ok(())
+}
+
+fn worker_loop<I: FrameIo + RingInfo>(worker: &mut Worker<I>, stop: &AtomicBool, sh: &Shared) {
+    let t0 = Instant::now();
+    let mut last_pub = Instant::now();
+    let mut idle: u32 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let now = u32::try_from(t0.elapsed().as_secs()).unwrap_or(u32::MAX).saturating_add(1);
+        if worker.round(now) == 0 {
+            idle = idle.saturating_add(1);
+            if idle > 4096 {
+                std::thread::yield_now();
+            }
+        } else {
+            idle = 0;
+        }
+        if last_pub.elapsed() >= Duration::from_millis(100) {
+            last_pub = Instant::now();
+            publish(worker, sh);
+        }
+    }
+    publish(worker, sh);
+}
+
+fn publish<I: FrameIo + RingInfo>(worker: &mut Worker<I>, sh: &Shared) {
+    // try_lock: the worker never waits for the control thread.
+    if let Ok(mut s) = sh.stats.try_lock() {
+        *s = worker.stats();
+    }
+    if let Ok(mut r) = sh.ring.try_lock() {
+        let io = worker.io_mut();
+        *r = (io.ring(), io.kernel());
+    }
+}
+
+/// Ring counters of a backend (the AF_XDP one has them).
+pub trait RingInfo {
+    /// Ring-level counters.
+    fn ring(&self) -> dataplane::xdp::RingCounters;
+    /// Kernel socket statistics.
+    fn kernel(&self) -> [(u64, u64, u64); 2];
+}
+
+impl RingInfo for XdpIo {
+    fn ring(&self) -> dataplane::xdp::RingCounters {
+        self.ring_counters()
+    }
+    fn kernel(&self) -> [(u64, u64, u64); 2] {
+        self.kernel_stats()
+    }
+}
+
+#[derive(Default, Clone)]
+struct Totals {
+    rx: [u64; 2],
+    tx: [u64; 2],
+    drops: u64,
+    drop_reasons: Vec<(&'static str, u64)>,
+    sessions: u64,
+    created: u64,
+    handoffs: u64,
+    kernel_rx_dropped: u64,
+}
+
+impl Totals {
+    fn gather(shared: &[Arc<Shared>]) -> Self {
+        let mut t = Totals::default();
+        let mut reasons: std::collections::BTreeMap<&'static str, u64> = Default::default();
+        for sh in shared {
+            let s = sh.stats.lock().map(|g| g.clone()).unwrap_or_default();
+            let w = s.worker;
+            for i in 0..2 {
+                t.rx[i] += w.rx[i];
+                t.tx[i] += w.tx[i];
+            }
+            let e = &s.engine;
+            for (r, n) in dataplane::nat::DropReason::ALL.iter().zip(e.drops) {
+                *reasons.entry(r.name()).or_default() += n;
+            }
+            for (name, n) in [
+                ("no_neighbour", w.no_neighbour[0] + w.no_neighbour[1]),
+                ("no_route", w.no_route[0] + w.no_route[1]),
+                ("pass_not_reinjected", w.pass_dropped),
+                ("handoff_dropped", w.handoff_dropped),
+            ] {
+                *reasons.entry(name).or_default() += n;
+            }
+            if let Ok(r) = sh.ring.lock() {
+                *reasons.entry("tx_ring_full").or_default() += r.0.tx_ring_full[0] + r.0.tx_ring_full[1];
+                t.kernel_rx_dropped += r.1[0].0 + r.1[1].0;
+            }
+            t.sessions += u64::from(s.sessions);
+            t.created += e.sessions_created;
+            t.handoffs += w.handoff_out;
+        }
+        t.drops = reasons.values().sum();
+        t.drop_reasons = reasons.into_iter().filter(|(_, n)| *n > 0).collect();
+        t
+    }
+
+    fn line(&self, prev: &Totals, dt: f64) -> String {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a rate of packets fits
+        let rate = |a: u64, b: u64| ((a.saturating_sub(b)) as f64 / dt).round() as u64;
+        format!(
+            "in->out {:>8} pps  out->in {:>8} pps  drops {:>6}/s  sessions {:>7} (+{}/s)  hand-offs {}/s",
+            rate(self.tx[1], prev.tx[1]),
+            rate(self.tx[0], prev.tx[0]),
+            rate(self.drops, prev.drops),
+            self.sessions,
+            rate(self.created, prev.created),
+            rate(self.handoffs, prev.handoffs),
+        )
+    }
+
+    fn summary(&self) -> String {
+        let reasons: Vec<String> = self.drop_reasons.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        format!(
+            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; drops {} [{}]; kernel rx dropped {}",
+            self.rx[0],
+            self.rx[1],
+            self.tx[0],
+            self.tx[1],
+            self.created,
+            self.drops,
+            reasons.join(" "),
+            self.kernel_rx_dropped
+        )
+    }
+}

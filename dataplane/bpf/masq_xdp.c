@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: GPL-2.0
+// masq's XDP program: the kernel-side half of the AF_XDP backend.
+//
+// It sends to the queue's AF_XDP socket only what the NAT must see, IPv4
+// through the box, and passes everything else to the kernel's stack:
+//   - anything that is not IPv4 (ARP, IPv6, LLDP), at most one 802.1Q tag;
+//   - link-layer multicast and broadcast, IPv4 multicast and limited
+//     broadcast (netfilter FAQ 3.1: multicast never enters NAT);
+//   - a TTL of 0 or 1 (the kernel answers ICMP time exceeded, RFC 1812
+//     section 5.3.1, so traceroute shows the box);
+//   - traffic to the box's own addresses (management, the control API),
+//     unless the address is also a NAT address (a masquerade pool uses the
+//     interface's address): then TCP/UDP to a port in the pool's range and
+//     ICMP go to masq, the rest to the kernel.
+// Built by dataplane/build.rs with `clang -O2 -g -target bpf`.
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+// One socket per receive queue; the key is the queue index.
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+// The box's own addresses (network order) and what to do with them.
+struct local_addr {
+	__u32 nat;       // 0: the kernel's alone; 1: also a NAT address
+	__u16 port_min;  // NAT port range (host order) when nat == 1
+	__u16 port_max;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct local_addr);
+} local_addrs SEC(".maps");
+
+// Counters per reason (per-CPU array): see XdpStat in dataplane/src/xdp/mod.rs.
+enum { ST_REDIRECT, ST_NOT_IPV4, ST_MULTICAST, ST_TTL, ST_LOCAL, ST_SHORT, ST_MAX };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+static __always_inline int count(__u32 reason, int action)
+{
+	__u64 *c = bpf_map_lookup_elem(&stats, &reason);
+	if (c)
+		*c += 1;
+	return action;
+}
+
+struct vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+SEC("xdp")
+int masq_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	void *l3 = eth + 1;
+	if (l3 > end)
+		return count(ST_SHORT, XDP_PASS);
+	__be16 proto = eth->h_proto;
+	if (proto == bpf_htons(ETH_P_8021Q)) {
+		struct vlan_hdr *v = l3;
+		if ((void *)(v + 1) > end)
+			return count(ST_SHORT, XDP_PASS);
+		proto = v->proto;
+		l3 = v + 1;
+	}
+	if (proto != bpf_htons(ETH_P_IP))
+		return count(ST_NOT_IPV4, XDP_PASS);
+	if (eth->h_dest[0] & 1)
+		return count(ST_MULTICAST, XDP_PASS);
+	struct iphdr *ip = l3;
+	if ((void *)(ip + 1) > end)
+		return count(ST_SHORT, XDP_PASS);
+	__u32 daddr = ip->daddr;
+	if ((bpf_ntohl(daddr) >> 28) == 0xe || daddr == 0xffffffff)
+		return count(ST_MULTICAST, XDP_PASS);
+	if (ip->ttl <= 1)
+		return count(ST_TTL, XDP_PASS);
+	struct local_addr *la = bpf_map_lookup_elem(&local_addrs, &daddr);
+	if (la) {
+		if (!la->nat)
+			return count(ST_LOCAL, XDP_PASS);
+		if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
+			// Non-first fragments carry no port: they go to masq, which
+			// holds the fragment's first half.
+			if ((ip->frag_off & bpf_htons(0x1fff)) == 0) {
+				__u16 *ports = (void *)ip + ip->ihl * 4;
+				if ((void *)(ports + 2) > end)
+					return count(ST_SHORT, XDP_PASS);
+				__u16 dport = bpf_ntohs(ports[1]);
+				if (dport < la->port_min || dport > la->port_max)
+					return count(ST_LOCAL, XDP_PASS);
+			}
+		} else if (ip->protocol != IPPROTO_ICMP) {
+			return count(ST_LOCAL, XDP_PASS);
+		}
+	}
+	count(ST_REDIRECT, 0);
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+}
+
+char _license[] SEC("license") = "GPL";

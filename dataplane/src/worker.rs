@@ -1,0 +1,334 @@
+//! The worker loop: one per core, run to completion.
+//!
+//! A round receives a batch from each side, runs it through the engine (or,
+//! in no-NAT mode, only routes it), writes the next hop's MAC, and queues
+//! each frame for transmission, hand-off or release; then it takes frames
+//! other workers handed to it, flushes the rings once, and picks up a new
+//! next-hop table if the control thread published one.
+//!
+//! Invariants: every received frame is sent, freed or handed off in the
+//! round it arrived (a frame is never held across rounds); every frame that
+//! is not sent is counted under a reason (the engine's, or one of
+//! [`WorkerCounters`]'); nothing on this path allocates, locks or panics;
+//! the only syscalls are the backend's ring kicks, once per round.
+#![forbid(unsafe_code)]
+
+use crate::io::{Desc, FrameIo, BATCH};
+use crate::l2::{write_l2, L2Table, NextHop};
+use crate::nat::{Counters, Engine, Side, Verdict};
+use crossbeam_queue::ArrayQueue;
+use std::sync::Arc;
+
+/// Largest frame a hand-off carries (MTU 1500 + Ethernet + one VLAN tag, rounded).
+pub const HANDOFF_MAX: usize = 1536;
+
+/// A frame on its way to the worker that owns its session.
+#[derive(Clone)]
+pub struct HandOff {
+    side: Side,
+    len: u16,
+    bytes: [u8; HANDOFF_MAX],
+}
+
+/// The bounded hand-off queues between every pair of workers (one
+/// single-producer, single-consumer queue per ordered pair).
+pub struct Mesh {
+    workers: usize,
+    queues: Vec<ArrayQueue<HandOff>>,
+}
+
+impl Mesh {
+    /// Queues for `workers` workers, `depth` frames each.
+    pub fn new(workers: usize, depth: usize) -> Self {
+        let queues = (0..workers * workers).map(|_| ArrayQueue::new(depth.max(1))).collect();
+        Self { workers, queues }
+    }
+    fn queue(&self, from: usize, to: usize) -> Option<&ArrayQueue<HandOff>> {
+        self.queues.get(to * self.workers + from)
+    }
+}
+
+/// What the worker itself counts (the engine counts its own verdicts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerCounters {
+    /// Rounds run.
+    pub rounds: u64,
+    /// Frames received, by side (inside, outside).
+    pub rx: [u64; 2],
+    /// Frames queued for transmission, by side they leave on.
+    pub tx: [u64; 2],
+    /// Frames dropped because their next hop has no neighbour entry yet, by side.
+    pub no_neighbour: [u64; 2],
+    /// Frames dropped because no route of the outgoing interface covers them, by side.
+    pub no_route: [u64; 2],
+    /// Frames the engine passed to the kernel that this backend cannot re-inject.
+    pub pass_dropped: u64,
+    /// Frames handed to another worker.
+    pub handoff_out: u64,
+    /// Frames received from other workers.
+    pub handoff_in: u64,
+    /// Hand-offs dropped: the owner's queue was full, the frame too big, or no frame free.
+    pub handoff_dropped: u64,
+}
+
+/// A snapshot the control thread reads.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// The worker's own counters.
+    pub worker: WorkerCounters,
+    /// The engine's counters (zero in no-NAT mode).
+    pub engine: Counters,
+    /// Live sessions.
+    pub sessions: u32,
+    /// Port blocks in use.
+    pub blocks_in_use: u32,
+}
+
+/// One worker: its I/O, its engine shard, its view of the next hops.
+pub struct Worker<I: FrameIo> {
+    id: usize,
+    io: I,
+    engine: Option<Engine>,
+    l2: Arc<L2Table>,
+    l2_updates: Option<crossbeam_channel::Receiver<Arc<L2Table>>>,
+    unresolved: Option<crossbeam_channel::Sender<(Side, u32)>>,
+    mesh: Arc<Mesh>,
+    counters: WorkerCounters,
+    descs: [Desc; BATCH],
+    verdicts: [Verdict; BATCH],
+    actions: [Action; BATCH],
+}
+
+/// What becomes of a frame after the engine and the next-hop lookup.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Send(Side),
+    Free,
+    Pass,
+    HandOff(u16, Side),
+    NoNeighbour(Side, u32),
+    NoRoute(Side),
+}
+
+impl<I: FrameIo> Worker<I> {
+    /// A worker; `engine` is `None` in no-NAT mode (route only: the I/O ceiling).
+    pub fn new(id: usize, io: I, engine: Option<Engine>, l2: Arc<L2Table>, mesh: Arc<Mesh>) -> Self {
+        Self {
+            id,
+            io,
+            engine,
+            l2,
+            l2_updates: None,
+            unresolved: None,
+            mesh,
+            counters: WorkerCounters::default(),
+            descs: [Desc { addr: 0, len: 0 }; BATCH],
+            verdicts: [Verdict::Forward(Side::Inside); BATCH],
+            actions: [Action::Free; BATCH],
+        }
+    }
+
+    /// Where new next-hop tables arrive, and where unresolved next hops are reported.
+    pub fn with_l2_channels(
+        mut self,
+        updates: crossbeam_channel::Receiver<Arc<L2Table>>,
+        unresolved: crossbeam_channel::Sender<(Side, u32)>,
+    ) -> Self {
+        self.l2_updates = Some(updates);
+        self.unresolved = Some(unresolved);
+        self
+    }
+
+    /// The backend (tests read what was sent).
+    pub fn io_mut(&mut self) -> &mut I {
+        &mut self.io
+    }
+
+    /// The engine, if NAT is on.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
+    }
+
+    /// The engine, mutably (flushes, config changes between rounds).
+    pub fn engine_mut(&mut self) -> Option<&mut Engine> {
+        self.engine.as_mut()
+    }
+
+    /// The worker's counters.
+    pub fn counters(&self) -> &WorkerCounters {
+        &self.counters
+    }
+
+    /// A copy of every counter.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            worker: self.counters,
+            engine: self.engine.as_ref().map(|e| e.counters().clone()).unwrap_or_default(),
+            sessions: self.engine.as_ref().map_or(0, Engine::live_sessions),
+            blocks_in_use: self.engine.as_ref().map_or(0, Engine::blocks_in_use),
+        }
+    }
+
+    /// One round at `now` (seconds). Returns the number of frames received.
+    pub fn round(&mut self, now: u32) -> usize {
+        self.counters.rounds += 1;
+        if let Some(rx) = &self.l2_updates {
+            if let Some(t) = rx.try_iter().last() {
+                self.l2 = t;
+            }
+        }
+        let mut got = 0;
+        for side in [Side::Inside, Side::Outside] {
+            let n = self.io.recv(side, &mut self.descs);
+            if n > 0 {
+                got += n;
+                self.counters.rx[side_index(side)] += n as u64;
+                self.batch(side, now, n);
+            }
+        }
+        got += self.take_handoffs(now);
+        if got == 0 {
+            if let Some(e) = self.engine.as_mut() {
+                e.expire(now, 64);
+            }
+        }
+        self.io.flush();
+        got
+    }
+
+    /// Runs `n` frames (in `self.descs`) received on `side`.
+    fn batch(&mut self, side: Side, now: u32, n: usize) {
+        let Self { io, engine, l2, descs, verdicts, actions, .. } = self;
+        let (descs, verdicts, actions) = (&descs[..n], &mut verdicts[..n], &mut actions[..n]);
+        io.with_views(descs, |views| {
+            match engine {
+                Some(e) => e.process(side, now, views, verdicts),
+                None => verdicts.fill(Verdict::Forward(other(side))),
+            }
+            // Link-layer addresses while the frames are at hand.
+            for ((a, v), f) in actions.iter_mut().zip(verdicts.iter()).zip(views.iter_mut()) {
+                *a = match *v {
+                    Verdict::Forward(out) => match write_l2(l2.side(out), f) {
+                        NextHop::Mac(_) => Action::Send(out),
+                        NextHop::Unresolved(hop) => Action::NoNeighbour(out, hop),
+                        NextHop::NoRoute => Action::NoRoute(out),
+                    },
+                    Verdict::HandOff { worker, side } => Action::HandOff(worker, side),
+                    Verdict::PassToKernel(_) => Action::Pass,
+                    Verdict::Drop(_) => Action::Free,
+                };
+            }
+        });
+        for i in 0..n {
+            let (d, a) = (self.descs[i], self.actions[i]);
+            self.dispose(d, a);
+        }
+    }
+
+    fn dispose(&mut self, d: Desc, a: Action) {
+        match a {
+            Action::Send(out) => {
+                self.counters.tx[side_index(out)] += 1;
+                self.io.send(out, d);
+                return;
+            }
+            Action::HandOff(worker, side) => self.hand_off(usize::from(worker), side, d),
+            Action::NoNeighbour(out, hop) => {
+                self.counters.no_neighbour[side_index(out)] += 1;
+                if let Some(tx) = &self.unresolved {
+                    // Full means the control thread already has plenty to resolve.
+                    let _ = tx.try_send((out, hop));
+                }
+            }
+            Action::NoRoute(out) => self.counters.no_route[side_index(out)] += 1,
+            Action::Pass => self.counters.pass_dropped += 1,
+            Action::Free => {} // the engine counted the drop
+        }
+        self.io.free(d);
+    }
+
+    fn hand_off(&mut self, to: usize, side: Side, d: Desc) {
+        let (Some(q), Ok(len)) = (self.mesh.queue(self.id, to), u16::try_from(d.len)) else {
+            self.counters.handoff_dropped += 1;
+            return;
+        };
+        if usize::from(len) > HANDOFF_MAX {
+            self.counters.handoff_dropped += 1;
+            return;
+        }
+        let mut msg = HandOff { side, len, bytes: [0; HANDOFF_MAX] };
+        self.io.with_views(&[d], |v| {
+            if let (Some(dst), Some(src)) = (msg.bytes.get_mut(..usize::from(len)), v.first()) {
+                dst.copy_from_slice(src);
+            }
+        });
+        if q.push(msg).is_err() {
+            self.counters.handoff_dropped += 1;
+        } else {
+            self.counters.handoff_out += 1;
+        }
+    }
+
+    /// Takes up to a batch of frames handed to this worker, per side.
+    fn take_handoffs(&mut self, now: u32) -> usize {
+        let mut total = 0;
+        for from in 0..self.mesh.workers {
+            if from == self.id {
+                continue;
+            }
+            let mesh = Arc::clone(&self.mesh);
+            let Some(q) = mesh.queue(from, self.id) else { continue };
+            while !q.is_empty() {
+                // Group consecutive frames of one side into a batch.
+                let mut n = 0;
+                let mut side = Side::Inside;
+                while n < BATCH {
+                    let Some(msg) = q.pop() else { break };
+                    if n > 0 && msg.side != side {
+                        // Keep order simple: finish this batch, start the next with msg.
+                        self.run_handoff_batch(side, now, n);
+                        total += n;
+                        n = 0;
+                    }
+                    side = msg.side;
+                    let Some(d) = self.io.alloc(u32::from(msg.len)) else {
+                        self.counters.handoff_dropped += 1;
+                        continue;
+                    };
+                    let len = usize::from(msg.len);
+                    self.io.with_views(&[d], |v| {
+                        if let (Some(dst), Some(src)) = (v.first_mut(), msg.bytes.get(..len)) {
+                            dst.copy_from_slice(src);
+                        }
+                    });
+                    self.descs[n] = d;
+                    n += 1;
+                }
+                if n > 0 {
+                    self.run_handoff_batch(side, now, n);
+                    total += n;
+                }
+            }
+        }
+        total
+    }
+
+    fn run_handoff_batch(&mut self, side: Side, now: u32, n: usize) {
+        self.counters.handoff_in += n as u64;
+        self.batch(side, now, n);
+    }
+}
+
+fn other(side: Side) -> Side {
+    match side {
+        Side::Inside => Side::Outside,
+        Side::Outside => Side::Inside,
+    }
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Inside => 0,
+        Side::Outside => 1,
+    }
+}

@@ -1,0 +1,488 @@
+//! The AF_XDP backend: the XDP program on each interface and one worker's
+//! sockets, rings and frame area. The only module of masq with `unsafe`.
+//!
+//! Per interface, an [`XdpProgram`] (bpf/masq_xdp.c, compiled by build.rs)
+//! sends to the receive queue's socket only IPv4 through the box and passes
+//! the rest to the kernel (ARP, IPv6, multicast, TTL <= 1, the box's own
+//! addresses). It is attached through a bpf link, so it goes away with the
+//! last file descriptor: on a clean exit, on a panic (the process aborts)
+//! and on SIGKILL alike, and a new start never finds it in the way. A
+//! program another tool left through netlink is replaced on start.
+//!
+//! Per worker, an [`XdpIo`] owns one UMEM (frame area) shared by its inside
+//! and outside sockets (one per interface queue, each with its own fill and
+//! completion rings), so a frame received on one side is transmitted on the
+//! other without a copy. The socket binds with `need_wakeup` and lets the
+//! kernel choose copy or zero-copy; [`XdpIo::zero_copy`] says which it got.
+//!
+//! Invariants: a frame offset is in exactly one place at a time (the free
+//! stack, a fill or RX ring, the worker's hands, a TX or completion ring);
+//! `with_views` therefore hands out disjoint slices; nothing here allocates
+//! after construction except the pending-TX vectors growing past their
+//! initial capacity once.
+#![allow(unsafe_code)]
+// Frame offsets are u64 in the kernel's ABI and index a mapping in this
+// address space: usize is 64 bits wherever AF_XDP runs for masq.
+#![allow(clippy::cast_possible_truncation)]
+
+use crate::io::{Desc, FrameIo};
+use crate::nat::Side;
+use aya::maps::{HashMap as BpfHashMap, PerCpuArray, XskMap};
+use aya::programs::{Xdp, XdpMode};
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::ptr::NonNull;
+use xdpilone::xdp::XdpDesc;
+use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
+
+/// The compiled XDP program.
+static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/masq_xdp.o"));
+
+/// Why setting up AF_XDP failed.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// Loading or attaching the XDP program.
+    #[error("XDP program on {iface}: {what}")]
+    Program {
+        /// Interface.
+        iface: String,
+        /// What went wrong.
+        what: String,
+    },
+    /// A socket, ring or UMEM call.
+    #[error("AF_XDP {call} on {iface} queue {queue}: errno {errno} ({})", std::io::Error::from_raw_os_error(*errno))]
+    Socket {
+        /// Which call.
+        call: &'static str,
+        /// Interface.
+        iface: String,
+        /// Queue.
+        queue: u32,
+        /// errno.
+        errno: i32,
+    },
+    /// Mapping the frame area.
+    #[error("frame area of {bytes} bytes: {source}")]
+    Area {
+        /// Size asked for.
+        bytes: usize,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Counters of the XDP program, by what it did with a frame.
+pub const XDP_STAT_NAMES: [&str; 6] = ["redirect", "not_ipv4", "multicast", "ttl_expired", "to_self", "short"];
+
+/// A local address as the XDP program's `local_addrs` map holds it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct LocalAddr {
+    nat: u32,
+    port_min: u16,
+    port_max: u16,
+}
+
+// SAFETY: LocalAddr is repr(C), Copy, has no padding (4 + 2 + 2 bytes) and
+// every bit pattern is a valid value: aya may copy it to and from the kernel.
+unsafe impl aya::Pod for LocalAddr {}
+
+/// A box address the XDP program must know about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddress {
+    /// Address, host order.
+    pub addr: u32,
+    /// The NAT's port range on it, when it is also a NAT address (masquerade);
+    /// `None`: the kernel's alone.
+    pub nat_ports: Option<(u16, u16)>,
+}
+
+/// masq's XDP program attached to one interface.
+pub struct XdpProgram {
+    ebpf: aya::Ebpf,
+    iface: String,
+    mode: XdpMode,
+}
+
+impl XdpProgram {
+    /// Loads the program, tells it the box's addresses and attaches it to
+    /// `iface` (native mode, generic if the driver has none).
+    pub fn attach(iface: &str, locals: &[LocalAddress]) -> Result<Self, XdpError> {
+        let err = |what: String| XdpError::Program { iface: iface.to_string(), what };
+        let mut ebpf = aya::Ebpf::load(PROGRAM).map_err(|e| err(format!("load: {e}")))?;
+        {
+            let map = ebpf.map_mut("local_addrs").ok_or_else(|| err("no local_addrs map".into()))?;
+            let mut map: BpfHashMap<_, u32, LocalAddr> = BpfHashMap::try_from(map).map_err(|e| err(e.to_string()))?;
+            for l in locals {
+                let (nat, (port_min, port_max)) = match l.nat_ports {
+                    Some(r) => (1, r),
+                    None => (0, (0, 0)),
+                };
+                map.insert(l.addr.to_be(), LocalAddr { nat, port_min, port_max }, 0)
+                    .map_err(|e| err(format!("local address: {e}")))?;
+            }
+        }
+        let prog: &mut Xdp = ebpf
+            .program_mut("masq_xdp")
+            .ok_or_else(|| err("no masq_xdp program".into()))?
+            .try_into()
+            .map_err(|e| err(format!("{e}")))?;
+        prog.load().map_err(|e| err(format!("verifier: {e}")))?;
+        let mut mode = XdpMode::Driver;
+        if let Err(first) = prog.attach(iface, mode) {
+            // A program attached through netlink (ip link, an older tool, a
+            // crashed run of something else) makes the link attach fail:
+            // take it off, then try native and generic mode.
+            detach_netlink(iface);
+            match prog.attach(iface, mode) {
+                Ok(_) => {}
+                Err(_) => {
+                    mode = XdpMode::Skb;
+                    prog.attach(iface, mode).map_err(|e| err(format!("attach: {first}; generic mode: {e}")))?;
+                }
+            }
+        }
+        Ok(Self { ebpf, iface: iface.to_string(), mode })
+    }
+
+    /// The interface.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// "native" or "generic".
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            XdpMode::Skb => "generic",
+            _ => "native",
+        }
+    }
+
+    /// Directs receive queue `queue` to the socket `fd`.
+    pub fn register(&mut self, queue: u32, fd: RawFd) -> Result<(), XdpError> {
+        let err = |what: String| XdpError::Program { iface: self.iface.clone(), what };
+        let map = self.ebpf.map_mut("xsks").ok_or_else(|| err("no xsks map".into()))?;
+        let mut xsks = XskMap::try_from(map).map_err(|e| err(e.to_string()))?;
+        xsks.set(queue, fd, 0).map_err(|e| err(format!("xsks[{queue}]: {e}")))
+    }
+
+    /// The program's counters summed over CPUs, in [`XDP_STAT_NAMES`] order.
+    pub fn stats(&self) -> [u64; 6] {
+        let mut out = [0u64; 6];
+        let Some(map) = self.ebpf.map("stats") else { return out };
+        let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return out };
+        for (i, o) in out.iter_mut().enumerate() {
+            if let Ok(v) = arr.get(&(i as u32), 0) {
+                *o = v.iter().sum();
+            }
+        }
+        out
+    }
+}
+
+/// Takes off an XDP program attached through netlink (not one of ours: ours
+/// go with their link).
+fn detach_netlink(iface: &str) {
+    for mode in ["xdpgeneric", "xdpdrv", "xdp"] {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "set", "dev", iface, mode, "off"])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Sizes of one worker's AF_XDP set-up.
+#[derive(Debug, Clone, Copy)]
+pub struct XdpParams {
+    /// Frames in the UMEM (shared by both sides).
+    pub frames: u32,
+    /// Bytes per frame (2048 holds an MTU 1500 frame).
+    pub frame_size: u32,
+    /// Entries of every ring (power of two).
+    pub ring_size: u32,
+}
+
+impl Default for XdpParams {
+    fn default() -> Self {
+        Self { frames: 8192, frame_size: 2048, ring_size: 2048 }
+    }
+}
+
+struct Rings {
+    dev: DeviceQueue,
+    user: User,
+    rx: RingRx,
+    tx: RingTx,
+    pending: Vec<XdpDesc>,
+}
+
+/// Ring-level counters of one worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingCounters {
+    /// Frames the TX ring had no room for (freed), by side.
+    pub tx_ring_full: [u64; 2],
+    /// TX kicks (sendto) made, by side.
+    pub tx_kicks: [u64; 2],
+    /// Fill-ring wake-ups (poll) made, by side.
+    pub rx_wakeups: [u64; 2],
+}
+
+/// One worker's AF_XDP sockets on the inside and outside interfaces.
+pub struct XdpIo {
+    sides: [Rings; 2],
+    _umem: Umem,
+    free: Vec<u64>,
+    base: NonNull<u8>,
+    area_len: usize,
+    frame_size: u32,
+    reserve: usize,
+    zero_copy: bool,
+    counters: RingCounters,
+    // Last: the frame area outlives the rings and the UMEM registration.
+    _area: memmap2::MmapMut,
+}
+
+fn errno_of(e: xdpilone::Errno) -> i32 {
+    e.get_raw()
+}
+
+impl XdpIo {
+    /// Opens queue `queue` of `inside` and `outside` on one new UMEM.
+    pub fn open(inside: &str, outside: &str, queue: u32, p: XdpParams) -> Result<Self, XdpError> {
+        let bytes = p.frames as usize * p.frame_size as usize;
+        let mut area = memmap2::MmapMut::map_anon(bytes).map_err(|source| XdpError::Area { bytes, source })?;
+        let slice: &mut [u8] = &mut area;
+        let base = NonNull::new(slice.as_mut_ptr())
+            .ok_or_else(|| XdpError::Area { bytes, source: std::io::Error::other("null mapping") })?;
+        let cfg = UmemConfig {
+            fill_size: p.ring_size,
+            complete_size: p.ring_size,
+            frame_size: p.frame_size,
+            headroom: 0,
+            flags: 0,
+        };
+        let fail = |call: &'static str, iface: &str| {
+            let iface = iface.to_string();
+            move |e: xdpilone::Errno| XdpError::Socket { call, iface, queue, errno: errno_of(e) }
+        };
+        // SAFETY: the area is a fresh page-aligned anonymous mapping of
+        // `bytes` bytes, owned by the returned XdpIo and dropped after the
+        // UMEM and every ring (field order), so it outlives its registration.
+        let umem = unsafe { Umem::new(cfg, NonNull::from(slice)) }.map_err(fail("umem", inside))?;
+        let ring = std::num::NonZeroU32::new(p.ring_size);
+        let open_side = |iface: &str, first: bool| -> Result<Rings, XdpError> {
+            let mut info = IfInfo::invalid();
+            let name = CString::new(iface).map_err(|_| XdpError::Socket {
+                call: "ifname",
+                iface: iface.into(),
+                queue,
+                errno: libc::EINVAL,
+            })?;
+            info.from_name(&name).map_err(fail("if_nametoindex", iface))?;
+            info.set_queue(queue);
+            let sock = if first { Socket::with_shared(&info, &umem) } else { Socket::new(&info) }
+                .map_err(fail("socket", iface))?;
+            let dev = umem.fq_cq(&sock).map_err(fail("fill/completion rings", iface))?;
+            // The UMEM's own socket chooses need_wakeup (and lets the kernel
+            // choose copy or zero-copy); a socket sharing it must bind with
+            // flags 0 and inherits them.
+            let bind_flags = if first { SocketConfig::XDP_BIND_NEED_WAKEUP } else { 0 };
+            let user = umem
+                .rx_tx(&sock, &SocketConfig { rx_size: ring, tx_size: ring, bind_flags })
+                .map_err(fail("rx/tx rings", iface))?;
+            let rx = user.map_rx().map_err(fail("map rx", iface))?;
+            let tx = user.map_tx().map_err(fail("map tx", iface))?;
+            umem.bind(&user).map_err(fail("bind", iface))?;
+            Ok(Rings { dev, user, rx, tx, pending: Vec::with_capacity(4 * crate::io::BATCH) })
+        };
+        let rin = open_side(inside, true)?;
+        let rout = open_side(outside, false)?;
+        let zero_copy = xdp_zero_copy(rin.user.as_raw_fd());
+        let free: Vec<u64> = (0..u64::from(p.frames)).rev().map(|i| i * u64::from(p.frame_size)).collect();
+        let mut io = Self {
+            sides: [rin, rout],
+            _umem: umem,
+            free,
+            base,
+            area_len: bytes,
+            frame_size: p.frame_size,
+            reserve: (p.frames as usize / 8).max(crate::io::BATCH),
+            zero_copy,
+            counters: RingCounters::default(),
+            _area: area,
+        };
+        io.refill();
+        Ok(io)
+    }
+
+    /// The socket of each side (for the XDP program's `xsks` map).
+    pub fn fds(&self) -> [RawFd; 2] {
+        [self.sides[0].user.as_raw_fd(), self.sides[1].user.as_raw_fd()]
+    }
+
+    /// True if the kernel granted zero-copy.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Ring-level counters.
+    pub fn ring_counters(&self) -> RingCounters {
+        self.counters
+    }
+
+    /// The kernel's socket statistics, by side: (rx dropped, rx ring full, fill ring empty).
+    pub fn kernel_stats(&self) -> [(u64, u64, u64); 2] {
+        let one = |r: &Rings| {
+            r.user
+                .statistics_v2()
+                .map(|s| (s.rx_dropped, s.rx_ring_full, s.rx_fill_ring_empty_descs))
+                .unwrap_or_default()
+        };
+        [one(&self.sides[0]), one(&self.sides[1])]
+    }
+
+    /// Hands free frames to both fill rings, keeping `reserve` back for
+    /// hand-offs; wakes the kernel where it asks for it.
+    fn refill(&mut self) {
+        for (i, r) in self.sides.iter_mut().enumerate() {
+            let spare = self.free.len().saturating_sub(self.reserve);
+            let want = u32::try_from(spare / 2).unwrap_or(u32::MAX).max(u32::from(spare > 0));
+            if want > 0 {
+                let mut w = r.dev.fill(want);
+                w.insert(FreeDrain { free: &mut self.free, left: want });
+                w.commit();
+            }
+            if r.dev.needs_wakeup() {
+                r.dev.wake();
+                self.counters.rx_wakeups[i] += 1;
+            }
+        }
+    }
+
+    fn frame_ok(&self, d: Desc) -> bool {
+        d.len <= self.frame_size
+            && (d.addr as usize).checked_add(self.frame_size as usize).is_some_and(|e| e <= self.area_len)
+    }
+}
+
+/// Pops up to `left` frames off the free stack, as the fill ring takes them.
+struct FreeDrain<'a> {
+    free: &'a mut Vec<u64>,
+    left: u32,
+}
+
+impl Iterator for FreeDrain<'_> {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        self.free.pop()
+    }
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Inside => 0,
+        Side::Outside => 1,
+    }
+}
+
+/// Asks the kernel whether the socket runs zero-copy (getsockopt XDP_OPTIONS).
+fn xdp_zero_copy(fd: RawFd) -> bool {
+    const SOL_XDP: libc::c_int = 283;
+    const XDP_OPTIONS: libc::c_int = 8;
+    const XDP_OPTIONS_ZEROCOPY: u32 = 1;
+    let mut flags: u32 = 0;
+    let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+    // SAFETY: `flags` and `len` are valid for writes of the sizes given;
+    // the kernel writes at most `len` bytes (struct xdp_options is one u32).
+    let rc = unsafe { libc::getsockopt(fd, SOL_XDP, XDP_OPTIONS, (&mut flags as *mut u32).cast(), &mut len) };
+    rc == 0 && flags & XDP_OPTIONS_ZEROCOPY != 0
+}
+
+impl FrameIo for XdpIo {
+    fn recv(&mut self, side: Side, out: &mut [Desc]) -> usize {
+        let r = &mut self.sides[side_index(side)];
+        let mut rd = r.rx.receive(u32::try_from(out.len()).unwrap_or(u32::MAX));
+        let mut n = 0;
+        while let Some(x) = rd.read() {
+            if let Some(slot) = out.get_mut(n) {
+                *slot = Desc { addr: x.addr, len: x.len };
+                n += 1;
+            }
+        }
+        rd.release();
+        // A descriptor the kernel wrote is inside the area (it checks against
+        // the UMEM it registered); checked anyway before any view is made.
+        n
+    }
+
+    fn with_views<R>(&mut self, descs: &[Desc], f: impl FnOnce(&mut [&mut [u8]]) -> R) -> R {
+        let mut views: [&mut [u8]; crate::io::BATCH] = std::array::from_fn(|_| <&mut [u8]>::default());
+        let mut n = 0;
+        for (v, d) in views.iter_mut().zip(descs) {
+            if !self.frame_ok(*d) {
+                break;
+            }
+            // SAFETY: the frame [addr, addr + len) lies inside the mapped area
+            // (frame_ok); the worker holds this descriptor exclusively (the
+            // kernel handed it over on RX, or it came off the free stack), and
+            // the descriptors of one call are distinct (module invariant), so
+            // no two views overlap and the kernel does not touch them until
+            // they are submitted again. The views live only for this call.
+            *v = unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(d.addr as usize), d.len as usize) };
+            n += 1;
+        }
+        f(&mut views[..n])
+    }
+
+    fn send(&mut self, side: Side, d: Desc) {
+        self.sides[side_index(side)].pending.push(XdpDesc { addr: d.addr, len: d.len, options: 0 });
+    }
+
+    fn free(&mut self, d: Desc) {
+        // Frames are frame_size-aligned; the kernel may report an offset into one.
+        self.free.push(d.addr - d.addr % u64::from(self.frame_size));
+    }
+
+    fn alloc(&mut self, len: u32) -> Option<Desc> {
+        if len > self.frame_size {
+            return None;
+        }
+        self.free.pop().map(|addr| Desc { addr, len })
+    }
+
+    fn flush(&mut self) {
+        for (i, r) in self.sides.iter_mut().enumerate() {
+            if !r.pending.is_empty() {
+                let mut w = r.tx.transmit(u32::try_from(r.pending.len()).unwrap_or(u32::MAX));
+                let sent = w.insert(r.pending.iter().copied()) as usize;
+                w.commit();
+                for d in r.pending.drain(..).skip(sent) {
+                    self.counters.tx_ring_full[i] += 1;
+                    self.free.push(d.addr - d.addr % u64::from(self.frame_size));
+                }
+            }
+            // Copy mode sends at most 32 frames per kick: kick until the ring
+            // is drained or the kernel stops taking (bounded).
+            let mut kicks = 0;
+            while r.tx.pending() > 0 && r.tx.needs_wakeup() && kicks < 64 {
+                let before = r.tx.pending();
+                r.tx.wake();
+                kicks += 1;
+                if r.tx.pending() == before {
+                    break;
+                }
+            }
+            self.counters.tx_kicks[i] += kicks;
+            let mut c = r.dev.complete(u32::MAX);
+            while let Some(addr) = c.read() {
+                self.free.push(addr - addr % u64::from(self.frame_size));
+            }
+            c.release();
+        }
+        self.refill();
+    }
+}
