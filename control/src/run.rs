@@ -309,6 +309,8 @@ struct Totals {
     created: u64,
     handoffs: u64,
     kernel_rx_dropped: u64,
+    kernel_ring_full: u64,
+    kernel_fill_empty: u64,
 }
 
 impl Totals {
@@ -337,6 +339,8 @@ impl Totals {
             if let Ok(r) = sh.ring.lock() {
                 *reasons.entry("tx_ring_full").or_default() += r.0.tx_ring_full[0] + r.0.tx_ring_full[1];
                 t.kernel_rx_dropped += r.1[0].0 + r.1[1].0;
+                t.kernel_ring_full += r.1[0].1 + r.1[1].1;
+                t.kernel_fill_empty += r.1[0].2 + r.1[1].2;
             }
             t.sessions += u64::from(s.sessions);
             t.created += e.sessions_created;
@@ -364,7 +368,7 @@ impl Totals {
     fn summary(&self) -> String {
         let reasons: Vec<String> = self.drop_reasons.iter().map(|(n, v)| format!("{n}={v}")).collect();
         format!(
-            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; drops {} [{}]; kernel rx dropped {}",
+            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})",
             self.rx[0],
             self.rx[1],
             self.tx[0],
@@ -372,7 +376,9 @@ impl Totals {
             self.created,
             self.drops,
             reasons.join(" "),
-            self.kernel_rx_dropped
+            self.kernel_rx_dropped,
+            self.kernel_ring_full,
+            self.kernel_fill_empty
         )
     }
 }

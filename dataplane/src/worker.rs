@@ -7,7 +7,8 @@
 //! next-hop table if the control thread published one.
 //!
 //! Invariants: every received frame is sent, freed or handed off in the
-//! round it arrived (a frame is never held across rounds); every frame that
+//! round it arrived (the worker never holds a frame across rounds; the backend
+//! may keep a frame queued until its TX ring has room); every frame that
 //! is not sent is counted under a reason (the engine's, or one of
 //! [`WorkerCounters`]'); nothing on this path allocates, locks or panics;
 //! the only syscalls are the backend's ring kicks, once per round.

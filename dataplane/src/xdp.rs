@@ -219,7 +219,7 @@ struct Rings {
 /// Ring-level counters of one worker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RingCounters {
-    /// Frames the TX ring had no room for (freed), by side.
+    /// Frames dropped because the TX ring stayed full for a ring's worth of frames, by side.
     pub tx_ring_full: [u64; 2],
     /// TX kicks (sendto) made, by side.
     pub tx_kicks: [u64; 2],
@@ -236,6 +236,7 @@ pub struct XdpIo {
     area_len: usize,
     frame_size: u32,
     reserve: usize,
+    ring_size: u32,
     zero_copy: bool,
     counters: RingCounters,
     // Last: the frame area outlives the rings and the UMEM registration.
@@ -293,7 +294,7 @@ impl XdpIo {
             let rx = user.map_rx().map_err(fail("map rx", iface))?;
             let tx = user.map_tx().map_err(fail("map tx", iface))?;
             umem.bind(&user).map_err(fail("bind", iface))?;
-            Ok(Rings { dev, user, rx, tx, pending: Vec::with_capacity(4 * crate::io::BATCH) })
+            Ok(Rings { dev, user, rx, tx, pending: Vec::with_capacity(p.ring_size as usize + 4 * crate::io::BATCH) })
         };
         let rin = open_side(inside, true)?;
         let rout = open_side(outside, false)?;
@@ -307,6 +308,7 @@ impl XdpIo {
             area_len: bytes,
             frame_size: p.frame_size,
             reserve: (p.frames as usize / 8).max(crate::io::BATCH),
+            ring_size: p.ring_size,
             zero_copy,
             counters: RingCounters::default(),
             _area: area,
@@ -349,7 +351,11 @@ impl XdpIo {
             let want = u32::try_from(spare / 2).unwrap_or(u32::MAX).max(u32::from(spare > 0));
             if want > 0 {
                 let mut w = r.dev.fill(want);
-                w.insert(FreeDrain { free: &mut self.free, left: want });
+                // Exactly as many as the ring reserved: the ring's insert
+                // pulls an item before it finds no slot, and that frame
+                // would be lost.
+                let left = w.capacity();
+                w.insert(FreeDrain { free: &mut self.free, left });
                 w.commit();
             }
             if r.dev.needs_wakeup() {
@@ -363,6 +369,18 @@ impl XdpIo {
         d.len <= self.frame_size
             && (d.addr as usize).checked_add(self.frame_size as usize).is_some_and(|e| e <= self.area_len)
     }
+}
+
+/// Takes the frames the kernel finished sending back onto the free stack.
+fn reap(r: &mut Rings, free: &mut Vec<u64>, frame_size: u32) -> u32 {
+    let mut c = r.dev.complete(u32::MAX);
+    let mut n = 0;
+    while let Some(addr) = c.read() {
+        free.push(addr - addr % u64::from(frame_size));
+        n += 1;
+    }
+    c.release();
+    n
 }
 
 /// Pops up to `left` frames off the free stack, as the fill ring takes them.
@@ -455,33 +473,38 @@ impl FrameIo for XdpIo {
     }
 
     fn flush(&mut self) {
+        let zero_copy = self.zero_copy;
         for (i, r) in self.sides.iter_mut().enumerate() {
+            reap(r, &mut self.free, self.frame_size);
             if !r.pending.is_empty() {
                 let mut w = r.tx.transmit(u32::try_from(r.pending.len()).unwrap_or(u32::MAX));
                 let sent = w.insert(r.pending.iter().copied()) as usize;
                 w.commit();
-                for d in r.pending.drain(..).skip(sent) {
-                    self.counters.tx_ring_full[i] += 1;
-                    self.free.push(d.addr - d.addr % u64::from(self.frame_size));
+                r.pending.drain(..sent.min(r.pending.len()));
+                // What the ring had no room for waits for the next round
+                // (back-pressure: the receive rings fill and the kernel
+                // drops and counts there) up to one ring's worth.
+                let cap = self.ring_size as usize;
+                if r.pending.len() > cap {
+                    for d in r.pending.drain(cap..) {
+                        self.counters.tx_ring_full[i] += 1;
+                        self.free.push(d.addr - d.addr % u64::from(self.frame_size));
+                    }
                 }
             }
-            // Copy mode sends at most 32 frames per kick: kick until the ring
-            // is drained or the kernel stops taking (bounded).
+            // Copy mode sends at most 32 frames per kick and only when
+            // kicked: kick until the ring is drained or the kernel stops
+            // taking (its completion ring full: reap, then go on). Bounded.
             let mut kicks = 0;
-            while r.tx.pending() > 0 && r.tx.needs_wakeup() && kicks < 64 {
+            while r.tx.pending() > 0 && (!zero_copy || r.tx.needs_wakeup()) && kicks < 64 {
                 let before = r.tx.pending();
                 r.tx.wake();
                 kicks += 1;
-                if r.tx.pending() == before {
+                if reap(r, &mut self.free, self.frame_size) == 0 && r.tx.pending() == before {
                     break;
                 }
             }
             self.counters.tx_kicks[i] += kicks;
-            let mut c = r.dev.complete(u32::MAX);
-            while let Some(addr) = c.read() {
-                self.free.push(addr - addr % u64::from(self.frame_size));
-            }
-            c.release();
         }
         self.refill();
     }
