@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# deploy/setup.sh: the set-up both of the README's commands share.
+# Installs the Debian packages masq's build, lab and tests need (as root,
+# only those missing), checks the Rust toolchain, and builds when asked:
+#   deploy/setup.sh            packages + toolchain check
+#   deploy/setup.sh --build    ... and `cargo build --release -p control`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# What each is for: clang/llvm/libbpf-dev build the XDP program; iproute2,
+# ethtool, nftables make the lab and the kernel-NAT peer; iperf3, curl,
+# iputils-ping, traceroute, python3-scapy, tcpdump are the real clients and
+# servers of the demo and the end-to-end tests.
+pkgs=(clang llvm libbpf-dev libelf-dev pkg-config iproute2 ethtool nftables
+      iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]}; run as root (sudo) to install them." >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+need_rust="1.82"
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found. Install Rust >= $need_rust with rustup (https://rustup.rs); Debian 12's rustc 1.63 is too old." >&2
+  exit 1
+fi
+have=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$need_rust" "$have" | sort -V | head -n1)" != "$need_rust" ]; then
+  echo "setup: rustc $have is older than $need_rust; update with 'rustup update stable'." >&2
+  exit 1
+fi
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy 2>/dev/null || true
+
+if [ "${1:-}" = "--build" ]; then
+  echo "setup: building masq (release)"
+  cargo build --release --locked -p control 2>&1 | grep -E '^(error|warning: unused)|Finished' || true
+  test -x target/release/masq || { echo "setup: build failed" >&2; exit 1; }
+fi
