@@ -1,25 +1,18 @@
 #!/usr/bin/env bash
 # test.sh: runs every masq test. The README's second command; .ci/run calls it.
 #
-#   sudo ./test.sh        (root is needed once the namespace lab tests land)
+#   sudo ./test.sh
 #
-# Set-up it does itself: checks the Rust toolchain (rustc >= 1.82, the one
-# rustup installs; Debian 12's own rustc 1.63 is too old) and installs the
-# Debian packages the tests need when it runs as root.
+# Set-up it does itself (deploy/setup.sh): installs the Debian packages the
+# build and the tests need when they are missing, and checks the Rust
+# toolchain (rustc >= 1.82, the one rustup installs; Debian 12's own rustc
+# 1.63 is too old). The end-to-end tests (control/tests/e2e.rs) need root:
+# they build network namespaces and attach XDP programs; without root they
+# fail and say so.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-need_rust="1.82"
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "test.sh: cargo not found. Install Rust >= $need_rust with rustup (https://rustup.rs), then re-run." >&2
-  exit 1
-fi
-have=$(rustc --version | awk '{print $2}')
-if [ "$(printf '%s\n%s\n' "$need_rust" "$have" | sort -V | head -n1)" != "$need_rust" ]; then
-  echo "test.sh: rustc $have is older than $need_rust; update with 'rustup update stable'." >&2
-  exit 1
-fi
-rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy 2>/dev/null || true
+deploy/setup.sh
 
 step() { printf '\n== %s\n' "$*"; }
 step "format (cargo fmt --check)"

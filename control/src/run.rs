@@ -308,6 +308,7 @@ struct Totals {
     sessions: u64,
     created: u64,
     handoffs: u64,
+    hairpinned: u64,
     kernel_rx_dropped: u64,
     kernel_ring_full: u64,
     kernel_fill_empty: u64,
@@ -345,6 +346,7 @@ impl Totals {
             t.sessions += u64::from(s.sessions);
             t.created += e.sessions_created;
             t.handoffs += w.handoff_out;
+            t.hairpinned += e.hairpinned;
         }
         t.drops = reasons.values().sum();
         t.drop_reasons = reasons.into_iter().filter(|(_, n)| *n > 0).collect();
@@ -368,12 +370,13 @@ impl Totals {
     fn summary(&self) -> String {
         let reasons: Vec<String> = self.drop_reasons.iter().map(|(n, v)| format!("{n}={v}")).collect();
         format!(
-            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})",
+            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; hairpinned {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})",
             self.rx[0],
             self.rx[1],
             self.tx[0],
             self.tx[1],
             self.created,
+            self.hairpinned,
             self.drops,
             reasons.join(" "),
             self.kernel_rx_dropped,

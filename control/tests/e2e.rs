@@ -1,0 +1,224 @@
+//! End-to-end tests: the real masq binary on AF_XDP sockets in the
+//! namespace lab, with real clients and servers (curl, python's HTTP
+//! server, iperf3, ping, traceroute, tcpdump, kernel sockets) on both sides.
+//! They need root (CI is root); without it they fail and say so.
+
+mod lab;
+
+use lab::Lab;
+use std::time::Duration;
+
+/// SNAT of the subscribers into the lab's pool address, one worker on core 1.
+const SNAT: &[&str] = &["--pool", "203.0.113.10", "--nat-src", "100.64.0.0/10", "--cores", "1"];
+
+/// A UDP echo server: prints each sender, answers with the payload.
+const UDP_ECHO: &str = "import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((sys.argv[1],int(sys.argv[2])))
+while True:
+    d,a=s.recvfrom(65535); print('from %s:%d %d bytes'%(a[0],a[1],len(d)),flush=True); s.sendto(d,a)";
+
+/// A UDP client: sends N datagrams of SIZE bytes, prints how many echoes came back intact.
+const UDP_CLIENT: &str = "import socket,sys,os
+host,port,n,size=sys.argv[1],int(sys.argv[2]),int(sys.argv[3]),int(sys.argv[4])
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(2)
+ok=0
+for i in range(n):
+    d=os.urandom(size); s.sendto(d,(host,port))
+    try:
+        r,_=s.recvfrom(65535); ok+= r==d
+    except socket.timeout: pass
+print('echoed %d of %d'%(ok,n))";
+
+/// A TCP connect attempt: prints connected, refused or timeout.
+const TCP_CONNECT: &str = "import socket,sys
+s=socket.socket(); s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1],int(sys.argv[2]))); print('connected')
+except ConnectionRefusedError: print('refused')
+except socket.timeout: print('timeout')
+except OSError as e: print('error',e)";
+
+fn http_server(lab: &mut Lab, host: &str, addr: &str, port: &str, log: &str) {
+    lab.spawn(host, &["python3", "-m", "http.server", port, "--bind", addr], log);
+    let url = format!("http://{addr}:{port}/");
+    assert!(
+        lab.wait_for(Duration::from_secs(5), || lab
+            .run(host, &["curl", "-s", "-o", "/dev/null", &url])
+            .status
+            .success()),
+        "HTTP server on {addr}:{port} did not come up"
+    );
+}
+
+/// A number masq's closing line prints after `key`.
+fn total(out: &str, key: &str) -> u64 {
+    out.split(key)
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn sha(lab: &Lab, file: &str) -> String {
+    let o = lab.ok("nat", &["sha256sum", file]);
+    o.split_whitespace().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn tcp_download_arrives_whole_and_the_server_sees_the_pool_address() {
+    let mut lab = Lab::up("tcp", 1500);
+    std::fs::write(
+        lab.dir.join("blob"),
+        (0..6_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    http_server(&mut lab, "out", "198.51.100.1", "8080", "http.log");
+    lab.start_masq(SNAT);
+    lab.ok("in", &["curl", "-sS", "-o", "got", "http://198.51.100.1:8080/blob"]);
+    assert_eq!(sha(&lab, "got"), sha(&lab, "blob"), "the download differs from the file");
+    let log = lab.read("http.log");
+    assert!(log.contains("203.0.113.10 - - ") && log.contains("GET /blob"), "server log: {log}");
+    assert!(!log.contains("100.64.0.2"), "the server saw the inside address: {log}");
+    let out = lab.stop_masq();
+    assert!(out.contains("sessions created"), "{out}");
+}
+
+#[test]
+fn udp_round_trips_through_the_pool_address() {
+    let mut lab = Lab::up("udp", 1500);
+    lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
+    lab.start_masq(SNAT);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = lab.ok("in", &["python3", "-c", UDP_CLIENT, "198.51.100.1", "5353", "20", "1000"]);
+    assert_eq!(out.trim(), "echoed 20 of 20");
+    let log = lab.read("echo.log");
+    assert!(log.lines().all(|l| l.starts_with("from 203.0.113.10:")), "echo server saw: {log}");
+    assert_eq!(log.lines().count(), 20);
+}
+
+#[test]
+fn icmp_echo_is_translated_by_identifier() {
+    let mut lab = Lab::up("icmp", 1500);
+    lab.start_masq(SNAT);
+    lab.spawn("out", &["tcpdump", "-l", "-n", "-i", "out0", "-c", "4", "icmp"], "dump.log");
+    assert!(
+        lab.wait_for(Duration::from_secs(5), || lab.read("dump.log").contains("listening")),
+        "tcpdump did not start"
+    );
+    let ping = lab.ok("in", &["ping", "-c", "2", "-i", "0.3", "-W", "2", "198.51.100.1"]);
+    assert!(ping.contains("2 received"), "{ping}");
+    assert!(lab.wait_for(Duration::from_secs(3), || lab.read("dump.log").matches("ICMP echo").count() >= 4));
+    let dump = lab.read("dump.log");
+    assert_eq!(dump.matches("203.0.113.10 > 198.51.100.1: ICMP echo request").count(), 2, "{dump}");
+    assert_eq!(dump.matches("198.51.100.1 > 203.0.113.10: ICMP echo reply").count(), 2, "{dump}");
+}
+
+#[test]
+fn traceroute_shows_the_box_and_the_translated_time_exceeded() {
+    let mut lab = Lab::up("trace", 1500);
+    lab.start_masq(SNAT);
+    // UDP probes: hop 1 is the box (its kernel answers TTL 1), hop 2 the
+    // outside router, whose time exceeded quotes the translated probe and
+    // must be translated back; hop 3 answers port unreachable, also translated.
+    let out = lab.ok("in", &["traceroute", "-n", "-q", "1", "-w", "2", "-m", "5", "192.0.2.1"]);
+    let hops: Vec<&str> = out.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(hops, ["100.64.0.1", "203.0.113.2", "192.0.2.1"], "traceroute:\n{out}\nmasq:\n{}", lab.masq_log());
+    // ICMP probes too.
+    let out = lab.ok("in", &["traceroute", "-I", "-n", "-q", "1", "-w", "2", "-m", "5", "192.0.2.1"]);
+    let hops: Vec<&str> = out.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(hops, ["100.64.0.1", "203.0.113.2", "192.0.2.1"], "traceroute -I:\n{out}");
+}
+
+#[test]
+fn a_static_port_forward_is_reached_from_outside() {
+    let mut lab = Lab::up("fwd", 1500);
+    std::fs::write(lab.dir.join("hello.txt"), "hello from inside\n").unwrap();
+    http_server(&mut lab, "in", "100.64.0.2", "80", "inside-http.log");
+    let mut args = SNAT.to_vec();
+    args.extend(["--forward", "tcp:203.0.113.10:8080=100.64.0.2:80"]);
+    lab.start_masq(&args);
+    let body = lab.ok("out", &["curl", "-sS", "--max-time", "5", "http://203.0.113.10:8080/hello.txt"]);
+    assert_eq!(body, "hello from inside\n");
+    let log = lab.read("inside-http.log");
+    assert!(log.contains("203.0.113.2 - - ") && log.contains("GET /hello.txt"), "inside server saw: {log}");
+}
+
+#[test]
+fn hairpinning_reaches_an_inside_host_by_its_public_address() {
+    let mut lab = Lab::up("hairp", 1500);
+    std::fs::write(lab.dir.join("hello.txt"), "hairpin\n").unwrap();
+    http_server(&mut lab, "in", "100.64.0.2", "80", "inside-http.log");
+    let mut args = SNAT.to_vec();
+    args.extend(["--forward", "tcp:203.0.113.10:8080=100.64.0.2:80"]);
+    lab.start_masq(&args);
+    // Host 2 (100.64.0.3) asks for the public address: masq turns it back inside
+    // (RFC 4787 REQ-9), with host 2's public mapping as the source.
+    let body = lab.ok("in2", &["curl", "-sS", "--max-time", "5", "http://203.0.113.10:8080/hello.txt"]);
+    assert_eq!(body, "hairpin\n");
+    let log = lab.read("inside-http.log");
+    let hairpinned: Vec<&str> = log.lines().filter(|l| l.contains("GET /hello.txt")).collect();
+    assert_eq!(hairpinned.len(), 1, "{log}");
+    assert!(hairpinned[0].starts_with("203.0.113.10 - - "), "the inside server saw {}", hairpinned[0]);
+    let out = lab.stop_masq();
+    let n = total(&out, "hairpinned ");
+    assert!(n >= 6, "a TCP exchange (handshake, request, response, close) hairpins 6+ packets, got {n}: {out}");
+}
+
+#[test]
+fn an_outside_syn_without_a_forward_is_dropped_and_nothing_answers() {
+    let mut lab = Lab::up("syn", 1500);
+    lab.start_masq(SNAT);
+    lab.spawn("out", &["tcpdump", "-l", "-n", "-i", "out0", "src", "203.0.113.10"], "dump.log");
+    assert!(
+        lab.wait_for(Duration::from_secs(5), || lab.read("dump.log").contains("listening")),
+        "tcpdump did not start"
+    );
+    let r = lab.ok("out", &["python3", "-c", TCP_CONNECT, "203.0.113.10", "9999", "2"]);
+    assert_eq!(r.trim(), "timeout", "a SYN to the pool address with no forward must be dropped, not answered");
+    std::thread::sleep(Duration::from_millis(300));
+    let dump = lab.read("dump.log");
+    assert!(!dump.contains("203.0.113.10."), "something left the pool address: {dump}");
+    let out = lab.stop_masq();
+    assert!(total(&out, "no_session=") >= 1, "drop not counted under no_session:\n{out}");
+}
+
+#[test]
+fn an_outside_connection_through_a_no_nat_rule_keeps_its_addresses() {
+    let mut lab = Lab::up("nonat", 1500);
+    std::fs::write(lab.dir.join("hello.txt"), "exempt\n").unwrap();
+    http_server(&mut lab, "in", "100.64.0.2", "80", "inside-http.log");
+    let mut args = vec!["--no-nat-dst", "203.0.113.0/24"];
+    args.extend(SNAT);
+    lab.start_masq(&args);
+    // The outside router connects to the inside host's own address; the SYN
+    // passes by the no_nat rule and the SYN/ACK must keep 100.64.0.2 as its
+    // source, or the client would never complete the handshake.
+    let body = lab.ok("out", &["curl", "-sS", "--max-time", "5", "http://100.64.0.2/hello.txt"]);
+    assert_eq!(body, "exempt\n");
+    let log = lab.read("inside-http.log");
+    assert!(log.lines().any(|l| l.starts_with("203.0.113.2 - - ") && l.contains("GET /hello.txt")), "{log}");
+    // Traffic to other destinations is still translated.
+    http_server(&mut lab, "out", "198.51.100.1", "8081", "out-http.log");
+    lab.ok("in", &["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "http://198.51.100.1:8081/hello.txt"]);
+    let log = lab.read("out-http.log");
+    assert!(log.lines().any(|l| l.starts_with("203.0.113.10 - - ")), "not translated: {log}");
+    assert!(log.lines().all(|l| !l.contains("100.64.0.2")), "translated traffic leaked its inside address: {log}");
+}
+
+#[test]
+fn masq_leaves_no_xdp_program_after_sigint_or_sigkill() {
+    let mut lab = Lab::up("exit", 1500);
+    lab.start_masq(SNAT);
+    assert_eq!(lab.xdp_attached(), 2, "one program per interface while running");
+    let out = lab.stop_masq();
+    assert!(out.contains("XDP programs detached"), "{out}");
+    assert_eq!(lab.xdp_attached(), 0, "SIGINT left a program attached");
+    // SIGKILL: the kernel closes the bpf links; nothing stops the next start.
+    lab.start_masq(SNAT);
+    lab.kill_masq();
+    assert!(lab.wait_for(Duration::from_secs(3), || lab.xdp_attached() == 0), "SIGKILL left a program attached");
+    lab.start_masq(SNAT);
+    let ping = lab.ok("in", &["ping", "-c", "1", "-W", "2", "198.51.100.1"]);
+    assert!(ping.contains("1 received"), "{ping}");
+    lab.stop_masq();
+}

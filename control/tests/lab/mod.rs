@@ -1,0 +1,231 @@
+//! The namespace lab for end-to-end tests: each test brings up its own lab
+//! (deploy/lab/lab.sh) under a prefix no other test or run uses, starts the
+//! real `masq` binary in the box's namespace, and drives real programs in the
+//! host namespaces. Everything is torn down when the `Lab` drops, also when
+//! the test fails. Tests run one at a time (a lock), so the two cores of a
+//! CI machine go to one masq and its traffic.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Fails the test (never skips it) when not root: the lab needs namespaces.
+pub fn require_root() {
+    // The effective uid, from /proc (no libc call needed).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)).unwrap_or("");
+    assert_eq!(
+        euid, "0",
+        "this end-to-end test needs root (network namespaces, XDP): run `sudo ./test.sh`; CI runs as root"
+    );
+}
+
+/// One lab and what runs in it.
+pub struct Lab {
+    pub prefix: String,
+    children: Vec<Child>,
+    masq: Option<Child>,
+    masq_log: PathBuf,
+    pub dir: PathBuf,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    /// Brings up a lab named after the test; `out_mtu` is the outside link's MTU.
+    pub fn up(test: &str, out_mtu: u32) -> Lab {
+        require_root();
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let tag: String = test.chars().filter(char::is_ascii_alphanumeric).take(6).collect();
+        let prefix = format!("mqt{}{}-", std::process::id() % 10000, tag);
+        let dir = std::env::temp_dir().join(format!("{prefix}files"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let lab = Lab {
+            prefix: prefix.clone(),
+            children: Vec::new(),
+            masq: None,
+            masq_log: dir.join("masq.log"),
+            dir,
+            _serial: serial,
+        };
+        let out = lab.script(&["up"], out_mtu);
+        assert!(
+            out.status.success(),
+            "lab up failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    fn script(&self, args: &[&str], out_mtu: u32) -> Output {
+        Command::new(repo().join("deploy/lab/lab.sh"))
+            .args(args)
+            .env("LAB_PREFIX", &self.prefix)
+            .env("LAB_OUT_MTU", out_mtu.to_string())
+            .output()
+            .expect("running deploy/lab/lab.sh")
+    }
+
+    /// The full namespace name of a lab host (`in`, `in2`, `nat`, `out`, `far`).
+    pub fn ns(&self, host: &str) -> String {
+        format!("{}{}", self.prefix, host)
+    }
+
+    fn cmd(&self, host: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(host)]).args(args).current_dir(&self.dir);
+        c
+    }
+
+    /// Runs a command in a host and waits for it.
+    pub fn run(&self, host: &str, args: &[&str]) -> Output {
+        self.cmd(host, args).output().unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, host: &str, args: &[&str]) -> String {
+        let o = self.run(host, args);
+        assert!(
+            o.status.success(),
+            "{host}: {args:?} failed ({}):\n{}{}\nmasq log:\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.masq_log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Starts a long-running program in a host (killed at teardown); its
+    /// stdout and stderr go to `log` in the lab's directory.
+    pub fn spawn(&mut self, host: &str, args: &[&str], log: &str) {
+        let f = std::fs::File::create(self.dir.join(log)).expect("log file");
+        let child = self
+            .cmd(host, args)
+            .stdout(f.try_clone().expect("log"))
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        self.children.push(child);
+    }
+
+    /// A file of the lab's directory.
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+
+    /// Starts masq in the box with `args` after `run --inside nat-in --outside nat-out`,
+    /// and waits until it forwards.
+    pub fn start_masq(&mut self, args: &[&str]) {
+        let log = std::fs::File::create(&self.masq_log).expect("masq log");
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns("nat"),
+                env!("CARGO_BIN_EXE_masq"),
+                "run",
+                "--inside",
+                "nat-in",
+                "--outside",
+                "nat-out",
+            ])
+            .args(args)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting masq");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = self.masq_log.clone();
+        std::thread::spawn(move || {
+            let mut log = std::fs::OpenOptions::new().append(true).open(path).ok();
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(f) = log.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{line}");
+                }
+                if !sent && line.contains("forwarding") {
+                    let _ = tx.send(());
+                    sent = true;
+                }
+            }
+        });
+        self.masq = Some(child);
+        if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            panic!("masq did not start:\n{}", self.masq_log());
+        }
+    }
+
+    /// Stops masq with SIGINT and returns everything it printed.
+    pub fn stop_masq(&mut self) -> String {
+        if let Some(mut c) = self.masq.take() {
+            let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(st)) = c.try_wait() {
+                    assert!(st.success(), "masq exited with {st}:\n{}", self.masq_log());
+                    break;
+                }
+                assert!(Instant::now() < deadline, "masq did not stop on SIGINT:\n{}", self.masq_log());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        self.masq_log()
+    }
+
+    /// Kills masq with SIGKILL (no clean-up of its own).
+    pub fn kill_masq(&mut self) {
+        if let Some(mut c) = self.masq.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// What masq printed so far.
+    pub fn masq_log(&self) -> String {
+        std::fs::read_to_string(&self.masq_log).unwrap_or_default()
+    }
+
+    /// XDP programs attached in the box's namespace.
+    pub fn xdp_attached(&self) -> usize {
+        let o = self.run("nat", &["ip", "link", "show"]);
+        String::from_utf8_lossy(&o.stdout).matches("prog/xdp").count()
+    }
+
+    /// Waits until `f` holds (or the timeout passes); returns whether it held.
+    pub fn wait_for(&self, timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        f()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.kill_masq();
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = self.script(&["down"], 1500);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
