@@ -1,13 +1,18 @@
-//! Compiles the XDP program (`bpf/masq_xdp.c`) with clang for the BPF target.
-//! The object is embedded in the library (`include_bytes!`), so `masq` is a
+//! Compiles the XDP programs (`bpf/masq_xdp.c`, and the lab's traffic sink
+//! `bpf/sink.c`) with clang for the BPF target. The objects are embedded in the library (`include_bytes!`), so `masq` is a
 //! single file. Needs clang and libbpf-dev (the README's set-up installs them).
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let src = "bpf/masq_xdp.c";
+    compile("masq_xdp");
+    compile("sink");
+}
+
+fn compile(name: &str) {
+    let src = format!("bpf/{name}.c");
     println!("cargo:rerun-if-changed={src}");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("masq_xdp.o");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join(format!("{name}.o"));
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let multiarch = match arch.as_str() {
         "aarch64" => "aarch64-linux-gnu",
@@ -16,7 +21,7 @@ fn main() {
     let status = Command::new("clang")
         .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])
         .arg(format!("-I/usr/include/{multiarch}"))
-        .args(["-c", src, "-o"])
+        .args(["-c", &src, "-o"])
         .arg(&out)
         .status();
     match status {

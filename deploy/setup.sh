@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # iputils-ping, traceroute, python3-scapy, tcpdump are the real clients and
 # servers of the demo and the end-to-end tests.
 pkgs=(clang llvm libbpf-dev libelf-dev pkg-config iproute2 ethtool nftables
-      iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump)
+      iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump conntrack)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

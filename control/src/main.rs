@@ -41,10 +41,11 @@ struct RunArgs {
     /// of both interfaces). The control thread stays on the calling thread.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     cores: Vec<usize>,
-    /// Public address of the SNAT pool (repeat for more); the outside
-    /// router must route them to this box.
-    #[arg(long = "pool", value_name = "ADDR")]
-    pool: Vec<std::net::Ipv4Addr>,
+    /// Public addresses of the SNAT pool: an address or a prefix, every
+    /// address of which is used (repeat for more); the outside router must
+    /// route them to this box.
+    #[arg(long = "pool", value_name = "ADDR[/LEN]", value_parser = parse_pool)]
+    pool: Vec<Prefix>,
     /// Translate to the outside interface's address instead (MASQUERADE).
     /// Its NAT ports are --masq-ports; the others stay the kernel's.
     #[arg(long, conflicts_with = "pool")]
@@ -94,6 +95,14 @@ fn parse_prefix(s: &str) -> Result<Prefix, String> {
     Ok(Prefix::new(u32::from(a), l))
 }
 
+fn parse_pool(s: &str) -> Result<Prefix, String> {
+    let p = parse_prefix(s)?;
+    if p.len < 16 {
+        return Err(format!("{s}: a pool prefix of at most 65536 addresses (/16 or longer)"));
+    }
+    Ok(p)
+}
+
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s.split_once('-').ok_or_else(|| format!("{s}: expected LOW-HIGH"))?;
     let (a, b): (u16, u16) = (a.parse().map_err(|e| format!("{s}: {e}"))?, b.parse().map_err(|e| format!("{s}: {e}"))?);
@@ -139,7 +148,8 @@ fn engine_params(a: &RunArgs) -> Result<Option<EngineParams>> {
         if a.pool.is_empty() {
             bail!("give a pool (--pool ADDR), --masquerade or --no-nat");
         }
-        PoolParams::cgnat("pool", a.pool.iter().map(|&x| u32::from(x)).collect())
+        let addrs: Vec<u32> = a.pool.iter().flat_map(|p| p.addr..=p.last()).collect();
+        PoolParams::cgnat("pool", addrs)
     };
     let mut rules = Vec::new();
     if !a.no_nat_dst.is_empty() {

@@ -509,3 +509,111 @@ impl FrameIo for XdpIo {
         self.refill();
     }
 }
+
+/// The lab's traffic sink (bpf/sink.c): an XDP program that drops every
+/// frame; the interface's `rx_packets` still counts them. For `perf compare`.
+pub static SINK_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sink.o"));
+
+/// A transmit-only AF_XDP socket: the lab's traffic generator. Frames are
+/// written by a closure straight into the UMEM and sent in batches.
+pub struct XdpTx {
+    tx: RingTx,
+    dev: DeviceQueue,
+    user: User,
+    _umem: Umem,
+    free: Vec<u64>,
+    base: NonNull<u8>,
+    frame_size: u32,
+    _area: memmap2::MmapMut,
+}
+
+impl XdpTx {
+    /// Opens a TX socket on queue `queue` of `iface` with `frames` frames.
+    pub fn open(iface: &str, queue: u32, frames: u32) -> Result<Self, XdpError> {
+        let frame_size = 2048u32;
+        let bytes = frames as usize * frame_size as usize;
+        let mut area = memmap2::MmapMut::map_anon(bytes).map_err(|source| XdpError::Area { bytes, source })?;
+        let slice: &mut [u8] = &mut area;
+        let base = NonNull::new(slice.as_mut_ptr())
+            .ok_or_else(|| XdpError::Area { bytes, source: std::io::Error::other("null mapping") })?;
+        let fail = |call: &'static str| {
+            let iface = iface.to_string();
+            move |e: xdpilone::Errno| XdpError::Socket { call, iface, queue, errno: errno_of(e) }
+        };
+        let ring = frames.next_power_of_two().min(1 << 14);
+        let cfg = UmemConfig { fill_size: 64, complete_size: ring, frame_size, headroom: 0, flags: 0 };
+        // SAFETY: a fresh page-aligned anonymous mapping of `bytes` bytes,
+        // owned by the returned value and dropped after the UMEM and rings.
+        let umem = unsafe { Umem::new(cfg, NonNull::from(slice)) }.map_err(fail("umem"))?;
+        let mut info = IfInfo::invalid();
+        let name = CString::new(iface).map_err(|_| XdpError::Socket {
+            call: "ifname",
+            iface: iface.into(),
+            queue,
+            errno: libc::EINVAL,
+        })?;
+        info.from_name(&name).map_err(fail("if_nametoindex"))?;
+        info.set_queue(queue);
+        let sock = Socket::with_shared(&info, &umem).map_err(fail("socket"))?;
+        let dev = umem.fq_cq(&sock).map_err(fail("fill/completion rings"))?;
+        let user = umem
+            .rx_tx(
+                &sock,
+                &SocketConfig {
+                    rx_size: None,
+                    tx_size: std::num::NonZeroU32::new(ring),
+                    bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP,
+                },
+            )
+            .map_err(fail("tx ring"))?;
+        let tx = user.map_tx().map_err(fail("map tx"))?;
+        umem.bind(&user).map_err(fail("bind"))?;
+        let free = (0..u64::from(frames)).rev().map(|i| i * u64::from(frame_size)).collect();
+        Ok(Self { tx, dev, user, _umem: umem, free, base, frame_size, _area: area })
+    }
+
+    /// Writes up to `n` frames with `fill(i, frame) -> length` (i counts
+    /// from 0 within this call) and queues them; kicks the kernel and reaps
+    /// completions. Returns how many were queued.
+    pub fn send(&mut self, n: usize, mut fill: impl FnMut(usize, &mut [u8]) -> u32) -> usize {
+        let mut c = self.dev.complete(u32::MAX);
+        while let Some(addr) = c.read() {
+            self.free.push(addr - addr % u64::from(self.frame_size));
+        }
+        c.release();
+        let n = n.min(self.free.len());
+        let mut w = self.tx.transmit(u32::try_from(n).unwrap_or(u32::MAX));
+        let cap = w.capacity() as usize;
+        let (free, base, frame_size) = (&mut self.free, self.base, self.frame_size);
+        let mut i = 0;
+        let descs = std::iter::from_fn(|| {
+            if i >= cap {
+                return None;
+            }
+            let addr = free.pop()?;
+            // SAFETY: `addr` came off the free stack, so the frame
+            // [addr, addr + frame_size) lies inside the mapping and neither
+            // the kernel nor another view holds it; the slice ends before
+            // the frame is queued for transmission below.
+            let frame =
+                unsafe { std::slice::from_raw_parts_mut(base.as_ptr().add(addr as usize), frame_size as usize) };
+            let len = fill(i, frame).min(frame_size);
+            i += 1;
+            Some(XdpDesc { addr, len, options: 0 })
+        });
+        let sent = w.insert(descs) as usize;
+        w.commit();
+        drop(w);
+        let mut kicks = 0;
+        while self.tx.pending() > 0 && kicks < 64 {
+            self.tx.wake();
+            kicks += 1;
+        }
+        sent
+    }
+
+    /// The socket (for statistics).
+    pub fn fd(&self) -> RawFd {
+        self.user.as_raw_fd()
+    }
+}

@@ -142,6 +142,10 @@ impl Prefix {
         let mask = Self::mask_of(len);
         Self { addr: addr & mask, len, mask }
     }
+    /// The last address of the prefix.
+    pub fn last(&self) -> u32 {
+        self.addr | !self.mask
+    }
     fn mask_of(len: u8) -> u32 {
         if len == 0 {
             0
