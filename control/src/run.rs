@@ -65,6 +65,50 @@ fn interface_mac(iface: &str) -> Result<[u8; 6]> {
 type RingSnapshot = (dataplane::xdp::RingCounters, [(u64, u64, u64); 2]);
 
 /// What a worker publishes for the control thread (try_lock on the worker's side).
+/// An nftables table that stops the kernel of masq's namespace from
+/// forwarding anything itself while masq forwards: the frames the XDP
+/// program gives the kernel are meant for its ICMP errors (time exceeded,
+/// fragmentation needed, both sent before the forward hook) and local
+/// delivery, never for a second, untranslated path out. Removed at exit;
+/// after a SIGKILL the next start replaces it.
+struct ForwardGuard(bool);
+
+const GUARD_TABLE: &str = "masq_guard";
+
+impl ForwardGuard {
+    fn install() -> Self {
+        let rules = format!(
+            "table ip {GUARD_TABLE}\ndelete table ip {GUARD_TABLE}\ntable ip {GUARD_TABLE} {{ chain forward {{ type filter hook forward priority -300; policy drop; }} }}\n"
+        );
+        let ok = std::process::Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                if let Some(mut i) = c.stdin.take() {
+                    i.write_all(rules.as_bytes())?;
+                }
+                c.wait_with_output()
+            })
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok {
+            eprintln!("masq: warning: could not install the nftables forward guard (is nft installed?); the kernel may forward what masq passes it");
+        }
+        Self(ok)
+    }
+}
+
+impl Drop for ForwardGuard {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::process::Command::new("nft").args(["delete", "table", "ip", GUARD_TABLE]).status();
+        }
+    }
+}
+
 struct Shared {
     stats: Mutex<Stats>,
     ring: Mutex<RingSnapshot>,
@@ -87,7 +131,18 @@ pub fn run(plan: RunPlan) -> Result<()> {
         });
         locals.push(LocalAddress { addr, nat_ports });
     }
-    let mut progs = [XdpProgram::attach(&plan.inside, &locals)?, XdpProgram::attach(&plan.outside, &locals)?];
+    let mtu = |iface: &str| -> u32 {
+        std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    // Each side's program hands the kernel the DF packets too big for the other side.
+    let mut progs = [
+        XdpProgram::attach(&plan.inside, &locals, mtu(&plan.outside))?,
+        XdpProgram::attach(&plan.outside, &locals, mtu(&plan.inside))?,
+    ];
+    let _guard = ForwardGuard::install();
     eprintln!(
         "masq: XDP program attached to {} ({}) and {} ({})",
         plan.inside,
@@ -309,6 +364,7 @@ struct Totals {
     created: u64,
     handoffs: u64,
     hairpinned: u64,
+    fragmented: u64,
     kernel_rx_dropped: u64,
     kernel_ring_full: u64,
     kernel_fill_empty: u64,
@@ -334,6 +390,8 @@ impl Totals {
                 ("no_route", w.no_route[0] + w.no_route[1]),
                 ("pass_not_reinjected", w.pass_dropped),
                 ("handoff_dropped", w.handoff_dropped),
+                ("too_big_df", w.too_big[0] + w.too_big[1]),
+                ("fragment_failed", w.fragment_failed),
             ] {
                 *reasons.entry(name).or_default() += n;
             }
@@ -347,6 +405,7 @@ impl Totals {
             t.created += e.sessions_created;
             t.handoffs += w.handoff_out;
             t.hairpinned += e.hairpinned;
+            t.fragmented += w.fragmented[0] + w.fragmented[1];
         }
         t.drops = reasons.values().sum();
         t.drop_reasons = reasons.into_iter().filter(|(_, n)| *n > 0).collect();
@@ -370,13 +429,14 @@ impl Totals {
     fn summary(&self) -> String {
         let reasons: Vec<String> = self.drop_reasons.iter().map(|(n, v)| format!("{n}={v}")).collect();
         format!(
-            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; hairpinned {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})",
+            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; hairpinned {}; fragmented {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})",
             self.rx[0],
             self.rx[1],
             self.tx[0],
             self.tx[1],
             self.created,
             self.hairpinned,
+            self.fragmented,
             self.drops,
             reasons.join(" "),
             self.kernel_rx_dropped,

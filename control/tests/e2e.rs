@@ -205,6 +205,61 @@ fn an_outside_connection_through_a_no_nat_rule_keeps_its_addresses() {
     assert!(log.lines().all(|l| !l.contains("100.64.0.2")), "translated traffic leaked its inside address: {log}");
 }
 
+/// A TCP sink: accepts one connection, prints the SHA-256 of all it received.
+const TCP_SHA_SINK: &str = "import socket,sys,hashlib
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind((sys.argv[1],int(sys.argv[2]))); s.listen(1)
+c,a=s.accept(); h=hashlib.sha256(); n=0
+while True:
+    d=c.recv(65536)
+    if not d: break
+    h.update(d); n+=len(d)
+print('from %s %d bytes %s'%(a[0],n,h.hexdigest()),flush=True)";
+
+/// A TCP source: sends a file, prints its SHA-256.
+const TCP_SEND: &str = "import socket,sys,hashlib
+d=open(sys.argv[3],'rb').read(); s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=10); s.sendall(d); s.close()
+print('%d bytes %s'%(len(d),hashlib.sha256(d).hexdigest()))";
+
+#[test]
+fn large_packets_and_fragments_cross_a_smaller_outside_mtu() {
+    // MTU 1500 inside, 1400 outside.
+    let mut lab = Lab::up("mtu", 1400);
+    std::fs::write(
+        lab.dir.join("blob"),
+        (0..3_000_000u32).map(|i| (i.wrapping_mul(40503) >> 7).to_le_bytes()[0]).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    http_server(&mut lab, "out", "198.51.100.1", "8080", "http.log");
+    lab.spawn("out", &["python3", "-c", TCP_SHA_SINK, "198.51.100.1", "9000"], "sink.log");
+    lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
+    lab.start_masq(SNAT);
+    // Download: the server's segments fit 1400 already.
+    lab.ok("in", &["curl", "-sS", "-o", "got", "http://198.51.100.1:8080/blob"]);
+    assert_eq!(sha(&lab, "got"), sha(&lab, "blob"));
+    // First (before path MTU discovery teaches the subscriber 1400), UDP datagrams of 3000 bytes: the subscriber's fragments (1500) are cut
+    // again by masq for 1400; the server's reply comes in 1400-byte fragments.
+    let out = lab.ok("in", &["python3", "-c", UDP_CLIENT, "198.51.100.1", "5353", "10", "3000"]);
+    assert_eq!(out.trim(), "echoed 10 of 10", "masq:\n{}", lab.masq_log());
+    // Upload: the server advertises an MSS for 1500 (as a server behind a
+    // bigger link would), so the subscriber sends full-size DF segments and
+    // path MTU discovery must work through the box: the XDP program gives
+    // those to the box's kernel, which answers "fragmentation needed"
+    // (RFC 1191), and the subscriber resends at 1400.
+    lab.ok(
+        "out",
+        &["ip", "route", "replace", "203.0.113.10/32", "via", "203.0.113.1", "dev", "out0", "advmss", "1460"],
+    );
+    let sent = lab.ok("in", &["python3", "-c", TCP_SEND, "198.51.100.1", "9000", "blob"]);
+    assert!(lab.wait_for(Duration::from_secs(5), || lab.read("sink.log").contains("bytes")), "sink got nothing");
+    let got = lab.read("sink.log");
+    assert!(got.starts_with("from 203.0.113.10 "), "{got}");
+    assert_eq!(got.split_whitespace().nth(4), sent.split_whitespace().nth(2), "upload differs: sent {sent}, got {got}");
+    let log = lab.stop_masq();
+    assert!(total(&log, "fragmented ") >= 10, "{log}");
+    assert_eq!(total(&log, "fragment_unknown="), 0, "{log}");
+    assert!(total(&log, "too_big_df=") >= 1, "no full-size DF segment reached the kernel for PMTUD: {log}");
+}
+
 #[test]
 fn masq_leaves_no_xdp_program_after_sigint_or_sigkill() {
     let mut lab = Lab::up("exit", 1500);

@@ -8,6 +8,9 @@
 //     broadcast (netfilter FAQ 3.1: multicast never enters NAT);
 //   - a TTL of 0 or 1 (the kernel answers ICMP time exceeded, RFC 1812
 //     section 5.3.1, so traceroute shows the box);
+//   - a packet with Don't Fragment set that is too big for the other
+//     interface's MTU (the kernel answers ICMP fragmentation needed, RFC
+//     1191; masq fragments the others itself);
 //   - traffic to the box's own addresses (management, the control API),
 //     unless the address is also a NAT address (a masquerade pool uses the
 //     interface's address): then TCP/UDP to a port in the pool's range and
@@ -43,7 +46,15 @@ struct {
 } local_addrs SEC(".maps");
 
 // Counters per reason (per-CPU array): see XdpStat in dataplane/src/xdp/mod.rs.
-enum { ST_REDIRECT, ST_NOT_IPV4, ST_MULTICAST, ST_TTL, ST_LOCAL, ST_SHORT, ST_MAX };
+enum { ST_REDIRECT, ST_NOT_IPV4, ST_MULTICAST, ST_TTL, ST_LOCAL, ST_SHORT, ST_TOO_BIG, ST_MAX };
+
+// Largest IPv4 packet the other interface sends (its MTU); 0: no limit.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} limits SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -94,6 +105,10 @@ int masq_xdp(struct xdp_md *ctx)
 		return count(ST_MULTICAST, XDP_PASS);
 	if (ip->ttl <= 1)
 		return count(ST_TTL, XDP_PASS);
+	__u32 zero = 0;
+	__u32 *max_len = bpf_map_lookup_elem(&limits, &zero);
+	if (max_len && *max_len && bpf_ntohs(ip->tot_len) > *max_len && (ip->frag_off & bpf_htons(0x4000)))
+		return count(ST_TOO_BIG, XDP_PASS);
 	struct local_addr *la = bpf_map_lookup_elem(&local_addrs, &daddr);
 	if (la) {
 		if (!la->nat)

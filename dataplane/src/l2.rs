@@ -31,6 +31,8 @@ pub struct SideL2 {
     pub neighbours: HashMap<u32, [u8; 6]>,
     /// Every frame goes to this MAC when set (config override).
     pub static_mac: Option<[u8; 6]>,
+    /// The interface's MTU: the largest IPv4 packet it sends (0: no limit).
+    pub mtu: u32,
 }
 
 /// Where a frame goes on the link.
@@ -85,12 +87,16 @@ impl L2Table {
         }
     }
 
-    /// Reads both sides from this namespace's `/proc/net/route` and `/proc/net/arp`.
+    /// Reads both sides from this namespace's `/proc/net/route`, `/proc/net/arp`
+    /// and the interfaces' MTUs.
     pub fn refresh_from_proc(&mut self) -> std::io::Result<()> {
         let route = std::fs::read_to_string("/proc/net/route")?;
         let arp = std::fs::read_to_string("/proc/net/arp")?;
         for s in &mut self.sides {
             s.load(&route, &arp);
+            if let Ok(m) = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", s.ifname)) {
+                s.mtu = m.trim().parse().unwrap_or(s.mtu);
+            }
         }
         Ok(())
     }

@@ -17,6 +17,7 @@
 use crate::io::{Desc, FrameIo, BATCH};
 use crate::l2::{write_l2, L2Table, NextHop};
 use crate::nat::{Counters, Engine, Side, Verdict};
+use crate::wire::fragment::{self, Plan};
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 
@@ -62,6 +63,12 @@ pub struct WorkerCounters {
     pub no_neighbour: [u64; 2],
     /// Frames dropped because no route of the outgoing interface covers them, by side.
     pub no_route: [u64; 2],
+    /// Packets cut into fragments for the outgoing MTU, by side.
+    pub fragmented: [u64; 2],
+    /// Packets too big for the outgoing MTU with Don't Fragment set, dropped, by side.
+    pub too_big: [u64; 2],
+    /// Packets whose fragmentation failed (no free frame, bad header), dropped.
+    pub fragment_failed: u64,
     /// Frames the engine passed to the kernel that this backend cannot re-inject.
     pub pass_dropped: u64,
     /// Frames handed to another worker.
@@ -104,6 +111,11 @@ pub struct Worker<I: FrameIo> {
 #[derive(Debug, Clone, Copy)]
 enum Action {
     Send(Side),
+    /// Too big for the outgoing MTU, fragmentation allowed.
+    Fragment(Side, Plan),
+    /// Too big, Don't Fragment set (the XDP program gives these to the
+    /// kernel, which answers "fragmentation needed"; a hairpinned one lands here).
+    TooBig(Side),
     Free,
     Pass,
     HandOff(u16, Side),
@@ -210,7 +222,7 @@ impl<I: FrameIo> Worker<I> {
             for ((a, v), f) in actions.iter_mut().zip(verdicts.iter()).zip(views.iter_mut()) {
                 *a = match *v {
                     Verdict::Forward(out) => match write_l2(l2.side(out), f) {
-                        NextHop::Mac(_) => Action::Send(out),
+                        NextHop::Mac(_) => fits(l2.side(out).mtu, f, out),
                         NextHop::Unresolved(hop) => Action::NoNeighbour(out, hop),
                         NextHop::NoRoute => Action::NoRoute(out),
                     },
@@ -242,10 +254,39 @@ impl<I: FrameIo> Worker<I> {
                 }
             }
             Action::NoRoute(out) => self.counters.no_route[side_index(out)] += 1,
+            Action::Fragment(out, plan) => self.fragment(d, out, &plan),
+            Action::TooBig(out) => self.counters.too_big[side_index(out)] += 1,
             Action::Pass => self.counters.pass_dropped += 1,
             Action::Free => {} // the engine counted the drop
         }
         self.io.free(d);
+    }
+
+    /// Sends the pieces of a frame too big for its MTU (RFC 791 section 3.2).
+    fn fragment(&mut self, d: Desc, out: Side, plan: &Plan) {
+        for i in 0..plan.pieces {
+            let Some(mut nd) = self.io.alloc(d.len) else {
+                self.counters.fragment_failed += 1;
+                return;
+            };
+            let len = self.io.with_views(&[d, nd], |v| match v {
+                [src, dst] => fragment::write_piece(src, plan, i, dst),
+                _ => None,
+            });
+            match len.and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => {
+                    nd.len = n;
+                    self.counters.tx[side_index(out)] += 1;
+                    self.io.send(out, nd);
+                }
+                None => {
+                    self.io.free(nd);
+                    self.counters.fragment_failed += 1;
+                    return;
+                }
+            }
+        }
+        self.counters.fragmented[side_index(out)] += 1;
     }
 
     fn hand_off(&mut self, to: usize, side: Side, d: Desc) {
@@ -316,6 +357,20 @@ impl<I: FrameIo> Worker<I> {
     }
 }
 
+/// Whether a frame leaving on `out` fits its MTU, and what to do if not.
+#[inline]
+fn fits(mtu: u32, f: &[u8], out: Side) -> Action {
+    let l2_len = if f.get(12..14) == Some(&[0x81, 0x00]) { 18 } else { 14 };
+    if mtu == 0 || f.len() <= l2_len + mtu as usize {
+        return Action::Send(out);
+    }
+    match fragment::plan(f, l2_len, mtu as usize) {
+        Ok(None) => Action::Send(out),
+        Ok(Some(plan)) => Action::Fragment(out, plan),
+        Err(_) => Action::TooBig(out),
+    }
+}
+
 fn other(side: Side) -> Side {
     match side {
         Side::Inside => Side::Outside,
@@ -350,6 +405,7 @@ mod tests {
             routes: vec![(Prefix::new(ip("100.64.0.0"), 10), 0)],
             neighbours: [(ip("100.64.0.2"), HOST_MAC), (ip("100.64.0.3"), HOST_MAC)].into_iter().collect(),
             static_mac: None,
+            mtu: 0,
         };
         let outside = SideL2 {
             ifname: "out".into(),
@@ -357,6 +413,7 @@ mod tests {
             routes: vec![(Prefix::new(0, 0), ip("203.0.113.2"))],
             neighbours: [(ip("203.0.113.2"), ROUTER_MAC)].into_iter().collect(),
             static_mac: None,
+            mtu: 0,
         };
         Arc::new(L2Table { sides: [inside, outside] })
     }
@@ -452,6 +509,33 @@ mod tests {
         let back = w1.io_mut().tx[0].pop().expect("the owner sent it inside");
         assert_eq!(tuple(&back), (ip("198.51.100.1"), 53, sub, 4000));
         assert!(checksums_ok(&back));
+    }
+
+    #[test]
+    fn a_packet_too_big_for_the_outside_mtu_is_fragmented_unless_df() {
+        let mesh = Arc::new(Mesh::new(1, 8));
+        let mut w = worker(0, Some(engine(0, 1)), &mesh);
+        let mut t = (*l2()).clone();
+        t.sides[1].mtu = 1400;
+        w.l2 = Arc::new(t);
+        let free = w.io_mut().free_frames();
+        let mut big = udp(ip("100.64.0.2"), 4000, ip("198.51.100.1"), 53, &[5u8; 1800]);
+        big[20] &= !0x40; // DF clear
+        assert!(w.io_mut().inject(Side::Inside, &big));
+        w.round(1);
+        let sent = std::mem::take(&mut w.io_mut().tx[1]);
+        assert_eq!(sent.len(), 2);
+        assert!(sent.iter().all(|f| f.len() - 14 <= 1400 && f[..12] == [ROUTER_MAC, OUT_MAC].concat()[..]));
+        assert_eq!(tuple(&sent[0]).0, ip("203.0.113.10"), "translated before it was cut");
+        assert_eq!(sent.iter().map(|f| f.len() - 34).sum::<usize>(), 8 + 1800);
+        assert_eq!(w.counters().fragmented, [0, 1]);
+        assert_eq!(w.io_mut().free_frames(), free);
+        // DF set: not cut, counted (the XDP program gives these to the kernel first).
+        let df = udp(ip("100.64.0.2"), 4000, ip("198.51.100.1"), 53, &[5u8; 1800]);
+        assert!(w.io_mut().inject(Side::Inside, &df));
+        w.round(2);
+        assert!(w.io_mut().tx[1].is_empty());
+        assert_eq!(w.counters().too_big, [0, 1]);
     }
 
     #[test]

@@ -72,7 +72,8 @@ pub enum XdpError {
 }
 
 /// Counters of the XDP program, by what it did with a frame.
-pub const XDP_STAT_NAMES: [&str; 6] = ["redirect", "not_ipv4", "multicast", "ttl_expired", "to_self", "short"];
+pub const XDP_STAT_NAMES: [&str; 7] =
+    ["redirect", "not_ipv4", "multicast", "ttl_expired", "to_self", "short", "too_big_df"];
 
 /// A local address as the XDP program's `local_addrs` map holds it.
 #[repr(C)]
@@ -105,9 +106,11 @@ pub struct XdpProgram {
 }
 
 impl XdpProgram {
-    /// Loads the program, tells it the box's addresses and attaches it to
-    /// `iface` (native mode, generic if the driver has none).
-    pub fn attach(iface: &str, locals: &[LocalAddress]) -> Result<Self, XdpError> {
+    /// Loads the program, tells it the box's addresses and the largest
+    /// packet the other interface sends (`max_ip_len`, its MTU; 0: no
+    /// limit), and attaches it to `iface` (native mode, generic if the
+    /// driver has none).
+    pub fn attach(iface: &str, locals: &[LocalAddress], max_ip_len: u32) -> Result<Self, XdpError> {
         let err = |what: String| XdpError::Program { iface: iface.to_string(), what };
         let mut ebpf = aya::Ebpf::load(PROGRAM).map_err(|e| err(format!("load: {e}")))?;
         {
@@ -121,6 +124,12 @@ impl XdpProgram {
                 map.insert(l.addr.to_be(), LocalAddr { nat, port_min, port_max }, 0)
                     .map_err(|e| err(format!("local address: {e}")))?;
             }
+        }
+        {
+            let map = ebpf.map_mut("limits").ok_or_else(|| err("no limits map".into()))?;
+            let mut limits: aya::maps::Array<_, u32> =
+                aya::maps::Array::try_from(map).map_err(|e| err(e.to_string()))?;
+            limits.set(0, max_ip_len, 0).map_err(|e| err(format!("limits: {e}")))?;
         }
         let prog: &mut Xdp = ebpf
             .program_mut("masq_xdp")
@@ -167,8 +176,8 @@ impl XdpProgram {
     }
 
     /// The program's counters summed over CPUs, in [`XDP_STAT_NAMES`] order.
-    pub fn stats(&self) -> [u64; 6] {
-        let mut out = [0u64; 6];
+    pub fn stats(&self) -> [u64; XDP_STAT_NAMES.len()] {
+        let mut out = [0u64; XDP_STAT_NAMES.len()];
         let Some(map) = self.ebpf.map("stats") else { return out };
         let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return out };
         for (i, o) in out.iter_mut().enumerate() {

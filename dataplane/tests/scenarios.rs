@@ -531,6 +531,32 @@ fn fragments_follow_their_first_fragment_and_unknown_ones_are_dropped() {
 }
 
 #[test]
+fn fragments_of_an_established_flow_follow_in_both_directions() {
+    // The lab found this: a fragmented datagram on a flow that already has
+    // its session (the second request, or any reply) lost its later fragments.
+    let mut n = Nat::new(cgnat_params());
+    let (src, dst) = (ip("100.64.1.2"), ip("198.51.100.1"));
+    let out = n.out(udp(src, 7000, dst, 9, b"hello"));
+    let (pub_ip, pub_port, _, _) = tuple(&out);
+    n.back(reply_udp(&out, b"hi"));
+    // Inside to outside, the session exists.
+    let seg = build::udp_segment(src, 7000, dst, 9, &[7u8; 64]);
+    let mut f1 = build::frame_frag(src, dst, 17, &seg[..40], 64, 0x5151, 0x2000);
+    assert_eq!(n.send(IN, &mut f1), Verdict::Forward(OUT));
+    let mut f2 = build::frame_frag(src, dst, 17, &seg[40..], 64, 0x5151, 5);
+    assert_eq!(n.send(IN, &mut f2), Verdict::Forward(OUT));
+    assert_eq!(u32::from_be_bytes(f2[26..30].try_into().unwrap()), pub_ip);
+    // Outside to inside: a fragmented reply.
+    let seg = build::udp_segment(dst, 9, pub_ip, pub_port, &[9u8; 64]);
+    let mut r1 = build::frame_frag(dst, pub_ip, 17, &seg[..40], 64, 0x6161, 0x2000);
+    assert_eq!(n.send(OUT, &mut r1), Verdict::Forward(IN));
+    let mut r2 = build::frame_frag(dst, pub_ip, 17, &seg[40..], 64, 0x6161, 5);
+    assert_eq!(n.send(OUT, &mut r2), Verdict::Forward(IN));
+    assert_eq!(u32::from_be_bytes(r2[30..34].try_into().unwrap()), src, "the later fragment reaches the subscriber");
+    assert!(dataplane::wire::checksum::verify(&r2[14..34]));
+}
+
+#[test]
 fn table_full_evicts_the_oldest_unreplied_session_never_an_established_one() {
     let mut p = cgnat_params();
     p.max_sessions = 3;

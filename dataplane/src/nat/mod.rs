@@ -583,6 +583,14 @@ impl Engine {
             return Verdict::PassToKernel(PassReason::TtlExpired);
         }
         s.last_seen = now;
+        if p.first_frag {
+            // Its later fragments carry no ports: they find the session by
+            // (source, destination, protocol, identification).
+            self.frags.record(frag_key(p), side == Side::Inside, idx, now);
+        }
+        let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
+            return self.slow(side, now, frame, p, Some(h));
+        };
         // Sessions in their steady state (answered; TCP established with no
         // SYN/FIN/RST) need nothing more than last_seen.
         const STEADY: u8 = tcp::SYN_ORIG | tcp::SYN_REPLY | tcp::ESTABLISHED;

@@ -10,6 +10,7 @@
 pub mod bytes;
 pub mod checksum;
 pub mod ethernet;
+pub mod fragment;
 pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
