@@ -10,6 +10,7 @@ pub mod fuzzing;
 pub mod io;
 pub mod l2;
 pub mod nat;
+pub mod rss;
 pub mod wire;
 pub mod worker;
 pub mod xdp;
