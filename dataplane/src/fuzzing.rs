@@ -26,6 +26,33 @@ pub fn parse_any(data: &[u8]) {
     }
     let _ = crate::nat::parse::parse(data, Side::Inside);
     let _ = crate::nat::parse::parse_fast(data);
+    out_path_any(data);
+}
+
+/// What the worker does to a frame on its way out, and the text parsers of
+/// the control thread, over arbitrary bytes: next-hop MAC writing and
+/// fragmentation for a small MTU (byte 0 picks it), `/proc/net/route`,
+/// `/proc/net/arp` and `ethtool -x` parsing.
+pub fn out_path_any(data: &[u8]) {
+    let mut frame = data.to_vec();
+    let mut side = crate::l2::SideL2::default();
+    side.routes.push((Prefix::new(0, 0), 0));
+    side.neighbours.insert(0, [2, 0, 0, 0, 0, 1]);
+    let _ = crate::l2::write_l2(&side, &mut frame);
+    let mtu = 28 + usize::from(data.first().copied().unwrap_or(0));
+    for l2_len in [14, 18] {
+        if let Ok(Some(plan)) = crate::wire::fragment::plan(data, l2_len, mtu) {
+            let mut out = [0u8; 2048];
+            for i in 0..plan.pieces.min(300) {
+                let _ = crate::wire::fragment::write_piece(data, &plan, i, &mut out);
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::l2::parse_routes(&text, "eth0");
+    let _ = crate::l2::parse_arp(&text, "eth0");
+    let _ = crate::l2::parse_mac(&text);
+    let _ = crate::rss::parse_ethtool_x(&text, crate::rss::InputSet::Masked);
 }
 
 fn fuzz_engine() -> Option<Engine> {
