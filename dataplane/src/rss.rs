@@ -94,6 +94,31 @@ pub fn reply_queue(rss: &Rss, addr: u32, port: u16) -> Option<u16> {
     rss.queue_of(toeplitz(&rss.key, input))
 }
 
+/// The RSS-aware port order of public address `addr` for
+/// [`crate::nat::PoolParams::port_orders`]: ports `port_min..=port_max`
+/// grouped by the queue their replies land on (worker `w` serves queue
+/// `w`), cut into chunks of `chunk` so that chunk `c` holds only ports of
+/// worker `c % workers`. As many whole rounds of chunks as every worker can
+/// fill; ports that land on a queue no worker serves, or that do not fill a
+/// round, are left out (they are never handed out).
+pub fn port_order(rss: &Rss, addr: u32, port_min: u16, port_max: u16, chunk: u16, workers: u16) -> Vec<u16> {
+    let mut per_worker: Vec<Vec<u16>> = vec![Vec::new(); usize::from(workers)];
+    for port in port_min..=port_max {
+        if let Some(list) = reply_queue(rss, addr, port).and_then(|q| per_worker.get_mut(usize::from(q))) {
+            list.push(port);
+        }
+    }
+    let chunk = usize::from(chunk.max(1));
+    let rounds = per_worker.iter().map(|l| l.len() / chunk).min().unwrap_or(0);
+    let mut order = Vec::with_capacity(rounds * chunk * usize::from(workers));
+    for r in 0..rounds {
+        for list in &per_worker {
+            order.extend_from_slice(list.get(r * chunk..(r + 1) * chunk).unwrap_or(&[]));
+        }
+    }
+    order
+}
+
 /// Reads the key and indirection table from `ethtool -x IF` output.
 pub fn parse_ethtool_x(text: &str, input: InputSet) -> Option<Rss> {
     let mut indirection = Vec::new();
@@ -185,6 +210,40 @@ mod tests {
         }
         // Each of 4 queues gets a quarter of 64512 ports, give or take 10%.
         assert!(per_queue.iter().all(|&n| (14_500..=17_800).contains(&n)), "{per_queue:?}");
+    }
+
+    #[test]
+    fn a_workers_ports_are_the_ones_whose_replies_reach_its_queue() {
+        use crate::build::{ip as dotted, tuple, udp};
+        use crate::nat::{Engine, EngineParams, PoolMode, PoolParams, Rule, RuleAction, RuleMatch, Side, Verdict};
+        let rss = Rss { key: MS_KEY.to_vec(), indirection: (0..128).map(|i| i % 2).collect(), input: InputSet::Masked };
+        let public = dotted("203.0.113.10");
+        let order = port_order(&rss, public, 1024, 65535, 512, 2);
+        assert!(order.len() >= 56 * 1024, "most ports are used: {}", order.len());
+        let mut pool = PoolParams::cgnat("p", vec![public]);
+        pool.mode = PoolMode::PortBlocks { block_size: 512, max_blocks_per_subscriber: 8 };
+        pool.port_orders = vec![order];
+        let rule = Rule { matches: RuleMatch::default(), action: RuleAction::Translate { pool: 0 } };
+        for w in 0..2u16 {
+            let mut p = EngineParams::single(vec![pool.clone()], vec![rule.clone()]);
+            (p.worker, p.workers) = (w, 2);
+            let mut e = Engine::new(&p).expect("engine");
+            let mut seen = 0;
+            for i in 0..4000u16 {
+                let sub = dotted("100.64.0.0") + u32::from(i % 80);
+                if crate::nat::subscriber_owner(sub, 2) != w {
+                    continue;
+                }
+                let mut f = udp(sub, 1024 + i / 80, dotted("198.51.100.1"), 53, b"q");
+                let v = e.process_one(Side::Inside, 1, &mut f);
+                assert_eq!(v, Verdict::Forward(Side::Outside), "flow {i}");
+                let (_, port, _, _) = tuple(&f);
+                assert_eq!(reply_queue(&rss, public, port), Some(w), "worker {w} handed out port {port}");
+                assert_eq!(e.public_owner(public, port), Some(w));
+                seen += 1;
+            }
+            assert!(seen > 1000);
+        }
     }
 
     #[test]

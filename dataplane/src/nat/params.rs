@@ -88,6 +88,12 @@ pub struct PoolParams {
     pub random_ports: bool,
     /// Follows the outside interface's address (MASQUERADE).
     pub masquerade: bool,
+    /// RSS-aware port order, one list per address (empty: numeric order).
+    /// Each lists the address's ports in the order the engine cuts them
+    /// into chunks, chunk `c` going to worker `c % workers`; built by
+    /// [`crate::rss::port_order`] so that a worker's chunks hold only the
+    /// ports whose replies the NIC delivers to its queue. Port-block pools only.
+    pub port_orders: Vec<Vec<u16>>,
 }
 
 impl PoolParams {
@@ -104,6 +110,7 @@ impl PoolParams {
             max_sessions_per_subscriber: 4000,
             random_ports: false,
             masquerade: false,
+            port_orders: Vec::new(),
         }
     }
 
@@ -120,6 +127,7 @@ impl PoolParams {
             max_sessions_per_subscriber: u32::MAX,
             random_ports: false,
             masquerade: true,
+            port_orders: Vec::new(),
         }
     }
 }

@@ -3,7 +3,10 @@
 //! Each pool address's port range is cut into chunks of `block_size` ports
 //! (64 in shared pools); chunk `c` belongs to worker `c % workers`. So the
 //! owner of any public (address, port) is a pure function ([`Ports::owner_of`])
-//! that every worker, and later the RSS set-up, can compute.
+//! that every worker can compute. Chunks are cut from the ports in numeric
+//! order, or, in a port-block pool with an RSS-aware port order
+//! ([`PoolParams::port_orders`]), in that order: a worker's chunks then hold
+//! exactly the ports whose replies the NIC delivers to its own queue.
 //!
 //! A chunk keeps, per protocol, four bitmaps: ports in use and three hold
 //! generations. A freed port goes into the generation of the current window
@@ -74,6 +77,34 @@ pub struct AddrPorts {
     blocks: Vec<Block>,
     bits: Vec<u64>,
     free_blocks: Vec<u16>,
+    /// Port of each offset in the chunked order (empty: `port_min + offset`).
+    perm: Vec<u16>,
+    /// Offset of each port (`NO_OFFSET`: not in the order); empty with `perm`.
+    inv: Vec<u16>,
+}
+
+const NO_OFFSET: u16 = u16::MAX;
+
+impl AddrPorts {
+    /// The port at offset `off` of the chunked order.
+    #[inline(always)]
+    fn port_at(&self, min: u32, off: u32) -> u16 {
+        if self.perm.is_empty() {
+            (min + off) as u16
+        } else {
+            self.perm.get(off as usize).copied().unwrap_or(0)
+        }
+    }
+
+    /// The offset of `port` in the chunked order, if it is the pool's.
+    #[inline(always)]
+    fn offset_of(&self, min: u16, max: u16, port: u16) -> Option<u32> {
+        if self.inv.is_empty() {
+            (port >= min && port <= max).then(|| u32::from(port - min))
+        } else {
+            self.inv.get(usize::from(port)).copied().filter(|&o| o != NO_OFFSET).map(u32::from)
+        }
+    }
 }
 
 /// A subscriber (inside address) within one pool.
@@ -172,27 +203,56 @@ impl Ports {
                 return bad(format!("pool {}: needs addresses and 1 <= port_min <= port_max", pp.name));
             }
             let span = u32::from(pp.port_max) - u32::from(pp.port_min) + 1;
-            let n_chunks = span.div_ceil(u32::from(chunk));
+            let mut n_chunks = span.div_ceil(u32::from(chunk));
+            let ordered = !pp.port_orders.is_empty();
+            if ordered {
+                if pp.mode == PoolMode::Shared {
+                    return bad(format!("pool {}: an RSS port order needs a port-block pool", pp.name));
+                }
+                if pp.port_orders.len() != pp.addresses.len() {
+                    return bad(format!("pool {}: one port order per address", pp.name));
+                }
+                // Whole chunks only, as many as the shortest order holds.
+                n_chunks = pp.port_orders.iter().map(|o| o.len() as u32 / u32::from(chunk)).min().unwrap_or(0);
+            }
             let words = usize::from(chunk) / 64;
             let first_addr = addrs.len();
             if first_addr + pp.addresses.len() > usize::from(u16::MAX >> 2) {
                 return bad("more than 16383 public addresses".into());
             }
             let local = n_chunks.saturating_sub(worker).div_ceil(workers);
-            for &ip in &pp.addresses {
+            for (ai, &ip) in pp.addresses.iter().enumerate() {
+                let (mut perm, mut inv) = (Vec::new(), Vec::new());
+                if let Some(order) = pp.port_orders.get(ai) {
+                    perm = order.iter().copied().take((n_chunks * u32::from(chunk)) as usize).collect();
+                    inv = vec![NO_OFFSET; 1 << 16];
+                    for (off, &port) in perm.iter().enumerate() {
+                        match inv.get_mut(usize::from(port)) {
+                            Some(x) if *x == NO_OFFSET && port >= pp.port_min && port <= pp.port_max => *x = off as u16,
+                            _ => {
+                                return bad(format!(
+                                    "pool {}: port order repeats {port} or leaves the port range",
+                                    pp.name
+                                ))
+                            }
+                        }
+                    }
+                }
                 let mut a = AddrPorts {
                     ip,
                     pool: pi as u16,
                     blocks: vec![Block { owner: NIL, window: 0, used: 0, used_by_proto: [0; PROTOS] }; local as usize],
                     bits: vec![0; local as usize * PROTOS * PLANES * words],
                     free_blocks: (0..local as u16).rev().collect(),
+                    perm,
+                    inv,
                 };
                 // Ports past port_max in the last chunk are never free.
                 for l in 0..local as u16 {
                     let c = u32::from(l) * workers + worker;
                     let first = u32::from(pp.port_min) + c * u32::from(chunk);
                     for bit in 0..chunk {
-                        if first + u32::from(bit) > u32::from(pp.port_max) {
+                        if !ordered && first + u32::from(bit) > u32::from(pp.port_max) {
                             for proto in 0..PROTOS {
                                 set_bit(&mut a.bits, words, l, proto, 0, bit, true);
                                 set_bit(&mut a.bits, words, l, proto, BUSY, bit, true);
@@ -241,7 +301,11 @@ impl Ports {
         let a: usize = self
             .addrs
             .iter()
-            .map(|a| a.bits.len() * 8 + a.blocks.len() * std::mem::size_of::<Block>() + a.free_blocks.len() * 2)
+            .map(|a| {
+                a.bits.len() * 8
+                    + a.blocks.len() * std::mem::size_of::<Block>()
+                    + (a.free_blocks.len() + a.perm.len() + a.inv.len()) * 2
+            })
             .sum();
         a + self.subs.len() * std::mem::size_of::<Subscriber>() + self.sub_index.memory_bytes()
     }
@@ -271,26 +335,31 @@ impl Ports {
     /// The worker that owns public (address `a`, `port`), or `None` if the
     /// port is outside the pool's range.
     pub fn owner_of(&self, a: u16, port: u16) -> Option<u16> {
-        let pool = self.pool_of(a)?;
-        let (min, max) = (pool.params.port_min, pool.params.port_max);
-        if port < min || port > max {
-            return None;
-        }
-        let c = u32::from(port - min) / u32::from(pool.chunk);
+        let ad = self.addrs.get(usize::from(a))?;
+        let pool = self.pools.get(usize::from(ad.pool))?;
+        let off = ad.offset_of(pool.params.port_min, pool.params.port_max, port)?;
+        let c = off / u32::from(pool.chunk);
         Some((c % self.workers) as u16)
     }
 
-    /// Local block and bit of a port this worker owns.
+    /// Local block and bit of a port this worker owns (the inverse of `port_of`).
     fn locate(&self, a: u16, port: u16) -> Option<(u16, u16, usize)> {
-        let pool = self.pool_of(a)?;
-        locate_in(pool, self.workers, self.worker, port).map(|(l, bit)| (l, bit, pool.words))
+        let ad = self.addrs.get(usize::from(a))?;
+        let pool = self.pools.get(usize::from(ad.pool))?;
+        let off = ad.offset_of(pool.params.port_min, pool.params.port_max, port)?;
+        let c = off / u32::from(pool.chunk);
+        if c % self.workers != self.worker {
+            return None;
+        }
+        Some(((c / self.workers) as u16, (off % u32::from(pool.chunk)) as u16, pool.words))
     }
 
     fn port_of(&self, a: u16, l: u16, bit: u16) -> u16 {
-        let Some(pool) = self.pool_of(a) else {
+        let (Some(ad), Some(pool)) = (self.addrs.get(usize::from(a)), self.pool_of(a)) else {
             return 0;
         };
-        block_port(u32::from(pool.params.port_min), u32::from(pool.chunk), self.workers, self.worker, l, bit)
+        let off = block_offset(u32::from(pool.chunk), self.workers, self.worker, l) + u32::from(bit);
+        ad.port_at(u32::from(pool.params.port_min), off)
     }
 
     fn rotate(&mut self, a: u16, l: u16, window: u32) {
@@ -591,27 +660,11 @@ impl Ports {
     }
 }
 
-/// The local block and bit of `port` in `pool`, if `worker` owns it (the
-/// inverse of [`block_port`]).
+/// The offset of this worker's local block `l` (chunk `l * workers +
+/// worker`) in the chunked order; `Ports::locate` is the inverse.
 #[inline(always)]
-fn locate_in(pool: &PoolRt, workers: u32, worker: u32, port: u16) -> Option<(u16, u16)> {
-    let min = pool.params.port_min;
-    if port < min || port > pool.params.port_max {
-        return None;
-    }
-    let off = u32::from(port - min);
-    let c = off / u32::from(pool.chunk);
-    if c % workers != worker {
-        return None;
-    }
-    Some(((c / workers) as u16, (off % u32::from(pool.chunk)) as u16))
-}
-
-/// The port at `bit` of this worker's local block `l` (chunk `l * workers +
-/// worker` of the pool's range), the inverse of `Ports::locate`.
-#[inline(always)]
-fn block_port(min: u32, chunk: u32, workers: u32, worker: u32, l: u16, bit: u16) -> u16 {
-    (min + (u32::from(l) * workers + worker) * chunk + u32::from(bit)) as u16
+fn block_offset(chunk: u32, workers: u32, worker: u32, l: u16) -> u32 {
+    (u32::from(l) * workers + worker) * chunk
 }
 
 /// The subscriber table's key: inside address and pool.
@@ -695,9 +748,15 @@ fn alloc_in_blocks(
         Some(r) => r % chunk,
         None => u32::from(preferred) % chunk,
     };
+    // The preferred port's offset in the chunked order (MAX: not the pool's).
+    let pref = if ad.inv.is_empty() {
+        u32::from(preferred).wrapping_sub(min)
+    } else {
+        ad.inv.get(usize::from(preferred)).map_or(u32::MAX, |&o| u32::from(o))
+    };
     // Where to start in block `l`: the preferred port if `l` holds it.
     let start = |base: u32| {
-        let d = u32::from(preferred).wrapping_sub(base);
+        let d = pref.wrapping_sub(base);
         (if random.is_none() && d < chunk { d } else { offset }) as u16
     };
     let n = usize::from(sub.n_blocks);
@@ -713,10 +772,10 @@ fn alloc_in_blocks(
             continue;
         }
         rotate_block(ad, words, l, window);
-        let base = u32::from(block_port(min, chunk, workers, worker, l, 0));
+        let base = block_offset(chunk, workers, worker, l);
         if let Some(bit) = take_first_free(ad, words, l, proto, start(base)) {
             sub.hint = j as u8;
-            return Some(((base + u32::from(bit)) as u16, 0));
+            return Some((ad.port_at(min, base + u32::from(bit)), 0));
         }
     }
     if n >= usize::from(max_blocks) {
@@ -733,9 +792,9 @@ fn alloc_in_blocks(
     }
     *blocks_in_use += 1;
     rotate_block(ad, words, l, window);
-    let base = u32::from(block_port(min, chunk, workers, worker, l, 0));
+    let base = block_offset(chunk, workers, worker, l);
     let bit = take_first_free(ad, words, l, proto, start(base))?;
-    Some(((base + u32::from(bit)) as u16, 1))
+    Some((ad.port_at(min, base + u32::from(bit)), 1))
 }
 
 /// First clear bit at or after `start`, wrapping round the block. The
