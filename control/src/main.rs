@@ -7,7 +7,7 @@ mod run;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use dataplane::nat::{proto, EngineParams, Forward, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
+use dataplane::nat::{proto, EngineParams, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
 use std::time::Duration;
 
 /// masq: a carrier-grade NAT44 in user space (AF_XDP, per-core workers).
@@ -77,12 +77,63 @@ struct RunArgs {
     /// Next-hop MAC for everything sent outside (overrides the neighbour table).
     #[arg(long, value_parser = parse_mac_arg)]
     outside_mac: Option<[u8; 6]>,
+    /// RSS-aware ports: read the outside NIC's RSS key and indirection table
+    /// (`ethtool -x`) and give each worker the public ports whose replies the
+    /// NIC delivers to its queue, so out-to-in traffic needs no hand-off.
+    /// Set the NIC to hash replies on destination address and port first:
+    /// `ethtool -N OUTSIDE rx-flow-hash udp4 dn` (and tcp4). `auto` uses it
+    /// when the NIC reports RSS and there is more than one worker; veth has none.
+    #[arg(long, value_enum, default_value = "auto")]
+    rss: RssMode,
+    /// How the NIC builds the hash input from the fields it keeps: zeroed in
+    /// place (`masked`, Intel's input-set masking) or concatenated (`packed`).
+    #[arg(long, value_enum, default_value = "masked")]
+    rss_input: RssInput,
     /// Print one line of counters every second.
     #[arg(long)]
     live: bool,
     /// Stop after this many seconds (default: at SIGINT/SIGTERM).
     #[arg(long)]
     duration: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RssMode {
+    Auto,
+    Off,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RssInput {
+    Masked,
+    Packed,
+}
+
+/// The outside NIC's RSS set-up, when `--rss auto` finds one worth using.
+fn outside_rss(a: &RunArgs) -> Option<dataplane::rss::Rss> {
+    if a.rss == RssMode::Off || a.cores.len() < 2 {
+        return None;
+    }
+    let out = std::process::Command::new("ethtool").args(["-x", &a.outside]).output().ok()?;
+    if !out.status.success() {
+        eprintln!("masq: {}: no RSS table (ethtool -x), replies reach workers by hand-off", a.outside);
+        return None;
+    }
+    let input = match a.rss_input {
+        RssInput::Masked => dataplane::rss::InputSet::Masked,
+        RssInput::Packed => dataplane::rss::InputSet::Packed,
+    };
+    let rss = dataplane::rss::parse_ethtool_x(&String::from_utf8_lossy(&out.stdout), input)?;
+    let queues = rss.indirection.iter().copied().max().map_or(0, |q| usize::from(q) + 1);
+    if queues > a.cores.len() {
+        eprintln!(
+            "masq: warning: {} spreads over {queues} queues but {} workers serve queues 0..{}; ports hashing elsewhere go unused",
+            a.outside,
+            a.cores.len(),
+            a.cores.len() - 1
+        );
+    }
+    Some(rss)
 }
 
 fn parse_prefix(s: &str) -> Result<Prefix, String> {
@@ -149,7 +200,18 @@ fn engine_params(a: &RunArgs) -> Result<Option<EngineParams>> {
             bail!("give a pool (--pool ADDR), --masquerade or --no-nat");
         }
         let addrs: Vec<u32> = a.pool.iter().flat_map(|p| p.addr..=p.last()).collect();
-        PoolParams::cgnat("pool", addrs)
+        let mut pool = PoolParams::cgnat("pool", addrs);
+        if let (Some(rss), PoolMode::PortBlocks { block_size, .. }) = (outside_rss(a), pool.mode) {
+            let workers = u16::try_from(a.cores.len())?;
+            pool.port_orders = pool
+                .addresses
+                .iter()
+                .map(|&ip| dataplane::rss::port_order(&rss, ip, pool.port_min, pool.port_max, block_size, workers))
+                .collect();
+            let usable: usize = pool.port_orders.iter().map(Vec::len).sum();
+            eprintln!("masq: RSS-aware ports: {usable} of the pool's ports, each owned by the worker whose queue its replies reach");
+        }
+        pool
     };
     let mut rules = Vec::new();
     if !a.no_nat_dst.is_empty() {

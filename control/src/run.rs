@@ -429,7 +429,7 @@ impl Totals {
     fn summary(&self) -> String {
         let reasons: Vec<String> = self.drop_reasons.iter().map(|(n, v)| format!("{n}={v}")).collect();
         format!(
-            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; hairpinned {}; fragmented {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})",
+            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; hairpinned {}; fragmented {}; handed off {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})",
             self.rx[0],
             self.rx[1],
             self.tx[0],
@@ -437,6 +437,7 @@ impl Totals {
             self.created,
             self.hairpinned,
             self.fragmented,
+            self.handoffs,
             self.drops,
             reasons.join(" "),
             self.kernel_rx_dropped,

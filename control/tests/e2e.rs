@@ -261,6 +261,35 @@ fn large_packets_and_fragments_cross_a_smaller_outside_mtu() {
 }
 
 #[test]
+fn two_workers_hand_replies_to_the_owner_and_every_flow_works() {
+    // Two queues per link, one worker each. veth has no RSS: a frame lands
+    // on the queue of the CPU that sent it, so subscribers' packets and
+    // replies reach either worker and the one that does not own the
+    // session hands them over.
+    let mut lab = Lab::up_with("2work", 1500, 2);
+    lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
+    std::fs::write(lab.dir.join("blob"), vec![42u8; 2_000_000]).unwrap();
+    http_server(&mut lab, "out", "198.51.100.1", "8080", "http.log");
+    lab.start_masq(&["--pool", "203.0.113.10", "--nat-src", "100.64.0.0/10", "--cores", "0,1"]);
+    for host in ["in", "in2"] {
+        for cpu in ["0", "1"] {
+            let out =
+                lab.ok(host, &["taskset", "-c", cpu, "python3", "-c", UDP_CLIENT, "198.51.100.1", "5353", "20", "200"]);
+            assert_eq!(out.trim(), "echoed 20 of 20", "{host} on CPU {cpu}");
+            lab.ok(host, &["taskset", "-c", cpu, "curl", "-sS", "-o", "got", "http://198.51.100.1:8080/blob"]);
+            assert_eq!(sha(&lab, "got"), sha(&lab, "blob"), "{host} on CPU {cpu}");
+        }
+    }
+    let log = lab.stop_masq();
+    assert!(log.contains("worker 1 on core 1 queue 1"), "{log}");
+    assert!(
+        total(&log, "handed off ") >= 1,
+        "traffic from both CPUs reached both workers, yet nothing was handed off: {log}"
+    );
+    assert_eq!(total(&log, "handoff_dropped="), 0, "{log}");
+}
+
+#[test]
 fn masq_leaves_no_xdp_program_after_sigint_or_sigkill() {
     let mut lab = Lab::up("exit", 1500);
     lab.start_masq(SNAT);

@@ -17,6 +17,8 @@
 #
 # P (the prefix) is $LAB_PREFIX, default "mq-"; tests use their own so two
 # labs never collide. LAB_OUT_MTU sets the outside link's MTU (default 1500).
+# LAB_QUEUES gives the box's two links that many queues (default 1): veth
+# has no RSS, a frame arrives on the queue of the CPU that sent it.
 set -u
 P=${LAB_PREFIX:-mq-}
 NS_IN=${P}in; NS_IN2=${P}in2; NS_NAT=${P}nat; NS_OUT=${P}out; NS_FAR=${P}far
@@ -24,6 +26,7 @@ ALL="$NS_IN $NS_IN2 $NS_NAT $NS_OUT $NS_FAR"
 MAC_IN0=02:00:00:00:01:02; MAC_IN2=02:00:00:00:01:03; MAC_NATIN=02:00:00:00:01:01
 MAC_NATOUT=02:00:00:00:02:01; MAC_OUT0=02:00:00:00:02:02
 OUT_MTU=${LAB_OUT_MTU:-1500}
+Q=${LAB_QUEUES:-1}
 # CPU that runs the lab-nat stack work (RPS target on nat-in / nat-out). Bitmask.
 RPS_NAT_MASK=${RPS_NAT_MASK:-2}
 
@@ -48,9 +51,11 @@ up() {
     ip netns add "$ns"; x "$ns" ip link set lo up
     x "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
   done
-  ip link add in0 netns "$NS_IN" address $MAC_IN0 type veth peer name nat-in netns "$NS_NAT" address $MAC_NATIN
+  ip link add in0 netns "$NS_IN" address $MAC_IN0 numtxqueues "$Q" numrxqueues "$Q" type veth \
+    peer name nat-in netns "$NS_NAT" address $MAC_NATIN numtxqueues "$Q" numrxqueues "$Q"
   ip link add h2 netns "$NS_IN" type veth peer name in2 netns "$NS_IN2" address $MAC_IN2
-  ip link add nat-out netns "$NS_NAT" address $MAC_NATOUT mtu "$OUT_MTU" type veth peer name out0 netns "$NS_OUT" address $MAC_OUT0 mtu "$OUT_MTU"
+  ip link add nat-out netns "$NS_NAT" address $MAC_NATOUT mtu "$OUT_MTU" numtxqueues "$Q" numrxqueues "$Q" type veth \
+    peer name out0 netns "$NS_OUT" address $MAC_OUT0 mtu "$OUT_MTU" numtxqueues "$Q" numrxqueues "$Q"
   ip link add out1 netns "$NS_OUT" type veth peer name far0 netns "$NS_FAR"
 
   # Subscribers: a bridge joins host 1, host 2 and the link to the box.

@@ -36,12 +36,18 @@ pub struct Lab {
     masq: Option<Child>,
     masq_log: PathBuf,
     pub dir: PathBuf,
+    queues: u32,
     _serial: MutexGuard<'static, ()>,
 }
 
 impl Lab {
     /// Brings up a lab named after the test; `out_mtu` is the outside link's MTU.
     pub fn up(test: &str, out_mtu: u32) -> Lab {
+        Self::up_with(test, out_mtu, 1)
+    }
+
+    /// [`Lab::up`] with `queues` queues on the box's two links.
+    pub fn up_with(test: &str, out_mtu: u32, queues: u32) -> Lab {
         require_root();
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let tag: String = test.chars().filter(char::is_ascii_alphanumeric).take(6).collect();
@@ -55,6 +61,7 @@ impl Lab {
             masq: None,
             masq_log: dir.join("masq.log"),
             dir,
+            queues,
             _serial: serial,
         };
         let out = lab.script(&["up"], out_mtu);
@@ -72,6 +79,7 @@ impl Lab {
             .args(args)
             .env("LAB_PREFIX", &self.prefix)
             .env("LAB_OUT_MTU", out_mtu.to_string())
+            .env("LAB_QUEUES", self.queues.to_string())
             .output()
             .expect("running deploy/lab/lab.sh")
     }
