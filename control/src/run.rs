@@ -65,6 +65,31 @@ fn interface_mac(iface: &str) -> Result<[u8; 6]> {
 type RingSnapshot = (dataplane::xdp::RingCounters, [(u64, u64, u64); 2]);
 
 /// What a worker publishes for the control thread (try_lock on the worker's side).
+/// The TAP device frames for the box itself re-enter the kernel through.
+const TAP_NAME: &str = "masq-kernel";
+/// Its MAC (locally administered; frames are rewritten to it).
+const TAP_MAC: [u8; 6] = [0x02, 0x6d, 0x61, 0x73, 0x71, 0x00];
+
+/// One queue of the TAP device per worker, the device up and without
+/// reverse-path filtering (frames from anywhere enter through it). On
+/// failure masq runs on, and such frames are counted as not re-injected.
+fn open_kernel_taps(workers: usize) -> Vec<dataplane::xdp::KernelTap> {
+    let mut taps = Vec::new();
+    for _ in 0..workers {
+        match dataplane::xdp::KernelTap::open(TAP_NAME, TAP_MAC) {
+            Ok(t) => taps.push(t),
+            Err(e) => {
+                eprintln!("masq: warning: no way back into the kernel ({e}); traffic for the box's own address on NAT ports is dropped");
+                return Vec::new();
+            }
+        }
+    }
+    let mac = TAP_MAC.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let _ = std::process::Command::new("ip").args(["link", "set", "dev", TAP_NAME, "address", &mac, "up"]).status();
+    let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{TAP_NAME}/rp_filter"), "0");
+    taps
+}
+
 /// An nftables table that stops the kernel of masq's namespace from
 /// forwarding anything itself while masq forwards: the frames the XDP
 /// program gives the kernel are meant for its ICMP errors (time exceeded,
@@ -163,6 +188,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
     l2.refresh_from_proc().context("reading routes and neighbours")?;
 
     let workers = plan.cores.len();
+    let mut taps = open_kernel_taps(workers);
     let mesh = Arc::new(Mesh::new(workers, 1024));
     let (unres_tx, unres_rx) = crossbeam_channel::bounded::<(Side, u32)>(256);
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(workers);
@@ -185,6 +211,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
             None => None,
         };
         let (inside, outside) = (plan.inside.clone(), plan.outside.clone());
+        let tap = taps.pop();
         let (mesh, l2, unres_tx, ready_tx, go, stop) = (
             Arc::clone(&mesh),
             Arc::new(l2.clone()),
@@ -198,7 +225,12 @@ pub fn run(plan: RunPlan) -> Result<()> {
                 eprintln!("masq: worker {w}: could not pin to core {core}");
             }
             let io = match XdpIo::open(&inside, &outside, u32::try_from(w)?, XdpParams::default()) {
-                Ok(io) => io,
+                Ok(mut io) => {
+                    if let Some(t) = tap {
+                        io.set_kernel_tap(t);
+                    }
+                    io
+                }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e.to_string()));
                     return Ok(());
@@ -365,6 +397,7 @@ struct Totals {
     handoffs: u64,
     hairpinned: u64,
     fragmented: u64,
+    to_kernel: u64,
     kernel_rx_dropped: u64,
     kernel_ring_full: u64,
     kernel_fill_empty: u64,
@@ -404,6 +437,7 @@ impl Totals {
             t.sessions += u64::from(s.sessions);
             t.created += e.sessions_created;
             t.handoffs += w.handoff_out;
+            t.to_kernel += w.to_kernel;
             t.hairpinned += e.hairpinned;
             t.fragmented += w.fragmented[0] + w.fragmented[1];
         }
@@ -429,7 +463,7 @@ impl Totals {
     fn summary(&self) -> String {
         let reasons: Vec<String> = self.drop_reasons.iter().map(|(n, v)| format!("{n}={v}")).collect();
         format!(
-            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; hairpinned {}; fragmented {}; handed off {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})",
+            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; hairpinned {}; fragmented {}; handed off {}; to kernel {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})",
             self.rx[0],
             self.rx[1],
             self.tx[0],
@@ -438,6 +472,7 @@ impl Totals {
             self.hairpinned,
             self.fragmented,
             self.handoffs,
+            self.to_kernel,
             self.drops,
             reasons.join(" "),
             self.kernel_rx_dropped,

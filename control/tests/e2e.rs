@@ -290,6 +290,64 @@ fn two_workers_hand_replies_to_the_owner_and_every_flow_works() {
 }
 
 #[test]
+fn masquerade_shares_the_outside_address_with_the_box_itself() {
+    let mut lab = Lab::up("masq", 1500);
+    std::fs::write(lab.dir.join("hello.txt"), "box\n").unwrap();
+    http_server(&mut lab, "out", "198.51.100.1", "8080", "http.log");
+    // The box's own service on its outside address, on a port outside the
+    // NAT's share (1024-32767 by default).
+    http_server(&mut lab, "nat", "203.0.113.1", "40000", "box-http.log");
+    lab.start_masq(&["--masquerade", "--nat-src", "100.64.0.0/10", "--cores", "1"]);
+    lab.ok("in", &["curl", "-sS", "-o", "/dev/null", "http://198.51.100.1:8080/hello.txt"]);
+    let log = lab.read("http.log");
+    assert!(log.lines().any(|l| l.starts_with("203.0.113.1 - - ")), "not masqueraded: {log}");
+    // The box still answers on that address: its service (passed by the XDP
+    // program), and ping (ICMP goes to masq, which finds no session and
+    // gives it to the kernel through the TAP device).
+    let body = lab.ok("out", &["curl", "-sS", "--max-time", "5", "http://203.0.113.1:40000/hello.txt"]);
+    assert_eq!(body, "box\n");
+    let ping = lab.ok("out", &["ping", "-c", "2", "-i", "0.3", "-W", "2", "203.0.113.1"]);
+    assert!(ping.contains("2 received"), "{ping}");
+    let out = lab.stop_masq();
+    assert!(total(&out, "to kernel ") >= 2, "{out}");
+    assert_eq!(total(&out, "pass_not_reinjected="), 0, "{out}");
+}
+
+/// The host namespace's interfaces and their packet counters' names (what
+/// the lab must never add to or send through).
+fn host_links() -> Vec<String> {
+    let o = std::process::Command::new("ip").args(["-o", "link", "show"]).output().expect("ip link");
+    let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_lab_and_masq_leave_the_host_namespace_alone() {
+    let before = host_links();
+    {
+        let mut lab = Lab::up("host", 1500);
+        lab.start_masq(SNAT);
+        assert_eq!(host_links(), before, "the lab put an interface in the host namespace");
+        let ping = lab.ok("in", &["ping", "-c", "1", "-W", "2", "198.51.100.1"]);
+        assert!(ping.contains("1 received"));
+        lab.stop_masq();
+    }
+    assert_eq!(host_links(), before);
+    let left = String::from_utf8_lossy(
+        &std::process::Command::new("ip").args(["netns", "list"]).output().expect("ip netns").stdout,
+    )
+    .lines()
+    .filter(|l| l.contains("host-"))
+    .count();
+    assert_eq!(left, 0, "a lab namespace survived its test");
+}
+
+#[test]
 fn masq_leaves_no_xdp_program_after_sigint_or_sigkill() {
     let mut lab = Lab::up("exit", 1500);
     lab.start_masq(SNAT);

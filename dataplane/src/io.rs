@@ -42,6 +42,11 @@ pub trait FrameIo {
     /// Takes a free frame of at least `len` bytes to fill (hand-offs arrive
     /// as bytes); `None` when none is free.
     fn alloc(&mut self, len: u32) -> Option<Desc>;
+    /// Gives a held frame to the kernel's stack as if it had been received
+    /// (the frame stays held: free it after). False if this backend cannot.
+    fn to_kernel(&mut self, _d: Desc) -> bool {
+        false
+    }
     /// Transmits what was queued, reaps completions and refills the receive
     /// side. Called once per round, never per packet.
     fn flush(&mut self);

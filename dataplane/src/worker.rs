@@ -69,7 +69,9 @@ pub struct WorkerCounters {
     pub too_big: [u64; 2],
     /// Packets whose fragmentation failed (no free frame, bad header), dropped.
     pub fragment_failed: u64,
-    /// Frames the engine passed to the kernel that this backend cannot re-inject.
+    /// Frames the engine gave to the kernel, re-injected through the TAP device.
+    pub to_kernel: u64,
+    /// Frames the engine gave to the kernel that could not be re-injected.
     pub pass_dropped: u64,
     /// Frames handed to another worker.
     pub handoff_out: u64,
@@ -256,7 +258,13 @@ impl<I: FrameIo> Worker<I> {
             Action::NoRoute(out) => self.counters.no_route[side_index(out)] += 1,
             Action::Fragment(out, plan) => self.fragment(d, out, &plan),
             Action::TooBig(out) => self.counters.too_big[side_index(out)] += 1,
-            Action::Pass => self.counters.pass_dropped += 1,
+            Action::Pass => {
+                if self.io.to_kernel(d) {
+                    self.counters.to_kernel += 1;
+                } else {
+                    self.counters.pass_dropped += 1;
+                }
+            }
             Action::Free => {} // the engine counted the drop
         }
         self.io.free(d);

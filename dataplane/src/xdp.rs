@@ -248,6 +248,7 @@ pub struct XdpIo {
     ring_size: u32,
     zero_copy: bool,
     counters: RingCounters,
+    tap: Option<KernelTap>,
     // Last: the frame area outlives the rings and the UMEM registration.
     _area: memmap2::MmapMut,
 }
@@ -320,10 +321,26 @@ impl XdpIo {
             ring_size: p.ring_size,
             zero_copy,
             counters: RingCounters::default(),
+            tap: None,
             _area: area,
         };
         io.refill();
         Ok(io)
+    }
+
+    /// Where frames for the kernel go (see [`KernelTap`]).
+    pub fn set_kernel_tap(&mut self, tap: KernelTap) {
+        self.tap = Some(tap);
+    }
+
+    /// A frame the worker holds, as bytes.
+    fn view(&mut self, d: Desc) -> Option<&mut [u8]> {
+        if !self.frame_ok(d) {
+            return None;
+        }
+        // SAFETY: as in `with_views`: inside the area (frame_ok), held by
+        // the worker alone, one view at a time (it borrows `self` mutably).
+        Some(unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(d.addr as usize), d.len as usize) })
     }
 
     /// The socket of each side (for the XDP program's `xsks` map).
@@ -465,6 +482,13 @@ impl FrameIo for XdpIo {
         f(&mut views[..n])
     }
 
+    fn to_kernel(&mut self, d: Desc) -> bool {
+        let Some(mut tap) = self.tap.take() else { return false };
+        let ok = self.view(d).is_some_and(|f| tap.write(f));
+        self.tap = Some(tap);
+        ok
+    }
+
     fn send(&mut self, side: Side, d: Desc) {
         self.sides[side_index(side)].pending.push(XdpDesc { addr: d.addr, len: d.len, options: 0 });
     }
@@ -516,6 +540,58 @@ impl FrameIo for XdpIo {
             self.counters.tx_kicks[i] += kicks;
         }
         self.refill();
+    }
+}
+
+/// One queue of the TAP device through which frames the engine gives to
+/// the kernel (`PassToKernel`: traffic for the box's own address that
+/// arrived on a NAT port or as ICMP, e.g. a ping of a masquerade address)
+/// enter the kernel's stack, as if received there. A syscall per frame:
+/// these are exceptions, never the forwarding path.
+pub struct KernelTap {
+    file: std::fs::File,
+    mac: [u8; 6],
+}
+
+impl KernelTap {
+    /// Opens a queue of multi-queue TAP device `name` (created by the first
+    /// open, gone with the last). Frames are written with destination `mac`
+    /// (give the device that address).
+    pub fn open(name: &str, mac: [u8; 6]) -> Result<Self, XdpError> {
+        use std::os::fd::AsRawFd;
+        let fail = |errno: i32| XdpError::Socket { call: "TUNSETIFF", iface: name.to_string(), queue: 0, errno };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")
+            .map_err(|e| fail(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        // SAFETY: ifreq is a plain C struct of integers and arrays, for
+        // which all-zero bytes are a valid value.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        if name.len() >= ifr.ifr_name.len() {
+            return Err(fail(libc::ENAMETOOLONG));
+        }
+        for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short;
+        // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `ifr`
+        // is, valid for the call; the fd is open /dev/net/tun.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut ifr as *mut libc::ifreq) };
+        if rc != 0 {
+            return Err(fail(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)));
+        }
+        Ok(Self { file, mac })
+    }
+
+    /// Hands a frame to the kernel, addressed to the device. False if the
+    /// kernel refused it.
+    pub fn write(&mut self, frame: &mut [u8]) -> bool {
+        use std::io::Write;
+        if let Some(dst) = frame.get_mut(..6) {
+            dst.copy_from_slice(&self.mac);
+        }
+        self.file.write(frame).is_ok_and(|n| n == frame.len())
     }
 }
 
