@@ -599,6 +599,102 @@ impl KernelTap {
 /// frame; the interface's `rx_packets` still counts them. For `perf compare`.
 pub static SINK_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sink.o"));
 
+/// A receive-only AF_XDP socket: the lab's timestamping sink.
+pub struct XdpRx {
+    rx: RingRx,
+    dev: DeviceQueue,
+    user: User,
+    _umem: Umem,
+    base: NonNull<u8>,
+    frame_size: u32,
+    frames: u32,
+    _area: memmap2::MmapMut,
+}
+
+impl XdpRx {
+    /// Opens an RX socket on queue `queue` of `iface` with `frames` frames,
+    /// all of them given to the fill ring.
+    pub fn open(iface: &str, queue: u32, frames: u32) -> Result<Self, XdpError> {
+        let frame_size = 2048u32;
+        let frames = frames.next_power_of_two().min(1 << 14);
+        let bytes = frames as usize * frame_size as usize;
+        let mut area = memmap2::MmapMut::map_anon(bytes).map_err(|source| XdpError::Area { bytes, source })?;
+        let slice: &mut [u8] = &mut area;
+        let base = NonNull::new(slice.as_mut_ptr())
+            .ok_or_else(|| XdpError::Area { bytes, source: std::io::Error::other("null mapping") })?;
+        let fail = |call: &'static str| {
+            let iface = iface.to_string();
+            move |e: xdpilone::Errno| XdpError::Socket { call, iface, queue, errno: errno_of(e) }
+        };
+        let cfg = UmemConfig { fill_size: frames, complete_size: 64, frame_size, headroom: 0, flags: 0 };
+        // SAFETY: a fresh page-aligned anonymous mapping of `bytes` bytes,
+        // owned by the returned value and dropped after the UMEM and rings.
+        let umem = unsafe { Umem::new(cfg, NonNull::from(slice)) }.map_err(fail("umem"))?;
+        let mut info = IfInfo::invalid();
+        let name = CString::new(iface).map_err(|_| XdpError::Socket {
+            call: "ifname",
+            iface: iface.into(),
+            queue,
+            errno: libc::EINVAL,
+        })?;
+        info.from_name(&name).map_err(fail("if_nametoindex"))?;
+        info.set_queue(queue);
+        let sock = Socket::with_shared(&info, &umem).map_err(fail("socket"))?;
+        let mut dev = umem.fq_cq(&sock).map_err(fail("fill/completion rings"))?;
+        let user = umem
+            .rx_tx(&sock, &SocketConfig { rx_size: std::num::NonZeroU32::new(frames), tx_size: None, bind_flags: 0 })
+            .map_err(fail("rx ring"))?;
+        let rx = user.map_rx().map_err(fail("map rx"))?;
+        umem.bind(&user).map_err(fail("bind"))?;
+        let mut w = dev.fill(frames);
+        let cap = w.capacity();
+        w.insert((0..u64::from(cap)).map(|i| i * u64::from(frame_size)));
+        w.commit();
+        drop(w);
+        Ok(Self { rx, dev, user, _umem: umem, base, frame_size, frames, _area: area })
+    }
+
+    /// Runs `f` over every frame received so far and gives the frames back
+    /// to the fill ring; returns how many there were.
+    pub fn recv(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut got = Vec::with_capacity(64);
+        let mut rd = self.rx.receive(64);
+        while let Some(d) = rd.read() {
+            got.push(d);
+        }
+        rd.release();
+        let area_len = self.frames as usize * self.frame_size as usize;
+        for d in &got {
+            if (d.addr as usize).saturating_add(d.len as usize) <= area_len {
+                // SAFETY: the kernel handed this frame over on the RX ring and
+                // gets it back only through the fill ring below; it lies in
+                // the mapping (checked above); the slice ends with this call.
+                let frame =
+                    unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(d.addr as usize), d.len as usize) };
+                f(frame);
+            }
+        }
+        let mut w = self.dev.fill(u32::try_from(got.len()).unwrap_or(0));
+        let fs = u64::from(self.frame_size);
+        w.insert(got.iter().map(|d| d.addr - d.addr % fs));
+        w.commit();
+        got.len()
+    }
+
+    /// Sleeps until a frame arrives or `timeout_ms` passes (poll(2)), so
+    /// a sink needs no CPU of its own.
+    pub fn wait(&self, timeout_ms: i32) {
+        let mut p = libc::pollfd { fd: self.user.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    }
+
+    /// The socket (for the XDP program's `xsks` map).
+    pub fn fd(&self) -> RawFd {
+        self.user.as_raw_fd()
+    }
+}
+
 /// A transmit-only AF_XDP socket: the lab's traffic generator. Frames are
 /// written by a closure straight into the UMEM and sent in batches.
 pub struct XdpTx {

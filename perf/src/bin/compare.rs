@@ -50,6 +50,12 @@ struct Cli {
     /// Also write the rows as a JSON array to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Offered rate of the latency rows (frames per second, 100k flows).
+    #[arg(long, default_value_t = 100_000)]
+    latency_rate: u64,
+    /// Skip the latency rows.
+    #[arg(long)]
+    no_latency: bool,
     /// The masq binary (built with `cargo build --release -p control`).
     #[arg(long, default_value = "target/release/masq")]
     masq: PathBuf,
@@ -65,6 +71,20 @@ enum Cmd {
         scenario: String,
         #[arg(long)]
         seconds: f64,
+        /// Frames per second (0: as fast as the socket takes them).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
+    /// The timestamping sink (run inside the outside router's namespace by
+    /// `compare`): receives on an AF_XDP socket, prints latency percentiles.
+    Sink {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        seconds: f64,
+        /// Ignore frames stamped before this many seconds into the run (warm-up).
+        #[arg(long, default_value_t = 1.0)]
+        skip: f64,
     },
 }
 
@@ -82,10 +102,25 @@ struct Row {
     detail: String,
 }
 
+#[derive(serde::Serialize, Clone, Debug, Default)]
+struct LatencyRow {
+    path: String,
+    /// Offered frames per second.
+    rate: u64,
+    /// Frames timed.
+    n: u64,
+    p50_us: u64,
+    p90_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+    max_us: u64,
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.cmd {
-        Some(Cmd::Gen { iface, scenario, seconds }) => generate(iface, scenario, *seconds),
+        Some(Cmd::Gen { iface, scenario, seconds, rate }) => generate(iface, scenario, *seconds, *rate),
+        Some(Cmd::Sink { iface, seconds, skip }) => sink(iface, *seconds, *skip),
         None => compare(&cli),
     };
     if let Err(e) = result {
@@ -111,6 +146,16 @@ fn flow(scenario: &str, k: u64) -> (u32, u16, u16) {
 
 /// Writes a 60-byte UDP frame (64 on the wire with the FCS) of flow `k`.
 /// UDP checksum 0 (none, RFC 768), so only the IPv4 header sum is computed.
+/// Nanoseconds since the Unix epoch: the same clock in every namespace.
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().saturating_mul(1_000_000_000).saturating_add(u64::from(d.subsec_nanos())))
+}
+
+/// Where a frame carries its send time (the UDP payload's first 8 bytes).
+const STAMP: std::ops::Range<usize> = 42..50;
+
 fn write_frame(f: &mut [u8], src_mac: [u8; 6], dst_mac: [u8; 6], scenario: &str, k: u64) -> u32 {
     let (src, sport, dport) = flow(scenario, k);
     let Some(f) = f.get_mut(..60) else { return 0 };
@@ -140,16 +185,40 @@ fn mac_of(iface: &str) -> Res<[u8; 6]> {
     dataplane::l2::parse_mac(s.trim()).ok_or_else(|| format!("{iface}: bad MAC"))
 }
 
-/// `compare gen`: sends as fast as the socket takes frames for `seconds`,
-/// then prints `sent N`.
-fn generate(iface: &str, scenario: &str, seconds: f64) -> Res<()> {
+/// `compare gen`: sends for `seconds`, as fast as the socket takes frames
+/// or paced at `rate` frames per second with a send time in each, then
+/// prints `sent N`.
+fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64) -> Res<()> {
     core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
     let src_mac = mac_of(iface)?;
     // The box's inside MAC: the lab's fixed address of nat-in.
     let dst_mac = [2, 0, 0, 0, 1, 1];
     let mut tx = dataplane::xdp::XdpTx::open(iface, 0, 4096).map_err(|e| e.to_string())?;
-    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
     let mut k: u64 = 0;
+    if rate > 0 {
+        // Paced, stamped, one frame at a time (the sink reads the stamp).
+        while Instant::now() < end {
+            let due = start + Duration::from_secs_f64(k as f64 / rate as f64);
+            // Yield, not spin: on veth the box's receive work (NAPI, in
+            // ksoftirqd) may be queued on this CPU and would wait for the
+            // scheduler tick behind a spinning generator.
+            while Instant::now() < due {
+                std::thread::yield_now();
+            }
+            let base = k;
+            k += tx.send(1, |_, f| {
+                let n = write_frame(f, src_mac, dst_mac, scenario, base);
+                if let Some(st) = f.get_mut(STAMP) {
+                    st.copy_from_slice(&now_ns().to_be_bytes());
+                }
+                n
+            }) as u64;
+        }
+        println!("sent {k}");
+        return Ok(());
+    }
     while Instant::now() < end {
         for _ in 0..64 {
             let base = k;
@@ -158,6 +227,45 @@ fn generate(iface: &str, scenario: &str, seconds: f64) -> Res<()> {
         }
     }
     println!("sent {k}");
+    Ok(())
+}
+
+/// `compare sink`: attaches masq's XDP program (no local addresses: every
+/// IPv4 frame comes to the socket) and records send-to-receive times.
+fn sink(iface: &str, seconds: f64, skip: f64) -> Res<()> {
+    // CPU 0, with the paced generator (which yields): CPU 1 is the box's
+    // (masq's worker busy-polls there), and two pollers on one CPU would
+    // take turns by the scheduler tick.
+    core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+    let mut prog = dataplane::xdp::XdpProgram::attach(iface, &[], 0).map_err(|e| e.to_string())?;
+    let mut rx = dataplane::xdp::XdpRx::open(iface, 0, 4096).map_err(|e| e.to_string())?;
+    prog.register(0, rx.fd()).map_err(|e| e.to_string())?;
+    println!("ready");
+    let start_ns = now_ns();
+    let skip_ns = start_ns + u64::try_from(Duration::from_secs_f64(skip).as_nanos()).unwrap_or(0);
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).map_err(|e| e.to_string())?;
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut n = 0u64;
+    while Instant::now() < end {
+        rx.wait(100);
+        rx.recv(|f| {
+            let Some(st) = f.get(STAMP) else { return };
+            let sent = u64::from_be_bytes(st.try_into().unwrap_or([0; 8]));
+            let now = now_ns();
+            if sent >= skip_ns && now >= sent {
+                let _ = h.record(((now - sent) / 1000).max(1));
+                n += 1;
+            }
+        });
+    }
+    println!(
+        "latency_us n={n} p50={} p90={} p99={} p999={} max={}",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.9),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
+    );
     Ok(())
 }
 
@@ -385,14 +493,101 @@ fn compare(cli: &Cli) -> Res<()> {
             rows.push(row);
         }
     }
+    let mut lat = Vec::new();
+    if !cli.no_latency {
+        for path in &cli.paths {
+            eprint!("latency {path:<13} at {} pps ... ", cli.latency_rate);
+            let _ = std::io::stderr().flush();
+            let row = measure_latency(cli, path, &obj)?;
+            eprintln!("p50 {} us, p99 {} us ({} frames)", row.p50_us, row.p99_us, row.n);
+            lat.push(row);
+        }
+    }
     let _ = std::fs::remove_file(&obj);
     print_table(&rows);
+    print_latency(&lat);
     if let Some(file) = &cli.json {
-        let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+        // The rows, then one latency object per path (`scenario`: "latency").
+        let mut all: Vec<serde_json::Value> = rows.iter().filter_map(|r| serde_json::to_value(r).ok()).collect();
+        for l in &lat {
+            if let Ok(mut v) = serde_json::to_value(l) {
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("scenario".into(), "latency".into());
+                }
+                all.push(v);
+            }
+        }
+        let json = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
         std::fs::write(file, json + "\n").map_err(|e| format!("{}: {e}", file.display()))?;
         println!("rows written to {}", file.display());
     }
     Ok(())
+}
+
+/// One latency row: the path set up, a timestamping sink in place of the
+/// dropping one, paced stamped traffic over 100k flows (the first second,
+/// which makes the sessions, is not timed).
+fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path) -> Res<LatencyRow> {
+    let running = start_path(path, &cli.masq)?;
+    let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = self_exe.to_str().ok_or("exe path")?;
+    in_ns("out", &["ip", "link", "set", "dev", "out0", "xdpdrv", "off"])?;
+    let total = 1.0 + cli.seconds;
+    let mut sink = Command::new("ip")
+        .args(["netns", "exec", &format!("{PREFIX}out"), exe, "sink", "--iface", "out0"])
+        .args(["--seconds", &(total + 1.0).to_string(), "--skip", "1.0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("sink: {e}"))?;
+    let mut lines = BufReader::new(sink.stdout.take().ok_or("sink stdout")?).lines();
+    match lines.next() {
+        Some(Ok(l)) if l == "ready" => {}
+        other => return Err(format!("sink did not start: {other:?}")),
+    }
+    let gen = Command::new("ip")
+        .args(["netns", "exec", &format!("{PREFIX}in"), exe, "gen", "--iface", "in0", "--scenario", "100k"])
+        .args(["--seconds", &total.to_string(), "--rate", &cli.latency_rate.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("generator: {e}"))?;
+    if !gen.success() {
+        return Err("generator failed".into());
+    }
+    let line = lines.find_map(|l| l.ok().filter(|l| l.starts_with("latency_us"))).ok_or("sink printed no latency")?;
+    let _ = sink.wait();
+    stop_path(running);
+    // The dropping sink back for the next rows.
+    in_ns(
+        "out",
+        &["ip", "link", "set", "dev", "out0", "xdpdrv", "obj", sink_obj.to_str().unwrap_or_default(), "sec", "xdp"],
+    )?;
+    let field = |k: &str| -> u64 {
+        line.split_whitespace().find_map(|w| w.strip_prefix(k).and_then(|v| v.parse().ok())).unwrap_or(0)
+    };
+    Ok(LatencyRow {
+        path: path.into(),
+        rate: cli.latency_rate,
+        n: field("n="),
+        p50_us: field("p50="),
+        p90_us: field("p90="),
+        p99_us: field("p99="),
+        p999_us: field("p999="),
+        max_us: field("max="),
+    })
+}
+
+fn print_latency(rows: &[LatencyRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!("\n| latency, 100k flows at {} pps | p50 | p90 | p99 | p99.9 | max | frames timed |", rows[0].rate);
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} us | {} us | {} us | {} us | {} us | {} |",
+            r.path, r.p50_us, r.p90_us, r.p99_us, r.p999_us, r.max_us, r.n
+        );
+    }
 }
 
 fn print_table(rows: &[Row]) {
