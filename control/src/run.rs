@@ -268,6 +268,12 @@ pub fn run(plan: RunPlan) -> Result<()> {
             Err(_) => bail!("a worker died while starting"),
         }
     }
+    // The control thread (this one) on a core no worker uses, if there is one.
+    let spare = core_affinity::get_core_ids().unwrap_or_default().into_iter().find(|c| !plan.cores.contains(&c.id));
+    match spare {
+        Some(c) if core_affinity::set_for_current(c) => eprintln!("masq: control thread on core {}", c.id),
+        _ => eprintln!("masq: warning: no core left for the control thread; it shares one with a worker"),
+    }
     go.store(true, Ordering::Release);
     eprintln!(
         "masq: forwarding {} <-> {} ({}); Ctrl-C stops",
