@@ -109,14 +109,14 @@ enum RssInput {
     Packed,
 }
 
-/// The outside NIC's RSS set-up, when `--rss auto` finds one worth using.
-fn outside_rss(a: &RunArgs) -> Option<dataplane::rss::Rss> {
+/// A NIC's RSS set-up, when `--rss auto` finds one worth using.
+fn nic_rss(a: &RunArgs, iface: &str) -> Option<dataplane::rss::Rss> {
     if a.rss == RssMode::Off || a.cores.len() < 2 {
         return None;
     }
-    let out = std::process::Command::new("ethtool").args(["-x", &a.outside]).output().ok()?;
+    let out = std::process::Command::new("ethtool").args(["-x", iface]).output().ok()?;
     if !out.status.success() {
-        eprintln!("masq: {}: no RSS table (ethtool -x), replies reach workers by hand-off", a.outside);
+        eprintln!("masq: {iface}: no RSS table (ethtool -x); frames reach their worker by hand-off");
         return None;
     }
     let input = match a.rss_input {
@@ -127,8 +127,7 @@ fn outside_rss(a: &RunArgs) -> Option<dataplane::rss::Rss> {
     let queues = rss.indirection.iter().copied().max().map_or(0, |q| usize::from(q) + 1);
     if queues > a.cores.len() {
         eprintln!(
-            "masq: warning: {} spreads over {queues} queues but {} workers serve queues 0..{}; ports hashing elsewhere go unused",
-            a.outside,
+            "masq: warning: {iface} spreads over {queues} queues but {} workers serve queues 0..{}; what hashes elsewhere is handed off or unused",
             a.cores.len(),
             a.cores.len() - 1
         );
@@ -201,7 +200,7 @@ fn engine_params(a: &RunArgs) -> Result<Option<EngineParams>> {
         }
         let addrs: Vec<u32> = a.pool.iter().flat_map(|p| p.addr..=p.last()).collect();
         let mut pool = PoolParams::cgnat("pool", addrs);
-        if let (Some(rss), PoolMode::PortBlocks { block_size, .. }) = (outside_rss(a), pool.mode) {
+        if let (Some(rss), PoolMode::PortBlocks { block_size, .. }) = (nic_rss(a, &a.outside), pool.mode) {
             let workers = u16::try_from(a.cores.len())?;
             pool.port_orders = pool
                 .addresses
@@ -234,6 +233,10 @@ fn engine_params(a: &RunArgs) -> Result<Option<EngineParams>> {
     p.max_sessions = a.max_sessions;
     p.max_subscribers = (a.max_sessions / 4).max(1024);
     p.forwards = a.forward.clone();
+    p.steering = nic_rss(a, &a.inside).map(|rss| {
+        eprintln!("masq: RSS-aware subscribers: each belongs to the worker whose queue {} delivers it to", a.inside);
+        dataplane::rss::SubscriberSteering::new(&rss)
+    });
     p.local_addrs = run::interface_addrs(&a.inside)?.into_iter().chain(run::interface_addrs(&a.outside)?).collect();
     p.seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -119,6 +119,47 @@ pub fn port_order(rss: &Rss, addr: u32, port_min: u16, port_max: u16, chunk: u16
     order
 }
 
+/// Which worker a subscriber belongs to when the inside NIC hashes on the
+/// source address only (`ethtool -N IF rx-flow-hash udp4 s`, and tcp4):
+/// the worker of the queue the NIC delivers its packets to, so inside
+/// traffic needs no hand-off either. The Toeplitz hash of a 4-byte address
+/// is precomputed per byte (four table lookups per call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberSteering {
+    tables: Vec<[u32; 256]>,
+    indirection: Vec<u16>,
+}
+
+impl SubscriberSteering {
+    /// Steering from the inside NIC's RSS set-up. The source address leads
+    /// the hash input whether left-out fields are masked or packed.
+    pub fn new(rss: &Rss) -> Self {
+        let tables = (0..4)
+            .map(|i| {
+                let mut t = [0u32; 256];
+                for (slot, b) in t.iter_mut().zip(0..=u8::MAX) {
+                    let mut input = [0u8; 4];
+                    input[i] = b;
+                    *slot = toeplitz(&rss.key, &input);
+                }
+                t
+            })
+            .collect();
+        Self { tables, indirection: rss.indirection.clone() }
+    }
+
+    /// The worker of inside address `ip` among `workers` (queue q is served
+    /// by worker q; a queue past the last worker folds back).
+    #[inline]
+    pub fn owner(&self, ip: u32, workers: u16) -> u16 {
+        let b = ip.to_be_bytes();
+        let h = self.tables.iter().zip(b).fold(0u32, |h, (t, x)| h ^ t[usize::from(x)]);
+        let n = u32::try_from(self.indirection.len()).unwrap_or(1).max(1);
+        let q = self.indirection.get(usize::try_from(h % n).unwrap_or(0)).copied().unwrap_or(0);
+        q % workers.max(1)
+    }
+}
+
 /// Reads the key and indirection table from `ethtool -x IF` output.
 pub fn parse_ethtool_x(text: &str, input: InputSet) -> Option<Rss> {
     let mut indirection = Vec::new();
@@ -243,6 +284,35 @@ mod tests {
                 seen += 1;
             }
             assert!(seen > 1000);
+        }
+    }
+
+    #[test]
+    fn subscriber_steering_is_the_toeplitz_queue_of_the_source_address() {
+        let rss = Rss { key: MS_KEY.to_vec(), indirection: (0..128).map(|i| i % 4).collect(), input: InputSet::Masked };
+        let st = SubscriberSteering::new(&rss);
+        for (_, _, src, _, ipv4_only, _) in VECTORS {
+            // Source only: the hash of the 4 source bytes.
+            let h = toeplitz(&MS_KEY, &src);
+            assert_eq!(st.owner(ip(src), 4), rss.queue_of(h).unwrap());
+            assert_ne!(h, ipv4_only, "the destination is not part of the inside hash");
+        }
+        // An engine with the steering hands a packet to its subscriber's queue's worker.
+        use crate::build::{ip as dotted, udp};
+        use crate::nat::{Engine, EngineParams, PoolParams, Rule, RuleAction, RuleMatch, Side, Verdict};
+        let rule = Rule { matches: RuleMatch::default(), action: RuleAction::Translate { pool: 0 } };
+        let mut p = EngineParams::single(vec![PoolParams::cgnat("p", vec![dotted("203.0.113.10")])], vec![rule]);
+        (p.worker, p.workers) = (1, 4);
+        p.steering = Some(st.clone());
+        let mut e = Engine::new(&p).expect("engine");
+        for i in 0..64 {
+            let sub = dotted("100.64.0.0") + i;
+            let mut f = udp(sub, 1000, dotted("198.51.100.1"), 53, b"q");
+            let v = e.process_one(Side::Inside, 1, &mut f);
+            match st.owner(sub, 4) {
+                1 => assert_eq!(v, Verdict::Forward(Side::Outside)),
+                w => assert_eq!(v, Verdict::HandOff { worker: w, side: Side::Inside }),
+            }
         }
     }
 

@@ -131,6 +131,7 @@ pub struct Engine {
     worker: u16,
     workers: u16,
     seed: u64,
+    steering: Option<crate::rss::SubscriberSteering>,
     rng: u64,
     timeouts: Timeouts,
     class_timeout: [u32; class::COUNT],
@@ -284,6 +285,7 @@ impl Engine {
             worker: p.worker,
             workers: p.workers,
             seed: p.seed,
+            steering: p.steering.clone(),
             rng: p.seed | 1,
             timeouts: t,
             class_timeout: [t.tcp_established_secs, t.tcp_transitory_secs, t.udp_secs, t.icmp_secs],
@@ -756,7 +758,7 @@ impl Engine {
                     return Ok(Verdict::HandOff { worker: owner, side: Side::Inside });
                 }
             } else {
-                let owner = subscriber_owner(p.src, self.workers);
+                let owner = self.subscriber_owner(p.src);
                 if owner != self.worker {
                     return Ok(Verdict::HandOff { worker: owner, side: Side::Inside });
                 }
@@ -1126,7 +1128,7 @@ impl Engine {
         // then its replies keep their addresses (the session says so).
         if self.rules.first_match(p.dst, p.src, p.proto, None) == Some(RuleAction::NoNat) {
             if self.workers > 1 {
-                let owner = subscriber_owner(p.dst, self.workers);
+                let owner = self.subscriber_owner(p.dst);
                 if owner != self.worker {
                     return Err(Verdict::HandOff { worker: owner, side: Side::Outside });
                 }
@@ -1440,6 +1442,15 @@ impl Engine {
     /// This worker's number.
     pub fn worker(&self) -> u16 {
         self.worker
+    }
+
+    /// The worker that owns subscriber `inside_ip`: the inside NIC's queue
+    /// for it when RSS steering is set, masq's own hash otherwise.
+    pub fn subscriber_owner(&self, inside_ip: u32) -> u16 {
+        match &self.steering {
+            Some(st) => st.owner(inside_ip, self.workers),
+            None => subscriber_owner(inside_ip, self.workers),
+        }
     }
 }
 

@@ -262,6 +262,9 @@ pub struct EngineParams {
     pub local_addrs: Vec<u32>,
     /// Hash seed (random per start in production).
     pub seed: u64,
+    /// Subscriber-to-worker map from the inside NIC's RSS (`None`: masq's
+    /// own hash, [`crate::nat::subscriber_owner`]).
+    pub steering: Option<crate::rss::SubscriberSteering>,
 }
 
 impl EngineParams {
@@ -279,6 +282,7 @@ impl EngineParams {
             forwards: Vec::new(),
             local_addrs: Vec::new(),
             seed: 0x6d61_7371,
+            steering: None,
         }
     }
 }
