@@ -239,59 +239,78 @@ pub struct RingCounters {
 /// One worker's AF_XDP sockets on the inside and outside interfaces.
 pub struct XdpIo {
     sides: [Rings; 2],
-    _umem: Umem,
     free: Vec<u64>,
-    base: NonNull<u8>,
-    area_len: usize,
     frame_size: u32,
     reserve: usize,
     ring_size: u32,
     zero_copy: bool,
     counters: RingCounters,
     tap: Option<KernelTap>,
-    // Last: the frame area outlives the rings and the UMEM registration.
-    _area: memmap2::MmapMut,
+    // Last: the frame area outlives the rings.
+    area: Area,
 }
 
 fn errno_of(e: xdpilone::Errno) -> i32 {
     e.get_raw()
 }
 
+/// Maps an xdpilone error of `call` on `iface` queue `queue` to ours.
+fn sock_err(call: &'static str, iface: &str, queue: u32) -> impl FnOnce(xdpilone::Errno) -> XdpError {
+    let iface = iface.to_string();
+    move |e| XdpError::Socket { call, iface, queue, errno: errno_of(e) }
+}
+
+/// Interface `iface`, receive queue `queue`, as the socket calls want it.
+fn if_info(iface: &str, queue: u32) -> Result<IfInfo, XdpError> {
+    let mut info = IfInfo::invalid();
+    let name = CString::new(iface).map_err(|_| XdpError::Socket {
+        call: "ifname",
+        iface: iface.into(),
+        queue,
+        errno: libc::EINVAL,
+    })?;
+    info.from_name(&name).map_err(sock_err("if_nametoindex", iface, queue))?;
+    info.set_queue(queue);
+    Ok(info)
+}
+
+/// A frame area registered as a UMEM. Field order is drop order: the UMEM
+/// goes before the mapping it was registered on.
+struct Area {
+    umem: Umem,
+    base: NonNull<u8>,
+    len: usize,
+    _map: memmap2::MmapMut,
+}
+
+impl Area {
+    /// `frames` frames of `frame_size` bytes, with fill and completion rings
+    /// of the given sizes; errors name `iface` and `queue`.
+    fn new(frames: u32, frame_size: u32, fill: u32, complete: u32, iface: &str, queue: u32) -> Result<Self, XdpError> {
+        let len = frames as usize * frame_size as usize;
+        let mut map = memmap2::MmapMut::map_anon(len).map_err(|source| XdpError::Area { bytes: len, source })?;
+        let slice: &mut [u8] = &mut map;
+        let base = NonNull::new(slice.as_mut_ptr())
+            .ok_or_else(|| XdpError::Area { bytes: len, source: std::io::Error::other("null mapping") })?;
+        let cfg = UmemConfig { fill_size: fill, complete_size: complete, frame_size, headroom: 0, flags: 0 };
+        // SAFETY: the area is a fresh page-aligned anonymous mapping of
+        // `len` bytes, owned by the returned Area and dropped after the UMEM
+        // (field order), whose owners drop it after their rings.
+        let umem = unsafe { Umem::new(cfg, NonNull::from(slice)) }.map_err(sock_err("umem", iface, queue))?;
+        Ok(Self { umem, base, len, _map: map })
+    }
+}
+
 impl XdpIo {
     /// Opens queue `queue` of `inside` and `outside` on one new UMEM.
     pub fn open(inside: &str, outside: &str, queue: u32, p: XdpParams) -> Result<Self, XdpError> {
-        let bytes = p.frames as usize * p.frame_size as usize;
-        let mut area = memmap2::MmapMut::map_anon(bytes).map_err(|source| XdpError::Area { bytes, source })?;
-        let slice: &mut [u8] = &mut area;
-        let base = NonNull::new(slice.as_mut_ptr())
-            .ok_or_else(|| XdpError::Area { bytes, source: std::io::Error::other("null mapping") })?;
-        let cfg = UmemConfig {
-            fill_size: p.ring_size,
-            complete_size: p.ring_size,
-            frame_size: p.frame_size,
-            headroom: 0,
-            flags: 0,
-        };
-        let fail = |call: &'static str, iface: &str| {
-            let iface = iface.to_string();
-            move |e: xdpilone::Errno| XdpError::Socket { call, iface, queue, errno: errno_of(e) }
-        };
-        // SAFETY: the area is a fresh page-aligned anonymous mapping of
-        // `bytes` bytes, owned by the returned XdpIo and dropped after the
-        // UMEM and every ring (field order), so it outlives its registration.
-        let umem = unsafe { Umem::new(cfg, NonNull::from(slice)) }.map_err(fail("umem", inside))?;
+        let area = Area::new(p.frames, p.frame_size, p.ring_size, p.ring_size, inside, queue)?;
+        let umem = &area.umem;
         let ring = std::num::NonZeroU32::new(p.ring_size);
+        let fail = |call: &'static str, iface: &str| sock_err(call, iface, queue);
         let open_side = |iface: &str, first: bool| -> Result<Rings, XdpError> {
-            let mut info = IfInfo::invalid();
-            let name = CString::new(iface).map_err(|_| XdpError::Socket {
-                call: "ifname",
-                iface: iface.into(),
-                queue,
-                errno: libc::EINVAL,
-            })?;
-            info.from_name(&name).map_err(fail("if_nametoindex", iface))?;
-            info.set_queue(queue);
-            let sock = if first { Socket::with_shared(&info, &umem) } else { Socket::new(&info) }
+            let info = if_info(iface, queue)?;
+            let sock = if first { Socket::with_shared(&info, umem) } else { Socket::new(&info) }
                 .map_err(fail("socket", iface))?;
             let dev = umem.fq_cq(&sock).map_err(fail("fill/completion rings", iface))?;
             // The UMEM's own socket chooses need_wakeup (and lets the kernel
@@ -312,17 +331,14 @@ impl XdpIo {
         let free: Vec<u64> = (0..u64::from(p.frames)).rev().map(|i| i * u64::from(p.frame_size)).collect();
         let mut io = Self {
             sides: [rin, rout],
-            _umem: umem,
             free,
-            base,
-            area_len: bytes,
             frame_size: p.frame_size,
             reserve: (p.frames as usize / 8).max(crate::io::BATCH),
             ring_size: p.ring_size,
             zero_copy,
             counters: RingCounters::default(),
             tap: None,
-            _area: area,
+            area,
         };
         io.refill();
         Ok(io)
@@ -340,7 +356,7 @@ impl XdpIo {
         }
         // SAFETY: as in `with_views`: inside the area (frame_ok), held by
         // the worker alone, one view at a time (it borrows `self` mutably).
-        Some(unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(d.addr as usize), d.len as usize) })
+        Some(unsafe { std::slice::from_raw_parts_mut(self.area.base.as_ptr().add(d.addr as usize), d.len as usize) })
     }
 
     /// The socket of each side (for the XDP program's `xsks` map).
@@ -393,7 +409,7 @@ impl XdpIo {
 
     fn frame_ok(&self, d: Desc) -> bool {
         d.len <= self.frame_size
-            && (d.addr as usize).checked_add(self.frame_size as usize).is_some_and(|e| e <= self.area_len)
+            && (d.addr as usize).checked_add(self.frame_size as usize).is_some_and(|e| e <= self.area.len)
     }
 }
 
@@ -476,7 +492,8 @@ impl FrameIo for XdpIo {
             // the descriptors of one call are distinct (module invariant), so
             // no two views overlap and the kernel does not touch them until
             // they are submitted again. The views live only for this call.
-            *v = unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(d.addr as usize), d.len as usize) };
+            *v =
+                unsafe { std::slice::from_raw_parts_mut(self.area.base.as_ptr().add(d.addr as usize), d.len as usize) };
             n += 1;
         }
         f(&mut views[..n])
@@ -604,11 +621,8 @@ pub struct XdpRx {
     rx: RingRx,
     dev: DeviceQueue,
     user: User,
-    _umem: Umem,
-    base: NonNull<u8>,
     frame_size: u32,
-    frames: u32,
-    _area: memmap2::MmapMut,
+    area: Area,
 }
 
 impl XdpRx {
@@ -617,29 +631,10 @@ impl XdpRx {
     pub fn open(iface: &str, queue: u32, frames: u32) -> Result<Self, XdpError> {
         let frame_size = 2048u32;
         let frames = frames.next_power_of_two().min(1 << 14);
-        let bytes = frames as usize * frame_size as usize;
-        let mut area = memmap2::MmapMut::map_anon(bytes).map_err(|source| XdpError::Area { bytes, source })?;
-        let slice: &mut [u8] = &mut area;
-        let base = NonNull::new(slice.as_mut_ptr())
-            .ok_or_else(|| XdpError::Area { bytes, source: std::io::Error::other("null mapping") })?;
-        let fail = |call: &'static str| {
-            let iface = iface.to_string();
-            move |e: xdpilone::Errno| XdpError::Socket { call, iface, queue, errno: errno_of(e) }
-        };
-        let cfg = UmemConfig { fill_size: frames, complete_size: 64, frame_size, headroom: 0, flags: 0 };
-        // SAFETY: a fresh page-aligned anonymous mapping of `bytes` bytes,
-        // owned by the returned value and dropped after the UMEM and rings.
-        let umem = unsafe { Umem::new(cfg, NonNull::from(slice)) }.map_err(fail("umem"))?;
-        let mut info = IfInfo::invalid();
-        let name = CString::new(iface).map_err(|_| XdpError::Socket {
-            call: "ifname",
-            iface: iface.into(),
-            queue,
-            errno: libc::EINVAL,
-        })?;
-        info.from_name(&name).map_err(fail("if_nametoindex"))?;
-        info.set_queue(queue);
-        let sock = Socket::with_shared(&info, &umem).map_err(fail("socket"))?;
+        let fail = |call: &'static str| sock_err(call, iface, queue);
+        let area = Area::new(frames, frame_size, frames, 64, iface, queue)?;
+        let umem = &area.umem;
+        let sock = Socket::with_shared(&if_info(iface, queue)?, umem).map_err(fail("socket"))?;
         let mut dev = umem.fq_cq(&sock).map_err(fail("fill/completion rings"))?;
         let user = umem
             .rx_tx(&sock, &SocketConfig { rx_size: std::num::NonZeroU32::new(frames), tx_size: None, bind_flags: 0 })
@@ -651,7 +646,7 @@ impl XdpRx {
         w.insert((0..u64::from(cap)).map(|i| i * u64::from(frame_size)));
         w.commit();
         drop(w);
-        Ok(Self { rx, dev, user, _umem: umem, base, frame_size, frames, _area: area })
+        Ok(Self { rx, dev, user, frame_size, area })
     }
 
     /// Runs `f` over every frame received so far and gives the frames back
@@ -663,14 +658,13 @@ impl XdpRx {
             got.push(d);
         }
         rd.release();
-        let area_len = self.frames as usize * self.frame_size as usize;
         for d in &got {
-            if (d.addr as usize).saturating_add(d.len as usize) <= area_len {
+            if (d.addr as usize).saturating_add(d.len as usize) <= self.area.len {
                 // SAFETY: the kernel handed this frame over on the RX ring and
                 // gets it back only through the fill ring below; it lies in
                 // the mapping (checked above); the slice ends with this call.
                 let frame =
-                    unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(d.addr as usize), d.len as usize) };
+                    unsafe { std::slice::from_raw_parts(self.area.base.as_ptr().add(d.addr as usize), d.len as usize) };
                 f(frame);
             }
         }
@@ -701,41 +695,20 @@ pub struct XdpTx {
     tx: RingTx,
     dev: DeviceQueue,
     user: User,
-    _umem: Umem,
     free: Vec<u64>,
-    base: NonNull<u8>,
     frame_size: u32,
-    _area: memmap2::MmapMut,
+    area: Area,
 }
 
 impl XdpTx {
     /// Opens a TX socket on queue `queue` of `iface` with `frames` frames.
     pub fn open(iface: &str, queue: u32, frames: u32) -> Result<Self, XdpError> {
         let frame_size = 2048u32;
-        let bytes = frames as usize * frame_size as usize;
-        let mut area = memmap2::MmapMut::map_anon(bytes).map_err(|source| XdpError::Area { bytes, source })?;
-        let slice: &mut [u8] = &mut area;
-        let base = NonNull::new(slice.as_mut_ptr())
-            .ok_or_else(|| XdpError::Area { bytes, source: std::io::Error::other("null mapping") })?;
-        let fail = |call: &'static str| {
-            let iface = iface.to_string();
-            move |e: xdpilone::Errno| XdpError::Socket { call, iface, queue, errno: errno_of(e) }
-        };
+        let fail = |call: &'static str| sock_err(call, iface, queue);
         let ring = frames.next_power_of_two().min(1 << 14);
-        let cfg = UmemConfig { fill_size: 64, complete_size: ring, frame_size, headroom: 0, flags: 0 };
-        // SAFETY: a fresh page-aligned anonymous mapping of `bytes` bytes,
-        // owned by the returned value and dropped after the UMEM and rings.
-        let umem = unsafe { Umem::new(cfg, NonNull::from(slice)) }.map_err(fail("umem"))?;
-        let mut info = IfInfo::invalid();
-        let name = CString::new(iface).map_err(|_| XdpError::Socket {
-            call: "ifname",
-            iface: iface.into(),
-            queue,
-            errno: libc::EINVAL,
-        })?;
-        info.from_name(&name).map_err(fail("if_nametoindex"))?;
-        info.set_queue(queue);
-        let sock = Socket::with_shared(&info, &umem).map_err(fail("socket"))?;
+        let area = Area::new(frames, frame_size, 64, ring, iface, queue)?;
+        let umem = &area.umem;
+        let sock = Socket::with_shared(&if_info(iface, queue)?, umem).map_err(fail("socket"))?;
         let dev = umem.fq_cq(&sock).map_err(fail("fill/completion rings"))?;
         let user = umem
             .rx_tx(
@@ -750,7 +723,7 @@ impl XdpTx {
         let tx = user.map_tx().map_err(fail("map tx"))?;
         umem.bind(&user).map_err(fail("bind"))?;
         let free = (0..u64::from(frames)).rev().map(|i| i * u64::from(frame_size)).collect();
-        Ok(Self { tx, dev, user, _umem: umem, free, base, frame_size, _area: area })
+        Ok(Self { tx, dev, user, free, frame_size, area })
     }
 
     /// Writes up to `n` frames with `fill(i, frame) -> length` (i counts
@@ -765,7 +738,7 @@ impl XdpTx {
         let n = n.min(self.free.len());
         let mut w = self.tx.transmit(u32::try_from(n).unwrap_or(u32::MAX));
         let cap = w.capacity() as usize;
-        let (free, base, frame_size) = (&mut self.free, self.base, self.frame_size);
+        let (free, base, frame_size) = (&mut self.free, self.area.base, self.frame_size);
         let mut i = 0;
         let descs = std::iter::from_fn(|| {
             if i >= cap {
