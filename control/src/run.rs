@@ -103,7 +103,7 @@ const GUARD_TABLE: &str = "masq_guard";
 impl ForwardGuard {
     fn install() -> Self {
         let rules = format!(
-            "table ip {GUARD_TABLE}\ndelete table ip {GUARD_TABLE}\ntable ip {GUARD_TABLE} {{ chain forward {{ type filter hook forward priority -300; policy drop; }} }}\n"
+            "table ip {GUARD_TABLE}\ndelete table ip {GUARD_TABLE}\ntable ip {GUARD_TABLE} {{ chain forward {{ type filter hook forward priority -300; policy drop; }}; }}\n"
         );
         let ok = std::process::Command::new("nft")
             .args(["-f", "-"])

@@ -352,9 +352,14 @@ fn masq_leaves_no_xdp_program_after_sigint_or_sigkill() {
     let mut lab = Lab::up("exit", 1500);
     lab.start_masq(SNAT);
     assert_eq!(lab.xdp_attached(), 2, "one program per interface while running");
+    // The kernel of the box may not forward on its own while masq does.
+    let guard = lab.ok("nat", &["nft", "list", "table", "ip", "masq_guard"]);
+    assert!(guard.contains("hook forward") && guard.contains("policy drop"), "{guard}");
+    assert!(!lab.masq_log().contains("could not install"), "{}", lab.masq_log());
     let out = lab.stop_masq();
     assert!(out.contains("XDP programs detached"), "{out}");
     assert_eq!(lab.xdp_attached(), 0, "SIGINT left a program attached");
+    assert!(!lab.run("nat", &["nft", "list", "table", "ip", "masq_guard"]).status.success(), "the guard outlived masq");
     // SIGKILL: the kernel closes the bpf links; nothing stops the next start.
     lab.start_masq(SNAT);
     lab.kill_masq();

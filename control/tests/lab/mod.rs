@@ -135,7 +135,10 @@ impl Lab {
     /// Starts masq in the box with `args` after `run --inside nat-in --outside nat-out`,
     /// and waits until it forwards.
     pub fn start_masq(&mut self, args: &[&str]) {
-        let log = std::fs::File::create(&self.masq_log).expect("masq log");
+        // Append mode: masq's stdout and the stderr lines copied below share
+        // the file, and neither may overwrite the other.
+        std::fs::write(&self.masq_log, "").expect("masq log");
+        let log = std::fs::OpenOptions::new().append(true).open(&self.masq_log).expect("masq log");
         let mut child = Command::new("ip")
             .args([
                 "netns",
