@@ -4,8 +4,9 @@
 #   sudo ./demo.sh
 #
 # Installs what it needs, builds masq, brings up the namespace lab
-# (deploy/lab/lab.sh), starts masq on the lab's default set-up (SNAT of
-# 100.64.0.0/10 to the pool 203.0.113.10), then sends real traffic through it:
+# (deploy/lab/lab.sh), starts masq on its embedded default configuration
+# (the lab's: SNAT of 100.64.0.0/10 to the pool 203.0.113.10, one worker on
+# core 1), then sends real traffic through it:
 # ping, curl of a file from an HTTP server outside (checksum compared, the
 # server's log shows the public address), iperf3 TCP and UDP. masq prints its
 # counters every second meanwhile. Everything is torn down at the end, also
@@ -41,9 +42,9 @@ head -c 20000000 /dev/urandom > "$work/blob"
 server iperf3 -s -D -B 198.51.100.1 --logfile "$work/iperf3.log"
 sleep 0.5
 
-say "masq: inside nat-in, outside nat-out, pool 203.0.113.10, one worker on core 1"
-ip netns exec "${LAB_PREFIX}nat" target/release/masq run --inside nat-in --outside nat-out \
-  --pool 203.0.113.10 --nat-src 100.64.0.0/10 --cores 1 --live > >(sed -u 's/^/    masq | /') 2>&1 &
+say "masq on its embedded default configuration (masq default-config prints it):"
+target/release/masq default-config | grep -v '^#' | sed 's/^/    /'
+ip netns exec "${LAB_PREFIX}nat" target/release/masq run --live > >(sed -u 's/^/    masq | /') 2>&1 &
 masq_pid=$!
 for _ in $(seq 50); do
   sleep 0.1

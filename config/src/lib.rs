@@ -1,4 +1,559 @@
-//! masq's YAML configuration: schema, validation with key paths and line
-//! numbers, the embedded default. Arrives with the config/control issue (#5);
-//! the engine meanwhile takes plain parameters (`dataplane::nat::EngineParams`).
+//! masq's YAML configuration: the schema, validation that reports every
+//! error with its key path and line, and the embedded default.
+//!
+//! [`load`] parses (serde_yaml, `deny_unknown_fields`: a typo is an error,
+//! not a default), then [`validate`]s the whole file and returns either a
+//! [`ValidConfig`] or every error found. Syntax and type errors stop the
+//! parse at the first; the checks after it (addresses, ranges, references,
+//! overlapping pools, forwards outside the pools, RFC minimum timeouts,
+//! more workers than cores) all report. The dataplane never sees YAML: the
+//! control plane turns a `ValidConfig` into engine parameters.
+//!
+//! Timeout floors: TCP established 7440 s (RFC 5382 REQ-5), TCP transitory
+//! 240 s (RFC 5382 REQ-5), UDP 120 s (RFC 4787 REQ-5), ICMP 60 s (RFC 5508
+//! REQ-1); port hold 120 s recommended (RFC 6888 REQ-8).
 #![forbid(unsafe_code)]
+
+mod positions;
+pub mod schema;
+
+pub use positions::Positions;
+pub use schema::*;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// The configuration the demo and `masq run` without `--config` use: the
+/// namespace lab's (deploy/lab/lab.sh).
+pub const DEFAULT_YAML: &str = include_str!("default.yaml");
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path, as `pools[1].addresses[0]`.
+    pub path: String,
+    /// Line, 1-based.
+    pub line: usize,
+    /// Column, 1-based.
+    pub col: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}:{}: {}", self.line, self.col, self.message)
+        } else {
+            write!(f, "{}:{}: {}: {}", self.line, self.col, self.path, self.message)
+        }
+    }
+}
+
+/// An IPv4 prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Net {
+    /// Network address (host bits cleared).
+    pub addr: Ipv4Addr,
+    /// Prefix length.
+    pub len: u8,
+}
+
+impl Net {
+    fn mask(len: u8) -> u32 {
+        if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(len))
+        }
+    }
+    /// True if `a` is in the prefix.
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        u32::from(a) & Self::mask(self.len) == u32::from(self.addr)
+    }
+}
+
+/// What a validated rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidAction {
+    /// Translate into pool `pool` (an index into [`ValidConfig::pools`]).
+    Translate {
+        /// Pool index.
+        pool: usize,
+    },
+    /// Leave the addresses alone.
+    NoNat,
+}
+
+/// A validated rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidRule {
+    /// Action.
+    pub action: ValidAction,
+    /// Source prefixes (empty: any).
+    pub src: Vec<Net>,
+    /// Sources excluded.
+    pub src_except: Vec<Net>,
+    /// Destination prefixes (empty: any).
+    pub dst: Vec<Net>,
+    /// Destinations excluded.
+    pub dst_except: Vec<Net>,
+    /// Protocols (empty: all).
+    pub protocols: Vec<Protocol>,
+    /// Destination port ranges (empty: all).
+    pub dst_ports: Vec<(u16, u16)>,
+}
+
+/// A validated pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidPool {
+    /// Name.
+    pub name: String,
+    /// Addresses; empty for a masquerade pool (it takes the outside
+    /// interface's address at start and follows it).
+    pub addresses: Vec<Ipv4Addr>,
+    /// Follows the outside interface's address.
+    pub masquerade: bool,
+    /// Port range.
+    pub ports: (u16, u16),
+    /// How ports are handed out.
+    pub mode: PoolMode,
+    /// Ports per block (port-block pools).
+    pub block_size: u16,
+    /// Blocks per subscriber (port-block pools).
+    pub max_blocks_per_subscriber: u16,
+    /// Sessions per subscriber.
+    pub max_sessions_per_subscriber: u32,
+    /// Inbound filtering.
+    pub filtering: Filtering,
+    /// Random port choice instead of keeping the source port.
+    pub random_ports: bool,
+}
+
+/// Where a forward's public side is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicAddr {
+    /// A pool address.
+    Addr(Ipv4Addr),
+    /// The outside interface's address (a masquerade pool's).
+    Outside,
+}
+
+/// A validated port forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidForward {
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// Public address.
+    pub public: PublicAddr,
+    /// Public port.
+    pub public_port: u16,
+    /// Inside host and port.
+    pub inside: SocketAddrV4,
+}
+
+/// A configuration that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidConfig {
+    /// The file as written (defaults filled in).
+    pub raw: Config,
+    /// Pools, in file order; a `masquerade` rule without a pool adds one
+    /// named `masquerade` at the end.
+    pub pools: Vec<ValidPool>,
+    /// Rules, in order.
+    pub rules: Vec<ValidRule>,
+    /// Port forwards.
+    pub forwards: Vec<ValidForward>,
+    /// Control API address.
+    pub listen: std::net::SocketAddr,
+}
+
+/// Parses and validates `text`; `cpus` is the number of CPUs of the box
+/// (workers may not name a core beyond it).
+pub fn load(text: &str, cpus: usize) -> Result<ValidConfig, Vec<ConfigError>> {
+    let positions = Positions::of(text);
+    let de = serde_yaml::Deserializer::from_str(text);
+    let raw: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, col) = match inner.location() {
+            Some(l) => (l.line(), l.column()),
+            None => positions.find(&path),
+        };
+        // serde_yaml appends " at line L column C"; we print it in front.
+        let mut message = inner.to_string();
+        if let Some(i) = message.find(" at line ") {
+            message.truncate(i);
+        }
+        // serde_yaml also puts the container's path in front.
+        if let Some((pre, rest)) = message.split_once(": ") {
+            if !pre.contains(' ') && path.starts_with(pre) {
+                message = rest.to_string();
+            }
+        }
+        let path = if path == "." { String::new() } else { path };
+        vec![ConfigError { path, line, col, message }]
+    })?;
+    validate(raw, &positions, cpus)
+}
+
+/// The embedded default, validated (it always is: a test holds it).
+pub fn default_config(cpus: usize) -> Result<ValidConfig, Vec<ConfigError>> {
+    load(DEFAULT_YAML, cpus)
+}
+
+struct Errors<'a> {
+    positions: &'a Positions,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        let (line, col) = self.positions.find(&path);
+        self.list.push(ConfigError { path, line, col, message: message.into() });
+    }
+}
+
+/// Parses `a.b.c.d/len` (or a bare address, /32).
+pub fn parse_net(s: &str) -> Result<Net, String> {
+    let (a, l) = s.split_once('/').unwrap_or((s, "32"));
+    let addr: Ipv4Addr = a.trim().parse().map_err(|_| format!("`{s}` is not an IPv4 address or prefix"))?;
+    let len: u8 = l.trim().parse().map_err(|_| format!("`{s}`: bad prefix length"))?;
+    if len > 32 {
+        return Err(format!("`{s}`: prefix length above 32"));
+    }
+    let masked = Ipv4Addr::from(u32::from(addr) & Net::mask(len));
+    if masked != addr {
+        return Err(format!("`{s}` has host bits set (did you mean {masked}/{len}?)"));
+    }
+    Ok(Net { addr, len })
+}
+
+/// Parses `N` or `LOW-HIGH` into an inclusive port range (1..=65535).
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let p = |x: &str| x.trim().parse::<u16>().ok().filter(|&v| v >= 1);
+    match (p(a), p(b)) {
+        (Some(lo), Some(hi)) if lo <= hi => Ok((lo, hi)),
+        _ => Err(format!("`{s}` is not a port or port range within 1-65535 (low-high, low <= high)")),
+    }
+}
+
+/// Pool addresses: an address, a prefix (/16 or longer) or `first-last`.
+fn parse_pool_addresses(s: &str) -> Result<Vec<Ipv4Addr>, String> {
+    if let Some((a, b)) = s.split_once('-') {
+        let a: Ipv4Addr = a.trim().parse().map_err(|_| format!("`{s}`: bad first address"))?;
+        let b: Ipv4Addr = b.trim().parse().map_err(|_| format!("`{s}`: bad last address"))?;
+        let (a, b) = (u32::from(a), u32::from(b));
+        if a > b || b - a >= 1 << 16 {
+            return Err(format!("`{s}`: a range runs upwards and holds at most 65536 addresses"));
+        }
+        return Ok((a..=b).map(Ipv4Addr::from).collect());
+    }
+    let n = parse_net(s)?;
+    if n.len < 16 {
+        return Err(format!("`{s}`: a pool prefix holds at most 65536 addresses (/16 or longer)"));
+    }
+    let first = u32::from(n.addr);
+    Ok((first..=first | !Net::mask(n.len)).map(Ipv4Addr::from).collect())
+}
+
+/// Checks a parsed configuration; every problem is reported.
+pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<ValidConfig, Vec<ConfigError>> {
+    let mut e = Errors { positions, list: Vec::new() };
+
+    // Interfaces.
+    if raw.interfaces.inside.is_empty() {
+        e.add("interfaces.inside", "must name the interface facing the subscribers");
+    }
+    if raw.interfaces.outside.is_empty() {
+        e.add("interfaces.outside", "must name the interface facing the internet");
+    }
+    if !raw.interfaces.inside.is_empty() && raw.interfaces.inside == raw.interfaces.outside {
+        e.add("interfaces.outside", "inside and outside must be different interfaces");
+    }
+    for (k, v) in [("inside_mac", &raw.interfaces.inside_mac), ("outside_mac", &raw.interfaces.outside_mac)] {
+        if let Some(m) = v {
+            let ok =
+                m.split(':').count() == 6 && m.split(':').all(|b| b.len() == 2 && u8::from_str_radix(b, 16).is_ok());
+            if !ok {
+                e.add(format!("interfaces.{k}"), format!("`{m}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+            }
+        }
+    }
+
+    // Workers.
+    if raw.workers.cores.is_empty() {
+        e.add("workers.cores", "needs at least one core (one worker per core)");
+    }
+    for (i, &c) in raw.workers.cores.iter().enumerate() {
+        if c >= cpus {
+            e.add(
+                format!("workers.cores[{i}]"),
+                format!("core {c} does not exist: this box has {cpus} CPUs (0-{})", cpus.saturating_sub(1)),
+            );
+        }
+        if raw.workers.cores[..i].contains(&c) {
+            e.add(format!("workers.cores[{i}]"), format!("core {c} is listed twice"));
+        }
+    }
+    if raw.workers.cores.len() > cpus {
+        e.add("workers.cores", format!("{} workers but {cpus} CPUs", raw.workers.cores.len()));
+    }
+
+    // Pools.
+    let mut pools: Vec<ValidPool> = Vec::new();
+    let mut owner: std::collections::HashMap<Ipv4Addr, (usize, String)> = std::collections::HashMap::new();
+    for (i, p) in raw.pools.iter().enumerate() {
+        let at = |k: &str| format!("pools[{i}].{k}");
+        if p.name.is_empty() {
+            e.add(at("name"), "a pool needs a name");
+        }
+        if raw.pools[..i].iter().any(|q| q.name == p.name) {
+            e.add(at("name"), format!("pool `{}` is defined twice", p.name));
+        }
+        let mut addresses = Vec::new();
+        if p.masquerade && !p.addresses.is_empty() {
+            e.add(at("addresses"), "a masquerade pool takes the outside interface's address; list none");
+        }
+        if !p.masquerade && p.addresses.is_empty() {
+            e.add(at("addresses"), "a pool needs addresses (or `masquerade: true`)");
+        }
+        for (j, a) in p.addresses.iter().enumerate() {
+            match parse_pool_addresses(a) {
+                Ok(list) => {
+                    for ip in list {
+                        if let Some((other, path)) = owner.get(&ip) {
+                            if *other != i {
+                                e.add(
+                                    format!("pools[{i}].addresses[{j}]"),
+                                    format!(
+                                        "{ip} is already in pool `{}` ({path}): pools must not overlap",
+                                        raw.pools[*other].name
+                                    ),
+                                );
+                                break;
+                            }
+                            e.add(format!("pools[{i}].addresses[{j}]"), format!("{ip} is listed twice"));
+                            break;
+                        }
+                        owner.insert(ip, (i, format!("pools[{i}].addresses[{j}]")));
+                        addresses.push(ip);
+                    }
+                }
+                Err(m) => e.add(format!("pools[{i}].addresses[{j}]"), m),
+            }
+        }
+        let default_ports = if p.masquerade { "1024-32767" } else { "1024-65535" };
+        let ports = match parse_port_range(p.ports.as_deref().unwrap_or(default_ports)) {
+            Ok(r) => r,
+            Err(m) => {
+                e.add(at("ports"), m);
+                (1024, 65535)
+            }
+        };
+        let span = u32::from(ports.1) - u32::from(ports.0) + 1;
+        if p.mode == PoolMode::PortBlocks {
+            if p.block_size == 0 || p.block_size % 64 != 0 {
+                e.add(at("block_size"), format!("{} is not a multiple of 64", p.block_size));
+            } else if u32::from(p.block_size) > span {
+                e.add(at("block_size"), format!("{} is more than the {span} ports of the range", p.block_size));
+            }
+            if !(1..=32).contains(&p.max_blocks_per_subscriber) {
+                e.add(at("max_blocks_per_subscriber"), "must be 1 to 32");
+            }
+        }
+        if p.max_sessions_per_subscriber == 0 {
+            e.add(at("max_sessions_per_subscriber"), "must be at least 1");
+        }
+        pools.push(ValidPool {
+            name: p.name.clone(),
+            addresses,
+            masquerade: p.masquerade,
+            ports,
+            mode: p.mode,
+            block_size: p.block_size,
+            max_blocks_per_subscriber: p.max_blocks_per_subscriber,
+            max_sessions_per_subscriber: p.max_sessions_per_subscriber,
+            filtering: p.filtering,
+            random_ports: p.random_ports,
+        });
+    }
+
+    // Rules.
+    if raw.rules.is_empty() {
+        e.add("rules", "needs at least one rule (`- action: masquerade` is the home router's)");
+    }
+    let mut rules = Vec::new();
+    for (i, r) in raw.rules.iter().enumerate() {
+        let action = match (r.action, &r.pool) {
+            (Action::NoNat, Some(_)) => {
+                e.add(format!("rules[{i}].pool"), "a no_nat rule takes no pool");
+                ValidAction::NoNat
+            }
+            (Action::NoNat, None) => ValidAction::NoNat,
+            (_, Some(name)) => match pools.iter().position(|p| &p.name == name) {
+                Some(k) => {
+                    if r.action == Action::Masquerade && !pools[k].masquerade {
+                        e.add(
+                            format!("rules[{i}].pool"),
+                            format!("pool `{name}` is not a masquerade pool (use action: snat)"),
+                        );
+                    }
+                    if r.action == Action::Snat && pools[k].masquerade {
+                        e.add(
+                            format!("rules[{i}].pool"),
+                            format!("pool `{name}` is a masquerade pool (use action: masquerade)"),
+                        );
+                    }
+                    ValidAction::Translate { pool: k }
+                }
+                None => {
+                    e.add(format!("rules[{i}].pool"), format!("no pool named `{name}`"));
+                    ValidAction::NoNat
+                }
+            },
+            (Action::Snat, None) => {
+                e.add(format!("rules[{i}].pool"), "an snat rule needs a pool");
+                ValidAction::NoNat
+            }
+            (Action::Masquerade, None) => {
+                // netfilter's MASQUERADE: the outside interface's address.
+                let k = match pools.iter().position(|p| p.masquerade && p.name == "masquerade") {
+                    Some(k) => k,
+                    None => {
+                        pools.push(ValidPool {
+                            name: "masquerade".into(),
+                            addresses: Vec::new(),
+                            masquerade: true,
+                            ports: (1024, 32767),
+                            mode: PoolMode::Shared,
+                            block_size: 512,
+                            max_blocks_per_subscriber: 8,
+                            max_sessions_per_subscriber: u32::MAX,
+                            filtering: Filtering::AddressAndPortDependent,
+                            random_ports: false,
+                        });
+                        pools.len() - 1
+                    }
+                };
+                ValidAction::Translate { pool: k }
+            }
+        };
+        let nets = |e: &mut Errors, key: &str, list: &[String]| -> Vec<Net> {
+            list.iter()
+                .enumerate()
+                .filter_map(|(j, s)| parse_net(s).map_err(|m| e.add(format!("rules[{i}].match.{key}[{j}]"), m)).ok())
+                .collect()
+        };
+        let m = &r.matches;
+        let src = nets(&mut e, "src", &m.src);
+        let src_except = nets(&mut e, "src_except", &m.src_except);
+        let dst = nets(&mut e, "dst", &m.dst);
+        let dst_except = nets(&mut e, "dst_except", &m.dst_except);
+        let dst_ports = m
+            .dst_ports
+            .iter()
+            .enumerate()
+            .filter_map(|(j, p)| {
+                parse_port_range(&p.to_string())
+                    .map_err(|msg| e.add(format!("rules[{i}].match.dst_ports[{j}]"), msg))
+                    .ok()
+            })
+            .collect();
+        rules.push(ValidRule { action, src, src_except, dst, dst_except, protocols: m.protocols.clone(), dst_ports });
+    }
+
+    // Forwards.
+    let has_masquerade = pools.iter().any(|p| p.masquerade);
+    let mut forwards = Vec::new();
+    for (i, f) in raw.forwards.iter().enumerate() {
+        if f.protocol == Protocol::Icmp || f.protocol == Protocol::Other {
+            e.add(format!("forwards[{i}].protocol"), "a port forward is tcp or udp");
+        }
+        let (host, port) = f.public.rsplit_once(':').unwrap_or((f.public.as_str(), ""));
+        let public_port = parse_port_range(port).ok().filter(|(a, b)| a == b).map(|(a, _)| a);
+        let public = if host == "outside" {
+            if !has_masquerade {
+                e.add(format!("forwards[{i}].public"), "`outside` is the masquerade address, and no rule masquerades");
+            }
+            Some(PublicAddr::Outside)
+        } else {
+            match host.parse::<Ipv4Addr>() {
+                Ok(ip) if owner.contains_key(&ip) => Some(PublicAddr::Addr(ip)),
+                Ok(ip) => {
+                    e.add(
+                        format!("forwards[{i}].public"),
+                        format!("{ip} is in no pool: a forward's public address must be a pool's"),
+                    );
+                    None
+                }
+                Err(_) => None,
+            }
+        };
+        if public.is_none() && host != "outside" && host.parse::<Ipv4Addr>().is_err() || public_port.is_none() {
+            e.add(format!("forwards[{i}].public"), format!("`{}` is not ADDRESS:PORT (or outside:PORT)", f.public));
+        }
+        let inside = f.inside.parse::<SocketAddrV4>();
+        if inside.is_err() {
+            e.add(format!("forwards[{i}].inside"), format!("`{}` is not ADDRESS:PORT", f.inside));
+        }
+        if let (Some(public), Some(public_port), Ok(inside)) = (public, public_port, inside) {
+            if forwards
+                .iter()
+                .any(|x: &ValidForward| x.public == public && x.public_port == public_port && x.protocol == f.protocol)
+            {
+                e.add(format!("forwards[{i}].public"), format!("{} is forwarded twice", f.public));
+            }
+            forwards.push(ValidForward { protocol: f.protocol, public, public_port, inside });
+        }
+    }
+
+    // Timeouts (RFC floors).
+    let t = &raw.timeouts;
+    for (k, v, min, why) in [
+        ("tcp_established_secs", t.tcp_established_secs, 7440, "RFC 5382 REQ-5: at least 2 h 4 min"),
+        ("tcp_transitory_secs", t.tcp_transitory_secs, 240, "RFC 5382 REQ-5: at least 4 min"),
+        ("udp_secs", t.udp_secs, 120, "RFC 4787 REQ-5: at least 2 min"),
+        ("icmp_secs", t.icmp_secs, 60, "RFC 5508 REQ-1: at least 60 s"),
+        ("fragment_secs", t.fragment_secs, 1, "at least 1 s"),
+    ] {
+        if v < min {
+            e.add(format!("timeouts.{k}"), format!("{v} s is below the floor ({why})"));
+        }
+    }
+
+    // Tables.
+    if raw.tables.max_sessions < 1024 {
+        e.add("tables.max_sessions", "at least 1024 sessions per worker");
+    }
+    if raw.tables.max_subscribers == 0 {
+        e.add("tables.max_subscribers", "at least 1");
+    }
+    if raw.tables.max_fragments == 0 {
+        e.add("tables.max_fragments", "at least 1");
+    }
+
+    // Control.
+    let listen = raw.control.listen.parse::<std::net::SocketAddr>();
+    if listen.is_err() {
+        e.add("control.listen", format!("`{}` is not ADDRESS:PORT", raw.control.listen));
+    }
+    if raw.control.token.is_some() && raw.control.token_file.is_some() {
+        e.add("control.token_file", "give token or token_file, not both");
+    }
+    if raw.control.token.as_deref().is_some_and(str::is_empty) {
+        e.add("control.token", "an empty token protects nothing");
+    }
+
+    match listen {
+        Ok(listen) if e.list.is_empty() => Ok(ValidConfig { raw, pools, rules, forwards, listen }),
+        _ => {
+            e.list.sort_by_key(|x| (x.line, x.col));
+            Err(e.list)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,13 +1,14 @@
 //! `masq`: the one binary. `masq run` forwards between two interfaces
-//! through AF_XDP workers; the YAML config, control API and the other
-//! operator subcommands arrive with the config/control issue (#5), and until
-//! then `run` takes its pools and rules as flags.
+//! through AF_XDP workers on a YAML configuration (`--config FILE`, or the
+//! embedded default: the namespace lab's), or on a quick set-up given as
+//! flags; `masq check-config` validates files. The control API and the
+//! other operator subcommands arrive with the rest of issue #5.
 
+mod params;
 mod run;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use dataplane::nat::{proto, EngineParams, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
 use std::time::Duration;
 
 /// masq: a carrier-grade NAT44 in user space (AF_XDP, per-core workers).
@@ -23,72 +24,91 @@ enum Cmd {
     /// Forward between an inside and an outside interface, translating
     /// inside sources into a pool (SNAT) or the outside address (MASQUERADE).
     ///
-    /// Example (the lab): masq run --inside nat-in --outside nat-out
-    /// --pool 203.0.113.10 --nat-src 100.64.0.0/10 --live
+    /// The set-up comes from --config FILE, or from the quick flags
+    /// (--inside, --outside, --pool or --masquerade, ...), or, with
+    /// neither, from the embedded default (the namespace lab's,
+    /// `masq default-config` prints it). Examples:
+    ///   masq run --config /etc/masq/masq.yaml
+    ///   masq run --inside nat-in --outside nat-out --pool 203.0.113.10 --nat-src 100.64.0.0/10 --live
     #[command(verbatim_doc_comment)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Validate configuration files: prints `FILE: OK`, or every error as
+    /// `FILE:LINE:COLUMN: KEY.PATH: message`. Exit status 1 if any is bad.
+    CheckConfig {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Print the embedded default configuration (a starting point).
+    DefaultConfig,
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Interface facing the subscribers.
-    #[arg(long)]
-    inside: String,
-    /// Interface facing the internet.
-    #[arg(long)]
-    outside: String,
+    /// The YAML configuration (see config/examples/).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["inside", "outside", "pool", "masquerade"])]
+    config: Option<std::path::PathBuf>,
+    /// Quick set-up: interface facing the subscribers.
+    #[arg(long, requires = "outside")]
+    inside: Option<String>,
+    /// Quick set-up: interface facing the internet.
+    #[arg(long, requires = "inside")]
+    outside: Option<String>,
     /// Cores for the workers, one worker per core (worker i serves queue i
-    /// of both interfaces). The control thread stays on the calling thread.
-    #[arg(long, value_delimiter = ',', default_value = "1")]
-    cores: Vec<usize>,
-    /// Public addresses of the SNAT pool: an address or a prefix, every
-    /// address of which is used (repeat for more); the outside router must
-    /// route them to this box.
-    #[arg(long = "pool", value_name = "ADDR[/LEN]", value_parser = parse_pool)]
-    pool: Vec<Prefix>,
+    /// of both interfaces); overrides the configuration's. The control
+    /// thread takes a core no worker uses.
+    #[arg(long, value_delimiter = ',')]
+    cores: Option<Vec<usize>>,
+    /// Quick set-up: public addresses of the SNAT pool, an address, a
+    /// prefix (/16 or longer) or FIRST-LAST (repeat for more); the outside
+    /// router must route them to this box.
+    #[arg(long = "pool", value_name = "ADDR[/LEN]")]
+    pool: Vec<String>,
     /// Translate to the outside interface's address instead (MASQUERADE).
     /// Its NAT ports are --masq-ports; the others stay the kernel's.
     #[arg(long, conflicts_with = "pool")]
     masquerade: bool,
-    /// Port range a masquerade address lends to the NAT.
-    #[arg(long, default_value = "1024-32767", value_parser = parse_range)]
-    masq_ports: (u16, u16),
-    /// Sources to translate (repeat); default: all.
-    #[arg(long = "nat-src", value_name = "PREFIX", value_parser = parse_prefix)]
-    nat_src: Vec<Prefix>,
-    /// Destinations exempt from NAT (a no_nat rule ahead of the translation; repeat).
-    #[arg(long = "no-nat-dst", value_name = "PREFIX", value_parser = parse_prefix)]
-    no_nat_dst: Vec<Prefix>,
-    /// Sources exempt from NAT (a no_nat rule ahead of the translation; repeat).
-    #[arg(long = "no-nat-src", value_name = "PREFIX", value_parser = parse_prefix)]
-    no_nat_src: Vec<Prefix>,
-    /// A static port forward, PROTO:PUBLIC:PORT=INSIDE:PORT (tcp or udp; repeat).
+    /// Quick set-up: port range a masquerade address lends to the NAT.
+    #[arg(long, default_value = "1024-32767")]
+    masq_ports: String,
+    /// Quick set-up: sources to translate (repeat); default: all.
+    #[arg(long = "nat-src", value_name = "PREFIX")]
+    nat_src: Vec<String>,
+    /// Quick set-up: destinations exempt from NAT (a no_nat rule ahead of the translation; repeat).
+    #[arg(long = "no-nat-dst", value_name = "PREFIX")]
+    no_nat_dst: Vec<String>,
+    /// Quick set-up: sources exempt from NAT (a no_nat rule ahead of the translation; repeat).
+    #[arg(long = "no-nat-src", value_name = "PREFIX")]
+    no_nat_src: Vec<String>,
+    /// Quick set-up: a static port forward, PROTO:PUBLIC:PORT=INSIDE:PORT (tcp or udp; repeat).
     #[arg(long = "forward", value_name = "SPEC", value_parser = parse_forward)]
-    forward: Vec<Forward>,
+    forward: Vec<config::PortForward>,
     /// Forward without NAT (route only): the I/O ceiling, for comparisons.
     #[arg(long)]
     no_nat: bool,
-    /// Sessions per worker.
-    #[arg(long, default_value_t = 1 << 20)]
-    max_sessions: u32,
-    /// Next-hop MAC for everything sent inside (overrides the neighbour table).
-    #[arg(long, value_parser = parse_mac_arg)]
-    inside_mac: Option<[u8; 6]>,
-    /// Next-hop MAC for everything sent outside (overrides the neighbour table).
-    #[arg(long, value_parser = parse_mac_arg)]
-    outside_mac: Option<[u8; 6]>,
+    /// Sessions per worker; overrides the configuration's.
+    #[arg(long)]
+    max_sessions: Option<u32>,
+    /// Quick set-up: next-hop MAC for everything sent inside (overrides the neighbour table).
+    #[arg(long)]
+    inside_mac: Option<String>,
+    /// Quick set-up: next-hop MAC for everything sent outside.
+    #[arg(long)]
+    outside_mac: Option<String>,
     /// RSS-aware ports: read the outside NIC's RSS key and indirection table
     /// (`ethtool -x`) and give each worker the public ports whose replies the
     /// NIC delivers to its queue, so out-to-in traffic needs no hand-off.
     /// Set the NIC to hash replies on destination address and port first:
     /// `ethtool -N OUTSIDE rx-flow-hash udp4 dn` (and tcp4). `auto` uses it
     /// when the NIC reports RSS and there is more than one worker; veth has none.
-    #[arg(long, value_enum, default_value = "auto")]
-    rss: RssMode,
+    /// Overrides the configuration's `workers.rss`.
+    #[arg(long, value_enum)]
+    rss: Option<RssMode>,
     /// How the NIC builds the hash input from the fields it keeps: zeroed in
-    /// place (`masked`, Intel's input-set masking) or concatenated (`packed`).
-    #[arg(long, value_enum, default_value = "masked")]
-    rss_input: RssInput,
+    /// place (`masked`, Intel's input-set masking) or concatenated
+    /// (`packed`); overrides `workers.rss_input`.
+    #[arg(long, value_enum)]
+    rss_input: Option<RssInput>,
     /// Print one line of counters every second.
     #[arg(long)]
     live: bool,
@@ -109,154 +129,180 @@ enum RssInput {
     Packed,
 }
 
-/// A NIC's RSS set-up, when `--rss auto` finds one worth using.
-fn nic_rss(a: &RunArgs, iface: &str) -> Option<dataplane::rss::Rss> {
-    if a.rss == RssMode::Off || a.cores.len() < 2 {
-        return None;
-    }
-    let out = std::process::Command::new("ethtool").args(["-x", iface]).output().ok()?;
-    if !out.status.success() {
-        eprintln!("masq: {iface}: no RSS table (ethtool -x); frames reach their worker by hand-off");
-        return None;
-    }
-    let input = match a.rss_input {
-        RssInput::Masked => dataplane::rss::InputSet::Masked,
-        RssInput::Packed => dataplane::rss::InputSet::Packed,
-    };
-    let rss = dataplane::rss::parse_ethtool_x(&String::from_utf8_lossy(&out.stdout), input)?;
-    let queues = rss.indirection.iter().copied().max().map_or(0, |q| usize::from(q) + 1);
-    if queues > a.cores.len() {
-        eprintln!(
-            "masq: warning: {iface} spreads over {queues} queues but {} workers serve queues 0..{}; what hashes elsewhere is handed off or unused",
-            a.cores.len(),
-            a.cores.len() - 1
-        );
-    }
-    Some(rss)
-}
-
-fn parse_prefix(s: &str) -> Result<Prefix, String> {
-    let (a, l) = s.split_once('/').unwrap_or((s, "32"));
-    let a: std::net::Ipv4Addr = a.parse().map_err(|e| format!("{s}: {e}"))?;
-    let l: u8 = l.parse().map_err(|e| format!("{s}: prefix length: {e}"))?;
-    if l > 32 {
-        return Err(format!("{s}: prefix length above 32"));
-    }
-    Ok(Prefix::new(u32::from(a), l))
-}
-
-fn parse_pool(s: &str) -> Result<Prefix, String> {
-    let p = parse_prefix(s)?;
-    if p.len < 16 {
-        return Err(format!("{s}: a pool prefix of at most 65536 addresses (/16 or longer)"));
-    }
-    Ok(p)
-}
-
-fn parse_range(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s}: expected LOW-HIGH"))?;
-    let (a, b): (u16, u16) = (a.parse().map_err(|e| format!("{s}: {e}"))?, b.parse().map_err(|e| format!("{s}: {e}"))?);
-    if a == 0 || a > b {
-        return Err(format!("{s}: need 1 <= LOW <= HIGH"));
-    }
-    Ok((a, b))
-}
-
-fn parse_mac_arg(s: &str) -> Result<[u8; 6], String> {
-    dataplane::l2::parse_mac(s).ok_or_else(|| format!("{s}: expected aa:bb:cc:dd:ee:ff"))
-}
-
-fn parse_forward(s: &str) -> Result<Forward, String> {
+fn parse_forward(s: &str) -> Result<config::PortForward, String> {
     let bad = || format!("{s}: expected PROTO:PUBLIC:PORT=INSIDE:PORT, e.g. tcp:203.0.113.10:8080=100.64.0.2:80");
-    let (lhs, rhs) = s.split_once('=').ok_or_else(bad)?;
-    let mut l = lhs.split(':');
-    let protocol = match l.next() {
-        Some("tcp") => 6,
-        Some("udp") => 17,
+    let (lhs, inside) = s.split_once('=').ok_or_else(bad)?;
+    let (proto, public) = lhs.split_once(':').ok_or_else(bad)?;
+    let protocol = match proto {
+        "tcp" => config::Protocol::Tcp,
+        "udp" => config::Protocol::Udp,
         _ => return Err(bad()),
     };
-    let public_addr: std::net::Ipv4Addr = l.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
-    let public_port: u16 = l.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
-    let (ia, ip) = rhs.split_once(':').ok_or_else(bad)?;
-    let inside_addr: std::net::Ipv4Addr = ia.parse().map_err(|_| bad())?;
-    let inside_port: u16 = ip.parse().map_err(|_| bad())?;
-    Ok(Forward { protocol, public_addr: public_addr.into(), public_port, inside_addr: inside_addr.into(), inside_port })
+    Ok(config::PortForward { protocol, public: public.to_string(), inside: inside.to_string() })
 }
 
-fn engine_params(a: &RunArgs) -> Result<Option<EngineParams>> {
-    if a.no_nat {
-        return Ok(None);
-    }
-    let pool = if a.masquerade {
-        let addr = *run::interface_addrs(&a.outside)?
-            .first()
-            .with_context(|| format!("--masquerade: {} has no IPv4 address", a.outside))?;
-        let mut p = PoolParams::masquerade("masquerade", addr);
-        (p.port_min, p.port_max) = a.masq_ports;
-        p
-    } else {
-        if a.pool.is_empty() {
-            bail!("give a pool (--pool ADDR), --masquerade or --no-nat");
-        }
-        let addrs: Vec<u32> = a.pool.iter().flat_map(|p| p.addr..=p.last()).collect();
-        let mut pool = PoolParams::cgnat("pool", addrs);
-        if let (Some(rss), PoolMode::PortBlocks { block_size, .. }) = (nic_rss(a, &a.outside), pool.mode) {
-            let workers = u16::try_from(a.cores.len())?;
-            pool.port_orders = pool
-                .addresses
-                .iter()
-                .map(|&ip| dataplane::rss::port_order(&rss, ip, pool.port_min, pool.port_max, block_size, workers))
-                .collect();
-            let usable: usize = pool.port_orders.iter().map(Vec::len).sum();
-            eprintln!("masq: RSS-aware ports: {usable} of the pool's ports, each owned by the worker whose queue its replies reach");
-        }
-        pool
-    };
+/// The quick set-up's flags as a configuration (validated like a file).
+fn quick_config(a: &RunArgs, inside: &str, outside: &str) -> Result<config::Config> {
+    use config::{Action, Config, Match, Pool, Rule};
+    let mut pools = Vec::new();
     let mut rules = Vec::new();
     if !a.no_nat_dst.is_empty() {
         rules.push(Rule {
-            matches: RuleMatch { dst: a.no_nat_dst.clone(), ..Default::default() },
-            action: RuleAction::NoNat,
+            action: Action::NoNat,
+            pool: None,
+            matches: Match { dst: a.no_nat_dst.clone(), ..Match::default() },
         });
     }
     if !a.no_nat_src.is_empty() {
         rules.push(Rule {
-            matches: RuleMatch { src: a.no_nat_src.clone(), ..Default::default() },
-            action: RuleAction::NoNat,
+            action: Action::NoNat,
+            pool: None,
+            matches: Match { src: a.no_nat_src.clone(), ..Match::default() },
         });
     }
-    rules.push(Rule {
-        matches: RuleMatch { src: a.nat_src.clone(), protocols: proto::ALL, ..Default::default() },
-        action: RuleAction::Translate { pool: 0 },
-    });
-    let mut p = EngineParams::single(vec![pool], rules);
-    p.max_sessions = a.max_sessions;
-    p.max_subscribers = (a.max_sessions / 4).max(1024);
-    p.forwards = a.forward.clone();
-    p.steering = nic_rss(a, &a.inside).map(|rss| {
-        eprintln!("masq: RSS-aware subscribers: each belongs to the worker whose queue {} delivers it to", a.inside);
-        dataplane::rss::SubscriberSteering::new(&rss)
-    });
-    p.local_addrs = run::interface_addrs(&a.inside)?.into_iter().chain(run::interface_addrs(&a.outside)?).collect();
-    p.seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::from(d.subsec_nanos()) ^ d.as_secs().rotate_left(32))
-        .unwrap_or(1)
-        ^ u64::from(std::process::id()) << 32;
-    Ok(Some(p))
+    let nat = Match { src: a.nat_src.clone(), ..Match::default() };
+    if a.masquerade {
+        let mut p = Pool::new("masquerade", Vec::new());
+        p.masquerade = true;
+        p.ports = Some(a.masq_ports.clone());
+        p.mode = config::PoolMode::Shared;
+        p.filtering = config::Filtering::AddressAndPortDependent;
+        p.max_sessions_per_subscriber = u32::MAX;
+        pools.push(p);
+        rules.push(Rule { action: Action::Masquerade, pool: Some("masquerade".into()), matches: nat });
+    } else if !a.pool.is_empty() {
+        pools.push(Pool::new("pool", a.pool.clone()));
+        rules.push(Rule { action: Action::Snat, pool: Some("pool".into()), matches: nat });
+    } else if !a.no_nat {
+        bail!("give a pool (--pool ADDR), --masquerade or --no-nat, or a --config file");
+    } else {
+        rules.push(Rule { action: Action::NoNat, pool: None, matches: Match::default() });
+    }
+    Ok(Config {
+        interfaces: config::Interfaces {
+            inside: inside.to_string(),
+            outside: outside.to_string(),
+            inside_mac: a.inside_mac.clone(),
+            outside_mac: a.outside_mac.clone(),
+        },
+        workers: config::Workers::default(),
+        pools,
+        rules,
+        forwards: a.forward.clone(),
+        timeouts: config::Timeouts::default(),
+        tables: config::Tables::default(),
+        control: config::Control::default(),
+        logging: config::Logging::default(),
+    })
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+fn print_errors(file: &str, errors: &[config::ConfigError]) {
+    for e in errors {
+        eprintln!("{file}:{e}");
+    }
+}
+
+/// The validated configuration `masq run` uses, flags' overrides applied
+/// (errors still point into the file).
+fn run_config(a: &RunArgs) -> Result<config::ValidConfig> {
+    let parse = |name: &str, text: &str| -> Result<(config::Config, config::Positions)> {
+        // Parsed with no core limit: the cores are checked after --cores.
+        match config::load(text, usize::MAX) {
+            Ok(v) => Ok((v.raw, config::Positions::of(text))),
+            Err(errors) => {
+                print_errors(name, &errors);
+                bail!("{name}: {} error(s)", errors.len());
+            }
+        }
+    };
+    let (name, (mut raw, positions)) = match (&a.config, &a.inside, &a.outside) {
+        (Some(f), _, _) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let name = f.display().to_string();
+            let parsed = parse(&name, &text)?;
+            (name, parsed)
+        }
+        (None, Some(i), Some(o)) => ("flags".to_string(), (quick_config(a, i, o)?, config::Positions::default())),
+        _ => ("embedded default".to_string(), parse("embedded default", config::DEFAULT_YAML)?),
+    };
+    if let Some(c) = &a.cores {
+        raw.workers.cores = c.clone();
+    }
+    if let Some(n) = a.max_sessions {
+        raw.tables.max_sessions = n;
+    }
+    if let Some(r) = a.rss {
+        raw.workers.rss = match r {
+            RssMode::Auto => config::Rss::Auto,
+            RssMode::Off => config::Rss::Off,
+        };
+    }
+    if let Some(r) = a.rss_input {
+        raw.workers.rss_input = match r {
+            RssInput::Masked => config::RssInput::Masked,
+            RssInput::Packed => config::RssInput::Packed,
+        };
+    }
+    config::validate(raw, &positions, cpus()).map_err(|errors| {
+        print_errors(&name, &errors);
+        anyhow::anyhow!("{name}: {} error(s)", errors.len())
+    })
+}
+
+fn check_config(files: &[std::path::PathBuf]) -> Result<()> {
+    let mut bad = 0;
+    for f in files {
+        let name = f.display().to_string();
+        match std::fs::read_to_string(f) {
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                bad += 1;
+            }
+            Ok(text) => match config::load(&text, cpus()) {
+                Ok(_) => println!("{name}: OK"),
+                Err(errors) => {
+                    print_errors(&name, &errors);
+                    bad += 1;
+                }
+            },
+        }
+    }
+    if bad > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::CheckConfig { files } => check_config(&files),
+        Cmd::DefaultConfig => {
+            print!("{}", config::DEFAULT_YAML);
+            Ok(())
+        }
         Cmd::Run(a) => {
-            let engine = engine_params(&a)?;
+            let v = run_config(&a)?;
+            let ifs = &v.raw.interfaces;
+            let in_addrs = run::interface_addrs(&ifs.inside)?;
+            let out_addrs = run::interface_addrs(&ifs.outside)?;
+            let engine = if a.no_nat {
+                None
+            } else {
+                let locals = in_addrs.iter().chain(&out_addrs).copied().collect();
+                Some(params::engine_params(&v, out_addrs.first().copied(), locals)?)
+            };
+            let mac = |m: &Option<String>| m.as_deref().and_then(dataplane::l2::parse_mac);
             run::run(run::RunPlan {
-                inside: a.inside.clone(),
-                outside: a.outside.clone(),
-                cores: a.cores.clone(),
+                inside: ifs.inside.clone(),
+                outside: ifs.outside.clone(),
+                cores: v.raw.workers.cores.clone(),
                 engine,
-                static_macs: [a.inside_mac, a.outside_mac],
+                static_macs: [mac(&ifs.inside_mac), mac(&ifs.outside_mac)],
                 live: a.live,
                 duration: a.duration.map(Duration::from_secs),
             })

@@ -1,0 +1,375 @@
+//! The YAML schema as serde types. Every struct denies unknown fields;
+//! defaults are the ones a CGNAT operator expects (RFC 6888, RFC 4787).
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+
+/// A whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The two interfaces.
+    pub interfaces: Interfaces,
+    /// Worker cores and RSS.
+    #[serde(default)]
+    pub workers: Workers,
+    /// Public address pools.
+    #[serde(default)]
+    pub pools: Vec<Pool>,
+    /// Ordered NAT rules; the first match wins.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Static port forwards (DNAT).
+    #[serde(default)]
+    pub forwards: Vec<PortForward>,
+    /// Idle timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Table sizes.
+    #[serde(default)]
+    pub tables: Tables,
+    /// The control API.
+    #[serde(default)]
+    pub control: Control,
+    /// Logging.
+    #[serde(default)]
+    pub logging: Logging,
+}
+
+/// The interfaces masq forwards between.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interfaces {
+    /// Facing the subscribers.
+    pub inside: String,
+    /// Facing the internet.
+    pub outside: String,
+    /// Next-hop MAC for everything sent inside (overrides the neighbour table).
+    #[serde(default)]
+    pub inside_mac: Option<String>,
+    /// Next-hop MAC for everything sent outside.
+    #[serde(default)]
+    pub outside_mac: Option<String>,
+}
+
+/// RSS use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Rss {
+    /// Use the NICs' RSS tables when there are some and more than one worker.
+    #[default]
+    Auto,
+    /// Never; hand-off does it.
+    Off,
+}
+
+/// How a NIC builds its hash input from the fields it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RssInput {
+    /// Left-out fields zeroed in place.
+    #[default]
+    Masked,
+    /// Kept fields concatenated.
+    Packed,
+}
+
+/// Worker placement.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workers {
+    /// One worker per core; worker i serves queue i of both interfaces.
+    #[serde(default = "default_cores")]
+    pub cores: Vec<usize>,
+    /// RSS-aware ports and subscribers.
+    #[serde(default)]
+    pub rss: Rss,
+    /// The NICs' hash input layout.
+    #[serde(default)]
+    pub rss_input: RssInput,
+}
+
+fn default_cores() -> Vec<usize> {
+    vec![1]
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Self { cores: default_cores(), rss: Rss::Auto, rss_input: RssInput::Masked }
+    }
+}
+
+/// How a pool hands out ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolMode {
+    /// Carrier grade: blocks of ports per subscriber (RFC 6888, RFC 7422).
+    #[default]
+    PortBlocks,
+    /// Home router: shared ports, the source port kept when free.
+    Shared,
+}
+
+/// Inbound filtering (RFC 4787 section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Filtering {
+    /// Any remote may answer a mapping (RFC 6888's recommendation).
+    #[default]
+    EndpointIndependent,
+    /// Only addresses the subscriber sent to.
+    AddressDependent,
+    /// Only address and port pairs the subscriber sent to (netfilter).
+    AddressAndPortDependent,
+}
+
+/// A pool of public addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Name (rules refer to it).
+    pub name: String,
+    /// Addresses: `a.b.c.d`, `a.b.c.d/len` (/16 or longer) or `first-last`.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Take the outside interface's address and follow it (MASQUERADE).
+    #[serde(default)]
+    pub masquerade: bool,
+    /// Port range, `low-high` (default 1024-65535; 1024-32767 for
+    /// masquerade, the rest stays the box's own).
+    #[serde(default)]
+    pub ports: Option<String>,
+    /// How ports are handed out.
+    #[serde(default)]
+    pub mode: PoolMode,
+    /// Ports per block (a multiple of 64).
+    #[serde(default = "default_block_size")]
+    pub block_size: u16,
+    /// Blocks one subscriber may hold (1-32).
+    #[serde(default = "default_max_blocks")]
+    pub max_blocks_per_subscriber: u16,
+    /// Sessions one subscriber may hold.
+    #[serde(default = "default_max_sessions_per_subscriber")]
+    pub max_sessions_per_subscriber: u32,
+    /// Inbound filtering.
+    #[serde(default)]
+    pub filtering: Filtering,
+    /// Pick ports at random instead of keeping the source port.
+    #[serde(default)]
+    pub random_ports: bool,
+}
+
+impl Pool {
+    /// A pool named `name` on `addresses`, every other field at its default.
+    pub fn new(name: &str, addresses: Vec<String>) -> Self {
+        Self {
+            name: name.to_string(),
+            addresses,
+            masquerade: false,
+            ports: None,
+            mode: PoolMode::PortBlocks,
+            block_size: default_block_size(),
+            max_blocks_per_subscriber: default_max_blocks(),
+            max_sessions_per_subscriber: default_max_sessions_per_subscriber(),
+            filtering: Filtering::EndpointIndependent,
+            random_ports: false,
+        }
+    }
+}
+
+fn default_block_size() -> u16 {
+    512
+}
+fn default_max_blocks() -> u16 {
+    8
+}
+fn default_max_sessions_per_subscriber() -> u32 {
+    4000
+}
+
+/// A rule's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Translate to the outside interface's address (or a masquerade pool).
+    Masquerade,
+    /// Translate into a pool.
+    Snat,
+    /// Leave the addresses alone.
+    NoNat,
+}
+
+/// An IP protocol a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP.
+    Icmp,
+    /// Any other protocol.
+    Other,
+}
+
+/// A port or a `low-high` range.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum PortSpec {
+    /// One port.
+    One(u32),
+    /// `low-high`.
+    Range(String),
+}
+
+impl std::fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortSpec::One(p) => write!(f, "{p}"),
+            PortSpec::Range(r) => f.write_str(r),
+        }
+    }
+}
+
+/// What a rule matches on a connection's first packet. Empty lists match all.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// Source prefixes.
+    #[serde(default)]
+    pub src: Vec<String>,
+    /// Sources excluded.
+    #[serde(default)]
+    pub src_except: Vec<String>,
+    /// Destination prefixes.
+    #[serde(default)]
+    pub dst: Vec<String>,
+    /// Destinations excluded.
+    #[serde(default)]
+    pub dst_except: Vec<String>,
+    /// Protocols.
+    #[serde(default)]
+    pub protocols: Vec<Protocol>,
+    /// Destination ports and ranges.
+    #[serde(default)]
+    pub dst_ports: Vec<PortSpec>,
+}
+
+/// One rule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// What to do.
+    pub action: Action,
+    /// The pool (snat; optional for masquerade).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Conditions.
+    #[serde(default, rename = "match")]
+    pub matches: Match,
+}
+
+/// A static port forward.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortForward {
+    /// tcp or udp.
+    pub protocol: Protocol,
+    /// `ADDRESS:PORT` of a pool address, or `outside:PORT` (masquerade).
+    pub public: String,
+    /// `ADDRESS:PORT` inside.
+    pub inside: String,
+}
+
+/// Idle timeouts, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP established (at least 7440, RFC 5382 REQ-5).
+    pub tcp_established_secs: u32,
+    /// TCP opening or closing (at least 240).
+    pub tcp_transitory_secs: u32,
+    /// UDP (at least 120, RFC 4787 REQ-5; 300 recommended).
+    pub udp_secs: u32,
+    /// ICMP query (at least 60, RFC 5508 REQ-1).
+    pub icmp_secs: u32,
+    /// A freed port is held back this long (RFC 6888 REQ-8: 120).
+    pub port_hold_secs: u32,
+    /// A fragment entry's life.
+    pub fragment_secs: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            tcp_established_secs: 7440,
+            tcp_transitory_secs: 240,
+            udp_secs: 300,
+            icmp_secs: 60,
+            port_hold_secs: 120,
+            fragment_secs: 2,
+        }
+    }
+}
+
+/// Table sizes, per worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tables {
+    /// Sessions.
+    pub max_sessions: u32,
+    /// Subscribers.
+    pub max_subscribers: u32,
+    /// Fragments being followed.
+    pub max_fragments: u32,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Self { max_sessions: 1 << 20, max_subscribers: 1 << 16, max_fragments: 4096 }
+    }
+}
+
+/// The control API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Control {
+    /// Where the HTTP API listens.
+    pub listen: String,
+    /// Bearer token for calls that change state.
+    pub token: Option<String>,
+    /// File holding the token (first line).
+    pub token_file: Option<String>,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9091".into(), token: None, token_file: None }
+    }
+}
+
+/// Log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Errors only.
+    Error,
+    /// Warnings.
+    Warn,
+    /// The default.
+    #[default]
+    Info,
+    /// Everything.
+    Debug,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Logging {
+    /// Level.
+    pub level: Level,
+    /// Log each session's creation and end (RFC 6888 REQ-12 style NAT logs).
+    pub nat_events: bool,
+}

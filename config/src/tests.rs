@@ -1,0 +1,116 @@
+use super::*;
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    load(text, 4).expect_err("should be refused")
+}
+
+#[test]
+fn the_default_and_every_example_are_valid() {
+    default_config(2).expect("the embedded default");
+    for f in ["home", "cgnat", "policy", "forwards"] {
+        let text = std::fs::read_to_string(format!("{}/examples/{f}.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        if let Err(e) = load(&text, 8) {
+            panic!("{f}.yaml: {e:?}");
+        }
+    }
+}
+
+#[test]
+fn masquerade_without_a_pool_makes_one_on_the_outside_address() {
+    let c = load("interfaces: {inside: a, outside: b}\nrules:\n  - action: masquerade\n", 2).unwrap();
+    assert_eq!(c.pools.len(), 1);
+    assert!(c.pools[0].masquerade && c.pools[0].addresses.is_empty());
+    assert_eq!(c.pools[0].ports, (1024, 32767));
+    assert_eq!(c.rules[0].action, ValidAction::Translate { pool: 0 });
+}
+
+#[test]
+fn a_typo_is_an_error_with_its_line_not_a_default() {
+    let e = errors("interfaces:\n  inside: a\n  outside: b\nrules:\n  - action: masquerade\n    pol: x\n");
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].line, e[0].path.as_str()), (6, "rules[0].pol"), "{:?}", e[0]);
+    assert!(e[0].message.starts_with("unknown field `pol`, expected one of"), "{}", e[0].message);
+}
+
+#[test]
+fn a_yaml_syntax_error_has_its_line() {
+    let e = errors("interfaces:\n  inside: a\n  outside: b\nrules:\n  - action: masquerade\n   oops: [\n");
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].line, 6, "{:?}", e[0]);
+}
+
+#[test]
+fn every_semantic_error_is_reported_with_path_and_line() {
+    let text = "\
+interfaces:
+  inside: eth1
+  outside: eth1
+workers:
+  cores: [1, 9, 1]
+pools:
+  - name: a
+    addresses: [203.0.113.0/28]
+    block_size: 100
+  - name: b
+    addresses: [203.0.113.8, 10.0.0.1/8]
+    ports: 70000-80000
+rules:
+  - action: snat
+    pool: nope
+  - action: snat
+    match:
+      src: [100.64.0.1/10]
+      dst_ports: [0]
+forwards:
+  - protocol: tcp
+    public: 192.0.2.1:80
+    inside: 100.64.0.2:80
+timeouts:
+  udp_secs: 30
+control:
+  listen: nowhere
+";
+    let e = errors(text);
+    let got: Vec<(usize, &str)> = e.iter().map(|x| (x.line, x.path.as_str())).collect();
+    for want in [
+        (3, "interfaces.outside"),
+        (5, "workers.cores[1]"),
+        (5, "workers.cores[2]"),
+        (9, "pools[0].block_size"),
+        (11, "pools[1].addresses[0]"),
+        (11, "pools[1].addresses[1]"),
+        (12, "pools[1].ports"),
+        (15, "rules[0].pool"),
+        (16, "rules[1].pool"),
+        (18, "rules[1].match.src[0]"),
+        (19, "rules[1].match.dst_ports[0]"),
+        (22, "forwards[0].public"),
+        (25, "timeouts.udp_secs"),
+        (27, "control.listen"),
+    ] {
+        assert!(got.contains(&want), "missing {want:?} in {got:#?}");
+    }
+    let overlap = e.iter().find(|x| x.path == "pools[1].addresses[0]").unwrap();
+    assert!(overlap.message.contains("203.0.113.8 is already in pool `a`"), "{}", overlap.message);
+    let sorted: Vec<usize> = e.iter().map(|x| x.line).collect();
+    assert!(sorted.windows(2).all(|w| w[0] <= w[1]), "in file order");
+}
+
+#[test]
+fn prefixes_ranges_and_ports_parse_strictly() {
+    assert_eq!(parse_net("100.64.0.0/10").unwrap().len, 10);
+    assert!(parse_net("100.64.0.1/10").unwrap_err().contains("host bits"));
+    assert!(parse_net("1.2.3.4/33").is_err());
+    assert_eq!(parse_port_range("80").unwrap(), (80, 80));
+    assert_eq!(parse_port_range("1024-65535").unwrap(), (1024, 65535));
+    assert!(parse_port_range("0-10").is_err() && parse_port_range("9-8").is_err() && parse_port_range("x").is_err());
+    assert_eq!(parse_pool_addresses("203.0.113.0/30").unwrap().len(), 4);
+    assert_eq!(parse_pool_addresses("203.0.113.1-203.0.113.3").unwrap().len(), 3);
+    assert!(parse_pool_addresses("10.0.0.0/8").is_err());
+}
+
+#[test]
+fn errors_print_as_line_column_path_message() {
+    let e = ConfigError { path: "pools[0].ports".into(), line: 7, col: 5, message: "bad".into() };
+    assert_eq!(e.to_string(), "7:5: pools[0].ports: bad");
+}

@@ -1,0 +1,169 @@
+//! From a validated configuration to the engine's plain parameters: the
+//! only place that knows both (the dataplane never sees YAML).
+
+use anyhow::{Context, Result};
+use config::{Filtering as CFiltering, PoolMode as CPoolMode, Protocol, PublicAddr, ValidAction, ValidConfig};
+use dataplane::nat::{
+    proto, EngineParams, Filtering, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch, Timeouts,
+};
+use dataplane::rss::{InputSet, Rss, SubscriberSteering};
+
+fn prefix(n: &config::Net) -> Prefix {
+    Prefix::new(u32::from(n.addr), n.len)
+}
+
+/// A NIC's RSS set-up (`ethtool -x`), when the config asks for RSS and
+/// there is more than one worker; `None` (said on stderr) otherwise.
+pub fn nic_rss(v: &ValidConfig, iface: &str) -> Option<Rss> {
+    let w = &v.raw.workers;
+    if w.rss == config::Rss::Off || w.cores.len() < 2 {
+        return None;
+    }
+    let out = std::process::Command::new("ethtool").args(["-x", iface]).output().ok()?;
+    if !out.status.success() {
+        eprintln!("masq: {iface}: no RSS table (ethtool -x); frames reach their worker by hand-off");
+        return None;
+    }
+    let input = match w.rss_input {
+        config::RssInput::Masked => InputSet::Masked,
+        config::RssInput::Packed => InputSet::Packed,
+    };
+    let rss = dataplane::rss::parse_ethtool_x(&String::from_utf8_lossy(&out.stdout), input)?;
+    let queues = rss.indirection.iter().copied().max().map_or(0, |q| usize::from(q) + 1);
+    if queues > w.cores.len() {
+        eprintln!(
+            "masq: warning: {iface} spreads over {queues} queues but {} workers serve queues 0..{}; what hashes elsewhere is handed off or unused",
+            w.cores.len(),
+            w.cores.len() - 1
+        );
+    }
+    Some(rss)
+}
+
+/// The engine parameters of worker 0 (the others differ in `worker`).
+/// `outside_addr` is the outside interface's address (for masquerade).
+pub fn engine_params(v: &ValidConfig, outside_addr: Option<u32>, local_addrs: Vec<u32>) -> Result<EngineParams> {
+    let workers = u16::try_from(v.raw.workers.cores.len())?;
+    let rss_out = nic_rss(v, &v.raw.interfaces.outside);
+    let mut pools = Vec::new();
+    for p in &v.pools {
+        let addresses = if p.masquerade {
+            vec![outside_addr.with_context(|| {
+                format!("pool `{}` masquerades, but {} has no IPv4 address", p.name, v.raw.interfaces.outside)
+            })?]
+        } else {
+            p.addresses.iter().map(|&a| u32::from(a)).collect()
+        };
+        let mode = match p.mode {
+            CPoolMode::PortBlocks => PoolMode::PortBlocks {
+                block_size: p.block_size,
+                max_blocks_per_subscriber: p.max_blocks_per_subscriber,
+            },
+            CPoolMode::Shared => PoolMode::Shared,
+        };
+        let filtering = match p.filtering {
+            CFiltering::EndpointIndependent => Filtering::EndpointIndependent,
+            CFiltering::AddressDependent => Filtering::AddressDependent,
+            CFiltering::AddressAndPortDependent => Filtering::AddressAndPortDependent,
+        };
+        let mut pool = PoolParams {
+            port_min: p.ports.0,
+            port_max: p.ports.1,
+            mode,
+            filtering,
+            max_sessions_per_subscriber: p.max_sessions_per_subscriber,
+            random_ports: p.random_ports,
+            masquerade: p.masquerade,
+            ..PoolParams::cgnat(&p.name, addresses)
+        };
+        if let (Some(rss), PoolMode::PortBlocks { block_size, .. }, false) = (&rss_out, pool.mode, p.masquerade) {
+            pool.port_orders = pool
+                .addresses
+                .iter()
+                .map(|&ip| dataplane::rss::port_order(rss, ip, pool.port_min, pool.port_max, block_size, workers))
+                .collect();
+            let usable: usize = pool.port_orders.iter().map(Vec::len).sum();
+            eprintln!(
+                "masq: pool {}: RSS-aware ports, {usable} in use, each owned by the worker its replies reach",
+                p.name
+            );
+        }
+        pools.push(pool);
+    }
+    let rules = v
+        .rules
+        .iter()
+        .map(|r| {
+            let protocols = r.protocols.iter().fold(0u8, |b, p| {
+                b | match p {
+                    Protocol::Tcp => proto::TCP,
+                    Protocol::Udp => proto::UDP,
+                    Protocol::Icmp => proto::ICMP,
+                    Protocol::Other => proto::OTHER,
+                }
+            });
+            Rule {
+                matches: RuleMatch {
+                    src: r.src.iter().map(prefix).collect(),
+                    src_except: r.src_except.iter().map(prefix).collect(),
+                    dst: r.dst.iter().map(prefix).collect(),
+                    dst_except: r.dst_except.iter().map(prefix).collect(),
+                    protocols,
+                    dst_ports: r.dst_ports.clone(),
+                },
+                action: match r.action {
+                    ValidAction::Translate { pool } => {
+                        RuleAction::Translate { pool: u16::try_from(pool).unwrap_or(u16::MAX) }
+                    }
+                    ValidAction::NoNat => RuleAction::NoNat,
+                },
+            }
+        })
+        .collect();
+    let mut p = EngineParams::single(pools, rules);
+    p.forwards = v
+        .forwards
+        .iter()
+        .map(|f| {
+            let public_addr = match f.public {
+                PublicAddr::Addr(a) => u32::from(a),
+                PublicAddr::Outside => outside_addr.unwrap_or(0),
+            };
+            Forward {
+                protocol: if f.protocol == Protocol::Udp { 17 } else { 6 },
+                public_addr,
+                public_port: f.public_port,
+                inside_addr: u32::from(*f.inside.ip()),
+                inside_port: f.inside.port(),
+            }
+        })
+        .collect();
+    let t = &v.raw.timeouts;
+    p.timeouts = Timeouts {
+        tcp_established_secs: t.tcp_established_secs,
+        tcp_transitory_secs: t.tcp_transitory_secs,
+        udp_secs: t.udp_secs,
+        icmp_secs: t.icmp_secs,
+        port_hold_secs: t.port_hold_secs,
+        fragment_secs: t.fragment_secs,
+    };
+    p.max_sessions = v.raw.tables.max_sessions;
+    p.max_subscribers = v.raw.tables.max_subscribers;
+    p.max_fragments = v.raw.tables.max_fragments;
+    p.local_addrs = local_addrs;
+    p.steering = nic_rss(v, &v.raw.interfaces.inside).map(|rss| {
+        eprintln!(
+            "masq: RSS-aware subscribers: each belongs to the worker whose queue {} delivers it to",
+            v.raw.interfaces.inside
+        );
+        SubscriberSteering::new(&rss)
+    });
+    // A new hash seed every start: flows cannot be aimed at one bucket.
+    p.seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()) ^ d.as_secs().rotate_left(32))
+        .unwrap_or(1)
+        ^ u64::from(std::process::id()) << 32;
+    p.workers = workers;
+    Ok(p)
+}
