@@ -4,6 +4,7 @@
 //! flags; `masq check-config` validates files. The control API and the
 //! other operator subcommands arrive with the rest of issue #5.
 
+mod api;
 mod params;
 mod run;
 
@@ -109,6 +110,12 @@ struct RunArgs {
     /// (`packed`); overrides `workers.rss_input`.
     #[arg(long, value_enum)]
     rss_input: Option<RssInput>,
+    /// The control API's address; overrides `control.listen`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    api: Option<std::net::SocketAddr>,
+    /// Run without the control API.
+    #[arg(long)]
+    no_api: bool,
     /// Print one line of counters every second.
     #[arg(long)]
     live: bool,
@@ -297,6 +304,30 @@ fn main() -> Result<()> {
                 Some(params::engine_params(&v, out_addrs.first().copied(), locals)?)
             };
             let mac = |m: &Option<String>| m.as_deref().and_then(dataplane::l2::parse_mac);
+            let token = match (&v.raw.control.token, &v.raw.control.token_file) {
+                (Some(t), _) => Some(t.clone()),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("control.token_file {f}"))?
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                ),
+                (None, None) => None,
+            };
+            let config_yaml = match &a.config {
+                Some(f) => std::fs::read_to_string(f)?,
+                None if a.inside.is_some() => serde_yaml::to_string(&v.raw)?,
+                None => config::DEFAULT_YAML.to_string(),
+            };
+            let api = (!a.no_api).then(|| run::ApiPlan {
+                listen: a.api.unwrap_or(v.listen),
+                token,
+                config_yaml,
+                cpus: cpus(),
+            });
             run::run(run::RunPlan {
                 inside: ifs.inside.clone(),
                 outside: ifs.outside.clone(),
@@ -305,6 +336,7 @@ fn main() -> Result<()> {
                 static_macs: [mac(&ifs.inside_mac), mac(&ifs.outside_mac)],
                 live: a.live,
                 duration: a.duration.map(Duration::from_secs),
+                api,
             })
         }
     }

@@ -33,6 +33,20 @@ pub struct RunPlan {
     pub live: bool,
     /// Stop after this long (tests, demo); None: until a signal.
     pub duration: Option<Duration>,
+    /// The control API, if any.
+    pub api: Option<ApiPlan>,
+}
+
+/// What the control API needs at start.
+pub struct ApiPlan {
+    /// Where it listens.
+    pub listen: std::net::SocketAddr,
+    /// Bearer token for changes.
+    pub token: Option<String>,
+    /// The configuration in force, as YAML.
+    pub config_yaml: String,
+    /// Logical CPUs.
+    pub cpus: usize,
 }
 
 /// IPv4 addresses of an interface (host order), from `ip -4 -o addr`.
@@ -62,9 +76,8 @@ fn interface_mac(iface: &str) -> Result<[u8; 6]> {
 }
 
 /// Ring counters and the kernel's socket statistics of one worker.
-type RingSnapshot = (dataplane::xdp::RingCounters, [(u64, u64, u64); 2]);
+pub type RingSnapshot = (dataplane::xdp::RingCounters, [(u64, u64, u64); 2]);
 
-/// What a worker publishes for the control thread (try_lock on the worker's side).
 /// The TAP device frames for the box itself re-enter the kernel through.
 const TAP_NAME: &str = "masq-kernel";
 /// Its MAC (locally administered; frames are rewritten to it).
@@ -134,9 +147,12 @@ impl Drop for ForwardGuard {
     }
 }
 
-struct Shared {
-    stats: Mutex<Stats>,
-    ring: Mutex<RingSnapshot>,
+/// What a worker publishes for the control thread (try_lock on the worker's side).
+pub struct Shared {
+    /// Counters and histogram.
+    pub stats: Mutex<Stats>,
+    /// Ring counters and kernel socket statistics.
+    pub ring: Mutex<RingSnapshot>,
 }
 
 /// Runs until a signal or `plan.duration`.
@@ -195,10 +211,13 @@ pub fn run(plan: RunPlan) -> Result<()> {
     let go = Arc::new(AtomicBool::new(false));
     let mut l2_txs = Vec::new();
     let mut shared = Vec::new();
+    let mut command_txs = Vec::new();
     let mut handles = Vec::new();
     for (w, &core) in plan.cores.iter().enumerate() {
         let (l2_tx, l2_rx) = crossbeam_channel::bounded::<Arc<L2Table>>(4);
         l2_txs.push(l2_tx);
+        let (cmd_tx, cmd_rx) = crossbeam_channel::bounded::<dataplane::worker::Command>(16);
+        command_txs.push(cmd_tx);
         let sh = Arc::new(Shared { stats: Mutex::new(Stats::default()), ring: Mutex::new(Default::default()) });
         shared.push(Arc::clone(&sh));
         let engine = match &plan.engine {
@@ -243,7 +262,8 @@ pub fn run(plan: RunPlan) -> Result<()> {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let mut worker = Worker::new(w, io, engine, l2, mesh).with_l2_channels(l2_rx, unres_tx);
+            let mut worker =
+                Worker::new(w, io, engine, l2, mesh).with_l2_channels(l2_rx, unres_tx).with_commands(cmd_rx);
             worker_loop(&mut worker, &stop, &sh);
             Ok(())
         })?);
@@ -274,7 +294,36 @@ pub fn run(plan: RunPlan) -> Result<()> {
         Some(c) if core_affinity::set_for_current(c) => eprintln!("masq: control thread on core {}", c.id),
         _ => eprintln!("masq: warning: no core left for the control thread; it shares one with a worker"),
     }
+    let api_state = plan.api.as_ref().map(|a| {
+        Arc::new(crate::api::ApiState {
+            shared: shared.clone(),
+            commands: command_txs.clone(),
+            xdp: Mutex::new(Vec::new()),
+            config_yaml: Mutex::new(a.config_yaml.clone()),
+            generation: std::sync::atomic::AtomicU64::new(1),
+            reloads: [std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)],
+            token: a.token.clone(),
+            ready: AtomicBool::new(false),
+            cpus: a.cpus,
+        })
+    });
+    let api_handle = match (&plan.api, &api_state) {
+        (Some(a), Some(st)) => match crate::api::serve(a.listen, Arc::clone(st), Arc::clone(&stop)) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                stop.store(true, Ordering::Release);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(e);
+            }
+        },
+        _ => None,
+    };
     go.store(true, Ordering::Release);
+    if let Some(st) = &api_state {
+        st.ready.store(true, Ordering::Relaxed);
+    }
     eprintln!(
         "masq: forwarding {} <-> {} ({}); Ctrl-C stops",
         plan.inside,
@@ -301,6 +350,15 @@ pub fn run(plan: RunPlan) -> Result<()> {
         }
         if last_refresh.elapsed() >= Duration::from_secs(1) {
             last_refresh = Instant::now();
+            if let Some(st) = &api_state {
+                let x = progs
+                    .iter()
+                    .map(|p| (p.iface().to_string(), XDP_STAT_NAMES.iter().copied().zip(p.stats()).collect::<Vec<_>>()))
+                    .collect();
+                if let Ok(mut g) = st.xdp.lock() {
+                    *g = x;
+                }
+            }
             let mut fresh = l2.clone();
             if fresh.refresh_from_proc().is_ok() && fresh != l2 {
                 l2 = fresh;
@@ -319,6 +377,9 @@ pub fn run(plan: RunPlan) -> Result<()> {
         }
     }
     stop.store(true, Ordering::Release);
+    if let Some(h) = api_handle {
+        let _ = h.join();
+    }
     for h in handles {
         match h.join() {
             Ok(r) => r?,
@@ -392,8 +453,9 @@ impl RingInfo for XdpIo {
     }
 }
 
+/// Every worker's counters summed.
 #[derive(Default, Clone)]
-struct Totals {
+pub struct Totals {
     rx: [u64; 2],
     tx: [u64; 2],
     drops: u64,
@@ -402,6 +464,7 @@ struct Totals {
     created: u64,
     handoffs: u64,
     hairpinned: u64,
+    blocks_in_use: u64,
     fragmented: u64,
     to_kernel: u64,
     kernel_rx_dropped: u64,
@@ -410,7 +473,8 @@ struct Totals {
 }
 
 impl Totals {
-    fn gather(shared: &[Arc<Shared>]) -> Self {
+    /// Sums the workers' last snapshots.
+    pub fn gather(shared: &[Arc<Shared>]) -> Self {
         let mut t = Totals::default();
         let mut reasons: std::collections::BTreeMap<&'static str, u64> = Default::default();
         for sh in shared {
@@ -441,6 +505,7 @@ impl Totals {
                 t.kernel_fill_empty += r.1[0].2 + r.1[1].2;
             }
             t.sessions += u64::from(s.sessions);
+            t.blocks_in_use += u64::from(s.blocks_in_use);
             t.created += e.sessions_created;
             t.handoffs += w.handoff_out;
             t.to_kernel += w.to_kernel;
@@ -464,6 +529,19 @@ impl Totals {
             rate(self.created, prev.created),
             rate(self.handoffs, prev.handoffs),
         )
+    }
+
+    /// `name value` lines (`GET /stats`, read by `masq stats`).
+    pub fn lines(&self) -> String {
+        let mut out = format!(
+            "rx_inside {}\nrx_outside {}\ntx_inside {}\ntx_outside {}\nsessions {}\nsessions_created {}\nhandoffs {}\ndrops {}\n",
+            self.rx[0], self.rx[1], self.tx[0], self.tx[1], self.sessions, self.created, self.handoffs, self.drops
+        );
+        for (name, n) in &self.drop_reasons {
+            out.push_str(&format!("drop.{name} {n}\n"));
+        }
+        out.push_str(&format!("blocks_in_use {}\n", self.blocks_in_use));
+        out
     }
 
     fn summary(&self) -> String {

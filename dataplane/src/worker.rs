@@ -16,7 +16,7 @@
 
 use crate::io::{Desc, FrameIo, BATCH};
 use crate::l2::{write_l2, L2Table, NextHop};
-use crate::nat::{Counters, Engine, Side, Verdict};
+use crate::nat::{Counters, Engine, SessionInfo, Side, Verdict};
 use crate::wire::fragment::{self, Plan};
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
@@ -57,6 +57,10 @@ pub struct WorkerCounters {
     pub rounds: u64,
     /// Frames received, by side (inside, outside).
     pub rx: [u64; 2],
+    /// Bytes received, by side.
+    pub rx_bytes: [u64; 2],
+    /// Bytes queued for transmission, by side they leave on.
+    pub tx_bytes: [u64; 2],
     /// Frames queued for transmission, by side they leave on.
     pub tx: [u64; 2],
     /// Frames dropped because their next hop has no neighbour entry yet, by side.
@@ -81,6 +85,50 @@ pub struct WorkerCounters {
     pub handoff_dropped: u64,
 }
 
+/// Which sessions a listing or flush is about (all given fields must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Inside (subscriber) address.
+    pub subscriber: Option<u32>,
+    /// Public address.
+    pub public: Option<u32>,
+    /// IP protocol number.
+    pub protocol: Option<u8>,
+    /// State name (`established`, `udp`, ...).
+    pub state: Option<String>,
+}
+
+impl SessionFilter {
+    /// True if `s` matches.
+    pub fn matches(&self, s: &SessionInfo) -> bool {
+        self.subscriber.is_none_or(|a| s.inside.0 == a)
+            && self.public.is_none_or(|a| s.public.0 == a)
+            && self.protocol.is_none_or(|p| s.protocol == p)
+            && self.state.as_deref().is_none_or(|st| s.state == st)
+    }
+}
+
+/// A request from the control thread, served by the worker between rounds
+/// (so it never races the forwarding path; the reply allocates, the
+/// forwarding path does not).
+pub enum Command {
+    /// The sessions that match.
+    Sessions(SessionFilter, crossbeam_channel::Sender<Vec<SessionInfo>>),
+    /// Remove the sessions that match; replies how many.
+    Flush(SessionFilter, crossbeam_channel::Sender<usize>),
+    /// Live sessions by (protocol, state), and port blocks per address.
+    Census(crossbeam_channel::Sender<Census>),
+}
+
+/// What [`Command::Census`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct Census {
+    /// (protocol, state) -> live sessions.
+    pub sessions: std::collections::BTreeMap<(u8, &'static str), u64>,
+    /// (address, pool) -> (blocks in use, blocks free).
+    pub blocks: std::collections::BTreeMap<(u32, String), (usize, usize)>,
+}
+
 /// A snapshot the control thread reads.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -92,6 +140,8 @@ pub struct Stats {
     pub sessions: u32,
     /// Port blocks in use.
     pub blocks_in_use: u32,
+    /// Time a round with traffic took, in nanoseconds (cumulative).
+    pub round_ns: Option<hdrhistogram::Histogram<u64>>,
 }
 
 /// One worker: its I/O, its engine shard, its view of the next hops.
@@ -102,6 +152,8 @@ pub struct Worker<I: FrameIo> {
     l2: Arc<L2Table>,
     l2_updates: Option<crossbeam_channel::Receiver<Arc<L2Table>>>,
     unresolved: Option<crossbeam_channel::Sender<(Side, u32)>>,
+    commands: Option<crossbeam_channel::Receiver<Command>>,
+    round_ns: Option<hdrhistogram::Histogram<u64>>,
     mesh: Arc<Mesh>,
     counters: WorkerCounters,
     descs: [Desc; BATCH],
@@ -135,6 +187,9 @@ impl<I: FrameIo> Worker<I> {
             l2,
             l2_updates: None,
             unresolved: None,
+            commands: None,
+            // 1 ns to 10 s at 2 significant digits: a few KiB, recording never allocates.
+            round_ns: hdrhistogram::Histogram::new_with_bounds(1, 10_000_000_000, 2).ok(),
             mesh,
             counters: WorkerCounters::default(),
             descs: [Desc { addr: 0, len: 0 }; BATCH],
@@ -152,6 +207,48 @@ impl<I: FrameIo> Worker<I> {
         self.l2_updates = Some(updates);
         self.unresolved = Some(unresolved);
         self
+    }
+
+    /// Where the control thread's requests arrive.
+    pub fn with_commands(mut self, commands: crossbeam_channel::Receiver<Command>) -> Self {
+        self.commands = Some(commands);
+        self
+    }
+
+    /// Serves the control thread's requests (between rounds).
+    fn serve(&mut self, now: u32) {
+        let Some(rx) = &self.commands else { return };
+        let Some(e) = self.engine.as_mut() else {
+            // No NAT, no sessions: answer empty.
+            for c in rx.try_iter() {
+                match c {
+                    Command::Sessions(_, r) => drop(r.send(Vec::new())),
+                    Command::Flush(_, r) => drop(r.send(0)),
+                    Command::Census(r) => drop(r.send(Census::default())),
+                }
+            }
+            return;
+        };
+        for c in rx.try_iter() {
+            match c {
+                Command::Sessions(f, r) => {
+                    let _ = r.send(e.sessions(now).filter(|s| f.matches(s)).collect());
+                }
+                Command::Flush(f, r) => {
+                    let _ = r.send(e.flush(now, |s| f.matches(s), None));
+                }
+                Command::Census(r) => {
+                    let mut c = Census::default();
+                    for s in e.sessions(now) {
+                        *c.sessions.entry((s.protocol, s.state)).or_default() += 1;
+                    }
+                    for (ip, pool, used, free) in e.port_block_use() {
+                        c.blocks.insert((ip, pool.to_string()), (used, free));
+                    }
+                    let _ = r.send(c);
+                }
+            }
+        }
     }
 
     /// The backend (tests read what was sent).
@@ -181,12 +278,15 @@ impl<I: FrameIo> Worker<I> {
             engine: self.engine.as_ref().map(|e| e.counters().clone()).unwrap_or_default(),
             sessions: self.engine.as_ref().map_or(0, Engine::live_sessions),
             blocks_in_use: self.engine.as_ref().map_or(0, Engine::blocks_in_use),
+            round_ns: self.round_ns.clone(),
         }
     }
 
     /// One round at `now` (seconds). Returns the number of frames received.
     pub fn round(&mut self, now: u32) -> usize {
         self.counters.rounds += 1;
+        self.serve(now);
+        let t0 = std::time::Instant::now();
         if let Some(rx) = &self.l2_updates {
             if let Some(t) = rx.try_iter().last() {
                 self.l2 = t;
@@ -198,6 +298,8 @@ impl<I: FrameIo> Worker<I> {
             if n > 0 {
                 got += n;
                 self.counters.rx[side_index(side)] += n as u64;
+                self.counters.rx_bytes[side_index(side)] +=
+                    self.descs[..n].iter().map(|d| u64::from(d.len)).sum::<u64>();
                 self.batch(side, now, n);
             }
         }
@@ -208,6 +310,12 @@ impl<I: FrameIo> Worker<I> {
             }
         }
         self.io.flush();
+        if got > 0 {
+            let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            if let Some(h) = self.round_ns.as_mut() {
+                let _ = h.record(ns.max(1));
+            }
+        }
         got
     }
 
@@ -244,6 +352,7 @@ impl<I: FrameIo> Worker<I> {
         match a {
             Action::Send(out) => {
                 self.counters.tx[side_index(out)] += 1;
+                self.counters.tx_bytes[side_index(out)] += u64::from(d.len);
                 self.io.send(out, d);
                 return;
             }

@@ -66,6 +66,15 @@ reasons! {
     }
 }
 
+/// Subscriber buckets of [`Counters::port_exhaustion_by_bucket`].
+pub const EXHAUSTION_BUCKETS: usize = 16;
+
+/// The bucket of an inside address: its /24's network number modulo the
+/// bucket count, so a bucket groups whole access networks.
+pub fn exhaustion_bucket(inside_ip: u32) -> usize {
+    ((inside_ip >> 8) as usize) % EXHAUSTION_BUCKETS
+}
+
 /// One worker's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -95,6 +104,9 @@ pub struct Counters {
     pub sessions_flushed: u64,
     /// Times a subscriber wanted a port and none was left.
     pub port_exhaustion_events: u64,
+    /// The same, by subscriber bucket ([`exhaustion_bucket`] of the inside
+    /// address): which part of the subscriber base runs out.
+    pub port_exhaustion_by_bucket: [u64; EXHAUSTION_BUCKETS],
     /// Port blocks handed to subscribers.
     pub blocks_allocated: u64,
     /// Port blocks given back.

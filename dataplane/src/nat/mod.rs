@@ -939,6 +939,10 @@ impl Engine {
                 let rand = self.next_rand();
                 let Some((port, new_blocks)) = self.ports.alloc(sub, usize::from(p.pcode), p.sport, now, rand) else {
                     self.counters.port_exhaustion_events += 1;
+                    if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src))
+                    {
+                        *b += 1;
+                    }
                     self.ports.remove_session(sub);
                     return Err(undo(self, DropReason::PortsExhausted));
                 };
@@ -1437,6 +1441,17 @@ impl Engine {
     /// The timeouts in force.
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts
+    }
+
+    /// Port blocks of every public address on this worker: (address, pool
+    /// name, blocks in use, blocks free).
+    pub fn port_block_use(&self) -> impl Iterator<Item = (u32, &str, usize, usize)> + '_ {
+        (0..self.ports.addrs.len()).filter_map(move |a| {
+            let a = u16::try_from(a).ok()?;
+            let (used, free) = self.ports.block_use(a);
+            let pool = self.ports.pool_of(a).map_or("", |p| p.params.name.as_str());
+            Some((self.ports.ip_of(a), pool, used, free))
+        })
     }
 
     /// This worker's number.

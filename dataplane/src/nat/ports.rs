@@ -649,6 +649,11 @@ impl Ports {
         self.by_ip.sort_unstable();
     }
 
+    /// Blocks of address `a` on this worker: (held by subscribers, free).
+    pub fn block_use(&self, a: u16) -> (usize, usize) {
+        self.addrs.get(usize::from(a)).map_or((0, 0), |x| (x.blocks.len() - x.free_blocks.len(), x.free_blocks.len()))
+    }
+
     /// Free blocks of address `a` on this worker.
     pub fn free_blocks(&self, a: u16) -> usize {
         self.addrs.get(usize::from(a)).map_or(0, |x| x.free_blocks.len())
