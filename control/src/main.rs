@@ -5,6 +5,7 @@
 //! other operator subcommands arrive with the rest of issue #5.
 
 mod api;
+mod client;
 mod params;
 mod run;
 
@@ -42,6 +43,56 @@ enum Cmd {
     },
     /// Print the embedded default configuration (a starting point).
     DefaultConfig,
+    /// List sessions, like `conntrack -L` (ask a running masq).
+    Sessions(SessionArgs),
+    /// Remove sessions, like `conntrack -D`; all of them without filters.
+    Flush(SessionArgs),
+    /// Send a configuration to a running masq; errors come back with their lines.
+    Push {
+        /// The YAML file.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        conn: ApiArgs,
+    },
+    /// A live per-second view of a running masq: pps, drops by reason,
+    /// sessions, port blocks.
+    Stats {
+        /// Print one view and exit.
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        conn: ApiArgs,
+    },
+}
+
+/// How to reach a running masq.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// Its control API.
+    #[arg(long, default_value = "127.0.0.1:9091")]
+    api: std::net::SocketAddr,
+    /// Bearer token (for flush and push when masq has one); or MASQ_TOKEN.
+    #[arg(long, env = "MASQ_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// Session filters; all given must match.
+#[derive(clap::Args)]
+struct SessionArgs {
+    /// Inside (subscriber) address.
+    #[arg(long)]
+    subscriber: Option<String>,
+    /// Public address.
+    #[arg(long)]
+    public: Option<String>,
+    /// tcp, udp, icmp or a protocol number.
+    #[arg(long)]
+    protocol: Option<String>,
+    /// State: established, syn_sent, udp, icmp, ... (as listed).
+    #[arg(long)]
+    state: Option<String>,
+    #[command(flatten)]
+    conn: ApiArgs,
 }
 
 #[derive(clap::Args)]
@@ -288,6 +339,25 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::CheckConfig { files } => check_config(&files),
+        Cmd::Sessions(f) => {
+            let q = client::filters(&f.subscriber, &f.public, &f.protocol, &f.state);
+            let (st, body) = client::request(f.conn.api, "GET", &format!("/sessions{q}"), None, "")?;
+            client::finish(st, &body)
+        }
+        Cmd::Flush(f) => {
+            let q = client::filters(&f.subscriber, &f.public, &f.protocol, &f.state);
+            let (st, body) =
+                client::request(f.conn.api, "DELETE", &format!("/sessions{q}"), f.conn.token.as_deref(), "")?;
+            client::finish(st, &body)
+        }
+        Cmd::Push { file, conn } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let (st, body) = client::request(conn.api, "PUT", "/config", conn.token.as_deref(), &text)?;
+            // The API names the file `config`; say which one it was.
+            let body = body.replace("config:", &format!("{}:", file.display()));
+            client::finish(st, &body)
+        }
+        Cmd::Stats { once, conn } => client::stats(conn.api, once),
         Cmd::DefaultConfig => {
             print!("{}", config::DEFAULT_YAML);
             Ok(())

@@ -298,7 +298,12 @@ pub fn run(plan: RunPlan) -> Result<()> {
         Arc::new(crate::api::ApiState {
             shared: shared.clone(),
             commands: command_txs.clone(),
-            xdp: Mutex::new(Vec::new()),
+            xdp: Mutex::new(
+                progs
+                    .iter()
+                    .map(|p| (p.iface().to_string(), XDP_STAT_NAMES.iter().copied().zip(p.stats()).collect()))
+                    .collect(),
+            ),
             config_yaml: Mutex::new(a.config_yaml.clone()),
             generation: std::sync::atomic::AtomicU64::new(1),
             reloads: [std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)],

@@ -135,22 +135,19 @@ impl Lab {
     /// Starts masq in the box with `args` after `run --inside nat-in --outside nat-out`,
     /// and waits until it forwards.
     pub fn start_masq(&mut self, args: &[&str]) {
+        let mut v = vec!["run", "--inside", "nat-in", "--outside", "nat-out"];
+        v.extend(args);
+        self.start_masq_with(&v);
+    }
+
+    /// Starts masq in the box with exactly `args` and waits until it forwards.
+    pub fn start_masq_with(&mut self, args: &[&str]) {
         // Append mode: masq's stdout and the stderr lines copied below share
         // the file, and neither may overwrite the other.
         std::fs::write(&self.masq_log, "").expect("masq log");
         let log = std::fs::OpenOptions::new().append(true).open(&self.masq_log).expect("masq log");
         let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns("nat"),
-                env!("CARGO_BIN_EXE_masq"),
-                "run",
-                "--inside",
-                "nat-in",
-                "--outside",
-                "nat-out",
-            ])
+            .args(["netns", "exec", &self.ns("nat"), env!("CARGO_BIN_EXE_masq")])
             .args(args)
             .stdout(log.try_clone().expect("log"))
             .stderr(Stdio::piped())

@@ -1,0 +1,128 @@
+//! The operator commands' side of the control API: one HTTP/1.1 request
+//! over a plain TCP connection (the API is on loopback; no TLS, no crate).
+
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Sends one request; returns the status code and the body.
+pub fn request(api: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&api, Duration::from_secs(3))
+        .with_context(|| format!("cannot reach masq's control API on {api} (is masq running? --api ADDR)"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let Some((head, rest)) = text.split_once("\r\n\r\n") else { bail!("{api}: not an HTTP answer") };
+    let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("bad HTTP status line")?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The query string of the session filters given.
+pub fn filters(
+    subscriber: &Option<String>,
+    public: &Option<String>,
+    protocol: &Option<String>,
+    state: &Option<String>,
+) -> String {
+    let parts: Vec<String> = [("subscriber", subscriber), ("public", public), ("protocol", protocol), ("state", state)]
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// Prints a body and fails on a non-2xx status.
+pub fn finish(status: u16, body: &str) -> Result<()> {
+    if (200..300).contains(&status) {
+        print!("{body}");
+        Ok(())
+    } else {
+        eprint!("{body}");
+        bail!("masq answered {status}")
+    }
+}
+
+/// `masq stats`: totals every second as rates, redrawn in place on a terminal.
+pub fn stats(api: SocketAddr, once: bool) -> Result<()> {
+    use std::io::IsTerminal;
+    let tty = std::io::stdout().is_terminal();
+    let read = || -> Result<std::collections::BTreeMap<String, u64>> {
+        let (status, body) = request(api, "GET", "/stats", None, "")?;
+        if status != 200 {
+            bail!("masq answered {status}");
+        }
+        Ok(body
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+            .collect())
+    };
+    let mut prev = read()?;
+    let mut t_prev = std::time::Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = read()?;
+        let dt = t_prev.elapsed().as_secs_f64();
+        t_prev = std::time::Instant::now();
+        let rate =
+            |k: &str| (now.get(k).copied().unwrap_or(0).saturating_sub(prev.get(k).copied().unwrap_or(0))) as f64 / dt;
+        let mut out = String::new();
+        if tty {
+            out.push_str("\x1b[H\x1b[2J");
+        }
+        out.push_str(&format!("masq on {api}   (Ctrl-C quits)\n\n"));
+        out.push_str(&format!("  in -> out  {:>12.0} pps\n", rate("tx_outside")));
+        out.push_str(&format!("  out -> in  {:>12.0} pps\n", rate("tx_inside")));
+        out.push_str(&format!(
+            "  sessions   {:>12}   (+{:.0}/s)\n",
+            now.get("sessions").copied().unwrap_or(0),
+            rate("sessions_created")
+        ));
+        out.push_str(&format!("  port blocks in use {:>6}\n", now.get("blocks_in_use").copied().unwrap_or(0)));
+        out.push_str(&format!("  hand-offs  {:>12.0} /s\n", rate("handoffs")));
+        out.push_str(&format!("  drops      {:>12.0} /s\n", rate("drops")));
+        for (k, _) in now.iter().filter(|(k, _)| k.starts_with("drop.")) {
+            out.push_str(&format!(
+                "    {:<24} {:>10.0} /s  ({} in all)\n",
+                &k[5..],
+                rate(k),
+                now.get(k).copied().unwrap_or(0)
+            ));
+        }
+        print!("{out}");
+        std::io::stdout().flush()?;
+        prev = now;
+        if once {
+            return Ok(());
+        }
+    }
+}

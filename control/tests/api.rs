@@ -1,0 +1,191 @@
+//! The control API and the operator commands against a running masq in
+//! the namespace lab (root; CI is root).
+
+mod lab;
+
+use lab::Lab;
+use std::time::Duration;
+
+const CONFIG: &str = "\
+interfaces:
+  inside: nat-in
+  outside: nat-out
+workers:
+  cores: [1]
+pools:
+  - name: lab
+    addresses: [203.0.113.10]
+rules:
+  - action: snat
+    pool: lab
+    match:
+      src: [100.64.0.0/10]
+control:
+  listen: 127.0.0.1:9091
+  token: s3cret
+";
+
+/// Sends one UDP datagram from each given source port and waits for the echo.
+const UDP_FROM_PORTS: &str = "import socket,sys
+for p in sys.argv[3:]:
+    s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('',int(p))); s.settimeout(2)
+    s.sendto(b'hi',(sys.argv[1],int(sys.argv[2]))); s.recvfrom(100)
+print('ok')";
+
+const UDP_ECHO: &str = "import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((sys.argv[1],int(sys.argv[2])))
+while True:
+    d,a=s.recvfrom(65535); s.sendto(d,a)";
+
+fn masq(lab: &Lab, args: &[&str]) -> std::process::Output {
+    let mut v = vec![env!("CARGO_BIN_EXE_masq")];
+    v.extend(args);
+    lab.run("nat", &v)
+}
+
+fn out(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn start(lab: &mut Lab) {
+    std::fs::write(lab.dir.join("masq.yaml"), CONFIG).expect("config file");
+    let cfg = lab.dir.join("masq.yaml");
+    lab.start_masq_with(&["run", "--config", cfg.to_str().expect("utf-8 path")]);
+    lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn sessions_lists_exactly_the_flows_opened_and_flush_needs_the_token() {
+    let mut lab = Lab::up("sess", 1500);
+    start(&mut lab);
+    lab.ok("in", &["python3", "-c", UDP_FROM_PORTS, "198.51.100.1", "5353", "40001", "40002", "40003"]);
+    lab.ok("in2", &["python3", "-c", UDP_FROM_PORTS, "198.51.100.1", "5353", "40009"]);
+    let o = masq(&lab, &["sessions", "--subscriber", "100.64.0.2"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("udp")).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for port in ["40001", "40002", "40003"] {
+        let l = lines
+            .iter()
+            .find(|l| l.contains(&format!("sport={port} ")))
+            .unwrap_or_else(|| panic!("no session from port {port}: {text}"));
+        assert!(l.contains("src=100.64.0.2 dst=198.51.100.1") && l.contains("dst=203.0.113.10"), "{l}");
+        assert!(l.contains("[ASSURED]"), "answered flows are assured: {l}");
+    }
+    assert!(text.contains("masq: 3 sessions"), "{text}");
+    let all = String::from_utf8_lossy(&masq(&lab, &["sessions", "--protocol", "udp"]).stdout).into_owned();
+    assert!(all.contains("masq: 4 sessions"), "{all}");
+    // Flushing changes state: refused without the token, nothing removed.
+    let o = masq(&lab, &["flush", "--subscriber", "100.64.0.2"]);
+    assert!(!o.status.success() && out(&o).contains("Bearer"), "{}", out(&o));
+    assert!(String::from_utf8_lossy(&masq(&lab, &["sessions"]).stdout).contains("masq: 4 sessions"));
+    let o = masq(&lab, &["flush", "--subscriber", "100.64.0.2", "--token", "s3cret"]);
+    assert!(o.status.success() && out(&o).contains("masq: 3 sessions flushed"), "{}", out(&o));
+    let left = String::from_utf8_lossy(&masq(&lab, &["sessions"]).stdout).into_owned();
+    assert!(left.contains("masq: 1 sessions") && left.contains("src=100.64.0.3"), "{left}");
+}
+
+#[test]
+fn every_metric_family_is_there_with_its_type_and_moves_with_traffic() {
+    let mut lab = Lab::up("metr", 1500);
+    start(&mut lab);
+    let scrape = |lab: &Lab| lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let before = scrape(&lab);
+    for (family, kind) in [
+        ("masq_packets_total", "counter"),
+        ("masq_bytes_total", "counter"),
+        ("masq_drops_total", "counter"),
+        ("masq_kernel_passes_total", "counter"),
+        ("masq_sessions", "gauge"),
+        ("masq_sessions_events_total", "counter"),
+        ("masq_port_blocks", "gauge"),
+        ("masq_port_exhaustion_events_total", "counter"),
+        ("masq_handoffs_total", "counter"),
+        ("masq_worker_round_duration_seconds", "histogram"),
+        ("masq_xdp_frames_total", "counter"),
+        ("masq_config_generation", "gauge"),
+        ("masq_config_reloads_total", "counter"),
+        ("masq_build_info", "gauge"),
+    ] {
+        assert!(before.contains(&format!("# TYPE {family} {kind}\n")), "{family} ({kind}) missing:\n{before}");
+    }
+    lab.ok("in", &["python3", "-c", UDP_FROM_PORTS, "198.51.100.1", "5353", "41001", "41002"]);
+    lab.ok("in", &["ping", "-c", "2", "-i", "0.2", "198.51.100.1"]);
+    std::thread::sleep(Duration::from_millis(1200)); // snapshots every 100 ms, XDP counters every second
+    let after = scrape(&lab);
+    for series in [
+        "masq_packets_total{direction=\"in_to_out\",verdict=\"forward\"}",
+        "masq_packets_total{direction=\"out_to_in\",verdict=\"forward\"}",
+        "masq_bytes_total{direction=\"in_to_out\",verdict=\"forward\"}",
+        "masq_sessions_events_total{event=\"created\"}",
+        "masq_worker_round_duration_seconds_count{worker=\"0\"}",
+        "masq_xdp_frames_total{action=\"redirect\",interface=\"nat-in\"}",
+    ] {
+        assert!(
+            value(&after, series) > value(&before, series),
+            "{series} did not move: {} -> {}",
+            value(&before, series),
+            value(&after, series)
+        );
+    }
+    assert_eq!(value(&after, "masq_sessions{protocol=\"udp\",state=\"udp\"}"), 2.0, "{after}");
+    assert_eq!(value(&after, "masq_sessions{protocol=\"icmp\",state=\"icmp\"}"), 1.0, "{after}");
+    assert_eq!(
+        value(&after, "masq_port_blocks{address=\"203.0.113.10\",pool=\"lab\",state=\"in_use\"}"),
+        1.0,
+        "{after}"
+    );
+}
+
+#[test]
+fn an_invalid_push_is_refused_with_its_lines_and_changes_nothing() {
+    let mut lab = Lab::up("push", 1500);
+    start(&mut lab);
+    lab.ok("in", &["python3", "-c", UDP_FROM_PORTS, "198.51.100.1", "5353", "42001"]);
+    let config_before = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/config"]);
+    let sessions_before = String::from_utf8_lossy(&masq(&lab, &["sessions"]).stdout).into_owned();
+    let cases = [
+        ("yaml", "interfaces:\n  inside: nat-in\n  outside: [nat-out\n", "yaml.yaml:"),
+        (
+            "unknown",
+            &CONFIG.replace("  token: s3cret", "  token: s3cret\n  tokn: x"),
+            "control.tokn: unknown field `tokn`",
+        ),
+        (
+            "overlap",
+            &CONFIG.replace("rules:", "  - name: other\n    addresses: [203.0.113.8/29]\nrules:"),
+            "pools[1].addresses[0]: 203.0.113.10 is already in pool `lab`",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let f = lab.dir.join(format!("{name}.yaml"));
+        std::fs::write(&f, text).unwrap();
+        // Without the token: refused before anything is read.
+        let o = masq(&lab, &["push", f.to_str().unwrap()]);
+        assert!(!o.status.success() && out(&o).contains("Bearer"), "{name}: {}", out(&o));
+        let o = masq(&lab, &["push", f.to_str().unwrap(), "--token", "s3cret"]);
+        assert!(!o.status.success(), "{name} was accepted");
+        let msg = out(&o);
+        assert!(msg.contains("400") && msg.contains(want), "{name}: want `{want}` in:\n{msg}");
+        assert!(msg.contains(&format!("{}:", f.display())), "{name}: errors name the file: {msg}");
+        let line_col = msg.lines().next().and_then(|l| l.split(':').nth(1)).and_then(|n| n.parse::<usize>().ok());
+        assert!(line_col.is_some_and(|n| n >= 1), "{name}: no line number in {msg}");
+    }
+    assert_eq!(lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/config"]), config_before);
+    assert_eq!(String::from_utf8_lossy(&masq(&lab, &["sessions"]).stdout), sessions_before);
+    let m = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
+    assert!(m.contains("masq_config_reloads_total{result=\"error\"} 3"), "{m}");
+    assert!(m.contains("masq_config_generation 1"), "{m}");
+    // The stats view reads the same API.
+    let o = masq(&lab, &["stats", "--once"]);
+    assert!(o.status.success() && out(&o).contains("sessions"), "{}", out(&o));
+}
