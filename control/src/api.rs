@@ -4,7 +4,7 @@
 //!   GET    /healthz, /readyz          liveness; readiness (workers forwarding)
 //!   GET    /metrics                   Prometheus text format, all `masq_`
 //!   GET    /config                    the configuration in force (YAML)
-//!   PUT    /config                    validate a new one (token)
+//!   PUT    /config                    validate a new one and apply it live (token)
 //!   GET    /sessions?FILTERS          one line per session, like `conntrack -L`
 //!   DELETE /sessions?FILTERS          flush them, like `conntrack -D` (token)
 //!   GET    /stats                     totals as `name value` lines (for `masq stats`)
@@ -53,6 +53,92 @@ pub struct ApiState {
     pub ready: AtomicBool,
     /// Logical CPUs, for validating pushed configs.
     pub cpus: usize,
+    /// What a new configuration is applied against.
+    pub live: Mutex<Live>,
+}
+
+/// The configuration in force and what turning a new one into engine
+/// parameters needs.
+pub struct Live {
+    /// The validated configuration in force.
+    pub config: config::ValidConfig,
+    /// The engine parameters in force (`None`: masq runs without NAT).
+    pub params: Option<dataplane::nat::EngineParams>,
+    /// The outside interface's address (masquerade).
+    pub outside_addr: Option<u32>,
+    /// The box's addresses.
+    pub local_addrs: Vec<u32>,
+}
+
+/// Validates `text` and applies it to every worker at a batch boundary.
+/// A refused configuration changes nothing; the error text is what
+/// `check-config` prints, each line prefixed `config:`.
+pub fn apply(s: &ApiState, text: &str) -> Result<String, (StatusCode, String)> {
+    let fail = |code: StatusCode, msg: String| {
+        s.reloads[1].fetch_add(1, Ordering::Relaxed);
+        (code, msg)
+    };
+    let v = match config::load(text, s.cpus) {
+        Ok(v) => v,
+        Err(errors) => {
+            return Err(fail(StatusCode::BAD_REQUEST, errors.iter().map(|e| format!("config:{e}\n")).collect()))
+        }
+    };
+    let mut live = s.live.lock().map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "poisoned\n".to_string()))?;
+    let positions = config::Positions::of(text);
+    let at = |path: &str, msg: &str| {
+        let (l, c) = positions.find(path);
+        format!("config:{l}:{c}: {path}: {msg}\n")
+    };
+    let (cur, new) = (&live.config.raw, &v.raw);
+    let mut restart = String::new();
+    if cur.interfaces != new.interfaces {
+        restart.push_str(&at("interfaces", "changes only with a restart"));
+    }
+    if cur.workers != new.workers {
+        restart.push_str(&at("workers", "changes only with a restart"));
+    }
+    if cur.control != new.control {
+        restart.push_str(&at("control", "changes only with a restart"));
+    }
+    if !restart.is_empty() {
+        return Err(fail(StatusCode::BAD_REQUEST, restart));
+    }
+    let Some(old) = &live.params else {
+        return Err(fail(StatusCode::CONFLICT, "config: masq runs without NAT (--no-nat): nothing to apply\n".into()));
+    };
+    let mut p = crate::params::engine_params(&v, live.outside_addr, live.local_addrs.clone())
+        .map_err(|e| fail(StatusCode::BAD_REQUEST, format!("config: {e}\n")))?;
+    // The seed and steering stay the running engines' own.
+    p.seed = old.seed;
+    p.steering = old.steering.clone();
+    if let Err(e) = dataplane::nat::reconfigure_check(old, &p) {
+        return Err(fail(StatusCode::BAD_REQUEST, format!("config: {e}\n")));
+    }
+    let mut flushed = 0;
+    for (w, c) in s.commands.iter().enumerate() {
+        let mut pw = p.clone();
+        pw.worker = u16::try_from(w).unwrap_or(0);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if c.send(Command::Reconfigure(Box::new(pw), tx)).is_err() {
+            return Err(fail(StatusCode::INTERNAL_SERVER_ERROR, format!("config: worker {w} is gone\n")));
+        }
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(n)) => flushed += n,
+            Ok(Err(e)) => return Err(fail(StatusCode::INTERNAL_SERVER_ERROR, format!("config: worker {w}: {e}\n"))),
+            Err(_) => {
+                return Err(fail(StatusCode::INTERNAL_SERVER_ERROR, format!("config: worker {w} did not answer\n")))
+            }
+        }
+    }
+    live.config = v;
+    live.params = Some(p);
+    if let Ok(mut y) = s.config_yaml.lock() {
+        *y = text.to_string();
+    }
+    let g = s.generation.fetch_add(1, Ordering::Relaxed) + 1;
+    s.reloads[0].fetch_add(1, Ordering::Relaxed);
+    Ok(format!("config: generation {g} in force; {flushed} sessions on removed addresses flushed\n"))
 }
 
 /// Serves until `stop` is set. Runs its own single-thread runtime.
@@ -233,19 +319,11 @@ async fn put_config(State(s): State<Arc<ApiState>>, headers: HeaderMap, body: St
     if !authorized(&s, &headers) {
         return refused();
     }
-    match config::load(&body, s.cpus) {
-        Err(errors) => {
-            s.reloads[1].fetch_add(1, Ordering::Relaxed);
-            let text: String = errors.iter().map(|e| format!("config:{e}\n")).collect();
-            (StatusCode::BAD_REQUEST, text).into_response()
-        }
-        Ok(_) => {
-            // Valid; applying it to running workers is not built yet (issue
-            // #5 goes on). Nothing changes, and the caller is told so.
-            s.reloads[1].fetch_add(1, Ordering::Relaxed);
-            (StatusCode::NOT_IMPLEMENTED, "config: valid, but live apply is not implemented yet; nothing changed\n")
-                .into_response()
-        }
+    let st = Arc::clone(&s);
+    match tokio::task::spawn_blocking(move || apply(&st, &body)).await {
+        Ok(Ok(msg)) => msg.into_response(),
+        Ok(Err((code, msg))) => (code, msg).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
 

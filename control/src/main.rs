@@ -367,11 +367,11 @@ fn main() -> Result<()> {
             let ifs = &v.raw.interfaces;
             let in_addrs = run::interface_addrs(&ifs.inside)?;
             let out_addrs = run::interface_addrs(&ifs.outside)?;
+            let locals: Vec<u32> = in_addrs.iter().chain(&out_addrs).copied().collect();
             let engine = if a.no_nat {
                 None
             } else {
-                let locals = in_addrs.iter().chain(&out_addrs).copied().collect();
-                Some(params::engine_params(&v, out_addrs.first().copied(), locals)?)
+                Some(params::engine_params(&v, out_addrs.first().copied(), locals.clone())?)
             };
             let mac = |m: &Option<String>| m.as_deref().and_then(dataplane::l2::parse_mac);
             let token = match (&v.raw.control.token, &v.raw.control.token_file) {
@@ -397,6 +397,10 @@ fn main() -> Result<()> {
                 token,
                 config_yaml,
                 cpus: cpus(),
+                config: v.clone(),
+                outside_addr: out_addrs.first().copied(),
+                local_addrs: locals,
+                config_path: a.config.clone(),
             });
             run::run(run::RunPlan {
                 inside: ifs.inside.clone(),

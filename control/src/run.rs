@@ -47,6 +47,14 @@ pub struct ApiPlan {
     pub config_yaml: String,
     /// Logical CPUs.
     pub cpus: usize,
+    /// The validated configuration in force.
+    pub config: config::ValidConfig,
+    /// The outside interface's address (masquerade).
+    pub outside_addr: Option<u32>,
+    /// The box's addresses.
+    pub local_addrs: Vec<u32>,
+    /// The file SIGHUP re-reads (none: SIGHUP says so and changes nothing).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// IPv4 addresses of an interface (host order), from `ip -4 -o addr`.
@@ -160,6 +168,8 @@ pub fn run(plan: RunPlan) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))?;
 
     let in_addrs = interface_addrs(&plan.inside)?;
     let out_addrs = interface_addrs(&plan.outside)?;
@@ -310,6 +320,12 @@ pub fn run(plan: RunPlan) -> Result<()> {
             token: a.token.clone(),
             ready: AtomicBool::new(false),
             cpus: a.cpus,
+            live: Mutex::new(crate::api::Live {
+                config: a.config.clone(),
+                params: plan.engine.clone(),
+                outside_addr: a.outside_addr,
+                local_addrs: a.local_addrs.clone(),
+            }),
         })
     });
     let api_handle = match (&plan.api, &api_state) {
@@ -345,6 +361,9 @@ pub fn run(plan: RunPlan) -> Result<()> {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
+        if hup.swap(false, Ordering::Relaxed) {
+            reload(plan.api.as_ref(), api_state.as_deref());
+        }
         for (side, hop) in unres_rx.try_iter().take(64) {
             let ifname = &l2.side(side).ifname;
             // NTF_USE: the kernel resolves the address as if it had a packet for it.
@@ -406,6 +425,28 @@ pub fn run(plan: RunPlan) -> Result<()> {
     drop(progs);
     eprintln!("masq: stopped; XDP programs detached");
     Ok(())
+}
+
+/// SIGHUP: re-reads the configuration file and applies it like a push.
+fn reload(plan: Option<&ApiPlan>, state: Option<&crate::api::ApiState>) {
+    let (Some(plan), Some(state)) = (plan, state) else {
+        eprintln!("masq: SIGHUP: no control side running (--no-api); nothing reloaded");
+        return;
+    };
+    let Some(path) = &plan.config_path else {
+        eprintln!("masq: SIGHUP: masq was not started from a file (--config); nothing reloaded");
+        return;
+    };
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Err(e) => eprintln!("masq: SIGHUP: {name}: {e}; nothing changed"),
+        Ok(text) => match crate::api::apply(state, &text) {
+            Ok(msg) => eprint!("masq: SIGHUP: {}", msg.replace("config:", &format!("{name}:"))),
+            Err((_, msg)) => {
+                eprint!("masq: SIGHUP refused, nothing changed:\n{}", msg.replace("config:", &format!("{name}:")))
+            }
+        },
+    }
 }
 
 fn worker_loop<I: FrameIo + RingInfo>(worker: &mut Worker<I>, stop: &AtomicBool, sh: &Shared) {

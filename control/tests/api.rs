@@ -189,3 +189,70 @@ fn an_invalid_push_is_refused_with_its_lines_and_changes_nothing() {
     let o = masq(&lab, &["stats", "--once"]);
     assert!(o.status.success() && out(&o).contains("sessions"), "{}", out(&o));
 }
+
+#[test]
+fn a_valid_push_moves_new_flows_while_a_running_stream_keeps_its_session() {
+    let mut lab = Lab::up("live", 1500);
+    start(&mut lab);
+    // The new pool is routed to the box like the first.
+    lab.ok("out", &["ip", "route", "add", "198.18.0.0/24", "via", "203.0.113.1", "dev", "out0"]);
+    lab.spawn("out", &["iperf3", "-s", "-B", "198.51.100.1", "-1"], "iperf3-server.log");
+    std::thread::sleep(Duration::from_millis(500));
+    lab.spawn("in", &["iperf3", "-c", "198.51.100.1", "-t", "5", "-b", "100M"], "iperf3.log");
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = String::from_utf8_lossy(&masq(&lab, &["sessions", "--protocol", "tcp"]).stdout).into_owned();
+    assert!(before.contains("dst=203.0.113.10"), "the stream runs through the first pool: {before}");
+    let pushed = CONFIG
+        .replace("rules:", "  - name: new\n    addresses: [198.18.0.10]\nrules:")
+        .replace("    pool: lab\n", "    pool: new\n");
+    let f = lab.dir.join("new.yaml");
+    std::fs::write(&f, &pushed).unwrap();
+    let o = masq(&lab, &["push", f.to_str().unwrap(), "--token", "s3cret"]);
+    assert!(o.status.success() && out(&o).contains("generation 2 in force"), "{}", out(&o));
+    // New flows take the new pool.
+    lab.ok("in2", &["python3", "-c", UDP_FROM_PORTS, "198.51.100.1", "5353", "43001"]);
+    let udp = String::from_utf8_lossy(&masq(&lab, &["sessions", "--subscriber", "100.64.0.3"]).stdout).into_owned();
+    assert!(udp.contains("dst=198.18.0.10"), "a new flow after the push: {udp}");
+    // The stream that started before keeps its mapping to the end, with no error.
+    let after = String::from_utf8_lossy(&masq(&lab, &["sessions", "--protocol", "tcp"]).stdout).into_owned();
+    let tcp_before: Vec<&str> = before.lines().filter(|l| l.starts_with("tcp")).collect();
+    for l in &tcp_before {
+        let mapping = l.split("src=198.51.100.1").nth(1).unwrap_or("");
+        assert!(after.contains(mapping), "session {l} changed or went after the push:\n{after}");
+    }
+    assert!(
+        lab.wait_for(Duration::from_secs(10), || lab.read("iperf3.log").contains("iperf Done")),
+        "{}",
+        lab.read("iperf3.log")
+    );
+    let log = lab.read("iperf3.log");
+    assert!(!log.contains("error"), "{log}");
+    let receiver = log.lines().find(|l| l.contains("receiver")).unwrap_or_default().to_string();
+    assert!(receiver.contains("MBytes"), "{log}");
+    assert!(
+        lab.read("iperf3-server.log").contains("Accepted connection from 203.0.113.10"),
+        "{}",
+        lab.read("iperf3-server.log")
+    );
+    let m = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
+    assert!(m.contains("masq_config_generation 2") && m.contains("masq_config_reloads_total{result=\"ok\"} 1"), "{m}");
+    assert_eq!(lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/config"]), pushed);
+}
+
+#[test]
+fn sighup_reloads_the_file() {
+    let mut lab = Lab::up("hup", 1500);
+    start(&mut lab);
+    let f = lab.dir.join("masq.yaml");
+    std::fs::write(&f, CONFIG.replace("[100.64.0.0/10]", "[100.64.0.0/10]\n  - action: no_nat")).unwrap();
+    lab.ok("nat", &["pkill", "-HUP", "-f", "masq run --config"]);
+    assert!(lab.wait_for(Duration::from_secs(3), || lab.masq_log().contains("SIGHUP")), "{}", lab.masq_log());
+    assert!(lab.masq_log().contains("generation 2 in force"), "{}", lab.masq_log());
+    // A broken file on SIGHUP changes nothing and says why, with the line.
+    std::fs::write(&f, CONFIG.replace("  token: s3cret", "  token: s3cret\n  bogus: 1")).unwrap();
+    lab.ok("nat", &["pkill", "-HUP", "-f", "masq run --config"]);
+    assert!(lab.wait_for(Duration::from_secs(3), || lab.masq_log().contains("SIGHUP refused")), "{}", lab.masq_log());
+    assert!(lab.masq_log().contains("control.bogus: unknown field `bogus`"), "{}", lab.masq_log());
+    let m = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
+    assert!(m.contains("masq_config_generation 2"), "{m}");
+}

@@ -118,6 +118,9 @@ pub enum Command {
     Flush(SessionFilter, crossbeam_channel::Sender<usize>),
     /// Live sessions by (protocol, state), and port blocks per address.
     Census(crossbeam_channel::Sender<Census>),
+    /// New parameters, applied at this batch boundary; replies how many
+    /// sessions were flushed, or why nothing changed.
+    Reconfigure(Box<crate::nat::EngineParams>, crossbeam_channel::Sender<Result<usize, String>>),
 }
 
 /// What [`Command::Census`] returns.
@@ -225,6 +228,7 @@ impl<I: FrameIo> Worker<I> {
                     Command::Sessions(_, r) => drop(r.send(Vec::new())),
                     Command::Flush(_, r) => drop(r.send(0)),
                     Command::Census(r) => drop(r.send(Census::default())),
+                    Command::Reconfigure(_, r) => drop(r.send(Err("masq runs without NAT (--no-nat)".into()))),
                 }
             }
             return;
@@ -246,6 +250,9 @@ impl<I: FrameIo> Worker<I> {
                         c.blocks.insert((ip, pool.to_string()), (used, free));
                     }
                     let _ = r.send(c);
+                }
+                Command::Reconfigure(p, r) => {
+                    let _ = r.send(e.reconfigure(&p, now).map_err(|x| x.to_string()));
                 }
             }
         }

@@ -798,3 +798,92 @@ fn packets_with_ip_options_are_translated_past_the_options() {
     let r = n.back(tcp(dst, 80, new_src, sport, SYN | ACK));
     assert_eq!(tuple(&r), (dst, 80, src, 40000));
 }
+
+#[test]
+fn a_live_change_moves_new_flows_and_keeps_existing_mappings() {
+    let mut n = Nat::new(cgnat_params());
+    let old = n.out(udp(ip("100.64.1.2"), 4000, ip("198.51.100.1"), 53, b"q"));
+    n.back(reply_udp(&old, b"a"));
+    // A new pool; the rule now sends everyone there.
+    let mut p = cgnat_params();
+    p.pools.push(PoolParams::cgnat("new", vec![ip("192.0.2.10")]));
+    p.rules = vec![translate_all("100.64.0.0/10", 1)];
+    assert_eq!(n.e.reconfigure(&p, n.now), Ok(0));
+    // The existing flow keeps its mapping, both ways.
+    let again = n.out(udp(ip("100.64.1.2"), 4000, ip("198.51.100.1"), 53, b"q"));
+    assert_eq!(tuple(&again), tuple(&old));
+    n.back(reply_udp(&again, b"a"));
+    // A new flow takes the new pool.
+    let fresh = n.out(udp(ip("100.64.1.3"), 4000, ip("198.51.100.1"), 53, b"q"));
+    assert_eq!(tuple(&fresh).0, ip("192.0.2.10"));
+    n.back(reply_udp(&fresh, b"a"));
+}
+
+#[test]
+fn an_address_removed_live_loses_its_sessions_and_takes_no_new_ones() {
+    let mut n = Nat::new(cgnat_params());
+    let mut by_addr = std::collections::HashMap::new();
+    for i in 0..64u32 {
+        let f = n.out(udp(ip("100.64.2.0") + i, 5000, ip("198.51.100.1"), 53, b"q"));
+        by_addr.entry(tuple(&f).0).or_insert_with(Vec::new).push(f);
+    }
+    let victim = ip("203.0.113.1");
+    let on_victim = by_addr.get(&victim).map_or(0, Vec::len);
+    assert!(on_victim > 0, "some subscribers are paired with {victim:#x}");
+    let mut p = cgnat_params();
+    p.pools[0].addresses.retain(|&a| a != victim);
+    assert_eq!(n.e.reconfigure(&p, n.now), Ok(on_victim));
+    // Its replies find nothing now; the other addresses' still do.
+    let mut r = reply_udp(&by_addr[&victim][0], b"a");
+    assert!(matches!(n.send(OUT, &mut r), Verdict::Drop(_) | Verdict::PassToKernel(_)));
+    let other = by_addr.iter().find(|(a, _)| **a != victim).unwrap().1[0].clone();
+    n.back(reply_udp(&other, b"a"));
+    // New subscribers never get it.
+    for i in 0..64u32 {
+        let f = n.out(udp(ip("100.64.3.0") + i, 5000, ip("198.51.100.1"), 53, b"q"));
+        assert_ne!(tuple(&f).0, victim);
+    }
+}
+
+#[test]
+fn a_change_that_cannot_apply_live_is_refused_whole() {
+    let mut n = Nat::new(cgnat_params());
+    let first = n.out(udp(ip("100.64.1.2"), 4000, ip("198.51.100.1"), 53, b"q"));
+    for change in [
+        |p: &mut EngineParams| p.pools[0].addresses.push(ip("203.0.113.9")),
+        |p: &mut EngineParams| p.max_sessions *= 2,
+        |p: &mut EngineParams| p.pools[0].port_min = 2000,
+        |p: &mut EngineParams| p.timeouts.udp_secs = 100_000,
+    ] {
+        let mut p = cgnat_params();
+        p.rules = vec![Rule { matches: RuleMatch::default(), action: RuleAction::NoNat }];
+        change(&mut p);
+        assert!(n.e.reconfigure(&p, n.now).is_err());
+    }
+    // The rules did not change either: a new flow is still translated.
+    let f = n.out(udp(ip("100.64.1.3"), 4000, ip("198.51.100.1"), 53, b"q"));
+    assert_ne!(tuple(&f).0, ip("100.64.1.3"));
+    let again = n.out(udp(ip("100.64.1.2"), 4000, ip("198.51.100.1"), 53, b"q"));
+    assert_eq!(tuple(&again), tuple(&first));
+}
+
+#[test]
+fn forwards_come_and_go_live() {
+    let mut n = Nat::new(cgnat_params());
+    let fwd = Forward {
+        protocol: 6,
+        public_addr: ip("203.0.113.2"),
+        public_port: 8080,
+        inside_addr: ip("100.64.9.9"),
+        inside_port: 80,
+    };
+    let mut p = cgnat_params();
+    p.forwards = vec![fwd];
+    assert_eq!(n.e.reconfigure(&p, n.now), Ok(0));
+    let syn = n.back(tcp(ip("198.51.100.7"), 40000, ip("203.0.113.2"), 8080, SYN));
+    assert_eq!(tuple(&syn).2, ip("100.64.9.9"));
+    p.forwards.clear();
+    assert_eq!(n.e.reconfigure(&p, n.now), Ok(0));
+    let mut again = tcp(ip("198.51.100.7"), 40001, ip("203.0.113.2"), 8080, SYN);
+    assert!(matches!(n.send(OUT, &mut again), Verdict::Drop(_)), "the forward is gone");
+}

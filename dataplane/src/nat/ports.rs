@@ -81,6 +81,9 @@ pub struct AddrPorts {
     perm: Vec<u16>,
     /// Offset of each port (`NO_OFFSET`: not in the order); empty with `perm`.
     inv: Vec<u16>,
+    /// Removed from its pool by a live configuration change: no new
+    /// subscriber takes it and no packet finds it.
+    pub retired: bool,
 }
 
 const NO_OFFSET: u16 = u16::MAX;
@@ -182,94 +185,9 @@ impl Ports {
         let mut pools = Vec::new();
         let mut addrs: Vec<AddrPorts> = Vec::new();
         for (pi, pp) in p.pools.iter().enumerate() {
-            let chunk = match pp.mode {
-                PoolMode::PortBlocks { block_size, max_blocks_per_subscriber } => {
-                    if block_size == 0 || block_size % 64 != 0 {
-                        return bad(format!("pool {}: block size {block_size} is not a multiple of 64", pp.name));
-                    }
-                    if max_blocks_per_subscriber == 0
-                        || usize::from(max_blocks_per_subscriber) > MAX_BLOCKS_PER_SUBSCRIBER
-                    {
-                        return bad(format!(
-                            "pool {}: blocks per subscriber must be 1..={MAX_BLOCKS_PER_SUBSCRIBER}",
-                            pp.name
-                        ));
-                    }
-                    block_size
-                }
-                PoolMode::Shared => SHARED_OWNERSHIP_CHUNK,
-            };
-            if pp.addresses.is_empty() || pp.port_min == 0 || pp.port_min > pp.port_max {
-                return bad(format!("pool {}: needs addresses and 1 <= port_min <= port_max", pp.name));
-            }
-            let span = u32::from(pp.port_max) - u32::from(pp.port_min) + 1;
-            let mut n_chunks = span.div_ceil(u32::from(chunk));
-            let ordered = !pp.port_orders.is_empty();
-            if ordered {
-                if pp.mode == PoolMode::Shared {
-                    return bad(format!("pool {}: an RSS port order needs a port-block pool", pp.name));
-                }
-                if pp.port_orders.len() != pp.addresses.len() {
-                    return bad(format!("pool {}: one port order per address", pp.name));
-                }
-                // Whole chunks only, as many as the shortest order holds.
-                n_chunks = pp.port_orders.iter().map(|o| o.len() as u32 / u32::from(chunk)).min().unwrap_or(0);
-            }
-            let words = usize::from(chunk) / 64;
-            let first_addr = addrs.len();
-            if first_addr + pp.addresses.len() > usize::from(u16::MAX >> 2) {
-                return bad("more than 16383 public addresses".into());
-            }
-            let local = n_chunks.saturating_sub(worker).div_ceil(workers);
-            for (ai, &ip) in pp.addresses.iter().enumerate() {
-                let (mut perm, mut inv) = (Vec::new(), Vec::new());
-                if let Some(order) = pp.port_orders.get(ai) {
-                    perm = order.iter().copied().take((n_chunks * u32::from(chunk)) as usize).collect();
-                    inv = vec![NO_OFFSET; 1 << 16];
-                    for (off, &port) in perm.iter().enumerate() {
-                        match inv.get_mut(usize::from(port)) {
-                            Some(x) if *x == NO_OFFSET && port >= pp.port_min && port <= pp.port_max => *x = off as u16,
-                            _ => {
-                                return bad(format!(
-                                    "pool {}: port order repeats {port} or leaves the port range",
-                                    pp.name
-                                ))
-                            }
-                        }
-                    }
-                }
-                let mut a = AddrPorts {
-                    ip,
-                    pool: pi as u16,
-                    blocks: vec![Block { owner: NIL, window: 0, used: 0, used_by_proto: [0; PROTOS] }; local as usize],
-                    bits: vec![0; local as usize * PROTOS * PLANES * words],
-                    free_blocks: (0..local as u16).rev().collect(),
-                    perm,
-                    inv,
-                };
-                // Ports past port_max in the last chunk are never free.
-                for l in 0..local as u16 {
-                    let c = u32::from(l) * workers + worker;
-                    let first = u32::from(pp.port_min) + c * u32::from(chunk);
-                    for bit in 0..chunk {
-                        if !ordered && first + u32::from(bit) > u32::from(pp.port_max) {
-                            for proto in 0..PROTOS {
-                                set_bit(&mut a.bits, words, l, proto, 0, bit, true);
-                                set_bit(&mut a.bits, words, l, proto, BUSY, bit, true);
-                            }
-                        }
-                    }
-                }
-                addrs.push(a);
-            }
-            pools.push(PoolRt {
-                params: pp.clone(),
-                first_addr: first_addr as u16,
-                n_addrs: pp.addresses.len() as u16,
-                chunk,
-                words,
-                n_chunks,
-            });
+            let (rt, a) = build_pool(pi, pp, addrs.len(), worker, workers)?;
+            pools.push(rt);
+            addrs.extend(a);
         }
         let mut by_ip: Vec<(u32, u16)> = addrs.iter().enumerate().map(|(i, a)| (a.ip, i as u16)).collect();
         by_ip.sort_unstable();
@@ -461,7 +379,7 @@ impl Ports {
         let mut chosen = None;
         for k in 0..n {
             let a = first + ((start + k) % n) as u16;
-            if !blocks || self.addrs.get(usize::from(a)).is_some_and(|x| !x.free_blocks.is_empty()) {
+            if self.addrs.get(usize::from(a)).is_some_and(|x| !x.retired && (!blocks || !x.free_blocks.is_empty())) {
                 chosen = Some(a);
                 break;
             }
@@ -637,6 +555,42 @@ impl Ports {
         false
     }
 
+    /// Adds a pool at run time (a live configuration change); returns its index.
+    pub fn add_pool(&mut self, pp: &PoolParams) -> Result<u16, ParamError> {
+        let pi = self.pools.len();
+        let (rt, a) = build_pool(pi, pp, self.addrs.len(), self.worker, self.workers)?;
+        if a.iter().any(|x| self.addr_of_ip(x.ip).is_some()) {
+            return Err(ParamError::Invalid(format!("pool {}: an address is in another pool", pp.name)));
+        }
+        self.ips.extend(a.iter().map(|x| x.ip));
+        self.addrs.extend(a);
+        self.pools.push(rt);
+        self.rebuild_by_ip();
+        u16::try_from(pi).map_err(|_| ParamError::Invalid("too many pools".into()))
+    }
+
+    /// Takes address `a` out of service (its sessions must be gone first).
+    pub fn retire_addr(&mut self, a: u16) {
+        if let Some(x) = self.addrs.get_mut(usize::from(a)) {
+            x.retired = true;
+        }
+        self.rebuild_by_ip();
+    }
+
+    fn rebuild_by_ip(&mut self) {
+        self.by_ip = self.addrs.iter().enumerate().filter(|(_, x)| !x.retired).map(|(i, x)| (x.ip, i as u16)).collect();
+        self.by_ip.sort_unstable();
+    }
+
+    /// Clears a static forward's reservation of `port` (a forward removed live).
+    pub fn unreserve(&mut self, a: u16, proto: usize, port: u16) {
+        let Some((l, bit, words)) = self.locate(a, port) else { return };
+        if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
+            set_bit(&mut ad.bits, words, l, proto, 0, bit, false);
+            set_bit(&mut ad.bits, words, l, proto, BUSY, bit, false);
+        }
+    }
+
     /// Gives address `a` a new IP (a masquerade pool following its interface).
     pub fn set_addr_ip(&mut self, a: u16, ip: u32) {
         if let Some(x) = self.addrs.get_mut(usize::from(a)) {
@@ -645,8 +599,7 @@ impl Ports {
         if let Some(x) = self.ips.get_mut(usize::from(a)) {
             *x = ip;
         }
-        self.by_ip = self.addrs.iter().enumerate().map(|(i, x)| (x.ip, i as u16)).collect();
-        self.by_ip.sort_unstable();
+        self.rebuild_by_ip();
     }
 
     /// Blocks of address `a` on this worker: (held by subscribers, free).
@@ -670,6 +623,98 @@ impl Ports {
 #[inline(always)]
 fn block_offset(chunk: u32, workers: u32, worker: u32, l: u16) -> u32 {
     (u32::from(l) * workers + worker) * chunk
+}
+
+/// One pool's run-time state and its addresses (global indices from
+/// `first_addr`) on worker `worker` of `workers`.
+fn build_pool(
+    pi: usize,
+    pp: &PoolParams,
+    first_addr: usize,
+    worker: u32,
+    workers: u32,
+) -> Result<(PoolRt, Vec<AddrPorts>), ParamError> {
+    let bad = |s: String| Err(ParamError::Invalid(s));
+    let mut addrs: Vec<AddrPorts> = Vec::new();
+    let chunk = match pp.mode {
+        PoolMode::PortBlocks { block_size, max_blocks_per_subscriber } => {
+            if block_size == 0 || block_size % 64 != 0 {
+                return bad(format!("pool {}: block size {block_size} is not a multiple of 64", pp.name));
+            }
+            if max_blocks_per_subscriber == 0 || usize::from(max_blocks_per_subscriber) > MAX_BLOCKS_PER_SUBSCRIBER {
+                return bad(format!("pool {}: blocks per subscriber must be 1..={MAX_BLOCKS_PER_SUBSCRIBER}", pp.name));
+            }
+            block_size
+        }
+        PoolMode::Shared => SHARED_OWNERSHIP_CHUNK,
+    };
+    if pp.addresses.is_empty() || pp.port_min == 0 || pp.port_min > pp.port_max {
+        return bad(format!("pool {}: needs addresses and 1 <= port_min <= port_max", pp.name));
+    }
+    let span = u32::from(pp.port_max) - u32::from(pp.port_min) + 1;
+    let mut n_chunks = span.div_ceil(u32::from(chunk));
+    let ordered = !pp.port_orders.is_empty();
+    if ordered {
+        if pp.mode == PoolMode::Shared {
+            return bad(format!("pool {}: an RSS port order needs a port-block pool", pp.name));
+        }
+        if pp.port_orders.len() != pp.addresses.len() {
+            return bad(format!("pool {}: one port order per address", pp.name));
+        }
+        // Whole chunks only, as many as the shortest order holds.
+        n_chunks = pp.port_orders.iter().map(|o| o.len() as u32 / u32::from(chunk)).min().unwrap_or(0);
+    }
+    let words = usize::from(chunk) / 64;
+    if first_addr + pp.addresses.len() > usize::from(u16::MAX >> 2) {
+        return bad("more than 16383 public addresses".into());
+    }
+    let local = n_chunks.saturating_sub(worker).div_ceil(workers);
+    for (ai, &ip) in pp.addresses.iter().enumerate() {
+        let (mut perm, mut inv) = (Vec::new(), Vec::new());
+        if let Some(order) = pp.port_orders.get(ai) {
+            perm = order.iter().copied().take((n_chunks * u32::from(chunk)) as usize).collect();
+            inv = vec![NO_OFFSET; 1 << 16];
+            for (off, &port) in perm.iter().enumerate() {
+                match inv.get_mut(usize::from(port)) {
+                    Some(x) if *x == NO_OFFSET && port >= pp.port_min && port <= pp.port_max => *x = off as u16,
+                    _ => return bad(format!("pool {}: port order repeats {port} or leaves the port range", pp.name)),
+                }
+            }
+        }
+        let mut a = AddrPorts {
+            ip,
+            pool: pi as u16,
+            blocks: vec![Block { owner: NIL, window: 0, used: 0, used_by_proto: [0; PROTOS] }; local as usize],
+            bits: vec![0; local as usize * PROTOS * PLANES * words],
+            free_blocks: (0..local as u16).rev().collect(),
+            perm,
+            inv,
+            retired: false,
+        };
+        // Ports past port_max in the last chunk are never free.
+        for l in 0..local as u16 {
+            let c = u32::from(l) * workers + worker;
+            let first = u32::from(pp.port_min) + c * u32::from(chunk);
+            for bit in 0..chunk {
+                if !ordered && first + u32::from(bit) > u32::from(pp.port_max) {
+                    for proto in 0..PROTOS {
+                        set_bit(&mut a.bits, words, l, proto, 0, bit, true);
+                        set_bit(&mut a.bits, words, l, proto, BUSY, bit, true);
+                    }
+                }
+            }
+        }
+        addrs.push(a);
+    }
+    let rt = PoolRt {
+        params: pp.clone(),
+        first_addr: first_addr as u16,
+        n_addrs: pp.addresses.len() as u16,
+        chunk,
+        words,
+        n_chunks,
+    };
+    Ok((rt, addrs))
 }
 
 /// The subscriber table's key: inside address and pool.
