@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// masq: a carrier-grade NAT44 in user space (AF_XDP, per-core workers).
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about = "masq: a carrier-grade NAT44 in user space (AF_XDP, per-core workers, netfilter semantics)", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

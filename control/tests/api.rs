@@ -144,6 +144,12 @@ fn every_metric_family_is_there_with_its_type_and_moves_with_traffic() {
         1.0,
         "{after}"
     );
+    // The Grafana dashboard asks only for series masq serves.
+    let dash = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/masq.json"))
+        .expect("dashboard");
+    for name in dash.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("masq_")) {
+        assert!(after.contains(&format!("\n{name}")), "the dashboard uses {name}, which /metrics lacks");
+    }
 }
 
 #[test]
