@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use dataplane::nat::{DropReason, PassReason, SessionInfo};
+use dataplane::nat::{PassReason, SessionInfo};
 use dataplane::worker::{Census, Command, SessionFilter};
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -422,10 +422,7 @@ fn render_metrics(s: &ApiState, census: &[Census]) -> prometheus::Result<String>
     let build = gauge("masq_build_info", "Build information.", &["version"])?;
     let mut round = Vec::new();
 
-    let mut drop_total: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-    for r in DropReason::ALL {
-        drop_total.insert(r.name(), 0);
-    }
+    let mut drop_total: std::collections::BTreeMap<&'static str, u64> = std::collections::BTreeMap::new();
     let mut pass_total = [0u64; PassReason::COUNT];
     let (mut created, mut expired, mut evicted, mut flushed) = (0, 0, 0, 0);
     let mut buckets = [0u64; dataplane::nat::counters::EXHAUSTION_BUCKETS];
@@ -437,24 +434,7 @@ fn render_metrics(s: &ApiState, census: &[Census]) -> prometheus::Result<String>
     for (w, sh) in s.shared.iter().enumerate() {
         let st = sh.stats.lock().map(|g| g.clone()).unwrap_or_default();
         let (e, k) = (&st.engine, &st.worker);
-        for (r, n) in DropReason::ALL.iter().zip(e.drops) {
-            *drop_total.entry(r.name()).or_default() += n;
-        }
-        for (name, n) in [
-            ("no_neighbour", k.no_neighbour[0] + k.no_neighbour[1]),
-            ("no_route", k.no_route[0] + k.no_route[1]),
-            ("too_big_df", k.too_big[0] + k.too_big[1]),
-            ("fragment_failed", k.fragment_failed),
-            ("handoff_dropped", k.handoff_dropped),
-            ("pass_not_reinjected", k.pass_dropped),
-        ] {
-            *drop_total.entry(name).or_default() += n;
-        }
-        if let Ok(rg) = sh.ring.lock() {
-            *drop_total.entry("tx_ring_full").or_default() += rg.0.tx_ring_full[0] + rg.0.tx_ring_full[1];
-            *drop_total.entry("rx_ring_full").or_default() += rg.1[0].1 + rg.1[1].1;
-            *drop_total.entry("fill_ring_empty").or_default() += rg.1[0].2 + rg.1[1].2;
-        }
+        crate::run::add_drops(sh, &st, &mut drop_total);
         for (t, n) in pass_total.iter_mut().zip(e.passes) {
             *t += n;
         }

@@ -167,3 +167,40 @@ pub fn engine_params(v: &ValidConfig, outside_addr: Option<u32>, local_addrs: Ve
     p.workers = workers;
     Ok(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_and_the_engine_agree_on_default_timeouts() {
+        // The two crates may not depend on each other (DESIGN): the
+        // defaults are written twice and held equal here.
+        let c = config::Timeouts::default();
+        let e = Timeouts::default();
+        assert_eq!(
+            (c.tcp_established_secs, c.tcp_transitory_secs, c.udp_secs, c.icmp_secs, c.port_hold_secs, c.fragment_secs),
+            (e.tcp_established_secs, e.tcp_transitory_secs, e.udp_secs, e.icmp_secs, e.port_hold_secs, e.fragment_secs)
+        );
+    }
+
+    #[test]
+    fn a_config_becomes_the_engine_parameters_it_says() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/examples/forwards.yaml")).unwrap();
+        let v = config::load(&text, 8).unwrap();
+        let outside = u32::from(std::net::Ipv4Addr::new(198, 51, 100, 9));
+        let p = engine_params(&v, Some(outside), vec![outside]).unwrap();
+        assert_eq!(p.pools.len(), 2, "the named pool and the masquerade pool");
+        assert_eq!(p.pools[0].addresses, vec![u32::from(std::net::Ipv4Addr::new(203, 0, 113, 5))]);
+        assert!(p.pools[1].masquerade && p.pools[1].addresses == vec![outside]);
+        assert_eq!((p.pools[1].port_min, p.pools[1].port_max), (1024, 32767));
+        assert_eq!(p.rules[0].action, RuleAction::Translate { pool: 0 });
+        assert_eq!(p.rules[0].matches.protocols, proto::TCP | proto::UDP | proto::ICMP);
+        assert_eq!(p.rules[1].action, RuleAction::Translate { pool: 1 });
+        assert_eq!(p.forwards.len(), 3);
+        assert_eq!((p.forwards[1].protocol, p.forwards[1].public_port), (17, 51820));
+        assert_eq!(p.forwards[2].public_addr, outside, "outside:2222 is the masquerade address");
+        dataplane::nat::Engine::new(&p).expect("the engine takes them");
+    }
+}

@@ -499,6 +499,35 @@ impl RingInfo for XdpIo {
     }
 }
 
+/// Adds one worker's drops, by reason, to `out`: the engine's reasons, the
+/// worker's own, and the rings' (`tx_ring_full`; the kernel's `rx_ring_full`
+/// and `fill_ring_empty`, frames that never reached masq). Every name is
+/// present, with 0 if nothing was dropped for it.
+pub fn add_drops(sh: &Shared, s: &Stats, out: &mut std::collections::BTreeMap<&'static str, u64>) {
+    let (e, w) = (&s.engine, &s.worker);
+    for (r, n) in dataplane::nat::DropReason::ALL.iter().zip(e.drops) {
+        *out.entry(r.name()).or_default() += n;
+    }
+    let (tx_full, rx_full, fill_empty) = sh
+        .ring
+        .lock()
+        .map(|r| (r.0.tx_ring_full[0] + r.0.tx_ring_full[1], r.1[0].1 + r.1[1].1, r.1[0].2 + r.1[1].2))
+        .unwrap_or_default();
+    for (name, n) in [
+        ("no_neighbour", w.no_neighbour[0] + w.no_neighbour[1]),
+        ("no_route", w.no_route[0] + w.no_route[1]),
+        ("pass_not_reinjected", w.pass_dropped),
+        ("handoff_dropped", w.handoff_dropped),
+        ("too_big_df", w.too_big[0] + w.too_big[1]),
+        ("fragment_failed", w.fragment_failed),
+        ("tx_ring_full", tx_full),
+        ("rx_ring_full", rx_full),
+        ("fill_ring_empty", fill_empty),
+    ] {
+        *out.entry(name).or_default() += n;
+    }
+}
+
 /// Every worker's counters summed.
 #[derive(Default, Clone)]
 pub struct Totals {
@@ -531,21 +560,8 @@ impl Totals {
                 t.tx[i] += w.tx[i];
             }
             let e = &s.engine;
-            for (r, n) in dataplane::nat::DropReason::ALL.iter().zip(e.drops) {
-                *reasons.entry(r.name()).or_default() += n;
-            }
-            for (name, n) in [
-                ("no_neighbour", w.no_neighbour[0] + w.no_neighbour[1]),
-                ("no_route", w.no_route[0] + w.no_route[1]),
-                ("pass_not_reinjected", w.pass_dropped),
-                ("handoff_dropped", w.handoff_dropped),
-                ("too_big_df", w.too_big[0] + w.too_big[1]),
-                ("fragment_failed", w.fragment_failed),
-            ] {
-                *reasons.entry(name).or_default() += n;
-            }
+            add_drops(sh, &s, &mut reasons);
             if let Ok(r) = sh.ring.lock() {
-                *reasons.entry("tx_ring_full").or_default() += r.0.tx_ring_full[0] + r.0.tx_ring_full[1];
                 t.kernel_rx_dropped += r.1[0].0 + r.1[1].0;
                 t.kernel_ring_full += r.1[0].1 + r.1[1].1;
                 t.kernel_fill_empty += r.1[0].2 + r.1[1].2;
