@@ -170,7 +170,7 @@ pub fn serve(
             let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         });
     })?;
-    eprintln!("masq: control API on http://{listen}");
+    tracing::info!("control API on http://{listen}");
     Ok(handle)
 }
 

@@ -335,6 +335,24 @@ fn check_config(files: &[std::path::PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// Log lines on stderr (journald takes them under systemd), at the
+/// configured level.
+fn init_logging(level: config::Level) {
+    use std::io::IsTerminal;
+    let max = match level {
+        config::Level::Error => tracing::Level::ERROR,
+        config::Level::Warn => tracing::Level::WARN,
+        config::Level::Info => tracing::Level::INFO,
+        config::Level::Debug => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(max)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -364,6 +382,7 @@ fn main() -> Result<()> {
         }
         Cmd::Run(a) => {
             let v = run_config(&a)?;
+            init_logging(v.raw.logging.level);
             let ifs = &v.raw.interfaces;
             let in_addrs = run::interface_addrs(&ifs.inside)?;
             let out_addrs = run::interface_addrs(&ifs.outside)?;

@@ -21,7 +21,7 @@ pub fn nic_rss(v: &ValidConfig, iface: &str) -> Option<Rss> {
     }
     let out = std::process::Command::new("ethtool").args(["-x", iface]).output().ok()?;
     if !out.status.success() {
-        eprintln!("masq: {iface}: no RSS table (ethtool -x); frames reach their worker by hand-off");
+        tracing::info!("{iface}: no RSS table (ethtool -x); frames reach their worker by hand-off");
         return None;
     }
     let input = match w.rss_input {
@@ -31,8 +31,8 @@ pub fn nic_rss(v: &ValidConfig, iface: &str) -> Option<Rss> {
     let rss = dataplane::rss::parse_ethtool_x(&String::from_utf8_lossy(&out.stdout), input)?;
     let queues = rss.indirection.iter().copied().max().map_or(0, |q| usize::from(q) + 1);
     if queues > w.cores.len() {
-        eprintln!(
-            "masq: warning: {iface} spreads over {queues} queues but {} workers serve queues 0..{}; what hashes elsewhere is handed off or unused",
+        tracing::warn!(
+            "{iface} spreads over {queues} queues but {} workers serve queues 0..{}; what hashes elsewhere is handed off or unused",
             w.cores.len(),
             w.cores.len() - 1
         );
@@ -83,8 +83,8 @@ pub fn engine_params(v: &ValidConfig, outside_addr: Option<u32>, local_addrs: Ve
                 .map(|&ip| dataplane::rss::port_order(rss, ip, pool.port_min, pool.port_max, block_size, workers))
                 .collect();
             let usable: usize = pool.port_orders.iter().map(Vec::len).sum();
-            eprintln!(
-                "masq: pool {}: RSS-aware ports, {usable} in use, each owned by the worker its replies reach",
+            tracing::info!(
+                "pool {}: RSS-aware ports, {usable} in use, each owned by the worker its replies reach",
                 p.name
             );
         }
@@ -152,8 +152,8 @@ pub fn engine_params(v: &ValidConfig, outside_addr: Option<u32>, local_addrs: Ve
     p.max_fragments = v.raw.tables.max_fragments;
     p.local_addrs = local_addrs;
     p.steering = nic_rss(v, &v.raw.interfaces.inside).map(|rss| {
-        eprintln!(
-            "masq: RSS-aware subscribers: each belongs to the worker whose queue {} delivers it to",
+        tracing::info!(
+            "RSS-aware subscribers: each belongs to the worker whose queue {} delivers it to",
             v.raw.interfaces.inside
         );
         SubscriberSteering::new(&rss)

@@ -100,7 +100,9 @@ fn open_kernel_taps(workers: usize) -> Vec<dataplane::xdp::KernelTap> {
         match dataplane::xdp::KernelTap::open(TAP_NAME, TAP_MAC) {
             Ok(t) => taps.push(t),
             Err(e) => {
-                eprintln!("masq: warning: no way back into the kernel ({e}); traffic for the box's own address on NAT ports is dropped");
+                tracing::warn!(
+                    "no way back into the kernel ({e}); traffic for the box's own address on NAT ports is dropped"
+                );
                 return Vec::new();
             }
         }
@@ -141,7 +143,7 @@ impl ForwardGuard {
             .map(|o| o.status.success())
             .unwrap_or(false);
         if !ok {
-            eprintln!("masq: warning: could not install the nftables forward guard (is nft installed?); the kernel may forward what masq passes it");
+            tracing::warn!("could not install the nftables forward guard (is nft installed?); the kernel may forward what masq passes it");
         }
         Self(ok)
     }
@@ -194,8 +196,8 @@ pub fn run(plan: RunPlan) -> Result<()> {
         XdpProgram::attach(&plan.outside, &locals, mtu(&plan.inside))?,
     ];
     let _guard = ForwardGuard::install();
-    eprintln!(
-        "masq: XDP program attached to {} ({}) and {} ({})",
+    tracing::info!(
+        "XDP program attached to {} ({}) and {} ({})",
         plan.inside,
         progs[0].mode_name(),
         plan.outside,
@@ -251,7 +253,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
         );
         handles.push(std::thread::Builder::new().name(format!("masq-w{w}")).spawn(move || -> Result<()> {
             if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                eprintln!("masq: worker {w}: could not pin to core {core}");
+                tracing::warn!("worker {w}: could not pin to core {core}");
             }
             let io = match XdpIo::open(&inside, &outside, u32::try_from(w)?, XdpParams::default()) {
                 Ok(mut io) => {
@@ -285,8 +287,8 @@ pub fn run(plan: RunPlan) -> Result<()> {
                 let q = u32::try_from(w)?;
                 progs[0].register(q, fds[0])?;
                 progs[1].register(q, fds[1])?;
-                eprintln!(
-                    "masq: worker {w} on core {} queue {q}: {} mode",
+                tracing::info!(
+                    "worker {w} on core {} queue {q}: {} mode",
                     plan.cores[w],
                     if zc { "zero-copy" } else { "copy" }
                 );
@@ -301,8 +303,8 @@ pub fn run(plan: RunPlan) -> Result<()> {
     // The control thread (this one) on a core no worker uses, if there is one.
     let spare = core_affinity::get_core_ids().unwrap_or_default().into_iter().find(|c| !plan.cores.contains(&c.id));
     match spare {
-        Some(c) if core_affinity::set_for_current(c) => eprintln!("masq: control thread on core {}", c.id),
-        _ => eprintln!("masq: warning: no core left for the control thread; it shares one with a worker"),
+        Some(c) if core_affinity::set_for_current(c) => tracing::info!("control thread on core {}", c.id),
+        _ => tracing::warn!("no core left for the control thread; it shares one with a worker"),
     }
     let api_state = plan.api.as_ref().map(|a| {
         Arc::new(crate::api::ApiState {
@@ -345,8 +347,8 @@ pub fn run(plan: RunPlan) -> Result<()> {
     if let Some(st) = &api_state {
         st.ready.store(true, Ordering::Relaxed);
     }
-    eprintln!(
-        "masq: forwarding {} <-> {} ({}); Ctrl-C stops",
+    tracing::info!(
+        "forwarding {} <-> {} ({}); Ctrl-C stops",
         plan.inside,
         plan.outside,
         if plan.engine.is_some() { "NAT" } else { "no NAT" }
@@ -423,27 +425,30 @@ pub fn run(plan: RunPlan) -> Result<()> {
     println!("{}", t.summary());
     println!("xdp program: {}", xdp.join("; "));
     drop(progs);
-    eprintln!("masq: stopped; XDP programs detached");
+    tracing::info!("stopped; XDP programs detached");
     Ok(())
 }
 
 /// SIGHUP: re-reads the configuration file and applies it like a push.
 fn reload(plan: Option<&ApiPlan>, state: Option<&crate::api::ApiState>) {
     let (Some(plan), Some(state)) = (plan, state) else {
-        eprintln!("masq: SIGHUP: no control side running (--no-api); nothing reloaded");
+        tracing::info!("SIGHUP: no control side running (--no-api); nothing reloaded");
         return;
     };
     let Some(path) = &plan.config_path else {
-        eprintln!("masq: SIGHUP: masq was not started from a file (--config); nothing reloaded");
+        tracing::info!("SIGHUP: masq was not started from a file (--config); nothing reloaded");
         return;
     };
     let name = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Err(e) => eprintln!("masq: SIGHUP: {name}: {e}; nothing changed"),
+        Err(e) => tracing::warn!("SIGHUP: {name}: {e}; nothing changed"),
         Ok(text) => match crate::api::apply(state, &text) {
-            Ok(msg) => eprint!("masq: SIGHUP: {}", msg.replace("config:", &format!("{name}:"))),
+            Ok(msg) => tracing::info!("SIGHUP: {}", msg.replace("config:", &format!("{name}:")).trim_end()),
             Err((_, msg)) => {
-                eprint!("masq: SIGHUP refused, nothing changed:\n{}", msg.replace("config:", &format!("{name}:")))
+                tracing::warn!(
+                    "SIGHUP refused, nothing changed:\n{}",
+                    msg.replace("config:", &format!("{name}:")).trim_end()
+                )
             }
         },
     }
