@@ -348,7 +348,7 @@ fn init_logging(level: config::Level) {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(max)
-        .with_target(false)
+        .with_target(true)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
@@ -430,6 +430,7 @@ fn main() -> Result<()> {
                 live: a.live,
                 duration: a.duration.map(Duration::from_secs),
                 api,
+                nat_events: v.raw.logging.nat_events,
             })
         }
     }

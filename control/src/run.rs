@@ -35,6 +35,8 @@ pub struct RunPlan {
     pub duration: Option<Duration>,
     /// The control API, if any.
     pub api: Option<ApiPlan>,
+    /// Log every port block handed to or taken back from a subscriber.
+    pub nat_events: bool,
 }
 
 /// What the control API needs at start.
@@ -224,6 +226,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
     let mut l2_txs = Vec::new();
     let mut shared = Vec::new();
     let mut command_txs = Vec::new();
+    let (events_tx, events_rx) = crossbeam_channel::bounded::<dataplane::nat::ports::BlockEvent>(4096);
     let mut handles = Vec::new();
     for (w, &core) in plan.cores.iter().enumerate() {
         let (l2_tx, l2_rx) = crossbeam_channel::bounded::<Arc<L2Table>>(4);
@@ -243,6 +246,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
         };
         let (inside, outside) = (plan.inside.clone(), plan.outside.clone());
         let tap = taps.pop();
+        let events_tx = events_tx.clone();
         let (mesh, l2, unres_tx, ready_tx, go, stop) = (
             Arc::clone(&mesh),
             Arc::new(l2.clone()),
@@ -274,8 +278,10 @@ pub fn run(plan: RunPlan) -> Result<()> {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let mut worker =
-                Worker::new(w, io, engine, l2, mesh).with_l2_channels(l2_rx, unres_tx).with_commands(cmd_rx);
+            let mut worker = Worker::new(w, io, engine, l2, mesh)
+                .with_l2_channels(l2_rx, unres_tx)
+                .with_commands(cmd_rx)
+                .with_block_events(events_tx);
             worker_loop(&mut worker, &stop, &sh);
             Ok(())
         })?);
@@ -363,6 +369,11 @@ pub fn run(plan: RunPlan) -> Result<()> {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
+        for ev in events_rx.try_iter() {
+            if plan.nat_events {
+                log_block(&ev);
+            }
+        }
         if hup.swap(false, Ordering::Relaxed) {
             reload(plan.api.as_ref(), api_state.as_deref());
         }
@@ -427,6 +438,22 @@ pub fn run(plan: RunPlan) -> Result<()> {
     drop(progs);
     tracing::info!("stopped; XDP programs detached");
     Ok(())
+}
+
+/// One NAT log line: a port block handed to or taken back from a subscriber
+/// (RFC 6888 REQ-12; one line per block rather than per session, as RFC
+/// 7422 describes).
+fn log_block(ev: &dataplane::nat::ports::BlockEvent) {
+    let ip = std::net::Ipv4Addr::from;
+    tracing::info!(
+        target: "nat",
+        "block {} {} -> {} ports {}-{}",
+        if ev.assigned { "assigned" } else { "released" },
+        ip(ev.inside),
+        ip(ev.public),
+        ev.first_port,
+        ev.last_port
+    );
 }
 
 /// SIGHUP: re-reads the configuration file and applies it like a push.

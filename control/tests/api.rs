@@ -246,6 +246,35 @@ fn a_valid_push_moves_new_flows_while_a_running_stream_keeps_its_session() {
 }
 
 #[test]
+fn nat_events_log_each_port_block_handed_out_and_taken_back() {
+    let mut lab = Lab::up("natlog", 1500);
+    std::fs::write(lab.dir.join("masq.yaml"), format!("{CONFIG}logging:\n  nat_events: true\n")).unwrap();
+    let cfg = lab.dir.join("masq.yaml");
+    lab.start_masq_with(&["run", "--config", cfg.to_str().unwrap()]);
+    lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
+    std::thread::sleep(Duration::from_millis(300));
+    lab.ok("in", &["python3", "-c", UDP_FROM_PORTS, "198.51.100.1", "5353", "44001", "44002"]);
+    assert!(lab.wait_for(Duration::from_secs(2), || lab.masq_log().contains("block assigned")), "{}", lab.masq_log());
+    let log = lab.masq_log();
+    let line = log.lines().find(|l| l.contains("block assigned")).unwrap();
+    assert!(line.contains("100.64.0.2 -> 203.0.113.10 ports "), "{line}");
+    let range = line.rsplit(' ').next().unwrap();
+    let (a, b) = range.split_once('-').unwrap();
+    let (a, b): (u16, u16) = (a.parse().unwrap(), b.parse().unwrap());
+    assert_eq!(b - a + 1, 512, "one block of 512: {line}");
+    assert_eq!(log.matches("block assigned").count(), 1, "two sessions, one block: {log}");
+    // The subscriber's last session goes: its block goes back, and is logged.
+    let o = masq(&lab, &["flush", "--subscriber", "100.64.0.2", "--token", "s3cret"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(lab.wait_for(Duration::from_secs(2), || lab.masq_log().contains("block released")), "{}", lab.masq_log());
+    assert!(
+        lab.masq_log().contains(&format!("block released 100.64.0.2 -> 203.0.113.10 ports {a}-{b}")),
+        "{}",
+        lab.masq_log()
+    );
+}
+
+#[test]
 fn sighup_reloads_the_file() {
     let mut lab = Lab::up("hup", 1500);
     start(&mut lab);

@@ -81,6 +81,8 @@ pub struct WorkerCounters {
     pub handoff_out: u64,
     /// Frames received from other workers.
     pub handoff_in: u64,
+    /// NAT log events (port blocks) lost because the log fell behind.
+    pub log_dropped: u64,
     /// Hand-offs dropped: the owner's queue was full, the frame too big, or no frame free.
     pub handoff_dropped: u64,
 }
@@ -156,6 +158,7 @@ pub struct Worker<I: FrameIo> {
     l2_updates: Option<crossbeam_channel::Receiver<Arc<L2Table>>>,
     unresolved: Option<crossbeam_channel::Sender<(Side, u32)>>,
     commands: Option<crossbeam_channel::Receiver<Command>>,
+    block_events: Option<crossbeam_channel::Sender<crate::nat::ports::BlockEvent>>,
     round_ns: Option<hdrhistogram::Histogram<u64>>,
     mesh: Arc<Mesh>,
     counters: WorkerCounters,
@@ -191,6 +194,7 @@ impl<I: FrameIo> Worker<I> {
             l2_updates: None,
             unresolved: None,
             commands: None,
+            block_events: None,
             // 1 ns to 10 s at 2 significant digits: a few KiB, recording never allocates.
             round_ns: hdrhistogram::Histogram::new_with_bounds(1, 10_000_000_000, 2).ok(),
             mesh,
@@ -215,6 +219,12 @@ impl<I: FrameIo> Worker<I> {
     /// Where the control thread's requests arrive.
     pub fn with_commands(mut self, commands: crossbeam_channel::Receiver<Command>) -> Self {
         self.commands = Some(commands);
+        self
+    }
+
+    /// Where port-block events go (the NAT log); without it they are dropped.
+    pub fn with_block_events(mut self, tx: crossbeam_channel::Sender<crate::nat::ports::BlockEvent>) -> Self {
+        self.block_events = Some(tx);
         self
     }
 
@@ -317,6 +327,17 @@ impl<I: FrameIo> Worker<I> {
             }
         }
         self.io.flush();
+        if let Some(e) = self.engine.as_mut() {
+            for ev in e.take_block_events() {
+                if let Some(tx) = &self.block_events {
+                    // Full: the log fell behind; the engine counted nothing,
+                    // so count here.
+                    if tx.try_send(ev).is_err() {
+                        self.counters.log_dropped += 1;
+                    }
+                }
+            }
+        }
         if got > 0 {
             let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
             if let Some(h) = self.round_ns.as_mut() {

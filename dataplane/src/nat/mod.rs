@@ -1609,6 +1609,17 @@ impl Engine {
         Ok(flushed)
     }
 
+    /// Port blocks handed out or taken back since the last call (the
+    /// worker collects them once a round for the NAT log).
+    pub fn take_block_events(&mut self) -> std::vec::Drain<'_, ports::BlockEvent> {
+        self.ports.events.drain(..)
+    }
+
+    /// Block events lost because they were not collected in time.
+    pub fn block_events_dropped(&self) -> u64 {
+        self.ports.events_dropped
+    }
+
     /// Port blocks of every public address on this worker: (address, pool
     /// name, blocks in use, blocks free).
     pub fn port_block_use(&self) -> impl Iterator<Item = (u32, &str, usize, usize)> + '_ {

@@ -139,6 +139,26 @@ const EMPTY_SUB: Subscriber = Subscriber {
     blocks: [0; MAX_BLOCKS_PER_SUBSCRIBER],
 };
 
+/// A port block handed to or taken back from a subscriber: what a CGNAT
+/// logs instead of every session (RFC 6888 REQ-12, RFC 7422 section 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockEvent {
+    /// Assigned (true) or released (false).
+    pub assigned: bool,
+    /// The subscriber's inside address.
+    pub inside: u32,
+    /// The public address.
+    pub public: u32,
+    /// Lowest port of the block.
+    pub first_port: u16,
+    /// Highest port of the block (with an RSS port order the block's ports
+    /// lie between the two, not all of them).
+    pub last_port: u16,
+}
+
+/// Block events kept until the worker collects them (once a round).
+pub const BLOCK_EVENTS: usize = 1024;
+
 /// All pools, addresses and subscribers of one worker.
 pub struct Ports {
     /// Pools.
@@ -158,6 +178,10 @@ pub struct Ports {
     seed: u64,
     /// Blocks currently held by subscribers.
     pub blocks_in_use: u32,
+    /// Block events not yet collected (at most [`BLOCK_EVENTS`]).
+    pub events: Vec<BlockEvent>,
+    /// Block events lost because nobody collected them in time.
+    pub events_dropped: u64,
 }
 
 fn class_range(pool: &PoolParams, proto: usize, preferred: u16) -> (u16, u16) {
@@ -211,6 +235,8 @@ impl Ports {
             sub_free: (0..cap).rev().collect(),
             seed: p.seed,
             blocks_in_use: 0,
+            events: Vec::with_capacity(BLOCK_EVENTS),
+            events_dropped: 0,
         })
     }
 
@@ -445,6 +471,11 @@ impl Ports {
     }
 
     fn give_back_block(&mut self, a: u16, l: u16) {
+        let owner =
+            self.addrs.get(usize::from(a)).and_then(|ad| ad.blocks.get(usize::from(l))).map_or(NIL, |b| b.owner);
+        if let Some(inside) = self.subs.get(owner as usize).map(|x| x.inside_ip) {
+            self.note_block(false, inside, a, l);
+        }
         if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
             if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
                 b.owner = NIL;
@@ -471,7 +502,12 @@ impl Ports {
             PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
                 let at = Where { s, worker, workers, window };
                 let in_use = &mut self.blocks_in_use;
-                alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber)
+                let got =
+                    alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
+                if let Some((_, 1)) = got {
+                    self.note_new_block(s);
+                }
+                got
             }
             PoolMode::Shared => self.alloc_shared(a, proto, preferred, window, rand),
         }
@@ -589,6 +625,38 @@ impl Ports {
             set_bit(&mut ad.bits, words, l, proto, 0, bit, false);
             set_bit(&mut ad.bits, words, l, proto, BUSY, bit, false);
         }
+    }
+
+    /// Records a block event (dropped and counted when the buffer is full;
+    /// it never grows).
+    #[cold]
+    #[inline(never)]
+    fn note_block(&mut self, assigned: bool, inside: u32, a: u16, l: u16) {
+        let Some(pool) = self.pool_of(a) else { return };
+        let (chunk, min, max) = (u32::from(pool.chunk), pool.params.port_min, pool.params.port_max);
+        let base = block_offset(chunk, self.workers, self.worker, l);
+        let Some(ad) = self.addrs.get(usize::from(a)) else { return };
+        let (first, last) = if ad.perm.is_empty() {
+            (ad.port_at(u32::from(min), base), ad.port_at(u32::from(min), base + chunk - 1).min(max))
+        } else {
+            let ports = (base..base + chunk).map(|o| ad.port_at(u32::from(min), o));
+            (ports.clone().min().unwrap_or(0), ports.max().unwrap_or(0))
+        };
+        let ev = BlockEvent { assigned, inside, public: ad.ip, first_port: first, last_port: last };
+        if self.events.len() < BLOCK_EVENTS {
+            self.events.push(ev);
+        } else {
+            self.events_dropped += 1;
+        }
+    }
+
+    /// The block subscriber `s` took last (a new block), as an event.
+    #[cold]
+    #[inline(never)]
+    fn note_new_block(&mut self, s: u32) {
+        let Some(sub) = self.subs.get(s as usize).copied() else { return };
+        let Some(&l) = sub.blocks.get(usize::from(sub.n_blocks).saturating_sub(1)) else { return };
+        self.note_block(true, sub.inside_ip, sub.addr, l);
     }
 
     /// Gives address `a` a new IP (a masquerade pool following its interface).
