@@ -188,7 +188,14 @@ fn authorized(s: &ApiState, headers: &HeaderMap) -> bool {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.trim() == token)
+        .is_some_and(|t| same_secret(t.trim().as_bytes(), token.as_bytes()))
+}
+
+/// Compares a presented token with the secret in time that does not depend
+/// on where they first differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y));
+    diff == 0 && a.len() == b.len()
 }
 
 fn refused() -> Response {
@@ -412,6 +419,8 @@ fn render_metrics(s: &ApiState, census: &[Census]) -> prometheus::Result<String>
         &["bucket"],
     )?;
     let handoffs = counter("masq_handoffs_total", "Frames handed to the worker that owns their session.", &["worker"])?;
+    let log_lost =
+        counter("masq_nat_log_lost_total", "NAT log events (port blocks) lost because the log fell behind.", &[])?;
     let xdp = counter(
         "masq_xdp_frames_total",
         "Frames the XDP program redirected to masq or passed to the kernel.",
@@ -455,6 +464,7 @@ fn render_metrics(s: &ApiState, census: &[Census]) -> prometheus::Result<String>
         handed[0] += k.handoff_out;
         handed[1] += k.handoff_in;
         handoffs.with_label_values(&[&w.to_string()]).inc_by(k.handoff_out);
+        log_lost.with_label_values::<&str>(&[]).inc_by(k.log_dropped + st.block_events_dropped);
         if let Some(h) = &st.round_ns {
             round.push(round_metric(w, h));
         }
@@ -529,4 +539,35 @@ fn render_metrics(s: &ApiState, census: &[Census]) -> prometheus::Result<String>
     let mut out = Vec::new();
     TextEncoder::new().encode(&families, &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"s3cret!", b"s3cret"));
+        assert!(!same_secret(b"S3cret", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
+    }
+
+    #[test]
+    fn session_lines_read_like_conntrack() {
+        let s = SessionInfo {
+            protocol: 17,
+            inside: (0x6440_0002, 4000),
+            public: (0xcb00_710a, 1024),
+            remote: (0xc633_6401, 53),
+            state: "udp",
+            expires_in: 299,
+            flags: dataplane::nat::session::flag::REPLIED,
+        };
+        assert_eq!(
+            session_line(&s),
+            "udp    17    299 udp src=100.64.0.2 dst=198.51.100.1 sport=4000 dport=53 src=198.51.100.1 dst=203.0.113.10 sport=53 dport=1024 [ASSURED]"
+        );
+    }
 }

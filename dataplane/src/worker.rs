@@ -147,6 +147,8 @@ pub struct Stats {
     pub blocks_in_use: u32,
     /// Time a round with traffic took, in nanoseconds (cumulative).
     pub round_ns: Option<hdrhistogram::Histogram<u64>>,
+    /// Port-block events the engine could not keep (its buffer was full).
+    pub block_events_dropped: u64,
 }
 
 /// One worker: its I/O, its engine shard, its view of the next hops.
@@ -296,6 +298,7 @@ impl<I: FrameIo> Worker<I> {
             sessions: self.engine.as_ref().map_or(0, Engine::live_sessions),
             blocks_in_use: self.engine.as_ref().map_or(0, Engine::blocks_in_use),
             round_ns: self.round_ns.clone(),
+            block_events_dropped: self.engine.as_ref().map_or(0, Engine::block_events_dropped),
         }
     }
 
