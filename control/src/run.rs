@@ -360,6 +360,14 @@ pub fn run(plan: RunPlan) -> Result<()> {
         if plan.engine.is_some() { "NAT" } else { "no NAT" }
     );
 
+    // A masquerade pool follows the outside interface's address.
+    let masq_ports =
+        plan.engine.as_ref().and_then(|p| p.pools.iter().find(|x| x.masquerade).map(|x| (x.port_min, x.port_max)));
+    let mut outside_now = plan
+        .engine
+        .as_ref()
+        .and_then(|p| p.pools.iter().find(|x| x.masquerade))
+        .and_then(|x| x.addresses.first().copied());
     let started = Instant::now();
     let mut last_print = Instant::now();
     let mut last_refresh = Instant::now();
@@ -387,6 +395,13 @@ pub fn run(plan: RunPlan) -> Result<()> {
         }
         if last_refresh.elapsed() >= Duration::from_secs(1) {
             last_refresh = Instant::now();
+            if let (Some(ports), Some(old)) = (masq_ports, outside_now) {
+                let new = interface_addrs(&plan.outside).ok().and_then(|a| a.first().copied());
+                if let Some(new) = new.filter(|&n| n != old) {
+                    follow_outside(&command_txs, &mut progs, api_state.as_deref(), old, new, ports);
+                    outside_now = Some(new);
+                }
+            }
             if let Some(st) = &api_state {
                 let x = progs
                     .iter()
@@ -453,6 +468,56 @@ fn log_block(ev: &dataplane::nat::ports::BlockEvent) {
         ip(ev.public),
         ev.first_port,
         ev.last_port
+    );
+}
+
+/// The outside interface's address went from `old` to `new`: the workers'
+/// masquerade pools, the XDP programs' address maps and the control side's
+/// view all follow.
+fn follow_outside(
+    workers: &[crossbeam_channel::Sender<dataplane::worker::Command>],
+    progs: &mut [XdpProgram],
+    api: Option<&crate::api::ApiState>,
+    old: u32,
+    new: u32,
+    ports: (u16, u16),
+) {
+    let mut flushed = 0;
+    for c in workers {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if c.send(dataplane::worker::Command::OutsideAddress(old, new, tx)).is_ok() {
+            flushed += rx.recv_timeout(Duration::from_secs(5)).unwrap_or(0);
+        }
+    }
+    for p in progs.iter_mut() {
+        let _ = p.remove_local(old);
+        if let Err(e) = p.set_local(LocalAddress { addr: new, nat_ports: Some(ports) }) {
+            tracing::warn!("{e}");
+        }
+    }
+    if let Some(live) = api.and_then(|a| a.live.lock().ok()).as_deref_mut() {
+        live.outside_addr = Some(new);
+        for a in &mut live.local_addrs {
+            if *a == old {
+                *a = new;
+            }
+        }
+        if let Some(p) = live.params.as_mut() {
+            for pool in p.pools.iter_mut().filter(|x| x.masquerade) {
+                pool.addresses = vec![new];
+            }
+            for a in &mut p.local_addrs {
+                if *a == old {
+                    *a = new;
+                }
+            }
+        }
+    }
+    let ip = std::net::Ipv4Addr::from;
+    tracing::info!(
+        "outside address {} -> {}: masquerade follows; {flushed} sessions on the old address flushed",
+        ip(old),
+        ip(new)
     );
 }
 

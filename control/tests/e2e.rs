@@ -313,6 +313,32 @@ fn masquerade_shares_the_outside_address_with_the_box_itself() {
     assert_eq!(total(&out, "pass_not_reinjected="), 0, "{out}");
 }
 
+#[test]
+fn masquerade_follows_a_new_outside_address() {
+    let mut lab = Lab::up("renum", 1500);
+    std::fs::write(lab.dir.join("hello.txt"), "x\n").unwrap();
+    http_server(&mut lab, "out", "198.51.100.1", "8080", "http.log");
+    lab.start_masq(&["--masquerade", "--nat-src", "100.64.0.0/10", "--cores", "1"]);
+    lab.ok("in", &["curl", "-sS", "-o", "/dev/null", "http://198.51.100.1:8080/hello.txt"]);
+    // The outside address changes (as a DHCP lease or a renumbering would).
+    lab.ok("nat", &["sysctl", "-qw", "net.ipv4.conf.nat-out.promote_secondaries=1"]);
+    lab.ok("nat", &["ip", "addr", "add", "203.0.113.7/24", "dev", "nat-out"]);
+    lab.ok("nat", &["ip", "addr", "del", "203.0.113.1/24", "dev", "nat-out"]);
+    assert!(
+        lab.wait_for(Duration::from_secs(4), || lab.masq_log().contains("outside address 203.0.113.1 -> 203.0.113.7")),
+        "{}",
+        lab.masq_log()
+    );
+    lab.ok("in", &["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "http://198.51.100.1:8080/hello.txt"]);
+    let log = lab.read("http.log");
+    let clients: Vec<&str> =
+        log.lines().filter(|l| l.contains("GET /hello.txt")).filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(clients, ["203.0.113.1", "203.0.113.7"], "{log}");
+    // The box answers on its new address (ICMP through masq to the kernel).
+    let ping = lab.ok("out", &["ping", "-c", "1", "-W", "2", "203.0.113.7"]);
+    assert!(ping.contains("1 received"), "{ping}");
+}
+
 /// The host namespace's interfaces and their packet counters' names (what
 /// the lab must never add to or send through).
 fn host_links() -> Vec<String> {

@@ -123,6 +123,9 @@ pub enum Command {
     /// New parameters, applied at this batch boundary; replies how many
     /// sessions were flushed, or why nothing changed.
     Reconfigure(Box<crate::nat::EngineParams>, crossbeam_channel::Sender<Result<usize, String>>),
+    /// The outside interface's address changed (old, new): masquerade
+    /// pools follow; replies how many sessions were flushed.
+    OutsideAddress(u32, u32, crossbeam_channel::Sender<usize>),
 }
 
 /// What [`Command::Census`] returns.
@@ -241,6 +244,7 @@ impl<I: FrameIo> Worker<I> {
                     Command::Flush(_, r) => drop(r.send(0)),
                     Command::Census(r) => drop(r.send(Census::default())),
                     Command::Reconfigure(_, r) => drop(r.send(Err("masq runs without NAT (--no-nat)".into()))),
+                    Command::OutsideAddress(_, _, r) => drop(r.send(0)),
                 }
             }
             return;
@@ -265,6 +269,9 @@ impl<I: FrameIo> Worker<I> {
                 }
                 Command::Reconfigure(p, r) => {
                     let _ = r.send(e.reconfigure(&p, now).map_err(|x| x.to_string()));
+                }
+                Command::OutsideAddress(old, new, r) => {
+                    let _ = r.send(e.follow_outside_address(old, new, now));
                 }
             }
         }

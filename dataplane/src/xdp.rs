@@ -167,6 +167,27 @@ impl XdpProgram {
         }
     }
 
+    /// Tells the program about a box address (added or changed).
+    pub fn set_local(&mut self, l: LocalAddress) -> Result<(), XdpError> {
+        let err = |what: String| XdpError::Program { iface: self.iface.clone(), what };
+        let map = self.ebpf.map_mut("local_addrs").ok_or_else(|| err("no local_addrs map".into()))?;
+        let mut map: BpfHashMap<_, u32, LocalAddr> = BpfHashMap::try_from(map).map_err(|e| err(e.to_string()))?;
+        let (nat, (port_min, port_max)) = match l.nat_ports {
+            Some(r) => (1, r),
+            None => (0, (0, 0)),
+        };
+        map.insert(l.addr.to_be(), LocalAddr { nat, port_min, port_max }, 0)
+            .map_err(|e| err(format!("local address: {e}")))
+    }
+
+    /// Forgets a box address.
+    pub fn remove_local(&mut self, addr: u32) -> Result<(), XdpError> {
+        let err = |what: String| XdpError::Program { iface: self.iface.clone(), what };
+        let map = self.ebpf.map_mut("local_addrs").ok_or_else(|| err("no local_addrs map".into()))?;
+        let mut map: BpfHashMap<_, u32, LocalAddr> = BpfHashMap::try_from(map).map_err(|e| err(e.to_string()))?;
+        map.remove(&addr.to_be()).map_err(|e| err(format!("local address: {e}")))
+    }
+
     /// Directs receive queue `queue` to the socket `fd`.
     pub fn register(&mut self, queue: u32, fd: RawFd) -> Result<(), XdpError> {
         let err = |what: String| XdpError::Program { iface: self.iface.clone(), what };

@@ -1458,6 +1458,32 @@ impl Engine {
         Ok(flushed)
     }
 
+    /// The outside interface's address changed from `old` to `new` (DHCP, a
+    /// renumbering): every masquerade pool moves to it, its sessions on the
+    /// old address are flushed (netfilter's MASQUERADE forgets them too:
+    /// their replies would go to an address the box no longer has), and the
+    /// box's own addresses follow. Returns how many sessions went.
+    pub fn follow_outside_address(&mut self, old: u32, new: u32, now: u32) -> usize {
+        let mut flushed = 0;
+        let masq: Vec<u16> = (0..self.ports.pools.len())
+            .filter(|&i| self.ports.pools.get(i).is_some_and(|p| p.params.masquerade))
+            .filter_map(|i| u16::try_from(i).ok())
+            .collect();
+        for pool in masq {
+            flushed += self.set_masquerade_address(pool, new, now).unwrap_or(0);
+            if let Some(pp) = self.params.pools.get_mut(usize::from(pool)) {
+                pp.addresses = vec![new];
+            }
+        }
+        for a in self.local.iter_mut().chain(self.params.local_addrs.iter_mut()) {
+            if *a == old {
+                *a = new;
+            }
+        }
+        self.local.sort_unstable();
+        flushed
+    }
+
     /// Removes every session `select` picks (and, if `addr` is given, every
     /// session on that public address). Returns how many went.
     pub fn flush(&mut self, now: u32, select: impl Fn(&SessionInfo) -> bool, addr: Option<u16>) -> usize {
