@@ -114,3 +114,36 @@ fn errors_print_as_line_column_path_message() {
     let e = ConfigError { path: "pools[0].ports".into(), line: 7, col: 5, message: "bad".into() };
     assert_eq!(e.to_string(), "7:5: pools[0].ports: bad");
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary text: an error list or a config, never a panic.
+        #[test]
+        fn on_any_text(text in ".{0,400}") {
+            let _ = load(&text, 4);
+        }
+
+        /// The examples cut or mutated at a random place still give a
+        /// result, and every error has a line inside the file.
+        #[test]
+        fn on_mutated_examples(cut in 0usize..2000, insert in "[ \\n:\\-\\[\\]{}a-z0-9.#]{0,6}") {
+            let text = std::fs::read_to_string(format!("{}/examples/cgnat.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let mut at = cut.min(text.len());
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            let mutated = format!("{}{}{}", &text[..at], insert, &text[at..]);
+            if let Err(errors) = load(&mutated, 8) {
+                let lines = mutated.lines().count().max(1) + 1;
+                for e in errors {
+                    prop_assert!(e.line >= 1 && e.line <= lines, "{e} (file has {lines} lines)");
+                }
+            }
+        }
+    }
+}

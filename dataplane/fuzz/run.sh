@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-60}; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(parse engine)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(parse engine config)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
@@ -15,6 +15,7 @@ for t in "${targets[@]}"; do
   case "$t" in
     parse) corpora=("$seeds/parse") ;;
     engine) corpora=("$seeds/engine" "$seeds/engine-outside") ;;
+    config) mkdir -p "$seeds/config" && cp config/examples/*.yaml config/src/default.yaml "$seeds/config/" && corpora=("$seeds/config") ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
   echo "== fuzzing $t for ${secs}s"
