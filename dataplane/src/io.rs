@@ -73,6 +73,8 @@ fn side_index(side: Side) -> usize {
     }
 }
 
+// Test backend: its frames are vectors it sized itself.
+#[allow(clippy::indexing_slicing)]
 impl MemIo {
     /// A backend with `frames` free frames of `frame_size` bytes.
     pub fn new(frames: usize, frame_size: usize) -> Self {
@@ -97,8 +99,8 @@ impl MemIo {
     }
 }
 
-// Test backend: offsets are small indices.
-#[allow(clippy::cast_possible_truncation)]
+// Test backend: offsets are small indices into vectors it sized itself.
+#[allow(clippy::cast_possible_truncation, clippy::indexing_slicing)]
 impl FrameIo for MemIo {
     fn recv(&mut self, side: Side, out: &mut [Desc]) -> usize {
         let q = &mut self.rx[side_index(side)];

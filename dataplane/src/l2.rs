@@ -113,12 +113,12 @@ pub fn write_l2(l2: &SideL2, frame: &mut [u8]) -> NextHop {
         Some(_) => 14,
         None => return NextHop::NoRoute,
     };
-    let Some(dst) = frame.get(ip_off + 16..ip_off + 20) else { return NextHop::NoRoute };
-    let dst = u32::from_be_bytes([dst[0], dst[1], dst[2], dst[3]]);
-    let hop = l2.next_hop(dst);
-    if let (NextHop::Mac(mac), Some(hdr)) = (hop, frame.get_mut(..12)) {
-        hdr[..6].copy_from_slice(&mac);
-        hdr[6..].copy_from_slice(&l2.own_mac);
+    let Some(&[a, b, c, d]) = frame.get(ip_off + 16..ip_off + 20) else { return NextHop::NoRoute };
+    let hop = l2.next_hop(u32::from_be_bytes([a, b, c, d]));
+    if let (NextHop::Mac(mac), Some(hdr)) = (hop, frame.first_chunk_mut::<12>()) {
+        let (dst, src) = hdr.split_at_mut(6);
+        dst.copy_from_slice(&mac);
+        src.copy_from_slice(&l2.own_mac);
     }
     hop
 }
@@ -133,10 +133,11 @@ pub fn parse_routes(text: &str, ifname: &str) -> Vec<(Prefix, u32)> {
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() < 8 || f[0] != ifname {
+            let [iface, dst, gw, _, _, _, _, mask, ..] = f.as_slice() else { return None };
+            if *iface != ifname {
                 return None;
             }
-            let (dst, gw, mask) = (hex(f[1])?, hex(f[2])?, hex(f[7])?);
+            let (dst, gw, mask) = (hex(dst)?, hex(gw)?, hex(mask)?);
             let len = u8::try_from(mask.count_ones()).ok()?;
             Some((Prefix::new(dst, len), gw))
         })
@@ -151,15 +152,16 @@ pub fn parse_arp(text: &str, ifname: &str) -> HashMap<u32, [u8; 6]> {
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() < 6 || f[5] != ifname {
+            let [ip, _, flags, mac, _, iface, ..] = f.as_slice() else { return None };
+            if *iface != ifname {
                 return None;
             }
-            let flags = u32::from_str_radix(f[2].trim_start_matches("0x"), 16).ok()?;
+            let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()?;
             if flags & 0x2 == 0 {
                 return None; // ATF_COM: not resolved (yet)
             }
-            let ip: std::net::Ipv4Addr = f[0].parse().ok()?;
-            Some((u32::from(ip), parse_mac(f[3])?))
+            let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+            Some((u32::from(ip), parse_mac(mac)?))
         })
         .collect()
 }

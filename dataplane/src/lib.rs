@@ -4,6 +4,9 @@
 //! The packet views ([`wire`]) and the engine ([`nat`]) are pure: no I/O, no
 //! allocation after construction, no `unsafe`.
 #![deny(unsafe_code)]
+// No `[]` indexing or slicing that could panic on input (STYLE.md): `get`,
+// fixed-size arrays and patterns instead. Test helpers opt out.
+#![deny(clippy::indexing_slicing)]
 
 pub mod build;
 pub mod fuzzing;

@@ -139,7 +139,9 @@ impl SubscriberSteering {
                 let mut t = [0u32; 256];
                 for (slot, b) in t.iter_mut().zip(0..=u8::MAX) {
                     let mut input = [0u8; 4];
-                    input[i] = b;
+                    if let Some(x) = input.get_mut(i) {
+                        *x = b;
+                    }
                     *slot = toeplitz(&rss.key, &input);
                 }
                 t
@@ -153,7 +155,7 @@ impl SubscriberSteering {
     #[inline]
     pub fn owner(&self, ip: u32, workers: u16) -> u16 {
         let b = ip.to_be_bytes();
-        let h = self.tables.iter().zip(b).fold(0u32, |h, (t, x)| h ^ t[usize::from(x)]);
+        let h = self.tables.iter().zip(b).fold(0u32, |h, (t, x)| h ^ t.get(usize::from(x)).copied().unwrap_or(0));
         let n = u32::try_from(self.indirection.len()).unwrap_or(1).max(1);
         let q = self.indirection.get(usize::try_from(h % n).unwrap_or(0)).copied().unwrap_or(0);
         q % workers.max(1)

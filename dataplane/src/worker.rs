@@ -324,9 +324,9 @@ impl<I: FrameIo> Worker<I> {
             let n = self.io.recv(side, &mut self.descs);
             if n > 0 {
                 got += n;
-                self.counters.rx[side_index(side)] += n as u64;
-                self.counters.rx_bytes[side_index(side)] +=
-                    self.descs[..n].iter().map(|d| u64::from(d.len)).sum::<u64>();
+                *per_side(&mut self.counters.rx, side) += n as u64;
+                *per_side(&mut self.counters.rx_bytes, side) +=
+                    self.descs.iter().take(n).map(|d| u64::from(d.len)).sum::<u64>();
                 self.batch(side, now, n);
             }
         }
@@ -360,7 +360,12 @@ impl<I: FrameIo> Worker<I> {
     /// Runs `n` frames (in `self.descs`) received on `side`.
     fn batch(&mut self, side: Side, now: u32, n: usize) {
         let Self { io, engine, l2, descs, verdicts, actions, .. } = self;
-        let (descs, verdicts, actions) = (&descs[..n], &mut verdicts[..n], &mut actions[..n]);
+        let n = n.min(BATCH);
+        let (Some(descs), Some(verdicts), Some(actions)) =
+            (descs.get(..n), verdicts.get_mut(..n), actions.get_mut(..n))
+        else {
+            return;
+        };
         io.with_views(descs, |views| {
             match engine {
                 Some(e) => e.process(side, now, views, verdicts),
@@ -381,7 +386,7 @@ impl<I: FrameIo> Worker<I> {
             }
         });
         for i in 0..n {
-            let (d, a) = (self.descs[i], self.actions[i]);
+            let (Some(&d), Some(&a)) = (self.descs.get(i), self.actions.get(i)) else { break };
             self.dispose(d, a);
         }
     }
@@ -389,22 +394,22 @@ impl<I: FrameIo> Worker<I> {
     fn dispose(&mut self, d: Desc, a: Action) {
         match a {
             Action::Send(out) => {
-                self.counters.tx[side_index(out)] += 1;
-                self.counters.tx_bytes[side_index(out)] += u64::from(d.len);
+                *per_side(&mut self.counters.tx, out) += 1;
+                *per_side(&mut self.counters.tx_bytes, out) += u64::from(d.len);
                 self.io.send(out, d);
                 return;
             }
             Action::HandOff(worker, side) => self.hand_off(usize::from(worker), side, d),
             Action::NoNeighbour(out, hop) => {
-                self.counters.no_neighbour[side_index(out)] += 1;
+                *per_side(&mut self.counters.no_neighbour, out) += 1;
                 if let Some(tx) = &self.unresolved {
                     // Full means the control thread already has plenty to resolve.
                     let _ = tx.try_send((out, hop));
                 }
             }
-            Action::NoRoute(out) => self.counters.no_route[side_index(out)] += 1,
+            Action::NoRoute(out) => *per_side(&mut self.counters.no_route, out) += 1,
             Action::Fragment(out, plan) => self.fragment(d, out, &plan),
-            Action::TooBig(out) => self.counters.too_big[side_index(out)] += 1,
+            Action::TooBig(out) => *per_side(&mut self.counters.too_big, out) += 1,
             Action::Pass => {
                 if self.io.to_kernel(d) {
                     self.counters.to_kernel += 1;
@@ -431,7 +436,7 @@ impl<I: FrameIo> Worker<I> {
             match len.and_then(|n| u32::try_from(n).ok()) {
                 Some(n) => {
                     nd.len = n;
-                    self.counters.tx[side_index(out)] += 1;
+                    *per_side(&mut self.counters.tx, out) += 1;
                     self.io.send(out, nd);
                 }
                 None => {
@@ -441,7 +446,7 @@ impl<I: FrameIo> Worker<I> {
                 }
             }
         }
-        self.counters.fragmented[side_index(out)] += 1;
+        *per_side(&mut self.counters.fragmented, out) += 1;
     }
 
     fn hand_off(&mut self, to: usize, side: Side, d: Desc) {
@@ -495,7 +500,11 @@ impl<I: FrameIo> Worker<I> {
                         dst.copy_from_slice(src);
                     }
                 });
-                self.descs[n] = d;
+                let Some(slot) = self.descs.get_mut(n) else {
+                    self.io.free(d);
+                    break;
+                };
+                *slot = d;
                 n += 1;
             }
             if n > 0 {
@@ -533,10 +542,12 @@ fn other(side: Side) -> Side {
     }
 }
 
-fn side_index(side: Side) -> usize {
+/// The inside or outside half of a per-side counter pair.
+fn per_side(pair: &mut [u64; 2], side: Side) -> &mut u64 {
+    let [inside, outside] = pair;
     match side {
-        Side::Inside => 0,
-        Side::Outside => 1,
+        Side::Inside => inside,
+        Side::Outside => outside,
     }
 }
 

@@ -409,7 +409,7 @@ impl XdpIo {
     /// Hands free frames to both fill rings, keeping `reserve` back for
     /// hand-offs; wakes the kernel where it asks for it.
     fn refill(&mut self) {
-        for (i, r) in self.sides.iter_mut().enumerate() {
+        for (r, wakeups) in self.sides.iter_mut().zip(self.counters.rx_wakeups.iter_mut()) {
             let spare = self.free.len().saturating_sub(self.reserve);
             let want = u32::try_from(spare / 2).unwrap_or(u32::MAX).max(u32::from(spare > 0));
             if want > 0 {
@@ -423,8 +423,17 @@ impl XdpIo {
             }
             if r.dev.needs_wakeup() {
                 r.dev.wake();
-                self.counters.rx_wakeups[i] += 1;
+                *wakeups += 1;
             }
+        }
+    }
+
+    /// The rings of one side.
+    fn rings(&mut self, side: Side) -> &mut Rings {
+        let [inside, outside] = &mut self.sides;
+        match side {
+            Side::Inside => inside,
+            Side::Outside => outside,
         }
     }
 
@@ -463,13 +472,6 @@ impl Iterator for FreeDrain<'_> {
     }
 }
 
-fn side_index(side: Side) -> usize {
-    match side {
-        Side::Inside => 0,
-        Side::Outside => 1,
-    }
-}
-
 /// Asks the kernel whether the socket runs zero-copy (getsockopt XDP_OPTIONS).
 fn xdp_zero_copy(fd: RawFd) -> bool {
     const SOL_XDP: libc::c_int = 283;
@@ -485,7 +487,7 @@ fn xdp_zero_copy(fd: RawFd) -> bool {
 
 impl FrameIo for XdpIo {
     fn recv(&mut self, side: Side, out: &mut [Desc]) -> usize {
-        let r = &mut self.sides[side_index(side)];
+        let r = self.rings(side);
         let mut rd = r.rx.receive(u32::try_from(out.len()).unwrap_or(u32::MAX));
         let mut n = 0;
         while let Some(x) = rd.read() {
@@ -517,7 +519,7 @@ impl FrameIo for XdpIo {
                 unsafe { std::slice::from_raw_parts_mut(self.area.base.as_ptr().add(d.addr as usize), d.len as usize) };
             n += 1;
         }
-        f(&mut views[..n])
+        f(views.get_mut(..n).unwrap_or_default())
     }
 
     fn to_kernel(&mut self, d: Desc) -> bool {
@@ -528,7 +530,7 @@ impl FrameIo for XdpIo {
     }
 
     fn send(&mut self, side: Side, d: Desc) {
-        self.sides[side_index(side)].pending.push(XdpDesc { addr: d.addr, len: d.len, options: 0 });
+        self.rings(side).pending.push(XdpDesc { addr: d.addr, len: d.len, options: 0 });
     }
 
     fn free(&mut self, d: Desc) {
@@ -545,7 +547,8 @@ impl FrameIo for XdpIo {
 
     fn flush(&mut self) {
         let zero_copy = self.zero_copy;
-        for (i, r) in self.sides.iter_mut().enumerate() {
+        let counters = self.counters.tx_ring_full.iter_mut().zip(self.counters.tx_kicks.iter_mut());
+        for (r, (full, kicked)) in self.sides.iter_mut().zip(counters) {
             reap(r, &mut self.free, self.frame_size);
             if !r.pending.is_empty() {
                 let mut w = r.tx.transmit(u32::try_from(r.pending.len()).unwrap_or(u32::MAX));
@@ -558,7 +561,7 @@ impl FrameIo for XdpIo {
                 let cap = self.ring_size as usize;
                 if r.pending.len() > cap {
                     for d in r.pending.drain(cap..) {
-                        self.counters.tx_ring_full[i] += 1;
+                        *full += 1;
                         self.free.push(d.addr - d.addr % u64::from(self.frame_size));
                     }
                 }
@@ -575,7 +578,7 @@ impl FrameIo for XdpIo {
                     break;
                 }
             }
-            self.counters.tx_kicks[i] += kicks;
+            *kicked += kicks;
         }
         self.refill();
     }

@@ -115,7 +115,8 @@ impl Lane<'_> {
         // established), so the timeout needs no lookup by class.
         debug_assert!(s.class == if UDP { class::UDP } else { class::TCP_ESTABLISHED });
         let cls = if UDP { class::UDP } else { class::TCP_ESTABLISHED };
-        let timeout = self.timeouts[usize::from(cls)];
+        let [tcp_est, _, udp, _] = self.timeouts;
+        let timeout = if cls == class::UDP { udp } else { tcp_est };
         let now = self.now;
         if now.wrapping_sub(s.last_seen) >= timeout {
             return Outcome::Other;
@@ -148,7 +149,7 @@ pub(crate) fn single_pass<const I2O: bool, F: AsMut<[u8]>>(
     let (mut pending, mut absent) = (0u64, 0u64);
     // Equal lengths up front, so the loop runs on one counter.
     let n = frames.len().min(verdicts.len()).min(BATCH);
-    let (frames, verdicts) = (&mut frames[..n], &mut verdicts[..n]);
+    let (Some(frames), Some(verdicts)) = (frames.get_mut(..n), verdicts.get_mut(..n)) else { return 0 };
     for (i, (f, v)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
         match lane.take::<I2O>(f.as_mut(), seed) {
             Outcome::Done => *v = Verdict::Forward(out),

@@ -170,16 +170,15 @@ pub fn parse_fast(frame: &[u8]) -> Option<FastKey> {
 pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
     // Constant offsets into a fixed-size array: checked at compile time.
     let h: &[u8; FAST_LEN] = frame.first_chunk()?;
-    let be16 = |o: usize| u16::from_be_bytes([h[o], h[o + 1]]);
-    let total = usize::from(be16(16));
+    let total = usize::from(u16::from_be_bytes([h[16], h[17]]));
     let w0 = u64::from_be_bytes([h[26], h[27], h[28], h[29], h[30], h[31], h[32], h[33]]);
     // Ethertype 0x0800, then version 4 with a 20-byte header; not a
     // fragment (MF and offset clear); unicast Ethernet and IPv4
     // destinations (group and class E addresses start at 224); the IP
     // packet inside the frame.
-    if be16(12) != 0x0800
+    if u16::from_be_bytes([h[12], h[13]]) != 0x0800
         || h[14] != 0x45
-        || be16(20) & 0x3fff != 0
+        || u16::from_be_bytes([h[20], h[21]]) & 0x3fff != 0
         || h[0] & 1 != 0
         || (w0 as u32) >> 29 == 7
         || total + 14 > frame.len()

@@ -60,7 +60,7 @@ pub fn plan(frame: &[u8], l2_len: usize, mtu: usize) -> Result<Option<Plan>, Fra
     if u16_at(ip, 6) & FLAG_DF != 0 {
         return Err(FragError::DontFragment);
     }
-    let later_hl = 20 + later_options(&ip[20..hl], &mut [0u8; 40]);
+    let later_hl = 20 + later_options(ip.get(20..hl).ok_or(FragError::Malformed)?, &mut [0u8; 40]);
     let chunk = |h: usize| mtu.checked_sub(h).map(|r| r & !7).filter(|&c| c >= 8);
     let first_chunk = chunk(hl).ok_or(FragError::MtuTooSmall)?;
     let later_chunk = chunk(later_hl).ok_or(FragError::MtuTooSmall)?;
@@ -100,6 +100,10 @@ fn later_options(opts: &[u8], out: &mut [u8; 40]) -> usize {
 /// Writes piece `i` of `plan` (the link-layer header, then the IPv4
 /// fragment) into `out`; returns its frame length, or `None` if `i` is past
 /// the last piece or `out` is too short.
+// Every index below is inside `o`, which is exactly the piece's length
+// (flen = l2 + hl + len, from the same `plan`); each read of the source is
+// a checked `get`.
+#[allow(clippy::indexing_slicing)]
 pub fn write_piece(frame: &[u8], plan: &Plan, i: usize, out: &mut [u8]) -> Option<usize> {
     if i >= plan.pieces {
         return None;
