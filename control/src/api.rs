@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use dataplane::nat::{PassReason, SessionInfo};
-use dataplane::worker::{Census, Command, SessionFilter};
+use dataplane::worker::{Census, Command, SessionFilter, Sliced};
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -234,22 +234,28 @@ fn filter(q: &FilterQuery) -> Result<SessionFilter, String> {
     })
 }
 
-/// Sends `make(reply)` to every worker and gathers the answers (a worker
-/// answers between rounds, well within the timeout).
+/// Asks every worker `make(start, reply)` slice by slice (a worker answers
+/// one slice between two rounds) and gathers every slice's answer.
 async fn ask<T: Send + 'static>(
     s: &Arc<ApiState>,
-    make: impl Fn(crossbeam_channel::Sender<T>) -> Command + Send + 'static,
+    make: impl Fn(u32, crossbeam_channel::Sender<Sliced<T>>) -> Command + Send + 'static,
 ) -> Vec<T> {
     let s = Arc::clone(s);
     tokio::task::spawn_blocking(move || {
-        let mut rxs = Vec::new();
+        let mut out = Vec::new();
         for c in &s.commands {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            if c.send(make(tx)).is_ok() {
-                rxs.push(rx);
+            let mut start = Some(0);
+            while let Some(from) = start {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                if c.send(make(from, tx)).is_err() {
+                    break;
+                }
+                let Ok((part, next)) = rx.recv_timeout(Duration::from_secs(5)) else { break };
+                out.push(part);
+                start = next;
             }
         }
-        rxs.into_iter().filter_map(|rx| rx.recv_timeout(Duration::from_secs(5)).ok()).collect()
+        out
     })
     .await
     .unwrap_or_default()
@@ -291,7 +297,7 @@ async fn get_sessions(State(s): State<Arc<ApiState>>, Query(q): Query<FilterQuer
         Ok(f) => f,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let lists = ask(&s, move |tx| Command::Sessions(f.clone(), tx)).await;
+    let lists = ask(&s, move |from, tx| Command::Sessions(f.clone(), from, tx)).await;
     let mut out = String::new();
     let mut n = 0;
     for l in lists {
@@ -313,7 +319,7 @@ async fn delete_sessions(State(s): State<Arc<ApiState>>, headers: HeaderMap, Que
         Ok(f) => f,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let n: usize = ask(&s, move |tx| Command::Flush(f.clone(), tx)).await.into_iter().sum();
+    let n: usize = ask(&s, move |from, tx| Command::Flush(f.clone(), from, tx)).await.into_iter().sum();
     format!("masq: {n} sessions flushed\n").into_response()
 }
 

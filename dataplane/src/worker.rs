@@ -110,16 +110,26 @@ impl SessionFilter {
     }
 }
 
+/// Session slots a listing, flush or census walks per request: one request
+/// is served between two rounds, so a big table is walked a slice at a time
+/// (65536 slots, about 2 MiB of sessions) and forwarding never stalls long.
+pub const SLICE: u32 = 1 << 16;
+
+/// A reply to a sliced request: the slice's result and the slot to ask
+/// from next (`None`: the table is done).
+pub type Sliced<T> = (T, Option<u32>);
+
 /// A request from the control thread, served by the worker between rounds
 /// (so it never races the forwarding path; the reply allocates, the
 /// forwarding path does not).
 pub enum Command {
-    /// The sessions that match.
-    Sessions(SessionFilter, crossbeam_channel::Sender<Vec<SessionInfo>>),
-    /// Remove the sessions that match; replies how many.
-    Flush(SessionFilter, crossbeam_channel::Sender<usize>),
-    /// Live sessions by (protocol, state), and port blocks per address.
-    Census(crossbeam_channel::Sender<Census>),
+    /// The sessions that match, among the [`SLICE`] slots from `.1`.
+    Sessions(SessionFilter, u32, crossbeam_channel::Sender<Sliced<Vec<SessionInfo>>>),
+    /// Remove the sessions that match among the slots from `.1`; replies how many.
+    Flush(SessionFilter, u32, crossbeam_channel::Sender<Sliced<usize>>),
+    /// Live sessions by (protocol, state) among the slots from `.0`, and
+    /// (with the first slice) port blocks per address.
+    Census(u32, crossbeam_channel::Sender<Sliced<Census>>),
     /// New parameters, applied at this batch boundary; replies how many
     /// sessions were flushed, or why nothing changed.
     Reconfigure(Box<crate::nat::EngineParams>, crossbeam_channel::Sender<Result<usize, String>>),
@@ -240,9 +250,9 @@ impl<I: FrameIo> Worker<I> {
             // No NAT, no sessions: answer empty.
             for c in rx.try_iter() {
                 match c {
-                    Command::Sessions(_, r) => drop(r.send(Vec::new())),
-                    Command::Flush(_, r) => drop(r.send(0)),
-                    Command::Census(r) => drop(r.send(Census::default())),
+                    Command::Sessions(_, _, r) => drop(r.send((Vec::new(), None))),
+                    Command::Flush(_, _, r) => drop(r.send((0, None))),
+                    Command::Census(_, r) => drop(r.send((Census::default(), None))),
                     Command::Reconfigure(_, r) => drop(r.send(Err("masq runs without NAT (--no-nat)".into()))),
                     Command::OutsideAddress(_, _, r) => drop(r.send(0)),
                 }
@@ -251,21 +261,26 @@ impl<I: FrameIo> Worker<I> {
         };
         for c in rx.try_iter() {
             match c {
-                Command::Sessions(f, r) => {
-                    let _ = r.send(e.sessions(now).filter(|s| f.matches(s)).collect());
+                Command::Sessions(f, start, r) => {
+                    let (slots, next) = slice(start, e.session_slots());
+                    let _ = r.send((e.sessions_in(now, slots).filter(|s| f.matches(s)).collect(), next));
                 }
-                Command::Flush(f, r) => {
-                    let _ = r.send(e.flush(now, |s| f.matches(s), None));
+                Command::Flush(f, start, r) => {
+                    let (slots, next) = slice(start, e.session_slots());
+                    let _ = r.send((e.flush_slots(now, |s| f.matches(s), None, slots), next));
                 }
-                Command::Census(r) => {
+                Command::Census(start, r) => {
+                    let (slots, next) = slice(start, e.session_slots());
                     let mut c = Census::default();
-                    for s in e.sessions(now) {
+                    for s in e.sessions_in(now, slots) {
                         *c.sessions.entry((s.protocol, s.state)).or_default() += 1;
                     }
-                    for (ip, pool, used, free) in e.port_block_use() {
-                        c.blocks.insert((ip, pool.to_string()), (used, free));
+                    if start == 0 {
+                        for (ip, pool, used, free) in e.port_block_use() {
+                            c.blocks.insert((ip, pool.to_string()), (used, free));
+                        }
                     }
-                    let _ = r.send(c);
+                    let _ = r.send((c, next));
                 }
                 Command::Reconfigure(p, r) => {
                     let _ = r.send(e.reconfigure(&p, now).map_err(|x| x.to_string()));
@@ -542,6 +557,12 @@ fn other(side: Side) -> Side {
     }
 }
 
+/// The slots of the slice from `start`, and where the next one starts.
+fn slice(start: u32, slots: u32) -> (std::ops::Range<u32>, Option<u32>) {
+    let end = start.saturating_add(SLICE).min(slots);
+    (start..end, (end < slots).then_some(end))
+}
+
 /// The inside or outside half of a per-side counter pair.
 fn per_side(pair: &mut [u64; 2], side: Side) -> &mut u64 {
     let [inside, outside] = pair;
@@ -713,5 +734,27 @@ mod tests {
         w0.hand_off(1, Side::Outside, d);
         w0.hand_off(1, Side::Outside, d);
         assert_eq!((w0.counters().handoff_out, w0.counters().handoff_dropped), (1, 1));
+    }
+}
+
+#[cfg(test)]
+mod slice_tests {
+    use super::*;
+
+    #[test]
+    fn slices_cover_every_slot_once() {
+        let mut covered = 0u32;
+        let mut start = Some(0);
+        let mut n = 0;
+        while let Some(s) = start {
+            let (r, next) = slice(s, 3 * SLICE + 5);
+            assert_eq!(r.start, covered);
+            covered = r.end;
+            start = next;
+            n += 1;
+        }
+        assert_eq!((covered, n), (3 * SLICE + 5, 4));
+        assert_eq!(slice(0, 10), (0..10, None));
+        assert_eq!(slice(0, 0), (0..0, None));
     }
 }

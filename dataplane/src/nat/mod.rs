@@ -1487,8 +1487,20 @@ impl Engine {
     /// Removes every session `select` picks (and, if `addr` is given, every
     /// session on that public address). Returns how many went.
     pub fn flush(&mut self, now: u32, select: impl Fn(&SessionInfo) -> bool, addr: Option<u16>) -> usize {
+        self.flush_slots(now, select, addr, 0..self.sessions.capacity())
+    }
+
+    /// [`Engine::flush`] over the session slots `slots` only, so a worker
+    /// can flush a big table a slice per round without stalling.
+    pub fn flush_slots(
+        &mut self,
+        now: u32,
+        select: impl Fn(&SessionInfo) -> bool,
+        addr: Option<u16>,
+        slots: std::ops::Range<u32>,
+    ) -> usize {
         let mut n = 0;
-        for i in 0..self.sessions.capacity() {
+        for i in slots.start..slots.end.min(self.sessions.capacity()) {
             let s = self.sessions.get(i);
             if s.class == session::FREE {
                 continue;
@@ -1519,6 +1531,24 @@ impl Engine {
             expires_in: (s.last_seen.saturating_add(t)).saturating_sub(now),
             flags: s.flags,
         }
+    }
+
+    /// Session slots (live or free): the range [`Engine::sessions_in`] and
+    /// [`Engine::flush_slots`] walk.
+    pub fn session_slots(&self) -> u32 {
+        self.sessions.capacity()
+    }
+
+    /// The live sessions among slots `slots` (a listing a slice per round).
+    pub fn sessions_in(&self, now: u32, slots: std::ops::Range<u32>) -> impl Iterator<Item = SessionInfo> + '_ {
+        let (a, b) = (slots.start as usize, (slots.end as usize).min(self.sessions.hot.len()));
+        self.sessions
+            .hot
+            .get(a.min(b)..b)
+            .unwrap_or_default()
+            .iter()
+            .filter(|s| s.class != session::FREE)
+            .map(move |s| self.info(s, now))
     }
 
     /// Every live session (control path: walks the whole slab).
