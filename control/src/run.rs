@@ -316,12 +316,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
         Arc::new(crate::api::ApiState {
             shared: shared.clone(),
             commands: command_txs.clone(),
-            xdp: Mutex::new(
-                progs
-                    .iter()
-                    .map(|p| (p.iface().to_string(), XDP_STAT_NAMES.iter().copied().zip(p.stats()).collect()))
-                    .collect(),
-            ),
+            xdp: Mutex::new(xdp_counts(&progs)),
             config_yaml: Mutex::new(a.config_yaml.clone()),
             generation: std::sync::atomic::AtomicU64::new(1),
             reloads: [std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)],
@@ -403,10 +398,7 @@ pub fn run(plan: RunPlan) -> Result<()> {
                 }
             }
             if let Some(st) = &api_state {
-                let x = progs
-                    .iter()
-                    .map(|p| (p.iface().to_string(), XDP_STAT_NAMES.iter().copied().zip(p.stats()).collect::<Vec<_>>()))
-                    .collect();
+                let x = xdp_counts(&progs);
                 if let Ok(mut g) = st.xdp.lock() {
                     *g = x;
                 }
@@ -439,13 +431,11 @@ pub fn run(plan: RunPlan) -> Result<()> {
         }
     }
     let t = Totals::gather(&shared);
-    let xdp: Vec<String> = progs
-        .iter()
-        .map(|p| {
-            let s = p.stats();
-            let parts: Vec<String> =
-                XDP_STAT_NAMES.iter().zip(s).filter(|(_, v)| *v > 0).map(|(n, v)| format!("{n}={v}")).collect();
-            format!("{}: {}", p.iface(), parts.join(" "))
+    let xdp: Vec<String> = xdp_counts(&progs)
+        .into_iter()
+        .map(|(iface, counts)| {
+            let parts: Vec<String> = counts.iter().filter(|(_, v)| *v > 0).map(|(n, v)| format!("{n}={v}")).collect();
+            format!("{iface}: {}", parts.join(" "))
         })
         .collect();
     println!("{}", t.summary());
@@ -519,6 +509,11 @@ fn follow_outside(
         ip(old),
         ip(new)
     );
+}
+
+/// The XDP programs' counters, by interface and action.
+fn xdp_counts(progs: &[XdpProgram]) -> Vec<crate::api::XdpCounts> {
+    progs.iter().map(|p| (p.iface().to_string(), XDP_STAT_NAMES.iter().copied().zip(p.stats()).collect())).collect()
 }
 
 /// SIGHUP: re-reads the configuration file and applies it like a push.

@@ -444,8 +444,8 @@ impl XdpIo {
 }
 
 /// Takes the frames the kernel finished sending back onto the free stack.
-fn reap(r: &mut Rings, free: &mut Vec<u64>, frame_size: u32) -> u32 {
-    let mut c = r.dev.complete(u32::MAX);
+fn reap(dev: &mut DeviceQueue, free: &mut Vec<u64>, frame_size: u32) -> u32 {
+    let mut c = dev.complete(u32::MAX);
     let mut n = 0;
     while let Some(addr) = c.read() {
         free.push(addr - addr % u64::from(frame_size));
@@ -549,7 +549,7 @@ impl FrameIo for XdpIo {
         let zero_copy = self.zero_copy;
         let counters = self.counters.tx_ring_full.iter_mut().zip(self.counters.tx_kicks.iter_mut());
         for (r, (full, kicked)) in self.sides.iter_mut().zip(counters) {
-            reap(r, &mut self.free, self.frame_size);
+            reap(&mut r.dev, &mut self.free, self.frame_size);
             if !r.pending.is_empty() {
                 let mut w = r.tx.transmit(u32::try_from(r.pending.len()).unwrap_or(u32::MAX));
                 let sent = w.insert(r.pending.iter().copied()) as usize;
@@ -574,7 +574,7 @@ impl FrameIo for XdpIo {
                 let before = r.tx.pending();
                 r.tx.wake();
                 kicks += 1;
-                if reap(r, &mut self.free, self.frame_size) == 0 && r.tx.pending() == before {
+                if reap(&mut r.dev, &mut self.free, self.frame_size) == 0 && r.tx.pending() == before {
                     break;
                 }
             }
@@ -754,11 +754,7 @@ impl XdpTx {
     /// from 0 within this call) and queues them; kicks the kernel and reaps
     /// completions. Returns how many were queued.
     pub fn send(&mut self, n: usize, mut fill: impl FnMut(usize, &mut [u8]) -> u32) -> usize {
-        let mut c = self.dev.complete(u32::MAX);
-        while let Some(addr) = c.read() {
-            self.free.push(addr - addr % u64::from(self.frame_size));
-        }
-        c.release();
+        reap(&mut self.dev, &mut self.free, self.frame_size);
         let n = n.min(self.free.len());
         let mut w = self.tx.transmit(u32::try_from(n).unwrap_or(u32::MAX));
         let cap = w.capacity() as usize;
