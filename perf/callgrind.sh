@@ -17,7 +17,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 collected() { # args...: prints the instruction count inside Engine::process
   valgrind --tool=callgrind --callgrind-out-file="$tmp/out" \
-    --toggle-collect='dataplane::nat::Engine::process' "$bin" "$@" 2>&1 >/dev/null |
+    --toggle-collect='dataplane::nat::*Engine>::process' "$bin" "$@" 2>&1 >/dev/null |
     awk '/Collected/ {print $4}'
 }
 

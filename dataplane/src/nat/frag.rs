@@ -81,6 +81,45 @@ impl Fragments {
     }
 }
 
+use super::session;
+use super::{negate, set_ip_addr, DropReason, Engine, Parsed, PassReason, Side, Verdict};
+
+pub(super) fn frag_key(p: &Parsed) -> FragKey {
+    FragKey { src: p.src, dst: p.dst, proto: p.proto, ident: p.ident }
+}
+
+impl Engine {
+    pub(super) fn later_fragment(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> Verdict {
+        let Some((idx, i2o)) = self.frags.find(frag_key(p), now) else {
+            return Verdict::Drop(DropReason::FragmentUnknown);
+        };
+        let s = self.sessions.get(idx);
+        let pub_ip = s.public_ip;
+        let live = s.class != session::FREE
+            && match side {
+                Side::Inside => i2o && s.inside_ip == p.src && s.remote_ip == p.dst,
+                Side::Outside => !i2o && s.remote_ip == p.src && pub_ip == p.dst,
+            };
+        if !live {
+            return Verdict::Drop(DropReason::FragmentUnknown);
+        }
+        if p.ttl <= 1 {
+            return Verdict::PassToKernel(PassReason::TtlExpired);
+        }
+        self.counters.fragments_followed += 1;
+        match side {
+            Side::Inside => {
+                set_ip_addr(frame, usize::from(p.l3), 12, pub_ip, s.ip_delta);
+                Verdict::Forward(Side::Outside)
+            }
+            Side::Outside => {
+                set_ip_addr(frame, usize::from(p.l3), 16, s.inside_ip, negate(s.ip_delta));
+                Verdict::Forward(Side::Inside)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,143 @@
+//! Operator views and actions at a batch boundary: session listings and
+//! flushes (a slice of slots per call, so a worker never stalls), the
+//! masquerade address following the outside interface, port-block use and
+//! block events for the NAT log (RFC 6888 REQ-12).
+#![forbid(unsafe_code)]
+
+use super::*;
+
+impl Engine {
+    /// Changes the address of a masquerade pool (the outside interface got a
+    /// new one). As netfilter does, the sessions on the old address are
+    /// flushed: they cannot survive the change.
+    pub fn set_masquerade_address(&mut self, pool: u16, ip: u32, now: u32) -> Result<usize, ParamError> {
+        let p = self.ports.pools.get(usize::from(pool)).ok_or_else(|| ParamError::Invalid("no such pool".into()))?;
+        if !p.params.masquerade {
+            return Err(ParamError::Invalid("not a masquerade pool".into()));
+        }
+        let a = p.first_addr;
+        let flushed = self.flush(now, |_| false, Some(a));
+        self.ports.set_addr_ip(a, ip);
+        Ok(flushed)
+    }
+
+    /// The outside interface's address changed from `old` to `new` (DHCP, a
+    /// renumbering): every masquerade pool moves to it, its sessions on the
+    /// old address are flushed (netfilter's MASQUERADE forgets them too:
+    /// their replies would go to an address the box no longer has), and the
+    /// box's own addresses follow. Returns how many sessions went.
+    pub fn follow_outside_address(&mut self, old: u32, new: u32, now: u32) -> usize {
+        let mut flushed = 0;
+        let masq: Vec<u16> = (0..self.ports.pools.len())
+            .filter(|&i| self.ports.pools.get(i).is_some_and(|p| p.params.masquerade))
+            .filter_map(|i| u16::try_from(i).ok())
+            .collect();
+        for pool in masq {
+            flushed += self.set_masquerade_address(pool, new, now).unwrap_or(0);
+            if let Some(pp) = self.params.pools.get_mut(usize::from(pool)) {
+                pp.addresses = vec![new];
+            }
+        }
+        for a in self.local.iter_mut().chain(self.params.local_addrs.iter_mut()) {
+            if *a == old {
+                *a = new;
+            }
+        }
+        self.local.sort_unstable();
+        flushed
+    }
+
+    /// Removes every session `select` picks (and, if `addr` is given, every
+    /// session on that public address). Returns how many went.
+    pub fn flush(&mut self, now: u32, select: impl Fn(&SessionInfo) -> bool, addr: Option<u16>) -> usize {
+        self.flush_slots(now, select, addr, 0..self.sessions.capacity())
+    }
+
+    /// [`Engine::flush`] over the session slots `slots` only, so a worker
+    /// can flush a big table a slice per round without stalling.
+    pub fn flush_slots(
+        &mut self,
+        now: u32,
+        select: impl Fn(&SessionInfo) -> bool,
+        addr: Option<u16>,
+        slots: std::ops::Range<u32>,
+    ) -> usize {
+        let mut n = 0;
+        for i in slots.start..slots.end.min(self.sessions.capacity()) {
+            let s = self.sessions.get(i);
+            if s.class == session::FREE {
+                continue;
+            }
+            let on_addr = addr.is_some_and(|a| s.flags & (flag::NO_NAT) == 0 && s.addr() == a);
+            if on_addr || select(&self.info(&s, now)) {
+                self.remove(i, now);
+                n += 1;
+            }
+        }
+        self.counters.sessions_flushed += n as u64;
+        n as usize
+    }
+
+    pub(super) fn info(&self, s: &Session, now: u32) -> SessionInfo {
+        let pc = s.pcode();
+        let t = self.class_timeout.get(usize::from(s.class)).copied().unwrap_or(0);
+        SessionInfo {
+            protocol: proto_of(pc),
+            inside: (s.inside_ip, s.inside_port),
+            public: (s.public_ip, s.public_port),
+            remote: (s.remote_ip, s.remote_port),
+            state: match pc {
+                pcode::TCP => tcp::name(s.tcp),
+                pcode::UDP => "udp",
+                _ => "icmp",
+            },
+            expires_in: (s.last_seen.saturating_add(t)).saturating_sub(now),
+            flags: s.flags,
+        }
+    }
+
+    /// Session slots (live or free): the range [`Engine::sessions_in`] and
+    /// [`Engine::flush_slots`] walk.
+    pub fn session_slots(&self) -> u32 {
+        self.sessions.capacity()
+    }
+
+    /// The live sessions among slots `slots` (a listing a slice per round).
+    pub fn sessions_in(&self, now: u32, slots: std::ops::Range<u32>) -> impl Iterator<Item = SessionInfo> + '_ {
+        let (a, b) = (slots.start as usize, (slots.end as usize).min(self.sessions.hot.len()));
+        self.sessions
+            .hot
+            .get(a.min(b)..b)
+            .unwrap_or_default()
+            .iter()
+            .filter(|s| s.class != session::FREE)
+            .map(move |s| self.info(s, now))
+    }
+
+    /// Every live session (control path: walks the whole slab).
+    pub fn sessions(&self, now: u32) -> impl Iterator<Item = SessionInfo> + '_ {
+        self.sessions.hot.iter().filter(|s| s.class != session::FREE).map(move |s| self.info(s, now))
+    }
+
+    /// Port blocks handed out or taken back since the last call (the
+    /// worker collects them once a round for the NAT log).
+    pub fn take_block_events(&mut self) -> std::vec::Drain<'_, ports::BlockEvent> {
+        self.ports.events.drain(..)
+    }
+
+    /// Block events lost because they were not collected in time.
+    pub fn block_events_dropped(&self) -> u64 {
+        self.ports.events_dropped
+    }
+
+    /// Port blocks of every public address on this worker: (address, pool
+    /// name, blocks in use, blocks free).
+    pub fn port_block_use(&self) -> impl Iterator<Item = (u32, &str, usize, usize)> + '_ {
+        (0..self.ports.addrs.len()).filter_map(move |a| {
+            let a = u16::try_from(a).ok()?;
+            let (used, free) = self.ports.block_use(a);
+            let pool = self.ports.pool_of(a).map_or("", |p| p.params.name.as_str());
+            Some((self.ports.ip_of(a), pool, used, free))
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! The batch driver: a batch of frames received on one side goes through
+//! the fast lane ([`super::fast`]) first, then whatever it left goes through
+//! the general path ([`super::lookup`]) in batch order.
+//!
+//! Invariant: the result equals processing the frames one at a time; a
+//! frame the fast lane found no session for is looked up again only if a
+//! session made later in the batch may have its key ([`Created`]).
+#![forbid(unsafe_code)]
+
+use super::*;
+
+/// The lookup keys of the sessions made since the batch's fast lane ran,
+/// as a Bloom filter of one bit per key and direction (256 bits each, by the
+/// top byte of the key's hash): a frame the fast lane found no session for
+/// is looked up again only if its bit is set, that is if a session made
+/// in between may have its key.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Created {
+    i2o: [u64; 4],
+    o2i: [u64; 4],
+}
+
+impl Created {
+    #[inline(always)]
+    fn bit(h: u64) -> (usize, u64) {
+        let b = h >> 56;
+        ((b >> 6) as usize, 1 << (b & 63))
+    }
+
+    #[inline(always)]
+    pub(super) fn add(&mut self, hi: u64, ho: u64) {
+        let (w, m) = Self::bit(hi);
+        if let Some(x) = self.i2o.get_mut(w) {
+            *x |= m;
+        }
+        let (w, m) = Self::bit(ho);
+        if let Some(x) = self.o2i.get_mut(w) {
+            *x |= m;
+        }
+    }
+
+    #[inline(always)]
+    fn may_have<const I2O: bool>(&self, h: u64) -> bool {
+        let (w, m) = Self::bit(h);
+        let set = if I2O { &self.i2o } else { &self.o2i };
+        set.get(w).is_none_or(|x| x & m != 0)
+    }
+}
+
+/// The fast lane's record of one frame of a batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Item {
+    pub(crate) k: FastKey,
+    pub(crate) h: u64,
+    pub(crate) slot: u32,
+    pub(crate) st: Pre,
+}
+
+impl Item {
+    pub(super) const EMPTY: Item =
+        Item { k: FastKey { w0: 0, w1: 0, flags: 0, ttl: 0 }, h: 0, slot: 0, st: Pre::Later };
+}
+
+/// What the fast lane decided for a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pre {
+    /// A fast-lane frame not yet looked up.
+    Fast,
+    /// A fast-lane frame the fast lane did not take: the general path, with its key.
+    Flow,
+    /// A fast-lane frame for which no session existed when the fast lane
+    /// looked (see [`Created`]).
+    New,
+    /// Not in the fast-lane layout: parse it in the general path.
+    Later,
+}
+
+impl Engine {
+    /// Processes a batch of frames received on `side` at `now` (seconds).
+    /// `verdicts` gets one entry per frame.
+    #[inline(never)]
+    pub fn process<F: AsMut<[u8]>>(&mut self, side: Side, now: u32, frames: &mut [F], verdicts: &mut [Verdict]) {
+        self.expire(now, EXPIRE_BUDGET);
+        for (fs, vs) in frames.chunks_mut(BATCH).zip(verdicts.chunks_mut(BATCH)) {
+            self.process_chunk(side, now, fs, vs);
+        }
+    }
+
+    /// Processes one frame (tests, tools; the workers use [`Engine::process`]).
+    pub fn process_one(&mut self, side: Side, now: u32, frame: &mut [u8]) -> Verdict {
+        self.expire(now, EXPIRE_BUDGET);
+        let mut v = [Verdict::Drop(DropReason::Malformed)];
+        self.process_chunk(side, now, &mut [frame], &mut v);
+        v[0]
+    }
+
+    pub(super) fn process_chunk<F: AsMut<[u8]>>(
+        &mut self,
+        side: Side,
+        now: u32,
+        frames: &mut [F],
+        verdicts: &mut [Verdict],
+    ) {
+        // One copy of the loop per direction: no per-packet side tests.
+        match side {
+            Side::Inside => self.process_dir::<true, F>(now, frames, verdicts),
+            Side::Outside => self.process_dir::<false, F>(now, frames, verdicts),
+        }
+    }
+
+    pub(super) fn process_dir<const I2O: bool, F: AsMut<[u8]>>(
+        &mut self,
+        now: u32,
+        frames: &mut [F],
+        verdicts: &mut [Verdict],
+    ) {
+        let side = if I2O { Side::Inside } else { Side::Outside };
+        let mut items = self.scratch.take().unwrap_or_else(|| Box::new([Item::EMPTY; BATCH]));
+        let n = frames.len().min(verdicts.len()).min(BATCH) as u64;
+        match side {
+            Side::Inside => self.counters.rx_i2o += n,
+            Side::Outside => self.counters.rx_o2i += n,
+        }
+        let seed = match side {
+            Side::Inside => self.seed,
+            Side::Outside => self.seed ^ O2I_SALT,
+        };
+        let (slots, mask) = match side {
+            Side::Inside => self.i2o.raw(),
+            Side::Outside => self.o2i.raw(),
+        };
+        let mut lane = fast::Lane { hot: &mut self.sessions.hot, slots, mask, timeouts: self.class_timeout, now };
+        // Bit i set: frame i is left for the general path.
+        let pending: u64 = if self.prefetch {
+            // Large tables: parse the whole batch and read each frame's first
+            // index slot and candidate session before translating any, so the
+            // cache misses of the batch overlap instead of queueing.
+            for (f, it) in frames.iter_mut().zip(items.iter_mut()) {
+                match parse_fast(f.as_mut()) {
+                    Some(k) => {
+                        let h = hash::hash_words(seed, k.w0, k.w1);
+                        it.k = k;
+                        it.h = h;
+                        it.slot = lane.slots.get(hash::bucket(h, mask)).copied().unwrap_or(0);
+                        // An empty home slot: no session has the key.
+                        it.st = if it.slot == 0 { Pre::New } else { Pre::Fast };
+                    }
+                    None => it.st = Pre::Later,
+                }
+            }
+            let mut touch = 0u32;
+            for (it, _) in items.iter().zip(frames.iter()) {
+                if it.st == Pre::Fast {
+                    let idx = (it.slot & index::IDX_MASK).wrapping_sub(1);
+                    touch ^= lane.hot.get(idx as usize).map_or(0, |x| x.last_seen);
+                }
+            }
+            std::hint::black_box(touch);
+            let mut pending = 0u64;
+            for (i, ((f, v), it)) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()).enumerate() {
+                if it.st == Pre::Fast {
+                    match lane.hit::<I2O>(f.as_mut(), it.k, it.h) {
+                        fast::Outcome::Done => {
+                            *v = Verdict::Forward(if I2O { Side::Outside } else { Side::Inside });
+                            continue;
+                        }
+                        fast::Outcome::Absent => it.st = Pre::New,
+                        fast::Outcome::Other => it.st = Pre::Flow,
+                    }
+                }
+                pending |= 1 << i;
+            }
+            pending
+        } else {
+            // Tables that fit in cache: one pass, nothing to overlap.
+            fast::single_pass::<I2O, F>(&mut lane, seed, frames, verdicts, &mut items[..])
+        };
+        let forwarded = n - u64::from(pending.count_ones());
+        match side {
+            Side::Inside => self.counters.fwd_i2o += forwarded,
+            Side::Outside => self.counters.fwd_o2i += forwarded,
+        }
+        // Everything else, in batch order, through the general path.
+        self.created = Created::default();
+        let mut m = pending;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let (Some(f), Some(v), Some(it)) = (frames.get_mut(i), verdicts.get_mut(i), items.get(i)) else {
+                continue;
+            };
+            let frame = f.as_mut();
+            *v = match it.st {
+                // Still absent unless this batch made a session that may have
+                // its key: then it is looked up again.
+                Pre::New if !self.created.may_have::<I2O>(it.h) => {
+                    let p = it.k.to_parsed();
+                    let h = Some(it.h);
+                    match side {
+                        Side::Inside => self.miss_i2o(now, frame, &p, h),
+                        Side::Outside => self.miss_o2i(now, frame, &p),
+                    }
+                    .unwrap_or_else(|v| v)
+                }
+                Pre::Flow | Pre::New => self.flow(side, now, frame, &it.k.to_parsed(), it.h),
+                _ => match parse(frame, side) {
+                    Ok(p) if p.kind == Kind::Flow => {
+                        let h = match side {
+                            Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.pcode),
+                            Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.pcode),
+                        };
+                        self.flow(side, now, frame, &p, h)
+                    }
+                    Ok(p) => self.slow(side, now, frame, &p, None),
+                    Err(verdict) => verdict,
+                },
+            };
+            self.count(*v);
+        }
+        self.scratch = Some(items);
+    }
+
+    pub(super) fn count(&mut self, v: Verdict) {
+        match v {
+            Verdict::Forward(Side::Outside) => self.counters.fwd_i2o += 1,
+            Verdict::Forward(Side::Inside) => self.counters.fwd_o2i += 1,
+            Verdict::Drop(r) => self.counters.drop(r),
+            Verdict::PassToKernel(r) => self.counters.pass(r),
+            Verdict::HandOff { .. } => self.counters.handoffs += 1,
+        }
+    }
+}

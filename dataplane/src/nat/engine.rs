@@ -1,0 +1,268 @@
+//! The engine's state and the accessors every stage shares: the session
+//! table and its four indexes, the port maps, the rules and forwards, the
+//! timeouts, and the hash shims that key the indexes (see [`super::keys`]).
+//!
+//! Invariant: all memory is allocated in [`Engine::new`]; nothing after it
+//! allocates on the packet path.
+#![forbid(unsafe_code)]
+
+use super::*;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ForwardRt {
+    pub(super) f: Forward,
+    pub(super) addr: u16,
+    pub(super) pcode: u16,
+}
+
+/// One worker's NAT engine.
+pub struct Engine {
+    pub(super) worker: u16,
+    pub(super) workers: u16,
+    pub(super) seed: u64,
+    pub(super) steering: Option<crate::rss::SubscriberSteering>,
+    pub(super) rng: u64,
+    pub(super) timeouts: Timeouts,
+    pub(super) class_timeout: [u32; class::COUNT],
+    pub(super) rules: rules::RuleSet,
+    pub(super) forwards: Vec<ForwardRt>,
+    pub(super) local: Vec<u32>,
+    pub(super) sessions: SessionTable,
+    pub(super) i2o: Index,
+    pub(super) o2i: Index,
+    pub(super) imap: Index,
+    pub(super) omap: Index,
+    pub(super) ports: Ports,
+    pub(super) frags: Fragments,
+    pub(super) counters: Counters,
+    pub(super) scratch: Option<Box<[Item; BATCH]>>,
+    pub(super) created: Created,
+    /// Whether the tables outgrow the caches (prefetch across the batch).
+    pub(super) prefetch: bool,
+    /// The parameters in force (for live changes).
+    pub(super) params: EngineParams,
+}
+
+/// The worker that owns a subscriber (inside address) among `workers`.
+/// A pure function: the AF_XDP layer steers by it (later RSS-aware).
+pub fn subscriber_owner(inside_ip: u32, workers: u16) -> u16 {
+    if workers <= 1 {
+        return 0;
+    }
+    let h = u64::from(inside_ip).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    u16::try_from(h % u64::from(workers)).unwrap_or(0)
+}
+
+impl Engine {
+    /// Builds an engine; all memory is allocated here.
+    pub fn new(p: &EngineParams) -> Result<Self, ParamError> {
+        if p.max_sessions == 0 || p.max_sessions >= index::MAX_ENTRIES {
+            return Err(ParamError::Invalid(format!("max_sessions must be 1..{}", index::MAX_ENTRIES)));
+        }
+        if p.max_subscribers == 0 || p.max_subscribers >= index::MAX_ENTRIES {
+            return Err(ParamError::Invalid("max_subscribers out of range".into()));
+        }
+        for r in &p.rules {
+            if let RuleAction::Translate { pool } = r.action {
+                if usize::from(pool) >= p.pools.len() {
+                    return Err(ParamError::Invalid(format!("a rule names pool {pool}, which does not exist")));
+                }
+            }
+        }
+        let mut ports = Ports::new(p)?;
+        let mut forwards = Vec::new();
+        for f in &p.forwards {
+            let Some(addr) = ports.addr_of_ip(f.public_addr) else {
+                return Err(ParamError::Invalid(format!(
+                    "forward to {}:{} is not on a pool address",
+                    crate::wire::fmt_ipv4(f.public_addr),
+                    f.public_port
+                )));
+            };
+            if f.protocol != 6 && f.protocol != 17 {
+                return Err(ParamError::Invalid("forwards are TCP or UDP".into()));
+            }
+            let pc = pcode_of(f.protocol);
+            // Only the owning worker marks the port; others never allocate it
+            // because they do not own it.
+            ports.reserve(addr, usize::from(pc), f.public_port);
+            forwards.push(ForwardRt { f: *f, addr, pcode: pc });
+        }
+        let mut local = p.local_addrs.clone();
+        local.sort_unstable();
+        let t = p.timeouts;
+        Ok(Self {
+            worker: p.worker,
+            workers: p.workers,
+            seed: p.seed,
+            steering: p.steering.clone(),
+            rng: p.seed | 1,
+            timeouts: t,
+            class_timeout: [t.tcp_established_secs, t.tcp_transitory_secs, t.udp_secs, t.icmp_secs],
+            rules: rules::RuleSet::new(&p.rules),
+            forwards,
+            local,
+            sessions: SessionTable::new(
+                p.max_sessions,
+                t.tcp_established_secs.max(t.tcp_transitory_secs).max(t.udp_secs).max(t.icmp_secs),
+            ),
+            i2o: Index::with_entries(p.max_sessions),
+            o2i: Index::with_entries(p.max_sessions),
+            imap: Index::with_entries(p.max_sessions),
+            omap: Index::with_entries(p.max_sessions),
+            ports,
+            frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
+            counters: Counters::default(),
+            scratch: Some(Box::new([Item::EMPTY; BATCH])),
+            created: Created::default(),
+            // Past 64k sessions the slab (32 B each) and indexes leave L2.
+            prefetch: p.max_sessions > PREFETCH_ABOVE_SESSIONS,
+            params: p.clone(),
+        })
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Live sessions.
+    pub fn live_sessions(&self) -> u32 {
+        self.sessions.live()
+    }
+
+    /// Port blocks held by subscribers on this worker.
+    pub fn blocks_in_use(&self) -> u32 {
+        self.ports.blocks_in_use
+    }
+
+    /// Free port blocks of public address `ip` on this worker.
+    pub fn free_blocks(&self, ip: u32) -> Option<usize> {
+        self.ports.addr_of_ip(ip).map(|a| self.ports.free_blocks(a))
+    }
+
+    /// Live subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.ports.subscribers()
+    }
+
+    /// All memory the session table, its four indexes, the port maps and the
+    /// subscriber and fragment tables take, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.sessions.memory_bytes()
+            + self.i2o.memory_bytes()
+            + self.o2i.memory_bytes()
+            + self.imap.memory_bytes()
+            + self.omap.memory_bytes()
+            + self.ports.memory_bytes()
+            + self.frags.memory_bytes()
+    }
+
+    /// The worker owning public (`ip`, `port`), if `ip` is a pool address.
+    pub fn public_owner(&self, ip: u32, port: u16) -> Option<u16> {
+        self.ports.addr_of_ip(ip).and_then(|a| self.ports.owner_of(a, port))
+    }
+
+    pub(super) fn is_local(&self, ip: u32) -> bool {
+        // Sorted: a range check first spares the search for most addresses.
+        matches!((self.local.first(), self.local.last()), (Some(&lo), Some(&hi)) if ip >= lo && ip <= hi)
+            && self.local.binary_search(&ip).is_ok()
+    }
+
+    pub(super) fn next_rand(&mut self) -> u32 {
+        // xorshift64: port randomisation only, not a security boundary.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 32) as u32
+    }
+
+    #[inline(always)]
+    /// The subscriber slot a session with [`flag::SUB`] is counted in.
+    pub(super) fn session_sub(&self, s: &Session) -> u32 {
+        self.ports.find_subscriber(s.inside_ip, keys::pool_of(&self.ports, s)).unwrap_or(NIL)
+    }
+
+    #[inline(always)]
+    pub(super) fn h_i2o(&self, inside: u32, iport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
+        keys::i2o(self.seed, inside, iport, remote, rport, pc)
+    }
+
+    #[inline(always)]
+    pub(super) fn h_o2i(&self, public: u32, pport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
+        keys::o2i(self.seed, public, pport, remote, rport, pc)
+    }
+
+    pub(super) fn h_imap(&self, inside: u32, iport: u16, pc: u16, pool: u16) -> u64 {
+        keys::imap(self.seed, inside, iport, pc, pool)
+    }
+
+    pub(super) fn h_omap(&self, public: u32, pport: u16, pc: u16) -> u64 {
+        keys::omap(self.seed, public, pport, pc)
+    }
+
+    pub(super) fn session_hashes(&self, s: &Session) -> (u64, u64) {
+        (keys::session_i2o(self.seed, s), keys::session_o2i(self.seed, s))
+    }
+
+    pub(super) fn pool_of_session(&self, s: &Session) -> u16 {
+        keys::pool_of(&self.ports, s)
+    }
+
+    /// The session whose key in this direction (inside to outside when
+    /// `I2O`) is the packet's tuple, confirmed as the fast lane confirms it.
+    #[inline(always)]
+    pub(super) fn find<const I2O: bool>(
+        &self,
+        h: u64,
+        src: u32,
+        sport: u16,
+        dst: u32,
+        dport: u16,
+        pc: u16,
+    ) -> Option<u32> {
+        let hot = &self.sessions.hot;
+        let index = if I2O { &self.i2o } else { &self.o2i };
+        let (w0, ports) = ((u64::from(src) << 32) | u64::from(dst), (u32::from(sport) << 16) | u32::from(dport));
+        let code = session::code_of(pc);
+        index.find(h, |i| hot.get(i as usize).is_some_and(|s| s.has_key::<I2O>(w0, ports, code)))
+    }
+
+    /// True if the session idled past its timeout (it is then treated as gone).
+    #[inline(always)]
+    pub(super) fn stale(&self, s: &Session, now: u32) -> bool {
+        let t = self.class_timeout.get(usize::from(s.class)).copied().unwrap_or(0);
+        // Worker time never goes back; if it did, the wrapped difference
+        // reads as stale and the general path deals with it.
+        now.wrapping_sub(s.last_seen) >= t
+    }
+
+    pub(super) fn forward_by_public(&self, addr: u16, port: u16, pc: u16) -> Option<ForwardRt> {
+        self.forwards.iter().find(|f| f.addr == addr && f.f.public_port == port && f.pcode == pc).copied()
+    }
+
+    pub(super) fn forward_by_inside(&self, ip: u32, port: u16, pc: u16) -> Option<ForwardRt> {
+        self.forwards.iter().find(|f| f.f.inside_addr == ip && f.f.inside_port == port && f.pcode == pc).copied()
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// This worker's number.
+    pub fn worker(&self) -> u16 {
+        self.worker
+    }
+
+    /// The worker that owns subscriber `inside_ip`: the inside NIC's queue
+    /// for it when RSS steering is set, masq's own hash otherwise.
+    pub fn subscriber_owner(&self, inside_ip: u32) -> u16 {
+        match &self.steering {
+            Some(st) => st.owner(inside_ip, self.workers),
+            None => subscriber_owner(inside_ip, self.workers),
+        }
+    }
+}

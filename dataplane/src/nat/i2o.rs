@@ -1,0 +1,157 @@
+//! Inside to outside, first packet: the box's own addresses, the TTL, the
+//! owning worker, then the ordered rules decide (first match, pinned in the
+//! session); a translated flow reuses its subscriber's mapping or gets a
+//! port ([`super::ports`]) — endpoint-independent mapping, RFC 4787 REQ-1,
+//! paired pooling REQ-2.
+//!
+//! Invariant: a packet that makes no session changes no state (every
+//! allocation taken on the way is given back on failure).
+#![forbid(unsafe_code)]
+
+use super::*;
+
+impl Engine {
+    /// First packet of an inside-initiated flow.
+    pub(super) fn miss_i2o(
+        &mut self,
+        now: u32,
+        frame: &mut [u8],
+        p: &Parsed,
+        h: Option<u64>,
+    ) -> Result<Verdict, Verdict> {
+        // Hairpinning (TCP and UDP) needs something on the public endpoint to
+        // reach; decide before any session is made.
+        let dst_addr = self.ports.addr_of_ip(p.dst);
+        let dst_public = match dst_addr {
+            Some(a) if p.pcode != pcode::ICMP => {
+                let target = self.forward_by_public(a, p.dport, p.pcode).is_some()
+                    || self.find_mapping_o2i(p.dst, p.dport, p.pcode, now).is_some()
+                    || self.workers > 1;
+                if !target {
+                    return Ok(if self.is_local(p.dst) {
+                        Verdict::PassToKernel(PassReason::ToSelf)
+                    } else {
+                        Verdict::Drop(DropReason::NoSession)
+                    });
+                }
+                true
+            }
+            _ => false,
+        };
+        if self.is_local(p.dst) && !dst_public {
+            return Ok(Verdict::PassToKernel(PassReason::ToSelf));
+        }
+        if p.ttl <= 1 {
+            return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
+        }
+        if self.workers > 1 {
+            // A forward's server answering: its session lives with the public port's owner.
+            if let Some(f) = self.forward_by_inside(p.src, p.sport, p.pcode) {
+                let owner = self.ports.owner_of(f.addr, f.f.public_port).unwrap_or(self.worker);
+                if owner != self.worker {
+                    return Ok(Verdict::HandOff { worker: owner, side: Side::Inside });
+                }
+            } else {
+                let owner = self.subscriber_owner(p.src);
+                if owner != self.worker {
+                    return Ok(Verdict::HandOff { worker: owner, side: Side::Inside });
+                }
+            }
+        }
+        let action = self.rules.first_match(p.src, p.dst, p.proto, Some(p.dport));
+        let idx = match action {
+            Some(RuleAction::Translate { pool }) => self.new_mapped_i2o(now, p, pool, h)?,
+            Some(RuleAction::NoNat) | None => {
+                self.new_unmapped(now, p, flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?
+            }
+        };
+        if p.first_frag {
+            self.frags.record(frag_key(p), true, idx, now);
+        }
+        // No touch(): install() already set the state a first packet from
+        // the originator leaves.
+        let Some(s) = self.sessions.hot.get(idx as usize) else {
+            return Err(Verdict::Drop(DropReason::TableFull));
+        };
+        let pub_ip = s.public_ip;
+        xlate_i2o(frame, p, s, pub_ip);
+        if dst_public && s.flags & flag::NO_NAT == 0 {
+            if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
+                x.flags |= flag::HAIRPIN;
+                x.refresh_fast();
+            }
+            let s = self.sessions.get(idx);
+            return Ok(self.hairpin_dst(now, frame, p, &s, pub_ip));
+        }
+        Ok(Verdict::Forward(Side::Outside))
+    }
+
+    /// An outbound flow translated into `pool`: reuse the subscriber's
+    /// mapping for (inside ip, port, protocol) or make one.
+    pub(super) fn new_mapped_i2o(
+        &mut self,
+        now: u32,
+        p: &Parsed,
+        pool: u16,
+        h_i2o: Option<u64>,
+    ) -> Result<u32, Verdict> {
+        let idx = self.alloc_session(now)?;
+        let undo = |e: &mut Self, v: DropReason| {
+            e.sessions.free(idx);
+            Verdict::Drop(v)
+        };
+        let sub = match self.ports.subscriber(p.src, pool) {
+            Ok(s) => s,
+            Err(r) => return Err(undo(self, r)),
+        };
+        if !self.ports.add_session(sub) {
+            // A subscriber with no sessions would linger: give it back.
+            if self.ports.sub(sub).is_some_and(|x| x.sessions == 0) {
+                self.ports.remove_session(sub);
+            }
+            return Err(undo(self, DropReason::SubscriberSessionLimit));
+        }
+        let hm = self.h_imap(p.src, p.sport, p.pcode, pool);
+        let head = self.find_mapping_i2o(hm, p.src, p.sport, p.pcode, pool, now);
+        let rport = if p.pcode == pcode::ICMP { 0 } else { p.dport };
+        let mut s = Session {
+            inside_ip: p.src,
+            remote_ip: p.dst,
+            inside_port: p.sport,
+            remote_port: rport,
+            code: session::code_of(p.pcode),
+            flags: flag::MAPPED | flag::SUB,
+            ..Session::default()
+        };
+        match head {
+            Some(h) => {
+                let hs = self.sessions.get(h);
+                s.public_port = hs.public_port;
+                s.addr = hs.addr;
+                self.install_hashed(idx, s, now, p.tcp_flags, h_i2o);
+                self.chain_after(h, idx);
+            }
+            None => {
+                let rand = self.next_rand();
+                let Some((port, new_blocks)) = self.ports.alloc(sub, usize::from(p.pcode), p.sport, now, rand) else {
+                    self.counters.port_exhaustion_events += 1;
+                    if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src))
+                    {
+                        *b += 1;
+                    }
+                    self.ports.remove_session(sub);
+                    return Err(undo(self, DropReason::PortsExhausted));
+                };
+                self.counters.blocks_allocated += u64::from(new_blocks);
+                let addr = self.ports.sub(sub).map_or(0, |x| x.addr);
+                s.public_port = port;
+                s.addr = addr;
+                self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
+                self.imap.insert(hm, idx);
+                let ho = self.h_omap(self.ports.ip_of(addr), port, p.pcode);
+                self.omap.insert(ho, idx);
+            }
+        }
+        Ok(idx)
+    }
+}

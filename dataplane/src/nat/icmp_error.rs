@@ -1,0 +1,103 @@
+//! ICMP errors (RFC 5508 section 4.2, RFC 792): the session is found
+//! through the embedded datagram; the outer address, the embedded header
+//! and every checksum involved are rewritten.
+//!
+//! Invariant: an ICMP error never refreshes a session (RFC 5508 REQ-4 leaves
+//! it open; refreshing would keep dead mappings alive).
+#![forbid(unsafe_code)]
+
+use super::*;
+
+impl Engine {
+    /// ICMP errors (RFC 5508 section 4.2): find the session through the
+    /// embedded datagram, rewrite the outer address, the embedded header and
+    /// every checksum involved.
+    pub(super) fn icmp_error(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> Verdict {
+        if side == Side::Outside && self.ports.addr_of_ip(p.dst).is_none() && self.is_local(p.dst) {
+            return Verdict::PassToKernel(PassReason::ToSelf);
+        }
+        let end = usize::from(p.l3) + usize::from(u16_at(frame.get(usize::from(p.l3)..).unwrap_or(&[]), 2));
+        let Some(e) = parse_embedded(frame, usize::from(p.l4), end) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let found = match side {
+            // Inside host answering an inbound packet R -> A: embedded src R, dst A.
+            Side::Inside => {
+                let rport = if e.pcode == pcode::ICMP { 0 } else { e.sport };
+                let h = self.h_i2o(e.dst, e.dport, e.src, rport, e.pcode);
+                self.find::<true>(h, e.dst, e.dport, e.src, rport, e.pcode)
+            }
+            // Remote router about our outbound packet P -> R: embedded src P, dst R.
+            Side::Outside => {
+                let rport = if e.pcode == pcode::ICMP { 0 } else { e.dport };
+                let h = self.h_o2i(e.src, e.sport, e.dst, rport, e.pcode);
+                self.find::<false>(h, e.dst, rport, e.src, e.sport, e.pcode)
+            }
+        };
+        let Some(idx) = found else {
+            if self.workers > 1 && side == Side::Outside {
+                if let Some(o) = self.public_owner(e.src, e.sport) {
+                    if o != self.worker {
+                        return Verdict::HandOff { worker: o, side };
+                    }
+                }
+            }
+            if side == Side::Outside && self.is_local(p.dst) {
+                // An error about the box's own traffic.
+                return Verdict::PassToKernel(PassReason::ToSelf);
+            }
+            return Verdict::Drop(DropReason::IcmpErrorNoSession);
+        };
+        let s = self.sessions.get(idx);
+        if self.stale(&s, now) {
+            return Verdict::Drop(DropReason::IcmpErrorNoSession);
+        }
+        if p.ttl <= 1 {
+            return Verdict::PassToKernel(PassReason::TtlExpired);
+        }
+        let pub_ip = s.public_ip;
+        // Which embedded fields change, and how.
+        // (ICMP errors do not refresh the session: RFC 5508 REQ-4 leaves it open,
+        // and refreshing on errors would keep dead mappings alive.)
+        let (outer_off, outer_new, emb_addr_off, emb_new_ip, emb_port_off, new_port, d_l4) = match side {
+            Side::Inside => (12, pub_ip, 16, pub_ip, 2, s.public_port, s.l4_delta),
+            Side::Outside => (16, s.inside_ip, 12, s.inside_ip, 0, s.inside_port, negate(s.l4_delta)),
+        };
+        let icmp_off = usize::from(p.l4);
+        // The ICMP checksum covers the embedded bytes: sum them before and after.
+        let emb_end = e.l3 + e.len.min(e.l4 - e.l3 + 20);
+        let before = fold(sum(frame.get(e.l3..emb_end).unwrap_or(&[])));
+        if let Some(emb) = frame.get_mut(e.l3..e.l3 + e.len) {
+            let old_ip = u32_at(emb, emb_addr_off);
+            set_u32(emb, emb_addr_off, emb_new_ip);
+            let c = u16_at(emb, 10);
+            set_u16(emb, 10, apply_delta(c, delta32(old_ip, emb_new_ip)));
+        }
+        let (port_off, csum_off) = match e.pcode {
+            pcode::ICMP => (icmp::IDENT, icmp::CHECKSUM),
+            pcode::TCP => (emb_port_off, 16),
+            _ => (emb_port_off, 6),
+        };
+        if let Some(l4) = frame.get_mut(e.l4..e.l3 + e.len) {
+            set_u16(l4, port_off, new_port);
+            if l4.len() >= csum_off + 2 {
+                let c = u16_at(l4, csum_off);
+                let nc = if e.pcode == pcode::UDP { apply_delta_udp(c, d_l4) } else { apply_delta(c, d_l4) };
+                set_u16(l4, csum_off, nc);
+            }
+        }
+        let after = fold(sum(frame.get(e.l3..emb_end).unwrap_or(&[])));
+        if let Some(ic) = frame.get_mut(icmp_off..) {
+            let c = u16_at(ic, icmp::CHECKSUM);
+            set_u16(ic, icmp::CHECKSUM, apply_delta(c, add(!before, after)));
+        }
+        // Outer header: one address and the TTL.
+        let old_outer = u32_at(frame.get(usize::from(p.l3)..).unwrap_or(&[]), outer_off);
+        set_ip_addr(frame, usize::from(p.l3), outer_off, outer_new, delta32(old_outer, outer_new));
+        self.counters.icmp_errors_translated += 1;
+        Verdict::Forward(match side {
+            Side::Inside => Side::Outside,
+            Side::Outside => Side::Inside,
+        })
+    }
+}

@@ -1,0 +1,193 @@
+//! Session life: a slot is taken (free list, then expired, then the oldest
+//! unreplied session: netfilter FAQ 3.17), filled with its checksum deltas
+//! and indexed; it is removed from every index, chain and list when it
+//! expires, is evicted or flushed.
+//!
+//! Invariant: every live session is in the `i2o` and `o2i` indexes under
+//! its own tuple exactly once, and on the expiry wheel exactly once.
+#![forbid(unsafe_code)]
+
+use super::*;
+
+impl Engine {
+    /// Allocates a session slot: free list, then expired, then the oldest
+    /// unreplied non-established session.
+    #[inline(always)]
+    pub(super) fn alloc_session(&mut self, now: u32) -> Result<u32, Verdict> {
+        match self.sessions.alloc() {
+            Some(i) => Ok(i),
+            None => self.alloc_session_full(now),
+        }
+    }
+
+    /// [`Engine::alloc_session`] when the free list is empty.
+    #[inline(never)]
+    pub(super) fn alloc_session_full(&mut self, now: u32) -> Result<u32, Verdict> {
+        self.expire(now, EXPIRE_BUDGET);
+        if let Some(i) = self.sessions.alloc() {
+            return Ok(i);
+        }
+        if let Some(v) = self.sessions.oldest_unreplied() {
+            self.remove(v, now);
+            self.counters.sessions_evicted += 1;
+            if let Some(i) = self.sessions.alloc() {
+                return Ok(i);
+            }
+        }
+        Err(Verdict::Drop(DropReason::TableFull))
+    }
+
+    pub(super) fn class_for(&self, pc: u16, tcp_state: u8) -> u8 {
+        match pc {
+            pcode::TCP => tcp::class_of(tcp_state),
+            pcode::UDP => class::UDP,
+            _ => class::ICMP,
+        }
+    }
+
+    /// Fills a slot, indexes it and puts it on its list.
+    pub(super) fn install(&mut self, idx: u32, s: Session, now: u32, tcp_flags: u8) {
+        self.install_hashed(idx, s, now, tcp_flags, None);
+    }
+
+    /// [`Engine::install`] with the inside-to-outside hash, if the caller
+    /// already has it from the packet.
+    pub(super) fn install_hashed(&mut self, idx: u32, s: Session, now: u32, tcp_flags: u8, h_i2o: Option<u64>) {
+        self.install_inline(idx, s, now, tcp_flags, h_i2o);
+    }
+
+    /// [`Engine::install_hashed`], inlined where a new mapping is made (the
+    /// common new session).
+    #[inline(always)]
+    pub(super) fn install_inline(&mut self, idx: u32, mut s: Session, now: u32, tcp_flags: u8, h_i2o: Option<u64>) {
+        let pc = s.pcode();
+        s.tcp = if pc == pcode::TCP { tcp::initial(tcp_flags) } else { 0 };
+        s.last_seen = now;
+        s.public_ip = keys::public_ip(&self.ports, &s);
+        let pub_ip = s.public_ip;
+        // i2o rewrites inside -> public; the deltas undo themselves o2i.
+        // Summed wide and folded once (RFC 1071 section 2(C): 2^16 is 1
+        // modulo 0xFFFF), which gives exactly delta32, delta16 and add.
+        let ip_sum = u64::from(!s.inside_ip) + u64::from(pub_ip);
+        let port_sum = u64::from(!s.inside_port) + u64::from(s.public_port);
+        s.ip_delta = fold_wide(ip_sum);
+        s.l4_delta = fold_wide(if pc == pcode::ICMP { port_sum } else { ip_sum + port_sum });
+        let cls = self.class_for(pc, s.tcp);
+        s.class = cls;
+        if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
+            *x = s;
+        }
+        let hi = h_i2o.unwrap_or_else(|| self.h_i2o(s.inside_ip, s.inside_port, s.remote_ip, s.remote_port, pc));
+        let ho = self.h_o2i(pub_ip, s.public_port, s.remote_ip, s.remote_port, pc);
+        self.i2o.insert(hi, idx);
+        self.o2i.insert(ho, idx);
+        self.created.add(hi, ho);
+        let t = self.class_timeout.get(usize::from(cls)).copied().unwrap_or(0);
+        self.sessions.link_new(idx, now.saturating_add(t), now);
+        self.counters.sessions_created += 1;
+    }
+
+    /// A session that is not part of a mapping (no-NAT, forwards). `h_i2o`:
+    /// the packet's hash if it is the session's inside-to-outside one.
+    pub(super) fn new_unmapped(
+        &mut self,
+        now: u32,
+        p: &Parsed,
+        flags: u8,
+        (inside, iport): (u32, u16),
+        (remote, rport): (u32, u16),
+        h_i2o: Option<u64>,
+    ) -> Result<u32, Verdict> {
+        let idx = self.alloc_session(now)?;
+        let rport = if p.pcode == pcode::ICMP { 0 } else { rport };
+        let s = Session {
+            inside_ip: inside,
+            remote_ip: remote,
+            inside_port: iport,
+            remote_port: rport,
+            public_port: iport,
+            code: session::code_of(p.pcode),
+            flags,
+            ..Session::default()
+        };
+        self.install_hashed(idx, s, now, p.tcp_flags, h_i2o);
+        Ok(idx)
+    }
+
+    /// True if session `h` is live; if its timeout has passed, removes it.
+    pub(super) fn live_or_reap(&mut self, h: u32, now: u32) -> bool {
+        let s = self.sessions.get(h);
+        if self.stale(&s, now) {
+            self.reap(h, now);
+            return false;
+        }
+        true
+    }
+
+    /// Removes a session whose timeout has passed, counting it as expired.
+    pub(super) fn reap(&mut self, idx: u32, now: u32) {
+        self.remove(idx, now);
+        self.counters.sessions_expired += 1;
+    }
+
+    /// Removes a session: indexes, mapping chain, port, subscriber, list.
+    pub(super) fn remove(&mut self, idx: u32, now: u32) {
+        let s = self.sessions.get(idx);
+        if s.class == session::FREE {
+            return;
+        }
+        let (hi, ho) = self.session_hashes(&s);
+        {
+            let (hot, seed) = (&self.sessions.hot, self.seed);
+            self.i2o.remove(hi, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_i2o(seed, x)));
+            self.o2i.remove(ho, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_o2i(seed, x)));
+        }
+        if s.flags & flag::MAPPED != 0 {
+            self.unchain(idx, &s, now);
+        }
+        if s.flags & flag::SUB != 0 {
+            let released = self.ports.remove_session(self.session_sub(&s));
+            self.counters.blocks_released += u64::from(released);
+        }
+        self.sessions.unschedule(idx);
+        if s.flags & flag::REPLIED == 0 {
+            self.sessions.remove_unreplied(idx);
+        }
+        self.sessions.free(idx);
+    }
+
+    /// Reclaims sessions whose timeout ended, looking at each wheel bucket
+    /// whose second has come; re-files the ones active since. Does at most
+    /// `budget` removals or re-filings (the rest waits for the next call).
+    /// Called once per batch; call it from an idle worker too.
+    pub fn expire(&mut self, now: u32, budget: usize) -> usize {
+        let mut done = 0;
+        let mut steps = 0;
+        let mut empty_buckets = 0u32;
+        while let Some((head, second)) = self.sessions.due(now) {
+            if head == NIL {
+                self.sessions.advance();
+                empty_buckets += 1;
+                if empty_buckets > self.sessions.horizon() {
+                    break;
+                }
+                continue;
+            }
+            if steps >= budget {
+                break;
+            }
+            steps += 1;
+            let s = self.sessions.get(head);
+            if self.stale(&s, now) {
+                self.reap(head, now);
+                done += 1;
+            } else {
+                let t = self.class_timeout.get(usize::from(s.class)).copied().unwrap_or(0);
+                // Active since it was filed, or filed early (wheel reach): file again.
+                let d = s.last_seen.saturating_add(t).max(second + 1);
+                self.sessions.reschedule(head, d, now);
+            }
+        }
+        done
+    }
+}

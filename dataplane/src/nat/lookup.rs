@@ -1,0 +1,158 @@
+//! The general path's session lookup: a hit refreshes the session (TCP
+//! state, timers) and is translated; a stale hit is reaped; a miss goes to
+//! the stage for its kind ([`super::i2o`], [`super::o2i`],
+//! [`super::icmp_error`], [`super::frag`]) or, for other protocols, to the
+//! no-NAT rule check.
+//!
+//! Invariant: a session past its timeout is never used (RFC 4787 REQ-5:
+//! it is gone, its mapping with it).
+#![forbid(unsafe_code)]
+
+use super::*;
+
+impl Engine {
+    /// A TCP/UDP/ICMP-echo packet with its hash computed.
+    #[inline(always)]
+    pub(super) fn flow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: u64) -> Verdict {
+        let found = match side {
+            Side::Inside => self.find::<true>(h, p.src, p.sport, p.dst, p.dport, p.pcode),
+            Side::Outside => self.find::<false>(h, p.src, p.sport, p.dst, p.dport, p.pcode),
+        };
+        let Some(idx) = found else {
+            return self.slow(side, now, frame, p, Some(h));
+        };
+        let timeouts = self.class_timeout;
+        let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
+            return self.slow(side, now, frame, p, Some(h));
+        };
+        let t = timeouts.get(usize::from(s.class & 3)).copied().unwrap_or(0);
+        if now.wrapping_sub(s.last_seen) >= t {
+            return self.stale_hit(idx, side, now, frame, p, h);
+        }
+        if p.ttl <= 1 {
+            return Verdict::PassToKernel(PassReason::TtlExpired);
+        }
+        s.last_seen = now;
+        if p.first_frag {
+            // Its later fragments carry no ports: they find the session by
+            // (source, destination, protocol, identification).
+            self.frags.record(frag_key(p), side == Side::Inside, idx, now);
+        }
+        let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
+            return self.slow(side, now, frame, p, Some(h));
+        };
+        // Sessions in their steady state (answered; TCP established with no
+        // SYN/FIN/RST) need nothing more than last_seen.
+        const STEADY: u8 = tcp::SYN_ORIG | tcp::SYN_REPLY | tcp::ESTABLISHED;
+        use crate::wire::tcp::{FIN, RST, SYN};
+        let steady = s.flags & flag::REPLIED != 0
+            && (p.pcode != pcode::TCP || (s.tcp == STEADY && p.tcp_flags & (SYN | FIN | RST) == 0));
+        if !steady {
+            self.touch(idx, side, p, now);
+        }
+        // touch() changes state and timers, never the rewrite: snapshot after it.
+        let snap = self.sessions.get(idx);
+        match side {
+            Side::Inside => {
+                let pub_ip = snap.public_ip;
+                xlate_i2o(frame, p, &snap, pub_ip);
+                if snap.flags & flag::HAIRPIN != 0 {
+                    return self.hairpin_dst(now, frame, p, &snap, pub_ip);
+                }
+                Verdict::Forward(Side::Outside)
+            }
+            Side::Outside => {
+                xlate_o2i(frame, p, &snap);
+                Verdict::Forward(Side::Inside)
+            }
+        }
+    }
+
+    /// A lookup found a session whose timeout has passed: it is gone.
+    #[cold]
+    pub(super) fn stale_hit(
+        &mut self,
+        idx: u32,
+        side: Side,
+        now: u32,
+        frame: &mut [u8],
+        p: &Parsed,
+        h: u64,
+    ) -> Verdict {
+        self.reap(idx, now);
+        self.slow(side, now, frame, p, Some(h))
+    }
+
+    /// Refreshes a session on a packet: last seen, replied, TCP state.
+    #[inline(always)]
+    pub(super) fn touch(&mut self, idx: u32, side: Side, p: &Parsed, now: u32) {
+        let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
+            return;
+        };
+        s.last_seen = now;
+        let from_orig = (side == Side::Inside) != (s.flags & flag::INBOUND != 0);
+        if !from_orig && s.flags & flag::REPLIED == 0 {
+            s.flags |= flag::REPLIED;
+            self.sessions.remove_unreplied(idx);
+        }
+        let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
+            return;
+        };
+        if p.pcode == pcode::TCP {
+            const STEADY: u8 = tcp::SYN_ORIG | tcp::SYN_REPLY | tcp::ESTABLISHED;
+            use crate::wire::tcp::{FIN, RST, SYN};
+            if s.tcp != STEADY || p.tcp_flags & (SYN | FIN | RST) != 0 {
+                s.tcp = tcp::advance(s.tcp, p.tcp_flags, from_orig);
+                let c = tcp::class_of(s.tcp);
+                if c != s.class {
+                    s.class = c;
+                    let t = self.class_timeout.get(usize::from(c)).copied().unwrap_or(0);
+                    self.sessions.reschedule(idx, now.saturating_add(t), now);
+                }
+            }
+        }
+        if let Some(s) = self.sessions.hot.get_mut(idx as usize) {
+            s.refresh_fast();
+        }
+    }
+
+    /// Everything that is not a session hit.
+    /// `h` is the packet's lookup hash when the caller has it (only the
+    /// inside-to-outside one is reused, by the session it creates).
+    pub(super) fn slow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: Option<u64>) -> Verdict {
+        match p.kind {
+            Kind::Flow => {}
+            Kind::IcmpError => return self.icmp_error(side, now, frame, p),
+            Kind::LaterFragment => return self.later_fragment(side, now, frame, p),
+            Kind::OtherProto => return self.other_proto(side, frame, p),
+        }
+        let v = match side {
+            Side::Inside => self.miss_i2o(now, frame, p, h),
+            Side::Outside => self.miss_o2i(now, frame, p),
+        };
+        v.unwrap_or_else(|v| v)
+    }
+
+    pub(super) fn other_proto(&mut self, side: Side, frame: &mut [u8], p: &Parsed) -> Verdict {
+        {
+            let (inside, remote) = match side {
+                Side::Inside => (p.src, p.dst),
+                Side::Outside => (p.dst, p.src),
+            };
+            if side == Side::Outside && self.is_local(p.dst) {
+                return Verdict::PassToKernel(PassReason::ToSelf);
+            }
+            if self.rules.first_match(inside, remote, p.proto, None) == Some(RuleAction::NoNat) {
+                if p.ttl <= 1 {
+                    return Verdict::PassToKernel(PassReason::TtlExpired);
+                }
+                decrement_ttl(frame, usize::from(p.l3));
+                return Verdict::Forward(match side {
+                    Side::Inside => Side::Outside,
+                    Side::Outside => Side::Inside,
+                });
+            }
+        }
+        Verdict::Drop(DropReason::UnsupportedProtocol)
+    }
+}

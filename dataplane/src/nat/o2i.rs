@@ -1,0 +1,124 @@
+//! Outside to inside, first packet: a static forward, a mapping the pool's
+//! filtering admits (RFC 4787 section 5, REQ-8), or a no-NAT exemption
+//! opens a session; anything else is dropped (`no_session`) or, for the
+//! box's own addresses, passed to the kernel.
+//!
+//! Invariant: nothing from outside reaches an inside host that no session,
+//! forward or exemption allows.
+#![forbid(unsafe_code)]
+
+use super::*;
+
+impl Engine {
+    /// First packet from outside with no session.
+    pub(super) fn miss_o2i(&mut self, now: u32, frame: &mut [u8], p: &Parsed) -> Result<Verdict, Verdict> {
+        if p.ttl <= 1 && !self.is_local(p.dst) {
+            return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
+        }
+        let idx = self.new_o2i(now, p)?;
+        if p.first_frag {
+            self.frags.record(frag_key(p), false, idx, now);
+        }
+        let s = self.sessions.get(idx);
+        xlate_o2i(frame, p, &s);
+        Ok(Verdict::Forward(Side::Inside))
+    }
+
+    /// Creates the session an inbound packet opens, or says why not. A
+    /// packet from one of our own public addresses is a hairpin's second half.
+    pub(super) fn new_o2i(&mut self, now: u32, p: &Parsed) -> Result<u32, Verdict> {
+        let extra = if self.ports.addr_of_ip(p.src).is_some() { flag::HAIRPIN } else { 0 };
+        if let Some(addr) = self.ports.addr_of_ip(p.dst) {
+            if self.workers > 1 {
+                match self.ports.owner_of(addr, p.dport) {
+                    Some(o) if o != self.worker => return Err(Verdict::HandOff { worker: o, side: Side::Outside }),
+                    _ => {}
+                }
+            }
+            if let Some(f) = self.forward_by_public(addr, p.dport, p.pcode) {
+                if p.pcode == pcode::TCP && p.tcp_flags & crate::wire::tcp::SYN == 0 {
+                    return Err(Verdict::Drop(DropReason::TcpNotSyn));
+                }
+                let idx = self.alloc_session(now)?;
+                let s = Session {
+                    inside_ip: f.f.inside_addr,
+                    remote_ip: p.src,
+                    inside_port: f.f.inside_port,
+                    remote_port: p.sport,
+                    public_port: f.f.public_port,
+                    addr,
+                    code: session::code_of(p.pcode),
+                    flags: flag::FORWARD | flag::INBOUND | extra,
+                    ..Session::default()
+                };
+                self.install(idx, s, now, p.tcp_flags);
+                return Ok(idx);
+            }
+            let mapped =
+                if p.pcode == pcode::ICMP { None } else { self.find_mapping_o2i(p.dst, p.dport, p.pcode, now) };
+            if let Some(head) = mapped {
+                let filtering =
+                    self.ports.pool_of(addr).map_or(Filtering::AddressAndPortDependent, |x| x.params.filtering);
+                let admit = match filtering {
+                    Filtering::EndpointIndependent => true,
+                    Filtering::AddressDependent => self.chain_has_remote(head, p.src),
+                    Filtering::AddressAndPortDependent => false,
+                };
+                if !admit {
+                    return Err(Verdict::Drop(DropReason::Filtered));
+                }
+                let hs = self.sessions.get(head);
+                let sub = self.session_sub(&hs);
+                if !self.ports.add_session(sub) {
+                    return Err(Verdict::Drop(DropReason::SubscriberSessionLimit));
+                }
+                let idx = match self.alloc_session(now) {
+                    Ok(i) => i,
+                    Err(v) => {
+                        self.ports.remove_session(sub);
+                        return Err(v);
+                    }
+                };
+                // Eviction may have removed the head: look it up again.
+                let Some(head) = self.find_mapping_o2i(p.dst, p.dport, p.pcode, now) else {
+                    self.sessions.free(idx);
+                    self.ports.remove_session(sub);
+                    return Err(Verdict::Drop(DropReason::TableFull));
+                };
+                let s = Session {
+                    inside_ip: hs.inside_ip,
+                    remote_ip: p.src,
+                    inside_port: hs.inside_port,
+                    remote_port: p.sport,
+                    public_port: hs.public_port,
+                    addr: hs.addr,
+                    code: hs.code,
+                    flags: flag::MAPPED | flag::INBOUND | (hs.flags & flag::SUB) | extra,
+                    ..Session::default()
+                };
+                self.install(idx, s, now, p.tcp_flags);
+                self.chain_after(head, idx);
+                return Ok(idx);
+            }
+            if self.is_local(p.dst) {
+                return Err(Verdict::PassToKernel(PassReason::ToSelf));
+            }
+            return Err(Verdict::Drop(DropReason::NoSession));
+        }
+        if self.is_local(p.dst) {
+            return Err(Verdict::PassToKernel(PassReason::ToSelf));
+        }
+        // Routed to an inside host: only a no-NAT exemption lets it in, and
+        // then its replies keep their addresses (the session says so).
+        if self.rules.first_match(p.dst, p.src, p.proto, None) == Some(RuleAction::NoNat) {
+            if self.workers > 1 {
+                let owner = self.subscriber_owner(p.dst);
+                if owner != self.worker {
+                    return Err(Verdict::HandOff { worker: owner, side: Side::Outside });
+                }
+            }
+            return self.new_unmapped(now, p, flag::NO_NAT | flag::INBOUND, (p.dst, p.dport), (p.src, p.sport), None);
+        }
+        Err(Verdict::Drop(DropReason::NoSession))
+    }
+}

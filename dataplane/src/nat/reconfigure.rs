@@ -1,0 +1,173 @@
+//! Live changes at a batch boundary: what can change while running
+//! ([`reconfigure_check`]) and applying it ([`Engine::reconfigure`]).
+//!
+//! Invariant: a change is taken whole or not at all; existing sessions keep
+//! their mappings.
+#![forbid(unsafe_code)]
+
+use super::*;
+
+/// Whether a running engine built with `old` can take `new` live: table
+/// sizes, worker geometry and the fragment timeout are fixed at start; a
+/// pool kept by name keeps its kind, port range and limits and may only
+/// lose addresses (a new pool takes new ones); timeouts may not outgrow
+/// the expiry wheel built for `old`.
+pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), ParamError> {
+    let bad = |s: String| Err(ParamError::Invalid(s));
+    if (old.max_sessions, old.max_subscribers, old.max_fragments)
+        != (new.max_sessions, new.max_subscribers, new.max_fragments)
+    {
+        return bad("table sizes change only with a restart".into());
+    }
+    if old.workers != new.workers {
+        return bad("the number of workers changes only with a restart".into());
+    }
+    let (o, n) = (old.timeouts, new.timeouts);
+    let wheel = o.tcp_established_secs.max(o.tcp_transitory_secs).max(o.udp_secs).max(o.icmp_secs);
+    if n.tcp_established_secs.max(n.tcp_transitory_secs).max(n.udp_secs).max(n.icmp_secs) > wheel {
+        return bad(format!("a timeout above {wheel} s (the longest at start) needs a restart"));
+    }
+    if o.fragment_secs != n.fragment_secs || o.port_hold_secs != n.port_hold_secs {
+        return bad("fragment and port-hold timeouts change only with a restart".into());
+    }
+    for np in &new.pools {
+        let Some(op) = old.pools.iter().find(|op| op.name == np.name) else { continue };
+        let same = (
+            op.port_min,
+            op.port_max,
+            op.mode,
+            op.filtering,
+            op.max_sessions_per_subscriber,
+            op.random_ports,
+            op.masquerade,
+        ) == (
+            np.port_min,
+            np.port_max,
+            np.mode,
+            np.filtering,
+            np.max_sessions_per_subscriber,
+            np.random_ports,
+            np.masquerade,
+        );
+        if !same {
+            return bad(format!(
+                "pool {}: its ports, mode, filtering or limits change only with a restart (or give it a new name)",
+                np.name
+            ));
+        }
+        if let Some(a) = np.addresses.iter().find(|a| !op.addresses.contains(a)) {
+            return bad(format!(
+                "pool {}: {} is new; a kept pool may only lose addresses live (add a pool for new ones)",
+                np.name,
+                crate::wire::fmt_ipv4(*a)
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Applies new parameters to a running engine, at a batch boundary
+    /// (the worker calls it between rounds). Sessions keep their mappings:
+    /// rules, forwards, timeouts and the box's addresses change for new
+    /// flows only; new pools are added; sessions on addresses that left
+    /// their pool are flushed and the addresses retired. What cannot change
+    /// live ([`reconfigure_check`]) refuses the whole change, and then
+    /// nothing changed. Returns how many sessions were flushed.
+    pub fn reconfigure(&mut self, new: &EngineParams, now: u32) -> Result<usize, ParamError> {
+        reconfigure_check(&self.params, new)?;
+        // Forwards must land on an address that exists after the change.
+        let new_names: Vec<&str> = new.pools.iter().map(|p| p.name.as_str()).collect();
+        for f in &new.forwards {
+            if !new.pools.iter().any(|p| p.addresses.contains(&f.public_addr)) {
+                return Err(ParamError::Invalid(format!(
+                    "forward to {}:{} is not on a pool address",
+                    crate::wire::fmt_ipv4(f.public_addr),
+                    f.public_port
+                )));
+            }
+        }
+        // Pools: the engine's index of each new pool (existing by name, or added).
+        let mut map = Vec::with_capacity(new.pools.len());
+        for np in &new.pools {
+            match self.params.pools.iter().position(|op| op.name == np.name) {
+                Some(i) => map.push(u16::try_from(i).map_err(|_| ParamError::Invalid("too many pools".into()))?),
+                None => map.push(self.ports.add_pool(np)?),
+            }
+        }
+        // Addresses that left: flush their sessions, retire them.
+        let gone: Vec<u32> = self
+            .params
+            .pools
+            .iter()
+            .flat_map(|op| {
+                let kept =
+                    new.pools.iter().find(|np| np.name == op.name).map(|np| np.addresses.clone()).unwrap_or_default();
+                op.addresses.iter().copied().filter(move |ip| !kept.contains(ip))
+            })
+            .collect();
+        let mut flushed = 0;
+        for ip in gone {
+            if let Some(a) = self.ports.addr_of_ip(ip) {
+                flushed += self.flush(now, |_| false, Some(a));
+                self.ports.retire_addr(a);
+            }
+        }
+        // Rules, with pool indices as the engine numbers them.
+        let rules: Vec<Rule> = new
+            .rules
+            .iter()
+            .map(|r| match r.action {
+                RuleAction::Translate { pool } => Rule {
+                    matches: r.matches.clone(),
+                    action: RuleAction::Translate { pool: map.get(usize::from(pool)).copied().unwrap_or(u16::MAX) },
+                },
+                RuleAction::NoNat => r.clone(),
+            })
+            .collect();
+        self.rules = rules::RuleSet::new(&rules);
+        // Forwards: release the ports of those that went, reserve the new.
+        for old in std::mem::take(&mut self.forwards) {
+            if !new.forwards.contains(&old.f) {
+                self.ports.unreserve(old.addr, usize::from(old.pcode), old.f.public_port);
+            }
+        }
+        for f in &new.forwards {
+            let Some(addr) = self.ports.addr_of_ip(f.public_addr) else { continue };
+            let pc = pcode_of(f.protocol);
+            if !self.params.forwards.contains(f) {
+                self.ports.reserve(addr, usize::from(pc), f.public_port);
+            }
+            self.forwards.push(ForwardRt { f: *f, addr, pcode: pc });
+        }
+        let t = new.timeouts;
+        self.timeouts = t;
+        self.class_timeout = [t.tcp_established_secs, t.tcp_transitory_secs, t.udp_secs, t.icmp_secs];
+        let mut local = new.local_addrs.clone();
+        local.sort_unstable();
+        self.local = local;
+        // Keep what the engine was built with where the change cannot reach.
+        let mut kept = new.clone();
+        kept.worker = self.params.worker;
+        kept.workers = self.params.workers;
+        kept.seed = self.params.seed;
+        kept.steering = self.params.steering.clone();
+        let mut pools = std::mem::take(&mut self.params.pools);
+        for np in &new.pools {
+            match pools.iter_mut().find(|op| op.name == np.name) {
+                Some(op) => op.addresses.retain(|a| np.addresses.contains(a)),
+                None => pools.push(np.clone()),
+            }
+        }
+        for op in &mut pools {
+            if !new_names.contains(&op.name.as_str()) {
+                op.addresses.clear();
+            }
+        }
+        kept.pools = pools;
+        // Rules name pools by the engine's numbering from now on.
+        kept.rules = rules;
+        self.params = kept;
+        Ok(flushed)
+    }
+}
