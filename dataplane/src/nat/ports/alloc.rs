@@ -1,0 +1,227 @@
+//! Taking and giving back public ports. Port-block pools: the first free
+//! port of the subscriber's blocks, else a new block under its limit
+//! (RFC 6888 REQ-4, RFC 7422). Shared pools (home masquerade): the source
+//! port if free, else the next free one in netfilter's class (FAQ 3.6).
+//!
+//! Invariant: a port-block subscriber's ports all lie in its own blocks; an
+//! emptied block goes back to the pool unless it is its subscriber's last.
+#![forbid(unsafe_code)]
+#![allow(clippy::cast_possible_truncation)]
+
+use super::*;
+
+pub(super) fn class_range(pool: &PoolParams, proto: usize, preferred: u16) -> (u16, u16) {
+    let (min, max) = (pool.port_min.max(1), pool.port_max);
+    if pool.mode != PoolMode::Shared || proto == 2 || min >= 1024 {
+        return (min, max);
+    }
+    // netfilter's classes when the whole range is available (FAQ 3.6).
+    let (lo, hi) = match preferred {
+        0..=511 => (1, 511),
+        512..=1023 => (600, 1023),
+        _ => (1024, 65535),
+    };
+    (lo.max(min), hi.min(max))
+}
+
+/// Who allocates, and when: subscriber slot, worker geometry, hold window.
+#[derive(Clone, Copy)]
+pub(super) struct Where {
+    s: u32,
+    worker: u32,
+    workers: u32,
+    window: u32,
+}
+
+/// Port-block allocation: the first free port of the subscriber's blocks,
+/// starting with the block that last had room and skipping full ones,
+/// else a new block while under the limit. Within a block the scan starts
+/// at the preferred port itself if the block holds it (so a free source
+/// port is kept, netfilter FAQ 3.6), else at the same offset (which keeps
+/// its parity when that port is free), or at a random offset.
+///
+/// Takes the subscriber, its address and the pool already resolved, and
+/// works on the bitmaps directly (the helpers that look `a` up again are
+/// for the colder paths).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn alloc_in_blocks(
+    sub: &mut Subscriber,
+    ad: &mut AddrPorts,
+    pool: &PoolRt,
+    at: Where,
+    blocks_in_use: &mut u32,
+    proto: usize,
+    preferred: u16,
+    random: Option<u32>,
+    max_blocks: u16,
+) -> Option<(u16, u32)> {
+    let Where { s, worker, workers, window } = at;
+    let (min, chunk, words) = (u32::from(pool.params.port_min), u32::from(pool.chunk), pool.words);
+    let offset = match random {
+        Some(r) => r % chunk,
+        None => u32::from(preferred) % chunk,
+    };
+    // The preferred port's offset in the chunked order (MAX: not the pool's).
+    let pref = if ad.inv.is_empty() {
+        u32::from(preferred).wrapping_sub(min)
+    } else {
+        ad.inv.get(usize::from(preferred)).map_or(u32::MAX, |&o| u32::from(o))
+    };
+    // Where to start in block `l`: the preferred port if `l` holds it.
+    let start = |base: u32| {
+        let d = pref.wrapping_sub(base);
+        (if random.is_none() && d < chunk { d } else { offset }) as u16
+    };
+    let n = usize::from(sub.n_blocks);
+    let hint = usize::from(sub.hint);
+    for k in 0..n {
+        let j = if hint + k >= n { hint + k - n } else { hint + k };
+        let Some(&l) = sub.blocks.get(j) else { break };
+        let full = ad
+            .blocks
+            .get(usize::from(l))
+            .is_none_or(|b| b.used_by_proto.get(proto).is_none_or(|&u| u32::from(u) >= chunk));
+        if full {
+            continue;
+        }
+        rotate_block(ad, words, l, window);
+        let base = block_offset(chunk, workers, worker, l);
+        if let Some(bit) = take_first_free(ad, words, l, proto, start(base)) {
+            sub.hint = j as u8;
+            return Some((ad.port_at(min, base + u32::from(bit)), 0));
+        }
+    }
+    if n >= usize::from(max_blocks) {
+        return None;
+    }
+    let l = ad.free_blocks.pop()?;
+    if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
+        b.owner = s;
+    }
+    if let Some(slot) = sub.blocks.get_mut(n) {
+        *slot = l;
+        sub.n_blocks += 1;
+        sub.hint = n as u8;
+    }
+    *blocks_in_use += 1;
+    rotate_block(ad, words, l, window);
+    let base = block_offset(chunk, workers, worker, l);
+    let bit = take_first_free(ad, words, l, proto, start(base))?;
+    Some((ad.port_at(min, base + u32::from(bit)), 1))
+}
+
+impl Ports {
+    /// Allocates a public port for subscriber `s`, keeping `preferred` when
+    /// free (unless the pool wants random ports). Returns the port and the
+    /// number of blocks newly taken (0 or 1).
+    #[inline(always)]
+    pub fn alloc(&mut self, s: u32, proto: usize, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
+        let window = self.window(now);
+        let (worker, workers) = (self.worker, self.workers);
+        // The subscriber, its address and the pool, each looked up once.
+        let sub = self.subs.get_mut(s as usize)?;
+        let a = sub.addr;
+        let ad = self.addrs.get_mut(usize::from(a))?;
+        let pool = self.pools.get(usize::from(ad.pool))?;
+        let random = pool.params.random_ports.then_some(rand);
+        match pool.params.mode {
+            PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
+                let at = Where { s, worker, workers, window };
+                let in_use = &mut self.blocks_in_use;
+                let got =
+                    alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
+                if let Some((_, 1)) = got {
+                    self.note_new_block(s);
+                }
+                got
+            }
+            PoolMode::Shared => self.alloc_shared(a, proto, preferred, window, rand),
+        }
+    }
+
+    /// [`Ports::alloc`] in a shared (home masquerade) pool: the preferred
+    /// port if free, else the next free one in its class, chunk by chunk.
+    #[inline(never)]
+    pub(super) fn alloc_shared(
+        &mut self,
+        a: u16,
+        proto: usize,
+        preferred: u16,
+        window: u32,
+        rand: u32,
+    ) -> Option<(u16, u32)> {
+        let pool = self.pool_of(a)?;
+        let random = pool.params.random_ports;
+        let (lo, hi) = class_range(&pool.params, proto, preferred);
+        let chunk = u32::from(pool.chunk);
+        let n_chunks = pool.n_chunks;
+        let min = u32::from(pool.params.port_min);
+        let start_port = if random || preferred < lo || preferred > hi {
+            u32::from(lo) + rand % (u32::from(hi) - u32::from(lo) + 1)
+        } else {
+            u32::from(preferred)
+        };
+        let c0 = (start_port - min) / chunk;
+        let (c_lo, c_hi) = ((u32::from(lo) - min) / chunk, (u32::from(hi) - min) / chunk);
+        let span = c_hi - c_lo + 1;
+        for k in 0..=span {
+            let c = c_lo + (c0 - c_lo + k) % span;
+            if c % self.workers != self.worker || c >= n_chunks {
+                continue;
+            }
+            let l = (c / self.workers) as u16;
+            let start = if k == 0 { ((start_port - min) % chunk) as u16 } else { 0 };
+            self.rotate(a, l, window);
+            if let Some(bit) = self.first_free(a, l, proto, start, lo, hi) {
+                self.take(a, l, proto, bit);
+                return Some((self.port_of(a, l, bit), 0));
+            }
+        }
+        None
+    }
+
+    /// Frees a mapping's public port and holds it back. Returns true if the
+    /// block emptied and went back to the pool.
+    pub fn release(&mut self, a: u16, proto: usize, port: u16, now: u32) -> bool {
+        let Some((l, bit, words)) = self.locate(a, port) else {
+            return false;
+        };
+        let window = self.window(now);
+        self.rotate(a, l, window);
+        let hold = self.hold;
+        let Some(ad) = self.addrs.get_mut(usize::from(a)) else {
+            return false;
+        };
+        set_bit(&mut ad.bits, words, l, proto, 0, bit, false);
+        if hold {
+            set_bit(&mut ad.bits, words, l, proto, 1 + (window % 3) as usize, bit, true);
+        } else {
+            set_bit(&mut ad.bits, words, l, proto, BUSY, bit, false);
+        }
+        let Some(b) = ad.blocks.get_mut(usize::from(l)) else {
+            return false;
+        };
+        b.used = b.used.saturating_sub(1);
+        if let Some(u) = b.used_by_proto.get_mut(proto) {
+            *u = u.saturating_sub(1);
+        }
+        let (owner, used) = (b.owner, b.used);
+        // An emptied block goes back unless it is its subscriber's last one.
+        if used == 0 && owner != NIL {
+            if let Some(x) = self.subs.get_mut(owner as usize) {
+                if x.n_blocks > 1 {
+                    let n = usize::from(x.n_blocks);
+                    if let Some(pos) = x.blocks.iter().take(n).position(|&y| y == l) {
+                        x.blocks.swap(pos, n - 1);
+                        x.n_blocks -= 1;
+                        x.hint = 0;
+                        self.give_back_block(a, l);
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+}

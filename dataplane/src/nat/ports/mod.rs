@@ -1,0 +1,277 @@
+//! Public addresses, port blocks and subscribers (RFC 6888, RFC 7422 style).
+//!
+//! Each pool address's port range is cut into chunks of `block_size` ports
+//! (64 in shared pools); chunk `c` belongs to worker `c % workers`. So the
+//! owner of any public (address, port) is a pure function ([`Ports::owner_of`])
+//! that every worker can compute. Chunks are cut from the ports in numeric
+//! order, or, in a port-block pool with an RSS-aware port order
+//! ([`PoolParams::port_orders`]), in that order: a worker's chunks then hold
+//! exactly the ports whose replies the NIC delivers to its own queue.
+//!
+//! A chunk keeps, per protocol, four bitmaps: ports in use and three hold
+//! generations. A freed port goes into the generation of the current window
+//! (a window is half the hold time) and that generation is cleared when its
+//! window comes round again, two windows later, so a port is never handed out
+//! again sooner than the hold time (RFC 6888 REQ-8). Allocation is "first zero
+//! bit of in-use | holds", word by word: O(block size / 64), never probing.
+//!
+//! In port-block pools a subscriber takes whole blocks, all on its one paired
+//! address (RFC 4787 REQ-2), up to its limit; exhausting them hurts only that
+//! subscriber. Shared pools (home masquerade) keep the source port when free
+//! and keep ports below 512, 512-1023 and from 1024 up in their class, as
+//! netfilter does.
+//!
+//! Invariants: a port is set in the in-use map exactly while one mapping (or
+//! a static forward) holds it; a port-block subscriber's ports all lie in
+//! its own blocks; `Block::used` counts the in-use bits a subscriber set.
+#![forbid(unsafe_code)]
+// Port arithmetic: every value cast to u16 here is a port, a bit offset in a
+// block (< block size), a block number (< 65536 / 64) or an address index
+// (< 16384, checked in `Ports::new`), so it fits by construction.
+#![allow(clippy::cast_possible_truncation)]
+
+use super::hash::hash3;
+use super::index::Index;
+use super::params::{
+    EngineParams, ParamError, PoolMode, PoolParams, MAX_BLOCKS_PER_SUBSCRIBER, SHARED_OWNERSHIP_CHUNK,
+};
+use super::session::NIL;
+use crate::nat::DropReason;
+
+mod alloc;
+mod bitmap;
+mod events;
+mod geometry;
+mod subscribers;
+#[cfg(test)]
+mod tests;
+
+pub use events::{BlockEvent, BLOCK_EVENTS};
+
+use bitmap::*;
+use geometry::*;
+use subscribers::*;
+
+const PROTOS: usize = 3;
+// Per block and protocol: in use, three hold generations, and "busy" (the
+// OR of the other four, kept up to date so a search reads one plane).
+const PLANES: usize = 5;
+const BUSY: usize = 4;
+
+/// A pool at run time.
+#[derive(Debug)]
+pub struct PoolRt {
+    /// The configured pool.
+    pub params: PoolParams,
+    /// First global address index of this pool.
+    pub first_addr: u16,
+    /// Number of addresses.
+    pub n_addrs: u16,
+    /// Ports per chunk (block).
+    pub chunk: u16,
+    words: usize,
+    n_chunks: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    owner: u32,
+    window: u32,
+    used: u32,
+    used_by_proto: [u16; PROTOS],
+}
+
+/// One public address: this worker's chunks of it.
+#[derive(Debug)]
+pub struct AddrPorts {
+    /// The address, host order.
+    pub ip: u32,
+    /// Pool index.
+    pub pool: u16,
+    blocks: Vec<Block>,
+    bits: Vec<u64>,
+    free_blocks: Vec<u16>,
+    /// Port of each offset in the chunked order (empty: `port_min + offset`).
+    perm: Vec<u16>,
+    /// Offset of each port (`NO_OFFSET`: not in the order); empty with `perm`.
+    inv: Vec<u16>,
+    /// Removed from its pool by a live configuration change: no new
+    /// subscriber takes it and no packet finds it.
+    pub retired: bool,
+}
+
+/// A subscriber (inside address) within one pool.
+#[derive(Debug, Clone, Copy)]
+pub struct Subscriber {
+    /// Inside address.
+    pub inside_ip: u32,
+    /// Pool index.
+    pub pool: u16,
+    /// Paired public address (global index).
+    pub addr: u16,
+    /// Live sessions.
+    pub sessions: u32,
+    /// Blocks held (port-block pools).
+    pub n_blocks: u8,
+    /// Position in `blocks` of the block that last had a free port.
+    pub hint: u8,
+    /// Local block numbers on `addr`.
+    pub blocks: [u16; MAX_BLOCKS_PER_SUBSCRIBER],
+}
+
+/// All pools, addresses and subscribers of one worker.
+pub struct Ports {
+    /// Pools.
+    pub pools: Vec<PoolRt>,
+    /// Addresses, global index order.
+    pub addrs: Vec<AddrPorts>,
+    by_ip: Vec<(u32, u16)>,
+    /// Public IPs by address index (a flat copy of `addrs[i].ip` for the fast lane).
+    pub ips: Vec<u32>,
+    worker: u32,
+    workers: u32,
+    hold_window: u32,
+    hold: bool,
+    subs: Vec<Subscriber>,
+    sub_index: Index,
+    sub_free: Vec<u32>,
+    seed: u64,
+    /// Blocks currently held by subscribers.
+    pub blocks_in_use: u32,
+    /// Block events not yet collected (at most [`BLOCK_EVENTS`]).
+    pub events: Vec<BlockEvent>,
+    /// Block events lost because nobody collected them in time.
+    pub events_dropped: u64,
+}
+
+impl Ports {
+    /// Builds the pools from the parameters.
+    pub fn new(p: &EngineParams) -> Result<Self, ParamError> {
+        let bad = |s: String| Err(ParamError::Invalid(s));
+        if p.workers == 0 || p.worker >= p.workers {
+            return bad(format!("worker {} of {}", p.worker, p.workers));
+        }
+        let (worker, workers) = (u32::from(p.worker), u32::from(p.workers));
+        let mut pools = Vec::new();
+        let mut addrs: Vec<AddrPorts> = Vec::new();
+        for (pi, pp) in p.pools.iter().enumerate() {
+            let (rt, a) = build_pool(pi, pp, addrs.len(), worker, workers)?;
+            pools.push(rt);
+            addrs.extend(a);
+        }
+        let mut by_ip: Vec<(u32, u16)> = addrs.iter().enumerate().map(|(i, a)| (a.ip, i as u16)).collect();
+        by_ip.sort_unstable();
+        if by_ip.windows(2).any(|w| matches!(w, [a, b] if a.0 == b.0)) {
+            return bad("an address is in two pools".into());
+        }
+        let hold = p.timeouts.port_hold_secs > 0;
+        let cap = p.max_subscribers.max(1);
+        let ips = addrs.iter().map(|a| a.ip).collect();
+        Ok(Self {
+            pools,
+            addrs,
+            by_ip,
+            ips,
+            worker,
+            workers,
+            hold_window: (p.timeouts.port_hold_secs / 2).max(1),
+            hold,
+            subs: vec![EMPTY_SUB; cap as usize],
+            sub_index: Index::with_entries(cap),
+            sub_free: (0..cap).rev().collect(),
+            seed: p.seed,
+            blocks_in_use: 0,
+            events: Vec::with_capacity(BLOCK_EVENTS),
+            events_dropped: 0,
+        })
+    }
+
+    /// Memory the port maps and subscriber table use.
+    pub fn memory_bytes(&self) -> usize {
+        let a: usize = self
+            .addrs
+            .iter()
+            .map(|a| {
+                a.bits.len() * 8
+                    + a.blocks.len() * std::mem::size_of::<Block>()
+                    + (a.free_blocks.len() + a.perm.len() + a.inv.len()) * 2
+            })
+            .sum();
+        a + self.subs.len() * std::mem::size_of::<Subscriber>() + self.sub_index.memory_bytes()
+    }
+
+    /// The global index of a public address.
+    #[inline]
+    pub fn addr_of_ip(&self, ip: u32) -> Option<u16> {
+        // Sorted: outside the range of pool addresses there is nothing to search.
+        match (self.by_ip.first(), self.by_ip.last()) {
+            (Some(&(lo, _)), Some(&(hi, _))) if ip >= lo && ip <= hi => {}
+            _ => return None,
+        }
+        self.by_ip.binary_search_by_key(&ip, |&(a, _)| a).ok().and_then(|i| self.by_ip.get(i)).map(|&(_, x)| x)
+    }
+
+    /// The address with global index `a`.
+    #[inline(always)]
+    pub fn ip_of(&self, a: u16) -> u32 {
+        self.ips.get(usize::from(a)).copied().unwrap_or(0)
+    }
+
+    /// The pool of address `a`.
+    pub fn pool_of(&self, a: u16) -> Option<&PoolRt> {
+        self.addrs.get(usize::from(a)).and_then(|x| self.pools.get(usize::from(x.pool)))
+    }
+
+    /// Adds a pool at run time (a live configuration change); returns its index.
+    pub fn add_pool(&mut self, pp: &PoolParams) -> Result<u16, ParamError> {
+        let pi = self.pools.len();
+        let (rt, a) = build_pool(pi, pp, self.addrs.len(), self.worker, self.workers)?;
+        if a.iter().any(|x| self.addr_of_ip(x.ip).is_some()) {
+            return Err(ParamError::Invalid(format!("pool {}: an address is in another pool", pp.name)));
+        }
+        self.ips.extend(a.iter().map(|x| x.ip));
+        self.addrs.extend(a);
+        self.pools.push(rt);
+        self.rebuild_by_ip();
+        u16::try_from(pi).map_err(|_| ParamError::Invalid("too many pools".into()))
+    }
+
+    /// Takes address `a` out of service (its sessions must be gone first).
+    pub fn retire_addr(&mut self, a: u16) {
+        if let Some(x) = self.addrs.get_mut(usize::from(a)) {
+            x.retired = true;
+        }
+        self.rebuild_by_ip();
+    }
+
+    fn rebuild_by_ip(&mut self) {
+        self.by_ip = self.addrs.iter().enumerate().filter(|(_, x)| !x.retired).map(|(i, x)| (x.ip, i as u16)).collect();
+        self.by_ip.sort_unstable();
+    }
+
+    /// Gives address `a` a new IP (a masquerade pool following its interface).
+    pub fn set_addr_ip(&mut self, a: u16, ip: u32) {
+        if let Some(x) = self.addrs.get_mut(usize::from(a)) {
+            x.ip = ip;
+        }
+        if let Some(x) = self.ips.get_mut(usize::from(a)) {
+            *x = ip;
+        }
+        self.rebuild_by_ip();
+    }
+
+    /// Blocks of address `a` on this worker: (held by subscribers, free).
+    pub fn block_use(&self, a: u16) -> (usize, usize) {
+        self.addrs.get(usize::from(a)).map_or((0, 0), |x| (x.blocks.len() - x.free_blocks.len(), x.free_blocks.len()))
+    }
+
+    /// Free blocks of address `a` on this worker.
+    pub fn free_blocks(&self, a: u16) -> usize {
+        self.addrs.get(usize::from(a)).map_or(0, |x| x.free_blocks.len())
+    }
+
+    /// Live subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.subs.len() - self.sub_free.len()
+    }
+}

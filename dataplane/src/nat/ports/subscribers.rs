@@ -1,0 +1,141 @@
+//! Subscribers (inside addresses) per pool: found by hash, created with a
+//! paired public address (RFC 4787 REQ-2, persistent as iptables
+//! `--persistent`), counted per session against the pool's limit, freed
+//! with their blocks when their last session goes.
+//!
+//! Invariant: a subscriber slot is either in the index or on the free list.
+#![forbid(unsafe_code)]
+#![allow(clippy::cast_possible_truncation)]
+
+use super::*;
+
+pub(super) const EMPTY_SUB: Subscriber = Subscriber {
+    inside_ip: 0,
+    pool: u16::MAX,
+    addr: 0,
+    sessions: 0,
+    n_blocks: 0,
+    hint: 0,
+    blocks: [0; MAX_BLOCKS_PER_SUBSCRIBER],
+};
+
+/// The subscriber table's key: inside address and pool.
+pub(super) fn sub_key(seed: u64, inside_ip: u32, pool: u16) -> u64 {
+    hash3(seed, inside_ip, pool, 0xfe, 0)
+}
+
+impl Ports {
+    /// The slot of subscriber `inside_ip` in `pool`, if it exists.
+    #[inline(always)]
+    pub fn find_subscriber(&self, inside_ip: u32, pool: u16) -> Option<u32> {
+        let h = sub_key(self.seed, inside_ip, pool);
+        let subs = &self.subs;
+        self.sub_index.find(h, |i| subs.get(i as usize).is_some_and(|s| s.inside_ip == inside_ip && s.pool == pool))
+    }
+
+    /// Finds or creates subscriber `inside_ip` in `pool`, choosing its paired
+    /// address on creation.
+    #[inline(always)]
+    pub fn subscriber(&mut self, inside_ip: u32, pool: u16) -> Result<u32, DropReason> {
+        match self.find_subscriber(inside_ip, pool) {
+            Some(s) => Ok(s),
+            None => self.new_subscriber(inside_ip, pool),
+        }
+    }
+
+    /// [`Ports::subscriber`]'s creating half, out of the common path.
+    #[inline(never)]
+    pub(super) fn new_subscriber(&mut self, inside_ip: u32, pool: u16) -> Result<u32, DropReason> {
+        let h = sub_key(self.seed, inside_ip, pool);
+        let Some(p) = self.pools.get(usize::from(pool)) else {
+            return Err(DropReason::PortsExhausted);
+        };
+        let n = u32::from(p.n_addrs.max(1));
+        // Persistent choice (like iptables --persistent): the subscriber's hash
+        // picks the address; port-block pools move on past full addresses.
+        let start = (h >> 32) as u32 % n;
+        let blocks = matches!(p.params.mode, PoolMode::PortBlocks { .. });
+        let first = p.first_addr;
+        let mut chosen = None;
+        for k in 0..n {
+            let a = first + ((start + k) % n) as u16;
+            if self.addrs.get(usize::from(a)).is_some_and(|x| !x.retired && (!blocks || !x.free_blocks.is_empty())) {
+                chosen = Some(a);
+                break;
+            }
+        }
+        let Some(addr) = chosen else {
+            return Err(DropReason::PortsExhausted);
+        };
+        let Some(slot) = self.sub_free.pop() else {
+            return Err(DropReason::SubscriberTableFull);
+        };
+        if let Some(s) = self.subs.get_mut(slot as usize) {
+            *s = Subscriber { inside_ip, pool, addr, ..EMPTY_SUB };
+        }
+        self.sub_index.insert(h, slot);
+        Ok(slot)
+    }
+
+    /// Subscriber `s`.
+    pub fn sub(&self, s: u32) -> Option<&Subscriber> {
+        self.subs.get(s as usize)
+    }
+
+    /// Counts a session for subscriber `s`; false at its limit.
+    #[inline(always)]
+    pub fn add_session(&mut self, s: u32) -> bool {
+        let Some(x) = self.subs.get_mut(s as usize) else {
+            return false;
+        };
+        let limit = self.pools.get(usize::from(x.pool)).map_or(0, |p| p.params.max_sessions_per_subscriber);
+        if x.sessions < limit {
+            x.sessions += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Uncounts a session; frees the subscriber and its blocks at zero.
+    /// Returns the number of blocks given back.
+    pub fn remove_session(&mut self, s: u32) -> u32 {
+        let Some(x) = self.subs.get_mut(s as usize) else {
+            return 0;
+        };
+        x.sessions = x.sessions.saturating_sub(1);
+        if x.sessions > 0 {
+            return 0;
+        }
+        let sub = *x;
+        let mut released = 0;
+        for &l in sub.blocks.iter().take(usize::from(sub.n_blocks)) {
+            self.give_back_block(sub.addr, l);
+            released += 1;
+        }
+        let h = sub_key(self.seed, sub.inside_ip, sub.pool);
+        let subs = &self.subs;
+        let seed = self.seed;
+        self.sub_index.remove(h, s, |i| subs.get(i as usize).map_or(0, |y| sub_key(seed, y.inside_ip, y.pool)));
+        if let Some(x) = self.subs.get_mut(s as usize) {
+            *x = EMPTY_SUB;
+        }
+        self.sub_free.push(s);
+        released
+    }
+
+    pub(super) fn give_back_block(&mut self, a: u16, l: u16) {
+        let owner =
+            self.addrs.get(usize::from(a)).and_then(|ad| ad.blocks.get(usize::from(l))).map_or(NIL, |b| b.owner);
+        if let Some(inside) = self.subs.get(owner as usize).map(|x| x.inside_ip) {
+            self.note_block(false, inside, a, l);
+        }
+        if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
+            if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
+                b.owner = NIL;
+            }
+            ad.free_blocks.push(l);
+            self.blocks_in_use = self.blocks_in_use.saturating_sub(1);
+        }
+    }
+}
