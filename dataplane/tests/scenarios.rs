@@ -1,6 +1,6 @@
-//! One scenario per NAT semantic of issue 3, through the public engine API
-#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test
+//! One scenario per NAT semantic (DESIGN.md), through the public engine API
 //! with real frames built byte by byte. Each test is named after what it shows.
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test
 
 use dataplane::build::{self, checksums_ok, icmp_echo, icmp_error, ip, tcp, tuple, udp};
 use dataplane::nat::params::proto;
@@ -282,11 +282,25 @@ fn static_port_forward_dnat_reaches_inside_server_and_replies_return() {
 
 #[test]
 fn forward_port_is_never_handed_to_a_subscriber() {
-    let mut n = Nat::new(forward_params());
-    for h in 0..400u32 {
-        let t = n.out(tcp(ip("100.64.3.0") + h, 8080, ip("198.51.100.1"), 80, SYN));
-        assert!(!(tuple(&t).0 == ip("203.0.113.1") && tuple(&t).1 == 8080));
+    // One address with one block of 64 ports (8064-8127) that holds the
+    // forward's port 8080: a subscriber asking for each of the 64 ports in
+    // turn gets the 63 others, then runs out; 8080 is never handed out.
+    let mut pool = PoolParams::cgnat("cgnat", vec![ip("203.0.113.1")]);
+    (pool.port_min, pool.port_max) = (8064, 8127);
+    pool.mode = PoolMode::PortBlocks { block_size: 64, max_blocks_per_subscriber: 1 };
+    let mut p = EngineParams::single(vec![pool], vec![translate_all("100.64.0.0/10", 0)]);
+    p.forwards = forward_params().forwards;
+    let mut n = Nat::new(p);
+    let mut public_ports = std::collections::BTreeSet::new();
+    for sport in 8064..8128u16 {
+        let mut f = tcp(ip("100.64.3.1"), sport, ip("198.51.100.1"), 80, SYN);
+        match n.send(IN, &mut f) {
+            Verdict::Forward(OUT) => assert!(public_ports.insert(tuple(&f).1), "a port handed out twice"),
+            v => assert_eq!(v, Verdict::Drop(DropReason::PortsExhausted)),
+        }
     }
+    assert!(!public_ports.contains(&8080), "the forward's port went to a subscriber");
+    assert_eq!(public_ports.len(), 63, "every other port of the block");
 }
 
 #[test]
@@ -409,7 +423,7 @@ fn icmp_error_from_outside_is_translated_with_its_embedded_header_rfc5508() {
     let mut n = Nat::new(cgnat_params());
     let orig = udp(ip("100.64.1.2"), 33434, ip("198.51.100.1"), 33434, b"traceroute");
     let t = n.out(orig.clone());
-    let (pi, pp, _, _) = tuple(&t);
+    let (pi, _, _, _) = tuple(&t);
     for quote in [8usize, 18] {
         // A router on the way says time exceeded, quoting what it saw.
         let err = icmp_error(ip("192.0.2.254"), pi, 11, 0, &t, quote);
@@ -421,21 +435,19 @@ fn icmp_error_from_outside_is_translated_with_its_embedded_header_rfc5508() {
         assert_eq!(u32::from_be_bytes(emb[12..16].try_into().unwrap()), ip("100.64.1.2"));
         assert_eq!(u16::from_be_bytes(emb[20..22].try_into().unwrap()), 33434);
         assert!(dataplane::wire::checksum::verify(&emb[..20]), "embedded IP checksum");
-        let _ = pp;
     }
     assert_eq!(n.e.counters().icmp_errors_translated, 2);
 }
 
 #[test]
 fn icmp_error_from_inside_is_translated_back_to_the_public_endpoint() {
-    let mut n = Nat::new(forward_params());
     let mut p = forward_params();
     p.forwards[0].protocol = 17;
-    let mut n2 = Nat::new(p);
-    let inbound = n2.back(udp(ip("192.0.2.9"), 4000, ip("203.0.113.1"), 8080, b"hello"));
+    let mut n = Nat::new(p);
+    let inbound = n.back(udp(ip("192.0.2.9"), 4000, ip("203.0.113.1"), 8080, b"hello"));
     // The server says port unreachable.
     let err = icmp_error(ip("100.64.0.5"), ip("192.0.2.9"), 3, 3, &inbound, 8);
-    let r = n2.out(err);
+    let r = n.out(err);
     assert_eq!(tuple(&r).0, ip("203.0.113.1"));
     let emb = &r[14 + 20 + 8..];
     assert_eq!(u32::from_be_bytes(emb[16..20].try_into().unwrap()), ip("203.0.113.1"));
@@ -835,7 +847,7 @@ fn an_address_removed_live_loses_its_sessions_and_takes_no_new_ones() {
     assert_eq!(n.e.reconfigure(&p, n.now), Ok(on_victim));
     // Its replies find nothing now; the other addresses' still do.
     let mut r = reply_udp(&by_addr[&victim][0], b"a");
-    assert!(matches!(n.send(OUT, &mut r), Verdict::Drop(_) | Verdict::PassToKernel(_)));
+    assert_eq!(n.send(OUT, &mut r), Verdict::Drop(DropReason::NoSession));
     let other = by_addr.iter().find(|(a, _)| **a != victim).unwrap().1[0].clone();
     n.back(reply_udp(&other, b"a"));
     // New subscribers never get it.
@@ -885,5 +897,5 @@ fn forwards_come_and_go_live() {
     p.forwards.clear();
     assert_eq!(n.e.reconfigure(&p, n.now), Ok(0));
     let mut again = tcp(ip("198.51.100.7"), 40001, ip("203.0.113.2"), 8080, SYN);
-    assert!(matches!(n.send(OUT, &mut again), Verdict::Drop(_)), "the forward is gone");
+    assert_eq!(n.send(OUT, &mut again), Verdict::Drop(DropReason::NoSession), "the forward is gone");
 }

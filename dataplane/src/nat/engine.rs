@@ -44,7 +44,8 @@ pub struct Engine {
 }
 
 /// The worker that owns a subscriber (inside address) among `workers`.
-/// A pure function: the AF_XDP layer steers by it (later RSS-aware).
+/// A pure function of the address: the owner when no RSS steering is set
+/// ([`Engine::subscriber_owner`] uses the NIC's hash when it is).
 pub fn subscriber_owner(inside_ip: u32, workers: u16) -> u16 {
     if workers <= 1 {
         return 0;

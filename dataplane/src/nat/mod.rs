@@ -13,24 +13,40 @@
 //! (RFC 6888 REQ-8); when the table is full, expired then unreplied sessions
 //! are reclaimed, never established ones (netfilter FAQ 3.17).
 //!
-//! Checksums are updated incrementally (RFC 1624) from deltas computed when
-//! the session is created; a packet that arrived with a bad checksum leaves
-//! with a bad checksum, never a laundered good one.
+//! # The pipeline, stage by stage
 //!
-//! Batches: frames in the common layout (untagged Ethernet, IPv4 without
-//! options, TCP or UDP, unfragmented) take the fast lane (`fast`): parsed
-//! from fixed-size views, looked up, and rewritten if their session is in
-//! its steady state. Above [`PREFETCH_ABOVE_SESSIONS`] the whole batch is
-//! parsed and its index slots and sessions read first, so cache misses
-//! overlap; below, each frame is done in one pass. Everything else goes
-//! through the general path afterwards, in batch order. The result is the
-//! same as processing the frames one at a time (a test holds it).
+//! A frame goes down this table; each file keeps the invariant beside it.
 //!
-//! Invariants: every live session is in the inside-to-outside (`i2o`) and
-//! outside-to-inside (`o2i`) indexes under its own tuple, exactly once; a
-//! mapped session is on the chain of its mapping, whose head is in `imap`
-//! and `omap`; a mapping's public port is in use in the port maps exactly
-//! while its chain is not empty.
+//! | stage | file | what it does | invariant it keeps |
+//! |---|---|---|---|
+//! | parse | `parse.rs` | frame -> [`parse::Parsed`] (flow key and offsets), or the fast lane's packed key | no accessor can panic on any input |
+//! | batch | `batch.rs` | a batch of one side: fast lane first, then the general path in batch order | the result equals one frame at a time |
+//! | fast lane | `fast.rs` | common layout, session in steady state: look up, rewrite, done | takes only what the general path would do the same way |
+//! | lookup | `lookup.rs` | general path: hit -> refresh (TCP state, timers) and translate; miss -> by kind | a session past its timeout is never used |
+//! | inside to outside | `i2o.rs` | first outbound packet: own addresses, TTL, owning worker, rules, mapping | a packet that makes no session changes no state |
+//! | outside to inside | `o2i.rs` | first inbound packet: forward, filtered mapping, no-NAT exemption, or drop | nothing reaches inside that no session, forward or exemption allows |
+//! | hairpin | `hairpin.rs` | inside to a public endpoint: translate the destination as if from outside | the TTL drops once |
+//! | mapping | `mapping.rs` | endpoint-independent mappings: chains of sessions on one public endpoint | a mapping's port is in use exactly while its chain is not empty |
+//! | ports | `ports/` | public addresses, port blocks, subscribers, holds, block events | a port is in use exactly while one mapping or forward holds it |
+//! | lifecycle | `lifecycle.rs` | take a slot, install with checksum deltas, remove, expire, evict | every live session is in both indexes exactly once |
+//! | ICMP errors | `icmp_error.rs` | find the session through the embedded datagram, rewrite both headers | an error never refreshes a session |
+//! | fragments | `frag.rs` | later fragments follow their first fragment's session | a fragment is forwarded only for a live session of its tuple |
+//! | rewrite | `rewrite.rs` | addresses, ports, TTL, checksums (RFC 1624 from stored deltas) | a bad checksum stays bad; a computed UDP 0 is sent as 0xFFFF |
+//! | keys | `keys.rs`, `hash.rs`, `index.rs` | the four index keys, the hash, the open-addressing index | each key is defined once |
+//! | sessions | `session.rs`, `tcp.rs` | the slab, the expiry wheel, the unreplied FIFO; TCP states and classes | a session is 32 + 24 bytes; hot fields in the first half |
+//! | rules | `rules.rs`, `params.rs` | the compiled ordered rules; the engine's plain parameters | the compiled set decides as the plain first match |
+//! | admin | `admin.rs` | listings, flushes, masquerade follow, port-block use, block events | a slice of slots per call: forwarding never stalls |
+//! | reconfigure | `reconfigure.rs` | live changes at a batch boundary | a change is taken whole or not at all |
+//! | counters | `counters.rs` | every drop and pass reason, named as its Prometheus label | every frame not forwarded is counted under one reason |
+//!
+//! Engine-wide invariants: every live session is in the inside-to-outside
+//! (`i2o`) and outside-to-inside (`o2i`) indexes under its own tuple,
+//! exactly once; a mapped session is on the chain of its mapping, whose
+//! head is in `imap` and `omap`; a mapping's public port is in use in the
+//! port maps exactly while its chain is not empty. Checksums are updated
+//! incrementally (RFC 1624) from deltas computed when the session is made;
+//! a packet that arrived with a bad checksum leaves with a bad checksum,
+//! never a laundered good one.
 #![forbid(unsafe_code)]
 
 mod admin;

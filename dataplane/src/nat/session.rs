@@ -66,7 +66,7 @@ pub mod flag {
     pub const SUB: u8 = 128;
 }
 
-/// Protocol codes stored in the low bits of [`Session::addr_proto`].
+/// Protocol codes stored in [`Session::code`].
 pub mod pcode {
     /// TCP.
     pub const TCP: u16 = 0;

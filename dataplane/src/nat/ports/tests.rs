@@ -133,9 +133,22 @@ fn empty_block_goes_back_and_subscriber_freed() {
 fn reserved_forward_port_is_never_allocated() {
     let mut p = cgnat(64, 1, 1, 0);
     assert!(p.reserve(0, 0, 1024));
-    let s = p.subscriber(0x6440_0001, 0).unwrap();
-    // Addresses are chosen by hash; force address 0 for the check.
-    if p.sub(s).unwrap().addr == 0 {
-        assert_ne!(p.alloc(s, 0, 1024, 0, 0).unwrap().0, 1024);
+    // Addresses are paired by hash: take the first subscriber on address 0.
+    let mut s = None;
+    for i in 1..64u32 {
+        let x = p.subscriber(0x6440_0000 + i, 0).unwrap();
+        if p.sub(x).unwrap().addr == 0 {
+            s = Some(x);
+            break;
+        }
     }
+    let s = s.expect("some subscriber pairs with address 0");
+    // Its one block (the lowest: 1024-1087) holds the reserved port; every
+    // other port of it is handed out, then nothing: 1024 never.
+    let mut got = Vec::new();
+    while let Some((port, _)) = p.alloc(s, 0, 1024, 0, 0) {
+        got.push(port);
+    }
+    assert_eq!(got.len(), 63, "{got:?}");
+    assert!(got.iter().all(|&port| (1025..1088).contains(&port)), "{got:?}");
 }
