@@ -19,9 +19,10 @@
 use super::hash::hash_words;
 use super::index::{tag_of, IDX_MASK};
 use super::parse::{fast_ip, fast_key, parse_fast, FastKey};
+use super::rewrite::Rewrite;
 use super::session::pcode;
 use super::session::{class, flag, Session};
-use super::{rewrite_fast_proto, Side};
+use super::Side;
 use super::{Item, Pre, Verdict, BATCH};
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{FIN, RST, SYN};
@@ -122,8 +123,8 @@ impl Lane<'_> {
             return Outcome::Other;
         }
         let done = match I2O {
-            true => rewrite_fast_proto::<UDP>(frame, true, s.public_ip, s.public_port, s.ip_delta, s.l4_delta),
-            false => rewrite_fast_proto::<UDP>(frame, false, s.inside_ip, s.inside_port, !s.ip_delta, !s.l4_delta),
+            true => Rewrite::i2o(s).apply_fast::<UDP>(frame),
+            false => Rewrite::o2i(s).apply_fast::<UDP>(frame),
         };
         if !done {
             return Outcome::Other;

@@ -81,8 +81,9 @@ impl Fragments {
     }
 }
 
+use super::rewrite::Rewrite;
 use super::session;
-use super::{negate, set_ip_addr, DropReason, Engine, Parsed, PassReason, Side, Verdict};
+use super::{DropReason, Engine, Parsed, PassReason, Side, Verdict};
 
 pub(super) fn frag_key(p: &Parsed) -> FragKey {
     FragKey { src: p.src, dst: p.dst, proto: p.proto, ident: p.ident }
@@ -107,16 +108,8 @@ impl Engine {
             return Verdict::PassToKernel(PassReason::TtlExpired);
         }
         self.counters.fragments_followed += 1;
-        match side {
-            Side::Inside => {
-                set_ip_addr(frame, usize::from(p.l3), 12, pub_ip, s.ip_delta);
-                Verdict::Forward(Side::Outside)
-            }
-            Side::Outside => {
-                set_ip_addr(frame, usize::from(p.l3), 16, s.inside_ip, negate(s.ip_delta));
-                Verdict::Forward(Side::Inside)
-            }
-        }
+        Rewrite::arriving(side, &s).apply_addr(frame, p);
+        Verdict::Forward(side.opposite())
     }
 }
 

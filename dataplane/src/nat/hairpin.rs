@@ -27,7 +27,7 @@ impl Engine {
         self.touch(idx, Side::Outside, &q, now);
         let t = self.sessions.get(idx);
         // The TTL was decremented once already: undo that part of the delta.
-        xlate_o2i_no_ttl(frame, &q, &t);
+        Rewrite::o2i(&t).apply_no_ttl(frame, &q);
         self.counters.hairpinned += 1;
         Verdict::Forward(Side::Inside)
     }

@@ -74,7 +74,7 @@ impl Engine {
             return Err(Verdict::Drop(DropReason::TableFull));
         };
         let pub_ip = s.public_ip;
-        xlate_i2o(frame, p, s, pub_ip);
+        Rewrite::i2o(s).apply(frame, p);
         if dst_public && s.flags & flag::NO_NAT == 0 {
             if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
                 x.flags |= flag::HAIRPIN;

@@ -6,7 +6,9 @@
 //! it open; refreshing would keep dead mappings alive).
 #![forbid(unsafe_code)]
 
+use super::rewrite::l4_checksum_field;
 use super::*;
+use crate::wire::{ipv4, tcp};
 
 impl Engine {
     /// ICMP errors (RFC 5508 section 4.2): find the session through the
@@ -55,35 +57,32 @@ impl Engine {
         if p.ttl <= 1 {
             return Verdict::PassToKernel(PassReason::TtlExpired);
         }
-        let pub_ip = s.public_ip;
-        // Which embedded fields change, and how.
-        // (ICMP errors do not refresh the session: RFC 5508 REQ-4 leaves it open,
-        // and refreshing on errors would keep dead mappings alive.)
-        let (outer_off, outer_new, emb_addr_off, emb_new_ip, emb_port_off, new_port, d_l4) = match side {
-            Side::Inside => (12, pub_ip, 16, pub_ip, 2, s.public_port, s.l4_delta),
-            Side::Outside => (16, s.inside_ip, 12, s.inside_ip, 0, s.inside_port, negate(s.l4_delta)),
-        };
+        // The outer packet is rewritten as any packet of its direction; the
+        // datagram it quotes went the other way, so its other address and
+        // port change. (ICMP errors do not refresh the session: RFC 5508
+        // REQ-4 leaves it open, and refreshing on errors would keep dead
+        // mappings alive.)
+        let outer = Rewrite::arriving(side, &s);
+        let quoted = outer.quoted();
+        let (emb_addr_at, emb_port_at) = (quoted.addr_field(), quoted.port_field(e.pcode));
         let icmp_off = usize::from(p.l4);
         // The ICMP checksum covers the embedded bytes: sum them before and after.
-        let emb_end = e.l3 + e.len.min(e.l4 - e.l3 + 20);
+        let emb_end = e.l3 + e.len.min(e.l4 - e.l3 + tcp::field::MIN_LEN);
         let before = fold(sum(frame.get(e.l3..emb_end).unwrap_or(&[])));
         if let Some(emb) = frame.get_mut(e.l3..e.l3 + e.len) {
-            let old_ip = u32_at(emb, emb_addr_off);
-            set_u32(emb, emb_addr_off, emb_new_ip);
-            let c = u16_at(emb, 10);
-            set_u16(emb, 10, apply_delta(c, delta32(old_ip, emb_new_ip)));
+            let old_ip = u32_at(emb, emb_addr_at);
+            set_u32(emb, emb_addr_at, outer.addr);
+            let c = u16_at(emb, ipv4::field::CHECKSUM);
+            set_u16(emb, ipv4::field::CHECKSUM, apply_delta(c, delta32(old_ip, outer.addr)));
         }
-        let (port_off, csum_off) = match e.pcode {
-            pcode::ICMP => (icmp::IDENT, icmp::CHECKSUM),
-            pcode::TCP => (emb_port_off, 16),
-            _ => (emb_port_off, 6),
-        };
+        let csum_at = l4_checksum_field(e.pcode);
         if let Some(l4) = frame.get_mut(e.l4..e.l3 + e.len) {
-            set_u16(l4, port_off, new_port);
-            if l4.len() >= csum_off + 2 {
-                let c = u16_at(l4, csum_off);
-                let nc = if e.pcode == pcode::UDP { apply_delta_udp(c, d_l4) } else { apply_delta(c, d_l4) };
-                set_u16(l4, csum_off, nc);
+            set_u16(l4, emb_port_at, outer.port);
+            if l4.len() >= csum_at + 2 {
+                let c = u16_at(l4, csum_at);
+                let d = outer.d_l4;
+                let nc = if e.pcode == pcode::UDP { apply_delta_udp(c, d) } else { apply_delta(c, d) };
+                set_u16(l4, csum_at, nc);
             }
         }
         let after = fold(sum(frame.get(e.l3..emb_end).unwrap_or(&[])));
@@ -92,12 +91,12 @@ impl Engine {
             set_u16(ic, icmp::CHECKSUM, apply_delta(c, add(!before, after)));
         }
         // Outer header: one address and the TTL.
-        let old_outer = u32_at(frame.get(usize::from(p.l3)..).unwrap_or(&[]), outer_off);
-        set_ip_addr(frame, usize::from(p.l3), outer_off, outer_new, delta32(old_outer, outer_new));
+        // (The error's own sender need not be the session's endpoint: the
+        // delta is taken from the address it had.)
+        let outer_at = outer.addr_field();
+        let old_outer = u32_at(frame.get(usize::from(p.l3)..).unwrap_or(&[]), outer_at);
+        set_ip_addr(frame, usize::from(p.l3), outer_at, outer.addr, delta32(old_outer, outer.addr));
         self.counters.icmp_errors_translated += 1;
-        Verdict::Forward(match side {
-            Side::Inside => Side::Outside,
-            Side::Outside => Side::Inside,
-        })
+        Verdict::Forward(side.opposite())
     }
 }

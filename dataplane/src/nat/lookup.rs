@@ -55,14 +55,14 @@ impl Engine {
         match side {
             Side::Inside => {
                 let pub_ip = snap.public_ip;
-                xlate_i2o(frame, p, &snap, pub_ip);
+                Rewrite::i2o(&snap).apply(frame, p);
                 if snap.flags & flag::HAIRPIN != 0 {
                     return self.hairpin_dst(now, frame, p, &snap, pub_ip);
                 }
                 Verdict::Forward(Side::Outside)
             }
             Side::Outside => {
-                xlate_o2i(frame, p, &snap);
+                Rewrite::o2i(&snap).apply(frame, p);
                 Verdict::Forward(Side::Inside)
             }
         }

@@ -88,7 +88,7 @@ use frag::{frag_key, Fragments};
 use index::Index;
 use parse::{parse, parse_embedded, parse_fast, FastKey, Kind, Parsed};
 use ports::Ports;
-use rewrite::*;
+use rewrite::{decrement_ttl, set_ip_addr, Rewrite};
 use session::{class, flag, pcode, Session, SessionTable, NIL};
 
 /// Which interface a frame came from or goes to.
@@ -98,6 +98,17 @@ pub enum Side {
     Inside,
     /// The internet.
     Outside,
+}
+
+impl Side {
+    /// The other side.
+    #[inline(always)]
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Inside => Side::Outside,
+            Side::Outside => Side::Inside,
+        }
+    }
 }
 
 /// What to do with a frame.
@@ -124,15 +135,10 @@ pub const PREFETCH_ABOVE_SESSIONS: u32 = 1 << 16;
 /// Frames processed per prefetch round.
 pub const BATCH: usize = 64;
 
-/// TTL decrement as a checksum delta: the TTL/protocol word drops by 0x0100.
-const TTL_DELTA: u16 = 0xfeff;
 const O2I_SALT: u64 = 0x5bd1_e995_0000_0001;
 const OMAP_SALT: u64 = 0x27d4_eb2f_1656_67c5;
 /// Sessions reclaimed at most per batch by the expiry sweep.
 const EXPIRE_BUDGET: usize = 32;
-
-/// L4 offsets per protocol code: (port rewritten i2o, port rewritten o2i, checksum).
-const L4_OFFS: [(usize, usize, usize); 3] = [(0, 2, 16), (0, 2, 6), (4, 4, 2)];
 
 /// A session as listed to operators (`conntrack -L` style).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,7 @@ impl Engine {
             self.frags.record(frag_key(p), false, idx, now);
         }
         let s = self.sessions.get(idx);
-        xlate_o2i(frame, p, &s);
+        Rewrite::o2i(&s).apply(frame, p);
         Ok(Verdict::Forward(Side::Inside))
     }
 

@@ -7,12 +7,13 @@
 use super::counters::{DropReason, PassReason};
 use super::session::pcode;
 use super::{Side, Verdict};
-use crate::wire::bytes::u16_at;
+use crate::wire::bytes::{u16_at, u32_at, u64_at};
 use crate::wire::ethernet::{EthernetFrame, ETHERTYPE_IPV4};
 use crate::wire::icmp::{self, IcmpKind, IcmpPacket};
-use crate::wire::ipv4::{Ipv4Packet, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::ipv4::{self, Ipv4Packet, FLAG_MF, FRAG_OFFSET_MASK, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::TcpPacket;
-use crate::wire::udp::UdpPacket;
+use crate::wire::udp::{self, UdpPacket};
+use crate::wire::{layout, tcp};
 
 /// How the engine must treat a parsed packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,7 +66,7 @@ fn is_group_ip(a: u32) -> bool {
 
 /// Bytes of the common frame layout the fast parser reads: Ethernet (14),
 /// IPv4 without options (20), and the first 8 bytes of UDP or TCP.
-pub const FAST_LEN: usize = 42;
+pub const FAST_LEN: usize = layout::UDP_END;
 
 /// A fast-lane packet's tuple packed in two words: `w0` is
 /// `src << 32 | dst`, `w1` is `sport << 48 | dport << 32 | pcode << 16`
@@ -79,7 +80,7 @@ pub struct FastKey {
     /// TCP flags (0 for UDP).
     pub flags: u8,
     /// TTL ([`parse_fast`] reads it; the fast lane's own hit path checks
-    /// it in the rewrite, see `nat::rewrite_fast`).
+    /// it in the rewrite, see `nat::rewrite`).
     pub ttl: u8,
 }
 
@@ -129,8 +130,8 @@ impl FastKey {
     pub fn to_parsed(self) -> Parsed {
         let pcode = self.pcode();
         Parsed {
-            l3: 14,
-            l4: 34,
+            l3: layout::L3 as u8,
+            l4: layout::L4 as u8,
             src: self.src(),
             dst: self.dst(),
             sport: self.sport(),
@@ -159,33 +160,33 @@ pub fn parse_fast(frame: &[u8]) -> Option<FastKey> {
         PROTO_TCP => fast_key::<false>(frame, w0, total)?,
         _ => return None,
     };
-    k.ttl = *frame.get(22)?;
+    k.ttl = *frame.get(layout::TTL)?;
     Some(k)
 }
 
 /// The protocol-independent half of [`parse_fast`]: returns the address
-/// word (bytes 26..34, exactly [`FastKey::w0`]), the IP total length and
+/// word (from [`layout::SRC`], 8 bytes, exactly [`FastKey::w0`]), the IP total length and
 /// the protocol number.
 #[inline(always)]
 pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
     // Constant offsets into a fixed-size array: checked at compile time.
     let h: &[u8; FAST_LEN] = frame.first_chunk()?;
-    let total = usize::from(u16::from_be_bytes([h[16], h[17]]));
-    let w0 = u64::from_be_bytes([h[26], h[27], h[28], h[29], h[30], h[31], h[32], h[33]]);
+    let total = usize::from(u16_at(h, layout::TOTAL_LEN));
+    let w0 = u64_at(h, layout::SRC);
     // Ethertype 0x0800, then version 4 with a 20-byte header; not a
     // fragment (MF and offset clear); unicast Ethernet and IPv4
     // destinations (group and class E addresses start at 224); the IP
     // packet inside the frame.
-    if u16::from_be_bytes([h[12], h[13]]) != 0x0800
-        || h[14] != 0x45
-        || u16::from_be_bytes([h[20], h[21]]) & 0x3fff != 0
+    if u16_at(h, layout::ETHERTYPE) != ETHERTYPE_IPV4
+        || h[layout::VER_IHL] != 0x45
+        || u16_at(h, layout::FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK) != 0
         || h[0] & 1 != 0
         || (w0 as u32) >> 29 == 7
-        || total + 14 > frame.len()
+        || total + layout::L3 > frame.len()
     {
         return None;
     }
-    Some((w0, total, h[23]))
+    Some((w0, total, h[layout::PROTO]))
 }
 
 /// The protocol half of [`parse_fast`] for UDP (`UDP`) or TCP, after
@@ -193,21 +194,22 @@ pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
 #[inline(always)]
 pub fn fast_key<const UDP: bool>(frame: &[u8], w0: u64, total: usize) -> Option<FastKey> {
     let (pcode, flags) = if UDP {
-        if total < 28 {
+        if total < ipv4::field::MIN_LEN + udp::HEADER_LEN {
             return None;
         }
         (pcode::UDP, 0)
     } else {
         // Data offset and flags lie past the first 8 bytes of TCP.
-        let t: &[u8; 54] = frame.first_chunk()?;
-        let doff = usize::from(t[46] >> 4) * 4;
-        if total < 40 || doff < 20 || doff > total - 20 {
+        let t: &[u8; layout::TCP_END] = frame.first_chunk()?;
+        let doff = usize::from(t[layout::TCP_DATA_OFF] >> 4) * 4;
+        const MIN: usize = tcp::field::MIN_LEN;
+        if total < ipv4::field::MIN_LEN + MIN || doff < MIN || doff > total - ipv4::field::MIN_LEN {
             return None;
         }
-        (pcode::TCP, t[47])
+        (pcode::TCP, t[layout::TCP_FLAGS])
     };
     let h: &[u8; FAST_LEN] = frame.first_chunk()?;
-    let ports = u32::from_be_bytes([h[34], h[35], h[36], h[37]]);
+    let ports = u32_at(h, layout::SRC_PORT);
     Some(FastKey { w0, w1: (u64::from(ports) << 32) | (u64::from(pcode) << 16), flags, ttl: 0 })
 }
 

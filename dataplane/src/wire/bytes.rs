@@ -29,6 +29,15 @@ pub fn u32_at(b: &[u8], off: usize) -> u32 {
     }
 }
 
+/// Reads a big-endian `u64` at `off`, or 0 if out of range.
+#[inline(always)]
+pub fn u64_at(b: &[u8], off: usize) -> u64 {
+    match b.get(off..off.wrapping_add(8)) {
+        Some(&[a, c, d, e, f, g, h, i]) => u64::from_be_bytes([a, c, d, e, f, g, h, i]),
+        _ => 0,
+    }
+}
+
 /// Writes the byte at `off` if in range.
 #[inline(always)]
 pub fn set_u8(b: &mut [u8], off: usize, v: u8) {

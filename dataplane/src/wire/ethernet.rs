@@ -18,7 +18,9 @@ pub const ETHERTYPE_VLAN: u16 = 0x8100;
 /// IPv6.
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 
-mod field {
+/// Field offsets from the start of the Ethernet frame (IEEE 802.3, 802.1Q).
+#[allow(missing_docs)]
+pub mod field {
     pub const DST: usize = 0;
     pub const SRC: usize = 6;
     pub const TYPE: usize = 12;

@@ -17,7 +17,10 @@ pub const PROTO_UDP: u8 = 17;
 /// ICMP.
 pub const PROTO_ICMP: u8 = 1;
 
-mod field {
+/// Field offsets from the start of the IPv4 header (RFC 791 section 3.1):
+/// the one table the views, the engine's rewrite and the test builders use.
+#[allow(missing_docs)]
+pub mod field {
     pub const VER_IHL: usize = 0;
     pub const TOS: usize = 1;
     pub const TOTAL_LEN: usize = 2;
@@ -35,7 +38,8 @@ mod field {
 pub const FLAG_DF: u16 = 0x4000;
 /// More-fragments flag.
 pub const FLAG_MF: u16 = 0x2000;
-const FRAG_OFFSET_MASK: u16 = 0x1fff;
+/// Fragment offset (in 8-byte units) in the flags/fragment-offset word.
+pub const FRAG_OFFSET_MASK: u16 = 0x1fff;
 
 /// A view of an IPv4 packet.
 #[derive(Debug, Clone, Copy)]

@@ -13,6 +13,7 @@ pub mod ethernet;
 pub mod fragment;
 pub mod icmp;
 pub mod ipv4;
+pub mod layout;
 pub mod tcp;
 pub mod udp;
 

@@ -26,7 +26,10 @@ pub const DST_PORT: usize = 2;
 /// Offset of the checksum field.
 pub const CHECKSUM: usize = 16;
 
-mod field {
+/// Field offsets from the start of the TCP header (RFC 9293 section 3.1)
+/// beyond the ports and checksum above.
+#[allow(missing_docs)]
+pub mod field {
     pub const SEQ: usize = 4;
     pub const ACK: usize = 8;
     pub const DATA_OFF: usize = 12;

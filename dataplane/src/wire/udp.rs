@@ -16,7 +16,8 @@ pub const DST_PORT: usize = 2;
 /// Offset of the checksum field.
 pub const CHECKSUM: usize = 6;
 const LENGTH: usize = 4;
-const HEADER_LEN: usize = 8;
+/// Length of the UDP header (RFC 768).
+pub const HEADER_LEN: usize = 8;
 
 /// A view of a UDP datagram (or its first fragment).
 #[derive(Debug, Clone, Copy)]
