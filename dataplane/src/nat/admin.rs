@@ -87,7 +87,7 @@ impl Engine {
             public: (s.public_ip, s.public_port),
             remote: (s.remote_ip, s.remote_port),
             state: match pc {
-                pcode::TCP => tcp::name(s.tcp),
+                pcode::TCP => s.tcp.name(),
                 pcode::UDP => "udp",
                 _ => "icmp",
             },

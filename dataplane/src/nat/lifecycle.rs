@@ -37,9 +37,9 @@ impl Engine {
         Err(Verdict::Drop(DropReason::TableFull))
     }
 
-    pub(super) fn class_for(&self, pc: u16, tcp_state: u8) -> u8 {
+    pub(super) fn class_for(&self, pc: u16, tcp_state: TcpState) -> u8 {
         match pc {
-            pcode::TCP => tcp::class_of(tcp_state),
+            pcode::TCP => tcp_state.class(),
             pcode::UDP => class::UDP,
             _ => class::ICMP,
         }
@@ -61,7 +61,7 @@ impl Engine {
     #[inline(always)]
     pub(super) fn install_inline(&mut self, idx: u32, mut s: Session, now: u32, tcp_flags: u8, h_i2o: Option<u64>) {
         let pc = s.pcode();
-        s.tcp = if pc == pcode::TCP { tcp::initial(tcp_flags) } else { 0 };
+        s.tcp = if pc == pcode::TCP { TcpState::initial(tcp_flags) } else { TcpState::NONE };
         s.last_seen = now;
         s.public_ip = keys::public_ip(&self.ports, &s);
         let pub_ip = s.public_ip;

@@ -43,10 +43,7 @@ impl Engine {
         };
         // Sessions in their steady state (answered; TCP established with no
         // SYN/FIN/RST) need nothing more than last_seen.
-        const STEADY: u8 = tcp::SYN_ORIG | tcp::SYN_REPLY | tcp::ESTABLISHED;
-        use crate::wire::tcp::{FIN, RST, SYN};
-        let steady = s.flags & flag::REPLIED != 0
-            && (p.pcode != pcode::TCP || (s.tcp == STEADY && p.tcp_flags & (SYN | FIN | RST) == 0));
+        let steady = s.flags & flag::REPLIED != 0 && (p.pcode != pcode::TCP || s.tcp.unchanged_by(p.tcp_flags));
         if !steady {
             self.touch(idx, side, p, now);
         }
@@ -98,17 +95,13 @@ impl Engine {
         let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
             return;
         };
-        if p.pcode == pcode::TCP {
-            const STEADY: u8 = tcp::SYN_ORIG | tcp::SYN_REPLY | tcp::ESTABLISHED;
-            use crate::wire::tcp::{FIN, RST, SYN};
-            if s.tcp != STEADY || p.tcp_flags & (SYN | FIN | RST) != 0 {
-                s.tcp = tcp::advance(s.tcp, p.tcp_flags, from_orig);
-                let c = tcp::class_of(s.tcp);
-                if c != s.class {
-                    s.class = c;
-                    let t = self.class_timeout.get(usize::from(c)).copied().unwrap_or(0);
-                    self.sessions.reschedule(idx, now.saturating_add(t), now);
-                }
+        if p.pcode == pcode::TCP && !s.tcp.unchanged_by(p.tcp_flags) {
+            s.tcp = s.tcp.advance(p.tcp_flags, from_orig);
+            let c = s.tcp.class();
+            if c != s.class {
+                s.class = c;
+                let t = self.class_timeout.get(usize::from(c)).copied().unwrap_or(0);
+                self.sessions.reschedule(idx, now.saturating_add(t), now);
             }
         }
         if let Some(s) = self.sessions.hot.get_mut(idx as usize) {

@@ -90,6 +90,7 @@ use parse::{parse, parse_embedded, parse_fast, FastKey, Kind, Parsed};
 use ports::Ports;
 use rewrite::{decrement_ttl, set_ip_addr, Rewrite};
 use session::{class, flag, pcode, Session, SessionTable, NIL};
+use tcp::TcpState;
 
 /// Which interface a frame came from or goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

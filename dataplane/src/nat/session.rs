@@ -42,6 +42,7 @@ pub mod class {
     /// A free slot.
     pub const FREE: u8 = 0xff;
 }
+use super::tcp::TcpState;
 pub use class::FREE;
 
 /// Session flags.
@@ -118,8 +119,8 @@ pub struct Session {
     pub l4_delta: u16,
     /// Public address index (meaningless for no-NAT sessions).
     pub addr: u16,
-    /// TCP state bits (see `nat::tcp`).
-    pub tcp: u8,
+    /// TCP state.
+    pub tcp: TcpState,
     /// [`class`].
     pub class: u8,
 }
@@ -162,9 +163,8 @@ impl Session {
     }
     /// Recomputes [`flag::FAST`] from the other flags and the TCP state.
     pub fn refresh_fast(&mut self) {
-        const STEADY: u8 = crate::nat::tcp::SYN_ORIG | crate::nat::tcp::SYN_REPLY | crate::nat::tcp::ESTABLISHED;
         let fast = self.flags & (flag::REPLIED | flag::HAIRPIN) == flag::REPLIED
-            && (self.pcode() != pcode::TCP || self.tcp == STEADY);
+            && (self.pcode() != pcode::TCP || self.tcp == TcpState::STEADY);
         if fast {
             self.flags |= flag::FAST;
         } else {
