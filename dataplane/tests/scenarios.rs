@@ -861,16 +861,19 @@ fn an_address_removed_live_loses_its_sessions_and_takes_no_new_ones() {
 fn a_change_that_cannot_apply_live_is_refused_whole() {
     let mut n = Nat::new(cgnat_params());
     let first = n.out(udp(ip("100.64.1.2"), 4000, ip("198.51.100.1"), 53, b"q"));
-    for change in [
-        |p: &mut EngineParams| p.pools[0].addresses.push(ip("203.0.113.9")),
-        |p: &mut EngineParams| p.max_sessions *= 2,
-        |p: &mut EngineParams| p.pools[0].port_min = 2000,
-        |p: &mut EngineParams| p.timeouts.udp_secs = 100_000,
-    ] {
+    let pool = |problem| ParamError::Pool { pool: "cgnat".into(), problem };
+    type Change = fn(&mut EngineParams);
+    let changes: [(Change, ParamError); 4] = [
+        (|p| p.pools[0].addresses.push(ip("203.0.113.9")), pool(PoolProblem::NewAddress([203, 0, 113, 9].into()))),
+        (|p| p.max_sessions *= 2, ParamError::NeedsRestart("table sizes")),
+        (|p| p.pools[0].port_min = 2000, pool(PoolProblem::NeedsRestart)),
+        (|p| p.timeouts.udp_secs = 100_000, ParamError::TimeoutPastWheel { wheel: 7440 }),
+    ];
+    for (change, why) in changes {
         let mut p = cgnat_params();
         p.rules = vec![Rule { matches: RuleMatch::default(), action: RuleAction::NoNat }];
         change(&mut p);
-        assert!(n.e.reconfigure(&p, n.now).is_err());
+        assert_eq!(n.e.reconfigure(&p, n.now), Err(why));
     }
     // The rules did not change either: a new flow is still translated.
     let f = n.out(udp(ip("100.64.1.3"), 4000, ip("198.51.100.1"), 53, b"q"));

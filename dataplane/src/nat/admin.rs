@@ -11,9 +11,9 @@ impl Engine {
     /// new one). As netfilter does, the sessions on the old address are
     /// flushed: they cannot survive the change.
     pub fn set_masquerade_address(&mut self, pool: u16, ip: u32, now: u32) -> Result<usize, ParamError> {
-        let p = self.ports.pools.get(usize::from(pool)).ok_or_else(|| ParamError::Invalid("no such pool".into()))?;
+        let p = self.ports.pools.get(usize::from(pool)).ok_or(ParamError::NoSuchPool(pool))?;
         if !p.params.masquerade {
-            return Err(ParamError::Invalid("not a masquerade pool".into()));
+            return Err(ParamError::NotMasquerade(pool));
         }
         let a = p.first_addr;
         let flushed = self.flush(now, |_| false, Some(a));

@@ -58,15 +58,15 @@ impl Engine {
     /// Builds an engine; all memory is allocated here.
     pub fn new(p: &EngineParams) -> Result<Self, ParamError> {
         if p.max_sessions == 0 || p.max_sessions >= index::MAX_ENTRIES {
-            return Err(ParamError::Invalid(format!("max_sessions must be 1..{}", index::MAX_ENTRIES)));
+            return Err(ParamError::TableSize { table: "max_sessions", max: index::MAX_ENTRIES });
         }
         if p.max_subscribers == 0 || p.max_subscribers >= index::MAX_ENTRIES {
-            return Err(ParamError::Invalid("max_subscribers out of range".into()));
+            return Err(ParamError::TableSize { table: "max_subscribers", max: index::MAX_ENTRIES });
         }
         for r in &p.rules {
             if let RuleAction::Translate { pool } = r.action {
                 if usize::from(pool) >= p.pools.len() {
-                    return Err(ParamError::Invalid(format!("a rule names pool {pool}, which does not exist")));
+                    return Err(ParamError::NoSuchPool(pool));
                 }
             }
         }
@@ -74,14 +74,13 @@ impl Engine {
         let mut forwards = Vec::new();
         for f in &p.forwards {
             let Some(addr) = ports.addr_of_ip(f.public_addr) else {
-                return Err(ParamError::Invalid(format!(
-                    "forward to {}:{} is not on a pool address",
-                    crate::wire::fmt_ipv4(f.public_addr),
-                    f.public_port
-                )));
+                return Err(ParamError::ForwardOffPool {
+                    addr: crate::wire::fmt_ipv4(f.public_addr),
+                    port: f.public_port,
+                });
             };
             if f.protocol != 6 && f.protocol != 17 {
-                return Err(ParamError::Invalid("forwards are TCP or UDP".into()));
+                return Err(ParamError::ForwardProtocol(f.protocol));
             }
             let pc = pcode_of(f.protocol);
             // Only the owning worker marks the port; others never allocate it

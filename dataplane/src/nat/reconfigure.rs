@@ -13,22 +13,21 @@ use super::*;
 /// lose addresses (a new pool takes new ones); timeouts may not outgrow
 /// the expiry wheel built for `old`.
 pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), ParamError> {
-    let bad = |s: String| Err(ParamError::Invalid(s));
     if (old.max_sessions, old.max_subscribers, old.max_fragments)
         != (new.max_sessions, new.max_subscribers, new.max_fragments)
     {
-        return bad("table sizes change only with a restart".into());
+        return Err(ParamError::NeedsRestart("table sizes"));
     }
     if old.workers != new.workers {
-        return bad("the number of workers changes only with a restart".into());
+        return Err(ParamError::NeedsRestart("the number of workers"));
     }
     let (o, n) = (old.timeouts, new.timeouts);
     let wheel = o.tcp_established_secs.max(o.tcp_transitory_secs).max(o.udp_secs).max(o.icmp_secs);
     if n.tcp_established_secs.max(n.tcp_transitory_secs).max(n.udp_secs).max(n.icmp_secs) > wheel {
-        return bad(format!("a timeout above {wheel} s (the longest at start) needs a restart"));
+        return Err(ParamError::TimeoutPastWheel { wheel });
     }
     if o.fragment_secs != n.fragment_secs || o.port_hold_secs != n.port_hold_secs {
-        return bad("fragment and port-hold timeouts change only with a restart".into());
+        return Err(ParamError::NeedsRestart("fragment and port-hold timeouts"));
     }
     for np in &new.pools {
         let Some(op) = old.pools.iter().find(|op| op.name == np.name) else { continue };
@@ -50,17 +49,10 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
             np.masquerade,
         );
         if !same {
-            return bad(format!(
-                "pool {}: its ports, mode, filtering or limits change only with a restart (or give it a new name)",
-                np.name
-            ));
+            return Err(ParamError::pool(&np.name, PoolProblem::NeedsRestart));
         }
         if let Some(a) = np.addresses.iter().find(|a| !op.addresses.contains(a)) {
-            return bad(format!(
-                "pool {}: {} is new; a kept pool may only lose addresses live (add a pool for new ones)",
-                np.name,
-                crate::wire::fmt_ipv4(*a)
-            ));
+            return Err(ParamError::pool(&np.name, PoolProblem::NewAddress(crate::wire::fmt_ipv4(*a))));
         }
     }
     Ok(())
@@ -80,18 +72,17 @@ impl Engine {
         let new_names: Vec<&str> = new.pools.iter().map(|p| p.name.as_str()).collect();
         for f in &new.forwards {
             if !new.pools.iter().any(|p| p.addresses.contains(&f.public_addr)) {
-                return Err(ParamError::Invalid(format!(
-                    "forward to {}:{} is not on a pool address",
-                    crate::wire::fmt_ipv4(f.public_addr),
-                    f.public_port
-                )));
+                return Err(ParamError::ForwardOffPool {
+                    addr: crate::wire::fmt_ipv4(f.public_addr),
+                    port: f.public_port,
+                });
             }
         }
         // Pools: the engine's index of each new pool (existing by name, or added).
         let mut map = Vec::with_capacity(new.pools.len());
         for np in &new.pools {
             match self.params.pools.iter().position(|op| op.name == np.name) {
-                Some(i) => map.push(u16::try_from(i).map_err(|_| ParamError::Invalid("too many pools".into()))?),
+                Some(i) => map.push(u16::try_from(i).map_err(|_| ParamError::TooMany("pools"))?),
                 None => map.push(self.ports.add_pool(np)?),
             }
         }

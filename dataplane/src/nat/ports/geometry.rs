@@ -50,39 +50,39 @@ pub(super) fn build_pool(
     worker: u32,
     workers: u32,
 ) -> Result<(PoolRt, Vec<AddrPorts>), ParamError> {
-    let bad = |s: String| Err(ParamError::Invalid(s));
+    let bad = |problem| Err(ParamError::pool(&pp.name, problem));
     let mut addrs: Vec<AddrPorts> = Vec::new();
     let chunk = match pp.mode {
         PoolMode::PortBlocks { block_size, max_blocks_per_subscriber } => {
             if block_size == 0 || block_size % 64 != 0 {
-                return bad(format!("pool {}: block size {block_size} is not a multiple of 64", pp.name));
+                return bad(PoolProblem::BlockSize(block_size));
             }
             if max_blocks_per_subscriber == 0 || usize::from(max_blocks_per_subscriber) > MAX_BLOCKS_PER_SUBSCRIBER {
-                return bad(format!("pool {}: blocks per subscriber must be 1..={MAX_BLOCKS_PER_SUBSCRIBER}", pp.name));
+                return bad(PoolProblem::BlocksPerSubscriber);
             }
             block_size
         }
         PoolMode::Shared => SHARED_OWNERSHIP_CHUNK,
     };
     if pp.addresses.is_empty() || pp.port_min == 0 || pp.port_min > pp.port_max {
-        return bad(format!("pool {}: needs addresses and 1 <= port_min <= port_max", pp.name));
+        return bad(PoolProblem::Range);
     }
     let span = u32::from(pp.port_max) - u32::from(pp.port_min) + 1;
     let mut n_chunks = span.div_ceil(u32::from(chunk));
     let ordered = !pp.port_orders.is_empty();
     if ordered {
         if pp.mode == PoolMode::Shared {
-            return bad(format!("pool {}: an RSS port order needs a port-block pool", pp.name));
+            return bad(PoolProblem::OrderNeedsBlocks);
         }
         if pp.port_orders.len() != pp.addresses.len() {
-            return bad(format!("pool {}: one port order per address", pp.name));
+            return bad(PoolProblem::OrderPerAddress);
         }
         // Whole chunks only, as many as the shortest order holds.
         n_chunks = pp.port_orders.iter().map(|o| o.len() as u32 / u32::from(chunk)).min().unwrap_or(0);
     }
     let words = usize::from(chunk) / 64;
     if first_addr + pp.addresses.len() > usize::from(u16::MAX >> 2) {
-        return bad("more than 16383 public addresses".into());
+        return Err(ParamError::TooMany("public addresses"));
     }
     let local = n_chunks.saturating_sub(worker).div_ceil(workers);
     for (ai, &ip) in pp.addresses.iter().enumerate() {
@@ -93,7 +93,7 @@ pub(super) fn build_pool(
             for (off, &port) in perm.iter().enumerate() {
                 match inv.get_mut(usize::from(port)) {
                     Some(x) if *x == NO_OFFSET && port >= pp.port_min && port <= pp.port_max => *x = off as u16,
-                    _ => return bad(format!("pool {}: port order repeats {port} or leaves the port range", pp.name)),
+                    _ => return bad(PoolProblem::OrderPort(port)),
                 }
             }
         }

@@ -33,7 +33,7 @@
 use super::hash::hash3;
 use super::index::Index;
 use super::params::{
-    EngineParams, ParamError, PoolMode, PoolParams, MAX_BLOCKS_PER_SUBSCRIBER, SHARED_OWNERSHIP_CHUNK,
+    EngineParams, ParamError, PoolMode, PoolParams, PoolProblem, MAX_BLOCKS_PER_SUBSCRIBER, SHARED_OWNERSHIP_CHUNK,
 };
 use super::session::NIL;
 use crate::nat::DropReason;
@@ -147,9 +147,8 @@ pub struct Ports {
 impl Ports {
     /// Builds the pools from the parameters.
     pub fn new(p: &EngineParams) -> Result<Self, ParamError> {
-        let bad = |s: String| Err(ParamError::Invalid(s));
         if p.workers == 0 || p.worker >= p.workers {
-            return bad(format!("worker {} of {}", p.worker, p.workers));
+            return Err(ParamError::Worker { worker: p.worker, workers: p.workers });
         }
         let (worker, workers) = (u32::from(p.worker), u32::from(p.workers));
         let mut pools = Vec::new();
@@ -161,8 +160,8 @@ impl Ports {
         }
         let mut by_ip: Vec<(u32, u16)> = addrs.iter().enumerate().map(|(i, a)| (a.ip, i as u16)).collect();
         by_ip.sort_unstable();
-        if by_ip.windows(2).any(|w| matches!(w, [a, b] if a.0 == b.0)) {
-            return bad("an address is in two pools".into());
+        if let Some([a, _]) = by_ip.windows(2).find(|w| matches!(w, [a, b] if a.0 == b.0)) {
+            return Err(ParamError::AddressInTwoPools(crate::wire::fmt_ipv4(a.0)));
         }
         let hold = p.timeouts.port_hold_secs > 0;
         let cap = p.max_subscribers.max(1);
@@ -227,13 +226,13 @@ impl Ports {
         let pi = self.pools.len();
         let (rt, a) = build_pool(pi, pp, self.addrs.len(), self.worker, self.workers)?;
         if a.iter().any(|x| self.addr_of_ip(x.ip).is_some()) {
-            return Err(ParamError::Invalid(format!("pool {}: an address is in another pool", pp.name)));
+            return Err(ParamError::pool(&pp.name, PoolProblem::AddressInAnotherPool));
         }
         self.ips.extend(a.iter().map(|x| x.ip));
         self.addrs.extend(a);
         self.pools.push(rt);
         self.rebuild_by_ip();
-        u16::try_from(pi).map_err(|_| ParamError::Invalid("too many pools".into()))
+        u16::try_from(pi).map_err(|_| ParamError::TooMany("pools"))
     }
 
     /// Takes address `a` out of service (its sessions must be gone first).
