@@ -120,7 +120,7 @@ pub fn apply(s: &ApiState, text: &str) -> Result<String, (StatusCode, String)> {
         let mut pw = p.clone();
         pw.worker = u16::try_from(w).unwrap_or(0);
         let (tx, rx) = crossbeam_channel::bounded(1);
-        if c.send(Command::Reconfigure(Box::new(pw), tx)).is_err() {
+        if c.send(Command::Reconfigure { params: Box::new(pw), reply: tx }).is_err() {
             return Err(fail(StatusCode::INTERNAL_SERVER_ERROR, format!("config: worker {w} is gone\n")));
         }
         match rx.recv_timeout(Duration::from_secs(10)) {
@@ -250,9 +250,9 @@ async fn ask<T: Send + 'static>(
                 if c.send(make(from, tx)).is_err() {
                     break;
                 }
-                let Ok((part, next)) = rx.recv_timeout(Duration::from_secs(5)) else { break };
+                let Ok(Sliced { part, next_slot }) = rx.recv_timeout(Duration::from_secs(5)) else { break };
                 out.push(part);
-                start = next;
+                start = next_slot;
             }
         }
         out
@@ -297,7 +297,7 @@ async fn get_sessions(State(s): State<Arc<ApiState>>, Query(q): Query<FilterQuer
         Ok(f) => f,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let lists = ask(&s, move |from, tx| Command::Sessions(f.clone(), from, tx)).await;
+    let lists = ask(&s, move |from_slot, reply| Command::Sessions { filter: f.clone(), from_slot, reply }).await;
     let mut out = String::new();
     let mut n = 0;
     for l in lists {
@@ -319,7 +319,8 @@ async fn delete_sessions(State(s): State<Arc<ApiState>>, headers: HeaderMap, Que
         Ok(f) => f,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let n: usize = ask(&s, move |from, tx| Command::Flush(f.clone(), from, tx)).await.into_iter().sum();
+    let n: usize =
+        ask(&s, move |from_slot, reply| Command::Flush { filter: f.clone(), from_slot, reply }).await.into_iter().sum();
     format!("masq: {n} sessions flushed\n").into_response()
 }
 
@@ -346,7 +347,7 @@ async fn stats(State(s): State<Arc<ApiState>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
-    let census = ask(&s, Command::Census).await;
+    let census = ask(&s, |from_slot, reply| Command::Census { from_slot, reply }).await;
     match render_metrics(&s, &census) {
         Ok(text) => ([("content-type", "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
@@ -504,10 +505,10 @@ fn render_metrics(s: &ApiState, census: &[Census]) -> prometheus::Result<String>
         for (k, v) in &c.sessions {
             *by_state.entry(*k).or_default() += v;
         }
-        for (k, (u, f)) in &c.blocks {
+        for (k, b) in &c.blocks {
             let e = by_addr.entry(k.clone()).or_default();
-            e.0 += u;
-            e.1 += f;
+            e.0 += b.in_use;
+            e.1 += b.free;
         }
     }
     // Every protocol appears, even with no session, so dashboards have a series.

@@ -475,7 +475,7 @@ fn follow_outside(
     let mut flushed = 0;
     for c in workers {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        if c.send(dataplane::worker::Command::OutsideAddress(old, new, tx)).is_ok() {
+        if c.send(dataplane::worker::Command::OutsideAddress { old, new, reply: tx }).is_ok() {
             flushed += rx.recv_timeout(Duration::from_secs(5)).unwrap_or(0);
         }
     }
