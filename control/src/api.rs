@@ -290,6 +290,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refusals_answer_the_status_codes_they_always_had() {
+        let not_live = ApplyError::NotLive(dataplane::nat::ParamError::Invalid("x".into()));
+        assert_eq!(status_of(&ApplyError::Invalid(Vec::new())), StatusCode::BAD_REQUEST);
+        assert_eq!(status_of(&ApplyError::NeedsRestart(Vec::new())), StatusCode::BAD_REQUEST);
+        assert_eq!(status_of(&not_live), StatusCode::BAD_REQUEST);
+        assert_eq!(status_of(&ApplyError::NoNat), StatusCode::CONFLICT);
+        assert_eq!(status_of(&ApplyError::WorkerSilent(0)), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
     fn tokens_match_only_when_equal() {
         assert!(same_secret(b"s3cret", b"s3cret"));
         assert!(!same_secret(b"s3cre", b"s3cret"));

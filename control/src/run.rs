@@ -35,7 +35,7 @@ pub struct RunPlan {
     pub inside: String,
     /// Outside interface.
     pub outside: String,
-    /// Cores for workers (worker i on cores[i], queue i).
+    /// Cores for workers (worker i on `cores[i]`, queue i).
     pub cores: Vec<usize>,
     /// Engine parameters for worker 0 (the others differ by `worker`).
     pub engine: Option<EngineParams>,
