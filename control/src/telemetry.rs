@@ -379,6 +379,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_text_views_keep_their_formats() {
+        let m = MetricsSnapshot {
+            rx: [1, 2],
+            tx: [3, 4],
+            sessions_created: 5,
+            hairpinned: 6,
+            fragmented: 7,
+            handoffs_out: 8,
+            to_kernel: 9,
+            drops: [("no_route", 10), ("ttl_exceeded", 0)].into_iter().collect(),
+            kernel_rx_dropped: 11,
+            kernel_rx_ring_full: 12,
+            kernel_fill_ring_empty: 13,
+            sessions: 16,
+            blocks_in_use: 17,
+            xdp: vec![
+                XdpCounts { iface: "in0".into(), by_action: vec![("redirect", 14), ("pass", 0)] },
+                XdpCounts { iface: "out0".into(), by_action: vec![("redirect", 15)] },
+            ],
+            ..MetricsSnapshot::default()
+        };
+        assert_eq!(
+            m.closing_lines(),
+            "totals: rx inside 1 outside 2; tx inside 3 outside 4; sessions created 5; hairpinned 6; fragmented 7; \
+             handed off 8; to kernel 9; drops 10 [no_route=10]; kernel rx dropped 11 (rx ring full 12, fill ring empty 13)\n\
+             xdp program: in0: redirect=14; out0: redirect=15"
+        );
+        assert_eq!(
+            m.stats_lines(),
+            "rx_inside 1\nrx_outside 2\ntx_inside 3\ntx_outside 4\nsessions 16\nsessions_created 5\nhandoffs 8\n\
+             drops 10\ndrop.no_route 10\nblocks_in_use 17\n"
+        );
+        assert_eq!(
+            m.live_line(&MetricsSnapshot::default(), 1.0),
+            "in->out        4 pps  out->in        3 pps  drops     10/s  sessions      16 (+5/s)  hand-offs 8/s"
+        );
+    }
+
+    #[test]
     fn every_drop_reason_is_present_and_the_views_agree_on_the_total() {
         let mut s = Stats::default();
         s.worker.no_route = [2, 3];
