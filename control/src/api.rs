@@ -149,11 +149,24 @@ pub struct FilterQuery {
     state: Option<String>,
 }
 
-fn filter(q: &FilterQuery) -> Result<SessionFilter, String> {
-    let addr = |k: &str, v: &Option<String>| -> Result<Option<u32>, String> {
+/// Why a query's session filters were refused (400).
+#[derive(Debug, thiserror::Error)]
+enum FilterError {
+    /// `subscriber` or `public` is not an address.
+    #[error("{key}: `{value}` is not an IPv4 address")]
+    NotAnAddress { key: &'static str, value: String },
+    /// `protocol` is not a name or number.
+    #[error("protocol: `{0}` is not tcp, udp, icmp or a number")]
+    Protocol(String),
+}
+
+fn filter(q: &FilterQuery) -> Result<SessionFilter, FilterError> {
+    let addr = |key: &'static str, v: &Option<String>| -> Result<Option<u32>, FilterError> {
         v.as_deref()
             .map(|s| {
-                s.parse::<std::net::Ipv4Addr>().map(u32::from).map_err(|_| format!("{k}: `{s}` is not an IPv4 address"))
+                s.parse::<std::net::Ipv4Addr>()
+                    .map(u32::from)
+                    .map_err(|_| FilterError::NotAnAddress { key, value: s.to_string() })
             })
             .transpose()
     };
@@ -162,7 +175,7 @@ fn filter(q: &FilterQuery) -> Result<SessionFilter, String> {
         Some("tcp") => Some(6),
         Some("udp") => Some(17),
         Some("icmp") => Some(1),
-        Some(p) => Some(p.parse::<u8>().map_err(|_| format!("protocol: `{p}` is not tcp, udp, icmp or a number"))?),
+        Some(p) => Some(p.parse::<u8>().map_err(|_| FilterError::Protocol(p.to_string()))?),
     };
     Ok(SessionFilter {
         subscriber: addr("subscriber", &q.subscriber)?,
@@ -297,6 +310,21 @@ mod tests {
         assert_eq!(status_of(&not_live), StatusCode::BAD_REQUEST);
         assert_eq!(status_of(&ApplyError::NoNat), StatusCode::CONFLICT);
         assert_eq!(status_of(&ApplyError::WorkerSilent(0)), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn bad_filters_are_refused_with_what_is_wrong() {
+        let q = |subscriber: Option<&str>, protocol: Option<&str>| FilterQuery {
+            subscriber: subscriber.map(String::from),
+            protocol: protocol.map(String::from),
+            ..FilterQuery::default()
+        };
+        let e = filter(&q(Some("10.0.0"), None)).expect_err("not an address");
+        assert_eq!(e.to_string(), "subscriber: `10.0.0` is not an IPv4 address");
+        let e = filter(&q(None, Some("sctp"))).expect_err("not a protocol");
+        assert_eq!(e.to_string(), "protocol: `sctp` is not tcp, udp, icmp or a number");
+        let f = filter(&q(Some("100.64.0.2"), Some("udp"))).expect("valid");
+        assert_eq!((f.subscriber, f.protocol), (Some(0x6440_0002), Some(17)));
     }
 
     #[test]
