@@ -7,11 +7,10 @@
 //! one slice per request, so a big table never stalls forwarding for long;
 //! every request gets exactly one reply, also in no-NAT mode (empty
 //! answers, or [`ReconfigureError::NoNat`]), so the control side never
-//! waits on a request the worker dropped.
+//! waits on a request the worker dropped. This file imports nothing from
+//! the worker loop; the loop calls [`Command::answer`].
 
-use super::Worker;
-use crate::io::FrameIo;
-use crate::nat::{EngineParams, ParamError, SessionInfo};
+use crate::nat::{Engine, EngineParams, ParamError, SessionInfo};
 use crossbeam_channel::Sender;
 
 /// Which sessions a listing or flush is about (all given fields must match).
@@ -129,56 +128,49 @@ pub enum Command {
     },
 }
 
-impl<I: FrameIo> Worker<I> {
-    /// Serves the control thread's requests (between rounds).
-    pub(super) fn serve(&mut self, now: u32) {
-        let Some(rx) = &self.commands else { return };
-        let Some(e) = self.engine.as_mut() else {
-            // No NAT, no sessions: answer empty.
-            for c in rx.try_iter() {
-                match c {
-                    Command::Sessions { reply, .. } => drop(reply.send(Sliced { part: Vec::new(), next_slot: None })),
-                    Command::Flush { reply, .. } => drop(reply.send(Sliced { part: 0, next_slot: None })),
-                    Command::Census { reply, .. } => {
-                        drop(reply.send(Sliced { part: Census::default(), next_slot: None }))
-                    }
-                    Command::Reconfigure { reply, .. } => drop(reply.send(Err(ReconfigureError::NoNat))),
-                    Command::OutsideAddress { reply, .. } => drop(reply.send(0)),
-                }
+impl Command {
+    /// Answers the request from `engine` (`None`: no NAT, so empty answers
+    /// and no change) at `now`.
+    pub(super) fn answer(self, engine: Option<&mut Engine>, now: u32) {
+        let Some(e) = engine else {
+            match self {
+                Command::Sessions { reply, .. } => drop(reply.send(Sliced { part: Vec::new(), next_slot: None })),
+                Command::Flush { reply, .. } => drop(reply.send(Sliced { part: 0, next_slot: None })),
+                Command::Census { reply, .. } => drop(reply.send(Sliced { part: Census::default(), next_slot: None })),
+                Command::Reconfigure { reply, .. } => drop(reply.send(Err(ReconfigureError::NoNat))),
+                Command::OutsideAddress { reply, .. } => drop(reply.send(0)),
             }
             return;
         };
-        for c in rx.try_iter() {
-            match c {
-                Command::Sessions { filter, from_slot, reply } => {
-                    let (slots, next_slot) = slice(from_slot, e.session_slots());
-                    let part = e.sessions_in(now, slots).filter(|s| filter.matches(s)).collect();
-                    let _ = reply.send(Sliced { part, next_slot });
+        match self {
+            Command::Sessions { filter, from_slot, reply } => {
+                let (slots, next_slot) = slice(from_slot, e.session_slots());
+                let part = e.sessions_in(now, slots).filter(|s| filter.matches(s)).collect();
+                let _ = reply.send(Sliced { part, next_slot });
+            }
+            Command::Flush { filter, from_slot, reply } => {
+                let (slots, next_slot) = slice(from_slot, e.session_slots());
+                let part = e.flush_slots(now, |s| filter.matches(s), None, slots);
+                let _ = reply.send(Sliced { part, next_slot });
+            }
+            Command::Census { from_slot, reply } => {
+                let (slots, next_slot) = slice(from_slot, e.session_slots());
+                let mut c = Census::default();
+                for s in e.sessions_in(now, slots) {
+                    *c.sessions.entry((s.protocol, s.state)).or_default() += 1;
                 }
-                Command::Flush { filter, from_slot, reply } => {
-                    let (slots, next_slot) = slice(from_slot, e.session_slots());
-                    let part = e.flush_slots(now, |s| filter.matches(s), None, slots);
-                    let _ = reply.send(Sliced { part, next_slot });
-                }
-                Command::Census { from_slot, reply } => {
-                    let (slots, next_slot) = slice(from_slot, e.session_slots());
-                    let mut c = Census::default();
-                    for s in e.sessions_in(now, slots) {
-                        *c.sessions.entry((s.protocol, s.state)).or_default() += 1;
+                if from_slot == 0 {
+                    for (ip, pool, in_use, free) in e.port_block_use() {
+                        c.blocks.insert((ip, pool.to_string()), BlockUse { in_use, free });
                     }
-                    if from_slot == 0 {
-                        for (ip, pool, in_use, free) in e.port_block_use() {
-                            c.blocks.insert((ip, pool.to_string()), BlockUse { in_use, free });
-                        }
-                    }
-                    let _ = reply.send(Sliced { part: c, next_slot });
                 }
-                Command::Reconfigure { params, reply } => {
-                    let _ = reply.send(e.reconfigure(&params, now).map_err(ReconfigureError::from));
-                }
-                Command::OutsideAddress { old, new, reply } => {
-                    let _ = reply.send(e.follow_outside_address(old, new, now));
-                }
+                let _ = reply.send(Sliced { part: c, next_slot });
+            }
+            Command::Reconfigure { params, reply } => {
+                let _ = reply.send(e.reconfigure(&params, now).map_err(ReconfigureError::from));
+            }
+            Command::OutsideAddress { old, new, reply } => {
+                let _ = reply.send(e.follow_outside_address(old, new, now));
             }
         }
     }

@@ -189,6 +189,14 @@ impl<I: FrameIo> Worker<I> {
         self
     }
 
+    /// Serves the control thread's requests (between rounds).
+    fn serve(&mut self, now: u32) {
+        let Some(rx) = &self.commands else { return };
+        for c in rx.try_iter() {
+            c.answer(self.engine.as_mut(), now);
+        }
+    }
+
     /// The backend (tests read what was sent).
     pub fn io_mut(&mut self) -> &mut I {
         &mut self.io
