@@ -1,15 +1,42 @@
 //! The operator commands' side of the control API: one HTTP/1.1 request
 //! over a plain TCP connection (the API is on loopback; no TLS, no crate).
 
-use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+/// Why an operator command got no answer it could use.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing listens there.
+    #[error("cannot reach masq's control API on {api} (is masq running? --api ADDR)")]
+    Connect {
+        /// Where it was asked.
+        api: SocketAddr,
+        /// Why the connection failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection broke.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The answer is not HTTP.
+    #[error("{0}: not an HTTP answer")]
+    NotHttp(SocketAddr),
+    /// The status line has no code.
+    #[error("bad HTTP status line")]
+    BadStatusLine,
+    /// masq answered, and not with 2xx.
+    #[error("masq answered {0}")]
+    Status(u16),
+}
+
+type Result<T> = std::result::Result<T, ClientError>;
+
 /// Sends one request; returns the status code and the body.
 pub fn request(api: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&api, Duration::from_secs(3))
-        .with_context(|| format!("cannot reach masq's control API on {api} (is masq running? --api ADDR)"))?;
+        .map_err(|source| ClientError::Connect { api, source })?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(
@@ -20,8 +47,8 @@ pub fn request(api: SocketAddr, method: &str, path: &str, token: Option<&str>, b
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
-    let Some((head, rest)) = text.split_once("\r\n\r\n") else { bail!("{api}: not an HTTP answer") };
-    let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("bad HTTP status line")?;
+    let Some((head, rest)) = text.split_once("\r\n\r\n") else { return Err(ClientError::NotHttp(api)) };
+    let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or(ClientError::BadStatusLine)?;
     let chunked = head.lines().any(|l| {
         l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked")
     });
@@ -67,7 +94,7 @@ pub fn finish(status: u16, body: &str) -> Result<()> {
         Ok(())
     } else {
         eprint!("{body}");
-        bail!("masq answered {status}")
+        Err(ClientError::Status(status))
     }
 }
 
@@ -78,7 +105,7 @@ pub fn stats(api: SocketAddr, once: bool) -> Result<()> {
     let read = || -> Result<std::collections::BTreeMap<String, u64>> {
         let (status, body) = request(api, "GET", "/stats", None, "")?;
         if status != 200 {
-            bail!("masq answered {status}");
+            return Err(ClientError::Status(status));
         }
         Ok(body
             .lines()

@@ -1,16 +1,14 @@
 //! `masq`: the one binary. `masq run` forwards between two interfaces
 //! through AF_XDP workers on a YAML configuration (`--config FILE`, or the
 //! embedded default: the namespace lab's), or on a quick set-up given as
-//! flags; `masq check-config` validates files. The control API and the
-//! other operator subcommands arrive with the rest of issue #5.
-
-mod api;
-mod client;
-mod params;
-mod run;
+//! flags, and serves the control API; `masq check-config` validates files;
+//! `sessions`, `flush`, `push` and `stats` ask a running masq through its
+//! API. This file parses the command line and turns it into the library's
+//! plans (`control::run::RunPlan`); `anyhow` is used here and nowhere else.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use control::{client, params, run, system};
 use std::time::Duration;
 
 /// masq: a carrier-grade NAT44 in user space (AF_XDP, per-core workers).
@@ -360,22 +358,22 @@ fn main() -> Result<()> {
         Cmd::Sessions(f) => {
             let q = client::filters(&f.subscriber, &f.public, &f.protocol, &f.state);
             let (st, body) = client::request(f.conn.api, "GET", &format!("/sessions{q}"), None, "")?;
-            client::finish(st, &body)
+            Ok(client::finish(st, &body)?)
         }
         Cmd::Flush(f) => {
             let q = client::filters(&f.subscriber, &f.public, &f.protocol, &f.state);
             let (st, body) =
                 client::request(f.conn.api, "DELETE", &format!("/sessions{q}"), f.conn.token.as_deref(), "")?;
-            client::finish(st, &body)
+            Ok(client::finish(st, &body)?)
         }
         Cmd::Push { file, conn } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let (st, body) = client::request(conn.api, "PUT", "/config", conn.token.as_deref(), &text)?;
             // The API names the file `config`; say which one it was.
             let body = body.replace("config:", &format!("{}:", file.display()));
-            client::finish(st, &body)
+            Ok(client::finish(st, &body)?)
         }
-        Cmd::Stats { once, conn } => client::stats(conn.api, once),
+        Cmd::Stats { once, conn } => Ok(client::stats(conn.api, once)?),
         Cmd::DefaultConfig => {
             print!("{}", config::DEFAULT_YAML);
             Ok(())
@@ -384,8 +382,8 @@ fn main() -> Result<()> {
             let v = run_config(&a)?;
             init_logging(v.raw.logging.level);
             let ifs = &v.raw.interfaces;
-            let in_addrs = run::interface_addrs(&ifs.inside)?;
-            let out_addrs = run::interface_addrs(&ifs.outside)?;
+            let in_addrs = system::interface_addrs(&ifs.inside)?;
+            let out_addrs = system::interface_addrs(&ifs.outside)?;
             let locals: Vec<u32> = in_addrs.iter().chain(&out_addrs).copied().collect();
             let engine = if a.no_nat {
                 None
@@ -421,7 +419,7 @@ fn main() -> Result<()> {
                 local_addrs: locals,
                 config_path: a.config.clone(),
             });
-            run::run(run::RunPlan {
+            Ok(run::run(run::RunPlan {
                 inside: ifs.inside.clone(),
                 outside: ifs.outside.clone(),
                 cores: v.raw.workers.cores.clone(),
@@ -431,7 +429,7 @@ fn main() -> Result<()> {
                 duration: a.duration.map(Duration::from_secs),
                 api,
                 nat_events: v.raw.logging.nat_events,
-            })
+            })?)
         }
     }
 }

@@ -1,12 +1,30 @@
 //! From a validated configuration to the engine's plain parameters: the
 //! only place that knows both (the dataplane never sees YAML).
 
-use anyhow::{Context, Result};
 use config::{Filtering as CFiltering, PoolMode as CPoolMode, Protocol, PublicAddr, ValidAction, ValidConfig};
 use dataplane::nat::{
     proto, EngineParams, Filtering, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch, Timeouts,
 };
 use dataplane::rss::{InputSet, Rss, SubscriberSteering};
+
+/// Why a valid configuration has no engine parameters on this box.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    /// More workers than an engine can number.
+    #[error("{workers} workers: at most {}", u16::MAX)]
+    TooManyWorkers {
+        /// Workers the configuration asks for.
+        workers: usize,
+    },
+    /// A masquerade pool, and the outside interface has no address to lend.
+    #[error("pool `{pool}` masquerades, but {iface} has no IPv4 address")]
+    NoOutsideAddress {
+        /// The pool.
+        pool: String,
+        /// The outside interface.
+        iface: String,
+    },
+}
 
 fn prefix(n: &config::Net) -> Prefix {
     Prefix::new(u32::from(n.addr), n.len)
@@ -42,14 +60,20 @@ pub fn nic_rss(v: &ValidConfig, iface: &str) -> Option<Rss> {
 
 /// The engine parameters of worker 0 (the others differ in `worker`).
 /// `outside_addr` is the outside interface's address (for masquerade).
-pub fn engine_params(v: &ValidConfig, outside_addr: Option<u32>, local_addrs: Vec<u32>) -> Result<EngineParams> {
-    let workers = u16::try_from(v.raw.workers.cores.len())?;
+pub fn engine_params(
+    v: &ValidConfig,
+    outside_addr: Option<u32>,
+    local_addrs: Vec<u32>,
+) -> Result<EngineParams, ParamsError> {
+    let cores = v.raw.workers.cores.len();
+    let workers = u16::try_from(cores).map_err(|_| ParamsError::TooManyWorkers { workers: cores })?;
     let rss_out = nic_rss(v, &v.raw.interfaces.outside);
     let mut pools = Vec::new();
     for p in &v.pools {
         let addresses = if p.masquerade {
-            vec![outside_addr.with_context(|| {
-                format!("pool `{}` masquerades, but {} has no IPv4 address", p.name, v.raw.interfaces.outside)
+            vec![outside_addr.ok_or_else(|| ParamsError::NoOutsideAddress {
+                pool: p.name.clone(),
+                iface: v.raw.interfaces.outside.clone(),
             })?]
         } else {
             p.addresses.iter().map(|&a| u32::from(a)).collect()

@@ -4,7 +4,9 @@
 //! in no-NAT mode, only routes it), writes the next hop's MAC, and queues
 //! each frame for transmission, hand-off or release; then it takes frames
 //! other workers handed to it, flushes the rings once, and picks up a new
-//! next-hop table if the control thread published one.
+//! next-hop table if the control thread published one. Before the round it
+//! serves the control thread's requests (`command.rs`: the protocol and its
+//! typed replies).
 //!
 //! Invariants: every received frame is sent, freed or handed off in the
 //! round it arrived (the worker never holds a frame across rounds; the backend
@@ -14,9 +16,13 @@
 //! the only syscalls are the backend's ring kicks, once per round.
 #![forbid(unsafe_code)]
 
+mod command;
+
+pub use command::{BlockUse, Census, Command, ReconfigureError, SessionFilter, Sliced, SLICE};
+
 use crate::io::{Desc, FrameIo, BATCH};
 use crate::l2::{write_l2, L2Table, NextHop};
-use crate::nat::{Counters, Engine, SessionInfo, Side, Verdict};
+use crate::nat::{Counters, Engine, Side, Verdict};
 use crate::wire::fragment::{self, Plan};
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
@@ -85,66 +91,6 @@ pub struct WorkerCounters {
     pub log_dropped: u64,
     /// Hand-offs dropped: the owner's queue was full, the frame too big, or no frame free.
     pub handoff_dropped: u64,
-}
-
-/// Which sessions a listing or flush is about (all given fields must match).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionFilter {
-    /// Inside (subscriber) address.
-    pub subscriber: Option<u32>,
-    /// Public address.
-    pub public: Option<u32>,
-    /// IP protocol number.
-    pub protocol: Option<u8>,
-    /// State name (`established`, `udp`, ...).
-    pub state: Option<String>,
-}
-
-impl SessionFilter {
-    /// True if `s` matches.
-    pub fn matches(&self, s: &SessionInfo) -> bool {
-        self.subscriber.is_none_or(|a| s.inside.0 == a)
-            && self.public.is_none_or(|a| s.public.0 == a)
-            && self.protocol.is_none_or(|p| s.protocol == p)
-            && self.state.as_deref().is_none_or(|st| s.state == st)
-    }
-}
-
-/// Session slots a listing, flush or census walks per request: one request
-/// is served between two rounds, so a big table is walked a slice at a time
-/// (65536 slots, about 2 MiB of sessions) and forwarding never stalls long.
-pub const SLICE: u32 = 1 << 16;
-
-/// A reply to a sliced request: the slice's result and the slot to ask
-/// from next (`None`: the table is done).
-pub type Sliced<T> = (T, Option<u32>);
-
-/// A request from the control thread, served by the worker between rounds
-/// (so it never races the forwarding path; the reply allocates, the
-/// forwarding path does not).
-pub enum Command {
-    /// The sessions that match, among the [`SLICE`] slots from `.1`.
-    Sessions(SessionFilter, u32, crossbeam_channel::Sender<Sliced<Vec<SessionInfo>>>),
-    /// Remove the sessions that match among the slots from `.1`; replies how many.
-    Flush(SessionFilter, u32, crossbeam_channel::Sender<Sliced<usize>>),
-    /// Live sessions by (protocol, state) among the slots from `.0`, and
-    /// (with the first slice) port blocks per address.
-    Census(u32, crossbeam_channel::Sender<Sliced<Census>>),
-    /// New parameters, applied at this batch boundary; replies how many
-    /// sessions were flushed, or why nothing changed.
-    Reconfigure(Box<crate::nat::EngineParams>, crossbeam_channel::Sender<Result<usize, String>>),
-    /// The outside interface's address changed (old, new): masquerade
-    /// pools follow; replies how many sessions were flushed.
-    OutsideAddress(u32, u32, crossbeam_channel::Sender<usize>),
-}
-
-/// What [`Command::Census`] returns.
-#[derive(Debug, Clone, Default)]
-pub struct Census {
-    /// (protocol, state) -> live sessions.
-    pub sessions: std::collections::BTreeMap<(u8, &'static str), u64>,
-    /// (address, pool) -> (blocks in use, blocks free).
-    pub blocks: std::collections::BTreeMap<(u32, String), (usize, usize)>,
 }
 
 /// A snapshot the control thread reads.
@@ -246,49 +192,8 @@ impl<I: FrameIo> Worker<I> {
     /// Serves the control thread's requests (between rounds).
     fn serve(&mut self, now: u32) {
         let Some(rx) = &self.commands else { return };
-        let Some(e) = self.engine.as_mut() else {
-            // No NAT, no sessions: answer empty.
-            for c in rx.try_iter() {
-                match c {
-                    Command::Sessions(_, _, r) => drop(r.send((Vec::new(), None))),
-                    Command::Flush(_, _, r) => drop(r.send((0, None))),
-                    Command::Census(_, r) => drop(r.send((Census::default(), None))),
-                    Command::Reconfigure(_, r) => drop(r.send(Err("masq runs without NAT (--no-nat)".into()))),
-                    Command::OutsideAddress(_, _, r) => drop(r.send(0)),
-                }
-            }
-            return;
-        };
         for c in rx.try_iter() {
-            match c {
-                Command::Sessions(f, start, r) => {
-                    let (slots, next) = slice(start, e.session_slots());
-                    let _ = r.send((e.sessions_in(now, slots).filter(|s| f.matches(s)).collect(), next));
-                }
-                Command::Flush(f, start, r) => {
-                    let (slots, next) = slice(start, e.session_slots());
-                    let _ = r.send((e.flush_slots(now, |s| f.matches(s), None, slots), next));
-                }
-                Command::Census(start, r) => {
-                    let (slots, next) = slice(start, e.session_slots());
-                    let mut c = Census::default();
-                    for s in e.sessions_in(now, slots) {
-                        *c.sessions.entry((s.protocol, s.state)).or_default() += 1;
-                    }
-                    if start == 0 {
-                        for (ip, pool, used, free) in e.port_block_use() {
-                            c.blocks.insert((ip, pool.to_string()), (used, free));
-                        }
-                    }
-                    let _ = r.send((c, next));
-                }
-                Command::Reconfigure(p, r) => {
-                    let _ = r.send(e.reconfigure(&p, now).map_err(|x| x.to_string()));
-                }
-                Command::OutsideAddress(old, new, r) => {
-                    let _ = r.send(e.follow_outside_address(old, new, now));
-                }
-            }
+            c.answer(self.engine.as_mut(), now);
         }
     }
 
@@ -557,12 +462,6 @@ fn other(side: Side) -> Side {
     }
 }
 
-/// The slots of the slice from `start`, and where the next one starts.
-fn slice(start: u32, slots: u32) -> (std::ops::Range<u32>, Option<u32>) {
-    let end = start.saturating_add(SLICE).min(slots);
-    (start..end, (end < slots).then_some(end))
-}
-
 /// The inside or outside half of a per-side counter pair.
 fn per_side(pair: &mut [u64; 2], side: Side) -> &mut u64 {
     let [inside, outside] = pair;
@@ -734,27 +633,5 @@ mod tests {
         w0.hand_off(1, Side::Outside, d);
         w0.hand_off(1, Side::Outside, d);
         assert_eq!((w0.counters().handoff_out, w0.counters().handoff_dropped), (1, 1));
-    }
-}
-
-#[cfg(test)]
-mod slice_tests {
-    use super::*;
-
-    #[test]
-    fn slices_cover_every_slot_once() {
-        let mut covered = 0u32;
-        let mut start = Some(0);
-        let mut n = 0;
-        while let Some(s) = start {
-            let (r, next) = slice(s, 3 * SLICE + 5);
-            assert_eq!(r.start, covered);
-            covered = r.end;
-            start = next;
-            n += 1;
-        }
-        assert_eq!((covered, n), (3 * SLICE + 5, 4));
-        assert_eq!(slice(0, 10), (0..10, None));
-        assert_eq!(slice(0, 0), (0..0, None));
     }
 }

@@ -1,0 +1,518 @@
+//! The configuration in force, and changing it while masq runs: a push
+//! (`PUT /config`), a SIGHUP reload of the file, and the masquerade pools
+//! following the outside interface's address.
+//!
+//! Invariants: a change is all or nothing from the control side's view:
+//! [`apply`] validates the text, refuses keys that change only with a
+//! restart, builds and checks the engine parameters, and only then hands
+//! them to every worker (each applies them at a batch boundary); on any
+//! refusal before that, nothing (configuration, YAML, generation, engines)
+//! changes and the refusal is counted. The generation starts at 1 and goes
+//! up by one per accepted change. Nothing here knows HTTP: the API maps an
+//! [`ApplyError`] to a status code.
+
+use crate::params::{engine_params, ParamsError};
+use crate::telemetry::ConfigCounts;
+use dataplane::nat::{reconfigure_check, EngineParams, ParamError};
+use dataplane::worker::{Command, ReconfigureError};
+use dataplane::xdp::{LocalAddress, XdpProgram};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long a worker may take to answer a change.
+const WORKER_ANSWER: Duration = Duration::from_secs(10);
+
+/// The configuration in force and what turning a new one into engine
+/// parameters needs.
+#[derive(Debug, Clone)]
+pub struct Live {
+    /// The validated configuration in force.
+    pub config: config::ValidConfig,
+    /// The engine parameters in force (`None`: masq runs without NAT).
+    pub params: Option<EngineParams>,
+    /// The outside interface's address (masquerade).
+    pub outside_addr: Option<u32>,
+    /// The box's addresses.
+    pub local_addrs: Vec<u32>,
+}
+
+/// The live configuration, shared by the API and the control loop.
+pub struct LiveConfig {
+    /// Where changes go: one request channel per worker.
+    workers: Vec<crossbeam_channel::Sender<Command>>,
+    /// Logical CPUs, for validating new configurations.
+    cpus: usize,
+    /// The file SIGHUP re-reads (none: SIGHUP says so and changes nothing).
+    source: Option<std::path::PathBuf>,
+    /// What a new configuration is applied against.
+    live: Mutex<Live>,
+    /// The configuration in force, as YAML (as pushed, comments included).
+    yaml: Mutex<String>,
+    generation: AtomicU64,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl LiveConfig {
+    /// Generation 1: `live`, written as `yaml`, in force on `workers`.
+    pub fn new(
+        workers: Vec<crossbeam_channel::Sender<Command>>,
+        cpus: usize,
+        source: Option<std::path::PathBuf>,
+        live: Live,
+        yaml: String,
+    ) -> Self {
+        Self {
+            workers,
+            cpus,
+            source,
+            live: Mutex::new(live),
+            yaml: Mutex::new(yaml),
+            generation: AtomicU64::new(1),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// The configuration in force, as YAML.
+    pub fn yaml(&self) -> String {
+        self.yaml.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// A copy of what is in force (`None` if a panic poisoned it).
+    pub fn in_force(&self) -> Option<Live> {
+        self.live.lock().ok().map(|l| l.clone())
+    }
+
+    /// Generation, changes accepted and refused.
+    pub fn counts(&self) -> ConfigCounts {
+        ConfigCounts {
+            generation: self.generation.load(Ordering::Relaxed),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A key whose change needs a restart, and where it is in the new text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartKey {
+    /// Top-level key (`interfaces`, `workers`, `control`).
+    pub key: &'static str,
+    /// Line, 1-based.
+    pub line: usize,
+    /// Column, 1-based.
+    pub col: usize,
+}
+
+/// Why a configuration was not applied. Displayed as `check-config` prints
+/// errors: one line each, starting `config:` (callers put the file's name
+/// there).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Not a valid configuration: YAML syntax, unknown key, bad value,
+    /// overlapping pools, ...
+    #[error("{}", config_lines(.0))]
+    Invalid(Vec<config::ConfigError>),
+    /// Valid, but changes keys that change only with a restart.
+    #[error("{}", restart_lines(.0))]
+    NeedsRestart(Vec<RestartKey>),
+    /// masq runs without NAT: there are no engines to change.
+    #[error("config: masq runs without NAT (--no-nat): nothing to apply\n")]
+    NoNat,
+    /// No engine parameters on this box (a masquerade pool, no outside address).
+    #[error("config: {0}\n")]
+    Params(#[from] ParamsError),
+    /// The engines cannot take the change live (table sizes, ...).
+    #[error("config: {0}\n")]
+    NotLive(ParamError),
+    /// A worker's channel is closed.
+    #[error("config: worker {0} is gone\n")]
+    WorkerGone(usize),
+    /// A worker refused; workers before it took the change.
+    #[error("config: worker {worker}: {error}\n")]
+    WorkerRefused {
+        /// The worker.
+        worker: usize,
+        /// Its reason.
+        error: ReconfigureError,
+    },
+    /// A worker did not answer in time.
+    #[error("config: worker {0} did not answer\n")]
+    WorkerSilent(usize),
+    /// A panic poisoned the configuration in force.
+    #[error("poisoned\n")]
+    Poisoned,
+}
+
+fn config_lines(errors: &[config::ConfigError]) -> String {
+    errors.iter().map(|e| format!("config:{e}\n")).collect()
+}
+
+fn restart_lines(keys: &[RestartKey]) -> String {
+    keys.iter().map(|k| format!("config:{}:{}: {}: changes only with a restart\n", k.line, k.col, k.key)).collect()
+}
+
+/// A change that was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The new generation.
+    pub generation: u64,
+    /// Sessions on removed addresses the workers flushed.
+    pub flushed: usize,
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "config: generation {} in force; {} sessions on removed addresses flushed",
+            self.generation, self.flushed
+        )
+    }
+}
+
+/// Validates `text` and applies it to every worker at a batch boundary.
+/// A refused configuration changes nothing and is counted as refused.
+pub fn apply(s: &LiveConfig, text: &str) -> Result<Applied, ApplyError> {
+    let result = try_apply(s, text);
+    match &result {
+        Ok(_) => s.accepted.fetch_add(1, Ordering::Relaxed),
+        // Not a refusal of the text: nothing was looked at.
+        Err(ApplyError::Poisoned) => 0,
+        Err(_) => s.refused.fetch_add(1, Ordering::Relaxed),
+    };
+    result
+}
+
+fn try_apply(s: &LiveConfig, text: &str) -> Result<Applied, ApplyError> {
+    let v = config::load(text, s.cpus).map_err(ApplyError::Invalid)?;
+    let mut live = s.live.lock().map_err(|_| ApplyError::Poisoned)?;
+    let restart = restart_keys(&live.config.raw, &v.raw, &config::Positions::of(text));
+    if !restart.is_empty() {
+        return Err(ApplyError::NeedsRestart(restart));
+    }
+    let Some(old) = &live.params else { return Err(ApplyError::NoNat) };
+    let mut p = engine_params(&v, live.outside_addr, live.local_addrs.clone())?;
+    // The seed and steering stay the running engines' own.
+    p.seed = old.seed;
+    p.steering = old.steering.clone();
+    reconfigure_check(old, &p).map_err(ApplyError::NotLive)?;
+    let flushed = reconfigure_workers(&s.workers, &p)?;
+    live.config = v;
+    live.params = Some(p);
+    if let Ok(mut y) = s.yaml.lock() {
+        *y = text.to_string();
+    }
+    let generation = s.generation.fetch_add(1, Ordering::Relaxed) + 1;
+    Ok(Applied { generation, flushed })
+}
+
+/// The top-level keys `new` changes that change only with a restart.
+fn restart_keys(cur: &config::Config, new: &config::Config, positions: &config::Positions) -> Vec<RestartKey> {
+    [
+        ("interfaces", cur.interfaces != new.interfaces),
+        ("workers", cur.workers != new.workers),
+        ("control", cur.control != new.control),
+    ]
+    .into_iter()
+    .filter(|&(_, changed)| changed)
+    .map(|(key, _)| {
+        let (line, col) = positions.find(key);
+        RestartKey { key, line, col }
+    })
+    .collect()
+}
+
+/// Hands `p` to every worker in turn; the sessions they flushed.
+fn reconfigure_workers(workers: &[crossbeam_channel::Sender<Command>], p: &EngineParams) -> Result<usize, ApplyError> {
+    let mut flushed = 0;
+    for (w, c) in workers.iter().enumerate() {
+        let mut params = Box::new(p.clone());
+        params.worker = u16::try_from(w).unwrap_or(0);
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        if c.send(Command::Reconfigure { params, reply }).is_err() {
+            return Err(ApplyError::WorkerGone(w));
+        }
+        match rx.recv_timeout(WORKER_ANSWER) {
+            Ok(Ok(n)) => flushed += n,
+            Ok(Err(error)) => return Err(ApplyError::WorkerRefused { worker: w, error }),
+            Err(_) => return Err(ApplyError::WorkerSilent(w)),
+        }
+    }
+    Ok(flushed)
+}
+
+/// SIGHUP: re-reads the configuration file and applies it like a push.
+/// `None`: masq runs without the control side (`--no-api`).
+pub fn reload(live: Option<&LiveConfig>) {
+    let Some(live) = live else {
+        tracing::info!("SIGHUP: no control side running (--no-api); nothing reloaded");
+        return;
+    };
+    let Some(path) = &live.source else {
+        tracing::info!("SIGHUP: masq was not started from a file (--config); nothing reloaded");
+        return;
+    };
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Err(e) => tracing::warn!("SIGHUP: {name}: {e}; nothing changed"),
+        Ok(text) => match apply(live, &text) {
+            Ok(done) => {
+                tracing::info!("SIGHUP: {}", done.to_string().replace("config:", &format!("{name}:")).trim_end())
+            }
+            Err(e) => tracing::warn!(
+                "SIGHUP refused, nothing changed:\n{}",
+                e.to_string().replace("config:", &format!("{name}:")).trim_end()
+            ),
+        },
+    }
+}
+
+/// The outside interface's address went from `old` to `new`: the workers'
+/// masquerade pools (which lend `ports` of it), the XDP programs' address
+/// maps and the configuration in force all follow.
+pub fn follow_outside(
+    workers: &[crossbeam_channel::Sender<Command>],
+    progs: &mut [XdpProgram],
+    live: Option<&LiveConfig>,
+    old: u32,
+    new: u32,
+    ports: (u16, u16),
+) {
+    let mut flushed = 0;
+    for c in workers {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        if c.send(Command::OutsideAddress { old, new, reply }).is_ok() {
+            flushed += rx.recv_timeout(Duration::from_secs(5)).unwrap_or(0);
+        }
+    }
+    for p in progs.iter_mut() {
+        let _ = p.remove_local(old);
+        if let Err(e) = p.set_local(LocalAddress { addr: new, nat_ports: Some(ports) }) {
+            tracing::warn!("{e}");
+        }
+    }
+    if let Some(mut l) = live.and_then(|l| l.live.lock().ok()) {
+        l.follow_outside(old, new);
+    }
+    let ip = std::net::Ipv4Addr::from;
+    tracing::info!(
+        "outside address {} -> {}: masquerade follows; {flushed} sessions on the old address flushed",
+        ip(old),
+        ip(new)
+    );
+}
+
+impl Live {
+    /// The outside address went from `old` to `new`.
+    fn follow_outside(&mut self, old: u32, new: u32) {
+        let swap = |addrs: &mut Vec<u32>| {
+            for a in addrs.iter_mut().filter(|a| **a == old) {
+                *a = new;
+            }
+        };
+        self.outside_addr = Some(new);
+        swap(&mut self.local_addrs);
+        if let Some(p) = self.params.as_mut() {
+            for pool in p.pools.iter_mut().filter(|x| x.masquerade) {
+                pool.addresses = vec![new];
+            }
+            swap(&mut p.local_addrs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A push against one real worker (in-memory I/O, no NIC, no root):
+    //! what it answers, and that a refusal leaves everything as it was.
+    use super::*;
+    use dataplane::io::MemIo;
+    use dataplane::l2::L2Table;
+    use dataplane::worker::{Mesh, Sliced, Worker};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    const BASE: &str = "\
+interfaces:
+  inside: in0
+  outside: out0
+workers:
+  cores: [0]
+pools:
+  - name: p
+    addresses: [203.0.113.10]
+rules:
+  - action: snat
+    pool: p
+tables:
+  max_sessions: 4096
+  max_subscribers: 1024
+";
+
+    /// A second pool, for 10.0.0.0/8, spliced in before `rules:`.
+    const NEW_POOL: &str = "  - name: q
+    addresses: [198.51.100.1]
+rules:
+  - action: snat
+    pool: q
+    match:
+      src: [10.0.0.0/8]";
+
+    fn ip(s: &str) -> u32 {
+        u32::from(s.parse::<std::net::Ipv4Addr>().expect("an address"))
+    }
+
+    /// One worker running rounds on its own thread until dropped.
+    struct Harness {
+        live: LiveConfig,
+        original: config::ValidConfig,
+        worker: crossbeam_channel::Sender<Command>,
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let v = config::load(BASE, usize::MAX).expect("BASE is valid");
+            let p = engine_params(&v, None, Vec::new()).expect("parameters");
+            let engine = dataplane::nat::Engine::new(&p).expect("engine");
+            let (tx, rx) = crossbeam_channel::bounded(16);
+            let stop = Arc::new(AtomicBool::new(false));
+            let halt = Arc::clone(&stop);
+            let thread = std::thread::spawn(move || {
+                let mut w = Worker::new(
+                    0,
+                    MemIo::new(64, 2048),
+                    Some(engine),
+                    Arc::new(L2Table::default()),
+                    Arc::new(Mesh::new(1, 16)),
+                )
+                .with_commands(rx);
+                while !halt.load(Ordering::Relaxed) {
+                    w.round(1);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+            let live = Live { config: v.clone(), params: Some(p), outside_addr: None, local_addrs: Vec::new() };
+            Self {
+                live: LiveConfig::new(vec![tx.clone()], usize::MAX, None, live, BASE.to_string()),
+                original: v,
+                worker: tx,
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        /// The pool addresses the worker's engine has, from its census.
+        fn engine_addresses(&self) -> Vec<(u32, String)> {
+            let (reply, rx) = crossbeam_channel::bounded(1);
+            self.worker.send(Command::Census { from_slot: 0, reply }).expect("worker runs");
+            let Sliced { part, .. } = rx.recv_timeout(Duration::from_secs(5)).expect("census");
+            part.blocks.into_keys().collect()
+        }
+
+        /// A refused push left the configuration, its text, its generation
+        /// and the engine as they were, and was counted.
+        fn assert_unchanged(&self) {
+            assert_eq!(self.live.yaml(), BASE);
+            assert_eq!(self.live.counts(), ConfigCounts { generation: 1, accepted: 0, refused: 1 });
+            assert_eq!(self.live.in_force().expect("not poisoned").config, self.original);
+            assert_eq!(self.engine_addresses(), vec![(ip("203.0.113.10"), "p".to_string())]);
+        }
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn paths(e: &ApplyError) -> Vec<String> {
+        match e {
+            ApplyError::Invalid(errors) => errors.iter().map(|x| x.path.clone()).collect(),
+            other => panic!("expected ApplyError::Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_push_reaches_the_engine_and_is_the_next_generation() {
+        let h = Harness::new();
+        let text = BASE.replace("rules:", NEW_POOL);
+        let done = apply(&h.live, &text).expect("applied");
+        assert_eq!(done, Applied { generation: 2, flushed: 0 });
+        assert_eq!(done.to_string(), "config: generation 2 in force; 0 sessions on removed addresses flushed\n");
+        assert_eq!(h.live.yaml(), text);
+        assert_eq!(h.live.counts(), ConfigCounts { generation: 2, accepted: 1, refused: 0 });
+        let in_force = h.live.in_force().expect("not poisoned");
+        assert_eq!(in_force.params.expect("NAT").pools[1].addresses, vec![ip("198.51.100.1")]);
+        assert_eq!(
+            h.engine_addresses(),
+            vec![(ip("198.51.100.1"), "q".to_string()), (ip("203.0.113.10"), "p".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_yaml_error_is_refused_and_changes_nothing() {
+        let h = Harness::new();
+        let e = apply(&h.live, "interfaces: [in0\n").expect_err("not YAML");
+        assert!(matches!(e, ApplyError::Invalid(ref v) if !v.is_empty()), "{e:?}");
+        assert!(e.to_string().starts_with("config:"), "{e}");
+        h.assert_unchanged();
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_path_and_changes_nothing() {
+        let h = Harness::new();
+        let e = apply(&h.live, &format!("{BASE}workerz:\n  cores: [0]\n")).expect_err("typo");
+        assert_eq!(paths(&e), vec!["workerz"]);
+        assert!(e.to_string().contains("config:15:1: workerz: unknown field `workerz`"), "{e}");
+        h.assert_unchanged();
+    }
+
+    #[test]
+    fn an_overlapping_pool_is_refused_and_changes_nothing() {
+        let h = Harness::new();
+        let text = BASE.replace(
+            "rules:",
+            "  - name: q\n    addresses: [203.0.113.8/29]\nrules:\n  - action: snat\n    pool: q\n    match:\n      src: [10.0.0.0/8]",
+        );
+        let e = apply(&h.live, &text).expect_err("overlap");
+        assert_eq!(paths(&e), vec!["pools[1].addresses[0]"]);
+        h.assert_unchanged();
+    }
+
+    #[test]
+    fn a_key_that_needs_a_restart_is_refused_with_its_line_and_changes_nothing() {
+        let h = Harness::new();
+        let e = apply(&h.live, &BASE.replace("outside: out0", "outside: out1")).expect_err("restart");
+        let ApplyError::NeedsRestart(keys) = &e else { panic!("expected NeedsRestart, got {e:?}") };
+        assert_eq!(keys, &vec![RestartKey { key: "interfaces", line: 2, col: 3 }]);
+        assert_eq!(e.to_string(), "config:2:3: interfaces: changes only with a restart\n");
+        h.assert_unchanged();
+    }
+
+    #[test]
+    fn a_table_size_the_engine_cannot_change_live_is_refused_and_changes_nothing() {
+        let h = Harness::new();
+        let e = apply(&h.live, &BASE.replace("max_sessions: 4096", "max_sessions: 8192")).expect_err("not live");
+        assert!(matches!(e, ApplyError::NotLive(_)), "{e:?}");
+        assert!(e.to_string().contains("table sizes change only with a restart"), "{e}");
+        h.assert_unchanged();
+    }
+
+    #[test]
+    fn without_nat_there_is_nothing_to_apply() {
+        let v = config::load(BASE, usize::MAX).expect("BASE is valid");
+        let live = Live { config: v, params: None, outside_addr: None, local_addrs: Vec::new() };
+        let l = LiveConfig::new(Vec::new(), usize::MAX, None, live, BASE.to_string());
+        let e = apply(&l, BASE).expect_err("no NAT");
+        assert!(matches!(e, ApplyError::NoNat), "{e:?}");
+        assert_eq!(l.counts(), ConfigCounts { generation: 1, accepted: 0, refused: 1 });
+    }
+}

@@ -1,0 +1,198 @@
+//! `GET /metrics`: a [`MetricsSnapshot`] in the Prometheus text format.
+//!
+//! Every name starts `masq_`. Counters end `_total`; gauges do not. Labels
+//! name directions `in_to_out`/`out_to_in`, and drop and pass reasons by
+//! their counter names (`DropReason::name`, `PassReason::name`), so a
+//! dashboard's label values are the code's. Families are rendered whole at
+//! each scrape from one snapshot: nothing here holds state between scrapes.
+
+use crate::telemetry::{protocol_name, MetricsSnapshot};
+use dataplane::nat::PassReason;
+use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Histogram buckets of the per-worker round time: seconds, nanoseconds.
+const ROUND_BUCKETS: [(f64, u64); 12] = [
+    (1e-6, 1_000),
+    (2e-6, 2_000),
+    (5e-6, 5_000),
+    (1e-5, 10_000),
+    (2e-5, 20_000),
+    (5e-5, 50_000),
+    (1e-4, 100_000),
+    (2e-4, 200_000),
+    (5e-4, 500_000),
+    (1e-3, 1_000_000),
+    (1e-2, 10_000_000),
+    (1e-1, 100_000_000),
+];
+
+/// A Prometheus histogram of one worker's round times: the hdrhistogram's
+/// exact counts at each bucket bound.
+fn round_metric(worker: usize, h: &hdrhistogram::Histogram<u64>) -> prometheus::proto::Metric {
+    use prometheus::proto::{Bucket, LabelPair, Metric};
+    let buckets = ROUND_BUCKETS
+        .iter()
+        .map(|&(secs, ns)| {
+            let mut bk = Bucket::default();
+            bk.set_upper_bound(secs);
+            // hdrhistogram counts up to the bound's equivalent range,
+            // accurate to 2 significant digits.
+            bk.set_cumulative_count(h.count_between(0, ns));
+            bk
+        })
+        .collect();
+    let mut hist = prometheus::proto::Histogram::default();
+    hist.set_sample_count(h.len());
+    hist.set_sample_sum(h.mean() * h.len() as f64 / 1e9);
+    hist.set_bucket(buckets);
+    let mut label = LabelPair::default();
+    label.set_name("worker".into());
+    label.set_value(worker.to_string());
+    let mut m = Metric::default();
+    m.set_label(vec![label]);
+    m.set_histogram(hist);
+    m
+}
+
+/// The exposition of `m`.
+pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
+    let r = Registry::new();
+    let counter = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+        let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+        r.register(Box::new(c.clone()))?;
+        Ok(c)
+    };
+    let gauge = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntGaugeVec> {
+        let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+        r.register(Box::new(g.clone()))?;
+        Ok(g)
+    };
+    let packets = counter("masq_packets_total", "Packets by direction and verdict.", &["direction", "verdict"])?;
+    packets.with_label_values(&["in_to_out", "received"]).inc_by(m.rx[0]);
+    packets.with_label_values(&["out_to_in", "received"]).inc_by(m.rx[1]);
+    packets.with_label_values(&["in_to_out", "forward"]).inc_by(m.fwd_i2o);
+    packets.with_label_values(&["out_to_in", "forward"]).inc_by(m.fwd_o2i);
+    packets.with_label_values(&["any", "drop"]).inc_by(m.drops_total());
+    packets.with_label_values(&["any", "kernel"]).inc_by(m.passes.iter().sum());
+    packets.with_label_values(&["any", "handoff"]).inc_by(m.handoffs_out);
+
+    let bytes = counter("masq_bytes_total", "Bytes received and sent, by direction.", &["direction", "verdict"])?;
+    bytes.with_label_values(&["in_to_out", "received"]).inc_by(m.rx_bytes[0]);
+    bytes.with_label_values(&["out_to_in", "received"]).inc_by(m.rx_bytes[1]);
+    // Sent on the outside is in to out.
+    bytes.with_label_values(&["in_to_out", "forward"]).inc_by(m.tx_bytes[1]);
+    bytes.with_label_values(&["out_to_in", "forward"]).inc_by(m.tx_bytes[0]);
+
+    let drops = counter("masq_drops_total", "Packets dropped, by reason.", &["reason"])?;
+    for (reason, n) in &m.drops {
+        drops.with_label_values(&[reason]).inc_by(*n);
+    }
+    let passes =
+        counter("masq_kernel_passes_total", "Packets given to the kernel by the engine, by reason.", &["reason"])?;
+    for (r, n) in PassReason::ALL.iter().zip(m.passes) {
+        passes.with_label_values(&[r.name()]).inc_by(n);
+    }
+
+    let sessions = gauge("masq_sessions", "Live sessions by protocol and state.", &["protocol", "state"])?;
+    // Every protocol appears, even with no session, so dashboards have a series.
+    for p in ["tcp", "udp", "icmp"] {
+        sessions.with_label_values(&[p, "any"]).set(0);
+    }
+    for (&(p, st), &n) in &m.census.sessions {
+        sessions.with_label_values(&[&protocol_name(p), st]).set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    let lifecycle =
+        counter("masq_sessions_events_total", "Sessions created, expired, evicted and flushed.", &["event"])?;
+    for (ev, n) in [
+        ("created", m.sessions_created),
+        ("expired", m.sessions_expired),
+        ("evicted", m.sessions_evicted),
+        ("flushed", m.sessions_flushed),
+    ] {
+        lifecycle.with_label_values(&[ev]).inc_by(n);
+    }
+
+    let blocks =
+        gauge("masq_port_blocks", "Port blocks per pool address, in use or free.", &["pool", "address", "state"])?;
+    for ((ip, pool), b) in &m.census.blocks {
+        let a = std::net::Ipv4Addr::from(*ip).to_string();
+        blocks.with_label_values(&[pool, &a, "in_use"]).set(i64::try_from(b.in_use).unwrap_or(0));
+        blocks.with_label_values(&[pool, &a, "free"]).set(i64::try_from(b.free).unwrap_or(0));
+    }
+    let exhaustion = counter(
+        "masq_port_exhaustion_events_total",
+        "Times a subscriber found no free port, by subscriber bucket (/24 network number modulo 16).",
+        &["bucket"],
+    )?;
+    for (b, n) in m.port_exhaustion_by_bucket.iter().enumerate() {
+        exhaustion.with_label_values(&[&b.to_string()]).inc_by(*n);
+    }
+
+    let handoffs = counter("masq_handoffs_total", "Frames handed to the worker that owns their session.", &["worker"])?;
+    for (w, ws) in m.workers.iter().enumerate() {
+        handoffs.with_label_values(&[&w.to_string()]).inc_by(ws.handoffs_out);
+    }
+    let log_lost =
+        counter("masq_nat_log_lost_total", "NAT log events (port blocks) lost because the log fell behind.", &[])?;
+    log_lost.with_label_values::<&str>(&[]).inc_by(m.nat_log_lost);
+
+    let xdp = counter(
+        "masq_xdp_frames_total",
+        "Frames the XDP program redirected to masq or passed to the kernel.",
+        &["interface", "action"],
+    )?;
+    for x in &m.xdp {
+        for (action, n) in &x.by_action {
+            xdp.with_label_values(&[x.iface.as_str(), action]).inc_by(*n);
+        }
+    }
+
+    let generation = gauge("masq_config_generation", "Generation of the configuration in force.", &[])?;
+    generation.with_label_values::<&str>(&[]).set(i64::try_from(m.config.generation).unwrap_or(0));
+    let reloads = counter("masq_config_reloads_total", "Configuration pushes and reloads by result.", &["result"])?;
+    reloads.with_label_values(&["ok"]).inc_by(m.config.accepted);
+    reloads.with_label_values(&["error"]).inc_by(m.config.refused);
+    let build = gauge("masq_build_info", "Build information.", &["version"])?;
+    build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+    let mut families = r.gather();
+    let mut fam = prometheus::proto::MetricFamily::default();
+    fam.set_name("masq_worker_round_duration_seconds".into());
+    fam.set_help(
+        "Time a worker round with traffic took (receive, translate, send), from each worker's hdrhistogram.".into(),
+    );
+    fam.set_field_type(prometheus::proto::MetricType::HISTOGRAM);
+    fam.set_metric(
+        m.workers.iter().enumerate().filter_map(|(w, ws)| ws.round_ns.as_ref().map(|h| round_metric(w, h))).collect(),
+    );
+    families.push(fam);
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&families, &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_renders_with_every_family_and_its_values() {
+        let mut m = MetricsSnapshot::gather(&[std::sync::Arc::default()]);
+        m.rx = [5, 6];
+        m.workers[0].round_ns = hdrhistogram::Histogram::new(2).ok();
+        m.config.generation = 3;
+        let text = render(&m).expect("renders");
+        for line in [
+            "masq_packets_total{direction=\"in_to_out\",verdict=\"received\"} 5",
+            "masq_packets_total{direction=\"out_to_in\",verdict=\"received\"} 6",
+            "masq_drops_total{reason=\"no_route\"} 0",
+            "masq_sessions{protocol=\"tcp\",state=\"any\"} 0",
+            "masq_handoffs_total{worker=\"0\"} 0",
+            "masq_nat_log_lost_total 0",
+            "masq_config_generation 3",
+            "# TYPE masq_worker_round_duration_seconds histogram",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! What workers publish for the control thread, and the one snapshot every
+//! view of the counters reads.
+//!
+//! A worker copies its counters into its [`Shared`] slot every 100 ms with
+//! `try_lock`, so it never waits for the control thread; the control side
+//! sums the slots into a [`MetricsSnapshot`] when it needs one and never
+//! reads a worker's live counters.
+//!
+//! # Design
+//! [`MetricsSnapshot`] is the single typed record of "how masq is doing"
+//! (Firecracker's `logger/metrics.rs` is the model): `/metrics`
+//! (`metrics.rs`), `/stats` and so `masq stats`, the `--live` line and the
+//! closing line all read its fields. A new counter is a field here, summed
+//! in [`MetricsSnapshot::gather`], and read by whichever view shows it.
+//!
+//! Invariants: every drop reason is present in [`MetricsSnapshot::drops`]
+//! (0 if nothing was dropped for it), so dashboards always have a series;
+//! per-side arrays are `[inside, outside]`, as in the worker's counters.
+//!
+//! # Limitations
+//! A snapshot is up to 100 ms old and its workers' parts are not taken at
+//! the same instant; a worker whose slot was locked keeps its previous part.
+
+use dataplane::io::FrameIo;
+use dataplane::nat::counters::EXHAUSTION_BUCKETS;
+use dataplane::nat::{DropReason, PassReason};
+use dataplane::worker::{BlockUse, Census, Stats, Worker};
+use dataplane::xdp::{RingCounters, XdpIo, XdpProgram, XDP_STAT_NAMES};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The kernel's statistics of one AF_XDP socket (`XDP_STATISTICS`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketStats {
+    /// Frames the kernel dropped for any reason.
+    pub rx_dropped: u64,
+    /// Frames dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Frames dropped because the fill ring was empty.
+    pub fill_ring_empty: u64,
+}
+
+/// Ring counters and the kernel's socket statistics of one worker.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RingSnapshot {
+    /// masq's own ring counters.
+    pub rings: RingCounters,
+    /// The kernel's, by side (inside, outside).
+    pub kernel: [SocketStats; 2],
+}
+
+/// Ring counters of a backend (the AF_XDP one has them).
+pub trait RingInfo {
+    /// The rings' counters and the kernel's socket statistics.
+    fn ring_snapshot(&self) -> RingSnapshot;
+}
+
+impl RingInfo for XdpIo {
+    fn ring_snapshot(&self) -> RingSnapshot {
+        let kernel = self.kernel_stats().map(|(rx_dropped, rx_ring_full, fill_ring_empty)| SocketStats {
+            rx_dropped,
+            rx_ring_full,
+            fill_ring_empty,
+        });
+        RingSnapshot { rings: self.ring_counters(), kernel }
+    }
+}
+
+/// What a worker publishes for the control thread (try_lock on the worker's side).
+#[derive(Default)]
+pub struct Shared {
+    /// Counters and histogram.
+    pub stats: Mutex<Stats>,
+    /// Ring counters and kernel socket statistics.
+    pub ring: Mutex<RingSnapshot>,
+}
+
+impl Shared {
+    /// Copies `worker`'s counters in; skips a part the control thread holds
+    /// (the worker never waits for it).
+    pub fn publish<I: FrameIo + RingInfo>(&self, worker: &mut Worker<I>) {
+        if let Ok(mut s) = self.stats.try_lock() {
+            *s = worker.stats();
+        }
+        if let Ok(mut r) = self.ring.try_lock() {
+            *r = worker.io_mut().ring_snapshot();
+        }
+    }
+}
+
+/// One interface's XDP program counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XdpCounts {
+    /// The interface.
+    pub iface: String,
+    /// Frames by action (`redirect`, `pass`, ...).
+    pub by_action: Vec<(&'static str, u64)>,
+}
+
+impl XdpCounts {
+    /// The programs' counters, by interface and action.
+    pub fn of(progs: &[XdpProgram]) -> Vec<XdpCounts> {
+        progs
+            .iter()
+            .map(|p| XdpCounts {
+                iface: p.iface().to_string(),
+                by_action: XDP_STAT_NAMES.iter().copied().zip(p.stats()).collect(),
+            })
+            .collect()
+    }
+}
+
+/// The live configuration's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConfigCounts {
+    /// Generation in force (1 at start, +1 per accepted change).
+    pub generation: u64,
+    /// Pushes and reloads accepted.
+    pub accepted: u64,
+    /// Pushes and reloads refused.
+    pub refused: u64,
+}
+
+/// What is kept per worker (the rest is summed).
+#[derive(Debug, Clone, Default)]
+pub struct WorkerSnapshot {
+    /// Frames this worker handed to another.
+    pub handoffs_out: u64,
+    /// Time a round with traffic took, in nanoseconds.
+    pub round_ns: Option<hdrhistogram::Histogram<u64>>,
+}
+
+/// Every worker's counters summed, plus what the control side adds (the
+/// census, the XDP programs' counters, the configuration's).
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSnapshot {
+    /// Frames received, by side.
+    pub rx: [u64; 2],
+    /// Bytes received, by side.
+    pub rx_bytes: [u64; 2],
+    /// Frames queued for transmission, by the side they leave on.
+    pub tx: [u64; 2],
+    /// Bytes queued for transmission, by the side they leave on.
+    pub tx_bytes: [u64; 2],
+    /// Packets the engine forwarded inside to outside.
+    pub fwd_i2o: u64,
+    /// Packets the engine forwarded outside to inside.
+    pub fwd_o2i: u64,
+    /// Drops by reason: the engine's, the workers' and the rings'; every
+    /// reason present.
+    pub drops: BTreeMap<&'static str, u64>,
+    /// Packets the engine gave to the kernel, by [`PassReason`].
+    pub passes: [u64; PassReason::COUNT],
+    /// Live sessions.
+    pub sessions: u64,
+    /// Port blocks in use.
+    pub blocks_in_use: u64,
+    /// Sessions created.
+    pub sessions_created: u64,
+    /// Sessions expired.
+    pub sessions_expired: u64,
+    /// Sessions evicted to make room.
+    pub sessions_evicted: u64,
+    /// Sessions flushed (operator, configuration change, address change).
+    pub sessions_flushed: u64,
+    /// Packets hairpinned.
+    pub hairpinned: u64,
+    /// Packets cut into fragments, both sides.
+    pub fragmented: u64,
+    /// Frames re-injected into the kernel through the TAP device.
+    pub to_kernel: u64,
+    /// Frames handed to another worker.
+    pub handoffs_out: u64,
+    /// Frames received from another worker.
+    pub handoffs_in: u64,
+    /// Port exhaustion events by subscriber bucket.
+    pub port_exhaustion_by_bucket: [u64; EXHAUSTION_BUCKETS],
+    /// NAT log events lost (the log fell behind, or the engine's buffer was full).
+    pub nat_log_lost: u64,
+    /// Frames the kernel dropped before masq saw them, both sides.
+    pub kernel_rx_dropped: u64,
+    /// ... of which because an RX ring was full.
+    pub kernel_rx_ring_full: u64,
+    /// ... of which because a fill ring was empty.
+    pub kernel_fill_ring_empty: u64,
+    /// Per worker, in worker order.
+    pub workers: Vec<WorkerSnapshot>,
+    /// Sessions by (protocol, state) and port blocks by address (empty
+    /// unless the workers were asked; see `Command::Census`).
+    pub census: Census,
+    /// The XDP programs' counters (empty unless filled in).
+    pub xdp: Vec<XdpCounts>,
+    /// The live configuration's counters (zero unless filled in).
+    pub config: ConfigCounts,
+}
+
+impl MetricsSnapshot {
+    /// Sums the workers' last snapshots.
+    pub fn gather(shared: &[Arc<Shared>]) -> Self {
+        let mut t = Self::default();
+        for sh in shared {
+            let s = sh.stats.lock().map(|g| g.clone()).unwrap_or_default();
+            let ring = sh.ring.lock().map(|g| *g).unwrap_or_default();
+            t.add(&s, &ring);
+        }
+        t
+    }
+
+    fn add(&mut self, s: &Stats, ring: &RingSnapshot) {
+        let (e, w) = (&s.engine, &s.worker);
+        for i in 0..2 {
+            self.rx[i] += w.rx[i];
+            self.rx_bytes[i] += w.rx_bytes[i];
+            self.tx[i] += w.tx[i];
+            self.tx_bytes[i] += w.tx_bytes[i];
+        }
+        self.fwd_i2o += e.fwd_i2o;
+        self.fwd_o2i += e.fwd_o2i;
+        add_drops(s, ring, &mut self.drops);
+        for (t, n) in self.passes.iter_mut().zip(e.passes) {
+            *t += n;
+        }
+        self.sessions += u64::from(s.sessions);
+        self.blocks_in_use += u64::from(s.blocks_in_use);
+        self.sessions_created += e.sessions_created;
+        self.sessions_expired += e.sessions_expired;
+        self.sessions_evicted += e.sessions_evicted;
+        self.sessions_flushed += e.sessions_flushed;
+        self.hairpinned += e.hairpinned;
+        self.fragmented += w.fragmented[0] + w.fragmented[1];
+        self.to_kernel += w.to_kernel;
+        self.handoffs_out += w.handoff_out;
+        self.handoffs_in += w.handoff_in;
+        for (b, n) in self.port_exhaustion_by_bucket.iter_mut().zip(e.port_exhaustion_by_bucket) {
+            *b += n;
+        }
+        self.nat_log_lost += w.log_dropped + s.block_events_dropped;
+        for k in &ring.kernel {
+            self.kernel_rx_dropped += k.rx_dropped;
+            self.kernel_rx_ring_full += k.rx_ring_full;
+            self.kernel_fill_ring_empty += k.fill_ring_empty;
+        }
+        self.workers.push(WorkerSnapshot { handoffs_out: w.handoff_out, round_ns: s.round_ns.clone() });
+    }
+
+    /// Every drop, all reasons.
+    pub fn drops_total(&self) -> u64 {
+        self.drops.values().sum()
+    }
+
+    /// The reasons something was dropped for, with their counts.
+    fn drop_reasons(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.drops.iter().map(|(&r, &n)| (r, n)).filter(|&(_, n)| n > 0)
+    }
+
+    /// The `--live` line: rates since `prev`, `dt` seconds ago.
+    pub fn live_line(&self, prev: &MetricsSnapshot, dt: f64) -> String {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a rate of packets fits
+        let rate = |a: u64, b: u64| ((a.saturating_sub(b)) as f64 / dt).round() as u64;
+        format!(
+            "in->out {:>8} pps  out->in {:>8} pps  drops {:>6}/s  sessions {:>7} (+{}/s)  hand-offs {}/s",
+            rate(self.tx[1], prev.tx[1]),
+            rate(self.tx[0], prev.tx[0]),
+            rate(self.drops_total(), prev.drops_total()),
+            self.sessions,
+            rate(self.sessions_created, prev.sessions_created),
+            rate(self.handoffs_out, prev.handoffs_out),
+        )
+    }
+
+    /// `name value` lines (`GET /stats`, read by `masq stats`).
+    pub fn stats_lines(&self) -> String {
+        let mut out = format!(
+            "rx_inside {}\nrx_outside {}\ntx_inside {}\ntx_outside {}\nsessions {}\nsessions_created {}\nhandoffs {}\ndrops {}\n",
+            self.rx[0],
+            self.rx[1],
+            self.tx[0],
+            self.tx[1],
+            self.sessions,
+            self.sessions_created,
+            self.handoffs_out,
+            self.drops_total()
+        );
+        for (name, n) in self.drop_reasons() {
+            out.push_str(&format!("drop.{name} {n}\n"));
+        }
+        out.push_str(&format!("blocks_in_use {}\n", self.blocks_in_use));
+        out
+    }
+
+    /// The two lines `masq run` prints when it stops: totals, and the XDP
+    /// programs' counters.
+    pub fn closing_lines(&self) -> String {
+        let reasons: Vec<String> = self.drop_reasons().map(|(n, v)| format!("{n}={v}")).collect();
+        let xdp: Vec<String> = self
+            .xdp
+            .iter()
+            .map(|x| {
+                let parts: Vec<String> =
+                    x.by_action.iter().filter(|(_, v)| *v > 0).map(|(n, v)| format!("{n}={v}")).collect();
+                format!("{}: {}", x.iface, parts.join(" "))
+            })
+            .collect();
+        format!(
+            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; hairpinned {}; fragmented {}; handed off {}; to kernel {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})\nxdp program: {}",
+            self.rx[0],
+            self.rx[1],
+            self.tx[0],
+            self.tx[1],
+            self.sessions_created,
+            self.hairpinned,
+            self.fragmented,
+            self.handoffs_out,
+            self.to_kernel,
+            self.drops_total(),
+            reasons.join(" "),
+            self.kernel_rx_dropped,
+            self.kernel_rx_ring_full,
+            self.kernel_fill_ring_empty,
+            xdp.join("; ")
+        )
+    }
+}
+
+/// Adds one worker's drops, by reason, to `out`: the engine's reasons, the
+/// worker's own, and the rings' (`tx_ring_full`; the kernel's `rx_ring_full`
+/// and `fill_ring_empty`, frames that never reached masq). Every name is
+/// present, with 0 if nothing was dropped for it.
+fn add_drops(s: &Stats, ring: &RingSnapshot, out: &mut BTreeMap<&'static str, u64>) {
+    let (e, w) = (&s.engine, &s.worker);
+    for (r, n) in DropReason::ALL.iter().zip(e.drops) {
+        *out.entry(r.name()).or_default() += n;
+    }
+    let [k_in, k_out] = ring.kernel;
+    for (name, n) in [
+        ("no_neighbour", w.no_neighbour[0] + w.no_neighbour[1]),
+        ("no_route", w.no_route[0] + w.no_route[1]),
+        ("pass_not_reinjected", w.pass_dropped),
+        ("handoff_dropped", w.handoff_dropped),
+        ("too_big_df", w.too_big[0] + w.too_big[1]),
+        ("fragment_failed", w.fragment_failed),
+        ("tx_ring_full", ring.rings.tx_ring_full[0] + ring.rings.tx_ring_full[1]),
+        ("rx_ring_full", k_in.rx_ring_full + k_out.rx_ring_full),
+        ("fill_ring_empty", k_in.fill_ring_empty + k_out.fill_ring_empty),
+    ] {
+        *out.entry(name).or_default() += n;
+    }
+}
+
+/// Sums the workers' census slices: sessions by (protocol, state), port
+/// blocks by (address, pool).
+pub fn merge_census(parts: impl IntoIterator<Item = Census>) -> Census {
+    let mut all = Census::default();
+    for c in parts {
+        for (k, v) in c.sessions {
+            *all.sessions.entry(k).or_default() += v;
+        }
+        for (k, b) in c.blocks {
+            let e: &mut BlockUse = all.blocks.entry(k).or_default();
+            e.in_use += b.in_use;
+            e.free += b.free;
+        }
+    }
+    all
+}
+
+/// A protocol's name as `conntrack` and the metrics labels write it.
+pub fn protocol_name(p: u8) -> String {
+    match p {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 => "icmp".into(),
+        n => n.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_views_keep_their_formats() {
+        let m = MetricsSnapshot {
+            rx: [1, 2],
+            tx: [3, 4],
+            sessions_created: 5,
+            hairpinned: 6,
+            fragmented: 7,
+            handoffs_out: 8,
+            to_kernel: 9,
+            drops: [("no_route", 10), ("ttl_exceeded", 0)].into_iter().collect(),
+            kernel_rx_dropped: 11,
+            kernel_rx_ring_full: 12,
+            kernel_fill_ring_empty: 13,
+            sessions: 16,
+            blocks_in_use: 17,
+            xdp: vec![
+                XdpCounts { iface: "in0".into(), by_action: vec![("redirect", 14), ("pass", 0)] },
+                XdpCounts { iface: "out0".into(), by_action: vec![("redirect", 15)] },
+            ],
+            ..MetricsSnapshot::default()
+        };
+        assert_eq!(
+            m.closing_lines(),
+            "totals: rx inside 1 outside 2; tx inside 3 outside 4; sessions created 5; hairpinned 6; fragmented 7; \
+             handed off 8; to kernel 9; drops 10 [no_route=10]; kernel rx dropped 11 (rx ring full 12, fill ring empty 13)\n\
+             xdp program: in0: redirect=14; out0: redirect=15"
+        );
+        assert_eq!(
+            m.stats_lines(),
+            "rx_inside 1\nrx_outside 2\ntx_inside 3\ntx_outside 4\nsessions 16\nsessions_created 5\nhandoffs 8\n\
+             drops 10\ndrop.no_route 10\nblocks_in_use 17\n"
+        );
+        assert_eq!(
+            m.live_line(&MetricsSnapshot::default(), 1.0),
+            "in->out        4 pps  out->in        3 pps  drops     10/s  sessions      16 (+5/s)  hand-offs 8/s"
+        );
+    }
+
+    #[test]
+    fn every_drop_reason_is_present_and_the_views_agree_on_the_total() {
+        let mut s = Stats::default();
+        s.worker.no_route = [2, 3];
+        s.engine.drops[0] = 4;
+        let ring = RingSnapshot {
+            kernel: [SocketStats { rx_dropped: 9, rx_ring_full: 7, fill_ring_empty: 1 }, SocketStats::default()],
+            ..RingSnapshot::default()
+        };
+        let mut t = MetricsSnapshot::default();
+        t.add(&s, &ring);
+        assert!(DropReason::ALL.iter().all(|r| t.drops.contains_key(r.name())));
+        assert_eq!(t.drops["no_route"], 5);
+        assert_eq!(t.drops["rx_ring_full"], 7);
+        assert_eq!(t.drops_total(), 4 + 5 + 7 + 1);
+        assert!(t.stats_lines().contains("\ndrops 17\ndrop."), "{}", t.stats_lines());
+        assert!(t.closing_lines().contains("kernel rx dropped 9 (rx ring full 7, fill ring empty 1)"));
+    }
+}
