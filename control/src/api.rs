@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn refusals_answer_the_status_codes_they_always_had() {
-        let not_live = ApplyError::NotLive(dataplane::nat::ParamError::Invalid("x".into()));
+        let not_live = ApplyError::NotLive(dataplane::nat::ParamError::NeedsRestart("table sizes"));
         assert_eq!(status_of(&ApplyError::Invalid(Vec::new())), StatusCode::BAD_REQUEST);
         assert_eq!(status_of(&ApplyError::NeedsRestart(Vec::new())), StatusCode::BAD_REQUEST);
         assert_eq!(status_of(&not_live), StatusCode::BAD_REQUEST);
