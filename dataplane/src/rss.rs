@@ -313,7 +313,7 @@ mod tests {
             let v = e.process_one(Side::Inside, 1, &mut f);
             match st.owner(sub, 4) {
                 1 => assert_eq!(v, Verdict::Forward(Side::Outside)),
-                w => assert_eq!(v, Verdict::HandOff { worker: w, side: Side::Inside }),
+                w => assert_eq!(v, Verdict::HandOff { worker: w, arrived_on: Side::Inside }),
             }
         }
     }

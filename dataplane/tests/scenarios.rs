@@ -673,12 +673,12 @@ fn ownership_hands_packets_to_the_owning_worker() {
     let sub = (0..100u32).map(|i| ip("100.64.5.0") + i).find(|&a| subscriber_owner(a, 2) == 1).unwrap();
     let f = udp(sub, 5000, ip("198.51.100.1"), 53, b"");
     let mut g = f.clone();
-    assert_eq!(w0.send(IN, &mut g), Verdict::HandOff { worker: 1, side: IN });
+    assert_eq!(w0.send(IN, &mut g), Verdict::HandOff { worker: 1, arrived_on: IN });
     let t = w1.out(f);
     let (pi, pp, _, _) = tuple(&t);
     assert_eq!(w0.e.public_owner(pi, pp), Some(1), "its public port belongs to its owner");
     let mut r = reply_udp(&t, b"");
-    assert_eq!(w0.send(OUT, &mut r), Verdict::HandOff { worker: 1, side: OUT });
+    assert_eq!(w0.send(OUT, &mut r), Verdict::HandOff { worker: 1, arrived_on: OUT });
     w1.back(reply_udp(&t, b""));
     assert_eq!(w0.e.counters().handoffs, 2);
 }

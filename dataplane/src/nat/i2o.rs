@@ -49,12 +49,12 @@ impl Engine {
             if let Some(f) = self.forward_by_inside(p.src, p.sport, p.pcode) {
                 let owner = self.ports.owner_of(f.addr, f.f.public_port).unwrap_or(self.worker);
                 if owner != self.worker {
-                    return Ok(Verdict::HandOff { worker: owner, side: Side::Inside });
+                    return Ok(Verdict::HandOff { worker: owner, arrived_on: Side::Inside });
                 }
             } else {
                 let owner = self.subscriber_owner(p.src);
                 if owner != self.worker {
-                    return Ok(Verdict::HandOff { worker: owner, side: Side::Inside });
+                    return Ok(Verdict::HandOff { worker: owner, arrived_on: Side::Inside });
                 }
             }
         }

@@ -40,7 +40,7 @@ impl Engine {
             if self.workers > 1 && side == Side::Outside {
                 if let Some(o) = self.public_owner(e.src, e.sport) {
                     if o != self.worker {
-                        return Verdict::HandOff { worker: o, side };
+                        return Verdict::HandOff { worker: o, arrived_on: side };
                     }
                 }
             }

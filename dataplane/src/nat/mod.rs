@@ -115,18 +115,19 @@ impl Side {
 /// What to do with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Transmit the rewritten frame on this side.
+    /// Transmit the rewritten frame on this side (the egress side).
     Forward(Side),
     /// Drop it; counted under the reason.
     Drop(DropReason),
     /// Give it to the kernel's stack unchanged.
     PassToKernel(PassReason),
-    /// Another worker owns its session: process it there as received on `side`.
+    /// Another worker owns its session: process it there as received on
+    /// `arrived_on` (the arrival side, not an egress side as in `Forward`).
     HandOff {
         /// The owning worker.
         worker: u16,
-        /// The side to process it as.
-        side: Side,
+        /// The side the frame arrived on, to process it as.
+        arrived_on: Side,
     },
 }
 

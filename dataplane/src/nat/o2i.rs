@@ -31,7 +31,9 @@ impl Engine {
         if let Some(addr) = self.ports.addr_of_ip(p.dst) {
             if self.workers > 1 {
                 match self.ports.owner_of(addr, p.dport) {
-                    Some(o) if o != self.worker => return Err(Verdict::HandOff { worker: o, side: Side::Outside }),
+                    Some(o) if o != self.worker => {
+                        return Err(Verdict::HandOff { worker: o, arrived_on: Side::Outside })
+                    }
                     _ => {}
                 }
             }
@@ -114,7 +116,7 @@ impl Engine {
             if self.workers > 1 {
                 let owner = self.subscriber_owner(p.dst);
                 if owner != self.worker {
-                    return Err(Verdict::HandOff { worker: owner, side: Side::Outside });
+                    return Err(Verdict::HandOff { worker: owner, arrived_on: Side::Outside });
                 }
             }
             return self.new_unmapped(now, p, flag::NO_NAT | flag::INBOUND, (p.dst, p.dport), (p.src, p.sport), None);

@@ -299,7 +299,7 @@ impl<I: FrameIo> Worker<I> {
                         NextHop::Unresolved(hop) => Action::NoNeighbour(out, hop),
                         NextHop::NoRoute => Action::NoRoute(out),
                     },
-                    Verdict::HandOff { worker, side } => Action::HandOff(worker, side),
+                    Verdict::HandOff { worker, arrived_on } => Action::HandOff(worker, arrived_on),
                     Verdict::PassToKernel(_) => Action::Pass,
                     Verdict::Drop(_) => Action::Free,
                 };
