@@ -19,6 +19,9 @@ step "format (cargo fmt --check)"
 cargo fmt --all --check
 step "lints (cargo clippy -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+step "docs (cargo doc, broken intra-doc links denied)"
+RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
+  cargo doc --workspace --no-deps --locked -q
 step "unit, scenario and property tests (cargo test)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
