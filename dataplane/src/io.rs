@@ -10,19 +10,57 @@
 //!
 //! Invariant: a descriptor is held by exactly one party at a time (the
 //! backend's free list, the kernel's rings, or the worker between `recv`
-//! and `send`/`free`). [`FrameIo::with_views`] relies on it to give out
-//! disjoint mutable views.
+//! and `send`/`free`). Only the backends make descriptors (the fields are
+//! private), and [`FrameIo::with_views`] refuses a descriptor that repeats a
+//! frame already viewed in the same call, so safe code never gets two
+//! mutable views of one frame.
 #![forbid(unsafe_code)]
 
 use crate::nat::Side;
 
 /// A frame held by the worker: where it lies and how long it is.
+///
+/// Only the crate's I/O backends make descriptors; code outside the crate
+/// cannot forge one:
+///
+/// ```compile_fail,E0451
+/// let d = dataplane::io::Desc { addr: 0, len: 64 };
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Desc {
+    addr: u64,
+    len: u32,
+}
+
+impl Desc {
+    /// No frame: a placeholder for arrays of descriptors.
+    pub(crate) const EMPTY: Desc = Desc { addr: 0, len: 0 };
+
+    /// A descriptor of `len` bytes at `addr`; for the I/O backends.
+    pub(crate) fn new(addr: u64, len: u32) -> Self {
+        Self { addr, len }
+    }
+
     /// Offset of the frame's first byte in the backend's frame area.
-    pub addr: u64,
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
     /// Frame length in bytes.
-    pub len: u32,
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// True for an empty frame.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Shortens the frame to `len` bytes; a longer `len` changes nothing
+    /// (a frame never grows past what its backend handed out).
+    pub fn truncate(&mut self, len: u32) {
+        self.len = self.len.min(len);
+    }
 }
 
 /// Frames received and sent per call.
@@ -33,7 +71,14 @@ pub trait FrameIo {
     /// Takes up to `out.len()` received frames from `side`; returns how many.
     fn recv(&mut self, side: Side, out: &mut [Desc]) -> usize;
     /// Runs `f` over mutable views of the frames `descs` names (all held by
-    /// the caller, all distinct).
+    /// the caller), `views[i]` being the frame of `descs[i]`.
+    ///
+    /// A descriptor the backend refuses ends the views early: `f` sees only
+    /// the views before the first one refused, so `views.len() <
+    /// descs.len()` says some were. A backend refuses a descriptor outside
+    /// its frame area, one longer than its frame, and one whose frame an
+    /// earlier descriptor of the same call already names (a repeat would be
+    /// a second mutable view of one frame).
     fn with_views<R>(&mut self, descs: &[Desc], f: impl FnOnce(&mut [&mut [u8]]) -> R) -> R;
     /// Queues a held frame for transmission on `side` (sent at [`FrameIo::flush`]).
     fn send(&mut self, side: Side, d: Desc);
@@ -112,14 +157,15 @@ impl FrameIo for MemIo {
     }
 
     fn with_views<R>(&mut self, descs: &[Desc], f: impl FnOnce(&mut [&mut [u8]]) -> R) -> R {
+        // Each frame can be taken once: a repeat finds `None` and, like a
+        // descriptor out of range or too long, ends the views there.
         let mut all: Vec<Option<&mut Vec<u8>>> = self.frames.iter_mut().map(Some).collect();
-        let mut views: Vec<&mut [u8]> = descs
-            .iter()
-            .map(|d| {
-                let frame = all[d.addr as usize].take().expect("descriptors are distinct");
-                &mut frame[..d.len as usize]
-            })
-            .collect();
+        let mut views: Vec<&mut [u8]> = Vec::with_capacity(descs.len());
+        for d in descs {
+            let Some(frame) = all.get_mut(d.addr as usize).and_then(Option::take) else { break };
+            let Some(view) = frame.get_mut(..d.len as usize) else { break };
+            views.push(view);
+        }
         f(&mut views)
     }
 
@@ -137,7 +183,7 @@ impl FrameIo for MemIo {
         if len as usize > size {
             return None;
         }
-        self.free.pop().map(|addr| Desc { addr, len })
+        self.free.pop().map(|addr| Desc::new(addr, len))
     }
 
     fn flush(&mut self) {
@@ -146,5 +192,40 @@ impl FrameIo for MemIo {
             self.tx[side_index(side)].push(bytes);
             self.free.push(d.addr);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_descriptor_gets_no_second_view() {
+        let mut io = MemIo::new(4, 64);
+        let (Some(a), Some(b)) = (io.alloc(64), io.alloc(64)) else { panic!("two frames are free") };
+        let seen = io.with_views(&[a, b, a], |v| v.len());
+        assert_eq!(seen, 2, "the repeat of `a` must end the views");
+        let seen = io.with_views(&[a, a], |v| {
+            v.iter_mut().for_each(|f| f.fill(7));
+            v.len()
+        });
+        assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn a_descriptor_outside_the_area_or_too_long_gets_no_view() {
+        let mut io = MemIo::new(2, 64);
+        let Some(a) = io.alloc(64) else { panic!("a frame is free") };
+        assert_eq!(io.with_views(&[a, Desc::new(9, 1)], |v| v.len()), 1);
+        assert_eq!(io.with_views(&[Desc::new(a.addr(), 65)], |v| v.len()), 0);
+    }
+
+    #[test]
+    fn truncate_never_grows_a_frame() {
+        let mut d = Desc::new(0, 100);
+        d.truncate(200);
+        assert_eq!(d.len(), 100);
+        d.truncate(60);
+        assert_eq!(d.len(), 60);
     }
 }

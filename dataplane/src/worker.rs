@@ -214,7 +214,7 @@ impl<I: FrameIo> Worker<I> {
             round_ns: hdrhistogram::Histogram::new_with_bounds(1, 10_000_000_000, 2).ok(),
             mesh,
             counters: WorkerCounters::default(),
-            descs: [Desc { addr: 0, len: 0 }; BATCH],
+            descs: [Desc::EMPTY; BATCH],
             verdicts: [Verdict::Forward(Side::Inside); BATCH],
             actions: [Action::Free; BATCH],
         }
@@ -341,7 +341,7 @@ impl<I: FrameIo> Worker<I> {
                 got += n;
                 *per_side(&mut self.counters.rx, side) += n as u64;
                 *per_side(&mut self.counters.rx_bytes, side) +=
-                    self.descs.iter().take(n).map(|d| u64::from(d.len)).sum::<u64>();
+                    self.descs.iter().take(n).map(|d| u64::from(d.len())).sum::<u64>();
                 self.batch(side, now, n);
             }
         }
@@ -410,7 +410,7 @@ impl<I: FrameIo> Worker<I> {
         match a {
             Action::Send(out) => {
                 *per_side(&mut self.counters.tx, out) += 1;
-                *per_side(&mut self.counters.tx_bytes, out) += u64::from(d.len);
+                *per_side(&mut self.counters.tx_bytes, out) += u64::from(d.len());
                 self.io.send(out, d);
                 return;
             }
@@ -440,7 +440,7 @@ impl<I: FrameIo> Worker<I> {
     /// Sends the pieces of a frame too big for its MTU (RFC 791 section 3.2).
     fn fragment(&mut self, d: Desc, out: Side, plan: &Plan) {
         for i in 0..plan.pieces {
-            let Some(mut nd) = self.io.alloc(d.len) else {
+            let Some(mut nd) = self.io.alloc(d.len()) else {
                 self.counters.fragment_failed += 1;
                 return;
             };
@@ -450,7 +450,7 @@ impl<I: FrameIo> Worker<I> {
             });
             match len.and_then(|n| u32::try_from(n).ok()) {
                 Some(n) => {
-                    nd.len = n;
+                    nd.truncate(n);
                     *per_side(&mut self.counters.tx, out) += 1;
                     self.io.send(out, nd);
                 }
@@ -465,7 +465,7 @@ impl<I: FrameIo> Worker<I> {
     }
 
     fn hand_off(&mut self, to: usize, side: Side, d: Desc) {
-        let (Some(q), Ok(len)) = (self.mesh.queue(self.id, to), u16::try_from(d.len)) else {
+        let (Some(q), Ok(len)) = (self.mesh.queue(self.id, to), u16::try_from(d.len())) else {
             self.counters.handoff_dropped += 1;
             return;
         };

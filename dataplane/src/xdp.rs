@@ -267,6 +267,9 @@ pub struct XdpIo {
     zero_copy: bool,
     counters: RingCounters,
     tap: Option<KernelTap>,
+    /// One bit per frame, set while `with_views` builds its views: the
+    /// distinctness check. All clear between calls.
+    viewed: Vec<u64>,
     // Last: the frame area outlives the rings.
     area: Area,
 }
@@ -359,6 +362,7 @@ impl XdpIo {
             zero_copy,
             counters: RingCounters::default(),
             tap: None,
+            viewed: vec![0; (p.frames as usize).div_ceil(64)],
             area,
         };
         io.refill();
@@ -372,12 +376,12 @@ impl XdpIo {
 
     /// A frame the worker holds, as bytes.
     fn view(&mut self, d: Desc) -> Option<&mut [u8]> {
-        if !self.frame_ok(d) {
-            return None;
-        }
-        // SAFETY: as in `with_views`: inside the area (frame_ok), held by
+        self.frame_of(d)?;
+        // SAFETY: as in `with_views`: inside one frame of the area (frame_of), held by
         // the worker alone, one view at a time (it borrows `self` mutably).
-        Some(unsafe { std::slice::from_raw_parts_mut(self.area.base.as_ptr().add(d.addr as usize), d.len as usize) })
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(self.area.base.as_ptr().add(d.addr() as usize), d.len() as usize)
+        })
     }
 
     /// The socket of each side (for the XDP program's `xsks` map).
@@ -437,9 +441,15 @@ impl XdpIo {
         }
     }
 
-    fn frame_ok(&self, d: Desc) -> bool {
-        d.len <= self.frame_size
-            && (d.addr as usize).checked_add(self.frame_size as usize).is_some_and(|e| e <= self.area.len)
+    /// The index of the frame `d` lies in, if all of `d` lies in that one
+    /// frame of the area (a descriptor may start past the frame's first
+    /// byte, never end past its last).
+    fn frame_of(&self, d: Desc) -> Option<usize> {
+        let fs = u64::from(self.frame_size);
+        let index = d.addr() / fs;
+        let in_frame = d.addr() % fs + u64::from(d.len()) <= fs;
+        let in_area = (index + 1).checked_mul(fs).is_some_and(|end| end <= self.area.len as u64);
+        (in_frame && in_area).then_some(index as usize)
     }
 }
 
@@ -492,7 +502,7 @@ impl FrameIo for XdpIo {
         let mut n = 0;
         while let Some(x) = rd.read() {
             if let Some(slot) = out.get_mut(n) {
-                *slot = Desc { addr: x.addr, len: x.len };
+                *slot = Desc::new(x.addr, x.len);
                 n += 1;
             }
         }
@@ -506,18 +516,31 @@ impl FrameIo for XdpIo {
         let mut views: [&mut [u8]; crate::io::BATCH] = std::array::from_fn(|_| <&mut [u8]>::default());
         let mut n = 0;
         for (v, d) in views.iter_mut().zip(descs) {
-            if !self.frame_ok(*d) {
+            // A descriptor outside one frame of the area, or naming a frame
+            // an earlier one of this call names, ends the views (FrameIo).
+            let Some(frame) = self.frame_of(*d) else { break };
+            let (Some(word), bit) = (self.viewed.get_mut(frame / 64), 1u64 << (frame % 64)) else { break };
+            if *word & bit != 0 {
                 break;
             }
-            // SAFETY: the frame [addr, addr + len) lies inside the mapped area
-            // (frame_ok); the worker holds this descriptor exclusively (the
-            // kernel handed it over on RX, or it came off the free stack), and
-            // the descriptors of one call are distinct (module invariant), so
-            // no two views overlap and the kernel does not touch them until
-            // they are submitted again. The views live only for this call.
-            *v =
-                unsafe { std::slice::from_raw_parts_mut(self.area.base.as_ptr().add(d.addr as usize), d.len as usize) };
+            *word |= bit;
+            // SAFETY: [addr, addr + len) lies inside one frame of the mapped
+            // area (frame_of); no other view of this call covers that frame
+            // (the `viewed` bit was clear), so no two views overlap; the
+            // worker holds the descriptor (the kernel handed it over on RX, or
+            // it came off the free stack), so the kernel does not touch the
+            // frame until it is submitted again. The views live only for this
+            // call, which borrows `self` mutably.
+            *v = unsafe {
+                std::slice::from_raw_parts_mut(self.area.base.as_ptr().add(d.addr() as usize), d.len() as usize)
+            };
             n += 1;
+        }
+        // Clear what this call set: a few instructions per descriptor.
+        for d in descs.iter().take(n) {
+            if let Some(word) = self.frame_of(*d).and_then(|frame| self.viewed.get_mut(frame / 64)) {
+                *word = 0;
+            }
         }
         f(views.get_mut(..n).unwrap_or_default())
     }
@@ -530,19 +553,19 @@ impl FrameIo for XdpIo {
     }
 
     fn send(&mut self, side: Side, d: Desc) {
-        self.rings(side).pending.push(XdpDesc { addr: d.addr, len: d.len, options: 0 });
+        self.rings(side).pending.push(XdpDesc { addr: d.addr(), len: d.len(), options: 0 });
     }
 
     fn free(&mut self, d: Desc) {
         // Frames are frame_size-aligned; the kernel may report an offset into one.
-        self.free.push(d.addr - d.addr % u64::from(self.frame_size));
+        self.free.push(d.addr() - d.addr() % u64::from(self.frame_size));
     }
 
     fn alloc(&mut self, len: u32) -> Option<Desc> {
         if len > self.frame_size {
             return None;
         }
-        self.free.pop().map(|addr| Desc { addr, len })
+        self.free.pop().map(|addr| Desc::new(addr, len))
     }
 
     fn flush(&mut self) {
