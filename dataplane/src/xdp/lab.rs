@@ -2,7 +2,7 @@
 //! a transmit-only and a receive-only AF_XDP socket, each on its own frame
 //! area, and an XDP program that drops what it receives. Not used by masq.
 
-use super::socket::reap;
+use super::ring::reap;
 use super::umem::Area;
 use super::{if_info, sock_err, XdpError};
 use std::os::fd::RawFd;

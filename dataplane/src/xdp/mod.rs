@@ -18,7 +18,8 @@
 //! | file | what | invariant |
 //! |---|---|---|
 //! | `program.rs` | [`XdpProgram`]: load, attach, maps | one aya `Ebpf` per interface |
-//! | `socket.rs` | [`XdpIo`]: the worker's sockets and [`crate::io::FrameIo`] | a frame offset is in exactly one place at a time (free stack, fill or RX ring, the worker's hands, TX pending or ring, completion ring) |
+//! | `socket.rs` | [`XdpIo`]: opening the worker's two sockets on one UMEM; [`crate::io::FrameIo`] | views only of frames the worker holds |
+//! | `ring.rs` | the frame bookkeeping over the fill, RX, TX and completion rings, and its fake-kernel test | a frame offset is in exactly one place at a time (free stack, fill or RX ring, the kernel, the worker's hands, TX pending or ring, completion ring) |
 //! | `umem.rs` | the frame area and its views: the only `from_raw_parts` | a view lies in one frame; the views of one call name distinct frames |
 //! | `tap.rs` | [`KernelTap`]: frames handed to the kernel's stack | a syscall per frame, never the forwarding path |
 //! | `lab.rs` | `XdpRx`, `XdpTx`, `SINK_PROGRAM` (feature `lab`): `perf compare`'s generator and sink | not used by masq itself |
@@ -33,6 +34,7 @@
 #[cfg(feature = "lab")]
 mod lab;
 mod program;
+mod ring;
 mod socket;
 mod tap;
 mod umem;
@@ -40,7 +42,8 @@ mod umem;
 #[cfg(feature = "lab")]
 pub use lab::{XdpRx, XdpTx, SINK_PROGRAM};
 pub use program::{LocalAddress, XdpProgram, XDP_STAT_NAMES};
-pub use socket::{RingCounters, XdpIo, XdpParams};
+pub use ring::RingCounters;
+pub use socket::{XdpIo, XdpParams};
 pub use tap::KernelTap;
 
 use std::ffi::CString;

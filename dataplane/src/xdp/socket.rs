@@ -1,20 +1,18 @@
 //! One worker's AF_XDP sockets: the inside and outside sockets on one
-//! shared UMEM, their rings, and the frame bookkeeping behind
-//! [`FrameIo`].
+//! shared UMEM, and [`FrameIo`] over them (the frame bookkeeping is the
+//! ring module's [`Ledger`]).
 //!
-//! Invariant: a frame offset is in exactly one place at a time (the free
-//! stack, a fill or RX ring, the worker's hands, the pending-TX vector or
-//! TX ring, a completion ring); [`FrameIo::with_views`] therefore hands out
-//! views of frames the kernel leaves alone.
+//! Invariant: a frame is viewed only while the worker holds it (between
+//! `recv` or `alloc` and `send` or `free`), when the kernel leaves it alone.
 
+use super::ring::{Ledger, RingCounters, XskRings};
 use super::tap::KernelTap;
 use super::umem::Area;
 use super::{if_info, sock_err, XdpError};
 use crate::io::{Desc, FrameIo};
 use crate::nat::Side;
 use std::os::fd::RawFd;
-use xdpilone::xdp::XdpDesc;
-use xdpilone::{DeviceQueue, RingRx, RingTx, Socket, SocketConfig, User};
+use xdpilone::{Socket, SocketConfig};
 
 /// Sizes of one worker's AF_XDP set-up.
 #[derive(Debug, Clone, Copy)]
@@ -33,34 +31,9 @@ impl Default for XdpParams {
     }
 }
 
-struct Rings {
-    dev: DeviceQueue,
-    user: User,
-    rx: RingRx,
-    tx: RingTx,
-    pending: Vec<XdpDesc>,
-}
-
-/// Ring-level counters of one worker.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RingCounters {
-    /// Frames dropped because the TX ring stayed full for a ring's worth of frames, by side.
-    pub tx_ring_full: [u64; 2],
-    /// TX kicks (sendto) made, by side.
-    pub tx_kicks: [u64; 2],
-    /// Fill-ring wake-ups (poll) made, by side.
-    pub rx_wakeups: [u64; 2],
-}
-
 /// One worker's AF_XDP sockets on the inside and outside interfaces.
 pub struct XdpIo {
-    sides: [Rings; 2],
-    free: Vec<u64>,
-    frame_size: u32,
-    reserve: usize,
-    ring_size: u32,
-    zero_copy: bool,
-    counters: RingCounters,
+    ledger: Ledger<XskRings>,
     tap: Option<KernelTap>,
     // Last: the frame area outlives the rings.
     area: Area,
@@ -73,7 +46,7 @@ impl XdpIo {
         let umem = area.umem();
         let ring = std::num::NonZeroU32::new(p.ring_size);
         let fail = |call: &'static str, iface: &str| sock_err(call, iface, queue);
-        let open_side = |iface: &str, first: bool| -> Result<Rings, XdpError> {
+        let open_side = |iface: &str, first: bool| -> Result<XskRings, XdpError> {
             let info = if_info(iface, queue)?;
             let sock = if first { Socket::with_shared(&info, umem) } else { Socket::new(&info) }
                 .map_err(fail("socket", iface))?;
@@ -88,24 +61,14 @@ impl XdpIo {
             let rx = user.map_rx().map_err(fail("map rx", iface))?;
             let tx = user.map_tx().map_err(fail("map tx", iface))?;
             umem.bind(&user).map_err(fail("bind", iface))?;
-            Ok(Rings { dev, user, rx, tx, pending: Vec::with_capacity(p.ring_size as usize + 4 * crate::io::BATCH) })
+            Ok(XskRings { dev, user, rx, tx })
         };
         let rin = open_side(inside, true)?;
         let rout = open_side(outside, false)?;
         let zero_copy = xdp_zero_copy(rin.user.as_raw_fd());
-        let free: Vec<u64> = (0..u64::from(p.frames)).rev().map(|i| i * u64::from(p.frame_size)).collect();
-        let mut io = Self {
-            sides: [rin, rout],
-            free,
-            frame_size: p.frame_size,
-            reserve: (p.frames as usize / 8).max(crate::io::BATCH),
-            ring_size: p.ring_size,
-            zero_copy,
-            counters: RingCounters::default(),
-            tap: None,
-            area,
-        };
-        io.refill();
+        let ledger = Ledger::new([rin, rout], p.frames, p.frame_size, p.ring_size, zero_copy);
+        let mut io = Self { ledger, tap: None, area };
+        io.ledger.refill();
         Ok(io)
     }
 
@@ -123,88 +86,30 @@ impl XdpIo {
 
     /// The socket of each side (for the XDP program's `xsks` map).
     pub fn fds(&self) -> [RawFd; 2] {
-        [self.sides[0].user.as_raw_fd(), self.sides[1].user.as_raw_fd()]
+        let [inside, outside] = self.ledger.sides();
+        [inside.user.as_raw_fd(), outside.user.as_raw_fd()]
     }
 
     /// True if the kernel granted zero-copy.
     pub fn zero_copy(&self) -> bool {
-        self.zero_copy
+        self.ledger.zero_copy()
     }
 
     /// Ring-level counters.
     pub fn ring_counters(&self) -> RingCounters {
-        self.counters
+        self.ledger.counters()
     }
 
     /// The kernel's socket statistics, by side: (rx dropped, rx ring full, fill ring empty).
     pub fn kernel_stats(&self) -> [(u64, u64, u64); 2] {
-        let one = |r: &Rings| {
+        let one = |r: &XskRings| {
             r.user
                 .statistics_v2()
                 .map(|s| (s.rx_dropped, s.rx_ring_full, s.rx_fill_ring_empty_descs))
                 .unwrap_or_default()
         };
-        [one(&self.sides[0]), one(&self.sides[1])]
-    }
-
-    /// Hands free frames to both fill rings, keeping `reserve` back for
-    /// hand-offs; wakes the kernel where it asks for it.
-    fn refill(&mut self) {
-        for (r, wakeups) in self.sides.iter_mut().zip(self.counters.rx_wakeups.iter_mut()) {
-            let spare = self.free.len().saturating_sub(self.reserve);
-            let want = u32::try_from(spare / 2).unwrap_or(u32::MAX).max(u32::from(spare > 0));
-            if want > 0 {
-                let mut w = r.dev.fill(want);
-                // Exactly as many as the ring reserved: the ring's insert
-                // pulls an item before it finds no slot, and that frame
-                // would be lost.
-                let left = w.capacity();
-                w.insert(FreeDrain { free: &mut self.free, left });
-                w.commit();
-            }
-            if r.dev.needs_wakeup() {
-                r.dev.wake();
-                *wakeups += 1;
-            }
-        }
-    }
-
-    /// The rings of one side.
-    fn rings(&mut self, side: Side) -> &mut Rings {
-        let [inside, outside] = &mut self.sides;
-        match side {
-            Side::Inside => inside,
-            Side::Outside => outside,
-        }
-    }
-}
-
-/// Takes the frames the kernel finished sending back onto the free stack.
-pub(super) fn reap(dev: &mut DeviceQueue, free: &mut Vec<u64>, frame_size: u32) -> u32 {
-    let mut c = dev.complete(u32::MAX);
-    let mut n = 0;
-    while let Some(addr) = c.read() {
-        free.push(addr - addr % u64::from(frame_size));
-        n += 1;
-    }
-    c.release();
-    n
-}
-
-/// Pops up to `left` frames off the free stack, as the fill ring takes them.
-struct FreeDrain<'a> {
-    free: &'a mut Vec<u64>,
-    left: u32,
-}
-
-impl Iterator for FreeDrain<'_> {
-    type Item = u64;
-    fn next(&mut self) -> Option<u64> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        self.free.pop()
+        let [inside, outside] = self.ledger.sides();
+        [one(inside), one(outside)]
     }
 }
 
@@ -223,19 +128,7 @@ fn xdp_zero_copy(fd: RawFd) -> bool {
 
 impl FrameIo for XdpIo {
     fn recv(&mut self, side: Side, out: &mut [Desc]) -> usize {
-        let r = self.rings(side);
-        let mut rd = r.rx.receive(u32::try_from(out.len()).unwrap_or(u32::MAX));
-        let mut n = 0;
-        while let Some(x) = rd.read() {
-            if let Some(slot) = out.get_mut(n) {
-                *slot = Desc::new(x.addr, x.len);
-                n += 1;
-            }
-        }
-        rd.release();
-        // A descriptor the kernel wrote is inside the area (it checks against
-        // the UMEM it registered); checked anyway before any view is made.
-        n
+        self.ledger.recv(side, out)
     }
 
     fn with_views<R>(&mut self, descs: &[Desc], f: impl FnOnce(&mut [&mut [u8]]) -> R) -> R {
@@ -254,56 +147,18 @@ impl FrameIo for XdpIo {
     }
 
     fn send(&mut self, side: Side, d: Desc) {
-        self.rings(side).pending.push(XdpDesc { addr: d.addr(), len: d.len(), options: 0 });
+        self.ledger.send(side, d);
     }
 
     fn free(&mut self, d: Desc) {
-        // Frames are frame_size-aligned; the kernel may report an offset into one.
-        self.free.push(d.addr() - d.addr() % u64::from(self.frame_size));
+        self.ledger.free(d);
     }
 
     fn alloc(&mut self, len: u32) -> Option<Desc> {
-        if len > self.frame_size {
-            return None;
-        }
-        self.free.pop().map(|addr| Desc::new(addr, len))
+        self.ledger.alloc(len)
     }
 
     fn flush(&mut self) {
-        let zero_copy = self.zero_copy;
-        let counters = self.counters.tx_ring_full.iter_mut().zip(self.counters.tx_kicks.iter_mut());
-        for (r, (full, kicked)) in self.sides.iter_mut().zip(counters) {
-            reap(&mut r.dev, &mut self.free, self.frame_size);
-            if !r.pending.is_empty() {
-                let mut w = r.tx.transmit(u32::try_from(r.pending.len()).unwrap_or(u32::MAX));
-                let sent = w.insert(r.pending.iter().copied()) as usize;
-                w.commit();
-                r.pending.drain(..sent.min(r.pending.len()));
-                // What the ring had no room for waits for the next round
-                // (back-pressure: the receive rings fill and the kernel
-                // drops and counts there) up to one ring's worth.
-                let cap = self.ring_size as usize;
-                if r.pending.len() > cap {
-                    for d in r.pending.drain(cap..) {
-                        *full += 1;
-                        self.free.push(d.addr - d.addr % u64::from(self.frame_size));
-                    }
-                }
-            }
-            // Copy mode sends at most 32 frames per kick and only when
-            // kicked: kick until the ring is drained or the kernel stops
-            // taking (its completion ring full: reap, then go on). Bounded.
-            let mut kicks = 0;
-            while r.tx.pending() > 0 && (!zero_copy || r.tx.needs_wakeup()) && kicks < 64 {
-                let before = r.tx.pending();
-                r.tx.wake();
-                kicks += 1;
-                if reap(&mut r.dev, &mut self.free, self.frame_size) == 0 && r.tx.pending() == before {
-                    break;
-                }
-            }
-            *kicked += kicks;
-        }
-        self.refill();
+        self.ledger.flush();
     }
 }
