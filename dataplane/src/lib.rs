@@ -8,12 +8,12 @@
 // fixed-size arrays and patterns instead. Test helpers opt out.
 #![deny(clippy::indexing_slicing)]
 
-pub mod build;
-pub mod fuzzing;
 pub mod io;
 pub mod l2;
 pub mod nat;
 pub mod rss;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod wire;
 pub mod worker;
 pub mod xdp;

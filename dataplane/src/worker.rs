@@ -575,10 +575,10 @@ fn per_side(pair: &mut [u64; 2], side: Side) -> &mut u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::{checksums_ok, ip, tuple, udp};
     use crate::io::MemIo;
     use crate::l2::SideL2;
     use crate::nat::{subscriber_owner, EngineParams, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
+    use crate::testing::frames::{checksums_ok, ip, tuple, udp};
 
     const IN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
     const OUT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
