@@ -11,9 +11,11 @@
 //! Invariant: a descriptor is held by exactly one party at a time (the
 //! backend's free list, the kernel's rings, or the worker between `recv`
 //! and `send`/`free`). Only the backends make descriptors (the fields are
-//! private), and [`FrameIo::with_views`] refuses a descriptor that repeats a
-//! frame already viewed in the same call, so safe code never gets two
-//! mutable views of one frame.
+//! private); a backend records which frames the worker holds, views only
+//! those, refuses a descriptor that repeats a frame already viewed in the
+//! same call, and ignores a `send` or `free` of a frame not held. So safe
+//! code never gets two mutable views of one frame, nor a view of a frame
+//! it already gave back.
 #![forbid(unsafe_code)]
 
 use crate::nat::Side;
@@ -76,13 +78,17 @@ pub trait FrameIo {
     /// A descriptor the backend refuses ends the views early: `f` sees only
     /// the views before the first one refused, so `views.len() <
     /// descs.len()` says some were. A backend refuses a descriptor outside
-    /// its frame area, one longer than its frame, and one whose frame an
+    /// its frame area, one longer than its frame, one whose frame the
+    /// caller does not hold (already sent or freed), and one whose frame an
     /// earlier descriptor of the same call already names (a repeat would be
     /// a second mutable view of one frame).
     fn with_views<R>(&mut self, descs: &[Desc], f: impl FnOnce(&mut [&mut [u8]]) -> R) -> R;
-    /// Queues a held frame for transmission on `side` (sent at [`FrameIo::flush`]).
+    /// Queues a held frame for transmission on `side` (sent at
+    /// [`FrameIo::flush`]). A frame not held is ignored (a bug of the
+    /// caller; debug builds panic).
     fn send(&mut self, side: Side, d: Desc);
-    /// Gives a held frame back without sending it.
+    /// Gives a held frame back without sending it; as `send` for a frame
+    /// not held.
     fn free(&mut self, d: Desc);
     /// Takes a free frame of at least `len` bytes to fill (hand-offs arrive
     /// as bytes); `None` when none is free.
@@ -105,6 +111,8 @@ pub struct MemIo {
     free: Vec<u64>,
     rx: [std::collections::VecDeque<Desc>; 2],
     queued: Vec<(Side, Desc)>,
+    /// By frame: true while the worker holds it.
+    held: Vec<bool>,
     /// Frames transmitted, by side, in order.
     pub tx: [Vec<Vec<u8>>; 2],
     /// Frames freed without being sent.
@@ -123,14 +131,29 @@ fn side_index(side: Side) -> usize {
 impl MemIo {
     /// A backend with `frames` free frames of `frame_size` bytes.
     pub fn new(frames: usize, frame_size: usize) -> Self {
-        Self { frames: vec![vec![0; frame_size]; frames], free: (0..frames as u64).rev().collect(), ..Self::default() }
+        Self {
+            frames: vec![vec![0; frame_size]; frames],
+            free: (0..frames as u64).rev().collect(),
+            held: vec![false; frames],
+            ..Self::default()
+        }
+    }
+
+    /// Takes `d`'s frame out of the worker's hands; false if it was not there.
+    fn release(&mut self, d: Desc) -> bool {
+        let was = usize::try_from(d.addr).ok().and_then(|i| self.held.get_mut(i)).is_some_and(std::mem::take);
+        debug_assert!(was, "frame {} sent or freed but not held", d.addr);
+        was
     }
 
     /// Makes `bytes` arrive on `side`. False when no frame is free (the
     /// frame is then lost, as a full ring loses it).
     pub fn inject(&mut self, side: Side, bytes: &[u8]) -> bool {
         let Ok(len) = u32::try_from(bytes.len()) else { return false };
-        let Some(d) = self.alloc(len) else { return false };
+        if bytes.len() > self.frames.first().map_or(0, Vec::len) {
+            return false;
+        }
+        let Some(d) = self.free.pop().map(|addr| Desc::new(addr, len)) else { return false };
         if let Some(f) = usize::try_from(d.addr).ok().and_then(|i| self.frames.get_mut(i)) {
             f[..bytes.len()].copy_from_slice(bytes);
         }
@@ -151,15 +174,18 @@ impl FrameIo for MemIo {
         let q = &mut self.rx[side_index(side)];
         let n = out.len().min(q.len());
         for (slot, d) in out.iter_mut().zip(q.drain(..n)) {
+            self.held[d.addr as usize] = true;
             *slot = d;
         }
         n
     }
 
     fn with_views<R>(&mut self, descs: &[Desc], f: impl FnOnce(&mut [&mut [u8]]) -> R) -> R {
-        // Each frame can be taken once: a repeat finds `None` and, like a
-        // descriptor out of range or too long, ends the views there.
-        let mut all: Vec<Option<&mut Vec<u8>>> = self.frames.iter_mut().map(Some).collect();
+        // Each held frame can be taken once: a repeat finds `None` and, like
+        // a descriptor out of range, too long or not held, ends the views.
+        let held = &self.held;
+        let mut all: Vec<Option<&mut Vec<u8>>> =
+            self.frames.iter_mut().zip(held).map(|(f, &h)| h.then_some(f)).collect();
         let mut views: Vec<&mut [u8]> = Vec::with_capacity(descs.len());
         for d in descs {
             let Some(frame) = all.get_mut(d.addr as usize).and_then(Option::take) else { break };
@@ -170,10 +196,15 @@ impl FrameIo for MemIo {
     }
 
     fn send(&mut self, side: Side, d: Desc) {
-        self.queued.push((side, d));
+        if self.release(d) {
+            self.queued.push((side, d));
+        }
     }
 
     fn free(&mut self, d: Desc) {
+        if !self.release(d) {
+            return;
+        }
         self.freed += 1;
         self.free.push(d.addr);
     }
@@ -183,7 +214,9 @@ impl FrameIo for MemIo {
         if len as usize > size {
             return None;
         }
-        self.free.pop().map(|addr| Desc::new(addr, len))
+        let addr = self.free.pop()?;
+        self.held[addr as usize] = true;
+        Some(Desc::new(addr, len))
     }
 
     fn flush(&mut self) {
@@ -218,6 +251,28 @@ mod tests {
         let Some(a) = io.alloc(64) else { panic!("a frame is free") };
         assert_eq!(io.with_views(&[a, Desc::new(9, 1)], |v| v.len()), 1);
         assert_eq!(io.with_views(&[Desc::new(a.addr(), 65)], |v| v.len()), 0);
+    }
+
+    #[test]
+    fn a_frame_given_back_gets_no_view() {
+        let mut io = MemIo::new(2, 64);
+        let Some(a) = io.alloc(64) else { panic!("a frame is free") };
+        io.send(Side::Inside, a);
+        assert_eq!(io.with_views(&[a], |v| v.len()), 0, "sent: the worker no longer holds it");
+        assert!(io.inject(Side::Outside, b"x"));
+        let mut got = [Desc::EMPTY; 1];
+        assert_eq!(io.recv(Side::Outside, &mut got), 1);
+        assert_eq!(io.with_views(&got, |v| v.len()), 1, "received: held");
+    }
+
+    #[test]
+    #[cfg_attr(debug_assertions, should_panic(expected = "sent or freed but not held"))]
+    fn a_frame_freed_twice_is_refused() {
+        let mut io = MemIo::new(2, 64);
+        let Some(a) = io.alloc(64) else { panic!("a frame is free") };
+        io.free(a);
+        io.free(a);
+        assert_eq!((io.free_frames(), io.freed), (2, 1));
     }
 
     #[test]

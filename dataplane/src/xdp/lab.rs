@@ -3,7 +3,7 @@
 //! area, and an XDP program that drops what it receives. Not used by masq.
 
 use super::ring::reap;
-use super::umem::Area;
+use super::umem::{Area, Held};
 use super::{if_info, sock_err, XdpError};
 use std::os::fd::RawFd;
 use xdpilone::xdp::XdpDesc;
@@ -19,6 +19,8 @@ pub struct XdpRx {
     dev: DeviceQueue,
     user: User,
     frame_size: u32,
+    /// The frame being viewed.
+    held: Held,
     area: Area,
 }
 
@@ -43,7 +45,7 @@ impl XdpRx {
         w.insert((0..u64::from(cap)).map(|i| i * u64::from(frame_size)));
         w.commit();
         drop(w);
-        Ok(Self { rx, dev, user, frame_size, area })
+        Ok(Self { rx, dev, user, frame_size, held: Held::new(frames), area })
     }
 
     /// Runs `f` over every frame received so far and gives the frames back
@@ -55,15 +57,18 @@ impl XdpRx {
             got.push(d);
         }
         rd.release();
+        let fs = u64::from(self.frame_size);
         for d in &got {
-            // SAFETY: the kernel handed this frame over on the RX ring and
-            // gets it back only through the fill ring below.
-            if let Some(frame) = unsafe { self.area.frames.view(d.addr, d.len) } {
+            let index = (d.addr / fs) as usize;
+            self.held.hold(index);
+            // SAFETY: held only now, between the RX ring that handed this
+            // frame over and the fill ring below that gives it back.
+            if let Some(frame) = unsafe { self.area.frames.view(&self.held, d.addr, d.len) } {
                 f(frame);
             }
+            self.held.release(index);
         }
         let mut w = self.dev.fill(u32::try_from(got.len()).unwrap_or(0));
-        let fs = u64::from(self.frame_size);
         w.insert(got.iter().map(|d| d.addr - d.addr % fs));
         w.commit();
         got.len()
@@ -91,6 +96,8 @@ pub struct XdpTx {
     user: User,
     free: Vec<u64>,
     frame_size: u32,
+    /// The frame being written.
+    held: Held,
     area: Area,
 }
 
@@ -117,7 +124,7 @@ impl XdpTx {
         let tx = user.map_tx().map_err(fail("map tx"))?;
         umem.bind(&user).map_err(fail("bind"))?;
         let free = (0..u64::from(frames)).rev().map(|i| i * u64::from(frame_size)).collect();
-        Ok(Self { tx, dev, user, free, frame_size, area })
+        Ok(Self { tx, dev, user, free, frame_size, held: Held::new(frames), area })
     }
 
     /// Writes up to `n` frames with `fill(i, frame) -> length` (i counts
@@ -128,20 +135,23 @@ impl XdpTx {
         let n = n.min(self.free.len());
         let mut w = self.tx.transmit(u32::try_from(n).unwrap_or(u32::MAX));
         let cap = w.capacity() as usize;
-        let (free, frames, frame_size) = (&mut self.free, &mut self.area.frames, self.frame_size);
+        let (free, frames, held, frame_size) = (&mut self.free, &mut self.area.frames, &mut self.held, self.frame_size);
         let mut i = 0;
         let descs = std::iter::from_fn(|| {
             if i >= cap {
                 return None;
             }
             let addr = free.pop()?;
-            // SAFETY: `addr` came off the free stack, so neither the kernel
-            // nor another view holds the frame; the view ends before the
-            // frame is queued for transmission below.
-            let len = match unsafe { frames.view(addr, frame_size) } {
+            let index = (addr / u64::from(frame_size)) as usize;
+            held.hold(index);
+            // SAFETY: held only now: `addr` came off the free stack, so
+            // neither the kernel nor another view holds the frame, and it is
+            // released before the frame is queued for transmission below.
+            let len = match unsafe { frames.view(held, addr, frame_size) } {
                 Some(frame) => fill(i, frame).min(frame_size),
                 None => 0,
             };
+            held.release(index);
             i += 1;
             Some(XdpDesc { addr, len, options: 0 })
         });

@@ -8,8 +8,13 @@
 //! the worker's hands, a side's pending-TX vector, a TX ring or a
 //! completion ring. The operations only move frames between places; a
 //! frame offset the kernel reports may point into a frame, and goes back
-//! on the free stack as the frame's first byte.
+//! on the free stack as the frame's first byte. The [`Held`] bitmap marks
+//! exactly the frames in the worker's hands (received or allocated, not
+//! yet sent or freed): it is what lets views be made of them, and a `send`
+//! or `free` of a frame not held is refused (it would put a frame in two
+//! places).
 
+use super::umem::Held;
 use crate::io::{Desc, BATCH};
 use crate::nat::Side;
 use xdpilone::xdp::XdpDesc;
@@ -139,6 +144,7 @@ pub(super) struct Ledger<K> {
     sides: [K; 2],
     pending: [Vec<XdpDesc>; 2],
     free: Vec<u64>,
+    held: Held,
     frame_size: u32,
     /// Frames kept off the fill rings for hand-offs and fragments.
     reserve: usize,
@@ -157,6 +163,7 @@ impl<K: KernelRings> Ledger<K> {
             sides,
             pending: [pending(), pending()],
             free: (0..u64::from(frames)).rev().map(|i| i * u64::from(frame_size)).collect(),
+            held: Held::new(frames),
             frame_size,
             reserve: (frames as usize / 8).max(BATCH),
             ring_size,
@@ -180,13 +187,33 @@ impl<K: KernelRings> Ledger<K> {
         self.counters
     }
 
+    /// The frames in the worker's hands.
+    pub(super) fn held(&mut self) -> &mut Held {
+        &mut self.held
+    }
+
+    fn frame_index(&self, addr: u64) -> usize {
+        (addr / u64::from(self.frame_size)) as usize
+    }
+
+    /// Takes `d` out of the worker's hands; false (and nothing changes) if
+    /// it was not there: a second `send` or `free` of one frame.
+    fn release(&mut self, d: Desc) -> bool {
+        let frame = self.frame_index(d.addr());
+        let was = self.held.release(frame);
+        debug_assert!(was, "frame {frame} sent or freed but not held");
+        was
+    }
+
     /// Takes up to `out.len()` received frames from `side`.
     pub(super) fn recv(&mut self, side: Side, out: &mut [Desc]) -> usize {
         let mut n = 0;
         let max = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        let (held, fs) = (&mut self.held, u64::from(self.frame_size));
         at(&mut self.sides, side).receive(max, |x| {
             if let Some(slot) = out.get_mut(n) {
                 *slot = Desc::new(x.addr, x.len);
+                held.hold((x.addr / fs) as usize);
                 n += 1;
             }
         });
@@ -195,13 +222,20 @@ impl<K: KernelRings> Ledger<K> {
         n
     }
 
-    /// Queues a held frame for TX on `side` (sent at [`Ledger::flush`]).
+    /// Queues a held frame for TX on `side` (sent at [`Ledger::flush`]);
+    /// ignores one not held.
     pub(super) fn send(&mut self, side: Side, d: Desc) {
+        if !self.release(d) {
+            return;
+        }
         at(&mut self.pending, side).push(XdpDesc { addr: d.addr(), len: d.len(), options: 0 });
     }
 
-    /// Gives a held frame back.
+    /// Gives a held frame back; ignores one not held.
     pub(super) fn free(&mut self, d: Desc) {
+        if !self.release(d) {
+            return;
+        }
         // Frames are frame_size-aligned; the kernel may report an offset into one.
         self.free.push(frame_start(d.addr(), self.frame_size));
     }
@@ -211,7 +245,9 @@ impl<K: KernelRings> Ledger<K> {
         if len > self.frame_size {
             return None;
         }
-        self.free.pop().map(|addr| Desc::new(addr, len))
+        let addr = self.free.pop()?;
+        self.held.hold(self.frame_index(addr));
+        Some(Desc::new(addr, len))
     }
 
     /// Reaps completions, moves pending frames to the TX rings and kicks
@@ -489,11 +525,31 @@ mod tests {
             .chain(l.sides.iter().flat_map(FakeKernel::frames))
             .collect();
         all.sort_unstable();
+        let in_hand = |frame: u64| held.iter().any(|d| d.addr() / fs == frame);
+        assert!(
+            (0..frames).all(|frame| l.held.contains(frame as usize) == in_hand(frame)),
+            "seed {seed} round {round}: the held bitmap is not the frames in the worker's hands"
+        );
         assert!(
             all.iter().copied().eq(0..frames),
             "seed {seed} round {round}: {} frames where {frames} should be, each once",
             all.len()
         );
+    }
+
+    /// A frame freed (or sent) twice would sit in two places; the second
+    /// is refused, loudly in debug builds.
+    #[test]
+    #[cfg_attr(debug_assertions, should_panic(expected = "sent or freed but not held"))]
+    fn a_frame_freed_twice_is_refused() {
+        let sides = [FakeKernel::new(1, 2048), FakeKernel::new(2, 2048)];
+        let mut l = Ledger::new(sides, 8, 2048, 4, false);
+        let d = l.alloc(64).expect("a free frame");
+        l.free(d);
+        l.send(Side::Inside, d);
+        l.free(d);
+        assert_eq!(l.free.len(), 8, "each frame once on the free stack");
+        assert!(l.pending.iter().all(Vec::is_empty));
     }
 
     /// Drives the bookkeeping as a worker does, against a fake kernel with

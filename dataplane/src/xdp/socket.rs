@@ -2,8 +2,10 @@
 //! shared UMEM, and [`FrameIo`] over them (the frame bookkeeping is the
 //! ring module's [`Ledger`]).
 //!
-//! Invariant: a frame is viewed only while the worker holds it (between
-//! `recv` or `alloc` and `send` or `free`), when the kernel leaves it alone.
+//! Invariant: a frame is viewed only while the ledger marks it held
+//! (between `recv` or `alloc` and `send` or `free`), when the kernel leaves
+//! it alone; a descriptor the worker kept after sending or freeing it gets
+//! no view.
 
 use super::ring::{Ledger, RingCounters, XskRings};
 use super::tap::KernelTap;
@@ -79,9 +81,10 @@ impl XdpIo {
 
     /// A frame the worker holds, as bytes.
     fn view(&mut self, d: Desc) -> Option<&mut [u8]> {
-        // SAFETY: the worker holds `d` (FrameIo: between recv or alloc and
-        // send or free), so the frame is in none of the kernel's rings.
-        unsafe { self.area.frames.view(d.addr(), d.len()) }
+        // SAFETY: the ledger marks a frame held only between its recv or
+        // alloc and its send or free, when it is in none of the kernel's
+        // rings (ring.rs, tested against a fake kernel).
+        unsafe { self.area.frames.view(self.ledger.held(), d.addr(), d.len()) }
     }
 
     /// The socket of each side (for the XDP program's `xsks` map).
@@ -132,11 +135,12 @@ impl FrameIo for XdpIo {
     }
 
     fn with_views<R>(&mut self, descs: &[Desc], f: impl FnOnce(&mut [&mut [u8]]) -> R) -> R {
-        // SAFETY: the worker holds every descriptor it passes (FrameIo:
-        // between recv or alloc and send or free; the kernel handed it over
-        // on RX, or it came off the free stack), so no frame named is in a
-        // fill or TX ring. Distinctness and bounds are checked by `views`.
-        unsafe { self.area.frames.views(descs, f) }
+        // SAFETY: the ledger marks a frame held only between its recv or
+        // alloc and its send or free, when it is in none of the kernel's
+        // rings (ring.rs, tested against a fake kernel); nothing changes
+        // the marks while `views` runs. `views` checks bounds, marks and
+        // distinctness.
+        unsafe { self.area.frames.views(self.ledger.held(), descs, f) }
     }
 
     fn to_kernel(&mut self, d: Desc) -> bool {
