@@ -2,7 +2,7 @@
 //! the engine handles (`cargo run -p dataplane --example fuzz_seeds -- DIR`).
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
-use dataplane::build::{self, icmp_echo, icmp_error, ip, tcp, udp};
+use dataplane::testing::frames::{self, icmp_echo, icmp_error, ip, tcp, udp};
 use std::path::PathBuf;
 
 fn main() {
@@ -17,8 +17,8 @@ fn main() {
         ("icmp_echo", icmp_echo(a, r, 7, 1, true)),
         ("icmp_reply", icmp_echo(r, p, 7, 1, false)),
         ("icmp_err", icmp_error(ip("192.0.2.1"), p, 11, 0, &udp(p, 1024, r, 53, b"x"), 8)),
-        ("frag_first", build::frame_frag(a, r, 17, &build::udp_segment(a, 1, r, 2, &[0; 40])[..24], 64, 9, 0x2000)),
-        ("frag_later", build::frame_frag(a, r, 17, &[0; 24], 64, 9, 3)),
+        ("frag_first", frames::frame_frag(a, r, 17, &frames::udp_segment(a, 1, r, 2, &[0; 40])[..24], 64, 9, 0x2000)),
+        ("frag_later", frames::frame_frag(a, r, 17, &[0; 24], 64, 9, 3)),
     ];
     for side in [0u8, 1] {
         let sub = dir.join(if side == 0 { "engine" } else { "engine-outside" });

@@ -10,19 +10,59 @@
 //!
 //! Invariant: a descriptor is held by exactly one party at a time (the
 //! backend's free list, the kernel's rings, or the worker between `recv`
-//! and `send`/`free`). [`FrameIo::with_views`] relies on it to give out
-//! disjoint mutable views.
+//! and `send`/`free`). Only the backends make descriptors (the fields are
+//! private); a backend records which frames the worker holds, views only
+//! those, refuses a descriptor that repeats a frame already viewed in the
+//! same call, and ignores a `send` or `free` of a frame not held. So safe
+//! code never gets two mutable views of one frame, nor a view of a frame
+//! it already gave back.
 #![forbid(unsafe_code)]
 
 use crate::nat::Side;
 
 /// A frame held by the worker: where it lies and how long it is.
+///
+/// Only the crate's I/O backends make descriptors; code outside the crate
+/// cannot forge one:
+///
+/// ```compile_fail,E0451
+/// let d = dataplane::io::Desc { addr: 0, len: 64 };
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Desc {
+    addr: u64,
+    len: u32,
+}
+
+impl Desc {
+    /// No frame: a placeholder for arrays of descriptors.
+    pub(crate) const EMPTY: Desc = Desc { addr: 0, len: 0 };
+
+    /// A descriptor of `len` bytes at `addr`; for the I/O backends.
+    pub(crate) fn new(addr: u64, len: u32) -> Self {
+        Self { addr, len }
+    }
+
     /// Offset of the frame's first byte in the backend's frame area.
-    pub addr: u64,
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
     /// Frame length in bytes.
-    pub len: u32,
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// True for an empty frame.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Shortens the frame to `len` bytes; a longer `len` changes nothing
+    /// (a frame never grows past what its backend handed out).
+    pub fn truncate(&mut self, len: u32) {
+        self.len = self.len.min(len);
+    }
 }
 
 /// Frames received and sent per call.
@@ -33,11 +73,22 @@ pub trait FrameIo {
     /// Takes up to `out.len()` received frames from `side`; returns how many.
     fn recv(&mut self, side: Side, out: &mut [Desc]) -> usize;
     /// Runs `f` over mutable views of the frames `descs` names (all held by
-    /// the caller, all distinct).
+    /// the caller), `views[i]` being the frame of `descs[i]`.
+    ///
+    /// A descriptor the backend refuses ends the views early: `f` sees only
+    /// the views before the first one refused, so `views.len() <
+    /// descs.len()` says some were. A backend refuses a descriptor outside
+    /// its frame area, one longer than its frame, one whose frame the
+    /// caller does not hold (already sent or freed), and one whose frame an
+    /// earlier descriptor of the same call already names (a repeat would be
+    /// a second mutable view of one frame).
     fn with_views<R>(&mut self, descs: &[Desc], f: impl FnOnce(&mut [&mut [u8]]) -> R) -> R;
-    /// Queues a held frame for transmission on `side` (sent at [`FrameIo::flush`]).
+    /// Queues a held frame for transmission on `side` (sent at
+    /// [`FrameIo::flush`]). A frame not held is ignored (a bug of the
+    /// caller; debug builds panic).
     fn send(&mut self, side: Side, d: Desc);
-    /// Gives a held frame back without sending it.
+    /// Gives a held frame back without sending it; as `send` for a frame
+    /// not held.
     fn free(&mut self, d: Desc);
     /// Takes a free frame of at least `len` bytes to fill (hand-offs arrive
     /// as bytes); `None` when none is free.
@@ -60,6 +111,8 @@ pub struct MemIo {
     free: Vec<u64>,
     rx: [std::collections::VecDeque<Desc>; 2],
     queued: Vec<(Side, Desc)>,
+    /// By frame: true while the worker holds it.
+    held: Vec<bool>,
     /// Frames transmitted, by side, in order.
     pub tx: [Vec<Vec<u8>>; 2],
     /// Frames freed without being sent.
@@ -78,14 +131,29 @@ fn side_index(side: Side) -> usize {
 impl MemIo {
     /// A backend with `frames` free frames of `frame_size` bytes.
     pub fn new(frames: usize, frame_size: usize) -> Self {
-        Self { frames: vec![vec![0; frame_size]; frames], free: (0..frames as u64).rev().collect(), ..Self::default() }
+        Self {
+            frames: vec![vec![0; frame_size]; frames],
+            free: (0..frames as u64).rev().collect(),
+            held: vec![false; frames],
+            ..Self::default()
+        }
+    }
+
+    /// Takes `d`'s frame out of the worker's hands; false if it was not there.
+    fn release(&mut self, d: Desc) -> bool {
+        let was = usize::try_from(d.addr).ok().and_then(|i| self.held.get_mut(i)).is_some_and(std::mem::take);
+        debug_assert!(was, "frame {} sent or freed but not held", d.addr);
+        was
     }
 
     /// Makes `bytes` arrive on `side`. False when no frame is free (the
     /// frame is then lost, as a full ring loses it).
     pub fn inject(&mut self, side: Side, bytes: &[u8]) -> bool {
         let Ok(len) = u32::try_from(bytes.len()) else { return false };
-        let Some(d) = self.alloc(len) else { return false };
+        if bytes.len() > self.frames.first().map_or(0, Vec::len) {
+            return false;
+        }
+        let Some(d) = self.free.pop().map(|addr| Desc::new(addr, len)) else { return false };
         if let Some(f) = usize::try_from(d.addr).ok().and_then(|i| self.frames.get_mut(i)) {
             f[..bytes.len()].copy_from_slice(bytes);
         }
@@ -106,28 +174,37 @@ impl FrameIo for MemIo {
         let q = &mut self.rx[side_index(side)];
         let n = out.len().min(q.len());
         for (slot, d) in out.iter_mut().zip(q.drain(..n)) {
+            self.held[d.addr as usize] = true;
             *slot = d;
         }
         n
     }
 
     fn with_views<R>(&mut self, descs: &[Desc], f: impl FnOnce(&mut [&mut [u8]]) -> R) -> R {
-        let mut all: Vec<Option<&mut Vec<u8>>> = self.frames.iter_mut().map(Some).collect();
-        let mut views: Vec<&mut [u8]> = descs
-            .iter()
-            .map(|d| {
-                let frame = all[d.addr as usize].take().expect("descriptors are distinct");
-                &mut frame[..d.len as usize]
-            })
-            .collect();
+        // Each held frame can be taken once: a repeat finds `None` and, like
+        // a descriptor out of range, too long or not held, ends the views.
+        let held = &self.held;
+        let mut all: Vec<Option<&mut Vec<u8>>> =
+            self.frames.iter_mut().zip(held).map(|(f, &h)| h.then_some(f)).collect();
+        let mut views: Vec<&mut [u8]> = Vec::with_capacity(descs.len());
+        for d in descs {
+            let Some(frame) = all.get_mut(d.addr as usize).and_then(Option::take) else { break };
+            let Some(view) = frame.get_mut(..d.len as usize) else { break };
+            views.push(view);
+        }
         f(&mut views)
     }
 
     fn send(&mut self, side: Side, d: Desc) {
-        self.queued.push((side, d));
+        if self.release(d) {
+            self.queued.push((side, d));
+        }
     }
 
     fn free(&mut self, d: Desc) {
+        if !self.release(d) {
+            return;
+        }
         self.freed += 1;
         self.free.push(d.addr);
     }
@@ -137,7 +214,9 @@ impl FrameIo for MemIo {
         if len as usize > size {
             return None;
         }
-        self.free.pop().map(|addr| Desc { addr, len })
+        let addr = self.free.pop()?;
+        self.held[addr as usize] = true;
+        Some(Desc::new(addr, len))
     }
 
     fn flush(&mut self) {
@@ -146,5 +225,62 @@ impl FrameIo for MemIo {
             self.tx[side_index(side)].push(bytes);
             self.free.push(d.addr);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_descriptor_gets_no_second_view() {
+        let mut io = MemIo::new(4, 64);
+        let (Some(a), Some(b)) = (io.alloc(64), io.alloc(64)) else { panic!("two frames are free") };
+        let seen = io.with_views(&[a, b, a], |v| v.len());
+        assert_eq!(seen, 2, "the repeat of `a` must end the views");
+        let seen = io.with_views(&[a, a], |v| {
+            v.iter_mut().for_each(|f| f.fill(7));
+            v.len()
+        });
+        assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn a_descriptor_outside_the_area_or_too_long_gets_no_view() {
+        let mut io = MemIo::new(2, 64);
+        let Some(a) = io.alloc(64) else { panic!("a frame is free") };
+        assert_eq!(io.with_views(&[a, Desc::new(9, 1)], |v| v.len()), 1);
+        assert_eq!(io.with_views(&[Desc::new(a.addr(), 65)], |v| v.len()), 0);
+    }
+
+    #[test]
+    fn a_frame_given_back_gets_no_view() {
+        let mut io = MemIo::new(2, 64);
+        let Some(a) = io.alloc(64) else { panic!("a frame is free") };
+        io.send(Side::Inside, a);
+        assert_eq!(io.with_views(&[a], |v| v.len()), 0, "sent: the worker no longer holds it");
+        assert!(io.inject(Side::Outside, b"x"));
+        let mut got = [Desc::EMPTY; 1];
+        assert_eq!(io.recv(Side::Outside, &mut got), 1);
+        assert_eq!(io.with_views(&got, |v| v.len()), 1, "received: held");
+    }
+
+    #[test]
+    #[cfg_attr(debug_assertions, should_panic(expected = "sent or freed but not held"))]
+    fn a_frame_freed_twice_is_refused() {
+        let mut io = MemIo::new(2, 64);
+        let Some(a) = io.alloc(64) else { panic!("a frame is free") };
+        io.free(a);
+        io.free(a);
+        assert_eq!((io.free_frames(), io.freed), (2, 1));
+    }
+
+    #[test]
+    fn truncate_never_grows_a_frame() {
+        let mut d = Desc::new(0, 100);
+        d.truncate(200);
+        assert_eq!(d.len(), 100);
+        d.truncate(60);
+        assert_eq!(d.len(), 60);
     }
 }

@@ -179,7 +179,7 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::ip;
+    use crate::testing::frames::{ip, udp};
 
     const ROUTE: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
 nat-out\t00000000\t027100CB\t0003\t0\t0\t0\t00000000\t0\t0\t0
@@ -230,7 +230,7 @@ nat-out\t007100CB\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
     #[test]
     fn write_l2_sets_both_macs_and_leaves_short_frames() {
         let out = side("nat-out");
-        let mut f = crate::build::udp(ip("203.0.113.10"), 1024, ip("198.51.100.1"), 53, b"x");
+        let mut f = udp(ip("203.0.113.10"), 1024, ip("198.51.100.1"), 53, b"x");
         assert_eq!(write_l2(&out, &mut f), NextHop::Mac([2, 0, 0, 0, 2, 2]));
         assert_eq!(&f[..12], &[2, 0, 0, 0, 2, 2, 2, 0, 0, 0, 9, 9]);
         let mut short = vec![0u8; 20];

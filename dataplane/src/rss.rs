@@ -257,8 +257,8 @@ mod tests {
 
     #[test]
     fn a_workers_ports_are_the_ones_whose_replies_reach_its_queue() {
-        use crate::build::{ip as dotted, tuple, udp};
         use crate::nat::{Engine, EngineParams, PoolMode, PoolParams, Rule, RuleAction, RuleMatch, Side, Verdict};
+        use crate::testing::frames::{ip as dotted, tuple, udp};
         let rss = Rss { key: MS_KEY.to_vec(), indirection: (0..128).map(|i| i % 2).collect(), input: InputSet::Masked };
         let public = dotted("203.0.113.10");
         let order = port_order(&rss, public, 1024, 65535, 512, 2);
@@ -300,8 +300,8 @@ mod tests {
             assert_ne!(h, ipv4_only, "the destination is not part of the inside hash");
         }
         // An engine with the steering hands a packet to its subscriber's queue's worker.
-        use crate::build::{ip as dotted, udp};
         use crate::nat::{Engine, EngineParams, PoolParams, Rule, RuleAction, RuleMatch, Side, Verdict};
+        use crate::testing::frames::{ip as dotted, udp};
         let rule = Rule { matches: RuleMatch::default(), action: RuleAction::Translate { pool: 0 } };
         let mut p = EngineParams::single(vec![PoolParams::cgnat("p", vec![dotted("203.0.113.10")])], vec![rule]);
         (p.worker, p.workers) = (1, 4);

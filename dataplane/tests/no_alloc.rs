@@ -7,8 +7,8 @@
 #![cfg(debug_assertions)]
 
 use assert_no_alloc::{assert_no_alloc, reset_violation_count, violation_count, AllocDisabler};
-use dataplane::build::{ip, tcp, tuple, udp};
 use dataplane::nat::*;
+use dataplane::testing::frames::{ip, tcp, tuple, udp};
 
 #[global_allocator]
 static A: AllocDisabler = AllocDisabler;

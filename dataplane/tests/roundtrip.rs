@@ -3,8 +3,8 @@
 //! every checksum of every translated frame verifies.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // test code
 
-use dataplane::build::{self, checksums_ok, icmp_echo, icmp_error, ip, tuple};
 use dataplane::nat::*;
+use dataplane::testing::frames::{self as build, checksums_ok, icmp_echo, icmp_error, ip, tuple};
 use dataplane::wire::checksum::verify;
 use proptest::prelude::*;
 
@@ -131,8 +131,8 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
-        dataplane::fuzzing::parse_any(&data);
-        dataplane::fuzzing::engine_any(&data);
+        dataplane::testing::fuzzing::parse_any(&data);
+        dataplane::testing::fuzzing::engine_any(&data);
     }
 
     #[test]
@@ -145,6 +145,6 @@ proptest! {
         }
         let mut data = vec![u8::from(outside)];
         data.extend_from_slice(&f);
-        dataplane::fuzzing::engine_any(&data);
+        dataplane::testing::fuzzing::engine_any(&data);
     }
 }

@@ -2,9 +2,9 @@
 //! with real frames built byte by byte. Each test is named after what it shows.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test
 
-use dataplane::build::{self, checksums_ok, icmp_echo, icmp_error, ip, tcp, tuple, udp};
 use dataplane::nat::params::proto;
 use dataplane::nat::*;
+use dataplane::testing::frames::{self as build, checksums_ok, icmp_echo, icmp_error, ip, tcp, tuple, udp};
 use dataplane::wire::tcp::{ACK, FIN, RST, SYN};
 
 const IN: Side = Side::Inside;

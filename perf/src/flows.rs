@@ -2,8 +2,8 @@
 //! flow `i` is 100.64.0.0/10 host `i / ports_per_sub`, source port
 //! `1024 + i % ports_per_sub`, to 198.51.100.1 port `5000 + i % 61`.
 
-use dataplane::build::{ip, udp};
 use dataplane::nat::{EngineParams, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
+use dataplane::testing::frames::{ip, udp};
 
 /// One flow's inside endpoint and remote port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

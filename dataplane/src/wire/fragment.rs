@@ -145,7 +145,7 @@ pub fn write_piece(frame: &[u8], plan: &Plan, i: usize, out: &mut [u8]) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::{frame_frag, ip, udp, udp_segment};
+    use crate::testing::frames::{frame_frag, ip, udp, udp_segment};
     use crate::wire::ipv4::PROTO_UDP;
 
     fn pieces(f: &[u8], mtu: usize) -> Vec<Vec<u8>> {

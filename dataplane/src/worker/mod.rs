@@ -160,7 +160,7 @@ impl<I: FrameIo> Worker<I> {
             round_ns: hdrhistogram::Histogram::new_with_bounds(1, 10_000_000_000, 2).ok(),
             mesh,
             counters: WorkerCounters::default(),
-            descs: [Desc { addr: 0, len: 0 }; BATCH],
+            descs: [Desc::EMPTY; BATCH],
             verdicts: [Verdict::Forward(Side::Inside); BATCH],
             actions: [Action::Free; BATCH],
         }
@@ -246,7 +246,7 @@ impl<I: FrameIo> Worker<I> {
                 got += n;
                 *per_side(&mut self.counters.rx, side) += n as u64;
                 *per_side(&mut self.counters.rx_bytes, side) +=
-                    self.descs.iter().take(n).map(|d| u64::from(d.len)).sum::<u64>();
+                    self.descs.iter().take(n).map(|d| u64::from(d.len())).sum::<u64>();
                 self.batch(side, now, n);
             }
         }
@@ -286,7 +286,14 @@ impl<I: FrameIo> Worker<I> {
         else {
             return;
         };
+        // A frame the backend refused to view (never one the worker holds)
+        // is given back, not acted on with last round's action.
+        actions.fill(Action::Free);
         io.with_views(descs, |views| {
+            let verdicts = match verdicts.get_mut(..views.len()) {
+                Some(v) => v,
+                None => return,
+            };
             match engine {
                 Some(e) => e.process(side, now, views, verdicts),
                 None => verdicts.fill(Verdict::Forward(other(side))),
@@ -315,7 +322,7 @@ impl<I: FrameIo> Worker<I> {
         match a {
             Action::Send(out) => {
                 *per_side(&mut self.counters.tx, out) += 1;
-                *per_side(&mut self.counters.tx_bytes, out) += u64::from(d.len);
+                *per_side(&mut self.counters.tx_bytes, out) += u64::from(d.len());
                 self.io.send(out, d);
                 return;
             }
@@ -345,7 +352,7 @@ impl<I: FrameIo> Worker<I> {
     /// Sends the pieces of a frame too big for its MTU (RFC 791 section 3.2).
     fn fragment(&mut self, d: Desc, out: Side, plan: &Plan) {
         for i in 0..plan.pieces {
-            let Some(mut nd) = self.io.alloc(d.len) else {
+            let Some(mut nd) = self.io.alloc(d.len()) else {
                 self.counters.fragment_failed += 1;
                 return;
             };
@@ -355,7 +362,7 @@ impl<I: FrameIo> Worker<I> {
             });
             match len.and_then(|n| u32::try_from(n).ok()) {
                 Some(n) => {
-                    nd.len = n;
+                    nd.truncate(n);
                     *per_side(&mut self.counters.tx, out) += 1;
                     self.io.send(out, nd);
                 }
@@ -370,7 +377,7 @@ impl<I: FrameIo> Worker<I> {
     }
 
     fn hand_off(&mut self, to: usize, side: Side, d: Desc) {
-        let (Some(q), Ok(len)) = (self.mesh.queue(self.id, to), u16::try_from(d.len)) else {
+        let (Some(q), Ok(len)) = (self.mesh.queue(self.id, to), u16::try_from(d.len())) else {
             self.counters.handoff_dropped += 1;
             return;
         };
@@ -474,10 +481,10 @@ fn per_side(pair: &mut [u64; 2], side: Side) -> &mut u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::{checksums_ok, ip, tuple, udp};
     use crate::io::MemIo;
     use crate::l2::SideL2;
     use crate::nat::{subscriber_owner, EngineParams, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
+    use crate::testing::frames::{checksums_ok, ip, tuple, udp};
 
     const IN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
     const OUT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];

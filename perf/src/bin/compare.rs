@@ -634,8 +634,8 @@ mod tests {
     fn generated_frames_carry_a_valid_ipv4_checksum() {
         let mut f = [0u8; 2048];
         assert_eq!(write_frame(&mut f, [2; 6], [4; 6], "new", 12345), 60);
-        assert!(dataplane::build::checksums_ok(&f[..60]));
-        let (src, sport, dst, dport) = dataplane::build::tuple(&f[..60]);
+        assert!(dataplane::testing::frames::checksums_ok(&f[..60]));
+        let (src, sport, dst, dport) = dataplane::testing::frames::tuple(&f[..60]);
         assert_eq!((src, sport, dst, dport), (0x6440_0000 + 12345, 1024, 0xc633_6401, 5000 + (12345 % 61) as u16));
     }
 }

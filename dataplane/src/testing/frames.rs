@@ -14,9 +14,16 @@ pub const MAC_A: [u8; 6] = [2, 0, 0, 0, 1, 1];
 /// A host's MAC.
 pub const MAC_B: [u8; 6] = [2, 0, 0, 0, 1, 2];
 
-/// Parses a dotted quad into a host-order address (panics on bad input: tests only).
+/// Parses a dotted quad into a host-order address.
+///
+/// # Panics
+/// On anything but a dotted quad: a typo in a test fails the test instead
+/// of quietly becoming 0.0.0.0.
 pub fn ip(s: &str) -> u32 {
-    u32::from(s.parse::<std::net::Ipv4Addr>().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED))
+    match s.parse::<std::net::Ipv4Addr>() {
+        Ok(a) => u32::from(a),
+        Err(e) => panic!("not a dotted quad: {s:?} ({e})"),
+    }
 }
 
 fn ipv4_header(src: u32, dst: u32, proto: u8, payload_len: usize, ttl: u8, ident: u16, flags_frag: u16) -> Vec<u8> {
@@ -162,4 +169,20 @@ pub fn checksums_ok(f: &[u8]) -> bool {
 /// TTL of a frame.
 pub fn ttl(f: &[u8]) -> u8 {
     f[14 + 8]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip;
+
+    #[test]
+    fn ip_parses_a_dotted_quad() {
+        assert_eq!(ip("100.64.0.1"), 0x6440_0001);
+    }
+
+    #[test]
+    #[should_panic(expected = "not a dotted quad")]
+    fn ip_panics_on_a_typo() {
+        ip("100.64.0.256");
+    }
 }
