@@ -34,7 +34,7 @@
 //! | rewrite | `rewrite.rs` | addresses, ports, TTL, checksums (RFC 1624 from stored deltas) | a bad checksum stays bad; a computed UDP 0 is sent as 0xFFFF |
 //! | keys | `keys.rs`, `hash.rs`, `index.rs` | the four index keys, the hash, the open-addressing index | each key is defined once |
 //! | sessions | `session.rs`, `tcp.rs` | the slab, the expiry wheel, the unreplied FIFO; TCP states and classes | a session is 32 + 24 bytes; hot fields in the first half |
-//! | rules | `rules.rs`, `params.rs` | the compiled ordered rules; the engine's plain parameters | the compiled set decides as the plain first match |
+//! | rules | `rules.rs`, `params.rs`, `error.rs` | the compiled ordered rules; the engine's plain parameters and why they are refused | the compiled set decides as the plain first match |
 //! | admin | `admin.rs` | listings, flushes, masquerade follow, port-block use, block events | a slice of slots per call: forwarding never stalls |
 //! | reconfigure | `reconfigure.rs` | live changes at a batch boundary | a change is taken whole or not at all |
 //! | counters | `counters.rs` | every drop and pass reason, named as its Prometheus label | every frame not forwarded is counted under one reason |
@@ -53,6 +53,7 @@ mod admin;
 mod batch;
 pub mod counters;
 mod engine;
+pub mod error;
 mod fast;
 pub mod frag;
 mod hairpin;
