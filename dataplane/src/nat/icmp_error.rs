@@ -6,7 +6,6 @@
 //! it open; refreshing would keep dead mappings alive).
 #![forbid(unsafe_code)]
 
-use super::rewrite::l4_checksum_field;
 use super::*;
 use crate::wire::{ipv4, tcp};
 
@@ -18,7 +17,8 @@ impl Engine {
         if side == Side::Outside && self.ports.addr_of_ip(p.dst).is_none() && self.is_local(p.dst) {
             return Verdict::PassToKernel(PassReason::ToSelf);
         }
-        let end = usize::from(p.l3) + usize::from(u16_at(frame.get(usize::from(p.l3)..).unwrap_or(&[]), 2));
+        let total = u16_at(frame.get(usize::from(p.l3)..).unwrap_or(&[]), ipv4::field::TOTAL_LEN);
+        let end = usize::from(p.l3) + usize::from(total);
         let Some(e) = parse_embedded(frame, usize::from(p.l4), end) else {
             return Verdict::Drop(DropReason::Malformed);
         };
@@ -64,7 +64,7 @@ impl Engine {
         // mappings alive.)
         let outer = Rewrite::arriving(side, &s);
         let quoted = outer.quoted();
-        let (emb_addr_at, emb_port_at) = (quoted.addr_field(), quoted.port_field(e.pcode));
+        let emb_addr_at = quoted.addr_field();
         let icmp_off = usize::from(p.l4);
         // The ICMP checksum covers the embedded bytes: sum them before and after.
         let emb_end = e.l3 + e.len.min(e.l4 - e.l3 + tcp::field::MIN_LEN);
@@ -75,15 +75,10 @@ impl Engine {
             let c = u16_at(emb, ipv4::field::CHECKSUM);
             set_u16(emb, ipv4::field::CHECKSUM, apply_delta(c, delta32(old_ip, outer.addr)));
         }
-        let csum_at = l4_checksum_field(e.pcode);
-        if let Some(l4) = frame.get_mut(e.l4..e.l3 + e.len) {
-            set_u16(l4, emb_port_at, outer.port);
-            if l4.len() >= csum_at + 2 {
-                let c = u16_at(l4, csum_at);
-                let d = outer.d_l4;
-                let nc = if e.pcode == pcode::UDP { apply_delta_udp(c, d) } else { apply_delta(c, d) };
-                set_u16(l4, csum_at, nc);
-            }
+        // The quoted L4 header as any packet's, within the quoted bytes (a
+        // quote of 8 bytes has no TCP checksum: it is then left alone).
+        if let Some(quote) = frame.get_mut(..e.l3 + e.len) {
+            quoted.apply_l4_at(quote, e.l4, e.pcode);
         }
         let after = fold(sum(frame.get(e.l3..emb_end).unwrap_or(&[])));
         if let Some(ic) = frame.get_mut(icmp_off..) {

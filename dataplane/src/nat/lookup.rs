@@ -140,10 +140,7 @@ impl Engine {
                     return Verdict::PassToKernel(PassReason::TtlExpired);
                 }
                 decrement_ttl(frame, usize::from(p.l3));
-                return Verdict::Forward(match side {
-                    Side::Inside => Side::Outside,
-                    Side::Outside => Side::Inside,
-                });
+                return Verdict::Forward(side.opposite());
             }
         }
         Verdict::Drop(DropReason::UnsupportedProtocol)

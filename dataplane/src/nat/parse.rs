@@ -180,7 +180,7 @@ pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
     if u16_at(h, layout::ETHERTYPE) != ETHERTYPE_IPV4
         || h[layout::VER_IHL] != 0x45
         || u16_at(h, layout::FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK) != 0
-        || h[0] & 1 != 0
+        || h[layout::ETH_DST] & 1 != 0
         || (w0 as u32) >> 29 == 7
         || total + layout::L3 > frame.len()
     {

@@ -114,7 +114,7 @@ impl Rewrite {
 
     /// The L4 half by the general RFC 1624 helpers: the port (identifier)
     /// at `l4` and the checksum of protocol `pc`.
-    fn apply_l4_at(&self, frame: &mut [u8], l4: usize, pc: u16) {
+    pub(super) fn apply_l4_at(&self, frame: &mut [u8], l4: usize, pc: u16) {
         if let Some(l4) = frame.get_mut(l4..) {
             set_u16(l4, self.port_field(pc), self.port);
             let at = l4_checksum_field(pc);

@@ -12,6 +12,8 @@ use super::{ethernet, icmp, ipv4, tcp, udp};
 pub const L3: usize = ethernet::field::HEADER_LEN;
 /// Start of the L4 header (IPv4 without options).
 pub const L4: usize = L3 + ipv4::field::MIN_LEN;
+/// The Ethernet destination (its first byte's low bit: group address).
+pub const ETH_DST: usize = ethernet::field::DST;
 /// The ethertype.
 pub const ETHERTYPE: usize = ethernet::field::TYPE;
 /// IPv4 version and header length.

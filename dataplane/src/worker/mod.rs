@@ -286,17 +286,19 @@ impl<I: FrameIo> Worker<I> {
         else {
             return;
         };
-        // A frame the backend refused to view (never one the worker holds)
-        // is given back, not acted on with last round's action.
-        actions.fill(Action::Free);
         io.with_views(descs, |views| {
+            // A frame the backend refused to view (never one the worker
+            // holds) is given back, not acted on with last round's action.
+            for a in actions.iter_mut().skip(views.len()) {
+                *a = Action::Free;
+            }
             let verdicts = match verdicts.get_mut(..views.len()) {
                 Some(v) => v,
                 None => return,
             };
             match engine {
                 Some(e) => e.process(side, now, views, verdicts),
-                None => verdicts.fill(Verdict::Forward(other(side))),
+                None => verdicts.fill(Verdict::Forward(side.opposite())),
             }
             // Link-layer addresses while the frames are at hand.
             for ((a, v), f) in actions.iter_mut().zip(verdicts.iter()).zip(views.iter_mut()) {
@@ -459,13 +461,6 @@ fn fits(mtu: u32, f: &[u8], out: Side) -> Action {
         Ok(None) => Action::Send(out),
         Ok(Some(plan)) => Action::Fragment(out, plan),
         Err(_) => Action::TooBig(out),
-    }
-}
-
-fn other(side: Side) -> Side {
-    match side {
-        Side::Inside => Side::Outside,
-        Side::Outside => Side::Inside,
     }
 }
 
