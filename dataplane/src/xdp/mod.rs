@@ -19,7 +19,7 @@
 //! |---|---|---|
 //! | `program.rs` | [`XdpProgram`]: load, attach, maps | one aya `Ebpf` per interface |
 //! | `socket.rs` | [`XdpIo`]: opening the worker's two sockets on one UMEM; [`crate::io::FrameIo`] | views only of frames the worker holds |
-//! | `ring.rs` | the frame bookkeeping over the fill, RX, TX and completion rings, and its fake-kernel test | a frame offset is in exactly one place at a time (free stack, fill or RX ring, the kernel, the worker's hands, TX pending or ring, completion ring) |
+//! | `ring/` | the frame bookkeeping over the fill, RX, TX and completion rings, and its fake-kernel test | a frame offset is in exactly one place at a time (free stack, fill or RX ring, the kernel, the worker's hands, TX pending or ring, completion ring) |
 //! | `umem.rs` | the frame area and its views: the only `from_raw_parts` | a view lies in one frame; the views of one call name distinct frames |
 //! | `tap.rs` | [`KernelTap`]: frames handed to the kernel's stack | a syscall per frame, never the forwarding path |
 //! | `lab.rs` | `XdpRx`, `XdpTx`, `SINK_PROGRAM` (feature `lab`): `perf compare`'s generator and sink | not used by masq itself |
