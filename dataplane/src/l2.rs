@@ -16,6 +16,8 @@
 #![forbid(unsafe_code)]
 
 use crate::nat::{Prefix, Side};
+use crate::wire::ethernet::{field, header_len_of};
+use crate::wire::ipv4;
 use std::collections::HashMap;
 
 /// One interface's view: its MAC, its routes, its neighbours.
@@ -108,15 +110,12 @@ impl L2Table {
 /// and reported as [`NextHop::NoRoute`] (the engine never forwards those).
 #[inline]
 pub fn write_l2(l2: &SideL2, frame: &mut [u8]) -> NextHop {
-    let ip_off = match frame.get(12..14) {
-        Some([0x81, 0x00]) => 18,
-        Some(_) => 14,
-        None => return NextHop::NoRoute,
-    };
-    let Some(&[a, b, c, d]) = frame.get(ip_off + 16..ip_off + 20) else { return NextHop::NoRoute };
+    // A frame too short for its IPv4 destination has no next hop.
+    let dst_at = header_len_of(frame) + ipv4::field::DST;
+    let Some(&[a, b, c, d]) = frame.get(dst_at..dst_at + 4) else { return NextHop::NoRoute };
     let hop = l2.next_hop(u32::from_be_bytes([a, b, c, d]));
-    if let (NextHop::Mac(mac), Some(hdr)) = (hop, frame.first_chunk_mut::<12>()) {
-        let (dst, src) = hdr.split_at_mut(6);
+    if let (NextHop::Mac(mac), Some(hdr)) = (hop, frame.first_chunk_mut::<{ field::TYPE }>()) {
+        let (dst, src) = hdr.split_at_mut(field::SRC);
         dst.copy_from_slice(&mac);
         src.copy_from_slice(&l2.own_mac);
     }

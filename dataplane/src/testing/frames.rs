@@ -6,8 +6,10 @@
 // Test frames are built to size; a bad index is a bad test.
 #![allow(clippy::indexing_slicing)]
 
+use crate::wire::bytes::{set_u16, u16_at, u32_at, u8_at};
 use crate::wire::checksum::{checksum, fold, pseudo_header_sum, sum};
-use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::ipv4::{self, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::{ethernet, icmp, tcp, udp};
 
 /// Inside-facing MAC of the lab's NAT box.
 pub const MAC_A: [u8; 6] = [2, 0, 0, 0, 1, 1];
@@ -26,8 +28,13 @@ pub fn ip(s: &str) -> u32 {
     }
 }
 
+/// The IPv4 header length from its IHL.
+fn header_len(ip: &[u8]) -> usize {
+    usize::from(u8_at(ip, ipv4::field::VER_IHL) & 0x0f) * 4
+}
+
 fn ipv4_header(src: u32, dst: u32, proto: u8, payload_len: usize, ttl: u8, ident: u16, flags_frag: u16) -> Vec<u8> {
-    let total = (20 + payload_len) as u16;
+    let total = (ipv4::field::MIN_LEN + payload_len) as u16;
     let mut h = vec![0x45, 0];
     h.extend_from_slice(&total.to_be_bytes());
     h.extend_from_slice(&ident.to_be_bytes());
@@ -36,7 +43,7 @@ fn ipv4_header(src: u32, dst: u32, proto: u8, payload_len: usize, ttl: u8, ident
     h.extend_from_slice(&src.to_be_bytes());
     h.extend_from_slice(&dst.to_be_bytes());
     let c = checksum(&h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
+    set_u16(&mut h, ipv4::field::CHECKSUM, c);
     h
 }
 
@@ -47,7 +54,7 @@ pub fn frame(src: u32, dst: u32, proto: u8, l4: &[u8], ttl: u8) -> Vec<u8> {
 
 /// Like [`frame`] with an explicit IP id and flags/fragment word.
 pub fn frame_frag(src: u32, dst: u32, proto: u8, l4: &[u8], ttl: u8, ident: u16, flags_frag: u16) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + 20 + l4.len());
+    let mut f = Vec::with_capacity(ethernet::field::HEADER_LEN + ipv4::field::MIN_LEN + l4.len());
     f.extend_from_slice(&MAC_A);
     f.extend_from_slice(&MAC_B);
     f.extend_from_slice(&[0x08, 0x00]);
@@ -63,7 +70,7 @@ fn l4_checksum(src: u32, dst: u32, proto: u8, seg: &[u8]) -> u16 {
 
 /// A UDP segment with a correct checksum.
 pub fn udp_segment(src: u32, sport: u16, dst: u32, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let len = (8 + payload.len()) as u16;
+    let len = (udp::HEADER_LEN + payload.len()) as u16;
     let mut u = Vec::new();
     u.extend_from_slice(&sport.to_be_bytes());
     u.extend_from_slice(&dport.to_be_bytes());
@@ -74,7 +81,7 @@ pub fn udp_segment(src: u32, sport: u16, dst: u32, dport: u16, payload: &[u8]) -
         0 => 0xffff,
         c => c,
     };
-    u[6..8].copy_from_slice(&c.to_be_bytes());
+    set_u16(&mut u, udp::CHECKSUM, c);
     u
 }
 
@@ -93,7 +100,7 @@ pub fn tcp_segment(src: u32, sport: u16, dst: u32, dport: u16, flags: u8, payloa
     t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     t.extend_from_slice(payload);
     let c = l4_checksum(src, dst, PROTO_TCP, &t);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
+    set_u16(&mut t, tcp::CHECKSUM, c);
     t
 }
 
@@ -109,56 +116,53 @@ pub fn icmp_echo(src: u32, dst: u32, ident: u16, seq: u16, request: bool) -> Vec
     m.extend_from_slice(&seq.to_be_bytes());
     m.extend_from_slice(b"masq-ping-payload");
     let c = checksum(&m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
+    set_u16(&mut m, icmp::CHECKSUM, c);
     frame(src, dst, PROTO_ICMP, &m, 64)
 }
 
 /// An ICMP error frame from `src` to `dst` quoting `quoted` (a frame: its IP
 /// header and the first `quote_l4` bytes of its L4 header are embedded).
 pub fn icmp_error(src: u32, dst: u32, ty: u8, code: u8, quoted: &[u8], quote_l4: usize) -> Vec<u8> {
-    let ip = &quoted[14..];
-    let hl = usize::from(ip[0] & 0x0f) * 4;
+    let ip = &quoted[ethernet::field::HEADER_LEN..];
+    let hl = header_len(ip);
     let n = (hl + quote_l4).min(ip.len());
     let mut m = vec![ty, code, 0, 0, 0, 0, 0, 0];
     if ty == 3 && code == 4 {
-        m[6..8].copy_from_slice(&1400u16.to_be_bytes());
+        set_u16(&mut m, icmp::NEXT_HOP_MTU, 1400);
     }
     m.extend_from_slice(&ip[..n]);
     let c = checksum(&m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
+    set_u16(&mut m, icmp::CHECKSUM, c);
     frame(src, dst, PROTO_ICMP, &m, 64)
 }
 
 /// The (src, sport, dst, dport) of a TCP/UDP frame, or (src, ident, dst, ident) for ICMP echo.
 pub fn tuple(f: &[u8]) -> (u32, u16, u32, u16) {
-    let ip = &f[14..];
-    let hl = usize::from(ip[0] & 0x0f) * 4;
-    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-    let l4 = &ip[hl..];
-    if ip[9] == PROTO_ICMP {
-        let id = u16::from_be_bytes([l4[4], l4[5]]);
+    let ip = &f[ethernet::field::HEADER_LEN..];
+    let (src, dst) = (u32_at(ip, ipv4::field::SRC), u32_at(ip, ipv4::field::DST));
+    let l4 = &ip[header_len(ip)..];
+    if u8_at(ip, ipv4::field::PROTO) == PROTO_ICMP {
+        let id = u16_at(l4, icmp::IDENT);
         return (src, id, dst, id);
     }
-    (src, u16::from_be_bytes([l4[0], l4[1]]), dst, u16::from_be_bytes([l4[2], l4[3]]))
+    (src, u16_at(l4, udp::SRC_PORT), dst, u16_at(l4, udp::DST_PORT))
 }
 
 /// True if the IPv4 header checksum and the TCP/UDP/ICMP checksum of an
 /// unfragmented frame verify (a UDP checksum of 0 counts as valid).
 pub fn checksums_ok(f: &[u8]) -> bool {
-    let ip = &f[14..];
-    let hl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let ip = &f[ethernet::field::HEADER_LEN..];
+    let hl = header_len(ip);
+    let total = usize::from(u16_at(ip, ipv4::field::TOTAL_LEN));
     if fold(sum(&ip[..hl])) != 0xffff {
         return false;
     }
-    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let (src, dst) = (u32_at(ip, ipv4::field::SRC), u32_at(ip, ipv4::field::DST));
     let seg = &ip[hl..total];
-    match ip[9] {
+    match u8_at(ip, ipv4::field::PROTO) {
         PROTO_TCP => fold(pseudo_header_sum(src, dst, PROTO_TCP, seg.len() as u16) + sum(seg)) == 0xffff,
         PROTO_UDP => {
-            u16::from_be_bytes([seg[6], seg[7]]) == 0
+            u16_at(seg, udp::CHECKSUM) == 0
                 || fold(pseudo_header_sum(src, dst, PROTO_UDP, seg.len() as u16) + sum(seg)) == 0xffff
         }
         PROTO_ICMP => fold(sum(seg)) == 0xffff,
@@ -168,7 +172,7 @@ pub fn checksums_ok(f: &[u8]) -> bool {
 
 /// TTL of a frame.
 pub fn ttl(f: &[u8]) -> u8 {
-    f[14 + 8]
+    f[ethernet::field::HEADER_LEN + ipv4::field::TTL]
 }
 
 #[cfg(test)]

@@ -30,6 +30,18 @@ pub mod field {
     pub const TAGGED_LEN: usize = 18;
 }
 
+/// The Ethernet header's length (the offset of its payload) as the
+/// ethertype says: with one 802.1Q tag or without. A frame too short to
+/// carry an ethertype counts as untagged; callers check its length.
+#[inline]
+pub fn header_len_of(frame: &[u8]) -> usize {
+    if u16_at(frame, field::TYPE) == ETHERTYPE_VLAN {
+        field::TAGGED_LEN
+    } else {
+        field::HEADER_LEN
+    }
+}
+
 /// A view of an Ethernet frame.
 #[derive(Debug, Clone, Copy)]
 pub struct EthernetFrame<T> {
@@ -44,14 +56,10 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         if b.len() < field::HEADER_LEN {
             return Err(WireError::Truncated);
         }
-        let header_len = if u16_at(b, field::TYPE) == ETHERTYPE_VLAN {
-            if b.len() < field::TAGGED_LEN {
-                return Err(WireError::Truncated);
-            }
-            field::TAGGED_LEN
-        } else {
-            field::HEADER_LEN
-        };
+        let header_len = header_len_of(b);
+        if b.len() < header_len {
+            return Err(WireError::Truncated);
+        }
         Ok(Self { buf, header_len })
     }
 

@@ -31,6 +31,8 @@ pub const CHECKSUM: usize = 2;
 /// Offset of the echo identifier (the "port" of ICMP echo).
 pub const IDENT: usize = 4;
 const SEQ: usize = 6;
+/// Offset of the next-hop MTU in a "fragmentation needed" error (RFC 1191 section 4).
+pub const NEXT_HOP_MTU: usize = 6;
 /// Length of the ICMP header; the embedded datagram of an error starts here.
 pub const HEADER_LEN: usize = 8;
 

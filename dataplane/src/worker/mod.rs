@@ -453,7 +453,7 @@ impl<I: FrameIo> Worker<I> {
 /// Whether a frame leaving on `out` fits its MTU, and what to do if not.
 #[inline]
 fn fits(mtu: u32, f: &[u8], out: Side) -> Action {
-    let l2_len = if f.get(12..14) == Some(&[0x81, 0x00]) { 18 } else { 14 };
+    let l2_len = crate::wire::ethernet::header_len_of(f);
     if mtu == 0 || f.len() <= l2_len + mtu as usize {
         return Action::Send(out);
     }
