@@ -322,14 +322,15 @@ pub fn parse_embedded(frame: &[u8], icmp_off: usize, end: usize) -> Option<Embed
     let e = frame.get(l3..end)?;
     let vi = *e.first()?;
     let hl = usize::from(vi & 0x0f) * 4;
-    if vi >> 4 != 4 || hl < 20 || e.len() < hl + 8 {
+    // RFC 792: the quote holds the IP header and at least 64 bits of data.
+    if vi >> 4 != 4 || hl < ipv4::field::MIN_LEN || e.len() < hl + 8 {
         return None;
     }
-    let proto = *e.get(9)?;
+    let proto = *e.get(ipv4::field::PROTO)?;
     let l4 = e.get(hl..)?;
     let (pcode, sport, dport) = match proto {
-        PROTO_TCP => (pcode::TCP, u16_at(l4, 0), u16_at(l4, 2)),
-        PROTO_UDP => (pcode::UDP, u16_at(l4, 0), u16_at(l4, 2)),
+        PROTO_TCP => (pcode::TCP, u16_at(l4, tcp::SRC_PORT), u16_at(l4, tcp::DST_PORT)),
+        PROTO_UDP => (pcode::UDP, u16_at(l4, udp::SRC_PORT), u16_at(l4, udp::DST_PORT)),
         PROTO_ICMP => {
             if icmp::kind_of(*l4.first()?) != IcmpKind::Query {
                 return None; // no error about an error (RFC 1122 3.2.2)
@@ -343,8 +344,8 @@ pub fn parse_embedded(frame: &[u8], icmp_off: usize, end: usize) -> Option<Embed
         l3,
         l4: l3 + hl,
         len: e.len(),
-        src: crate::wire::bytes::u32_at(e, 12),
-        dst: crate::wire::bytes::u32_at(e, 16),
+        src: u32_at(e, ipv4::field::SRC),
+        dst: u32_at(e, ipv4::field::DST),
         sport,
         dport,
         pcode,
