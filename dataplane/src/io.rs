@@ -16,6 +16,7 @@
 //! same call, and ignores a `send` or `free` of a frame not held. So safe
 //! code never gets two mutable views of one frame, nor a view of a frame
 //! it already gave back.
+//! Both backends keep that record in one bitmap, `Held`.
 #![forbid(unsafe_code)]
 
 use crate::nat::Side;
@@ -103,6 +104,43 @@ pub trait FrameIo {
     fn flush(&mut self);
 }
 
+/// One bit per frame: set while the frame is in the worker's hands (in none
+/// of the kernel's rings), so that views may be made of it.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    words: Vec<u64>,
+}
+
+impl Held {
+    /// `frames` frames, none held.
+    pub(crate) fn new(frames: usize) -> Self {
+        Self { words: vec![0; frames.div_ceil(64)] }
+    }
+
+    /// Marks `frame` held; false if it already was (or is out of range).
+    pub(crate) fn hold(&mut self, frame: usize) -> bool {
+        let Some(word) = self.words.get_mut(frame / 64) else { return false };
+        let bit = 1u64 << (frame % 64);
+        let was = *word & bit != 0;
+        *word |= bit;
+        !was
+    }
+
+    /// Marks `frame` not held; false if it was not.
+    pub(crate) fn release(&mut self, frame: usize) -> bool {
+        let Some(word) = self.words.get_mut(frame / 64) else { return false };
+        let bit = 1u64 << (frame % 64);
+        let was = *word & bit != 0;
+        *word &= !bit;
+        was
+    }
+
+    /// True if `frame` is held.
+    pub(crate) fn contains(&self, frame: usize) -> bool {
+        self.words.get(frame / 64).is_some_and(|w| w & (1u64 << (frame % 64)) != 0)
+    }
+}
+
 /// An in-memory backend: frames pushed into `rx` are received, frames sent
 /// land in `tx`. For tests of the worker loop.
 #[derive(Debug, Default)]
@@ -111,8 +149,8 @@ pub struct MemIo {
     free: Vec<u64>,
     rx: [std::collections::VecDeque<Desc>; 2],
     queued: Vec<(Side, Desc)>,
-    /// By frame: true while the worker holds it.
-    held: Vec<bool>,
+    /// By frame: set while the worker holds it.
+    held: Held,
     /// Frames transmitted, by side, in order.
     pub tx: [Vec<Vec<u8>>; 2],
     /// Frames freed without being sent.
@@ -134,14 +172,14 @@ impl MemIo {
         Self {
             frames: vec![vec![0; frame_size]; frames],
             free: (0..frames as u64).rev().collect(),
-            held: vec![false; frames],
+            held: Held::new(frames),
             ..Self::default()
         }
     }
 
     /// Takes `d`'s frame out of the worker's hands; false if it was not there.
     fn release(&mut self, d: Desc) -> bool {
-        let was = usize::try_from(d.addr).ok().and_then(|i| self.held.get_mut(i)).is_some_and(std::mem::take);
+        let was = usize::try_from(d.addr).is_ok_and(|i| self.held.release(i));
         debug_assert!(was, "frame {} sent or freed but not held", d.addr);
         was
     }
@@ -174,7 +212,7 @@ impl FrameIo for MemIo {
         let q = &mut self.rx[side_index(side)];
         let n = out.len().min(q.len());
         for (slot, d) in out.iter_mut().zip(q.drain(..n)) {
-            self.held[d.addr as usize] = true;
+            self.held.hold(d.addr as usize);
             *slot = d;
         }
         n
@@ -185,7 +223,7 @@ impl FrameIo for MemIo {
         // a descriptor out of range, too long or not held, ends the views.
         let held = &self.held;
         let mut all: Vec<Option<&mut Vec<u8>>> =
-            self.frames.iter_mut().zip(held).map(|(f, &h)| h.then_some(f)).collect();
+            self.frames.iter_mut().enumerate().map(|(i, f)| held.contains(i).then_some(f)).collect();
         let mut views: Vec<&mut [u8]> = Vec::with_capacity(descs.len());
         for d in descs {
             let Some(frame) = all.get_mut(d.addr as usize).and_then(Option::take) else { break };
@@ -215,7 +253,7 @@ impl FrameIo for MemIo {
             return None;
         }
         let addr = self.free.pop()?;
-        self.held[addr as usize] = true;
+        self.held.hold(addr as usize);
         Some(Desc::new(addr, len))
     }
 

@@ -3,8 +3,9 @@
 //! area, and an XDP program that drops what it receives. Not used by masq.
 
 use super::ring::reap;
-use super::umem::{Area, Held};
+use super::umem::Area;
 use super::{if_info, sock_err, XdpError};
+use crate::io::Held;
 use std::os::fd::RawFd;
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, RingRx, RingTx, Socket, SocketConfig, User};
@@ -45,7 +46,7 @@ impl XdpRx {
         w.insert((0..u64::from(cap)).map(|i| i * u64::from(frame_size)));
         w.commit();
         drop(w);
-        Ok(Self { rx, dev, user, frame_size, held: Held::new(frames), area })
+        Ok(Self { rx, dev, user, frame_size, held: Held::new(frames as usize), area })
     }
 
     /// Runs `f` over every frame received so far and gives the frames back
@@ -124,7 +125,7 @@ impl XdpTx {
         let tx = user.map_tx().map_err(fail("map tx"))?;
         umem.bind(&user).map_err(fail("bind"))?;
         let free = (0..u64::from(frames)).rev().map(|i| i * u64::from(frame_size)).collect();
-        Ok(Self { tx, dev, user, free, frame_size, held: Held::new(frames), area })
+        Ok(Self { tx, dev, user, free, frame_size, held: Held::new(frames as usize), area })
     }
 
     /// Writes up to `n` frames with `fill(i, frame) -> length` (i counts

@@ -12,45 +12,9 @@
 //! view methods are `unsafe` and say so.
 
 use super::{sock_err, XdpError};
-use crate::io::{Desc, BATCH};
+use crate::io::{Desc, Held, BATCH};
 use std::ptr::NonNull;
 use xdpilone::{Umem, UmemConfig};
-
-/// One bit per frame: set while the frame is in the worker's hands (in none
-/// of the kernel's rings), so that views may be made of it.
-pub(super) struct Held {
-    words: Vec<u64>,
-}
-
-impl Held {
-    /// `frames` frames, none held.
-    pub(super) fn new(frames: u32) -> Self {
-        Self { words: vec![0; (frames as usize).div_ceil(64)] }
-    }
-
-    /// Marks `frame` held; false if it already was (or is out of range).
-    pub(super) fn hold(&mut self, frame: usize) -> bool {
-        let Some(word) = self.words.get_mut(frame / 64) else { return false };
-        let bit = 1u64 << (frame % 64);
-        let was = *word & bit != 0;
-        *word |= bit;
-        !was
-    }
-
-    /// Marks `frame` not held; false if it was not.
-    pub(super) fn release(&mut self, frame: usize) -> bool {
-        let Some(word) = self.words.get_mut(frame / 64) else { return false };
-        let bit = 1u64 << (frame % 64);
-        let was = *word & bit != 0;
-        *word &= !bit;
-        was
-    }
-
-    /// True if `frame` is held.
-    pub(super) fn contains(&self, frame: usize) -> bool {
-        self.words.get(frame / 64).is_some_and(|w| w & (1u64 << (frame % 64)) != 0)
-    }
-}
 
 /// An anonymous mapping of `frames` frames of `frame_size` bytes.
 pub(super) struct Frames {

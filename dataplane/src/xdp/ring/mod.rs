@@ -14,7 +14,7 @@
 //! or `free` of a frame not held is refused (it would put a frame in two
 //! places).
 
-use super::umem::Held;
+use crate::io::Held;
 use crate::io::{Desc, BATCH};
 use crate::nat::Side;
 use xdpilone::xdp::XdpDesc;
@@ -163,7 +163,7 @@ impl<K: KernelRings> Ledger<K> {
             sides,
             pending: [pending(), pending()],
             free: (0..u64::from(frames)).rev().map(|i| i * u64::from(frame_size)).collect(),
-            held: Held::new(frames),
+            held: Held::new(frames as usize),
             frame_size,
             reserve: (frames as usize / 8).max(BATCH),
             ring_size,
