@@ -863,11 +863,24 @@ fn a_change_that_cannot_apply_live_is_refused_whole() {
     let first = n.out(udp(ip("100.64.1.2"), 4000, ip("198.51.100.1"), 53, b"q"));
     let pool = |problem| ParamError::Pool { pool: "cgnat".into(), problem };
     type Change = fn(&mut EngineParams);
-    let changes: [(Change, ParamError); 4] = [
+    let changes: [(Change, ParamError); 5] = [
         (|p| p.pools[0].addresses.push(ip("203.0.113.9")), pool(PoolProblem::NewAddress([203, 0, 113, 9].into()))),
         (|p| p.max_sessions *= 2, ParamError::NeedsRestart("table sizes")),
         (|p| p.pools[0].port_min = 2000, pool(PoolProblem::NeedsRestart)),
         (|p| p.timeouts.udp_secs = 100_000, ParamError::TimeoutPastWheel { wheel: 7440 }),
+        // A forward Engine::new would refuse (ICMP has no ports to forward).
+        (
+            |p| {
+                p.forwards = vec![Forward {
+                    protocol: 1,
+                    public_addr: ip("203.0.113.2"),
+                    public_port: 8080,
+                    inside_addr: ip("100.64.9.9"),
+                    inside_port: 80,
+                }]
+            },
+            ParamError::ForwardProtocol(1),
+        ),
     ];
     for (change, why) in changes {
         let mut p = cgnat_params();

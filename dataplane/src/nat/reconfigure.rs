@@ -68,7 +68,8 @@ impl Engine {
     /// nothing changed. Returns how many sessions were flushed.
     pub fn reconfigure(&mut self, new: &EngineParams, now: u32) -> Result<usize, ParamError> {
         reconfigure_check(&self.params, new)?;
-        // Forwards must land on an address that exists after the change.
+        // Forwards must land on an address that exists after the change,
+        // and be TCP or UDP, as `Engine::new` requires.
         let new_names: Vec<&str> = new.pools.iter().map(|p| p.name.as_str()).collect();
         for f in &new.forwards {
             if !new.pools.iter().any(|p| p.addresses.contains(&f.public_addr)) {
@@ -76,6 +77,9 @@ impl Engine {
                     addr: crate::wire::fmt_ipv4(f.public_addr),
                     port: f.public_port,
                 });
+            }
+            if f.protocol != 6 && f.protocol != 17 {
+                return Err(ParamError::ForwardProtocol(f.protocol));
             }
         }
         // Pools: the engine's index of each new pool (existing by name, or added).
