@@ -17,7 +17,7 @@ struct Entry {
     src: u32,
     dst: u32,
     ident: u16,
-    proto: u8,
+    ip_proto: u8,
     i2o: bool,
     session: u32,
     expires: u32,
@@ -31,8 +31,8 @@ pub struct FragKey {
     pub src: u32,
     /// Destination address.
     pub dst: u32,
-    /// Protocol.
-    pub proto: u8,
+    /// IP protocol number (any: fragments of other protocols are followed too).
+    pub ip_proto: u8,
     /// IP identification.
     pub ident: u16,
 }
@@ -54,7 +54,7 @@ impl Fragments {
 
     fn slot(&self, k: &FragKey) -> usize {
         super::hash::bucket(
-            hash3(self.seed, k.src ^ k.dst.rotate_left(13), k.ident, u16::from(k.proto), 0x77),
+            hash3(self.seed, k.src ^ k.dst.rotate_left(13), k.ident, u16::from(k.ip_proto), 0x77),
             self.mask,
         )
     }
@@ -64,14 +64,14 @@ impl Fragments {
         let i = self.slot(&k);
         let expires = now.saturating_add(self.ttl);
         if let Some(e) = self.slots.get_mut(i) {
-            *e = Entry { src: k.src, dst: k.dst, ident: k.ident, proto: k.proto, i2o, session, expires };
+            *e = Entry { src: k.src, dst: k.dst, ident: k.ident, ip_proto: k.ip_proto, i2o, session, expires };
         }
     }
 
     /// The session and direction a later fragment follows.
     pub fn find(&self, k: FragKey, now: u32) -> Option<(u32, bool)> {
         let e = self.slots.get(self.slot(&k))?;
-        (e.expires > now && e.src == k.src && e.dst == k.dst && e.proto == k.proto && e.ident == k.ident)
+        (e.expires > now && e.src == k.src && e.dst == k.dst && e.ip_proto == k.ip_proto && e.ident == k.ident)
             .then_some((e.session, e.i2o))
     }
 
@@ -86,7 +86,7 @@ use super::session;
 use super::{DropReason, Engine, Parsed, PassReason, Side, Verdict};
 
 pub(super) fn frag_key(p: &Parsed) -> FragKey {
-    FragKey { src: p.src, dst: p.dst, proto: p.proto, ident: p.ident }
+    FragKey { src: p.src, dst: p.dst, ip_proto: p.ip_proto, ident: p.ident }
 }
 
 impl Engine {
@@ -119,12 +119,12 @@ mod tests {
 
     #[test]
     fn follows_and_expires() {
-        let k = |ident| FragKey { src: 1, dst: 2, proto: 17, ident };
+        let k = |ident| FragKey { src: 1, dst: 2, ip_proto: 17, ident };
         let mut f = Fragments::new(16, 2, 1);
         f.record(k(99), true, 7, 10);
         assert_eq!(f.find(k(99), 11), Some((7, true)));
         assert_eq!(f.find(k(98), 11), None);
-        assert_eq!(f.find(FragKey { proto: 6, ..k(99) }, 11), None);
+        assert_eq!(f.find(FragKey { ip_proto: 6, ..k(99) }, 11), None);
         assert_eq!(f.find(k(99), 12), None, "expired");
     }
 }

@@ -58,7 +58,7 @@ impl Engine {
                 }
             }
         }
-        let action = self.rules.first_match(p.src, p.dst, p.proto, Some(p.dport));
+        let action = self.rules.first_match(p.src, p.dst, p.ip_proto, Some(p.dport));
         let idx = match action {
             Some(RuleAction::Translate { pool }) => self.new_mapped_i2o(now, p, pool, h)?,
             Some(RuleAction::NoNat) | None => {

@@ -135,7 +135,7 @@ impl Engine {
             if side == Side::Outside && self.is_local(p.dst) {
                 return Verdict::PassToKernel(PassReason::ToSelf);
             }
-            if self.rules.first_match(inside, remote, p.proto, None) == Some(RuleAction::NoNat) {
+            if self.rules.first_match(inside, remote, p.ip_proto, None) == Some(RuleAction::NoNat) {
                 if p.ttl <= 1 {
                     return Verdict::PassToKernel(PassReason::TtlExpired);
                 }

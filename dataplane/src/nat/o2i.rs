@@ -112,7 +112,7 @@ impl Engine {
         }
         // Routed to an inside host: only a no-NAT exemption lets it in, and
         // then its replies keep their addresses (the session says so).
-        if self.rules.first_match(p.dst, p.src, p.proto, None) == Some(RuleAction::NoNat) {
+        if self.rules.first_match(p.dst, p.src, p.ip_proto, None) == Some(RuleAction::NoNat) {
             if self.workers > 1 {
                 let owner = self.subscriber_owner(p.dst);
                 if owner != self.worker {

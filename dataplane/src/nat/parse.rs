@@ -44,8 +44,8 @@ pub struct Parsed {
     pub sport: u16,
     /// Destination port (ICMP echo from outside: identifier; from inside: 0).
     pub dport: u16,
-    /// IP protocol number.
-    pub proto: u8,
+    /// IP protocol number (any: other protocols and later fragments keep theirs).
+    pub ip_proto: u8,
     /// Protocol code ([`pcode`]).
     pub pcode: u16,
     /// TTL.
@@ -136,7 +136,7 @@ impl FastKey {
             dst: self.dst(),
             sport: self.sport(),
             dport: self.dport(),
-            proto: if pcode == pcode::TCP { PROTO_TCP } else { PROTO_UDP },
+            ip_proto: if pcode == pcode::TCP { PROTO_TCP } else { PROTO_UDP },
             pcode,
             ttl: self.ttl,
             tcp_flags: self.tcp_flags(),
@@ -237,7 +237,7 @@ pub fn parse(frame: &[u8], side: Side) -> Result<Parsed, Verdict> {
         l4: u8::try_from(l3 + ip.header_len()).map_err(bad)?,
         src,
         dst,
-        proto: ip.protocol(),
+        ip_proto: ip.protocol(),
         ttl: ip.ttl(),
         ident: ip.ident(),
         ..Parsed::default()
@@ -251,7 +251,7 @@ pub fn parse(frame: &[u8], side: Side) -> Result<Parsed, Verdict> {
     }
     let l4 = ip.payload();
     let malformed = |_| Verdict::Drop(DropReason::Malformed);
-    match p.proto {
+    match p.ip_proto {
         PROTO_TCP => {
             // A first fragment may be too short for the whole TCP header but
             // the ports and checksum must be there.
