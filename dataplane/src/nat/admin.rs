@@ -79,17 +79,16 @@ impl Engine {
     }
 
     pub(super) fn info(&self, s: &Session, now: u32) -> SessionInfo {
-        let pc = s.pcode();
         let t = self.class_timeout.get(usize::from(s.class)).copied().unwrap_or(0);
         SessionInfo {
-            protocol: proto_of(pc),
+            protocol: s.proto.ip_proto(),
             inside: (s.inside_ip, s.inside_port),
             public: (s.public_ip, s.public_port),
             remote: (s.remote_ip, s.remote_port),
-            state: match pc {
-                pcode::TCP => s.tcp.name(),
-                pcode::UDP => "udp",
-                _ => "icmp",
+            state: match s.proto {
+                L4::Tcp => s.tcp.name(),
+                L4::Udp => "udp",
+                L4::Icmp => "icmp",
             },
             expires_in: (s.last_seen.saturating_add(t)).saturating_sub(now),
             flags: s.flags,

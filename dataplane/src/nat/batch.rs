@@ -206,8 +206,8 @@ impl Engine {
                 _ => match parse(frame, side) {
                     Ok(p) if p.kind == Kind::Flow => {
                         let h = match side {
-                            Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.pcode),
-                            Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.pcode),
+                            Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.proto),
+                            Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.proto),
                         };
                         self.flow(side, now, frame, &p, h)
                     }

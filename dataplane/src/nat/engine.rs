@@ -12,7 +12,15 @@ use super::*;
 pub(super) struct ForwardRt {
     pub(super) f: Forward,
     pub(super) addr: u16,
-    pub(super) pcode: u16,
+    pub(super) proto: L4,
+}
+
+/// A forward's protocol: TCP or UDP (ICMP has no ports to forward).
+pub(super) fn forward_proto(f: &Forward) -> Result<L4, ParamError> {
+    match L4::from_ip_proto(f.protocol) {
+        Some(p @ (L4::Tcp | L4::Udp)) => Ok(p),
+        _ => Err(ParamError::ForwardProtocol(f.protocol)),
+    }
 }
 
 /// One worker's NAT engine.
@@ -79,14 +87,11 @@ impl Engine {
                     port: f.public_port,
                 });
             };
-            if f.protocol != 6 && f.protocol != 17 {
-                return Err(ParamError::ForwardProtocol(f.protocol));
-            }
-            let pc = pcode_of(f.protocol);
+            let proto = forward_proto(f)?;
             // Only the owning worker marks the port; others never allocate it
             // because they do not own it.
-            ports.reserve(addr, usize::from(pc), f.public_port);
-            forwards.push(ForwardRt { f: *f, addr, pcode: pc });
+            ports.reserve(addr, proto.index(), f.public_port);
+            forwards.push(ForwardRt { f: *f, addr, proto });
         }
         let mut local = p.local_addrs.clone();
         local.sort_unstable();
@@ -186,21 +191,21 @@ impl Engine {
     }
 
     #[inline(always)]
-    pub(super) fn h_i2o(&self, inside: u32, iport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
-        keys::i2o(self.seed, inside, iport, remote, rport, pc)
+    pub(super) fn h_i2o(&self, inside: u32, iport: u16, remote: u32, rport: u16, proto: L4) -> u64 {
+        keys::i2o(self.seed, inside, iport, remote, rport, proto)
     }
 
     #[inline(always)]
-    pub(super) fn h_o2i(&self, public: u32, pport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
-        keys::o2i(self.seed, public, pport, remote, rport, pc)
+    pub(super) fn h_o2i(&self, public: u32, pport: u16, remote: u32, rport: u16, proto: L4) -> u64 {
+        keys::o2i(self.seed, public, pport, remote, rport, proto)
     }
 
-    pub(super) fn h_imap(&self, inside: u32, iport: u16, pc: u16, pool: u16) -> u64 {
-        keys::imap(self.seed, inside, iport, pc, pool)
+    pub(super) fn h_imap(&self, inside: u32, iport: u16, proto: L4, pool: u16) -> u64 {
+        keys::imap(self.seed, inside, iport, proto, pool)
     }
 
-    pub(super) fn h_omap(&self, public: u32, pport: u16, pc: u16) -> u64 {
-        keys::omap(self.seed, public, pport, pc)
+    pub(super) fn h_omap(&self, public: u32, pport: u16, proto: L4) -> u64 {
+        keys::omap(self.seed, public, pport, proto)
     }
 
     pub(super) fn session_hashes(&self, s: &Session) -> (u64, u64) {
@@ -221,13 +226,12 @@ impl Engine {
         sport: u16,
         dst: u32,
         dport: u16,
-        pc: u16,
+        proto: L4,
     ) -> Option<u32> {
         let hot = &self.sessions.hot;
         let index = if I2O { &self.i2o } else { &self.o2i };
         let (w0, ports) = ((u64::from(src) << 32) | u64::from(dst), (u32::from(sport) << 16) | u32::from(dport));
-        let code = session::code_of(pc);
-        index.find(h, |i| hot.get(i as usize).is_some_and(|s| s.has_key::<I2O>(w0, ports, code)))
+        index.find(h, |i| hot.get(i as usize).is_some_and(|s| s.has_key::<I2O>(w0, ports, proto)))
     }
 
     /// True if the session idled past its timeout (it is then treated as gone).
@@ -239,12 +243,12 @@ impl Engine {
         now.wrapping_sub(s.last_seen) >= t
     }
 
-    pub(super) fn forward_by_public(&self, addr: u16, port: u16, pc: u16) -> Option<ForwardRt> {
-        self.forwards.iter().find(|f| f.addr == addr && f.f.public_port == port && f.pcode == pc).copied()
+    pub(super) fn forward_by_public(&self, addr: u16, port: u16, proto: L4) -> Option<ForwardRt> {
+        self.forwards.iter().find(|f| f.addr == addr && f.f.public_port == port && f.proto == proto).copied()
     }
 
-    pub(super) fn forward_by_inside(&self, ip: u32, port: u16, pc: u16) -> Option<ForwardRt> {
-        self.forwards.iter().find(|f| f.f.inside_addr == ip && f.f.inside_port == port && f.pcode == pc).copied()
+    pub(super) fn forward_by_inside(&self, ip: u32, port: u16, proto: L4) -> Option<ForwardRt> {
+        self.forwards.iter().find(|f| f.f.inside_addr == ip && f.f.inside_port == port && f.proto == proto).copied()
     }
 
     /// The timeouts in force.

@@ -18,9 +18,9 @@
 
 use super::hash::hash_words;
 use super::index::{tag_of, IDX_MASK};
+use super::l4::L4;
 use super::parse::{fast_ip, fast_key, parse_fast, FastKey};
 use super::rewrite::Rewrite;
-use super::session::pcode;
 use super::session::{class, flag, Session};
 use super::Side;
 use super::{Item, Pre, Verdict, BATCH};
@@ -73,8 +73,8 @@ impl Lane<'_> {
     /// (anything but `Done` leaves it untouched).
     #[inline(always)]
     pub fn hit<const I2O: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> Outcome {
-        match k.pcode() {
-            pcode::UDP => self.hit_proto::<I2O, true>(frame, k, h),
+        match k.proto() {
+            L4::Udp => self.hit_proto::<I2O, true>(frame, k, h),
             _ => self.hit_proto::<I2O, false>(frame, k, h),
         }
     }
@@ -83,7 +83,7 @@ impl Lane<'_> {
     /// so the checks and the rewrite carry no protocol tests.
     #[inline(always)]
     fn hit_proto<const I2O: bool, const UDP: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> Outcome {
-        let (ports, code) = (k.ports(), k.code());
+        let (ports, proto) = (k.ports(), if UDP { L4::Udp } else { L4::Tcp });
         let tag = tag_of(h);
         let mut pos = super::hash::bucket(h, self.mask);
         // Each direction's key sits in the session as the packet carries it
@@ -100,7 +100,7 @@ impl Lane<'_> {
                 let Some(x) = self.hot.get(i) else {
                     return Outcome::Other;
                 };
-                if x.has_key::<I2O>(k.w0, ports, code) {
+                if x.has_key::<I2O>(k.w0, ports, proto) {
                     break i;
                 }
             }

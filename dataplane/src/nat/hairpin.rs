@@ -14,10 +14,10 @@ impl Engine {
     pub(super) fn hairpin_dst(&mut self, now: u32, frame: &mut [u8], p: &Parsed, s: &Session, pub_ip: u32) -> Verdict {
         // The packet now reads public(s) -> p.dst:p.dport.
         let q = Parsed { src: pub_ip, sport: s.public_port, ..*p };
-        let (dport, sport) = if p.pcode == pcode::ICMP { (s.public_port, 0) } else { (p.dport, s.public_port) };
+        let (dport, sport) = if p.proto == L4::Icmp { (s.public_port, 0) } else { (p.dport, s.public_port) };
         let q = Parsed { dport, sport, ..q };
-        let h = self.h_o2i(q.dst, q.dport, q.src, q.sport, q.pcode);
-        let idx = match self.find::<false>(h, q.src, q.sport, q.dst, q.dport, q.pcode) {
+        let h = self.h_o2i(q.dst, q.dport, q.src, q.sport, q.proto);
+        let idx = match self.find::<false>(h, q.src, q.sport, q.dst, q.dport, q.proto) {
             Some(i) => i,
             None => match self.new_o2i(now, &q) {
                 Ok(i) => i,

@@ -23,9 +23,9 @@ impl Engine {
         // reach; decide before any session is made.
         let dst_addr = self.ports.addr_of_ip(p.dst);
         let dst_public = match dst_addr {
-            Some(a) if p.pcode != pcode::ICMP => {
-                let target = self.forward_by_public(a, p.dport, p.pcode).is_some()
-                    || self.find_mapping_o2i(p.dst, p.dport, p.pcode, now).is_some()
+            Some(a) if p.proto != L4::Icmp => {
+                let target = self.forward_by_public(a, p.dport, p.proto).is_some()
+                    || self.find_mapping_o2i(p.dst, p.dport, p.proto, now).is_some()
                     || self.workers > 1;
                 if !target {
                     return Ok(if self.is_local(p.dst) {
@@ -46,7 +46,7 @@ impl Engine {
         }
         if self.workers > 1 {
             // A forward's server answering: its session lives with the public port's owner.
-            if let Some(f) = self.forward_by_inside(p.src, p.sport, p.pcode) {
+            if let Some(f) = self.forward_by_inside(p.src, p.sport, p.proto) {
                 let owner = self.ports.owner_of(f.addr, f.f.public_port).unwrap_or(self.worker);
                 if owner != self.worker {
                     return Ok(Verdict::HandOff { worker: owner, arrived_on: Side::Inside });
@@ -111,15 +111,15 @@ impl Engine {
             }
             return Err(undo(self, DropReason::SubscriberSessionLimit));
         }
-        let hm = self.h_imap(p.src, p.sport, p.pcode, pool);
-        let head = self.find_mapping_i2o(hm, p.src, p.sport, p.pcode, pool, now);
-        let rport = if p.pcode == pcode::ICMP { 0 } else { p.dport };
+        let hm = self.h_imap(p.src, p.sport, p.proto, pool);
+        let head = self.find_mapping_i2o(hm, p.src, p.sport, p.proto, pool, now);
+        let rport = if p.proto == L4::Icmp { 0 } else { p.dport };
         let mut s = Session {
             inside_ip: p.src,
             remote_ip: p.dst,
             inside_port: p.sport,
             remote_port: rport,
-            code: session::code_of(p.pcode),
+            proto: p.proto,
             flags: flag::MAPPED | flag::SUB,
             ..Session::default()
         };
@@ -133,7 +133,7 @@ impl Engine {
             }
             None => {
                 let rand = self.next_rand();
-                let Some((port, new_blocks)) = self.ports.alloc(sub, usize::from(p.pcode), p.sport, now, rand) else {
+                let Some((port, new_blocks)) = self.ports.alloc(sub, p.proto.index(), p.sport, now, rand) else {
                     self.counters.port_exhaustion_events += 1;
                     if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src))
                     {
@@ -148,7 +148,7 @@ impl Engine {
                 s.addr = addr;
                 self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
                 self.imap.insert(hm, idx);
-                let ho = self.h_omap(self.ports.ip_of(addr), port, p.pcode);
+                let ho = self.h_omap(self.ports.ip_of(addr), port, p.proto);
                 self.omap.insert(ho, idx);
             }
         }

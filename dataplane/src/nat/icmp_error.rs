@@ -25,15 +25,15 @@ impl Engine {
         let found = match side {
             // Inside host answering an inbound packet R -> A: embedded src R, dst A.
             Side::Inside => {
-                let rport = if e.pcode == pcode::ICMP { 0 } else { e.sport };
-                let h = self.h_i2o(e.dst, e.dport, e.src, rport, e.pcode);
-                self.find::<true>(h, e.dst, e.dport, e.src, rport, e.pcode)
+                let rport = if e.proto == L4::Icmp { 0 } else { e.sport };
+                let h = self.h_i2o(e.dst, e.dport, e.src, rport, e.proto);
+                self.find::<true>(h, e.dst, e.dport, e.src, rport, e.proto)
             }
             // Remote router about our outbound packet P -> R: embedded src P, dst R.
             Side::Outside => {
-                let rport = if e.pcode == pcode::ICMP { 0 } else { e.dport };
-                let h = self.h_o2i(e.src, e.sport, e.dst, rport, e.pcode);
-                self.find::<false>(h, e.dst, rport, e.src, e.sport, e.pcode)
+                let rport = if e.proto == L4::Icmp { 0 } else { e.dport };
+                let h = self.h_o2i(e.src, e.sport, e.dst, rport, e.proto);
+                self.find::<false>(h, e.dst, rport, e.src, e.sport, e.proto)
             }
         };
         let Some(idx) = found else {
@@ -78,7 +78,7 @@ impl Engine {
         // The quoted L4 header as any packet's, within the quoted bytes (a
         // quote of 8 bytes has no TCP checksum: it is then left alone).
         if let Some(quote) = frame.get_mut(..e.l3 + e.len) {
-            quoted.apply_l4_at(quote, e.l4, e.pcode);
+            quoted.apply_l4_at(quote, e.l4, e.proto);
         }
         let after = fold(sum(frame.get(e.l3..emb_end).unwrap_or(&[])));
         if let Some(ic) = frame.get_mut(icmp_off..) {

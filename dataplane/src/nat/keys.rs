@@ -4,31 +4,32 @@
 #![forbid(unsafe_code)]
 
 use super::hash::{hash3, hash5};
+use super::l4::L4;
 use super::ports::Ports;
 use super::session::{flag, Session};
 use super::{O2I_SALT, OMAP_SALT};
 
 /// Inside-to-outside lookup key.
 #[inline(always)]
-pub fn i2o(seed: u64, inside: u32, iport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
-    hash5(seed, inside, iport, remote, rport, pc)
+pub fn i2o(seed: u64, inside: u32, iport: u16, remote: u32, rport: u16, proto: L4) -> u64 {
+    hash5(seed, inside, iport, remote, rport, u16::from(proto.code()))
 }
 
 /// Outside-to-inside lookup key, hashed in packet order (remote first) so
 /// the fast lane can hash its packed key as it is.
 #[inline(always)]
-pub fn o2i(seed: u64, public: u32, pport: u16, remote: u32, rport: u16, pc: u16) -> u64 {
-    hash5(seed ^ O2I_SALT, remote, rport, public, pport, pc)
+pub fn o2i(seed: u64, public: u32, pport: u16, remote: u32, rport: u16, proto: L4) -> u64 {
+    hash5(seed ^ O2I_SALT, remote, rport, public, pport, u16::from(proto.code()))
 }
 
 /// Mapping head by inside endpoint and pool.
-pub fn imap(seed: u64, inside: u32, iport: u16, pc: u16, pool: u16) -> u64 {
-    hash3(seed, inside, iport, pc, pool)
+pub fn imap(seed: u64, inside: u32, iport: u16, proto: L4, pool: u16) -> u64 {
+    hash3(seed, inside, iport, u16::from(proto.code()), pool)
 }
 
 /// Mapping head by public endpoint.
-pub fn omap(seed: u64, public: u32, pport: u16, pc: u16) -> u64 {
-    hash3(seed ^ OMAP_SALT, public, pport, pc, 0)
+pub fn omap(seed: u64, public: u32, pport: u16, proto: L4) -> u64 {
+    hash3(seed ^ OMAP_SALT, public, pport, u16::from(proto.code()), 0)
 }
 
 /// A session's public address (its own for no-NAT sessions).
@@ -48,20 +49,20 @@ pub fn pool_of(ports: &Ports, s: &Session) -> u16 {
 
 /// [`i2o`] of a stored session.
 pub fn session_i2o(seed: u64, s: &Session) -> u64 {
-    i2o(seed, s.inside_ip, s.inside_port, s.remote_ip, s.remote_port, s.pcode())
+    i2o(seed, s.inside_ip, s.inside_port, s.remote_ip, s.remote_port, s.proto)
 }
 
 /// [`o2i`] of a stored session.
 pub fn session_o2i(seed: u64, s: &Session) -> u64 {
-    o2i(seed, s.public_ip, s.public_port, s.remote_ip, s.remote_port, s.pcode())
+    o2i(seed, s.public_ip, s.public_port, s.remote_ip, s.remote_port, s.proto)
 }
 
 /// [`imap`] of a stored (mapped) session.
 pub fn session_imap(seed: u64, ports: &Ports, s: &Session) -> u64 {
-    imap(seed, s.inside_ip, s.inside_port, s.pcode(), pool_of(ports, s))
+    imap(seed, s.inside_ip, s.inside_port, s.proto, pool_of(ports, s))
 }
 
 /// [`omap`] of a stored (mapped) session.
 pub fn session_omap(seed: u64, s: &Session) -> u64 {
-    omap(seed, s.public_ip, s.public_port, s.pcode())
+    omap(seed, s.public_ip, s.public_port, s.proto)
 }

@@ -37,11 +37,11 @@ impl Engine {
         Err(Verdict::Drop(DropReason::TableFull))
     }
 
-    pub(super) fn class_for(&self, pc: u16, tcp_state: TcpState) -> u8 {
-        match pc {
-            pcode::TCP => tcp_state.class(),
-            pcode::UDP => class::UDP,
-            _ => class::ICMP,
+    pub(super) fn class_for(&self, proto: L4, tcp_state: TcpState) -> u8 {
+        match proto {
+            L4::Tcp => tcp_state.class(),
+            L4::Udp => class::UDP,
+            L4::Icmp => class::ICMP,
         }
     }
 
@@ -60,8 +60,8 @@ impl Engine {
     /// common new session).
     #[inline(always)]
     pub(super) fn install_inline(&mut self, idx: u32, mut s: Session, now: u32, tcp_flags: u8, h_i2o: Option<u64>) {
-        let pc = s.pcode();
-        s.tcp = if pc == pcode::TCP { TcpState::initial(tcp_flags) } else { TcpState::NONE };
+        let proto = s.proto;
+        s.tcp = if proto == L4::Tcp { TcpState::initial(tcp_flags) } else { TcpState::NONE };
         s.last_seen = now;
         s.public_ip = keys::public_ip(&self.ports, &s);
         let pub_ip = s.public_ip;
@@ -71,14 +71,14 @@ impl Engine {
         let ip_sum = u64::from(!s.inside_ip) + u64::from(pub_ip);
         let port_sum = u64::from(!s.inside_port) + u64::from(s.public_port);
         s.ip_delta = fold_wide(ip_sum);
-        s.l4_delta = fold_wide(if pc == pcode::ICMP { port_sum } else { ip_sum + port_sum });
-        let cls = self.class_for(pc, s.tcp);
+        s.l4_delta = fold_wide(if proto == L4::Icmp { port_sum } else { ip_sum + port_sum });
+        let cls = self.class_for(proto, s.tcp);
         s.class = cls;
         if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
             *x = s;
         }
-        let hi = h_i2o.unwrap_or_else(|| self.h_i2o(s.inside_ip, s.inside_port, s.remote_ip, s.remote_port, pc));
-        let ho = self.h_o2i(pub_ip, s.public_port, s.remote_ip, s.remote_port, pc);
+        let hi = h_i2o.unwrap_or_else(|| self.h_i2o(s.inside_ip, s.inside_port, s.remote_ip, s.remote_port, proto));
+        let ho = self.h_o2i(pub_ip, s.public_port, s.remote_ip, s.remote_port, proto);
         self.i2o.insert(hi, idx);
         self.o2i.insert(ho, idx);
         self.created.add(hi, ho);
@@ -99,14 +99,14 @@ impl Engine {
         h_i2o: Option<u64>,
     ) -> Result<u32, Verdict> {
         let idx = self.alloc_session(now)?;
-        let rport = if p.pcode == pcode::ICMP { 0 } else { rport };
+        let rport = if p.proto == L4::Icmp { 0 } else { rport };
         let s = Session {
             inside_ip: inside,
             remote_ip: remote,
             inside_port: iport,
             remote_port: rport,
             public_port: iport,
-            code: session::code_of(p.pcode),
+            proto: p.proto,
             flags,
             ..Session::default()
         };

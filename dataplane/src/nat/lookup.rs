@@ -15,8 +15,8 @@ impl Engine {
     #[inline(always)]
     pub(super) fn flow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: u64) -> Verdict {
         let found = match side {
-            Side::Inside => self.find::<true>(h, p.src, p.sport, p.dst, p.dport, p.pcode),
-            Side::Outside => self.find::<false>(h, p.src, p.sport, p.dst, p.dport, p.pcode),
+            Side::Inside => self.find::<true>(h, p.src, p.sport, p.dst, p.dport, p.proto),
+            Side::Outside => self.find::<false>(h, p.src, p.sport, p.dst, p.dport, p.proto),
         };
         let Some(idx) = found else {
             return self.slow(side, now, frame, p, Some(h));
@@ -43,7 +43,7 @@ impl Engine {
         };
         // Sessions in their steady state (answered; TCP established with no
         // SYN/FIN/RST) need nothing more than last_seen.
-        let steady = s.flags & flag::REPLIED != 0 && (p.pcode != pcode::TCP || s.tcp.unchanged_by(p.tcp_flags));
+        let steady = s.flags & flag::REPLIED != 0 && (p.proto != L4::Tcp || s.tcp.unchanged_by(p.tcp_flags));
         if !steady {
             self.touch(idx, side, p, now);
         }
@@ -95,7 +95,7 @@ impl Engine {
         let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
             return;
         };
-        if p.pcode == pcode::TCP && !s.tcp.unchanged_by(p.tcp_flags) {
+        if p.proto == L4::Tcp && !s.tcp.unchanged_by(p.tcp_flags) {
             s.tcp = s.tcp.advance(p.tcp_flags, from_orig);
             let c = s.tcp.class();
             if c != s.class {

@@ -25,12 +25,12 @@ impl Engine {
         hm: u64,
         ip: u32,
         port: u16,
-        pc: u16,
+        proto: L4,
         pool: u16,
         now: u32,
     ) -> Option<u32> {
         loop {
-            let h = self.imap_lookup(hm, ip, port, pc, pool)?;
+            let h = self.imap_lookup(hm, ip, port, proto, pool)?;
             if self.live_or_reap(h, now) {
                 return Some(h);
             }
@@ -38,25 +38,25 @@ impl Engine {
     }
 
     /// The head of the mapping (inside ip, port, protocol, pool), stale or not.
-    pub(super) fn imap_lookup(&self, hm: u64, ip: u32, port: u16, pc: u16, pool: u16) -> Option<u32> {
+    pub(super) fn imap_lookup(&self, hm: u64, ip: u32, port: u16, proto: L4, pool: u16) -> Option<u32> {
         let (hot, ports) = (&self.sessions.hot, &self.ports);
         self.imap.find(hm, |i| {
             hot.get(i as usize).is_some_and(|s| {
                 s.inside_ip == ip
                     && s.inside_port == port
-                    && s.pcode() == pc
+                    && s.proto == proto
                     && ports.addrs.get(usize::from(s.addr())).is_some_and(|a| a.pool == pool)
             })
         })
     }
 
     /// The live head of the mapping on public (ip, port, protocol), if any.
-    pub(super) fn find_mapping_o2i(&mut self, ip: u32, port: u16, pc: u16, now: u32) -> Option<u32> {
-        let hm = self.h_omap(ip, port, pc);
+    pub(super) fn find_mapping_o2i(&mut self, ip: u32, port: u16, proto: L4, now: u32) -> Option<u32> {
+        let hm = self.h_omap(ip, port, proto);
         loop {
             let hot = &self.sessions.hot;
             let h = self.omap.find(hm, |i| {
-                hot.get(i as usize).is_some_and(|s| s.public_port == port && s.pcode() == pc && s.public_ip == ip)
+                hot.get(i as usize).is_some_and(|s| s.public_port == port && s.proto == proto && s.public_ip == ip)
             })?;
             if self.live_or_reap(h, now) {
                 return Some(h);
@@ -79,12 +79,12 @@ impl Engine {
 
     pub(super) fn unchain(&mut self, idx: u32, s: &Session, now: u32) {
         let pool = self.pool_of_session(s);
-        let pc = s.pcode();
+        let proto = s.proto;
         let pub_ip = self.ports.ip_of(s.addr());
-        let hm = self.h_imap(s.inside_ip, s.inside_port, pc, pool);
-        let ho = self.h_omap(pub_ip, s.public_port, pc);
+        let hm = self.h_imap(s.inside_ip, s.inside_port, proto, pool);
+        let ho = self.h_omap(pub_ip, s.public_port, proto);
         let next = self.sessions.cold.get(idx as usize).map_or(NIL, |c| c.map_next);
-        match self.imap_lookup(hm, s.inside_ip, s.inside_port, pc, pool) {
+        match self.imap_lookup(hm, s.inside_ip, s.inside_port, proto, pool) {
             Some(h) if h == idx => {
                 if next != NIL {
                     self.imap.replace(hm, idx, next);
@@ -94,7 +94,7 @@ impl Engine {
                     self.imap
                         .remove(hm, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_imap(seed, ports, x)));
                     self.omap.remove(ho, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_omap(seed, x)));
-                    if self.ports.release(s.addr(), usize::from(pc), s.public_port, now) {
+                    if self.ports.release(s.addr(), proto.index(), s.public_port, now) {
                         self.counters.blocks_released += 1;
                     }
                 }

@@ -33,6 +33,7 @@
 //! | fragments | `frag.rs` | later fragments follow their first fragment's session | a fragment is forwarded only for a live session of its tuple |
 //! | rewrite | `rewrite.rs` | addresses, ports, TTL, checksums (RFC 1624 from stored deltas) | a bad checksum stays bad; a computed UDP 0 is sent as 0xFFFF |
 //! | keys | `keys.rs`, `hash.rs`, `index.rs` | the four index keys, the hash, the open-addressing index | each key is defined once |
+//! | protocols | `l4.rs` | [`L4`]: TCP, UDP, ICMP as wire number, stored and hashed code, array index | one numbering, never changed: every key hashes it |
 //! | sessions | `session.rs`, `tcp.rs` | the slab, the expiry wheel, the unreplied FIFO; TCP states and classes | a session is 32 + 24 bytes; hot fields in the first half |
 //! | rules | `rules.rs`, `params.rs`, `error.rs` | the compiled ordered rules; the engine's plain parameters and why they are refused | the compiled set decides as the plain first match |
 //! | admin | `admin.rs` | listings, flushes, masquerade follow, port-block use, block events | a slice of slots per call: forwarding never stalls |
@@ -62,6 +63,7 @@ mod i2o;
 mod icmp_error;
 pub mod index;
 mod keys;
+pub mod l4;
 mod lifecycle;
 mod lookup;
 mod mapping;
@@ -77,6 +79,7 @@ pub mod tcp;
 
 pub use counters::{Counters, DropReason, PassReason};
 pub use engine::{subscriber_owner, Engine};
+pub use l4::L4;
 pub use params::*;
 pub use reconfigure::reconfigure_check;
 
@@ -84,13 +87,13 @@ use crate::wire::bytes::{set_u16, set_u32, u16_at, u32_at};
 use crate::wire::checksum::{add, apply_delta, apply_delta_udp, delta32, fold, fold_wide, negate, sum};
 use crate::wire::icmp;
 use batch::{Created, Item, Pre};
-use engine::ForwardRt;
+use engine::{forward_proto, ForwardRt};
 use frag::{frag_key, Fragments};
 use index::Index;
 use parse::{parse, parse_embedded, parse_fast, FastKey, Kind, Parsed};
 use ports::Ports;
 use rewrite::{decrement_ttl, set_ip_addr, Rewrite};
-use session::{class, flag, pcode, Session, SessionTable, NIL};
+use session::{class, flag, Session, SessionTable, NIL};
 use tcp::TcpState;
 
 /// Which interface a frame came from or goes to.
@@ -160,20 +163,4 @@ pub struct SessionInfo {
     pub expires_in: u32,
     /// Flag bits ([`session::flag`]).
     pub flags: u8,
-}
-
-fn pcode_of(proto: u8) -> u16 {
-    match proto {
-        6 => pcode::TCP,
-        17 => pcode::UDP,
-        _ => pcode::ICMP,
-    }
-}
-
-fn proto_of(pc: u16) -> u8 {
-    match pc {
-        pcode::TCP => 6,
-        pcode::UDP => 17,
-        _ => 1,
-    }
 }

@@ -37,8 +37,8 @@ impl Engine {
                     _ => {}
                 }
             }
-            if let Some(f) = self.forward_by_public(addr, p.dport, p.pcode) {
-                if p.pcode == pcode::TCP && p.tcp_flags & crate::wire::tcp::SYN == 0 {
+            if let Some(f) = self.forward_by_public(addr, p.dport, p.proto) {
+                if p.proto == L4::Tcp && p.tcp_flags & crate::wire::tcp::SYN == 0 {
                     return Err(Verdict::Drop(DropReason::TcpNotSyn));
                 }
                 let idx = self.alloc_session(now)?;
@@ -49,15 +49,14 @@ impl Engine {
                     remote_port: p.sport,
                     public_port: f.f.public_port,
                     addr,
-                    code: session::code_of(p.pcode),
+                    proto: p.proto,
                     flags: flag::FORWARD | flag::INBOUND | extra,
                     ..Session::default()
                 };
                 self.install(idx, s, now, p.tcp_flags);
                 return Ok(idx);
             }
-            let mapped =
-                if p.pcode == pcode::ICMP { None } else { self.find_mapping_o2i(p.dst, p.dport, p.pcode, now) };
+            let mapped = if p.proto == L4::Icmp { None } else { self.find_mapping_o2i(p.dst, p.dport, p.proto, now) };
             if let Some(head) = mapped {
                 let filtering =
                     self.ports.pool_of(addr).map_or(Filtering::AddressAndPortDependent, |x| x.params.filtering);
@@ -82,7 +81,7 @@ impl Engine {
                     }
                 };
                 // Eviction may have removed the head: look it up again.
-                let Some(head) = self.find_mapping_o2i(p.dst, p.dport, p.pcode, now) else {
+                let Some(head) = self.find_mapping_o2i(p.dst, p.dport, p.proto, now) else {
                     self.sessions.free(idx);
                     self.ports.remove_session(sub);
                     return Err(Verdict::Drop(DropReason::TableFull));
@@ -94,7 +93,7 @@ impl Engine {
                     remote_port: p.sport,
                     public_port: hs.public_port,
                     addr: hs.addr,
-                    code: hs.code,
+                    proto: hs.proto,
                     flags: flag::MAPPED | flag::INBOUND | (hs.flags & flag::SUB) | extra,
                     ..Session::default()
                 };

@@ -5,12 +5,12 @@
 #![allow(clippy::cast_possible_truncation)] // fields are cut out of loaded words on purpose
 
 use super::counters::{DropReason, PassReason};
-use super::session::pcode;
+use super::l4::L4;
 use super::{Side, Verdict};
 use crate::wire::bytes::{u16_at, u32_at, u64_at};
 use crate::wire::ethernet::{EthernetFrame, ETHERTYPE_IPV4};
 use crate::wire::icmp::{self, IcmpKind, IcmpPacket};
-use crate::wire::ipv4::{self, Ipv4Packet, FLAG_MF, FRAG_OFFSET_MASK, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::ipv4::{self, Ipv4Packet, FLAG_MF, FRAG_OFFSET_MASK, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::TcpPacket;
 use crate::wire::udp::{self, UdpPacket};
 use crate::wire::{layout, tcp};
@@ -46,8 +46,9 @@ pub struct Parsed {
     pub dport: u16,
     /// IP protocol number (any: other protocols and later fragments keep theirs).
     pub ip_proto: u8,
-    /// Protocol code ([`pcode`]).
-    pub pcode: u16,
+    /// Protocol to translate: set for [`Kind::Flow`] and (ICMP) for
+    /// [`Kind::IcmpError`]; the default for the other kinds.
+    pub proto: L4,
     /// TTL.
     pub ttl: u8,
     /// TCP flags (0 for others).
@@ -69,8 +70,9 @@ fn is_group_ip(a: u32) -> bool {
 pub const FAST_LEN: usize = layout::UDP_END;
 
 /// A fast-lane packet's tuple packed in two words: `w0` is
-/// `src << 32 | dst`, `w1` is `sport << 48 | dport << 32 | pcode << 16`
-/// (the layout [`super::hash::hash5`] hashes), and the TCP flags.
+/// `src << 32 | dst`, `w1` is `sport << 48 | dport << 32 | code << 16`
+/// with the protocol's [`L4::code`] (the layout [`super::hash::hash5`]
+/// hashes), and the TCP flags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FastKey {
     /// Addresses.
@@ -111,15 +113,14 @@ impl FastKey {
     pub fn ports(self) -> u32 {
         (self.w1 >> 32) as u32
     }
-    /// Protocol code.
+    /// Protocol: UDP or TCP, the only ones the fast lane carries.
     #[inline(always)]
-    pub fn pcode(self) -> u16 {
-        (self.w1 >> 16) as u16
-    }
-    /// Protocol code, as a session stores it.
-    #[inline(always)]
-    pub fn code(self) -> u8 {
-        (self.w1 >> 16) as u8
+    pub fn proto(self) -> L4 {
+        if (self.w1 >> 16) as u8 == L4::Udp.code() {
+            L4::Udp
+        } else {
+            L4::Tcp
+        }
     }
     /// TCP flags.
     #[inline(always)]
@@ -128,7 +129,7 @@ impl FastKey {
     }
     /// The general form.
     pub fn to_parsed(self) -> Parsed {
-        let pcode = self.pcode();
+        let proto = self.proto();
         Parsed {
             l3: layout::L3 as u8,
             l4: layout::L4 as u8,
@@ -136,8 +137,8 @@ impl FastKey {
             dst: self.dst(),
             sport: self.sport(),
             dport: self.dport(),
-            ip_proto: if pcode == pcode::TCP { PROTO_TCP } else { PROTO_UDP },
-            pcode,
+            ip_proto: proto.ip_proto(),
+            proto,
             ttl: self.ttl,
             tcp_flags: self.tcp_flags(),
             ident: 0,
@@ -193,11 +194,11 @@ pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
 /// [`fast_ip`]: the key, with `ttl` left 0.
 #[inline(always)]
 pub fn fast_key<const UDP: bool>(frame: &[u8], w0: u64, total: usize) -> Option<FastKey> {
-    let (pcode, flags) = if UDP {
+    let (proto, flags) = if UDP {
         if total < ipv4::field::MIN_LEN + udp::HEADER_LEN {
             return None;
         }
-        (pcode::UDP, 0)
+        (L4::Udp, 0)
     } else {
         // Data offset and flags lie past the first 8 bytes of TCP.
         let t: &[u8; layout::TCP_END] = frame.first_chunk()?;
@@ -206,11 +207,11 @@ pub fn fast_key<const UDP: bool>(frame: &[u8], w0: u64, total: usize) -> Option<
         if total < ipv4::field::MIN_LEN + MIN || doff < MIN || doff > total - ipv4::field::MIN_LEN {
             return None;
         }
-        (pcode::TCP, t[layout::TCP_FLAGS])
+        (L4::Tcp, t[layout::TCP_FLAGS])
     };
     let h: &[u8; FAST_LEN] = frame.first_chunk()?;
     let ports = u32_at(h, layout::SRC_PORT);
-    Some(FastKey { w0, w1: (u64::from(ports) << 32) | (u64::from(pcode) << 16), flags, ttl: 0 })
+    Some(FastKey { w0, w1: (u64::from(ports) << 32) | (u64::from(proto.code()) << 16), flags, ttl: 0 })
 }
 
 /// Parses a frame received on `side`.
@@ -251,25 +252,27 @@ pub fn parse(frame: &[u8], side: Side) -> Result<Parsed, Verdict> {
     }
     let l4 = ip.payload();
     let malformed = |_| Verdict::Drop(DropReason::Malformed);
-    match p.ip_proto {
-        PROTO_TCP => {
+    let Some(proto) = L4::from_ip_proto(p.ip_proto) else {
+        p.kind = Kind::OtherProto;
+        return Ok(p);
+    };
+    p.proto = proto;
+    match proto {
+        L4::Tcp => {
             // A first fragment may be too short for the whole TCP header but
             // the ports and checksum must be there.
             let t = TcpPacket::new_checked(l4).map_err(malformed)?;
             p.sport = t.src_port();
             p.dport = t.dst_port();
             p.tcp_flags = t.flags();
-            p.pcode = pcode::TCP;
         }
-        PROTO_UDP => {
+        L4::Udp => {
             let u = UdpPacket::new_checked(l4).map_err(malformed)?;
             p.sport = u.src_port();
             p.dport = u.dst_port();
-            p.pcode = pcode::UDP;
         }
-        PROTO_ICMP => {
+        L4::Icmp => {
             let c = IcmpPacket::new_checked(l4).map_err(malformed)?;
-            p.pcode = pcode::ICMP;
             match icmp::kind_of(c.msg_type()) {
                 IcmpKind::Query => {
                     // The identifier plays the inside/public port; the remote has none.
@@ -288,7 +291,6 @@ pub fn parse(frame: &[u8], side: Side) -> Result<Parsed, Verdict> {
                 IcmpKind::Other => return Err(Verdict::Drop(DropReason::IcmpUnsupported)),
             }
         }
-        _ => p.kind = Kind::OtherProto,
     }
     Ok(p)
 }
@@ -311,8 +313,8 @@ pub struct Embedded {
     pub sport: u16,
     /// Embedded destination port (ICMP echo: identifier).
     pub dport: u16,
-    /// Protocol code.
-    pub pcode: u16,
+    /// Protocol.
+    pub proto: L4,
 }
 
 /// Parses the datagram inside an ICMP error whose ICMP header is at `icmp_off`
@@ -326,19 +328,18 @@ pub fn parse_embedded(frame: &[u8], icmp_off: usize, end: usize) -> Option<Embed
     if vi >> 4 != 4 || hl < ipv4::field::MIN_LEN || e.len() < hl + 8 {
         return None;
     }
-    let proto = *e.get(ipv4::field::PROTO)?;
+    let proto = L4::from_ip_proto(*e.get(ipv4::field::PROTO)?)?;
     let l4 = e.get(hl..)?;
-    let (pcode, sport, dport) = match proto {
-        PROTO_TCP => (pcode::TCP, u16_at(l4, tcp::SRC_PORT), u16_at(l4, tcp::DST_PORT)),
-        PROTO_UDP => (pcode::UDP, u16_at(l4, udp::SRC_PORT), u16_at(l4, udp::DST_PORT)),
-        PROTO_ICMP => {
+    let (sport, dport) = match proto {
+        L4::Tcp => (u16_at(l4, tcp::SRC_PORT), u16_at(l4, tcp::DST_PORT)),
+        L4::Udp => (u16_at(l4, udp::SRC_PORT), u16_at(l4, udp::DST_PORT)),
+        L4::Icmp => {
             if icmp::kind_of(*l4.first()?) != IcmpKind::Query {
                 return None; // no error about an error (RFC 1122 3.2.2)
             }
             let id = u16_at(l4, icmp::IDENT);
-            (pcode::ICMP, id, id)
+            (id, id)
         }
-        _ => return None,
     };
     Some(Embedded {
         l3,
@@ -348,6 +349,6 @@ pub fn parse_embedded(frame: &[u8], icmp_off: usize, end: usize) -> Option<Embed
         dst: u32_at(e, ipv4::field::DST),
         sport,
         dport,
-        pcode,
+        proto,
     })
 }

@@ -78,9 +78,7 @@ impl Engine {
                     port: f.public_port,
                 });
             }
-            if f.protocol != 6 && f.protocol != 17 {
-                return Err(ParamError::ForwardProtocol(f.protocol));
-            }
+            forward_proto(f)?;
         }
         // Pools: the engine's index of each new pool (existing by name, or added).
         let mut map = Vec::with_capacity(new.pools.len());
@@ -124,16 +122,16 @@ impl Engine {
         // Forwards: release the ports of those that went, reserve the new.
         for old in std::mem::take(&mut self.forwards) {
             if !new.forwards.contains(&old.f) {
-                self.ports.unreserve(old.addr, usize::from(old.pcode), old.f.public_port);
+                self.ports.unreserve(old.addr, old.proto.index(), old.f.public_port);
             }
         }
         for f in &new.forwards {
-            let Some(addr) = self.ports.addr_of_ip(f.public_addr) else { continue };
-            let pc = pcode_of(f.protocol);
+            // Both were checked above.
+            let (Some(addr), Ok(proto)) = (self.ports.addr_of_ip(f.public_addr), forward_proto(f)) else { continue };
             if !self.params.forwards.contains(f) {
-                self.ports.reserve(addr, usize::from(pc), f.public_port);
+                self.ports.reserve(addr, proto.index(), f.public_port);
             }
-            self.forwards.push(ForwardRt { f: *f, addr, pcode: pc });
+            self.forwards.push(ForwardRt { f: *f, addr, proto });
         }
         let t = new.timeouts;
         self.timeouts = t;

@@ -68,11 +68,11 @@ impl Rewrite {
         }
     }
 
-    /// The L4 field that changes for protocol `pc`.
+    /// The L4 field that changes for protocol `proto`.
     #[inline(always)]
-    pub(super) fn port_field(&self, pc: u16) -> usize {
-        match pc {
-            pcode::ICMP => icmp::IDENT,
+    pub(super) fn port_field(&self, proto: L4) -> usize {
+        match proto {
+            L4::Icmp => icmp::IDENT,
             _ if self.i2o => udp::SRC_PORT,
             _ => udp::DST_PORT,
         }
@@ -89,11 +89,11 @@ impl Rewrite {
     /// offsets, anything else (IP options) by the parsed ones.
     #[inline(always)]
     pub(super) fn apply(&self, frame: &mut [u8], p: &Parsed) {
-        if usize::from(p.l3) == layout::L3 && usize::from(p.l4) == layout::L4 && self.apply_fast_lane(frame, p.pcode) {
+        if usize::from(p.l3) == layout::L3 && usize::from(p.l4) == layout::L4 && self.apply_fast_lane(frame, p.proto) {
             return;
         }
         set_ip_addr(frame, usize::from(p.l3), self.addr_field(), self.addr, self.d_ip);
-        self.apply_l4_at(frame, usize::from(p.l4), p.pcode);
+        self.apply_l4_at(frame, usize::from(p.l4), p.proto);
     }
 
     /// [`Rewrite::apply`] without the TTL decrement (a hairpin's second
@@ -104,7 +104,7 @@ impl Rewrite {
             let c = u16_at(ip, ipv4::field::CHECKSUM);
             set_u16(ip, ipv4::field::CHECKSUM, apply_delta(c, self.d_ip));
         }
-        self.apply_l4_at(frame, usize::from(p.l4), p.pcode);
+        self.apply_l4_at(frame, usize::from(p.l4), p.proto);
     }
 
     /// The address only, TTL included (later fragments carry no L4 header).
@@ -113,24 +113,24 @@ impl Rewrite {
     }
 
     /// The L4 half by the general RFC 1624 helpers: the port (identifier)
-    /// at `l4` and the checksum of protocol `pc`.
-    pub(super) fn apply_l4_at(&self, frame: &mut [u8], l4: usize, pc: u16) {
+    /// at `l4` and the checksum of protocol `proto`.
+    pub(super) fn apply_l4_at(&self, frame: &mut [u8], l4: usize, proto: L4) {
         if let Some(l4) = frame.get_mut(l4..) {
-            set_u16(l4, self.port_field(pc), self.port);
-            let at = l4_checksum_field(pc);
+            set_u16(l4, self.port_field(proto), self.port);
+            let at = l4_checksum_field(proto);
             let c = u16_at(l4, at);
-            let nc = if pc == pcode::UDP { apply_delta_udp(c, self.d_l4) } else { apply_delta(c, self.d_l4) };
+            let nc = if proto == L4::Udp { apply_delta_udp(c, self.d_l4) } else { apply_delta(c, self.d_l4) };
             set_u16(l4, at, nc);
         }
     }
 
     /// The rewrite of a frame known to be in the fast-lane layout.
     #[inline(always)]
-    pub(crate) fn apply_fast_lane(&self, frame: &mut [u8], pc: u16) -> bool {
-        match pc {
-            pcode::UDP => self.apply_fast::<true>(frame),
-            pcode::TCP => self.apply_fast::<false>(frame),
-            _ => false,
+    pub(crate) fn apply_fast_lane(&self, frame: &mut [u8], proto: L4) -> bool {
+        match proto {
+            L4::Udp => self.apply_fast::<true>(frame),
+            L4::Tcp => self.apply_fast::<false>(frame),
+            L4::Icmp => false,
         }
     }
 
@@ -154,13 +154,13 @@ impl Rewrite {
     }
 }
 
-/// The L4 checksum field of protocol `pc`.
+/// The L4 checksum field of protocol `proto`.
 #[inline(always)]
-pub(super) fn l4_checksum_field(pc: u16) -> usize {
-    match pc {
-        pcode::TCP => tcp::CHECKSUM,
-        pcode::UDP => udp::CHECKSUM,
-        _ => icmp::CHECKSUM,
+pub(super) fn l4_checksum_field(proto: L4) -> usize {
+    match proto {
+        L4::Tcp => tcp::CHECKSUM,
+        L4::Udp => udp::CHECKSUM,
+        L4::Icmp => icmp::CHECKSUM,
     }
 }
 
@@ -297,9 +297,9 @@ mod tests {
             let r = rw(i2o, addr, port, d_ip, d_l4);
             let mut g = f.clone();
             prop_assert!(fast(&mut f, &r, udp));
-            let pc = if udp { pcode::UDP } else { pcode::TCP };
+            let proto = if udp { L4::Udp } else { L4::Tcp };
             set_ip_addr(&mut g, layout::L3, r.addr_field(), r.addr, r.d_ip);
-            r.apply_l4_at(&mut g, layout::L4, pc);
+            r.apply_l4_at(&mut g, layout::L4, proto);
             prop_assert_eq!(&f, &g);
             let (addr_at, port_at) = if i2o { (layout::SRC, layout::SRC_PORT) } else { (layout::DST, layout::DST_PORT) };
             prop_assert_eq!(u32_at(&f, addr_at), addr);

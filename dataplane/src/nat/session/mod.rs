@@ -42,6 +42,7 @@ pub mod class {
     /// A free slot.
     pub const FREE: u8 = 0xff;
 }
+use super::l4::L4;
 use super::tcp::TcpState;
 pub use class::FREE;
 
@@ -67,23 +68,6 @@ pub mod flag {
     pub const SUB: u8 = 128;
 }
 
-/// Protocol codes stored in [`Session::code`].
-pub mod pcode {
-    /// TCP.
-    pub const TCP: u16 = 0;
-    /// UDP.
-    pub const UDP: u16 = 1;
-    /// ICMP (the echo identifier is the port).
-    pub const ICMP: u16 = 2;
-}
-
-/// The byte form of a protocol code ([`pcode`]).
-#[inline(always)]
-#[allow(clippy::cast_possible_truncation)] // codes are 0..=2
-pub fn code_of(pc: u16) -> u8 {
-    (pc & 3) as u8
-}
-
 /// The hot half of a session.
 ///
 /// The field order is the fast lane's (see `nat::fast`): read as
@@ -107,8 +91,8 @@ pub struct Session {
     pub remote_port: u16,
     /// Inside port (ICMP: echo identifier).
     pub inside_port: u16,
-    /// Protocol code ([`pcode`]).
-    pub code: u8,
+    /// Protocol (one byte: its code).
+    pub proto: L4,
     /// [`flag`] bits.
     pub flags: u8,
     /// Last packet, engine seconds.
@@ -131,11 +115,6 @@ impl Session {
     pub fn addr(&self) -> u16 {
         self.addr
     }
-    /// Protocol code ([`pcode`]).
-    #[inline(always)]
-    pub fn pcode(&self) -> u16 {
-        u16::from(self.code)
-    }
     /// The address word of this direction's lookup key, packed as
     /// `parse::FastKey::w0` packs a packet's (source, destination).
     #[inline(always)]
@@ -156,15 +135,15 @@ impl Session {
         }
     }
     /// True if this direction's key is a packet's address word, port pair
-    /// and protocol code (packed as `parse::FastKey` packs them).
+    /// (packed as `parse::FastKey` packs them) and protocol.
     #[inline(always)]
-    pub fn has_key<const I2O: bool>(&self, w0: u64, ports: u32, code: u8) -> bool {
-        self.addr_word::<I2O>() == w0 && self.port_pair::<I2O>() == ports && self.code == code
+    pub fn has_key<const I2O: bool>(&self, w0: u64, ports: u32, proto: L4) -> bool {
+        self.addr_word::<I2O>() == w0 && self.port_pair::<I2O>() == ports && self.proto == proto
     }
     /// Recomputes [`flag::FAST`] from the other flags and the TCP state.
     pub fn refresh_fast(&mut self) {
         let fast = self.flags & (flag::REPLIED | flag::HAIRPIN) == flag::REPLIED
-            && (self.pcode() != pcode::TCP || self.tcp == TcpState::STEADY);
+            && (self.proto != L4::Tcp || self.tcp == TcpState::STEADY);
         if fast {
             self.flags |= flag::FAST;
         } else {
