@@ -90,7 +90,7 @@ impl Engine {
             let proto = forward_proto(f)?;
             // Only the owning worker marks the port; others never allocate it
             // because they do not own it.
-            ports.reserve(addr, proto.index(), f.public_port);
+            ports.reserve(addr, proto, f.public_port);
             forwards.push(ForwardRt { f: *f, addr, proto });
         }
         let mut local = p.local_addrs.clone();

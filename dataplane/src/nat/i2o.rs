@@ -133,7 +133,7 @@ impl Engine {
             }
             None => {
                 let rand = self.next_rand();
-                let Some((port, new_blocks)) = self.ports.alloc(sub, p.proto.index(), p.sport, now, rand) else {
+                let Some((port, new_blocks)) = self.ports.alloc(sub, p.proto, p.sport, now, rand) else {
                     self.counters.port_exhaustion_events += 1;
                     if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src))
                     {

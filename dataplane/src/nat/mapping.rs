@@ -94,7 +94,7 @@ impl Engine {
                     self.imap
                         .remove(hm, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_imap(seed, ports, x)));
                     self.omap.remove(ho, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_omap(seed, x)));
-                    if self.ports.release(s.addr(), proto.index(), s.public_port, now) {
+                    if self.ports.release(s.addr(), proto, s.public_port, now) {
                         self.counters.blocks_released += 1;
                     }
                 }

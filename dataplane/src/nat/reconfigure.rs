@@ -122,14 +122,14 @@ impl Engine {
         // Forwards: release the ports of those that went, reserve the new.
         for old in std::mem::take(&mut self.forwards) {
             if !new.forwards.contains(&old.f) {
-                self.ports.unreserve(old.addr, old.proto.index(), old.f.public_port);
+                self.ports.unreserve(old.addr, old.proto, old.f.public_port);
             }
         }
         for f in &new.forwards {
             // Both were checked above.
             let (Some(addr), Ok(proto)) = (self.ports.addr_of_ip(f.public_addr), forward_proto(f)) else { continue };
             if !self.params.forwards.contains(f) {
-                self.ports.reserve(addr, proto.index(), f.public_port);
+                self.ports.reserve(addr, proto, f.public_port);
             }
             self.forwards.push(ForwardRt { f: *f, addr, proto });
         }

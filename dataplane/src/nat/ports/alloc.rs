@@ -10,9 +10,9 @@
 
 use super::*;
 
-pub(super) fn class_range(pool: &PoolParams, proto: usize, preferred: u16) -> (u16, u16) {
+pub(super) fn class_range(pool: &PoolParams, proto: L4, preferred: u16) -> (u16, u16) {
     let (min, max) = (pool.port_min.max(1), pool.port_max);
-    if pool.mode != PoolMode::Shared || proto == 2 || min >= 1024 {
+    if pool.mode != PoolMode::Shared || proto == L4::Icmp || min >= 1024 {
         return (min, max);
     }
     // netfilter's classes when the whole range is available (FAQ 3.6).
@@ -51,7 +51,7 @@ pub(super) fn alloc_in_blocks(
     pool: &PoolRt,
     at: Where,
     blocks_in_use: &mut u32,
-    proto: usize,
+    proto: L4,
     preferred: u16,
     random: Option<u32>,
     max_blocks: u16,
@@ -81,7 +81,7 @@ pub(super) fn alloc_in_blocks(
         let full = ad
             .blocks
             .get(usize::from(l))
-            .is_none_or(|b| b.used_by_proto.get(proto).is_none_or(|&u| u32::from(u) >= chunk));
+            .is_none_or(|b| b.used_by_proto.get(proto.index()).is_none_or(|&u| u32::from(u) >= chunk));
         if full {
             continue;
         }
@@ -116,7 +116,7 @@ impl Ports {
     /// free (unless the pool wants random ports). Returns the port and the
     /// number of blocks newly taken (0 or 1).
     #[inline(always)]
-    pub fn alloc(&mut self, s: u32, proto: usize, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
+    pub fn alloc(&mut self, s: u32, proto: L4, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
         let window = self.window(now);
         let (worker, workers) = (self.worker, self.workers);
         // The subscriber, its address and the pool, each looked up once.
@@ -146,7 +146,7 @@ impl Ports {
     pub(super) fn alloc_shared(
         &mut self,
         a: u16,
-        proto: usize,
+        proto: L4,
         preferred: u16,
         window: u32,
         rand: u32,
@@ -183,7 +183,7 @@ impl Ports {
 
     /// Frees a mapping's public port and holds it back. Returns true if the
     /// block emptied and went back to the pool.
-    pub fn release(&mut self, a: u16, proto: usize, port: u16, now: u32) -> bool {
+    pub fn release(&mut self, a: u16, proto: L4, port: u16, now: u32) -> bool {
         let Some((l, bit, words)) = self.locate(a, port) else {
             return false;
         };
@@ -203,7 +203,7 @@ impl Ports {
             return false;
         };
         b.used = b.used.saturating_sub(1);
-        if let Some(u) = b.used_by_proto.get_mut(proto) {
+        if let Some(u) = b.used_by_proto.get_mut(proto.index()) {
             *u = u.saturating_sub(1);
         }
         let (owner, used) = (b.owner, b.used);

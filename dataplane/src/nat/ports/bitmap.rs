@@ -25,8 +25,8 @@ pub(super) fn rotate_block_slow(ad: &mut AddrPorts, words: usize, l: u16, window
     let Some(b) = ad.blocks.get_mut(usize::from(l)) else { return };
     let first = if window.wrapping_sub(b.window) >= 3 { window.wrapping_sub(2) } else { b.window.wrapping_add(1) };
     b.window = window;
-    for proto in 0..PROTOS {
-        let base = (usize::from(l) * PROTOS + proto) * PLANES * words;
+    for proto in L4::ALL {
+        let base = (usize::from(l) * PROTOS + proto.index()) * PLANES * words;
         let Some(planes) = ad.bits.get_mut(base..base + PLANES * words) else { continue };
         let mut w = first;
         loop {
@@ -84,8 +84,8 @@ pub(super) fn first_free_bit_after(busy: &[u64], start: u16) -> Option<u16> {
 /// `start` (wrapping): marks it in use and busy and counts it. The block's
 /// planes are borrowed once for both marks.
 #[inline(always)]
-pub(super) fn take_first_free(ad: &mut AddrPorts, words: usize, l: u16, proto: usize, start: u16) -> Option<u16> {
-    let base = (usize::from(l) * PROTOS + proto) * PLANES * words;
+pub(super) fn take_first_free(ad: &mut AddrPorts, words: usize, l: u16, proto: L4, start: u16) -> Option<u16> {
+    let base = (usize::from(l) * PROTOS + proto.index()) * PLANES * words;
     let planes = ad.bits.get_mut(base..base + PLANES * words)?;
     let (in_use, rest) = planes.split_at_mut(words);
     let busy = rest.get_mut((BUSY - 1) * words..)?;
@@ -101,28 +101,28 @@ pub(super) fn take_first_free(ad: &mut AddrPorts, words: usize, l: u16, proto: u
 
 /// Counts a port of block `l` taken for `proto`.
 #[inline(always)]
-pub(super) fn count_taken(ad: &mut AddrPorts, l: u16, proto: usize) {
+pub(super) fn count_taken(ad: &mut AddrPorts, l: u16, proto: L4) {
     if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
         b.used += 1;
-        if let Some(u) = b.used_by_proto.get_mut(proto) {
+        if let Some(u) = b.used_by_proto.get_mut(proto.index()) {
             *u += 1;
         }
     }
 }
 
 /// Marks a port of block `l` in use (and busy) and counts it.
-pub(super) fn take_bit(ad: &mut AddrPorts, words: usize, l: u16, proto: usize, bit: u16) {
+pub(super) fn take_bit(ad: &mut AddrPorts, words: usize, l: u16, proto: L4, bit: u16) {
     set_bit(&mut ad.bits, words, l, proto, 0, bit, true);
     set_bit(&mut ad.bits, words, l, proto, BUSY, bit, true);
     count_taken(ad, l, proto);
 }
 
-pub(super) fn bit_pos(words: usize, l: u16, proto: usize, plane: usize, bit: u16) -> (usize, u64) {
-    let base = ((usize::from(l) * PROTOS + proto) * PLANES + plane) * words;
+pub(super) fn bit_pos(words: usize, l: u16, proto: L4, plane: usize, bit: u16) -> (usize, u64) {
+    let base = ((usize::from(l) * PROTOS + proto.index()) * PLANES + plane) * words;
     (base + usize::from(bit) / 64, 1u64 << (bit % 64))
 }
 
-pub(super) fn set_bit(bits: &mut [u64], words: usize, l: u16, proto: usize, plane: usize, bit: u16, on: bool) {
+pub(super) fn set_bit(bits: &mut [u64], words: usize, l: u16, proto: L4, plane: usize, bit: u16, on: bool) {
     let (w, m) = bit_pos(words, l, proto, plane, bit);
     if let Some(x) = bits.get_mut(w) {
         if on {
@@ -151,12 +151,12 @@ impl Ports {
     /// The port-block path uses `first_free_bit`, the same scan without the
     /// range test: merging the two (a predicate, or a per-word range mask)
     /// was measured at +10 to +18 instructions per new session.
-    pub(super) fn first_free(&self, a: u16, l: u16, proto: usize, start: u16, lo: u16, hi: u16) -> Option<u16> {
+    pub(super) fn first_free(&self, a: u16, l: u16, proto: L4, start: u16, lo: u16, hi: u16) -> Option<u16> {
         let pool = self.pool_of(a)?;
         let words = pool.words;
         let ad = self.addrs.get(usize::from(a))?;
         let base_port = self.port_of(a, l, 0);
-        let base = ((usize::from(l) * PROTOS + proto) * PLANES + BUSY) * words;
+        let base = ((usize::from(l) * PROTOS + proto.index()) * PLANES + BUSY) * words;
         let busy = ad.bits.get(base..base + words)?;
         let start_word = usize::from(start) / 64;
         for k in 0..=words {
@@ -179,7 +179,7 @@ impl Ports {
         None
     }
 
-    pub(super) fn take(&mut self, a: u16, l: u16, proto: usize, bit: u16) {
+    pub(super) fn take(&mut self, a: u16, l: u16, proto: L4, bit: u16) {
         let Some(words) = self.pool_of(a).map(|p| p.words) else { return };
         if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
             take_bit(ad, words, l, proto, bit);
@@ -188,7 +188,7 @@ impl Ports {
 
     /// Marks a static forward's public port as permanently in use. Returns
     /// false if this worker does not own it.
-    pub fn reserve(&mut self, a: u16, proto: usize, port: u16) -> bool {
+    pub fn reserve(&mut self, a: u16, proto: L4, port: u16) -> bool {
         let Some((l, bit, words)) = self.locate(a, port) else {
             return false;
         };
@@ -200,7 +200,7 @@ impl Ports {
     }
 
     /// Clears a static forward's reservation of `port` (a forward removed live).
-    pub fn unreserve(&mut self, a: u16, proto: usize, port: u16) {
+    pub fn unreserve(&mut self, a: u16, proto: L4, port: u16) {
         let Some((l, bit, words)) = self.locate(a, port) else { return };
         if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
             set_bit(&mut ad.bits, words, l, proto, 0, bit, false);

@@ -113,7 +113,7 @@ pub(super) fn build_pool(
             let first = u32::from(pp.port_min) + c * u32::from(chunk);
             for bit in 0..chunk {
                 if !ordered && first + u32::from(bit) > u32::from(pp.port_max) {
-                    for proto in 0..PROTOS {
+                    for proto in L4::ALL {
                         set_bit(&mut a.bits, words, l, proto, 0, bit, true);
                         set_bit(&mut a.bits, words, l, proto, BUSY, bit, true);
                     }

@@ -32,6 +32,7 @@
 
 use super::hash::hash3;
 use super::index::Index;
+use super::l4::L4;
 use super::params::{
     EngineParams, ParamError, PoolMode, PoolParams, PoolProblem, MAX_BLOCKS_PER_SUBSCRIBER, SHARED_OWNERSHIP_CHUNK,
 };
@@ -52,7 +53,7 @@ use bitmap::*;
 use geometry::*;
 use subscribers::*;
 
-const PROTOS: usize = 3;
+const PROTOS: usize = L4::COUNT;
 // Per block and protocol: in use, three hold generations, and "busy" (the
 // OR of the other four, kept up to date so a search reads one plane).
 const PLANES: usize = 5;

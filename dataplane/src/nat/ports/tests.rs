@@ -46,14 +46,14 @@ fn ownership_is_a_pure_function_of_the_port() {
 fn subscriber_keeps_port_in_its_block_and_pairs_address() {
     let mut p = cgnat(512, 2, 1, 0);
     let s = p.subscriber(0x6440_0001, 0).unwrap();
-    let (port, newb) = p.alloc(s, 1, 40000, 0, 0).unwrap();
+    let (port, newb) = p.alloc(s, L4::Udp, 40000, 0, 0).unwrap();
     assert_eq!(newb, 1);
     // First block handed out is the lowest; the port keeps its offset in the block.
     assert!((1024..1536).contains(&port), "{port}");
     let addr = p.sub(s).unwrap().addr;
     // Same subscriber, same address for every later port (paired pooling).
     for i in 0..600 {
-        let (q, _) = p.alloc(s, 1, 2000 + i, 0, 0).unwrap();
+        let (q, _) = p.alloc(s, L4::Udp, 2000 + i, 0, 0).unwrap();
         assert_eq!(p.sub(s).unwrap().addr, addr);
         assert!(q >= 1024);
     }
@@ -65,13 +65,13 @@ fn subscriber_exhausts_only_its_own_blocks() {
     let mut p = cgnat(64, 2, 1, 0);
     let greedy = p.subscriber(0x6440_0001, 0).unwrap();
     for _ in 0..128 {
-        assert!(p.alloc(greedy, 1, 5000, 0, 0).is_some());
+        assert!(p.alloc(greedy, L4::Udp, 5000, 0, 0).is_some());
     }
-    assert!(p.alloc(greedy, 1, 5000, 0, 0).is_none(), "limit of 2 blocks of 64");
+    assert!(p.alloc(greedy, L4::Udp, 5000, 0, 0).is_none(), "limit of 2 blocks of 64");
     // Another protocol has its own port space in the same blocks.
-    assert!(p.alloc(greedy, 0, 5000, 0, 0).is_some());
+    assert!(p.alloc(greedy, L4::Tcp, 5000, 0, 0).is_some());
     let neighbour = p.subscriber(0x6440_0002, 0).unwrap();
-    assert!(p.alloc(neighbour, 1, 5000, 0, 0).is_some());
+    assert!(p.alloc(neighbour, L4::Udp, 5000, 0, 0).is_some());
 }
 
 #[test]
@@ -81,15 +81,15 @@ fn freed_port_is_held_for_the_hold_time() {
     p.add_session(s);
     let mut got = Vec::new();
     for _ in 0..64 {
-        got.push(p.alloc(s, 1, 0, 10, 0).unwrap().0);
+        got.push(p.alloc(s, L4::Udp, 0, 10, 0).unwrap().0);
     }
-    assert!(p.alloc(s, 1, 0, 10, 0).is_none());
+    assert!(p.alloc(s, L4::Udp, 0, 10, 0).is_none());
     let a = p.sub(s).unwrap().addr;
-    p.release(a, 1, got[5], 10);
+    p.release(a, L4::Udp, got[5], 10);
     // 119 s later it is still held back (RFC 6888 REQ-8).
-    assert!(p.alloc(s, 1, got[5], 129, 0).is_none());
+    assert!(p.alloc(s, L4::Udp, got[5], 129, 0).is_none());
     // After the hold time it can be reused.
-    assert_eq!(p.alloc(s, 1, got[5], 10 + 181, 0).map(|x| x.0), Some(got[5]));
+    assert_eq!(p.alloc(s, L4::Udp, got[5], 10 + 181, 0).map(|x| x.0), Some(got[5]));
 }
 
 #[test]
@@ -99,15 +99,15 @@ fn shared_pool_keeps_source_port_and_class() {
     let mut ports = Ports::new(&p).unwrap();
     let a = ports.subscriber(0xc0a8_0102, 0).unwrap();
     let b = ports.subscriber(0xc0a8_0103, 0).unwrap();
-    assert_eq!(ports.alloc(a, 1, 5353, 0, 0).unwrap().0, 5353);
-    let second = ports.alloc(b, 1, 5353, 0, 0).unwrap().0;
+    assert_eq!(ports.alloc(a, L4::Udp, 5353, 0, 0).unwrap().0, 5353);
+    let second = ports.alloc(b, L4::Udp, 5353, 0, 0).unwrap().0;
     assert!(second >= 1024 && second != 5353, "{second}");
-    assert_eq!(ports.alloc(a, 0, 22, 0, 0).unwrap().0, 22);
-    let low = ports.alloc(b, 0, 22, 0, 0).unwrap().0;
+    assert_eq!(ports.alloc(a, L4::Tcp, 22, 0, 0).unwrap().0, 22);
+    let low = ports.alloc(b, L4::Tcp, 22, 0, 0).unwrap().0;
     assert!((1..512).contains(&low) && low != 22, "{low}");
-    let mid = ports.alloc(a, 0, 700, 0, 0).unwrap().0;
+    let mid = ports.alloc(a, L4::Tcp, 700, 0, 0).unwrap().0;
     assert_eq!(mid, 700);
-    let mid2 = ports.alloc(b, 0, 700, 0, 0).unwrap().0;
+    let mid2 = ports.alloc(b, L4::Tcp, 700, 0, 0).unwrap().0;
     assert!((600..1024).contains(&mid2), "{mid2}");
 }
 
@@ -118,11 +118,11 @@ fn empty_block_goes_back_and_subscriber_freed() {
     p.add_session(s);
     let mut ports = Vec::new();
     for _ in 0..65 {
-        ports.push(p.alloc(s, 1, 0, 0, 0).unwrap().0);
+        ports.push(p.alloc(s, L4::Udp, 0, 0, 0).unwrap().0);
     }
     assert_eq!(p.blocks_in_use, 2);
     let a = p.sub(s).unwrap().addr;
-    assert!(p.release(a, 1, ports[64], 0), "second block emptied");
+    assert!(p.release(a, L4::Udp, ports[64], 0), "second block emptied");
     assert_eq!(p.blocks_in_use, 1);
     assert_eq!(p.remove_session(s), 1);
     assert_eq!(p.blocks_in_use, 0);
@@ -132,7 +132,7 @@ fn empty_block_goes_back_and_subscriber_freed() {
 #[test]
 fn reserved_forward_port_is_never_allocated() {
     let mut p = cgnat(64, 1, 1, 0);
-    assert!(p.reserve(0, 0, 1024));
+    assert!(p.reserve(0, L4::Tcp, 1024));
     // Addresses are paired by hash: take the first subscriber on address 0.
     let mut s = None;
     for i in 1..64u32 {
@@ -146,7 +146,7 @@ fn reserved_forward_port_is_never_allocated() {
     // Its one block (the lowest: 1024-1087) holds the reserved port; every
     // other port of it is handed out, then nothing: 1024 never.
     let mut got = Vec::new();
-    while let Some((port, _)) = p.alloc(s, 0, 1024, 0, 0) {
+    while let Some((port, _)) = p.alloc(s, L4::Tcp, 1024, 0, 0) {
         got.push(port);
     }
     assert_eq!(got.len(), 63, "{got:?}");
