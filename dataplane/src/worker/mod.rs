@@ -22,6 +22,7 @@ pub use command::{BlockUse, Census, Command, ReconfigureError, SessionFilter, Sl
 
 use crate::io::{Desc, FrameIo, BATCH};
 use crate::l2::{write_l2, L2Table, NextHop};
+use crate::nat::counters::declare_counters;
 use crate::nat::{Counters, Engine, Side, Verdict};
 use crate::wire::fragment::{self, Plan};
 use crossbeam_queue::ArrayQueue;
@@ -56,41 +57,44 @@ impl Mesh {
     }
 }
 
-/// What the worker itself counts (the engine counts its own verdicts).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WorkerCounters {
-    /// Rounds run.
-    pub rounds: u64,
-    /// Frames received, by side (inside, outside).
-    pub rx: [u64; 2],
-    /// Bytes received, by side.
-    pub rx_bytes: [u64; 2],
-    /// Bytes queued for transmission, by side they leave on.
-    pub tx_bytes: [u64; 2],
-    /// Frames queued for transmission, by side they leave on.
-    pub tx: [u64; 2],
-    /// Frames dropped because their next hop has no neighbour entry yet, by side.
-    pub no_neighbour: [u64; 2],
-    /// Frames dropped because no route of the outgoing interface covers them, by side.
-    pub no_route: [u64; 2],
-    /// Packets cut into fragments for the outgoing MTU, by side.
-    pub fragmented: [u64; 2],
-    /// Packets too big for the outgoing MTU with Don't Fragment set, dropped, by side.
-    pub too_big: [u64; 2],
-    /// Packets whose fragmentation failed (no free frame, bad header), dropped.
-    pub fragment_failed: u64,
-    /// Frames the engine gave to the kernel, re-injected through the TAP device.
-    pub to_kernel: u64,
-    /// Frames the engine gave to the kernel that could not be re-injected.
-    pub pass_dropped: u64,
-    /// Frames handed to another worker.
-    pub handoff_out: u64,
-    /// Frames received from other workers.
-    pub handoff_in: u64,
-    /// NAT log events (port blocks) lost because the log fell behind.
-    pub log_dropped: u64,
-    /// Hand-offs dropped: the owner's queue was full, the frame too big, or no frame free.
-    pub handoff_dropped: u64,
+declare_counters! {
+    /// What the worker itself counts (the engine counts its own verdicts).
+    /// Declared as `nat::counters` says: a new one is a field here and its count.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct WorkerCounters {
+        /// Rounds run.
+        rounds: u64,
+        /// Frames received, by side (inside, outside).
+        rx: [u64; 2],
+        /// Bytes received, by side.
+        rx_bytes: [u64; 2],
+        /// Bytes queued for transmission, by side they leave on.
+        tx_bytes: [u64; 2],
+        /// Frames queued for transmission, by side they leave on.
+        tx: [u64; 2],
+        /// Frames dropped because their next hop has no neighbour entry yet, by side.
+        no_neighbour: [u64; 2] => Drop("no_neighbour"),
+        /// Frames dropped because no route of the outgoing interface covers them, by side.
+        no_route: [u64; 2] => Drop("no_route"),
+        /// Packets cut into fragments for the outgoing MTU, by side.
+        fragmented: [u64; 2],
+        /// Packets too big for the outgoing MTU with Don't Fragment set, dropped, by side.
+        too_big: [u64; 2] => Drop("too_big_df"),
+        /// Packets whose fragmentation failed (no free frame, bad header), dropped.
+        fragment_failed: u64 => Drop("fragment_failed"),
+        /// Frames the engine gave to the kernel, re-injected through the TAP device.
+        to_kernel: u64,
+        /// Frames the engine gave to the kernel that could not be re-injected.
+        pass_dropped: u64 => Drop("pass_not_reinjected"),
+        /// Frames handed to another worker.
+        handoff_out: u64,
+        /// Frames received from other workers.
+        handoff_in: u64,
+        /// NAT log events (port blocks) lost because the log fell behind.
+        log_dropped: u64,
+        /// Hand-offs dropped: the owner's queue was full, the frame too big, or no frame free.
+        handoff_dropped: u64 => Drop("handoff_dropped"),
+    }
 }
 
 /// A snapshot the control thread reads.
