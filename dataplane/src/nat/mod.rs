@@ -160,6 +160,8 @@ pub struct SessionInfo {
     pub expires_in: u32,
     /// Flag bits ([`session::flag`]).
     pub flags: u8,
+    /// Traffic came back from the remote (conntrack's `[ASSURED]`).
+    pub assured: bool,
 }
 
 fn pcode_of(proto: u8) -> u16 {

@@ -539,6 +539,22 @@ mod tests {
     }
 
     #[test]
+    fn a_session_lists_as_assured_once_its_reply_came_back() {
+        let mesh = Arc::new(Mesh::new(1, 8));
+        let mut w = worker(0, Some(engine(0, 1)), &mesh);
+        let assured =
+            |w: &Worker<MemIo>| -> Vec<bool> { w.engine().expect("nat").sessions(2).map(|s| s.assured).collect() };
+        assert!(w.io_mut().inject(Side::Inside, &udp(ip("100.64.0.2"), 4000, ip("198.51.100.1"), 53, b"q")));
+        w.round(1);
+        let (public, pport, _, _) = tuple(&w.io_mut().tx[1].pop().expect("sent outside"));
+        assert_eq!(assured(&w), [false]);
+        assert!(w.io_mut().inject(Side::Outside, &udp(ip("198.51.100.1"), 53, public, pport, b"r")));
+        w.round(2);
+        assert_eq!(w.io_mut().tx[0].len(), 1, "the reply went inside");
+        assert_eq!(assured(&w), [true]);
+    }
+
+    #[test]
     fn an_unresolved_next_hop_is_counted_reported_and_the_frame_freed() {
         let mesh = Arc::new(Mesh::new(1, 8));
         let (_l2_tx, l2_rx) = crossbeam_channel::bounded(1);
