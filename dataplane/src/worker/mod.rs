@@ -34,7 +34,8 @@ pub const HANDOFF_MAX: usize = 1536;
 /// A frame on its way to the worker that owns its session.
 #[derive(Clone)]
 pub struct HandOff {
-    side: Side,
+    /// The side the frame arrived on: the owner processes it as arriving there.
+    arrived_on: Side,
     len: u16,
     bytes: [u8; HANDOFF_MAX],
 }
@@ -143,7 +144,11 @@ enum Action {
     TooBig(Side),
     Free,
     Pass,
-    HandOff(u16, Side),
+    /// To the worker that owns the frame's session.
+    HandOff {
+        worker: u16,
+        arrived_on: Side,
+    },
     NoNeighbour(Side, u32),
     NoRoute(Side),
 }
@@ -312,7 +317,7 @@ impl<I: FrameIo> Worker<I> {
                         NextHop::Unresolved(hop) => Action::NoNeighbour(out, hop),
                         NextHop::NoRoute => Action::NoRoute(out),
                     },
-                    Verdict::HandOff { worker, arrived_on } => Action::HandOff(worker, arrived_on),
+                    Verdict::HandOff { worker, arrived_on } => Action::HandOff { worker, arrived_on },
                     Verdict::PassToKernel(_) => Action::Pass,
                     Verdict::Drop(_) => Action::Free,
                 };
@@ -332,7 +337,7 @@ impl<I: FrameIo> Worker<I> {
                 self.io.send(out, d);
                 return;
             }
-            Action::HandOff(worker, side) => self.hand_off(usize::from(worker), side, d),
+            Action::HandOff { worker, arrived_on } => self.hand_off(usize::from(worker), arrived_on, d),
             Action::NoNeighbour(out, hop) => {
                 *per_side(&mut self.counters.no_neighbour, out) += 1;
                 if let Some(tx) = &self.unresolved {
@@ -382,7 +387,7 @@ impl<I: FrameIo> Worker<I> {
         *per_side(&mut self.counters.fragmented, out) += 1;
     }
 
-    fn hand_off(&mut self, to: usize, side: Side, d: Desc) {
+    fn hand_off(&mut self, to: usize, arrived_on: Side, d: Desc) {
         let (Some(q), Ok(len)) = (self.mesh.queue(self.id, to), u16::try_from(d.len())) else {
             self.counters.handoff_dropped += 1;
             return;
@@ -391,7 +396,7 @@ impl<I: FrameIo> Worker<I> {
             self.counters.handoff_dropped += 1;
             return;
         }
-        let mut msg = HandOff { side, len, bytes: [0; HANDOFF_MAX] };
+        let mut msg = HandOff { arrived_on, len, bytes: [0; HANDOFF_MAX] };
         self.io.with_views(&[d], |v| {
             if let (Some(dst), Some(src)) = (msg.bytes.get_mut(..usize::from(len)), v.first()) {
                 dst.copy_from_slice(src);
@@ -413,16 +418,16 @@ impl<I: FrameIo> Worker<I> {
         for from in (0..mesh.workers).filter(|&f| f != me) {
             let Some(q) = mesh.queue(from, self.id) else { continue };
             let mut n = 0;
-            let mut side = Side::Inside;
+            let mut arrived_on = Side::Inside;
             for _ in 0..BATCH {
                 let Some(msg) = q.pop() else { break };
-                if n > 0 && msg.side != side {
+                if n > 0 && msg.arrived_on != arrived_on {
                     // A batch is of one side: run what is gathered first.
-                    self.run_handoff_batch(side, now, n);
+                    self.run_handoff_batch(arrived_on, now, n);
                     total += n;
                     n = 0;
                 }
-                side = msg.side;
+                arrived_on = msg.arrived_on;
                 let Some(d) = self.io.alloc(u32::from(msg.len)) else {
                     self.counters.handoff_dropped += 1;
                     continue;
@@ -441,16 +446,16 @@ impl<I: FrameIo> Worker<I> {
                 n += 1;
             }
             if n > 0 {
-                self.run_handoff_batch(side, now, n);
+                self.run_handoff_batch(arrived_on, now, n);
                 total += n;
             }
         }
         total
     }
 
-    fn run_handoff_batch(&mut self, side: Side, now: u32, n: usize) {
+    fn run_handoff_batch(&mut self, arrived_on: Side, now: u32, n: usize) {
         self.counters.handoff_in += n as u64;
-        self.batch(side, now, n);
+        self.batch(arrived_on, now, n);
     }
 }
 
