@@ -230,7 +230,7 @@ pub fn session_line(s: &SessionInfo) -> String {
         ip(s.public.0),
         s.remote.1,
         s.public.1,
-        if s.flags & dataplane::nat::session::flag::REPLIED != 0 { " [ASSURED]" } else { " [UNREPLIED]" },
+        if s.assured { " [ASSURED]" } else { " [UNREPLIED]" },
     )
 }
 
@@ -345,11 +345,14 @@ mod tests {
             remote: (0xc633_6401, 53),
             state: "udp",
             expires_in: 299,
-            flags: dataplane::nat::session::flag::REPLIED,
+            flags: 0,
+            assured: true,
         };
         assert_eq!(
             session_line(&s),
             "udp    17    299 udp src=100.64.0.2 dst=198.51.100.1 sport=4000 dport=53 src=198.51.100.1 dst=203.0.113.10 sport=53 dport=1024 [ASSURED]"
         );
+        let unreplied = SessionInfo { assured: false, ..s };
+        assert!(session_line(&unreplied).ends_with("dport=1024 [UNREPLIED]"), "{}", session_line(&unreplied));
     }
 }

@@ -1,4 +1,4 @@
-//! masq's control side as a library: everything `masq` (`main.rs`) runs,
+//! masq's control side as a library: everything `masq` (`bin/masq/`) runs,
 //! in modules that import downward only, so each can be read, and the live
 //! configuration tested, on its own (no root, no NIC).
 //!

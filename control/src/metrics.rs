@@ -5,10 +5,17 @@
 //! their counter names (`DropReason::name`, `PassReason::name`), so a
 //! dashboard's label values are the code's. Families are rendered whole at
 //! each scrape from one snapshot: nothing here holds state between scrapes.
+//!
+//! The families below are written by hand, because they gather several
+//! counters under labels; a counter declared `=> Total("help")` (see
+//! `dataplane::nat::counters`) is rendered as `masq_<name>_total` without an
+//! edit here, and one declared `=> Drop("reason")` shows in
+//! `masq_drops_total` through [`MetricsSnapshot::drops`].
 
 use crate::telemetry::{protocol_name, MetricsSnapshot};
+use dataplane::nat::counters::{Exported, Family};
 use dataplane::nat::PassReason;
-use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Histogram buckets of the per-worker round time: seconds, nanoseconds.
 const ROUND_BUCKETS: [(f64, u64); 12] = [
@@ -54,6 +61,19 @@ fn round_metric(worker: usize, h: &hdrhistogram::Histogram<u64>) -> prometheus::
     m
 }
 
+/// Registers a family `masq_<name>_total` for every counter declared
+/// `=> Total("help")` (`dataplane::nat::counters`).
+fn declared_totals(r: &Registry, counters: impl Iterator<Item = Exported>) -> prometheus::Result<()> {
+    for x in counters {
+        if let Family::Total(help) = x.family {
+            let c = IntCounter::new(format!("masq_{}_total", x.name), help)?;
+            c.inc_by(x.value);
+            r.register(Box::new(c))?;
+        }
+    }
+    Ok(())
+}
+
 /// The exposition of `m`.
 pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
     let r = Registry::new();
@@ -68,28 +88,28 @@ pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
         Ok(g)
     };
     let packets = counter("masq_packets_total", "Packets by direction and verdict.", &["direction", "verdict"])?;
-    packets.with_label_values(&["in_to_out", "received"]).inc_by(m.rx[0]);
-    packets.with_label_values(&["out_to_in", "received"]).inc_by(m.rx[1]);
-    packets.with_label_values(&["in_to_out", "forward"]).inc_by(m.fwd_i2o);
-    packets.with_label_values(&["out_to_in", "forward"]).inc_by(m.fwd_o2i);
+    packets.with_label_values(&["in_to_out", "received"]).inc_by(m.worker.rx[0]);
+    packets.with_label_values(&["out_to_in", "received"]).inc_by(m.worker.rx[1]);
+    packets.with_label_values(&["in_to_out", "forward"]).inc_by(m.engine.fwd_i2o);
+    packets.with_label_values(&["out_to_in", "forward"]).inc_by(m.engine.fwd_o2i);
     packets.with_label_values(&["any", "drop"]).inc_by(m.drops_total());
-    packets.with_label_values(&["any", "kernel"]).inc_by(m.passes.iter().sum());
-    packets.with_label_values(&["any", "handoff"]).inc_by(m.handoffs_out);
+    packets.with_label_values(&["any", "kernel"]).inc_by(m.engine.passes.iter().sum());
+    packets.with_label_values(&["any", "handoff"]).inc_by(m.worker.handoff_out);
 
     let bytes = counter("masq_bytes_total", "Bytes received and sent, by direction.", &["direction", "verdict"])?;
-    bytes.with_label_values(&["in_to_out", "received"]).inc_by(m.rx_bytes[0]);
-    bytes.with_label_values(&["out_to_in", "received"]).inc_by(m.rx_bytes[1]);
+    bytes.with_label_values(&["in_to_out", "received"]).inc_by(m.worker.rx_bytes[0]);
+    bytes.with_label_values(&["out_to_in", "received"]).inc_by(m.worker.rx_bytes[1]);
     // Sent on the outside is in to out.
-    bytes.with_label_values(&["in_to_out", "forward"]).inc_by(m.tx_bytes[1]);
-    bytes.with_label_values(&["out_to_in", "forward"]).inc_by(m.tx_bytes[0]);
+    bytes.with_label_values(&["in_to_out", "forward"]).inc_by(m.worker.tx_bytes[1]);
+    bytes.with_label_values(&["out_to_in", "forward"]).inc_by(m.worker.tx_bytes[0]);
 
     let drops = counter("masq_drops_total", "Packets dropped, by reason.", &["reason"])?;
-    for (reason, n) in &m.drops {
-        drops.with_label_values(&[reason]).inc_by(*n);
+    for (reason, n) in m.drops() {
+        drops.with_label_values(&[reason]).inc_by(n);
     }
     let passes =
         counter("masq_kernel_passes_total", "Packets given to the kernel by the engine, by reason.", &["reason"])?;
-    for (r, n) in PassReason::ALL.iter().zip(m.passes) {
+    for (r, n) in PassReason::ALL.iter().zip(m.engine.passes) {
         passes.with_label_values(&[r.name()]).inc_by(n);
     }
 
@@ -104,10 +124,10 @@ pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
     let lifecycle =
         counter("masq_sessions_events_total", "Sessions created, expired, evicted and flushed.", &["event"])?;
     for (ev, n) in [
-        ("created", m.sessions_created),
-        ("expired", m.sessions_expired),
-        ("evicted", m.sessions_evicted),
-        ("flushed", m.sessions_flushed),
+        ("created", m.engine.sessions_created),
+        ("expired", m.engine.sessions_expired),
+        ("evicted", m.engine.sessions_evicted),
+        ("flushed", m.engine.sessions_flushed),
     ] {
         lifecycle.with_label_values(&[ev]).inc_by(n);
     }
@@ -124,7 +144,7 @@ pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
         "Times a subscriber found no free port, by subscriber bucket (/24 network number modulo 16).",
         &["bucket"],
     )?;
-    for (b, n) in m.port_exhaustion_by_bucket.iter().enumerate() {
+    for (b, n) in m.engine.port_exhaustion_by_bucket.iter().enumerate() {
         exhaustion.with_label_values(&[&b.to_string()]).inc_by(*n);
     }
 
@@ -134,7 +154,9 @@ pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
     }
     let log_lost =
         counter("masq_nat_log_lost_total", "NAT log events (port blocks) lost because the log fell behind.", &[])?;
-    log_lost.with_label_values::<&str>(&[]).inc_by(m.nat_log_lost);
+    log_lost.with_label_values::<&str>(&[]).inc_by(m.nat_log_lost());
+
+    declared_totals(&r, m.engine.exported().chain(m.worker.exported()))?;
 
     let xdp = counter(
         "masq_xdp_frames_total",
@@ -174,11 +196,206 @@ pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::{RingSnapshot, Shared, SocketStats, XdpCounts};
+    use dataplane::worker::{BlockUse, Stats};
+    use std::sync::Arc;
+
+    /// A worker's stats with every counter non-zero and distinct.
+    fn busy_stats(seed: u64) -> Stats {
+        let mut s = Stats::default();
+        let mut n = seed;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let w = &mut s.worker;
+        for pair in [
+            &mut w.rx,
+            &mut w.rx_bytes,
+            &mut w.tx,
+            &mut w.tx_bytes,
+            &mut w.no_neighbour,
+            &mut w.no_route,
+            &mut w.fragmented,
+            &mut w.too_big,
+        ] {
+            *pair = [next(), next()];
+        }
+        for c in [
+            &mut w.rounds,
+            &mut w.fragment_failed,
+            &mut w.to_kernel,
+            &mut w.pass_dropped,
+            &mut w.handoff_out,
+            &mut w.handoff_in,
+            &mut w.log_dropped,
+            &mut w.handoff_dropped,
+        ] {
+            *c = next();
+        }
+        let e = &mut s.engine;
+        for c in [
+            &mut e.rx_i2o,
+            &mut e.rx_o2i,
+            &mut e.fwd_i2o,
+            &mut e.fwd_o2i,
+            &mut e.hairpinned,
+            &mut e.handoffs,
+            &mut e.sessions_created,
+            &mut e.sessions_expired,
+            &mut e.sessions_evicted,
+            &mut e.sessions_flushed,
+            &mut e.port_exhaustion_events,
+            &mut e.blocks_allocated,
+            &mut e.blocks_released,
+            &mut e.fragments_followed,
+            &mut e.icmp_errors_translated,
+        ] {
+            *c = next();
+        }
+        for c in e.drops.iter_mut().chain(&mut e.passes).chain(&mut e.port_exhaustion_by_bucket) {
+            *c = next();
+        }
+        s.sessions = 7;
+        s.blocks_in_use = 3;
+        s.block_events_dropped = next();
+        s.round_ns = hdrhistogram::Histogram::new(2).ok();
+        s
+    }
+
+    /// Two busy workers, with a census, XDP and configuration counters:
+    /// every family has at least one series.
+    fn busy_snapshot() -> MetricsSnapshot {
+        let shared: Vec<Arc<Shared>> = (0..2u64)
+            .map(|i| {
+                let sh = Arc::new(Shared::default());
+                *sh.stats.lock().expect("fresh") = busy_stats(i * 1000);
+                let mut ring = RingSnapshot::default();
+                ring.rings.tx_ring_full = [i + 31, i + 32];
+                ring.kernel = [
+                    SocketStats { rx_dropped: i + 33, rx_ring_full: i + 34, fill_ring_empty: i + 35 },
+                    SocketStats { rx_dropped: i + 36, rx_ring_full: i + 37, fill_ring_empty: i + 38 },
+                ];
+                *sh.ring.lock().expect("fresh") = ring;
+                sh
+            })
+            .collect();
+        let mut m = MetricsSnapshot::gather(&shared);
+        m.census.sessions.insert((6, "established"), 4);
+        m.census.blocks.insert((0xcb00_710a, "p".into()), BlockUse { in_use: 2, free: 5 });
+        m.xdp = vec![XdpCounts { iface: "in0".into(), by_action: vec![("redirect", 14), ("pass", 1)] }];
+        m.config.generation = 3;
+        m.config.accepted = 2;
+        m.config.refused = 1;
+        m
+    }
+
+    /// The `# HELP` and `# TYPE` lines of an exposition, and each family's
+    /// label names, in order.
+    fn families(text: &str) -> Vec<String> {
+        let mut out: Vec<String> =
+            text.lines().filter(|l| l.starts_with("# HELP ") || l.starts_with("# TYPE ")).map(String::from).collect();
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = l.split(['{', ' ']).next().unwrap_or("");
+            let labels: Vec<&str> = l
+                .split_once('{')
+                .map(|(_, rest)| rest.split(',').filter_map(|kv| kv.split_once('=').map(|(k, _)| k)).collect())
+                .unwrap_or_default();
+            let line = format!("{name} {{{}}}", labels.join(","));
+            if !out.contains(&line) {
+                out.push(line);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_counter_declared_with_its_own_family_renders_as_masq_name_total() {
+        let r = Registry::new();
+        let declared = [
+            Exported { name: "demo", family: Family::Total("Demo things."), value: 3 },
+            Exported { name: "lost", family: Family::Drop("lost"), value: 4 },
+        ];
+        declared_totals(&r, declared.into_iter()).expect("registers");
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&r.gather(), &mut out).expect("encodes");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "# HELP masq_demo_total Demo things.\n# TYPE masq_demo_total counter\nmasq_demo_total 3\n"
+        );
+    }
+
+    /// The families written by hand. A counter declared with its own family
+    /// adds one and is left out here, so declaring it needs no edit of this list.
+    #[test]
+    fn the_families_their_help_and_their_labels_stay_as_dashboards_know_them() {
+        let m = busy_snapshot();
+        let text = render(&m).expect("renders");
+        let declared: Vec<String> = m
+            .engine
+            .exported()
+            .chain(m.worker.exported())
+            .filter(|x| matches!(x.family, Family::Total(_)))
+            .map(|x| format!("masq_{}_total", x.name))
+            .collect();
+        let hand_written: Vec<String> =
+            families(&text).into_iter().filter(|l| !l.split(' ').any(|w| declared.iter().any(|d| d == w))).collect();
+        let want = [
+            "# HELP masq_build_info Build information.",
+            "# TYPE masq_build_info gauge",
+            "# HELP masq_bytes_total Bytes received and sent, by direction.",
+            "# TYPE masq_bytes_total counter",
+            "# HELP masq_config_generation Generation of the configuration in force.",
+            "# TYPE masq_config_generation gauge",
+            "# HELP masq_config_reloads_total Configuration pushes and reloads by result.",
+            "# TYPE masq_config_reloads_total counter",
+            "# HELP masq_drops_total Packets dropped, by reason.",
+            "# TYPE masq_drops_total counter",
+            "# HELP masq_handoffs_total Frames handed to the worker that owns their session.",
+            "# TYPE masq_handoffs_total counter",
+            "# HELP masq_kernel_passes_total Packets given to the kernel by the engine, by reason.",
+            "# TYPE masq_kernel_passes_total counter",
+            "# HELP masq_nat_log_lost_total NAT log events (port blocks) lost because the log fell behind.",
+            "# TYPE masq_nat_log_lost_total counter",
+            "# HELP masq_packets_total Packets by direction and verdict.",
+            "# TYPE masq_packets_total counter",
+            "# HELP masq_port_blocks Port blocks per pool address, in use or free.",
+            "# TYPE masq_port_blocks gauge",
+            "# HELP masq_port_exhaustion_events_total Times a subscriber found no free port, by subscriber bucket (/24 network number modulo 16).",
+            "# TYPE masq_port_exhaustion_events_total counter",
+            "# HELP masq_sessions Live sessions by protocol and state.",
+            "# TYPE masq_sessions gauge",
+            "# HELP masq_sessions_events_total Sessions created, expired, evicted and flushed.",
+            "# TYPE masq_sessions_events_total counter",
+            "# HELP masq_xdp_frames_total Frames the XDP program redirected to masq or passed to the kernel.",
+            "# TYPE masq_xdp_frames_total counter",
+            "# HELP masq_worker_round_duration_seconds Time a worker round with traffic took (receive, translate, send), from each worker's hdrhistogram.",
+            "# TYPE masq_worker_round_duration_seconds histogram",
+            "masq_build_info {version}",
+            "masq_bytes_total {direction,verdict}",
+            "masq_config_generation {}",
+            "masq_config_reloads_total {result}",
+            "masq_drops_total {reason}",
+            "masq_handoffs_total {worker}",
+            "masq_kernel_passes_total {reason}",
+            "masq_nat_log_lost_total {}",
+            "masq_packets_total {direction,verdict}",
+            "masq_port_blocks {address,pool,state}",
+            "masq_port_exhaustion_events_total {bucket}",
+            "masq_sessions {protocol,state}",
+            "masq_sessions_events_total {event}",
+            "masq_xdp_frames_total {action,interface}",
+            "masq_worker_round_duration_seconds_bucket {worker,le}",
+            "masq_worker_round_duration_seconds_sum {worker}",
+            "masq_worker_round_duration_seconds_count {worker}",
+        ];
+        assert_eq!(hand_written, want, "in:\n{text}");
+    }
 
     #[test]
     fn a_snapshot_renders_with_every_family_and_its_values() {
         let mut m = MetricsSnapshot::gather(&[std::sync::Arc::default()]);
-        m.rx = [5, 6];
+        m.worker.rx = [5, 6];
         m.workers[0].round_ns = hdrhistogram::Histogram::new(2).ok();
         m.config.generation = 3;
         let text = render(&m).expect("renders");

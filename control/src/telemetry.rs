@@ -10,8 +10,11 @@
 //! [`MetricsSnapshot`] is the single typed record of "how masq is doing"
 //! (Firecracker's `logger/metrics.rs` is the model): `/metrics`
 //! (`metrics.rs`), `/stats` and so `masq stats`, the `--live` line and the
-//! closing line all read its fields. A new counter is a field here, summed
-//! in [`MetricsSnapshot::gather`], and read by whichever view shows it.
+//! closing line all read its fields. It holds the engines' [`Counters`]
+//! and the workers' [`WorkerCounters`] summed whole (their `AddAssign`), so
+//! a new counter needs no edit here: it is declared once where it is
+//! counted (`dataplane::nat::counters` says how), and `/metrics` and
+//! [`MetricsSnapshot::drops`] find it through its declared family.
 //!
 //! Invariants: every drop reason is present in [`MetricsSnapshot::drops`]
 //! (0 if nothing was dropped for it), so dashboards always have a series;
@@ -22,9 +25,9 @@
 //! the same instant; a worker whose slot was locked keeps its previous part.
 
 use dataplane::io::FrameIo;
-use dataplane::nat::counters::EXHAUSTION_BUCKETS;
-use dataplane::nat::{DropReason, PassReason};
-use dataplane::worker::{BlockUse, Census, Stats, Worker};
+use dataplane::nat::counters::Family;
+use dataplane::nat::{Counters, DropReason};
+use dataplane::worker::{BlockUse, Census, Stats, Worker, WorkerCounters};
 use dataplane::xdp::{RingCounters, XdpIo, XdpProgram, XDP_STAT_NAMES};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -134,55 +137,20 @@ pub struct WorkerSnapshot {
 /// census, the XDP programs' counters, the configuration's).
 #[derive(Debug, Clone, Default)]
 pub struct MetricsSnapshot {
-    /// Frames received, by side.
-    pub rx: [u64; 2],
-    /// Bytes received, by side.
-    pub rx_bytes: [u64; 2],
-    /// Frames queued for transmission, by the side they leave on.
-    pub tx: [u64; 2],
-    /// Bytes queued for transmission, by the side they leave on.
-    pub tx_bytes: [u64; 2],
-    /// Packets the engine forwarded inside to outside.
-    pub fwd_i2o: u64,
-    /// Packets the engine forwarded outside to inside.
-    pub fwd_o2i: u64,
-    /// Drops by reason: the engine's, the workers' and the rings'; every
-    /// reason present.
-    pub drops: BTreeMap<&'static str, u64>,
-    /// Packets the engine gave to the kernel, by [`PassReason`].
-    pub passes: [u64; PassReason::COUNT],
+    /// The engines' counters (zero in no-NAT mode).
+    pub engine: Counters,
+    /// The workers' own counters.
+    pub worker: WorkerCounters,
+    /// Frames dropped because a TX ring stayed full, both sides.
+    pub tx_ring_full: u64,
+    /// The kernel's statistics of the AF_XDP sockets, both sides.
+    pub kernel: SocketStats,
     /// Live sessions.
     pub sessions: u64,
     /// Port blocks in use.
     pub blocks_in_use: u64,
-    /// Sessions created.
-    pub sessions_created: u64,
-    /// Sessions expired.
-    pub sessions_expired: u64,
-    /// Sessions evicted to make room.
-    pub sessions_evicted: u64,
-    /// Sessions flushed (operator, configuration change, address change).
-    pub sessions_flushed: u64,
-    /// Packets hairpinned.
-    pub hairpinned: u64,
-    /// Packets cut into fragments, both sides.
-    pub fragmented: u64,
-    /// Frames re-injected into the kernel through the TAP device.
-    pub to_kernel: u64,
-    /// Frames handed to another worker.
-    pub handoffs_out: u64,
-    /// Frames received from another worker.
-    pub handoffs_in: u64,
-    /// Port exhaustion events by subscriber bucket.
-    pub port_exhaustion_by_bucket: [u64; EXHAUSTION_BUCKETS],
-    /// NAT log events lost (the log fell behind, or the engine's buffer was full).
-    pub nat_log_lost: u64,
-    /// Frames the kernel dropped before masq saw them, both sides.
-    pub kernel_rx_dropped: u64,
-    /// ... of which because an RX ring was full.
-    pub kernel_rx_ring_full: u64,
-    /// ... of which because a fill ring was empty.
-    pub kernel_fill_ring_empty: u64,
+    /// Port-block events the engines could not keep (their buffers were full).
+    pub block_events_dropped: u64,
     /// Per worker, in worker order.
     pub workers: Vec<WorkerSnapshot>,
     /// Sessions by (protocol, state) and port blocks by address (empty
@@ -207,50 +175,54 @@ impl MetricsSnapshot {
     }
 
     fn add(&mut self, s: &Stats, ring: &RingSnapshot) {
-        let (e, w) = (&s.engine, &s.worker);
-        for i in 0..2 {
-            self.rx[i] += w.rx[i];
-            self.rx_bytes[i] += w.rx_bytes[i];
-            self.tx[i] += w.tx[i];
-            self.tx_bytes[i] += w.tx_bytes[i];
-        }
-        self.fwd_i2o += e.fwd_i2o;
-        self.fwd_o2i += e.fwd_o2i;
-        add_drops(s, ring, &mut self.drops);
-        for (t, n) in self.passes.iter_mut().zip(e.passes) {
-            *t += n;
+        self.engine += &s.engine;
+        self.worker += &s.worker;
+        self.tx_ring_full += ring.rings.tx_ring_full.iter().sum::<u64>();
+        for k in &ring.kernel {
+            self.kernel.rx_dropped += k.rx_dropped;
+            self.kernel.rx_ring_full += k.rx_ring_full;
+            self.kernel.fill_ring_empty += k.fill_ring_empty;
         }
         self.sessions += u64::from(s.sessions);
         self.blocks_in_use += u64::from(s.blocks_in_use);
-        self.sessions_created += e.sessions_created;
-        self.sessions_expired += e.sessions_expired;
-        self.sessions_evicted += e.sessions_evicted;
-        self.sessions_flushed += e.sessions_flushed;
-        self.hairpinned += e.hairpinned;
-        self.fragmented += w.fragmented[0] + w.fragmented[1];
-        self.to_kernel += w.to_kernel;
-        self.handoffs_out += w.handoff_out;
-        self.handoffs_in += w.handoff_in;
-        for (b, n) in self.port_exhaustion_by_bucket.iter_mut().zip(e.port_exhaustion_by_bucket) {
-            *b += n;
+        self.block_events_dropped += s.block_events_dropped;
+        self.workers.push(WorkerSnapshot { handoffs_out: s.worker.handoff_out, round_ns: s.round_ns.clone() });
+    }
+
+    /// Drops by reason: the engine's reasons, the worker's own (its counters
+    /// declared as drops), and the rings' (`tx_ring_full`; the kernel's
+    /// `rx_ring_full` and `fill_ring_empty`, frames that never reached masq).
+    /// Every reason is present, with 0 if nothing was dropped for it.
+    pub fn drops(&self) -> BTreeMap<&'static str, u64> {
+        let mut out: BTreeMap<&'static str, u64> =
+            DropReason::ALL.iter().map(|r| r.name()).zip(self.engine.drops).collect();
+        let declared = self.engine.exported().chain(self.worker.exported()).filter_map(|x| match x.family {
+            Family::Drop(reason) => Some((reason, x.value)),
+            Family::Total(_) => None,
+        });
+        for (reason, n) in declared.chain([
+            ("tx_ring_full", self.tx_ring_full),
+            ("rx_ring_full", self.kernel.rx_ring_full),
+            ("fill_ring_empty", self.kernel.fill_ring_empty),
+        ]) {
+            *out.entry(reason).or_default() += n;
         }
-        self.nat_log_lost += w.log_dropped + s.block_events_dropped;
-        for k in &ring.kernel {
-            self.kernel_rx_dropped += k.rx_dropped;
-            self.kernel_rx_ring_full += k.rx_ring_full;
-            self.kernel_fill_ring_empty += k.fill_ring_empty;
-        }
-        self.workers.push(WorkerSnapshot { handoffs_out: w.handoff_out, round_ns: s.round_ns.clone() });
+        out
+    }
+
+    /// NAT log events lost: the log fell behind, or an engine's buffer was full.
+    pub fn nat_log_lost(&self) -> u64 {
+        self.worker.log_dropped + self.block_events_dropped
     }
 
     /// Every drop, all reasons.
     pub fn drops_total(&self) -> u64 {
-        self.drops.values().sum()
+        self.drops().values().sum()
     }
 
     /// The reasons something was dropped for, with their counts.
-    fn drop_reasons(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        self.drops.iter().map(|(&r, &n)| (r, n)).filter(|&(_, n)| n > 0)
+    fn drop_reasons(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        self.drops().into_iter().filter(|&(_, n)| n > 0)
     }
 
     /// The `--live` line: rates since `prev`, `dt` seconds ago.
@@ -259,12 +231,12 @@ impl MetricsSnapshot {
         let rate = |a: u64, b: u64| ((a.saturating_sub(b)) as f64 / dt).round() as u64;
         format!(
             "in->out {:>8} pps  out->in {:>8} pps  drops {:>6}/s  sessions {:>7} (+{}/s)  hand-offs {}/s",
-            rate(self.tx[1], prev.tx[1]),
-            rate(self.tx[0], prev.tx[0]),
+            rate(self.worker.tx[1], prev.worker.tx[1]),
+            rate(self.worker.tx[0], prev.worker.tx[0]),
             rate(self.drops_total(), prev.drops_total()),
             self.sessions,
-            rate(self.sessions_created, prev.sessions_created),
-            rate(self.handoffs_out, prev.handoffs_out),
+            rate(self.engine.sessions_created, prev.engine.sessions_created),
+            rate(self.worker.handoff_out, prev.worker.handoff_out),
         )
     }
 
@@ -272,13 +244,13 @@ impl MetricsSnapshot {
     pub fn stats_lines(&self) -> String {
         let mut out = format!(
             "rx_inside {}\nrx_outside {}\ntx_inside {}\ntx_outside {}\nsessions {}\nsessions_created {}\nhandoffs {}\ndrops {}\n",
-            self.rx[0],
-            self.rx[1],
-            self.tx[0],
-            self.tx[1],
+            self.worker.rx[0],
+            self.worker.rx[1],
+            self.worker.tx[0],
+            self.worker.tx[1],
             self.sessions,
-            self.sessions_created,
-            self.handoffs_out,
+            self.engine.sessions_created,
+            self.worker.handoff_out,
             self.drops_total()
         );
         for (name, n) in self.drop_reasons() {
@@ -303,47 +275,22 @@ impl MetricsSnapshot {
             .collect();
         format!(
             "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; hairpinned {}; fragmented {}; handed off {}; to kernel {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})\nxdp program: {}",
-            self.rx[0],
-            self.rx[1],
-            self.tx[0],
-            self.tx[1],
-            self.sessions_created,
-            self.hairpinned,
-            self.fragmented,
-            self.handoffs_out,
-            self.to_kernel,
+            self.worker.rx[0],
+            self.worker.rx[1],
+            self.worker.tx[0],
+            self.worker.tx[1],
+            self.engine.sessions_created,
+            self.engine.hairpinned,
+            self.worker.fragmented.iter().sum::<u64>(),
+            self.worker.handoff_out,
+            self.worker.to_kernel,
             self.drops_total(),
             reasons.join(" "),
-            self.kernel_rx_dropped,
-            self.kernel_rx_ring_full,
-            self.kernel_fill_ring_empty,
+            self.kernel.rx_dropped,
+            self.kernel.rx_ring_full,
+            self.kernel.fill_ring_empty,
             xdp.join("; ")
         )
-    }
-}
-
-/// Adds one worker's drops, by reason, to `out`: the engine's reasons, the
-/// worker's own, and the rings' (`tx_ring_full`; the kernel's `rx_ring_full`
-/// and `fill_ring_empty`, frames that never reached masq). Every name is
-/// present, with 0 if nothing was dropped for it.
-fn add_drops(s: &Stats, ring: &RingSnapshot, out: &mut BTreeMap<&'static str, u64>) {
-    let (e, w) = (&s.engine, &s.worker);
-    for (r, n) in DropReason::ALL.iter().zip(e.drops) {
-        *out.entry(r.name()).or_default() += n;
-    }
-    let [k_in, k_out] = ring.kernel;
-    for (name, n) in [
-        ("no_neighbour", w.no_neighbour[0] + w.no_neighbour[1]),
-        ("no_route", w.no_route[0] + w.no_route[1]),
-        ("pass_not_reinjected", w.pass_dropped),
-        ("handoff_dropped", w.handoff_dropped),
-        ("too_big_df", w.too_big[0] + w.too_big[1]),
-        ("fragment_failed", w.fragment_failed),
-        ("tx_ring_full", ring.rings.tx_ring_full[0] + ring.rings.tx_ring_full[1]),
-        ("rx_ring_full", k_in.rx_ring_full + k_out.rx_ring_full),
-        ("fill_ring_empty", k_in.fill_ring_empty + k_out.fill_ring_empty),
-    ] {
-        *out.entry(name).or_default() += n;
     }
 }
 
@@ -380,18 +327,8 @@ mod tests {
 
     #[test]
     fn the_text_views_keep_their_formats() {
-        let m = MetricsSnapshot {
-            rx: [1, 2],
-            tx: [3, 4],
-            sessions_created: 5,
-            hairpinned: 6,
-            fragmented: 7,
-            handoffs_out: 8,
-            to_kernel: 9,
-            drops: [("no_route", 10), ("ttl_exceeded", 0)].into_iter().collect(),
-            kernel_rx_dropped: 11,
-            kernel_rx_ring_full: 12,
-            kernel_fill_ring_empty: 13,
+        let mut m = MetricsSnapshot {
+            kernel: SocketStats { rx_dropped: 11, rx_ring_full: 12, fill_ring_empty: 13 },
             sessions: 16,
             blocks_in_use: 17,
             xdp: vec![
@@ -400,20 +337,25 @@ mod tests {
             ],
             ..MetricsSnapshot::default()
         };
+        (m.worker.rx, m.worker.tx) = ([1, 2], [3, 4]);
+        (m.engine.sessions_created, m.engine.hairpinned) = (5, 6);
+        (m.worker.fragmented, m.worker.handoff_out, m.worker.to_kernel) = ([3, 4], 8, 9);
+        m.worker.no_route = [10, 0];
         assert_eq!(
             m.closing_lines(),
             "totals: rx inside 1 outside 2; tx inside 3 outside 4; sessions created 5; hairpinned 6; fragmented 7; \
-             handed off 8; to kernel 9; drops 10 [no_route=10]; kernel rx dropped 11 (rx ring full 12, fill ring empty 13)\n\
+             handed off 8; to kernel 9; drops 35 [fill_ring_empty=13 no_route=10 rx_ring_full=12]; \
+             kernel rx dropped 11 (rx ring full 12, fill ring empty 13)\n\
              xdp program: in0: redirect=14; out0: redirect=15"
         );
         assert_eq!(
             m.stats_lines(),
             "rx_inside 1\nrx_outside 2\ntx_inside 3\ntx_outside 4\nsessions 16\nsessions_created 5\nhandoffs 8\n\
-             drops 10\ndrop.no_route 10\nblocks_in_use 17\n"
+             drops 35\ndrop.fill_ring_empty 13\ndrop.no_route 10\ndrop.rx_ring_full 12\nblocks_in_use 17\n"
         );
         assert_eq!(
             m.live_line(&MetricsSnapshot::default(), 1.0),
-            "in->out        4 pps  out->in        3 pps  drops     10/s  sessions      16 (+5/s)  hand-offs 8/s"
+            "in->out        4 pps  out->in        3 pps  drops     35/s  sessions      16 (+5/s)  hand-offs 8/s"
         );
     }
 
@@ -428,9 +370,10 @@ mod tests {
         };
         let mut t = MetricsSnapshot::default();
         t.add(&s, &ring);
-        assert!(DropReason::ALL.iter().all(|r| t.drops.contains_key(r.name())));
-        assert_eq!(t.drops["no_route"], 5);
-        assert_eq!(t.drops["rx_ring_full"], 7);
+        let drops = t.drops();
+        assert!(DropReason::ALL.iter().all(|r| drops.contains_key(r.name())));
+        assert_eq!(drops["no_route"], 5);
+        assert_eq!(drops["rx_ring_full"], 7);
         assert_eq!(t.drops_total(), 4 + 5 + 7 + 1);
         assert!(t.stats_lines().contains("\ndrops 17\ndrop."), "{}", t.stats_lines());
         assert!(t.closing_lines().contains("kernel rx dropped 9 (rx ring full 7, fill ring empty 1)"));

@@ -92,6 +92,7 @@ impl Engine {
             },
             expires_in: (s.last_seen.saturating_add(t)).saturating_sub(now),
             flags: s.flags,
+            assured: s.flags & flag::REPLIED != 0,
         }
     }
 

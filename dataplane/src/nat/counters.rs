@@ -1,6 +1,115 @@
 //! Per-worker counters: plain `u64`s the worker alone writes; the control
 //! thread copies them when scraped. Every dropped packet has a reason here.
+//!
+//! # Adding a counter
+//! Two edits:
+//! 1. Declare it, with a doc comment, in [`Counters`] (the engine's) or in
+//!    [`WorkerCounters`](crate::worker::WorkerCounters) (the worker loop's).
+//!    With `=> Total("help")` it is its own `/metrics` family,
+//!    `masq_<name>_total` (a name no hand-written family has: the control
+//!    crate's metrics tests fail on a clash); with `=> Drop("reason")` it is
+//!    a `reason` of `masq_drops_total`.
+//! 2. Count it where it happens (`self.counters.name += 1`).
+//!
+//! `declare_counters!` (below) generates the rest: summing the workers' structs
+//! (`AddAssign`, which the control thread's snapshot uses whole), and the
+//! list of [`Exported`] counters it renders. A new drop or pass reason is a
+//! line in [`DropReason`] or [`PassReason`] and its count: it becomes a
+//! label value by itself.
+//!
+//! A counter declared without `=>` is summed and kept, but `/metrics` shows
+//! it only where `control/src/metrics.rs` places it by hand (a label of a
+//! shared family such as `masq_sessions_events_total`), or not at all.
 #![forbid(unsafe_code)]
+
+/// Where `/metrics` shows a declared counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Its own family, `masq_<name>_total`, with this help text.
+    Total(&'static str),
+    /// A `reason` label value of `masq_drops_total`.
+    Drop(&'static str),
+}
+
+/// A counter declared with a `/metrics` [`Family`], and its count (both
+/// sides summed for a per-side pair).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exported {
+    /// The field's name.
+    pub name: &'static str,
+    /// Where it shows.
+    pub family: Family,
+    /// The count.
+    pub value: u64,
+}
+
+/// A declared counter's type: one count, or an array of them (per side, per
+/// reason, per bucket).
+pub trait Tally {
+    /// Adds `other`'s counts to these.
+    fn tally(&mut self, other: &Self);
+    /// Every count summed.
+    fn total(&self) -> u64;
+}
+
+impl Tally for u64 {
+    fn tally(&mut self, other: &Self) {
+        *self += *other;
+    }
+    fn total(&self) -> u64 {
+        *self
+    }
+}
+
+impl<const N: usize> Tally for [u64; N] {
+    fn tally(&mut self, other: &Self) {
+        for (t, n) in self.iter_mut().zip(other) {
+            *t += *n;
+        }
+    }
+    fn total(&self) -> u64 {
+        self.iter().sum()
+    }
+}
+
+/// Declares a counters struct, each field once: a doc comment, a [`Tally`]
+/// type, and optionally `=> Total("help")` or `=> Drop("reason")` (its
+/// [`Family`]). Every field is `pub`. Generates `AddAssign<&Self>` (the
+/// control thread sums workers) and `exported()`, the fields with a family.
+macro_rules! declare_counters {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fmeta:meta])* $field:ident: $ty:ty $(=> $family:ident($text:literal))?, )*
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl ::core::ops::AddAssign<&$name> for $name {
+            fn add_assign(&mut self, other: &$name) {
+                $( $crate::nat::counters::Tally::tally(&mut self.$field, &other.$field); )*
+            }
+        }
+
+        impl $name {
+            /// The counters declared with a `/metrics` family, with their counts.
+            pub fn exported(&self) -> impl Iterator<Item = $crate::nat::counters::Exported> {
+                [$($(
+                    $crate::nat::counters::Exported {
+                        name: stringify!($field),
+                        family: $crate::nat::counters::Family::$family($text),
+                        value: $crate::nat::counters::Tally::total(&self.$field),
+                    },
+                )?)*]
+                .into_iter()
+            }
+        }
+    };
+}
+pub(crate) use declare_counters;
 
 macro_rules! reasons {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal,)* }) => {
@@ -75,46 +184,48 @@ pub fn exhaustion_bucket(inside_ip: u32) -> usize {
     ((inside_ip >> 8) as usize) % EXHAUSTION_BUCKETS
 }
 
-/// One worker's counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Packets received from the inside.
-    pub rx_i2o: u64,
-    /// Packets received from the outside.
-    pub rx_o2i: u64,
-    /// Packets forwarded inside to outside.
-    pub fwd_i2o: u64,
-    /// Packets forwarded outside to inside (hairpinned ones included).
-    pub fwd_o2i: u64,
-    /// Packets turned back inside by hairpinning.
-    pub hairpinned: u64,
-    /// Drops, by [`DropReason`].
-    pub drops: [u64; DropReason::COUNT],
-    /// Kernel passes, by [`PassReason`].
-    pub passes: [u64; PassReason::COUNT],
-    /// Packets handed to another worker.
-    pub handoffs: u64,
-    /// Sessions created.
-    pub sessions_created: u64,
-    /// Sessions removed because they idled out.
-    pub sessions_expired: u64,
-    /// Unreplied sessions evicted to make room (netfilter FAQ 3.17).
-    pub sessions_evicted: u64,
-    /// Sessions removed by a flush.
-    pub sessions_flushed: u64,
-    /// Times a subscriber wanted a port and none was left.
-    pub port_exhaustion_events: u64,
-    /// The same, by subscriber bucket ([`exhaustion_bucket`] of the inside
-    /// address): which part of the subscriber base runs out.
-    pub port_exhaustion_by_bucket: [u64; EXHAUSTION_BUCKETS],
-    /// Port blocks handed to subscribers.
-    pub blocks_allocated: u64,
-    /// Port blocks given back.
-    pub blocks_released: u64,
-    /// Fragments translated by following their first fragment.
-    pub fragments_followed: u64,
-    /// ICMP errors translated (RFC 5508).
-    pub icmp_errors_translated: u64,
+declare_counters! {
+    /// One worker's engine counters.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct Counters {
+        /// Packets received from the inside.
+        rx_i2o: u64,
+        /// Packets received from the outside.
+        rx_o2i: u64,
+        /// Packets forwarded inside to outside.
+        fwd_i2o: u64,
+        /// Packets forwarded outside to inside (hairpinned ones included).
+        fwd_o2i: u64,
+        /// Packets turned back inside by hairpinning.
+        hairpinned: u64,
+        /// Drops, by [`DropReason`].
+        drops: [u64; DropReason::COUNT],
+        /// Kernel passes, by [`PassReason`].
+        passes: [u64; PassReason::COUNT],
+        /// Packets handed to another worker.
+        handoffs: u64,
+        /// Sessions created.
+        sessions_created: u64,
+        /// Sessions removed because they idled out.
+        sessions_expired: u64,
+        /// Unreplied sessions evicted to make room (netfilter FAQ 3.17).
+        sessions_evicted: u64,
+        /// Sessions removed by a flush.
+        sessions_flushed: u64,
+        /// Times a subscriber wanted a port and none was left.
+        port_exhaustion_events: u64,
+        /// The same, by subscriber bucket ([`exhaustion_bucket`] of the inside
+        /// address): which part of the subscriber base runs out.
+        port_exhaustion_by_bucket: [u64; EXHAUSTION_BUCKETS],
+        /// Port blocks handed to subscribers.
+        blocks_allocated: u64,
+        /// Port blocks given back.
+        blocks_released: u64,
+        /// Fragments translated by following their first fragment.
+        fragments_followed: u64,
+        /// ICMP errors translated (RFC 5508).
+        icmp_errors_translated: u64,
+    }
 }
 
 impl Counters {
@@ -157,6 +268,33 @@ mod tests {
         assert_eq!(DropReason::ALL.len(), DropReason::COUNT);
         assert_eq!(DropReason::TableFull.name(), "table_full");
         assert_eq!(PassReason::TtlExpired.name(), "ttl_expired");
+    }
+
+    declare_counters! {
+        #[derive(Debug, Default, PartialEq, Eq)]
+        struct Demo {
+            /// Not shown.
+            quiet: u64,
+            /// Its own family.
+            loud: u64 => Total("Loud things."),
+            /// A drop reason, both sides summed.
+            lost: [u64; 2] => Drop("lost"),
+        }
+    }
+
+    #[test]
+    fn declared_counters_sum_and_list_their_families() {
+        let mut t = Demo { quiet: 1, loud: 2, lost: [3, 4] };
+        t += &Demo { quiet: 10, loud: 20, lost: [30, 40] };
+        assert_eq!(t, Demo { quiet: 11, loud: 22, lost: [33, 44] });
+        let listed: Vec<Exported> = t.exported().collect();
+        assert_eq!(
+            listed,
+            [
+                Exported { name: "loud", family: Family::Total("Loud things."), value: 22 },
+                Exported { name: "lost", family: Family::Drop("lost"), value: 77 },
+            ]
+        );
     }
 
     #[test]

@@ -163,4 +163,6 @@ pub struct SessionInfo {
     pub expires_in: u32,
     /// Flag bits ([`session::flag`]).
     pub flags: u8,
+    /// Traffic came back from the remote (conntrack's `[ASSURED]`).
+    pub assured: bool,
 }

@@ -6,7 +6,8 @@
 //! other workers handed to it, flushes the rings once, and picks up a new
 //! next-hop table if the control thread published one. Before the round it
 //! serves the control thread's requests (`command.rs`: the protocol and its
-//! typed replies).
+//! typed replies). Frames whose session another worker owns go to it, and
+//! come from it, through `handoff.rs`.
 //!
 //! Invariants: every received frame is sent, freed or handed off in the
 //! round it arrived (the worker never holds a frame across rounds; the backend
@@ -17,80 +18,56 @@
 #![forbid(unsafe_code)]
 
 mod command;
+mod handoff;
 
 pub use command::{BlockUse, Census, Command, ReconfigureError, SessionFilter, Sliced, SLICE};
+pub use handoff::{HandOff, Mesh, HANDOFF_MAX};
 
 use crate::io::{Desc, FrameIo, BATCH};
 use crate::l2::{write_l2, L2Table, NextHop};
+use crate::nat::counters::declare_counters;
 use crate::nat::{Counters, Engine, Side, Verdict};
 use crate::wire::fragment::{self, Plan};
-use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 
-/// Largest frame a hand-off carries (MTU 1500 + Ethernet + one VLAN tag, rounded).
-pub const HANDOFF_MAX: usize = 1536;
-
-/// A frame on its way to the worker that owns its session.
-#[derive(Clone)]
-pub struct HandOff {
-    side: Side,
-    len: u16,
-    bytes: [u8; HANDOFF_MAX],
-}
-
-/// The bounded hand-off queues between every pair of workers (one
-/// single-producer, single-consumer queue per ordered pair).
-pub struct Mesh {
-    workers: usize,
-    queues: Vec<ArrayQueue<HandOff>>,
-}
-
-impl Mesh {
-    /// Queues for `workers` workers, `depth` frames each.
-    pub fn new(workers: usize, depth: usize) -> Self {
-        let queues = (0..workers * workers).map(|_| ArrayQueue::new(depth.max(1))).collect();
-        Self { workers, queues }
+declare_counters! {
+    /// What the worker itself counts (the engine counts its own verdicts).
+    /// Declared as `nat::counters` says: a new one is a field here and its count.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct WorkerCounters {
+        /// Rounds run.
+        rounds: u64,
+        /// Frames received, by side (inside, outside).
+        rx: [u64; 2],
+        /// Bytes received, by side.
+        rx_bytes: [u64; 2],
+        /// Bytes queued for transmission, by side they leave on.
+        tx_bytes: [u64; 2],
+        /// Frames queued for transmission, by side they leave on.
+        tx: [u64; 2],
+        /// Frames dropped because their next hop has no neighbour entry yet, by side.
+        no_neighbour: [u64; 2] => Drop("no_neighbour"),
+        /// Frames dropped because no route of the outgoing interface covers them, by side.
+        no_route: [u64; 2] => Drop("no_route"),
+        /// Packets cut into fragments for the outgoing MTU, by side.
+        fragmented: [u64; 2],
+        /// Packets too big for the outgoing MTU with Don't Fragment set, dropped, by side.
+        too_big: [u64; 2] => Drop("too_big_df"),
+        /// Packets whose fragmentation failed (no free frame, bad header), dropped.
+        fragment_failed: u64 => Drop("fragment_failed"),
+        /// Frames the engine gave to the kernel, re-injected through the TAP device.
+        to_kernel: u64,
+        /// Frames the engine gave to the kernel that could not be re-injected.
+        pass_dropped: u64 => Drop("pass_not_reinjected"),
+        /// Frames handed to another worker.
+        handoff_out: u64,
+        /// Frames received from other workers.
+        handoff_in: u64,
+        /// NAT log events (port blocks) lost because the log fell behind.
+        log_dropped: u64,
+        /// Hand-offs dropped: the owner's queue was full, the frame too big, or no frame free.
+        handoff_dropped: u64 => Drop("handoff_dropped"),
     }
-    fn queue(&self, from: usize, to: usize) -> Option<&ArrayQueue<HandOff>> {
-        self.queues.get(to * self.workers + from)
-    }
-}
-
-/// What the worker itself counts (the engine counts its own verdicts).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WorkerCounters {
-    /// Rounds run.
-    pub rounds: u64,
-    /// Frames received, by side (inside, outside).
-    pub rx: [u64; 2],
-    /// Bytes received, by side.
-    pub rx_bytes: [u64; 2],
-    /// Bytes queued for transmission, by side they leave on.
-    pub tx_bytes: [u64; 2],
-    /// Frames queued for transmission, by side they leave on.
-    pub tx: [u64; 2],
-    /// Frames dropped because their next hop has no neighbour entry yet, by side.
-    pub no_neighbour: [u64; 2],
-    /// Frames dropped because no route of the outgoing interface covers them, by side.
-    pub no_route: [u64; 2],
-    /// Packets cut into fragments for the outgoing MTU, by side.
-    pub fragmented: [u64; 2],
-    /// Packets too big for the outgoing MTU with Don't Fragment set, dropped, by side.
-    pub too_big: [u64; 2],
-    /// Packets whose fragmentation failed (no free frame, bad header), dropped.
-    pub fragment_failed: u64,
-    /// Frames the engine gave to the kernel, re-injected through the TAP device.
-    pub to_kernel: u64,
-    /// Frames the engine gave to the kernel that could not be re-injected.
-    pub pass_dropped: u64,
-    /// Frames handed to another worker.
-    pub handoff_out: u64,
-    /// Frames received from other workers.
-    pub handoff_in: u64,
-    /// NAT log events (port blocks) lost because the log fell behind.
-    pub log_dropped: u64,
-    /// Hand-offs dropped: the owner's queue was full, the frame too big, or no frame free.
-    pub handoff_dropped: u64,
 }
 
 /// A snapshot the control thread reads.
@@ -139,7 +116,11 @@ enum Action {
     TooBig(Side),
     Free,
     Pass,
-    HandOff(u16, Side),
+    /// To the worker that owns the frame's session.
+    HandOff {
+        worker: u16,
+        arrived_on: Side,
+    },
     NoNeighbour(Side, u32),
     NoRoute(Side),
 }
@@ -308,7 +289,7 @@ impl<I: FrameIo> Worker<I> {
                         NextHop::Unresolved(hop) => Action::NoNeighbour(out, hop),
                         NextHop::NoRoute => Action::NoRoute(out),
                     },
-                    Verdict::HandOff { worker, arrived_on } => Action::HandOff(worker, arrived_on),
+                    Verdict::HandOff { worker, arrived_on } => Action::HandOff { worker, arrived_on },
                     Verdict::PassToKernel(_) => Action::Pass,
                     Verdict::Drop(_) => Action::Free,
                 };
@@ -328,7 +309,7 @@ impl<I: FrameIo> Worker<I> {
                 self.io.send(out, d);
                 return;
             }
-            Action::HandOff(worker, side) => self.hand_off(usize::from(worker), side, d),
+            Action::HandOff { worker, arrived_on } => self.hand_off(usize::from(worker), arrived_on, d),
             Action::NoNeighbour(out, hop) => {
                 *per_side(&mut self.counters.no_neighbour, out) += 1;
                 if let Some(tx) = &self.unresolved {
@@ -377,77 +358,6 @@ impl<I: FrameIo> Worker<I> {
         }
         *per_side(&mut self.counters.fragmented, out) += 1;
     }
-
-    fn hand_off(&mut self, to: usize, side: Side, d: Desc) {
-        let (Some(q), Ok(len)) = (self.mesh.queue(self.id, to), u16::try_from(d.len())) else {
-            self.counters.handoff_dropped += 1;
-            return;
-        };
-        if usize::from(len) > HANDOFF_MAX {
-            self.counters.handoff_dropped += 1;
-            return;
-        }
-        let mut msg = HandOff { side, len, bytes: [0; HANDOFF_MAX] };
-        self.io.with_views(&[d], |v| {
-            if let (Some(dst), Some(src)) = (msg.bytes.get_mut(..usize::from(len)), v.first()) {
-                dst.copy_from_slice(src);
-            }
-        });
-        if q.push(msg).is_err() {
-            self.counters.handoff_dropped += 1;
-        } else {
-            self.counters.handoff_out += 1;
-        }
-    }
-
-    /// Takes at most a batch of frames from each other worker's queue (the
-    /// rest waits for the next round, so a round's work stays bounded).
-    fn take_handoffs(&mut self, now: u32) -> usize {
-        let mut total = 0;
-        let mesh = Arc::clone(&self.mesh);
-        let me = self.id;
-        for from in (0..mesh.workers).filter(|&f| f != me) {
-            let Some(q) = mesh.queue(from, self.id) else { continue };
-            let mut n = 0;
-            let mut side = Side::Inside;
-            for _ in 0..BATCH {
-                let Some(msg) = q.pop() else { break };
-                if n > 0 && msg.side != side {
-                    // A batch is of one side: run what is gathered first.
-                    self.run_handoff_batch(side, now, n);
-                    total += n;
-                    n = 0;
-                }
-                side = msg.side;
-                let Some(d) = self.io.alloc(u32::from(msg.len)) else {
-                    self.counters.handoff_dropped += 1;
-                    continue;
-                };
-                let len = usize::from(msg.len);
-                self.io.with_views(&[d], |v| {
-                    if let (Some(dst), Some(src)) = (v.first_mut(), msg.bytes.get(..len)) {
-                        dst.copy_from_slice(src);
-                    }
-                });
-                let Some(slot) = self.descs.get_mut(n) else {
-                    self.io.free(d);
-                    break;
-                };
-                *slot = d;
-                n += 1;
-            }
-            if n > 0 {
-                self.run_handoff_batch(side, now, n);
-                total += n;
-            }
-        }
-        total
-    }
-
-    fn run_handoff_batch(&mut self, side: Side, now: u32, n: usize) {
-        self.counters.handoff_in += n as u64;
-        self.batch(side, now, n);
-    }
 }
 
 /// Whether a frame leaving on `out` fits its MTU, and what to do if not.
@@ -474,166 +384,4 @@ fn per_side(pair: &mut [u64; 2], side: Side) -> &mut u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::io::MemIo;
-    use crate::l2::SideL2;
-    use crate::nat::{subscriber_owner, EngineParams, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
-    use crate::testing::frames::{checksums_ok, ip, tuple, udp};
-
-    const IN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
-    const OUT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
-    const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
-    const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 2, 2];
-
-    fn l2() -> Arc<L2Table> {
-        let inside = SideL2 {
-            ifname: "in".into(),
-            own_mac: IN_MAC,
-            routes: vec![(Prefix::new(ip("100.64.0.0"), 10), 0)],
-            neighbours: [(ip("100.64.0.2"), HOST_MAC), (ip("100.64.0.3"), HOST_MAC)].into_iter().collect(),
-            static_mac: None,
-            mtu: 0,
-        };
-        let outside = SideL2 {
-            ifname: "out".into(),
-            own_mac: OUT_MAC,
-            routes: vec![(Prefix::new(0, 0), ip("203.0.113.2"))],
-            neighbours: [(ip("203.0.113.2"), ROUTER_MAC)].into_iter().collect(),
-            static_mac: None,
-            mtu: 0,
-        };
-        Arc::new(L2Table { sides: [inside, outside] })
-    }
-
-    fn engine(worker: u16, workers: u16) -> Engine {
-        let pool = PoolParams::cgnat("p", vec![ip("203.0.113.10")]);
-        let rule = Rule { matches: RuleMatch::default(), action: RuleAction::Translate { pool: 0 } };
-        let mut p = EngineParams::single(vec![pool], vec![rule]);
-        (p.worker, p.workers) = (worker, workers);
-        Engine::new(&p).expect("engine")
-    }
-
-    fn worker(id: usize, e: Option<Engine>, mesh: &Arc<Mesh>) -> Worker<MemIo> {
-        Worker::new(id, MemIo::new(256, 2048), e, l2(), Arc::clone(mesh))
-    }
-
-    #[test]
-    fn a_frame_leaves_translated_with_the_next_hops_mac_and_no_frame_is_lost() {
-        let mesh = Arc::new(Mesh::new(1, 8));
-        let mut w = worker(0, Some(engine(0, 1)), &mesh);
-        let free = w.io_mut().free_frames();
-        assert!(w.io_mut().inject(Side::Inside, &udp(ip("100.64.0.2"), 4000, ip("198.51.100.1"), 53, b"q")));
-        assert_eq!(w.round(1), 1);
-        let sent = std::mem::take(&mut w.io_mut().tx[1]);
-        assert_eq!(sent.len(), 1);
-        assert_eq!(&sent[0][..12], &[ROUTER_MAC, OUT_MAC].concat()[..]);
-        assert_eq!(tuple(&sent[0]).0, ip("203.0.113.10"));
-        assert!(checksums_ok(&sent[0]));
-        assert_eq!(w.counters().tx, [0, 1]);
-        assert_eq!(w.io_mut().free_frames(), free, "every frame is back on the free stack after the flush");
-    }
-
-    #[test]
-    fn an_unresolved_next_hop_is_counted_reported_and_the_frame_freed() {
-        let mesh = Arc::new(Mesh::new(1, 8));
-        let (_l2_tx, l2_rx) = crossbeam_channel::bounded(1);
-        let (un_tx, un_rx) = crossbeam_channel::bounded(4);
-        let mut w = worker(0, None, &mesh).with_l2_channels(l2_rx, un_tx);
-        // No-NAT mode: an outside frame to an inside host with no neighbour entry.
-        assert!(w.io_mut().inject(Side::Outside, &udp(ip("198.51.100.1"), 53, ip("100.64.0.9"), 4000, b"r")));
-        w.round(1);
-        assert_eq!(w.counters().no_neighbour, [1, 0]);
-        assert_eq!(un_rx.try_recv(), Ok((Side::Inside, ip("100.64.0.9"))));
-        assert!(w.io_mut().tx.iter().all(Vec::is_empty));
-        assert_eq!(w.io_mut().freed, 1);
-        // Outside of every route: counted as no_route.
-        assert!(w.io_mut().inject(Side::Outside, &udp(ip("198.51.100.1"), 53, ip("10.1.1.1"), 4000, b"r")));
-        w.round(2);
-        assert_eq!(w.counters().no_route, [1, 0]);
-    }
-
-    #[test]
-    fn a_new_table_from_the_control_thread_is_used_from_the_next_round() {
-        let mesh = Arc::new(Mesh::new(1, 8));
-        let (l2_tx, l2_rx) = crossbeam_channel::bounded(1);
-        let (un_tx, _un_rx) = crossbeam_channel::bounded(4);
-        let mut w = worker(0, None, &mesh).with_l2_channels(l2_rx, un_tx);
-        let mut t = (*l2()).clone();
-        t.sides[0].neighbours.insert(ip("100.64.0.9"), [2, 9, 9, 9, 9, 9]);
-        l2_tx.send(Arc::new(t)).unwrap();
-        assert!(w.io_mut().inject(Side::Outside, &udp(ip("198.51.100.1"), 53, ip("100.64.0.9"), 4000, b"r")));
-        w.round(1);
-        assert_eq!(&w.io_mut().tx[0][0][..6], &[2, 9, 9, 9, 9, 9]);
-    }
-
-    #[test]
-    fn a_reply_arriving_at_the_wrong_worker_is_handed_to_the_owner() {
-        let mesh = Arc::new(Mesh::new(2, 8));
-        // A subscriber owned by worker 1.
-        let sub = (2..255)
-            .map(|i| ip("100.64.0.0") + i)
-            .find(|&a| subscriber_owner(a, 2) == 1)
-            .expect("one maps to worker 1");
-        let mut w0 = worker(0, Some(engine(0, 2)), &mesh);
-        let mut w1 = worker(1, Some(engine(1, 2)), &mesh);
-        w1.l2 = {
-            let mut t = (*l2()).clone();
-            t.sides[0].neighbours.insert(sub, HOST_MAC);
-            Arc::new(t)
-        };
-        // Its first packet reaches worker 1 and makes the mapping there.
-        assert!(w1.io_mut().inject(Side::Inside, &udp(sub, 4000, ip("198.51.100.1"), 53, b"q")));
-        w1.round(1);
-        let out = w1.io_mut().tx[1].pop().expect("sent outside");
-        let (public, pport, _, _) = tuple(&out);
-        // The reply reaches worker 0 (as RSS might spread it): worker 0 hands it over.
-        assert!(w0.io_mut().inject(Side::Outside, &udp(ip("198.51.100.1"), 53, public, pport, b"r")));
-        w0.round(2);
-        assert_eq!(w0.counters().handoff_out, 1);
-        assert!(w0.io_mut().tx.iter().all(Vec::is_empty));
-        w1.round(2);
-        assert_eq!(w1.counters().handoff_in, 1);
-        let back = w1.io_mut().tx[0].pop().expect("the owner sent it inside");
-        assert_eq!(tuple(&back), (ip("198.51.100.1"), 53, sub, 4000));
-        assert!(checksums_ok(&back));
-    }
-
-    #[test]
-    fn a_packet_too_big_for_the_outside_mtu_is_fragmented_unless_df() {
-        let mesh = Arc::new(Mesh::new(1, 8));
-        let mut w = worker(0, Some(engine(0, 1)), &mesh);
-        let mut t = (*l2()).clone();
-        t.sides[1].mtu = 1400;
-        w.l2 = Arc::new(t);
-        let free = w.io_mut().free_frames();
-        let mut big = udp(ip("100.64.0.2"), 4000, ip("198.51.100.1"), 53, &[5u8; 1800]);
-        big[20] &= !0x40; // DF clear
-        assert!(w.io_mut().inject(Side::Inside, &big));
-        w.round(1);
-        let sent = std::mem::take(&mut w.io_mut().tx[1]);
-        assert_eq!(sent.len(), 2);
-        assert!(sent.iter().all(|f| f.len() - 14 <= 1400 && f[..12] == [ROUTER_MAC, OUT_MAC].concat()[..]));
-        assert_eq!(tuple(&sent[0]).0, ip("203.0.113.10"), "translated before it was cut");
-        assert_eq!(sent.iter().map(|f| f.len() - 34).sum::<usize>(), 8 + 1800);
-        assert_eq!(w.counters().fragmented, [0, 1]);
-        assert_eq!(w.io_mut().free_frames(), free);
-        // DF set: not cut, counted (the XDP program gives these to the kernel first).
-        let df = udp(ip("100.64.0.2"), 4000, ip("198.51.100.1"), 53, &[5u8; 1800]);
-        assert!(w.io_mut().inject(Side::Inside, &df));
-        w.round(2);
-        assert!(w.io_mut().tx[1].is_empty());
-        assert_eq!(w.counters().too_big, [0, 1]);
-    }
-
-    #[test]
-    fn a_full_hand_off_queue_drops_and_counts() {
-        let mesh = Arc::new(Mesh::new(2, 1));
-        let mut w0 = worker(0, None, &mesh);
-        w0.engine = None;
-        let d = w0.io_mut().alloc(60).expect("frame");
-        w0.hand_off(1, Side::Outside, d);
-        w0.hand_off(1, Side::Outside, d);
-        assert_eq!((w0.counters().handoff_out, w0.counters().handoff_dropped), (1, 1));
-    }
-}
+mod tests;

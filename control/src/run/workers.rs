@@ -1,0 +1,237 @@
+//! Starting the data plane: attach the XDP programs, spawn one pinned
+//! worker per core, register every worker's sockets in both programs; and
+//! the worker thread's own loop (rounds, publishing its counters).
+//!
+//! Invariant: a worker waits for `go` before its first round, so no frame
+//! is forwarded before every socket is in both programs' maps.
+
+use super::plan::{RunError, RunPlan};
+use crate::system::{self, ForwardGuard};
+use crate::telemetry::{RingInfo, Shared};
+use dataplane::io::FrameIo;
+use dataplane::l2::{L2Table, SideL2};
+use dataplane::nat::ports::BlockEvent;
+use dataplane::nat::{Engine, Side};
+use dataplane::worker::{Command, Mesh, Worker};
+use dataplane::xdp::{LocalAddress, XdpError, XdpIo, XdpParams, XdpProgram};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The data plane once started: programs attached, workers waiting for `go`.
+pub(super) struct Dataplane {
+    pub(super) progs: [XdpProgram; 2],
+    _guard: ForwardGuard,
+    pub(super) handles: Vec<JoinHandle<Result<(), RunError>>>,
+    pub(super) go: Arc<AtomicBool>,
+    pub(super) shared: Vec<Arc<Shared>>,
+    pub(super) commands: Vec<crossbeam_channel::Sender<Command>>,
+    /// The next-hop table the workers have.
+    pub(super) l2: L2Table,
+    pub(super) l2_txs: Vec<crossbeam_channel::Sender<Arc<L2Table>>>,
+    pub(super) unresolved: crossbeam_channel::Receiver<(Side, u32)>,
+    pub(super) block_events: crossbeam_channel::Receiver<BlockEvent>,
+}
+
+/// What one worker thread starts with.
+struct WorkerStart {
+    w: usize,
+    core: usize,
+    engine: Option<Engine>,
+    tap: Option<dataplane::xdp::KernelTap>,
+    l2: Arc<L2Table>,
+    l2_rx: crossbeam_channel::Receiver<Arc<L2Table>>,
+    cmd_rx: crossbeam_channel::Receiver<Command>,
+    shared: Arc<Shared>,
+}
+
+/// A worker's sockets are open: what the XDP programs' maps need.
+struct Ready {
+    worker: usize,
+    fds: [std::os::fd::RawFd; 2],
+    zero_copy: bool,
+}
+
+/// The channels every worker shares.
+#[derive(Clone)]
+struct WorkerLinks {
+    inside: String,
+    outside: String,
+    mesh: Arc<Mesh>,
+    unresolved: crossbeam_channel::Sender<(Side, u32)>,
+    events: crossbeam_channel::Sender<BlockEvent>,
+    ready: crossbeam_channel::Sender<Result<Ready, XdpError>>,
+    go: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Attaches the XDP programs, spawns the workers and registers their
+/// sockets; the workers then wait for `go`.
+pub(super) fn start_workers(plan: &RunPlan, stop: &Arc<AtomicBool>) -> Result<Dataplane, RunError> {
+    let mut progs = attach_programs(plan)?;
+    let guard = ForwardGuard::install();
+    let mut l2 = L2Table::default();
+    for (i, name) in [&plan.inside, &plan.outside].into_iter().enumerate() {
+        l2.sides[i] = SideL2 {
+            ifname: name.clone(),
+            own_mac: system::interface_mac(name)?,
+            static_mac: plan.static_macs[i],
+            ..SideL2::default()
+        };
+    }
+    l2.refresh_from_proc().map_err(RunError::Routes)?;
+
+    let workers = plan.cores.len();
+    let mut taps = system::open_kernel_taps(workers);
+    let (unres_tx, unresolved) = crossbeam_channel::bounded(256);
+    let (events_tx, block_events) = crossbeam_channel::bounded(4096);
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded(workers);
+    let links = WorkerLinks {
+        inside: plan.inside.clone(),
+        outside: plan.outside.clone(),
+        mesh: Arc::new(Mesh::new(workers, 1024)),
+        unresolved: unres_tx,
+        events: events_tx,
+        ready: ready_tx,
+        go: Arc::new(AtomicBool::new(false)),
+        stop: Arc::clone(stop),
+    };
+    let go = Arc::clone(&links.go);
+    let (mut l2_txs, mut shared, mut commands, mut handles) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (w, &core) in plan.cores.iter().enumerate() {
+        let (l2_tx, l2_rx) = crossbeam_channel::bounded(4);
+        l2_txs.push(l2_tx);
+        let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(16);
+        commands.push(cmd_tx);
+        let sh = Arc::new(Shared::default());
+        shared.push(Arc::clone(&sh));
+        let engine = match &plan.engine {
+            Some(p) => {
+                let mut p = p.clone();
+                p.worker = u16::try_from(w)?;
+                p.workers = u16::try_from(workers)?;
+                Some(Engine::new(&p)?)
+            }
+            None => None,
+        };
+        let start =
+            WorkerStart { w, core, engine, tap: taps.pop(), l2: Arc::new(l2.clone()), l2_rx, cmd_rx, shared: sh };
+        let links = links.clone();
+        handles.push(std::thread::Builder::new().name(format!("masq-w{w}")).spawn(move || run_worker(start, &links))?);
+    }
+    drop(links);
+    if let Err(e) = register_sockets(plan, &mut progs, &ready_rx) {
+        stop.store(true, Ordering::Release);
+        return Err(e);
+    }
+    Ok(Dataplane { progs, _guard: guard, handles, go, shared, commands, l2, l2_txs, unresolved, block_events })
+}
+
+/// One program per side; each hands the kernel the DF packets too big for
+/// the other side. The box's own addresses go to the kernel, except a
+/// masquerade pool's address: NAT ports and ICMP on it come to masq.
+fn attach_programs(plan: &RunPlan) -> Result<[XdpProgram; 2], RunError> {
+    let in_addrs = system::interface_addrs(&plan.inside)?;
+    let out_addrs = system::interface_addrs(&plan.outside)?;
+    let locals: Vec<LocalAddress> = in_addrs
+        .iter()
+        .chain(&out_addrs)
+        .map(|&addr| {
+            let nat_ports = plan.engine.as_ref().and_then(|p| {
+                p.pools.iter().find(|pool| pool.addresses.contains(&addr)).map(|pool| (pool.port_min, pool.port_max))
+            });
+            LocalAddress { addr, nat_ports }
+        })
+        .collect();
+    let progs = [
+        XdpProgram::attach(&plan.inside, &locals, system::interface_mtu(&plan.outside))?,
+        XdpProgram::attach(&plan.outside, &locals, system::interface_mtu(&plan.inside))?,
+    ];
+    tracing::info!(
+        "XDP program attached to {} ({}) and {} ({})",
+        plan.inside,
+        progs[0].mode_name(),
+        plan.outside,
+        progs[1].mode_name()
+    );
+    Ok(progs)
+}
+
+/// Waits for every worker's sockets and puts them in both programs' maps.
+fn register_sockets(
+    plan: &RunPlan,
+    progs: &mut [XdpProgram; 2],
+    ready: &crossbeam_channel::Receiver<Result<Ready, XdpError>>,
+) -> Result<(), RunError> {
+    for _ in 0..plan.cores.len() {
+        match ready.recv() {
+            Ok(Ok(Ready { worker: w, fds, zero_copy })) => {
+                let q = u32::try_from(w)?;
+                progs[0].register(q, fds[0])?;
+                progs[1].register(q, fds[1])?;
+                tracing::info!(
+                    "worker {w} on core {} queue {q}: {} mode",
+                    plan.cores[w],
+                    if zero_copy { "zero-copy" } else { "copy" }
+                );
+            }
+            Ok(Err(e)) => return Err(RunError::Sockets(e)),
+            Err(_) => return Err(RunError::WorkerDied),
+        }
+    }
+    Ok(())
+}
+
+/// A worker thread: pin, open the sockets, say so, wait for `go`, run.
+fn run_worker(s: WorkerStart, links: &WorkerLinks) -> Result<(), RunError> {
+    let w = s.w;
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: s.core }) {
+        tracing::warn!("worker {w}: could not pin to core {}", s.core);
+    }
+    let mut io = match XdpIo::open(&links.inside, &links.outside, u32::try_from(w)?, XdpParams::default()) {
+        Ok(io) => io,
+        Err(e) => {
+            let _ = links.ready.send(Err(e));
+            return Ok(());
+        }
+    };
+    if let Some(t) = s.tap {
+        io.set_kernel_tap(t);
+    }
+    let _ = links.ready.send(Ok(Ready { worker: w, fds: io.fds(), zero_copy: io.zero_copy() }));
+    while !links.go.load(Ordering::Acquire) {
+        if links.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut worker = Worker::new(w, io, s.engine, s.l2, Arc::clone(&links.mesh))
+        .with_l2_channels(s.l2_rx, links.unresolved.clone())
+        .with_commands(s.cmd_rx)
+        .with_block_events(links.events.clone());
+    worker_loop(&mut worker, &links.stop, &s.shared);
+    Ok(())
+}
+
+fn worker_loop<I: FrameIo + RingInfo>(worker: &mut Worker<I>, stop: &AtomicBool, sh: &Shared) {
+    let t0 = Instant::now();
+    let mut last_pub = Instant::now();
+    let mut idle: u32 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let now = u32::try_from(t0.elapsed().as_secs()).unwrap_or(u32::MAX).saturating_add(1);
+        if worker.round(now) == 0 {
+            idle = idle.saturating_add(1);
+            if idle > 4096 {
+                std::thread::yield_now();
+            }
+        } else {
+            idle = 0;
+        }
+        if last_pub.elapsed() >= Duration::from_millis(100) {
+            last_pub = Instant::now();
+            sh.publish(worker);
+        }
+    }
+    sh.publish(worker);
+}

@@ -1,0 +1,178 @@
+//! The worker loop against the in-memory backend: translation, next hops,
+//! hand-offs between workers, fragmentation, counters.
+
+use super::*;
+use crate::io::MemIo;
+use crate::l2::SideL2;
+use crate::nat::{subscriber_owner, EngineParams, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
+use crate::testing::frames::{checksums_ok, ip, tuple, udp};
+
+const IN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const OUT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
+const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 2, 2];
+
+fn l2() -> Arc<L2Table> {
+    let inside = SideL2 {
+        ifname: "in".into(),
+        own_mac: IN_MAC,
+        routes: vec![(Prefix::new(ip("100.64.0.0"), 10), 0)],
+        neighbours: [(ip("100.64.0.2"), HOST_MAC), (ip("100.64.0.3"), HOST_MAC)].into_iter().collect(),
+        static_mac: None,
+        mtu: 0,
+    };
+    let outside = SideL2 {
+        ifname: "out".into(),
+        own_mac: OUT_MAC,
+        routes: vec![(Prefix::new(0, 0), ip("203.0.113.2"))],
+        neighbours: [(ip("203.0.113.2"), ROUTER_MAC)].into_iter().collect(),
+        static_mac: None,
+        mtu: 0,
+    };
+    Arc::new(L2Table { sides: [inside, outside] })
+}
+
+fn engine(worker: u16, workers: u16) -> Engine {
+    let pool = PoolParams::cgnat("p", vec![ip("203.0.113.10")]);
+    let rule = Rule { matches: RuleMatch::default(), action: RuleAction::Translate { pool: 0 } };
+    let mut p = EngineParams::single(vec![pool], vec![rule]);
+    (p.worker, p.workers) = (worker, workers);
+    Engine::new(&p).expect("engine")
+}
+
+fn worker(id: usize, e: Option<Engine>, mesh: &Arc<Mesh>) -> Worker<MemIo> {
+    Worker::new(id, MemIo::new(256, 2048), e, l2(), Arc::clone(mesh))
+}
+
+#[test]
+fn a_frame_leaves_translated_with_the_next_hops_mac_and_no_frame_is_lost() {
+    let mesh = Arc::new(Mesh::new(1, 8));
+    let mut w = worker(0, Some(engine(0, 1)), &mesh);
+    let free = w.io_mut().free_frames();
+    assert!(w.io_mut().inject(Side::Inside, &udp(ip("100.64.0.2"), 4000, ip("198.51.100.1"), 53, b"q")));
+    assert_eq!(w.round(1), 1);
+    let sent = std::mem::take(&mut w.io_mut().tx[1]);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(&sent[0][..12], &[ROUTER_MAC, OUT_MAC].concat()[..]);
+    assert_eq!(tuple(&sent[0]).0, ip("203.0.113.10"));
+    assert!(checksums_ok(&sent[0]));
+    assert_eq!(w.counters().tx, [0, 1]);
+    assert_eq!(w.io_mut().free_frames(), free, "every frame is back on the free stack after the flush");
+}
+
+#[test]
+fn a_session_lists_as_assured_once_its_reply_came_back() {
+    let mesh = Arc::new(Mesh::new(1, 8));
+    let mut w = worker(0, Some(engine(0, 1)), &mesh);
+    let assured =
+        |w: &Worker<MemIo>| -> Vec<bool> { w.engine().expect("nat").sessions(2).map(|s| s.assured).collect() };
+    assert!(w.io_mut().inject(Side::Inside, &udp(ip("100.64.0.2"), 4000, ip("198.51.100.1"), 53, b"q")));
+    w.round(1);
+    let (public, pport, _, _) = tuple(&w.io_mut().tx[1].pop().expect("sent outside"));
+    assert_eq!(assured(&w), [false]);
+    assert!(w.io_mut().inject(Side::Outside, &udp(ip("198.51.100.1"), 53, public, pport, b"r")));
+    w.round(2);
+    assert_eq!(w.io_mut().tx[0].len(), 1, "the reply went inside");
+    assert_eq!(assured(&w), [true]);
+}
+
+#[test]
+fn an_unresolved_next_hop_is_counted_reported_and_the_frame_freed() {
+    let mesh = Arc::new(Mesh::new(1, 8));
+    let (_l2_tx, l2_rx) = crossbeam_channel::bounded(1);
+    let (un_tx, un_rx) = crossbeam_channel::bounded(4);
+    let mut w = worker(0, None, &mesh).with_l2_channels(l2_rx, un_tx);
+    // No-NAT mode: an outside frame to an inside host with no neighbour entry.
+    assert!(w.io_mut().inject(Side::Outside, &udp(ip("198.51.100.1"), 53, ip("100.64.0.9"), 4000, b"r")));
+    w.round(1);
+    assert_eq!(w.counters().no_neighbour, [1, 0]);
+    assert_eq!(un_rx.try_recv(), Ok((Side::Inside, ip("100.64.0.9"))));
+    assert!(w.io_mut().tx.iter().all(Vec::is_empty));
+    assert_eq!(w.io_mut().freed, 1);
+    // Outside of every route: counted as no_route.
+    assert!(w.io_mut().inject(Side::Outside, &udp(ip("198.51.100.1"), 53, ip("10.1.1.1"), 4000, b"r")));
+    w.round(2);
+    assert_eq!(w.counters().no_route, [1, 0]);
+}
+
+#[test]
+fn a_new_table_from_the_control_thread_is_used_from_the_next_round() {
+    let mesh = Arc::new(Mesh::new(1, 8));
+    let (l2_tx, l2_rx) = crossbeam_channel::bounded(1);
+    let (un_tx, _un_rx) = crossbeam_channel::bounded(4);
+    let mut w = worker(0, None, &mesh).with_l2_channels(l2_rx, un_tx);
+    let mut t = (*l2()).clone();
+    t.sides[0].neighbours.insert(ip("100.64.0.9"), [2, 9, 9, 9, 9, 9]);
+    l2_tx.send(Arc::new(t)).unwrap();
+    assert!(w.io_mut().inject(Side::Outside, &udp(ip("198.51.100.1"), 53, ip("100.64.0.9"), 4000, b"r")));
+    w.round(1);
+    assert_eq!(&w.io_mut().tx[0][0][..6], &[2, 9, 9, 9, 9, 9]);
+}
+
+#[test]
+fn a_reply_arriving_at_the_wrong_worker_is_handed_to_the_owner() {
+    let mesh = Arc::new(Mesh::new(2, 8));
+    // A subscriber owned by worker 1.
+    let sub =
+        (2..255).map(|i| ip("100.64.0.0") + i).find(|&a| subscriber_owner(a, 2) == 1).expect("one maps to worker 1");
+    let mut w0 = worker(0, Some(engine(0, 2)), &mesh);
+    let mut w1 = worker(1, Some(engine(1, 2)), &mesh);
+    w1.l2 = {
+        let mut t = (*l2()).clone();
+        t.sides[0].neighbours.insert(sub, HOST_MAC);
+        Arc::new(t)
+    };
+    // Its first packet reaches worker 1 and makes the mapping there.
+    assert!(w1.io_mut().inject(Side::Inside, &udp(sub, 4000, ip("198.51.100.1"), 53, b"q")));
+    w1.round(1);
+    let out = w1.io_mut().tx[1].pop().expect("sent outside");
+    let (public, pport, _, _) = tuple(&out);
+    // The reply reaches worker 0 (as RSS might spread it): worker 0 hands it over.
+    assert!(w0.io_mut().inject(Side::Outside, &udp(ip("198.51.100.1"), 53, public, pport, b"r")));
+    w0.round(2);
+    assert_eq!(w0.counters().handoff_out, 1);
+    assert!(w0.io_mut().tx.iter().all(Vec::is_empty));
+    w1.round(2);
+    assert_eq!(w1.counters().handoff_in, 1);
+    let back = w1.io_mut().tx[0].pop().expect("the owner sent it inside");
+    assert_eq!(tuple(&back), (ip("198.51.100.1"), 53, sub, 4000));
+    assert!(checksums_ok(&back));
+}
+
+#[test]
+fn a_packet_too_big_for_the_outside_mtu_is_fragmented_unless_df() {
+    let mesh = Arc::new(Mesh::new(1, 8));
+    let mut w = worker(0, Some(engine(0, 1)), &mesh);
+    let mut t = (*l2()).clone();
+    t.sides[1].mtu = 1400;
+    w.l2 = Arc::new(t);
+    let free = w.io_mut().free_frames();
+    let mut big = udp(ip("100.64.0.2"), 4000, ip("198.51.100.1"), 53, &[5u8; 1800]);
+    big[20] &= !0x40; // DF clear
+    assert!(w.io_mut().inject(Side::Inside, &big));
+    w.round(1);
+    let sent = std::mem::take(&mut w.io_mut().tx[1]);
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|f| f.len() - 14 <= 1400 && f[..12] == [ROUTER_MAC, OUT_MAC].concat()[..]));
+    assert_eq!(tuple(&sent[0]).0, ip("203.0.113.10"), "translated before it was cut");
+    assert_eq!(sent.iter().map(|f| f.len() - 34).sum::<usize>(), 8 + 1800);
+    assert_eq!(w.counters().fragmented, [0, 1]);
+    assert_eq!(w.io_mut().free_frames(), free);
+    // DF set: not cut, counted (the XDP program gives these to the kernel first).
+    let df = udp(ip("100.64.0.2"), 4000, ip("198.51.100.1"), 53, &[5u8; 1800]);
+    assert!(w.io_mut().inject(Side::Inside, &df));
+    w.round(2);
+    assert!(w.io_mut().tx[1].is_empty());
+    assert_eq!(w.counters().too_big, [0, 1]);
+}
+
+#[test]
+fn a_full_hand_off_queue_drops_and_counts() {
+    let mesh = Arc::new(Mesh::new(2, 1));
+    let mut w0 = worker(0, None, &mesh);
+    w0.engine = None;
+    let d = w0.io_mut().alloc(60).expect("frame");
+    w0.hand_off(1, Side::Outside, d);
+    w0.hand_off(1, Side::Outside, d);
+    assert_eq!((w0.counters().handoff_out, w0.counters().handoff_dropped), (1, 1));
+}
