@@ -80,8 +80,10 @@ pub enum ValidAction {
         /// Pool index.
         pool: usize,
     },
-    /// Leave the addresses alone.
+    /// Leave the addresses alone, both ways.
     NoNat,
+    /// Forward outbound untranslated; nothing admitted inbound.
+    Route,
 }
 
 /// A validated rule.
@@ -151,6 +153,29 @@ pub struct ValidForward {
     pub inside: SocketAddrV4,
 }
 
+/// The validated `boundary` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidBoundary {
+    /// Inside packets no rule covers.
+    pub unmatched_inside: Unmatched,
+    /// Outside packets from an inside prefix.
+    pub spoofed_outside: Spoofed,
+    /// The inside prefixes: `boundary.inside_prefixes`, or every rule's
+    /// source prefixes when that is empty.
+    pub inside_prefixes: Vec<Net>,
+}
+
+/// A validated `management.allow` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidAllow {
+    /// Source prefixes (empty: any).
+    pub src: Vec<Net>,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// Port ranges.
+    pub ports: Vec<(u16, u16)>,
+}
+
 /// A configuration that passed every check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidConfig {
@@ -165,6 +190,10 @@ pub struct ValidConfig {
     pub forwards: Vec<ValidForward>,
     /// Control API address.
     pub listen: std::net::SocketAddr,
+    /// Anti-spoofing at both edges.
+    pub boundary: ValidBoundary,
+    /// What may reach the box itself from outside (`management.allow`).
+    pub allow: Vec<ValidAllow>,
 }
 
 /// Parses and validates `text`; `cpus` is the number of CPUs of the box
@@ -392,6 +421,11 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
                 ValidAction::NoNat
             }
             (Action::NoNat, None) => ValidAction::NoNat,
+            (Action::Route, Some(_)) => {
+                e.add(format!("rules[{i}].pool"), "a route rule takes no pool");
+                ValidAction::Route
+            }
+            (Action::Route, None) => ValidAction::Route,
             (_, Some(name)) => match pools.iter().position(|p| &p.name == name) {
                 Some(k) => {
                     if r.action == Action::Masquerade && !pools[k].masquerade {
@@ -515,12 +549,69 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         ("tcp_established_secs", t.tcp_established_secs, 7440, "RFC 5382 REQ-5: at least 2 h 4 min"),
         ("tcp_transitory_secs", t.tcp_transitory_secs, 240, "RFC 5382 REQ-5: at least 4 min"),
         ("udp_secs", t.udp_secs, 120, "RFC 4787 REQ-5: at least 2 min"),
+        ("udp_unreplied_secs", t.udp_unreplied_secs, 120, "RFC 4787 REQ-5: at least 2 min"),
         ("icmp_secs", t.icmp_secs, 60, "RFC 5508 REQ-1: at least 60 s"),
         ("fragment_secs", t.fragment_secs, 1, "at least 1 s"),
     ] {
         if v < min {
             e.add(format!("timeouts.{k}"), format!("{v} s is below the floor ({why})"));
         }
+    }
+
+    if t.udp_unreplied_secs > t.udp_secs {
+        e.add(
+            "timeouts.udp_unreplied_secs",
+            format!(
+                "{} s is longer than udp_secs ({} s): an unreplied flow never outlives an answered one",
+                t.udp_unreplied_secs, t.udp_secs
+            ),
+        );
+    }
+
+    // Boundary.
+    let b = &raw.boundary;
+    let mut inside_prefixes: Vec<Net> = b
+        .inside_prefixes
+        .iter()
+        .enumerate()
+        .filter_map(|(j, s)| parse_net(s).map_err(|m| e.add(format!("boundary.inside_prefixes[{j}]"), m)).ok())
+        .collect();
+    if b.inside_prefixes.is_empty() {
+        for r in &rules {
+            for n in &r.src {
+                if !inside_prefixes.contains(n) {
+                    inside_prefixes.push(*n);
+                }
+            }
+        }
+    }
+    let boundary =
+        ValidBoundary { unmatched_inside: b.unmatched_inside, spoofed_outside: b.spoofed_outside, inside_prefixes };
+
+    // Management.
+    let mut allow = Vec::new();
+    for (i, a) in raw.management.allow.iter().enumerate() {
+        if a.protocol != Protocol::Tcp && a.protocol != Protocol::Udp {
+            e.add(format!("management.allow[{i}].protocol"), "tcp or udp (pings: management.icmp_echo)");
+        }
+        if a.ports.is_empty() {
+            e.add(format!("management.allow[{i}].ports"), "name the ports of the service");
+        }
+        let src = a
+            .src
+            .iter()
+            .enumerate()
+            .filter_map(|(j, s)| parse_net(s).map_err(|m| e.add(format!("management.allow[{i}].src[{j}]"), m)).ok())
+            .collect();
+        let ports = a
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(j, p)| {
+                parse_port_range(&p.to_string()).map_err(|m| e.add(format!("management.allow[{i}].ports[{j}]"), m)).ok()
+            })
+            .collect();
+        allow.push(ValidAllow { src, protocol: a.protocol, ports });
     }
 
     // Tables.
@@ -547,7 +638,7 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
     }
 
     match listen {
-        Ok(listen) if e.list.is_empty() => Ok(ValidConfig { raw, pools, rules, forwards, listen }),
+        Ok(listen) if e.list.is_empty() => Ok(ValidConfig { raw, pools, rules, forwards, listen, boundary, allow }),
         _ => {
             e.list.sort_by_key(|x| (x.line, x.col));
             Err(e.list)

@@ -34,6 +34,12 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub logging: Logging,
+    /// What may cross the box's edges besides translated traffic.
+    #[serde(default)]
+    pub boundary: Boundary,
+    /// What may reach the box itself from outside.
+    #[serde(default)]
+    pub management: Management,
 }
 
 /// The interfaces masq forwards between.
@@ -195,8 +201,12 @@ pub enum Action {
     Masquerade,
     /// Translate into a pool.
     Snat,
-    /// Leave the addresses alone.
+    /// Leave the addresses alone, both ways: outbound, and inbound
+    /// connections to the inside hosts and ports the rule names.
     NoNat,
+    /// Forward outbound untranslated (the inside source is routed as it
+    /// is); admits nothing inbound but the replies.
+    Route,
 }
 
 /// An IP protocol a rule matches.
@@ -294,6 +304,9 @@ pub struct Timeouts {
     pub udp_secs: u32,
     /// ICMP query (at least 60, RFC 5508 REQ-1).
     pub icmp_secs: u32,
+    /// UDP that never saw a reply (at least 120, RFC 4787 REQ-5; at most
+    /// `udp_secs`): a storm of unanswered flows gives its ports back sooner.
+    pub udp_unreplied_secs: u32,
     /// A freed port is held back this long (RFC 6888 REQ-8: 120).
     pub port_hold_secs: u32,
     /// A fragment entry's life.
@@ -306,6 +319,7 @@ impl Default for Timeouts {
             tcp_established_secs: 7440,
             tcp_transitory_secs: 240,
             udp_secs: 300,
+            udp_unreplied_secs: 120,
             icmp_secs: 60,
             port_hold_secs: 120,
             fragment_secs: 2,
@@ -372,4 +386,70 @@ pub struct Logging {
     pub level: Level,
     /// Log each session's creation and end (RFC 6888 REQ-12 style NAT logs).
     pub nat_events: bool,
+}
+
+/// What to do with an inside packet whose source no rule covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmatched {
+    /// Drop it and count it (`no_rule`): no inside source reaches the
+    /// internet untranslated by accident.
+    #[default]
+    Drop,
+    /// Route it untranslated (what a plain router does).
+    Route,
+}
+
+/// What to do with an outside packet whose source is an inside address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Spoofed {
+    /// Drop it and count it (`spoofed`).
+    #[default]
+    Drop,
+    /// Let it through (only if inside prefixes are also used outside).
+    Allow,
+}
+
+/// The edges of the box: anti-spoofing both ways.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Boundary {
+    /// Inside packets whose source matches no rule.
+    pub unmatched_inside: Unmatched,
+    /// Outside packets with a source in an inside prefix.
+    pub spoofed_outside: Spoofed,
+    /// The inside prefixes; empty: every rule's `match.src`.
+    pub inside_prefixes: Vec<String>,
+}
+
+/// One kind of connection the box accepts from outside to itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allow {
+    /// Source prefixes (empty: any).
+    #[serde(default)]
+    pub src: Vec<String>,
+    /// tcp or udp.
+    pub protocol: Protocol,
+    /// Ports and ranges of the box's own services.
+    pub ports: Vec<PortSpec>,
+}
+
+/// The box's own services, seen from outside.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Management {
+    /// Answer pings to the box's outside address.
+    pub icmp_echo: bool,
+    /// New connections from outside the box accepts (SSH, say); everything
+    /// else new is dropped and counted. Replies to the box's own
+    /// connections always reach it.
+    pub allow: Vec<Allow>,
+}
+
+impl Default for Management {
+    fn default() -> Self {
+        Self { icmp_echo: true, allow: Vec::new() }
+    }
 }

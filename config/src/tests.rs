@@ -147,3 +147,48 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn the_boundary_is_closed_by_default_and_its_prefixes_come_from_the_rules() {
+    let c = default_config(2).unwrap();
+    assert_eq!(c.boundary.unmatched_inside, Unmatched::Drop);
+    assert_eq!(c.boundary.spoofed_outside, Spoofed::Drop);
+    assert_eq!(c.boundary.inside_prefixes, vec![parse_net("100.64.0.0/10").unwrap()]);
+    assert!(c.raw.management.icmp_echo && c.allow.is_empty());
+    assert_eq!(c.raw.timeouts.udp_unreplied_secs, 120);
+    // Named prefixes replace the rules'.
+    let c = load(
+        "interfaces: {inside: a, outside: b}\nrules:\n  - action: masquerade\nboundary:\n  inside_prefixes: [192.168.0.0/16]\n  unmatched_inside: route\n",
+        2,
+    )
+    .unwrap();
+    assert_eq!(c.boundary.inside_prefixes, vec![parse_net("192.168.0.0/16").unwrap()]);
+    assert_eq!(c.boundary.unmatched_inside, Unmatched::Route);
+}
+
+#[test]
+fn a_route_rule_and_management_entries_are_checked() {
+    let c = load(
+        "interfaces: {inside: a, outside: b}\nrules:\n  - action: route\n    match: {src: [10.0.0.0/8]}\nmanagement:\n  allow:\n    - {src: [198.51.100.0/24], protocol: tcp, ports: [22, 8000-8010]}\n",
+        2,
+    )
+    .unwrap();
+    assert_eq!(c.rules[0].action, ValidAction::Route);
+    assert_eq!(c.allow[0].ports, vec![(22, 22), (8000, 8010)]);
+    let e = errors(
+        "interfaces: {inside: a, outside: b}\nrules:\n  - action: route\n    pool: x\nmanagement:\n  allow:\n    - {protocol: icmp, ports: []}\n    - {src: [1.2.3.4/8], protocol: udp, ports: [99999]}\ntimeouts: {udp_secs: 200, udp_unreplied_secs: 300}\n",
+    );
+    let paths: Vec<&str> = e.iter().map(|x| x.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "rules[0].pool",
+            "management.allow[0].protocol",
+            "management.allow[0].ports",
+            "management.allow[1].src[0]",
+            "management.allow[1].ports[0]",
+            "timeouts.udp_unreplied_secs"
+        ],
+        "{e:?}"
+    );
+}

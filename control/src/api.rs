@@ -22,7 +22,7 @@
 //! refusals are mapped to status codes here.
 
 use crate::live::{apply, ApplyError, LiveConfig};
-use crate::telemetry::{merge_census, protocol_name, MetricsSnapshot, Shared, XdpCounts};
+use crate::telemetry::{merge_census, protocol_name, GuardCounts, MetricsSnapshot, Shared, XdpCounts};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -42,6 +42,8 @@ pub struct ApiState {
     pub commands: Vec<crossbeam_channel::Sender<Command>>,
     /// XDP program counters per interface (refreshed by the control loop).
     pub xdp: Mutex<Vec<XdpCounts>>,
+    /// The host guard's counters (refreshed by the control loop).
+    pub guard: Mutex<GuardCounts>,
     /// Bearer token for changes.
     pub token: Option<String>,
     /// Workers are forwarding.
@@ -291,6 +293,7 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
     let mut m = MetricsSnapshot::gather(&s.shared);
     m.census = merge_census(census);
     m.xdp = s.xdp.lock().map(|x| x.clone()).unwrap_or_default();
+    m.guard = s.guard.lock().map(|g| *g).unwrap_or_default();
     m.config = s.live.counts();
     match crate::metrics::render(&m) {
         Ok(text) => ([("content-type", "text/plain; version=0.0.4")], text).into_response(),

@@ -169,6 +169,14 @@ pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
         }
     }
 
+    let guard = counter(
+        "masq_host_guard_drops_total",
+        "Packets the host guard dropped: new traffic from outside to the box (refused), or the box's own with an inside source out of the outside interface (leaked).",
+        &["reason"],
+    )?;
+    guard.with_label_values(&["refused"]).inc_by(m.guard.refused);
+    guard.with_label_values(&["leaked"]).inc_by(m.guard.leaked);
+
     let generation = gauge("masq_config_generation", "Generation of the configuration in force.", &[])?;
     generation.with_label_values::<&str>(&[]).set(i64::try_from(m.config.generation).unwrap_or(0));
     let reloads = counter("masq_config_reloads_total", "Configuration pushes and reloads by result.", &["result"])?;
@@ -353,6 +361,8 @@ mod tests {
             "# TYPE masq_drops_total counter",
             "# HELP masq_handoffs_total Frames handed to the worker that owns their session.",
             "# TYPE masq_handoffs_total counter",
+            "# HELP masq_host_guard_drops_total Packets the host guard dropped: new traffic from outside to the box (refused), or the box's own with an inside source out of the outside interface (leaked).",
+            "# TYPE masq_host_guard_drops_total counter",
             "# HELP masq_kernel_passes_total Packets given to the kernel by the engine, by reason.",
             "# TYPE masq_kernel_passes_total counter",
             "# HELP masq_nat_log_lost_total NAT log events (port blocks) lost because the log fell behind.",
@@ -377,6 +387,7 @@ mod tests {
             "masq_config_reloads_total {result}",
             "masq_drops_total {reason}",
             "masq_handoffs_total {worker}",
+            "masq_host_guard_drops_total {reason}",
             "masq_kernel_passes_total {reason}",
             "masq_nat_log_lost_total {}",
             "masq_packets_total {direction,verdict}",

@@ -1,9 +1,12 @@
 //! From a validated configuration to the engine's plain parameters: the
 //! only place that knows both (the dataplane never sees YAML).
 
-use config::{Filtering as CFiltering, PoolMode as CPoolMode, Protocol, PublicAddr, ValidAction, ValidConfig};
+use config::{
+    Filtering as CFiltering, PoolMode as CPoolMode, Protocol, PublicAddr, Spoofed, Unmatched, ValidAction, ValidConfig,
+};
 use dataplane::nat::{
-    proto, EngineParams, Filtering, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch, Timeouts,
+    proto, Boundary, EngineParams, Filtering, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch,
+    Timeouts,
 };
 use dataplane::rss::{InputSet, Rss, SubscriberSteering};
 
@@ -56,6 +59,27 @@ pub fn nic_rss(v: &ValidConfig, iface: &str) -> Option<Rss> {
         );
     }
     Some(rss)
+}
+
+/// What the host guard lets reach the box from outside
+/// ([`crate::system::guard_rules`]); the inside interface's own addresses
+/// are added at start.
+pub fn guard_spec(v: &ValidConfig) -> crate::system::GuardSpec {
+    let net = |n: &config::Net| (u32::from(n.addr), n.len);
+    crate::system::GuardSpec {
+        outside: v.raw.interfaces.outside.clone(),
+        inside: v.boundary.inside_prefixes.iter().map(net).collect(),
+        icmp_echo: v.raw.management.icmp_echo,
+        allow: v
+            .allow
+            .iter()
+            .map(|a| crate::system::GuardAllow {
+                src: a.src.iter().map(net).collect(),
+                proto: if a.protocol == Protocol::Udp { "udp" } else { "tcp" },
+                ports: a.ports.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// The engine parameters of worker 0 (the others differ in `worker`).
@@ -140,6 +164,7 @@ pub fn engine_params(
                         RuleAction::Translate { pool: u16::try_from(pool).unwrap_or(u16::MAX) }
                     }
                     ValidAction::NoNat => RuleAction::NoNat,
+                    ValidAction::Route => RuleAction::Route,
                 },
             }
         })
@@ -175,6 +200,11 @@ pub fn engine_params(
     p.max_subscribers = v.raw.tables.max_subscribers;
     p.max_fragments = v.raw.tables.max_fragments;
     p.local_addrs = local_addrs;
+    p.boundary = Boundary {
+        drop_unmatched: v.boundary.unmatched_inside == Unmatched::Drop,
+        drop_spoofed: v.boundary.spoofed_outside == Spoofed::Drop,
+        inside_prefixes: v.boundary.inside_prefixes.iter().map(prefix).collect(),
+    };
     p.steering = nic_rss(v, &v.raw.interfaces.inside).map(|rss| {
         tracing::info!(
             "RSS-aware subscribers: each belongs to the worker whose queue {} delivers it to",

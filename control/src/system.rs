@@ -113,49 +113,206 @@ pub fn open_kernel_taps(workers: usize) -> Vec<KernelTap> {
     taps
 }
 
-/// An nftables table that stops the kernel of masq's namespace from
-/// forwarding anything itself while masq forwards: the frames the XDP
-/// program gives the kernel are meant for its ICMP errors (time exceeded,
-/// fragmentation needed, both sent before the forward hook) and local
-/// delivery, never for a second, untranslated path out. Removed at drop;
+/// What the host guard lets reach the box's kernel from outside.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardSpec {
+    /// The outside interface.
+    pub outside: String,
+    /// The inside side's prefixes and the inside interface's addresses
+    /// (host order, length): the sources that may reach the box through
+    /// the TAP device as inside traffic, and the sources nothing the box
+    /// sends out of the outside interface may carry.
+    pub inside: Vec<(u32, u8)>,
+    /// Answer pings from outside.
+    pub icmp_echo: bool,
+    /// New connections accepted from outside.
+    pub allow: Vec<GuardAllow>,
+}
+
+/// One service the guard lets outside hosts connect to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardAllow {
+    /// Source prefixes (host order, length); empty: any.
+    pub src: Vec<(u32, u8)>,
+    /// "tcp" or "udp".
+    pub proto: &'static str,
+    /// Port ranges.
+    pub ports: Vec<(u16, u16)>,
+}
+
+fn nft_set<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
+    format!("{{ {} }}", items.iter().map(f).collect::<Vec<_>>().join(", "))
+}
+
+fn nft_prefix(&(a, l): &(u32, u8)) -> String {
+    format!("{}/{l}", Ipv4Addr::from(a))
+}
+
+/// The guard table's rules (`nft -f` input). Chains:
+/// - `forward`: drops everything (the kernel never forwards while masq does);
+/// - `input`: traffic from outside (the outside interface, or the TAP
+///   device with a source not on the inside) reaches the box only as a
+///   reply to its own connections (conntrack), a ping (`icmp_echo`) or a
+///   listed service; the rest is dropped and counted (`refused`);
+/// - `output`: nothing leaves the outside interface with an inside-side
+///   source (counted as `leaked`).
+pub fn guard_rules(spec: &GuardSpec) -> String {
+    let t = GUARD_TABLE;
+    let out = &spec.outside;
+    // A packet from outside claiming an inside source is never answered
+    // (the answer would go inside): refused before anything else.
+    let mut from_outside = if spec.inside.is_empty() {
+        String::new()
+    } else {
+        format!("ip saddr {} counter name refused drop; ", nft_set(&spec.inside, nft_prefix))
+    };
+    from_outside.push_str("ct state established,related accept; ");
+    if spec.icmp_echo {
+        from_outside.push_str("icmp type echo-request accept; ");
+    }
+    for a in &spec.allow {
+        let src = if a.src.is_empty() { String::new() } else { format!("ip saddr {} ", nft_set(&a.src, nft_prefix)) };
+        let ports = nft_set(&a.ports, |&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") });
+        from_outside.push_str(&format!("{src}{} dport {ports} accept; ", a.proto));
+    }
+    from_outside.push_str("counter name refused drop;");
+    let (tap_inside, leak) = if spec.inside.is_empty() {
+        (String::new(), String::new())
+    } else {
+        let set = nft_set(&spec.inside, nft_prefix);
+        (
+            format!("iifname \"{TAP_NAME}\" ip saddr {set} accept; "),
+            format!("oifname \"{out}\" ip saddr {set} counter name leaked drop; "),
+        )
+    };
+    format!(
+        "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n\
+         counter refused {{ }}\ncounter leaked {{ }}\n\
+         chain forward {{ type filter hook forward priority -300; policy drop; }}\n\
+         chain from_outside {{ {from_outside} }}\n\
+         chain input {{ type filter hook input priority -300; policy accept; iifname \"{out}\" goto from_outside; {tap_inside}iifname \"{TAP_NAME}\" goto from_outside; }}\n\
+         chain output {{ type filter hook output priority -300; policy accept; {leak}}}\n}}\n"
+    )
+}
+
+/// The host guard's counters ([`HostGuard::counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuardCounts {
+    /// New traffic from outside the host guard refused.
+    pub refused: u64,
+    /// Packets the box itself sent out of the outside interface with an
+    /// inside source, dropped.
+    pub leaked: u64,
+}
+
+/// An nftables table (`masq_guard`) that keeps the kernel of masq's
+/// namespace in its place while masq forwards ([`guard_rules`]): it never
+/// forwards anything itself (the frames the XDP program gives the kernel
+/// are meant for its ICMP errors, time exceeded and fragmentation needed,
+/// both sent before the forward hook, and local delivery, never for a
+/// second, untranslated path out); from outside it accepts only replies,
+/// pings and the services `management.allow` lists; and it sends nothing
+/// out of the outside interface with an inside source. Removed at drop;
 /// after a SIGKILL the next start replaces it.
-pub struct ForwardGuard {
+pub struct HostGuard {
     installed: bool,
 }
 
 const GUARD_TABLE: &str = "masq_guard";
 
-impl ForwardGuard {
+impl HostGuard {
     /// Installs the table (replacing a leftover); warns if it cannot.
-    pub fn install() -> Self {
-        let rules = format!(
-            "table ip {GUARD_TABLE}\ndelete table ip {GUARD_TABLE}\ntable ip {GUARD_TABLE} {{ chain forward {{ type filter hook forward priority -300; policy drop; }}; }}\n"
-        );
-        let installed = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                if let Some(mut i) = c.stdin.take() {
-                    i.write_all(rules.as_bytes())?;
-                }
-                c.wait_with_output()
-            })
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !installed {
-            tracing::warn!("could not install the nftables forward guard (is nft installed?); the kernel may forward what masq passes it");
-        }
+    pub fn install(spec: &GuardSpec) -> Self {
+        let installed = match nft_apply(&guard_rules(spec)) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("could not install the nftables host guard ({e}); the kernel may forward what masq passes it and answer from outside");
+                false
+            }
+        };
         Self { installed }
+    }
+
+    /// Replaces the rules (a live change of `management`).
+    pub fn update(&mut self, spec: &GuardSpec) -> Result<(), String> {
+        nft_apply(&guard_rules(spec))?;
+        self.installed = true;
+        Ok(())
+    }
+
+    /// Packets the guard dropped; `None` if the table is not there.
+    pub fn counts(&self) -> Option<GuardCounts> {
+        if !self.installed {
+            return None;
+        }
+        let read = |name: &str| -> Option<u64> {
+            let out = Command::new("nft").args(["list", "counter", "ip", GUARD_TABLE, name]).output().ok()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let after = text.split("packets ").nth(1)?;
+            after.split_whitespace().next()?.parse().ok()
+        };
+        Some(GuardCounts { refused: read("refused")?, leaked: read("leaked")? })
     }
 }
 
-impl Drop for ForwardGuard {
+/// Runs `nft -f -` on `rules`; the error is nft's own message.
+fn nft_apply(rules: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut c = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running nft: {e}"))?;
+    if let Some(mut i) = c.stdin.take() {
+        i.write_all(rules.as_bytes()).map_err(|e| format!("writing to nft: {e}"))?;
+    }
+    let o = c.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
+    }
+}
+
+impl Drop for HostGuard {
     fn drop(&mut self) {
         if self.installed {
             let _ = Command::new("nft").args(["delete", "table", "ip", GUARD_TABLE]).status();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_reads_as_the_boundary_says() {
+        let spec = GuardSpec {
+            outside: "eth0".into(),
+            inside: vec![(0x6440_0000, 10), (0x6440_0001, 32)],
+            icmp_echo: true,
+            allow: vec![GuardAllow { src: vec![(0xc633_6400, 24)], proto: "tcp", ports: vec![(22, 22), (8000, 8010)] }],
+        };
+        let r = guard_rules(&spec);
+        assert!(r.contains("policy drop; }"), "forward dropped: {r}");
+        assert!(r.contains("iifname \"eth0\" goto from_outside"), "{r}");
+        assert!(r.contains("iifname \"masq-kernel\" ip saddr { 100.64.0.0/10, 100.64.0.1/32 } accept"), "{r}");
+        assert!(r.contains("ip saddr { 198.51.100.0/24 } tcp dport { 22, 8000-8010 } accept"), "{r}");
+        assert!(r.contains("icmp type echo-request accept"), "{r}");
+        assert!(
+            r.contains("oifname \"eth0\" ip saddr { 100.64.0.0/10, 100.64.0.1/32 } counter name leaked drop"),
+            "{r}"
+        );
+        let quiet = guard_rules(&GuardSpec { icmp_echo: false, allow: Vec::new(), ..spec });
+        assert!(!quiet.contains("echo-request") && !quiet.contains("dport"), "{quiet}");
+        assert!(quiet.contains("ct state established,related accept; counter name refused drop;"), "{quiet}");
+        assert!(
+            r.contains(
+                "chain from_outside { ip saddr { 100.64.0.0/10, 100.64.0.1/32 } counter name refused drop; ct state"
+            ),
+            "a spoofed inside source is refused first: {r}"
+        );
     }
 }

@@ -24,6 +24,7 @@
 //! A snapshot is up to 100 ms old and its workers' parts are not taken at
 //! the same instant; a worker whose slot was locked keeps its previous part.
 
+pub use crate::system::GuardCounts;
 use dataplane::io::FrameIo;
 use dataplane::nat::counters::Family;
 use dataplane::nat::{Counters, DropReason};
@@ -158,6 +159,8 @@ pub struct MetricsSnapshot {
     pub census: Census,
     /// The XDP programs' counters (empty unless filled in).
     pub xdp: Vec<XdpCounts>,
+    /// The host guard's counters (zero unless filled in).
+    pub guard: GuardCounts,
     /// The live configuration's counters (zero unless filled in).
     pub config: ConfigCounts,
 }
@@ -274,7 +277,7 @@ impl MetricsSnapshot {
             })
             .collect();
         format!(
-            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; hairpinned {}; fragmented {}; handed off {}; to kernel {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})\nxdp program: {}",
+            "totals: rx inside {} outside {}; tx inside {} outside {}; sessions created {}; hairpinned {}; fragmented {}; handed off {}; to kernel {}; drops {} [{}]; kernel rx dropped {} (rx ring full {}, fill ring empty {})\nxdp program: {}\nhost guard: refused {} leaked {}",
             self.worker.rx[0],
             self.worker.rx[1],
             self.worker.tx[0],
@@ -289,7 +292,9 @@ impl MetricsSnapshot {
             self.kernel.rx_dropped,
             self.kernel.rx_ring_full,
             self.kernel.fill_ring_empty,
-            xdp.join("; ")
+            xdp.join("; "),
+            self.guard.refused,
+            self.guard.leaked
         )
     }
 }
@@ -341,12 +346,14 @@ mod tests {
         (m.engine.sessions_created, m.engine.hairpinned) = (5, 6);
         (m.worker.fragmented, m.worker.handoff_out, m.worker.to_kernel) = ([3, 4], 8, 9);
         m.worker.no_route = [10, 0];
+        m.guard = GuardCounts { refused: 18, leaked: 19 };
         assert_eq!(
             m.closing_lines(),
             "totals: rx inside 1 outside 2; tx inside 3 outside 4; sessions created 5; hairpinned 6; fragmented 7; \
              handed off 8; to kernel 9; drops 35 [fill_ring_empty=13 no_route=10 rx_ring_full=12]; \
              kernel rx dropped 11 (rx ring full 12, fill ring empty 13)\n\
-             xdp program: in0: redirect=14; out0: redirect=15"
+             xdp program: in0: redirect=14; out0: redirect=15\n\
+             host guard: refused 18 leaked 19"
         );
         assert_eq!(
             m.stats_lines(),

@@ -5,7 +5,7 @@
 
 mod lab;
 
-use lab::Lab;
+use lab::{http_server, total, Lab};
 use std::time::Duration;
 
 /// SNAT of the subscribers into the lab's pool address, one worker on core 1.
@@ -37,27 +37,6 @@ try:
 except ConnectionRefusedError: print('refused')
 except socket.timeout: print('timeout')
 except OSError as e: print('error',e)";
-
-fn http_server(lab: &mut Lab, host: &str, addr: &str, port: &str, log: &str) {
-    lab.spawn(host, &["python3", "-m", "http.server", port, "--bind", addr], log);
-    let url = format!("http://{addr}:{port}/");
-    assert!(
-        lab.wait_for(Duration::from_secs(5), || lab
-            .run(host, &["curl", "-s", "-o", "/dev/null", &url])
-            .status
-            .success()),
-        "HTTP server on {addr}:{port} did not come up"
-    );
-}
-
-/// A number masq's closing line prints after `key`.
-fn total(out: &str, key: &str) -> u64 {
-    out.split(key)
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
 
 fn sha(lab: &Lab, file: &str) -> String {
     let o = lab.ok("nat", &["sha256sum", file]);
@@ -297,7 +276,8 @@ fn masquerade_shares_the_outside_address_with_the_box_itself() {
     // The box's own service on its outside address, on a port outside the
     // NAT's share (1024-32767 by default).
     http_server(&mut lab, "nat", "203.0.113.1", "40000", "box-http.log");
-    lab.start_masq(&["--masquerade", "--nat-src", "100.64.0.0/10", "--cores", "1"]);
+    // The box's service is listed for outside hosts (management.allow).
+    lab.start_masq(&["--masquerade", "--nat-src", "100.64.0.0/10", "--cores", "1", "--allow", "tcp:40000"]);
     lab.ok("in", &["curl", "-sS", "-o", "/dev/null", "http://198.51.100.1:8080/hello.txt"]);
     let log = lab.read("http.log");
     assert!(log.lines().any(|l| l.starts_with("203.0.113.1 - - ")), "not masqueraded: {log}");

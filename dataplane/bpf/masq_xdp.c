@@ -14,7 +14,11 @@
 //   - traffic to the box's own addresses (management, the control API),
 //     unless the address is also a NAT address (a masquerade pool uses the
 //     interface's address): then TCP/UDP to a port in the pool's range and
-//     ICMP go to masq, the rest to the kernel.
+//     ICMP go to masq, the rest to the kernel;
+// and it drops, before the kernel sees it, traffic for an address of the
+// box that belongs to the other side (on the outside interface: the
+// inside interface's addresses), so an outside host can neither reach the
+// box's inside-side services nor make it answer from an inside address.
 // Built by dataplane/build.rs with `clang -O2 -g -target bpf`.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -32,8 +36,11 @@ struct {
 } xsks SEC(".maps");
 
 // The box's own addresses (network order) and what to do with them.
+enum { LA_KERNEL, LA_NAT, LA_REFUSED };
+
 struct local_addr {
-	__u32 nat;       // 0: the kernel's alone; 1: also a NAT address
+	__u32 kind;      // LA_KERNEL: the kernel's alone; LA_NAT: also a NAT
+	                 // address; LA_REFUSED: the other side's, dropped
 	__u16 port_min;  // NAT port range (host order) when nat == 1
 	__u16 port_max;
 };
@@ -46,7 +53,7 @@ struct {
 } local_addrs SEC(".maps");
 
 // Counters per reason (per-CPU array): see XdpStat in dataplane/src/xdp/mod.rs.
-enum { ST_REDIRECT, ST_NOT_IPV4, ST_MULTICAST, ST_TTL, ST_LOCAL, ST_SHORT, ST_TOO_BIG, ST_MAX };
+enum { ST_REDIRECT, ST_NOT_IPV4, ST_MULTICAST, ST_TTL, ST_LOCAL, ST_SHORT, ST_TOO_BIG, ST_OTHER_SIDE, ST_MAX };
 
 // Largest IPv4 packet the other interface sends (its MTU); 0: no limit.
 struct {
@@ -103,15 +110,19 @@ int masq_xdp(struct xdp_md *ctx)
 	__u32 daddr = ip->daddr;
 	if ((bpf_ntohl(daddr) >> 28) == 0xe || daddr == 0xffffffff)
 		return count(ST_MULTICAST, XDP_PASS);
+	// The other side's addresses first: a TTL of 1 or a big DF packet
+	// would otherwise reach the kernel, which answers from that address.
+	struct local_addr *la = bpf_map_lookup_elem(&local_addrs, &daddr);
+	if (la && la->kind == LA_REFUSED)
+		return count(ST_OTHER_SIDE, XDP_DROP);
 	if (ip->ttl <= 1)
 		return count(ST_TTL, XDP_PASS);
 	__u32 zero = 0;
 	__u32 *max_len = bpf_map_lookup_elem(&limits, &zero);
 	if (max_len && *max_len && bpf_ntohs(ip->tot_len) > *max_len && (ip->frag_off & bpf_htons(0x4000)))
 		return count(ST_TOO_BIG, XDP_PASS);
-	struct local_addr *la = bpf_map_lookup_elem(&local_addrs, &daddr);
 	if (la) {
-		if (!la->nat)
+		if (la->kind != LA_NAT)
 			return count(ST_LOCAL, XDP_PASS);
 		if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
 			// Non-first fragments carry no port: they go to masq, which

@@ -15,7 +15,7 @@ use crate::params::{engine_params, ParamsError};
 use crate::telemetry::ConfigCounts;
 use dataplane::nat::{reconfigure_check, EngineParams, ParamError};
 use dataplane::worker::{Command, ReconfigureError};
-use dataplane::xdp::{LocalAddress, XdpProgram};
+use dataplane::xdp::{LocalAddress, LocalRole, XdpProgram};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -98,7 +98,7 @@ impl LiveConfig {
 /// A key whose change needs a restart, and where it is in the new text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestartKey {
-    /// Top-level key (`interfaces`, `workers`, `control`).
+    /// Top-level key (`interfaces`, `workers`, `control`, `management`).
     pub key: &'static str,
     /// Line, 1-based.
     pub line: usize,
@@ -215,6 +215,8 @@ fn restart_keys(cur: &config::Config, new: &config::Config, positions: &config::
         ("interfaces", cur.interfaces != new.interfaces),
         ("workers", cur.workers != new.workers),
         ("control", cur.control != new.control),
+        // The host guard (nftables) is installed at start.
+        ("management", cur.management != new.management),
     ]
     .into_iter()
     .filter(|&(_, changed)| changed)
@@ -290,7 +292,7 @@ pub fn follow_outside(
     }
     for p in progs.iter_mut() {
         let _ = p.remove_local(old);
-        if let Err(e) = p.set_local(LocalAddress { addr: new, nat_ports: Some(ports) }) {
+        if let Err(e) = p.set_local(LocalAddress { addr: new, role: LocalRole::Shared { ports } }) {
             tracing::warn!("{e}");
         }
     }

@@ -42,6 +42,8 @@ struct LoopState {
     /// A masquerade pool's ports and the address it has now (it follows
     /// the outside interface's).
     masquerade: Option<((u16, u16), u32)>,
+    /// Refreshes so far (the host guard is read every fifth).
+    refreshes: u64,
 }
 
 /// Every 50 ms until a signal or `plan.duration`: NAT log, SIGHUP,
@@ -53,8 +55,14 @@ pub(super) fn control_loop(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiS
         Some(((x.port_min, x.port_max), addr))
     });
     let now = Instant::now();
-    let mut st =
-        LoopState { started: now, last_refresh: now, last_print: now, prev: MetricsSnapshot::default(), masquerade };
+    let mut st = LoopState {
+        started: now,
+        last_refresh: now,
+        last_print: now,
+        prev: MetricsSnapshot::default(),
+        masquerade,
+        refreshes: 0,
+    };
     let live = api.map(|a| &*a.live);
     while !signals.stop.load(Ordering::Relaxed) {
         if plan.duration.is_some_and(|d| st.started.elapsed() >= d) {
@@ -102,7 +110,14 @@ fn refresh(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiState>, st: &mut 
         if let Ok(mut g) = a.xdp.lock() {
             *g = x;
         }
+        // nft is a process to run: every five seconds is enough for a scrape.
+        if st.refreshes.is_multiple_of(5) {
+            if let (Some(g), Ok(mut slot)) = (dp.guard.counts(), a.guard.lock()) {
+                *slot = g;
+            }
+        }
     }
+    st.refreshes += 1;
     let mut fresh = dp.l2.clone();
     if fresh.refresh_from_proc().is_ok() && fresh != dp.l2 {
         dp.l2 = fresh;

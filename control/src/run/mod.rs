@@ -32,7 +32,7 @@ pub use plan::{ApiPlan, RunError, RunPlan};
 
 use crate::api::ApiState;
 use crate::live::{Live, LiveConfig};
-use crate::telemetry::{MetricsSnapshot, XdpCounts};
+use crate::telemetry::{GuardCounts, MetricsSnapshot, XdpCounts};
 use control_loop::{control_loop, Signals};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -95,6 +95,7 @@ fn start_api(plan: &RunPlan, dp: &Dataplane, stop: &Arc<AtomicBool>) -> Result<O
         shared: dp.shared.clone(),
         commands: dp.commands.clone(),
         xdp: Mutex::new(XdpCounts::of(&dp.progs)),
+        guard: Mutex::new(GuardCounts::default()),
         token: a.token.clone(),
         ready: AtomicBool::new(false),
         live: Arc::new(LiveConfig::new(
@@ -124,6 +125,7 @@ fn shutdown(dp: Dataplane, api: Option<Api>, stop: &AtomicBool) -> Result<(), Ru
     }
     let mut totals = MetricsSnapshot::gather(&dp.shared);
     totals.xdp = XdpCounts::of(&dp.progs);
+    totals.guard = dp.guard.counts().unwrap_or_default();
     println!("{}", totals.closing_lines());
     drop(dp.progs);
     tracing::info!("stopped; XDP programs detached");

@@ -27,6 +27,8 @@ pub struct RunPlan {
     pub api: Option<ApiPlan>,
     /// Log every port block handed to or taken back from a subscriber.
     pub nat_events: bool,
+    /// What the host guard lets reach the box from outside.
+    pub guard: crate::system::GuardSpec,
 }
 
 /// What the control API needs at start.

@@ -6,14 +6,14 @@
 //! is forwarded before every socket is in both programs' maps.
 
 use super::plan::{RunError, RunPlan};
-use crate::system::{self, ForwardGuard};
+use crate::system::{self, HostGuard};
 use crate::telemetry::{RingInfo, Shared};
 use dataplane::io::FrameIo;
 use dataplane::l2::{L2Table, SideL2};
 use dataplane::nat::ports::BlockEvent;
 use dataplane::nat::{Engine, Side};
 use dataplane::worker::{Command, Mesh, Worker};
-use dataplane::xdp::{LocalAddress, XdpError, XdpIo, XdpParams, XdpProgram};
+use dataplane::xdp::{LocalAddress, LocalRole, XdpError, XdpIo, XdpParams, XdpProgram};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// The data plane once started: programs attached, workers waiting for `go`.
 pub(super) struct Dataplane {
     pub(super) progs: [XdpProgram; 2],
-    _guard: ForwardGuard,
+    pub(super) guard: HostGuard,
     pub(super) handles: Vec<JoinHandle<Result<(), RunError>>>,
     pub(super) go: Arc<AtomicBool>,
     pub(super) shared: Vec<Arc<Shared>>,
@@ -70,7 +70,9 @@ struct WorkerLinks {
 /// sockets; the workers then wait for `go`.
 pub(super) fn start_workers(plan: &RunPlan, stop: &Arc<AtomicBool>) -> Result<Dataplane, RunError> {
     let mut progs = attach_programs(plan)?;
-    let guard = ForwardGuard::install();
+    let mut spec = plan.guard.clone();
+    spec.inside.extend(system::interface_addrs(&plan.inside)?.into_iter().map(|a| (a, 32)));
+    let guard = HostGuard::install(&spec);
     let mut l2 = L2Table::default();
     for (i, name) in [&plan.inside, &plan.outside].into_iter().enumerate() {
         l2.sides[i] = SideL2 {
@@ -125,28 +127,34 @@ pub(super) fn start_workers(plan: &RunPlan, stop: &Arc<AtomicBool>) -> Result<Da
         stop.store(true, Ordering::Release);
         return Err(e);
     }
-    Ok(Dataplane { progs, _guard: guard, handles, go, shared, commands, l2, l2_txs, unresolved, block_events })
+    Ok(Dataplane { progs, guard, handles, go, shared, commands, l2, l2_txs, unresolved, block_events })
 }
 
 /// One program per side; each hands the kernel the DF packets too big for
 /// the other side. The box's own addresses go to the kernel, except a
-/// masquerade pool's address: NAT ports and ICMP on it come to masq.
+/// masquerade pool's address (NAT ports and ICMP on it come to masq) and,
+/// on the outside, the inside interface's addresses: dropped there, so no
+/// outside host reaches the box's inside-side services or makes the box
+/// answer from an inside address.
 fn attach_programs(plan: &RunPlan) -> Result<[XdpProgram; 2], RunError> {
     let in_addrs = system::interface_addrs(&plan.inside)?;
     let out_addrs = system::interface_addrs(&plan.outside)?;
-    let locals: Vec<LocalAddress> = in_addrs
-        .iter()
-        .chain(&out_addrs)
-        .map(|&addr| {
-            let nat_ports = plan.engine.as_ref().and_then(|p| {
-                p.pools.iter().find(|pool| pool.addresses.contains(&addr)).map(|pool| (pool.port_min, pool.port_max))
-            });
-            LocalAddress { addr, nat_ports }
-        })
-        .collect();
+    let role = |addr: u32, outside: bool| {
+        let nat_ports = plan.engine.as_ref().and_then(|p| {
+            p.pools.iter().find(|pool| pool.addresses.contains(&addr)).map(|pool| (pool.port_min, pool.port_max))
+        });
+        match nat_ports {
+            Some(ports) => LocalRole::Shared { ports },
+            None if outside && in_addrs.contains(&addr) && !out_addrs.contains(&addr) => LocalRole::Refused,
+            None => LocalRole::Kernel,
+        }
+    };
+    let locals = |outside: bool| -> Vec<LocalAddress> {
+        in_addrs.iter().chain(&out_addrs).map(|&addr| LocalAddress { addr, role: role(addr, outside) }).collect()
+    };
     let progs = [
-        XdpProgram::attach(&plan.inside, &locals, system::interface_mtu(&plan.outside))?,
-        XdpProgram::attach(&plan.outside, &locals, system::interface_mtu(&plan.inside))?,
+        XdpProgram::attach(&plan.inside, &locals(false), system::interface_mtu(&plan.outside))?,
+        XdpProgram::attach(&plan.outside, &locals(true), system::interface_mtu(&plan.inside))?,
     ];
     tracing::info!(
         "XDP program attached to {} ({}) and {} ({})",

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -27,6 +27,29 @@ pub fn require_root() {
         euid, "0",
         "this end-to-end test needs root (network namespaces, XDP): run `sudo ./test.sh`; CI runs as root"
     );
+}
+
+/// Starts python's HTTP server in `host` on `addr:port` (serving the
+/// lab's directory) and waits until it answers.
+pub fn http_server(lab: &mut Lab, host: &str, addr: &str, port: &str, log: &str) {
+    lab.spawn(host, &["python3", "-m", "http.server", port, "--bind", addr], log);
+    let url = format!("http://{addr}:{port}/");
+    assert!(
+        lab.wait_for(Duration::from_secs(5), || lab
+            .run(host, &["curl", "-s", "-o", "/dev/null", &url])
+            .status
+            .success()),
+        "HTTP server on {addr}:{port} did not come up"
+    );
+}
+
+/// A number masq's closing line prints after `key`.
+pub fn total(out: &str, key: &str) -> u64 {
+    out.split(key)
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// One lab and what runs in it.

@@ -158,6 +158,10 @@ reasons! {
         IcmpUnsupported = "icmp_unsupported",
         /// A TCP packet that cannot start a connection arrived for a forward.
         TcpNotSyn = "tcp_not_syn",
+        /// An inside packet whose source no rule covers (`boundary.unmatched_inside: drop`).
+        NoRule = "no_rule",
+        /// An outside packet with a source in an inside prefix (`boundary.spoofed_outside: drop`).
+        Spoofed = "spoofed",
     }
 }
 

@@ -2,10 +2,13 @@
 //! owning worker, then the ordered rules decide (first match, pinned in the
 //! session); a translated flow reuses its subscriber's mapping or gets a
 //! port ([`super::ports`]) — endpoint-independent mapping, RFC 4787 REQ-1,
-//! paired pooling REQ-2.
+//! paired pooling REQ-2. A source no rule covers is dropped (`no_rule`)
+//! unless the boundary routes it ([`super::params::Boundary`]).
 //!
-//! Invariant: a packet that makes no session changes no state (every
-//! allocation taken on the way is given back on failure).
+//! Invariants: a packet that makes no session changes no state (every
+//! allocation taken on the way is given back on failure); nothing leaves
+//! with an inside source unless a `no_nat` or `route` rule, or the
+//! operator's `unmatched_inside: route`, pinned it.
 #![forbid(unsafe_code)]
 
 use super::*;
@@ -61,9 +64,11 @@ impl Engine {
         let action = self.rules.first_match(p.src, p.dst, p.ip_proto, Some(p.dport));
         let idx = match action {
             Some(RuleAction::Translate { pool }) => self.new_mapped_i2o(now, p, pool, h)?,
-            Some(RuleAction::NoNat) | None => {
+            Some(RuleAction::NoNat | RuleAction::Route) => {
                 self.new_unmapped(now, p, flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?
             }
+            None if self.params.boundary.drop_unmatched => return Err(Verdict::Drop(DropReason::NoRule)),
+            None => self.new_unmapped(now, p, flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?,
         };
         if p.first_frag {
             self.frags.record(frag_key(p), true, idx, now);

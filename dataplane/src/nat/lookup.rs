@@ -2,7 +2,8 @@
 //! state, timers) and is translated; a stale hit is reaped; a miss goes to
 //! the stage for its kind ([`super::i2o`], [`super::o2i`],
 //! [`super::icmp_error`], [`super::frag`]) or, for other protocols, to the
-//! no-NAT rule check.
+//! no-NAT rule check. Anything from outside that misses is first checked
+//! against the inside prefixes (anti-spoofing).
 //!
 //! Invariant: a session past its timeout is never used (RFC 4787 REQ-5:
 //! it is gone, its mapping with it).
@@ -113,6 +114,10 @@ impl Engine {
     /// `h` is the packet's lookup hash when the caller has it (only the
     /// inside-to-outside one is reused, by the session it creates).
     pub(super) fn slow(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: Option<u64>) -> Verdict {
+        // Flows check it in miss_o2i, which the batch also calls directly.
+        if side == Side::Outside && p.kind != Kind::Flow && self.params.boundary.spoofed(p.src) {
+            return Verdict::Drop(DropReason::Spoofed);
+        }
         match p.kind {
             Kind::Flow => {}
             Kind::IcmpError => return self.icmp_error(side, now, frame, p),
@@ -135,7 +140,17 @@ impl Engine {
             if side == Side::Outside && self.is_local(p.dst) {
                 return Verdict::PassToKernel(PassReason::ToSelf);
             }
-            if self.rules.first_match(inside, remote, p.ip_proto, None) == Some(RuleAction::NoNat) {
+            let action = self.rules.first_match(inside, remote, p.ip_proto, None);
+            let pass = match action {
+                Some(RuleAction::NoNat) => true,
+                Some(RuleAction::Route) => side == Side::Inside,
+                None => side == Side::Inside && !self.params.boundary.drop_unmatched,
+                Some(RuleAction::Translate { .. }) => false,
+            };
+            if action.is_none() && side == Side::Inside && !pass {
+                return Verdict::Drop(DropReason::NoRule);
+            }
+            if pass {
                 if p.ttl <= 1 {
                     return Verdict::PassToKernel(PassReason::TtlExpired);
                 }

@@ -3,8 +3,11 @@
 //! opens a session; anything else is dropped (`no_session`) or, for the
 //! box's own addresses, passed to the kernel.
 //!
-//! Invariant: nothing from outside reaches an inside host that no session,
-//! forward or exemption allows.
+//! Invariants: nothing from outside reaches an inside host that no session,
+//! forward or exemption allows; an exemption admits only the protocols and
+//! inside ports it names; nothing claiming an inside source gets in
+//! (`spoofed`, checked first here and, for the other kinds of packet, in
+//! [`super::lookup`]).
 #![forbid(unsafe_code)]
 
 use super::*;
@@ -12,6 +15,9 @@ use super::*;
 impl Engine {
     /// First packet from outside with no session.
     pub(super) fn miss_o2i(&mut self, now: u32, frame: &mut [u8], p: &Parsed) -> Result<Verdict, Verdict> {
+        if self.params.boundary.spoofed(p.src) {
+            return Err(Verdict::Drop(DropReason::Spoofed));
+        }
         if p.ttl <= 1 && !self.is_local(p.dst) {
             return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
         }
@@ -110,8 +116,13 @@ impl Engine {
             return Err(Verdict::PassToKernel(PassReason::ToSelf));
         }
         // Routed to an inside host: only a no-NAT exemption lets it in, and
-        // then its replies keep their addresses (the session says so).
-        if self.rules.first_match(p.dst, p.src, p.ip_proto, None) == Some(RuleAction::NoNat) {
+        // then its replies keep their addresses (the session says so). The
+        // rule is read in reverse: its sources are the inside host, its
+        // destinations the remote, its ports the inside host's.
+        // ICMP echo carries no port: 0, as outbound, so a rule that names
+        // ports admits no ping.
+        let dport = if p.proto == L4::Icmp { 0 } else { p.dport };
+        if self.rules.first_match(p.dst, p.src, p.ip_proto, Some(dport)) == Some(RuleAction::NoNat) {
             if self.workers > 1 {
                 let owner = self.subscriber_owner(p.dst);
                 if owner != self.worker {

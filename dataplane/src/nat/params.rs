@@ -208,8 +208,11 @@ pub enum RuleAction {
         /// Index into [`EngineParams::pools`].
         pool: u16,
     },
-    /// Route unchanged (exempt from NAT).
+    /// Route unchanged both ways (exempt from NAT): outbound, and inbound
+    /// connections the rule matches read in reverse ([`super::rules`]).
     NoNat,
+    /// Route outbound unchanged; nothing inbound but the replies.
+    Route,
 }
 
 /// One rule of the ordered list; the first match wins.
@@ -236,6 +239,35 @@ pub struct Forward {
     pub inside_port: u16,
 }
 
+/// The box's edges: what crosses them besides translated traffic. The
+/// default is closed (both drops on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boundary {
+    /// Drop inside packets whose source matches no rule (`no_rule`);
+    /// off: route them untranslated.
+    pub drop_unmatched: bool,
+    /// Drop outside packets with a source in [`Boundary::inside_prefixes`]
+    /// (`spoofed`).
+    pub drop_spoofed: bool,
+    /// The inside side's prefixes.
+    pub inside_prefixes: Vec<Prefix>,
+}
+
+impl Default for Boundary {
+    fn default() -> Self {
+        Self { drop_unmatched: true, drop_spoofed: true, inside_prefixes: Vec::new() }
+    }
+}
+
+impl Boundary {
+    /// True if an outside packet from `src` claims an inside source and
+    /// is to be dropped.
+    #[inline]
+    pub fn spoofed(&self, src: u32) -> bool {
+        self.drop_spoofed && self.inside_prefixes.iter().any(|p| p.contains(src))
+    }
+}
+
 /// Everything one worker's engine needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineParams {
@@ -260,6 +292,8 @@ pub struct EngineParams {
     /// The box's own addresses: traffic to them that no session or forward
     /// claims goes to the kernel.
     pub local_addrs: Vec<u32>,
+    /// Anti-spoofing at both edges.
+    pub boundary: Boundary,
     /// Hash seed (random per start in production).
     pub seed: u64,
     /// Subscriber-to-worker map from the inside NIC's RSS (`None`: masq's
@@ -281,6 +315,7 @@ impl EngineParams {
             rules,
             forwards: Vec::new(),
             local_addrs: Vec::new(),
+            boundary: Boundary::default(),
             seed: 0x6d61_7371,
             steering: None,
         }

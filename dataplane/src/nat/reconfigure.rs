@@ -115,7 +115,7 @@ impl Engine {
                     matches: r.matches.clone(),
                     action: RuleAction::Translate { pool: map.get(usize::from(pool)).copied().unwrap_or(u16::MAX) },
                 },
-                RuleAction::NoNat => r.clone(),
+                RuleAction::NoNat | RuleAction::Route => r.clone(),
             })
             .collect();
         self.rules = rules::RuleSet::new(&rules);

@@ -1,9 +1,22 @@
 //! The ordered rule list: first match wins, like Shorewall's `snat` file.
 //!
-//! Rules are consulted only for the first packet of an inside-to-outside
-//! flow (and, reversed, for an outside-initiated packet to an inside host,
-//! to find `no_nat` exemptions); the decision is pinned in the session, so
-//! later packets and replies never re-match (the netfilter behaviour).
+//! Rules are consulted only for the first packet of a flow; the decision is
+//! pinned in the session, so later packets and replies never re-match (the
+//! netfilter behaviour). A rule reads in each direction as follows:
+//! - outbound (an inside host starts the flow): `src` is the inside host,
+//!   `dst` the remote, `dst_ports` the remote's port; every action applies;
+//! - inbound (a remote starts a flow to an inside host's own address): only
+//!   a `no_nat` rule admits it, read in reverse: `src` is still the inside
+//!   host (the packet's destination), `dst` still the remote (its source),
+//!   and `dst_ports` the inside host's port, the one the connection is made
+//!   to. So `dst_ports` always names the port of the side that did not
+//!   start the connection, and an exemption for port 8022 admits exactly
+//!   that port. `route` and `snat`/`masquerade` admit nothing inbound but
+//!   their sessions' replies.
+//!
+//! ICMP echo is matched with port 0 both ways, so a rule that names
+//! `dst_ports` matches only TCP and UDP; protocols the NAT does not
+//! translate (`dport` `None`) match any `dst_ports`.
 #![forbid(unsafe_code)]
 
 use super::params::{proto, Prefix, Rule, RuleAction, RuleMatch};

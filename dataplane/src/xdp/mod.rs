@@ -41,7 +41,7 @@ mod umem;
 
 #[cfg(feature = "lab")]
 pub use lab::{XdpRx, XdpTx, SINK_PROGRAM};
-pub use program::{LocalAddress, XdpProgram, XDP_STAT_NAMES};
+pub use program::{LocalAddress, LocalRole, XdpProgram, XDP_STAT_NAMES};
 pub use ring::RingCounters;
 pub use socket::{XdpIo, XdpParams};
 pub use tap::KernelTap;

@@ -1,6 +1,7 @@
 //! masq's XDP program (bpf/masq_xdp.c): loading it, attaching it to an
-//! interface through a bpf link, and its maps (the box's addresses, the
-//! size limit, the socket of each queue, the counters).
+//! interface through a bpf link, and its maps (the box's addresses and
+//! their [`LocalRole`], the size limit, the socket of each queue, the
+//! counters).
 
 use super::XdpError;
 use aya::maps::{HashMap as BpfHashMap, PerCpuArray, XskMap};
@@ -11,14 +12,14 @@ use std::os::fd::RawFd;
 static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/masq_xdp.o"));
 
 /// Counters of the XDP program, by what it did with a frame.
-pub const XDP_STAT_NAMES: [&str; 7] =
-    ["redirect", "not_ipv4", "multicast", "ttl_expired", "to_self", "short", "too_big_df"];
+pub const XDP_STAT_NAMES: [&str; 8] =
+    ["redirect", "not_ipv4", "multicast", "ttl_expired", "to_self", "short", "too_big_df", "other_side"];
 
 /// A local address as the XDP program's `local_addrs` map holds it.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 struct LocalAddr {
-    nat: u32,
+    kind: u32,
     port_min: u16,
     port_max: u16,
 }
@@ -27,14 +28,39 @@ struct LocalAddr {
 // every bit pattern is a valid value: aya may copy it to and from the kernel.
 unsafe impl aya::Pod for LocalAddr {}
 
+/// What the XDP program does with traffic for one of the box's addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalRole {
+    /// The kernel's alone: passed to it.
+    Kernel,
+    /// Also a NAT address (masquerade): TCP/UDP to a port in this range
+    /// and ICMP go to masq, the rest to the kernel.
+    Shared {
+        /// The NAT's port range on the address.
+        ports: (u16, u16),
+    },
+    /// An address of the other side's interface: dropped and counted
+    /// (`other_side`) before the kernel sees it.
+    Refused,
+}
+
+impl LocalRole {
+    fn to_map(self) -> LocalAddr {
+        match self {
+            LocalRole::Kernel => LocalAddr { kind: 0, port_min: 0, port_max: 0 },
+            LocalRole::Shared { ports: (port_min, port_max) } => LocalAddr { kind: 1, port_min, port_max },
+            LocalRole::Refused => LocalAddr { kind: 2, port_min: 0, port_max: 0 },
+        }
+    }
+}
+
 /// A box address the XDP program must know about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalAddress {
     /// Address, host order.
     pub addr: u32,
-    /// The NAT's port range on it, when it is also a NAT address (masquerade);
-    /// `None`: the kernel's alone.
-    pub nat_ports: Option<(u16, u16)>,
+    /// What to do with traffic for it.
+    pub role: LocalRole,
 }
 
 /// masq's XDP program attached to one interface.
@@ -56,12 +82,7 @@ impl XdpProgram {
             let map = ebpf.map_mut("local_addrs").ok_or_else(|| err("no local_addrs map".into()))?;
             let mut map: BpfHashMap<_, u32, LocalAddr> = BpfHashMap::try_from(map).map_err(|e| err(e.to_string()))?;
             for l in locals {
-                let (nat, (port_min, port_max)) = match l.nat_ports {
-                    Some(r) => (1, r),
-                    None => (0, (0, 0)),
-                };
-                map.insert(l.addr.to_be(), LocalAddr { nat, port_min, port_max }, 0)
-                    .map_err(|e| err(format!("local address: {e}")))?;
+                map.insert(l.addr.to_be(), l.role.to_map(), 0).map_err(|e| err(format!("local address: {e}")))?;
             }
         }
         {
@@ -111,12 +132,7 @@ impl XdpProgram {
         let err = |what: String| XdpError::Program { iface: self.iface.clone(), what };
         let map = self.ebpf.map_mut("local_addrs").ok_or_else(|| err("no local_addrs map".into()))?;
         let mut map: BpfHashMap<_, u32, LocalAddr> = BpfHashMap::try_from(map).map_err(|e| err(e.to_string()))?;
-        let (nat, (port_min, port_max)) = match l.nat_ports {
-            Some(r) => (1, r),
-            None => (0, (0, 0)),
-        };
-        map.insert(l.addr.to_be(), LocalAddr { nat, port_min, port_max }, 0)
-            .map_err(|e| err(format!("local address: {e}")))
+        map.insert(l.addr.to_be(), l.role.to_map(), 0).map_err(|e| err(format!("local address: {e}")))
     }
 
     /// Forgets a box address.

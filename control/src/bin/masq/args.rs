@@ -126,6 +126,12 @@ pub struct RunArgs {
     /// Quick set-up: a static port forward, PROTO:PUBLIC:PORT=INSIDE:PORT (tcp or udp; repeat).
     #[arg(long = "forward", value_name = "SPEC", value_parser = parse_forward)]
     pub forward: Vec<config::PortForward>,
+    /// Quick set-up: a service of the box itself that outside hosts may
+    /// connect to, `PROTO:PORTS[@PREFIX]` (e.g. `tcp:22@198.51.100.0/24`;
+    /// repeat). Nothing else new from outside reaches the box; pings do
+    /// (management.icmp_echo).
+    #[arg(long = "allow", value_name = "SPEC", value_parser = parse_allow)]
+    pub allow: Vec<config::Allow>,
     /// Forward without NAT (route only): the I/O ceiling, for comparisons.
     #[arg(long)]
     pub no_nat: bool,
@@ -176,6 +182,21 @@ pub enum RssMode {
 pub enum RssInput {
     Masked,
     Packed,
+}
+
+fn parse_allow(s: &str) -> Result<config::Allow, String> {
+    let bad = || format!("{s}: expected PROTO:PORTS[@PREFIX], e.g. tcp:22@198.51.100.0/24 or udp:161");
+    let (spec, src) = match s.split_once('@') {
+        Some((spec, src)) => (spec, vec![src.to_string()]),
+        None => (s, Vec::new()),
+    };
+    let (proto, ports) = spec.split_once(':').ok_or_else(bad)?;
+    let protocol = match proto {
+        "tcp" => config::Protocol::Tcp,
+        "udp" => config::Protocol::Udp,
+        _ => return Err(bad()),
+    };
+    Ok(config::Allow { src, protocol, ports: vec![config::PortSpec::Range(ports.to_string())] })
 }
 
 fn parse_forward(s: &str) -> Result<config::PortForward, String> {

@@ -66,6 +66,8 @@ fn quick_config(a: &RunArgs, inside: &str, outside: &str) -> Result<config::Conf
         tables: config::Tables::default(),
         control: config::Control::default(),
         logging: config::Logging::default(),
+        boundary: config::Boundary::default(),
+        management: config::Management { allow: a.allow.clone(), ..config::Management::default() },
     })
 }
 
@@ -246,6 +248,7 @@ fn main() -> Result<()> {
                 duration: a.duration.map(Duration::from_secs),
                 api,
                 nat_events: v.raw.logging.nat_events,
+                guard: params::guard_spec(&v),
             })?)
         }
     }

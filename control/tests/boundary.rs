@@ -1,0 +1,120 @@
+//! The box's boundary seen from outside, end to end (issue 11): a scan of
+//! every address of the box and of the inside hosts, with real tools in the
+//! namespace lab. Needs root, like every lab test.
+
+mod lab;
+
+use lab::{total, Lab};
+use std::time::Duration;
+
+const TCP_CONNECT: &str = "import socket,sys
+s=socket.socket(); s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1],int(sys.argv[2]))); print('connected')
+except ConnectionRefusedError: print('refused')
+except socket.timeout: print('timeout')
+except OSError as e: print('error',e)";
+
+/// The source address of a tcpdump `-n` line (`... IP 1.2.3.4.80 > ...`).
+fn source(line: &str) -> Option<&str> {
+    let after = line.split(" IP ").nth(1)?;
+    let src = after.split(" > ").next()?;
+    // Addresses with a port carry it as a fifth dotted part.
+    Some(match src.match_indices('.').nth(3) {
+        Some((i, _)) => &src[..i],
+        None => src.trim_end_matches(':'),
+    })
+}
+
+/// A TCP service: accepts connections, says "box", closes.
+const TCP_SERVICE: &str = "import socket,sys
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind((sys.argv[1],int(sys.argv[2]))); s.listen(16)
+print('listening',flush=True)
+while True:
+    c,a=s.accept(); c.sendall(b'box'); c.close()";
+
+fn service(lab: &mut Lab, addr: &str, port: &str) {
+    let log = format!("svc-{port}.log");
+    lab.spawn("nat", &["python3", "-c", TCP_SERVICE, addr, port], &log);
+    assert!(lab.wait_for(Duration::from_secs(5), || lab.read(&log).contains("listening")), "service {addr}:{port}");
+}
+
+#[test]
+fn an_outside_scan_gets_no_inside_answer_reaches_nothing_inside_and_is_counted() {
+    let mut lab = Lab::up("bound", 1500);
+    // The box's own services: one on every address (so on its inside one),
+    // one listed in management.allow on its outside address, one not listed.
+    service(&mut lab, "0.0.0.0", "8000");
+    service(&mut lab, "203.0.113.1", "40000");
+    service(&mut lab, "203.0.113.1", "40001");
+    lab.start_masq(&["--pool", "203.0.113.10", "--nat-src", "100.64.0.0/10", "--cores", "1", "--allow", "tcp:40000"]);
+
+    // From inside, the box's inside service still answers.
+    let r = lab.ok("in", &["python3", "-c", TCP_CONNECT, "100.64.0.1", "8000", "2"]);
+    assert_eq!(r.trim(), "connected", "the box's service from inside");
+
+    lab.spawn("out", &["tcpdump", "-l", "-n", "-Q", "in", "-i", "out0", "ip"], "outside.log");
+    lab.spawn("in", &["tcpdump", "-l", "-n", "-Q", "in", "-i", "in0", "ip"], "inside.log");
+    assert!(
+        lab.wait_for(Duration::from_secs(5), || lab.read("outside.log").contains("listening")
+            && lab.read("inside.log").contains("listening")),
+        "tcpdump did not start"
+    );
+    let probe = lab::repo().join("control/tests/lab/probe.py");
+    let sent = lab.ok(
+        "out",
+        &[
+            // Debian's python, which has python3-scapy (deploy/setup.sh).
+            "/usr/bin/python3",
+            probe.to_str().unwrap(),
+            "203.0.113.1",
+            "100.64.0.1",
+            "203.0.113.10",
+            "100.64.0.2",
+            "100.64.0.3",
+            "--spoof",
+            "100.64.0.3",
+            "--spoof-dst",
+            "203.0.113.1",
+            "203.0.113.10",
+        ],
+    );
+    assert!(sent.starts_with("sent "), "{sent}");
+    // The listed service answers from outside; the unlisted one and the
+    // inside-side one do not.
+    let r = lab.ok("out", &["python3", "-c", TCP_CONNECT, "203.0.113.1", "40000", "2"]);
+    assert_eq!(r.trim(), "connected", "the listed service from outside");
+    for (addr, port) in [("203.0.113.1", "40001"), ("203.0.113.1", "8000"), ("100.64.0.1", "8000")] {
+        let r = lab.ok("out", &["python3", "-c", TCP_CONNECT, addr, port, "2"]);
+        assert_eq!(r.trim(), "timeout", "{addr}:{port} from outside");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let out = lab.stop_masq();
+
+    let outside = lab.read("outside.log");
+    let answers: Vec<&str> = outside.lines().filter(|l| l.contains(" IP ")).collect();
+    for l in &answers {
+        let src = source(l).unwrap_or_default();
+        assert!(!src.starts_with("100.64."), "an answer with an inside source left the box: {l}");
+        assert_eq!(
+            src, "203.0.113.1",
+            "only the box's outside address answers (pings, time exceeded, port 40000): {l}"
+        );
+        assert!(
+            l.contains("ICMP echo reply") || l.contains("time exceeded") || l.contains("203.0.113.1.40000 >"),
+            "an answer to a probe: {l}"
+        );
+    }
+    assert!(answers.iter().any(|l| l.contains("ICMP echo reply")), "the box answers pings: {outside}");
+    let inside = lab.read("inside.log");
+    let reached: Vec<&str> = inside.lines().filter(|l| l.contains(" IP ")).collect();
+    assert!(reached.is_empty(), "packets from the scan reached the inside:\n{}", reached.join("\n"));
+
+    // Every probe is counted by reason.
+    assert!(total(&out, "other_side=") >= 400, "probes to the inside address, dropped in XDP: {out}");
+    assert!(total(&out, "no_session=") >= 800, "probes to the pool and inside hosts: {out}");
+    assert!(total(&out, "spoofed=") >= 7, "inside sources from outside: {out}");
+    assert!(total(&out, "fragment_unknown=") >= 2, "{out}");
+    assert!(total(&out, "host guard: refused ") >= 400, "probes to the box's outside address: {out}");
+    assert_eq!(total(&out, " leaked "), 0, "{out}");
+}

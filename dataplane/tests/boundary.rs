@@ -1,0 +1,132 @@
+//! The box's boundary (issue 11, DESIGN.md "The box's boundary"): what
+//! crosses the edges besides translated traffic, one scenario per rule,
+//! each named after what it shows.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+use common::*;
+use dataplane::nat::params::proto;
+use dataplane::nat::*;
+use dataplane::testing::frames::{icmp_echo, icmp_error, ip, tcp, tuple, udp};
+use dataplane::wire::tcp::{ACK, SYN};
+
+/// The CGNAT worker with its inside prefix known to the boundary (as the
+/// control side fills it in from the rules' sources).
+fn guarded() -> EngineParams {
+    let mut p = cgnat_params();
+    p.boundary.inside_prefixes = vec![pfx("100.64.0.0/10")];
+    p
+}
+
+#[test]
+fn an_inside_source_no_rule_covers_is_dropped_not_routed_out() {
+    let mut n = Nat::new(guarded());
+    let mut f = udp(ip("10.9.9.9"), 5000, ip("198.51.100.1"), 53, b"leak?");
+    let before = f.clone();
+    assert_eq!(n.send(IN, &mut f), Verdict::Drop(DropReason::NoRule));
+    assert_eq!(f, before, "a dropped frame is not modified");
+    let mut gre = dataplane::testing::frames::frame(ip("10.9.9.9"), ip("198.51.100.1"), 47, &[0; 8], 64);
+    assert_eq!(n.send(IN, &mut gre), Verdict::Drop(DropReason::NoRule));
+    assert_eq!(n.e.counters().drop_count(DropReason::NoRule), 2);
+    assert_eq!(n.e.live_sessions(), 0);
+    // A covered source is still translated.
+    let t = n.out(udp(ip("100.64.1.2"), 5000, ip("198.51.100.1"), 53, b""));
+    assert_ne!(tuple(&t).0, ip("100.64.1.2"));
+}
+
+#[test]
+fn a_route_rule_or_the_open_boundary_lets_an_unmatched_source_through_untranslated() {
+    let mut p = guarded();
+    p.rules.push(Rule {
+        matches: RuleMatch { src: vec![pfx("10.9.0.0/16")], ..Default::default() },
+        action: RuleAction::Route,
+    });
+    let mut n = Nat::new(p);
+    let t = n.out(udp(ip("10.9.9.9"), 5000, ip("198.51.100.1"), 53, b""));
+    assert_eq!(tuple(&t), (ip("10.9.9.9"), 5000, ip("198.51.100.1"), 53));
+    // Its reply comes back through the session...
+    let r = n.back(udp(ip("198.51.100.1"), 53, ip("10.9.9.9"), 5000, b""));
+    assert_eq!(tuple(&r), (ip("198.51.100.1"), 53, ip("10.9.9.9"), 5000));
+    // ...but a route rule admits no new connection inbound (no_nat would).
+    let mut syn = tcp(ip("198.51.100.1"), 40000, ip("10.9.9.9"), 22, SYN);
+    assert_eq!(n.send(OUT, &mut syn), Verdict::Drop(DropReason::NoSession));
+
+    let mut p = guarded();
+    p.boundary.drop_unmatched = false;
+    let mut n = Nat::new(p);
+    let t = n.out(udp(ip("10.9.9.9"), 5000, ip("198.51.100.1"), 53, b""));
+    assert_eq!(tuple(&t).0, ip("10.9.9.9"), "unmatched_inside: route forwards it as a router does");
+}
+
+#[test]
+fn an_outside_packet_claiming_an_inside_source_is_dropped_as_spoofed() {
+    let mut n = Nat::new(guarded());
+    // A mapping exists, and the pool filters endpoint-independently: any
+    // remote may answer, but not one that claims to be a subscriber.
+    let t = n.out(udp(ip("100.64.1.2"), 5000, ip("198.51.100.1"), 53, b""));
+    let (ps, pp, _, _) = tuple(&t);
+    for mut f in [
+        udp(ip("100.64.7.7"), 53, ps, pp, b"forged"),
+        tcp(ip("100.64.7.7"), 80, ip("100.64.1.2"), 22, SYN),
+        icmp_echo(ip("100.64.7.7"), ps, 9, 1, true),
+        icmp_error(ip("100.64.7.7"), ps, 3, 3, &t, 8),
+    ] {
+        assert_eq!(n.send(OUT, &mut f), Verdict::Drop(DropReason::Spoofed), "{:?}", tuple(&f));
+    }
+    assert_eq!(n.e.counters().drop_count(DropReason::Spoofed), 4);
+    // A real remote still reaches the mapping.
+    n.back(udp(ip("192.0.2.1"), 53, ps, pp, b""));
+
+    let mut p = guarded();
+    p.boundary.drop_spoofed = false;
+    let mut n = Nat::new(p);
+    let t = n.out(udp(ip("100.64.1.2"), 5000, ip("198.51.100.1"), 53, b""));
+    let (ps, pp, _, _) = tuple(&t);
+    n.back(udp(ip("100.64.7.7"), 53, ps, pp, b"allowed"));
+}
+
+/// An exemption for one inside host's port 8022, both ways.
+fn exempt_8022() -> EngineParams {
+    let mut p = guarded();
+    p.rules.insert(
+        0,
+        Rule {
+            matches: RuleMatch {
+                src: vec![pfx("100.64.9.5/32")],
+                protocols: proto::TCP,
+                dst_ports: vec![(8022, 8022)],
+                ..Default::default()
+            },
+            action: RuleAction::NoNat,
+        },
+    );
+    p
+}
+
+#[test]
+fn a_port_restricted_exemption_admits_exactly_its_ports_inbound() {
+    let mut n = Nat::new(exempt_8022());
+    let syn = n.back(tcp(ip("192.0.2.9"), 41000, ip("100.64.9.5"), 8022, SYN));
+    assert_eq!(tuple(&syn), (ip("192.0.2.9"), 41000, ip("100.64.9.5"), 8022));
+    let synack = n.out(tcp(ip("100.64.9.5"), 8022, ip("192.0.2.9"), 41000, SYN | ACK));
+    assert_eq!(tuple(&synack), (ip("100.64.9.5"), 8022, ip("192.0.2.9"), 41000), "the reply keeps its addresses");
+    for (port, l4) in [(8023u16, "tcp"), (22, "tcp"), (8022, "udp")] {
+        let mut f = if l4 == "tcp" {
+            tcp(ip("192.0.2.9"), 41001, ip("100.64.9.5"), port, SYN)
+        } else {
+            udp(ip("192.0.2.9"), 41001, ip("100.64.9.5"), port, b"")
+        };
+        assert_eq!(n.send(OUT, &mut f), Verdict::Drop(DropReason::NoSession), "{l4} port {port}");
+    }
+    let mut ping = icmp_echo(ip("192.0.2.9"), ip("100.64.9.5"), 7, 1, true);
+    assert_eq!(n.send(OUT, &mut ping), Verdict::Drop(DropReason::NoSession), "a rule naming ports admits no ping");
+}
+
+#[test]
+fn a_port_restricted_exemption_reads_outbound_as_the_remotes_port() {
+    let mut n = Nat::new(exempt_8022());
+    let t = n.out(tcp(ip("100.64.9.5"), 40000, ip("192.0.2.9"), 8022, SYN));
+    assert_eq!(tuple(&t).0, ip("100.64.9.5"), "to the remote's port 8022: exempt");
+    let t = n.out(tcp(ip("100.64.9.5"), 40001, ip("192.0.2.9"), 443, SYN));
+    assert_ne!(tuple(&t).0, ip("100.64.9.5"), "anything else: translated by the next rule");
+}
