@@ -192,6 +192,7 @@ pub fn engine_params(
         tcp_established_secs: t.tcp_established_secs,
         tcp_transitory_secs: t.tcp_transitory_secs,
         udp_secs: t.udp_secs,
+        udp_unreplied_secs: t.udp_unreplied_secs,
         icmp_secs: t.icmp_secs,
         port_hold_secs: t.port_hold_secs,
         fragment_secs: t.fragment_secs,
@@ -236,6 +237,7 @@ mod tests {
             (c.tcp_established_secs, c.tcp_transitory_secs, c.udp_secs, c.icmp_secs, c.port_hold_secs, c.fragment_secs),
             (e.tcp_established_secs, e.tcp_transitory_secs, e.udp_secs, e.icmp_secs, e.port_hold_secs, e.fragment_secs)
         );
+        assert_eq!(c.udp_unreplied_secs, e.udp_unreplied_secs);
     }
 
     #[test]

@@ -130,3 +130,29 @@ fn a_port_restricted_exemption_reads_outbound_as_the_remotes_port() {
     let t = n.out(tcp(ip("100.64.9.5"), 40001, ip("192.0.2.9"), 443, SYN));
     assert_ne!(tuple(&t).0, ip("100.64.9.5"), "anything else: translated by the next rule");
 }
+
+#[test]
+fn unanswered_udp_gives_its_port_back_after_the_shorter_unreplied_timeout() {
+    let mut n = Nat::new(guarded());
+    // A storm of unanswered flows (a scanner, a P2P client)...
+    for port in 0..10u16 {
+        n.out(udp(ip("100.64.1.2"), 6000 + port, ip("198.51.100.1"), 7000 + port, b"anyone?"));
+    }
+    // ...and one flow that is answered.
+    let t = n.out(udp(ip("100.64.1.2"), 5000, ip("198.51.100.1"), 53, b"query"));
+    let (ps, pp, _, _) = tuple(&t);
+    n.back(udp(ip("198.51.100.1"), 53, ps, pp, b"answer"));
+    assert_eq!(n.e.live_sessions(), 11);
+    n.now += 119;
+    n.e.expire(n.now, 1000);
+    assert_eq!(n.e.live_sessions(), 11, "not before udp_unreplied_secs");
+    n.now += 1;
+    n.e.expire(n.now, 1000);
+    assert_eq!(n.e.live_sessions(), 1, "the unanswered go at 120 s, the answered one stays");
+    n.now += 179;
+    n.e.expire(n.now, 1000);
+    assert_eq!(n.e.live_sessions(), 1);
+    n.now += 1;
+    n.e.expire(n.now, 1000);
+    assert_eq!(n.e.live_sessions(), 0, "the answered one at udp_secs (300 s)");
+}

@@ -43,7 +43,7 @@ pub(crate) struct Lane<'a> {
     pub hot: &'a mut [Session],
     pub slots: &'a [u32],
     pub mask: usize,
-    pub timeouts: [u32; 4],
+    pub timeouts: [u32; super::session::class::SLOTS],
     pub now: u32,
 }
 
@@ -116,7 +116,7 @@ impl Lane<'_> {
         // established), so the timeout needs no lookup by class.
         debug_assert!(s.class == if UDP { class::UDP } else { class::TCP_ESTABLISHED });
         let cls = if UDP { class::UDP } else { class::TCP_ESTABLISHED };
-        let [tcp_est, _, udp, _] = self.timeouts;
+        let [tcp_est, _, udp, ..] = self.timeouts;
         let timeout = if cls == class::UDP { udp } else { tcp_est };
         let now = self.now;
         if now.wrapping_sub(s.last_seen) >= timeout {

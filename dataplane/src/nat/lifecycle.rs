@@ -37,10 +37,11 @@ impl Engine {
         Err(Verdict::Drop(DropReason::TableFull))
     }
 
+    /// A new session's timeout class: UDP starts unreplied.
     pub(super) fn class_for(&self, proto: L4, tcp_state: TcpState) -> u8 {
         match proto {
             L4::Tcp => tcp_state.class(),
-            L4::Udp => class::UDP,
+            L4::Udp => class::UDP_UNREPLIED,
             L4::Icmp => class::ICMP,
         }
     }

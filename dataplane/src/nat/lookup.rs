@@ -26,7 +26,7 @@ impl Engine {
         let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
             return self.slow(side, now, frame, p, Some(h));
         };
-        let t = timeouts.get(usize::from(s.class & 3)).copied().unwrap_or(0);
+        let t = timeouts.get(usize::from(s.class) & (class::SLOTS - 1)).copied().unwrap_or(0);
         if now.wrapping_sub(s.last_seen) >= t {
             return self.stale_hit(idx, side, now, frame, p, h);
         }
@@ -91,6 +91,11 @@ impl Engine {
         let from_orig = (side == Side::Inside) != (s.flags & flag::INBOUND != 0);
         if !from_orig && s.flags & flag::REPLIED == 0 {
             s.flags |= flag::REPLIED;
+            // Answered UDP takes the full timeout (the wheel re-files it
+            // when its earlier deadline comes).
+            if s.class == class::UDP_UNREPLIED {
+                s.class = class::UDP;
+            }
             self.sessions.remove_unreplied(idx);
         }
         let Some(s) = self.sessions.hot.get_mut(idx as usize) else {

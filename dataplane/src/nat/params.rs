@@ -11,6 +11,11 @@ pub struct Timeouts {
     pub tcp_transitory_secs: u32,
     /// UDP: RFC 4787 REQ-5 requires at least 2 min and recommends 5 min.
     pub udp_secs: u32,
+    /// UDP that never saw a reply (at most `udp_secs`, at least RFC 4787
+    /// REQ-5's 2 min): a storm of unanswered flows (a scanner, a P2P
+    /// client: IP-MASQ FAQ 7.21) gives its ports back sooner, at the price
+    /// of a flow whose first answer comes later than this.
+    pub udp_unreplied_secs: u32,
     /// ICMP query (echo): 60 s, as RFC 5508 REQ-1 asks.
     pub icmp_secs: u32,
     /// How long a freed public port is held back (RFC 6888 REQ-8: 120 s).
@@ -25,10 +30,34 @@ impl Default for Timeouts {
             tcp_established_secs: 7440,
             tcp_transitory_secs: 240,
             udp_secs: 300,
+            udp_unreplied_secs: 120,
             icmp_secs: 60,
             port_hold_secs: 120,
             fragment_secs: 2,
         }
+    }
+}
+
+impl Timeouts {
+    /// The timeout of each session class ([`super::session::class`]),
+    /// indexed by class; the spare slots are 0.
+    pub fn by_class(&self) -> [u32; super::session::class::SLOTS] {
+        // In class order: TCP_ESTABLISHED, TCP_TRANSITORY, UDP, ICMP, UDP_UNREPLIED.
+        [
+            self.tcp_established_secs,
+            self.tcp_transitory_secs,
+            self.udp_secs,
+            self.icmp_secs,
+            self.udp_unreplied_secs,
+            0,
+            0,
+            0,
+        ]
+    }
+
+    /// The longest of them (the expiry wheel's reach).
+    pub fn longest(&self) -> u32 {
+        self.by_class().into_iter().max().unwrap_or(0)
     }
 }
 

@@ -22,8 +22,8 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
         return Err(ParamError::NeedsRestart("the number of workers"));
     }
     let (o, n) = (old.timeouts, new.timeouts);
-    let wheel = o.tcp_established_secs.max(o.tcp_transitory_secs).max(o.udp_secs).max(o.icmp_secs);
-    if n.tcp_established_secs.max(n.tcp_transitory_secs).max(n.udp_secs).max(n.icmp_secs) > wheel {
+    let wheel = o.longest();
+    if n.longest() > wheel {
         return Err(ParamError::TimeoutPastWheel { wheel });
     }
     if o.fragment_secs != n.fragment_secs || o.port_hold_secs != n.port_hold_secs {
@@ -135,7 +135,7 @@ impl Engine {
         }
         let t = new.timeouts;
         self.timeouts = t;
-        self.class_timeout = [t.tcp_established_secs, t.tcp_transitory_secs, t.udp_secs, t.icmp_secs];
+        self.class_timeout = t.by_class();
         let mut local = new.local_addrs.clone();
         local.sort_unstable();
         self.local = local;

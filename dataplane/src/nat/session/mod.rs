@@ -37,8 +37,14 @@ pub mod class {
     pub const UDP: u8 = 2;
     /// ICMP query.
     pub const ICMP: u8 = 3;
+    /// UDP that has not seen a reply yet (`udp_unreplied_secs`); becomes
+    /// [`UDP`] with the first reply.
+    pub const UDP_UNREPLIED: u8 = 4;
     /// Number of live classes.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
+    /// Slots of a per-class table: a power of two, so `class & (SLOTS - 1)`
+    /// indexes it without a bounds check.
+    pub const SLOTS: usize = 8;
     /// A free slot.
     pub const FREE: u8 = 0xff;
 }
