@@ -5,7 +5,8 @@
 # Counts only instructions inside Engine::process (the harness that writes
 # frames is excluded) for two run lengths and prints the difference divided
 # by the extra packets (or sessions), so set-up cost drops out:
-#   established: instructions per packet at 10k flows
+#   established: instructions per packet at 10k flows (UDP)
+#   established TCP: the same for TCP ACKs of 10k connections
 #   new-sessions: instructions per new session
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,10 @@ collected() { # args...: prints the instruction count inside Engine::process
 a=$(collected --scenario established --flows 10000 --packets 1000000)
 b=$(collected --scenario established --flows 10000 --packets 2000000)
 per_pkt=$(( (b - a) / 1000000 ))
+ta=$(collected --scenario established --tcp --flows 10000 --packets 1000000)
+tb=$(collected --scenario established --tcp --flows 10000 --packets 2000000)
+per_tcp=$(( (tb - ta) / 1000000 ))
 c=$(collected --scenario new-sessions --flows 100000)
 d=$(collected --scenario new-sessions --flows 200000)
 per_session=$(( (d - c) / 100000 ))
-printf '{"established_instructions_per_packet":%d,"new_session_instructions":%d}\n' "$per_pkt" "$per_session"
+printf '{"established_instructions_per_packet":%d,"established_tcp_instructions_per_packet":%d,"new_session_instructions":%d}\n' "$per_pkt" "$per_tcp" "$per_session"

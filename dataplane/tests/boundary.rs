@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use dataplane::nat::params::proto;
 use dataplane::nat::*;
-use dataplane::testing::frames::{icmp_echo, icmp_error, ip, tcp, tuple, udp};
-use dataplane::wire::tcp::{ACK, SYN};
+use dataplane::testing::frames::{icmp_echo, icmp_error, ip, tcp, tcp_at, tuple, udp};
+use dataplane::wire::tcp::{ACK, RST, SYN};
 
 /// The CGNAT worker with its inside prefix known to the boundary (as the
 /// control side fills it in from the rules' sources).
@@ -155,4 +155,110 @@ fn unanswered_udp_gives_its_port_back_after_the_shorter_unreplied_timeout() {
     n.now += 1;
     n.e.expire(n.now, 1000);
     assert_eq!(n.e.live_sessions(), 0, "the answered one at udp_secs (300 s)");
+}
+
+/// A TCP connection through the NAT, with its sequence numbers: the inside
+/// host's next is `a`, the server's `b`.
+struct Conn {
+    public: (u32, u16),
+    a: u32,
+    b: u32,
+}
+
+const HOST: (&str, u16) = ("100.64.1.2", 40000);
+const SERVER: (&str, u16) = ("198.51.100.1", 443);
+
+fn handshake(n: &mut Nat) -> Conn {
+    let (h, hp, s, sp) = (ip(HOST.0), HOST.1, ip(SERVER.0), SERVER.1);
+    let t = n.out(tcp_at(h, hp, s, sp, SYN, (1_000, 0, 64_240)));
+    let (pi, pp, _, _) = tuple(&t);
+    n.back(tcp_at(s, sp, pi, pp, SYN | ACK, (50_000, 1_001, 65_160)));
+    n.out(tcp_at(h, hp, s, sp, ACK, (1_001, 50_001, 65_535)));
+    Conn { public: (pi, pp), a: 1_001, b: 50_001 }
+}
+
+fn state(n: &Nat) -> &'static str {
+    n.e.sessions(n.now).next().map_or("gone", |s| s.state)
+}
+
+#[test]
+fn a_blind_rst_out_of_window_is_dropped_and_changes_nothing_rfc5961() {
+    let mut n = Nat::new(guarded());
+    let c = handshake(&mut n);
+    let (s, sp) = (ip(SERVER.0), SERVER.1);
+    let (pi, pp) = c.public;
+    assert_eq!(state(&n), "established");
+    // Sprayed at the public ip:port with guessed sequence numbers.
+    for guess in [c.b + 10_000_000, c.b.wrapping_sub(1_000_000), 0x8000_0000] {
+        let mut rst = tcp_at(s, sp, pi, pp, RST, (guess, 0, 0));
+        let before = rst.clone();
+        assert_eq!(n.send(OUT, &mut rst), Verdict::Drop(DropReason::TcpOutOfWindow), "seq {guess}");
+        assert_eq!(rst, before, "a dropped frame is not modified");
+    }
+    assert_eq!(n.e.counters().drop_count(DropReason::TcpOutOfWindow), 3);
+    assert_eq!(state(&n), "established", "the connection keeps its 2 h timeout");
+    // The same from inside (towards the server) is checked too.
+    let mut rst = tcp_at(ip(HOST.0), HOST.1, s, sp, RST, (c.a + 9_000_000, 0, 0));
+    assert_eq!(n.send(IN, &mut rst), Verdict::Drop(DropReason::TcpOutOfWindow));
+    // The real end's RST, at its next sequence number, counts.
+    n.back(tcp_at(s, sp, pi, pp, RST | ACK, (c.b, c.a, 0)));
+    assert_eq!(state(&n), "close");
+}
+
+#[test]
+fn the_window_follows_a_long_transfer_through_the_fast_lane() {
+    let mut n = Nat::new(guarded());
+    let c = handshake(&mut n);
+    let (s, sp) = (ip(SERVER.0), SERVER.1);
+    let (pi, pp) = c.public;
+    // 200 segments of 1400 bytes' worth of sequence space from the server,
+    // each a steady-state packet the fast lane takes.
+    let mut b = c.b;
+    for _ in 0..200 {
+        n.back(tcp_at(s, sp, pi, pp, ACK, (b, c.a, 512)));
+        b = b.wrapping_add(1_400);
+    }
+    let fast = n.e.counters().fwd_o2i;
+    assert!(fast >= 200, "the segments were forwarded");
+    // A RST at the handshake's sequence number is now far behind...
+    let mut old = tcp_at(s, sp, pi, pp, RST, (c.b.wrapping_sub(200_000), 0, 0));
+    assert_eq!(n.send(OUT, &mut old), Verdict::Drop(DropReason::TcpOutOfWindow));
+    // ...and one at where the transfer got to counts.
+    n.back(tcp_at(s, sp, pi, pp, RST, (b, 0, 0)));
+    assert_eq!(state(&n), "close");
+}
+
+#[test]
+fn a_rst_answering_a_syn_counts_only_if_it_acknowledges_the_syn() {
+    let mut n = Nat::new(guarded());
+    let (h, hp, s, sp) = (ip(HOST.0), HOST.1, ip(SERVER.0), SERVER.1);
+    let t = n.out(tcp_at(h, hp, s, sp, SYN, (7_000, 0, 64_240)));
+    let (pi, pp, _, _) = tuple(&t);
+    let mut forged = tcp_at(s, sp, pi, pp, RST | ACK, (0, 123_456, 0));
+    assert_eq!(n.send(OUT, &mut forged), Verdict::Drop(DropReason::TcpOutOfWindow));
+    assert_eq!(state(&n), "syn_sent");
+    n.back(tcp_at(s, sp, pi, pp, RST | ACK, (0, 7_001, 0)));
+    assert_eq!(state(&n), "close", "a closed port's answer");
+}
+
+#[test]
+fn after_an_accepted_rst_only_a_new_handshake_establishes_again() {
+    let mut n = Nat::new(guarded());
+    let c = handshake(&mut n);
+    let (h, hp, s, sp) = (ip(HOST.0), HOST.1, ip(SERVER.0), SERVER.1);
+    let (pi, pp) = c.public;
+    // A SYN on the established session changes nothing (netfilter ignores it).
+    n.out(tcp_at(h, hp, s, sp, SYN, (c.a + 5, 0, 64_240)));
+    assert_eq!(state(&n), "established");
+    n.back(tcp_at(s, sp, pi, pp, RST, (c.b, 0, 0)));
+    assert_eq!(state(&n), "close");
+    // Data after the RST still passes, but does not make it established.
+    n.out(tcp_at(h, hp, s, sp, ACK, (c.a, c.b, 512)));
+    n.back(tcp_at(s, sp, pi, pp, ACK, (c.b, c.a, 512)));
+    assert_eq!(state(&n), "close");
+    // A new handshake on the same tuple does.
+    n.out(tcp_at(h, hp, s, sp, SYN, (900_000, 0, 64_240)));
+    n.back(tcp_at(s, sp, pi, pp, SYN | ACK, (70_000, 900_001, 65_160)));
+    n.out(tcp_at(h, hp, s, sp, ACK, (900_001, 70_001, 512)));
+    assert_eq!(state(&n), "established");
 }

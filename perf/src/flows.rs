@@ -3,7 +3,9 @@
 //! `1024 + i % ports_per_sub`, to 198.51.100.1 port `5000 + i % 61`.
 
 use dataplane::nat::{EngineParams, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
-use dataplane::testing::frames::{ip, udp};
+use dataplane::testing::frames::{frame as ip_frame, ip, tcp_segment_at, udp};
+use dataplane::wire::ipv4::PROTO_TCP;
+use dataplane::wire::tcp::ACK;
 
 /// One flow's inside endpoint and remote port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,12 @@ pub fn flow(i: u32, ports_per_sub: u32) -> Flow {
 /// A 60-byte UDP frame of the flow (what "64 bytes on the wire" carries).
 pub fn frame(f: Flow) -> Vec<u8> {
     udp(f.src, f.sport, remote(), f.dport, &[0u8; 18])
+}
+
+/// A 60-byte TCP frame of the flow: an ACK carrying 6 bytes.
+pub fn tcp_frame(f: Flow) -> Vec<u8> {
+    let seg = tcp_segment_at(f.src, f.sport, remote(), f.dport, ACK, (1, 1, 512), &[], &[0u8; 6]);
+    ip_frame(f.src, remote(), PROTO_TCP, &seg, 64)
 }
 
 /// Engine parameters sized for `flows` flows: a CGNAT pool large enough for

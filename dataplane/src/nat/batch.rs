@@ -129,7 +129,14 @@ impl Engine {
             Side::Inside => self.i2o.raw(),
             Side::Outside => self.o2i.raw(),
         };
-        let mut lane = fast::Lane { hot: &mut self.sessions.hot, slots, mask, timeouts: self.class_timeout, now };
+        let mut lane = fast::Lane {
+            hot: &mut self.sessions.hot,
+            tcp: &mut self.sessions.tcp,
+            slots,
+            mask,
+            timeouts: self.class_timeout,
+            now,
+        };
         // Bit i set: frame i is left for the general path.
         let pending: u64 = if self.prefetch {
             // Large tables: parse the whole batch and read each frame's first

@@ -162,6 +162,8 @@ reasons! {
         NoRule = "no_rule",
         /// An outside packet with a source in an inside prefix (`boundary.spoofed_outside: drop`).
         Spoofed = "spoofed",
+        /// A TCP RST outside the window the session has seen (RFC 5961 section 3).
+        TcpOutOfWindow = "tcp_out_of_window",
     }
 }
 

@@ -22,9 +22,11 @@ use super::l4::L4;
 use super::parse::{fast_ip, fast_key, parse_fast, FastKey};
 use super::rewrite::Rewrite;
 use super::session::{class, flag, Session};
+use super::tcp::TcpWindow;
 use super::Side;
 use super::{Item, Pre, Verdict, BATCH};
 use crate::wire::ipv4::{PROTO_TCP, PROTO_UDP};
+use crate::wire::layout;
 use crate::wire::tcp::{FIN, RST, SYN};
 
 /// What the fast lane made of a frame.
@@ -41,6 +43,7 @@ pub(crate) enum Outcome {
 /// Borrowed state for one batch.
 pub(crate) struct Lane<'a> {
     pub hot: &'a mut [Session],
+    pub tcp: &'a mut [TcpWindow],
     pub slots: &'a [u32],
     pub mask: usize,
     pub timeouts: [u32; super::session::class::SLOTS],
@@ -130,6 +133,16 @@ impl Lane<'_> {
             return Outcome::Other;
         }
         s.last_seen = now;
+        if !UDP {
+            // The RST check's record of what each side sent (see `tcp`).
+            // fast_key checked the frame holds a whole TCP header.
+            if let (Some(w), Some(t)) = (self.tcp.get_mut(i), frame.first_chunk::<{ layout::TCP_END }>()) {
+                const Q: usize = layout::TCP_SEQ;
+                let seq = u32::from_be_bytes([t[Q], t[Q + 1], t[Q + 2], t[Q + 3]]);
+                let [inside, outside] = &mut w.seq;
+                *(if I2O { inside } else { outside }) = seq;
+            }
+        }
         Outcome::Done
     }
 }

@@ -73,6 +73,9 @@ impl Engine {
         if p.first_frag {
             self.frags.record(frag_key(p), true, idx, now);
         }
+        if p.proto == L4::Tcp {
+            self.tcp_window(idx, Side::Inside, frame, p);
+        }
         // No touch(): install() already set the state a first packet from
         // the originator leaves.
         let Some(s) = self.sessions.hot.get(idx as usize) else {

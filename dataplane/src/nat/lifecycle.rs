@@ -78,6 +78,9 @@ impl Engine {
         if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
             *x = s;
         }
+        if let Some(w) = self.sessions.tcp.get_mut(idx as usize) {
+            *w = TcpWindow::NEW;
+        }
         let hi = h_i2o.unwrap_or_else(|| self.h_i2o(s.inside_ip, s.inside_port, s.remote_ip, s.remote_port, proto));
         let ho = self.h_o2i(pub_ip, s.public_port, s.remote_ip, s.remote_port, proto);
         self.i2o.insert(hi, idx);

@@ -23,7 +23,7 @@ impl Engine {
             return self.slow(side, now, frame, p, Some(h));
         };
         let timeouts = self.class_timeout;
-        let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
+        let Some(s) = self.sessions.hot.get(idx as usize) else {
             return self.slow(side, now, frame, p, Some(h));
         };
         let t = timeouts.get(usize::from(s.class) & (class::SLOTS - 1)).copied().unwrap_or(0);
@@ -33,6 +33,13 @@ impl Engine {
         if p.ttl <= 1 {
             return Verdict::PassToKernel(PassReason::TtlExpired);
         }
+        // A forged RST changes nothing, not even the session's clock.
+        if p.proto == L4::Tcp && !self.tcp_window(idx, side, frame, p) {
+            return Verdict::Drop(DropReason::TcpOutOfWindow);
+        }
+        let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
+            return self.slow(side, now, frame, p, Some(h));
+        };
         s.last_seen = now;
         if p.first_frag {
             // Its later fragments carry no ports: they find the session by
@@ -64,6 +71,25 @@ impl Engine {
                 Verdict::Forward(Side::Inside)
             }
         }
+    }
+
+    /// Records a TCP packet in its session's window table (RFC 5961
+    /// section 3); false if it is a RST out of window, which is to be
+    /// dropped without changing anything.
+    pub(super) fn tcp_window(&mut self, idx: u32, side: Side, frame: &[u8], p: &Parsed) -> bool {
+        let Ok(t) = TcpPacket::new_checked(frame.get(usize::from(p.l4)..).unwrap_or(&[])) else {
+            return true;
+        };
+        let Some(w) = self.sessions.tcp.get_mut(idx as usize) else {
+            return true;
+        };
+        let d = side.index();
+        if p.tcp_flags & crate::wire::tcp::RST != 0 && !w.accepts_rst(d, p.tcp_flags, t.seq(), t.ack()) {
+            return false;
+        }
+        let wscale = if p.tcp_flags & crate::wire::tcp::SYN != 0 { t.window_scale() } else { None };
+        w.record(d, p.tcp_flags, t.seq(), t.window(), wscale);
+        true
     }
 
     /// A lookup found a session whose timeout has passed: it is gone.

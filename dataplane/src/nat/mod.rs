@@ -86,6 +86,7 @@ pub use reconfigure::reconfigure_check;
 use crate::wire::bytes::{set_u16, set_u32, u16_at, u32_at};
 use crate::wire::checksum::{add, apply_delta, apply_delta_udp, delta32, fold, fold_wide, negate, sum};
 use crate::wire::icmp;
+use crate::wire::tcp::TcpPacket;
 use batch::{Created, Item, Pre};
 use engine::{forward_proto, ForwardRt};
 use frag::{frag_key, Fragments};
@@ -95,6 +96,7 @@ use ports::Ports;
 use rewrite::{decrement_ttl, set_ip_addr, Rewrite};
 use session::{class, flag, Session, SessionTable, NIL};
 use tcp::TcpState;
+use tcp::TcpWindow;
 
 /// Which interface a frame came from or goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,6 +114,15 @@ impl Side {
         match self {
             Side::Inside => Side::Outside,
             Side::Outside => Side::Inside,
+        }
+    }
+
+    /// 0 for inside, 1 for outside: the index of per-side pairs.
+    #[inline(always)]
+    pub fn index(self) -> usize {
+        match self {
+            Side::Inside => 0,
+            Side::Outside => 1,
         }
     }
 }

@@ -25,6 +25,9 @@ impl Engine {
         if p.first_frag {
             self.frags.record(frag_key(p), false, idx, now);
         }
+        if p.proto == L4::Tcp {
+            self.tcp_window(idx, Side::Outside, frame, p);
+        }
         let s = self.sessions.get(idx);
         Rewrite::o2i(&s).apply(frame, p);
         Ok(Verdict::Forward(Side::Inside))

@@ -1,13 +1,25 @@
-//! TCP connection tracking for timeouts (RFC 5382 section 5, RFC 7857 section 2).
+//! TCP connection tracking for timeouts (RFC 5382 section 5, RFC 7857
+//! section 2) and against forged resets (RFC 5961 section 3).
 //!
-//! The NAT does not police sequence numbers; it tracks just enough to pick
-//! the timeout class: established (both SYNs and the handshake's final ACK,
-//! no FIN or RST) or transitory (opening, half-closed, closing, reset).
-//! "Orig" is the side that sent the first packet of the session.
+//! [`TcpState`] tracks just enough to pick the timeout class: established
+//! (both SYNs and the handshake's final ACK, no FIN or RST) or transitory
+//! (opening, half-closed, closing, reset). "Orig" is the side that sent the
+//! first packet of the session. A SYN on an established session changes
+//! nothing (netfilter ignores it too); after a RST only a new handshake
+//! makes the session established again.
 //!
-//! Invariant: [`TcpState::STEADY`] is the one state in which a packet
+//! [`TcpWindow`] keeps, per side, the last sequence number and the largest
+//! (scaled) window seen, so a RST counts only if its sequence number is
+//! near what the sender has sent, within the receiver's window (a blind
+//! attacker must guess within a window out of 2^32), as netfilter's
+//! `tcp_in_window` checks it; an out-of-window RST is dropped and changes
+//! nothing. Cost: 20 bytes per session (a table beside the sessions) and,
+//! on the fast lane, one 4-byte store per TCP packet.
+//!
+//! Invariants: [`TcpState::STEADY`] is the one state in which a packet
 //! without SYN, FIN or RST changes nothing ([`TcpState::unchanged_by`]); the
-//! fast lane takes only sessions in it.
+//! fast lane takes only sessions in it. A side's window is 0 until a packet
+//! of that side was seen, and only then is its sequence number meaningful.
 #![forbid(unsafe_code)]
 
 use super::session::class;
@@ -124,6 +136,74 @@ impl TcpState {
     }
 }
 
+/// The least window the check assumes for a receiver (an unscaled
+/// window's largest), and the largest segment a sender may have sent past
+/// its last recorded sequence number (a TSO/GRO super-segment).
+const MIN_WINDOW: u32 = 65_535;
+
+/// What the RST check keeps of a TCP session, per side (index 0: packets
+/// that arrived on the inside, 1: on the outside).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct TcpWindow {
+    /// The sequence number of the last packet seen from each side.
+    pub seq: [u32; 2],
+    /// The largest window each side advertised, scaled; 0: nothing seen
+    /// from that side yet.
+    pub win: [u32; 2],
+    /// Each side's window scale from its SYN ([`TcpWindow::NO_SCALE`]: none).
+    pub wscale: [u8; 2],
+}
+
+impl TcpWindow {
+    /// No window scale option seen.
+    pub const NO_SCALE: u8 = 0xff;
+    /// A fresh session's: nothing seen.
+    pub const NEW: TcpWindow = TcpWindow { seq: [0; 2], win: [0; 2], wscale: [Self::NO_SCALE; 2] };
+
+    /// Records a packet from side `d`: its sequence number, its window
+    /// (scaled as RFC 7323 section 2.2 says: never on a SYN, and only when
+    /// both SYNs carried the option) and, on a SYN, its window scale.
+    pub fn record(&mut self, d: usize, flags: u8, seq: u32, window: u16, wscale: Option<u8>) {
+        if flags & SYN != 0 {
+            if let Some(w) = self.wscale.get_mut(d) {
+                *w = wscale.unwrap_or(Self::NO_SCALE);
+            }
+        }
+        let [a, b] = self.wscale;
+        let shift = if flags & SYN == 0 && a != Self::NO_SCALE && b != Self::NO_SCALE {
+            self.wscale.get(d).copied().unwrap_or(0).min(14)
+        } else {
+            0
+        };
+        let w = (u32::from(window) << shift).max(1);
+        if let Some(x) = self.win.get_mut(d) {
+            *x = (*x).max(w);
+        }
+        if let Some(x) = self.seq.get_mut(d) {
+            *x = seq;
+        }
+    }
+
+    /// True if a RST from side `d` with `seq` and `ack` is in window: its
+    /// sequence number within the receiver's window of what `d` last sent
+    /// (below by a window, above by a window and a segment); or, when `d`
+    /// has sent nothing yet (a RST answering a SYN), acknowledging what the
+    /// other side sent (RFC 9293 section 3.10.7.3). With nothing seen from
+    /// either side there is nothing to check against, and it counts.
+    pub fn accepts_rst(&self, d: usize, flags: u8, seq: u32, ack: u32) -> bool {
+        let r = 1 - d.min(1);
+        let (win_d, win_r) = (self.win.get(d).copied().unwrap_or(0), self.win.get(r).copied().unwrap_or(0));
+        let (seq_d, seq_r) = (self.seq.get(d).copied().unwrap_or(0), self.seq.get(r).copied().unwrap_or(0));
+        let wr = win_r.max(MIN_WINDOW);
+        if win_d == 0 {
+            return win_r == 0 || (flags & ACK != 0 && ack.wrapping_sub(seq_r) <= wr);
+        }
+        // seq - seq_d in [-wr, wr + MIN_WINDOW], in sequence space.
+        seq.wrapping_sub(seq_d).wrapping_add(wr) <= 2 * wr + MIN_WINDOW
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +263,50 @@ mod tests {
         }
         assert!(TcpState::STEADY.unchanged_by(ACK));
         assert!(!TcpState::STEADY.unchanged_by(ACK | FIN));
+    }
+
+    #[test]
+    fn a_rst_counts_only_near_what_its_sender_sent() {
+        let mut w = TcpWindow::NEW;
+        w.record(0, SYN, 1_000, 64_240, Some(7));
+        w.record(1, SYN | ACK, 9_000, 65_160, Some(7));
+        w.record(0, ACK, 1_001, 502, None); // 502 << 7 = 64 256
+        w.record(1, ACK, 9_001, 4_000, None); // 4000 << 7 = 512 000
+        assert_eq!(w.win, [64_256, 512_000]);
+        // From the inside: the receiver (outside) advertised 512 000.
+        assert!(w.accepts_rst(0, RST, 1_001, 0), "exactly the next sequence number");
+        assert!(w.accepts_rst(0, RST, 1_001 + 500_000, 0), "within the receiver's window");
+        assert!(!w.accepts_rst(0, RST, 1_001 + 700_000, 0), "beyond it");
+        assert!(!w.accepts_rst(0, RST, 1_001u32.wrapping_sub(600_000), 0), "far behind");
+        assert!(!w.accepts_rst(0, RST, 0x8000_0000, 0), "a blind guess");
+        // From the outside: the inside's window is 64 256, floored at 65 535.
+        assert!(w.accepts_rst(1, RST | ACK, 9_001 + 60_000, 0));
+        assert!(!w.accepts_rst(1, RST | ACK, 9_001 + 200_000, 0));
+    }
+
+    #[test]
+    fn a_rst_answering_a_syn_must_acknowledge_it() {
+        let mut w = TcpWindow::NEW;
+        w.record(0, SYN, 77, 64_240, Some(7));
+        assert!(w.accepts_rst(1, RST | ACK, 0, 78), "the closed port's answer");
+        assert!(!w.accepts_rst(1, RST | ACK, 0, 5_000_000), "acknowledges nothing sent");
+        assert!(!w.accepts_rst(1, RST, 0, 78), "no ACK: nothing to check it by");
+        // Nothing seen at all: nothing to check against.
+        assert!(TcpWindow::NEW.accepts_rst(1, RST, 123, 0));
+    }
+
+    #[test]
+    fn windows_scale_only_when_both_syns_carry_the_option() {
+        let mut w = TcpWindow::NEW;
+        w.record(0, SYN, 1, 1_000, Some(7));
+        w.record(1, SYN | ACK, 1, 1_000, None);
+        w.record(0, ACK, 2, 1_000, None);
+        assert_eq!(w.win[0], 1_000, "the other SYN had no scale: unscaled");
+        let mut w = TcpWindow::NEW;
+        w.record(0, SYN, 1, 1_000, Some(7));
+        w.record(1, SYN | ACK, 1, 1_000, Some(2));
+        w.record(0, ACK, 2, 1_000, None);
+        w.record(1, ACK, 2, 1_000, None);
+        assert_eq!(w.win, [128_000, 4_000]);
     }
 }

@@ -90,18 +90,48 @@ pub fn udp(src: u32, sport: u16, dst: u32, dport: u16, payload: &[u8]) -> Vec<u8
     frame(src, dst, PROTO_UDP, &udp_segment(src, sport, dst, dport, payload), 64)
 }
 
-/// A TCP segment (no options) with a correct checksum.
+/// A TCP segment (no options, sequence 1000, acknowledging 2000, window
+/// 65535) with a correct checksum.
 pub fn tcp_segment(src: u32, sport: u16, dst: u32, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    tcp_segment_at(src, sport, dst, dport, flags, (1000, 2000, 0xffff), &[], payload)
+}
+
+/// A TCP segment with its (sequence, acknowledgment, window) and options
+/// (padded to a multiple of 4 with NOPs), with a correct checksum.
+#[allow(clippy::too_many_arguments)] // a header's worth of fields
+pub fn tcp_segment_at(
+    src: u32,
+    sport: u16,
+    dst: u32,
+    dport: u16,
+    flags: u8,
+    (seq, ack, window): (u32, u32, u16),
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut opts = options.to_vec();
+    while !opts.len().is_multiple_of(4) {
+        opts.push(1);
+    }
+    let doff = u8::try_from((tcp::field::MIN_LEN + opts.len()) / 4).unwrap_or(15);
     let mut t = Vec::new();
     t.extend_from_slice(&sport.to_be_bytes());
     t.extend_from_slice(&dport.to_be_bytes());
-    t.extend_from_slice(&1000u32.to_be_bytes());
-    t.extend_from_slice(&2000u32.to_be_bytes());
-    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.extend_from_slice(&[doff << 4, flags]);
+    t.extend_from_slice(&window.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 0]);
+    t.extend_from_slice(&opts);
     t.extend_from_slice(payload);
     let c = l4_checksum(src, dst, PROTO_TCP, &t);
     set_u16(&mut t, tcp::CHECKSUM, c);
     t
+}
+
+/// A TCP frame with its (sequence, acknowledgment, window), no options.
+pub fn tcp_at(src: u32, sport: u16, dst: u32, dport: u16, flags: u8, seq_ack_win: (u32, u32, u16)) -> Vec<u8> {
+    frame(src, dst, PROTO_TCP, &tcp_segment_at(src, sport, dst, dport, flags, seq_ack_win, &[], &[]), 64)
 }
 
 /// A TCP frame.

@@ -15,6 +15,7 @@ pub fn parse_any(data: &[u8]) {
             let l4 = ip.payload();
             if let Ok(t) = TcpPacket::new_checked(l4) {
                 let _ = (t.src_port(), t.dst_port(), t.seq(), t.ack(), t.flags(), t.window(), t.header_len());
+                assert!(t.window_scale().is_none_or(|s| s <= 14));
             }
             if let Ok(u) = UdpPacket::new_checked(l4) {
                 let _ = (u.src_port(), u.dst_port(), u.length(), u.checksum());

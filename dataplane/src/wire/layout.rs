@@ -44,6 +44,8 @@ pub const TCP_CHECKSUM: usize = L4 + tcp::CHECKSUM;
 pub const TCP_DATA_OFF: usize = L4 + tcp::field::DATA_OFF;
 /// TCP flags.
 pub const TCP_FLAGS: usize = L4 + tcp::field::FLAGS;
+/// The TCP sequence number.
+pub const TCP_SEQ: usize = L4 + tcp::field::SEQ;
 /// ICMP identifier (echo).
 pub const ICMP_IDENT: usize = L4 + icmp::IDENT;
 /// End of a UDP header: the bytes a UDP rewrite touches.

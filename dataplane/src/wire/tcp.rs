@@ -92,6 +92,41 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     pub fn checksum(&self) -> u16 {
         u16_at(self.buf.as_ref(), CHECKSUM)
     }
+    /// The window scale option's shift (RFC 7323 section 2.2), capped at
+    /// 14 as section 2.3 asks; `None` if the options carry none, or are
+    /// malformed before it. Meaningful on SYN segments only.
+    pub fn window_scale(&self) -> Option<u8> {
+        let b = self.buf.as_ref();
+        let options = b.get(field::MIN_LEN..self.header_len().min(b.len()))?;
+        let mut i = 0;
+        while let Some(&kind) = options.get(i) {
+            match kind {
+                option::END => return None,
+                option::NOP => i += 1,
+                _ => {
+                    let len = usize::from(*options.get(i + 1)?);
+                    if len < 2 {
+                        return None;
+                    }
+                    if kind == option::WINDOW_SCALE && len == 3 {
+                        return options.get(i + 2).map(|&s| s.min(14));
+                    }
+                    i += len;
+                }
+            }
+        }
+        None
+    }
+}
+
+/// TCP option kinds (RFC 9293 section 3.2, RFC 7323).
+pub mod option {
+    /// End of the option list.
+    pub const END: u8 = 0;
+    /// No operation (padding).
+    pub const NOP: u8 = 1;
+    /// Window scale: kind, length 3, shift.
+    pub const WINDOW_SCALE: u8 = 3;
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
@@ -128,6 +163,26 @@ mod tests {
         assert_eq!(t.flags(), SYN);
         assert_eq!(t.window(), 0xffff);
         assert_eq!(t.checksum(), 0xabcd);
+    }
+
+    #[test]
+    fn window_scale_is_found_among_other_options_and_capped() {
+        // MSS 1460, NOP, window scale 7, then SACK-permitted: Linux's SYN shape.
+        let mut seg = SYN_SEG.to_vec();
+        seg[12] = 0x80; // 32-byte header
+        seg.extend_from_slice(&[2, 4, 0x05, 0xb4, 1, 3, 3, 7, 4, 2, 0, 0]);
+        assert_eq!(TcpPacket::new_checked(&seg[..]).unwrap().window_scale(), Some(7));
+        seg[27] = 20;
+        assert_eq!(TcpPacket::new_checked(&seg[..]).unwrap().window_scale(), Some(14), "RFC 7323 2.3: at most 14");
+        assert_eq!(TcpPacket::new_checked(&SYN_SEG[..]).unwrap().window_scale(), None, "no options");
+        // An option of length 0 or 1 ends the walk (no endless loop).
+        let mut bad = seg.clone();
+        bad[21] = 0;
+        assert_eq!(TcpPacket::new_checked(&bad[..]).unwrap().window_scale(), None);
+        // End of list before it.
+        let mut end = seg;
+        end[20] = option::END;
+        assert_eq!(TcpPacket::new_checked(&end[..]).unwrap().window_scale(), None);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - `new-sessions`: every packet opens a new session (`--flows` of them,
 //!   `--packets` is ignored): the rate of session set-up.
 //!
-//! Frames are 60-byte UDP (64 on the wire). Each batch's frames are written
+//! Frames are 60-byte UDP (64 on the wire), or with `--tcp` 60-byte TCP
+//! ACKs of connections set up by a handshake (SYN, SYN/ACK, ACK). Each batch's frames are written
 //! in place from a compact flow array (tuple and TTL), as a NIC would write
 //! them; checksums are not recomputed (the engine updates them
 //! incrementally and never needs them valid to do its work).
@@ -18,6 +19,7 @@
 
 use clap::{Parser, ValueEnum};
 use dataplane::nat::{Engine, Side, Verdict, BATCH};
+use dataplane::wire::tcp::{ACK, SYN};
 use perf::flows;
 use serde::Serialize;
 use std::time::Instant;
@@ -53,6 +55,9 @@ struct Args {
     /// Visit flows in order instead of a random order (cache-friendly).
     #[arg(long)]
     sequential: bool,
+    /// TCP connections instead of UDP flows.
+    #[arg(long)]
+    tcp: bool,
 }
 
 #[derive(Serialize)]
@@ -77,6 +82,7 @@ const SRC: usize = 26;
 const DST: usize = 30;
 const SPORT: usize = 34;
 const DPORT: usize = 36;
+const TCP_FLAGS: usize = 47;
 
 fn write_i2o(buf: &mut [u8], f: flows::Flow) {
     buf[TTL] = 64;
@@ -118,7 +124,16 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let template = flows::frame(flows::flow(0, a.ports_per_sub));
+    let f0 = flows::flow(0, a.ports_per_sub);
+    let template = if a.tcp { flows::tcp_frame(f0) } else { flows::frame(f0) };
+    // TCP set-up: the handshake's flags, then ACKs.
+    let set_flags = |bufs: &mut [Vec<u8>], flags: u8| {
+        if a.tcp {
+            for b in bufs.iter_mut() {
+                b[TCP_FLAGS] = flags;
+            }
+        }
+    };
     let mut bufs: Vec<Vec<u8>> = vec![template.clone(); BATCH];
     let mut verdicts = vec![Verdict::Drop(dataplane::nat::DropReason::Malformed); BATCH];
     let now = 1;
@@ -140,9 +155,11 @@ fn main() {
             (u64::from(flows_n), t0.elapsed().as_secs_f64())
         }
         Scenario::Established => {
-            // Set up every session, remembering each flow's public endpoint.
+            // Set up every session, remembering each flow's public endpoint
+            // (TCP: and completing its handshake).
             let mut public = vec![(0u32, 0u16); flows_n as usize];
             for chunk in (0..flows_n).collect::<Vec<_>>().chunks(BATCH) {
+                set_flags(&mut bufs, SYN);
                 for (b, &i) in bufs.iter_mut().zip(chunk) {
                     write_i2o(b, all[i as usize]);
                 }
@@ -154,7 +171,20 @@ fn main() {
                         u16::from_be_bytes([b[SPORT], b[SPORT + 1]]),
                     );
                 }
+                if a.tcp {
+                    set_flags(&mut bufs, SYN | ACK);
+                    for (b, &i) in bufs.iter_mut().zip(chunk) {
+                        write_o2i(b, all[i as usize], public[i as usize]);
+                    }
+                    engine.process(Side::Outside, now, &mut bufs[..chunk.len()], &mut verdicts[..chunk.len()]);
+                    set_flags(&mut bufs, ACK);
+                    for (b, &i) in bufs.iter_mut().zip(chunk) {
+                        write_i2o(b, all[i as usize]);
+                    }
+                    engine.process(Side::Inside, now, &mut bufs[..chunk.len()], &mut verdicts[..chunk.len()]);
+                }
             }
+            set_flags(&mut bufs, ACK);
             if engine.live_sessions() != flows_n {
                 eprintln!("engine-bench: set-up made {} sessions of {flows_n}", engine.live_sessions());
                 std::process::exit(1);

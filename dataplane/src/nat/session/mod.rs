@@ -195,6 +195,9 @@ pub struct SessionTable {
     pub hot: Vec<Session>,
     /// Cold halves, same indices.
     pub cold: Vec<Cold>,
+    /// What the RST check keeps of TCP sessions, same indices (reset when
+    /// a session is made; meaningless for other protocols).
+    pub tcp: Vec<super::tcp::TcpWindow>,
     free_head: u32,
     live: u32,
     wheel: Vec<List>,
@@ -264,6 +267,7 @@ impl SessionTable {
         Self {
             hot,
             cold,
+            tcp: vec![super::tcp::TcpWindow::NEW; n],
             free_head: if capacity > 0 { 0 } else { NIL },
             live: 0,
             wheel: vec![EMPTY; buckets as usize],
@@ -286,6 +290,7 @@ impl SessionTable {
     pub fn memory_bytes(&self) -> usize {
         self.hot.len() * std::mem::size_of::<Session>()
             + self.cold.len() * std::mem::size_of::<Cold>()
+            + self.tcp.len() * std::mem::size_of::<super::tcp::TcpWindow>()
             + self.wheel.len() * std::mem::size_of::<List>()
     }
 
