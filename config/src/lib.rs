@@ -636,6 +636,35 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
     if raw.control.token.as_deref().is_some_and(str::is_empty) {
         e.add("control.token", "an empty token protects nothing");
     }
+    if raw.control.metrics_token.as_deref().is_some_and(str::is_empty) {
+        e.add("control.metrics_token", "an empty token protects nothing");
+    }
+    if let Some(t) = &raw.control.tls {
+        if t.cert.is_empty() {
+            e.add("control.tls.cert", "name the certificate file (PEM)");
+        }
+        if t.key.is_empty() {
+            e.add("control.tls.key", "name the private key file (PEM)");
+        }
+    }
+    // Off loopback, whoever reaches the address could change the NAT and
+    // read every subscriber's mappings: a token and TLS are required.
+    if let Ok(addr) = &listen {
+        if !addr.ip().is_loopback() {
+            if raw.control.token.is_none() && raw.control.token_file.is_none() {
+                e.add(
+                    "control.listen",
+                    format!("{addr} is not loopback: anyone who reaches it could change the NAT; add control.token_file (or control.token)"),
+                );
+            }
+            if raw.control.tls.is_none() {
+                e.add(
+                    "control.listen",
+                    format!("{addr} is not loopback: add control.tls {{cert: FILE, key: FILE}} so the token never crosses the network in clear"),
+                );
+            }
+        }
+    }
 
     match listen {
         Ok(listen) if e.list.is_empty() => Ok(ValidConfig { raw, pools, rules, forwards, listen, boundary, allow }),

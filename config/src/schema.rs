@@ -345,21 +345,38 @@ impl Default for Tables {
     }
 }
 
-/// The control API.
+/// The control API. On loopback (the default) plain HTTP, reads open and
+/// changes behind the token when one is set; anywhere else it needs a token
+/// and TLS, and reads need the token too.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Control {
-    /// Where the HTTP API listens.
+    /// Where the API listens.
     pub listen: String,
-    /// Bearer token for calls that change state.
+    /// Bearer token for calls that change state (and, off loopback, for
+    /// reading sessions, config and stats).
     pub token: Option<String>,
     /// File holding the token (first line).
     pub token_file: Option<String>,
+    /// A token that opens `/metrics` only (Prometheus), besides the admin token.
+    pub metrics_token: Option<String>,
+    /// TLS for the API (required off loopback).
+    pub tls: Option<ControlTls>,
+}
+
+/// The API's certificate and key (PEM files), re-read on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlTls {
+    /// Certificate chain, PEM.
+    pub cert: String,
+    /// Private key, PEM.
+    pub key: String,
 }
 
 impl Default for Control {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9091".into(), token: None, token_file: None }
+        Self { listen: "127.0.0.1:9091".into(), token: None, token_file: None, metrics_token: None, tls: None }
     }
 }
 

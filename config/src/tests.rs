@@ -192,3 +192,19 @@ fn a_route_rule_and_management_entries_are_checked() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_control_api_off_loopback_needs_a_token_and_tls() {
+    let base = "interfaces: {inside: a, outside: b}\nrules:\n  - action: masquerade\n";
+    let e = errors(&format!("{base}control:\n  listen: 0.0.0.0:9091\n"));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e.iter().all(|x| x.path == "control.listen" && x.line == 5), "{e:?}");
+    assert!(e[0].message.contains("control.token_file"), "{}", e[0].message);
+    assert!(e[1].message.contains("control.tls"), "{}", e[1].message);
+    let e = errors(&format!("{base}control:\n  listen: 192.0.2.1:9443\n  token: s3cret\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    load(&format!("{base}control:\n  listen: 192.0.2.1:9443\n  token_file: /etc/masq/token\n  tls: {{cert: /etc/masq/api.pem, key: /etc/masq/api.key}}\n"), 2)
+        .expect("token and TLS: accepted");
+    load(&format!("{base}control:\n  listen: 127.0.0.1:9091\n"), 2).expect("loopback stays open");
+    load(&format!("{base}control:\n  listen: '[::1]:9091'\n"), 2).expect("so does ::1");
+}

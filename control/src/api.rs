@@ -10,8 +10,11 @@
 //!   GET    /stats                     totals as `name value` lines (for `masq stats`)
 //!
 //! FILTERS: `subscriber=A.B.C.D`, `public=A.B.C.D`, `protocol=tcp|udp|icmp`,
-//! `state=NAME`. With a token configured, calls that change state need
-//! `Authorization: Bearer TOKEN`; the others are open (bind to loopback).
+//! `state=NAME`. Who may call what is [`crate::auth`]'s: on loopback reads
+//! are open and changes need the token when one is set; off loopback the
+//! API speaks TLS only ([`crate::tls`]) and every call but the health
+//! checks and `/metrics` needs the token. Every accepted or refused change
+//! and every refused call is logged under the `audit` target.
 //!
 //! Metrics are built at scrape time from the snapshots workers publish every
 //! 100 ms and from a census they take between rounds: the control side
@@ -21,15 +24,20 @@
 //! and `metrics`, and a pushed configuration goes to `live`, whose typed
 //! refusals are mapped to status codes here.
 
+use crate::auth::{Failures, Need, Policy};
 use crate::live::{apply, ApplyError, LiveConfig};
 use crate::telemetry::{merge_census, protocol_name, GuardCounts, MetricsSnapshot, Shared, XdpCounts};
+use crate::tls::{ServerTls, TlsListener};
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::IncomingStream;
 use axum::Router;
 use dataplane::nat::SessionInfo;
 use dataplane::worker::{Command, SessionFilter, Sliced};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,8 +52,12 @@ pub struct ApiState {
     pub xdp: Mutex<Vec<XdpCounts>>,
     /// The host guard's counters (refreshed by the control loop).
     pub guard: Mutex<GuardCounts>,
-    /// Bearer token for changes.
-    pub token: Option<String>,
+    /// Who may call what.
+    pub policy: Policy,
+    /// Failed authentications.
+    pub failures: Failures,
+    /// The API's certificate (off loopback), re-read on SIGHUP.
+    pub tls: Option<Arc<ServerTls>>,
     /// Workers are forwarding.
     pub ready: AtomicBool,
     /// The configuration in force, and changing it.
@@ -82,7 +94,24 @@ fn status_of(e: &ApplyError) -> StatusCode {
     }
 }
 
-/// Serves until `stop` is set. Runs its own single-thread runtime.
+/// The peer of a connection, for the audit trail and the failure delays.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(s: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(*s.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(s: IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*s.remote_addr())
+    }
+}
+
+/// Serves until `stop` is set. Runs its own single-thread runtime; TLS if
+/// the state has a certificate.
 pub fn serve(
     listen: std::net::SocketAddr,
     state: Arc<ApiState>,
@@ -91,6 +120,8 @@ pub fn serve(
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let std_listener = std::net::TcpListener::bind(listen).map_err(|error| ApiError::Bind { listen, error })?;
     std_listener.set_nonblocking(true)?;
+    let tls = state.tls.clone();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let handle = std::thread::Builder::new().name("masq-api".into()).spawn(move || {
         rt.block_on(async move {
             let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else { return };
@@ -107,11 +138,38 @@ pub fn serve(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             };
-            let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+            let app = app.into_make_service_with_connect_info::<Peer>();
+            let _ = match tls {
+                Some(tls) => {
+                    axum::serve(TlsListener { tcp: listener, tls }, app).with_graceful_shutdown(shutdown).await
+                }
+                None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+            };
         });
     })?;
-    tracing::info!("control API on http://{listen}");
+    tracing::info!("control API on {scheme}://{listen}");
     Ok(handle)
+}
+
+/// Lets the call through (None) or answers it with 401 after the peer's
+/// failure delay, counted and logged.
+async fn gate(s: &ApiState, need: Need, headers: &HeaderMap, peer: Peer, what: &str) -> Option<Response> {
+    if s.policy.allows(need, headers) {
+        if headers.contains_key("authorization") {
+            s.failures.forget(peer.0.ip());
+        }
+        return None;
+    }
+    let delay = s.failures.record(peer.0.ip(), std::time::Instant::now());
+    tracing::warn!(
+        target: "audit",
+        "refused {what} from {}: no valid token ({} refusals in all; answered after {} ms)",
+        peer.0,
+        s.failures.total(),
+        delay.as_millis()
+    );
+    tokio::time::sleep(delay).await;
+    Some(refused(need))
 }
 
 async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
@@ -122,24 +180,13 @@ async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
     }
 }
 
-fn authorized(s: &ApiState, headers: &HeaderMap) -> bool {
-    let Some(token) = &s.token else { return true };
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| same_secret(t.trim().as_bytes(), token.as_bytes()))
-}
-
-/// Compares a presented token with the secret in time that does not depend
-/// on where they first differ.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y));
-    diff == 0 && a.len() == b.len()
-}
-
-fn refused() -> Response {
-    (StatusCode::UNAUTHORIZED, "this call changes state: send Authorization: Bearer TOKEN\n").into_response()
+fn refused(need: Need) -> Response {
+    let why = match need {
+        Need::Change => "this call changes state: send Authorization: Bearer TOKEN\n",
+        Need::Metrics => "metrics need the metrics token (or the admin token): send Authorization: Bearer TOKEN\n",
+        Need::Read | Need::Open => "off loopback, reading needs the token: send Authorization: Bearer TOKEN\n",
+    };
+    (StatusCode::UNAUTHORIZED, why).into_response()
 }
 
 /// Session filters from the query string.
@@ -236,7 +283,15 @@ pub fn session_line(s: &SessionInfo) -> String {
     )
 }
 
-async fn get_sessions(State(s): State<Arc<ApiState>>, Query(q): Query<FilterQuery>) -> Response {
+async fn get_sessions(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    Query(q): Query<FilterQuery>,
+) -> Response {
+    if let Some(r) = gate(&s, Need::Read, &headers, peer, "GET /sessions").await {
+        return r;
+    }
     let f = match filter(&q) {
         Ok(f) => f,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
@@ -255,46 +310,73 @@ async fn get_sessions(State(s): State<Arc<ApiState>>, Query(q): Query<FilterQuer
     out.into_response()
 }
 
-async fn delete_sessions(State(s): State<Arc<ApiState>>, headers: HeaderMap, Query(q): Query<FilterQuery>) -> Response {
-    if !authorized(&s, &headers) {
-        return refused();
+async fn delete_sessions(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    Query(q): Query<FilterQuery>,
+) -> Response {
+    if let Some(r) = gate(&s, Need::Change, &headers, peer, "DELETE /sessions").await {
+        return r;
     }
     let f = match filter(&q) {
         Ok(f) => f,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
+    let what = format!("{f:?}");
     let n: usize =
         ask(&s, move |from_slot, reply| Command::Flush { filter: f.clone(), from_slot, reply }).await.into_iter().sum();
+    tracing::info!(target: "audit", "sessions flushed: DELETE /sessions from {}; {what}; {n} sessions", peer.0);
     format!("masq: {n} sessions flushed\n").into_response()
 }
 
-async fn get_config(State(s): State<Arc<ApiState>>) -> Response {
+async fn get_config(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = gate(&s, Need::Read, &headers, peer, "GET /config").await {
+        return r;
+    }
     ([("content-type", "application/yaml")], s.live.yaml()).into_response()
 }
 
-async fn put_config(State(s): State<Arc<ApiState>>, headers: HeaderMap, body: String) -> Response {
-    if !authorized(&s, &headers) {
-        return refused();
+async fn put_config(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if let Some(r) = gate(&s, Need::Change, &headers, peer, "PUT /config").await {
+        return r;
     }
     let live = Arc::clone(&s.live);
-    match tokio::task::spawn_blocking(move || apply(&live, &body)).await {
+    let who = format!("PUT /config from {}", peer.0);
+    match tokio::task::spawn_blocking(move || apply(&live, &body, &who)).await {
         Ok(Ok(done)) => done.to_string().into_response(),
         Ok(Err(e)) => (status_of(&e), e.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
 
-async fn stats(State(s): State<Arc<ApiState>>) -> Response {
+async fn stats(State(s): State<Arc<ApiState>>, ConnectInfo(peer): ConnectInfo<Peer>, headers: HeaderMap) -> Response {
+    if let Some(r) = gate(&s, Need::Read, &headers, peer, "GET /stats").await {
+        return r;
+    }
     MetricsSnapshot::gather(&s.shared).stats_lines().into_response()
 }
 
-async fn metrics(State(s): State<Arc<ApiState>>) -> Response {
+async fn metrics(State(s): State<Arc<ApiState>>, ConnectInfo(peer): ConnectInfo<Peer>, headers: HeaderMap) -> Response {
+    if let Some(r) = gate(&s, Need::Metrics, &headers, peer, "GET /metrics").await {
+        return r;
+    }
     let census = ask(&s, |from_slot, reply| Command::Census { from_slot, reply }).await;
     let mut m = MetricsSnapshot::gather(&s.shared);
     m.census = merge_census(census);
     m.xdp = s.xdp.lock().map(|x| x.clone()).unwrap_or_default();
     m.guard = s.guard.lock().map(|g| *g).unwrap_or_default();
     m.config = s.live.counts();
+    m.control_auth_failures = s.failures.total();
     match crate::metrics::render(&m) {
         Ok(text) => ([("content-type", "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
@@ -328,15 +410,6 @@ mod tests {
         assert_eq!(e.to_string(), "protocol: `sctp` is not tcp, udp, icmp or a number");
         let f = filter(&q(Some("100.64.0.2"), Some("udp"))).expect("valid");
         assert_eq!((f.subscriber, f.protocol), (Some(0x6440_0002), Some(17)));
-    }
-
-    #[test]
-    fn tokens_match_only_when_equal() {
-        assert!(same_secret(b"s3cret", b"s3cret"));
-        assert!(!same_secret(b"s3cre", b"s3cret"));
-        assert!(!same_secret(b"s3cret!", b"s3cret"));
-        assert!(!same_secret(b"S3cret", b"s3cret"));
-        assert!(!same_secret(b"", b"s3cret"));
     }
 
     #[test]

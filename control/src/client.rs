@@ -1,5 +1,6 @@
 //! The operator commands' side of the control API: one HTTP/1.1 request
-//! over a plain TCP connection (the API is on loopback; no TLS, no crate).
+//! per connection, plain on loopback, TLS with a CA file (`--ca`) when the
+//! API is elsewhere ([`crate::tls::ClientTls`]).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -29,23 +30,82 @@ pub enum ClientError {
     /// masq answered, and not with 2xx.
     #[error("masq answered {0}")]
     Status(u16),
+    /// The CA file or server name.
+    #[error("--ca: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// The TLS session failed (certificate not trusted, name mismatch...).
+    #[error("TLS with {api}: {error}")]
+    Handshake {
+        /// Where.
+        api: SocketAddr,
+        /// Why.
+        error: String,
+    },
+}
+
+/// A running masq's control API, as the operator commands reach it.
+pub struct Api {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// The bearer token, sent with every call when given.
+    pub token: Option<String>,
+    /// TLS, when the API speaks it.
+    pub tls: Option<crate::tls::ClientTls>,
+}
+
+impl Api {
+    /// `ca`: trust this CA file and speak TLS, checking the server's name
+    /// (`server_name`, or the address's IP).
+    pub fn new(
+        addr: SocketAddr,
+        token: Option<String>,
+        ca: Option<&std::path::Path>,
+        server_name: Option<&str>,
+    ) -> Result<Self> {
+        let tls = match ca {
+            Some(ca) => {
+                let name = server_name.map_or_else(|| addr.ip().to_string(), str::to_string);
+                Some(crate::tls::ClientTls::new(ca, &name)?)
+            }
+            None => None,
+        };
+        Ok(Self { addr, token, tls })
+    }
 }
 
 type Result<T> = std::result::Result<T, ClientError>;
 
 /// Sends one request; returns the status code and the body.
-pub fn request(api: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&api, Duration::from_secs(3))
-        .map_err(|source| ClientError::Connect { api, source })?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+pub fn request(api: &Api, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    let addr = api.addr;
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .map_err(|source| ClientError::Connect { api: addr, source })?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = api.token.as_ref().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
         body.len()
-    )?;
+    );
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    match &api.tls {
+        None => {
+            let mut s = tcp;
+            s.write_all(req.as_bytes())?;
+            s.read_to_end(&mut raw)?;
+        }
+        Some(tls) => {
+            let handshake = |e: &dyn std::fmt::Display| ClientError::Handshake { api: addr, error: e.to_string() };
+            let mut s = tls.wrap(tcp).map_err(|e| handshake(&e))?;
+            s.write_all(req.as_bytes()).map_err(|e| handshake(&e))?;
+            // The server may close without close_notify after Connection: close.
+            match s.read_to_end(&mut raw) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+                Err(e) => return Err(handshake(&e)),
+            }
+        }
+    }
+    let api = addr;
     let text = String::from_utf8_lossy(&raw);
     let Some((head, rest)) = text.split_once("\r\n\r\n") else { return Err(ClientError::NotHttp(api)) };
     let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or(ClientError::BadStatusLine)?;
@@ -99,11 +159,11 @@ pub fn finish(status: u16, body: &str) -> Result<()> {
 }
 
 /// `masq stats`: totals every second as rates, redrawn in place on a terminal.
-pub fn stats(api: SocketAddr, once: bool) -> Result<()> {
+pub fn stats(api: &Api, once: bool) -> Result<()> {
     use std::io::IsTerminal;
     let tty = std::io::stdout().is_terminal();
     let read = || -> Result<std::collections::BTreeMap<String, u64>> {
-        let (status, body) = request(api, "GET", "/stats", None, "")?;
+        let (status, body) = request(api, "GET", "/stats", "")?;
         if status != 200 {
             return Err(ClientError::Status(status));
         }
@@ -126,7 +186,7 @@ pub fn stats(api: SocketAddr, once: bool) -> Result<()> {
         if tty {
             out.push_str("\x1b[H\x1b[2J");
         }
-        out.push_str(&format!("masq on {api}   (Ctrl-C quits)\n\n"));
+        out.push_str(&format!("masq on {}   (Ctrl-C quits)\n\n", api.addr));
         out.push_str(&format!("  in -> out  {:>12.0} pps\n", rate("tx_outside")));
         out.push_str(&format!("  out -> in  {:>12.0} pps\n", rate("tx_inside")));
         out.push_str(&format!(

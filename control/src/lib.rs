@@ -4,19 +4,22 @@
 //!
 //! | module | holds | imports |
 //! |---|---|---|
-//! | [`system`] | interface addresses, MACs, MTUs; the TAP device; the nftables forward guard; `ip neigh` | - |
-//! | [`telemetry`] | what workers publish ([`telemetry::Shared`]) and the one [`telemetry::MetricsSnapshot`] every view reads | - |
-//! | [`params`] | a validated configuration -> the engine's parameters | - |
-//! | [`client`] | the operator commands' HTTP client | - |
+//! | [`system`] | interface addresses, MACs, MTUs; the TAP device; the nftables host guard; `ip neigh` | - |
+//! | [`tls`] | the control API's TLS: certificate reload, listener, client with a CA file | - |
+//! | [`auth`] | who may call what on the API; failed authentications and their delays | - |
+//! | [`telemetry`] | what workers publish ([`telemetry::Shared`]) and the one [`telemetry::MetricsSnapshot`] every view reads | system |
+//! | [`params`] | a validated configuration -> the engine's parameters and the host guard's | system |
+//! | [`client`] | the operator commands' HTTP client | tls |
 //! | [`metrics`] | `/metrics`: a snapshot in the Prometheus text format | telemetry |
-//! | [`live`] | the configuration in force: [`live::apply`], SIGHUP reload, masquerade follow | params, telemetry |
-//! | [`api`] | the HTTP routes | live, metrics, telemetry |
-//! | [`run`] | `masq run`: start the workers, the control loop, stop | api, live, system, telemetry |
+//! | [`live`] | the configuration in force: [`live::apply`] (and its audit line), SIGHUP reload, masquerade follow | params, telemetry |
+//! | [`api`] | the HTTP routes | auth, live, metrics, telemetry, tls |
+//! | [`run`] | `masq run`: start the workers, the control loop, stop | api, auth, live, system, telemetry, tls |
 //!
 //! Invariant: no module imports one that imports it back (the table's last
 //! column names every `crate::` import).
 
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod live;
 pub mod metrics;
@@ -24,3 +27,4 @@ pub mod params;
 pub mod run;
 pub mod system;
 pub mod telemetry;
+pub mod tls;

@@ -177,6 +177,10 @@ pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
     guard.with_label_values(&["refused"]).inc_by(m.guard.refused);
     guard.with_label_values(&["leaked"]).inc_by(m.guard.leaked);
 
+    let auth =
+        counter("masq_control_auth_failures_total", "Control API calls refused for a missing or wrong token.", &[])?;
+    auth.with_label_values::<&str>(&[]).inc_by(m.control_auth_failures);
+
     let generation = gauge("masq_config_generation", "Generation of the configuration in force.", &[])?;
     generation.with_label_values::<&str>(&[]).set(i64::try_from(m.config.generation).unwrap_or(0));
     let reloads = counter("masq_config_reloads_total", "Configuration pushes and reloads by result.", &["result"])?;
@@ -357,6 +361,8 @@ mod tests {
             "# TYPE masq_config_generation gauge",
             "# HELP masq_config_reloads_total Configuration pushes and reloads by result.",
             "# TYPE masq_config_reloads_total counter",
+            "# HELP masq_control_auth_failures_total Control API calls refused for a missing or wrong token.",
+            "# TYPE masq_control_auth_failures_total counter",
             "# HELP masq_drops_total Packets dropped, by reason.",
             "# TYPE masq_drops_total counter",
             "# HELP masq_handoffs_total Frames handed to the worker that owns their session.",
@@ -385,6 +391,7 @@ mod tests {
             "masq_bytes_total {direction,verdict}",
             "masq_config_generation {}",
             "masq_config_reloads_total {result}",
+            "masq_control_auth_failures_total {}",
             "masq_drops_total {reason}",
             "masq_handoffs_total {worker}",
             "masq_host_guard_drops_total {reason}",

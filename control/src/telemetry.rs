@@ -161,6 +161,8 @@ pub struct MetricsSnapshot {
     pub xdp: Vec<XdpCounts>,
     /// The host guard's counters (zero unless filled in).
     pub guard: GuardCounts,
+    /// Failed authentications on the control API (zero unless filled in).
+    pub control_auth_failures: u64,
     /// The live configuration's counters (zero unless filled in).
     pub config: ConfigCounts,
 }

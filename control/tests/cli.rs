@@ -67,3 +67,12 @@ fn the_default_config_prints_and_checks_ok() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::remove_file(&f).ok();
 }
+
+#[test]
+fn run_refuses_an_api_off_loopback_without_a_token_and_tls() {
+    let o = masq(&["run", "--inside", "a", "--outside", "b", "--pool", "203.0.113.10", "--api", "0.0.0.0:9091"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("control.listen") && err.contains("not loopback"), "{err}");
+    assert!(err.contains("control.token_file") && err.contains("control.tls"), "says what to add: {err}");
+}

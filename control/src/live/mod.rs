@@ -175,15 +175,37 @@ impl std::fmt::Display for Applied {
 
 /// Validates `text` and applies it to every worker at a batch boundary.
 /// A refused configuration changes nothing and is counted as refused.
-pub fn apply(s: &LiveConfig, text: &str) -> Result<Applied, ApplyError> {
+/// Either way the audit trail gets a line (log target `audit`): `who`
+/// asked (`PUT /config from PEER`, `SIGHUP FILE`), the generation and the
+/// SHA-256 of the text, or why it was refused.
+pub fn apply(s: &LiveConfig, text: &str, who: &str) -> Result<Applied, ApplyError> {
     let result = try_apply(s, text);
+    let digest = sha256_hex(text.as_bytes());
     match &result {
-        Ok(_) => s.accepted.fetch_add(1, Ordering::Relaxed),
+        Ok(done) => {
+            s.accepted.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                target: "audit",
+                "config accepted: {who}; generation {}; sha256 {digest}; {} sessions flushed",
+                done.generation,
+                done.flushed
+            );
+        }
         // Not a refusal of the text: nothing was looked at.
-        Err(ApplyError::Poisoned) => 0,
-        Err(_) => s.refused.fetch_add(1, Ordering::Relaxed),
-    };
+        Err(ApplyError::Poisoned) => {}
+        Err(e) => {
+            s.refused.fetch_add(1, Ordering::Relaxed);
+            let why = e.to_string().replace('\n', " | ");
+            tracing::warn!(target: "audit", "config refused: {who}; sha256 {digest}; {}", why.trim_end_matches([' ', '|']));
+        }
+    }
     result
+}
+
+/// The SHA-256 of `data` in hex (the audit trail's config digest).
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn try_apply(s: &LiveConfig, text: &str) -> Result<Applied, ApplyError> {
@@ -260,7 +282,7 @@ pub fn reload(live: Option<&LiveConfig>) {
     let name = path.display().to_string();
     match std::fs::read_to_string(path) {
         Err(e) => tracing::warn!("SIGHUP: {name}: {e}; nothing changed"),
-        Ok(text) => match apply(live, &text) {
+        Ok(text) => match apply(live, &text, &format!("SIGHUP {name}")) {
             Ok(done) => {
                 tracing::info!("SIGHUP: {}", done.to_string().replace("config:", &format!("{name}:")).trim_end())
             }

@@ -118,7 +118,7 @@ fn paths(e: &ApplyError) -> Vec<String> {
 fn a_valid_push_reaches_the_engine_and_is_the_next_generation() {
     let h = Harness::new();
     let text = BASE.replace("rules:", NEW_POOL);
-    let done = apply(&h.live, &text).expect("applied");
+    let done = apply(&h.live, &text, "test").expect("applied");
     assert_eq!(done, Applied { generation: 2, flushed: 0 });
     assert_eq!(done.to_string(), "config: generation 2 in force; 0 sessions on removed addresses flushed\n");
     assert_eq!(h.live.yaml(), text);
@@ -134,7 +134,7 @@ fn a_valid_push_reaches_the_engine_and_is_the_next_generation() {
 #[test]
 fn a_yaml_error_is_refused_and_changes_nothing() {
     let h = Harness::new();
-    let e = apply(&h.live, "interfaces: [in0\n").expect_err("not YAML");
+    let e = apply(&h.live, "interfaces: [in0\n", "test").expect_err("not YAML");
     assert!(matches!(e, ApplyError::Invalid(ref v) if !v.is_empty()), "{e:?}");
     assert!(e.to_string().starts_with("config:"), "{e}");
     h.assert_unchanged();
@@ -143,7 +143,7 @@ fn a_yaml_error_is_refused_and_changes_nothing() {
 #[test]
 fn an_unknown_key_is_refused_with_its_path_and_changes_nothing() {
     let h = Harness::new();
-    let e = apply(&h.live, &format!("{BASE}workerz:\n  cores: [0]\n")).expect_err("typo");
+    let e = apply(&h.live, &format!("{BASE}workerz:\n  cores: [0]\n"), "test").expect_err("typo");
     assert_eq!(paths(&e), vec!["workerz"]);
     assert!(e.to_string().contains("config:15:1: workerz: unknown field `workerz`"), "{e}");
     h.assert_unchanged();
@@ -156,7 +156,7 @@ fn an_overlapping_pool_is_refused_and_changes_nothing() {
             "rules:",
             "  - name: q\n    addresses: [203.0.113.8/29]\nrules:\n  - action: snat\n    pool: q\n    match:\n      src: [10.0.0.0/8]",
         );
-    let e = apply(&h.live, &text).expect_err("overlap");
+    let e = apply(&h.live, &text, "test").expect_err("overlap");
     assert_eq!(paths(&e), vec!["pools[1].addresses[0]"]);
     h.assert_unchanged();
 }
@@ -164,7 +164,7 @@ fn an_overlapping_pool_is_refused_and_changes_nothing() {
 #[test]
 fn a_key_that_needs_a_restart_is_refused_with_its_line_and_changes_nothing() {
     let h = Harness::new();
-    let e = apply(&h.live, &BASE.replace("outside: out0", "outside: out1")).expect_err("restart");
+    let e = apply(&h.live, &BASE.replace("outside: out0", "outside: out1"), "test").expect_err("restart");
     let ApplyError::NeedsRestart(keys) = &e else { panic!("expected NeedsRestart, got {e:?}") };
     assert_eq!(keys, &vec![RestartKey { key: "interfaces", line: 2, col: 3 }]);
     assert_eq!(e.to_string(), "config:2:3: interfaces: changes only with a restart\n");
@@ -174,7 +174,7 @@ fn a_key_that_needs_a_restart_is_refused_with_its_line_and_changes_nothing() {
 #[test]
 fn a_table_size_the_engine_cannot_change_live_is_refused_and_changes_nothing() {
     let h = Harness::new();
-    let e = apply(&h.live, &BASE.replace("max_sessions: 4096", "max_sessions: 8192")).expect_err("not live");
+    let e = apply(&h.live, &BASE.replace("max_sessions: 4096", "max_sessions: 8192"), "test").expect_err("not live");
     assert!(matches!(e, ApplyError::NotLive(_)), "{e:?}");
     assert!(e.to_string().contains("table sizes change only with a restart"), "{e}");
     h.assert_unchanged();
@@ -185,7 +185,7 @@ fn without_nat_there_is_nothing_to_apply() {
     let v = config::load(BASE, usize::MAX).expect("BASE is valid");
     let live = Live { config: v, params: None, outside_addr: None, local_addrs: Vec::new() };
     let l = LiveConfig::new(Vec::new(), usize::MAX, None, live, BASE.to_string());
-    let e = apply(&l, BASE).expect_err("no NAT");
+    let e = apply(&l, BASE, "test").expect_err("no NAT");
     assert!(matches!(e, ApplyError::NoNat), "{e:?}");
     assert_eq!(l.counts(), ConfigCounts { generation: 1, accepted: 0, refused: 1 });
 }

@@ -76,6 +76,14 @@ pub(super) fn control_loop(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiS
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
             crate::live::reload(live);
+            if let Some(tls) = api.and_then(|a| a.tls.as_ref()) {
+                match tls.reload() {
+                    Ok(()) => tracing::info!(target: "audit", "SIGHUP: the control API's certificate re-read"),
+                    Err(e) => {
+                        tracing::warn!("SIGHUP: the control API's certificate not re-read ({e}); the old one stays")
+                    }
+                }
+            }
         }
         for (side, hop) in dp.unresolved.try_iter().take(64) {
             system::resolve_neighbour(&dp.l2.side(side).ifname, hop);

@@ -31,9 +31,12 @@ mod workers;
 pub use plan::{ApiPlan, RunError, RunPlan};
 
 use crate::api::ApiState;
+use crate::auth::{Failures, Policy};
 use crate::live::{Live, LiveConfig};
 use crate::telemetry::{GuardCounts, MetricsSnapshot, XdpCounts};
+use crate::tls::ServerTls;
 use control_loop::{control_loop, Signals};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -96,7 +99,16 @@ fn start_api(plan: &RunPlan, dp: &Dataplane, stop: &Arc<AtomicBool>) -> Result<O
         commands: dp.commands.clone(),
         xdp: Mutex::new(XdpCounts::of(&dp.progs)),
         guard: Mutex::new(GuardCounts::default()),
-        token: a.token.clone(),
+        policy: Policy {
+            token: a.token.clone(),
+            metrics_token: a.metrics_token.clone(),
+            open_reads: a.listen.ip().is_loopback(),
+        },
+        failures: Failures::default(),
+        tls: match &a.tls {
+            Some(t) => Some(Arc::new(ServerTls::load(Path::new(&t.cert), Path::new(&t.key))?)),
+            None => None,
+        },
         ready: AtomicBool::new(false),
         live: Arc::new(LiveConfig::new(
             dp.commands.clone(),

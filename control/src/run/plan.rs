@@ -35,8 +35,12 @@ pub struct RunPlan {
 pub struct ApiPlan {
     /// Where it listens.
     pub listen: std::net::SocketAddr,
-    /// Bearer token for changes.
+    /// Bearer token for changes (and off loopback, for reads).
     pub token: Option<String>,
+    /// Token that opens `/metrics` only.
+    pub metrics_token: Option<String>,
+    /// Certificate and key files (TLS; required off loopback).
+    pub tls: Option<config::ControlTls>,
     /// The configuration in force, as YAML.
     pub config_yaml: String,
     /// Logical CPUs.
@@ -84,4 +88,7 @@ pub enum RunError {
     /// The control API.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// The control API's certificate.
+    #[error("control.tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }

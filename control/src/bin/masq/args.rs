@@ -62,9 +62,24 @@ pub struct ApiArgs {
     /// Its control API.
     #[arg(long, default_value = "127.0.0.1:9091")]
     pub api: std::net::SocketAddr,
-    /// Bearer token (for flush and push when masq has one); or MASQ_TOKEN.
+    /// Bearer token (for flush and push when masq has one, and for
+    /// everything when its API is off loopback); or MASQ_TOKEN.
     #[arg(long, env = "MASQ_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Speak TLS, trusting the CA certificate(s) in this PEM file (an API
+    /// off loopback speaks only TLS).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry (default: --api's address).
+    #[arg(long, value_name = "NAME", requires = "ca")]
+    pub server_name: Option<String>,
+}
+
+impl ApiArgs {
+    /// The API these flags name.
+    pub fn api(&self) -> Result<control::client::Api, control::client::ClientError> {
+        control::client::Api::new(self.api, self.token.clone(), self.ca.as_deref(), self.server_name.as_deref())
+    }
 }
 
 /// Session filters; all given must match.

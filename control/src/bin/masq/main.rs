@@ -107,6 +107,10 @@ fn run_config(a: &RunArgs) -> Result<config::ValidConfig> {
     if let Some(c) = &a.cores {
         raw.workers.cores = c.clone();
     }
+    // Validated like the file's: off loopback it needs a token and TLS.
+    if let Some(api) = a.api {
+        raw.control.listen = api.to_string();
+    }
     if let Some(n) = a.max_sessions {
         raw.tables.max_sessions = n;
     }
@@ -176,23 +180,22 @@ fn main() -> Result<()> {
         Cmd::CheckConfig { files } => check_config(&files),
         Cmd::Sessions(f) => {
             let q = client::filters(&f.subscriber, &f.public, &f.protocol, &f.state);
-            let (st, body) = client::request(f.conn.api, "GET", &format!("/sessions{q}"), None, "")?;
+            let (st, body) = client::request(&f.conn.api()?, "GET", &format!("/sessions{q}"), "")?;
             Ok(client::finish(st, &body)?)
         }
         Cmd::Flush(f) => {
             let q = client::filters(&f.subscriber, &f.public, &f.protocol, &f.state);
-            let (st, body) =
-                client::request(f.conn.api, "DELETE", &format!("/sessions{q}"), f.conn.token.as_deref(), "")?;
+            let (st, body) = client::request(&f.conn.api()?, "DELETE", &format!("/sessions{q}"), "")?;
             Ok(client::finish(st, &body)?)
         }
         Cmd::Push { file, conn } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let (st, body) = client::request(conn.api, "PUT", "/config", conn.token.as_deref(), &text)?;
+            let (st, body) = client::request(&conn.api()?, "PUT", "/config", &text)?;
             // The API names the file `config`; say which one it was.
             let body = body.replace("config:", &format!("{}:", file.display()));
             Ok(client::finish(st, &body)?)
         }
-        Cmd::Stats { once, conn } => Ok(client::stats(conn.api, once)?),
+        Cmd::Stats { once, conn } => Ok(client::stats(&conn.api()?, once)?),
         Cmd::DefaultConfig => {
             print!("{}", config::DEFAULT_YAML);
             Ok(())
@@ -229,8 +232,10 @@ fn main() -> Result<()> {
                 None => config::DEFAULT_YAML.to_string(),
             };
             let api = (!a.no_api).then(|| run::ApiPlan {
-                listen: a.api.unwrap_or(v.listen),
+                listen: v.listen,
                 token,
+                metrics_token: v.raw.control.metrics_token.clone(),
+                tls: v.raw.control.tls.clone(),
                 config_yaml,
                 cpus: cpus(),
                 config: v.clone(),
