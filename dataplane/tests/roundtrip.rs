@@ -143,6 +143,7 @@ proptest! {
         for (at, v) in flip {
             if let Some(b) = f.get_mut(at) { *b = v; }
         }
+        dataplane::testing::fuzzing::parse_any(&f);
         let mut data = vec![u8::from(outside)];
         data.extend_from_slice(&f);
         dataplane::testing::fuzzing::engine_any(&data);

@@ -26,7 +26,30 @@ pub fn parse_any(data: &[u8]) {
     }
     let _ = crate::nat::parse::parse(data, Side::Inside);
     let _ = crate::nat::parse::parse_fast(data);
+    unreachable_any(data);
     out_path_any(data);
+}
+
+/// The ICMP host-unreachable builder over `data` as an IPv4 packet and as
+/// a frame: what it writes, when it writes, is a well-formed error.
+///
+/// # Panics
+/// If an error it wrote does not parse or its checksums do not verify.
+pub fn unreachable_any(data: &[u8]) {
+    use crate::wire::{checksum, icmp};
+    let mut out = [0u8; 18 + icmp::MAX_ERROR_LEN];
+    let src = 0x6440_0001;
+    if let Some(n) = icmp::write_unreachable(data, src, icmp::CODE_HOST_UNREACHABLE, &mut out) {
+        let ip = Ipv4Packet::new_checked(out.get(..n).unwrap_or(&[])).map_err(|_| ()).expect("a whole IPv4 packet");
+        assert!(n <= icmp::MAX_ERROR_LEN && ip.verify_checksum() && checksum::verify(ip.payload()));
+        assert_eq!((ip.src(), ip.protocol()), (src, crate::wire::ipv4::PROTO_ICMP));
+    }
+    if let Some(n) = icmp::write_unreachable_frame(data, src, icmp::CODE_HOST_UNREACHABLE, &mut out) {
+        let l2 = crate::wire::ethernet::header_len_of(data);
+        assert!(n > l2 && icmp::may_answer_frame(data));
+        let ip = Ipv4Packet::new_checked(out.get(l2..n).unwrap_or(&[])).map_err(|_| ()).expect("after its L2 header");
+        assert!(ip.verify_checksum() && checksum::verify(ip.payload()));
+    }
 }
 
 /// What the worker does to a frame on its way out, and the text parsers of
