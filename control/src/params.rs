@@ -239,6 +239,11 @@ mod tests {
     }
 
     #[test]
+    fn the_config_and_the_engine_agree_on_the_most_pools() {
+        assert_eq!(config::MAX_POOLS, dataplane::nat::MAX_POOLS);
+    }
+
+    #[test]
     fn a_config_becomes_the_engine_parameters_it_says() {
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/examples/forwards.yaml")).unwrap();

@@ -63,6 +63,11 @@ pub enum PoolMode {
 /// Upper bound of [`PoolMode::PortBlocks::max_blocks_per_subscriber`].
 pub const MAX_BLOCKS_PER_SUBSCRIBER: usize = 32;
 
+/// Most pools an engine numbers over its life (a pool a live change
+/// removes keeps its number until restart), so that per-pool counters can
+/// be fixed-size arrays.
+pub const MAX_POOLS: usize = 32;
+
 /// Granularity of port ownership between workers in [`PoolMode::Shared`] pools.
 pub const SHARED_OWNERSHIP_CHUNK: u16 = 64;
 
