@@ -304,6 +304,10 @@ pub struct EngineParams {
     /// Subscriber-to-worker map from the inside NIC's RSS (`None`: masq's
     /// own hash, [`crate::nat::subscriber_owner`]).
     pub steering: Option<crate::rss::SubscriberSteering>,
+    /// Source of the ICMP host unreachable a subscriber refused a port or a
+    /// session gets (RFC 6888 REQ-11b): the box's address on the inside
+    /// (`None`: none is sent; the refusal is still counted and logged).
+    pub icmp_source: Option<u32>,
 }
 
 impl EngineParams {
@@ -323,6 +327,7 @@ impl EngineParams {
             boundary: Boundary::default(),
             seed: 0x6d61_7371,
             steering: None,
+            icmp_source: None,
         }
     }
 }

@@ -291,7 +291,7 @@ impl<I: FrameIo> Worker<I> {
                     },
                     Verdict::HandOff { worker, arrived_on } => Action::HandOff { worker, arrived_on },
                     Verdict::PassToKernel(_) => Action::Pass,
-                    Verdict::Drop(_) => Action::Free,
+                    Verdict::Drop(_) | Verdict::Refuse(_) => Action::Free,
                 };
             }
         });

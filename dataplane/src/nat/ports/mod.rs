@@ -48,7 +48,7 @@ mod subscribers;
 #[cfg(test)]
 mod tests;
 
-pub use events::{BlockEvent, BLOCK_EVENTS};
+pub use events::{BlockEvent, EventKind, BLOCK_EVENTS};
 
 use bitmap::*;
 use geometry::*;
