@@ -854,6 +854,8 @@ fn an_engine_numbers_at_most_max_pools_pools_over_its_life() {
     let mut n = Nat::new(params(0..max - 1));
     assert_eq!(n.e.reconfigure(&params(2..max + 1), n.now), Err(ParamError::TooMany("pools")));
     assert_eq!(n.e.reconfigure(&params(1..max), n.now), Ok(0), "the refused change added nothing: p31 fits");
+    let names: Vec<String> = (0..max).map(|i| format!("p{i}")).collect();
+    assert_eq!(n.e.pool_names().collect::<Vec<_>>(), names, "p0 kept its number; p31 came after");
     assert_eq!(n.e.reconfigure(&params(2..max + 1), n.now), Err(ParamError::TooMany("pools")), "p0 still counts");
 }
 

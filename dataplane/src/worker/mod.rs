@@ -66,7 +66,7 @@ declare_counters! {
         handoff_out: u64,
         /// Frames received from other workers.
         handoff_in: u64,
-        /// NAT log events (port blocks) lost because the log fell behind.
+        /// NAT log events (port blocks, refusals) lost because the log fell behind.
         log_dropped: u64,
         /// Hand-offs dropped: the owner's queue was full, the frame too big, or no frame free.
         handoff_dropped: u64 => Drop("handoff_dropped"),

@@ -232,3 +232,15 @@ fn an_error_with_no_next_hop_is_counted_reported_and_its_frame_given_back() {
     assert_eq!(un_rx.try_recv(), Ok((Side::Inside, sub)), "the control thread is asked to resolve it");
     assert_eq!(w.io_mut().free_frames(), free);
 }
+
+#[test]
+fn a_census_names_the_pools_in_the_engines_numbering() {
+    let mesh = Arc::new(Mesh::new(1, 8));
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    let mut w = worker(0, Some(limited_engine()), &mesh).with_commands(rx);
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    tx.send(Command::Census { from_slot: 0, reply }).expect("queued");
+    w.round(1);
+    let census = answer.try_recv().expect("answered in the round").part;
+    assert_eq!(census.pools, ["p"]);
+}
