@@ -125,11 +125,7 @@ impl Refusals {
             Some(w) => w,
             None => {
                 // A new source: oldest entry out, everything allowed at once.
-                let (w, _) = set
-                    .iter()
-                    .enumerate()
-                    .max_by_key(|(_, e)| now.wrapping_sub(e.last))
-                    .unwrap_or((0, &Entry::default()));
+                let w = set.iter().enumerate().max_by_key(|(_, e)| now.wrapping_sub(e.last)).map_or(0, |(w, _)| w);
                 if let Some(e) = set.get_mut(w) {
                     *e = Entry {
                         ip,

@@ -108,11 +108,16 @@ fn fuzz_engine() -> Engine {
         inside_port: 80,
     }];
     p.local_addrs = vec![0x6440_0001];
+    p.icmp_source = Some(0x6440_0001);
     Engine::new(&p).expect("the fuzz engine's parameters are valid")
 }
 
 /// Feeds `data` to an engine as a sequence of frames: byte 0 picks the side
 /// of each frame, the next two its length. Frames may be anything.
+///
+/// # Panics
+/// If the engine refuses a frame with an ICMP error (`Verdict::Refuse`)
+/// that cannot be written: it says `Refuse` only when one can.
 pub fn engine_any(data: &[u8]) {
     let mut e = fuzz_engine();
     let mut rest = data;
@@ -128,7 +133,10 @@ pub fn engine_any(data: &[u8]) {
         }
         let side = if ctl & 1 == 0 { Side::Inside } else { Side::Outside };
         now += u32::from(ctl >> 5) * 60;
-        let _ = e.process_one(side, now, &mut frame);
+        if let crate::nat::Verdict::Refuse(_) = e.process_one(side, now, &mut frame) {
+            let mut out = [0u8; 18 + crate::wire::icmp::MAX_ERROR_LEN];
+            assert!(e.write_refusal(&frame, &mut out).is_some(), "a refusal whose error cannot be written");
+        }
     }
     let _ = e.sessions(now).count();
 }
