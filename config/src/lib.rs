@@ -26,6 +26,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 /// namespace lab's (deploy/lab/lab.sh).
 pub const DEFAULT_YAML: &str = include_str!("default.yaml");
 
+/// Most pools a configuration may have, the masquerade pool a rule makes
+/// included: the engine counts refusals per pool in a fixed-size table
+/// (`dataplane::nat::MAX_POOLS`, held equal by a test in `control`).
+pub const MAX_POOLS: usize = 32;
+
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -496,6 +501,10 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
             })
             .collect();
         rules.push(ValidRule { action, src, src_except, dst, dst_except, protocols: m.protocols.clone(), dst_ports });
+    }
+
+    if pools.len() > MAX_POOLS {
+        e.add("pools", format!("{} pools (with the masquerade pool a rule makes): at most {MAX_POOLS}", pools.len()));
     }
 
     // Forwards.

@@ -208,3 +208,19 @@ fn a_control_api_off_loopback_needs_a_token_and_tls() {
     load(&format!("{base}control:\n  listen: 127.0.0.1:9091\n"), 2).expect("loopback stays open");
     load(&format!("{base}control:\n  listen: '[::1]:9091'\n"), 2).expect("so does ::1");
 }
+
+#[test]
+fn at_most_max_pools_pools_the_masquerade_one_included() {
+    let pools = |n: usize| -> String {
+        (0..n).map(|i| format!("  - name: p{i}\n    addresses: [203.0.{i}.1]\n")).collect::<String>()
+    };
+    let text = |n: usize, masquerade: bool| {
+        let rule = if masquerade { "  - action: masquerade\n" } else { "  - {action: snat, pool: p0}\n" };
+        format!("interfaces: {{inside: a, outside: b}}\npools:\n{}rules:\n{rule}", pools(n))
+    };
+    load(&text(MAX_POOLS, false), 2).expect("MAX_POOLS pools");
+    let e = errors(&text(MAX_POOLS, true));
+    assert_eq!((e.len(), e[0].path.as_str()), (1, "pools"), "{e:?}");
+    assert!(e[0].message.contains("at most 32"), "{}", e[0].message);
+    assert_eq!(errors(&text(MAX_POOLS + 1, false))[0].path, "pools");
+}

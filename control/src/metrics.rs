@@ -13,7 +13,7 @@
 //! `masq_drops_total` through [`MetricsSnapshot::drops`].
 
 use crate::telemetry::{protocol_name, MetricsSnapshot};
-use dataplane::nat::counters::{Exported, Family};
+use dataplane::nat::counters::{Exported, Family, LIMIT_REASONS};
 use dataplane::nat::PassReason;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -148,12 +148,33 @@ pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
         exhaustion.with_label_values(&[&b.to_string()]).inc_by(*n);
     }
 
+    let limits = counter(
+        "masq_subscriber_limit_events_total",
+        "New flows refused because the subscriber could not get a port or a session (RFC 6888 REQ-11), by pool and reason.",
+        &["pool", "reason"],
+    )?;
+    for (i, by_reason) in m.engine.subscriber_limit_events.iter().enumerate() {
+        // Every pool the census names has its series; a pool it does not
+        // name (no census taken) shows by number if it counted anything.
+        let name = match m.census.pools.get(i) {
+            Some(name) => name.clone(),
+            None if by_reason.iter().any(|&n| n > 0) => format!("#{i}"),
+            None => continue,
+        };
+        for (reason, n) in LIMIT_REASONS.iter().zip(by_reason) {
+            limits.with_label_values(&[name.as_str(), reason.name()]).inc_by(*n);
+        }
+    }
+
     let handoffs = counter("masq_handoffs_total", "Frames handed to the worker that owns their session.", &["worker"])?;
     for (w, ws) in m.workers.iter().enumerate() {
         handoffs.with_label_values(&[&w.to_string()]).inc_by(ws.handoffs_out);
     }
-    let log_lost =
-        counter("masq_nat_log_lost_total", "NAT log events (port blocks) lost because the log fell behind.", &[])?;
+    let log_lost = counter(
+        "masq_nat_log_lost_total",
+        "NAT log events (port blocks, refusals) lost because the log fell behind.",
+        &[],
+    )?;
     log_lost.with_label_values::<&str>(&[]).inc_by(m.nat_log_lost());
 
     declared_totals(&r, m.engine.exported().chain(m.worker.exported()))?;
@@ -268,6 +289,9 @@ mod tests {
         for c in e.drops.iter_mut().chain(&mut e.passes).chain(&mut e.port_exhaustion_by_bucket) {
             *c = next();
         }
+        for c in e.subscriber_limit_events.iter_mut().flatten() {
+            *c = next();
+        }
         s.sessions = 7;
         s.blocks_in_use = 3;
         s.block_events_dropped = next();
@@ -295,6 +319,7 @@ mod tests {
         let mut m = MetricsSnapshot::gather(&shared);
         m.census.sessions.insert((6, "established"), 4);
         m.census.blocks.insert((0xcb00_710a, "p".into()), BlockUse { in_use: 2, free: 5 });
+        m.census.pools = vec!["p".into()];
         m.xdp = vec![XdpCounts { iface: "in0".into(), by_action: vec![("redirect", 14), ("pass", 1)] }];
         m.config.generation = 3;
         m.config.accepted = 2;
@@ -371,7 +396,7 @@ mod tests {
             "# TYPE masq_host_guard_drops_total counter",
             "# HELP masq_kernel_passes_total Packets given to the kernel by the engine, by reason.",
             "# TYPE masq_kernel_passes_total counter",
-            "# HELP masq_nat_log_lost_total NAT log events (port blocks) lost because the log fell behind.",
+            "# HELP masq_nat_log_lost_total NAT log events (port blocks, refusals) lost because the log fell behind.",
             "# TYPE masq_nat_log_lost_total counter",
             "# HELP masq_packets_total Packets by direction and verdict.",
             "# TYPE masq_packets_total counter",
@@ -383,6 +408,8 @@ mod tests {
             "# TYPE masq_sessions gauge",
             "# HELP masq_sessions_events_total Sessions created, expired, evicted and flushed.",
             "# TYPE masq_sessions_events_total counter",
+            "# HELP masq_subscriber_limit_events_total New flows refused because the subscriber could not get a port or a session (RFC 6888 REQ-11), by pool and reason.",
+            "# TYPE masq_subscriber_limit_events_total counter",
             "# HELP masq_xdp_frames_total Frames the XDP program redirected to masq or passed to the kernel.",
             "# TYPE masq_xdp_frames_total counter",
             "# HELP masq_worker_round_duration_seconds Time a worker round with traffic took (receive, translate, send), from each worker's hdrhistogram.",
@@ -402,6 +429,7 @@ mod tests {
             "masq_port_exhaustion_events_total {bucket}",
             "masq_sessions {protocol,state}",
             "masq_sessions_events_total {event}",
+            "masq_subscriber_limit_events_total {pool,reason}",
             "masq_xdp_frames_total {action,interface}",
             "masq_worker_round_duration_seconds_bucket {worker,le}",
             "masq_worker_round_duration_seconds_sum {worker}",
@@ -429,5 +457,28 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }
+    }
+
+    #[test]
+    fn refusals_render_per_pool_by_name_and_reason() {
+        use dataplane::nat::counters::limit_index;
+        use dataplane::nat::DropReason;
+        let mut m = MetricsSnapshot::gather(&[std::sync::Arc::default()]);
+        m.workers[0].round_ns = hdrhistogram::Histogram::new(2).ok();
+        m.census.pools = vec!["cgnat".into(), "home".into()];
+        let exhausted = limit_index(DropReason::PortsExhausted).expect("a limit reason");
+        m.engine.subscriber_limit_events[1][exhausted] = 7;
+        m.engine.subscriber_limit_events[5][exhausted] = 2; // a pool no census named
+        let text = render(&m).expect("renders");
+        for line in [
+            "masq_subscriber_limit_events_total{pool=\"home\",reason=\"ports_exhausted\"} 7",
+            "masq_subscriber_limit_events_total{pool=\"cgnat\",reason=\"table_full\"} 0",
+            "masq_subscriber_limit_events_total{pool=\"cgnat\",reason=\"subscriber_session_limit\"} 0",
+            "masq_subscriber_limit_events_total{pool=\"home\",reason=\"subscriber_table_full\"} 0",
+            "masq_subscriber_limit_events_total{pool=\"#5\",reason=\"ports_exhausted\"} 2",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
+        assert!(!text.contains("pool=\"#2\""), "a pool with nothing to show has no series");
     }
 }

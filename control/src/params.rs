@@ -83,10 +83,14 @@ pub fn guard_spec(v: &ValidConfig) -> crate::system::GuardSpec {
 }
 
 /// The engine parameters of worker 0 (the others differ in `worker`).
-/// `outside_addr` is the outside interface's address (for masquerade).
+/// `outside_addr` is the outside interface's address (for masquerade);
+/// `inside_addr` the inside interface's (first) address, the source of the
+/// ICMP host unreachable a subscriber refused a port or a session gets
+/// (RFC 6888 REQ-11b; `None`: none is sent).
 pub fn engine_params(
     v: &ValidConfig,
     outside_addr: Option<u32>,
+    inside_addr: Option<u32>,
     local_addrs: Vec<u32>,
 ) -> Result<EngineParams, ParamsError> {
     let cores = v.raw.workers.cores.len();
@@ -201,6 +205,7 @@ pub fn engine_params(
     p.max_subscribers = v.raw.tables.max_subscribers;
     p.max_fragments = v.raw.tables.max_fragments;
     p.local_addrs = local_addrs;
+    p.icmp_source = inside_addr;
     p.boundary = Boundary {
         drop_unmatched: v.boundary.unmatched_inside == Unmatched::Drop,
         drop_spoofed: v.boundary.spoofed_outside == Spoofed::Drop,
@@ -241,12 +246,19 @@ mod tests {
     }
 
     #[test]
+    fn the_config_and_the_engine_agree_on_the_most_pools() {
+        assert_eq!(config::MAX_POOLS, dataplane::nat::MAX_POOLS);
+    }
+
+    #[test]
     fn a_config_becomes_the_engine_parameters_it_says() {
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/examples/forwards.yaml")).unwrap();
         let v = config::load(&text, 8).unwrap();
         let outside = u32::from(std::net::Ipv4Addr::new(198, 51, 100, 9));
-        let p = engine_params(&v, Some(outside), vec![outside]).unwrap();
+        let inside = u32::from(std::net::Ipv4Addr::new(100, 64, 0, 1));
+        let p = engine_params(&v, Some(outside), Some(inside), vec![outside, inside]).unwrap();
+        assert_eq!(p.icmp_source, Some(inside), "refused subscribers hear from the inside address");
         assert_eq!(p.pools.len(), 2, "the named pool and the masquerade pool");
         assert_eq!(p.pools[0].addresses, vec![u32::from(std::net::Ipv4Addr::new(203, 0, 113, 5))]);
         assert!(p.pools[1].masquerade && p.pools[1].addresses == vec![outside]);

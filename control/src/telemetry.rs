@@ -302,7 +302,8 @@ impl MetricsSnapshot {
 }
 
 /// Sums the workers' census slices: sessions by (protocol, state), port
-/// blocks by (address, pool).
+/// blocks by (address, pool); the pool names are every worker's (the
+/// workers number the pools alike), taken from the first that has them.
 pub fn merge_census(parts: impl IntoIterator<Item = Census>) -> Census {
     let mut all = Census::default();
     for c in parts {
@@ -313,6 +314,9 @@ pub fn merge_census(parts: impl IntoIterator<Item = Census>) -> Census {
             let e: &mut BlockUse = all.blocks.entry(k).or_default();
             e.in_use += b.in_use;
             e.free += b.free;
+        }
+        if all.pools.is_empty() {
+            all.pools = c.pools;
         }
     }
     all
@@ -386,5 +390,18 @@ mod tests {
         assert_eq!(t.drops_total(), 4 + 5 + 7 + 1);
         assert!(t.stats_lines().contains("\ndrops 17\ndrop."), "{}", t.stats_lines());
         assert!(t.closing_lines().contains("kernel rx dropped 9 (rx ring full 7, fill ring empty 1)"));
+    }
+
+    #[test]
+    fn a_merged_census_sums_and_keeps_the_pool_names() {
+        let part = |n: usize| Census {
+            sessions: [((17, "udp"), 2)].into_iter().collect(),
+            blocks: [((1, "p".to_string()), BlockUse { in_use: 1, free: 3 })].into_iter().collect(),
+            pools: vec!["p".into(), "q".into()].into_iter().take(n).collect(),
+        };
+        let all = merge_census([part(0), part(2), part(1)]);
+        assert_eq!(all.sessions[&(17, "udp")], 6);
+        assert_eq!(all.blocks[&(1, "p".to_string())], BlockUse { in_use: 3, free: 9 });
+        assert_eq!(all.pools, ["p", "q"]);
     }
 }

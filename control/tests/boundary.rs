@@ -118,3 +118,97 @@ fn an_outside_scan_gets_no_inside_answer_reaches_nothing_inside_and_is_counted()
     assert!(total(&out, "host guard: refused ") >= 400, "probes to the box's outside address: {out}");
     assert_eq!(total(&out, " leaked "), 0, "{out}");
 }
+
+/// A pool whose subscribers may hold two sessions each (issue 11 item 5).
+const LIMITED: &str = "\
+interfaces:
+  inside: nat-in
+  outside: nat-out
+workers:
+  cores: [1]
+pools:
+  - name: lab
+    addresses: [203.0.113.10]
+    max_sessions_per_subscriber: 2
+rules:
+  - action: snat
+    pool: lab
+    match:
+      src: [100.64.0.0/10]
+";
+
+const UDP_ECHO: &str = "import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((sys.argv[1],int(sys.argv[2])))
+while True:
+    d,a=s.recvfrom(65535); s.sendto(d,a)";
+
+/// Two UDP flows answered, a third refused: prints what the third's socket
+/// said and the ICMP error a raw socket saw (source, type, code, and the
+/// destination the quoted header names). Host unreachable is a soft error
+/// (RFC 1122 section 4.2.3.9): Linux tells a UDP socket of it only with
+/// IP_RECVERR.
+const THIRD_FLOW: &str = "import socket,sys,errno
+dst=(sys.argv[1],int(sys.argv[2]))
+raw=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_ICMP); raw.settimeout(3)
+for p in (4001,4002):
+    s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('',p)); s.settimeout(2); s.sendto(b'hi',dst); s.recvfrom(100)
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IP,getattr(socket,'IP_RECVERR',11),1)
+s.bind(('',4003)); s.connect(dst); s.settimeout(2); s.send(b'third')
+try:
+    s.recv(100); print('answered')
+except OSError as e: print('third:', errno.errorcode.get(e.errno, e.errno))
+while True:
+    d,a=raw.recvfrom(2000); h=(d[0]&15)*4
+    if d[h]==3:
+        q=d[h+8:]; qh=(q[0]&15)*4
+        print('icmp from %s type %d code %d about %s:%d'%(a[0],d[h],d[h+1],socket.inet_ntoa(q[16:20]),int.from_bytes(q[qh+2:qh+4],'big')))
+        break";
+
+/// Sends from the given source ports and waits for each echo.
+const AGAIN: &str = "import socket,sys
+for p in sys.argv[3:]:
+    s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('',int(p))); s.settimeout(2)
+    s.sendto(b'again',(sys.argv[1],int(sys.argv[2]))); s.recvfrom(100)
+print('ok')";
+
+#[test]
+fn a_subscriber_at_its_limit_hears_host_unreachable_and_keeps_its_flows() {
+    let mut lab = Lab::up("limit", 1500);
+    std::fs::write(lab.dir.join("masq.yaml"), LIMITED).unwrap();
+    let cfg = lab.dir.join("masq.yaml");
+    lab.start_masq_with(&["run", "--config", cfg.to_str().unwrap()]);
+    lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let said = lab.ok("in", &["python3", "-c", THIRD_FLOW, "198.51.100.1", "5353"]);
+    assert!(said.contains("third: EHOSTUNREACH"), "the refused flow's socket hears of it: {said}");
+    assert!(
+        said.contains("icmp from 100.64.0.1 type 3 code 1 about 198.51.100.1:5353"),
+        "from the box's inside address, quoting the refused datagram: {said}"
+    );
+    // Nothing was deleted to make room: the first two flows still work.
+    assert_eq!(lab.ok("in", &["python3", "-c", AGAIN, "198.51.100.1", "5353", "4001", "4002"]).trim(), "ok");
+    // A TCP connect (past the one-a-second limit) fails at once, not after
+    // its SYN retries: Linux aborts a connect on any unreachable.
+    std::thread::sleep(Duration::from_millis(1100));
+    let t0 = std::time::Instant::now();
+    let r = lab.ok("in", &["python3", "-c", TCP_CONNECT, "198.51.100.1", "8080", "5"]);
+    assert!(r.contains("No route to host") && t0.elapsed() < Duration::from_secs(3), "{r}");
+
+    // Two refusals (the third UDP flow, the SYN), two errors (workers
+    // publish their counters every 100 ms).
+    let scrape = || lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
+    let counted = |m: &str| {
+        m.contains("masq_subscriber_limit_events_total{pool=\"lab\",reason=\"subscriber_session_limit\"} 2")
+            && m.contains("masq_icmp_unreachable_sent_total 2")
+    };
+    assert!(lab.wait_for(Duration::from_secs(2), || counted(&scrape())), "{}", scrape());
+    let out = lab.stop_masq();
+    assert!(out.contains("ICMP host unreachable from 100.64.0.1"), "{out}");
+    assert_eq!(
+        out.matches("limit subscriber_session_limit 100.64.0.2 -> 203.0.113.10 pool lab: new flows refused").count(),
+        1,
+        "logged (without nat_events) once: {out}"
+    );
+    assert!(total(&out, "subscriber_session_limit=") >= 1, "{out}");
+}

@@ -262,3 +262,266 @@ fn after_an_accepted_rst_only_a_new_handshake_establishes_again() {
     n.out(tcp_at(h, hp, s, sp, ACK, (900_001, 70_001, 512)));
     assert_eq!(state(&n), "established");
 }
+
+// A subscriber at its limit (issue 11 item 5, RFC 6888 REQ-11): a new flow
+// that cannot get a port or a session is dropped and counted (a), answered
+// with an ICMP host unreachable from the box's inside address (b), counted
+// per pool and logged once per subscriber per interval (c), and no existing
+// mapping is deleted to make room (d).
+
+use dataplane::nat::counters::limit_index;
+use dataplane::nat::ports::{BlockEvent, EventKind};
+use dataplane::nat::refusal::{EVENTS_PER_SEC, ICMP_PER_SEC, LOG_INTERVAL_SECS};
+use dataplane::testing::frames::checksums_ok;
+use dataplane::wire::ethernet::field::HEADER_LEN as L3;
+use dataplane::wire::icmp::{IcmpPacket, CODE_HOST_UNREACHABLE, DEST_UNREACHABLE};
+use dataplane::wire::ipv4::{Ipv4Packet, PROTO_ICMP};
+
+const BOX_INSIDE: &str = "100.64.0.1";
+
+/// The guarded CGNAT worker with its inside address as the ICMP source
+/// and a limit of 4 sessions a subscriber.
+fn limited() -> EngineParams {
+    let mut p = guarded();
+    p.icmp_source = Some(ip(BOX_INSIDE));
+    p.pools[0].max_sessions_per_subscriber = 4;
+    p
+}
+
+/// A new flow from `sub`'s port `sport`.
+fn flow(sub: u32, sport: u16) -> Vec<u8> {
+    udp(sub, sport, ip("198.51.100.1"), 53, b"new flow")
+}
+
+/// Opens `count` flows from `sub` (source ports from 5000), each answered;
+/// returns each flow's public endpoint.
+fn open(n: &mut Nat, sub: u32, count: u16) -> Vec<(u32, u16)> {
+    (0..count)
+        .map(|i| {
+            let (ps, pp, _, _) = tuple(&n.out(flow(sub, 5000 + i)));
+            let back = n.back(udp(ip("198.51.100.1"), 53, ps, pp, b"answer"));
+            assert_eq!(tuple(&back).2, sub);
+            (ps, pp)
+        })
+        .collect()
+}
+
+/// Every flow `open` made still translates, both ways, on the same public endpoint.
+fn still_translated(n: &mut Nat, sub: u32, publics: &[(u32, u16)]) {
+    for (i, &(ps, pp)) in (0u16..).zip(publics) {
+        let out = n.out(flow(sub, 5000 + i));
+        assert_eq!((tuple(&out).0, tuple(&out).1), (ps, pp), "{sub:#x}'s flow {i} keeps its mapping");
+        let back = n.back(udp(ip("198.51.100.1"), 53, ps, pp, b"answer"));
+        assert_eq!((tuple(&back).2, tuple(&back).3), (sub, 5000 + i));
+    }
+}
+
+/// What the worker sends for a refused frame.
+fn reply_to(n: &Nat, refused: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; 2048];
+    let len = n.e.write_refusal(refused, &mut out).expect("an error for the refused frame");
+    out.truncate(len);
+    out
+}
+
+fn limit_events(n: &Nat, pool: usize, r: DropReason) -> u64 {
+    n.e.counters().subscriber_limit_events[pool][limit_index(r).unwrap()]
+}
+
+fn refusals(events: impl Iterator<Item = BlockEvent>) -> Vec<BlockEvent> {
+    events.filter(|e| matches!(e.kind, EventKind::Refused(_))).collect()
+}
+
+#[test]
+fn a_subscriber_at_its_limit_gets_host_unreachable_from_the_boxs_inside_address() {
+    let mut n = Nat::new(limited());
+    let sub = ip("100.64.1.2");
+    open(&mut n, sub, 4);
+    let mut f = flow(sub, 6000);
+    let before = f.clone();
+    assert_eq!(n.send(IN, &mut f), Verdict::Refuse(DropReason::SubscriberSessionLimit));
+    assert_eq!(f, before, "the refused frame is not modified");
+    assert_eq!(n.e.counters().drop_count(DropReason::SubscriberSessionLimit), 1, "(a) counted as a drop");
+
+    let reply = reply_to(&n, &f);
+    assert!(checksums_ok(&reply), "IP and ICMP checksums");
+    let outer = Ipv4Packet::new_checked(&reply[L3..]).unwrap();
+    assert_eq!((outer.src(), outer.dst(), outer.protocol(), outer.ttl()), (ip(BOX_INSIDE), sub, PROTO_ICMP, 64));
+    let icmp = IcmpPacket::new_checked(outer.payload()).unwrap();
+    assert_eq!((icmp.msg_type(), icmp.code()), (DEST_UNREACHABLE, CODE_HOST_UNREACHABLE));
+    let quoted = icmp.embedded();
+    assert_eq!(&quoted[..20], &f[L3..L3 + 20], "the original IP header, as the subscriber sent it");
+    assert!(quoted.len() >= 28);
+    assert_eq!(&quoted[20..28], &f[L3 + 20..L3 + 28], "and at least the first 8 bytes of its datagram");
+
+    // No ICMP source configured: dropped, counted and logged, nothing to send.
+    let mut p = limited();
+    p.icmp_source = None;
+    let mut quiet = Nat::new(p);
+    open(&mut quiet, sub, 4);
+    let mut f = flow(sub, 6000);
+    assert_eq!(quiet.send(IN, &mut f), Verdict::Drop(DropReason::SubscriberSessionLimit));
+    assert_eq!(limit_events(&quiet, 0, DropReason::SubscriberSessionLimit), 1);
+    assert_eq!(refusals(quiet.e.take_block_events()).len(), 1);
+    assert_eq!(quiet.e.write_refusal(&f, &mut [0u8; 2048]), None);
+}
+
+#[test]
+fn no_error_about_what_rfc_1812_forbids_answering_even_at_the_limit() {
+    // A rule covering sources that are not one host: refused, never answered.
+    let mut p = limited();
+    p.pools[0].max_sessions_per_subscriber = 0;
+    p.rules = vec![translate_all("0.0.0.0/0", 0)];
+    p.boundary.drop_spoofed = false;
+    let mut n = Nat::new(p);
+    let mut from_nowhere = udp(ip("0.1.2.3"), 68, ip("198.51.100.1"), 53, b"");
+    assert_eq!(n.send(IN, &mut from_nowhere), Verdict::Drop(DropReason::SubscriberSessionLimit));
+    // An echo request at the limit is answered (it is not an error).
+    let mut ping = icmp_echo(ip("100.64.1.2"), ip("198.51.100.1"), 7, 1, true);
+    assert_eq!(n.send(IN, &mut ping), Verdict::Refuse(DropReason::SubscriberSessionLimit));
+    assert_eq!(n.e.counters().drop_count(DropReason::SubscriberSessionLimit), 2);
+}
+
+#[test]
+fn errors_are_rate_limited_per_subscriber() {
+    let mut n = Nat::new(limited());
+    let (a, b) = (ip("100.64.1.2"), ip("100.64.1.3"));
+    open(&mut n, a, 4);
+    open(&mut n, b, 4);
+    let mut verdicts = Vec::new();
+    for i in 0..5 {
+        verdicts.push(n.send(IN, &mut flow(a, 6000 + i)));
+    }
+    let refuse = Verdict::Refuse(DropReason::SubscriberSessionLimit);
+    let drop = Verdict::Drop(DropReason::SubscriberSessionLimit);
+    assert_eq!(verdicts, [refuse, drop, drop, drop, drop], "one error a second for a");
+    assert_eq!(n.send(IN, &mut flow(b, 6000)), refuse, "b is limited on its own");
+    n.now += 1;
+    assert_eq!(n.send(IN, &mut flow(a, 6000)), refuse, "a second later a gets another");
+    assert_eq!(n.send(IN, &mut flow(a, 6001)), drop);
+    assert_eq!(n.e.counters().drop_count(DropReason::SubscriberSessionLimit), 8, "every refused packet is a drop");
+}
+
+#[test]
+fn sources_without_a_subscriber_record_share_a_small_budget_per_worker() {
+    // The subscriber table holds one: every other source is refused as
+    // subscriber_table_full, with no record to keep its rate in.
+    let mut p = limited();
+    p.max_subscribers = 1;
+    let mut n = Nat::new(p);
+    open(&mut n, ip("100.64.1.2"), 1);
+    let sources = ICMP_PER_SEC + 100;
+    let verdicts: Vec<Verdict> = (0..sources).map(|i| n.send(IN, &mut flow(ip("100.65.0.0") + i, 5000))).collect();
+    let refused = verdicts.iter().filter(|v| **v == Verdict::Refuse(DropReason::SubscriberTableFull)).count();
+    assert_eq!(refused, ICMP_PER_SEC as usize, "at most the worker's budget in one second");
+    assert_eq!(verdicts.len() - refused, 100);
+    assert_eq!(refusals(n.e.take_block_events()).len(), EVENTS_PER_SEC as usize, "logging has its own budget");
+    assert_eq!(limit_events(&n, 0, DropReason::SubscriberTableFull), u64::from(sources), "all counted");
+    n.now += 1;
+    assert_eq!(
+        n.send(IN, &mut flow(ip("100.65.0.0") + sources - 1, 5000)),
+        Verdict::Refuse(DropReason::SubscriberTableFull)
+    );
+}
+
+/// Two pools: 100.64.1.0/24 in `small` (4 sessions a subscriber), 100.64.2.0/24
+/// in `narrow` (one block of 64 ports a subscriber).
+fn two_pools() -> EngineParams {
+    let mut p = limited();
+    let mut narrow = PoolParams::cgnat("narrow", vec![ip("203.0.113.20")]);
+    narrow.mode = PoolMode::PortBlocks { block_size: 64, max_blocks_per_subscriber: 1 };
+    p.pools[0].name = "small".into();
+    p.pools.push(narrow);
+    p.rules = vec![translate_all("100.64.1.0/24", 0), translate_all("100.64.2.0/24", 1)];
+    p
+}
+
+#[test]
+fn refusals_are_counted_per_pool_and_reason() {
+    let mut n = Nat::new(two_pools());
+    assert_eq!(n.e.pool_names().collect::<Vec<_>>(), ["small", "narrow"]);
+    open(&mut n, ip("100.64.1.2"), 4);
+    for i in 0..3 {
+        n.send(IN, &mut flow(ip("100.64.1.2"), 6000 + i));
+    }
+    open(&mut n, ip("100.64.2.2"), 64);
+    for i in 0..2 {
+        assert!(matches!(n.send(IN, &mut flow(ip("100.64.2.2"), 6000 + i)), Verdict::Refuse(_) | Verdict::Drop(_)));
+    }
+    assert_eq!(limit_events(&n, 0, DropReason::SubscriberSessionLimit), 3);
+    assert_eq!(limit_events(&n, 0, DropReason::PortsExhausted), 0);
+    assert_eq!(limit_events(&n, 1, DropReason::PortsExhausted), 2);
+    assert_eq!(limit_events(&n, 1, DropReason::SubscriberSessionLimit), 0);
+    assert_eq!(n.e.counters().drop_count(DropReason::PortsExhausted), 2);
+    let total: u64 = n.e.counters().subscriber_limit_events.iter().flatten().sum();
+    assert_eq!(total, 5);
+}
+
+#[test]
+fn a_refusal_is_logged_once_per_subscriber_per_interval() {
+    let mut n = Nat::new(two_pools());
+    let (a, b) = (ip("100.64.1.2"), ip("100.64.2.2"));
+    open(&mut n, a, 4);
+    open(&mut n, b, 64);
+    n.e.take_block_events().for_each(drop);
+    let start = n.now;
+    for t in 0..LOG_INTERVAL_SECS {
+        n.now = start + t;
+        n.send(IN, &mut flow(a, 6000));
+        n.send(IN, &mut flow(b, 6000));
+    }
+    let logged = refusals(n.e.take_block_events());
+    assert_eq!(logged.len(), 2, "one each in the interval: {logged:?}");
+    let of_a = logged.iter().find(|e| e.inside == a).unwrap();
+    assert_eq!(of_a.kind, EventKind::Refused(DropReason::SubscriberSessionLimit));
+    assert_eq!((of_a.pool, of_a.first_port, of_a.last_port), (0, 0, 0));
+    assert!(ip("203.0.113.1") <= of_a.public && of_a.public <= ip("203.0.113.4"), "its paired address");
+    let of_b = logged.iter().find(|e| e.inside == b).unwrap();
+    assert_eq!(
+        (of_b.kind, of_b.pool, of_b.public),
+        (EventKind::Refused(DropReason::PortsExhausted), 1, ip("203.0.113.20"))
+    );
+    n.now = start + LOG_INTERVAL_SECS;
+    n.send(IN, &mut flow(a, 6000));
+    assert_eq!(refusals(n.e.take_block_events()).len(), 1, "again once the interval has passed");
+}
+
+#[test]
+fn no_mapping_is_deleted_to_make_room_for_a_subscriber_at_its_limit() {
+    let mut n = Nat::new(two_pools());
+    let (a, b, c) = (ip("100.64.1.2"), ip("100.64.2.2"), ip("100.64.2.3"));
+    let a_maps = open(&mut n, a, 4);
+    let b_maps = open(&mut n, b, 64);
+    let c_maps = open(&mut n, c, 3);
+    let live = n.e.live_sessions();
+    for t in 0..3 {
+        n.now += t;
+        for i in 0..50 {
+            assert!(matches!(n.send(IN, &mut flow(a, 6000 + i)), Verdict::Refuse(_) | Verdict::Drop(_)));
+            assert!(matches!(n.send(IN, &mut flow(b, 6000 + i)), Verdict::Refuse(_) | Verdict::Drop(_)));
+        }
+    }
+    assert_eq!(n.e.live_sessions(), live);
+    assert_eq!((n.e.counters().sessions_evicted, n.e.counters().sessions_expired), (0, 0));
+    still_translated(&mut n, a, &a_maps);
+    still_translated(&mut n, b, &b_maps);
+    still_translated(&mut n, c, &c_maps);
+    open(&mut n, ip("100.64.1.9"), 2);
+}
+
+#[test]
+fn a_full_session_table_evicts_no_answered_session_for_a_new_flow() {
+    let mut p = limited();
+    p.max_sessions = 8;
+    p.pools[0].max_sessions_per_subscriber = 100;
+    let mut n = Nat::new(p);
+    let (a, b) = (ip("100.64.1.2"), ip("100.64.1.3"));
+    let a_maps = open(&mut n, a, 4);
+    let b_maps = open(&mut n, b, 4);
+    assert_eq!(n.send(IN, &mut flow(a, 6000)), Verdict::Refuse(DropReason::TableFull));
+    assert_eq!(n.send(IN, &mut flow(ip("100.64.1.4"), 6000)), Verdict::Refuse(DropReason::TableFull));
+    assert_eq!(n.e.counters().sessions_evicted, 0);
+    assert_eq!(limit_events(&n, 0, DropReason::TableFull), 2);
+    still_translated(&mut n, a, &a_maps);
+    still_translated(&mut n, b, &b_maps);
+}

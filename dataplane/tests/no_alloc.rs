@@ -59,9 +59,37 @@ fn run(max_sessions: u32) {
     assert!(e.counters().fwd_o2i >= 256);
 }
 
+/// Subscribers at their limit: refused, counted, logged, and the ICMP error
+/// written into a frame the worker already has.
+fn refusals() {
+    let mut pool = PoolParams::cgnat("p", vec![ip("203.0.113.1")]);
+    pool.max_sessions_per_subscriber = 1;
+    let rule = Rule { matches: RuleMatch::default(), action: RuleAction::Translate { pool: 0 } };
+    let mut p = EngineParams::single(vec![pool], vec![rule]);
+    p.icmp_source = Some(ip("100.64.0.1"));
+    let mut e = Engine::new(&p).unwrap();
+    let mut first: Vec<Vec<u8>> =
+        (0..64u32).map(|i| udp(ip("100.64.1.0") + i, 1000, ip("198.51.100.1"), 53, b"q")).collect();
+    let mut more: Vec<Vec<u8>> =
+        (0..64u32).map(|i| udp(ip("100.64.1.0") + i, 2000, ip("198.51.100.1"), 53, b"q")).collect();
+    let mut v = vec![Verdict::Drop(DropReason::Malformed); 64];
+    let mut out = vec![0u8; 2048];
+    reset_violation_count();
+    let written = assert_no_alloc(|| {
+        e.process(Side::Inside, 10, &mut first, &mut v);
+        e.process(Side::Inside, 10, &mut more, &mut v);
+        e.write_refusal(&more[0], &mut out)
+    });
+    assert_eq!(violation_count(), 0, "refusing allocated");
+    assert!(v.iter().all(|x| *x == Verdict::Refuse(DropReason::SubscriberSessionLimit)), "{v:?}");
+    assert!(written.is_some());
+    assert_eq!(e.take_block_events().count(), 64 + 64, "64 blocks assigned, 64 refusals logged");
+}
+
 #[test]
 fn no_allocation_on_the_forwarding_path() {
     // One test: the violation counter is shared by the test's threads.
     run(4096);
     run(PREFETCH_ABOVE_SESSIONS + 1);
+    refusals();
 }

@@ -143,8 +143,24 @@ proptest! {
         for (at, v) in flip {
             if let Some(b) = f.get_mut(at) { *b = v; }
         }
+        dataplane::testing::fuzzing::parse_any(&f);
         let mut data = vec![u8::from(outside)];
         data.extend_from_slice(&f);
         dataplane::testing::fuzzing::engine_any(&data);
     }
+}
+
+/// The engine fuzz body past the fuzz engine's limits (a subscriber with
+/// more flows than its two blocks and the 64-session table hold): its
+/// refusals must all come with an error it can write.
+#[test]
+fn the_engine_fuzz_body_reaches_refusals() {
+    let mut data = Vec::new();
+    for port in 0..200u16 {
+        let f = build::udp(ip("100.64.1.2"), 1000 + port, ip("198.51.100.1"), 53, b"q");
+        data.push(0u8); // inside, same second
+        data.push(u8::try_from(f.len()).unwrap());
+        data.extend_from_slice(&f);
+    }
+    dataplane::testing::fuzzing::engine_any(&data);
 }

@@ -842,6 +842,25 @@ fn a_change_that_cannot_apply_live_is_refused_whole() {
 }
 
 #[test]
+fn an_engine_numbers_at_most_max_pools_pools_over_its_life() {
+    let params = |names: std::ops::Range<u32>| {
+        let pools = names.map(|i| PoolParams::cgnat(&format!("p{i}"), vec![ip("203.0.113.1") + i])).collect();
+        EngineParams::single(pools, vec![translate_all("100.64.0.0/10", 0)])
+    };
+    let max = MAX_POOLS as u32;
+    assert!(Engine::new(&params(0..max)).is_ok());
+    assert_eq!(Engine::new(&params(0..max + 1)).err(), Some(ParamError::TooMany("pools")));
+    // Live: a change that would number more is refused whole (here it adds
+    // p31 and p32 to 31 pools), and a pool a change removes keeps its number.
+    let mut n = Nat::new(params(0..max - 1));
+    assert_eq!(n.e.reconfigure(&params(2..max + 1), n.now), Err(ParamError::TooMany("pools")));
+    assert_eq!(n.e.reconfigure(&params(1..max), n.now), Ok(0), "the refused change added nothing: p31 fits");
+    let names: Vec<String> = (0..max).map(|i| format!("p{i}")).collect();
+    assert_eq!(n.e.pool_names().collect::<Vec<_>>(), names, "p0 kept its number; p31 came after");
+    assert_eq!(n.e.reconfigure(&params(2..max + 1), n.now), Err(ParamError::TooMany("pools")), "p0 still counts");
+}
+
+#[test]
 fn forwards_come_and_go_live() {
     let mut n = Nat::new(cgnat_params());
     let fwd = Forward {

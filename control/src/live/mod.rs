@@ -216,7 +216,8 @@ fn try_apply(s: &LiveConfig, text: &str) -> Result<Applied, ApplyError> {
         return Err(ApplyError::NeedsRestart(restart));
     }
     let Some(old) = &live.params else { return Err(ApplyError::NoNat) };
-    let mut p = engine_params(&v, live.outside_addr, live.local_addrs.clone())?;
+    // The inside interface does not change live: nor does the ICMP source.
+    let mut p = engine_params(&v, live.outside_addr, old.icmp_source, live.local_addrs.clone())?;
     // The seed and steering stay the running engines' own.
     p.seed = old.seed;
     p.steering = old.steering.clone();

@@ -51,7 +51,7 @@ struct Harness {
 impl Harness {
     fn new() -> Self {
         let v = config::load(BASE, usize::MAX).expect("BASE is valid");
-        let p = engine_params(&v, None, Vec::new()).expect("parameters");
+        let p = engine_params(&v, None, Some(ip("100.64.0.1")), Vec::new()).expect("parameters");
         let engine = dataplane::nat::Engine::new(&p).expect("engine");
         let (tx, rx) = crossbeam_channel::bounded(16);
         let stop = Arc::new(AtomicBool::new(false));
@@ -124,7 +124,9 @@ fn a_valid_push_reaches_the_engine_and_is_the_next_generation() {
     assert_eq!(h.live.yaml(), text);
     assert_eq!(h.live.counts(), ConfigCounts { generation: 2, accepted: 1, refused: 0 });
     let in_force = h.live.in_force().expect("not poisoned");
-    assert_eq!(in_force.params.expect("NAT").pools[1].addresses, vec![ip("198.51.100.1")]);
+    let params = in_force.params.expect("NAT");
+    assert_eq!(params.pools[1].addresses, vec![ip("198.51.100.1")]);
+    assert_eq!(params.icmp_source, Some(ip("100.64.0.1")), "the inside address stays the ICMP source");
     assert_eq!(
         h.engine_addresses(),
         vec![(ip("198.51.100.1"), "q".to_string()), (ip("203.0.113.10"), "p".to_string())]

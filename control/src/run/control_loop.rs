@@ -11,7 +11,7 @@ use super::workers::Dataplane;
 use crate::api::ApiState;
 use crate::system;
 use crate::telemetry::{MetricsSnapshot, XdpCounts};
-use dataplane::nat::ports::BlockEvent;
+use dataplane::nat::ports::{BlockEvent, EventKind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,8 +70,10 @@ pub(super) fn control_loop(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiS
         }
         std::thread::sleep(Duration::from_millis(50));
         for ev in dp.block_events.try_iter() {
-            if plan.nat_events {
-                log_block(&ev);
+            // Refusals are logged whatever `nat_events` says: the engine
+            // already keeps them to one per subscriber a minute.
+            if plan.nat_events || matches!(ev.kind, EventKind::Refused(_)) {
+                tracing::info!(target: "nat", "{}", event_line(&ev, pool_name(plan, ev.pool).as_deref()));
             }
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
@@ -136,18 +138,62 @@ fn refresh(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiState>, st: &mut 
     }
 }
 
-/// One NAT log line: a port block handed to or taken back from a subscriber
-/// (RFC 6888 REQ-12; one line per block rather than per session, as RFC
-/// 7422 describes).
-fn log_block(ev: &BlockEvent) {
+/// The name of the engine's pool `i`: the engines number the pools they
+/// started with as `masq run` was given them (pools a live change adds
+/// come after, and are shown by number).
+fn pool_name(plan: &RunPlan, i: u16) -> Option<String> {
+    plan.engine.as_ref().and_then(|p| p.pools.get(usize::from(i))).map(|p| p.name.clone())
+}
+
+/// One NAT log line: a port block handed to or taken back from a
+/// subscriber (RFC 6888 REQ-12; one line per block rather than per session,
+/// as RFC 7422 describes), or a subscriber refused new flows for want of a
+/// port or a session (RFC 6888 REQ-11c; once per subscriber a minute).
+fn event_line(ev: &BlockEvent, pool: Option<&str>) -> String {
     let ip = std::net::Ipv4Addr::from;
-    tracing::info!(
-        target: "nat",
-        "block {} {} -> {} ports {}-{}",
-        if ev.assigned { "assigned" } else { "released" },
-        ip(ev.inside),
-        ip(ev.public),
-        ev.first_port,
-        ev.last_port
-    );
+    match ev.kind {
+        EventKind::Assigned | EventKind::Released => format!(
+            "block {} {} -> {} ports {}-{}",
+            if ev.kind == EventKind::Assigned { "assigned" } else { "released" },
+            ip(ev.inside),
+            ip(ev.public),
+            ev.first_port,
+            ev.last_port
+        ),
+        EventKind::Refused(reason) => {
+            let paired = if ev.public == 0 { String::new() } else { format!(" -> {}", ip(ev.public)) };
+            let pool = pool.map_or_else(|| format!("#{}", ev.pool), str::to_string);
+            format!("limit {} {}{paired} pool {pool}: new flows refused", reason.name(), ip(ev.inside))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::nat::DropReason;
+
+    #[test]
+    fn block_and_limit_lines() {
+        let ev = BlockEvent {
+            kind: EventKind::Assigned,
+            inside: 0x6440_0102,
+            public: 0xcb00_7101,
+            first_port: 1024,
+            last_port: 1087,
+            pool: 0,
+        };
+        assert_eq!(event_line(&ev, Some("cgnat")), "block assigned 100.64.1.2 -> 203.0.113.1 ports 1024-1087");
+        let released = BlockEvent { kind: EventKind::Released, ..ev };
+        assert_eq!(event_line(&released, None), "block released 100.64.1.2 -> 203.0.113.1 ports 1024-1087");
+        let refused =
+            BlockEvent { kind: EventKind::Refused(DropReason::PortsExhausted), first_port: 0, last_port: 0, ..ev };
+        assert_eq!(
+            event_line(&refused, Some("cgnat")),
+            "limit ports_exhausted 100.64.1.2 -> 203.0.113.1 pool cgnat: new flows refused"
+        );
+        let unpaired =
+            BlockEvent { kind: EventKind::Refused(DropReason::SubscriberTableFull), public: 0, pool: 3, ..refused };
+        assert_eq!(event_line(&unpaired, None), "limit subscriber_table_full 100.64.1.2 pool #3: new flows refused");
+    }
 }

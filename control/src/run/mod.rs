@@ -67,6 +67,18 @@ pub fn run(plan: RunPlan) -> Result<(), RunError> {
         plan.outside,
         if plan.engine.is_some() { "NAT" } else { "no NAT" }
     );
+    if let Some(p) = &plan.engine {
+        match p.icmp_source {
+            Some(a) => tracing::info!(
+                "subscribers refused a port or a session get ICMP host unreachable from {}",
+                std::net::Ipv4Addr::from(a)
+            ),
+            None => tracing::warn!(
+                "{} has no IPv4 address: subscribers refused a port or a session get no ICMP error",
+                plan.inside
+            ),
+        }
+    }
     control_loop(&plan, &mut dp, api.as_ref().map(|a| &*a.state), &signals);
     shutdown(dp, api, &signals.stop)
 }

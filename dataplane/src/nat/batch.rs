@@ -231,7 +231,7 @@ impl Engine {
         match v {
             Verdict::Forward(Side::Outside) => self.counters.fwd_i2o += 1,
             Verdict::Forward(Side::Inside) => self.counters.fwd_o2i += 1,
-            Verdict::Drop(r) => self.counters.drop(r),
+            Verdict::Drop(r) | Verdict::Refuse(r) => self.counters.drop(r),
             Verdict::PassToKernel(r) => self.counters.pass(r),
             Verdict::HandOff { .. } => self.counters.handoffs += 1,
         }

@@ -22,6 +22,8 @@
 //! shared family such as `masq_sessions_events_total`), or not at all.
 #![forbid(unsafe_code)]
 
+use super::params::MAX_POOLS;
+
 /// Where `/metrics` shows a declared counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -58,6 +60,17 @@ impl Tally for u64 {
     }
     fn total(&self) -> u64 {
         *self
+    }
+}
+
+impl<const N: usize, const M: usize> Tally for [[u64; M]; N] {
+    fn tally(&mut self, other: &Self) {
+        for (t, n) in self.iter_mut().zip(other) {
+            t.tally(n);
+        }
+    }
+    fn total(&self) -> u64 {
+        self.iter().map(Tally::total).sum()
     }
 }
 
@@ -181,6 +194,21 @@ reasons! {
     }
 }
 
+/// The drop reasons that refuse a pool's subscriber a new flow for want of
+/// a port or a session (RFC 6888 REQ-11, `nat::refusal`), in the order of
+/// the second index of [`Counters::subscriber_limit_events`].
+pub const LIMIT_REASONS: [DropReason; 4] = [
+    DropReason::PortsExhausted,
+    DropReason::SubscriberSessionLimit,
+    DropReason::SubscriberTableFull,
+    DropReason::TableFull,
+];
+
+/// The position of `r` in [`LIMIT_REASONS`], if it is one of them.
+pub fn limit_index(r: DropReason) -> Option<usize> {
+    LIMIT_REASONS.iter().position(|&x| x == r)
+}
+
 /// Subscriber buckets of [`Counters::port_exhaustion_by_bucket`].
 pub const EXHAUSTION_BUCKETS: usize = 16;
 
@@ -223,6 +251,11 @@ declare_counters! {
         /// The same, by subscriber bucket ([`exhaustion_bucket`] of the inside
         /// address): which part of the subscriber base runs out.
         port_exhaustion_by_bucket: [u64; EXHAUSTION_BUCKETS],
+        /// New flows of a pool's subscriber refused for want of a port or a
+        /// session (RFC 6888 REQ-11c), by pool (the engine's numbering,
+        /// [`crate::nat::Engine::pool_names`]) and reason ([`LIMIT_REASONS`]).
+        /// Each is also a drop under its reason.
+        subscriber_limit_events: [[u64; LIMIT_REASONS.len()]; MAX_POOLS],
         /// Port blocks handed to subscribers.
         blocks_allocated: u64,
         /// Port blocks given back.
@@ -301,6 +334,19 @@ mod tests {
                 Exported { name: "lost", family: Family::Drop("lost"), value: 77 },
             ]
         );
+    }
+
+    #[test]
+    fn limit_reasons_are_the_four_that_refuse_a_subscriber() {
+        let limits: Vec<DropReason> = DropReason::ALL.iter().copied().filter(|&r| limit_index(r).is_some()).collect();
+        assert_eq!(limits.len(), LIMIT_REASONS.len());
+        for (i, r) in LIMIT_REASONS.iter().enumerate() {
+            assert_eq!(limit_index(*r), Some(i));
+        }
+        assert_eq!(limit_index(DropReason::NoSession), None);
+        let mut t = [[1u64, 2], [3, 4], [5, 6]];
+        t.tally(&[[10, 20], [30, 40], [50, 60]]);
+        assert_eq!((t, t.total()), ([[11, 22], [33, 44], [55, 66]], 231));
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub struct Engine {
     pub(super) omap: Index,
     pub(super) ports: Ports,
     pub(super) frags: Fragments,
+    pub(super) refusals: refusal::Refusals,
     pub(super) counters: Counters,
     pub(super) scratch: Option<Box<[Item; BATCH]>>,
     pub(super) created: Created,
@@ -114,6 +115,7 @@ impl Engine {
             omap: Index::with_entries(p.max_sessions),
             ports,
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
+            refusals: refusal::Refusals::new(p.max_subscribers, p.seed),
             counters: Counters::default(),
             scratch: Some(Box::new([Item::EMPTY; BATCH])),
             created: Created::default(),
@@ -149,7 +151,7 @@ impl Engine {
     }
 
     /// All memory the session table, its four indexes, the port maps and the
-    /// subscriber and fragment tables take, in bytes.
+    /// subscriber, fragment and refusal tables take, in bytes.
     pub fn memory_bytes(&self) -> usize {
         self.sessions.memory_bytes()
             + self.i2o.memory_bytes()
@@ -158,6 +160,21 @@ impl Engine {
             + self.omap.memory_bytes()
             + self.ports.memory_bytes()
             + self.frags.memory_bytes()
+            + self.refusals.memory_bytes()
+    }
+
+    /// The source of the ICMP errors refused subscribers get
+    /// ([`EngineParams::icmp_source`]).
+    pub fn icmp_source(&self) -> Option<u32> {
+        self.params.icmp_source
+    }
+
+    /// The pools' names, in the engine's numbering (the index of
+    /// [`Counters::subscriber_limit_events`] and of a [`ports::BlockEvent`]'s
+    /// pool): those it started with in order, then those live changes
+    /// added (a removed pool keeps its number).
+    pub fn pool_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.ports.pools.iter().map(|p| p.params.name.as_str())
     }
 
     /// The worker owning public (`ip`, `port`), if `ip` is a pool address.

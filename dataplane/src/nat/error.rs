@@ -3,7 +3,7 @@
 //! map them to its own errors) without reading strings.
 #![forbid(unsafe_code)]
 
-use super::params::MAX_BLOCKS_PER_SUBSCRIBER;
+use super::params::{MAX_BLOCKS_PER_SUBSCRIBER, MAX_POOLS};
 
 /// Why parameters were refused (at start, or for a live change).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,7 +45,7 @@ pub enum ParamError {
     #[error("{0} is in two pools")]
     AddressInTwoPools(std::net::Ipv4Addr),
     /// More public addresses or pools than the engine numbers.
-    #[error("too many {0} (at most 16383 addresses and 65535 pools)")]
+    #[error("too many {0} (at most 16383 addresses and {MAX_POOLS} pools, removed ones counted until restart)")]
     TooMany(&'static str),
     /// A pool's own settings are inconsistent.
     #[error("pool {pool}: {problem}")]

@@ -3,7 +3,8 @@
 //! session); a translated flow reuses its subscriber's mapping or gets a
 //! port ([`super::ports`]) — endpoint-independent mapping, RFC 4787 REQ-1,
 //! paired pooling REQ-2. A source no rule covers is dropped (`no_rule`)
-//! unless the boundary routes it ([`super::params::Boundary`]).
+//! unless the boundary routes it ([`super::params::Boundary`]). A
+//! subscriber refused a port or a session goes to [`super::refusal`].
 //!
 //! Invariants: a packet that makes no session changes no state (every
 //! allocation taken on the way is given back on failure); nothing leaves
@@ -63,7 +64,11 @@ impl Engine {
         }
         let action = self.rules.first_match(p.src, p.dst, p.ip_proto, Some(p.dport));
         let idx = match action {
-            Some(RuleAction::Translate { pool }) => self.new_mapped_i2o(now, p, pool, h)?,
+            Some(RuleAction::Translate { pool }) => match self.new_mapped_i2o(now, p, pool, h) {
+                Ok(idx) => idx,
+                // A subscriber at its limit (RFC 6888 REQ-11): see super::refusal.
+                Err(v) => return Err(self.refused(now, frame, p.src, pool, v)),
+            },
             Some(RuleAction::NoNat | RuleAction::Route) => {
                 self.new_unmapped(now, p, flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?
             }

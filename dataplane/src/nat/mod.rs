@@ -11,7 +11,10 @@
 //! their embedded header (RFC 5508 section 4); TCP state picks the timeout
 //! class (RFC 5382 REQ-5, RFC 7857 section 2); a freed port is held 120 s
 //! (RFC 6888 REQ-8); when the table is full, expired then unreplied sessions
-//! are reclaimed, never established ones (netfilter FAQ 3.17).
+//! are reclaimed, never established ones (netfilter FAQ 3.17); a subscriber
+//! refused a port or a session is told with an ICMP host unreachable,
+//! counted per pool and logged, and nothing is deleted to make room (RFC
+//! 6888 REQ-11).
 //!
 //! # The pipeline, stage by stage
 //!
@@ -28,6 +31,7 @@
 //! | hairpin | `hairpin.rs` | inside to a public endpoint: translate the destination as if from outside | the TTL drops once |
 //! | mapping | `mapping.rs` | endpoint-independent mappings: chains of sessions on one public endpoint | a mapping's port is in use exactly while its chain is not empty |
 //! | ports | `ports/` | public addresses, port blocks, subscribers, holds, block events | a port is in use exactly while one mapping or forward holds it |
+//! | refusal | `refusal.rs` | a subscriber at its limit: drop, ICMP host unreachable, count per pool, log (RFC 6888 REQ-11) | a refusal deletes nothing and changes no session, port or subscriber; rate limits per subscriber and per worker |
 //! | lifecycle | `lifecycle.rs` | take a slot, install with checksum deltas, remove, expire, evict | every live session is in both indexes exactly once |
 //! | ICMP errors | `icmp_error.rs` | find the session through the embedded datagram, rewrite both headers | an error never refreshes a session |
 //! | fragments | `frag.rs` | later fragments follow their first fragment's session | a fragment is forwarded only for a live session of its tuple |
@@ -72,6 +76,7 @@ pub mod params;
 pub mod parse;
 pub mod ports;
 mod reconfigure;
+pub mod refusal;
 mod rewrite;
 pub mod rules;
 pub mod session;
@@ -134,6 +139,13 @@ pub enum Verdict {
     Forward(Side),
     /// Drop it; counted under the reason.
     Drop(DropReason),
+    /// Drop it, counted under the reason as [`Verdict::Drop`], and send its
+    /// sender an ICMP host unreachable from [`EngineParams::icmp_source`]
+    /// back out of the inside (a subscriber at its limit, RFC 6888 REQ-11b).
+    /// The engine returns it only when the error may be sent (its rate
+    /// limits and RFC 1812 section 4.3.2.7 allow it, see [`refusal`]), so
+    /// the worker writes it without asking again.
+    Refuse(DropReason),
     /// Give it to the kernel's stack unchanged.
     PassToKernel(PassReason),
     /// Another worker owns its session: process it there as received on

@@ -92,6 +92,11 @@ pub enum PoolMode {
 /// Upper bound of [`PoolMode::PortBlocks::max_blocks_per_subscriber`].
 pub const MAX_BLOCKS_PER_SUBSCRIBER: usize = 32;
 
+/// Most pools an engine numbers over its life (a pool a live change
+/// removes keeps its number until restart), so that per-pool counters can
+/// be fixed-size arrays.
+pub const MAX_POOLS: usize = 32;
+
 /// Granularity of port ownership between workers in [`PoolMode::Shared`] pools.
 pub const SHARED_OWNERSHIP_CHUNK: u16 = 64;
 
@@ -328,6 +333,10 @@ pub struct EngineParams {
     /// Subscriber-to-worker map from the inside NIC's RSS (`None`: masq's
     /// own hash, [`crate::nat::subscriber_owner`]).
     pub steering: Option<crate::rss::SubscriberSteering>,
+    /// Source of the ICMP host unreachable a subscriber refused a port or a
+    /// session gets (RFC 6888 REQ-11b): the box's address on the inside
+    /// (`None`: none is sent; the refusal is still counted and logged).
+    pub icmp_source: Option<u32>,
 }
 
 impl EngineParams {
@@ -347,6 +356,7 @@ impl EngineParams {
             boundary: Boundary::default(),
             seed: 0x6d61_7371,
             steering: None,
+            icmp_source: None,
         }
     }
 }

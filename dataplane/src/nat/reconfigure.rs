@@ -10,8 +10,10 @@ use super::*;
 /// Whether a running engine built with `old` can take `new` live: table
 /// sizes, worker geometry and the fragment timeout are fixed at start; a
 /// pool kept by name keeps its kind, port range and limits and may only
-/// lose addresses (a new pool takes new ones); timeouts may not outgrow
-/// the expiry wheel built for `old`.
+/// lose addresses (a new pool takes new ones), and the pools the engine
+/// numbers (those of `old`, kept even when removed, and the new ones) stay
+/// within [`MAX_POOLS`]; timeouts may not outgrow the expiry wheel built
+/// for `old`.
 pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), ParamError> {
     if (old.max_sessions, old.max_subscribers, old.max_fragments)
         != (new.max_sessions, new.max_subscribers, new.max_fragments)
@@ -28,6 +30,10 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
     }
     if o.fragment_secs != n.fragment_secs || o.port_hold_secs != n.port_hold_secs {
         return Err(ParamError::NeedsRestart("fragment and port-hold timeouts"));
+    }
+    let added = new.pools.iter().filter(|np| !old.pools.iter().any(|op| op.name == np.name)).count();
+    if old.pools.len() + added > MAX_POOLS {
+        return Err(ParamError::TooMany("pools"));
     }
     for np in &new.pools {
         let Some(op) = old.pools.iter().find(|op| op.name == np.name) else { continue };

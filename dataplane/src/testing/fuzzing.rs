@@ -27,7 +27,30 @@ pub fn parse_any(data: &[u8]) {
     }
     let _ = crate::nat::parse::parse(data, Side::Inside);
     let _ = crate::nat::parse::parse_fast(data);
+    unreachable_any(data);
     out_path_any(data);
+}
+
+/// The ICMP host-unreachable builder over `data` as an IPv4 packet and as
+/// a frame: what it writes, when it writes, is a well-formed error.
+///
+/// # Panics
+/// If an error it wrote does not parse or its checksums do not verify.
+pub fn unreachable_any(data: &[u8]) {
+    use crate::wire::{checksum, icmp};
+    let mut out = [0u8; 18 + icmp::MAX_ERROR_LEN];
+    let src = 0x6440_0001;
+    if let Some(n) = icmp::write_unreachable(data, src, icmp::CODE_HOST_UNREACHABLE, &mut out) {
+        let ip = Ipv4Packet::new_checked(out.get(..n).unwrap_or(&[])).map_err(|_| ()).expect("a whole IPv4 packet");
+        assert!(n <= icmp::MAX_ERROR_LEN && ip.verify_checksum() && checksum::verify(ip.payload()));
+        assert_eq!((ip.src(), ip.protocol()), (src, crate::wire::ipv4::PROTO_ICMP));
+    }
+    if let Some(n) = icmp::write_unreachable_frame(data, src, icmp::CODE_HOST_UNREACHABLE, &mut out) {
+        let l2 = crate::wire::ethernet::header_len_of(data);
+        assert!(n > l2 && icmp::may_answer_frame(data));
+        let ip = Ipv4Packet::new_checked(out.get(l2..n).unwrap_or(&[])).map_err(|_| ()).expect("after its L2 header");
+        assert!(ip.verify_checksum() && checksum::verify(ip.payload()));
+    }
 }
 
 /// What the worker does to a frame on its way out, and the text parsers of
@@ -86,11 +109,16 @@ fn fuzz_engine() -> Engine {
         inside_port: 80,
     }];
     p.local_addrs = vec![0x6440_0001];
+    p.icmp_source = Some(0x6440_0001);
     Engine::new(&p).expect("the fuzz engine's parameters are valid")
 }
 
 /// Feeds `data` to an engine as a sequence of frames: byte 0 picks the side
 /// of each frame, the next two its length. Frames may be anything.
+///
+/// # Panics
+/// If the engine refuses a frame with an ICMP error (`Verdict::Refuse`)
+/// that cannot be written: it says `Refuse` only when one can.
 pub fn engine_any(data: &[u8]) {
     let mut e = fuzz_engine();
     let mut rest = data;
@@ -106,7 +134,10 @@ pub fn engine_any(data: &[u8]) {
         }
         let side = if ctl & 1 == 0 { Side::Inside } else { Side::Outside };
         now += u32::from(ctl >> 5) * 60;
-        let _ = e.process_one(side, now, &mut frame);
+        if let crate::nat::Verdict::Refuse(_) = e.process_one(side, now, &mut frame) {
+            let mut out = [0u8; 18 + crate::wire::icmp::MAX_ERROR_LEN];
+            assert!(e.write_refusal(&frame, &mut out).is_some(), "a refusal whose error cannot be written");
+        }
     }
     let _ = e.sessions(now).count();
 }

@@ -66,6 +66,9 @@ pub struct Census {
     pub sessions: std::collections::BTreeMap<(u8, &'static str), u64>,
     /// (address, pool) -> port blocks (filled with the first slice only).
     pub blocks: std::collections::BTreeMap<(u32, String), BlockUse>,
+    /// The pools' names in the engine's numbering, the index of per-pool
+    /// counters (filled with the first slice only).
+    pub pools: Vec<String>,
 }
 
 /// Why a worker refused new parameters (its engine is unchanged).
@@ -101,7 +104,7 @@ pub enum Command {
         reply: Sender<Sliced<usize>>,
     },
     /// Live sessions by (protocol, state) among the slots from `from_slot`,
-    /// and (with the first slice) port blocks per address.
+    /// and (with the first slice) port blocks per address and pool names.
     Census {
         /// First slot of the slice.
         from_slot: u32,
@@ -163,6 +166,7 @@ impl Command {
                     for (ip, pool, in_use, free) in e.port_block_use() {
                         c.blocks.insert((ip, pool.to_string()), BlockUse { in_use, free });
                     }
+                    c.pools = e.pool_names().map(str::to_string).collect();
                 }
                 let _ = reply.send(Sliced { part: c, next_slot });
             }

@@ -7,7 +7,9 @@
 //! next-hop table if the control thread published one. Before the round it
 //! serves the control thread's requests (`command.rs`: the protocol and its
 //! typed replies). Frames whose session another worker owns go to it, and
-//! come from it, through `handoff.rs`.
+//! come from it, through `handoff.rs`. A frame the engine refused
+//! (a subscriber at its limit) is answered with an ICMP error by
+//! `refuse.rs`.
 //!
 //! Invariants: every received frame is sent, freed or handed off in the
 //! round it arrived (the worker never holds a frame across rounds; the backend
@@ -19,6 +21,7 @@
 
 mod command;
 mod handoff;
+mod refuse;
 
 pub use command::{BlockUse, Census, Command, ReconfigureError, SessionFilter, Sliced, SLICE};
 pub use handoff::{HandOff, Mesh, HANDOFF_MAX};
@@ -63,10 +66,14 @@ declare_counters! {
         handoff_out: u64,
         /// Frames received from other workers.
         handoff_in: u64,
-        /// NAT log events (port blocks) lost because the log fell behind.
+        /// NAT log events (port blocks, refusals) lost because the log fell behind.
         log_dropped: u64,
         /// Hand-offs dropped: the owner's queue was full, the frame too big, or no frame free.
         handoff_dropped: u64 => Drop("handoff_dropped"),
+        /// ICMP host unreachable errors sent to subscribers refused a port or a session.
+        icmp_unreachable_sent: u64 => Total("ICMP host unreachable errors sent to subscribers refused a port or a session (RFC 6888 REQ-11b)."),
+        /// Such errors not sent: no free frame, or no next hop for the subscriber.
+        icmp_unreachable_failed: u64 => Total("ICMP host unreachable errors to refused subscribers not sent: no free frame, or no next hop."),
     }
 }
 
@@ -115,6 +122,8 @@ enum Action {
     /// kernel, which answers "fragmentation needed"; a hairpinned one lands here).
     TooBig(Side),
     Free,
+    /// Refused by the engine: answer with an ICMP error, then free.
+    Refuse,
     Pass,
     /// To the worker that owns the frame's session.
     HandOff {
@@ -291,6 +300,7 @@ impl<I: FrameIo> Worker<I> {
                     },
                     Verdict::HandOff { worker, arrived_on } => Action::HandOff { worker, arrived_on },
                     Verdict::PassToKernel(_) => Action::Pass,
+                    Verdict::Refuse(_) => Action::Refuse,
                     Verdict::Drop(_) => Action::Free,
                 };
             }
@@ -327,6 +337,8 @@ impl<I: FrameIo> Worker<I> {
                     self.counters.pass_dropped += 1;
                 }
             }
+            // The engine counted the drop; the sender hears of it.
+            Action::Refuse => self.refuse(d),
             Action::Free => {} // the engine counted the drop
         }
         self.io.free(d);

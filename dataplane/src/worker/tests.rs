@@ -176,3 +176,71 @@ fn a_full_hand_off_queue_drops_and_counts() {
     w0.hand_off(1, Side::Outside, d);
     assert_eq!((w0.counters().handoff_out, w0.counters().handoff_dropped), (1, 1));
 }
+
+/// An engine whose subscribers may hold one session, answering refusals
+/// from the box's inside address.
+fn limited_engine() -> Engine {
+    let mut pool = PoolParams::cgnat("p", vec![ip("203.0.113.10")]);
+    pool.max_sessions_per_subscriber = 1;
+    let rule = Rule { matches: RuleMatch::default(), action: RuleAction::Translate { pool: 0 } };
+    let mut p = EngineParams::single(vec![pool], vec![rule]);
+    p.icmp_source = Some(ip("100.64.0.1"));
+    Engine::new(&p).expect("engine")
+}
+
+#[test]
+fn a_refused_subscriber_is_sent_host_unreachable_on_the_inside() {
+    let mesh = Arc::new(Mesh::new(1, 8));
+    let mut w = worker(0, Some(limited_engine()), &mesh);
+    let free = w.io_mut().free_frames();
+    let sub = ip("100.64.0.2");
+    assert!(w.io_mut().inject(Side::Inside, &udp(sub, 4000, ip("198.51.100.1"), 53, b"q")));
+    let refused = udp(sub, 4001, ip("198.51.100.1"), 53, b"second flow");
+    assert!(w.io_mut().inject(Side::Inside, &refused));
+    w.round(1);
+    let out = std::mem::take(&mut w.io_mut().tx[1]);
+    let back = std::mem::take(&mut w.io_mut().tx[0]);
+    assert_eq!((out.len(), back.len()), (1, 1), "the first flow out, an error back in");
+    let err = &back[0];
+    assert_eq!(&err[..12], &[HOST_MAC, IN_MAC].concat()[..], "to the subscriber's MAC from the inside one");
+    assert!(checksums_ok(err));
+    let ip4 = crate::wire::ipv4::Ipv4Packet::new_checked(&err[14..]).expect("IPv4");
+    assert_eq!((ip4.src(), ip4.dst()), (ip("100.64.0.1"), sub));
+    let icmp = crate::wire::icmp::IcmpPacket::new_checked(ip4.payload()).expect("ICMP");
+    assert_eq!((icmp.msg_type(), icmp.code()), (3, 1));
+    assert_eq!(icmp.embedded(), &refused[14..], "the refused packet, quoted whole");
+    assert_eq!((w.counters().icmp_unreachable_sent, w.counters().icmp_unreachable_failed), (1, 0));
+    assert_eq!(w.counters().tx, [1, 1]);
+    let e = w.engine().expect("nat").counters();
+    assert_eq!(e.drop_count(crate::nat::DropReason::SubscriberSessionLimit), 1);
+    assert_eq!(w.io_mut().free_frames(), free, "the refused frame and the error's frame are back");
+}
+
+#[test]
+fn an_error_with_no_next_hop_is_counted_reported_and_its_frame_given_back() {
+    let mesh = Arc::new(Mesh::new(1, 8));
+    let (_l2_tx, l2_rx) = crossbeam_channel::bounded(1);
+    let (un_tx, un_rx) = crossbeam_channel::bounded(4);
+    let mut w = worker(0, Some(limited_engine()), &mesh).with_l2_channels(l2_rx, un_tx);
+    let free = w.io_mut().free_frames();
+    let sub = ip("100.64.0.9"); // no neighbour entry
+    assert!(w.io_mut().inject(Side::Inside, &udp(sub, 4000, ip("198.51.100.1"), 53, b"q")));
+    assert!(w.io_mut().inject(Side::Inside, &udp(sub, 4001, ip("198.51.100.1"), 53, b"q")));
+    w.round(1);
+    assert!(w.io_mut().tx[0].is_empty());
+    assert_eq!((w.counters().icmp_unreachable_sent, w.counters().icmp_unreachable_failed), (0, 1));
+    assert_eq!(un_rx.try_recv(), Ok((Side::Inside, sub)), "the control thread is asked to resolve it");
+    assert_eq!(w.io_mut().free_frames(), free);
+}
+
+#[test]
+fn a_census_names_the_pools_in_the_engines_numbering() {
+    let mesh = Arc::new(Mesh::new(1, 8));
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    let mut w = worker(0, Some(limited_engine()), &mesh).with_commands(rx);
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    tx.send(Command::Census { from_slot: 0, reply }).expect("queued");
+    w.round(1);
+    let census = answer.try_recv().expect("answered in the round").part;
+    assert_eq!(census.pools, ["p"]);
+}

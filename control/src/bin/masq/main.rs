@@ -210,7 +210,7 @@ fn main() -> Result<()> {
             let engine = if a.no_nat {
                 None
             } else {
-                Some(params::engine_params(&v, out_addrs.first().copied(), locals.clone())?)
+                Some(params::engine_params(&v, out_addrs.first().copied(), in_addrs.first().copied(), locals.clone())?)
             };
             let mac = |m: &Option<String>| m.as_deref().and_then(dataplane::l2::parse_mac);
             let token = match (&v.raw.control.token, &v.raw.control.token_file) {

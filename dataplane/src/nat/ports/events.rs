@@ -1,5 +1,7 @@
-//! Block events for the NAT log: a block handed to or taken back from a
-//! subscriber (RFC 6888 REQ-12, RFC 7422 section 2).
+//! Events for the NAT log: a block handed to or taken back from a
+//! subscriber (RFC 6888 REQ-12, RFC 7422 section 2), and a subscriber
+//! refused a new flow for want of a port or a session (RFC 6888 REQ-11c;
+//! `nat::refusal` decides when).
 //!
 //! Invariant: the event buffer never grows past [`BLOCK_EVENTS`]; an event
 //! that does not fit is counted in `events_dropped`.
@@ -8,21 +10,38 @@
 
 use super::*;
 
-/// A port block handed to or taken back from a subscriber: what a CGNAT
-/// logs instead of every session (RFC 6888 REQ-12, RFC 7422 section 2).
+/// What happened to a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A port block was handed to it.
+    Assigned,
+    /// A port block was taken back.
+    Released,
+    /// A new flow was refused for want of a port or a session, for this
+    /// reason (one of [`crate::nat::counters::LIMIT_REASONS`]); logged once
+    /// per subscriber per interval (RFC 6888 REQ-11c).
+    Refused(DropReason),
+}
+
+/// A port block handed to or taken back from a subscriber, what a CGNAT
+/// logs instead of every session (RFC 6888 REQ-12, RFC 7422 section 2), or
+/// a subscriber refused a new flow (RFC 6888 REQ-11c).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockEvent {
-    /// Assigned (true) or released (false).
-    pub assigned: bool,
+    /// What happened.
+    pub kind: EventKind,
     /// The subscriber's inside address.
     pub inside: u32,
-    /// The public address.
+    /// The public address (for a refusal: the subscriber's paired address,
+    /// 0 if it has none).
     pub public: u32,
-    /// Lowest port of the block.
+    /// Lowest port of the block (0 for a refusal).
     pub first_port: u16,
     /// Highest port of the block (with an RSS port order the block's ports
-    /// lie between the two, not all of them).
+    /// lie between the two, not all of them; 0 for a refusal).
     pub last_port: u16,
+    /// The pool (the engine's numbering, [`crate::nat::Engine::pool_names`]).
+    pub pool: u16,
 }
 
 /// Block events kept until the worker collects them (once a round).
@@ -33,7 +52,7 @@ impl Ports {
     /// it never grows).
     #[cold]
     #[inline(never)]
-    pub(super) fn note_block(&mut self, assigned: bool, inside: u32, a: u16, l: u16) {
+    pub(super) fn note_block(&mut self, kind: EventKind, inside: u32, a: u16, l: u16) {
         let Some(pool) = self.pool_of(a) else { return };
         let (chunk, min, max) = (u32::from(pool.chunk), pool.params.port_min, pool.params.port_max);
         let base = block_offset(chunk, self.workers, self.worker, l);
@@ -44,7 +63,24 @@ impl Ports {
             let ports = (base..base + chunk).map(|o| ad.port_at(u32::from(min), o));
             (ports.clone().min().unwrap_or(0), ports.max().unwrap_or(0))
         };
-        let ev = BlockEvent { assigned, inside, public: ad.ip, first_port: first, last_port: last };
+        let ev = BlockEvent { kind, inside, public: ad.ip, first_port: first, last_port: last, pool: ad.pool };
+        self.push_event(ev);
+    }
+
+    /// Records that subscriber `inside` of `pool` was refused a new flow
+    /// for `reason` (with its paired address, if it has one).
+    #[cold]
+    #[inline(never)]
+    pub fn note_refusal(&mut self, inside: u32, pool: u16, reason: DropReason) {
+        let paired = self.find_subscriber(inside, pool).and_then(|s| self.subs.get(s as usize)).map(|x| x.addr);
+        let public = paired.map_or(0, |a| self.ip_of(a));
+        let ev = BlockEvent { kind: EventKind::Refused(reason), inside, public, first_port: 0, last_port: 0, pool };
+        self.push_event(ev);
+    }
+
+    /// Keeps `ev` until the worker collects it (dropped and counted when the
+    /// buffer is full; it never grows).
+    fn push_event(&mut self, ev: BlockEvent) {
         if self.events.len() < BLOCK_EVENTS {
             self.events.push(ev);
         } else {
@@ -58,6 +94,6 @@ impl Ports {
     pub(super) fn note_new_block(&mut self, s: u32) {
         let Some(sub) = self.subs.get(s as usize).copied() else { return };
         let Some(&l) = sub.blocks.get(usize::from(sub.n_blocks).saturating_sub(1)) else { return };
-        self.note_block(true, sub.inside_ip, sub.addr, l);
+        self.note_block(EventKind::Assigned, sub.inside_ip, sub.addr, l);
     }
 }

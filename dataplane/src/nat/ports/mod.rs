@@ -34,7 +34,8 @@ use super::hash::hash3;
 use super::index::Index;
 use super::l4::L4;
 use super::params::{
-    EngineParams, ParamError, PoolMode, PoolParams, PoolProblem, MAX_BLOCKS_PER_SUBSCRIBER, SHARED_OWNERSHIP_CHUNK,
+    EngineParams, ParamError, PoolMode, PoolParams, PoolProblem, MAX_BLOCKS_PER_SUBSCRIBER, MAX_POOLS,
+    SHARED_OWNERSHIP_CHUNK,
 };
 use super::session::NIL;
 use crate::nat::DropReason;
@@ -47,7 +48,7 @@ mod subscribers;
 #[cfg(test)]
 mod tests;
 
-pub use events::{BlockEvent, BLOCK_EVENTS};
+pub use events::{BlockEvent, EventKind, BLOCK_EVENTS};
 
 use bitmap::*;
 use geometry::*;
@@ -151,6 +152,9 @@ impl Ports {
         if p.workers == 0 || p.worker >= p.workers {
             return Err(ParamError::Worker { worker: p.worker, workers: p.workers });
         }
+        if p.pools.len() > MAX_POOLS {
+            return Err(ParamError::TooMany("pools"));
+        }
         let (worker, workers) = (u32::from(p.worker), u32::from(p.workers));
         let mut pools = Vec::new();
         let mut addrs: Vec<AddrPorts> = Vec::new();
@@ -225,6 +229,9 @@ impl Ports {
     /// Adds a pool at run time (a live configuration change); returns its index.
     pub fn add_pool(&mut self, pp: &PoolParams) -> Result<u16, ParamError> {
         let pi = self.pools.len();
+        if pi >= MAX_POOLS {
+            return Err(ParamError::TooMany("pools"));
+        }
         let (rt, a) = build_pool(pi, pp, self.addrs.len(), self.worker, self.workers)?;
         if a.iter().any(|x| self.addr_of_ip(x.ip).is_some()) {
             return Err(ParamError::pool(&pp.name, PoolProblem::AddressInAnotherPool));

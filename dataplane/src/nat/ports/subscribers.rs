@@ -128,7 +128,7 @@ impl Ports {
         let owner =
             self.addrs.get(usize::from(a)).and_then(|ad| ad.blocks.get(usize::from(l))).map_or(NIL, |b| b.owner);
         if let Some(inside) = self.subs.get(owner as usize).map(|x| x.inside_ip) {
-            self.note_block(false, inside, a, l);
+            self.note_block(EventKind::Released, inside, a, l);
         }
         if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
             if let Some(b) = ad.blocks.get_mut(usize::from(l)) {

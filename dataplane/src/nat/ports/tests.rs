@@ -152,3 +152,13 @@ fn reserved_forward_port_is_never_allocated() {
     assert_eq!(got.len(), 63, "{got:?}");
     assert!(got.iter().all(|&port| (1025..1088).contains(&port)), "{got:?}");
 }
+
+#[test]
+fn pools_past_max_pools_are_refused_at_start_and_live() {
+    let pool = |i: u32| PoolParams::cgnat(&format!("p{i}"), vec![0xcb00_7100 + i]);
+    let mut p = EngineParams::single((0..MAX_POOLS as u32).map(pool).collect(), vec![]);
+    let mut ports = Ports::new(&p).unwrap();
+    assert_eq!(ports.add_pool(&pool(99)).err(), Some(ParamError::TooMany("pools")));
+    p.pools.push(pool(99));
+    assert_eq!(Ports::new(&p).err(), Some(ParamError::TooMany("pools")));
+}
