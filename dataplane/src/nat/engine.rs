@@ -42,6 +42,9 @@ pub struct Engine {
     pub(super) omap: Index,
     pub(super) ports: Ports,
     pub(super) frags: Fragments,
+    /// The frames being processed were handed over by another worker
+    /// ([`Engine::set_handed_off`]).
+    pub(super) handed_off: bool,
     pub(super) counters: Counters,
     pub(super) scratch: Option<Box<[Item; BATCH]>>,
     pub(super) created: Created,
@@ -114,6 +117,7 @@ impl Engine {
             omap: Index::with_entries(p.max_sessions),
             ports,
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
+            handed_off: false,
             counters: Counters::default(),
             scratch: Some(Box::new([Item::EMPTY; BATCH])),
             created: Created::default(),
