@@ -293,3 +293,28 @@ fn a_fragment_its_owner_forgot_is_dropped_and_counted_not_bounced() {
     assert_eq!((v, path), (Verdict::Drop(DropReason::FragmentUnknownAtOwner), vec![home, owner]));
     assert_eq!(t.w[owner].counters().drop_count(DropReason::FragmentUnknownAtOwner), 1);
 }
+
+#[test]
+fn a_port_forwards_server_answers_in_fragments_through_the_port_owner() {
+    // The server's session lives with the public port's owner, not with the
+    // server's own (subscriber) worker, which is its fragments' home: the
+    // home hands the first fragment on and its later ones after it.
+    let public = ip("203.0.113.1");
+    let owner_of = |port| Two::new().w[0].public_owner(public, port).unwrap();
+    let port = (1024..2048u16).find(|&p| owner_of(p) == 0).unwrap();
+    let server = subscribers()[1];
+    let mut p = cgnat_params();
+    p.forwards =
+        vec![Forward { protocol: 17, public_addr: public, public_port: port, inside_addr: server, inside_port: 53 }];
+    let mut t = Two::with(p);
+    let client = ip(REMOTE);
+    let q = t.pass(1, OUT, udp(client, 3333, public, port, b"query"), IN);
+    assert_eq!(tuple(&q), (client, 3333, server, 53));
+    for (n, spread) in SPREADS.iter().enumerate() {
+        let answer = udp(server, 53, client, 3333, &[0xdd; 3000]);
+        let got = glue(&t.datagram(IN, cut(&answer, 1480, 0xb00 + n as u16), *spread, OUT));
+        assert_eq!(tuple(&got), (public, port, client, 3333), "{spread:?}");
+    }
+    assert!(t.w[1].counters().fragments_to_owner > 0, "the server's worker handed fragments to the port's owner");
+    assert_eq!(t.sum(Counters::total_drops), 0);
+}
