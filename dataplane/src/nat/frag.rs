@@ -63,9 +63,11 @@
 //! Cost: nothing for unfragmented traffic (the fast lane never sees
 //! fragments; the check sits in the general path's first-fragment branch;
 //! `perf/callgrind.sh` gives 134 UDP / 155 TCP / 976 new-session
-//! instructions before and after); per fragment, one table probe and, for
-//! each worker it crosses, a copy through a hand-off queue (a frame of at
-//! most `HANDOFF_MAX` bytes). Rejected: steering all fragments of a
+//! instructions before and after); per fragment, one table probe (with
+//! one worker, 392 instructions a fragment, 368 before: the hairpin check
+//! and the record's kind), the home's hash when there are several, and,
+//! for each worker it crosses, a copy through a hand-off queue (a frame of
+//! at most `HANDOFF_MAX` bytes). Rejected: steering all fragments of a
 //! public address to one worker (every reply fragment to a CGNAT address
 //! would queue behind one core), and a table shared by all workers (locks
 //! or atomics on the packet path). The table is a fixed direct-mapped array:
@@ -151,6 +153,7 @@ impl Fragments {
         )
     }
 
+    #[inline]
     fn put(&mut self, k: FragKey, kind: u8, to: u32, now: u32) {
         let i = self.slot(&k);
         let expires = now.saturating_add(self.ttl);
@@ -160,6 +163,7 @@ impl Fragments {
     }
 
     /// Records the first fragment of a datagram translated here with `session`.
+    #[inline]
     pub fn record(&mut self, k: FragKey, i2o: bool, session: u32, now: u32) {
         self.put(k, if i2o { I2O } else { O2I }, session, now);
     }
@@ -170,6 +174,7 @@ impl Fragments {
     }
 
     /// Where a later fragment follows its first, if its record is alive.
+    #[inline]
     pub fn find(&self, k: FragKey, now: u32) -> Option<Follow> {
         let e = self.slots.get(self.slot(&k))?;
         if !(e.expires > now && e.src == k.src && e.dst == k.dst && e.ip_proto == k.ip_proto && e.ident == k.ident) {
@@ -221,13 +226,11 @@ impl Engine {
         }
     }
 
-    /// A first fragment (it has its ports): with several workers it meets
-    /// its later fragments at its home, which remembers where it went.
+    /// A first fragment (it has its ports) when there are several workers:
+    /// it meets its later fragments at its home, which remembers where it
+    /// went. (With one worker the batch gives it to `flow` directly.)
     #[inline(never)]
     pub(super) fn first_fragment(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed, h: u64) -> Verdict {
-        if self.workers <= 1 {
-            return self.flow(side, now, frame, p, h);
-        }
         let home = self.frag_home(side, p);
         if home != self.worker && !self.handed_off {
             self.counters.fragments_to_home += 1;
