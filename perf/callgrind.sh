@@ -8,6 +8,8 @@
 #   established: instructions per packet at 10k flows (UDP)
 #   established TCP: the same for TCP ACKs of 10k connections
 #   new-sessions: instructions per new session
+#   fragments: per fragment of established UDP flows' datagrams cut in two
+#     (first and later fragment; one worker, so no hand-off)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "callgrind.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
@@ -31,4 +33,7 @@ per_tcp=$(( (tb - ta) / 1000000 ))
 c=$(collected --scenario new-sessions --flows 100000)
 d=$(collected --scenario new-sessions --flows 200000)
 per_session=$(( (d - c) / 100000 ))
-printf '{"established_instructions_per_packet":%d,"established_tcp_instructions_per_packet":%d,"new_session_instructions":%d}\n' "$per_pkt" "$per_tcp" "$per_session"
+fa=$(collected --scenario established --fragments --flows 10000 --packets 1000000)
+fb=$(collected --scenario established --fragments --flows 10000 --packets 2000000)
+per_frag=$(( (fb - fa) / 1000000 ))
+printf '{"established_instructions_per_packet":%d,"established_tcp_instructions_per_packet":%d,"new_session_instructions":%d,"fragment_instructions":%d}\n' "$per_pkt" "$per_tcp" "$per_session" "$per_frag"

@@ -216,7 +216,11 @@ impl Engine {
                             Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.proto),
                             Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.proto),
                         };
-                        self.flow(side, now, frame, &p, h)
+                        if p.first_frag && self.workers > 1 {
+                            self.first_fragment(side, now, frame, &p, h)
+                        } else {
+                            self.flow(side, now, frame, &p, h)
+                        }
                     }
                     Ok(p) => self.slow(side, now, frame, &p, None),
                     Err(verdict) => verdict,

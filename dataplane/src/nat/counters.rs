@@ -161,7 +161,8 @@ reasons! {
         SubscriberSessionLimit = "subscriber_session_limit",
         /// The subscriber table is full.
         SubscriberTableFull = "subscriber_table_full",
-        /// A non-first fragment whose first fragment was not seen.
+        /// A non-first fragment whose first fragment was not seen (with
+        /// several workers: at the datagram's fragment home, see `nat::frag`).
         FragmentUnknown = "fragment_unknown",
         /// An IP protocol the NAT cannot translate (only TCP, UDP, ICMP are).
         UnsupportedProtocol = "unsupported_protocol",
@@ -177,6 +178,9 @@ reasons! {
         Spoofed = "spoofed",
         /// A TCP RST outside the window the session has seen (RFC 5961 section 3).
         TcpOutOfWindow = "tcp_out_of_window",
+        /// A fragment its home handed to the worker that translated its first
+        /// fragment, which has no entry for it any more (expired or overwritten).
+        FragmentUnknownAtOwner = "fragment_unknown_at_owner",
     }
 }
 
@@ -262,6 +266,12 @@ declare_counters! {
         blocks_released: u64,
         /// Fragments translated by following their first fragment.
         fragments_followed: u64,
+        /// Fragments that came off the wire to a worker other than their
+        /// datagram's fragment home and were handed to it (`nat::frag`).
+        fragments_to_home: u64 => Total("Fragments handed to their datagram's fragment home worker."),
+        /// Fragments handed on to the worker that owns their datagram's
+        /// session (by their home, or by a hairpin's first half).
+        fragments_to_owner: u64 => Total("Fragments handed to the worker that owns their datagram's session."),
         /// ICMP errors translated (RFC 5508).
         icmp_errors_translated: u64,
     }

@@ -43,6 +43,9 @@ pub struct Engine {
     pub(super) ports: Ports,
     pub(super) frags: Fragments,
     pub(super) refusals: refusal::Refusals,
+    /// The frames being processed were handed over by another worker
+    /// ([`Engine::set_handed_off`]).
+    pub(super) handed_off: bool,
     pub(super) counters: Counters,
     pub(super) scratch: Option<Box<[Item; BATCH]>>,
     pub(super) created: Created,
@@ -116,6 +119,7 @@ impl Engine {
             ports,
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
             refusals: refusal::Refusals::new(p.max_subscribers, p.seed),
+            handed_off: false,
             counters: Counters::default(),
             scratch: Some(Box::new([Item::EMPTY; BATCH])),
             created: Created::default(),

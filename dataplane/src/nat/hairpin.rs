@@ -3,6 +3,10 @@
 //! outbound packet, then the destination as if the packet had arrived from
 //! outside, so the target sees the sender's public endpoint.
 //!
+//! A hairpinned datagram's first fragment records its second half under
+//! the key it has once its source is translated, so its later fragments
+//! take both halves too ([`super::frag`]).
+//!
 //! Invariant: the TTL drops once, not twice.
 #![forbid(unsafe_code)]
 
@@ -21,9 +25,20 @@ impl Engine {
             Some(i) => i,
             None => match self.new_o2i(now, &q) {
                 Ok(i) => i,
-                Err(v) => return v,
+                Err(v) => {
+                    // Another worker owns the target's port: the later
+                    // fragments, translated here, follow the first there.
+                    if let (true, Verdict::HandOff { worker, .. }) = (p.first_frag, v) {
+                        self.frags.record_at(frag_key(&q), worker, now);
+                    }
+                    return v;
+                }
             },
         };
+        if p.first_frag {
+            // Its later fragments take the second half by this key (`frag`).
+            self.frags.record(frag_key(&q), false, idx, now);
+        }
         self.touch(idx, Side::Outside, &q, now);
         let t = self.sessions.get(idx);
         // The TTL was decremented once already: undo that part of the delta.

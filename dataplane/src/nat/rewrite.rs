@@ -99,12 +99,18 @@ impl Rewrite {
     /// [`Rewrite::apply`] without the TTL decrement (a hairpin's second
     /// half: the first half decremented it already).
     pub(super) fn apply_no_ttl(&self, frame: &mut [u8], p: &Parsed) {
+        self.apply_addr_no_ttl(frame, p);
+        self.apply_l4_at(frame, usize::from(p.l4), p.proto);
+    }
+
+    /// The address only, without the TTL (a hairpinned later fragment's
+    /// second half).
+    pub(super) fn apply_addr_no_ttl(&self, frame: &mut [u8], p: &Parsed) {
         if let Some(ip) = frame.get_mut(usize::from(p.l3)..) {
             set_u32(ip, self.addr_field(), self.addr);
             let c = u16_at(ip, ipv4::field::CHECKSUM);
             set_u16(ip, ipv4::field::CHECKSUM, apply_delta(c, self.d_ip));
         }
-        self.apply_l4_at(frame, usize::from(p.l4), p.proto);
     }
 
     /// The address only, TTL included (later fragments carry no L4 header).

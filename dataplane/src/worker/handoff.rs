@@ -4,7 +4,10 @@
 //!
 //! Invariants: a hand-off that cannot be queued (queue full, frame too big,
 //! no free frame at the owner) is dropped and counted (`handoff_dropped`);
-//! a round takes at most a batch from each peer's queue.
+//! a round takes at most a batch from each peer's queue; the engine knows
+//! the frames it runs from these queues were handed over
+//! ([`crate::nat::Engine::set_handed_off`]), which bounds how often a
+//! fragment crosses cores (`nat::frag`).
 
 use super::Worker;
 use crate::io::{Desc, FrameIo, BATCH};
@@ -111,6 +114,89 @@ impl<I: FrameIo> Worker<I> {
 
     fn run_handoff_batch(&mut self, arrived_on: Side, now: u32, n: usize) {
         self.counters.handoff_in += n as u64;
+        // The engine must know: a fragment handed over is never sent to its
+        // fragment home again (`nat::frag`), so none bounces between workers.
+        if let Some(e) = self.engine.as_mut() {
+            e.set_handed_off(true);
+        }
         self.batch(arrived_on, now, n);
+        if let Some(e) = self.engine.as_mut() {
+            e.set_handed_off(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hand-off queues with fragments: a datagram whose fragments reach
+    //! the wrong workers still leaves whole, and nothing bounces.
+    use super::*;
+    use crate::io::MemIo;
+    use crate::l2::{L2Table, SideL2};
+    use crate::nat::frag::{outside_home, FragKey};
+    use crate::nat::{subscriber_owner, Engine, EngineParams, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
+    use crate::testing::frames::{frame_frag, ip, tuple, udp, udp_segment};
+    use crate::worker::Worker;
+
+    const SEED: u64 = 0x5eed;
+
+    fn l2(sub: u32) -> Arc<L2Table> {
+        let side = |ifname: &str, routes, neighbours: Vec<(u32, [u8; 6])>| SideL2 {
+            ifname: ifname.into(),
+            own_mac: [2, 0, 0, 0, 1, 1],
+            routes,
+            neighbours: neighbours.into_iter().collect(),
+            static_mac: None,
+            mtu: 0,
+        };
+        let router = ip("203.0.113.2");
+        let inside = side("in", vec![(Prefix::new(ip("100.64.0.0"), 10), 0)], vec![(sub, [2, 0, 0, 0, 1, 2])]);
+        let outside = side("out", vec![(Prefix::new(0, 0), router)], vec![(router, [2, 0, 0, 0, 2, 2])]);
+        Arc::new(L2Table { sides: [inside, outside] })
+    }
+
+    fn worker(id: u16, mesh: &Arc<Mesh>, sub: u32) -> Worker<MemIo> {
+        let pool = PoolParams::cgnat("p", vec![ip("203.0.113.10")]);
+        let rule = Rule { matches: RuleMatch::default(), action: RuleAction::Translate { pool: 0 } };
+        let mut p = EngineParams::single(vec![pool], vec![rule]);
+        (p.worker, p.workers, p.seed) = (id, 2, SEED);
+        let e = Engine::new(&p).expect("engine");
+        Worker::new(usize::from(id), MemIo::new(256, 2048), Some(e), l2(sub), Arc::clone(mesh))
+    }
+
+    #[test]
+    #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)] // test frames built to size
+    fn a_reply_whose_fragments_all_reach_the_owner_off_its_home_leaves_whole() {
+        let mesh = Arc::new(Mesh::new(2, 64));
+        let sub = (2..255).map(|i| ip("100.64.0.0") + i).find(|&a| subscriber_owner(a, 2) == 1).expect("one");
+        let mut w = [worker(0, &mesh, sub), worker(1, &mesh, sub)];
+        assert!(w[1].io_mut().inject(Side::Inside, &udp(sub, 4000, ip("198.51.100.1"), 7, b"q")));
+        w[1].round(1);
+        let (public, pport, _, _) = tuple(&w[1].io_mut().tx[1].pop().expect("sent outside"));
+        // A reply datagram whose fragment home is worker 0; every fragment
+        // comes off the wire at worker 1, the owner.
+        let remote = ip("198.51.100.1");
+        let ident = (0..64)
+            .find(|&i| outside_home(SEED, FragKey { src: remote, dst: public, ip_proto: 17, ident: i }, 2) == 0)
+            .expect("a datagram homed at worker 0");
+        let seg = udp_segment(remote, 7, public, pport, &[9; 2000]);
+        let frags = [
+            frame_frag(remote, public, 17, &seg[..1000], 64, ident, 0x2000),
+            frame_frag(remote, public, 17, &seg[1000..], 64, ident, 1000 / 8),
+        ];
+        for f in &frags {
+            assert!(w[1].io_mut().inject(Side::Outside, f));
+        }
+        for now in 2..8 {
+            w[1].round(now);
+            w[0].round(now);
+        }
+        let got = std::mem::take(&mut w[1].io_mut().tx[0]);
+        assert_eq!(got.len(), 2, "both fragments reached the subscriber");
+        assert!(got.iter().all(|f| f[30..34] == sub.to_be_bytes()));
+        assert_eq!(&got[0][34..38], &[0, 7, 0x0f, 0xa0], "the first carries the inside port 4000");
+        // Each fragment: 1 -> 0 (its home) -> 1 (the owner), once.
+        assert_eq!((w[1].counters().handoff_out, w[0].counters().handoff_out), (2, 2));
+        assert_eq!(w[0].counters().handoff_dropped + w[1].counters().handoff_dropped, 0);
     }
 }

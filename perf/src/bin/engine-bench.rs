@@ -7,6 +7,10 @@
 //! - `new-sessions`: every packet opens a new session (`--flows` of them,
 //!   `--packets` is ignored): the rate of session set-up.
 //!
+//! With `--fragments`, `established` sends every datagram in two fragments
+//! (a first one with the ports, then a later one, in one batch): the
+//! general path's fragment handling (`nat::frag`), per fragment.
+//!
 //! Frames are 60-byte UDP (64 on the wire), or with `--tcp` 60-byte TCP
 //! ACKs of connections set up by a handshake (SYN, SYN/ACK, ACK). Each batch's frames are written
 //! in place from a compact flow array (tuple and TTL), as a NIC would write
@@ -58,6 +62,9 @@ struct Args {
     /// TCP connections instead of UDP flows.
     #[arg(long)]
     tcp: bool,
+    /// Established flows' datagrams in two fragments each (UDP only).
+    #[arg(long, conflicts_with = "tcp")]
+    fragments: bool,
 }
 
 #[derive(Serialize)]
@@ -83,6 +90,8 @@ const DST: usize = 30;
 const SPORT: usize = 34;
 const DPORT: usize = 36;
 const TCP_FLAGS: usize = 47;
+const IDENT: usize = 18;
+const FLAGS_FRAG: usize = 20;
 
 fn write_i2o(buf: &mut [u8], f: flows::Flow) {
     buf[TTL] = 64;
@@ -200,16 +209,26 @@ fn main() {
             let t0 = Instant::now();
             for n in 0..batches {
                 let o2i = !a.one_way && n % 2 == 1;
-                for b in bufs.iter_mut() {
+                for (k, b) in bufs.iter_mut().enumerate() {
+                    // With --fragments a flow's first fragment, then its later one.
                     let (f, public) = visit[pos];
-                    pos += 1;
-                    if pos == visit.len() {
-                        pos = 0;
+                    if !a.fragments || k % 2 == 1 {
+                        pos += 1;
+                        if pos == visit.len() {
+                            pos = 0;
+                        }
                     }
                     if o2i {
                         write_o2i(b, f, public);
                     } else {
                         write_i2o(b, f);
+                    }
+                    if a.fragments {
+                        // MF with offset 0, then offset 8 bytes: one datagram per pair.
+                        let ident = u16::try_from((n * (BATCH as u64 / 2) + (k / 2) as u64) & 0xffff).unwrap_or(0);
+                        b[IDENT..IDENT + 2].copy_from_slice(&ident.to_be_bytes());
+                        let ff: u16 = if k % 2 == 0 { 0x2000 } else { 1 };
+                        b[FLAGS_FRAG..FLAGS_FRAG + 2].copy_from_slice(&ff.to_be_bytes());
                     }
                 }
                 let side = if o2i { Side::Outside } else { Side::Inside };
