@@ -27,6 +27,12 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
 
+# Every end-to-end scenario holds with several workers too (issue 18): the
+# lab's links get two queues and masq two workers on cores 0 and 1
+# (control/tests/lab/mod.rs reads MASQ_LAB_WORKERS).
+step "end-to-end tests again with two workers (MASQ_LAB_WORKERS=2)"
+MASQ_LAB_WORKERS=2 cargo test --locked -p control --test e2e --test api --test boundary --test control_tls 2>&1 | tee -a "$log"
+
 # One closing line over every test binary (cargo's own last line is often a
 # doc-test binary with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }

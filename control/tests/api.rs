@@ -25,6 +25,11 @@ control:
   token: s3cret
 ";
 
+/// [`CONFIG`] in the lab's shape (one or two workers).
+fn config() -> String {
+    lab::shaped(CONFIG)
+}
+
 /// Sends one UDP datagram from each given source port and waits for the echo.
 const UDP_FROM_PORTS: &str = "import socket,sys
 for p in sys.argv[3:]:
@@ -59,7 +64,7 @@ fn out(o: &std::process::Output) -> String {
 }
 
 fn start(lab: &mut Lab) {
-    std::fs::write(lab.dir.join("masq.yaml"), CONFIG).expect("config file");
+    std::fs::write(lab.dir.join("masq.yaml"), config()).expect("config file");
     let cfg = lab.dir.join("masq.yaml");
     lab.start_masq_with(&["run", "--config", cfg.to_str().expect("utf-8 path")]);
     lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
@@ -176,12 +181,12 @@ fn an_invalid_push_is_refused_with_its_lines_and_changes_nothing() {
         ("yaml", "interfaces:\n  inside: nat-in\n  outside: [nat-out\n", "yaml.yaml:"),
         (
             "unknown",
-            &CONFIG.replace("  token: s3cret", "  token: s3cret\n  tokn: x"),
+            &config().replace("  token: s3cret", "  token: s3cret\n  tokn: x"),
             "control.tokn: unknown field `tokn`",
         ),
         (
             "overlap",
-            &CONFIG.replace("rules:", "  - name: other\n    addresses: [203.0.113.8/29]\nrules:"),
+            &config().replace("rules:", "  - name: other\n    addresses: [203.0.113.8/29]\nrules:"),
             "pools[1].addresses[0]: 203.0.113.10 is already in pool `lab`",
         ),
     ];
@@ -221,7 +226,7 @@ fn a_valid_push_moves_new_flows_while_a_running_stream_keeps_its_session() {
     std::thread::sleep(Duration::from_millis(1500));
     let before = String::from_utf8_lossy(&masq(&lab, &["sessions", "--protocol", "tcp"]).stdout).into_owned();
     assert!(before.contains("dst=203.0.113.10"), "the stream runs through the first pool: {before}");
-    let pushed = CONFIG
+    let pushed = config()
         .replace("rules:", "  - name: new\n    addresses: [198.18.0.10]\nrules:")
         .replace("    pool: lab\n", "    pool: new\n");
     let f = lab.dir.join("new.yaml");
@@ -261,7 +266,7 @@ fn a_valid_push_moves_new_flows_while_a_running_stream_keeps_its_session() {
 #[test]
 fn nat_events_log_each_port_block_handed_out_and_taken_back() {
     let mut lab = Lab::up("natlog", 1500);
-    std::fs::write(lab.dir.join("masq.yaml"), format!("{CONFIG}logging:\n  nat_events: true\n")).unwrap();
+    std::fs::write(lab.dir.join("masq.yaml"), format!("{}logging:\n  nat_events: true\n", config())).unwrap();
     let cfg = lab.dir.join("masq.yaml");
     lab.start_masq_with(&["run", "--config", cfg.to_str().unwrap()]);
     lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
@@ -292,12 +297,12 @@ fn sighup_reloads_the_file() {
     let mut lab = Lab::up("hup", 1500);
     start(&mut lab);
     let f = lab.dir.join("masq.yaml");
-    std::fs::write(&f, CONFIG.replace("[100.64.0.0/10]", "[100.64.0.0/10]\n  - action: no_nat")).unwrap();
+    std::fs::write(&f, config().replace("[100.64.0.0/10]", "[100.64.0.0/10]\n  - action: no_nat")).unwrap();
     lab.ok("nat", &["pkill", "-HUP", "-f", "masq run --config"]);
     assert!(lab.wait_for(Duration::from_secs(3), || lab.masq_log().contains("SIGHUP")), "{}", lab.masq_log());
     assert!(lab.masq_log().contains("generation 2 in force"), "{}", lab.masq_log());
     // A broken file on SIGHUP changes nothing and says why, with the line.
-    std::fs::write(&f, CONFIG.replace("  token: s3cret", "  token: s3cret\n  bogus: 1")).unwrap();
+    std::fs::write(&f, config().replace("  token: s3cret", "  token: s3cret\n  bogus: 1")).unwrap();
     lab.ok("nat", &["pkill", "-HUP", "-f", "masq run --config"]);
     assert!(lab.wait_for(Duration::from_secs(3), || lab.masq_log().contains("SIGHUP refused")), "{}", lab.masq_log());
     assert!(lab.masq_log().contains("control.bogus: unknown field `bogus`"), "{}", lab.masq_log());

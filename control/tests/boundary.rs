@@ -176,7 +176,7 @@ print('ok')";
 #[test]
 fn a_subscriber_at_its_limit_hears_host_unreachable_and_keeps_its_flows() {
     let mut lab = Lab::up("limit", 1500);
-    std::fs::write(lab.dir.join("masq.yaml"), LIMITED).unwrap();
+    std::fs::write(lab.dir.join("masq.yaml"), lab::shaped(LIMITED)).unwrap();
     let cfg = lab.dir.join("masq.yaml");
     lab.start_masq_with(&["run", "--config", cfg.to_str().unwrap()]);
     lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");

@@ -100,7 +100,7 @@ fn the_api_off_loopback_speaks_tls_and_wants_its_tokens() {
     let mut lab = Lab::up("ctls", 1500);
     certificates(&lab);
     std::fs::write(lab.dir.join("token"), format!("{TOKEN}\n")).unwrap();
-    std::fs::write(lab.dir.join("masq.yaml"), config(&lab.dir)).unwrap();
+    std::fs::write(lab.dir.join("masq.yaml"), lab::shaped(&config(&lab.dir))).unwrap();
     let cfg = lab.dir.join("masq.yaml");
     lab.start_masq_with(&["run", "--config", cfg.to_str().unwrap()]);
     assert!(lab.masq_log().contains(&format!("control API on https://{API}")), "{}", lab.masq_log());

@@ -52,6 +52,26 @@ pub fn total(out: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Workers the lab tests run masq with: 1, or 2 with `MASQ_LAB_WORKERS=2`.
+pub fn workers() -> u32 {
+    if std::env::var("MASQ_LAB_WORKERS").as_deref() == Ok("2") {
+        2
+    } else {
+        1
+    }
+}
+
+/// A configuration text shaped for [`workers`]: with two, its one worker
+/// core `cores: [1]` becomes `cores: [0, 1]` (tests that push or reload a
+/// file must push the same shape, or the change needs a restart).
+pub fn shaped(config: &str) -> String {
+    if workers() == 2 {
+        config.replace("cores: [1]", "cores: [0, 1]")
+    } else {
+        config.to_string()
+    }
+}
+
 /// One lab and what runs in it.
 pub struct Lab {
     pub prefix: String,
@@ -64,9 +84,11 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Brings up a lab named after the test; `out_mtu` is the outside link's MTU.
+    /// Brings up a lab named after the test; `out_mtu` is the outside link's
+    /// MTU. With `MASQ_LAB_WORKERS=2` (the test command's second pass) the
+    /// box's links get two queues and masq two workers ([`Lab::start_masq_with`]).
     pub fn up(test: &str, out_mtu: u32) -> Lab {
-        Self::up_with(test, out_mtu, 1)
+        Self::up_with(test, out_mtu, workers())
     }
 
     /// [`Lab::up`] with `queues` queues on the box's two links.
@@ -163,8 +185,19 @@ impl Lab {
         self.start_masq_with(&v);
     }
 
-    /// Starts masq in the box with exactly `args` and waits until it forwards.
+    /// Starts masq in the box with exactly `args` and waits until it forwards
+    /// (with `MASQ_LAB_WORKERS=2`, on cores 0 and 1 whatever `args` say).
     pub fn start_masq_with(&mut self, args: &[&str]) {
+        // A --config run gets its shape from the file ([`shaped`]).
+        let two = workers() == 2 && self.queues == 2 && !args.contains(&"--config");
+        let mut args: Vec<&str> = args.to_vec();
+        if two {
+            match args.iter().position(|a| *a == "--cores") {
+                Some(i) if i + 1 < args.len() => args[i + 1] = "0,1",
+                _ => args.extend(["--cores", "0,1"]),
+            }
+        }
+        let args = &args[..];
         // Append mode: masq's stdout and the stderr lines copied below share
         // the file, and neither may overwrite the other.
         std::fs::write(&self.masq_log, "").expect("masq log");
