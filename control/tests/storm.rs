@@ -33,7 +33,8 @@ fn storm_secs() -> u64 {
 /// Prints a figure past the test harness's capture, so `./test.sh` shows it.
 fn report(text: &str) {
     let mut e = std::io::stderr();
-    let _ = writeln!(e, "storm | {}", text.replace('\n', "\nstorm | "));
+    // On a line of its own: the harness may have begun `test NAME ... `.
+    let _ = writeln!(e, "\nstorm | {}", text.replace('\n', "\nstorm | "));
 }
 
 /// Seconds since the epoch, as the python helpers print them.
@@ -142,65 +143,85 @@ while True:
     d,a=s.recvfrom(2048); s.sendto(d+b' %s:%d'%(a[0].encode(),a[1]),a)";
 
 /// A paced UDP flow from one source port: sends datagram `seq` at
-/// start + seq * interval for `secs`, then waits 1 s for the last replies.
-/// Prints `start T`, one `seq sent_at mapping` line per reply and `sent N`.
+/// start + seq * interval for `secs` (or as soon after as it can), then
+/// waits 1 s for the last replies. Prints `start T`, then for every datagram
+/// `seq sent_at mapping` (`-` for no reply), then `sent N`.
 const UDP_PROBE: &str = "import socket,sys,time,select
 host,port,secs,interval,sport=sys.argv[1],int(sys.argv[2]),float(sys.argv[3]),float(sys.argv[4]),int(sys.argv[5])
 s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('',sport))
 t0=time.time(); print('start %.6f'%t0,flush=True)
-seq=0; end=t0+secs; out=[]
+seq=0; end=t0+secs; at=[]; got={}
 while True:
     now=time.time()
     if seq*interval<secs and now>=t0+seq*interval:
-        s.sendto(b'%d'%seq,(host,port)); seq+=1; continue
+        s.sendto(b'%d'%seq,(host,port)); at.append(now); seq+=1; continue
     if now>=end+1: break
     wait=(t0+seq*interval-now) if seq*interval<secs else end+1-now
     r,_,_=select.select([s],[],[],max(wait,0))
     if r:
-        d=s.recv(2048).split()
-        k=int(d[0]); out.append('%d %.6f %s'%(k,t0+k*interval,d[1].decode()))
-print('\\n'.join(out)); print('sent %d'%seq,flush=True)";
+        d=s.recv(2048).split(); got[int(d[0])]=d[1].decode()
+print('\\n'.join('%d %.6f %s'%(k,t,got.get(k,'-')) for k,t in enumerate(at))); print('sent %d'%seq,flush=True)";
+
+/// PUT /config N times, one every 100 ms, alternating files B and A.
+/// Prints `start T`, `CODE MS` per push (MS: the request's round trip) and `end T`.
+const PUSHER: &str = "import sys,time,urllib.request,urllib.error
+n,a,b=int(sys.argv[1]),open(sys.argv[2],'rb').read(),open(sys.argv[3],'rb').read()
+t0=time.time(); print('start %.6f'%t0,flush=True)
+for i in range(n):
+    w=t0+i*0.1-time.time()
+    if w>0: time.sleep(w)
+    t=time.time()
+    try:
+        r=urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:9091/config',data=b if i%2==0 else a,method='PUT'),timeout=10); code=r.status
+    except urllib.error.HTTPError as e: code=e.code
+    except OSError: code=0
+    print('%d %.1f'%(code,(time.time()-t)*1000),flush=True)
+print('end %.6f'%time.time(),flush=True)";
 
 /// What a [`UDP_PROBE`] run saw.
 struct Probe {
     start: f64,
-    interval: f64,
     sent: u64,
-    /// (seq, sent at, mapping the server saw)
-    replies: Vec<(u64, f64, String)>,
+    /// (sent at, mapping the server saw if answered), one per datagram
+    datagrams: Vec<(f64, Option<String>)>,
 }
 
 impl Probe {
-    fn parse(text: &str, interval: f64) -> Probe {
-        let mut p = Probe { start: 0.0, interval, sent: 0, replies: Vec::new() };
+    fn parse(text: &str) -> Probe {
+        let mut p = Probe { start: 0.0, sent: 0, datagrams: Vec::new() };
         for l in text.lines() {
             let w: Vec<&str> = l.split_whitespace().collect();
             match w.as_slice() {
                 ["start", t] => p.start = t.parse().unwrap_or(0.0),
                 ["sent", n] => p.sent = n.parse().unwrap_or(0),
-                [seq, at, m] => {
-                    if let (Ok(s), Ok(a)) = (seq.parse(), at.parse()) {
-                        p.replies.push((s, a, m.to_string()));
+                [_, at, m] => {
+                    if let Ok(a) = at.parse() {
+                        p.datagrams.push((a, (*m != "-").then(|| m.to_string())));
                     }
                 }
                 _ => {}
             }
         }
         assert!(p.start > 0.0 && p.sent > 0, "the UDP probe did not run:\n{text}");
+        assert_eq!(p.datagrams.len() as u64, p.sent, "the UDP probe's output is cut:\n{text}");
         p
+    }
+
+    /// When it sent its last datagram.
+    fn last_sent(&self) -> f64 {
+        self.datagrams.last().map_or(0.0, |d| d.0)
     }
 
     /// Datagrams sent in [from, to) and how many of them came back.
     fn window(&self, from: f64, to: f64) -> (u64, u64) {
-        let sent = (0..self.sent).filter(|&k| (from..to).contains(&(self.start + k as f64 * self.interval))).count();
-        let back = self.replies.iter().filter(|(_, at, _)| (from..to).contains(at)).count();
-        (sent as u64, back as u64)
+        let sent: Vec<_> = self.datagrams.iter().filter(|(at, _)| (from..to).contains(at)).collect();
+        (sent.len() as u64, sent.iter().filter(|(_, m)| m.is_some()).count() as u64)
     }
 
     /// The distinct mappings the server saw for datagrams sent in [from, to).
     fn mappings(&self, from: f64, to: f64) -> Vec<String> {
         let mut m: Vec<String> =
-            self.replies.iter().filter(|(_, at, _)| (from..to).contains(at)).map(|(_, _, m)| m.clone()).collect();
+            self.datagrams.iter().filter(|(at, _)| (from..to).contains(at)).filter_map(|(_, m)| m.clone()).collect();
         m.sort();
         m.dedup();
         m
@@ -405,7 +426,9 @@ fn one_subscriber_opening_flows_at_full_rate_changes_no_one_elses_mapping() {
     // Subscriber 2 (100.64.0.3): one UDP flow from port 7000, 200 datagrams a
     // second, from a second before the storm to a second after it.
     let interval = 0.005;
-    let probe_secs = (secs + 2).to_string();
+    // Two seconds of margin: starting programs in namespaces can take a
+    // while on a loaded machine, and the probe must outlast the storm.
+    let probe_secs = (secs + 4).to_string();
     lab.spawn(
         "in2",
         &["python3", "-c", UDP_PROBE, "198.51.100.1", "5353", &probe_secs, &interval.to_string(), "7000"],
@@ -422,7 +445,8 @@ fn one_subscriber_opening_flows_at_full_rate_changes_no_one_elses_mapping() {
     let storm_from = epoch();
     // Subscriber 1 (100.64.0.2): UDP from source ports counting up from a
     // random base to destination ports counting up from 1: every datagram a
-    // new flow, as fast as hping3 sends. Its sampler polls /stats meanwhile.
+    // new flow (until the port pairs wrap after 65536, long after the
+    // subscriber's quota), as fast as hping3 sends. /stats is polled meanwhile.
     let storm = hping3(secs, 50_000_000, &["--udp", "-p", "++1", "198.51.100.1"]);
     lab.spawn("in", &storm.iter().map(String::as_str).collect::<Vec<_>>(), "hping3.log");
     let mut series = Vec::new();
@@ -462,7 +486,8 @@ fn one_subscriber_opening_flows_at_full_rate_changes_no_one_elses_mapping() {
     let after = Stats::settled(&lab);
     let listed_after = mappings_of(&lab, "100.64.0.3");
     let d = before.delta(&after);
-    let probe = Probe::parse(&lab.read("probe.log"), interval);
+    let probe = Probe::parse(&lab.read("probe.log"));
+    assert!(probe.last_sent() >= storm_to, "the probe ended before the storm did");
     let (sent_before, back_before) = probe.window(probe.start, storm_from);
     let (sent_storm, back_storm) = probe.window(storm_from, storm_to);
     let map_before = probe.mappings(probe.start, storm_from);
@@ -478,7 +503,8 @@ fn one_subscriber_opening_flows_at_full_rate_changes_no_one_elses_mapping() {
     assert!(CONFIG.contains(&format!("max_sessions_per_subscriber: {QUOTA}\n")));
     let quota_at = series.iter().find(|(_, s)| created(s) >= QUOTA).map(|(t, _)| *t);
     report(&format!(
-        "new-flow storm from subscriber 100.64.0.2, {storm_secs:.1} s: hping3 sent {sent} UDP datagrams, each a new flow ({:.0} pps)\n\
+        "new-flow storm from subscriber 100.64.0.2, {storm_secs:.1} s: hping3 sent {sent} UDP datagrams ({:.0} pps), \
+         each a new port pair until the pairs wrap after 65536\n\
          masq made {} sessions (peak {:.0} new sessions/s over 100 ms samples; quota of {QUOTA} reached {}), \
          then dropped the rest: {}\n\
          subscriber 100.64.0.3, one UDP flow at 200 datagrams/s: before {back_before}/{sent_before} echoed, \
@@ -545,9 +571,11 @@ fn config_pushes_every_100_ms_lose_no_packet_of_a_running_flow() {
     std::thread::sleep(Duration::from_millis(500));
     // Running flows: subscriber 1's UDP probe at 1000 datagrams/s (both
     // directions), subscriber 2's iperf3 UDP stream at 50 Mbit/s, for a
-    // second to start, `secs` without pushes and `secs` with them.
+    // second to start, `secs` without pushes, `secs` with them, and a margin:
+    // on a loaded machine each push (a curl in the box's namespace) may take
+    // longer than its 100 ms, and the probe must outlast the pushes.
     let interval = 0.001;
-    let run = 2 * secs + 1;
+    let run = 3 * secs + 3;
     let hosts = ["in", "in2", "out"];
     let sock_start = socket_drops(&lab, &hosts);
     lab.spawn(
@@ -578,42 +606,30 @@ fn config_pushes_every_100_ms_lose_no_packet_of_a_running_flow() {
     std::thread::sleep(Duration::from_secs(1 + secs));
     let before = Stats::read(&lab);
     let sock_before = socket_drops(&lab, &hosts);
-    let pushes_from = epoch();
     // A push every 100 ms, alternating the two files; each is a PUT /config
     // that masq validates, compiles and hands to its worker.
-    let (mut ok, mut refused, mut took) = (0u32, Vec::new(), Vec::new());
-    let start = Instant::now();
-    for i in 0..secs * 10 {
-        let at = Duration::from_millis(100 * i);
-        if let Some(wait) = at.checked_sub(start.elapsed()) {
-            std::thread::sleep(wait);
-        }
-        let file = format!("@{}", lab.dir.join(if i % 2 == 0 { "b.yaml" } else { "a.yaml" }).display());
-        let t = Instant::now();
-        let code = lab.ok(
-            "nat",
-            &[
-                "curl",
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-X",
-                "PUT",
-                "--data-binary",
-                &file,
-                "http://127.0.0.1:9091/config",
-            ],
-        );
-        took.push(t.elapsed().as_secs_f64() * 1000.0);
-        if code.trim() == "200" {
-            ok += 1;
-        } else {
-            refused.push(code);
+    let pushes = secs * 10;
+    let a = lab.dir.join("a.yaml").display().to_string();
+    let b = lab.dir.join("b.yaml").display().to_string();
+    let out = lab.ok("nat", &["python3", "-c", PUSHER, &pushes.to_string(), &a, &b]);
+    let (mut ok, mut refused, mut took) = (0u64, Vec::new(), Vec::new());
+    let (mut pushes_from, mut pushes_to) = (0.0, 0.0);
+    for l in out.lines() {
+        match l.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["start", t] => pushes_from = t.parse().unwrap_or(0.0),
+            ["end", t] => pushes_to = t.parse().unwrap_or(0.0),
+            [code, ms] => {
+                took.push(ms.parse::<f64>().unwrap_or(f64::NAN));
+                if *code == "200" {
+                    ok += 1;
+                } else {
+                    refused.push(code.to_string());
+                }
+            }
+            _ => {}
         }
     }
-    let pushes_to = epoch();
+    assert!(pushes_from > 0.0 && pushes_to > pushes_from && took.len() as u64 == pushes, "the pusher: {out}");
     std::thread::sleep(Duration::from_millis(1500)); // the probe's last answers
     let sock_during = socket_drops(&lab, &hosts) - sock_before;
     assert!(lab.wait_for(Duration::from_secs(10), || lab.read("probe.log").contains("sent ")), "the probe did not end");
@@ -627,7 +643,7 @@ fn config_pushes_every_100_ms_lose_no_packet_of_a_running_flow() {
         .lines()
         .find_map(|l| l.strip_prefix("masq_config_generation ").and_then(|v| v.trim().parse::<u64>().ok()))
         .unwrap_or(0);
-    let probe = Probe::parse(&lab.read("probe.log"), interval);
+    let probe = Probe::parse(&lab.read("probe.log"));
     let (sent_quiet, back_quiet) = probe.window(probe.start + 1.0, pushes_from);
     let (sent_push, back_push) = probe.window(pushes_from, pushes_to);
     let iperf = lab.read("iperf3.log");
@@ -641,22 +657,26 @@ fn config_pushes_every_100_ms_lose_no_packet_of_a_running_flow() {
     let (iperf_lost, iperf_total) = lost_total.unwrap_or((0, 0));
     took.sort_by(f64::total_cmp);
     report(&format!(
-        "config pushes: {ok} of {} PUT /config accepted in {:.1} s (curl round trip median {:.0} ms, max {:.0} ms), \
+        "config pushes: {ok} of {pushes} PUT /config accepted in {:.1} s (round trip median {:.0} ms, max {:.0} ms), \
          generation now {generation}\n\
          UDP probe at 1000/s from 100.64.0.2: {back_quiet}/{sent_quiet} echoed before the pushes, {back_push}/{sent_push} during them\n\
          iperf3 UDP 50 Mbit/s from 100.64.0.3 over the whole run: lost {iperf_lost} of {iperf_total}\n\
          masq's drops during the pushes: {}; UDP sockets' buffer drops in the hosts: {sock_during} during, {sock_all} in all",
-        secs * 10,
         pushes_to - pushes_from,
         took[took.len() / 2],
         took[took.len() - 1],
         d.drops_line(),
     ));
 
+    assert!(
+        probe.last_sent() >= pushes_to,
+        "the probe ended {:.1} s before the pushes did (push round trips {took:?})",
+        pushes_to - probe.last_sent()
+    );
     assert!(refused.is_empty(), "pushes refused: {refused:?}\n{}", lab.masq_log());
     assert!(iperf_done && lost_total.is_some(), "iperf3 did not finish, or printed no loss figure:\n{iperf}");
-    assert_eq!(u64::from(ok), secs * 10);
-    assert_eq!(generation, 1 + u64::from(ok), "every push is a new generation");
+    assert_eq!(ok, pushes);
+    assert_eq!(generation, 1 + ok, "every push is a new generation");
     assert!(sent_push > 0 && sent_quiet > 0, "probe windows: {sent_quiet} {sent_push}");
     // No packet of a running flow lost beyond what the rings counted; masq
     // itself dropped nothing.
