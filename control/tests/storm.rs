@@ -11,7 +11,7 @@
 //! ends, passed or failed. For figures, run them longer on a release build:
 //!
 //! ```sh
-//! sudo STORM_SECS=20 cargo test --release -p control --test storm -- --test-threads 1
+//! sudo STORM_SECS=10 cargo test --release -p control --test storm -- --test-threads 1
 //! ```
 //!
 //! The generator is hping3 (`--flood`, a raw socket in a tight loop, one
@@ -482,7 +482,10 @@ fn one_subscriber_opening_flows_at_full_rate_changes_no_one_elses_mapping() {
     );
     let storm_to = epoch();
     let sent = hping3_sent(&lab.read("hping3.log"));
-    assert!(lab.wait_for(Duration::from_secs(10), || lab.read("probe.log").contains("sent ")), "the probe did not end");
+    assert!(
+        lab.wait_for(Duration::from_secs(secs + 10), || lab.read("probe.log").contains("sent ")),
+        "the probe did not end"
+    );
     let after = Stats::settled(&lab);
     let listed_after = mappings_of(&lab, "100.64.0.3");
     let d = before.delta(&after);
@@ -575,7 +578,7 @@ fn config_pushes_every_100_ms_lose_no_packet_of_a_running_flow() {
     // on a loaded machine each push (a curl in the box's namespace) may take
     // longer than its 100 ms, and the probe must outlast the pushes.
     let interval = 0.001;
-    let run = 3 * secs + 3;
+    let run = 2 * secs + 4;
     let hosts = ["in", "in2", "out"];
     let sock_start = socket_drops(&lab, &hosts);
     lab.spawn(
@@ -632,7 +635,10 @@ fn config_pushes_every_100_ms_lose_no_packet_of_a_running_flow() {
     assert!(pushes_from > 0.0 && pushes_to > pushes_from && took.len() as u64 == pushes, "the pusher: {out}");
     std::thread::sleep(Duration::from_millis(1500)); // the probe's last answers
     let sock_during = socket_drops(&lab, &hosts) - sock_before;
-    assert!(lab.wait_for(Duration::from_secs(10), || lab.read("probe.log").contains("sent ")), "the probe did not end");
+    assert!(
+        lab.wait_for(Duration::from_secs(run + 5), || lab.read("probe.log").contains("sent ")),
+        "the probe did not end"
+    );
     // iperf3 hangs if its control connection lost its session: checked below, after the report.
     let iperf_done = lab.wait_for(Duration::from_secs(10), || lab.read("iperf3.log").contains("iperf Done"));
     let after = Stats::settled(&lab);
