@@ -11,10 +11,12 @@ cd "$(dirname "$0")/.."
 # ethtool, nftables make the lab and the kernel-NAT peer; iperf3, curl,
 # iputils-ping, traceroute, python3-scapy, tcpdump are the real clients and
 # servers of the demo and the end-to-end tests; openssl makes the control
-# API's test certificates.
+# API's test certificates; hping3 is the storm tests' generator
+# (control/tests/storm.rs: a SYN flood, a new flow per datagram, at a raw
+# socket's full rate; the kernel here has no pktgen).
 pkgs=(clang llvm libbpf-dev libelf-dev pkg-config iproute2 ethtool nftables
       iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump conntrack
-      openssl)
+      openssl hping3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -298,12 +298,12 @@ fn sighup_reloads_the_file() {
     start(&mut lab);
     let f = lab.dir.join("masq.yaml");
     std::fs::write(&f, config().replace("[100.64.0.0/10]", "[100.64.0.0/10]\n  - action: no_nat")).unwrap();
-    lab.ok("nat", &["pkill", "-HUP", "-f", "masq run --config"]);
+    lab.signal_masq("HUP");
     assert!(lab.wait_for(Duration::from_secs(3), || lab.masq_log().contains("SIGHUP")), "{}", lab.masq_log());
     assert!(lab.masq_log().contains("generation 2 in force"), "{}", lab.masq_log());
     // A broken file on SIGHUP changes nothing and says why, with the line.
     std::fs::write(&f, config().replace("  token: s3cret", "  token: s3cret\n  bogus: 1")).unwrap();
-    lab.ok("nat", &["pkill", "-HUP", "-f", "masq run --config"]);
+    lab.signal_masq("HUP");
     assert!(lab.wait_for(Duration::from_secs(3), || lab.masq_log().contains("SIGHUP refused")), "{}", lab.masq_log());
     assert!(lab.masq_log().contains("control.bogus: unknown field `bogus`"), "{}", lab.masq_log());
     let m = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);

@@ -250,6 +250,15 @@ impl Lab {
         self.masq_log()
     }
 
+    /// Sends `signal` (`HUP`, `INT`, ...) to this lab's masq and no other:
+    /// every lab's masq shares the host's process table, so a name match
+    /// (`pkill -f`) would reach the masq of a lab running beside this one.
+    pub fn signal_masq(&self, signal: &str) {
+        let pid = self.masq.as_ref().map(|c| c.id().to_string()).expect("masq is not running");
+        let st = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill");
+        assert!(st.success(), "kill -{signal} {pid}");
+    }
+
     /// Kills masq with SIGKILL (no clean-up of its own).
     pub fn kill_masq(&mut self) {
         if let Some(mut c) = self.masq.take() {
