@@ -3,7 +3,7 @@
 
 mod lab;
 
-use lab::Lab;
+use lab::{Lab, UDP_ECHO};
 use std::time::Duration;
 
 const CONFIG: &str = "\
@@ -36,11 +36,6 @@ for p in sys.argv[3:]:
     s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('',int(p))); s.settimeout(2)
     s.sendto(b'hi',(sys.argv[1],int(sys.argv[2]))); s.recvfrom(100)
 print('ok')";
-
-const UDP_ECHO: &str = "import socket,sys
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((sys.argv[1],int(sys.argv[2])))
-while True:
-    d,a=s.recvfrom(65535); s.sendto(d,a)";
 
 fn masq(lab: &Lab, args: &[&str]) -> std::process::Output {
     let mut v = vec![env!("CARGO_BIN_EXE_masq")];

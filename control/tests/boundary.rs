@@ -4,16 +4,8 @@
 
 mod lab;
 
-use lab::{total, Lab};
+use lab::{total, Lab, TCP_CONNECT, UDP_ECHO};
 use std::time::Duration;
-
-const TCP_CONNECT: &str = "import socket,sys
-s=socket.socket(); s.settimeout(float(sys.argv[3]))
-try:
-    s.connect((sys.argv[1],int(sys.argv[2]))); print('connected')
-except ConnectionRefusedError: print('refused')
-except socket.timeout: print('timeout')
-except OSError as e: print('error',e)";
 
 /// The source address of a tcpdump `-n` line (`... IP 1.2.3.4.80 > ...`).
 fn source(line: &str) -> Option<&str> {
@@ -138,11 +130,6 @@ rules:
     match:
       src: [100.64.0.0/10]
 ";
-
-const UDP_ECHO: &str = "import socket,sys
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((sys.argv[1],int(sys.argv[2])))
-while True:
-    d,a=s.recvfrom(65535); s.sendto(d,a)";
 
 /// Two UDP flows answered, a third refused: prints what the third's socket
 /// said and the ICMP error a raw socket saw (source, type, code, and the

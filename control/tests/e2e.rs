@@ -5,38 +5,11 @@
 
 mod lab;
 
-use lab::{http_server, total, Lab};
+use lab::{http_server, total, Lab, TCP_CONNECT, UDP_CLIENT, UDP_ECHO};
 use std::time::Duration;
 
 /// SNAT of the subscribers into the lab's pool address, one worker on core 1.
 const SNAT: &[&str] = &["--pool", "203.0.113.10", "--nat-src", "100.64.0.0/10", "--cores", "1"];
-
-/// A UDP echo server: prints each sender, answers with the payload.
-const UDP_ECHO: &str = "import socket,sys
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((sys.argv[1],int(sys.argv[2])))
-while True:
-    d,a=s.recvfrom(65535); print('from %s:%d %d bytes'%(a[0],a[1],len(d)),flush=True); s.sendto(d,a)";
-
-/// A UDP client: sends N datagrams of SIZE bytes, prints how many echoes came back intact.
-const UDP_CLIENT: &str = "import socket,sys,os
-host,port,n,size=sys.argv[1],int(sys.argv[2]),int(sys.argv[3]),int(sys.argv[4])
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(2)
-ok=0
-for i in range(n):
-    d=os.urandom(size); s.sendto(d,(host,port))
-    try:
-        r,_=s.recvfrom(65535); ok+= r==d
-    except socket.timeout: pass
-print('echoed %d of %d'%(ok,n))";
-
-/// A TCP connect attempt: prints connected, refused or timeout.
-const TCP_CONNECT: &str = "import socket,sys
-s=socket.socket(); s.settimeout(float(sys.argv[3]))
-try:
-    s.connect((sys.argv[1],int(sys.argv[2]))); print('connected')
-except ConnectionRefusedError: print('refused')
-except socket.timeout: print('timeout')
-except OSError as e: print('error',e)";
 
 fn sha(lab: &Lab, file: &str) -> String {
     let o = lab.ok("nat", &["sha256sum", file]);

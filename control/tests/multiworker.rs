@@ -7,26 +7,8 @@
 
 mod lab;
 
-use lab::{total, Lab};
+use lab::{total, Lab, UDP_CLIENT, UDP_ECHO};
 use std::time::Duration;
-
-/// A UDP echo server: prints each sender, answers with the payload.
-const UDP_ECHO: &str = "import socket,sys
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((sys.argv[1],int(sys.argv[2])))
-while True:
-    d,a=s.recvfrom(65535); print('from %s:%d %d bytes'%(a[0],a[1],len(d)),flush=True); s.sendto(d,a)";
-
-/// A UDP client: sends N datagrams of SIZE bytes, prints how many echoes came back intact.
-const UDP_CLIENT: &str = "import socket,sys,os
-host,port,n,size=sys.argv[1],int(sys.argv[2]),int(sys.argv[3]),int(sys.argv[4])
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(2)
-ok=0
-for i in range(n):
-    d=os.urandom(size); s.sendto(d,(host,port))
-    try:
-        r,_=s.recvfrom(65535); ok+= r==d
-    except socket.timeout: pass
-print('echoed %d of %d'%(ok,n))";
 
 #[test]
 fn two_workers_carry_fragmented_udp_echoes_and_large_pings_from_either_cpu() {

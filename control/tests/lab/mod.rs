@@ -29,6 +29,34 @@ pub fn require_root() {
     );
 }
 
+/// Small programs the lab tests run in their hosts (python3 -c).
+/// A UDP echo server: prints each sender, answers with the payload.
+pub const UDP_ECHO: &str = "import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((sys.argv[1],int(sys.argv[2])))
+while True:
+    d,a=s.recvfrom(65535); print('from %s:%d %d bytes'%(a[0],a[1],len(d)),flush=True); s.sendto(d,a)";
+
+/// A UDP client: sends N datagrams of SIZE bytes, prints how many echoes came back intact.
+pub const UDP_CLIENT: &str = "import socket,sys,os
+host,port,n,size=sys.argv[1],int(sys.argv[2]),int(sys.argv[3]),int(sys.argv[4])
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(2)
+ok=0
+for i in range(n):
+    d=os.urandom(size); s.sendto(d,(host,port))
+    try:
+        r,_=s.recvfrom(65535); ok+= r==d
+    except socket.timeout: pass
+print('echoed %d of %d'%(ok,n))";
+
+/// A TCP connect attempt: prints connected, refused or timeout.
+pub const TCP_CONNECT: &str = "import socket,sys
+s=socket.socket(); s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1],int(sys.argv[2]))); print('connected')
+except ConnectionRefusedError: print('refused')
+except socket.timeout: print('timeout')
+except OSError as e: print('error',e)";
+
 /// Starts python's HTTP server in `host` on `addr:port` (serving the
 /// lab's directory) and waits until it answers.
 pub fn http_server(lab: &mut Lab, host: &str, addr: &str, port: &str, log: &str) {
