@@ -804,6 +804,36 @@ fn an_address_removed_live_loses_its_sessions_and_takes_no_new_ones() {
 }
 
 #[test]
+fn a_pool_or_address_removed_live_can_come_back() {
+    let mut n = Nat::new(cgnat_params());
+    let victim = ip("203.0.113.1");
+    // An address leaves its pool and returns.
+    let mut p = cgnat_params();
+    p.pools[0].addresses.retain(|&a| a != victim);
+    assert_eq!(n.e.reconfigure(&p, n.now), Ok(0));
+    assert_eq!(n.e.reconfigure(&cgnat_params(), n.now), Ok(0), "an address the pool had may return");
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..64u32 {
+        let f = n.out(udp(ip("100.64.4.0") + i, 5000, ip("198.51.100.1"), 53, b"q"));
+        seen.insert(tuple(&f).0);
+        n.back(reply_udp(&f, b"a"));
+    }
+    assert!(seen.contains(&victim), "new subscribers are paired with the returned address again: {seen:x?}");
+    // The whole pool goes (replaced by another) and comes back by name.
+    let mut other = cgnat_params();
+    other.pools = vec![PoolParams::cgnat("other", vec![ip("192.0.2.10")])];
+    assert_eq!(n.e.reconfigure(&other, n.now), Ok(64));
+    assert_eq!(n.e.reconfigure(&cgnat_params(), n.now), Ok(0), "a pool removed live may be pushed again");
+    let f = n.out(udp(ip("100.64.5.1"), 5000, ip("198.51.100.1"), 53, b"q"));
+    assert_ne!(tuple(&f).0, ip("192.0.2.10"));
+    n.back(reply_udp(&f, b"a"));
+    // An address the pool never had still needs a restart.
+    let mut grown = cgnat_params();
+    grown.pools[0].addresses.push(ip("203.0.113.9"));
+    assert!(n.e.reconfigure(&grown, n.now).is_err());
+}
+
+#[test]
 fn a_change_that_cannot_apply_live_is_refused_whole() {
     let mut n = Nat::new(cgnat_params());
     let first = n.out(udp(ip("100.64.1.2"), 4000, ip("198.51.100.1"), 53, b"q"));

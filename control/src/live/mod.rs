@@ -13,7 +13,7 @@
 
 use crate::params::{engine_params, ParamsError};
 use crate::telemetry::ConfigCounts;
-use dataplane::nat::{reconfigure_check, EngineParams, ParamError};
+use dataplane::nat::{reconfigure_check, EngineParams, ParamError, PoolParams};
 use dataplane::worker::{Command, ReconfigureError};
 use dataplane::xdp::{LocalAddress, LocalRole, XdpProgram};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +49,11 @@ pub struct LiveConfig {
     live: Mutex<Live>,
     /// The configuration in force, as YAML (as pushed, comments included).
     yaml: Mutex<String>,
+    /// Every pool the engines numbered since start, with every address it
+    /// had: an engine keeps a pool a change removed (and an address taken
+    /// from its pool) and may take it back, so a change is checked against
+    /// these, as the engines check it.
+    pools_ever: Mutex<Vec<PoolParams>>,
     generation: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
@@ -63,12 +68,14 @@ impl LiveConfig {
         live: Live,
         yaml: String,
     ) -> Self {
+        let pools_ever = live.params.as_ref().map(|p| p.pools.clone()).unwrap_or_default();
         Self {
             workers,
             cpus,
             source,
             live: Mutex::new(live),
             yaml: Mutex::new(yaml),
+            pools_ever: Mutex::new(pools_ever),
             generation: AtomicU64::new(1),
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -221,8 +228,11 @@ fn try_apply(s: &LiveConfig, text: &str) -> Result<Applied, ApplyError> {
     // The seed and steering stay the running engines' own.
     p.seed = old.seed;
     p.steering = old.steering.clone();
-    reconfigure_check(old, &p).map_err(ApplyError::NotLive)?;
+    let mut ever = s.pools_ever.lock().map_err(|_| ApplyError::Poisoned)?;
+    let base = EngineParams { pools: ever.clone(), ..old.clone() };
+    reconfigure_check(&base, &p).map_err(ApplyError::NotLive)?;
     let flushed = reconfigure_workers(&s.workers, &p)?;
+    remember_pools(&mut ever, &p.pools);
     live.config = v;
     live.params = Some(p);
     if let Ok(mut y) = s.yaml.lock() {
@@ -230,6 +240,21 @@ fn try_apply(s: &LiveConfig, text: &str) -> Result<Applied, ApplyError> {
     }
     let generation = s.generation.fetch_add(1, Ordering::Relaxed) + 1;
     Ok(Applied { generation, flushed })
+}
+
+/// Adds `pools` to the pools numbered since start: a new name is appended,
+/// a known one takes the new settings and keeps every address it had.
+fn remember_pools(ever: &mut Vec<PoolParams>, pools: &[PoolParams]) {
+    for np in pools {
+        match ever.iter_mut().find(|e| e.name == np.name) {
+            Some(e) => {
+                let mut addresses = std::mem::take(&mut e.addresses);
+                addresses.extend(np.addresses.iter().filter(|a| !addresses.contains(a)).collect::<Vec<_>>());
+                *e = PoolParams { addresses, ..np.clone() };
+            }
+            None => ever.push(np.clone()),
+        }
+    }
 }
 
 /// The top-level keys `new` changes that change only with a restart.
@@ -321,6 +346,13 @@ pub fn follow_outside(
     }
     if let Some(mut l) = live.and_then(|l| l.live.lock().ok()) {
         l.follow_outside(old, new);
+    }
+    // The engines gave their masquerade address the new IP: the old one is
+    // no longer theirs.
+    if let Some(mut ever) = live.and_then(|l| l.pools_ever.lock().ok()) {
+        for pool in ever.iter_mut().filter(|x| x.masquerade) {
+            pool.addresses = vec![new];
+        }
     }
     let ip = std::net::Ipv4Addr::from;
     tracing::info!(

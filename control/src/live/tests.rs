@@ -50,7 +50,12 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        let v = config::load(BASE, usize::MAX).expect("BASE is valid");
+        Self::on(BASE)
+    }
+
+    /// A worker started with `text` in force.
+    fn on(text: &str) -> Self {
+        let v = config::load(text, usize::MAX).expect("a valid configuration");
         let p = engine_params(&v, None, Some(ip("100.64.0.1")), Vec::new()).expect("parameters");
         let engine = dataplane::nat::Engine::new(&p).expect("engine");
         let (tx, rx) = crossbeam_channel::bounded(16);
@@ -72,7 +77,7 @@ impl Harness {
         });
         let live = Live { config: v.clone(), params: Some(p), outside_addr: None, local_addrs: Vec::new() };
         Self {
-            live: LiveConfig::new(vec![tx.clone()], usize::MAX, None, live, BASE.to_string()),
+            live: LiveConfig::new(vec![tx.clone()], usize::MAX, None, live, text.to_string()),
             original: v,
             worker: tx,
             stop,
@@ -190,4 +195,29 @@ fn without_nat_there_is_nothing_to_apply() {
     let e = apply(&l, BASE, "test").expect_err("no NAT");
     assert!(matches!(e, ApplyError::NoNat), "{e:?}");
     assert_eq!(l.counts(), ConfigCounts { generation: 1, accepted: 0, refused: 1 });
+}
+
+#[test]
+fn a_pool_pushed_away_and_back_is_taken_back() {
+    let h = Harness::new();
+    // p replaced by q, then p again: the engine kept p's number and address.
+    let only_q = BASE
+        .replace("name: p\n    addresses: [203.0.113.10]", "name: q\n    addresses: [198.51.100.1]")
+        .replace("pool: p", "pool: q");
+    apply(&h.live, &only_q, "test").expect("p replaced by q");
+    let done = apply(&h.live, BASE, "test").expect("p again");
+    assert_eq!(done.generation, 3);
+    // An address p never had still needs a restart.
+    let e = apply(&h.live, &BASE.replace("[203.0.113.10]", "[203.0.113.10, 203.0.113.11]"), "test")
+        .expect_err("a new address");
+    assert!(matches!(e, ApplyError::NotLive(_)), "{e:?}");
+}
+
+#[test]
+fn an_address_pushed_away_and_back_is_taken_back() {
+    let two = BASE.replace("[203.0.113.10]", "[203.0.113.10, 203.0.113.11]");
+    let h = Harness::on(&two);
+    apply(&h.live, BASE, "test").expect("203.0.113.11 leaves p");
+    apply(&h.live, &two, "test").expect("203.0.113.11 comes back to p");
+    assert_eq!(h.live.counts(), ConfigCounts { generation: 3, accepted: 2, refused: 0 });
 }

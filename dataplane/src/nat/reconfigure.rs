@@ -10,7 +10,8 @@ use super::*;
 /// Whether a running engine built with `old` can take `new` live: table
 /// sizes, worker geometry and the fragment timeout are fixed at start; a
 /// pool kept by name keeps its kind, port range and limits and may only
-/// lose addresses (a new pool takes new ones), and the pools the engine
+/// lose addresses (a new pool takes new ones; [`Engine::reconfigure`] also
+/// lets a pool take back addresses it lost live), and the pools the engine
 /// numbers (those of `old`, kept even when removed, and the new ones) stay
 /// within [`MAX_POOLS`]; timeouts may not outgrow the expiry wheel built
 /// for `old`.
@@ -69,11 +70,19 @@ impl Engine {
     /// (the worker calls it between rounds). Sessions keep their mappings:
     /// rules, forwards, timeouts and the box's addresses change for new
     /// flows only; new pools are added; sessions on addresses that left
-    /// their pool are flushed and the addresses retired. What cannot change
+    /// their pool are flushed and the addresses retired (a later change may
+    /// give them back to that pool, or bring back a removed pool by name).
+    /// What cannot change
     /// live ([`reconfigure_check`]) refuses the whole change, and then
     /// nothing changed. Returns how many sessions were flushed.
     pub fn reconfigure(&mut self, new: &EngineParams, now: u32) -> Result<usize, ParamError> {
-        reconfigure_check(&self.params, new)?;
+        // A pool may take back addresses a change took from it (or that
+        // went with it when it was removed): they are still its own.
+        let mut base = self.params.clone();
+        for (i, bp) in base.pools.iter_mut().enumerate() {
+            bp.addresses = self.ports.pool_ips(u16::try_from(i).unwrap_or(u16::MAX));
+        }
+        reconfigure_check(&base, new)?;
         // Forwards must land on an address that exists after the change,
         // and be TCP or UDP, as `Engine::new` requires.
         let new_names: Vec<&str> = new.pools.iter().map(|p| p.name.as_str()).collect();
@@ -110,6 +119,12 @@ impl Engine {
             if let Some(a) = self.ports.addr_of_ip(ip) {
                 flushed += self.flush(now, |_| false, Some(a));
                 self.ports.retire_addr(a);
+            }
+        }
+        // Addresses that come back to the pool they left.
+        for (np, &pi) in new.pools.iter().zip(&map) {
+            for &ip in &np.addresses {
+                self.ports.unretire_ip(pi, ip);
             }
         }
         // Rules, with pool indices as the engine numbers them.
@@ -154,7 +169,8 @@ impl Engine {
         let mut pools = std::mem::take(&mut self.params.pools);
         for np in &new.pools {
             match pools.iter_mut().find(|op| op.name == np.name) {
-                Some(op) => op.addresses.retain(|a| np.addresses.contains(a)),
+                // The check allowed only addresses the pool was built with.
+                Some(op) => op.addresses.clone_from(&np.addresses),
                 None => pools.push(np.clone()),
             }
         }

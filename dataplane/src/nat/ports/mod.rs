@@ -251,6 +251,23 @@ impl Ports {
         self.rebuild_by_ip();
     }
 
+    /// The addresses pool `pool` was built with, in use or retired.
+    pub fn pool_ips(&self, pool: u16) -> Vec<u32> {
+        self.addrs.iter().filter(|x| x.pool == pool).map(|x| x.ip).collect()
+    }
+
+    /// Puts a retired address of pool `pool` back in use (a live change
+    /// gave it back to its pool); false if the pool has no such address
+    /// retired.
+    pub fn unretire_ip(&mut self, pool: u16, ip: u32) -> bool {
+        let Some(x) = self.addrs.iter_mut().find(|x| x.pool == pool && x.ip == ip && x.retired) else {
+            return false;
+        };
+        x.retired = false;
+        self.rebuild_by_ip();
+        true
+    }
+
     fn rebuild_by_ip(&mut self) {
         self.by_ip = self.addrs.iter().enumerate().filter(|(_, x)| !x.retired).map(|(i, x)| (x.ip, i as u16)).collect();
         self.by_ip.sort_unstable();
