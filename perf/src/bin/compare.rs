@@ -13,6 +13,21 @@
 //! the outside router's interface, whose `rx_packets` counts what arrived.
 //! Everything runs between the lab's own namespaces (prefix `mqcmp-`),
 //! torn down at the end.
+//!
+//! Where the work runs (`--placement`, issue 17): the generator sends on
+//! CPU 0; the box's receive work (the veth NAPI that runs masq's XDP program
+//! and copies frames into its UMEM, or the kernel's receive and forwarding)
+//! runs on CPU 1, the box's. By default (`box`) the box's veths get
+//! threaded NAPI with their NAPI threads pinned to CPU 1, for every path
+//! alike (GRO is turned on for the inside link so the kernel paths have a
+//! NAPI too). `sender` leaves the kernel's default: veth runs the receiving
+//! NAPI on the sender's CPU, which charges masq's receive work to the
+//! generator (the kernel paths move theirs to CPU 1 by RPS).
+//!
+//! Each row says what limited it: `path` when the path dropped what the
+//! generator offered or kept CPU 1 busy, `generator` when it forwarded what
+//! was offered with CPU 1 to spare (a ratio of 1.00 between two such rows
+//! says only that the generator was the limit).
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
@@ -24,14 +39,38 @@ use std::time::{Duration, Instant};
 const PREFIX: &str = "mqcmp-";
 const SCENARIOS: [&str; 3] = ["1flow", "100k", "new"];
 const PATHS: [&str; 4] = ["kernel-route", "kernel-nat", "masq-forward", "masq-nat"];
+/// The optional peer (`--einat`).
+const EINAT: &str = "einat";
 /// Subscribers the generator spreads flows over (100.64.0.0/18).
 const SUBSCRIBERS: u32 = 16384;
 /// Destination ports flows spread over (the kernel's masquerade then has
 /// room for millions of flows on its one address).
 const DPORTS: u32 = 61;
 
+/// Where the box's receive work runs (module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Placement {
+    /// Threaded NAPI on the box's veths, pinned to the box's CPU (1).
+    Box,
+    /// The kernel's default: a veth's receive runs on the sender's CPU.
+    Sender,
+}
+
 #[derive(Parser)]
-#[command(about = "masq beside the kernel's NAT on the namespace lab (needs root)")]
+#[command(
+    about = "masq beside the kernel's NAT on the namespace lab (needs root)",
+    long_about = "masq beside the kernel's NAT on the namespace lab (needs root).\n\n\
+For each scenario (64-byte UDP frames: 1flow, 100k established flows, every frame a new \
+flow) it measures the kernel routing (kernel-route), the kernel's nftables masquerade \
+(kernel-nat), masq without NAT (masq-forward) and masq with NAT (masq-nat), and einat with \
+--einat. The generator sends on CPU 0; the box (masq's worker, or the kernel's forwarding) \
+works on CPU 1. With --placement box (the default) the box's receive work runs there too: \
+its veths get threaded NAPI pinned to CPU 1, so a path is charged for its own receive work \
+and not the generator. Each row says what limited it: the path (it dropped frames offered, \
+or kept CPU 1 busy) or the generator (it forwarded all that was offered with CPU 1 to \
+spare). The machine (CPU, vCPUs, kernel, rustc) heads the table and the JSON."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -59,6 +98,14 @@ struct Cli {
     /// The masq binary (built with `cargo build --release -p control`).
     #[arg(long, default_value = "target/release/masq")]
     masq: PathBuf,
+    /// Where the box's receive work runs (see the long help).
+    #[arg(long, value_enum, default_value_t = Placement::Box)]
+    placement: Placement,
+    /// An einat binary (EHfive/einat-ebpf, built from its own sources): adds
+    /// the `einat` path (einat on the box's outside interface, the kernel
+    /// forwarding, SNAT of the inside prefix). Without it the path is skipped.
+    #[arg(long)]
+    einat: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +147,62 @@ struct Row {
     sent: u64,
     /// What the path itself counted as dropped (masq's totals line), if any.
     detail: String,
+    /// Frames per second the generator offered in the measured window (the
+    /// box's inside link received or dropped them).
+    offered_pps: f64,
+    /// CPU 0's busy share in the window (the generator's CPU), percent.
+    gen_cpu: f64,
+    /// CPU 1's busy share in the window (the box's CPU), percent.
+    box_cpu: f64,
+    /// What limited the row: `path` or `generator` (module doc).
+    limit: String,
+}
+
+/// The machine a run was taken on.
+#[derive(serde::Serialize, Clone, Debug)]
+struct Machine {
+    cpu: String,
+    vcpus: usize,
+    kernel: String,
+    rustc: String,
+    placement: Placement,
+    date: String,
+}
+
+impl Machine {
+    fn read(placement: Placement) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let first_line = |args: &[&str]| sh(args).ok().and_then(|o| o.lines().next().map(str::to_string));
+        Self {
+            cpu,
+            vcpus: std::thread::available_parallelism().map_or(0, usize::from),
+            kernel: first_line(&["uname", "-r"]).unwrap_or_else(|| "unknown".into()),
+            rustc: first_line(&["rustc", "--version"]).unwrap_or_else(|| "unknown".into()),
+            placement,
+            date: first_line(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default(),
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "machine: {} ({} vCPUs), kernel {}, {}; placement {}; {}",
+            self.cpu,
+            self.vcpus,
+            self.kernel,
+            self.rustc,
+            match self.placement {
+                Placement::Box => "box",
+                Placement::Sender => "sender",
+            },
+            self.date
+        )
+    }
 }
 
 #[derive(serde::Serialize, Clone, Debug, Default)]
@@ -284,6 +387,92 @@ fn in_ns(ns: &str, args: &[&str]) -> Res<String> {
     sh(&v)
 }
 
+/// What limited a row: the path when it delivered less than 98% of what
+/// was offered or CPU 1 was busy 95% of the time or more, else the generator.
+fn limit(pps: f64, offered_pps: f64, box_cpu: f64) -> &'static str {
+    if pps < 0.98 * offered_pps || box_cpu >= 95.0 {
+        "path"
+    } else {
+        "generator"
+    }
+}
+
+/// Per CPU, (busy, total) jiffies from /proc/stat.
+fn cpu_times() -> Vec<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let mut out = Vec::new();
+    for l in stat.lines() {
+        let mut f = l.split_whitespace();
+        // "cpu" alone is the total; "cpuN" are the CPUs, in order.
+        let Some(n) = f.next().and_then(|name| name.strip_prefix("cpu")) else { continue };
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
+        let total: u64 = v.iter().take(8).sum();
+        // idle and iowait are the 4th and 5th fields.
+        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+        out.push((total - idle.min(total), total));
+    }
+    out
+}
+
+/// Percent of a CPU's time spent busy between two samples.
+fn busy_share(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> f64 {
+    match (a, b) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => 100.0 * b1.saturating_sub(b0) as f64 / (t1 - t0) as f64,
+        _ => 0.0,
+    }
+}
+
+/// Frames the generator offered the box: what its veth handed to the
+/// box's inside link, received or dropped there (the generator's
+/// interface counts both as transmitted or dropped on transmit).
+fn offered_count() -> Res<u64> {
+    let read = |f: &str| -> Res<u64> {
+        in_ns("in", &["cat", &format!("/sys/class/net/in0/statistics/{f}")])?
+            .trim()
+            .parse()
+            .map_err(|e| format!("in0 {f}: {e}"))
+    };
+    Ok(read("tx_packets")? + read("tx_dropped")?)
+}
+
+/// Threaded NAPI on the box's veths, the threads on the box's CPU (module
+/// doc); `sender` leaves the kernel's default.
+fn place_receive(placement: Placement) -> Res<()> {
+    if placement == Placement::Sender {
+        return Ok(());
+    }
+    for dev in ["nat-in", "nat-out"] {
+        // GRO gives a veth its NAPI even without an XDP program (the kernel paths).
+        in_ns("nat", &["ethtool", "-K", dev, "gro", "on"])?;
+        in_ns("nat", &["sh", "-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")])?;
+    }
+    pin_napi_threads()
+}
+
+/// Pins the box's NAPI threads (`napi/nat-in-*`, `napi/nat-out-*`) to CPU 1.
+/// Run after each path starts: attaching an XDP program may make new ones.
+fn pin_napi_threads() -> Res<()> {
+    let mut pinned = 0;
+    for e in std::fs::read_dir("/proc").map_err(|e| e.to_string())?.flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("napi/nat-in-") || comm.starts_with("napi/nat-out-") {
+            sh(&["taskset", "-pc", "1", &pid])?;
+            pinned += 1;
+        }
+    }
+    if pinned == 0 {
+        return Err("no NAPI thread of the box's veths to pin (threaded NAPI not taken?)".into());
+    }
+    Ok(())
+}
+
 fn sink_count() -> Res<u64> {
     in_ns("out", &["cat", "/sys/class/net/out0/statistics/rx_packets"])?
         .trim()
@@ -353,13 +542,45 @@ impl Drop for Lab {
 enum Running {
     Kernel,
     Masq(Child, std::sync::mpsc::Receiver<String>),
+    Einat(Child),
 }
 
-fn start_path(path: &str, masq: &std::path::Path) -> Res<Running> {
+fn start_path(path: &str, cli: &Cli) -> Res<Running> {
     let _ = in_ns("nat", &["nft", "flush", "ruleset"]);
     let _ = in_ns("nat", &["conntrack", "-F"]);
+    let masq = cli.masq.as_path();
     match path {
         "kernel-route" => Ok(Running::Kernel),
+        EINAT => {
+            let bin = cli.einat.as_ref().ok_or("the einat path needs --einat PATH")?;
+            let ns = format!("{PREFIX}nat");
+            let bin = bin.to_str().ok_or("einat path")?;
+            // SNAT of the inside prefix to nat-out's address, every port
+            // (the 100k and new scenarios need more than its default 10,000).
+            let child = Command::new("ip")
+                .args(["netns", "exec", &ns, bin, "-i", "nat-out", "--nat44", "--internal", "100.64.0.0/10"])
+                .args(["--ports", "1024-65535"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("starting einat: {e}"))?;
+            // It attaches its TC programs within a second or two.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let tc = in_ns("nat", &["tc", "filter", "show", "dev", "nat-out", "egress"]).unwrap_or_default();
+                if !tc.trim().is_empty() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let mut child = child;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err("einat attached nothing to nat-out in 10 s".into());
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(Running::Einat(child))
+        }
         "kernel-nat" => {
             in_ns(
                 "nat",
@@ -420,6 +641,11 @@ fn stop_path(r: Running) -> String {
             let n = in_ns("nat", &["conntrack", "-C"]).unwrap_or_default();
             format!("conntrack entries {}", n.trim())
         }
+        Running::Einat(mut child) => {
+            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = child.wait();
+            String::new()
+        }
         Running::Masq(mut child, rx) => {
             let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
             let _ = child.wait();
@@ -433,7 +659,10 @@ fn stop_path(r: Running) -> String {
 }
 
 fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
-    let running = start_path(path, &cli.masq)?;
+    let running = start_path(path, cli)?;
+    if cli.placement == Placement::Box {
+        pin_napi_threads()?;
+    }
     let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let total = cli.warmup + cli.seconds + 0.5;
     let before = sink_count()?;
@@ -444,9 +673,9 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
         .spawn()
         .map_err(|e| format!("generator: {e}"))?;
     std::thread::sleep(Duration::from_secs_f64(cli.warmup));
-    let (c0, t0) = (sink_count()?, Instant::now());
+    let (c0, o0, cpu0, t0) = (sink_count()?, offered_count()?, cpu_times(), Instant::now());
     std::thread::sleep(Duration::from_secs_f64(cli.seconds));
-    let (c1, t1) = (sink_count()?, Instant::now());
+    let (c1, o1, cpu1, t1) = (sink_count()?, offered_count()?, cpu_times(), Instant::now());
     let out = gen.wait_with_output().map_err(|e| format!("generator: {e}"))?;
     let sent: u64 = String::from_utf8_lossy(&out.stdout)
         .trim()
@@ -456,7 +685,11 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
     std::thread::sleep(Duration::from_millis(300));
     let after = sink_count()?;
     let detail = stop_path(running);
-    let pps = (c1 - c0) as f64 / (t1 - t0).as_secs_f64();
+    let secs = (t1 - t0).as_secs_f64();
+    let pps = c1.saturating_sub(c0) as f64 / secs;
+    let offered_pps = o1.saturating_sub(o0) as f64 / secs;
+    let busy = |cpu: usize| busy_share(cpu0.get(cpu).copied(), cpu1.get(cpu).copied());
+    let (gen_cpu, box_cpu) = (busy(0), busy(1));
     Ok(Row {
         scenario: scenario.into(),
         path: path.into(),
@@ -464,6 +697,10 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
         drops: sent.saturating_sub(after - before),
         sent,
         detail,
+        offered_pps,
+        gen_cpu,
+        box_cpu,
+        limit: limit(pps, offered_pps, box_cpu).into(),
     })
 }
 
@@ -474,8 +711,23 @@ fn compare(cli: &Cli) -> Res<()> {
     if !cli.masq.exists() {
         return Err(format!("{} not found: run `cargo build --release -p control` first", cli.masq.display()));
     }
+    let mut paths = cli.paths.clone();
+    match &cli.einat {
+        Some(bin) if !bin.exists() => return Err(format!("--einat {}: no such file", bin.display())),
+        Some(_) if !paths.iter().any(|p| p == EINAT) => paths.push(EINAT.into()),
+        Some(_) => {}
+        None => {
+            if paths.iter().any(|p| p == EINAT) {
+                return Err("the einat path needs --einat PATH".into());
+            }
+            eprintln!("einat: skipped (no --einat PATH: einat-ebpf is built from its own sources)");
+        }
+    }
+    let machine = Machine::read(cli.placement);
+    eprintln!("{}", machine.line());
     let _limits = ConntrackLimits::raise();
     let _lab = Lab::up()?;
+    place_receive(cli.placement)?;
     // The sink: drop everything arriving at the outside router.
     let obj = std::env::temp_dir().join(format!("{PREFIX}sink.o"));
     std::fs::write(&obj, dataplane::xdp::SINK_PROGRAM).map_err(|e| e.to_string())?;
@@ -485,17 +737,20 @@ fn compare(cli: &Cli) -> Res<()> {
     )?;
     let mut rows = Vec::new();
     for scenario in &cli.scenarios {
-        for path in &cli.paths {
+        for path in &paths {
             eprint!("{scenario:>6} {path:<13} ... ");
             let _ = std::io::stderr().flush();
             let row = measure(cli, scenario, path)?;
-            eprintln!("{:>10.0} pps, {} dropped of {} sent  {}", row.pps, row.drops, row.sent, row.detail);
+            eprintln!(
+                "{:>10.0} pps of {:.0} offered (cpu0 {:.0}%, cpu1 {:.0}%: {} limit), {} dropped of {} sent  {}",
+                row.pps, row.offered_pps, row.gen_cpu, row.box_cpu, row.limit, row.drops, row.sent, row.detail
+            );
             rows.push(row);
         }
     }
     let mut lat = Vec::new();
     if !cli.no_latency {
-        for path in &cli.paths {
+        for path in &paths {
             eprint!("latency {path:<13} at {} pps ... ", cli.latency_rate);
             let _ = std::io::stderr().flush();
             let row = measure_latency(cli, path, &obj)?;
@@ -504,19 +759,11 @@ fn compare(cli: &Cli) -> Res<()> {
         }
     }
     let _ = std::fs::remove_file(&obj);
-    print_table(&rows);
+    println!("\n{}", machine.line());
+    print_table(&rows, &paths);
     print_latency(&lat);
     if let Some(file) = &cli.json {
-        // The rows, then one latency object per path (`scenario`: "latency").
-        let mut all: Vec<serde_json::Value> = rows.iter().filter_map(|r| serde_json::to_value(r).ok()).collect();
-        for l in &lat {
-            if let Ok(mut v) = serde_json::to_value(l) {
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("scenario".into(), "latency".into());
-                }
-                all.push(v);
-            }
-        }
+        let all = serde_json::json!({ "machine": machine, "rows": rows, "latency": lat });
         let json = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
         std::fs::write(file, json + "\n").map_err(|e| format!("{}: {e}", file.display()))?;
         println!("rows written to {}", file.display());
@@ -528,7 +775,10 @@ fn compare(cli: &Cli) -> Res<()> {
 /// dropping one, paced stamped traffic over 100k flows (the first second,
 /// which makes the sessions, is not timed).
 fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path) -> Res<LatencyRow> {
-    let running = start_path(path, &cli.masq)?;
+    let running = start_path(path, cli)?;
+    if cli.placement == Placement::Box {
+        pin_napi_threads()?;
+    }
     let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let exe = self_exe.to_str().ok_or("exe path")?;
     in_ns("out", &["ip", "link", "set", "dev", "out0", "xdpdrv", "off"])?;
@@ -590,31 +840,52 @@ fn print_latency(rows: &[LatencyRow]) {
     }
 }
 
-fn print_table(rows: &[Row]) {
-    let get = |s: &str, p: &str| rows.iter().find(|r| r.scenario == s && r.path == p).map(|r| r.pps);
-    println!("\n| scenario | kernel-route | kernel-nat | masq-forward | masq-nat | masq-nat / kernel-nat | masq-nat / masq-forward |");
-    println!("|---|---|---|---|---|---|---|");
+/// The ratios printed per scenario: (numerator, denominator).
+const RATIOS: [(&str, &str); 3] =
+    [("masq-forward", "kernel-route"), ("masq-nat", "kernel-nat"), ("masq-nat", "masq-forward")];
+
+fn print_table(rows: &[Row], paths: &[String]) {
+    let get = |s: &str, p: &str| rows.iter().find(|r| r.scenario == s && r.path == p);
+    let mut head = String::from("| scenario |");
+    for p in paths {
+        head.push_str(&format!(" {p} (limit) |"));
+    }
+    for (a, b) in RATIOS {
+        head.push_str(&format!(" {a} / {b} |"));
+    }
+    println!("\n{head}");
+    println!("{}", "|---".repeat(1 + paths.len() + RATIOS.len()) + "|");
     let scenarios: Vec<&str> = SCENARIOS.iter().copied().filter(|s| rows.iter().any(|r| r.scenario == *s)).collect();
     for s in scenarios {
-        let cell = |p: &str| get(s, p).map_or("-".to_string(), |v| format!("{:.0}k", v / 1000.0));
-        let ratio = |a: &str, b: &str| match (get(s, a), get(s, b)) {
-            (Some(x), Some(y)) if y > 0.0 => format!("{:.2}x", x / y),
-            _ => "-".into(),
-        };
-        println!(
-            "| {s}{} | {} | {} | {} | {} | {} | {} |",
-            if s == "new" { " (new conn/s)" } else { "" },
-            cell("kernel-route"),
-            cell("kernel-nat"),
-            cell("masq-forward"),
-            cell("masq-nat"),
-            ratio("masq-nat", "kernel-nat"),
-            ratio("masq-nat", "masq-forward"),
-        );
+        let mut line = format!("| {s}{} |", if s == "new" { " (new conn/s)" } else { "" });
+        for p in paths {
+            match get(s, p) {
+                Some(r) => line.push_str(&format!(" {:.0}k ({}) |", r.pps / 1000.0, r.limit)),
+                None => line.push_str(" - |"),
+            }
+        }
+        for (a, b) in RATIOS {
+            match (get(s, a), get(s, b)) {
+                (Some(x), Some(y)) if y.pps > 0.0 => line.push_str(&format!(" {:.2}x |", x.pps / y.pps)),
+                _ => line.push_str(" - |"),
+            }
+        }
+        println!("{line}");
     }
-    println!("\ndrops (sent but not received, whole run incl. warm-up):");
+    println!("\nper row: offered, CPU 0 (generator) and CPU 1 (box) busy in the window; drops (sent but not received, whole run incl. warm-up):");
     for r in rows {
-        println!("  {:>6} {:<13} {:>10} of {:>10}  {}", r.scenario, r.path, r.drops, r.sent, r.detail);
+        println!(
+            "  {:>6} {:<13} offered {:>6.0}k  cpu0 {:>3.0}%  cpu1 {:>3.0}%  {:<9}  dropped {:>10} of {:>10}  {}",
+            r.scenario,
+            r.path,
+            r.offered_pps / 1000.0,
+            r.gen_cpu,
+            r.box_cpu,
+            r.limit,
+            r.drops,
+            r.sent,
+            r.detail
+        );
     }
 }
 
@@ -628,6 +899,22 @@ mod tests {
         assert_eq!(set("1flow", 1000), 1);
         assert_eq!(set("100k", 300_000), 100_000);
         assert_eq!(set("new", 500_000), 500_000);
+    }
+
+    #[test]
+    fn a_row_is_limited_by_the_path_only_when_it_lost_frames_or_its_cpu() {
+        assert_eq!(limit(1_000_000.0, 1_000_000.0, 60.0), "generator");
+        assert_eq!(limit(900_000.0, 1_000_000.0, 60.0), "path", "it dropped a tenth");
+        assert_eq!(limit(1_000_000.0, 1_000_000.0, 99.0), "path", "its CPU was the limit");
+    }
+
+    #[test]
+    fn cpu_shares_come_from_proc_stat() {
+        let t = cpu_times();
+        assert_eq!(t.len(), std::thread::available_parallelism().map_or(0, usize::from));
+        assert!(t.iter().all(|&(busy, total)| busy <= total && total > 0));
+        assert_eq!(busy_share(Some((10, 100)), Some((60, 200))), 50.0);
+        assert_eq!(busy_share(Some((10, 100)), Some((10, 100))), 0.0);
     }
 
     #[test]
