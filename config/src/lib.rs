@@ -331,6 +331,9 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
             e.add(format!("workers.cores[{i}]"), format!("core {c} is listed twice"));
         }
     }
+    if raw.workers.busy_poll_us > 1_000_000 {
+        e.add("workers.busy_poll_us", "at most 1000000 (one second): longer is `sleep_when_idle: false`");
+    }
     if raw.workers.cores.len() > cpus {
         e.add("workers.cores", format!("{} workers but {cpus} CPUs", raw.workers.cores.len()));
     }

@@ -93,15 +93,39 @@ pub struct Workers {
     /// The NICs' hash input layout.
     #[serde(default)]
     pub rss_input: RssInput,
+    /// An idle worker sleeps on its sockets (woken by the next frame)
+    /// instead of polling: an idle core costs next to nothing. `false`:
+    /// workers busy-poll always (a whole core each, the lowest latency).
+    #[serde(default = "yes")]
+    pub sleep_when_idle: bool,
+    /// How long a worker that received nothing keeps polling before it
+    /// sleeps, in microseconds (traffic with shorter gaps never waits for
+    /// a wake-up).
+    #[serde(default = "default_busy_poll_us")]
+    pub busy_poll_us: u32,
 }
 
 fn default_cores() -> Vec<usize> {
     vec![1]
 }
 
+fn yes() -> bool {
+    true
+}
+
+fn default_busy_poll_us() -> u32 {
+    1000
+}
+
 impl Default for Workers {
     fn default() -> Self {
-        Self { cores: default_cores(), rss: Rss::Auto, rss_input: RssInput::Masked }
+        Self {
+            cores: default_cores(),
+            rss: Rss::Auto,
+            rss_input: RssInput::Masked,
+            sleep_when_idle: true,
+            busy_poll_us: default_busy_poll_us(),
+        }
     }
 }
 

@@ -224,3 +224,13 @@ fn at_most_max_pools_pools_the_masquerade_one_included() {
     assert!(e[0].message.contains("at most 32"), "{}", e[0].message);
     assert_eq!(errors(&text(MAX_POOLS + 1, false))[0].path, "pools");
 }
+
+#[test]
+fn idle_workers_sleep_by_default_and_the_polling_time_is_bounded() {
+    let v = load(DEFAULT_YAML, usize::MAX).expect("the default is valid");
+    assert!(v.raw.workers.sleep_when_idle);
+    assert_eq!(v.raw.workers.busy_poll_us, 1000);
+    let text = "interfaces:\n  inside: a\n  outside: b\nworkers:\n  busy_poll_us: 2000000\n";
+    let got: Vec<(usize, String)> = errors(text).into_iter().map(|x| (x.line, x.path)).collect();
+    assert!(got.contains(&(5, "workers.busy_poll_us".to_string())), "{got:?}");
+}

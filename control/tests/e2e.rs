@@ -348,3 +348,31 @@ fn masq_leaves_no_xdp_program_after_sigint_or_sigkill() {
     assert!(ping.contains("1 received"), "{ping}");
     lab.stop_masq();
 }
+
+#[test]
+fn an_idle_masq_sleeps_and_wakes_for_the_next_packet() {
+    let mut lab = Lab::up("idle", 1500);
+    lab.start_masq(SNAT);
+    // Busy-polling workers would use a whole core each.
+    std::thread::sleep(Duration::from_millis(500));
+    let (cpu0, t0) = (lab.masq_cpu_secs(), std::time::Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let share = (lab.masq_cpu_secs() - cpu0) / t0.elapsed().as_secs_f64();
+    let workers = f64::from(lab::workers());
+    assert!(share < 0.25 * workers, "idle masq used {:.0}% of a core ({workers} workers)", share * 100.0);
+    // On a loaded machine a polling worker gets little CPU too: that it
+    // slept, and how often, is the workers' own count (about 1000 a
+    // second each: a sleep ends at a frame or after 1 ms).
+    let metrics = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
+    let sleeps: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("masq_idle_sleeps_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(sleeps > 500.0, "workers slept {sleeps} times in about 3.5 idle seconds");
+    // The first packet after the idle time wakes a worker and goes through.
+    let ping = lab.ok("in", &["ping", "-c", "1", "-W", "2", "198.51.100.1"]);
+    assert!(ping.contains("1 received"), "{ping}");
+    let out = lab.stop_masq();
+    assert!(out.contains("sessions created"), "{out}");
+}

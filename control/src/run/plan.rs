@@ -15,6 +15,9 @@ pub struct RunPlan {
     pub outside: String,
     /// Cores for workers (worker i on `cores[i]`, queue i).
     pub cores: Vec<usize>,
+    /// How long an idle worker polls before it sleeps on its sockets;
+    /// `None`: it never sleeps (busy-polls always).
+    pub sleep_after: Option<Duration>,
     /// Engine parameters for worker 0 (the others differ by `worker`).
     pub engine: Option<EngineParams>,
     /// Static next-hop MACs (inside, outside).

@@ -64,6 +64,7 @@ struct WorkerLinks {
     ready: crossbeam_channel::Sender<Result<Ready, XdpError>>,
     go: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    sleep_after: Option<Duration>,
 }
 
 /// Attaches the XDP programs, spawns the workers and registers their
@@ -98,6 +99,7 @@ pub(super) fn start_workers(plan: &RunPlan, stop: &Arc<AtomicBool>) -> Result<Da
         ready: ready_tx,
         go: Arc::new(AtomicBool::new(false)),
         stop: Arc::clone(stop),
+        sleep_after: plan.sleep_after,
     };
     let go = Arc::clone(&links.go);
     let (mut l2_txs, mut shared, mut commands, mut handles) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -218,23 +220,43 @@ fn run_worker(s: WorkerStart, links: &WorkerLinks) -> Result<(), RunError> {
         .with_l2_channels(s.l2_rx, links.unresolved.clone())
         .with_commands(s.cmd_rx)
         .with_block_events(links.events.clone());
-    worker_loop(&mut worker, &links.stop, &s.shared);
+    worker_loop(&mut worker, &links.stop, &s.shared, links.sleep_after);
     Ok(())
 }
 
-fn worker_loop<I: FrameIo + RingInfo>(worker: &mut Worker<I>, stop: &AtomicBool, sh: &Shared) {
+/// The longest an idle worker sleeps: what frames handed over by another
+/// worker, the control thread's requests and the expiry sweep may wait.
+const SLEEP_MS: i32 = 1;
+
+/// A worker's rounds until `stop`. Under traffic it polls (a round right
+/// after a round); once it has received nothing for `sleep_after` it sleeps
+/// on its sockets between rounds, at most [`SLEEP_MS`], woken at once by a
+/// frame on either; `None` polls always.
+fn worker_loop<I: FrameIo + RingInfo>(
+    worker: &mut Worker<I>,
+    stop: &AtomicBool,
+    sh: &Shared,
+    sleep_after: Option<Duration>,
+) {
     let t0 = Instant::now();
     let mut last_pub = Instant::now();
     let mut idle: u32 = 0;
+    let mut idle_since: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         let now = u32::try_from(t0.elapsed().as_secs()).unwrap_or(u32::MAX).saturating_add(1);
         if worker.round(now) == 0 {
             idle = idle.saturating_add(1);
-            if idle > 4096 {
-                std::thread::yield_now();
+            match (sleep_after, idle_since) {
+                (Some(after), Some(since)) if since.elapsed() >= after => {
+                    worker.wait(SLEEP_MS);
+                }
+                (Some(_), None) => idle_since = Some(Instant::now()),
+                _ if idle > 4096 => std::thread::yield_now(),
+                _ => {}
             }
         } else {
             idle = 0;
+            idle_since = None;
         }
         if last_pub.elapsed() >= Duration::from_millis(100) {
             last_pub = Instant::now();

@@ -200,6 +200,22 @@ impl Lab {
         self.children.push(child);
     }
 
+    /// The running masq's process id (`ip netns exec` execs it).
+    pub fn masq_pid(&self) -> Option<u32> {
+        self.masq.as_ref().map(Child::id)
+    }
+
+    /// CPU time (user + system) the running masq has used, in seconds.
+    pub fn masq_cpu_secs(&self) -> f64 {
+        let pid = self.masq_pid().expect("masq runs");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("masq's /proc stat");
+        // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let f: Vec<f64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        // Clock ticks of 1/100 s (USER_HZ on Linux).
+        (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+    }
+
     /// A file of the lab's directory.
     pub fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()

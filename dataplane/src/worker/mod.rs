@@ -74,6 +74,8 @@ declare_counters! {
         icmp_unreachable_sent: u64 => Total("ICMP host unreachable errors sent to subscribers refused a port or a session (RFC 6888 REQ-11b)."),
         /// Such errors not sent: no free frame, or no next hop for the subscriber.
         icmp_unreachable_failed: u64 => Total("ICMP host unreachable errors to refused subscribers not sent: no free frame, or no next hop."),
+        /// Times the worker, idle, slept on its sockets (`workers.sleep_when_idle`).
+        idle_sleeps: u64 => Total("Times the worker, idle, slept on its sockets until a frame came or 1 ms passed (workers.sleep_when_idle)."),
     }
 }
 
@@ -217,6 +219,16 @@ impl<I: FrameIo> Worker<I> {
             round_ns: self.round_ns.clone(),
             block_events_dropped: self.engine.as_ref().map_or(0, Engine::block_events_dropped),
         }
+    }
+
+    /// Sleeps until a frame arrives or `timeout_ms` passes (an idle worker,
+    /// between rounds; see [`FrameIo::wait`]); false if the backend did
+    /// not sleep. Frames handed over by other workers and the control
+    /// thread's requests wait for the timeout.
+    pub fn wait(&mut self, timeout_ms: i32) -> bool {
+        let slept = self.io.wait(timeout_ms);
+        self.counters.idle_sleeps += u64::from(slept);
+        slept
     }
 
     /// One round at `now` (seconds). Returns the number of frames received.

@@ -165,4 +165,16 @@ impl FrameIo for XdpIo {
     fn flush(&mut self) {
         self.ledger.flush();
     }
+
+    fn wait(&mut self, timeout_ms: i32) -> bool {
+        if !self.ledger.quiet() {
+            return false;
+        }
+        let [inside, outside] = self.fds();
+        let mut fds = [inside, outside].map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+        // SAFETY: two valid pollfds, alive for the call; the kernel writes
+        // only their `revents`.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+        true
+    }
 }

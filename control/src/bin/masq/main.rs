@@ -247,6 +247,11 @@ fn main() -> Result<()> {
                 inside: ifs.inside.clone(),
                 outside: ifs.outside.clone(),
                 cores: v.raw.workers.cores.clone(),
+                sleep_after: v
+                    .raw
+                    .workers
+                    .sleep_when_idle
+                    .then(|| Duration::from_micros(u64::from(v.raw.workers.busy_poll_us))),
                 engine,
                 static_macs: [mac(&ifs.inside_mac), mac(&ifs.outside_mac)],
                 live: a.live,

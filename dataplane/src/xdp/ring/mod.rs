@@ -289,6 +289,11 @@ impl<K: KernelRings> Ledger<K> {
         self.refill();
     }
 
+    /// Nothing waits to be transmitted: no frame queued here or in a TX ring.
+    pub(super) fn quiet(&self) -> bool {
+        self.pending.iter().all(Vec::is_empty) && self.sides.iter().all(|r| r.tx_pending() == 0)
+    }
+
     /// Hands free frames to both fill rings, keeping `reserve` back for
     /// hand-offs; wakes the kernel where it asks for it.
     pub(super) fn refill(&mut self) {
