@@ -69,7 +69,9 @@ works on CPU 1. With --placement box (the default) the box's receive work runs t
 its veths get threaded NAPI pinned to CPU 1, so a path is charged for its own receive work \
 and not the generator. Each row says what limited it: the path (it dropped frames offered, \
 or kept CPU 1 busy) or the generator (it forwarded all that was offered with CPU 1 to \
-spare). The machine (CPU, vCPUs, kernel, rustc) heads the table and the JSON."
+spare). Then latency rows (a timestamping sink) at --latency-rate and at --low-rate, whose \
+gaps let masq's idle workers sleep, so the wake-up is priced; and masq's CPU while idle. The \
+machine (CPU, vCPUs, kernel, rustc) heads the table and the JSON."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -95,6 +97,14 @@ struct Cli {
     /// Skip the latency rows.
     #[arg(long)]
     no_latency: bool,
+    /// Offered rate of the low-rate latency rows (frames per second, 100k
+    /// flows): gaps long enough for masq's workers to sleep between frames
+    /// (`workers.sleep_when_idle`), so the rows price the wake-up. 0: none.
+    #[arg(long, default_value_t = 200)]
+    low_rate: u64,
+    /// Seconds masq runs without traffic for the idle CPU figure (0: none).
+    #[arg(long, default_value_t = 3.0)]
+    idle_seconds: f64,
     /// The masq binary (built with `cargo build --release -p control`).
     #[arg(long, default_value = "target/release/masq")]
     masq: PathBuf,
@@ -750,20 +760,36 @@ fn compare(cli: &Cli) -> Res<()> {
     }
     let mut lat = Vec::new();
     if !cli.no_latency {
-        for path in &paths {
-            eprint!("latency {path:<13} at {} pps ... ", cli.latency_rate);
+        let rates = [cli.latency_rate, cli.low_rate];
+        for rate in rates.into_iter().filter(|&r| r > 0) {
+            for path in &paths {
+                eprint!("latency {path:<13} at {rate} pps ... ");
+                let _ = std::io::stderr().flush();
+                let row = measure_latency(cli, path, &obj, rate)?;
+                eprintln!("p50 {} us, p99 {} us ({} frames)", row.p50_us, row.p99_us, row.n);
+                lat.push(row);
+            }
+        }
+    }
+    let mut idle = Vec::new();
+    if cli.idle_seconds > 0.0 {
+        for path in paths.iter().filter(|p| p.starts_with("masq")) {
+            eprint!("idle    {path:<13} for {} s ... ", cli.idle_seconds);
             let _ = std::io::stderr().flush();
-            let row = measure_latency(cli, path, &obj)?;
-            eprintln!("p50 {} us, p99 {} us ({} frames)", row.p50_us, row.p99_us, row.n);
-            lat.push(row);
+            let row = measure_idle(cli, path)?;
+            eprintln!("{:.1}% of a core", row.cpu_percent);
+            idle.push(row);
         }
     }
     let _ = std::fs::remove_file(&obj);
     println!("\n{}", machine.line());
     print_table(&rows, &paths);
     print_latency(&lat);
+    for r in &idle {
+        println!("idle: {} used {:.1}% of a core over {} s without traffic", r.path, r.cpu_percent, r.seconds);
+    }
     if let Some(file) = &cli.json {
-        let all = serde_json::json!({ "machine": machine, "rows": rows, "latency": lat });
+        let all = serde_json::json!({ "machine": machine, "rows": rows, "latency": lat, "idle": idle });
         let json = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
         std::fs::write(file, json + "\n").map_err(|e| format!("{}: {e}", file.display()))?;
         println!("rows written to {}", file.display());
@@ -771,10 +797,42 @@ fn compare(cli: &Cli) -> Res<()> {
     Ok(())
 }
 
+/// CPU a masq path uses without traffic.
+#[derive(serde::Serialize, Clone, Debug)]
+struct IdleRow {
+    path: String,
+    seconds: f64,
+    /// Percent of one core (all of masq's threads).
+    cpu_percent: f64,
+}
+
+/// masq started on `path`, left a second to settle, then its CPU time
+/// (user + system, /proc) over `--idle-seconds` without traffic.
+fn measure_idle(cli: &Cli, path: &str) -> Res<IdleRow> {
+    let running = start_path(path, cli)?;
+    let pid = match &running {
+        Running::Masq(child, _) => child.id(),
+        _ => return Err(format!("{path}: not a masq path")),
+    };
+    let cpu = || -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let f: Vec<f64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        // utime and stime, in ticks of 1/100 s.
+        (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let (c0, t0) = (cpu(), Instant::now());
+    std::thread::sleep(Duration::from_secs_f64(cli.idle_seconds));
+    let (c1, secs) = (cpu(), t0.elapsed().as_secs_f64());
+    stop_path(running);
+    Ok(IdleRow { path: path.into(), seconds: cli.idle_seconds, cpu_percent: 100.0 * (c1 - c0) / secs })
+}
+
 /// One latency row: the path set up, a timestamping sink in place of the
-/// dropping one, paced stamped traffic over 100k flows (the first second,
-/// which makes the sessions, is not timed).
-fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path) -> Res<LatencyRow> {
+/// dropping one, paced stamped traffic over 100k flows at `rate` frames a
+/// second (the first second, which makes the sessions, is not timed).
+fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64) -> Res<LatencyRow> {
     let running = start_path(path, cli)?;
     if cli.placement == Placement::Box {
         pin_napi_threads()?;
@@ -796,7 +854,7 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path) -> Res<Lat
     }
     let gen = Command::new("ip")
         .args(["netns", "exec", &format!("{PREFIX}in"), exe, "gen", "--iface", "in0", "--scenario", "100k"])
-        .args(["--seconds", &total.to_string(), "--rate", &cli.latency_rate.to_string()])
+        .args(["--seconds", &total.to_string(), "--rate", &rate.to_string()])
         .stdout(Stdio::null())
         .status()
         .map_err(|e| format!("generator: {e}"))?;
@@ -816,7 +874,7 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path) -> Res<Lat
     };
     Ok(LatencyRow {
         path: path.into(),
-        rate: cli.latency_rate,
+        rate,
         n: field("n="),
         p50_us: field("p50="),
         p90_us: field("p90="),
@@ -830,12 +888,12 @@ fn print_latency(rows: &[LatencyRow]) {
     if rows.is_empty() {
         return;
     }
-    println!("\n| latency, 100k flows at {} pps | p50 | p90 | p99 | p99.9 | max | frames timed |", rows[0].rate);
-    println!("|---|---|---|---|---|---|---|");
+    println!("\n| latency, 100k flows | offered | p50 | p90 | p99 | p99.9 | max | frames timed |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} us | {} us | {} us | {} us | {} us | {} |",
-            r.path, r.p50_us, r.p90_us, r.p99_us, r.p999_us, r.max_us, r.n
+            "| {} | {} pps | {} us | {} us | {} us | {} us | {} us | {} |",
+            r.path, r.rate, r.p50_us, r.p90_us, r.p99_us, r.p999_us, r.max_us, r.n
         );
     }
 }
