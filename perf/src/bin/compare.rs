@@ -567,27 +567,29 @@ fn start_path(path: &str, cli: &Cli) -> Res<Running> {
             let bin = bin.to_str().ok_or("einat path")?;
             // SNAT of the inside prefix to nat-out's address, every port
             // (the 100k and new scenarios need more than its default 10,000).
-            let child = Command::new("ip")
+            let log_path = std::env::temp_dir().join(format!("{PREFIX}einat.log"));
+            let log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+            let mut child = Command::new("ip")
                 .args(["netns", "exec", &ns, bin, "-i", "nat-out", "--nat44", "--internal", "100.64.0.0/10"])
                 .args(["--ports", "1024-65535"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log)
                 .spawn()
                 .map_err(|e| format!("starting einat: {e}"))?;
-            // It attaches its TC programs within a second or two.
+            // It attaches its programs (TCX links, which `tc` does not list)
+            // and says so when it has taken the interface's address.
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                let tc = in_ns("nat", &["tc", "filter", "show", "dev", "nat-out", "egress"]).unwrap_or_default();
-                if !tc.trim().is_empty() {
+                let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if said.contains("external address") {
                     break;
                 }
-                if Instant::now() > deadline {
-                    let mut child = child;
+                if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err("einat attached nothing to nat-out in 10 s".into());
+                    return Err(format!("einat did not attach to nat-out in 10 s: {}", said.trim()));
                 }
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(Duration::from_millis(100));
             }
             Ok(Running::Einat(child))
         }
@@ -899,20 +901,23 @@ fn print_latency(rows: &[LatencyRow]) {
 }
 
 /// The ratios printed per scenario: (numerator, denominator).
-const RATIOS: [(&str, &str); 3] =
-    [("masq-forward", "kernel-route"), ("masq-nat", "kernel-nat"), ("masq-nat", "masq-forward")];
+const RATIOS: [(&str, &str); 4] =
+    [("masq-forward", "kernel-route"), ("masq-nat", "kernel-nat"), ("masq-nat", "masq-forward"), ("masq-nat", EINAT)];
 
 fn print_table(rows: &[Row], paths: &[String]) {
     let get = |s: &str, p: &str| rows.iter().find(|r| r.scenario == s && r.path == p);
+    // einat's ratio only when it ran.
+    let ratios: Vec<(&str, &str)> =
+        RATIOS.into_iter().filter(|(_, b)| *b != EINAT || paths.iter().any(|p| p == EINAT)).collect();
     let mut head = String::from("| scenario |");
     for p in paths {
         head.push_str(&format!(" {p} (limit) |"));
     }
-    for (a, b) in RATIOS {
+    for &(a, b) in &ratios {
         head.push_str(&format!(" {a} / {b} |"));
     }
     println!("\n{head}");
-    println!("{}", "|---".repeat(1 + paths.len() + RATIOS.len()) + "|");
+    println!("{}", "|---".repeat(1 + paths.len() + ratios.len()) + "|");
     let scenarios: Vec<&str> = SCENARIOS.iter().copied().filter(|s| rows.iter().any(|r| r.scenario == *s)).collect();
     for s in scenarios {
         let mut line = format!("| {s}{} |", if s == "new" { " (new conn/s)" } else { "" });
@@ -922,7 +927,7 @@ fn print_table(rows: &[Row], paths: &[String]) {
                 None => line.push_str(" - |"),
             }
         }
-        for (a, b) in RATIOS {
+        for &(a, b) in &ratios {
             match (get(s, a), get(s, b)) {
                 (Some(x), Some(y)) if y.pps > 0.0 => line.push_str(&format!(" {:.2}x |", x.pps / y.pps)),
                 _ => line.push_str(" - |"),
