@@ -81,7 +81,7 @@ impl Engine {
     pub(super) fn info(&self, s: &Session, now: u32) -> SessionInfo {
         let t = self.class_timeout.get(usize::from(s.class)).copied().unwrap_or(0);
         SessionInfo {
-            protocol: s.proto.ip_proto(),
+            protocol: s.ip_proto(),
             inside: (s.inside_ip, s.inside_port),
             public: (s.public_ip, s.public_port),
             remote: (s.remote_ip, s.remote_port),
@@ -89,6 +89,7 @@ impl Engine {
                 L4::Tcp => s.tcp.name(),
                 L4::Udp => "udp",
                 L4::Icmp => "icmp",
+                L4::Other => "other",
             },
             expires_in: (s.last_seen.saturating_add(t)).saturating_sub(now),
             flags: s.flags,

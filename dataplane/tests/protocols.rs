@@ -1,0 +1,166 @@
+//! Scenarios for other IP protocols translated by address only (GRE, ESP:
+//! VPP `test_unknown_proto`, netfilter's generic conntrack) and for ICMP
+//! hairpinning (RFC 5508 REQ-7).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod common;
+use common::*;
+use dataplane::nat::*;
+use dataplane::testing::frames::{self as build, checksums_ok, icmp_echo, icmp_error, ip, ttl, tuple, udp};
+
+const GRE: u8 = 47;
+const ESP: u8 = 50;
+const L3: usize = 14;
+
+/// A GRE packet (RFC 2784: no checksum, protocol type IPv4) around a few bytes.
+fn gre(src: u32, dst: u32) -> Vec<u8> {
+    build::frame(src, dst, GRE, &[0, 0, 0x08, 0x00, 0x45, 0, 0, 20, 1, 2, 3, 4], 64)
+}
+
+/// An ESP packet (RFC 4303): SPI, sequence number, opaque payload.
+fn esp(src: u32, dst: u32, spi: u32, seq: u32) -> Vec<u8> {
+    let mut b = spi.to_be_bytes().to_vec();
+    b.extend_from_slice(&seq.to_be_bytes());
+    b.extend_from_slice(b"ciphertext-ish..");
+    build::frame(src, dst, ESP, &b, 64)
+}
+
+fn addrs(f: &[u8]) -> (u32, u32) {
+    let a = |o: usize| u32::from_be_bytes(f[L3 + o..L3 + o + 4].try_into().unwrap());
+    (a(12), a(16))
+}
+
+fn payload(f: &[u8]) -> &[u8] {
+    &f[L3 + 20..]
+}
+
+const HOST: &str = "192.168.1.20";
+const OTHER_HOST: &str = "192.168.1.21";
+const REMOTE: &str = "198.51.100.1";
+const PUBLIC: &str = "198.51.100.10";
+
+#[test]
+fn gre_goes_out_from_the_public_address_and_comes_back() {
+    let mut n = Nat::new(home_params());
+    let f = gre(ip(HOST), ip(REMOTE));
+    let out = n.out(f.clone());
+    assert_eq!(addrs(&out), (ip(PUBLIC), ip(REMOTE)));
+    assert_eq!(payload(&out), payload(&f), "no L4 rewrite");
+    assert_eq!(ttl(&out), 63);
+    let back = n.back(gre(ip(REMOTE), ip(PUBLIC)));
+    assert_eq!(addrs(&back), (ip(REMOTE), ip(HOST)));
+    assert_eq!(payload(&back), payload(&f));
+    let s: Vec<_> = n.e.sessions(n.now).collect();
+    assert_eq!(s.len(), 1);
+    assert_eq!((s[0].protocol, s[0].inside.0, s[0].public.0, s[0].remote.0), (GRE, ip(HOST), ip(PUBLIC), ip(REMOTE)));
+    assert_eq!(s[0].state, "other");
+    assert!(s[0].assured, "the reply marks it answered");
+    assert_eq!(s[0].expires_in, 600, "other_secs");
+}
+
+#[test]
+fn esp_goes_both_ways_and_is_its_own_session_beside_gre() {
+    let mut n = Nat::new(home_params());
+    let out = n.out(esp(ip(HOST), ip(REMOTE), 0x1000, 1));
+    assert_eq!(addrs(&out), (ip(PUBLIC), ip(REMOTE)));
+    assert_eq!(&payload(&out)[..8], &[0, 0, 0x10, 0, 0, 0, 0, 1]);
+    n.out(gre(ip(HOST), ip(REMOTE)));
+    let back = n.back(esp(ip(REMOTE), ip(PUBLIC), 0x2000, 1));
+    assert_eq!(addrs(&back), (ip(REMOTE), ip(HOST)));
+    assert_eq!(&payload(&back)[..4], &[0, 0, 0x20, 0]);
+    let mut protos: Vec<u8> = n.e.sessions(n.now).map(|s| s.protocol).collect();
+    protos.sort_unstable();
+    assert_eq!(protos, vec![GRE, ESP]);
+}
+
+#[test]
+fn a_second_inside_host_is_refused_the_same_public_remote_and_protocol() {
+    let mut n = Nat::new(home_params());
+    n.out(gre(ip(HOST), ip(REMOTE)));
+    let mut f = gre(ip(OTHER_HOST), ip(REMOTE));
+    assert_eq!(n.send(IN, &mut f), Verdict::Drop(DropReason::OtherProtoBusy));
+    assert_eq!(n.e.counters().drop_count(DropReason::OtherProtoBusy), 1);
+    assert_eq!(n.e.live_sessions(), 1, "the refusal made nothing");
+    // Another remote, or another protocol to the same remote, is free.
+    n.out(gre(ip(OTHER_HOST), ip("198.51.100.2")));
+    n.out(esp(ip(OTHER_HOST), ip(REMOTE), 1, 1));
+    // The first host's traffic still comes back to it.
+    let back = n.back(gre(ip(REMOTE), ip(PUBLIC)));
+    assert_eq!(addrs(&back).1, ip(HOST));
+    // Once the first host's session idles out, the second may have it.
+    n.now += 600;
+    n.e.expire(n.now, 64);
+    let out = n.out(gre(ip(OTHER_HOST), ip(REMOTE)));
+    assert_eq!(addrs(&out).0, ip(PUBLIC));
+    let back = n.back(gre(ip(REMOTE), ip(PUBLIC)));
+    assert_eq!(addrs(&back).1, ip(OTHER_HOST));
+}
+
+#[test]
+fn an_idle_session_expires_after_other_secs() {
+    let mut p = home_params();
+    p.timeouts.other_secs = 100;
+    let mut n = Nat::new(p);
+    n.out(gre(ip(HOST), ip(REMOTE)));
+    n.now += 99;
+    n.back(gre(ip(REMOTE), ip(PUBLIC)));
+    n.now += 99;
+    assert_eq!(n.e.expire(n.now, 64), 0, "refreshed by the reply");
+    n.now += 1;
+    assert_eq!(n.e.expire(n.now, 64), 1);
+    assert_eq!(n.e.live_sessions(), 0);
+    // The box's own address: with no session, its own stack's (a home router's tunnels).
+    let mut f = gre(ip(REMOTE), ip(PUBLIC));
+    assert_eq!(n.send(OUT, &mut f), Verdict::PassToKernel(PassReason::ToSelf));
+}
+
+#[test]
+fn inbound_with_no_session_is_dropped() {
+    let mut n = Nat::new(cgnat_params());
+    let mut f = gre(ip(REMOTE), ip("203.0.113.1"));
+    assert_eq!(n.send(OUT, &mut f), Verdict::Drop(DropReason::UnsupportedProtocol));
+    assert_eq!(n.e.live_sessions(), 0);
+}
+
+#[test]
+fn the_rule_must_name_other_or_no_protocol() {
+    let mut p = home_params();
+    p.rules[0].matches.protocols = proto::TCP | proto::UDP;
+    p.rules.push(Rule {
+        matches: RuleMatch { src: vec![pfx("192.168.1.0/24")], protocols: proto::OTHER, ..Default::default() },
+        action: RuleAction::NoNat,
+    });
+    let mut n = Nat::new(p.clone());
+    // Not translated by the first rule: the second routes it unchanged.
+    let out = n.out(gre(ip(HOST), ip(REMOTE)));
+    assert_eq!(addrs(&out), (ip(HOST), ip(REMOTE)));
+    assert_eq!(n.e.live_sessions(), 0);
+    p.rules[0].matches.protocols = proto::TCP | proto::OTHER;
+    let mut n = Nat::new(p);
+    let out = n.out(gre(ip(HOST), ip(REMOTE)));
+    assert_eq!(addrs(&out), (ip(PUBLIC), ip(REMOTE)));
+}
+
+#[test]
+fn an_icmp_error_about_a_gre_packet_reaches_its_inside_host() {
+    // Path MTU discovery for a tunnel: a router says the GRE packet was too big.
+    let mut n = Nat::new(home_params());
+    let out = n.out(gre(ip(HOST), ip(REMOTE)));
+    let err = icmp_error(ip("203.0.113.77"), ip(PUBLIC), 3, 4, &out, 8);
+    let back = n.back(err);
+    assert_eq!(addrs(&back), (ip("203.0.113.77"), ip(HOST)));
+    // The quoted header names the inside host again, checksum right.
+    let quoted = &back[L3 + 20 + 8..];
+    assert_eq!(u32::from_be_bytes(quoted[12..16].try_into().unwrap()), ip(HOST));
+    assert!(checksums_ok(&back));
+}
+
+#[test]
+fn a_tcp_and_udp_flow_is_untouched_by_other_sessions() {
+    let mut n = Nat::new(home_params());
+    n.out(gre(ip(HOST), ip(REMOTE)));
+    let out = n.out(udp(ip(HOST), 5000, ip(REMOTE), 53, b"q"));
+    assert_eq!(tuple(&out), (ip(PUBLIC), 5000, ip(REMOTE), 53));
+    assert_eq!(n.e.live_sessions(), 2);
+    let _ = icmp_echo;
+}
