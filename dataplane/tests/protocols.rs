@@ -164,3 +164,66 @@ fn a_tcp_and_udp_flow_is_untouched_by_other_sessions() {
     assert_eq!(n.e.live_sessions(), 2);
     let _ = icmp_echo;
 }
+
+/// Two CGNAT subscribers whose public addresses differ (paired pooling
+/// picks each one's address by hash).
+fn two_subscribers_on_different_addresses(n: &mut Nat) -> (u32, u32, u32, u32) {
+    let b = ip("100.64.2.2");
+    let tb = n.out(udp(b, 9, ip(REMOTE), 9, b""));
+    let pb = tuple(&tb).0;
+    for i in 1..200 {
+        let a = ip("100.64.1.0") + i;
+        let ta = n.out(udp(a, 9, ip(REMOTE), 9, b""));
+        if tuple(&ta).0 != pb {
+            return (a, tuple(&ta).0, b, pb);
+        }
+    }
+    panic!("every subscriber on one address");
+}
+
+#[test]
+fn icmp_echo_hairpins_to_another_hosts_query_mapping_rfc5508_req7() {
+    let mut n = Nat::new(cgnat_params());
+    let (a, pa, b, pb) = two_subscribers_on_different_addresses(&mut n);
+    // B pings out: its query mapping is (pb, yb).
+    let tb = n.out(icmp_echo(b, ip(REMOTE), 777, 1, true));
+    let (_, yb, _, _) = tuple(&tb);
+    assert_eq!(tuple(&tb).0, pb);
+    // A pings B's public address and identifier: B gets it from A's
+    // public address, with its own identifier.
+    let h = n.pass(IN, icmp_echo(a, pb, yb, 5, true), IN);
+    assert_eq!(tuple(&h), (pa, 777, b, 777));
+    assert_eq!(ttl(&h), 63, "one hop");
+    // B's reply goes back to A, from B's public address and identifier.
+    let r = n.pass(IN, icmp_echo(b, pa, 777, 5, false), IN);
+    assert_eq!(tuple(&r), (pb, yb, a, yb));
+    // And again: both sessions are found.
+    let h = n.pass(IN, icmp_echo(a, pb, yb, 6, true), IN);
+    assert_eq!(tuple(&h), (pa, 777, b, 777));
+    let r = n.pass(IN, icmp_echo(b, pa, 777, 6, false), IN);
+    assert_eq!(tuple(&r), (pb, yb, a, yb));
+    assert_eq!(n.e.counters().hairpinned, 4);
+}
+
+#[test]
+fn an_icmp_error_about_a_hairpinned_flow_is_hairpinned_rfc5508_req7() {
+    let mut n = Nat::new(cgnat_params());
+    let b = ip("100.64.2.2");
+    let tb = n.out(udp(b, 5000, ip(REMOTE), 3478, b"stun"));
+    let (pb, pbp, _, _) = tuple(&tb);
+    let a = ip("100.64.1.1");
+    // A reaches B through B's public endpoint; B's port is closed.
+    let h = n.pass(IN, udp(a, 6000, pb, pbp, b"hi B"), IN);
+    let (pa, pap, _, _) = tuple(&h);
+    let err = icmp_error(b, pa, 3, 3, &h, 8);
+    let back = n.pass(IN, err, IN);
+    // A sees it from B's public address, about its own packet to B's public endpoint.
+    assert_eq!(addrs(&back), (pb, a));
+    assert_eq!(ttl(&back), 63, "one hop");
+    let q = &back[L3 + 20 + 8..];
+    let quoted = |o: usize| u32::from_be_bytes(q[o..o + 4].try_into().unwrap());
+    let port = |o: usize| u16::from_be_bytes(q[20 + o..22 + o].try_into().unwrap());
+    assert_eq!((quoted(12), port(0), quoted(16), port(2)), (a, 6000, pb, pbp));
+    assert!(checksums_ok(&back));
+    let _ = pap;
+}

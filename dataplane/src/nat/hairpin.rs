@@ -3,6 +3,17 @@
 //! outbound packet, then the destination as if the packet had arrived from
 //! outside, so the target sees the sender's public endpoint.
 //!
+//! ICMP echo hairpins too (RFC 5508 REQ-7, the identifier playing the port
+//! as in section 3.1): a request to another host's public address and
+//! query identifier (its echo mapping's) reaches that host from the
+//! sender's public address, and the reply comes back. The one identifier
+//! field names both ends, so the sender's session keeps the identifier it
+//! sent ([`Engine::new_echo_hairpin`]) instead of taking one from its port
+//! block; two hosts on one public address cannot tell their pings apart
+//! that way, and such a request is not hairpinned (RFC 5508 asks query
+//! hairpins of Basic NAT only). ICMP errors about hairpinned flows are
+//! hairpinned in [`super::icmp_error`].
+//!
 //! A hairpinned datagram's first fragment records its second half under
 //! the key it has once its source is translated, so its later fragments
 //! take both halves too ([`super::frag`]).
@@ -45,5 +56,52 @@ impl Engine {
         Rewrite::o2i(&t).apply_no_ttl(frame, &q);
         self.counters.hairpinned += 1;
         Verdict::Forward(Side::Inside)
+    }
+
+    /// The sender's session of an ICMP echo hairpin: on its subscriber's
+    /// public address, with the identifier it sent (the target mapping's),
+    /// so the target's reply finds it. Not a mapping: the identifier is
+    /// the target's, not one of the sender's ports.
+    pub(super) fn new_echo_hairpin(&mut self, now: u32, p: &Parsed, pool: u16, h: Option<u64>) -> Result<u32, Verdict> {
+        let sub = self.ports.subscriber(p.src, pool).map_err(Verdict::Drop)?;
+        let give_back = |e: &mut Self| {
+            if e.ports.sub(sub).is_some_and(|x| x.sessions == 0) {
+                e.ports.remove_session(sub);
+            }
+        };
+        let addr = self.ports.sub(sub).map_or(0, |x| x.addr);
+        let pub_ip = self.ports.ip_of(addr);
+        // On one address both ends would have the same key.
+        let ho = self.h_o2i(pub_ip, p.sport, p.dst, 0, L4::Icmp);
+        let taken =
+            self.find::<false>(ho, p.dst, 0, pub_ip, p.sport, L4::Icmp).is_some_and(|j| self.live_or_reap(j, now));
+        if pub_ip == p.dst || taken {
+            give_back(self);
+            return Err(Verdict::Drop(DropReason::NoSession));
+        }
+        if !self.ports.add_session(sub) {
+            give_back(self);
+            return Err(Verdict::Drop(DropReason::SubscriberSessionLimit));
+        }
+        let idx = match self.alloc_session(now) {
+            Ok(i) => i,
+            Err(v) => {
+                self.ports.remove_session(sub);
+                return Err(v);
+            }
+        };
+        let s = Session {
+            inside_ip: p.src,
+            remote_ip: p.dst,
+            inside_port: p.sport,
+            remote_port: 0,
+            public_port: p.sport,
+            addr,
+            proto: L4::Icmp,
+            flags: flag::SUB,
+            ..Session::default()
+        };
+        self.install_hashed(idx, s, now, 0, h);
+        Ok(idx)
     }
 }
