@@ -18,6 +18,11 @@
 //! the key it has once its source is translated, so its later fragments
 //! take both halves too ([`super::frag`]).
 //!
+//! A hairpinned packet with Don't Fragment set that is too big for the
+//! inside MTU is answered with "fragmentation needed" (RFC 4787 REQ-13,
+//! RFC 1191) from the public address its sender used, quoting the packet
+//! as sent ([`Engine::write_too_big`]; the worker sends it).
+//!
 //! Invariant: the TTL drops once, not twice.
 #![forbid(unsafe_code)]
 
@@ -103,5 +108,51 @@ impl Engine {
         };
         self.install_hashed(idx, s, now, 0, h);
         Ok(idx)
+    }
+
+    /// Writes into `out` the "fragmentation needed" (ICMP type 3 code 4,
+    /// RFC 1191 section 4, with `mtu` as the next-hop MTU) that answers
+    /// `frame`, a hairpinned packet with Don't Fragment set too big for the
+    /// inside MTU (RFC 4787 REQ-13), as its sender must see it: from the
+    /// public address it sent to, quoting the datagram as it sent it.
+    /// Returns its length (behind `frame`'s own Ethernet header: the worker
+    /// writes the next hop's MACs); `None` if `frame` is not hairpinned or
+    /// may not be answered (RFC 1812 section 4.3.2.7), or `out` is too short.
+    pub fn write_too_big(&self, frame: &[u8], mtu: u16, out: &mut [u8]) -> Option<usize> {
+        let p = parse(frame, Side::Inside).ok()?;
+        if p.kind != Kind::Flow {
+            return None;
+        }
+        // The frame reads A's public endpoint -> B's inside one: B's
+        // session knows B's public endpoint, A's session A's inside one.
+        let icmp = p.proto == L4::Icmp;
+        let (b_port, a_pub_port) = if icmp { (p.sport, 0) } else { (p.dport, p.sport) };
+        let hb = self.h_i2o(p.dst, b_port, p.src, a_pub_port, p.proto);
+        let sb = self.sessions.get(self.find::<true>(hb, p.dst, b_port, p.src, a_pub_port, p.proto)?);
+        let (a_pub_port, b_pub_port) = if icmp { (sb.public_port, 0) } else { (p.sport, sb.public_port) };
+        let ha = self.h_o2i(p.src, a_pub_port, sb.public_ip, b_pub_port, p.proto);
+        let sa = self.sessions.get(self.find::<false>(ha, sb.public_ip, b_pub_port, p.src, a_pub_port, p.proto)?);
+        if sa.flags & sb.flags & flag::HAIRPIN == 0 {
+            return None;
+        }
+        let n = icmp::write_unreachable_frame_mtu(frame, sb.public_ip, icmp::CODE_FRAG_NEEDED, mtu, out)?;
+        let l3 = usize::from(p.l3);
+        let msg = l3 + crate::wire::ipv4::field::MIN_LEN;
+        let quote = msg + icmp::HEADER_LEN;
+        let q = Parsed { l3: u8::try_from(quote).ok()?, l4: u8::try_from(quote + usize::from(p.l4) - l3).ok()?, ..p };
+        let error = out.get_mut(..n)?;
+        // The quoted datagram back as A sent it: to B's public endpoint, from A's own.
+        Rewrite::i2o(&sb).quoted().apply_no_ttl(error, &q);
+        Rewrite::o2i(&sa).quoted().apply_no_ttl(error, &q);
+        let ip = error.get_mut(l3..msg)?;
+        set_u32(ip, crate::wire::ipv4::field::DST, sa.inside_ip);
+        set_u16(ip, crate::wire::ipv4::field::CHECKSUM, 0);
+        let c = crate::wire::checksum::checksum(ip);
+        set_u16(ip, crate::wire::ipv4::field::CHECKSUM, c);
+        let m = error.get_mut(msg..)?;
+        set_u16(m, icmp::CHECKSUM, 0);
+        let c = crate::wire::checksum::checksum(m);
+        set_u16(m, icmp::CHECKSUM, c);
+        Some(n)
     }
 }
