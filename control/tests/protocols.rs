@@ -63,8 +63,10 @@ fn gre_and_esp_leave_from_the_pool_address_and_their_answers_come_back() {
     let o = lab.run("nat", &[env!("CARGO_BIN_EXE_masq"), "sessions", "--protocol", "47"]);
     let listing = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
-        listing.lines().any(|l| l.starts_with("gre") && l.contains("src=100.64.0.2 dst=198.51.100.1")
-            && l.contains("dst=203.0.113.10") && l.contains("[ASSURED]")),
+        listing.lines().any(|l| l.starts_with("gre")
+            && l.contains("src=100.64.0.2 dst=198.51.100.1")
+            && l.contains("dst=203.0.113.10")
+            && l.contains("[ASSURED]")),
         "{listing}{}",
         String::from_utf8_lossy(&o.stderr)
     );

@@ -227,3 +227,32 @@ fn an_icmp_error_about_a_hairpinned_flow_is_hairpinned_rfc5508_req7() {
     assert!(checksums_ok(&back));
     let _ = pap;
 }
+
+#[test]
+fn with_two_workers_an_answer_finds_the_worker_holding_its_session() {
+    let mut p = cgnat_params();
+    p.workers = 2;
+    p.worker = 0;
+    let mut w0 = Nat::new(p.clone());
+    p.worker = 1;
+    let mut w1 = Nat::new(p);
+    let sub = (0..100u32).map(|i| ip("100.64.5.0") + i).find(|&a| subscriber_owner(a, 2) == 1).unwrap();
+    // Worker 0 hands the subscriber's packet to its owner, which translates it.
+    let mut f = gre(sub, ip(REMOTE));
+    assert_eq!(w0.send(IN, &mut f), Verdict::HandOff { worker: 1, arrived_on: IN });
+    let out = w1.out(gre(sub, ip(REMOTE)));
+    let public = addrs(&out).0;
+    // The answer reaches worker 0 (no port tells it the owner): on to worker 1.
+    let mut f = gre(ip(REMOTE), public);
+    assert_eq!(w0.send(OUT, &mut f), Verdict::HandOff { worker: 1, arrived_on: OUT });
+    w1.e.set_handed_off(true);
+    let back = w1.pass(OUT, gre(ip(REMOTE), public), IN);
+    assert_eq!(addrs(&back).1, sub);
+    // An answer to nobody walks the workers once and is dropped.
+    let mut f = gre(ip("198.51.100.99"), public);
+    assert_eq!(w1.send(OUT, &mut f), Verdict::Drop(DropReason::UnsupportedProtocol));
+    w1.e.set_handed_off(false);
+    assert_eq!(w1.send(OUT, &mut f), Verdict::HandOff { worker: 0, arrived_on: OUT });
+    w0.e.set_handed_off(true);
+    assert_eq!(w0.send(OUT, &mut f), Verdict::HandOff { worker: 1, arrived_on: OUT });
+}

@@ -19,9 +19,15 @@
 //! outside reaches an inside host that no session or no-NAT exemption
 //! allows (a miss is `unsupported_protocol`, as it always was).
 //!
-//! With several workers a session lives with its subscriber's owner; an
-//! inbound packet is translated only on the worker that holds its
-//! session (the public side carries no port to find the owner by).
+//! With several workers a session lives with its subscriber's owner. An
+//! inbound packet carries no port to find that worker by, so one that
+//! finds no session goes from the worker that received it to worker 0 (or
+//! 1, from worker 0), then from worker to worker up the numbers until one
+//! holds its session; the last one decides as a single worker would (so a
+//! packet reaching no session crosses every worker once, at most twice).
+//! Only packets to a public address take that walk. Two subscribers of
+//! different workers may then hold one (public address, remote, protocol)
+//! at once; the lower-numbered worker's gets the answers.
 #![forbid(unsafe_code)]
 
 use super::*;
@@ -55,6 +61,18 @@ impl Engine {
                 let s = self.sessions.get(idx);
                 Rewrite::arriving(side, &s).apply_addr(frame, p);
                 return Verdict::Forward(side.opposite());
+            }
+        }
+        if side == Side::Outside && self.workers > 1 && self.ports.addr_of_ip(p.dst).is_some() {
+            // Another worker may hold it (module doc): from the worker that
+            // received it to worker 0 (or 1), then on up the numbers.
+            let next = match (self.handed_off, self.worker) {
+                (false, 0) => 1,
+                (false, _) => 0,
+                (true, w) => w.saturating_add(1),
+            };
+            if next < self.workers {
+                return Verdict::HandOff { worker: next, arrived_on: Side::Outside };
             }
         }
         let (inside, remote) = match side {
