@@ -76,3 +76,72 @@ fn gre_and_esp_leave_from_the_pool_address_and_their_answers_come_back() {
     let log = lab.stop_masq();
     assert_eq!(lab::total(&log, "unsupported_protocol="), 0, "{log}");
 }
+
+const HAIRPIN_CONFIG: &str = "\
+interfaces:
+  inside: nat-in
+  outside: nat-out
+workers:
+  cores: [1]
+pools:
+  - name: lab
+    addresses: [203.0.113.10, 203.0.113.11, 203.0.113.12, 203.0.113.13]
+rules:
+  - action: snat
+    pool: lab
+    match:
+      src: [100.64.0.0/10]
+control:
+  listen: 127.0.0.1:9091
+";
+
+/// The public address and identifier of `host`'s ICMP session, from the listing.
+fn icmp_mapping(lab: &Lab, host: &str) -> Option<(String, String)> {
+    let o = lab.run("nat", &[env!("CARGO_BIN_EXE_masq"), "sessions", "--subscriber", host, "--protocol", "icmp"]);
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = listing.lines().find(|l| l.starts_with("icmp"))?;
+    let field = |k: &str| line.split(k).nth(2).and_then(|r| r.split_whitespace().next()).map(String::from);
+    Some((field(" dst=")?, field(" dport=")?))
+}
+
+#[test]
+fn ping_hairpins_to_another_hosts_public_address_and_identifier() {
+    // One worker: both hosts' mappings must be on the worker that hairpins.
+    let mut lab = Lab::up_with("hpping", 1500, 1);
+    std::fs::write(lab.dir.join("masq.yaml"), HAIRPIN_CONFIG).expect("config file");
+    let cfg = lab.dir.join("masq.yaml");
+    let cfg = cfg.to_str().expect("utf-8 path").to_string();
+    // Each host's public address is its hash's pick (a random seed per
+    // start): restart until the two differ (one address cannot tell two
+    // hosts' pings apart).
+    let mut found = None;
+    for _ in 0..8 {
+        lab.start_masq_with(&["run", "--config", &cfg]);
+        // Outside answers only the first address: the mappings are made all the same.
+        lab.run("in2", &["ping", "-c", "1", "-W", "1", "-e", "4242", "198.51.100.1"]);
+        lab.run("in", &["ping", "-c", "1", "-W", "1", "-e", "4343", "198.51.100.1"]);
+        let (b, a) = (icmp_mapping(&lab, "100.64.0.3"), icmp_mapping(&lab, "100.64.0.2"));
+        match (b, a) {
+            (Some(b), Some(a)) if a.0 != b.0 => {
+                found = Some((a, b));
+                break;
+            }
+            other => {
+                assert!(other.0.is_some() && other.1.is_some(), "no ICMP sessions listed:\n{}", lab.masq_log());
+                lab.stop_masq();
+            }
+        }
+    }
+    let ((pa, _), (pb, yb)) = found.expect("two hosts on different public addresses in 8 starts");
+    lab.spawn("in2", &["tcpdump", "-l", "-n", "-i", "in2", "icmp"], "in2.log");
+    assert!(lab.wait_for(Duration::from_secs(5), || lab.read("in2.log").contains("listening")), "tcpdump");
+    let ping = lab.run("in", &["ping", "-c", "2", "-i", "0.3", "-W", "2", "-e", &yb, &pb]);
+    let ping = String::from_utf8_lossy(&ping.stdout).into_owned();
+    assert!(ping.contains("2 received"), "{ping}\nmasq:\n{}", lab.masq_log());
+    // The other host saw the requests from the first host's public address.
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = lab.read("in2.log");
+    assert!(seen.contains(&format!("IP {pa} > 100.64.0.3: ICMP echo request")), "{seen}");
+    let log = lab.stop_masq();
+    assert_eq!(lab::total(&log, "hairpinned "), 4, "two requests, two replies: {log}");
+}
