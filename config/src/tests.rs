@@ -224,3 +224,11 @@ fn at_most_max_pools_pools_the_masquerade_one_included() {
     assert!(e[0].message.contains("at most 32"), "{}", e[0].message);
     assert_eq!(errors(&text(MAX_POOLS + 1, false))[0].path, "pools");
 }
+
+#[test]
+fn other_protocols_have_their_own_timeout_with_a_floor() {
+    let base = "interfaces: {inside: a, outside: b}\nrules:\n  - action: masquerade\n    match: {protocols: [other]}\n";
+    assert_eq!(load(base, 2).unwrap().raw.timeouts.other_secs, 600, "netfilter's generic timeout");
+    let e = errors(&format!("{base}timeouts: {{other_secs: 30}}\n"));
+    assert_eq!(e.iter().map(|x| x.path.as_str()).collect::<Vec<_>>(), ["timeouts.other_secs"], "{e:?}");
+}

@@ -256,3 +256,16 @@ fn with_two_workers_an_answer_finds_the_worker_holding_its_session() {
     w0.e.set_handed_off(true);
     assert_eq!(w0.send(OUT, &mut f), Verdict::HandOff { worker: 1, arrived_on: OUT });
 }
+
+#[test]
+fn a_fragmented_gre_packet_is_translated_whole() {
+    let mut n = Nat::new(home_params());
+    let first = build::frame_frag(ip(HOST), ip(REMOTE), GRE, &[0, 0, 0x08, 0, 1, 2, 3, 4], 64, 77, 0x2000);
+    let later = build::frame_frag(ip(HOST), ip(REMOTE), GRE, &[5, 6, 7, 8], 64, 77, 1);
+    for f in [first, later] {
+        let mut f = f;
+        assert_eq!(n.send(IN, &mut f), Verdict::Forward(OUT));
+        assert_eq!(addrs(&f), (ip(PUBLIC), ip(REMOTE)));
+        assert!(checksums_ok(&f));
+    }
+}

@@ -11,7 +11,9 @@
 //! sent ([`Engine::new_echo_hairpin`]) instead of taking one from its port
 //! block; two hosts on one public address cannot tell their pings apart
 //! that way, and such a request is not hairpinned (RFC 5508 asks query
-//! hairpins of Basic NAT only). ICMP errors about hairpinned flows are
+//! hairpins of Basic NAT only). With several workers it works when both
+//! hosts' sessions fall to one worker (the target mapping is looked up
+//! here only). ICMP errors about hairpinned flows are
 //! hairpinned in [`super::icmp_error`].
 //!
 //! A hairpinned datagram's first fragment records its second half under
