@@ -9,7 +9,9 @@
 //!
 //! Invariants: an ICMP error never refreshes a session (RFC 5508 REQ-4 leaves
 //! it open; refreshing would keep dead mappings alive); a hairpinned error's
-//! TTL drops once.
+//! TTL drops once (when the other host's session is on another worker, the
+//! error goes there as arriving from outside, and drops again there, as any
+//! hairpin handed over does).
 #![forbid(unsafe_code)]
 
 use super::*;
