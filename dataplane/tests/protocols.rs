@@ -54,6 +54,7 @@ fn gre_goes_out_from_the_public_address_and_comes_back() {
     assert_eq!(s.len(), 1);
     assert_eq!((s[0].protocol, s[0].inside.0, s[0].public.0, s[0].remote.0), (GRE, ip(HOST), ip(PUBLIC), ip(REMOTE)));
     assert_eq!(s[0].state, "other");
+    assert_eq!((s[0].inside.1, s[0].public.1, s[0].remote.1), (0, 0, 0), "no ports");
     assert!(s[0].assured, "the reply marks it answered");
     assert_eq!(s[0].expires_in, 600, "other_secs");
 }

@@ -176,13 +176,13 @@ const EXPIRE_BUDGET: usize = 32;
 pub struct SessionInfo {
     /// IP protocol number.
     pub protocol: u8,
-    /// Inside address and port.
+    /// Inside address and port (other protocols: port 0).
     pub inside: (u32, u16),
     /// Public address and port.
     pub public: (u32, u16),
     /// Remote address and port.
     pub remote: (u32, u16),
-    /// TCP state name, or "udp"/"icmp".
+    /// TCP state name, or "udp"/"icmp"/"other".
     pub state: &'static str,
     /// Seconds until it idles out.
     pub expires_in: u32,
