@@ -270,3 +270,18 @@ fn a_fragmented_gre_packet_is_translated_whole() {
         assert!(checksums_ok(&f));
     }
 }
+
+#[test]
+fn sctp_keeps_its_crc32c_which_covers_no_addresses() {
+    // RFC 9260 section 6.8: the CRC32c covers the SCTP packet only.
+    let mut n = Nat::new(home_params());
+    let sctp =
+        |s: u32, d: u32| build::frame(s, d, 132, &[0x13, 0x88, 0x13, 0x88, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef], 64);
+    let f = sctp(ip(HOST), ip(REMOTE));
+    let out = n.out(f.clone());
+    assert_eq!(addrs(&out), (ip(PUBLIC), ip(REMOTE)));
+    assert_eq!(payload(&out), payload(&f));
+    let back = n.back(sctp(ip(REMOTE), ip(PUBLIC)));
+    assert_eq!(addrs(&back), (ip(REMOTE), ip(HOST)));
+    assert_eq!(n.e.sessions(n.now).next().map(|s| s.protocol), Some(132));
+}
