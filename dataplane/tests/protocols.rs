@@ -285,3 +285,37 @@ fn sctp_keeps_its_crc32c_which_covers_no_addresses() {
     assert_eq!(addrs(&back), (ip(REMOTE), ip(HOST)));
     assert_eq!(n.e.sessions(n.now).next().map(|s| s.protocol), Some(132));
 }
+
+#[test]
+fn a_hairpinned_icmp_error_crosses_to_the_worker_of_the_other_host() {
+    let mut p = cgnat_params();
+    p.workers = 2;
+    p.worker = 0;
+    let mut w0 = Nat::new(p.clone());
+    p.worker = 1;
+    let mut w1 = Nat::new(p);
+    let owned_by = |w: u16| (0..100u32).map(|i| ip("100.64.6.0") + i).find(|&a| subscriber_owner(a, 2) == w).unwrap();
+    let (a, b) = (owned_by(0), owned_by(1));
+    let tb = w1.out(udp(b, 5000, ip(REMOTE), 3478, b"stun"));
+    let (pb, pbp, _, _) = tuple(&tb);
+    // A's packet to B's public endpoint: source translated on A's worker,
+    // then handed to B's, which delivers it.
+    let mut h = udp(a, 6000, pb, pbp, b"hi B");
+    assert_eq!(w0.send(IN, &mut h), Verdict::HandOff { worker: 1, arrived_on: OUT });
+    w1.e.set_handed_off(true);
+    let h = w1.pass(OUT, h, IN);
+    w1.e.set_handed_off(false);
+    let (pa, pap, _, _) = tuple(&h);
+    assert_eq!(tuple(&h).2, b);
+    // B's port is closed: its error goes to A's public endpoint, through
+    // B's worker (first half) and A's (second half).
+    let mut err = icmp_error(b, pa, 3, 3, &h, 8);
+    assert_eq!(w1.send(IN, &mut err), Verdict::HandOff { worker: 0, arrived_on: OUT });
+    w0.e.set_handed_off(true);
+    let back = w0.pass(OUT, err, IN);
+    assert_eq!(addrs(&back), (pb, a));
+    let q = &back[L3 + 20 + 8..];
+    let port = |o: usize| u16::from_be_bytes(q[20 + o..22 + o].try_into().unwrap());
+    assert_eq!((port(0), port(2)), (6000, pbp));
+    let _ = pap;
+}
