@@ -563,6 +563,7 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         ("udp_secs", t.udp_secs, 120, "RFC 4787 REQ-5: at least 2 min"),
         ("udp_unreplied_secs", t.udp_unreplied_secs, 120, "RFC 4787 REQ-5: at least 2 min"),
         ("icmp_secs", t.icmp_secs, 60, "RFC 5508 REQ-1: at least 60 s"),
+        ("other_secs", t.other_secs, 60, "at least 60 s"),
         ("fragment_secs", t.fragment_secs, 1, "at least 1 s"),
     ] {
         if v < min {

@@ -328,6 +328,9 @@ pub struct Timeouts {
     pub udp_secs: u32,
     /// ICMP query (at least 60, RFC 5508 REQ-1).
     pub icmp_secs: u32,
+    /// Other IP protocols (GRE, ESP, SCTP...), translated by address only
+    /// (netfilter's generic timeout: 600).
+    pub other_secs: u32,
     /// UDP that never saw a reply (at least 120, RFC 4787 REQ-5; at most
     /// `udp_secs`): a storm of unanswered flows gives its ports back sooner.
     pub udp_unreplied_secs: u32,
@@ -345,6 +348,7 @@ impl Default for Timeouts {
             udp_secs: 300,
             udp_unreplied_secs: 120,
             icmp_secs: 60,
+            other_secs: 600,
             port_hold_secs: 120,
             fragment_secs: 2,
         }

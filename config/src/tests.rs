@@ -234,3 +234,11 @@ fn idle_workers_sleep_by_default_and_the_polling_time_is_bounded() {
     let got: Vec<(usize, String)> = errors(text).into_iter().map(|x| (x.line, x.path)).collect();
     assert!(got.contains(&(5, "workers.busy_poll_us".to_string())), "{got:?}");
 }
+
+#[test]
+fn other_protocols_have_their_own_timeout_with_a_floor() {
+    let base = "interfaces: {inside: a, outside: b}\nrules:\n  - action: masquerade\n    match: {protocols: [other]}\n";
+    assert_eq!(load(base, 2).unwrap().raw.timeouts.other_secs, 600, "netfilter's generic timeout");
+    let e = errors(&format!("{base}timeouts: {{other_secs: 30}}\n"));
+    assert_eq!(e.iter().map(|x| x.path.as_str()).collect::<Vec<_>>(), ["timeouts.other_secs"], "{e:?}");
+}

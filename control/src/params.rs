@@ -198,6 +198,7 @@ pub fn engine_params(
         udp_secs: t.udp_secs,
         udp_unreplied_secs: t.udp_unreplied_secs,
         icmp_secs: t.icmp_secs,
+        other_secs: t.other_secs,
         port_hold_secs: t.port_hold_secs,
         fragment_secs: t.fragment_secs,
     };

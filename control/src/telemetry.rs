@@ -328,6 +328,9 @@ pub fn protocol_name(p: u8) -> String {
         6 => "tcp".into(),
         17 => "udp".into(),
         1 => "icmp".into(),
+        47 => "gre".into(),
+        50 => "esp".into(),
+        132 => "sctp".into(),
         n => n.to_string(),
     }
 }

@@ -135,9 +135,9 @@ int masq_xdp(struct xdp_md *ctx)
 				if (dport < la->port_min || dport > la->port_max)
 					return count(ST_LOCAL, XDP_PASS);
 			}
-		} else if (ip->protocol != IPPROTO_ICMP) {
-			return count(ST_LOCAL, XDP_PASS);
 		}
+		// ICMP and other protocols (GRE, ESP...: translated by address
+		// only) go to masq, which gives the kernel what no session claims.
 	}
 	count(ST_REDIRECT, 0);
 	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);

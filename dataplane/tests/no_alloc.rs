@@ -34,6 +34,9 @@ fn run(max_sessions: u32) {
     let mut syns: Vec<Vec<u8>> =
         (0..64u32).map(|i| tcp(ip("100.64.2.0") + i, 2000, ip("198.51.100.2"), 443, 0x02)).collect();
     let mut junk: Vec<Vec<u8>> = (0..64usize).map(|i| vec![0xa5; i]).collect();
+    // GRE by address only: sessions made, answered, and a second host refused.
+    let gre = |s: u32, d: u32| dataplane::testing::frames::frame(s, d, 47, &[0, 0, 8, 0], 64);
+    let mut gre_out: Vec<Vec<u8>> = (0..64u32).map(|i| gre(ip("100.64.3.0") + i, ip("198.51.100.3") + i % 2)).collect();
     let mut v = vec![Verdict::Drop(DropReason::Malformed); 256];
 
     reset_violation_count();
@@ -52,6 +55,7 @@ fn run(max_sessions: u32) {
         e.process(Side::Inside, 12, &mut again, &mut v); // steady: the fast lane
         e.process(Side::Inside, 12, &mut syns, &mut v[..64]);
         e.process(Side::Outside, 12, &mut junk, &mut v[..64]);
+        e.process(Side::Inside, 12, &mut gre_out, &mut v[..64]);
         e.expire(10_000, 100_000); // everything idles out and is reclaimed
     });
     assert_eq!(violation_count(), 0, "forwarding, dropping or expiring allocated");

@@ -593,8 +593,8 @@ fn malformed_frames_are_dropped_with_a_reason_never_a_panic() {
     let mut bad_ihl = good.clone();
     bad_ihl[14] = 0x44;
     assert_eq!(n.send(IN, &mut bad_ihl), Verdict::Drop(DropReason::Malformed));
-    let mut gre = build::frame(ip("100.64.1.2"), ip("198.51.100.1"), 47, &[0u8; 8], 64);
-    assert_eq!(n.send(IN, &mut gre), Verdict::Drop(DropReason::UnsupportedProtocol));
+    let mut gre = build::frame(ip("198.51.100.1"), ip("203.0.113.1"), 47, &[0u8; 8], 64);
+    assert_eq!(n.send(OUT, &mut gre), Verdict::Drop(DropReason::UnsupportedProtocol));
 }
 
 #[test]

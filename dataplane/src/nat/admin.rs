@@ -80,15 +80,19 @@ impl Engine {
 
     pub(super) fn info(&self, s: &Session, now: u32) -> SessionInfo {
         let t = self.class_timeout.get(usize::from(s.class)).copied().unwrap_or(0);
+        // Other protocols have no ports (their sessions keep the protocol
+        // number there): listed as 0, as conntrack lists none.
+        let port = |p: u16| if s.proto == L4::Other { 0 } else { p };
         SessionInfo {
-            protocol: s.proto.ip_proto(),
-            inside: (s.inside_ip, s.inside_port),
-            public: (s.public_ip, s.public_port),
-            remote: (s.remote_ip, s.remote_port),
+            protocol: s.ip_proto(),
+            inside: (s.inside_ip, port(s.inside_port)),
+            public: (s.public_ip, port(s.public_port)),
+            remote: (s.remote_ip, port(s.remote_port)),
             state: match s.proto {
                 L4::Tcp => s.tcp.name(),
                 L4::Udp => "udp",
                 L4::Icmp => "icmp",
+                L4::Other => "other",
             },
             expires_in: (s.last_seen.saturating_add(t)).saturating_sub(now),
             flags: s.flags,

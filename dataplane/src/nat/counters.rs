@@ -164,7 +164,8 @@ reasons! {
         /// A non-first fragment whose first fragment was not seen (with
         /// several workers: at the datagram's fragment home, see `nat::frag`).
         FragmentUnknown = "fragment_unknown",
-        /// An IP protocol the NAT cannot translate (only TCP, UDP, ICMP are).
+        /// A packet of another IP protocol (GRE, ESP...) that no session,
+        /// translate rule or exemption lets through (from outside: no session).
         UnsupportedProtocol = "unsupported_protocol",
         /// An ICMP error whose embedded packet matches no session.
         IcmpErrorNoSession = "icmp_error_no_session",
@@ -181,6 +182,9 @@ reasons! {
         /// A fragment its home handed to the worker that translated its first
         /// fragment, which has no entry for it any more (expired or overwritten).
         FragmentUnknownAtOwner = "fragment_unknown_at_owner",
+        /// Another IP protocol's first packet whose (public address, remote,
+        /// protocol) another inside host holds (`nat::other`).
+        OtherProtoBusy = "other_proto_busy",
     }
 }
 

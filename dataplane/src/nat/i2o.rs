@@ -27,7 +27,13 @@ impl Engine {
         // reach; decide before any session is made.
         let dst_addr = self.ports.addr_of_ip(p.dst);
         let dst_public = match dst_addr {
-            Some(a) if p.proto != L4::Icmp => {
+            // ICMP echo (RFC 5508 REQ-7): to the public identifier of another
+            // host's query mapping, the one this request carries (see
+            // hairpin.rs); the box's own addresses answer the rest.
+            Some(_) if p.proto == L4::Icmp => {
+                !self.is_local(p.dst) && self.find_mapping_o2i(p.dst, p.sport, L4::Icmp, now).is_some()
+            }
+            Some(a) => {
                 let target = self.forward_by_public(a, p.dport, p.proto).is_some()
                     || self.find_mapping_o2i(p.dst, p.dport, p.proto, now).is_some()
                     || self.workers > 1;
@@ -64,6 +70,12 @@ impl Engine {
         }
         let action = self.rules.first_match(p.src, p.dst, p.ip_proto, Some(p.dport));
         let idx = match action {
+            Some(RuleAction::Translate { pool }) if dst_public && p.proto == L4::Icmp => {
+                match self.new_echo_hairpin(now, p, pool, h) {
+                    Ok(idx) => idx,
+                    Err(v) => return Err(self.refused(now, frame, p.src, pool, v)),
+                }
+            }
             Some(RuleAction::Translate { pool }) => match self.new_mapped_i2o(now, p, pool, h) {
                 Ok(idx) => idx,
                 // A subscriber at its limit (RFC 6888 REQ-11): see super::refusal.

@@ -4,11 +4,15 @@
 //! stores and the lookup keys hash, and the index of per-protocol arrays
 //! (the port bitmaps of `ports`: each protocol has its own port space).
 //! ICMP means ICMP queries (echo): their identifier plays the port (RFC 5508
-//! section 3.1).
+//! section 3.1). [`L4::Other`] is every other IP protocol (GRE, ESP, SCTP...),
+//! translated by address only (`nat::other`): it has no port space, and its
+//! sessions keep the IP protocol number in their port fields, so the same
+//! index keys tell GRE from ESP.
 //!
-//! Invariant: the discriminants are the codes (TCP 0, UDP 1, ICMP 2) and
-//! never change: they are hashed into every index key, and the fast lane
-//! packs them into `parse::FastKey` as it reads a packet.
+//! Invariant: the discriminants are the codes (TCP 0, UDP 1, ICMP 2, other
+//! 3) and never change: they are hashed into every index key, and the fast
+//! lane packs them into `parse::FastKey` as it reads a packet. Only the
+//! protocols with ports ([`L4::ALL`]) index per-protocol arrays.
 #![forbid(unsafe_code)]
 
 use crate::wire::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
@@ -26,12 +30,16 @@ pub enum L4 {
     Udp = 1,
     /// ICMP queries (the echo identifier is the port).
     Icmp = 2,
+    /// Any other IP protocol, by address only (the protocol number stands
+    /// in for both ports). Never made by [`L4::from_ip_proto`].
+    Other = 3,
 }
 
 impl L4 {
-    /// Every protocol, in code order.
+    /// Every protocol with ports, in code order.
     pub const ALL: [L4; 3] = [L4::Tcp, L4::Udp, L4::Icmp];
-    /// How many there are: the length of a per-protocol array.
+    /// How many there are: the length of a per-protocol array (port
+    /// spaces; [`L4::Other`] has none).
     pub const COUNT: usize = Self::ALL.len();
 
     /// The protocol of an IP protocol number, if the NAT translates it.
@@ -45,13 +53,15 @@ impl L4 {
         }
     }
 
-    /// The IP protocol number.
+    /// The IP protocol number (0 for [`L4::Other`], whose number a session
+    /// keeps in its port fields).
     #[inline(always)]
     pub const fn ip_proto(self) -> u8 {
         match self {
             L4::Tcp => PROTO_TCP,
             L4::Udp => PROTO_UDP,
             L4::Icmp => PROTO_ICMP,
+            L4::Other => 0,
         }
     }
 
@@ -87,6 +97,8 @@ mod tests {
         // Hashed into every key and packed by the fast lane: fixed.
         assert_eq!(L4::ALL.map(L4::code), [0, 1, 2]);
         assert_eq!(L4::ALL.map(L4::index), [0, 1, 2]);
+        assert_eq!(L4::Other.code(), 3);
+        assert!(L4::Other.index() >= L4::COUNT, "no port space");
         assert_eq!(std::mem::size_of::<L4>(), 1);
     }
 }

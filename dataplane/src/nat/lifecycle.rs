@@ -43,6 +43,7 @@ impl Engine {
             L4::Tcp => tcp_state.class(),
             L4::Udp => class::UDP_UNREPLIED,
             L4::Icmp => class::ICMP,
+            L4::Other => class::OTHER,
         }
     }
 

@@ -1,8 +1,8 @@
 //! The general path's session lookup: a hit refreshes the session (TCP
 //! state, timers) and is translated; a stale hit is reaped; a miss goes to
 //! the stage for its kind ([`super::i2o`], [`super::o2i`],
-//! [`super::icmp_error`], [`super::frag`]) or, for other protocols, to the
-//! no-NAT rule check. Anything from outside that misses is first checked
+//! [`super::icmp_error`], [`super::frag`], [`super::other`] for other IP
+//! protocols). Anything from outside that misses is first checked
 //! against the inside prefixes (anti-spoofing).
 //!
 //! Invariant: a session past its timeout is never used (RFC 4787 REQ-5:
@@ -153,42 +153,12 @@ impl Engine {
             Kind::Flow => {}
             Kind::IcmpError => return self.icmp_error(side, now, frame, p),
             Kind::LaterFragment => return self.later_fragment(side, now, frame, p),
-            Kind::OtherProto => return self.other_proto(side, frame, p),
+            Kind::OtherProto => return self.other_proto(side, now, frame, p),
         }
         let v = match side {
             Side::Inside => self.miss_i2o(now, frame, p, h),
             Side::Outside => self.miss_o2i(now, frame, p),
         };
         v.unwrap_or_else(|v| v)
-    }
-
-    pub(super) fn other_proto(&mut self, side: Side, frame: &mut [u8], p: &Parsed) -> Verdict {
-        {
-            let (inside, remote) = match side {
-                Side::Inside => (p.src, p.dst),
-                Side::Outside => (p.dst, p.src),
-            };
-            if side == Side::Outside && self.is_local(p.dst) {
-                return Verdict::PassToKernel(PassReason::ToSelf);
-            }
-            let action = self.rules.first_match(inside, remote, p.ip_proto, None);
-            let pass = match action {
-                Some(RuleAction::NoNat) => true,
-                Some(RuleAction::Route) => side == Side::Inside,
-                None => side == Side::Inside && !self.params.boundary.drop_unmatched,
-                Some(RuleAction::Translate { .. }) => false,
-            };
-            if action.is_none() && side == Side::Inside && !pass {
-                return Verdict::Drop(DropReason::NoRule);
-            }
-            if pass {
-                if p.ttl <= 1 {
-                    return Verdict::PassToKernel(PassReason::TtlExpired);
-                }
-                decrement_ttl(frame, usize::from(p.l3));
-                return Verdict::Forward(side.opposite());
-            }
-        }
-        Verdict::Drop(DropReason::UnsupportedProtocol)
     }
 }

@@ -28,6 +28,7 @@
 //! | lookup | `lookup.rs` | general path: hit -> refresh (TCP state, timers) and translate; miss -> by kind | a session past its timeout is never used |
 //! | inside to outside | `i2o.rs` | first outbound packet: own addresses, TTL, owning worker, rules, mapping | a packet that makes no session changes no state |
 //! | outside to inside | `o2i.rs` | first inbound packet: forward, filtered mapping, no-NAT exemption, or drop | nothing reaches inside that no session, forward or exemption allows |
+//! | other protocols | `other.rs` | GRE, ESP, SCTP...: a session per (inside, remote, protocol), translated by address only | one inside host per (public address, remote, protocol) |
 //! | hairpin | `hairpin.rs` | inside to a public endpoint: translate the destination as if from outside | the TTL drops once |
 //! | mapping | `mapping.rs` | endpoint-independent mappings: chains of sessions on one public endpoint | a mapping's port is in use exactly while its chain is not empty |
 //! | ports | `ports/` | public addresses, port blocks, subscribers, holds, block events | a port is in use exactly while one mapping or forward holds it |
@@ -37,7 +38,7 @@
 //! | fragments | `frag.rs` | later fragments follow their first fragment's session; with several workers every fragment meets its datagram's fragment home, which sends it on to the session's owner | a fragment is forwarded only for a live session of its tuple; a handed-over fragment is never sent home again |
 //! | rewrite | `rewrite.rs` | addresses, ports, TTL, checksums (RFC 1624 from stored deltas) | a bad checksum stays bad; a computed UDP 0 is sent as 0xFFFF |
 //! | keys | `keys.rs`, `hash.rs`, `index.rs` | the four index keys, the hash, the open-addressing index | each key is defined once |
-//! | protocols | `l4.rs` | [`L4`]: TCP, UDP, ICMP as wire number, stored and hashed code, array index | one numbering, never changed: every key hashes it |
+//! | protocols | `l4.rs` | [`L4`]: TCP, UDP, ICMP, other as wire number, stored and hashed code, array index | one numbering, never changed: every key hashes it |
 //! | sessions | `session.rs`, `tcp.rs` | the slab, the expiry wheel, the unreplied FIFO; TCP states and classes | a session is 32 + 24 bytes; hot fields in the first half |
 //! | rules | `rules.rs`, `params.rs`, `error.rs` | the compiled ordered rules; the engine's plain parameters and why they are refused | the compiled set decides as the plain first match |
 //! | admin | `admin.rs` | listings, flushes, masquerade follow, port-block use, block events | a slice of slots per call: forwarding never stalls |
@@ -72,6 +73,7 @@ mod lifecycle;
 mod lookup;
 mod mapping;
 mod o2i;
+mod other;
 pub mod params;
 pub mod parse;
 pub mod ports;
@@ -174,13 +176,13 @@ const EXPIRE_BUDGET: usize = 32;
 pub struct SessionInfo {
     /// IP protocol number.
     pub protocol: u8,
-    /// Inside address and port.
+    /// Inside address and port (other protocols: port 0).
     pub inside: (u32, u16),
     /// Public address and port.
     pub public: (u32, u16),
     /// Remote address and port.
     pub remote: (u32, u16),
-    /// TCP state name, or "udp"/"icmp".
+    /// TCP state name, or "udp"/"icmp"/"other".
     pub state: &'static str,
     /// Seconds until it idles out.
     pub expires_in: u32,

@@ -65,7 +65,12 @@ impl Engine {
                 self.install(idx, s, now, p.tcp_flags);
                 return Ok(idx);
             }
-            let mapped = if p.proto == L4::Icmp { None } else { self.find_mapping_o2i(p.dst, p.dport, p.proto, now) };
+            // An ICMP mapping admits only a hairpinned echo (RFC 5508 REQ-7).
+            let mapped = if p.proto == L4::Icmp && extra == 0 {
+                None
+            } else {
+                self.find_mapping_o2i(p.dst, p.dport, p.proto, now)
+            };
             if let Some(head) = mapped {
                 let filtering =
                     self.ports.pool_of(addr).map_or(Filtering::AddressAndPortDependent, |x| x.params.filtering);

@@ -18,6 +18,9 @@ pub struct Timeouts {
     pub udp_unreplied_secs: u32,
     /// ICMP query (echo): 60 s, as RFC 5508 REQ-1 asks.
     pub icmp_secs: u32,
+    /// Other IP protocols (GRE, ESP, SCTP...), translated by address only:
+    /// 600 s, netfilter's generic timeout (`nf_conntrack_generic_timeout`).
+    pub other_secs: u32,
     /// How long a freed public port is held back (RFC 6888 REQ-8: 120 s).
     pub port_hold_secs: u32,
     /// How long a fragment entry lives after its first fragment.
@@ -32,6 +35,7 @@ impl Default for Timeouts {
             udp_secs: 300,
             udp_unreplied_secs: 120,
             icmp_secs: 60,
+            other_secs: 600,
             port_hold_secs: 120,
             fragment_secs: 2,
         }
@@ -42,14 +46,14 @@ impl Timeouts {
     /// The timeout of each session class ([`super::session::class`]),
     /// indexed by class; the spare slots are 0.
     pub fn by_class(&self) -> [u32; super::session::class::SLOTS] {
-        // In class order: TCP_ESTABLISHED, TCP_TRANSITORY, UDP, ICMP, UDP_UNREPLIED.
+        // In class order: TCP_ESTABLISHED, TCP_TRANSITORY, UDP, ICMP, UDP_UNREPLIED, OTHER.
         [
             self.tcp_established_secs,
             self.tcp_transitory_secs,
             self.udp_secs,
             self.icmp_secs,
             self.udp_unreplied_secs,
-            0,
+            self.other_secs,
             0,
             0,
         ]

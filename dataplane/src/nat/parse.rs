@@ -25,7 +25,8 @@ pub enum Kind {
     IcmpError,
     /// A non-first fragment: follows its first fragment.
     LaterFragment,
-    /// Another IP protocol: only routed unchanged under a no-NAT rule.
+    /// Another IP protocol (GRE, ESP, SCTP...): translated by address only
+    /// (`nat::other`) or routed unchanged under a no-NAT rule.
     OtherProto,
 }
 
@@ -271,6 +272,8 @@ pub fn parse(frame: &[u8], side: Side) -> Result<Parsed, Verdict> {
             p.sport = u.src_port();
             p.dport = u.dst_port();
         }
+        // from_ip_proto never gives it.
+        L4::Other => p.kind = Kind::OtherProto,
         L4::Icmp => {
             let c = IcmpPacket::new_checked(l4).map_err(malformed)?;
             match icmp::kind_of(c.msg_type()) {
@@ -328,9 +331,13 @@ pub fn parse_embedded(frame: &[u8], icmp_off: usize, end: usize) -> Option<Embed
     if vi >> 4 != 4 || hl < ipv4::field::MIN_LEN || e.len() < hl + 8 {
         return None;
     }
-    let proto = L4::from_ip_proto(*e.get(ipv4::field::PROTO)?)?;
+    // A datagram of another protocol (GRE, ESP...) is known by its protocol
+    // number, which its session keeps in both port fields.
+    let n = *e.get(ipv4::field::PROTO)?;
+    let proto = L4::from_ip_proto(n).unwrap_or(L4::Other);
     let l4 = e.get(hl..)?;
     let (sport, dport) = match proto {
+        L4::Other => (u16::from(n), u16::from(n)),
         L4::Tcp => (u16_at(l4, tcp::SRC_PORT), u16_at(l4, tcp::DST_PORT)),
         L4::Udp => (u16_at(l4, udp::SRC_PORT), u16_at(l4, udp::DST_PORT)),
         L4::Icmp => {

@@ -120,7 +120,11 @@ impl Rewrite {
 
     /// The L4 half by the general RFC 1624 helpers: the port (identifier)
     /// at `l4` and the checksum of protocol `proto`.
+    /// Other protocols have no L4 half: nothing is written.
     pub(super) fn apply_l4_at(&self, frame: &mut [u8], l4: usize, proto: L4) {
+        if proto == L4::Other {
+            return;
+        }
         if let Some(l4) = frame.get_mut(l4..) {
             set_u16(l4, self.port_field(proto), self.port);
             let at = l4_checksum_field(proto);
@@ -136,7 +140,7 @@ impl Rewrite {
         match proto {
             L4::Udp => self.apply_fast::<true>(frame),
             L4::Tcp => self.apply_fast::<false>(frame),
-            L4::Icmp => false,
+            L4::Icmp | L4::Other => false,
         }
     }
 
@@ -166,7 +170,7 @@ pub(super) fn l4_checksum_field(proto: L4) -> usize {
     match proto {
         L4::Tcp => tcp::CHECKSUM,
         L4::Udp => udp::CHECKSUM,
-        L4::Icmp => icmp::CHECKSUM,
+        L4::Icmp | L4::Other => icmp::CHECKSUM,
     }
 }
 

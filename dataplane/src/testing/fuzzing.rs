@@ -134,9 +134,20 @@ pub fn engine_any(data: &[u8]) {
         }
         let side = if ctl & 1 == 0 { Side::Inside } else { Side::Outside };
         now += u32::from(ctl >> 5) * 60;
-        if let crate::nat::Verdict::Refuse(_) = e.process_one(side, now, &mut frame) {
+        let v = e.process_one(side, now, &mut frame);
+        if let crate::nat::Verdict::Refuse(_) = v {
             let mut out = [0u8; 18 + crate::wire::icmp::MAX_ERROR_LEN];
             assert!(e.write_refusal(&frame, &mut out).is_some(), "a refusal whose error cannot be written");
+        }
+        if v == crate::nat::Verdict::Forward(Side::Inside) {
+            // As if too big for the inside: a hairpinned frame's "fragmentation
+            // needed" is a well-formed error (anything else writes none).
+            let mut out = [0u8; 18 + crate::wire::icmp::MAX_ERROR_LEN];
+            if let Some(n) = e.write_too_big(&frame, 576, &mut out) {
+                let l2 = crate::wire::ethernet::header_len_of(&frame);
+                let ip = Ipv4Packet::new_checked(out.get(l2..n).unwrap_or(&[])).map_err(|_| ()).expect("IPv4");
+                assert!(ip.verify_checksum() && crate::wire::checksum::verify(ip.payload()));
+            }
         }
     }
     let _ = e.sessions(now).count();

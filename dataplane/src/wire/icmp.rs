@@ -172,6 +172,12 @@ pub fn may_answer_frame(original: &[u8]) -> bool {
 /// `None` (and `out` unspecified) if [`may_answer`] refuses `original` or
 /// `out` is too short.
 pub fn write_unreachable(original: &[u8], src: u32, code: u8, out: &mut [u8]) -> Option<usize> {
+    write_unreachable_mtu(original, src, code, 0, out)
+}
+
+/// [`write_unreachable`] with the next-hop MTU field set (RFC 1191 section
+/// 4: "fragmentation needed and DF set", code [`CODE_FRAG_NEEDED`]).
+pub fn write_unreachable_mtu(original: &[u8], src: u32, code: u8, mtu: u16, out: &mut [u8]) -> Option<usize> {
     if !may_answer(original) {
         return None;
     }
@@ -192,6 +198,7 @@ pub fn write_unreachable(original: &[u8], src: u32, code: u8, out: &mut [u8]) ->
     set_u16(header, ipv4::field::CHECKSUM, checksum::checksum(header));
     set_u8(message, MSG_TYPE, DEST_UNREACHABLE);
     set_u8(message, CODE, code);
+    set_u16(message, NEXT_HOP_MTU, mtu);
     message.get_mut(HEADER_LEN..)?.copy_from_slice(original.get(..quoted)?);
     set_u16(message, CHECKSUM, checksum::checksum(message));
     Some(total)
@@ -203,13 +210,18 @@ pub fn write_unreachable(original: &[u8], src: u32, code: u8, out: &mut [u8]) ->
 /// frame's length, or `None` if [`may_answer_frame`] refuses `original` or
 /// `out` is too short.
 pub fn write_unreachable_frame(original: &[u8], src: u32, code: u8, out: &mut [u8]) -> Option<usize> {
+    write_unreachable_frame_mtu(original, src, code, 0, out)
+}
+
+/// [`write_unreachable_frame`] with the next-hop MTU field set.
+pub fn write_unreachable_frame_mtu(original: &[u8], src: u32, code: u8, mtu: u16, out: &mut [u8]) -> Option<usize> {
     if !may_answer_frame(original) {
         return None;
     }
     let l2 = ethernet::header_len_of(original);
     let (l2_out, ip_out) = out.split_at_mut_checked(l2)?;
     l2_out.copy_from_slice(original.get(..l2)?);
-    let n = write_unreachable(original.get(l2..)?, src, code, ip_out)?;
+    let n = write_unreachable_mtu(original.get(l2..)?, src, code, mtu, ip_out)?;
     Some(l2 + n)
 }
 

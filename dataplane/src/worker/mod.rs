@@ -8,8 +8,8 @@
 //! serves the control thread's requests (`command.rs`: the protocol and its
 //! typed replies). Frames whose session another worker owns go to it, and
 //! come from it, through `handoff.rs`. A frame the engine refused
-//! (a subscriber at its limit) is answered with an ICMP error by
-//! `refuse.rs`.
+//! (a subscriber at its limit), and a hairpinned DF frame too big for the
+//! inside MTU, are answered with an ICMP error by `refuse.rs`.
 //!
 //! Invariants: every received frame is sent, freed or handed off in the
 //! round it arrived (the worker never holds a frame across rounds; the backend
@@ -76,6 +76,10 @@ declare_counters! {
         icmp_unreachable_failed: u64 => Total("ICMP host unreachable errors to refused subscribers not sent: no free frame, or no next hop."),
         /// Times the worker, idle, slept on its sockets (`workers.sleep_when_idle`).
         idle_sleeps: u64 => Total("Times the worker, idle, slept on its sockets until a frame came or 1 ms passed (workers.sleep_when_idle)."),
+        /// "Fragmentation needed" errors sent to the senders of hairpinned DF packets too big for the inside MTU.
+        icmp_frag_needed_sent: u64 => Total("ICMP fragmentation needed errors sent to the senders of hairpinned DF packets too big for the inside MTU (RFC 4787 REQ-13)."),
+        /// Such errors not sent: no free frame, no next hop, or not a hairpinned packet.
+        icmp_frag_needed_failed: u64 => Total("ICMP fragmentation needed errors not sent: no free frame, no next hop, or not a hairpinned packet."),
     }
 }
 
@@ -121,8 +125,9 @@ enum Action {
     /// Too big for the outgoing MTU, fragmentation allowed.
     Fragment(Side, Plan),
     /// Too big, Don't Fragment set (the XDP program gives these to the
-    /// kernel, which answers "fragmentation needed"; a hairpinned one lands here).
-    TooBig(Side),
+    /// kernel, which answers "fragmentation needed"; a hairpinned one lands
+    /// here and is answered by `refuse.rs`), with the MTU.
+    TooBig(Side, u16),
     Free,
     /// Refused by the engine: answer with an ICMP error, then free.
     Refuse,
@@ -341,7 +346,12 @@ impl<I: FrameIo> Worker<I> {
             }
             Action::NoRoute(out) => *per_side(&mut self.counters.no_route, out) += 1,
             Action::Fragment(out, plan) => self.fragment(d, out, &plan),
-            Action::TooBig(out) => *per_side(&mut self.counters.too_big, out) += 1,
+            Action::TooBig(out, mtu) => {
+                *per_side(&mut self.counters.too_big, out) += 1;
+                if out == Side::Inside {
+                    self.send_error(d, refuse::Error::TooBig(mtu));
+                }
+            }
             Action::Pass => {
                 if self.io.to_kernel(d) {
                     self.counters.to_kernel += 1;
@@ -394,7 +404,7 @@ fn fits(mtu: u32, f: &[u8], out: Side) -> Action {
     match fragment::plan(f, l2_len, mtu as usize) {
         Ok(None) => Action::Send(out),
         Ok(Some(plan)) => Action::Fragment(out, plan),
-        Err(_) => Action::TooBig(out),
+        Err(_) => Action::TooBig(out, u16::try_from(mtu).unwrap_or(u16::MAX)),
     }
 }
 

@@ -244,3 +244,41 @@ fn a_census_names_the_pools_in_the_engines_numbering() {
     let census = answer.try_recv().expect("answered in the round").part;
     assert_eq!(census.pools, ["p"]);
 }
+
+#[test]
+fn a_hairpinned_df_packet_too_big_for_the_inside_gets_fragmentation_needed() {
+    let mesh = Arc::new(Mesh::new(1, 8));
+    let mut w = worker(0, Some(engine(0, 1)), &mesh);
+    let mut t = (*l2()).clone();
+    t.sides[0].mtu = 1400;
+    w.l2 = Arc::new(t);
+    let free = w.io_mut().free_frames();
+    let (a, b) = (ip("100.64.0.2"), ip("100.64.0.3"));
+    // B's mapping, then A reaches it through the public address, DF set.
+    assert!(w.io_mut().inject(Side::Inside, &udp(b, 5000, ip("198.51.100.1"), 3478, b"stun")));
+    w.round(1);
+    let (public, pb, _, _) = tuple(&w.io_mut().tx[1].pop().expect("B's packet out"));
+    let big = udp(a, 4000, public, pb, &[5u8; 1800]);
+    assert!(w.io_mut().inject(Side::Inside, &big));
+    w.round(2);
+    let back = std::mem::take(&mut w.io_mut().tx[0]);
+    assert_eq!(back.len(), 1, "only the error: the packet itself is not sent");
+    let err = &back[0];
+    assert_eq!(&err[..12], &[HOST_MAC, IN_MAC].concat()[..]);
+    assert!(checksums_ok(err));
+    let ip4 = crate::wire::ipv4::Ipv4Packet::new_checked(&err[14..]).expect("IPv4");
+    assert_eq!((ip4.src(), ip4.dst()), (public, a), "from the public address A sent to");
+    let icmp = crate::wire::icmp::IcmpPacket::new_checked(ip4.payload()).expect("ICMP");
+    assert_eq!((icmp.msg_type(), icmp.code()), (3, 4));
+    assert_eq!(crate::wire::bytes::u16_at(ip4.payload(), crate::wire::icmp::NEXT_HOP_MTU), 1400);
+    // The quote is A's packet as A sent it (TTL one lower), checksums right.
+    let quoted = icmp.embedded();
+    let at = |o: usize| crate::wire::bytes::u32_at(quoted, o);
+    assert_eq!((at(12), at(16)), (a, public), "truncated quote: read by hand");
+    assert_eq!(crate::wire::checksum::checksum(&quoted[..20]), 0, "quoted header checksum");
+    assert_eq!(&quoted[20..24], &big[34..38], "ports as sent");
+    assert_eq!(&quoted[24..28], &big[38..42], "length and UDP checksum as sent");
+    assert_eq!(w.counters().too_big, [1, 0]);
+    assert_eq!((w.counters().icmp_frag_needed_sent, w.counters().icmp_frag_needed_failed), (1, 0));
+    assert_eq!(w.io_mut().free_frames(), free);
+}

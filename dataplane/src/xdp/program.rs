@@ -33,8 +33,9 @@ unsafe impl aya::Pod for LocalAddr {}
 pub enum LocalRole {
     /// The kernel's alone: passed to it.
     Kernel,
-    /// Also a NAT address (masquerade): TCP/UDP to a port in this range
-    /// and ICMP go to masq, the rest to the kernel.
+    /// Also a NAT address (masquerade): TCP/UDP to a port in this range,
+    /// ICMP and other IP protocols (GRE, ESP...: masq gives the kernel
+    /// what no session claims) go to masq, the rest to the kernel.
     Shared {
         /// The NAT's port range on the address.
         ports: (u16, u16),

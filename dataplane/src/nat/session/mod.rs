@@ -40,8 +40,10 @@ pub mod class {
     /// UDP that has not seen a reply yet (`udp_unreplied_secs`); becomes
     /// [`UDP`] with the first reply.
     pub const UDP_UNREPLIED: u8 = 4;
+    /// Another IP protocol, translated by address only (`other_secs`).
+    pub const OTHER: u8 = 5;
     /// Number of live classes.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
     /// Slots of a per-class table: a power of two, so `class & (SLOTS - 1)`
     /// indexes it without a bounds check.
     pub const SLOTS: usize = 8;
@@ -93,7 +95,8 @@ pub struct Session {
     pub inside_ip: u32,
     /// Public port (ICMP: public identifier).
     pub public_port: u16,
-    /// Remote port (ICMP: 0).
+    /// Remote port (ICMP: 0; other protocols: the IP protocol number, as
+    /// in the other two port fields).
     pub remote_port: u16,
     /// Inside port (ICMP: echo identifier).
     pub inside_port: u16,
@@ -145,6 +148,13 @@ impl Session {
     #[inline(always)]
     pub fn has_key<const I2O: bool>(&self, w0: u64, ports: u32, proto: L4) -> bool {
         self.addr_word::<I2O>() == w0 && self.port_pair::<I2O>() == ports && self.proto == proto
+    }
+    /// The IP protocol number (other protocols keep theirs in the port fields).
+    pub fn ip_proto(&self) -> u8 {
+        match self.proto {
+            L4::Other => u8::try_from(self.inside_port).unwrap_or(0),
+            p => p.ip_proto(),
+        }
     }
     /// Recomputes [`flag::FAST`] from the other flags and the TCP state.
     pub fn refresh_fast(&mut self) {

@@ -1,0 +1,179 @@
+//! Other IP protocols (GRE, ESP, SCTP, anything but TCP, UDP and ICMP),
+//! translated by address only, as VPP's nat44-ed (`test_unknown_proto`)
+//! and netfilter's generic conntrack do. A translate rule whose
+//! `protocols` include `other` (or that lists none: every protocol) gives
+//! an inside host a session keyed on (inside address, remote address, IP
+//! protocol); its packets leave from the subscriber's public address and
+//! the remote's come back to the inside host. Only the IP header changes:
+//! the address and its checksum (RFC 1624) and the TTL. Nothing at L4 is
+//! rewritten: GRE (RFC 2784) and ESP (RFC 4303) carry no checksum over the
+//! addresses, SCTP's CRC32c (RFC 9260 section 6.8) covers no pseudo
+//! header. A session keeps the protocol number in its three port fields,
+//! so the ordinary index keys ([`super::keys`]) tell GRE from ESP, and it
+//! idles out after `other_secs` ([`class::OTHER`]).
+//!
+//! Invariants: one inside host per (public address, remote, protocol) at a
+//! time: a second host that would take the same triple is refused
+//! (`other_proto_busy`), because an inbound packet could not tell them
+//! apart; a packet that makes no session changes no state; nothing from
+//! outside reaches an inside host that no session or no-NAT exemption
+//! allows (a miss is `unsupported_protocol`, as it always was).
+//!
+//! With several workers a session lives with its subscriber's owner. An
+//! inbound packet carries no port to find that worker by, so one that
+//! finds no session goes from the worker that received it to worker 0 (or
+//! 1, from worker 0), then from worker to worker up the numbers until one
+//! holds its session; the last one decides as a single worker would (so a
+//! packet reaching no session crosses every worker once, at most twice).
+//! Only packets to a public address take that walk. Two subscribers of
+//! different workers may then hold one (public address, remote, protocol)
+//! at once; the lower-numbered worker's gets the answers.
+#![forbid(unsafe_code)]
+
+use super::*;
+
+impl Engine {
+    /// A packet of another IP protocol ([`Kind::OtherProto`]).
+    pub(super) fn other_proto(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> Verdict {
+        // The protocol number plays both ports; the TCP defaults of a parse
+        // of another protocol must not reach touch().
+        let n = u16::from(p.ip_proto);
+        let q = Parsed { proto: L4::Other, sport: n, dport: n, tcp_flags: 0, ..*p };
+        let found = match side {
+            Side::Inside => {
+                let h = self.h_i2o(p.src, n, p.dst, n, L4::Other);
+                self.find::<true>(h, p.src, n, p.dst, n, L4::Other)
+            }
+            Side::Outside => {
+                let h = self.h_o2i(p.dst, n, p.src, n, L4::Other);
+                self.find::<false>(h, p.src, n, p.dst, n, L4::Other)
+            }
+        };
+        if let Some(idx) = found {
+            if self.live_or_reap(idx, now) {
+                if p.ttl <= 1 {
+                    return Verdict::PassToKernel(PassReason::TtlExpired);
+                }
+                self.touch(idx, side, &q, now);
+                if p.first_frag {
+                    self.frags.record(frag_key(p), side == Side::Inside, idx, now);
+                }
+                let s = self.sessions.get(idx);
+                Rewrite::arriving(side, &s).apply_addr(frame, p);
+                return Verdict::Forward(side.opposite());
+            }
+        }
+        if side == Side::Outside && self.workers > 1 && self.ports.addr_of_ip(p.dst).is_some() {
+            // Another worker may hold it (module doc): from the worker that
+            // received it to worker 0 (or 1), then on up the numbers.
+            let next = match (self.handed_off, self.worker) {
+                (false, 0) => 1,
+                (false, _) => 0,
+                (true, w) => w.saturating_add(1),
+            };
+            if next < self.workers {
+                return Verdict::HandOff { worker: next, arrived_on: Side::Outside };
+            }
+        }
+        let (inside, remote) = match side {
+            Side::Inside => (p.src, p.dst),
+            Side::Outside => (p.dst, p.src),
+        };
+        if side == Side::Outside && self.is_local(p.dst) {
+            return Verdict::PassToKernel(PassReason::ToSelf);
+        }
+        let action = self.rules.first_match(inside, remote, p.ip_proto, None);
+        let pass = match action {
+            Some(RuleAction::Translate { pool }) if side == Side::Inside => {
+                return self.new_other(now, frame, &q, pool).unwrap_or_else(|v| v);
+            }
+            Some(RuleAction::NoNat) => true,
+            Some(RuleAction::Route) => side == Side::Inside,
+            None => side == Side::Inside && !self.params.boundary.drop_unmatched,
+            Some(RuleAction::Translate { .. }) => false,
+        };
+        if action.is_none() && side == Side::Inside && !pass {
+            return Verdict::Drop(DropReason::NoRule);
+        }
+        if pass {
+            if p.ttl <= 1 {
+                return Verdict::PassToKernel(PassReason::TtlExpired);
+            }
+            decrement_ttl(frame, usize::from(p.l3));
+            return Verdict::Forward(side.opposite());
+        }
+        Verdict::Drop(DropReason::UnsupportedProtocol)
+    }
+
+    /// First packet of another protocol from an inside host a translate
+    /// rule covers: a session on the subscriber's public address, unless
+    /// another inside host holds (public address, remote, protocol).
+    fn new_other(&mut self, now: u32, frame: &mut [u8], q: &Parsed, pool: u16) -> Result<Verdict, Verdict> {
+        let n = q.sport;
+        if self.is_local(q.dst) {
+            return Ok(Verdict::PassToKernel(PassReason::ToSelf));
+        }
+        // Hairpinning needs a port to find the other inside host by.
+        if self.ports.addr_of_ip(q.dst).is_some() {
+            return Err(Verdict::Drop(DropReason::NoSession));
+        }
+        if q.ttl <= 1 {
+            return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
+        }
+        if self.workers > 1 {
+            let owner = self.subscriber_owner(q.src);
+            if owner != self.worker {
+                return Ok(Verdict::HandOff { worker: owner, arrived_on: Side::Inside });
+            }
+        }
+        let sub = match self.ports.subscriber(q.src, pool) {
+            Ok(s) => s,
+            Err(r) => return Err(self.refused(now, frame, q.src, pool, Verdict::Drop(r))),
+        };
+        // A subscriber made for this packet and left with no session would linger.
+        let give_back = |e: &mut Self| {
+            if e.ports.sub(sub).is_some_and(|x| x.sessions == 0) {
+                e.ports.remove_session(sub);
+            }
+        };
+        let addr = self.ports.sub(sub).map_or(0, |x| x.addr);
+        let pub_ip = self.ports.ip_of(addr);
+        let ho = self.h_o2i(pub_ip, n, q.dst, n, L4::Other);
+        if let Some(j) = self.find::<false>(ho, q.dst, n, pub_ip, n, L4::Other) {
+            if self.live_or_reap(j, now) {
+                give_back(self);
+                return Err(Verdict::Drop(DropReason::OtherProtoBusy));
+            }
+        }
+        if !self.ports.add_session(sub) {
+            give_back(self);
+            return Err(self.refused(now, frame, q.src, pool, Verdict::Drop(DropReason::SubscriberSessionLimit)));
+        }
+        let idx = match self.alloc_session(now) {
+            Ok(i) => i,
+            Err(v) => {
+                self.ports.remove_session(sub);
+                return Err(v);
+            }
+        };
+        let s = Session {
+            inside_ip: q.src,
+            remote_ip: q.dst,
+            inside_port: n,
+            remote_port: n,
+            public_port: n,
+            addr,
+            proto: L4::Other,
+            flags: flag::SUB,
+            ..Session::default()
+        };
+        let h = self.h_i2o(q.src, n, q.dst, n, L4::Other);
+        self.install_hashed(idx, s, now, 0, Some(h));
+        if q.first_frag {
+            self.frags.record(frag_key(q), true, idx, now);
+        }
+        let s = self.sessions.get(idx);
+        Rewrite::i2o(&s).apply_addr(frame, q);
+        Ok(Verdict::Forward(Side::Outside))
+    }
+}
