@@ -6,7 +6,7 @@ use config::{
 };
 use dataplane::nat::{
     proto, Boundary, EngineParams, Filtering, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch,
-    Timeouts,
+    StaticNat, Timeouts,
 };
 use dataplane::rss::{InputSet, Rss, SubscriberSteering};
 
@@ -125,6 +125,7 @@ pub fn engine_params(
             filtering,
             max_sessions_per_subscriber: p.max_sessions_per_subscriber,
             random_ports: p.random_ports,
+            port_parity: p.port_parity,
             masquerade: p.masquerade,
             ..PoolParams::cgnat(&p.name, addresses)
         };
@@ -185,11 +186,18 @@ pub fn engine_params(
             Forward {
                 protocol: if f.protocol == Protocol::Udp { 17 } else { 6 },
                 public_addr,
-                public_port: f.public_port,
-                inside_addr: u32::from(*f.inside.ip()),
-                inside_port: f.inside.port(),
+                public_port: f.public_ports.0,
+                public_port_last: f.public_ports.1,
+                inside_addr: u32::from(f.inside_addr),
+                inside_port: f.inside_ports.0,
+                inside_port_last: f.inside_ports.1,
             }
         })
+        .collect();
+    p.statics = v
+        .statics
+        .iter()
+        .map(|st| StaticNat { public_addr: u32::from(st.public), inside_addr: u32::from(st.inside) })
         .collect();
     let t = &v.raw.timeouts;
     p.timeouts = Timeouts {

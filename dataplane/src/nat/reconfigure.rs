@@ -13,7 +13,7 @@ use super::*;
 /// lose addresses (a new pool takes new ones), and the pools the engine
 /// numbers (those of `old`, kept even when removed, and the new ones) stay
 /// within [`MAX_POOLS`]; timeouts may not outgrow the expiry wheel built
-/// for `old`.
+/// for `old`; 1:1 static NAT entries are fixed at start.
 pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), ParamError> {
     if (old.max_sessions, old.max_subscribers, old.max_fragments)
         != (new.max_sessions, new.max_subscribers, new.max_fragments)
@@ -31,6 +31,9 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
     if o.fragment_secs != n.fragment_secs || o.port_hold_secs != n.port_hold_secs {
         return Err(ParamError::NeedsRestart("fragment and port-hold timeouts"));
     }
+    if old.statics != new.statics {
+        return Err(ParamError::NeedsRestart("static NAT"));
+    }
     let added = new.pools.iter().filter(|np| !old.pools.iter().any(|op| op.name == np.name)).count();
     if old.pools.len() + added > MAX_POOLS {
         return Err(ParamError::TooMany("pools"));
@@ -44,6 +47,7 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
             op.filtering,
             op.max_sessions_per_subscriber,
             op.random_ports,
+            op.port_parity,
             op.masquerade,
         ) == (
             np.port_min,
@@ -52,6 +56,7 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
             np.filtering,
             np.max_sessions_per_subscriber,
             np.random_ports,
+            np.port_parity,
             np.masquerade,
         );
         if !same {
@@ -85,6 +90,12 @@ impl Engine {
                 });
             }
             forward_proto(f)?;
+            if !f.well_formed() {
+                return Err(ParamError::ForwardRange {
+                    addr: crate::wire::fmt_ipv4(f.public_addr),
+                    port: f.public_port,
+                });
+            }
         }
         // Pools: the engine's index of each new pool (existing by name, or added).
         let mut map = Vec::with_capacity(new.pools.len());
@@ -128,14 +139,18 @@ impl Engine {
         // Forwards: release the ports of those that went, reserve the new.
         for old in std::mem::take(&mut self.forwards) {
             if !new.forwards.contains(&old.f) {
-                self.ports.unreserve(old.addr, old.proto, old.f.public_port);
+                for port in old.f.public_port..=old.f.public_port_last {
+                    self.ports.unreserve(old.addr, old.proto, port);
+                }
             }
         }
         for f in &new.forwards {
             // Both were checked above.
             let (Some(addr), Ok(proto)) = (self.ports.addr_of_ip(f.public_addr), forward_proto(f)) else { continue };
             if !self.params.forwards.contains(f) {
-                self.ports.reserve(addr, proto, f.public_port);
+                for port in f.public_port..=f.public_port_last {
+                    self.ports.reserve(addr, proto, port);
+                }
             }
             self.forwards.push(ForwardRt { f: *f, addr, proto });
         }

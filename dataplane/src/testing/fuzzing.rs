@@ -101,13 +101,7 @@ fn fuzz_engine() -> Engine {
     let mut p = EngineParams::single(vec![cg], rules);
     p.max_sessions = 64;
     p.max_subscribers = 16;
-    p.forwards = vec![Forward {
-        protocol: 6,
-        public_addr: 0xcb00_7101,
-        public_port: 8080,
-        inside_addr: 0x6440_0005,
-        inside_port: 80,
-    }];
+    p.forwards = vec![Forward::one(6, 0xcb00_7101, 8080, 0x6440_0005, 80)];
     p.local_addrs = vec![0x6440_0001];
     p.icmp_source = Some(0x6440_0001);
     Engine::new(&p).expect("the fuzz engine's parameters are valid")

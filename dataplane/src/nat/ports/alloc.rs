@@ -35,7 +35,10 @@ pub(super) struct Where {
 
 /// Port-block allocation: the first free port of the subscriber's blocks,
 /// starting with the block that last had room and skipping full ones,
-/// else a new block while under the limit. Within a block the scan starts
+/// else a new block while under the limit. With port parity (RFC 4787
+/// REQ-4) only ports of the preferred port's parity are taken: a
+/// subscriber whose blocks hold none free takes a new block, and past its
+/// limit is refused as when its blocks are full. Within a block the scan starts
 /// at the preferred port itself if the block holds it (so a free source
 /// port is kept, netfilter FAQ 3.6), else at the same offset (which keeps
 /// its parity when that port is free), or at a random offset.
@@ -62,6 +65,8 @@ pub(super) fn alloc_in_blocks(
         Some(r) => r % chunk,
         None => u32::from(preferred) % chunk,
     };
+    // RFC 4787 REQ-4: the public port's parity is the inside port's.
+    let parity = pool.params.port_parity.then_some(preferred & 1);
     // The preferred port's offset in the chunked order (MAX: not the pool's).
     let pref = if ad.inv.is_empty() {
         u32::from(preferred).wrapping_sub(min)
@@ -87,7 +92,11 @@ pub(super) fn alloc_in_blocks(
         }
         rotate_block(ad, words, l, window);
         let base = block_offset(chunk, workers, worker, l);
-        if let Some(bit) = take_first_free(ad, words, l, proto, start(base)) {
+        let got = match parity {
+            None => take_first_free(ad, words, l, proto, start(base)),
+            Some(want) => take_first_free_parity(ad, words, l, proto, start(base), (min, base, want)),
+        };
+        if let Some(bit) = got {
             sub.hint = j as u8;
             return Some((ad.port_at(min, base + u32::from(bit)), 0));
         }
@@ -107,7 +116,10 @@ pub(super) fn alloc_in_blocks(
     *blocks_in_use += 1;
     rotate_block(ad, words, l, window);
     let base = block_offset(chunk, workers, worker, l);
-    let bit = take_first_free(ad, words, l, proto, start(base))?;
+    let bit = match parity {
+        None => take_first_free(ad, words, l, proto, start(base)),
+        Some(want) => take_first_free_parity(ad, words, l, proto, start(base), (min, base, want)),
+    }?;
     Some((ad.port_at(min, base + u32::from(bit)), 1))
 }
 
@@ -153,6 +165,7 @@ impl Ports {
     ) -> Option<(u16, u32)> {
         let pool = self.pool_of(a)?;
         let random = pool.params.random_ports;
+        let parity = pool.params.port_parity.then_some(preferred & 1);
         let (lo, hi) = class_range(&pool.params, proto, preferred);
         let chunk = u32::from(pool.chunk);
         let n_chunks = pool.n_chunks;
@@ -173,7 +186,7 @@ impl Ports {
             let l = (c / self.workers) as u16;
             let start = if k == 0 { ((start_port - min) % chunk) as u16 } else { 0 };
             self.rotate(a, l, window);
-            if let Some(bit) = self.first_free(a, l, proto, start, lo, hi) {
+            if let Some(bit) = self.first_free(a, l, proto, start, (lo, hi), parity) {
                 self.take(a, l, proto, bit);
                 return Some((self.port_of(a, l, bit), 0));
             }

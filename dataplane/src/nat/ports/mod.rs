@@ -55,6 +55,10 @@ use geometry::*;
 use subscribers::*;
 
 const PROTOS: usize = L4::COUNT;
+
+/// The pool number of a 1:1 static NAT address ([`Ports::add_static`]):
+/// no pool, no blocks, nothing to allocate.
+pub const STATIC_POOL: u16 = u16::MAX;
 // Per block and protocol: in use, three hold generations, and "busy" (the
 // OR of the other four, kept up to date so a search reads one plane).
 const PLANES: usize = 5;
@@ -163,6 +167,22 @@ impl Ports {
             pools.push(rt);
             addrs.extend(a);
         }
+        // 1:1 static addresses: found by address like a pool's, no ports.
+        for st in &p.statics {
+            addrs.push(AddrPorts {
+                ip: st.public_addr,
+                pool: STATIC_POOL,
+                blocks: Vec::new(),
+                bits: Vec::new(),
+                free_blocks: Vec::new(),
+                perm: Vec::new(),
+                inv: Vec::new(),
+                retired: false,
+            });
+        }
+        if addrs.len() >= 1 << 14 {
+            return Err(ParamError::TooMany("addresses"));
+        }
         let mut by_ip: Vec<(u32, u16)> = addrs.iter().enumerate().map(|(i, a)| (a.ip, i as u16)).collect();
         by_ip.sort_unstable();
         if let Some([a, _]) = by_ip.windows(2).find(|w| matches!(w, [a, b] if a.0 == b.0)) {
@@ -213,6 +233,12 @@ impl Ports {
             _ => return None,
         }
         self.by_ip.binary_search_by_key(&ip, |&(a, _)| a).ok().and_then(|i| self.by_ip.get(i)).map(|&(_, x)| x)
+    }
+
+    /// True if address `a` is a 1:1 static NAT address (no pool's).
+    #[inline]
+    pub fn is_static(&self, a: u16) -> bool {
+        self.addrs.get(usize::from(a)).is_some_and(|x| x.pool == STATIC_POOL)
     }
 
     /// The address with global index `a`.
