@@ -181,6 +181,11 @@ reasons! {
         /// A fragment its home handed to the worker that translated its first
         /// fragment, which has no entry for it any more (expired or overwritten).
         FragmentUnknownAtOwner = "fragment_unknown_at_owner",
+        /// A connection a forward or a 1:1 static address would give the
+        /// inside tuple another session already has (a port range forwarded
+        /// to one port, reached from one remote port on two public ports):
+        /// the inside host's answers could not be told apart.
+        InsideClash = "inside_clash",
     }
 }
 

@@ -58,11 +58,13 @@ impl Engine {
                 if p.proto == L4::Tcp && p.tcp_flags & crate::wire::tcp::SYN == 0 {
                     return Err(Verdict::Drop(DropReason::TcpNotSyn));
                 }
+                let iport = f.f.inside_port_for(p.dport);
+                self.inside_free(now, f.f.inside_addr, iport, p)?;
                 let idx = self.alloc_session(now)?;
                 let s = Session {
                     inside_ip: f.f.inside_addr,
                     remote_ip: p.src,
-                    inside_port: f.f.inside_port_for(p.dport),
+                    inside_port: iport,
                     remote_port: p.sport,
                     public_port: p.dport,
                     addr,
@@ -145,6 +147,17 @@ impl Engine {
         Err(Verdict::Drop(DropReason::NoSession))
     }
 
+    /// An inbound connection a forward or static address gives inside
+    /// endpoint (`inside`, `iport`) must not take a tuple another session
+    /// holds: the inside host's answers would match both.
+    fn inside_free(&mut self, now: u32, inside: u32, iport: u16, p: &Parsed) -> Result<(), Verdict> {
+        let h = self.h_i2o(inside, iport, p.src, p.sport, p.proto);
+        match self.find::<true>(h, inside, iport, p.src, p.sport, p.proto) {
+            Some(i) if self.live_or_reap(i, now) => Err(Verdict::Drop(DropReason::InsideClash)),
+            _ => Ok(()),
+        }
+    }
+
     /// An inbound packet to 1:1 static address `addr` of `inside`: any
     /// protocol and port, no filtering (the boundary was checked by the
     /// caller); the session lives with the inside host's worker, as its
@@ -159,6 +172,7 @@ impl Engine {
         if p.proto == L4::Tcp && p.tcp_flags & crate::wire::tcp::SYN == 0 {
             return Err(Verdict::Drop(DropReason::TcpNotSyn));
         }
+        self.inside_free(now, inside, p.dport, p)?;
         let idx = self.alloc_session(now)?;
         let s = Session {
             inside_ip: inside,
