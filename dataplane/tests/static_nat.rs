@@ -276,8 +276,11 @@ fn public_ports(parity: bool, random: bool, shared: bool) -> Vec<(u16, u16)> {
     let mut n = Nat::new(p);
     (0..600u16)
         .map(|i| {
-            // Inside ports that collide often: many want the same public port.
-            let sport = 40000 + (i % 7) * 2 + (i / 7) % 2;
+            // Inside ports that collide often: three subscribers send from
+            // the same ports (a shared pool keeps the first one's), and a
+            // subscriber's ports repeat their offset in its blocks of 64.
+            let k = i / 3;
+            let sport = 10000 + 4 * k + k % 2;
             let t = n.out(udp(src(i), sport, ip(REMOTE), 1000 + i, b"rtp"));
             (sport, tuple(&t).1)
         })
@@ -290,11 +293,14 @@ fn port_parity_gives_an_even_port_for_an_even_one() {
         let got = public_ports(true, random, shared);
         let odd = got.iter().filter(|(i, _)| i % 2 == 1).count();
         assert!(odd > 100 && odd < 500, "both parities asked for");
+        assert!(got.iter().filter(|(i, p)| i != p).count() > 100, "many ports were not kept");
         for (inside, public) in &got {
             assert_eq!(inside % 2, public % 2, "{inside} -> {public} (random {random}, shared {shared})");
         }
     }
-    // Without it, random ports mix parities (the check above can fail).
-    let got = public_ports(false, true, false);
-    assert!(got.iter().any(|(i, p)| i % 2 != p % 2));
+    // Without it parities mix (the check above can fail).
+    for (random, shared) in [(false, false), (true, false), (false, true), (true, true)] {
+        let got = public_ports(false, random, shared);
+        assert!(got.iter().any(|(i, p)| i % 2 != p % 2), "random {random}, shared {shared}");
+    }
 }
