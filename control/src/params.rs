@@ -274,9 +274,15 @@ mod tests {
         assert_eq!(p.rules[0].action, RuleAction::Translate { pool: 0 });
         assert_eq!(p.rules[0].matches.protocols, proto::TCP | proto::UDP | proto::ICMP);
         assert_eq!(p.rules[1].action, RuleAction::Translate { pool: 1 });
-        assert_eq!(p.forwards.len(), 3);
+        assert_eq!(p.forwards.len(), 5);
         assert_eq!((p.forwards[1].protocol, p.forwards[1].public_port), (17, 51820));
         assert_eq!(p.forwards[2].public_addr, outside, "outside:2222 is the masquerade address");
+        let r = p.forwards[3];
+        assert_eq!((r.public_port, r.public_port_last, r.inside_port, r.inside_port_last), (8000, 8099, 9000, 9099));
+        let r = p.forwards[4];
+        assert_eq!((r.public_port, r.public_port_last, r.inside_port, r.inside_port_last), (7000, 7009, 80, 80));
+        let a = |s: &str| u32::from(s.parse::<std::net::Ipv4Addr>().unwrap());
+        assert_eq!(p.statics, vec![StaticNat { public_addr: a("203.0.113.6"), inside_addr: a("192.168.1.40") }]);
         dataplane::nat::Engine::new(&p).expect("the engine takes them");
     }
 }
