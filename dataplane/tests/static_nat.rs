@@ -104,9 +104,38 @@ fn a_static_address_is_in_no_pool_and_used_once() {
     assert!(matches!(e, ParamError::Static { why, .. } if why.contains("two public")), "{e}");
     let e = refused(|p| p.statics[0].public_addr = ip("203.0.113.254"));
     assert!(matches!(e, ParamError::Static { why, .. } if why.contains("box's own")), "{e}");
-    // And a live change of them needs a restart.
+}
+
+#[test]
+fn static_entries_come_change_and_go_live() {
     let mut n = Nat::new(cgnat_params());
-    assert_eq!(n.e.reconfigure(&static_params(), n.now), Err(ParamError::NeedsRestart("static NAT")));
+    let (host, public, remote) = (ip(HOST), ip(PUBLIC), ip(REMOTE));
+    let mut f = tcp(remote, 40000, public, 80, SYN);
+    assert_eq!(n.send(OUT, &mut f), Verdict::Drop(DropReason::NoSession));
+    // Added: both directions at once.
+    assert_eq!(n.e.reconfigure(&static_params(), n.now), Ok(0));
+    let r = n.back(tcp(remote, 40000, public, 80, SYN));
+    assert_eq!(tuple(&r).2, host);
+    let t = n.out(udp(host, 5060, remote, 53, b"q"));
+    assert_eq!(tuple(&t).0, public);
+    // Another inside host for the address: the old one's sessions go.
+    let mut p = static_params();
+    p.statics[0].inside_addr = ip("100.64.0.10");
+    assert_eq!(n.e.reconfigure(&p, n.now), Ok(2));
+    let r = n.back(tcp(remote, 40001, public, 80, SYN));
+    assert_eq!(tuple(&r).2, ip("100.64.0.10"));
+    let t = n.out(udp(host, 5060, remote, 53, b"q"));
+    assert_ne!(tuple(&t).0, public, "the old host is back in the pool");
+    // A public address a pool holds: refused whole, nothing changed.
+    let mut bad = p.clone();
+    bad.statics.push(StaticNat { public_addr: ip("203.0.113.3"), inside_addr: ip("100.64.0.11") });
+    assert!(matches!(n.e.reconfigure(&bad, n.now), Err(ParamError::Static { .. })));
+    let r = n.back(tcp(remote, 40002, public, 80, SYN));
+    assert_eq!(tuple(&r).2, ip("100.64.0.10"));
+    // Removed: its sessions flushed, nothing reaches inside any more.
+    assert_eq!(n.e.reconfigure(&cgnat_params(), n.now), Ok(2));
+    let mut f = tcp(remote, 40003, public, 80, SYN);
+    assert_eq!(n.send(OUT, &mut f), Verdict::Drop(DropReason::NoSession));
 }
 
 /// Two workers: a frame carried along every hand-off until a worker decides.

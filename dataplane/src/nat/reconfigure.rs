@@ -5,6 +5,7 @@
 //! their mappings.
 #![forbid(unsafe_code)]
 
+use super::engine::{check_statics, StaticRt};
 use super::*;
 
 /// Whether a running engine built with `old` can take `new` live: table
@@ -13,7 +14,7 @@ use super::*;
 /// lose addresses (a new pool takes new ones), and the pools the engine
 /// numbers (those of `old`, kept even when removed, and the new ones) stay
 /// within [`MAX_POOLS`]; timeouts may not outgrow the expiry wheel built
-/// for `old`; 1:1 static NAT entries are fixed at start.
+/// for `old`; 1:1 static NAT entries are checked as `Engine::new` checks them.
 pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), ParamError> {
     if (old.max_sessions, old.max_subscribers, old.max_fragments)
         != (new.max_sessions, new.max_subscribers, new.max_fragments)
@@ -31,9 +32,7 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
     if o.fragment_secs != n.fragment_secs || o.port_hold_secs != n.port_hold_secs {
         return Err(ParamError::NeedsRestart("fragment and port-hold timeouts"));
     }
-    if old.statics != new.statics {
-        return Err(ParamError::NeedsRestart("static NAT"));
-    }
+    check_statics(new)?;
     let added = new.pools.iter().filter(|np| !old.pools.iter().any(|op| op.name == np.name)).count();
     if old.pools.len() + added > MAX_POOLS {
         return Err(ParamError::TooMany("pools"));
@@ -70,11 +69,40 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
 }
 
 impl Engine {
+    /// Brings the 1:1 static entries to `new`'s: flushes and retires the
+    /// addresses of those that went or changed, adds the new ones.
+    fn reconfigure_statics(&mut self, new: &EngineParams, now: u32, flushed: &mut usize) -> Result<(), ParamError> {
+        for old in self.params.statics.clone() {
+            if new.statics.contains(&old) {
+                continue;
+            }
+            if let Some(a) = self.ports.addr_of_ip(old.public_addr).filter(|&a| self.ports.is_static(a)) {
+                *flushed += self.flush(now, |_| false, Some(a));
+                self.ports.retire_addr(a);
+            }
+        }
+        let mut by_inside = Vec::with_capacity(new.statics.len());
+        for st in &new.statics {
+            let addr = match self.ports.addr_of_ip(st.public_addr) {
+                Some(a) if self.ports.is_static(a) => a,
+                _ => self.ports.add_static(st.public_addr)?,
+            };
+            by_inside.push(StaticRt { inside: st.inside_addr, addr });
+        }
+        by_inside.sort_unstable_by_key(|x| x.inside);
+        let mut by_addr = by_inside.clone();
+        by_addr.sort_unstable_by_key(|x| x.addr);
+        self.statics_by_inside = by_inside;
+        self.statics_by_addr = by_addr;
+        Ok(())
+    }
+
     /// Applies new parameters to a running engine, at a batch boundary
     /// (the worker calls it between rounds). Sessions keep their mappings:
     /// rules, forwards, timeouts and the box's addresses change for new
     /// flows only; new pools are added; sessions on addresses that left
-    /// their pool are flushed and the addresses retired. What cannot change
+    /// their pool, and on 1:1 static addresses removed or given another
+    /// inside host, are flushed and the addresses retired. What cannot change
     /// live ([`reconfigure_check`]) refuses the whole change, and then
     /// nothing changed. Returns how many sessions were flushed.
     pub fn reconfigure(&mut self, new: &EngineParams, now: u32) -> Result<usize, ParamError> {
@@ -97,6 +125,20 @@ impl Engine {
                 });
             }
         }
+        // A new static address must be free once the statics that go have gone.
+        for st in new.statics.iter().filter(|st| !self.params.statics.contains(st)) {
+            let taken = self.ports.addr_of_ip(st.public_addr).is_some_and(|a| !self.ports.is_static(a));
+            if taken {
+                return Err(ParamError::Static {
+                    addr: crate::wire::fmt_ipv4(st.public_addr),
+                    why: "the public address is in use",
+                });
+            }
+        }
+        // 1:1 statics: those that went or changed are flushed and retired,
+        // then the new ones added (their addresses were checked above).
+        let mut flushed = 0;
+        self.reconfigure_statics(new, now, &mut flushed)?;
         // Pools: the engine's index of each new pool (existing by name, or added).
         let mut map = Vec::with_capacity(new.pools.len());
         for np in &new.pools {
@@ -116,7 +158,6 @@ impl Engine {
                 op.addresses.iter().copied().filter(move |ip| !kept.contains(ip))
             })
             .collect();
-        let mut flushed = 0;
         for ip in gone {
             if let Some(a) = self.ports.addr_of_ip(ip) {
                 flushed += self.flush(now, |_| false, Some(a));

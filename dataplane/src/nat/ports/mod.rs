@@ -150,6 +150,20 @@ pub struct Ports {
     pub events_dropped: u64,
 }
 
+/// A 1:1 static address: no pool, no blocks, no bits.
+fn static_addr(ip: u32) -> AddrPorts {
+    AddrPorts {
+        ip,
+        pool: STATIC_POOL,
+        blocks: Vec::new(),
+        bits: Vec::new(),
+        free_blocks: Vec::new(),
+        perm: Vec::new(),
+        inv: Vec::new(),
+        retired: false,
+    }
+}
+
 impl Ports {
     /// Builds the pools from the parameters.
     pub fn new(p: &EngineParams) -> Result<Self, ParamError> {
@@ -168,18 +182,7 @@ impl Ports {
             addrs.extend(a);
         }
         // 1:1 static addresses: found by address like a pool's, no ports.
-        for st in &p.statics {
-            addrs.push(AddrPorts {
-                ip: st.public_addr,
-                pool: STATIC_POOL,
-                blocks: Vec::new(),
-                bits: Vec::new(),
-                free_blocks: Vec::new(),
-                perm: Vec::new(),
-                inv: Vec::new(),
-                retired: false,
-            });
-        }
+        addrs.extend(p.statics.iter().map(|st| static_addr(st.public_addr)));
         if addrs.len() >= 1 << 14 {
             return Err(ParamError::TooMany("addresses"));
         }
@@ -267,6 +270,20 @@ impl Ports {
         self.pools.push(rt);
         self.rebuild_by_ip();
         u16::try_from(pi).map_err(|_| ParamError::TooMany("pools"))
+    }
+
+    /// Adds a 1:1 static address at run time (a live configuration
+    /// change); returns its index. Refused if the address is in use.
+    pub fn add_static(&mut self, ip: u32) -> Result<u16, ParamError> {
+        if self.addr_of_ip(ip).is_some() {
+            return Err(ParamError::Static { addr: crate::wire::fmt_ipv4(ip), why: "the public address is in use" });
+        }
+        let a =
+            u16::try_from(self.addrs.len()).ok().filter(|&a| a < 1 << 14).ok_or(ParamError::TooMany("addresses"))?;
+        self.addrs.push(static_addr(ip));
+        self.ips.push(ip);
+        self.rebuild_by_ip();
+        Ok(a)
     }
 
     /// Takes address `a` out of service (its sessions must be gone first).
