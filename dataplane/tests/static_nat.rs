@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test
 
 use dataplane::nat::*;
-use dataplane::testing::frames::{icmp_echo, ip, tcp, tuple, udp};
+use dataplane::testing::frames::{icmp_echo, icmp_error, ip, tcp, tuple, udp};
 use dataplane::wire::tcp::{ACK, SYN};
 
 mod common;
@@ -75,6 +75,28 @@ fn anything_to_a_static_address_reaches_its_host_on_the_same_port() {
     // A TCP segment that cannot open a connection opens nothing.
     let mut f = tcp(remote, 1111, public, 25, ACK);
     assert_eq!(n.send(OUT, &mut f), Verdict::Drop(DropReason::TcpNotSyn));
+}
+
+#[test]
+fn icmp_errors_and_hairpins_reach_a_static_host() {
+    let mut n = Nat::new(static_params());
+    let (host, public, remote) = (ip(HOST), ip(PUBLIC), ip(REMOTE));
+    // A router on the way answers the host's datagram with time exceeded:
+    // it reaches the host, about its own packet.
+    let t = n.out(udp(host, 5060, remote, 53, b"q"));
+    let r = n.back(icmp_error(ip("192.0.2.254"), public, 11, 0, &t, 8));
+    assert_eq!(tuple(&r).2, host);
+    assert_eq!(u32::from_be_bytes([r[54], r[55], r[56], r[57]]), host, "the quoted source is the host");
+    // Another subscriber reaches the host through its public address
+    // (RFC 4787 REQ-9): the host sees that subscriber's public endpoint,
+    // and its answer goes back inside from the static address.
+    let other = ip("100.64.0.10");
+    let h = n.pass(IN, tcp(other, 40000, public, 80, SYN), IN);
+    let (src, sport, dst, dport) = tuple(&h);
+    assert!((ip("203.0.113.1")..=ip("203.0.113.4")).contains(&src), "{:?}", tuple(&h));
+    assert_eq!((dst, dport), (host, 80));
+    let a = n.pass(IN, tcp(host, 80, src, sport, SYN | ACK), IN);
+    assert_eq!(tuple(&a), (public, 80, other, 40000));
 }
 
 #[test]
