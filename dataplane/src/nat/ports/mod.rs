@@ -21,8 +21,15 @@
 //! and keep ports below 512, 512-1023 and from 1024 up in their class, as
 //! netfilter does.
 //!
+//! 1:1 static NAT addresses ([`Ports::add_static`]) sit among the
+//! addresses, so every by-address lookup finds them, but belong to no pool
+//! ([`STATIC_POOL`]) and have no blocks: nothing is ever allocated on them.
+//!
+//! Port parity (RFC 4787 REQ-4), a pool option: a search takes only ports
+//! of the preferred port's parity.
+//!
 //! Invariants: a port is set in the in-use map exactly while one mapping (or
-//! a static forward) holds it; a port-block subscriber's ports all lie in
+//! a static forward, every port of a range) holds it; a port-block subscriber's ports all lie in
 //! its own blocks; `Block::used` counts the in-use bits a subscriber set.
 #![forbid(unsafe_code)]
 // Port arithmetic: every value cast to u16 here is a port, a bit offset in a
