@@ -168,7 +168,8 @@ pub struct Pool {
     #[serde(default)]
     pub random_ports: bool,
     /// An even inside port gets an even public port, an odd one an odd
-    /// (RFC 4787 REQ-4, for RTP/RTCP pairs).
+    /// (RFC 4787 REQ-4, for RTP/RTCP pairs; best effort: the other parity
+    /// rather than a refusal when a subscriber has none left).
     #[serde(default)]
     pub port_parity: bool,
 }

@@ -355,3 +355,16 @@ fn port_parity_gives_an_even_port_for_an_even_one() {
         assert!(got.iter().any(|(i, p)| i % 2 != p % 2), "random {random}, shared {shared}");
     }
 }
+
+#[test]
+fn port_parity_gives_way_rather_than_refuse() {
+    // One block of 64 ports: 32 even ones.
+    let mut p = one_address_params();
+    p.pools[0].mode = PoolMode::PortBlocks { block_size: 64, max_blocks_per_subscriber: 1 };
+    p.pools[0].port_parity = true;
+    let mut n = Nat::new(p);
+    let got: Vec<u16> =
+        (0..40u16).map(|i| tuple(&n.out(udp(ip("100.64.0.2"), 20000 + 2 * i, ip(REMOTE), 53, b"q"))).1).collect();
+    assert!(got[..32].iter().all(|p| p % 2 == 0), "even while even ports last: {got:?}");
+    assert!(got[32..].iter().all(|p| p % 2 == 1), "then the odd ones, not a refusal: {got:?}");
+}

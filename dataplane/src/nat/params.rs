@@ -122,7 +122,8 @@ pub struct PoolParams {
     pub random_ports: bool,
     /// Port parity (RFC 4787 REQ-4): an even inside port gets an even
     /// public port, an odd one an odd (within the subscriber's blocks, or
-    /// the shared pool's class), so RTP/RTCP pairs keep their shape.
+    /// the shared pool's class), so RTP/RTCP pairs keep their shape; when
+    /// none of that parity is left, any port (best effort).
     pub port_parity: bool,
     /// Follows the outside interface's address (MASQUERADE).
     pub masquerade: bool,

@@ -24,21 +24,23 @@ pub(super) fn class_range(pool: &PoolParams, proto: L4, preferred: u16) -> (u16,
     (lo.max(min), hi.min(max))
 }
 
-/// Who allocates, and when: subscriber slot, worker geometry, hold window.
+/// Who allocates, and when: subscriber slot, worker geometry, hold window,
+/// and the parity wanted (RFC 4787 REQ-4), if any.
 #[derive(Clone, Copy)]
 pub(super) struct Where {
     s: u32,
     worker: u32,
     workers: u32,
     window: u32,
+    parity: Option<u16>,
 }
 
 /// Port-block allocation: the first free port of the subscriber's blocks,
 /// starting with the block that last had room and skipping full ones,
-/// else a new block while under the limit. With port parity (RFC 4787
-/// REQ-4) only ports of the preferred port's parity are taken: a
-/// subscriber whose blocks hold none free takes a new block, and past its
-/// limit is refused as when its blocks are full. Within a block the scan starts
+/// else a new block while under the limit. With a parity (RFC 4787 REQ-4)
+/// only ports of it are taken: a subscriber whose blocks hold none free
+/// takes a new block (the caller tries again without a parity past its
+/// limit). Within a block the scan starts
 /// at the preferred port itself if the block holds it (so a free source
 /// port is kept, netfilter FAQ 3.6), else at the same offset (which keeps
 /// its parity when that port is free), or at a random offset.
@@ -59,14 +61,12 @@ pub(super) fn alloc_in_blocks(
     random: Option<u32>,
     max_blocks: u16,
 ) -> Option<(u16, u32)> {
-    let Where { s, worker, workers, window } = at;
+    let Where { s, worker, workers, window, parity } = at;
     let (min, chunk, words) = (u32::from(pool.params.port_min), u32::from(pool.chunk), pool.words);
     let offset = match random {
         Some(r) => r % chunk,
         None => u32::from(preferred) % chunk,
     };
-    // RFC 4787 REQ-4: the public port's parity is the inside port's.
-    let parity = pool.params.port_parity.then_some(preferred & 1);
     // The preferred port's offset in the chunked order (MAX: not the pool's).
     let pref = if ad.inv.is_empty() {
         u32::from(preferred).wrapping_sub(min)
@@ -137,23 +137,36 @@ impl Ports {
         let ad = self.addrs.get_mut(usize::from(a))?;
         let pool = self.pools.get(usize::from(ad.pool))?;
         let random = pool.params.random_ports.then_some(rand);
+        // RFC 4787 REQ-4: the public port's parity is the inside port's.
+        let parity = pool.params.port_parity.then_some(preferred & 1);
         match pool.params.mode {
             PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
-                let at = Where { s, worker, workers, window };
+                let at = Where { s, worker, workers, window, parity };
                 let in_use = &mut self.blocks_in_use;
-                let got =
+                let mut got =
                     alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
+                if got.is_none() && parity.is_some() {
+                    // No port of that parity left to the subscriber: any
+                    // port rather than a refusal (parity is best effort).
+                    let at = Where { parity: None, ..at };
+                    got =
+                        alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
+                }
                 if let Some((_, 1)) = got {
                     self.note_new_block(s);
                 }
                 got
             }
-            PoolMode::Shared => self.alloc_shared(a, proto, preferred, window, rand),
+            PoolMode::Shared => self
+                .alloc_shared(a, proto, preferred, window, rand, parity)
+                // Best effort, as in port-block pools.
+                .or_else(|| parity.and_then(|_| self.alloc_shared(a, proto, preferred, window, rand, None))),
         }
     }
 
     /// [`Ports::alloc`] in a shared (home masquerade) pool: the preferred
-    /// port if free, else the next free one in its class, chunk by chunk.
+    /// port if free, else the next free one in its class (of `parity`, if
+    /// given), chunk by chunk.
     #[inline(never)]
     pub(super) fn alloc_shared(
         &mut self,
@@ -162,10 +175,10 @@ impl Ports {
         preferred: u16,
         window: u32,
         rand: u32,
+        parity: Option<u16>,
     ) -> Option<(u16, u32)> {
         let pool = self.pool_of(a)?;
         let random = pool.params.random_ports;
-        let parity = pool.params.port_parity.then_some(preferred & 1);
         let (lo, hi) = class_range(&pool.params, proto, preferred);
         let chunk = u32::from(pool.chunk);
         let n_chunks = pool.n_chunks;

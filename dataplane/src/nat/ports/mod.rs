@@ -26,7 +26,7 @@
 //! ([`STATIC_POOL`]) and have no blocks: nothing is ever allocated on them.
 //!
 //! Port parity (RFC 4787 REQ-4), a pool option: a search takes only ports
-//! of the preferred port's parity.
+//! of the preferred port's parity, and only when none is left, any port.
 //!
 //! Invariants: a port is set in the in-use map exactly while one mapping (or
 //! a static forward, every port of a range) holds it; a port-block subscriber's ports all lie in
