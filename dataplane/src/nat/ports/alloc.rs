@@ -136,18 +136,45 @@ impl Ports {
         let a = sub.addr;
         let ad = self.addrs.get_mut(usize::from(a))?;
         let pool = self.pools.get(usize::from(ad.pool))?;
+        if pool.params.port_parity {
+            return self.alloc_parity(s, proto, preferred, now, rand);
+        }
         let random = pool.params.random_ports.then_some(rand);
-        // RFC 4787 REQ-4: the public port's parity is the inside port's.
-        let parity = pool.params.port_parity.then_some(preferred & 1);
+        match pool.params.mode {
+            PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
+                let at = Where { s, worker, workers, window, parity: None };
+                let in_use = &mut self.blocks_in_use;
+                let got =
+                    alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
+                if let Some((_, 1)) = got {
+                    self.note_new_block(s);
+                }
+                got
+            }
+            PoolMode::Shared => self.alloc_shared(a, proto, preferred, window, rand, None),
+        }
+    }
+
+    /// [`Ports::alloc`] in a pool with port parity (RFC 4787 REQ-4): a port
+    /// of the preferred port's parity, else (best effort, never a refusal
+    /// while ports are free) any. Out of line: other pools pay nothing.
+    #[inline(never)]
+    fn alloc_parity(&mut self, s: u32, proto: L4, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
+        let window = self.window(now);
+        let (worker, workers) = (self.worker, self.workers);
+        let sub = self.subs.get_mut(s as usize)?;
+        let a = sub.addr;
+        let ad = self.addrs.get_mut(usize::from(a))?;
+        let pool = self.pools.get(usize::from(ad.pool))?;
+        let random = pool.params.random_ports.then_some(rand);
+        let parity = Some(preferred & 1);
         match pool.params.mode {
             PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
                 let at = Where { s, worker, workers, window, parity };
                 let in_use = &mut self.blocks_in_use;
                 let mut got =
                     alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
-                if got.is_none() && parity.is_some() {
-                    // No port of that parity left to the subscriber: any
-                    // port rather than a refusal (parity is best effort).
+                if got.is_none() {
                     let at = Where { parity: None, ..at };
                     got =
                         alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
@@ -159,8 +186,7 @@ impl Ports {
             }
             PoolMode::Shared => self
                 .alloc_shared(a, proto, preferred, window, rand, parity)
-                // Best effort, as in port-block pools.
-                .or_else(|| parity.and_then(|_| self.alloc_shared(a, proto, preferred, window, rand, None))),
+                .or_else(|| self.alloc_shared(a, proto, preferred, window, rand, None)),
         }
     }
 
