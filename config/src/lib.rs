@@ -627,6 +627,16 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
             }
         };
         if let (Some(public), Some(inside)) = (public, inside) {
+            // Its sessions live with its own worker, a forward's with the
+            // public port's owner: one host cannot be both unambiguously.
+            if let Some(k) = forwards.iter().position(|f| f.inside_addr == inside) {
+                e.add(
+                    at("inside"),
+                    format!(
+                        "{inside} is forwards[{k}]'s inside host: a static host is reached through its own address"
+                    ),
+                );
+            }
             statics.push(ValidStatic { public, inside });
         }
     }

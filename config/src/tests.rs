@@ -288,6 +288,16 @@ fn a_static_address_in_a_pool_or_shared_is_an_error_with_its_line() {
     assert!(e[0].message.contains("203.0.113.9 is in a pool (pools[0].addresses[0])"), "{}", e[0].message);
     assert!(e[1].message.contains("static_nat[1]'s public address"), "{}", e[1].message);
     assert!(e[2].message.contains("100.64.0.3 has a static address already (static_nat[1])"), "{}", e[2].message);
+    // A forward's inside host cannot be a static host as well.
+    let e = errors(&format!(
+        "{STATIC_BASE}forwards:
+  - {{protocol: tcp, public: '203.0.113.8:8080', inside: '100.64.0.2:80'}}
+static_nat:
+  - {{public: 198.51.100.7, inside: 100.64.0.2}}
+"
+    ));
+    assert_eq!((e.len(), e[0].line, e[0].path.as_str()), (1, 11, "static_nat[0].inside"), "{e:#?}");
+    assert!(e[0].message.contains("forwards[0]'s inside host"), "{}", e[0].message);
 }
 
 #[test]
