@@ -5,7 +5,8 @@
 //! not a default), then [`validate`]s the whole file and returns either a
 //! [`ValidConfig`] or every error found. Syntax and type errors stop the
 //! parse at the first; the checks after it (addresses, ranges, references,
-//! overlapping pools, forwards outside the pools, RFC minimum timeouts,
+//! overlapping pools, forwards outside the pools or overlapping, static
+//! NAT addresses inside a pool or used twice, RFC minimum timeouts,
 //! more workers than cores) all report. The dataplane never sees YAML: the
 //! control plane turns a `ValidConfig` into engine parameters.
 //!
@@ -20,7 +21,7 @@ pub mod schema;
 pub use positions::Positions;
 pub use schema::*;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 
 /// The configuration the demo and `masq run` without `--config` use: the
 /// namespace lab's (deploy/lab/lab.sh).
@@ -134,6 +135,8 @@ pub struct ValidPool {
     pub filtering: Filtering,
     /// Random port choice instead of keeping the source port.
     pub random_ports: bool,
+    /// Public ports keep the inside port's parity (RFC 4787 REQ-4).
+    pub port_parity: bool,
 }
 
 /// Where a forward's public side is.
@@ -145,17 +148,29 @@ pub enum PublicAddr {
     Outside,
 }
 
-/// A validated port forward.
+/// A validated port forward: one port or a range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ValidForward {
     /// TCP or UDP.
     pub protocol: Protocol,
     /// Public address.
     pub public: PublicAddr,
-    /// Public port.
-    pub public_port: u16,
-    /// Inside host and port.
-    pub inside: SocketAddrV4,
+    /// Public ports, inclusive (one port: both the same).
+    pub public_ports: (u16, u16),
+    /// Inside host.
+    pub inside_addr: Ipv4Addr,
+    /// Inside ports, inclusive: as long as the public range (offset kept),
+    /// or one port every public port goes to.
+    pub inside_ports: (u16, u16),
+}
+
+/// A validated 1:1 static NAT entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidStatic {
+    /// The public address (in no pool).
+    pub public: Ipv4Addr,
+    /// The inside host.
+    pub inside: Ipv4Addr,
 }
 
 /// The validated `boundary` section.
@@ -193,6 +208,8 @@ pub struct ValidConfig {
     pub rules: Vec<ValidRule>,
     /// Port forwards.
     pub forwards: Vec<ValidForward>,
+    /// 1:1 static NAT entries.
+    pub statics: Vec<ValidStatic>,
     /// Control API address.
     pub listen: std::net::SocketAddr,
     /// Anti-spoofing at both edges.
@@ -414,6 +431,7 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
             max_sessions_per_subscriber: p.max_sessions_per_subscriber,
             filtering: p.filtering,
             random_ports: p.random_ports,
+            port_parity: p.port_parity,
         });
     }
 
@@ -475,6 +493,7 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
                             max_sessions_per_subscriber: u32::MAX,
                             filtering: Filtering::AddressAndPortDependent,
                             random_ports: false,
+                            port_parity: false,
                         });
                         pools.len() - 1
                     }
@@ -512,46 +531,116 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
 
     // Forwards.
     let has_masquerade = pools.iter().any(|p| p.masquerade);
-    let mut forwards = Vec::new();
+    let mut forwards: Vec<ValidForward> = Vec::new();
     for (i, f) in raw.forwards.iter().enumerate() {
+        let at = |k: &str| format!("forwards[{i}].{k}");
         if f.protocol == Protocol::Icmp || f.protocol == Protocol::Other {
-            e.add(format!("forwards[{i}].protocol"), "a port forward is tcp or udp");
+            e.add(at("protocol"), "a port forward is tcp or udp (static_nat forwards every protocol)");
         }
         let (host, port) = f.public.rsplit_once(':').unwrap_or((f.public.as_str(), ""));
-        let public_port = parse_port_range(port).ok().filter(|(a, b)| a == b).map(|(a, _)| a);
+        let public_ports = parse_port_range(port).ok();
         let public = if host == "outside" {
             if !has_masquerade {
-                e.add(format!("forwards[{i}].public"), "`outside` is the masquerade address, and no rule masquerades");
+                e.add(at("public"), "`outside` is the masquerade address, and no rule masquerades");
             }
             Some(PublicAddr::Outside)
         } else {
             match host.parse::<Ipv4Addr>() {
                 Ok(ip) if owner.contains_key(&ip) => Some(PublicAddr::Addr(ip)),
                 Ok(ip) => {
-                    e.add(
-                        format!("forwards[{i}].public"),
-                        format!("{ip} is in no pool: a forward's public address must be a pool's"),
-                    );
+                    e.add(at("public"), format!("{ip} is in no pool: a forward's public address must be a pool's"));
                     None
                 }
                 Err(_) => None,
             }
         };
-        if public.is_none() && host != "outside" && host.parse::<Ipv4Addr>().is_err() || public_port.is_none() {
-            e.add(format!("forwards[{i}].public"), format!("`{}` is not ADDRESS:PORT (or outside:PORT)", f.public));
+        if public.is_none() && host != "outside" && host.parse::<Ipv4Addr>().is_err() || public_ports.is_none() {
+            e.add(at("public"), format!("`{}` is not ADDRESS:PORT or ADDRESS:LOW-HIGH (or outside:PORT)", f.public));
         }
-        let inside = f.inside.parse::<SocketAddrV4>();
-        if inside.is_err() {
-            e.add(format!("forwards[{i}].inside"), format!("`{}` is not ADDRESS:PORT", f.inside));
-        }
-        if let (Some(public), Some(public_port), Ok(inside)) = (public, public_port, inside) {
-            if forwards
-                .iter()
-                .any(|x: &ValidForward| x.public == public && x.public_port == public_port && x.protocol == f.protocol)
-            {
-                e.add(format!("forwards[{i}].public"), format!("{} is forwarded twice", f.public));
+        let (ihost, iport) = f.inside.rsplit_once(':').unwrap_or((f.inside.as_str(), ""));
+        let inside = match (ihost.parse::<Ipv4Addr>(), parse_port_range(iport)) {
+            (Ok(a), Ok(r)) => Some((a, r)),
+            _ => {
+                e.add(at("inside"), format!("`{}` is not ADDRESS:PORT or ADDRESS:LOW-HIGH", f.inside));
+                None
             }
-            forwards.push(ValidForward { protocol: f.protocol, public, public_port, inside });
+        };
+        if let (Some(pr), Some((_, ir))) = (public_ports, inside) {
+            let (plen, ilen) = (pr.1 - pr.0, ir.1 - ir.0);
+            if ilen != 0 && ilen != plen {
+                e.add(
+                    at("inside"),
+                    format!(
+                        "{} ports inside for {} public: a range maps to one port or to as many ports",
+                        u32::from(ilen) + 1,
+                        u32::from(plen) + 1
+                    ),
+                );
+            }
+        }
+        if let (Some(public), Some(public_ports), Some((inside_addr, inside_ports))) = (public, public_ports, inside) {
+            let overlaps = |x: &&ValidForward| {
+                x.public == public
+                    && x.protocol == f.protocol
+                    && x.public_ports.0 <= public_ports.1
+                    && public_ports.0 <= x.public_ports.1
+            };
+            if let Some(k) = forwards.iter().position(|x| overlaps(&x)) {
+                e.add(
+                    at("public"),
+                    format!("{} overlaps forwards[{k}].public: a public port is forwarded once", f.public),
+                );
+            }
+            forwards.push(ValidForward { protocol: f.protocol, public, public_ports, inside_addr, inside_ports });
+        }
+    }
+
+    // 1:1 static NAT: a public address no pool hands out, one inside host.
+    let mut statics: Vec<ValidStatic> = Vec::new();
+    for (i, st) in raw.static_nat.iter().enumerate() {
+        let at = |k: &str| format!("static_nat[{i}].{k}");
+        let public = match st.public.parse::<Ipv4Addr>() {
+            Ok(ip) => {
+                if let Some((_, path)) = owner.get(&ip) {
+                    e.add(
+                        at("public"),
+                        format!("{ip} is in a pool ({path}): a static address must be in none, or the pool would hand out its ports"),
+                    );
+                }
+                if let Some(k) = statics.iter().position(|x| x.public == ip) {
+                    e.add(at("public"), format!("{ip} is static_nat[{k}]'s public address already"));
+                }
+                Some(ip)
+            }
+            Err(_) => {
+                e.add(at("public"), format!("`{}` is not an IPv4 address", st.public));
+                None
+            }
+        };
+        let inside = match st.inside.parse::<Ipv4Addr>() {
+            Ok(ip) => {
+                if let Some(k) = statics.iter().position(|x| x.inside == ip) {
+                    e.add(at("inside"), format!("{ip} has a static address already (static_nat[{k}])"));
+                }
+                Some(ip)
+            }
+            Err(_) => {
+                e.add(at("inside"), format!("`{}` is not an IPv4 address", st.inside));
+                None
+            }
+        };
+        if let (Some(public), Some(inside)) = (public, inside) {
+            // Its sessions live with its own worker, a forward's with the
+            // public port's owner: one host cannot be both unambiguously.
+            if let Some(k) = forwards.iter().position(|f| f.inside_addr == inside) {
+                e.add(
+                    at("inside"),
+                    format!(
+                        "{inside} is forwards[{k}]'s inside host: a static host is reached through its own address"
+                    ),
+                );
+            }
+            statics.push(ValidStatic { public, inside });
         }
     }
 
@@ -680,7 +769,9 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
     }
 
     match listen {
-        Ok(listen) if e.list.is_empty() => Ok(ValidConfig { raw, pools, rules, forwards, listen, boundary, allow }),
+        Ok(listen) if e.list.is_empty() => {
+            Ok(ValidConfig { raw, pools, rules, forwards, statics, listen, boundary, allow })
+        }
         _ => {
             e.list.sort_by_key(|x| (x.line, x.col));
             Err(e.list)

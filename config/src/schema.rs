@@ -19,9 +19,13 @@ pub struct Config {
     /// Ordered NAT rules; the first match wins.
     #[serde(default)]
     pub rules: Vec<Rule>,
-    /// Static port forwards (DNAT).
+    /// Static port forwards (DNAT), single ports or ranges.
     #[serde(default)]
     pub forwards: Vec<PortForward>,
+    /// 1:1 static NAT: a public address for one inside host, every port
+    /// and protocol, both directions (the "DMZ host").
+    #[serde(default)]
+    pub static_nat: Vec<StaticNat>,
     /// Idle timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,
@@ -187,6 +191,11 @@ pub struct Pool {
     /// Pick ports at random instead of keeping the source port.
     #[serde(default)]
     pub random_ports: bool,
+    /// An even inside port gets an even public port, an odd one an odd
+    /// (RFC 4787 REQ-4, for RTP/RTCP pairs; best effort: the other parity
+    /// rather than a refusal when a subscriber has none left).
+    #[serde(default)]
+    pub port_parity: bool,
 }
 
 impl Pool {
@@ -203,6 +212,7 @@ impl Pool {
             max_sessions_per_subscriber: default_max_sessions_per_subscriber(),
             filtering: Filtering::EndpointIndependent,
             random_ports: false,
+            port_parity: false,
         }
     }
 }
@@ -310,9 +320,22 @@ pub struct Rule {
 pub struct PortForward {
     /// tcp or udp.
     pub protocol: Protocol,
-    /// `ADDRESS:PORT` of a pool address, or `outside:PORT` (masquerade).
+    /// `ADDRESS:PORT` or `ADDRESS:LOW-HIGH` of a pool address, or
+    /// `outside:PORT` (masquerade).
     pub public: String,
-    /// `ADDRESS:PORT` inside.
+    /// `ADDRESS:PORT` inside, or `ADDRESS:LOW-HIGH` as long as the public
+    /// range (each public port to the port at the same offset).
+    pub inside: String,
+}
+
+/// A 1:1 static NAT entry (netfilter: `snat to A` for B plus `dnat to B`
+/// for A; VPP: an address-only static mapping).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticNat {
+    /// The public address (in no pool).
+    pub public: String,
+    /// The inside host.
     pub inside: String,
 }
 

@@ -242,3 +242,117 @@ fn other_protocols_have_their_own_timeout_with_a_floor() {
     let e = errors(&format!("{base}timeouts: {{other_secs: 30}}\n"));
     assert_eq!(e.iter().map(|x| x.path.as_str()).collect::<Vec<_>>(), ["timeouts.other_secs"], "{e:?}");
 }
+
+const STATIC_BASE: &str = "interfaces: {inside: a, outside: b}
+pools:
+  - name: p
+    addresses: [203.0.113.8/30]
+    port_parity: true
+rules:
+  - {action: snat, pool: p}
+";
+
+#[test]
+fn static_nat_and_port_range_forwards_are_read() {
+    let c = load(
+        &format!(
+            "{STATIC_BASE}static_nat:
+  - {{public: 198.51.100.7, inside: 100.64.0.2}}
+forwards:
+  - {{protocol: tcp, public: '203.0.113.8:8000-8099', inside: '100.64.0.3:9000-9099'}}
+  - {{protocol: udp, public: '203.0.113.8:8000-8099', inside: '100.64.0.3:80'}}
+  - {{protocol: tcp, public: '203.0.113.8:443', inside: '100.64.0.3:443'}}
+"
+        ),
+        2,
+    )
+    .unwrap();
+    assert_eq!(
+        c.statics,
+        vec![ValidStatic { public: "198.51.100.7".parse().unwrap(), inside: "100.64.0.2".parse().unwrap() }]
+    );
+    assert!(c.pools[0].port_parity);
+    let f = &c.forwards;
+    assert_eq!((f[0].public_ports, f[0].inside_ports), ((8000, 8099), (9000, 9099)));
+    assert_eq!((f[1].public_ports, f[1].inside_ports), ((8000, 8099), (80, 80)), "udp: its own port space");
+    assert_eq!((f[2].public_ports, f[2].inside_ports), ((443, 443), (443, 443)));
+    assert_eq!(f[2].inside_addr, "100.64.0.3".parse::<std::net::Ipv4Addr>().unwrap());
+    assert!(!default_config(2).unwrap().pools[0].port_parity, "parity is off by default");
+}
+
+#[test]
+fn a_static_address_in_a_pool_or_shared_is_an_error_with_its_line() {
+    let e = errors(&format!(
+        "{STATIC_BASE}static_nat:
+  - {{public: 203.0.113.9, inside: 100.64.0.2}}
+  - {{public: 198.51.100.7, inside: 100.64.0.3}}
+  - {{public: 198.51.100.7, inside: 100.64.0.4}}
+  - {{public: 198.51.100.8, inside: 100.64.0.3}}
+  - {{public: 198.51.100, inside: 100.64.0.5/32}}
+"
+    ));
+    let got: Vec<(usize, &str)> = e.iter().map(|x| (x.line, x.path.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (9, "static_nat[0].public"),
+            (11, "static_nat[2].public"),
+            (12, "static_nat[3].inside"),
+            (13, "static_nat[4].public"),
+            (13, "static_nat[4].inside"),
+        ],
+        "{e:#?}"
+    );
+    assert!(e[0].message.contains("203.0.113.9 is in a pool (pools[0].addresses[0])"), "{}", e[0].message);
+    assert!(e[1].message.contains("static_nat[1]'s public address"), "{}", e[1].message);
+    assert!(e[2].message.contains("100.64.0.3 has a static address already (static_nat[1])"), "{}", e[2].message);
+    // A forward's inside host cannot be a static host as well.
+    let e = errors(&format!(
+        "{STATIC_BASE}forwards:
+  - {{protocol: tcp, public: '203.0.113.8:8080', inside: '100.64.0.2:80'}}
+static_nat:
+  - {{public: 198.51.100.7, inside: 100.64.0.2}}
+"
+    ));
+    assert_eq!((e.len(), e[0].line, e[0].path.as_str()), (1, 11, "static_nat[0].inside"), "{e:#?}");
+    assert!(e[0].message.contains("forwards[0]'s inside host"), "{}", e[0].message);
+}
+
+#[test]
+fn port_range_forwards_are_checked_for_length_and_overlap() {
+    let e = errors(&format!(
+        "{STATIC_BASE}forwards:
+  - {{protocol: tcp, public: '203.0.113.8:8000-8099', inside: '100.64.0.3:8000-8049'}}
+  - {{protocol: tcp, public: '203.0.113.8:8050-8100', inside: '100.64.0.3:80'}}
+  - {{protocol: tcp, public: '203.0.113.8:8101-8100', inside: '100.64.0.3:80'}}
+  - {{protocol: udp, public: '203.0.113.9:9000', inside: '100.64.0.3:9-8'}}
+  - {{protocol: icmp, public: '203.0.113.9:7000', inside: '100.64.0.3:7'}}
+"
+    ));
+    let got: Vec<(usize, &str)> = e.iter().map(|x| (x.line, x.path.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (9, "forwards[0].inside"),
+            (10, "forwards[1].public"),
+            (11, "forwards[2].public"),
+            (12, "forwards[3].inside"),
+            (13, "forwards[4].protocol"),
+        ],
+        "{e:#?}"
+    );
+    assert!(e[0].message.contains("50 ports inside for 100 public"), "{}", e[0].message);
+    assert!(e[1].message.contains("overlaps forwards[0].public"), "{}", e[1].message);
+    // The same ports on another protocol or address do not overlap.
+    load(
+        &format!(
+            "{STATIC_BASE}forwards:
+  - {{protocol: tcp, public: '203.0.113.8:8000-8099', inside: '100.64.0.3:80'}}
+  - {{protocol: udp, public: '203.0.113.8:8000-8099', inside: '100.64.0.3:80'}}
+  - {{protocol: tcp, public: '203.0.113.9:8000-8099', inside: '100.64.0.3:80'}}
+"
+        ),
+        2,
+    )
+    .expect("disjoint");
+}

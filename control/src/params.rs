@@ -6,7 +6,7 @@ use config::{
 };
 use dataplane::nat::{
     proto, Boundary, EngineParams, Filtering, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch,
-    Timeouts,
+    StaticNat, Timeouts,
 };
 use dataplane::rss::{InputSet, Rss, SubscriberSteering};
 
@@ -125,6 +125,7 @@ pub fn engine_params(
             filtering,
             max_sessions_per_subscriber: p.max_sessions_per_subscriber,
             random_ports: p.random_ports,
+            port_parity: p.port_parity,
             masquerade: p.masquerade,
             ..PoolParams::cgnat(&p.name, addresses)
         };
@@ -185,11 +186,18 @@ pub fn engine_params(
             Forward {
                 protocol: if f.protocol == Protocol::Udp { 17 } else { 6 },
                 public_addr,
-                public_port: f.public_port,
-                inside_addr: u32::from(*f.inside.ip()),
-                inside_port: f.inside.port(),
+                public_port: f.public_ports.0,
+                public_port_last: f.public_ports.1,
+                inside_addr: u32::from(f.inside_addr),
+                inside_port: f.inside_ports.0,
+                inside_port_last: f.inside_ports.1,
             }
         })
+        .collect();
+    p.statics = v
+        .statics
+        .iter()
+        .map(|st| StaticNat { public_addr: u32::from(st.public), inside_addr: u32::from(st.inside) })
         .collect();
     let t = &v.raw.timeouts;
     p.timeouts = Timeouts {
@@ -267,9 +275,15 @@ mod tests {
         assert_eq!(p.rules[0].action, RuleAction::Translate { pool: 0 });
         assert_eq!(p.rules[0].matches.protocols, proto::TCP | proto::UDP | proto::ICMP);
         assert_eq!(p.rules[1].action, RuleAction::Translate { pool: 1 });
-        assert_eq!(p.forwards.len(), 3);
+        assert_eq!(p.forwards.len(), 5);
         assert_eq!((p.forwards[1].protocol, p.forwards[1].public_port), (17, 51820));
         assert_eq!(p.forwards[2].public_addr, outside, "outside:2222 is the masquerade address");
+        let r = p.forwards[3];
+        assert_eq!((r.public_port, r.public_port_last, r.inside_port, r.inside_port_last), (8000, 8099, 9000, 9099));
+        let r = p.forwards[4];
+        assert_eq!((r.public_port, r.public_port_last, r.inside_port, r.inside_port_last), (7000, 7009, 80, 80));
+        let a = |s: &str| u32::from(s.parse::<std::net::Ipv4Addr>().unwrap());
+        assert_eq!(p.statics, vec![StaticNat { public_addr: a("203.0.113.6"), inside_addr: a("192.168.1.40") }]);
         dataplane::nat::Engine::new(&p).expect("the engine takes them");
     }
 }

@@ -305,8 +305,7 @@ fn a_port_forwards_server_answers_in_fragments_through_the_port_owner() {
     let port = (1024..2048u16).find(|&p| owner_of(p) == 0).unwrap();
     let server = subscribers()[1];
     let mut p = cgnat_params();
-    p.forwards =
-        vec![Forward { protocol: 17, public_addr: public, public_port: port, inside_addr: server, inside_port: 53 }];
+    p.forwards = vec![Forward::one(17, public, port, server, 53)];
     let mut t = Two::with(p);
     let client = ip(REMOTE);
     let q = t.pass(1, OUT, udp(client, 3333, public, port, b"query"), IN);

@@ -199,13 +199,7 @@ fn snat_to_a_list_is_persistent_per_subscriber() {
 
 fn forward_params() -> EngineParams {
     let mut p = cgnat_params();
-    p.forwards = vec![Forward {
-        protocol: 6,
-        public_addr: ip("203.0.113.1"),
-        public_port: 8080,
-        inside_addr: ip("100.64.0.5"),
-        inside_port: 80,
-    }];
+    p.forwards = vec![Forward::one(6, ip("203.0.113.1"), 8080, ip("100.64.0.5"), 80)];
     p
 }
 
@@ -846,15 +840,7 @@ fn a_change_that_cannot_apply_live_is_refused_whole() {
         (|p| p.timeouts.udp_secs = 100_000, ParamError::TimeoutPastWheel { wheel: 7440 }),
         // A forward Engine::new would refuse (ICMP has no ports to forward).
         (
-            |p| {
-                p.forwards = vec![Forward {
-                    protocol: 1,
-                    public_addr: ip("203.0.113.2"),
-                    public_port: 8080,
-                    inside_addr: ip("100.64.9.9"),
-                    inside_port: 80,
-                }]
-            },
+            |p| p.forwards = vec![Forward::one(1, ip("203.0.113.2"), 8080, ip("100.64.9.9"), 80)],
             ParamError::ForwardProtocol(1),
         ),
     ];
@@ -893,13 +879,7 @@ fn an_engine_numbers_at_most_max_pools_pools_over_its_life() {
 #[test]
 fn forwards_come_and_go_live() {
     let mut n = Nat::new(cgnat_params());
-    let fwd = Forward {
-        protocol: 6,
-        public_addr: ip("203.0.113.2"),
-        public_port: 8080,
-        inside_addr: ip("100.64.9.9"),
-        inside_port: 80,
-    };
+    let fwd = Forward::one(6, ip("203.0.113.2"), 8080, ip("100.64.9.9"), 80);
     let mut p = cgnat_params();
     p.forwards = vec![fwd];
     assert_eq!(n.e.reconfigure(&p, n.now), Ok(0));

@@ -221,3 +221,23 @@ fn an_address_pushed_away_and_back_is_taken_back() {
     apply(&h.live, &two, "test").expect("203.0.113.11 comes back to p");
     assert_eq!(h.live.counts(), ConfigCounts { generation: 3, accepted: 2, refused: 0 });
 }
+
+#[test]
+fn a_static_nat_entry_is_pushed_live_and_one_in_a_pool_refused_at_its_line() {
+    let h = Harness::new();
+    let e = apply(&h.live, &format!("{BASE}static_nat:\n  - {{public: 203.0.113.10, inside: 100.64.0.9}}\n"), "test")
+        .expect_err("in the pool");
+    assert_eq!(paths(&e), vec!["static_nat[0].public"]);
+    assert!(e.to_string().contains("config:16:"), "{e}");
+    h.assert_unchanged();
+    let text = format!("{BASE}static_nat:\n  - {{public: 198.51.100.7, inside: 100.64.0.9}}\n");
+    let done = apply(&h.live, &text, "test").expect("applied live");
+    assert_eq!(done, Applied { generation: 2, flushed: 0 });
+    let params = h.live.in_force().expect("not poisoned").params.expect("NAT");
+    assert_eq!(
+        params.statics,
+        vec![dataplane::nat::StaticNat { public_addr: ip("198.51.100.7"), inside_addr: ip("100.64.0.9") }]
+    );
+    // And taken away again.
+    assert_eq!(apply(&h.live, BASE, "test").expect("applied live").generation, 3);
+}

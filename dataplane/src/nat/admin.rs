@@ -140,7 +140,8 @@ impl Engine {
         (0..self.ports.addrs.len()).filter_map(move |a| {
             let a = u16::try_from(a).ok()?;
             let (used, free) = self.ports.block_use(a);
-            let pool = self.ports.pool_of(a).map_or("", |p| p.params.name.as_str());
+            // 1:1 static addresses have no pool and no blocks.
+            let pool = self.ports.pool_of(a)?.params.name.as_str();
             Some((self.ports.ip_of(a), pool, used, free))
         })
     }

@@ -185,6 +185,11 @@ reasons! {
         /// Another IP protocol's first packet whose (public address, remote,
         /// protocol) another inside host holds (`nat::other`).
         OtherProtoBusy = "other_proto_busy",
+        /// A connection a forward or a 1:1 static address would give the
+        /// inside tuple another session already has (a port range forwarded
+        /// to one port, reached from one remote port on two public ports):
+        /// the inside host's answers could not be told apart.
+        InsideClash = "inside_clash",
     }
 }
 

@@ -15,12 +15,54 @@ pub(super) struct ForwardRt {
     pub(super) proto: L4,
 }
 
+/// A 1:1 static NAT entry at run time: its public address's index.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StaticRt {
+    pub(super) inside: u32,
+    pub(super) addr: u16,
+}
+
 /// A forward's protocol: TCP or UDP (ICMP has no ports to forward).
 pub(super) fn forward_proto(f: &Forward) -> Result<L4, ParamError> {
     match L4::from_ip_proto(f.protocol) {
         Some(p @ (L4::Tcp | L4::Udp)) => Ok(p),
         _ => Err(ParamError::ForwardProtocol(f.protocol)),
     }
+}
+
+/// A forward's public address index: a pool's address, with well-formed ranges.
+pub(super) fn forward_addr(ports: &Ports, f: &Forward) -> Result<u16, ParamError> {
+    let ip = crate::wire::fmt_ipv4(f.public_addr);
+    let addr = ports
+        .addr_of_ip(f.public_addr)
+        .filter(|&a| !ports.is_static(a))
+        .ok_or(ParamError::ForwardOffPool { addr: ip, port: f.public_port })?;
+    if !f.well_formed() {
+        return Err(ParamError::ForwardRange { addr: ip, port: f.public_port });
+    }
+    Ok(addr)
+}
+
+/// 1:1 static NAT entries: each public address in no pool and not the
+/// box's own, no public or inside address twice.
+pub(super) fn check_statics(p: &EngineParams) -> Result<(), ParamError> {
+    for (i, st) in p.statics.iter().enumerate() {
+        let bad = |addr, why| Err(ParamError::Static { addr: crate::wire::fmt_ipv4(addr), why });
+        if p.pools.iter().any(|x| x.addresses.contains(&st.public_addr)) {
+            return bad(st.public_addr, "the public address is a pool's");
+        }
+        if p.local_addrs.contains(&st.public_addr) {
+            return bad(st.public_addr, "the public address is the box's own");
+        }
+        let before = p.statics.get(..i).unwrap_or_default();
+        if before.iter().any(|x| x.public_addr == st.public_addr) {
+            return bad(st.public_addr, "the public address is listed twice");
+        }
+        if before.iter().any(|x| x.inside_addr == st.inside_addr) {
+            return bad(st.inside_addr, "the inside host has two public addresses");
+        }
+    }
+    Ok(())
 }
 
 /// One worker's NAT engine.
@@ -34,6 +76,10 @@ pub struct Engine {
     pub(super) class_timeout: [u32; class::SLOTS],
     pub(super) rules: rules::RuleSet,
     pub(super) forwards: Vec<ForwardRt>,
+    /// 1:1 static NAT by inside address (sorted).
+    pub(super) statics_by_inside: Vec<StaticRt>,
+    /// 1:1 static NAT by public address index (sorted).
+    pub(super) statics_by_addr: Vec<StaticRt>,
     pub(super) local: Vec<u32>,
     pub(super) sessions: SessionTable,
     pub(super) i2o: Index,
@@ -82,21 +128,27 @@ impl Engine {
                 }
             }
         }
+        check_statics(p)?;
         let mut ports = Ports::new(p)?;
         let mut forwards = Vec::new();
         for f in &p.forwards {
-            let Some(addr) = ports.addr_of_ip(f.public_addr) else {
-                return Err(ParamError::ForwardOffPool {
-                    addr: crate::wire::fmt_ipv4(f.public_addr),
-                    port: f.public_port,
-                });
-            };
+            let addr = forward_addr(&ports, f)?;
             let proto = forward_proto(f)?;
-            // Only the owning worker marks the port; others never allocate it
+            // Only the owning worker marks a port; others never allocate it
             // because they do not own it.
-            ports.reserve(addr, proto, f.public_port);
+            for port in f.public_port..=f.public_port_last {
+                ports.reserve(addr, proto, port);
+            }
             forwards.push(ForwardRt { f: *f, addr, proto });
         }
+        let mut statics_by_inside: Vec<StaticRt> = p
+            .statics
+            .iter()
+            .filter_map(|st| Some(StaticRt { inside: st.inside_addr, addr: ports.addr_of_ip(st.public_addr)? }))
+            .collect();
+        statics_by_inside.sort_unstable_by_key(|x| x.inside);
+        let mut statics_by_addr = statics_by_inside.clone();
+        statics_by_addr.sort_unstable_by_key(|x| x.addr);
         let mut local = p.local_addrs.clone();
         local.sort_unstable();
         let t = p.timeouts;
@@ -110,6 +162,8 @@ impl Engine {
             class_timeout: t.by_class(),
             rules: rules::RuleSet::new(&p.rules),
             forwards,
+            statics_by_inside,
+            statics_by_addr,
             local,
             sessions: SessionTable::new(p.max_sessions, t.longest()),
             i2o: Index::with_entries(p.max_sessions),
@@ -181,9 +235,14 @@ impl Engine {
         self.ports.pools.iter().map(|p| p.params.name.as_str())
     }
 
-    /// The worker owning public (`ip`, `port`), if `ip` is a pool address.
+    /// The worker owning public (`ip`, `port`), if `ip` is a pool address
+    /// (a 1:1 static address's sessions live with its inside host's worker).
     pub fn public_owner(&self, ip: u32, port: u16) -> Option<u16> {
-        self.ports.addr_of_ip(ip).and_then(|a| self.ports.owner_of(a, port))
+        let a = self.ports.addr_of_ip(ip)?;
+        match self.static_by_addr(a) {
+            Some(inside) => Some(self.subscriber_owner(inside)),
+            None => self.ports.owner_of(a, port),
+        }
     }
 
     pub(super) fn is_local(&self, ip: u32) -> bool {
@@ -262,11 +321,36 @@ impl Engine {
     }
 
     pub(super) fn forward_by_public(&self, addr: u16, port: u16, proto: L4) -> Option<ForwardRt> {
-        self.forwards.iter().find(|f| f.addr == addr && f.f.public_port == port && f.proto == proto).copied()
+        self.forwards
+            .iter()
+            .find(|f| f.addr == addr && f.proto == proto && (f.f.public_port..=f.f.public_port_last).contains(&port))
+            .copied()
     }
 
     pub(super) fn forward_by_inside(&self, ip: u32, port: u16, proto: L4) -> Option<ForwardRt> {
-        self.forwards.iter().find(|f| f.f.inside_addr == ip && f.f.inside_port == port && f.proto == proto).copied()
+        self.forwards
+            .iter()
+            .find(|f| {
+                f.f.inside_addr == ip && f.proto == proto && (f.f.inside_port..=f.f.inside_port_last).contains(&port)
+            })
+            .copied()
+    }
+
+    /// The 1:1 static NAT entry of inside host `ip`: its public address index.
+    #[inline]
+    pub(super) fn static_by_inside(&self, ip: u32) -> Option<u16> {
+        if self.statics_by_inside.is_empty() {
+            return None;
+        }
+        let i = self.statics_by_inside.binary_search_by_key(&ip, |x| x.inside).ok()?;
+        self.statics_by_inside.get(i).map(|x| x.addr)
+    }
+
+    /// The inside host of 1:1 static public address index `addr`.
+    #[inline]
+    pub(super) fn static_by_addr(&self, addr: u16) -> Option<u32> {
+        let i = self.statics_by_addr.binary_search_by_key(&addr, |x| x.addr).ok()?;
+        self.statics_by_addr.get(i).map(|x| x.inside)
     }
 
     /// The timeouts in force.

@@ -30,6 +30,23 @@ pub enum ParamError {
         /// Its public port.
         port: u16,
     },
+    /// A port-range forward whose ranges run backwards, or whose inside
+    /// range is neither one port nor as long as the public one.
+    #[error("forward from {addr}:{port}: the inside range is one port or as long as the public range")]
+    ForwardRange {
+        /// The forward's public address.
+        addr: std::net::Ipv4Addr,
+        /// Its first public port.
+        port: u16,
+    },
+    /// A 1:1 static NAT entry that cannot be kept.
+    #[error("static NAT {addr}: {why}")]
+    Static {
+        /// Its public (or inside) address.
+        addr: std::net::Ipv4Addr,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// A static forward for a protocol other than TCP and UDP.
     #[error("forwards are TCP or UDP, not protocol {0}")]
     ForwardProtocol(u8),

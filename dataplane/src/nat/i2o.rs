@@ -1,5 +1,6 @@
 //! Inside to outside, first packet: the box's own addresses, the TTL, the
-//! owning worker, then the ordered rules decide (first match, pinned in the
+//! owning worker, a 1:1 static host's public address, then the ordered
+//! rules decide (first match, pinned in the
 //! session); a translated flow reuses its subscriber's mapping or gets a
 //! port ([`super::ports`]) — endpoint-independent mapping, RFC 4787 REQ-1,
 //! paired pooling REQ-2. A source no rule covers is dropped (`no_rule`)
@@ -35,6 +36,7 @@ impl Engine {
             }
             Some(a) => {
                 let target = self.forward_by_public(a, p.dport, p.proto).is_some()
+                    || self.ports.is_static(a)
                     || self.find_mapping_o2i(p.dst, p.dport, p.proto, now).is_some()
                     || self.workers > 1;
                 if !target {
@@ -57,7 +59,8 @@ impl Engine {
         if self.workers > 1 {
             // A forward's server answering: its session lives with the public port's owner.
             if let Some(f) = self.forward_by_inside(p.src, p.sport, p.proto) {
-                let owner = self.ports.owner_of(f.addr, f.f.public_port).unwrap_or(self.worker);
+                let home = f.f.home_port_of_inside(p.sport);
+                let owner = self.ports.owner_of(f.addr, home).unwrap_or(self.worker);
                 if owner != self.worker {
                     return Ok(Verdict::HandOff { worker: owner, arrived_on: Side::Inside });
                 }
@@ -68,24 +71,30 @@ impl Engine {
                 }
             }
         }
-        let action = self.rules.first_match(p.src, p.dst, p.ip_proto, Some(p.dport));
-        let idx = match action {
-            Some(RuleAction::Translate { pool }) if dst_public && p.proto == L4::Icmp => {
+        // A 1:1 static host always leaves from its public address, ahead of the rules.
+        let statik = self.static_by_inside(p.src);
+        let action = match statik {
+            Some(_) => None,
+            None => self.rules.first_match(p.src, p.dst, p.ip_proto, Some(p.dport)),
+        };
+        let idx = match (statik, action) {
+            (Some(addr), _) => self.new_static_i2o(now, p, addr, h)?,
+            (None, Some(RuleAction::Translate { pool })) if dst_public && p.proto == L4::Icmp => {
                 match self.new_echo_hairpin(now, p, pool, h) {
                     Ok(idx) => idx,
                     Err(v) => return Err(self.refused(now, frame, p.src, pool, v)),
                 }
             }
-            Some(RuleAction::Translate { pool }) => match self.new_mapped_i2o(now, p, pool, h) {
+            (None, Some(RuleAction::Translate { pool })) => match self.new_mapped_i2o(now, p, pool, h) {
                 Ok(idx) => idx,
                 // A subscriber at its limit (RFC 6888 REQ-11): see super::refusal.
                 Err(v) => return Err(self.refused(now, frame, p.src, pool, v)),
             },
-            Some(RuleAction::NoNat | RuleAction::Route) => {
+            (None, Some(RuleAction::NoNat | RuleAction::Route)) => {
                 self.new_unmapped(now, p, flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?
             }
-            None if self.params.boundary.drop_unmatched => return Err(Verdict::Drop(DropReason::NoRule)),
-            None => self.new_unmapped(now, p, flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?,
+            (None, None) if self.params.boundary.drop_unmatched => return Err(Verdict::Drop(DropReason::NoRule)),
+            (None, None) => self.new_unmapped(now, p, flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?,
         };
         if p.first_frag {
             self.frags.record(frag_key(p), true, idx, now);
@@ -109,6 +118,25 @@ impl Engine {
             return Ok(self.hairpin_dst(now, frame, p, &s, pub_ip));
         }
         Ok(Verdict::Forward(Side::Outside))
+    }
+
+    /// An outbound flow of a 1:1 static host: public address `addr`, its
+    /// own port (endpoint-independent: every remote sees the same).
+    fn new_static_i2o(&mut self, now: u32, p: &Parsed, addr: u16, h_i2o: Option<u64>) -> Result<u32, Verdict> {
+        let idx = self.alloc_session(now)?;
+        let s = Session {
+            inside_ip: p.src,
+            remote_ip: p.dst,
+            inside_port: p.sport,
+            remote_port: if p.proto == L4::Icmp { 0 } else { p.dport },
+            public_port: p.sport,
+            addr,
+            proto: p.proto,
+            flags: flag::FORWARD,
+            ..Session::default()
+        };
+        self.install_hashed(idx, s, now, p.tcp_flags, h_i2o);
+        Ok(idx)
     }
 
     /// An outbound flow translated into `pool`: reuse the subscriber's

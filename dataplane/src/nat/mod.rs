@@ -27,7 +27,7 @@
 //! | fast lane | `fast.rs` | common layout, session in steady state: look up, rewrite, done | takes only what the general path would do the same way |
 //! | lookup | `lookup.rs` | general path: hit -> refresh (TCP state, timers) and translate; miss -> by kind | a session past its timeout is never used |
 //! | inside to outside | `i2o.rs` | first outbound packet: own addresses, TTL, owning worker, rules, mapping | a packet that makes no session changes no state |
-//! | outside to inside | `o2i.rs` | first inbound packet: forward, filtered mapping, no-NAT exemption, or drop | nothing reaches inside that no session, forward or exemption allows |
+//! | outside to inside | `o2i.rs` | first inbound packet: 1:1 static address, forward (a port or a range), filtered mapping, no-NAT exemption, or drop | nothing reaches inside that no session, static address, forward or exemption allows |
 //! | other protocols | `other.rs` | GRE, ESP, SCTP...: a session per (inside, remote, protocol), translated by address only | one inside host per (public address, remote, protocol) |
 //! | hairpin | `hairpin.rs` | inside to a public endpoint: translate the destination as if from outside | the TTL drops once |
 //! | mapping | `mapping.rs` | endpoint-independent mappings: chains of sessions on one public endpoint | a mapping's port is in use exactly while its chain is not empty |

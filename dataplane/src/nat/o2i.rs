@@ -1,10 +1,11 @@
-//! Outside to inside, first packet: a static forward, a mapping the pool's
+//! Outside to inside, first packet: a 1:1 static address (any port and
+//! protocol, no filtering), a static forward, a mapping the pool's
 //! filtering admits (RFC 4787 section 5, REQ-8), or a no-NAT exemption
 //! opens a session; anything else is dropped (`no_session`) or, for the
 //! box's own addresses, passed to the kernel.
 //!
 //! Invariants: nothing from outside reaches an inside host that no session,
-//! forward or exemption allows; an exemption admits only the protocols and
+//! static address, forward or exemption allows; an exemption admits only the protocols and
 //! inside ports it names; nothing claiming an inside source gets in
 //! (`spoofed`, checked first here and, for the other kinds of packet, in
 //! [`super::lookup`]).
@@ -38,25 +39,34 @@ impl Engine {
     pub(super) fn new_o2i(&mut self, now: u32, p: &Parsed) -> Result<u32, Verdict> {
         let extra = if self.ports.addr_of_ip(p.src).is_some() { flag::HAIRPIN } else { 0 };
         if let Some(addr) = self.ports.addr_of_ip(p.dst) {
+            if let Some(inside) = self.static_by_addr(addr) {
+                return self.new_static_o2i(now, p, addr, inside, extra);
+            }
+            let fwd = self.forward_by_public(addr, p.dport, p.proto);
             if self.workers > 1 {
-                match self.ports.owner_of(addr, p.dport) {
+                // A range forwarded to one port keeps its sessions with its
+                // first port's owner: the server's replies name no public port.
+                let home = fwd.map_or(p.dport, |f| f.f.home_port(p.dport));
+                match self.ports.owner_of(addr, home) {
                     Some(o) if o != self.worker => {
                         return Err(Verdict::HandOff { worker: o, arrived_on: Side::Outside })
                     }
                     _ => {}
                 }
             }
-            if let Some(f) = self.forward_by_public(addr, p.dport, p.proto) {
+            if let Some(f) = fwd {
                 if p.proto == L4::Tcp && p.tcp_flags & crate::wire::tcp::SYN == 0 {
                     return Err(Verdict::Drop(DropReason::TcpNotSyn));
                 }
+                let iport = f.f.inside_port_for(p.dport);
+                self.inside_free(now, f.f.inside_addr, iport, p)?;
                 let idx = self.alloc_session(now)?;
                 let s = Session {
                     inside_ip: f.f.inside_addr,
                     remote_ip: p.src,
-                    inside_port: f.f.inside_port,
+                    inside_port: iport,
                     remote_port: p.sport,
-                    public_port: f.f.public_port,
+                    public_port: p.dport,
                     addr,
                     proto: p.proto,
                     flags: flag::FORWARD | flag::INBOUND | extra,
@@ -140,5 +150,47 @@ impl Engine {
             return self.new_unmapped(now, p, flag::NO_NAT | flag::INBOUND, (p.dst, p.dport), (p.src, p.sport), None);
         }
         Err(Verdict::Drop(DropReason::NoSession))
+    }
+
+    /// An inbound connection a forward or static address gives inside
+    /// endpoint (`inside`, `iport`) must not take a tuple another session
+    /// holds: the inside host's answers would match both.
+    fn inside_free(&mut self, now: u32, inside: u32, iport: u16, p: &Parsed) -> Result<(), Verdict> {
+        let h = self.h_i2o(inside, iport, p.src, p.sport, p.proto);
+        match self.find::<true>(h, inside, iport, p.src, p.sport, p.proto) {
+            Some(i) if self.live_or_reap(i, now) => Err(Verdict::Drop(DropReason::InsideClash)),
+            _ => Ok(()),
+        }
+    }
+
+    /// An inbound packet to 1:1 static address `addr` of `inside`: any
+    /// protocol and port, no filtering (the boundary was checked by the
+    /// caller); the session lives with the inside host's worker, as its
+    /// outbound sessions do.
+    fn new_static_o2i(&mut self, now: u32, p: &Parsed, addr: u16, inside: u32, extra: u8) -> Result<u32, Verdict> {
+        if self.workers > 1 {
+            let owner = self.subscriber_owner(inside);
+            if owner != self.worker {
+                return Err(Verdict::HandOff { worker: owner, arrived_on: Side::Outside });
+            }
+        }
+        if p.proto == L4::Tcp && p.tcp_flags & crate::wire::tcp::SYN == 0 {
+            return Err(Verdict::Drop(DropReason::TcpNotSyn));
+        }
+        self.inside_free(now, inside, p.dport, p)?;
+        let idx = self.alloc_session(now)?;
+        let s = Session {
+            inside_ip: inside,
+            remote_ip: p.src,
+            inside_port: p.dport,
+            remote_port: p.sport,
+            public_port: p.dport,
+            addr,
+            proto: p.proto,
+            flags: flag::FORWARD | flag::INBOUND | extra,
+            ..Session::default()
+        };
+        self.install(idx, s, now, p.tcp_flags);
+        Ok(idx)
     }
 }

@@ -124,6 +124,11 @@ pub struct PoolParams {
     pub max_sessions_per_subscriber: u32,
     /// Choose ports at random instead of keeping the source port.
     pub random_ports: bool,
+    /// Port parity (RFC 4787 REQ-4): an even inside port gets an even
+    /// public port, an odd one an odd (within the subscriber's blocks, or
+    /// the shared pool's class), so RTP/RTCP pairs keep their shape; when
+    /// none of that parity is left, any port (best effort).
+    pub port_parity: bool,
     /// Follows the outside interface's address (MASQUERADE).
     pub masquerade: bool,
     /// RSS-aware port order, one list per address (empty: numeric order).
@@ -147,6 +152,7 @@ impl PoolParams {
             filtering: Filtering::EndpointIndependent,
             max_sessions_per_subscriber: 4000,
             random_ports: false,
+            port_parity: false,
             masquerade: false,
             port_orders: Vec::new(),
         }
@@ -164,6 +170,7 @@ impl PoolParams {
             filtering: Filtering::AddressAndPortDependent,
             max_sessions_per_subscriber: u32::MAX,
             random_ports: false,
+            port_parity: false,
             masquerade: true,
             port_orders: Vec::new(),
         }
@@ -262,19 +269,101 @@ pub struct Rule {
     pub action: RuleAction,
 }
 
-/// A static port forward (DNAT): public ip:port -> inside ip:port.
+/// A static port forward (DNAT): public ip:port -> inside ip:port, or a
+/// range of public ports, each to the inside port at the same offset or
+/// all to one inside port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forward {
     /// IP protocol number (6 or 17).
     pub protocol: u8,
     /// Public address (one of a pool's).
     pub public_addr: u32,
-    /// Public port.
+    /// Public port (the range's first).
     pub public_port: u16,
+    /// The range's last public port (`public_port` for one port).
+    pub public_port_last: u16,
     /// Inside host.
     pub inside_addr: u32,
-    /// Inside port.
+    /// Inside port (the range's first).
     pub inside_port: u16,
+    /// The inside range's last port: `inside_port` (every public port goes
+    /// to `inside_port`) or as far from it as the public range is long.
+    pub inside_port_last: u16,
+}
+
+impl Forward {
+    /// A one-port forward.
+    pub fn one(protocol: u8, public_addr: u32, public_port: u16, inside_addr: u32, inside_port: u16) -> Self {
+        Self {
+            protocol,
+            public_addr,
+            public_port,
+            public_port_last: public_port,
+            inside_addr,
+            inside_port,
+            inside_port_last: inside_port,
+        }
+    }
+
+    /// Every public port goes to the one inside port.
+    #[inline]
+    pub fn to_one(&self) -> bool {
+        self.inside_port_last == self.inside_port
+    }
+
+    /// The inside port public `port` (in the range) goes to.
+    #[inline]
+    pub fn inside_port_for(&self, port: u16) -> u16 {
+        if self.to_one() {
+            self.inside_port
+        } else {
+            self.inside_port.wrapping_add(port.wrapping_sub(self.public_port))
+        }
+    }
+
+    /// The public port whose owner keeps the sessions of public `port`: the
+    /// port itself, or the range's first when every port goes to one inside
+    /// port (its replies then name no public port).
+    #[inline]
+    pub fn home_port(&self, port: u16) -> u16 {
+        if self.to_one() {
+            self.public_port
+        } else {
+            port
+        }
+    }
+
+    /// The public port whose session an inside `port` of the range answers
+    /// for ([`Forward::home_port`] of it).
+    #[inline]
+    pub fn home_port_of_inside(&self, port: u16) -> u16 {
+        if self.to_one() {
+            self.public_port
+        } else {
+            self.public_port.wrapping_add(port.wrapping_sub(self.inside_port))
+        }
+    }
+
+    /// True if the ranges are well formed: first <= last, and the inside
+    /// range one port or as long as the public one.
+    pub fn well_formed(&self) -> bool {
+        self.public_port <= self.public_port_last
+            && self.inside_port <= self.inside_port_last
+            && (self.to_one() || self.inside_port_last - self.inside_port == self.public_port_last - self.public_port)
+    }
+}
+
+/// A 1:1 static NAT entry: every protocol and port, both directions.
+/// Outbound from `inside_addr` always leaves from `public_addr` with its
+/// own port (endpoint-independent); inbound to `public_addr`, any port,
+/// reaches `inside_addr` on the same port, with no filtering (the boundary
+/// still applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticNat {
+    /// Public address (in no pool, not the box's own).
+    pub public_addr: u32,
+    /// Inside host.
+    pub inside_addr: u32,
 }
 
 /// The box's edges: what crosses them besides translated traffic. The
@@ -327,6 +416,8 @@ pub struct EngineParams {
     pub rules: Vec<Rule>,
     /// Static port forwards.
     pub forwards: Vec<Forward>,
+    /// 1:1 static NAT entries.
+    pub statics: Vec<StaticNat>,
     /// The box's own addresses: traffic to them that no session or forward
     /// claims goes to the kernel.
     pub local_addrs: Vec<u32>,
@@ -356,6 +447,7 @@ impl EngineParams {
             pools,
             rules,
             forwards: Vec::new(),
+            statics: Vec::new(),
             local_addrs: Vec::new(),
             boundary: Boundary::default(),
             seed: 0x6d61_7371,

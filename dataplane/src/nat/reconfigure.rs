@@ -5,6 +5,7 @@
 //! their mappings.
 #![forbid(unsafe_code)]
 
+use super::engine::{check_statics, StaticRt};
 use super::*;
 
 /// Whether a running engine built with `old` can take `new` live: table
@@ -14,7 +15,7 @@ use super::*;
 /// lets a pool take back addresses it lost live), and the pools the engine
 /// numbers (those of `old`, kept even when removed, and the new ones) stay
 /// within [`MAX_POOLS`]; timeouts may not outgrow the expiry wheel built
-/// for `old`.
+/// for `old`; 1:1 static NAT entries are checked as `Engine::new` checks them.
 pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), ParamError> {
     if (old.max_sessions, old.max_subscribers, old.max_fragments)
         != (new.max_sessions, new.max_subscribers, new.max_fragments)
@@ -32,6 +33,7 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
     if o.fragment_secs != n.fragment_secs || o.port_hold_secs != n.port_hold_secs {
         return Err(ParamError::NeedsRestart("fragment and port-hold timeouts"));
     }
+    check_statics(new)?;
     let added = new.pools.iter().filter(|np| !old.pools.iter().any(|op| op.name == np.name)).count();
     if old.pools.len() + added > MAX_POOLS {
         return Err(ParamError::TooMany("pools"));
@@ -45,6 +47,7 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
             op.filtering,
             op.max_sessions_per_subscriber,
             op.random_ports,
+            op.port_parity,
             op.masquerade,
         ) == (
             np.port_min,
@@ -53,6 +56,7 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
             np.filtering,
             np.max_sessions_per_subscriber,
             np.random_ports,
+            np.port_parity,
             np.masquerade,
         );
         if !same {
@@ -66,12 +70,41 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
 }
 
 impl Engine {
+    /// Brings the 1:1 static entries to `new`'s: flushes and retires the
+    /// addresses of those that went or changed, adds the new ones.
+    fn reconfigure_statics(&mut self, new: &EngineParams, now: u32, flushed: &mut usize) -> Result<(), ParamError> {
+        for old in self.params.statics.clone() {
+            if new.statics.contains(&old) {
+                continue;
+            }
+            if let Some(a) = self.ports.addr_of_ip(old.public_addr).filter(|&a| self.ports.is_static(a)) {
+                *flushed += self.flush(now, |_| false, Some(a));
+                self.ports.retire_addr(a);
+            }
+        }
+        let mut by_inside = Vec::with_capacity(new.statics.len());
+        for st in &new.statics {
+            let addr = match self.ports.addr_of_ip(st.public_addr) {
+                Some(a) if self.ports.is_static(a) => a,
+                _ => self.ports.add_static(st.public_addr)?,
+            };
+            by_inside.push(StaticRt { inside: st.inside_addr, addr });
+        }
+        by_inside.sort_unstable_by_key(|x| x.inside);
+        let mut by_addr = by_inside.clone();
+        by_addr.sort_unstable_by_key(|x| x.addr);
+        self.statics_by_inside = by_inside;
+        self.statics_by_addr = by_addr;
+        Ok(())
+    }
+
     /// Applies new parameters to a running engine, at a batch boundary
     /// (the worker calls it between rounds). Sessions keep their mappings:
     /// rules, forwards, timeouts and the box's addresses change for new
     /// flows only; new pools are added; sessions on addresses that left
-    /// their pool are flushed and the addresses retired (a later change may
-    /// give them back to that pool, or bring back a removed pool by name).
+    /// their pool, and on 1:1 static addresses removed or given another
+    /// inside host, are flushed and the addresses retired (a later change
+    /// may give a pool's back to it, or bring back a removed pool by name).
     /// What cannot change
     /// live ([`reconfigure_check`]) refuses the whole change, and then
     /// nothing changed. Returns how many sessions were flushed.
@@ -94,7 +127,27 @@ impl Engine {
                 });
             }
             forward_proto(f)?;
+            if !f.well_formed() {
+                return Err(ParamError::ForwardRange {
+                    addr: crate::wire::fmt_ipv4(f.public_addr),
+                    port: f.public_port,
+                });
+            }
         }
+        // A new static address must be free once the statics that go have gone.
+        for st in new.statics.iter().filter(|st| !self.params.statics.contains(st)) {
+            let taken = self.ports.addr_of_ip(st.public_addr).is_some_and(|a| !self.ports.is_static(a));
+            if taken {
+                return Err(ParamError::Static {
+                    addr: crate::wire::fmt_ipv4(st.public_addr),
+                    why: "the public address is in use",
+                });
+            }
+        }
+        // 1:1 statics: those that went or changed are flushed and retired,
+        // then the new ones added (their addresses were checked above).
+        let mut flushed = 0;
+        self.reconfigure_statics(new, now, &mut flushed)?;
         // Pools: the engine's index of each new pool (existing by name, or added).
         let mut map = Vec::with_capacity(new.pools.len());
         for np in &new.pools {
@@ -114,7 +167,6 @@ impl Engine {
                 op.addresses.iter().copied().filter(move |ip| !kept.contains(ip))
             })
             .collect();
-        let mut flushed = 0;
         for ip in gone {
             if let Some(a) = self.ports.addr_of_ip(ip) {
                 flushed += self.flush(now, |_| false, Some(a));
@@ -143,14 +195,18 @@ impl Engine {
         // Forwards: release the ports of those that went, reserve the new.
         for old in std::mem::take(&mut self.forwards) {
             if !new.forwards.contains(&old.f) {
-                self.ports.unreserve(old.addr, old.proto, old.f.public_port);
+                for port in old.f.public_port..=old.f.public_port_last {
+                    self.ports.unreserve(old.addr, old.proto, port);
+                }
             }
         }
         for f in &new.forwards {
             // Both were checked above.
             let (Some(addr), Ok(proto)) = (self.ports.addr_of_ip(f.public_addr), forward_proto(f)) else { continue };
             if !self.params.forwards.contains(f) {
-                self.ports.reserve(addr, proto, f.public_port);
+                for port in f.public_port..=f.public_port_last {
+                    self.ports.reserve(addr, proto, port);
+                }
             }
             self.forwards.push(ForwardRt { f: *f, addr, proto });
         }

@@ -3,7 +3,9 @@
 //! They must never panic, whatever the bytes.
 #![forbid(unsafe_code)]
 
-use crate::nat::{Engine, EngineParams, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch, Side};
+use crate::nat::{
+    Engine, EngineParams, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch, Side, StaticNat,
+};
 use crate::wire::{ethernet::EthernetFrame, icmp::IcmpPacket, ipv4::Ipv4Packet, tcp::TcpPacket, udp::UdpPacket};
 
 /// Runs every view's checked constructor and every accessor over `data`.
@@ -101,13 +103,18 @@ fn fuzz_engine() -> Engine {
     let mut p = EngineParams::single(vec![cg], rules);
     p.max_sessions = 64;
     p.max_subscribers = 16;
-    p.forwards = vec![Forward {
-        protocol: 6,
-        public_addr: 0xcb00_7101,
-        public_port: 8080,
-        inside_addr: 0x6440_0005,
-        inside_port: 80,
-    }];
+    p.forwards = vec![
+        Forward::one(6, 0xcb00_7101, 8080, 0x6440_0005, 80),
+        // A range to one port and a range with its offset.
+        Forward { public_port_last: 7009, ..Forward::one(6, 0xcb00_7101, 7000, 0x6440_0005, 22) },
+        Forward {
+            public_port_last: 9009,
+            inside_port_last: 9009,
+            ..Forward::one(17, 0xcb00_7102, 9000, 0x6440_0006, 9000)
+        },
+    ];
+    // A 1:1 static host.
+    p.statics = vec![StaticNat { public_addr: 0xcb00_7180, inside_addr: 0x6440_0007 }];
     p.local_addrs = vec![0x6440_0001];
     p.icmp_source = Some(0x6440_0001);
     Engine::new(&p).expect("the fuzz engine's parameters are valid")

@@ -138,9 +138,14 @@ pub struct RunArgs {
     /// Quick set-up: sources exempt from NAT (a no_nat rule ahead of the translation; repeat).
     #[arg(long = "no-nat-src", value_name = "PREFIX")]
     pub no_nat_src: Vec<String>,
-    /// Quick set-up: a static port forward, PROTO:PUBLIC:PORT=INSIDE:PORT (tcp or udp; repeat).
+    /// Quick set-up: a static port forward, PROTO:PUBLIC:PORT=INSIDE:PORT
+    /// (tcp or udp; ports may be LOW-HIGH ranges; repeat).
     #[arg(long = "forward", value_name = "SPEC", value_parser = parse_forward)]
     pub forward: Vec<config::PortForward>,
+    /// Quick set-up: 1:1 static NAT, PUBLIC=INSIDE (every port and
+    /// protocol, both ways; the public address in no pool; repeat).
+    #[arg(long = "static-nat", value_name = "PUBLIC=INSIDE", value_parser = parse_static)]
+    pub static_nat: Vec<config::StaticNat>,
     /// Quick set-up: a service of the box itself that outside hosts may
     /// connect to, `PROTO:PORTS[@PREFIX]` (e.g. `tcp:22@198.51.100.0/24`;
     /// repeat). Nothing else new from outside reaches the box; pings do
@@ -212,6 +217,12 @@ fn parse_allow(s: &str) -> Result<config::Allow, String> {
         _ => return Err(bad()),
     };
     Ok(config::Allow { src, protocol, ports: vec![config::PortSpec::Range(ports.to_string())] })
+}
+
+fn parse_static(s: &str) -> Result<config::StaticNat, String> {
+    let (public, inside) =
+        s.split_once('=').ok_or_else(|| format!("{s}: expected PUBLIC=INSIDE, e.g. 203.0.113.20=100.64.0.2"))?;
+    Ok(config::StaticNat { public: public.to_string(), inside: inside.to_string() })
 }
 
 fn parse_forward(s: &str) -> Result<config::PortForward, String> {

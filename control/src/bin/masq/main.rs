@@ -62,6 +62,7 @@ fn quick_config(a: &RunArgs, inside: &str, outside: &str) -> Result<config::Conf
         pools,
         rules,
         forwards: a.forward.clone(),
+        static_nat: a.static_nat.clone(),
         timeouts: config::Timeouts::default(),
         tables: config::Tables::default(),
         control: config::Control::default(),

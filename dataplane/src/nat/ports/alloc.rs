@@ -24,18 +24,23 @@ pub(super) fn class_range(pool: &PoolParams, proto: L4, preferred: u16) -> (u16,
     (lo.max(min), hi.min(max))
 }
 
-/// Who allocates, and when: subscriber slot, worker geometry, hold window.
+/// Who allocates, and when: subscriber slot, worker geometry, hold window,
+/// and the parity wanted (RFC 4787 REQ-4), if any.
 #[derive(Clone, Copy)]
 pub(super) struct Where {
     s: u32,
     worker: u32,
     workers: u32,
     window: u32,
+    parity: Option<u16>,
 }
 
 /// Port-block allocation: the first free port of the subscriber's blocks,
 /// starting with the block that last had room and skipping full ones,
-/// else a new block while under the limit. Within a block the scan starts
+/// else a new block while under the limit. With a parity (RFC 4787 REQ-4)
+/// only ports of it are taken: a subscriber whose blocks hold none free
+/// takes a new block (the caller tries again without a parity past its
+/// limit). Within a block the scan starts
 /// at the preferred port itself if the block holds it (so a free source
 /// port is kept, netfilter FAQ 3.6), else at the same offset (which keeps
 /// its parity when that port is free), or at a random offset.
@@ -56,7 +61,7 @@ pub(super) fn alloc_in_blocks(
     random: Option<u32>,
     max_blocks: u16,
 ) -> Option<(u16, u32)> {
-    let Where { s, worker, workers, window } = at;
+    let Where { s, worker, workers, window, parity } = at;
     let (min, chunk, words) = (u32::from(pool.params.port_min), u32::from(pool.chunk), pool.words);
     let offset = match random {
         Some(r) => r % chunk,
@@ -87,7 +92,11 @@ pub(super) fn alloc_in_blocks(
         }
         rotate_block(ad, words, l, window);
         let base = block_offset(chunk, workers, worker, l);
-        if let Some(bit) = take_first_free(ad, words, l, proto, start(base)) {
+        let got = match parity {
+            None => take_first_free(ad, words, l, proto, start(base)),
+            Some(want) => take_first_free_parity(ad, words, l, proto, start(base), (min, base, want)),
+        };
+        if let Some(bit) = got {
             sub.hint = j as u8;
             return Some((ad.port_at(min, base + u32::from(bit)), 0));
         }
@@ -107,7 +116,10 @@ pub(super) fn alloc_in_blocks(
     *blocks_in_use += 1;
     rotate_block(ad, words, l, window);
     let base = block_offset(chunk, workers, worker, l);
-    let bit = take_first_free(ad, words, l, proto, start(base))?;
+    let bit = match parity {
+        None => take_first_free(ad, words, l, proto, start(base)),
+        Some(want) => take_first_free_parity(ad, words, l, proto, start(base), (min, base, want)),
+    }?;
     Some((ad.port_at(min, base + u32::from(bit)), 1))
 }
 
@@ -124,10 +136,13 @@ impl Ports {
         let a = sub.addr;
         let ad = self.addrs.get_mut(usize::from(a))?;
         let pool = self.pools.get(usize::from(ad.pool))?;
+        if pool.params.port_parity {
+            return self.alloc_parity(s, proto, preferred, now, rand);
+        }
         let random = pool.params.random_ports.then_some(rand);
         match pool.params.mode {
             PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
-                let at = Where { s, worker, workers, window };
+                let at = Where { s, worker, workers, window, parity: None };
                 let in_use = &mut self.blocks_in_use;
                 let got =
                     alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
@@ -136,12 +151,48 @@ impl Ports {
                 }
                 got
             }
-            PoolMode::Shared => self.alloc_shared(a, proto, preferred, window, rand),
+            PoolMode::Shared => self.alloc_shared(a, proto, preferred, window, rand, None),
+        }
+    }
+
+    /// [`Ports::alloc`] in a pool with port parity (RFC 4787 REQ-4): a port
+    /// of the preferred port's parity, else (best effort, never a refusal
+    /// while ports are free) any. Out of line: other pools pay nothing.
+    #[inline(never)]
+    fn alloc_parity(&mut self, s: u32, proto: L4, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
+        let window = self.window(now);
+        let (worker, workers) = (self.worker, self.workers);
+        let sub = self.subs.get_mut(s as usize)?;
+        let a = sub.addr;
+        let ad = self.addrs.get_mut(usize::from(a))?;
+        let pool = self.pools.get(usize::from(ad.pool))?;
+        let random = pool.params.random_ports.then_some(rand);
+        let parity = Some(preferred & 1);
+        match pool.params.mode {
+            PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
+                let at = Where { s, worker, workers, window, parity };
+                let in_use = &mut self.blocks_in_use;
+                let mut got =
+                    alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
+                if got.is_none() {
+                    let at = Where { parity: None, ..at };
+                    got =
+                        alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
+                }
+                if let Some((_, 1)) = got {
+                    self.note_new_block(s);
+                }
+                got
+            }
+            PoolMode::Shared => self
+                .alloc_shared(a, proto, preferred, window, rand, parity)
+                .or_else(|| self.alloc_shared(a, proto, preferred, window, rand, None)),
         }
     }
 
     /// [`Ports::alloc`] in a shared (home masquerade) pool: the preferred
-    /// port if free, else the next free one in its class, chunk by chunk.
+    /// port if free, else the next free one in its class (of `parity`, if
+    /// given), chunk by chunk.
     #[inline(never)]
     pub(super) fn alloc_shared(
         &mut self,
@@ -150,6 +201,7 @@ impl Ports {
         preferred: u16,
         window: u32,
         rand: u32,
+        parity: Option<u16>,
     ) -> Option<(u16, u32)> {
         let pool = self.pool_of(a)?;
         let random = pool.params.random_ports;
@@ -173,7 +225,7 @@ impl Ports {
             let l = (c / self.workers) as u16;
             let start = if k == 0 { ((start_port - min) % chunk) as u16 } else { 0 };
             self.rotate(a, l, window);
-            if let Some(bit) = self.first_free(a, l, proto, start, lo, hi) {
+            if let Some(bit) = self.first_free(a, l, proto, start, (lo, hi), parity) {
                 self.take(a, l, proto, bit);
                 return Some((self.port_of(a, l, bit), 0));
             }

@@ -21,8 +21,15 @@
 //! and keep ports below 512, 512-1023 and from 1024 up in their class, as
 //! netfilter does.
 //!
+//! 1:1 static NAT addresses ([`Ports::add_static`]) sit among the
+//! addresses, so every by-address lookup finds them, but belong to no pool
+//! ([`STATIC_POOL`]) and have no blocks: nothing is ever allocated on them.
+//!
+//! Port parity (RFC 4787 REQ-4), a pool option: a search takes only ports
+//! of the preferred port's parity, and only when none is left, any port.
+//!
 //! Invariants: a port is set in the in-use map exactly while one mapping (or
-//! a static forward) holds it; a port-block subscriber's ports all lie in
+//! a static forward, every port of a range) holds it; a port-block subscriber's ports all lie in
 //! its own blocks; `Block::used` counts the in-use bits a subscriber set.
 #![forbid(unsafe_code)]
 // Port arithmetic: every value cast to u16 here is a port, a bit offset in a
@@ -55,6 +62,10 @@ use geometry::*;
 use subscribers::*;
 
 const PROTOS: usize = L4::COUNT;
+
+/// The pool number of a 1:1 static NAT address ([`Ports::add_static`]):
+/// no pool, no blocks, nothing to allocate.
+pub const STATIC_POOL: u16 = u16::MAX;
 // Per block and protocol: in use, three hold generations, and "busy" (the
 // OR of the other four, kept up to date so a search reads one plane).
 const PLANES: usize = 5;
@@ -146,6 +157,20 @@ pub struct Ports {
     pub events_dropped: u64,
 }
 
+/// A 1:1 static address: no pool, no blocks, no bits.
+fn static_addr(ip: u32) -> AddrPorts {
+    AddrPorts {
+        ip,
+        pool: STATIC_POOL,
+        blocks: Vec::new(),
+        bits: Vec::new(),
+        free_blocks: Vec::new(),
+        perm: Vec::new(),
+        inv: Vec::new(),
+        retired: false,
+    }
+}
+
 impl Ports {
     /// Builds the pools from the parameters.
     pub fn new(p: &EngineParams) -> Result<Self, ParamError> {
@@ -162,6 +187,11 @@ impl Ports {
             let (rt, a) = build_pool(pi, pp, addrs.len(), worker, workers)?;
             pools.push(rt);
             addrs.extend(a);
+        }
+        // 1:1 static addresses: found by address like a pool's, no ports.
+        addrs.extend(p.statics.iter().map(|st| static_addr(st.public_addr)));
+        if addrs.len() >= 1 << 14 {
+            return Err(ParamError::TooMany("addresses"));
         }
         let mut by_ip: Vec<(u32, u16)> = addrs.iter().enumerate().map(|(i, a)| (a.ip, i as u16)).collect();
         by_ip.sort_unstable();
@@ -215,6 +245,12 @@ impl Ports {
         self.by_ip.binary_search_by_key(&ip, |&(a, _)| a).ok().and_then(|i| self.by_ip.get(i)).map(|&(_, x)| x)
     }
 
+    /// True if address `a` is a 1:1 static NAT address (no pool's).
+    #[inline]
+    pub fn is_static(&self, a: u16) -> bool {
+        self.addrs.get(usize::from(a)).is_some_and(|x| x.pool == STATIC_POOL)
+    }
+
     /// The address with global index `a`.
     #[inline(always)]
     pub fn ip_of(&self, a: u16) -> u32 {
@@ -241,6 +277,20 @@ impl Ports {
         self.pools.push(rt);
         self.rebuild_by_ip();
         u16::try_from(pi).map_err(|_| ParamError::TooMany("pools"))
+    }
+
+    /// Adds a 1:1 static address at run time (a live configuration
+    /// change); returns its index. Refused if the address is in use.
+    pub fn add_static(&mut self, ip: u32) -> Result<u16, ParamError> {
+        if self.addr_of_ip(ip).is_some() {
+            return Err(ParamError::Static { addr: crate::wire::fmt_ipv4(ip), why: "the public address is in use" });
+        }
+        let a =
+            u16::try_from(self.addrs.len()).ok().filter(|&a| a < 1 << 14).ok_or(ParamError::TooMany("addresses"))?;
+        self.addrs.push(static_addr(ip));
+        self.ips.push(ip);
+        self.rebuild_by_ip();
+        Ok(a)
     }
 
     /// Takes address `a` out of service (its sessions must be gone first).
