@@ -368,3 +368,32 @@ fn port_parity_gives_way_rather_than_refuse() {
     assert!(got[..32].iter().all(|p| p % 2 == 0), "even while even ports last: {got:?}");
     assert!(got[32..].iter().all(|p| p % 2 == 1), "then the odd ones, not a refusal: {got:?}");
 }
+
+/// A GRE packet (RFC 2784, protocol type IPv4) around a few bytes.
+fn gre(src: u32, dst: u32) -> Vec<u8> {
+    dataplane::testing::frames::frame(src, dst, 47, &[0, 0, 0x08, 0x00, 0x45, 0, 0, 20, 1, 2, 3, 4], 64)
+}
+
+/// (source, destination) of a frame's IPv4 header.
+fn addrs(f: &[u8]) -> (u32, u32) {
+    let a = |o: usize| u32::from_be_bytes(f[14 + o..14 + o + 4].try_into().unwrap());
+    (a(12), a(16))
+}
+
+#[test]
+fn other_protocols_reach_and_leave_a_static_host_by_its_public_address() {
+    let (host, public, remote) = (ip(HOST), ip(PUBLIC), ip(REMOTE));
+    // Outbound GRE leaves from A, not from the pool, and its answer comes back.
+    let mut n = Nat::new(static_params());
+    let out = n.out(gre(host, remote));
+    assert_eq!(addrs(&out), (public, remote));
+    assert_eq!(addrs(&n.back(gre(remote, public))), (remote, host));
+    // Inbound GRE to A opens a session to B on its own (the DMZ host).
+    let mut n = Nat::new(static_params());
+    let other = ip("198.51.100.9");
+    assert_eq!(addrs(&n.back(gre(other, public))), (other, host));
+    assert_eq!(addrs(&n.out(gre(host, other))), (public, other), "B's answer leaves from A");
+    // A pool address still admits no unsolicited GRE.
+    let mut f = gre(other, ip("203.0.113.1"));
+    assert_eq!(n.send(OUT, &mut f), Verdict::Drop(DropReason::UnsupportedProtocol));
+}

@@ -8,7 +8,10 @@
 //! the address and its checksum (RFC 1624) and the TTL. Nothing at L4 is
 //! rewritten: GRE (RFC 2784) and ESP (RFC 4303) carry no checksum over the
 //! addresses, SCTP's CRC32c (RFC 9260 section 6.8) covers no pseudo
-//! header. A session keeps the protocol number in its three port fields,
+//! header. A 1:1 static host (`static_nat`) takes its public address for
+//! these too, both ways: its outbound packets leave from it ahead of the
+//! rules, and an unsolicited packet to it opens a session to the host. A
+//! session keeps the protocol number in its three port fields,
 //! so the ordinary index keys ([`super::keys`]) tell GRE from ESP, and it
 //! idles out after `other_secs` ([`class::OTHER`]).
 //!
@@ -63,6 +66,16 @@ impl Engine {
                 return Verdict::Forward(side.opposite());
             }
         }
+        // A 1:1 static host: every protocol, both ways, ahead of the rules.
+        let statik = match side {
+            Side::Inside => self.static_by_inside(p.src).map(|a| (a, p.src)),
+            Side::Outside => {
+                self.ports.addr_of_ip(p.dst).and_then(|a| self.static_by_addr(a).map(|inside| (a, inside)))
+            }
+        };
+        if let Some((addr, inside)) = statik {
+            return self.new_other_static(side, now, frame, &q, addr, inside);
+        }
         if side == Side::Outside && self.workers > 1 && self.ports.addr_of_ip(p.dst).is_some() {
             // Another worker may hold it (module doc): from the worker that
             // received it to worker 0 (or 1), then on up the numbers.
@@ -103,6 +116,57 @@ impl Engine {
             return Verdict::Forward(side.opposite());
         }
         Verdict::Drop(DropReason::UnsupportedProtocol)
+    }
+
+    /// First packet of another protocol to or from a 1:1 static host
+    /// (`inside` on public address index `addr`), from either side: a
+    /// session with the inside host's worker, as its other sessions.
+    fn new_other_static(
+        &mut self,
+        side: Side,
+        now: u32,
+        frame: &mut [u8],
+        q: &Parsed,
+        addr: u16,
+        inside: u32,
+    ) -> Verdict {
+        if q.ttl <= 1 {
+            return Verdict::PassToKernel(PassReason::TtlExpired);
+        }
+        if self.workers > 1 {
+            let owner = self.subscriber_owner(inside);
+            if owner != self.worker {
+                return Verdict::HandOff { worker: owner, arrived_on: side };
+            }
+        }
+        let n = q.sport;
+        let remote = match side {
+            Side::Inside => q.dst,
+            Side::Outside => q.src,
+        };
+        let idx = match self.alloc_session(now) {
+            Ok(i) => i,
+            Err(v) => return v,
+        };
+        let inbound = if side == Side::Outside { flag::INBOUND } else { 0 };
+        let s = Session {
+            inside_ip: inside,
+            remote_ip: remote,
+            inside_port: n,
+            remote_port: n,
+            public_port: n,
+            addr,
+            proto: L4::Other,
+            flags: flag::FORWARD | inbound,
+            ..Session::default()
+        };
+        self.install(idx, s, now, 0);
+        if q.first_frag {
+            self.frags.record(frag_key(q), side == Side::Inside, idx, now);
+        }
+        let s = self.sessions.get(idx);
+        Rewrite::arriving(side, &s).apply_addr(frame, q);
+        Verdict::Forward(side.opposite())
     }
 
     /// First packet of another protocol from an inside host a translate
