@@ -204,6 +204,7 @@ pub fn engine_params(
     p.max_sessions = v.raw.tables.max_sessions;
     p.max_subscribers = v.raw.tables.max_subscribers;
     p.max_fragments = v.raw.tables.max_fragments;
+    (p.fragment_hold, p.fragment_hold_bytes) = (v.raw.tables.fragment_hold, v.raw.tables.fragment_hold_bytes);
     p.local_addrs = local_addrs;
     p.icmp_source = inside_addr;
     p.boundary = Boundary {

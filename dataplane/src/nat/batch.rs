@@ -211,18 +211,26 @@ impl Engine {
                 }
                 Pre::Flow | Pre::New => self.flow(side, now, frame, &it.k.to_parsed(), it.h),
                 _ => match parse(frame, side) {
-                    Ok(p) if p.kind == Kind::Flow => {
-                        let h = match side {
-                            Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.proto),
-                            Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.proto),
-                        };
-                        if p.first_frag && self.workers > 1 {
-                            self.first_fragment(side, now, frame, &p, h)
+                    Ok(p) => {
+                        let v = if p.kind == Kind::Flow {
+                            let h = match side {
+                                Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.proto),
+                                Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.proto),
+                            };
+                            if p.first_frag && self.workers > 1 {
+                                self.first_fragment(side, now, frame, &p, h)
+                            } else {
+                                self.flow(side, now, frame, &p, h)
+                            }
                         } else {
-                            self.flow(side, now, frame, &p, h)
+                            self.slow(side, now, frame, &p, None)
+                        };
+                        // Its later fragments that came first follow it now (`frag`).
+                        if p.first_frag && self.hold.waiting() {
+                            self.release_held(now, &p);
                         }
+                        v
                     }
-                    Ok(p) => self.slow(side, now, frame, &p, None),
                     Err(verdict) => verdict,
                 },
             };
@@ -238,6 +246,7 @@ impl Engine {
             Verdict::Drop(r) | Verdict::Refuse(r) => self.counters.drop(r),
             Verdict::PassToKernel(r) => self.counters.pass(r),
             Verdict::HandOff { .. } => self.counters.handoffs += 1,
+            Verdict::Held => {} // fragments_held
         }
     }
 }

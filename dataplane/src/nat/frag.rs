@@ -265,8 +265,75 @@ impl Engine {
                 Verdict::HandOff { worker: home, arrived_on: side }
             }
             _ if home != self.worker => Verdict::Drop(DropReason::FragmentUnknownAtOwner),
-            _ => Verdict::Drop(DropReason::FragmentUnknown),
+            _ => self.hold_fragment(side, now, frame, p),
         }
+    }
+
+    /// A later fragment at its home before its first: held (a copy) until
+    /// the first comes, or dropped if the hold is off, full, or being
+    /// released (its first came and did not make it followable).
+    fn hold_fragment(&mut self, side: Side, now: u32, frame: &[u8], p: &Parsed) -> Verdict {
+        if !self.hold.accepts() {
+            return Verdict::Drop(DropReason::FragmentUnknown);
+        }
+        if !self.hold.put(side, p, frame, now) {
+            return Verdict::Drop(DropReason::FragmentHoldFull);
+        }
+        self.counters.fragments_held += 1;
+        Verdict::Held
+    }
+
+    /// After a first fragment (`p`) took its path: its datagram's held
+    /// fragments take theirs now, oldest first, as if they had come just
+    /// after it (translated here, handed on after it, or dropped: none is
+    /// held again). Those to send wait in the hold for
+    /// [`Engine::take_released`].
+    #[cold]
+    #[inline(never)]
+    pub(super) fn release_held(&mut self, now: u32, first: &Parsed) {
+        let k = frag_key(first);
+        let mut bytes = self.hold.begin_release();
+        let mut from = 0;
+        while let Some(w) = self.hold.next_waiting(&mut from, k) {
+            let v = match w.frame(&mut bytes) {
+                Some(f) => self.later_fragment(w.side, now, f, &w.p),
+                None => Verdict::Drop(DropReason::Malformed),
+            };
+            self.counters.fragments_released += 1;
+            self.count(v);
+            let send = match v {
+                Verdict::Drop(_) | Verdict::Refuse(_) | Verdict::Held => None,
+                v => Some(v),
+            };
+            self.hold.settle(w.slot, send);
+        }
+        self.hold.end_release(bytes);
+    }
+
+    /// Drops the held fragments whose time is up (their first fragment
+    /// did not come within `timeouts.fragment_secs`).
+    pub(super) fn expire_held(&mut self, now: u32) {
+        if !self.hold.is_empty() {
+            for _ in 0..self.hold.expire(now) {
+                self.counters.drop(DropReason::FragmentHoldExpired);
+            }
+        }
+    }
+
+    /// Released fragments not yet taken ([`Engine::take_released`]).
+    #[inline]
+    pub fn released(&self) -> u32 {
+        self.hold.ready()
+    }
+
+    /// Hands at most `max` fragments released from the hold, oldest first,
+    /// to `f`: each translated, with its verdict (`Forward`, `HandOff` or
+    /// `PassToKernel`, never a drop: those are counted already). The worker
+    /// calls it after every batch and sends each as a frame of that batch
+    /// with that verdict (a copy in a frame of its own); the hold forgets
+    /// them. Returns how many.
+    pub fn take_released(&mut self, max: usize, f: impl FnMut(Verdict, &[u8])) -> usize {
+        self.hold.take_released(max, f)
     }
 
     /// Translates a later fragment by the session its first fragment matched.

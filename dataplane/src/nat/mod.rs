@@ -61,6 +61,7 @@ mod engine;
 pub mod error;
 mod fast;
 pub mod frag;
+mod frag_hold;
 mod hairpin;
 pub mod hash;
 mod i2o;
@@ -95,6 +96,7 @@ use crate::wire::tcp::TcpPacket;
 use batch::{Created, Item, Pre};
 use engine::{forward_proto, ForwardRt};
 use frag::{frag_key, Fragments};
+use frag_hold::Hold;
 use index::Index;
 use parse::{parse, parse_embedded, parse_fast, FastKey, Kind, Parsed};
 use ports::Ports;
@@ -156,6 +158,11 @@ pub enum Verdict {
         /// The side the frame arrived on, to process it as.
         arrived_on: Side,
     },
+    /// A non-first fragment that came before its first: the engine copied
+    /// it into its fragment hold ([`frag`]); free the frame. It comes back
+    /// translated from [`Engine::take_released`] when its first fragment
+    /// has been translated, or is dropped and counted.
+    Held,
 }
 
 /// Session capacity above which batches read ahead (prefetch across the batch).

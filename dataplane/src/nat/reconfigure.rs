@@ -15,8 +15,8 @@ use super::*;
 /// within [`MAX_POOLS`]; timeouts may not outgrow the expiry wheel built
 /// for `old`.
 pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), ParamError> {
-    if (old.max_sessions, old.max_subscribers, old.max_fragments)
-        != (new.max_sessions, new.max_subscribers, new.max_fragments)
+    if (old.max_sessions, old.max_subscribers, old.max_fragments, old.fragment_hold, old.fragment_hold_bytes)
+        != (new.max_sessions, new.max_subscribers, new.max_fragments, new.fragment_hold, new.fragment_hold_bytes)
     {
         return Err(ParamError::NeedsRestart("table sizes"));
     }
