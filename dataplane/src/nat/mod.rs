@@ -34,7 +34,7 @@
 //! | refusal | `refusal.rs` | a subscriber at its limit: drop, ICMP host unreachable, count per pool, log (RFC 6888 REQ-11) | a refusal deletes nothing and changes no session, port or subscriber; rate limits per subscriber and per worker |
 //! | lifecycle | `lifecycle.rs` | take a slot, install with checksum deltas, remove, expire, evict | every live session is in both indexes exactly once |
 //! | ICMP errors | `icmp_error.rs` | find the session through the embedded datagram, rewrite both headers | an error never refreshes a session |
-//! | fragments | `frag.rs` | later fragments follow their first fragment's session; with several workers every fragment meets its datagram's fragment home, which sends it on to the session's owner | a fragment is forwarded only for a live session of its tuple; a handed-over fragment is never sent home again |
+//! | fragments | `frag.rs`, `frag_hold.rs` | later fragments follow their first fragment's session; with several workers every fragment meets its datagram's fragment home, which sends it on to the session's owner; one that comes before its first waits in the home's hold (RFC 4787 REQ-14) | a fragment is forwarded only for a live session of its tuple; a handed-over fragment is never sent home again; a held fragment leaves after its first or is dropped and counted |
 //! | rewrite | `rewrite.rs` | addresses, ports, TTL, checksums (RFC 1624 from stored deltas) | a bad checksum stays bad; a computed UDP 0 is sent as 0xFFFF |
 //! | keys | `keys.rs`, `hash.rs`, `index.rs` | the four index keys, the hash, the open-addressing index | each key is defined once |
 //! | protocols | `l4.rs` | [`L4`]: TCP, UDP, ICMP as wire number, stored and hashed code, array index | one numbering, never changed: every key hashes it |
