@@ -247,6 +247,12 @@ mod tests {
     }
 
     #[test]
+    fn the_config_and_the_engine_agree_on_the_default_fragment_hold() {
+        let (c, e) = (config::Tables::default(), EngineParams::single(vec![], vec![]));
+        assert_eq!((c.fragment_hold, c.fragment_hold_bytes), (e.fragment_hold, e.fragment_hold_bytes));
+    }
+
+    #[test]
     fn the_config_and_the_engine_agree_on_the_most_pools() {
         assert_eq!(config::MAX_POOLS, dataplane::nat::MAX_POOLS);
     }
