@@ -94,6 +94,7 @@ impl Engine {
         v[0]
     }
 
+    #[inline(always)]
     pub(super) fn process_chunk<F: AsMut<[u8]>>(
         &mut self,
         side: Side,
@@ -211,19 +212,15 @@ impl Engine {
                 }
                 Pre::Flow | Pre::New => self.flow(side, now, frame, &it.k.to_parsed(), it.h),
                 _ => match parse(frame, side) {
-                    Ok(p) => {
-                        let v = if p.kind == Kind::Flow {
-                            let h = match side {
-                                Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.proto),
-                                Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.proto),
-                            };
-                            if p.first_frag && self.workers > 1 {
-                                self.first_fragment(side, now, frame, &p, h)
-                            } else {
-                                self.flow(side, now, frame, &p, h)
-                            }
+                    Ok(p) if p.kind == Kind::Flow => {
+                        let h = match side {
+                            Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.proto),
+                            Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.proto),
+                        };
+                        let v = if p.first_frag && self.workers > 1 {
+                            self.first_fragment(side, now, frame, &p, h)
                         } else {
-                            self.slow(side, now, frame, &p, None)
+                            self.flow(side, now, frame, &p, h)
                         };
                         // Its later fragments that came first follow it now (`frag`).
                         if p.first_frag && self.hold.waiting() {
@@ -231,6 +228,9 @@ impl Engine {
                         }
                         v
                     }
+                    // (Other protocols' later fragments have no first fragment
+                    // to follow: `frag` records flows only.)
+                    Ok(p) => self.slow(side, now, frame, &p, None),
                     Err(verdict) => verdict,
                 },
             };

@@ -281,6 +281,9 @@ impl Engine {
 
     /// A later fragment: translated here, handed to its home or its owner,
     /// or dropped (module doc, rules 1-4).
+    // Inlined into `slow` as before the hold (a call costs a fragment ~25
+    // instructions); `release_held`, cold, has its own copy.
+    #[inline(always)]
     pub(super) fn later_fragment(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> Verdict {
         let home = if self.workers > 1 { self.frag_home(side, p) } else { self.worker };
         match self.frags.find(frag_key(p), now) {
@@ -301,6 +304,8 @@ impl Engine {
     /// A later fragment at its home before its first: held (a copy) until
     /// the first comes, or dropped if the hold is off, full, or being
     /// released (its first came and did not make it followable).
+    #[cold]
+    #[inline(never)]
     fn hold_fragment(&mut self, side: Side, now: u32, frame: &[u8], p: &Parsed) -> Verdict {
         if !self.hold.accepts() {
             return Verdict::Drop(DropReason::FragmentUnknown);
@@ -341,11 +346,18 @@ impl Engine {
 
     /// Drops the held fragments whose time is up (their first fragment
     /// did not come within `timeouts.fragment_secs`).
+    #[inline(always)]
     pub(super) fn expire_held(&mut self, now: u32) {
         if !self.hold.is_empty() {
-            for _ in 0..self.hold.expire(now) {
-                self.counters.drop(DropReason::FragmentHoldExpired);
-            }
+            self.expire_held_now(now);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn expire_held_now(&mut self, now: u32) {
+        for _ in 0..self.hold.expire(now) {
+            self.counters.drop(DropReason::FragmentHoldExpired);
         }
     }
 
