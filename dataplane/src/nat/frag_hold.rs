@@ -1,8 +1,9 @@
 //! The fragment hold: non-first fragments that reached their datagram's
 //! fragment home before its first fragment wait here, as copies, until the
 //! first fragment comes (RFC 4787 REQ-14: a NAT MUST accept fragments in
-//! any order), or their time is up ([`super::frag`] says when the engine
-//! holds and releases).
+//! any order), or their time is up. [`super::frag`] says where holding sits
+//! in a fragment's path; the engine's side of it (hold, release, expire,
+//! hand released fragments to the worker) is the `impl Engine` below.
 //!
 //! Storage is allocated once: a ring of `count` slots (the per-fragment
 //! record) and a byte ring of `bytes` bytes (the frames). A fragment takes
@@ -20,7 +21,7 @@
 
 use super::frag::{frag_key, FragKey};
 use super::parse::Parsed;
-use super::{Side, Verdict};
+use super::{DropReason, Engine, Side, Verdict};
 
 /// A slot's state.
 const FREE: u8 = 0;
@@ -298,6 +299,84 @@ impl Hold {
         }
         self.reclaim();
         n
+    }
+}
+
+impl Engine {
+    /// A later fragment at its home before its first: held (a copy) until
+    /// the first comes, or dropped if the hold is off, full, or being
+    /// released (its first came and did not make it followable).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn hold_fragment(&mut self, side: Side, now: u32, frame: &[u8], p: &Parsed) -> Verdict {
+        if !self.hold.accepts() {
+            return Verdict::Drop(DropReason::FragmentUnknown);
+        }
+        if !self.hold.put(side, p, frame, now) {
+            return Verdict::Drop(DropReason::FragmentHoldFull);
+        }
+        self.counters.fragments_held += 1;
+        Verdict::Held
+    }
+
+    /// After a first fragment (`p`) took its path: its datagram's held
+    /// fragments take theirs now, oldest first, as if they had come just
+    /// after it (translated here, handed on after it, or dropped: none is
+    /// held again). Those to send wait in the hold for
+    /// [`Engine::take_released`].
+    #[cold]
+    #[inline(never)]
+    pub(super) fn release_held(&mut self, now: u32, first: &Parsed) {
+        let k = frag_key(first);
+        let mut bytes = self.hold.begin_release();
+        let mut from = 0;
+        while let Some(w) = self.hold.next_waiting(&mut from, k) {
+            let v = match w.frame(&mut bytes) {
+                Some(f) => self.later_fragment(w.side, now, f, &w.p),
+                None => Verdict::Drop(DropReason::Malformed),
+            };
+            self.counters.fragments_released += 1;
+            self.count(v);
+            let send = match v {
+                Verdict::Drop(_) | Verdict::Refuse(_) | Verdict::Held => None,
+                v => Some(v),
+            };
+            self.hold.settle(w.slot, send);
+        }
+        self.hold.end_release(bytes);
+    }
+
+    /// Drops the held fragments whose time is up (their first fragment
+    /// did not come within `timeouts.fragment_secs`).
+    #[inline(always)]
+    pub(super) fn expire_held(&mut self, now: u32) {
+        if !self.hold.is_empty() {
+            self.expire_held_now(now);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn expire_held_now(&mut self, now: u32) {
+        for _ in 0..self.hold.expire(now) {
+            self.counters.drop(DropReason::FragmentHoldExpired);
+        }
+    }
+
+    /// Released fragments not yet taken ([`Engine::take_released`]).
+    #[inline]
+    pub fn released(&self) -> u32 {
+        self.hold.ready()
+    }
+
+    /// Hands at most `max` fragments released from the hold, oldest first,
+    /// to `f`: each translated, with its verdict (`Forward`, `HandOff` or
+    /// `PassToKernel`, never a drop: those are counted already). The worker
+    /// calls it after every batch and sends each as a frame of that batch
+    /// with that verdict (a copy in a frame of its own); the hold forgets
+    /// them. Returns how many.
+    pub fn take_released(&mut self, max: usize, f: impl FnMut(Verdict, &[u8])) -> usize {
+        self.hold.take_released(max, f)
     }
 }
 
