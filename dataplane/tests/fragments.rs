@@ -609,6 +609,22 @@ fn a_held_fragment_whose_first_is_dropped_is_dropped_and_an_off_hold_holds_nothi
     assert_eq!(n.send(IN, &mut stray(1, 100)), Verdict::Drop(DropReason::FragmentUnknown));
 }
 
+#[test]
+fn another_protocols_first_fragment_releases_its_held_ones_too() {
+    let mut p = cgnat_params();
+    let exempt = RuleMatch { src: vec![pfx("100.64.9.0/24")], ..Default::default() };
+    p.rules.insert(0, Rule { matches: exempt, action: RuleAction::NoNat });
+    let mut n = Nat::new(p);
+    let gre = build::frame(ip("100.64.9.1"), ip(REMOTE), 47, &[0x47; 3000], 64);
+    let frags = cut(&gre, 1480, 0x47);
+    assert_eq!(n.send(IN, &mut frags[2].clone()), Verdict::Held);
+    assert_eq!(n.send(IN, &mut frags[0].clone()), Verdict::Forward(OUT), "routed unchanged (no NAT)");
+    // Released at its first fragment, not left to expire. (Other protocols'
+    // later fragments have no entry to follow yet: dropped as unknown.)
+    assert_eq!(n.e.counters().fragments_released, 1);
+    assert_eq!(n.e.counters().drop_count(DropReason::FragmentUnknown), 1);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 

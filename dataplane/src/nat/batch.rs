@@ -228,8 +228,6 @@ impl Engine {
                         }
                         v
                     }
-                    // (Other protocols' later fragments have no first fragment
-                    // to follow: `frag` records flows only.)
                     Ok(p) => self.slow(side, now, frame, &p, None),
                     Err(verdict) => verdict,
                 },
