@@ -726,6 +726,12 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
     if raw.tables.max_fragments == 0 {
         e.add("tables.max_fragments", "at least 1");
     }
+    if raw.tables.fragment_hold > 65536 {
+        e.add("tables.fragment_hold", "at most 65536 fragments per worker");
+    }
+    if raw.tables.fragment_hold > 0 && !(1536..=1 << 28).contains(&raw.tables.fragment_hold_bytes) {
+        e.add("tables.fragment_hold_bytes", "from 1536 (one full frame) to 268435456 bytes per worker");
+    }
 
     // Control.
     let listen = raw.control.listen.parse::<std::net::SocketAddr>();

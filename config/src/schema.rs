@@ -388,11 +388,22 @@ pub struct Tables {
     pub max_subscribers: u32,
     /// Fragments being followed.
     pub max_fragments: u32,
+    /// Non-first fragments held while they wait for their first fragment
+    /// (RFC 4787 REQ-14), at most; 0 holds none (they are dropped).
+    pub fragment_hold: u32,
+    /// Bytes those held fragments take at most (whole frames).
+    pub fragment_hold_bytes: u32,
 }
 
 impl Default for Tables {
     fn default() -> Self {
-        Self { max_sessions: 1 << 20, max_subscribers: 1 << 16, max_fragments: 4096 }
+        Self {
+            max_sessions: 1 << 20,
+            max_subscribers: 1 << 16,
+            max_fragments: 4096,
+            fragment_hold: 256,
+            fragment_hold_bytes: 256 * 1536,
+        }
     }
 }
 

@@ -356,3 +356,16 @@ fn port_range_forwards_are_checked_for_length_and_overlap() {
     )
     .expect("disjoint");
 }
+
+#[test]
+fn the_fragment_hold_is_bounded_and_may_be_off() {
+    let base = "interfaces: {inside: a, outside: b}\nrules:\n  - action: masquerade\n";
+    let c = load(base, 2).unwrap();
+    assert_eq!((c.raw.tables.fragment_hold, c.raw.tables.fragment_hold_bytes), (256, 256 * 1536));
+    let off = load(&format!("{base}tables: {{fragment_hold: 0, fragment_hold_bytes: 0}}\n"), 2).unwrap();
+    assert_eq!(off.raw.tables.fragment_hold, 0);
+    let e = errors(&format!("{base}tables:\n  fragment_hold: 70000\n  fragment_hold_bytes: 1000\n"));
+    let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["tables.fragment_hold", "tables.fragment_hold_bytes"], "{e:?}");
+    assert_eq!(e[0].line, 5, "{:?}", e[0]);
+}

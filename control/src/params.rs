@@ -213,6 +213,7 @@ pub fn engine_params(
     p.max_sessions = v.raw.tables.max_sessions;
     p.max_subscribers = v.raw.tables.max_subscribers;
     p.max_fragments = v.raw.tables.max_fragments;
+    (p.fragment_hold, p.fragment_hold_bytes) = (v.raw.tables.fragment_hold, v.raw.tables.fragment_hold_bytes);
     p.local_addrs = local_addrs;
     p.icmp_source = inside_addr;
     p.boundary = Boundary {
@@ -252,6 +253,12 @@ mod tests {
             (e.tcp_established_secs, e.tcp_transitory_secs, e.udp_secs, e.icmp_secs, e.port_hold_secs, e.fragment_secs)
         );
         assert_eq!(c.udp_unreplied_secs, e.udp_unreplied_secs);
+    }
+
+    #[test]
+    fn the_config_and_the_engine_agree_on_the_default_fragment_hold() {
+        let (c, e) = (config::Tables::default(), EngineParams::single(vec![], vec![]));
+        assert_eq!((c.fragment_hold, c.fragment_hold_bytes), (e.fragment_hold, e.fragment_hold_bytes));
     }
 
     #[test]

@@ -108,7 +108,8 @@ fn an_outside_scan_gets_no_inside_answer_reaches_nothing_inside_and_is_counted()
     assert!(total(&out, "other_side=") >= 400, "probes to the inside address, dropped in XDP: {out}");
     assert!(total(&out, "no_session=") >= 800, "probes to the pool and inside hosts: {out}");
     assert!(total(&out, "spoofed=") >= 7, "inside sources from outside: {out}");
-    assert!(total(&out, "fragment_unknown=") >= 2, "{out}");
+    // Later fragments with no first one wait in the hold, then expire (`nat::frag`).
+    assert!(total(&out, "fragment_unknown=") + total(&out, "fragment_hold_expired=") >= 2, "{out}");
     assert!(total(&out, "host guard: refused ") >= 400, "probes to the box's outside address: {out}");
     assert_eq!(total(&out, " leaked "), 0, "{out}");
 }

@@ -30,6 +30,14 @@ fn main() {
             std::fs::write(sub.join(name), d).unwrap();
         }
     }
+    // A sequence: a later fragment before its first (the hold, `nat::frag`).
+    let mut seq = Vec::new();
+    for name in ["frag_later", "frag_first"] {
+        let f = &frames.iter().find(|(n, _)| *n == name).unwrap().1;
+        seq.extend_from_slice(&[0, f.len().min(255) as u8]);
+        seq.extend_from_slice(f);
+    }
+    std::fs::write(dir.join("engine").join("frag_later_first"), seq).unwrap();
     let pdir = dir.join("parse");
     std::fs::create_dir_all(&pdir).unwrap();
     for (name, f) in &frames {

@@ -456,7 +456,7 @@ fn ttl_expiring_at_the_nat_goes_to_the_kernel_for_time_exceeded() {
 }
 
 #[test]
-fn fragments_follow_their_first_fragment_and_unknown_ones_are_dropped() {
+fn fragments_follow_their_first_fragment_and_unknown_ones_expire_in_the_hold() {
     let mut n = Nat::new(cgnat_params());
     let (src, dst) = (ip("100.64.1.2"), ip("198.51.100.1"));
     let seg = build::udp_segment(src, 7000, dst, 9, &[7u8; 64]);
@@ -478,8 +478,12 @@ fn fragments_follow_their_first_fragment_and_unknown_ones_are_dropped() {
         whole.len() as u16,
     );
     assert_eq!(dataplane::wire::checksum::fold(ps + dataplane::wire::checksum::sum(&whole)), 0xffff);
+    // One whose first never comes waits in the hold, then is dropped (`nat::frag`).
     let mut stray = build::frame_frag(src, dst, 17, &seg[40..], 64, 0x4243, 5);
-    assert_eq!(n.send(IN, &mut stray), Verdict::Drop(DropReason::FragmentUnknown));
+    assert_eq!(n.send(IN, &mut stray), Verdict::Held);
+    n.now += n.e.timeouts().fragment_secs;
+    n.e.expire(n.now, 1);
+    assert_eq!(n.e.counters().drop_count(DropReason::FragmentHoldExpired), 1);
 }
 
 #[test]

@@ -94,6 +94,7 @@ impl Engine {
         v[0]
     }
 
+    #[inline(always)]
     pub(super) fn process_chunk<F: AsMut<[u8]>>(
         &mut self,
         side: Side,
@@ -216,11 +217,16 @@ impl Engine {
                             Side::Inside => self.h_i2o(p.src, p.sport, p.dst, p.dport, p.proto),
                             Side::Outside => self.h_o2i(p.dst, p.dport, p.src, p.sport, p.proto),
                         };
-                        if p.first_frag && self.workers > 1 {
+                        let v = if p.first_frag && self.workers > 1 {
                             self.first_fragment(side, now, frame, &p, h)
                         } else {
                             self.flow(side, now, frame, &p, h)
+                        };
+                        // Its later fragments that came first follow it now (`frag`).
+                        if p.first_frag && self.hold.waiting() {
+                            self.release_held(now, &p);
                         }
+                        v
                     }
                     Ok(p) => self.slow(side, now, frame, &p, None),
                     Err(verdict) => verdict,
@@ -238,6 +244,7 @@ impl Engine {
             Verdict::Drop(r) | Verdict::Refuse(r) => self.counters.drop(r),
             Verdict::PassToKernel(r) => self.counters.pass(r),
             Verdict::HandOff { .. } => self.counters.handoffs += 1,
+            Verdict::Held => {} // fragments_held
         }
     }
 }

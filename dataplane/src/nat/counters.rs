@@ -190,6 +190,11 @@ reasons! {
         /// to one port, reached from one remote port on two public ports):
         /// the inside host's answers could not be told apart.
         InsideClash = "inside_clash",
+        /// A non-first fragment that came before its first and found no
+        /// room in the fragment hold (`tables.fragment_hold`, `tables.fragment_hold_bytes`).
+        FragmentHoldFull = "fragment_hold_full",
+        /// A held fragment whose first fragment did not come in time (`timeouts.fragment_secs`).
+        FragmentHoldExpired = "fragment_hold_expired",
     }
 }
 
@@ -283,6 +288,11 @@ declare_counters! {
         fragments_to_owner: u64 => Total("Fragments handed to the worker that owns their datagram's session."),
         /// ICMP errors translated (RFC 5508).
         icmp_errors_translated: u64,
+        /// Non-first fragments that came before their first and were held (`nat::frag`).
+        fragments_held: u64 => Total("Non-first fragments held until their first fragment came (RFC 4787 REQ-14)."),
+        /// Held fragments released when their first fragment came (then
+        /// translated, handed on, or dropped under a reason).
+        fragments_released: u64 => Total("Held fragments released when their first fragment came."),
     }
 }
 

@@ -88,6 +88,7 @@ pub struct Engine {
     pub(super) omap: Index,
     pub(super) ports: Ports,
     pub(super) frags: Fragments,
+    pub(super) hold: Hold,
     pub(super) refusals: refusal::Refusals,
     /// The frames being processed were handed over by another worker
     /// ([`Engine::set_handed_off`]).
@@ -172,6 +173,7 @@ impl Engine {
             omap: Index::with_entries(p.max_sessions),
             ports,
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
+            hold: Hold::new(p.fragment_hold, p.fragment_hold_bytes, t.fragment_secs),
             refusals: refusal::Refusals::new(p.max_subscribers, p.seed),
             handed_off: false,
             counters: Counters::default(),
@@ -218,6 +220,7 @@ impl Engine {
             + self.omap.memory_bytes()
             + self.ports.memory_bytes()
             + self.frags.memory_bytes()
+            + self.hold.memory_bytes()
             + self.refusals.memory_bytes()
     }
 

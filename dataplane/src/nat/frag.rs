@@ -13,11 +13,35 @@
 //! the first fragment's rewrite already covered). masq does not reassemble
 //! (RFC 815's hole list is the receiver's business): each fragment leaves as
 //! it came, translated. A non-first fragment seen before its first is
-//! dropped (`fragment_unknown`; holding it is issue 12's). A hairpinned
-//! datagram's first fragment records a second key, the one it has after
-//! its source was translated (public source, public destination), with the
-//! session that translated its destination; its later fragments take both
-//! steps.
+//! held (below). A hairpinned datagram's first fragment records a second
+//! key, the one it has after its source was translated (public source,
+//! public destination), with the session that translated its destination;
+//! its later fragments take both steps.
+//!
+//! # Fragments in any order: the hold
+//!
+//! RFC 4787 REQ-14: a NAT MUST handle fragments arriving out of order. A
+//! later fragment that finds no entry at its datagram's home (the only
+//! worker with one; the home is the one worker too) is copied into the
+//! engine's hold (`frag_hold.rs`: `tables.fragment_hold` fragments,
+//! `tables.fragment_hold_bytes` bytes, allocated at start) and its verdict
+//! is [`Verdict::Held`]: the worker frees the frame. When a first fragment
+//! has taken its path (translated, handed to its owner, or dropped), the
+//! held fragments of its key, oldest first, take theirs as later fragments
+//! that came just after it (`Engine::release_held`): translated here
+//! (both halves if hairpinned), handed to the owner the home recorded, or
+//! dropped (`fragment_unknown` when the first made nothing to follow);
+//! none is held again. Those to send wait, translated, until the worker
+//! takes them after the batch ([`Engine::take_released`]) and sends each
+//! from a fresh frame as a frame of the batch with that verdict goes
+//! (`worker/release.rs`), so each leaves, or enters the owner's FIFO
+//! hand-off queue, after its first fragment. A fragment the hold has no
+//! room for is dropped (`fragment_hold_full`); one whose first does not
+//! come within `timeouts.fragment_secs` is dropped (`fragment_hold_expired`);
+//! `tables.fragment_hold: 0` turns holding off (`fragment_unknown`, as
+//! before). Counted: `fragments_held`, `fragments_released`. The hold's
+//! fragments are counted as received once; their translation is counted
+//! (forwarded, handed off, dropped) when they are released.
 //!
 //! # Several workers: the fragment home
 //!
@@ -54,11 +78,14 @@
 //! A fragment therefore crosses at most two queues (wire -> home -> owner),
 //! three when hairpinned across workers (-> the target's owner). Queues
 //! between two workers are FIFO and each worker handles a batch in order,
-//! so fragments that take the same route keep their order; a later fragment
-//! that reaches the home before its first (the two came in on different
-//! workers) is dropped like any out-of-order fragment. Issue 12's holding
-//! buffer belongs at the home: every fragment not yet followable passes
-//! through it.
+//! so fragments that take the same route keep their order. A later fragment
+//! that reaches the home before its first (they came in on different
+//! workers, or out of order) is held there: every fragment not yet
+//! followable passes through the home, which is where the first fragment
+//! is recorded and whence the held ones follow it to the owner (rule 3).
+//! Only the home holds: a fragment handed over to a worker that is not its
+//! home came after its first fragment through a FIFO queue, so an owner
+//! without an entry has lost it (rule 4).
 //!
 //! Cost: nothing for unfragmented traffic (the fast lane never sees
 //! fragments; the check sits in the general path's first-fragment branch;
@@ -67,7 +94,15 @@
 //! one worker, 392 instructions a fragment, 368 before: the hairpin check
 //! and the record's kind), the home's hash when there are several, and,
 //! for each worker it crosses, a copy through a hand-off queue (a frame of
-//! at most `HANDOFF_MAX` bytes). Rejected: steering all fragments of a
+//! at most `HANDOFF_MAX` bytes). The hold costs a fragment that comes in
+//! order nothing but one test per first fragment (`callgrind.sh`:
+//! 134 / 155 / 966 / 392 with it, 134 / 155 / 965 / 394 without); a
+//! fragment held and released costs about 530 instructions more (its
+//! copies in and out, the hold's scan; `held_fragment_instructions` 659 a
+//! fragment when every datagram's later fragment comes first). The hold
+//! is scanned whole for each first fragment while anything waits: it is
+//! small (256 by default), and under a flood of strays it is full and
+//! drops them, so a first fragment's scan stays bounded. Rejected: steering all fragments of a
 //! public address to one worker (every reply fragment to a CGNAT address
 //! would queue behind one core), and a table shared by all workers (locks
 //! or atomics on the packet path). The table is a fixed direct-mapped array:
@@ -79,7 +114,9 @@
 //! tuple; a later fragment is handed on only to its home (once, off the
 //! wire) or by a record its home (or its hairpin's owner) made when the
 //! first fragment was handed on; a fragment handed over is never sent home
-//! again; every fragment handed on or dropped is counted by reason.
+//! again; only a fragment's home holds it, at most once, and a held
+//! fragment leaves after its first fragment or not at all; every fragment
+//! handed on, held or dropped is counted by reason.
 #![forbid(unsafe_code)]
 
 use super::hash::hash3;
@@ -252,6 +289,9 @@ impl Engine {
 
     /// A later fragment: translated here, handed to its home or its owner,
     /// or dropped (module doc, rules 1-4).
+    // Inlined into `slow` as before the hold (a call costs a fragment ~25
+    // instructions); `release_held`, cold, has its own copy.
+    #[inline(always)]
     pub(super) fn later_fragment(&mut self, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> Verdict {
         let home = if self.workers > 1 { self.frag_home(side, p) } else { self.worker };
         match self.frags.find(frag_key(p), now) {
@@ -265,7 +305,7 @@ impl Engine {
                 Verdict::HandOff { worker: home, arrived_on: side }
             }
             _ if home != self.worker => Verdict::Drop(DropReason::FragmentUnknownAtOwner),
-            _ => Verdict::Drop(DropReason::FragmentUnknown),
+            _ => self.hold_fragment(side, now, frame, p),
         }
     }
 

@@ -164,8 +164,10 @@ impl Engine {
     /// Reclaims sessions whose timeout ended, looking at each wheel bucket
     /// whose second has come; re-files the ones active since. Does at most
     /// `budget` removals or re-filings (the rest waits for the next call).
+    /// Drops the held fragments whose time is up too (`nat::frag`).
     /// Called once per batch; call it from an idle worker too.
     pub fn expire(&mut self, now: u32, budget: usize) -> usize {
+        self.expire_held(now);
         let mut done = 0;
         let mut steps = 0;
         let mut empty_buckets = 0u32;

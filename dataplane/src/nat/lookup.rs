@@ -153,7 +153,14 @@ impl Engine {
             Kind::Flow => {}
             Kind::IcmpError => return self.icmp_error(side, now, frame, p),
             Kind::LaterFragment => return self.later_fragment(side, now, frame, p),
-            Kind::OtherProto => return self.other_proto(side, now, frame, p),
+            Kind::OtherProto => {
+                let v = self.other_proto(side, now, frame, p);
+                // Its later fragments that came first follow it now (`frag`).
+                if p.first_frag && self.hold.waiting() {
+                    self.release_held(now, p);
+                }
+                return v;
+            }
         }
         let v = match side {
             Side::Inside => self.miss_i2o(now, frame, p, h),

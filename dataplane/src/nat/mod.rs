@@ -35,7 +35,7 @@
 //! | refusal | `refusal.rs` | a subscriber at its limit: drop, ICMP host unreachable, count per pool, log (RFC 6888 REQ-11) | a refusal deletes nothing and changes no session, port or subscriber; rate limits per subscriber and per worker |
 //! | lifecycle | `lifecycle.rs` | take a slot, install with checksum deltas, remove, expire, evict | every live session is in both indexes exactly once |
 //! | ICMP errors | `icmp_error.rs` | find the session through the embedded datagram, rewrite both headers | an error never refreshes a session |
-//! | fragments | `frag.rs` | later fragments follow their first fragment's session; with several workers every fragment meets its datagram's fragment home, which sends it on to the session's owner | a fragment is forwarded only for a live session of its tuple; a handed-over fragment is never sent home again |
+//! | fragments | `frag.rs`, `frag_hold.rs` | later fragments follow their first fragment's session; with several workers every fragment meets its datagram's fragment home, which sends it on to the session's owner; one that comes before its first waits in the home's hold (RFC 4787 REQ-14) | a fragment is forwarded only for a live session of its tuple; a handed-over fragment is never sent home again; a held fragment leaves after its first or is dropped and counted |
 //! | rewrite | `rewrite.rs` | addresses, ports, TTL, checksums (RFC 1624 from stored deltas) | a bad checksum stays bad; a computed UDP 0 is sent as 0xFFFF |
 //! | keys | `keys.rs`, `hash.rs`, `index.rs` | the four index keys, the hash, the open-addressing index | each key is defined once |
 //! | protocols | `l4.rs` | [`L4`]: TCP, UDP, ICMP, other as wire number, stored and hashed code, array index | one numbering, never changed: every key hashes it |
@@ -62,6 +62,7 @@ mod engine;
 pub mod error;
 mod fast;
 pub mod frag;
+mod frag_hold;
 mod hairpin;
 pub mod hash;
 mod i2o;
@@ -97,6 +98,7 @@ use crate::wire::tcp::TcpPacket;
 use batch::{Created, Item, Pre};
 use engine::{forward_proto, ForwardRt};
 use frag::{frag_key, Fragments};
+use frag_hold::Hold;
 use index::Index;
 use parse::{parse, parse_embedded, parse_fast, FastKey, Kind, Parsed};
 use ports::Ports;
@@ -158,6 +160,11 @@ pub enum Verdict {
         /// The side the frame arrived on, to process it as.
         arrived_on: Side,
     },
+    /// A non-first fragment that came before its first: the engine copied
+    /// it into its fragment hold ([`frag`]); free the frame. It comes back
+    /// translated from [`Engine::take_released`] when its first fragment
+    /// has been translated, or is dropped and counted.
+    Held,
 }
 
 /// Session capacity above which batches read ahead (prefetch across the batch).

@@ -23,7 +23,8 @@ pub struct Timeouts {
     pub other_secs: u32,
     /// How long a freed public port is held back (RFC 6888 REQ-8: 120 s).
     pub port_hold_secs: u32,
-    /// How long a fragment entry lives after its first fragment.
+    /// How long a fragment entry lives after its first fragment, and how
+    /// long a later fragment waits for its first in the hold.
     pub fragment_secs: u32,
 }
 
@@ -408,6 +409,11 @@ pub struct EngineParams {
     pub max_subscribers: u32,
     /// Fragment-tracking entries (power of two is best).
     pub max_fragments: u32,
+    /// Non-first fragments held at most while they wait for their first
+    /// fragment (0: none is held, such fragments are dropped).
+    pub fragment_hold: u32,
+    /// Bytes (whole frames) those held fragments may take at most.
+    pub fragment_hold_bytes: u32,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Public pools.
@@ -443,6 +449,8 @@ impl EngineParams {
             max_sessions: 65536,
             max_subscribers: 16384,
             max_fragments: 1024,
+            fragment_hold: 256,
+            fragment_hold_bytes: 256 * 1536,
             timeouts: Timeouts::default(),
             pools,
             rules,

@@ -17,8 +17,8 @@ use super::*;
 /// within [`MAX_POOLS`]; timeouts may not outgrow the expiry wheel built
 /// for `old`; 1:1 static NAT entries are checked as `Engine::new` checks them.
 pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), ParamError> {
-    if (old.max_sessions, old.max_subscribers, old.max_fragments)
-        != (new.max_sessions, new.max_subscribers, new.max_fragments)
+    if (old.max_sessions, old.max_subscribers, old.max_fragments, old.fragment_hold, old.fragment_hold_bytes)
+        != (new.max_sessions, new.max_subscribers, new.max_fragments, new.fragment_hold, new.fragment_hold_bytes)
     {
         return Err(ParamError::NeedsRestart("table sizes"));
     }

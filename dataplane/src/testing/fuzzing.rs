@@ -117,6 +117,8 @@ fn fuzz_engine() -> Engine {
     p.statics = vec![StaticNat { public_addr: 0xcb00_7180, inside_addr: 0x6440_0007 }];
     p.local_addrs = vec![0x6440_0001];
     p.icmp_source = Some(0x6440_0001);
+    // A small fragment hold: full and wrapped byte rings are reached too.
+    (p.fragment_hold, p.fragment_hold_bytes) = (4, 4096);
     Engine::new(&p).expect("the fuzz engine's parameters are valid")
 }
 
@@ -156,6 +158,15 @@ pub fn engine_any(data: &[u8]) {
                 assert!(ip.verify_checksum() && crate::wire::checksum::verify(ip.payload()));
             }
         }
+        // Fragments released from the hold, as the worker takes them.
+        e.take_released(usize::MAX, |v, b| {
+            use crate::nat::Verdict;
+            assert!(!b.is_empty(), "an empty released frame");
+            assert!(
+                matches!(v, Verdict::Forward(_) | Verdict::HandOff { .. } | Verdict::PassToKernel(_)),
+                "a released fragment with verdict {v:?}"
+            );
+        });
     }
     let _ = e.sessions(now).count();
 }

@@ -199,4 +199,54 @@ mod tests {
         assert_eq!((w[1].counters().handoff_out, w[0].counters().handoff_out), (2, 2));
         assert_eq!(w[0].counters().handoff_dropped + w[1].counters().handoff_dropped, 0);
     }
+
+    #[test]
+    #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)] // test frames built to size
+    fn a_reply_whose_later_fragments_come_first_is_held_at_its_home_and_follows_its_first() {
+        let mesh = Arc::new(Mesh::new(2, 64));
+        let sub = (2..255).map(|i| ip("100.64.0.0") + i).find(|&a| subscriber_owner(a, 2) == 1).expect("one");
+        let mut w = [worker(0, &mesh, sub), worker(1, &mesh, sub)];
+        assert!(w[1].io_mut().inject(Side::Inside, &udp(sub, 4000, ip("198.51.100.1"), 7, b"q")));
+        w[1].round(1);
+        let (public, pport, _, _) = tuple(&w[1].io_mut().tx[1].pop().expect("sent outside"));
+        // Homed at worker 0, owned by worker 1: the held fragments are
+        // released at the home and handed to the owner after the first.
+        let remote = ip("198.51.100.1");
+        let ident = (0..64)
+            .find(|&i| outside_home(SEED, FragKey { src: remote, dst: public, ip_proto: 17, ident: i }, 2) == 0)
+            .expect("a datagram homed at worker 0");
+        let seg = udp_segment(remote, 7, public, pport, &[9; 2400]);
+        let frag = |at: usize, end: usize| {
+            let more = if end < seg.len() { 0x2000 } else { 0 };
+            frame_frag(remote, public, 17, &seg[at..end], 64, ident, more | (at / 8) as u16)
+        };
+        // The last, then the middle, come off the wire at worker 1 before the first.
+        for f in [frag(1600, seg.len()), frag(800, 1600)] {
+            assert!(w[1].io_mut().inject(Side::Outside, &f));
+        }
+        // (Within the hold's time: `timeouts.fragment_secs`, 2 s.)
+        for _ in 0..2 {
+            w[1].round(2);
+            w[0].round(2);
+        }
+        assert!(w[1].io_mut().tx[0].is_empty(), "nothing reaches the subscriber before the first fragment");
+        assert_eq!(w[0].engine().map(|e| e.counters().fragments_held), Some(2));
+        assert!(w[1].io_mut().inject(Side::Outside, &frag(0, 800)));
+        for _ in 0..3 {
+            w[1].round(3);
+            w[0].round(3);
+        }
+        let got = std::mem::take(&mut w[1].io_mut().tx[0]);
+        assert_eq!(got.len(), 3, "every fragment reached the subscriber");
+        assert!(got.iter().all(|f| f[30..34] == sub.to_be_bytes()));
+        assert_eq!(&got[0][34..38], &[0, 7, 0x0f, 0xa0], "the first leaves first, with the inside port 4000");
+        let offsets: Vec<u16> = got.iter().map(|f| u16::from_be_bytes([f[20], f[21]]) & 0x1fff).collect();
+        assert_eq!(offsets, [0, 200, 100], "the held ones after it, in the order they came");
+        assert_eq!(w[0].engine().map(|e| e.counters().fragments_released), Some(2));
+        assert_eq!(w[0].counters().fragment_release_failed + w[1].counters().handoff_dropped, 0);
+        let frames = w[0].io_mut().free_frames();
+        w[0].round(9);
+        assert_eq!(w[0].io_mut().free_frames(), frames, "no frame kept at the home");
+        assert_eq!(w[0].engine().map(|e| e.counters().total_drops()), Some(0));
+    }
 }

@@ -9,10 +9,14 @@
 //! typed replies). Frames whose session another worker owns go to it, and
 //! come from it, through `handoff.rs`. A frame the engine refused
 //! (a subscriber at its limit), and a hairpinned DF frame too big for the
-//! inside MTU, are answered with an ICMP error by `refuse.rs`.
+//! inside MTU, are answered with an ICMP error by `refuse.rs`. A fragment
+//! the engine held (it came before its first) is freed; the engine gives it
+//! back translated once its first fragment came, and `release.rs` sends it
+//! after the batch.
 //!
 //! Invariants: every received frame is sent, freed or handed off in the
-//! round it arrived (the worker never holds a frame across rounds; the backend
+//! round it arrived (the worker never holds a frame across rounds: a held
+//! fragment's bytes wait in the engine, not in a frame; the backend
 //! may keep a frame queued until its TX ring has room); every frame that
 //! is not sent is counted under a reason (the engine's, or one of
 //! [`WorkerCounters`]'); nothing on this path allocates, locks or panics;
@@ -22,6 +26,7 @@
 mod command;
 mod handoff;
 mod refuse;
+mod release;
 
 pub use command::{BlockUse, Census, Command, ReconfigureError, SessionFilter, Sliced, SLICE};
 pub use handoff::{HandOff, Mesh, HANDOFF_MAX};
@@ -70,6 +75,8 @@ declare_counters! {
         log_dropped: u64,
         /// Hand-offs dropped: the owner's queue was full, the frame too big, or no frame free.
         handoff_dropped: u64 => Drop("handoff_dropped"),
+        /// Fragments released from the engine's hold that could not be sent: no free frame.
+        fragment_release_failed: u64 => Drop("fragment_release_failed"),
         /// ICMP host unreachable errors sent to subscribers refused a port or a session.
         icmp_unreachable_sent: u64 => Total("ICMP host unreachable errors sent to subscribers refused a port or a session (RFC 6888 REQ-11b)."),
         /// Such errors not sent: no free frame, or no next hop for the subscriber.
@@ -309,22 +316,15 @@ impl<I: FrameIo> Worker<I> {
             }
             // Link-layer addresses while the frames are at hand.
             for ((a, v), f) in actions.iter_mut().zip(verdicts.iter()).zip(views.iter_mut()) {
-                *a = match *v {
-                    Verdict::Forward(out) => match write_l2(l2.side(out), f) {
-                        NextHop::Mac(_) => fits(l2.side(out).mtu, f, out),
-                        NextHop::Unresolved(hop) => Action::NoNeighbour(out, hop),
-                        NextHop::NoRoute => Action::NoRoute(out),
-                    },
-                    Verdict::HandOff { worker, arrived_on } => Action::HandOff { worker, arrived_on },
-                    Verdict::PassToKernel(_) => Action::Pass,
-                    Verdict::Refuse(_) => Action::Refuse,
-                    Verdict::Drop(_) => Action::Free,
-                };
+                *a = action(*v, f, l2);
             }
         });
         for i in 0..n {
             let (Some(&d), Some(&a)) = (self.descs.get(i), self.actions.get(i)) else { break };
             self.dispose(d, a);
+        }
+        if self.engine.as_ref().is_some_and(|e| e.released() > 0) {
+            self.send_released();
         }
     }
 
@@ -391,6 +391,24 @@ impl<I: FrameIo> Worker<I> {
             }
         }
         *per_side(&mut self.counters.fragmented, out) += 1;
+    }
+}
+
+/// What becomes of a frame with verdict `v` (its link-layer addresses
+/// written when it is forwarded).
+#[inline]
+fn action(v: Verdict, f: &mut [u8], l2: &L2Table) -> Action {
+    match v {
+        Verdict::Forward(out) => match write_l2(l2.side(out), f) {
+            NextHop::Mac(_) => fits(l2.side(out).mtu, f, out),
+            NextHop::Unresolved(hop) => Action::NoNeighbour(out, hop),
+            NextHop::NoRoute => Action::NoRoute(out),
+        },
+        Verdict::HandOff { worker, arrived_on } => Action::HandOff { worker, arrived_on },
+        Verdict::PassToKernel(_) => Action::Pass,
+        Verdict::Refuse(_) => Action::Refuse,
+        // A held fragment's bytes are in the engine's hold (`release.rs`).
+        Verdict::Drop(_) | Verdict::Held => Action::Free,
     }
 }
 

@@ -9,7 +9,10 @@
 //!
 //! With `--fragments`, `established` sends every datagram in two fragments
 //! (a first one with the ports, then a later one, in one batch): the
-//! general path's fragment handling (`nat::frag`), per fragment.
+//! general path's fragment handling (`nat::frag`), per fragment. With
+//! `--out-of-order` too, each datagram's later fragment comes first: it is
+//! held, then released when its first fragment is translated (the released
+//! ones are taken after each batch, as the worker takes them).
 //!
 //! Frames are 60-byte UDP (64 on the wire), or with `--tcp` 60-byte TCP
 //! ACKs of connections set up by a handshake (SYN, SYN/ACK, ACK). Each batch's frames are written
@@ -65,6 +68,9 @@ struct Args {
     /// Established flows' datagrams in two fragments each (UDP only).
     #[arg(long, conflicts_with = "tcp")]
     fragments: bool,
+    /// With --fragments: each datagram's later fragment before its first (held, then released).
+    #[arg(long, requires = "fragments")]
+    out_of_order: bool,
 }
 
 #[derive(Serialize)]
@@ -227,12 +233,15 @@ fn main() {
                         // MF with offset 0, then offset 8 bytes: one datagram per pair.
                         let ident = u16::try_from((n * (BATCH as u64 / 2) + (k / 2) as u64) & 0xffff).unwrap_or(0);
                         b[IDENT..IDENT + 2].copy_from_slice(&ident.to_be_bytes());
-                        let ff: u16 = if k % 2 == 0 { 0x2000 } else { 1 };
+                        let ff: u16 = if (k % 2 == 0) != a.out_of_order { 0x2000 } else { 1 };
                         b[FLAGS_FRAG..FLAGS_FRAG + 2].copy_from_slice(&ff.to_be_bytes());
                     }
                 }
                 let side = if o2i { Side::Outside } else { Side::Inside };
                 engine.process(side, now, &mut bufs, &mut verdicts);
+                if a.out_of_order {
+                    engine.take_released(BATCH, |_, _| {});
+                }
             }
             let secs = t0.elapsed().as_secs_f64();
             let c = engine.counters();
