@@ -221,6 +221,7 @@ fn try_apply(s: &LiveConfig, text: &str) -> Result<Applied, ApplyError> {
     // The seed and steering stay the running engines' own.
     p.seed = old.seed;
     p.steering = old.steering.clone();
+    p.mtu = old.mtu;
     reconfigure_check(old, &p).map_err(ApplyError::NotLive)?;
     let flushed = reconfigure_workers(&s.workers, &p)?;
     live.config = v;

@@ -274,6 +274,9 @@ declare_counters! {
         fragments_to_owner: u64 => Total("Fragments handed to the worker that owns their datagram's session."),
         /// ICMP errors translated (RFC 5508).
         icmp_errors_translated: u64,
+        /// TCP SYN and SYN/ACK segments whose MSS option a rule's
+        /// `mss_clamp` lowered (`nat::mss`).
+        mss_clamped: u64 => Total("TCP SYN and SYN/ACK segments whose MSS a rule's mss_clamp lowered."),
     }
 }
 

@@ -62,7 +62,8 @@ impl Engine {
                 }
             }
         }
-        let action = self.rules.first_match(p.src, p.dst, p.ip_proto, Some(p.dport));
+        let matched = self.rules.first_match_at(p.src, p.dst, p.ip_proto, Some(p.dport));
+        let (rule, action) = matched.map_or((usize::MAX, None), |(i, a)| (i, Some(a)));
         let idx = match action {
             Some(RuleAction::Translate { pool }) => match self.new_mapped_i2o(now, p, pool, h) {
                 Ok(idx) => idx,
@@ -78,8 +79,14 @@ impl Engine {
         if p.first_frag {
             self.frags.record(frag_key(p), true, idx, now);
         }
+        let mut ext = 0;
         if p.proto == L4::Tcp {
             self.tcp_window(idx, Side::Inside, frame, p);
+            let o = self.rule_options(rule);
+            if o != RuleOptions::default() {
+                self.set_rule_ext(now, idx, o);
+                ext = self.tcp_ext(idx);
+            }
         }
         // No touch(): install() already set the state a first packet from
         // the originator leaves.
@@ -88,6 +95,12 @@ impl Engine {
         };
         let pub_ip = s.public_ip;
         Rewrite::i2o(s).apply(frame, p);
+        if ext != 0 {
+            self.tcp_ext_hook(ext, idx, Side::Inside, now, frame, p);
+        }
+        let Some(s) = self.sessions.hot.get(idx as usize) else {
+            return Err(Verdict::Drop(DropReason::TableFull));
+        };
         if dst_public && s.flags & flag::NO_NAT == 0 {
             if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
                 x.flags |= flag::HAIRPIN;

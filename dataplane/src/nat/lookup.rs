@@ -57,10 +57,15 @@ impl Engine {
         }
         // touch() changes state and timers, never the rewrite: snapshot after it.
         let snap = self.sessions.get(idx);
+        // What the session's rule added (MSS clamping, the FTP ALG): TCP only.
+        let ext = if p.proto == L4::Tcp { self.tcp_ext(idx) } else { 0 };
         match side {
             Side::Inside => {
                 let pub_ip = snap.public_ip;
                 Rewrite::i2o(&snap).apply(frame, p);
+                if ext != 0 {
+                    self.tcp_ext_hook(ext, idx, side, now, frame, p);
+                }
                 if snap.flags & flag::HAIRPIN != 0 {
                     return self.hairpin_dst(now, frame, p, &snap, pub_ip);
                 }
@@ -68,6 +73,9 @@ impl Engine {
             }
             Side::Outside => {
                 Rewrite::o2i(&snap).apply(frame, p);
+                if ext != 0 {
+                    self.tcp_ext_hook(ext, idx, side, now, frame, p);
+                }
                 Verdict::Forward(Side::Inside)
             }
         }

@@ -35,6 +35,7 @@
 //! | lifecycle | `lifecycle.rs` | take a slot, install with checksum deltas, remove, expire, evict | every live session is in both indexes exactly once |
 //! | ICMP errors | `icmp_error.rs` | find the session through the embedded datagram, rewrite both headers | an error never refreshes a session |
 //! | fragments | `frag.rs` | later fragments follow their first fragment's session; with several workers every fragment meets its datagram's fragment home, which sends it on to the session's owner | a fragment is forwarded only for a live session of its tuple; a handed-over fragment is never sent home again |
+//! | MSS clamping | `mss.rs` | a rule's `mss_clamp` lowers the MSS of SYN and SYN/ACK, both ways; what a TCP session's rule added (`TcpWindow::ext`) | an MSS is never raised; the checksum updated incrementally; the fast lane never sees a SYN |
 //! | rewrite | `rewrite.rs` | addresses, ports, TTL, checksums (RFC 1624 from stored deltas) | a bad checksum stays bad; a computed UDP 0 is sent as 0xFFFF |
 //! | keys | `keys.rs`, `hash.rs`, `index.rs` | the four index keys, the hash, the open-addressing index | each key is defined once |
 //! | protocols | `l4.rs` | [`L4`]: TCP, UDP, ICMP as wire number, stored and hashed code, array index | one numbering, never changed: every key hashes it |
@@ -71,6 +72,7 @@ pub mod l4;
 mod lifecycle;
 mod lookup;
 mod mapping;
+mod mss;
 mod o2i;
 pub mod params;
 pub mod parse;

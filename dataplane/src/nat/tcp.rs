@@ -153,13 +153,17 @@ pub struct TcpWindow {
     pub win: [u32; 2],
     /// Each side's window scale from its SYN ([`TcpWindow::NO_SCALE`]: none).
     pub wscale: [u8; 2],
+    /// What the session's rule added (in what was padding: the table stays
+    /// 20 bytes a session): [`super::mss::Ext`], MSS clamping or the FTP
+    /// ALG's slot. 0: nothing, so the general path tests one word.
+    pub ext: u16,
 }
 
 impl TcpWindow {
     /// No window scale option seen.
     pub const NO_SCALE: u8 = 0xff;
     /// A fresh session's: nothing seen.
-    pub const NEW: TcpWindow = TcpWindow { seq: [0; 2], win: [0; 2], wscale: [Self::NO_SCALE; 2] };
+    pub const NEW: TcpWindow = TcpWindow { seq: [0; 2], win: [0; 2], wscale: [Self::NO_SCALE; 2], ext: 0 };
 
     /// Records a packet from side `d`: its sequence number, its window
     /// (scaled as RFC 7323 section 2.2 says: never on a SYN, and only when
@@ -207,6 +211,11 @@ impl TcpWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_window_table_stays_20_bytes_a_session() {
+        assert_eq!(std::mem::size_of::<TcpWindow>(), 20);
+    }
 
     #[test]
     fn three_way_handshake_then_close() {
