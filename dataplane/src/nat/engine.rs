@@ -43,6 +43,8 @@ pub struct Engine {
     pub(super) ports: Ports,
     pub(super) frags: Fragments,
     pub(super) refusals: refusal::Refusals,
+    /// The FTP ALG's slots and grown packets.
+    pub(super) alg: alg::Alg,
     /// The frames being processed were handed over by another worker
     /// ([`Engine::set_handed_off`]).
     pub(super) handed_off: bool,
@@ -119,6 +121,7 @@ impl Engine {
             ports,
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
             refusals: refusal::Refusals::new(p.max_subscribers, p.seed),
+            alg: alg::Alg::new(alg::ALG_SLOTS),
             handed_off: false,
             counters: Counters::default(),
             scratch: Some(Box::new([Item::EMPTY; BATCH])),
@@ -165,6 +168,7 @@ impl Engine {
             + self.ports.memory_bytes()
             + self.frags.memory_bytes()
             + self.refusals.memory_bytes()
+            + self.alg.memory_bytes()
     }
 
     /// The source of the ICMP errors refused subscribers get

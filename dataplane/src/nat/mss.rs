@@ -11,6 +11,7 @@
 //! checksum is updated incrementally (RFC 1624), so a bad one stays bad;
 //! only SYN segments are looked at, and those never take the fast lane
 //! (they change TCP state), so established traffic pays nothing.
+//! The FTP ALG (`super::alg`) hangs off the same word and hook.
 //!
 //! What a TCP session's rule added lives in [`TcpWindow::ext`] (a word
 //! that was padding), read by the general path only: [`Ext`].
@@ -21,8 +22,11 @@ use crate::wire::tcp::SYN;
 
 /// The encoding of [`TcpWindow::ext`].
 pub(super) mod ext {
-    /// Clamping to the outgoing MTU less 40; below it, a fixed MSS, and
-    /// 0 for none.
+    /// The FTP ALG is on; the low 15 bits are its slot (`super::alg`),
+    /// which keeps the session's clamping.
+    pub const ALG: u16 = 0x8000;
+    /// Without [`ALG`]: clamping to the outgoing MTU less 40; below it, a
+    /// fixed MSS, and 0 for none.
     pub const AUTO: u16 = 0x7fff;
 }
 
@@ -46,7 +50,10 @@ impl Engine {
     /// [`TcpWindow::ext`] (after `install`, which resets it).
     pub(super) fn set_rule_ext(&mut self, now: u32, idx: u32, o: RuleOptions) {
         let _ = now;
-        let e = encode(o.mss_clamp);
+        let mut e = encode(o.mss_clamp);
+        if o.ftp_alg {
+            e = self.alg_open(idx, e);
+        }
         if let Some(w) = self.sessions.tcp.get_mut(idx as usize) {
             w.ext = e;
         }
@@ -61,9 +68,12 @@ impl Engine {
     /// A TCP packet of a session with something in its `ext` (not 0),
     /// after its NAT rewrite: the clamping of a SYN, and the ALG.
     pub(super) fn tcp_ext_hook(&mut self, e: u16, idx: u32, side: Side, now: u32, frame: &mut [u8], p: &Parsed) {
-        let _ = (idx, now);
-        if p.tcp_flags & SYN != 0 {
-            self.clamp_mss(e, side, frame, p);
+        let mss = if e & ext::ALG != 0 { self.alg_mss(e) } else { e };
+        if mss != 0 && p.tcp_flags & SYN != 0 {
+            self.clamp_mss(mss, side, frame, p);
+        }
+        if e & ext::ALG != 0 {
+            self.alg_packet(e & !ext::ALG, idx, side, now, frame, p);
         }
     }
 

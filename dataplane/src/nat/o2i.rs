@@ -74,7 +74,8 @@ impl Engine {
                     Filtering::AddressDependent => self.chain_has_remote(head, p.src),
                     Filtering::AddressAndPortDependent => false,
                 };
-                if !admit {
+                // An FTP data connection the ALG expects gets in whatever the filtering.
+                if !admit && !(p.proto == L4::Tcp && self.alg_expects(head, p.src)) {
                     return Err(Verdict::Drop(DropReason::Filtered));
                 }
                 let hs = self.sessions.get(head);
