@@ -37,12 +37,12 @@ fn sha(lab: &Lab, file: &str) -> String {
 fn setup(name: &str, config: &str) -> Lab {
     let mut lab = Lab::up(name, 1500);
     let srv = lab.dir.join("srv");
-    std::fs::create_dir_all(&srv).unwrap();
+    std::fs::create_dir_all(&srv).expect("server directory");
     std::fs::write(
         srv.join("blob"),
         (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]).collect::<Vec<u8>>(),
     )
-    .unwrap();
+    .expect("the file to fetch");
     let srv = srv.to_string_lossy().into_owned();
     // Debug logging: the server's log shows every command it received.
     lab.spawn(
@@ -58,7 +58,7 @@ fn setup(name: &str, config: &str) -> Lab {
         "the FTP server did not come up: {}",
         lab.read("ftpd.log")
     );
-    std::fs::write(lab.dir.join("masq.yaml"), config).unwrap();
+    std::fs::write(lab.dir.join("masq.yaml"), config).expect("config file");
     let cfg = lab.dir.join("masq.yaml").to_string_lossy().into_owned();
     lab.start_masq_with(&["run", "--config", &cfg]);
     lab

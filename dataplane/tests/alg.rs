@@ -1,7 +1,7 @@
 //! Scenario tests for what a rule adds to its TCP connections: MSS
 //! clamping on SYN and SYN/ACK (netfilter's TCPMSS, VPP's
 //! test_mss_clamping).
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)] // small test values
 
 mod common;
 

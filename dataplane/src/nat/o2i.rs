@@ -75,7 +75,7 @@ impl Engine {
                     Filtering::AddressAndPortDependent => false,
                 };
                 // An FTP data connection the ALG expects gets in whatever the filtering.
-                if !admit && !(p.proto == L4::Tcp && self.alg_expects(head, p.src)) {
+                if !(admit || p.proto == L4::Tcp && self.alg_expects(head, p.src)) {
                     return Err(Verdict::Drop(DropReason::Filtered));
                 }
                 let hs = self.sessions.get(head);

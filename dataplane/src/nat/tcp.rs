@@ -154,7 +154,7 @@ pub struct TcpWindow {
     /// Each side's window scale from its SYN ([`TcpWindow::NO_SCALE`]: none).
     pub wscale: [u8; 2],
     /// What the session's rule added (in what was padding: the table stays
-    /// 20 bytes a session): [`super::mss::Ext`], MSS clamping or the FTP
+    /// 20 bytes a session): `nat::mss::ext`, MSS clamping or the FTP
     /// ALG's slot. 0: nothing, so the general path tests one word.
     pub ext: u16,
 }

@@ -4,7 +4,8 @@
 #![forbid(unsafe_code)]
 
 use crate::nat::{
-    Engine, EngineParams, Forward, MssClamp, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch, RuleOptions, Side,
+    Engine, EngineParams, Forward, MssClamp, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch, RuleOptions,
+    Side,
 };
 use crate::wire::{ethernet::EthernetFrame, icmp::IcmpPacket, ipv4::Ipv4Packet, tcp::TcpPacket, udp::UdpPacket};
 
@@ -141,8 +142,7 @@ fn fuzz_engine() -> Engine {
     p.local_addrs = vec![0x6440_0001];
     p.icmp_source = Some(0x6440_0001);
     // The translated subscribers' TCP goes through MSS clamping and the FTP ALG.
-    p.rule_options =
-        vec![RuleOptions::default(), RuleOptions { mss_clamp: MssClamp::Fixed(536), ftp_alg: true }];
+    p.rule_options = vec![RuleOptions::default(), RuleOptions { mss_clamp: MssClamp::Fixed(536), ftp_alg: true }];
     Engine::new(&p).expect("the fuzz engine's parameters are valid")
 }
 

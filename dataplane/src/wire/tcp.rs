@@ -202,7 +202,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         set_u16(b, off, max);
         // A 16-bit value at an odd offset adds to the sum byte-swapped
         // (RFC 1071 section 2(B)).
-        let d = if off % 2 == 0 { delta16(old, max) } else { delta16(old.swap_bytes(), max.swap_bytes()) };
+        let d = if off.is_multiple_of(2) { delta16(old, max) } else { delta16(old.swap_bytes(), max.swap_bytes()) };
         let c = u16_at(b, CHECKSUM);
         set_u16(b, CHECKSUM, apply_delta(c, d));
         Some((old, max))
