@@ -79,14 +79,11 @@ impl Engine {
         if p.first_frag {
             self.frags.record(frag_key(p), true, idx, now);
         }
-        let mut ext = 0;
         if p.proto == L4::Tcp {
-            self.tcp_window(idx, Side::Inside, frame, p);
-            let o = self.rule_options(rule);
-            if o != RuleOptions::default() {
-                self.set_rule_ext(now, idx, o);
-                ext = self.tcp_ext(idx);
-            }
+            // What the rule adds (MSS clamping, the FTP ALG) first: the window
+            // check then applies it to this packet too.
+            self.set_rule_ext(idx, rule);
+            self.tcp_window(idx, Side::Inside, now, frame, p);
         }
         // No touch(): install() already set the state a first packet from
         // the originator leaves.
@@ -95,12 +92,6 @@ impl Engine {
         };
         let pub_ip = s.public_ip;
         Rewrite::i2o(s).apply(frame, p);
-        if ext != 0 {
-            self.tcp_ext_hook(ext, idx, Side::Inside, now, frame, p);
-        }
-        let Some(s) = self.sessions.hot.get(idx as usize) else {
-            return Err(Verdict::Drop(DropReason::TableFull));
-        };
         if dst_public && s.flags & flag::NO_NAT == 0 {
             if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
                 x.flags |= flag::HAIRPIN;
@@ -113,7 +104,10 @@ impl Engine {
     }
 
     /// An outbound flow translated into `pool`: reuse the subscriber's
-    /// mapping for (inside ip, port, protocol) or make one.
+    /// mapping for (inside ip, port, protocol) or make one. Inlined into
+    /// both callers (the FTP ALG's expectation is the other), as it was
+    /// into its one before.
+    #[inline(always)]
     pub(super) fn new_mapped_i2o(
         &mut self,
         now: u32,

@@ -46,27 +46,38 @@ impl Engine {
         self.params.rule_options.get(rule).copied().unwrap_or_default()
     }
 
-    /// Pins what a new TCP session's rule adds in the session's
-    /// [`TcpWindow::ext`] (after `install`, which resets it).
-    pub(super) fn set_rule_ext(&mut self, now: u32, idx: u32, o: RuleOptions) {
-        let _ = now;
+    /// Pins what the rule at `rule` adds to a new TCP session in its
+    /// [`TcpWindow::ext`] (after `install`, which resets it). Out of line:
+    /// the new-session path stays as it was.
+    #[inline(never)]
+    pub(super) fn set_rule_ext(&mut self, idx: u32, rule: usize) {
+        let o = self.rule_options(rule);
+        if o == RuleOptions::default() {
+            return;
+        }
         let mut e = encode(o.mss_clamp);
         if o.ftp_alg {
             e = self.alg_open(idx, e);
+            // Never steady, so never the fast lane: the ALG reads every packet.
+            if let Some(s) = self.sessions.hot.get_mut(idx as usize) {
+                s.tcp = s.tcp.with_alg();
+            }
         }
         if let Some(w) = self.sessions.tcp.get_mut(idx as usize) {
             w.ext = e;
         }
     }
 
-    /// What a TCP session's rule added, for the general path.
-    #[inline(always)]
+    /// What a TCP session's rule added.
     pub(super) fn tcp_ext(&self, idx: u32) -> u16 {
         self.sessions.tcp.get(idx as usize).map_or(0, |w| w.ext)
     }
 
     /// A TCP packet of a session with something in its `ext` (not 0),
-    /// after its NAT rewrite: the clamping of a SYN, and the ALG.
+    /// before its NAT rewrite: the clamping of a SYN, and the ALG. Out of
+    /// line: the general path of every other packet stays as it was.
+    #[cold]
+    #[inline(never)]
     pub(super) fn tcp_ext_hook(&mut self, e: u16, idx: u32, side: Side, now: u32, frame: &mut [u8], p: &Parsed) {
         let mss = if e & ext::ALG != 0 { self.alg_mss(e) } else { e };
         if mss != 0 && p.tcp_flags & SYN != 0 {

@@ -26,7 +26,7 @@ impl Engine {
             self.frags.record(frag_key(p), false, idx, now);
         }
         if p.proto == L4::Tcp {
-            self.tcp_window(idx, Side::Outside, frame, p);
+            self.tcp_window(idx, Side::Outside, now, frame, p);
         }
         let s = self.sessions.get(idx);
         Rewrite::o2i(&s).apply(frame, p);

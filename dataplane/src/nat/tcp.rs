@@ -48,6 +48,10 @@ impl TcpState {
     /// Established and nothing else: both SYNs and the final ACK, no FIN or
     /// RST. The state of almost every packet of a connection.
     pub const STEADY: TcpState = TcpState(1 | 2 | 4);
+    /// A connection the FTP ALG reads (`nat::alg`): with it the state is
+    /// never [`TcpState::STEADY`], so the session never takes the fast lane
+    /// and every packet is looked at. The timeout class ignores it.
+    pub const ALG: TcpState = TcpState(64);
 
     const fn has(self, s: TcpState) -> bool {
         self.0 & s.0 != 0
@@ -60,6 +64,11 @@ impl TcpState {
     /// The raw bits (tests, listings).
     pub const fn bits(self) -> u8 {
         self.0
+    }
+
+    /// This state, read by the FTP ALG ([`TcpState::ALG`]).
+    pub const fn with_alg(self) -> TcpState {
+        self.with(Self::ALG)
     }
 
     /// State after the first packet of a session.
@@ -92,8 +101,9 @@ impl TcpState {
         if flags & SYN != 0 {
             if from_orig && flags & ACK == 0 {
                 if s.has(closing) {
-                    // A new connection reusing the tuple (TIME_WAIT reopen).
-                    return Self::SYN_ORIG;
+                    // A new connection reusing the tuple (TIME_WAIT reopen);
+                    // the ALG keeps reading it.
+                    return TcpState(Self::SYN_ORIG.0 | (self.0 & Self::ALG.0));
                 }
                 s = s.with(Self::SYN_ORIG);
             } else if !from_orig {
@@ -234,6 +244,18 @@ mod tests {
         // Reopen from TIME_WAIT.
         s = s.advance(SYN, true);
         assert_eq!(s, TcpState::SYN_ORIG);
+    }
+
+    #[test]
+    fn an_alg_connection_is_never_steady_and_keeps_its_class() {
+        let mut s = TcpState::initial(SYN).with_alg();
+        s = s.advance(SYN | ACK, false).advance(ACK, true);
+        assert_eq!(s.class(), class::TCP_ESTABLISHED);
+        assert_ne!(s, TcpState::STEADY);
+        assert!(!s.unchanged_by(ACK), "every packet is looked at");
+        assert_eq!(s.name(), "established");
+        let reopened = s.advance(FIN, true).advance(FIN, false).advance(SYN, true);
+        assert_eq!(reopened, TcpState::SYN_ORIG.with_alg(), "a reopened connection keeps the ALG");
     }
 
     #[test]

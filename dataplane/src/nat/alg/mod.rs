@@ -33,8 +33,10 @@
 //! line it cannot read is counted, `ftp_alg_unparsed`, and forwarded as it
 //! is); every change is folded into the checksums incrementally (RFC 1624),
 //! so a bad checksum stays bad; a session with the ALG never takes the fast
-//! lane (its `FAST` flag is cleared after every packet), and sessions
-//! without it never look here (their `TcpWindow::ext` has no ALG bit).
+//! lane (its TCP state carries [`TcpState::ALG`], so it is never steady),
+//! and sessions without it never look here (their `TcpWindow::ext` has no
+//! ALG bit). The ALG sees a packet as it arrived, before its NAT rewrite
+//! (from the RST window check, `Engine::tcp_window`).
 #![forbid(unsafe_code)]
 
 pub mod ftp;
@@ -256,12 +258,9 @@ impl Engine {
         })
     }
 
-    /// A packet of an ALG session (slot `k`), after its NAT rewrite.
+    /// A packet of an ALG session (slot `k`), before its NAT rewrite.
     pub(super) fn alg_packet(&mut self, k: u16, idx: u32, side: Side, now: u32, frame: &mut [u8], p: &Parsed) {
-        let Some(s) = self.sessions.hot.get_mut(idx as usize) else { return };
-        // Never the fast lane: every packet must come here.
-        s.flags &= !flag::FAST;
-        let s = *s;
+        let s = self.sessions.get(idx);
         if s.flags & (flag::HAIRPIN | flag::INBOUND) != 0 {
             return;
         }
@@ -312,8 +311,19 @@ impl Engine {
                 let mut rep = [0u8; ftp::MAX_REPLACEMENT];
                 let n = ftp::replacement(&f, pub_ip, pub_port, &mut rep);
                 let Some(rep) = rep.get(..n) else { return };
+                let grown_before = self.alg.n_grown;
                 match self.splice(frame, p, end, pay + f.start, pay + f.end, rep) {
                     Some(delta) => {
+                        if self.alg.n_grown > grown_before {
+                            // The frame is rewritten after this; its grown
+                            // copy, which replaces it, gets the same rewrite.
+                            let r = Rewrite::arriving(side, &s);
+                            let at = grown_before * GROWN_MAX;
+                            let len = self.alg.grown_at.get(grown_before).map_or(0, |g| g.1);
+                            if let Some(g) = self.alg.grown.get_mut(at..at + len) {
+                                r.apply(g, p);
+                            }
+                        }
                         if delta != 0 {
                             if let Some(x) = self.alg.slots.get_mut(usize::from(k)).and_then(|x| x.adj.get_mut(d)) {
                                 x.record(seq, delta);
