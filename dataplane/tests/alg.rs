@@ -1,6 +1,9 @@
 //! Scenario tests for what a rule adds to its TCP connections: MSS
 //! clamping on SYN and SYN/ACK (netfilter's TCPMSS, VPP's
-//! test_mss_clamping).
+//! test_mss_clamping), and the FTP ALG (netfilter's nf_nat_ftp): PORT and
+//! EPRT rewritten, the active data connection admitted and translated,
+//! sequence and acknowledgment numbers (SACK too) shifted after a change
+//! in length, PASV/EPSV read, nothing done with the ALG off.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)] // small test values
 
 mod common;
@@ -204,6 +207,13 @@ fn port_is_rewritten_in_place_with_room_and_the_data_connection_admitted() {
     let (line, delta, pub_ep) = active_mode(&mut n, cmd, 64, 40001);
     assert!(line.starts_with(b"PORT 203,0,113,"), "{}", String::from_utf8_lossy(&line));
     assert!(n.e.grown().next().is_none(), "the frame had room");
+    // A retransmission of the PORT: the same line, the same numbers, and
+    // the shift counted once.
+    let mut again = seg(CLIENT, FTP, ACK | 0x08, (101, 5012), None, cmd);
+    again.extend(std::iter::repeat_n(0, 64));
+    let (out, _) = out_maybe_grown(&mut n, again);
+    assert_eq!(payload(&out), &line[..], "the same public port");
+    assert_eq!(seq_ack(&out).0, 101);
     seq_ack_follow(&mut n, pub_ep, cmd.len(), delta);
 }
 
