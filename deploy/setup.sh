@@ -13,10 +13,12 @@ cd "$(dirname "$0")/.."
 # servers of the demo and the end-to-end tests; openssl makes the control
 # API's test certificates; hping3 is the storm tests' generator
 # (control/tests/storm.rs: a SYN flood, a new flow per datagram, at a raw
-# socket's full rate; the kernel here has no pktgen).
+# socket's full rate; the kernel here has no pktgen); python3-pyftpdlib is
+# the FTP server of the FTP ALG's test (control/tests/ftp.rs: one python
+# process, no system service, any address and port in a namespace).
 pkgs=(clang llvm libbpf-dev libelf-dev pkg-config iproute2 ethtool nftables
       iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump conntrack
-      openssl hping3)
+      openssl hping3 python3-pyftpdlib)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

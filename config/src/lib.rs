@@ -109,7 +109,27 @@ pub struct ValidRule {
     pub protocols: Vec<Protocol>,
     /// Destination port ranges (empty: all).
     pub dst_ports: Vec<(u16, u16)>,
+    /// TCP MSS clamping.
+    pub mss_clamp: ValidMssClamp,
+    /// The FTP ALG is on.
+    pub ftp_alg: bool,
 }
+
+/// A validated `mss_clamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValidMssClamp {
+    /// No clamping.
+    #[default]
+    Off,
+    /// Lower larger MSS options to this size.
+    Fixed(u16),
+    /// The outgoing interface's MTU minus 40.
+    Auto,
+}
+
+/// The smallest and largest `mss_clamp` size (Linux's TCP_MIN_MSS; the
+/// largest the engine keeps: 14 bits, far above any link MTU less 40).
+pub const MSS_CLAMP_RANGE: (u16, u16) = (88, 16383);
 
 /// A validated pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -522,7 +542,40 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
                     .ok()
             })
             .collect();
-        rules.push(ValidRule { action, src, src_except, dst, dst_except, protocols: m.protocols.clone(), dst_ports });
+        let mss_clamp = match &r.mss_clamp {
+            None => ValidMssClamp::Off,
+            Some(MssClampSpec::Word(w)) if w == "auto" => ValidMssClamp::Auto,
+            Some(MssClampSpec::Size(n)) => match u16::try_from(*n) {
+                Ok(v) if (MSS_CLAMP_RANGE.0..=MSS_CLAMP_RANGE.1).contains(&v) => ValidMssClamp::Fixed(v),
+                _ => {
+                    let (lo, hi) = MSS_CLAMP_RANGE;
+                    e.add(format!("rules[{i}].mss_clamp"), format!("{n}: a size from {lo} to {hi}, or auto"));
+                    ValidMssClamp::Off
+                }
+            },
+            Some(MssClampSpec::Word(w)) => {
+                e.add(format!("rules[{i}].mss_clamp"), format!("`{w}`: a size or auto"));
+                ValidMssClamp::Off
+            }
+        };
+        let ftp_alg = r.alg.contains(&Alg::Ftp);
+        if ftp_alg && !matches!(action, ValidAction::Translate { .. }) {
+            e.add(
+                format!("rules[{i}].alg"),
+                "the FTP ALG rewrites translated addresses: snat or masquerade rules only",
+            );
+        }
+        rules.push(ValidRule {
+            action,
+            src,
+            src_except,
+            dst,
+            dst_except,
+            protocols: m.protocols.clone(),
+            dst_ports,
+            mss_clamp,
+            ftp_alg,
+        });
     }
 
     if pools.len() > MAX_POOLS {

@@ -312,6 +312,32 @@ pub struct Rule {
     /// Conditions.
     #[serde(default, rename = "match")]
     pub matches: Match,
+    /// TCP MSS clamping of the rule's connections: a size, or `auto` (the
+    /// outgoing interface's MTU minus 40). Absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mss_clamp: Option<MssClampSpec>,
+    /// Application-level gateways on the rule's connections (`[ftp]`).
+    /// Empty (the default): none (RFC 4787 REQ-10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alg: Vec<Alg>,
+}
+
+/// `mss_clamp`: a size or `auto`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum MssClampSpec {
+    /// A size in bytes.
+    Size(u32),
+    /// `auto`.
+    Word(String),
+}
+
+/// An application-level gateway a rule can turn on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Alg {
+    /// FTP (RFC 959, RFC 2428): PORT/EPRT rewritten, data connections admitted.
+    Ftp,
 }
 
 /// A static port forward.

@@ -369,3 +369,20 @@ fn the_fragment_hold_is_bounded_and_may_be_off() {
     assert_eq!(paths, ["tables.fragment_hold", "tables.fragment_hold_bytes"], "{e:?}");
     assert_eq!(e[0].line, 5, "{:?}", e[0]);
 }
+
+#[test]
+fn mss_clamp_and_alg_are_rule_keys_off_by_default() {
+    let base = "interfaces: {inside: a, outside: b}\nrules:\n  - action: masquerade\n";
+    let c = load(base, 2).unwrap();
+    assert_eq!((c.rules[0].mss_clamp, c.rules[0].ftp_alg), (ValidMssClamp::Off, false));
+    let c = load(&format!("{base}    mss_clamp: 1452\n    alg: [ftp]\n"), 2).unwrap();
+    assert_eq!((c.rules[0].mss_clamp, c.rules[0].ftp_alg), (ValidMssClamp::Fixed(1452), true));
+    let c = load(&format!("{base}    mss_clamp: auto\n"), 2).unwrap();
+    assert_eq!(c.rules[0].mss_clamp, ValidMssClamp::Auto);
+    for bad in ["mss_clamp: 40", "mss_clamp: 70000", "mss_clamp: big"] {
+        let e = errors(&format!("{base}    {bad}\n"));
+        assert_eq!((e[0].line, e[0].path.as_str()), (4, "rules[0].mss_clamp"), "{bad}: {:?}", e[0]);
+    }
+    let e = errors("interfaces: {inside: a, outside: b}\nrules:\n  - action: no_nat\n    alg: [ftp]\n");
+    assert_eq!(e[0].path, "rules[0].alg", "{:?}", e[0]);
+}

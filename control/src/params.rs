@@ -3,10 +3,11 @@
 
 use config::{
     Filtering as CFiltering, PoolMode as CPoolMode, Protocol, PublicAddr, Spoofed, Unmatched, ValidAction, ValidConfig,
+    ValidMssClamp,
 };
 use dataplane::nat::{
-    proto, Boundary, EngineParams, Filtering, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch,
-    StaticNat, Timeouts,
+    proto, Boundary, EngineParams, Filtering, Forward, MssClamp, PoolMode, PoolParams, Prefix, Rule, RuleAction,
+    RuleMatch, RuleOptions, StaticNat, Timeouts,
 };
 use dataplane::rss::{InputSet, Rss, SubscriberSteering};
 
@@ -175,6 +176,18 @@ pub fn engine_params(
         })
         .collect();
     let mut p = EngineParams::single(pools, rules);
+    p.rule_options = v
+        .rules
+        .iter()
+        .map(|r| RuleOptions {
+            mss_clamp: match r.mss_clamp {
+                ValidMssClamp::Off => MssClamp::Off,
+                ValidMssClamp::Fixed(n) => MssClamp::Fixed(n),
+                ValidMssClamp::Auto => MssClamp::Auto,
+            },
+            ftp_alg: r.ftp_alg,
+        })
+        .collect();
     p.forwards = v
         .forwards
         .iter()

@@ -43,5 +43,18 @@ fn main() {
     for (name, f) in &frames {
         std::fs::write(pdir.join(name), f).unwrap();
     }
+    let fdir = dir.join("ftp");
+    std::fs::create_dir_all(&fdir).unwrap();
+    for (i, line) in [
+        &b"PORT 100,64,1,2,156,65\r\n"[..],
+        b"EPRT |1|100.64.1.2|40001|\r\n",
+        b"227 Entering Passive Mode (198,51,100,1,195,80).\r\n",
+        b"229 Entering Extended Passive Mode (|||50001|)\r\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(fdir.join(format!("line{i}")), line).unwrap();
+    }
     println!("seeds written under {}", dir.display());
 }

@@ -64,6 +64,13 @@ impl Desc {
     pub fn truncate(&mut self, len: u32) {
         self.len = self.len.min(len);
     }
+
+    /// The same frame `len` bytes long: for a packet the engine lengthened
+    /// (the FTP ALG). The backend's views refuse it if the frame's buffer
+    /// does not reach that far, so it never names memory past its frame.
+    pub(crate) fn with_len(self, len: u32) -> Desc {
+        Desc { len, ..self }
+    }
 }
 
 /// Frames received and sent per call.

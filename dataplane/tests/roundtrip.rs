@@ -133,6 +133,15 @@ proptest! {
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
         dataplane::testing::fuzzing::parse_any(&data);
         dataplane::testing::fuzzing::engine_any(&data);
+        dataplane::testing::fuzzing::ftp_any(&data);
+    }
+
+    #[test]
+    fn ftp_lines_never_panic(
+        head in proptest::sample::select(vec!["PORT ", "EPRT ", "227 ", "229 ", "port ", "227-"]),
+        body in "[0-9,.|() !a-z]{0,40}", end in proptest::sample::select(vec!["\r\n", "\n", ""]),
+    ) {
+        dataplane::testing::fuzzing::ftp_any(format!("{head}{body}{end}").as_bytes());
     }
 
     #[test]

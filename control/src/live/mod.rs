@@ -228,6 +228,7 @@ fn try_apply(s: &LiveConfig, text: &str) -> Result<Applied, ApplyError> {
     // The seed and steering stay the running engines' own.
     p.seed = old.seed;
     p.steering = old.steering.clone();
+    p.mtu = old.mtu;
     let mut ever = s.pools_ever.lock().map_err(|_| ApplyError::Poisoned)?;
     let base = EngineParams { pools: ever.clone(), ..old.clone() };
     reconfigure_check(&base, &p).map_err(ApplyError::NotLive)?;

@@ -81,7 +81,9 @@ impl Engine {
     #[inline(never)]
     pub fn process<F: AsMut<[u8]>>(&mut self, side: Side, now: u32, frames: &mut [F], verdicts: &mut [Verdict]) {
         self.expire(now, EXPIRE_BUDGET);
-        for (fs, vs) in frames.chunks_mut(BATCH).zip(verdicts.chunks_mut(BATCH)) {
+        self.alg.new_batch();
+        for (k, (fs, vs)) in frames.chunks_mut(BATCH).zip(verdicts.chunks_mut(BATCH)).enumerate() {
+            self.alg.chunk_base = k * BATCH;
             self.process_chunk(side, now, fs, vs);
         }
     }
@@ -89,6 +91,8 @@ impl Engine {
     /// Processes one frame (tests, tools; the workers use [`Engine::process`]).
     pub fn process_one(&mut self, side: Side, now: u32, frame: &mut [u8]) -> Verdict {
         self.expire(now, EXPIRE_BUDGET);
+        self.alg.new_batch();
+        self.alg.chunk_base = 0;
         let mut v = [Verdict::Drop(DropReason::Malformed)];
         self.process_chunk(side, now, &mut [frame], &mut v);
         v[0]
@@ -233,6 +237,8 @@ impl Engine {
                 },
             };
             self.count(*v);
+            // A packet the FTP ALG grew past its frame: which frame it is.
+            self.alg.frame_done(i);
         }
         self.scratch = Some(items);
     }

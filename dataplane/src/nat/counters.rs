@@ -293,6 +293,23 @@ declare_counters! {
         /// Held fragments released when their first fragment came (then
         /// translated, handed on, or dropped under a reason).
         fragments_released: u64 => Total("Held fragments released when their first fragment came."),
+        /// TCP SYN and SYN/ACK segments whose MSS option a rule's
+        /// `mss_clamp` lowered (`nat::mss`).
+        mss_clamped: u64 => Total("TCP SYN and SYN/ACK segments whose MSS a rule's mss_clamp lowered."),
+        /// FTP `PORT` and `EPRT` lines the ALG rewrote, each with its data
+        /// connection's expectation (`nat::alg`).
+        ftp_alg_rewritten: u64 => Total("FTP PORT and EPRT commands the ALG rewrote, each opening its data connection."),
+        /// FTP `227` and `229` replies the ALG read (nothing to rewrite
+        /// for a client inside).
+        ftp_alg_passive: u64 => Total("FTP 227 (PASV) and 229 (EPSV) replies the ALG read."),
+        /// FTP lines the ALG reads that it could not parse, or that were not
+        /// whole in one segment, or named another host than the client:
+        /// forwarded unchanged.
+        ftp_alg_unparsed: u64 => Total("FTP control lines the ALG could not parse (forwarded unchanged)."),
+        /// FTP lines the ALG understood but could not rewrite (no port for
+        /// the data connection, no room for a longer packet) and control
+        /// connections it had no slot for: forwarded unchanged.
+        ftp_alg_failed: u64 => Total("FTP commands or connections the ALG could not handle (forwarded unchanged)."),
     }
 }
 

@@ -90,6 +90,8 @@ pub struct Engine {
     pub(super) frags: Fragments,
     pub(super) hold: Hold,
     pub(super) refusals: refusal::Refusals,
+    /// The FTP ALG's slots and grown packets.
+    pub(super) alg: alg::Alg,
     /// The frames being processed were handed over by another worker
     /// ([`Engine::set_handed_off`]).
     pub(super) handed_off: bool,
@@ -175,6 +177,7 @@ impl Engine {
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
             hold: Hold::new(p.fragment_hold, p.fragment_hold_bytes, t.fragment_secs),
             refusals: refusal::Refusals::new(p.max_subscribers, p.seed),
+            alg: alg::Alg::new(alg::ALG_SLOTS),
             handed_off: false,
             counters: Counters::default(),
             scratch: Some(Box::new([Item::EMPTY; BATCH])),
@@ -222,6 +225,7 @@ impl Engine {
             + self.frags.memory_bytes()
             + self.hold.memory_bytes()
             + self.refusals.memory_bytes()
+            + self.alg.memory_bytes()
     }
 
     /// The source of the ICMP errors refused subscribers get

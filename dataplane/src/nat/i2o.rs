@@ -73,10 +73,11 @@ impl Engine {
         }
         // A 1:1 static host always leaves from its public address, ahead of the rules.
         let statik = self.static_by_inside(p.src);
-        let action = match statik {
+        let matched = match statik {
             Some(_) => None,
-            None => self.rules.first_match(p.src, p.dst, p.ip_proto, Some(p.dport)),
+            None => self.rules.first_match_at(p.src, p.dst, p.ip_proto, Some(p.dport)),
         };
+        let (rule, action) = matched.map_or((usize::MAX, None), |(i, a)| (i, Some(a)));
         let idx = match (statik, action) {
             (Some(addr), _) => self.new_static_i2o(now, p, addr, h)?,
             (None, Some(RuleAction::Translate { pool })) if dst_public && p.proto == L4::Icmp => {
@@ -100,7 +101,10 @@ impl Engine {
             self.frags.record(frag_key(p), true, idx, now);
         }
         if p.proto == L4::Tcp {
-            self.tcp_window(idx, Side::Inside, frame, p);
+            // What the rule adds (MSS clamping, the FTP ALG) first: the window
+            // check then applies it to this packet too.
+            self.set_rule_ext(idx, rule);
+            self.tcp_window(idx, Side::Inside, now, frame, p);
         }
         // No touch(): install() already set the state a first packet from
         // the originator leaves.
@@ -140,7 +144,10 @@ impl Engine {
     }
 
     /// An outbound flow translated into `pool`: reuse the subscriber's
-    /// mapping for (inside ip, port, protocol) or make one.
+    /// mapping for (inside ip, port, protocol) or make one. Inlined into
+    /// both callers (the FTP ALG's expectation is the other), as it was
+    /// into its one before.
+    #[inline(always)]
     pub(super) fn new_mapped_i2o(
         &mut self,
         now: u32,

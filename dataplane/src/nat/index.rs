@@ -80,6 +80,7 @@ impl Index {
     }
 
     /// Inserts `idx` under `hash` (duplicates are the caller's to avoid).
+    #[inline(always)]
     pub fn insert(&mut self, hash: u64, idx: u32) {
         debug_assert!(idx < MAX_ENTRIES);
         let mut pos = bucket(hash, self.mask);

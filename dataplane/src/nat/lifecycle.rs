@@ -147,6 +147,9 @@ impl Engine {
             self.i2o.remove(hi, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_i2o(seed, x)));
             self.o2i.remove(ho, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_o2i(seed, x)));
         }
+        if s.proto == L4::Tcp {
+            self.alg_close(idx);
+        }
         if s.flags & flag::MAPPED != 0 {
             self.unchain(idx, &s, now);
         }

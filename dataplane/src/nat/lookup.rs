@@ -34,7 +34,7 @@ impl Engine {
             return Verdict::PassToKernel(PassReason::TtlExpired);
         }
         // A forged RST changes nothing, not even the session's clock.
-        if p.proto == L4::Tcp && !self.tcp_window(idx, side, frame, p) {
+        if p.proto == L4::Tcp && !self.tcp_window(idx, side, now, frame, p) {
             return Verdict::Drop(DropReason::TcpOutOfWindow);
         }
         let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
@@ -75,8 +75,10 @@ impl Engine {
 
     /// Records a TCP packet in its session's window table (RFC 5961
     /// section 3); false if it is a RST out of window, which is to be
-    /// dropped without changing anything.
-    pub(super) fn tcp_window(&mut self, idx: u32, side: Side, frame: &[u8], p: &Parsed) -> bool {
+    /// dropped without changing anything. A packet it accepts then goes
+    /// through what the session's rule added (`TcpWindow::ext`: MSS
+    /// clamping, the FTP ALG), before its NAT rewrite.
+    pub(super) fn tcp_window(&mut self, idx: u32, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> bool {
         let Ok(t) = TcpPacket::new_checked(frame.get(usize::from(p.l4)..).unwrap_or(&[])) else {
             return true;
         };
@@ -89,6 +91,10 @@ impl Engine {
         }
         let wscale = if p.tcp_flags & crate::wire::tcp::SYN != 0 { t.window_scale() } else { None };
         w.record(d, p.tcp_flags, t.seq(), t.window(), wscale);
+        let e = w.ext;
+        if e != 0 {
+            self.tcp_ext_hook(e, idx, side, now, frame, p);
+        }
         true
     }
 

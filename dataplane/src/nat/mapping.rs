@@ -20,6 +20,7 @@ impl Engine {
     }
 
     /// The live head of the mapping (inside ip, port, protocol, pool), if any.
+    #[inline(always)]
     pub(super) fn find_mapping_i2o(
         &mut self,
         hm: u64,

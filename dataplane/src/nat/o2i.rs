@@ -27,7 +27,7 @@ impl Engine {
             self.frags.record(frag_key(p), false, idx, now);
         }
         if p.proto == L4::Tcp {
-            self.tcp_window(idx, Side::Outside, frame, p);
+            self.tcp_window(idx, Side::Outside, now, frame, p);
         }
         let s = self.sessions.get(idx);
         Rewrite::o2i(&s).apply(frame, p);
@@ -89,7 +89,8 @@ impl Engine {
                     Filtering::AddressDependent => self.chain_has_remote(head, p.src),
                     Filtering::AddressAndPortDependent => false,
                 };
-                if !admit {
+                // An FTP data connection the ALG expects gets in whatever the filtering.
+                if !(admit || p.proto == L4::Tcp && self.alg_expects(head, p.src)) {
                     return Err(Verdict::Drop(DropReason::Filtered));
                 }
                 let hs = self.sessions.get(head);

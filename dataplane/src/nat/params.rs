@@ -270,6 +270,30 @@ pub struct Rule {
     pub action: RuleAction,
 }
 
+/// TCP MSS clamping of a rule's connections (netfilter's TCPMSS target).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MssClamp {
+    /// Leave the MSS option alone (the default).
+    #[default]
+    Off,
+    /// Lower a larger MSS to this value (`--set-mss`).
+    Fixed(u16),
+    /// Lower it to the outgoing interface's MTU minus 40
+    /// (`--clamp-mss-to-pmtu`, from [`EngineParams::mtu`]).
+    Auto,
+}
+
+/// What a rule adds to the connections it makes, beyond its action; kept
+/// beside the rules ([`EngineParams::rule_options`]), pinned in the session
+/// like the action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleOptions {
+    /// MSS clamping of TCP SYN and SYN/ACK segments, both directions.
+    pub mss_clamp: MssClamp,
+    /// The FTP ALG on TCP connections (`alg: [ftp]`, RFC 959, RFC 2428).
+    pub ftp_alg: bool,
+}
+
 /// A static port forward (DNAT): public ip:port -> inside ip:port, or a
 /// range of public ports, each to the inside port at the same offset or
 /// all to one inside port.
@@ -438,6 +462,12 @@ pub struct EngineParams {
     /// session gets (RFC 6888 REQ-11b): the box's address on the inside
     /// (`None`: none is sent; the refusal is still counted and logged).
     pub icmp_source: Option<u32>,
+    /// Per-rule options, in the order of [`EngineParams::rules`] (a rule
+    /// past the end has the defaults: nothing added).
+    pub rule_options: Vec<RuleOptions>,
+    /// MTU of the inside and the outside interface ([`super::Side::index`]
+    /// order), for [`MssClamp::Auto`].
+    pub mtu: [u16; 2],
 }
 
 impl EngineParams {
@@ -461,6 +491,8 @@ impl EngineParams {
             seed: 0x6d61_7371,
             steering: None,
             icmp_source: None,
+            rule_options: Vec::new(),
+            mtu: [1500; 2],
         }
     }
 }

@@ -83,11 +83,17 @@ impl RuleSet {
     /// The first rule matching the flow, if any.
     #[inline(always)]
     pub fn first_match(&self, src: u32, dst: u32, protocol: u8, dport: Option<u16>) -> Option<RuleAction> {
-        for (r, rest) in &self.rules {
+        self.first_match_at(src, dst, protocol, dport).map(|(_, a)| a)
+    }
+
+    /// [`RuleSet::first_match`] with the rule's position in the list.
+    #[inline(always)]
+    pub fn first_match_at(&self, src: u32, dst: u32, protocol: u8, dport: Option<u16>) -> Option<(usize, RuleAction)> {
+        for (i, (r, rest)) in self.rules.iter().enumerate() {
             let m = &r.matches;
             let src_ok = m.src.is_empty() || any_contains(&m.src, src);
             if src_ok && (!rest || m.matches(src, dst, protocol, dport)) {
-                return Some(r.action);
+                return Some((i, r.action));
             }
         }
         None

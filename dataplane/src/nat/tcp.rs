@@ -48,6 +48,10 @@ impl TcpState {
     /// Established and nothing else: both SYNs and the final ACK, no FIN or
     /// RST. The state of almost every packet of a connection.
     pub const STEADY: TcpState = TcpState(1 | 2 | 4);
+    /// A connection the FTP ALG reads (`nat::alg`): with it the state is
+    /// never [`TcpState::STEADY`], so the session never takes the fast lane
+    /// and every packet is looked at. The timeout class ignores it.
+    pub const ALG: TcpState = TcpState(64);
 
     const fn has(self, s: TcpState) -> bool {
         self.0 & s.0 != 0
@@ -60,6 +64,11 @@ impl TcpState {
     /// The raw bits (tests, listings).
     pub const fn bits(self) -> u8 {
         self.0
+    }
+
+    /// This state, read by the FTP ALG ([`TcpState::ALG`]).
+    pub const fn with_alg(self) -> TcpState {
+        self.with(Self::ALG)
     }
 
     /// State after the first packet of a session.
@@ -92,8 +101,9 @@ impl TcpState {
         if flags & SYN != 0 {
             if from_orig && flags & ACK == 0 {
                 if s.has(closing) {
-                    // A new connection reusing the tuple (TIME_WAIT reopen).
-                    return Self::SYN_ORIG;
+                    // A new connection reusing the tuple (TIME_WAIT reopen);
+                    // the ALG keeps reading it.
+                    return TcpState(Self::SYN_ORIG.0 | (self.0 & Self::ALG.0));
                 }
                 s = s.with(Self::SYN_ORIG);
             } else if !from_orig {
@@ -153,13 +163,17 @@ pub struct TcpWindow {
     pub win: [u32; 2],
     /// Each side's window scale from its SYN ([`TcpWindow::NO_SCALE`]: none).
     pub wscale: [u8; 2],
+    /// What the session's rule added (in what was padding: the table stays
+    /// 20 bytes a session): `nat::mss::ext`, MSS clamping or the FTP
+    /// ALG's slot. 0: nothing, so the general path tests one word.
+    pub ext: u16,
 }
 
 impl TcpWindow {
     /// No window scale option seen.
     pub const NO_SCALE: u8 = 0xff;
     /// A fresh session's: nothing seen.
-    pub const NEW: TcpWindow = TcpWindow { seq: [0; 2], win: [0; 2], wscale: [Self::NO_SCALE; 2] };
+    pub const NEW: TcpWindow = TcpWindow { seq: [0; 2], win: [0; 2], wscale: [Self::NO_SCALE; 2], ext: 0 };
 
     /// Records a packet from side `d`: its sequence number, its window
     /// (scaled as RFC 7323 section 2.2 says: never on a SYN, and only when
@@ -209,6 +223,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_window_table_stays_20_bytes_a_session() {
+        assert_eq!(std::mem::size_of::<TcpWindow>(), 20);
+    }
+
+    #[test]
     fn three_way_handshake_then_close() {
         let mut s = TcpState::initial(SYN);
         assert_eq!(s.class(), class::TCP_TRANSITORY);
@@ -225,6 +244,18 @@ mod tests {
         // Reopen from TIME_WAIT.
         s = s.advance(SYN, true);
         assert_eq!(s, TcpState::SYN_ORIG);
+    }
+
+    #[test]
+    fn an_alg_connection_is_never_steady_and_keeps_its_class() {
+        let mut s = TcpState::initial(SYN).with_alg();
+        s = s.advance(SYN | ACK, false).advance(ACK, true);
+        assert_eq!(s.class(), class::TCP_ESTABLISHED);
+        assert_ne!(s, TcpState::STEADY);
+        assert!(!s.unchanged_by(ACK), "every packet is looked at");
+        assert_eq!(s.name(), "established");
+        let reopened = s.advance(FIN, true).advance(FIN, false).advance(SYN, true);
+        assert_eq!(reopened, TcpState::SYN_ORIG.with_alg(), "a reopened connection keeps the ALG");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 #![forbid(unsafe_code)]
 
 use crate::nat::{
-    Engine, EngineParams, Forward, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch, Side, StaticNat,
+    Engine, EngineParams, Forward, MssClamp, PoolMode, PoolParams, Prefix, Rule, RuleAction, RuleMatch, RuleOptions,
+    Side, StaticNat,
 };
 use crate::wire::{ethernet::EthernetFrame, icmp::IcmpPacket, ipv4::Ipv4Packet, tcp::TcpPacket, udp::UdpPacket};
 
@@ -81,6 +82,34 @@ pub fn out_path_any(data: &[u8]) {
     let _ = crate::rss::parse_ethtool_x(&text, crate::rss::InputSet::Masked);
 }
 
+/// The FTP ALG's line parser over `data` as a client's and as a server's
+/// segment payload: a line it finds has its span inside the payload, and
+/// a client line rewritten with any address and port reads back as that.
+///
+/// # Panics
+/// If a found span lies outside the payload, or a rewritten line does not
+/// read back as what was written.
+pub fn ftp_any(data: &[u8]) {
+    use crate::nat::alg::ftp::{inspect, replacement, Line, MAX_REPLACEMENT};
+    for from_client in [true, false] {
+        let Line::Found(f) = inspect(data, from_client) else { continue };
+        assert!(f.start <= f.end && f.end <= data.len(), "span {}..{} of {}", f.start, f.end, data.len());
+        if from_client {
+            let addr = u32::from_be_bytes([data.first().copied().unwrap_or(0), 7, 0, 9]);
+            let port = u16::try_from(data.len() % 65536).unwrap_or(1);
+            let mut rep = [0u8; MAX_REPLACEMENT];
+            let n = replacement(&f, addr, port, &mut rep);
+            let mut line = data.get(..f.start).unwrap_or(&[]).to_vec();
+            line.extend_from_slice(rep.get(..n).unwrap_or(&[]));
+            line.extend_from_slice(data.get(f.end..).unwrap_or(&[]));
+            match inspect(&line, true) {
+                Line::Found(g) => assert_eq!((g.cmd, g.addr, g.port), (f.cmd, addr, port)),
+                other => panic!("a rewritten line reads as {other:?}"),
+            }
+        }
+    }
+}
+
 /// The engine the `engine` target feeds.
 ///
 /// # Panics
@@ -119,6 +148,8 @@ fn fuzz_engine() -> Engine {
     p.icmp_source = Some(0x6440_0001);
     // A small fragment hold: full and wrapped byte rings are reached too.
     (p.fragment_hold, p.fragment_hold_bytes) = (4, 4096);
+    // The translated subscribers' TCP goes through MSS clamping and the FTP ALG.
+    p.rule_options = vec![RuleOptions::default(), RuleOptions { mss_clamp: MssClamp::Fixed(536), ftp_alg: true }];
     Engine::new(&p).expect("the fuzz engine's parameters are valid")
 }
 

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 use super::bytes::{set_u16, u16_at, u32_at, u8_at};
+use super::checksum::{apply_delta, delta16};
 use super::WireError;
 
 /// FIN flag.
@@ -117,6 +118,12 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         }
         None
     }
+    /// The MSS option's value, if the options carry one (RFC 9293 section 3.7.1).
+    pub fn mss(&self) -> Option<u16> {
+        let b = self.buf.as_ref();
+        let (at, len) = find_option(b.get(field::MIN_LEN..self.header_len().min(b.len()))?, option::MSS)?;
+        (len == 4).then(|| u16_at(b, field::MIN_LEN + at + 2))
+    }
 }
 
 /// TCP option kinds (RFC 9293 section 3.2, RFC 7323).
@@ -125,8 +132,38 @@ pub mod option {
     pub const END: u8 = 0;
     /// No operation (padding).
     pub const NOP: u8 = 1;
+    /// Maximum segment size: kind, length 4, a 16-bit size (RFC 9293 section 3.7.1).
+    pub const MSS: u8 = 2;
     /// Window scale: kind, length 3, shift.
     pub const WINDOW_SCALE: u8 = 3;
+    /// Selective acknowledgment blocks: kind, length 2 + 8n (RFC 2018).
+    pub const SACK: u8 = 5;
+}
+
+/// Walks the option list of a TCP header (`options`: the bytes between the
+/// fixed header and the data offset) and returns the offset (within
+/// `options`) and length of the first option of `kind`, or `None` if there
+/// is none or the list is malformed before it (a length below 2 or past the
+/// end ends the walk).
+pub fn find_option(options: &[u8], kind: u8) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while let Some(&k) = options.get(i) {
+        match k {
+            option::END => return None,
+            option::NOP => i += 1,
+            _ => {
+                let len = usize::from(*options.get(i + 1)?);
+                if len < 2 || i + len > options.len() {
+                    return None;
+                }
+                if k == kind {
+                    return Some((i, len));
+                }
+                i += len;
+            }
+        }
+    }
+    None
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
@@ -141,6 +178,34 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Sets the checksum field.
     pub fn set_checksum(&mut self, v: u16) {
         set_u16(self.buf.as_mut(), CHECKSUM, v);
+    }
+
+    /// Lowers the MSS option to `max` if it carries a larger one, as
+    /// netfilter's TCPMSS target does (`--set-mss` never raises an MSS;
+    /// a segment without the option is left alone), and updates the
+    /// checksum incrementally (RFC 1624). Returns the old and new MSS
+    /// when it changed something.
+    pub fn clamp_mss(&mut self, max: u16) -> Option<(u16, u16)> {
+        let hl = self.header_len();
+        let b = self.buf.as_mut();
+        let (at, len) = find_option(b.get(field::MIN_LEN..hl)?, option::MSS)?;
+        if len != 4 {
+            return None;
+        }
+        // The value sits 2 bytes into the option, at an even or odd offset
+        // from the header's start.
+        let off = field::MIN_LEN + at + 2;
+        let old = u16_at(b, off);
+        if old <= max {
+            return None;
+        }
+        set_u16(b, off, max);
+        // A 16-bit value at an odd offset adds to the sum byte-swapped
+        // (RFC 1071 section 2(B)).
+        let d = if off.is_multiple_of(2) { delta16(old, max) } else { delta16(old.swap_bytes(), max.swap_bytes()) };
+        let c = u16_at(b, CHECKSUM);
+        set_u16(b, CHECKSUM, apply_delta(c, d));
+        Some((old, max))
     }
 }
 
@@ -183,6 +248,40 @@ mod tests {
         let mut end = seg;
         end[20] = option::END;
         assert_eq!(TcpPacket::new_checked(&end[..]).unwrap().window_scale(), None);
+    }
+
+    /// A segment whose checksum covers just itself (no pseudo-header: the
+    /// incremental update does not care what else the sum covers).
+    fn with_options(opts: &[u8]) -> Vec<u8> {
+        let mut seg = SYN_SEG.to_vec();
+        seg[12] = u8::try_from((20 + opts.len()) / 4).unwrap() << 4;
+        seg.extend_from_slice(opts);
+        seg[16] = 0;
+        seg[17] = 0;
+        let c = super::super::checksum::checksum(&seg);
+        seg[16..18].copy_from_slice(&c.to_be_bytes());
+        seg
+    }
+
+    #[test]
+    fn clamp_lowers_a_larger_mss_only_and_keeps_the_checksum_valid() {
+        use super::super::checksum::verify;
+        // Even offset (MSS first), then odd (after one NOP), as Linux and others lay them out.
+        for opts in [&[2u8, 4, 0x05, 0xb4, 1, 3, 3, 7][..], &[1, 2, 4, 0x05, 0xb4, 1, 1, 1][..]] {
+            let mut seg = with_options(opts);
+            let mut t = TcpPacket::new_checked(&mut seg[..]).unwrap();
+            assert_eq!(t.mss(), Some(1460));
+            assert_eq!(t.clamp_mss(1400), Some((1460, 1400)));
+            assert_eq!(t.mss(), Some(1400));
+            assert_eq!(t.clamp_mss(1452), None, "never raised");
+            assert!(verify(&seg), "checksum after clamping at option offset {opts:?}");
+        }
+        // No MSS option: nothing to do.
+        let mut seg = with_options(&[1, 3, 3, 7]);
+        assert_eq!(TcpPacket::new_checked(&mut seg[..]).unwrap().clamp_mss(536), None);
+        // A truncated option list is not walked past its end.
+        let mut seg = with_options(&[1, 1, 2, 9]);
+        assert_eq!(TcpPacket::new_checked(&mut seg[..]).unwrap().clamp_mss(536), None);
     }
 
     #[test]

@@ -63,6 +63,9 @@ declare_counters! {
         too_big: [u64; 2] => Drop("too_big_df"),
         /// Packets whose fragmentation failed (no free frame, bad header), dropped.
         fragment_failed: u64 => Drop("fragment_failed"),
+        /// Packets the FTP ALG lengthened past the end of their frame's
+        /// buffer (`Engine::grown`), dropped.
+        grown_dropped: u64 => Drop("alg_no_room"),
         /// Frames the engine gave to the kernel, re-injected through the TAP device.
         to_kernel: u64,
         /// Frames the engine gave to the kernel that could not be re-injected.
@@ -319,12 +322,55 @@ impl<I: FrameIo> Worker<I> {
                 *a = action(*v, f, l2);
             }
         });
+        if let Some(e) = self.engine.as_ref() {
+            if e.grown().next().is_some() {
+                self.place_grown(n);
+            }
+        }
         for i in 0..n {
             let (Some(&d), Some(&a)) = (self.descs.get(i), self.actions.get(i)) else { break };
             self.dispose(d, a);
         }
         if self.engine.as_ref().is_some_and(|e| e.released() > 0) {
             self.send_released();
+        }
+    }
+
+    /// Copies the packets the engine's FTP ALG lengthened past their
+    /// frames' ends into those frames, which hold `frame_size` bytes and
+    /// were viewed only as long as received; then their link-layer
+    /// addresses and MTU check as for any other. A frame too short even so
+    /// is dropped (`grown_dropped`).
+    #[cold]
+    fn place_grown(&mut self, n: usize) {
+        let Self { io, engine, l2, descs, verdicts, actions, counters, .. } = self;
+        let Some(e) = engine.as_ref() else { return };
+        for (i, bytes) in e.grown() {
+            let (Some(d), Some(a), Some(&v)) = (descs.get_mut(i), actions.get_mut(i), verdicts.get(i)) else {
+                continue;
+            };
+            let Verdict::Forward(out) = v else { continue };
+            let (Ok(len), true) = (u32::try_from(bytes.len()), i < n) else { continue };
+            let nd = d.with_len(len);
+            let act = io.with_views(&[nd], |views| {
+                let [f] = views else { return None };
+                f.copy_from_slice(bytes);
+                Some(match write_l2(l2.side(out), f) {
+                    NextHop::Mac(_) => fits(l2.side(out).mtu, f, out),
+                    NextHop::Unresolved(hop) => Action::NoNeighbour(out, hop),
+                    NextHop::NoRoute => Action::NoRoute(out),
+                })
+            });
+            match act {
+                Some(act) => {
+                    *d = nd;
+                    *a = act;
+                }
+                None => {
+                    counters.grown_dropped += 1;
+                    *a = Action::Free;
+                }
+            }
         }
     }
 

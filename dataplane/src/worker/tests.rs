@@ -282,3 +282,41 @@ fn a_hairpinned_df_packet_too_big_for_the_inside_gets_fragmentation_needed() {
     assert_eq!((w.counters().icmp_frag_needed_sent, w.counters().icmp_frag_needed_failed), (1, 0));
     assert_eq!(w.io_mut().free_frames(), free);
 }
+
+/// A packet the FTP ALG lengthens past its frame (an EPRT naming a longer
+/// public address) leaves whole: the worker copies the engine's grown
+/// packet into the frame's room and sends the longer frame.
+#[test]
+fn a_packet_the_ftp_alg_lengthens_leaves_whole_from_its_frame() {
+    use crate::testing::frames::{frame, tcp_segment_at};
+    use crate::wire::tcp::{ACK, PSH, SYN};
+    let mesh = Arc::new(Mesh::new(1, 8));
+    let pool = PoolParams::cgnat("p", vec![ip("203.0.113.10")]);
+    let rule = Rule { matches: RuleMatch::default(), action: RuleAction::Translate { pool: 0 } };
+    let mut p = EngineParams::single(vec![pool], vec![rule]);
+    p.rule_options = vec![crate::nat::RuleOptions { ftp_alg: true, ..Default::default() }];
+    let mut w = worker(0, Some(Engine::new(&p).expect("engine")), &mesh);
+    let (c, s) = (ip("100.64.0.2"), ip("198.51.100.1"));
+    let seg = |src, sp, dst, dp, flags, sa: (u32, u32), data: &[u8]| {
+        frame(src, dst, 6, &tcp_segment_at(src, sp, dst, dp, flags, (sa.0, sa.1, 64_000), &[], data), 64)
+    };
+    assert!(w.io_mut().inject(Side::Inside, &seg(c, 40000, s, 21, SYN, (100, 0), b"")));
+    w.round(1);
+    let syn = std::mem::take(&mut w.io_mut().tx[1]).pop().expect("the SYN left");
+    let (pub_ip, pub_port, ..) = tuple(&syn);
+    assert!(w.io_mut().inject(Side::Outside, &seg(s, 21, pub_ip, pub_port, SYN | ACK, (5000, 101), b"")));
+    assert!(w.io_mut().inject(Side::Inside, &seg(c, 40000, s, 21, ACK, (101, 5001), b"")));
+    w.round(1);
+    let cmd = b"EPRT |1|100.64.0.2|40001|\r\n";
+    let f = seg(c, 40000, s, 21, ACK | PSH, (101, 5001), cmd);
+    assert!(w.io_mut().inject(Side::Inside, &f));
+    w.round(1);
+    let sent = std::mem::take(&mut w.io_mut().tx[1]);
+    let out = sent.last().expect("the EPRT left");
+    let want = b"EPRT |1|203.0.113.10|";
+    assert_eq!(&out[54..54 + want.len()], want, "{:?}", String::from_utf8_lossy(&out[54..]));
+    assert!(out.len() > f.len(), "a longer frame: {} bytes from {}", out.len(), f.len());
+    assert!(out.ends_with(b"|\r\n") && checksums_ok(out), "whole, checksums right");
+    assert_eq!(&out[..12], &[ROUTER_MAC, OUT_MAC].concat()[..], "with its next hop's MAC");
+    assert_eq!(w.counters().grown_dropped, 0);
+}

@@ -24,6 +24,8 @@ fn quick_config(a: &RunArgs, inside: &str, outside: &str) -> Result<config::Conf
             action: Action::NoNat,
             pool: None,
             matches: Match { dst: a.no_nat_dst.clone(), ..Match::default() },
+            mss_clamp: None,
+            alg: Vec::new(),
         });
     }
     if !a.no_nat_src.is_empty() {
@@ -31,6 +33,8 @@ fn quick_config(a: &RunArgs, inside: &str, outside: &str) -> Result<config::Conf
             action: Action::NoNat,
             pool: None,
             matches: Match { src: a.no_nat_src.clone(), ..Match::default() },
+            mss_clamp: None,
+            alg: Vec::new(),
         });
     }
     let nat = Match { src: a.nat_src.clone(), ..Match::default() };
@@ -42,14 +46,32 @@ fn quick_config(a: &RunArgs, inside: &str, outside: &str) -> Result<config::Conf
         p.filtering = config::Filtering::AddressAndPortDependent;
         p.max_sessions_per_subscriber = u32::MAX;
         pools.push(p);
-        rules.push(Rule { action: Action::Masquerade, pool: Some("masquerade".into()), matches: nat });
+        rules.push(Rule {
+            action: Action::Masquerade,
+            pool: Some("masquerade".into()),
+            matches: nat,
+            mss_clamp: None,
+            alg: Vec::new(),
+        });
     } else if !a.pool.is_empty() {
         pools.push(Pool::new("pool", a.pool.clone()));
-        rules.push(Rule { action: Action::Snat, pool: Some("pool".into()), matches: nat });
+        rules.push(Rule {
+            action: Action::Snat,
+            pool: Some("pool".into()),
+            matches: nat,
+            mss_clamp: None,
+            alg: Vec::new(),
+        });
     } else if !a.no_nat {
         bail!("give a pool (--pool ADDR), --masquerade or --no-nat, or a --config file");
     } else {
-        rules.push(Rule { action: Action::NoNat, pool: None, matches: Match::default() });
+        rules.push(Rule {
+            action: Action::NoNat,
+            pool: None,
+            matches: Match::default(),
+            mss_clamp: None,
+            alg: Vec::new(),
+        });
     }
     Ok(Config {
         interfaces: config::Interfaces {
@@ -211,7 +233,12 @@ fn main() -> Result<()> {
             let engine = if a.no_nat {
                 None
             } else {
-                Some(params::engine_params(&v, out_addrs.first().copied(), in_addrs.first().copied(), locals.clone())?)
+                let mut p =
+                    params::engine_params(&v, out_addrs.first().copied(), in_addrs.first().copied(), locals.clone())?;
+                // For `mss_clamp: auto`; an MTU change needs a restart.
+                let mtu = |i: &str| u16::try_from(system::interface_mtu(i)).ok().filter(|&m| m > 0).unwrap_or(1500);
+                p.mtu = [mtu(&ifs.inside), mtu(&ifs.outside)];
+                Some(p)
             };
             let mac = |m: &Option<String>| m.as_deref().and_then(dataplane::l2::parse_mac);
             let token = match (&v.raw.control.token, &v.raw.control.token_file) {
