@@ -229,9 +229,11 @@ fn run_worker(s: WorkerStart, links: &WorkerLinks) -> Result<(), RunError> {
 const SLEEP_MS: i32 = 1;
 
 /// A worker's rounds until `stop`. Under traffic it polls (a round right
-/// after a round); once it has received nothing for `sleep_after` it sleeps
-/// on its sockets between rounds, at most [`SLEEP_MS`], woken at once by a
-/// frame on either; `None` polls always.
+/// after a round); a round that received nothing yields the CPU (one
+/// syscall a round, not a packet), and once it has received nothing for
+/// `sleep_after` it sleeps on its sockets between rounds, at most
+/// [`SLEEP_MS`], woken at once by a frame on either; `None` polls always
+/// (yielding only after 4096 empty rounds).
 fn worker_loop<I: FrameIo + RingInfo>(
     worker: &mut Worker<I>,
     stop: &AtomicBool,
@@ -250,7 +252,13 @@ fn worker_loop<I: FrameIo + RingInfo>(
                 (Some(after), Some(since)) if since.elapsed() >= after => {
                     worker.wait(SLEEP_MS);
                 }
-                (Some(_), None) => idle_since = Some(Instant::now()),
+                // Polling an empty ring, give the CPU to whatever else is
+                // runnable: on a CPU shared with the device's receive
+                // (threaded NAPI), that is what fills the ring.
+                (Some(_), since) => {
+                    idle_since = since.or_else(|| Some(Instant::now()));
+                    std::thread::yield_now();
+                }
                 _ if idle > 4096 => std::thread::yield_now(),
                 _ => {}
             }

@@ -24,10 +24,11 @@
 //! NAPI on the sender's CPU, which charges masq's receive work to the
 //! generator (the kernel paths move theirs to CPU 1 by RPS).
 //!
-//! Each row says what limited it: `path` when the path dropped what the
-//! generator offered or kept CPU 1 busy, `generator` when it forwarded what
-//! was offered with CPU 1 to spare (a ratio of 1.00 between two such rows
-//! says only that the generator was the limit).
+//! Each row says what limited it: `path` when the path lost more than 2%
+//! of what the generator offered, `generator` when it forwarded what was
+//! offered (a ratio of 1.00 between two such rows says only that the
+//! generator was the limit). CPU 0 and CPU 1 busy shares are printed per
+//! row; they do not decide, since masq's workers poll (CPU 1 near 100%).
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
@@ -67,9 +68,9 @@ flow) it measures the kernel routing (kernel-route), the kernel's nftables masqu
 --einat. The generator sends on CPU 0; the box (masq's worker, or the kernel's forwarding) \
 works on CPU 1. With --placement box (the default) the box's receive work runs there too: \
 its veths get threaded NAPI pinned to CPU 1, so a path is charged for its own receive work \
-and not the generator. Each row says what limited it: the path (it dropped frames offered, \
-or kept CPU 1 busy) or the generator (it forwarded all that was offered with CPU 1 to \
-spare). Then latency rows (a timestamping sink) at --latency-rate and at --low-rate, whose \
+and not the generator. Each row says what limited it: the path (it lost more than 2% of \
+the frames offered) or the generator (it forwarded what was offered); CPU 0 and CPU 1 busy \
+shares are printed beside it. Then latency rows (a timestamping sink) at --latency-rate and at --low-rate, whose \
 gaps let masq's idle workers sleep, so the wake-up is priced; and masq's CPU while idle. The \
 machine (CPU, vCPUs, kernel, rustc) heads the table and the JSON."
 )]
@@ -398,9 +399,12 @@ fn in_ns(ns: &str, args: &[&str]) -> Res<String> {
 }
 
 /// What limited a row: the path when it delivered less than 98% of what
-/// was offered or CPU 1 was busy 95% of the time or more, else the generator.
-fn limit(pps: f64, offered_pps: f64, box_cpu: f64) -> &'static str {
-    if pps < 0.98 * offered_pps || box_cpu >= 95.0 {
+/// the generator offered (it dropped, at its rings or at the veth's queue
+/// when its receive did not keep up), else the generator. CPU 1's busy
+/// share is printed beside it but does not decide: masq's workers poll, so
+/// theirs reads near 100% under any load.
+fn limit(pps: f64, offered_pps: f64) -> &'static str {
+    if pps < 0.98 * offered_pps {
         "path"
     } else {
         "generator"
@@ -712,7 +716,7 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
         offered_pps,
         gen_cpu,
         box_cpu,
-        limit: limit(pps, offered_pps, box_cpu).into(),
+        limit: limit(pps, offered_pps).into(),
     })
 }
 
@@ -966,9 +970,9 @@ mod tests {
 
     #[test]
     fn a_row_is_limited_by_the_path_only_when_it_lost_frames_or_its_cpu() {
-        assert_eq!(limit(1_000_000.0, 1_000_000.0, 60.0), "generator");
-        assert_eq!(limit(900_000.0, 1_000_000.0, 60.0), "path", "it dropped a tenth");
-        assert_eq!(limit(1_000_000.0, 1_000_000.0, 99.0), "path", "its CPU was the limit");
+        assert_eq!(limit(1_000_000.0, 1_000_000.0), "generator");
+        assert_eq!(limit(990_000.0, 1_000_000.0), "generator", "1% lost: within the margin");
+        assert_eq!(limit(900_000.0, 1_000_000.0), "path", "it dropped a tenth");
     }
 
     #[test]
