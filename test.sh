@@ -22,6 +22,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "docs (cargo doc, broken intra-doc links denied)"
 RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
   cargo doc --workspace --no-deps --locked -q
+step "alert rules (promtool check rules, promtool test rules)"
+promtool check config deploy/prometheus/masq.yml
+promtool test rules deploy/prometheus/tests/*.yml
 step "unit, scenario and property tests (cargo test)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
