@@ -7,7 +7,8 @@
 //!   second with deploy/prometheus/alerts.yml loaded: every rule evaluates
 //!   without error, and every query of the Grafana dashboard
 //!   (deploy/grafana/masq.json) and every rule's expression evaluates, with
-//!   every `masq_` series it names present.
+//!   every `masq_` series it names present; a healthy masq raises no alert,
+//!   and a stopped one makes `MasqDown` pending.
 
 mod lab;
 
@@ -185,4 +186,16 @@ fn a_real_prometheus_scraping_masq_evaluates_every_rule_and_dashboard_query() {
             assert!(!result.is_empty(), "the dashboard's `{e}` returned no data");
         }
     }
+
+    // A healthy masq raises no alert, not even a pending one.
+    let alerts = |lab: &Lab| lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9090/api/v1/alerts"]);
+    let quiet = alerts(&lab);
+    let rounds: Vec<String> =
+        scrape(&lab).lines().filter(|l| l.starts_with("masq_worker_round")).map(str::to_string).collect();
+    assert!(quiet.contains("\"alerts\":[]"), "alerts against a healthy masq: {quiet}\n{}", rounds.join("\n"));
+    // Once masq is gone, MasqDown matches the real scrape job at once
+    // (pending: it fires after its minute).
+    lab.kill_masq();
+    let pending = lab.wait_for(Duration::from_secs(5), || alerts(&lab).contains("\"alertname\":\"MasqDown\""));
+    assert!(pending, "MasqDown did not match a stopped masq: {}", alerts(&lab));
 }
