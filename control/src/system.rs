@@ -71,6 +71,27 @@ pub fn interface_mac(iface: &str) -> Result<[u8; 6], SystemError> {
     parse_mac(s.trim()).ok_or(SystemError::BadMac { path })
 }
 
+/// The CPUs the box has online, as a count a core number must stay below
+/// (`/sys/devices/system/cpu/online`, e.g. `0-3,6`: 7). Not the CPUs this
+/// process may run on: under `isolcpus` a process starts without the
+/// isolated cores, which are the workers' own. Falls back to those if the
+/// file cannot be read.
+pub fn online_cpus() -> usize {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|t| cpu_list_end(&t))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+}
+
+/// One past the highest CPU of a kernel CPU list (`0-3,6` -> 7).
+fn cpu_list_end(list: &str) -> Option<usize> {
+    list.trim()
+        .split(',')
+        .map(|part| part.rsplit('-').next().and_then(|n| n.trim().parse::<usize>().ok()))
+        .try_fold(0, |end, n| n.map(|n| end.max(n + 1)))
+        .filter(|&n| n > 0)
+}
+
 /// An interface's MTU; 0 if it cannot be read.
 pub fn interface_mtu(iface: &str) -> u32 {
     std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
@@ -314,5 +335,18 @@ mod tests {
             ),
             "a spoofed inside source is refused first: {r}"
         );
+    }
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    #[test]
+    fn a_cpu_list_ends_past_its_highest_cpu() {
+        assert_eq!(super::cpu_list_end("0-1\n"), Some(2));
+        assert_eq!(super::cpu_list_end("0-3,6"), Some(7));
+        assert_eq!(super::cpu_list_end("0"), Some(1));
+        assert_eq!(super::cpu_list_end(""), None);
+        assert_eq!(super::cpu_list_end("x"), None);
+        assert!(super::online_cpus() >= 1);
     }
 }

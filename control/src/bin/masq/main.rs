@@ -94,8 +94,9 @@ fn quick_config(a: &RunArgs, inside: &str, outside: &str) -> Result<config::Conf
     })
 }
 
+/// The box's CPUs, for `workers.cores` (online ones: isolated cores count).
 fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    system::online_cpus()
 }
 
 fn print_errors(file: &str, errors: &[config::ConfigError]) {
