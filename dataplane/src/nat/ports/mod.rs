@@ -25,6 +25,13 @@
 //! addresses, so every by-address lookup finds them, but belong to no pool
 //! ([`STATIC_POOL`]) and have no blocks: nothing is ever allocated on them.
 //!
+//! Deterministic pools (RFC 7422, [`super::deterministic`]): the block
+//! size is the ports per subscriber, every worker holds every block (the
+//! subscriber's owner is its inside address's worker, not `c % workers`),
+//! a subscriber gets exactly the block the formula names on the address it
+//! names when it is created, takes no other, and its block never goes on
+//! the free list ([`Ports::det_inside`] answers whose a public port is).
+//!
 //! Port parity (RFC 4787 REQ-4), a pool option: a search takes only ports
 //! of the preferred port's parity, and only when none is left, any port.
 //!
@@ -84,6 +91,12 @@ pub struct PoolRt {
     pub chunk: u16,
     words: usize,
     n_chunks: u32,
+    /// Chunk geometry (worker, workers): this worker's, or (0, 1) in a
+    /// deterministic pool, where every worker holds every chunk and a
+    /// chunk belongs to the worker of the subscriber the formula gives it.
+    geo: (u32, u32),
+    /// The formula of a deterministic pool (RFC 7422).
+    pub det: Option<super::deterministic::Deterministic>,
 }
 
 #[derive(Debug, Clone, Copy)]
