@@ -53,6 +53,13 @@ pub(super) fn build_pool(
 ) -> Result<(PoolRt, Vec<AddrPorts>), ParamError> {
     let bad = |problem| Err(ParamError::pool(&pp.name, problem));
     let mut addrs: Vec<AddrPorts> = Vec::new();
+    let det = match pp.mode {
+        PoolMode::Deterministic { inside, ports_per_subscriber } => Some(
+            Deterministic::new(inside, pp.addresses.clone(), (pp.port_min, pp.port_max), ports_per_subscriber)
+                .map_err(|e| ParamError::pool(&pp.name, PoolProblem::Deterministic(e)))?,
+        ),
+        _ => None,
+    };
     let chunk = match pp.mode {
         PoolMode::PortBlocks { block_size, max_blocks_per_subscriber } => {
             if block_size == 0 || block_size % 64 != 0 {
@@ -64,14 +71,8 @@ pub(super) fn build_pool(
             block_size
         }
         PoolMode::Shared => SHARED_OWNERSHIP_CHUNK,
-        PoolMode::Deterministic { ports_per_subscriber, .. } => ports_per_subscriber,
-    };
-    let det = match pp.mode {
-        PoolMode::Deterministic { inside, ports_per_subscriber } => Some(
-            Deterministic::new(inside, pp.addresses.clone(), (pp.port_min, pp.port_max), ports_per_subscriber)
-                .map_err(|e| ParamError::pool(&pp.name, PoolProblem::Deterministic(e)))?,
-        ),
-        _ => None,
+        // The formula's ports per subscriber (0 asked for the most that fit).
+        PoolMode::Deterministic { .. } => det.as_ref().map_or(0, |d| d.ports_per_subscriber),
     };
     // Every worker holds every chunk of a deterministic pool.
     let (worker, workers) = if det.is_some() { (0, 1) } else { (worker, workers) };
