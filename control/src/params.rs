@@ -113,6 +113,10 @@ pub fn engine_params(
                 max_blocks_per_subscriber: p.max_blocks_per_subscriber,
             },
             CPoolMode::Shared => PoolMode::Shared,
+            CPoolMode::Deterministic => PoolMode::Deterministic {
+                inside: p.inside.map_or(Prefix::new(0, 32), |n| Prefix::new(u32::from(n.addr), n.len)),
+                ports_per_subscriber: p.ports_per_subscriber,
+            },
         };
         let filtering = match p.filtering {
             CFiltering::EndpointIndependent => Filtering::EndpointIndependent,
