@@ -113,7 +113,7 @@ fn deterministic(
         ports.0, ports.1
     );
     match p.ports_per_subscriber {
-        Some(want) if want == 0 || want % 64 != 0 => {
+        Some(want) if want == 0 || !want.is_multiple_of(64) => {
             e.add(at("ports_per_subscriber"), format!("{want} is not a positive multiple of 64"));
             (Some(net), 0)
         }

@@ -3,7 +3,7 @@
 //! the formula's reverse names it back, no two share a port, a subscriber
 //! never gets a port outside its range and is refused (and counted) past
 //! it, and with two workers each subscriber's ports are its owner's.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // test sizes are small
 
 mod common;
 
@@ -146,4 +146,28 @@ fn two_workers_each_subscriber_uses_its_range_on_its_owner() {
         assert_eq!(tuple(&back).2, sub);
     }
     assert!(by_owner[0] > 50 && by_owner[1] > 50, "both workers own subscribers: {by_owner:?}");
+}
+
+#[test]
+fn a_deterministic_pool_keeps_its_formula_across_live_changes() {
+    let old = det_params("100.64.0.0/24", 4, 0);
+    assert_eq!(reconfigure_check(&old, &old.clone()), Ok(()));
+    // Losing an address (allowed for other pools) would move every subscriber.
+    let mut new = old.clone();
+    new.pools[0].addresses.pop();
+    assert!(matches!(reconfigure_check(&old, &new), Err(ParamError::Pool { problem: PoolProblem::NeedsRestart, .. })));
+    // As would another prefix.
+    let mut new = old.clone();
+    new.pools[0].mode = PoolMode::Deterministic { inside: pfx("100.64.1.0/24"), ports_per_subscriber: 0 };
+    assert!(reconfigure_check(&old, &new).is_err());
+}
+
+#[test]
+fn a_prefix_that_does_not_fit_is_refused_by_the_engine() {
+    // 65536 subscribers on 2 addresses: 0 ports each.
+    let p = det_params("100.64.0.0/16", 2, 0);
+    let Err(ParamError::Pool { problem: PoolProblem::Deterministic(e), .. }) = Engine::new(&p) else {
+        panic!("a pool that does not fit is refused")
+    };
+    assert!(e.to_string().contains("give 0 ports per subscriber"), "{e}");
 }

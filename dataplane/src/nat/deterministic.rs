@@ -113,7 +113,7 @@ impl Deterministic {
         if addresses.is_empty() || port_min == 0 || port_min > port_max {
             return Err(DetError::Empty);
         }
-        if ports_per_subscriber % 64 != 0 {
+        if !ports_per_subscriber.is_multiple_of(64) {
             return Err(DetError::Granule(ports_per_subscriber));
         }
         let usable = u32::from(port_max) - u32::from(port_min) + 1;
