@@ -738,6 +738,31 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         }
     }
 
+    // A rule into a deterministic pool sends it only sources its formula
+    // maps (RFC 7422): others would be dropped (`deterministic_outside`).
+    for (i, r) in rules.iter().enumerate() {
+        let ValidAction::Translate { pool } = r.action else { continue };
+        let Some((p, Some(inside))) = pools.get(pool).map(|p| (p, p.inside)) else { continue };
+        let within = |n: &Net| n.len >= inside.len && inside.contains(n.addr);
+        let fmt = |n: &Net| format!("{}/{}", n.addr, n.len);
+        if r.src.is_empty() {
+            e.add(
+                format!("rules[{i}].match.src"),
+                format!("deterministic pool `{}` maps only {}: list it (or prefixes in it) here", p.name, fmt(&inside)),
+            );
+        } else if let Some(k) = r.src.iter().position(|n| !within(n)) {
+            e.add(
+                format!("rules[{i}].match.src[{k}]"),
+                format!(
+                    "{} is not within {}, the prefix deterministic pool `{}` maps",
+                    fmt(&r.src[k]),
+                    fmt(&inside),
+                    p.name
+                ),
+            );
+        }
+    }
+
     // 1:1 static NAT: a public address no pool hands out, one inside host.
     let mut statics: Vec<ValidStatic> = Vec::new();
     for (i, st) in raw.static_nat.iter().enumerate() {
