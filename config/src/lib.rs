@@ -88,6 +88,9 @@ fn deterministic(
     if p.masquerade {
         e.add(at("masquerade"), "a deterministic pool maps onto listed addresses, not the outside interface's");
     }
+    if ports.0 < 1024 {
+        e.add(at("ports"), "a deterministic pool's ranges stay clear of the ports below 1024: start at 1024 or above");
+    }
     let Some(text) = p.inside.as_deref() else {
         e.add(at("mode"), "a deterministic pool needs `inside: a.b.c.d/len`, the prefix it maps");
         return (None, 0);

@@ -420,6 +420,9 @@ fn a_deterministic_pool_that_does_not_fit_says_how_many_ports_result() {
     let e = errors(&format!("{DET}    inside: 100.64.0.0/24\n    addresses: [198.51.100.0/30]\n    ports_per_subscriber: 1024\nrules:\n  - action: snat\n    pool: det\n    match: {{src: [100.64.0.0/24]}}\n"));
     assert_eq!((e[0].path.as_str(), e[0].line), ("pools[0].ports_per_subscriber", 7), "{:?}", e[0]);
     assert!(e[0].message.contains("give 960 ports per subscriber"), "{}", e[0].message);
+    // Ports below 1024.
+    let e = errors(&format!("{DET}    inside: 100.64.0.0/24\n    addresses: [198.51.100.0/30]\n    ports: 1-65535\nrules:\n  - action: snat\n    pool: det\n    match: {{src: [100.64.0.0/24]}}\n"));
+    assert_eq!((e[0].path.as_str(), e[0].line), ("pools[0].ports", 7), "{e:?}");
     // No prefix; a prefix on another mode; a forward on its address.
     let e = errors(&format!("{DET}    addresses: [198.51.100.1]\nrules:\n  - action: snat\n    pool: det\n"));
     assert_eq!(e[0].path, "pools[0].mode", "{e:?}");
