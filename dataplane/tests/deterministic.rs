@@ -101,6 +101,9 @@ fn a_subscriber_gets_ports_only_in_its_range_and_is_refused_past_it() {
     assert_eq!(nat.e.counters().drop_count(DropReason::PortsExhausted), before + 1);
     let t = nat.out(udp(neighbour, 2, ip(REMOTE), 53, b""));
     assert!((nr.first..=nr.last).contains(&tuple(&t).1));
+    // Two ranges of the address held, the rest free (a deterministic pool has no free list).
+    let (_, _, held, free) = nat.e.port_block_use().find(|&(a, ..)| a == r.public_ip).unwrap();
+    assert_eq!((held, held + free), (2, (65535 - 1024 + 1) / 128));
 }
 
 #[test]

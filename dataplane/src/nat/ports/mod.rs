@@ -348,13 +348,20 @@ impl Ports {
     }
 
     /// Blocks of address `a` on this worker: (held by subscribers, free).
+    /// A deterministic pool's blocks have no free list: those held are
+    /// counted, and free are the rest (each waits for its one subscriber).
     pub fn block_use(&self, a: u16) -> (usize, usize) {
-        self.addrs.get(usize::from(a)).map_or((0, 0), |x| (x.blocks.len() - x.free_blocks.len(), x.free_blocks.len()))
+        let Some(x) = self.addrs.get(usize::from(a)) else { return (0, 0) };
+        if self.pool_of(a).is_some_and(|p| p.det.is_some()) {
+            let held = x.blocks.iter().filter(|b| b.owner != NIL).count();
+            return (held, x.blocks.len() - held);
+        }
+        (x.blocks.len() - x.free_blocks.len(), x.free_blocks.len())
     }
 
     /// Free blocks of address `a` on this worker.
     pub fn free_blocks(&self, a: u16) -> usize {
-        self.addrs.get(usize::from(a)).map_or(0, |x| x.free_blocks.len())
+        self.block_use(a).1
     }
 
     /// Live subscribers.
