@@ -13,7 +13,7 @@
 //! `ValidPool` fields `params::engine_params` passes on).
 #![forbid(unsafe_code)]
 
-use config::{PoolMode, ValidConfig, ValidPool};
+use config::{PoolMode, ValidAction, ValidConfig, ValidPool};
 use dataplane::nat::deterministic::{Deterministic, Range};
 use dataplane::nat::Prefix;
 use std::net::Ipv4Addr;
@@ -142,12 +142,29 @@ pub fn lookup(v: &ValidConfig, addr: Ipv4Addr, port: u16) -> Answer {
 }
 
 /// Where subscriber `inside`'s ports are, in the deterministic pool whose
-/// prefix holds it; `NotOurs` if none does.
+/// prefix holds it; else `NeedsLog` with the pool of the first translating
+/// rule whose sources hold it (a dynamic pool); `NotOurs` if none does.
 pub fn subscriber(v: &ValidConfig, inside: Ipv4Addr) -> Answer {
-    v.pools
+    if let Some(a) = v
+        .pools
         .iter()
         .find_map(|p| formula(p).and_then(|d| d.forward(u32::from(inside))).map(|r| found(p, u32::from(inside), r)))
-        .unwrap_or(Answer::NotOurs)
+    {
+        return a;
+    }
+    let translated = v.rules.iter().find_map(|r| match r.action {
+        ValidAction::Translate { pool }
+            if (r.src.is_empty() || r.src.iter().any(|n| n.contains(inside)))
+                && !r.src_except.iter().any(|n| n.contains(inside)) =>
+        {
+            v.pools.get(pool)
+        }
+        _ => None,
+    });
+    match translated {
+        Some(p) => Answer::NeedsLog { pool: p.name.clone() },
+        None => Answer::NotOurs,
+    }
 }
 
 /// Parses `ADDR:PORT`, or `ADDR` with the port given apart.
@@ -174,6 +191,27 @@ mod tests {
         assert!(parse_target("198.51.100.3", None).is_err());
         assert!(parse_target("198.51.100.3:70000", None).is_err());
         assert!(parse_target("x:1", None).is_err());
+    }
+
+    #[test]
+    fn a_subscriber_is_found_by_formula_or_sent_to_the_log() {
+        let text = "interfaces: {inside: a, outside: b}\npools:\n  - name: det\n    mode: deterministic\n    inside: 100.64.0.0/24\n    addresses: [198.51.100.1, 198.51.100.2]\n  - name: dyn\n    addresses: [203.0.113.1]\nrules:\n  - action: snat\n    pool: det\n    match: {src: [100.64.0.0/24]}\n  - action: snat\n    pool: dyn\n    match: {src: [100.64.0.0/10]}\n";
+        let v = config::load(text, 2).unwrap();
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        // 256 over 2 addresses: 128 each, 64512 / 128 = 504 -> 448 ports.
+        let want = Answer::Deterministic {
+            pool: "det".into(),
+            inside: ip("100.64.0.5"),
+            public: ip("198.51.100.2"),
+            first: 1024 + 2 * 448,
+            last: 1024 + 3 * 448 - 1,
+        };
+        assert_eq!(subscriber(&v, ip("100.64.0.5")), want);
+        assert_eq!(lookup(&v, ip("198.51.100.2"), 1024 + 2 * 448 + 100), want);
+        assert_eq!(subscriber(&v, ip("100.64.1.5")), Answer::NeedsLog { pool: "dyn".into() });
+        assert_eq!(subscriber(&v, ip("10.0.0.1")), Answer::NotOurs);
+        assert_eq!(lookup(&v, ip("203.0.113.1"), 5000), Answer::NeedsLog { pool: "dyn".into() });
+        assert!(want.json().contains("\"first_port\":1920") && want.found());
     }
 
     #[test]
