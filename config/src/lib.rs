@@ -55,6 +55,84 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+/// The most ports per subscriber (a multiple of 64, maybe 0) that
+/// `inside` subscribers sharing `n_addrs` addresses of `usable` ports get:
+/// RFC 7422's fit, `ceil(inside / n_addrs) * ports <= usable`. The same
+/// arithmetic as `dataplane::nat::deterministic::most_ports` (config
+/// depends on nothing of ours; a control test holds the two equal).
+pub fn deterministic_most_ports(inside: u64, n_addrs: u64, usable: u32) -> u32 {
+    let per_addr = inside.div_ceil(n_addrs.max(1)).max(1);
+    u32::try_from(u64::from(usable) / per_addr).unwrap_or(u32::MAX) / 64 * 64
+}
+
+/// A deterministic pool's own keys (RFC 7422): `inside` (required, and only
+/// here), `ports_per_subscriber` (a multiple of 64, and it must fit), no
+/// masquerade; the inside prefix must fit the addresses and ports. Returns
+/// the prefix and the resolved ports per subscriber (0 elsewhere).
+fn deterministic(
+    p: &Pool,
+    addresses: &[Ipv4Addr],
+    ports: (u16, u16),
+    e: &mut Errors,
+    at: &dyn Fn(&str) -> String,
+) -> (Option<Net>, u16) {
+    if p.mode != PoolMode::Deterministic {
+        if p.inside.is_some() {
+            e.add(at("inside"), "only a `mode: deterministic` pool takes an inside prefix");
+        }
+        if p.ports_per_subscriber.is_some() {
+            e.add(at("ports_per_subscriber"), "only a `mode: deterministic` pool takes ports_per_subscriber");
+        }
+        return (None, 0);
+    }
+    if p.masquerade {
+        e.add(at("masquerade"), "a deterministic pool maps onto listed addresses, not the outside interface's");
+    }
+    if ports.0 < 1024 {
+        e.add(at("ports"), "a deterministic pool's ranges stay clear of the ports below 1024: start at 1024 or above");
+    }
+    let Some(text) = p.inside.as_deref() else {
+        e.add(at("mode"), "a deterministic pool needs `inside: a.b.c.d/len`, the prefix it maps");
+        return (None, 0);
+    };
+    let net = match parse_net(text) {
+        Ok(n) => n,
+        Err(m) => {
+            e.add(at("inside"), m);
+            return (None, 0);
+        }
+    };
+    if addresses.is_empty() {
+        return (Some(net), 0);
+    }
+    let n_inside = 1u64 << (32 - u32::from(net.len.min(32)));
+    let n_addrs = addresses.len() as u64;
+    let usable = u32::from(ports.1) - u32::from(ports.0) + 1;
+    let most = deterministic_most_ports(n_inside, n_addrs, usable).min(65472);
+    let share = n_inside.div_ceil(n_addrs);
+    let fit = format!(
+        "{n_inside} inside addresses over {n_addrs} public addresses is {share} subscribers an address; \
+         {usable} usable ports ({}-{}) give {most} ports per subscriber (a multiple of 64)",
+        ports.0, ports.1
+    );
+    match p.ports_per_subscriber {
+        Some(want) if want == 0 || !want.is_multiple_of(64) => {
+            e.add(at("ports_per_subscriber"), format!("{want} is not a positive multiple of 64"));
+            (Some(net), 0)
+        }
+        Some(want) if u32::from(want) > most => {
+            e.add(at("ports_per_subscriber"), format!("{want} does not fit: {fit}"));
+            (Some(net), 0)
+        }
+        Some(want) => (Some(net), want),
+        None if most < 64 => {
+            e.add(at("inside"), format!("{text} does not fit: {fit}; at least 64 are needed"));
+            (Some(net), 0)
+        }
+        None => (Some(net), most as u16),
+    }
+}
+
 /// An IPv4 prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Net {
@@ -149,6 +227,11 @@ pub struct ValidPool {
     pub block_size: u16,
     /// Blocks per subscriber (port-block pools).
     pub max_blocks_per_subscriber: u16,
+    /// Deterministic pools (RFC 7422): the inside prefix the formula maps.
+    pub inside: Option<Net>,
+    /// Deterministic pools: ports per subscriber, resolved (the most that
+    /// fit when the file leaves it unset); 0 in other pools.
+    pub ports_per_subscriber: u16,
     /// Sessions per subscriber.
     pub max_sessions_per_subscriber: u32,
     /// Inbound filtering.
@@ -440,6 +523,7 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         if p.max_sessions_per_subscriber == 0 {
             e.add(at("max_sessions_per_subscriber"), "must be at least 1");
         }
+        let (inside, ports_per_subscriber) = deterministic(p, &addresses, ports, &mut e, &at);
         pools.push(ValidPool {
             name: p.name.clone(),
             addresses,
@@ -448,6 +532,8 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
             mode: p.mode,
             block_size: p.block_size,
             max_blocks_per_subscriber: p.max_blocks_per_subscriber,
+            inside,
+            ports_per_subscriber,
             max_sessions_per_subscriber: p.max_sessions_per_subscriber,
             filtering: p.filtering,
             random_ports: p.random_ports,
@@ -510,6 +596,8 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
                             mode: PoolMode::Shared,
                             block_size: 512,
                             max_blocks_per_subscriber: 8,
+                            inside: None,
+                            ports_per_subscriber: 0,
                             max_sessions_per_subscriber: u32::MAX,
                             filtering: Filtering::AddressAndPortDependent,
                             random_ports: false,
@@ -599,6 +687,11 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
             Some(PublicAddr::Outside)
         } else {
             match host.parse::<Ipv4Addr>() {
+                // A deterministic pool's ports are all the formula's (RFC 7422).
+                Ok(ip) if owner.get(&ip).is_some_and(|(k, _)| raw.pools[*k].mode == PoolMode::Deterministic) => {
+                    e.add(at("public"), format!("{ip} is a deterministic pool's: its ports are its subscribers'"));
+                    None
+                }
                 Ok(ip) if owner.contains_key(&ip) => Some(PublicAddr::Addr(ip)),
                 Ok(ip) => {
                     e.add(at("public"), format!("{ip} is in no pool: a forward's public address must be a pool's"));
@@ -645,6 +738,31 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
                 );
             }
             forwards.push(ValidForward { protocol: f.protocol, public, public_ports, inside_addr, inside_ports });
+        }
+    }
+
+    // A rule into a deterministic pool sends it only sources its formula
+    // maps (RFC 7422): others would be dropped (`deterministic_outside`).
+    for (i, r) in rules.iter().enumerate() {
+        let ValidAction::Translate { pool } = r.action else { continue };
+        let Some((p, Some(inside))) = pools.get(pool).map(|p| (p, p.inside)) else { continue };
+        let within = |n: &Net| n.len >= inside.len && inside.contains(n.addr);
+        let fmt = |n: &Net| format!("{}/{}", n.addr, n.len);
+        if r.src.is_empty() {
+            e.add(
+                format!("rules[{i}].match.src"),
+                format!("deterministic pool `{}` maps only {}: list it (or prefixes in it) here", p.name, fmt(&inside)),
+            );
+        } else if let Some(k) = r.src.iter().position(|n| !within(n)) {
+            e.add(
+                format!("rules[{i}].match.src[{k}]"),
+                format!(
+                    "{} is not within {}, the prefix deterministic pool `{}` maps",
+                    fmt(&r.src[k]),
+                    fmt(&inside),
+                    p.name
+                ),
+            );
         }
     }
 

@@ -142,6 +142,9 @@ pub enum PoolMode {
     PortBlocks,
     /// Home router: shared ports, the source port kept when free.
     Shared,
+    /// Deterministic NAT (RFC 7422): each address of `inside` gets a fixed
+    /// public address and port range by formula; no per-block records.
+    Deterministic,
 }
 
 /// Inbound filtering (RFC 4787 section 5).
@@ -179,6 +182,13 @@ pub struct Pool {
     /// Ports per block (a multiple of 64).
     #[serde(default = "default_block_size")]
     pub block_size: u16,
+    /// Deterministic pools: the inside prefix the formula maps (`a.b.c.d/len`).
+    #[serde(default)]
+    pub inside: Option<String>,
+    /// Deterministic pools: ports per subscriber (a multiple of 64; unset:
+    /// the most that fit).
+    #[serde(default)]
+    pub ports_per_subscriber: Option<u16>,
     /// Blocks one subscriber may hold (1-32).
     #[serde(default = "default_max_blocks")]
     pub max_blocks_per_subscriber: u16,
@@ -208,6 +218,8 @@ impl Pool {
             ports: None,
             mode: PoolMode::PortBlocks,
             block_size: default_block_size(),
+            inside: None,
+            ports_per_subscriber: None,
             max_blocks_per_subscriber: default_max_blocks(),
             max_sessions_per_subscriber: default_max_sessions_per_subscriber(),
             filtering: Filtering::EndpointIndependent,

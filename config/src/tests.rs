@@ -7,7 +7,7 @@ fn errors(text: &str) -> Vec<ConfigError> {
 #[test]
 fn the_default_and_every_example_are_valid() {
     default_config(2).expect("the embedded default");
-    for f in ["home", "cgnat", "policy", "forwards"] {
+    for f in ["home", "cgnat", "policy", "forwards", "deterministic"] {
         let text = std::fs::read_to_string(format!("{}/examples/{f}.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
         if let Err(e) = load(&text, 8) {
             panic!("{f}.yaml: {e:?}");
@@ -385,4 +385,63 @@ fn mss_clamp_and_alg_are_rule_keys_off_by_default() {
     }
     let e = errors("interfaces: {inside: a, outside: b}\nrules:\n  - action: no_nat\n    alg: [ftp]\n");
     assert_eq!(e[0].path, "rules[0].alg", "{:?}", e[0]);
+}
+
+const DET: &str = "interfaces: {inside: a, outside: b}\npools:\n  - name: det\n    mode: deterministic\n";
+
+#[test]
+fn a_deterministic_pool_resolves_its_ports_per_subscriber() {
+    let c = load(&format!("{DET}    inside: 100.64.0.0/24\n    addresses: [198.51.100.0/30]\nrules:\n  - action: snat\n    pool: det\n    match: {{src: [100.64.0.0/24]}}\n"), 2)
+        .unwrap();
+    let p = &c.pools[0];
+    assert_eq!(p.inside, Some(parse_net("100.64.0.0/24").unwrap()));
+    // 256 over 4 addresses: 64 an address, 64512 / 64 = 1008, down to 960.
+    assert_eq!(p.ports_per_subscriber, 960);
+    let c = load(
+        &format!("{DET}    inside: 100.64.0.0/24\n    addresses: [198.51.100.0/30]\n    ports_per_subscriber: 512\nrules:\n  - action: snat\n    pool: det\n    match: {{src: [100.64.0.0/24]}}\n"),
+        2,
+    )
+    .unwrap();
+    assert_eq!(c.pools[0].ports_per_subscriber, 512);
+}
+
+#[test]
+fn a_deterministic_pool_that_does_not_fit_says_how_many_ports_result() {
+    // 65536 subscribers on 2 addresses: 32768 an address, 64512 ports give 1 each.
+    let e = errors(&format!("{DET}    inside: 100.64.0.0/16\n    addresses: [198.51.100.1, 198.51.100.2]\nrules:\n  - action: snat\n    pool: det\n    match: {{src: [100.64.0.0/16]}}\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].path.as_str(), e[0].line), ("pools[0].inside", 5), "{:?}", e[0]);
+    assert!(
+        e[0].message.contains("32768 subscribers an address") && e[0].message.contains("give 0 ports per subscriber"),
+        "{}",
+        e[0].message
+    );
+    // Asking for more than fit.
+    let e = errors(&format!("{DET}    inside: 100.64.0.0/24\n    addresses: [198.51.100.0/30]\n    ports_per_subscriber: 1024\nrules:\n  - action: snat\n    pool: det\n    match: {{src: [100.64.0.0/24]}}\n"));
+    assert_eq!((e[0].path.as_str(), e[0].line), ("pools[0].ports_per_subscriber", 7), "{:?}", e[0]);
+    assert!(e[0].message.contains("give 960 ports per subscriber"), "{}", e[0].message);
+    // Ports below 1024.
+    let e = errors(&format!("{DET}    inside: 100.64.0.0/24\n    addresses: [198.51.100.0/30]\n    ports: 1-65535\nrules:\n  - action: snat\n    pool: det\n    match: {{src: [100.64.0.0/24]}}\n"));
+    assert_eq!((e[0].path.as_str(), e[0].line), ("pools[0].ports", 7), "{e:?}");
+    // No prefix; a prefix on another mode; a forward on its address.
+    let e = errors(&format!("{DET}    addresses: [198.51.100.1]\nrules:\n  - action: snat\n    pool: det\n"));
+    assert_eq!(e[0].path, "pools[0].mode", "{e:?}");
+    let e = errors("interfaces: {inside: a, outside: b}\npools:\n  - name: p\n    inside: 100.64.0.0/24\n    addresses: [198.51.100.1]\nrules:\n  - action: snat\n    pool: p\n");
+    assert_eq!(e[0].path, "pools[0].inside", "{e:?}");
+    let e = errors(&format!("{DET}    inside: 100.64.0.0/24\n    addresses: [198.51.100.1]\nrules:\n  - action: snat\n    pool: det\n    match: {{src: [100.64.0.0/24]}}\nforwards:\n  - {{protocol: tcp, public: '198.51.100.1:80', inside: '100.64.0.5:80'}}\n"));
+    assert!(e.iter().any(|x| x.path == "forwards[0].public" && x.message.contains("deterministic")), "{e:?}");
+}
+
+#[test]
+fn a_rule_into_a_deterministic_pool_takes_only_sources_of_its_prefix() {
+    let pool = format!("{DET}    inside: 100.64.0.0/24\n    addresses: [198.51.100.0/30]\nrules:\n");
+    let e = errors(&format!(
+        "{pool}  - action: snat\n    pool: det\n    match:\n      src: [100.64.0.0/25, 100.64.0.0/16]\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].path.as_str(), e[0].line), ("rules[0].match.src[1]", 11), "{:?}", e[0]);
+    assert!(e[0].message.contains("not within 100.64.0.0/24"), "{}", e[0].message);
+    let e = errors(&format!("{pool}  - action: snat\n    pool: det\n"));
+    assert_eq!(e[0].path, "rules[0].match.src", "{e:?}");
+    load(&format!("{pool}  - action: snat\n    pool: det\n    match: {{src: [100.64.0.128/25]}}\n"), 2).unwrap();
 }

@@ -9,6 +9,7 @@
 //! | [`auth`] | who may call what on the API; failed authentications and their delays | - |
 //! | [`telemetry`] | what workers publish ([`telemetry::Shared`]) and the one [`telemetry::MetricsSnapshot`] every view reads | system |
 //! | [`params`] | a validated configuration -> the engine's parameters and the host guard's | system |
+//! | [`whois`] | `masq whois`: a deterministic pool's formula answers who held a public port (RFC 7422) | - |
 //! | [`client`] | the operator commands' HTTP client | tls |
 //! | [`metrics`] | `/metrics`: a snapshot in the Prometheus text format | telemetry |
 //! | [`live`] | the configuration in force: [`live::apply`] (and its audit line), SIGHUP reload, masquerade follow | params, telemetry |
@@ -28,3 +29,4 @@ pub mod run;
 pub mod system;
 pub mod telemetry;
 pub mod tls;
+pub mod whois;

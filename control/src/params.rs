@@ -113,7 +113,29 @@ pub fn engine_params(
                 max_blocks_per_subscriber: p.max_blocks_per_subscriber,
             },
             CPoolMode::Shared => PoolMode::Shared,
+            CPoolMode::Deterministic => PoolMode::Deterministic {
+                inside: p.inside.map_or(Prefix::new(0, 32), |n| Prefix::new(u32::from(n.addr), n.len)),
+                ports_per_subscriber: p.ports_per_subscriber,
+            },
         };
+        if let (PoolMode::Deterministic { inside, ports_per_subscriber }, Some(net)) = (mode, p.inside) {
+            // RFC 7422: the formula is the record; say it once per configuration.
+            tracing::info!(
+                pool = %p.name,
+                inside = %format!("{}/{}", net.addr, net.len),
+                addresses = %p.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
+                ports = %format!("{}-{}", p.ports.0, p.ports.1),
+                ports_per_subscriber,
+                "deterministic NAT: subscriber i = inside - {:#x} leaves from addresses[i % {}] with ports \
+                 {} + (i / {}) * {} and the next {}",
+                inside.addr,
+                p.addresses.len(),
+                p.ports.0,
+                p.addresses.len(),
+                ports_per_subscriber,
+                ports_per_subscriber.saturating_sub(1),
+            );
+        }
         let filtering = match p.filtering {
             CFiltering::EndpointIndependent => Filtering::EndpointIndependent,
             CFiltering::AddressDependent => Filtering::AddressDependent,

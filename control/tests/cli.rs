@@ -1,5 +1,6 @@
 //! The operator commands that need no network: `masq check-config` on the
-//! examples and on broken files, `masq default-config`.
+//! examples and on broken files, `masq default-config`, `masq whois` on a
+//! deterministic pool.
 
 use std::process::Command;
 
@@ -8,7 +9,7 @@ fn masq(args: &[&str]) -> std::process::Output {
 }
 
 fn examples() -> Vec<String> {
-    ["home", "cgnat", "policy", "forwards"]
+    ["home", "cgnat", "policy", "forwards", "deterministic"]
         .iter()
         .map(|f| format!("{}/../config/examples/{f}.yaml", env!("CARGO_MANIFEST_DIR")))
         .collect()
@@ -75,4 +76,55 @@ fn run_refuses_an_api_off_loopback_without_a_token_and_tls() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("control.listen") && err.contains("not loopback"), "{err}");
     assert!(err.contains("control.token_file") && err.contains("control.tls"), "says what to add: {err}");
+}
+
+/// `masq whois` on a deterministic /24 over 4 addresses with 256 ports a
+/// subscriber: for every subscriber, a port of its range names it, with its
+/// range, as the formula (written out here, not taken from masq) gives;
+/// `--subscriber` answers the other way; a dynamic pool says the log knows.
+#[test]
+fn whois_answers_every_subscriber_of_a_deterministic_24_from_the_formula() {
+    let dir = std::env::temp_dir().join(format!("masq-whois-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("det.yaml");
+    std::fs::write(
+        &file,
+        "interfaces: {inside: a, outside: b}\npools:\n  - name: det\n    mode: deterministic\n    inside: 100.64.7.0/24\n    addresses: [198.51.100.8/30]\n    ports: 2000-65535\n    ports_per_subscriber: 256\n  - name: dyn\n    addresses: [203.0.113.1]\nrules:\n  - action: snat\n    pool: det\n    match: {src: [100.64.7.0/24]}\n  - action: snat\n    pool: dyn\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    for i in 0u32..256 {
+        // RFC 7422 round robin: address i % 4, block i / 4 of 256 ports from 2000.
+        let inside = format!("100.64.7.{i}");
+        let public = format!("198.51.100.{}", 8 + i % 4);
+        let first = 2000 + (i / 4) * 256;
+        let last = first + 255;
+        let port = first + (i * 37) % 256;
+        let want = format!("{inside} holds {public} ports {first}-{last} (pool det, deterministic)");
+        let o = masq(&["whois", "--config", f, &format!("{public}:{port}")]);
+        assert!(o.status.success(), "{public}:{port}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), want, "{public}:{port}");
+        if i % 32 == 0 {
+            let o = masq(&["whois", "--config", f, "--subscriber", &inside, "--json"]);
+            assert!(o.status.success());
+            let json = String::from_utf8_lossy(&o.stdout);
+            for part in
+                [format!("\"public\":\"{public}\""), format!("\"first_port\":{first}"), format!("\"last_port\":{last}")]
+            {
+                assert!(json.contains(&part), "{part} in {json}");
+            }
+        }
+    }
+    // Below the ranges, past them, a dynamic pool's address: no subscriber, exit status 1.
+    for (target, says) in [
+        ("198.51.100.8:1999", "no subscriber"),
+        ("198.51.100.8:18384", "no subscriber"),
+        ("203.0.113.1:5000", "NAT event log"),
+        ("192.0.2.1:5000", "in no pool"),
+    ] {
+        let o = masq(&["whois", "--config", f, target]);
+        assert_eq!(o.status.code(), Some(1), "{target}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains(says), "{target}: {}", String::from_utf8_lossy(&o.stdout));
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

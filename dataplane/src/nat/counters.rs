@@ -195,6 +195,9 @@ reasons! {
         FragmentHoldFull = "fragment_hold_full",
         /// A held fragment whose first fragment did not come in time (`timeouts.fragment_secs`).
         FragmentHoldExpired = "fragment_hold_expired",
+        /// A first packet a deterministic pool's rule matched whose source
+        /// the pool's formula has no range for (outside its `inside` prefix).
+        DeterministicOutside = "deterministic_outside",
     }
 }
 

@@ -248,6 +248,16 @@ impl Engine {
         let a = self.ports.addr_of_ip(ip)?;
         match self.static_by_addr(a) {
             Some(inside) => Some(self.subscriber_owner(inside)),
+            None => self.port_owner(a, port),
+        }
+    }
+
+    /// The worker owning public (address `a`, `port`) of a pool: in a
+    /// deterministic pool (RFC 7422) the worker of the inside address the
+    /// formula gives, elsewhere the port's chunk's.
+    pub(super) fn port_owner(&self, a: u16, port: u16) -> Option<u16> {
+        match self.ports.det_inside(a, port) {
+            Some(inside) => Some(self.subscriber_owner(inside)),
             None => self.ports.owner_of(a, port),
         }
     }

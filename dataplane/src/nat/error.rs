@@ -110,6 +110,10 @@ pub enum PoolProblem {
     /// A kept pool's ports, mode, filtering or limits changed live.
     #[error("its ports, mode, filtering or limits change only with a restart (or give it a new name)")]
     NeedsRestart,
+    /// A deterministic pool (RFC 7422) whose prefix does not fit its
+    /// addresses and ports ([`crate::nat::deterministic::DetError`]).
+    #[error("deterministic: {0}")]
+    Deterministic(crate::nat::deterministic::DetError),
     /// A kept pool gained an address live.
     #[error("{0} is new; a kept pool may only lose addresses live (add a pool for new ones)")]
     NewAddress(std::net::Ipv4Addr),

@@ -60,7 +60,7 @@ impl Engine {
             // A forward's server answering: its session lives with the public port's owner.
             if let Some(f) = self.forward_by_inside(p.src, p.sport, p.proto) {
                 let home = f.f.home_port_of_inside(p.sport);
-                let owner = self.ports.owner_of(f.addr, home).unwrap_or(self.worker);
+                let owner = self.port_owner(f.addr, home).unwrap_or(self.worker);
                 if owner != self.worker {
                     return Ok(Verdict::HandOff { worker: owner, arrived_on: Side::Inside });
                 }

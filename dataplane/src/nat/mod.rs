@@ -61,6 +61,7 @@ mod admin;
 pub mod alg;
 mod batch;
 pub mod counters;
+pub mod deterministic;
 mod engine;
 pub mod error;
 mod fast;

@@ -47,7 +47,7 @@ impl Engine {
                 // A range forwarded to one port keeps its sessions with its
                 // first port's owner: the server's replies name no public port.
                 let home = fwd.map_or(p.dport, |f| f.f.home_port(p.dport));
-                match self.ports.owner_of(addr, home) {
+                match self.port_owner(addr, home) {
                     Some(o) if o != self.worker => {
                         return Err(Verdict::HandOff { worker: o, arrived_on: Side::Outside })
                     }

@@ -92,6 +92,16 @@ pub enum PoolMode {
     /// is kept when free (netfilter FAQ 3.6) and ports stay on their side of
     /// 512 and 1024 as netfilter keeps them.
     Shared,
+    /// Deterministic NAT (RFC 7422): each address of `inside` gets a fixed
+    /// public address and a fixed range of `ports_per_subscriber` ports by
+    /// formula ([`crate::nat::deterministic`]); one block per subscriber,
+    /// never more.
+    Deterministic {
+        /// The inside prefix the formula maps.
+        inside: Prefix,
+        /// Ports per subscriber (a multiple of 64).
+        ports_per_subscriber: u16,
+    },
 }
 
 /// Upper bound of [`PoolMode::PortBlocks::max_blocks_per_subscriber`].

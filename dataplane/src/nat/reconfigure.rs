@@ -59,7 +59,9 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
             np.port_parity,
             np.masquerade,
         );
-        if !same {
+        // A deterministic pool's formula counts its addresses: it keeps them all.
+        let det_changed = matches!(np.mode, PoolMode::Deterministic { .. }) && np.addresses != op.addresses;
+        if !same || det_changed {
             return Err(ParamError::pool(&np.name, PoolProblem::NeedsRestart));
         }
         if let Some(a) = np.addresses.iter().find(|a| !op.addresses.contains(a)) {

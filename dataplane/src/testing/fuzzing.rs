@@ -124,12 +124,19 @@ fn fuzz_engine() -> Engine {
             matches: RuleMatch { src: vec![Prefix::new(0x6440_0900, 24)], ..Default::default() },
             action: RuleAction::NoNat,
         },
+        // A deterministic pool (RFC 7422) for 100.64.8.0/24.
+        Rule {
+            matches: RuleMatch { src: vec![Prefix::new(0x6440_0800, 24)], ..Default::default() },
+            action: RuleAction::Translate { pool: 1 },
+        },
         Rule {
             matches: RuleMatch { src: vec![Prefix::new(0x6440_0000, 10)], ..Default::default() },
             action: RuleAction::Translate { pool: 0 },
         },
     ];
-    let mut p = EngineParams::single(vec![cg], rules);
+    let mut det = PoolParams::cgnat("det", vec![0xcb00_7190, 0xcb00_7191]);
+    det.mode = PoolMode::Deterministic { inside: Prefix::new(0x6440_0800, 24), ports_per_subscriber: 64 };
+    let mut p = EngineParams::single(vec![cg, det], rules);
     p.max_sessions = 64;
     p.max_subscribers = 16;
     p.forwards = vec![
@@ -149,7 +156,11 @@ fn fuzz_engine() -> Engine {
     // A small fragment hold: full and wrapped byte rings are reached too.
     (p.fragment_hold, p.fragment_hold_bytes) = (4, 4096);
     // The translated subscribers' TCP goes through MSS clamping and the FTP ALG.
-    p.rule_options = vec![RuleOptions::default(), RuleOptions { mss_clamp: MssClamp::Fixed(536), ftp_alg: true }];
+    p.rule_options = vec![
+        RuleOptions::default(),
+        RuleOptions::default(),
+        RuleOptions { mss_clamp: MssClamp::Fixed(536), ftp_alg: true },
+    ];
     Engine::new(&p).expect("the fuzz engine's parameters are valid")
 }
 

@@ -45,6 +45,14 @@ pub enum Cmd {
         #[command(flatten)]
         conn: ApiArgs,
     },
+    /// Who held a public address and port: a deterministic pool (RFC 7422)
+    /// answers from the configuration's formula, no running masq needed;
+    /// prints the inside address, its port range and the pool. Exit status
+    /// 0 when a subscriber is named, 1 otherwise. Examples:
+    ///   masq whois --config /etc/masq/masq.yaml 198.51.100.3:5000
+    ///   masq whois --config /etc/masq/masq.yaml --subscriber 100.64.0.7 --json
+    #[command(verbatim_doc_comment)]
+    Whois(WhoisArgs),
     /// A live per-second view of a running masq: pps, drops by reason,
     /// sessions, port blocks.
     Stats {
@@ -54,6 +62,25 @@ pub enum Cmd {
         #[command(flatten)]
         conn: ApiArgs,
     },
+}
+
+/// `masq whois`'s question.
+#[derive(clap::Args)]
+pub struct WhoisArgs {
+    /// The configuration in force (its deterministic pools are the record).
+    #[arg(long, value_name = "FILE")]
+    pub config: std::path::PathBuf,
+    /// The public address and port, `ADDR:PORT` (or `ADDR` and the port next).
+    #[arg(required_unless_present = "subscriber", conflicts_with = "subscriber")]
+    pub target: Option<String>,
+    /// The port, when the address is given alone.
+    pub port: Option<u16>,
+    /// Ask the other way: where this inside address's ports are.
+    #[arg(long, value_name = "INSIDE_IP")]
+    pub subscriber: Option<std::net::Ipv4Addr>,
+    /// Print one JSON object instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How to reach a running masq.

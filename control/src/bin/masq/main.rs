@@ -99,6 +99,37 @@ fn cpus() -> usize {
     system::online_cpus()
 }
 
+/// `masq whois`: answers from the configuration (see `control::whois`);
+/// exit status 1 when no subscriber is named.
+fn whois(w: &args::WhoisArgs) -> Result<()> {
+    let name = w.config.display().to_string();
+    let text = std::fs::read_to_string(&w.config).with_context(|| format!("reading {name}"))?;
+    let v = match config::load(&text, usize::MAX) {
+        Ok(v) => v,
+        Err(errors) => {
+            print_errors(&name, &errors);
+            bail!("{name}: {} error(s)", errors.len());
+        }
+    };
+    let answer = match (&w.target, w.subscriber) {
+        (_, Some(inside)) => control::whois::subscriber(&v, inside),
+        (Some(t), None) => {
+            let (addr, port) = control::whois::parse_target(t, w.port).map_err(anyhow::Error::msg)?;
+            control::whois::lookup(&v, addr, port)
+        }
+        (None, None) => bail!("give ADDR:PORT or --subscriber INSIDE_IP"),
+    };
+    if w.json {
+        println!("{}", answer.json());
+    } else {
+        println!("{answer}");
+    }
+    if !answer.found() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 fn print_errors(file: &str, errors: &[config::ConfigError]) {
     for e in errors {
         eprintln!("{file}:{e}");
@@ -220,6 +251,7 @@ fn main() -> Result<()> {
             Ok(client::finish(st, &body)?)
         }
         Cmd::Stats { once, conn } => Ok(client::stats(&conn.api()?, once)?),
+        Cmd::Whois(w) => whois(&w),
         Cmd::DefaultConfig => {
             print!("{}", config::DEFAULT_YAML);
             Ok(())

@@ -130,12 +130,12 @@ impl Ports {
     #[inline(always)]
     pub fn alloc(&mut self, s: u32, proto: L4, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
         let window = self.window(now);
-        let (worker, workers) = (self.worker, self.workers);
         // The subscriber, its address and the pool, each looked up once.
         let sub = self.subs.get_mut(s as usize)?;
         let a = sub.addr;
         let ad = self.addrs.get_mut(usize::from(a))?;
         let pool = self.pools.get(usize::from(ad.pool))?;
+        let (worker, workers) = pool.geo;
         if pool.params.port_parity {
             return self.alloc_parity(s, proto, preferred, now, rand);
         }
@@ -151,6 +151,11 @@ impl Ports {
                 }
                 got
             }
+            // Only the block the formula gave it at creation (RFC 7422).
+            PoolMode::Deterministic { .. } => {
+                let at = Where { s, worker, workers, window, parity: None };
+                alloc_in_blocks(sub, ad, pool, at, &mut self.blocks_in_use, proto, preferred, random, 1)
+            }
             PoolMode::Shared => self.alloc_shared(a, proto, preferred, window, rand, None),
         }
     }
@@ -161,11 +166,11 @@ impl Ports {
     #[inline(never)]
     fn alloc_parity(&mut self, s: u32, proto: L4, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
         let window = self.window(now);
-        let (worker, workers) = (self.worker, self.workers);
         let sub = self.subs.get_mut(s as usize)?;
         let a = sub.addr;
         let ad = self.addrs.get_mut(usize::from(a))?;
         let pool = self.pools.get(usize::from(ad.pool))?;
+        let (worker, workers) = pool.geo;
         let random = pool.params.random_ports.then_some(rand);
         let parity = Some(preferred & 1);
         match pool.params.mode {
@@ -183,6 +188,14 @@ impl Ports {
                     self.note_new_block(s);
                 }
                 got
+            }
+            PoolMode::Deterministic { .. } => {
+                let at = Where { s, worker, workers, window, parity };
+                let in_use = &mut self.blocks_in_use;
+                alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, 1).or_else(|| {
+                    let at = Where { parity: None, ..at };
+                    alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, 1)
+                })
             }
             PoolMode::Shared => self
                 .alloc_shared(a, proto, preferred, window, rand, parity)

@@ -54,8 +54,12 @@ impl Ports {
     #[inline(never)]
     pub(super) fn note_block(&mut self, kind: EventKind, inside: u32, a: u16, l: u16) {
         let Some(pool) = self.pool_of(a) else { return };
+        // A deterministic block is the formula's (RFC 7422): nothing to record.
+        if pool.det.is_some() {
+            return;
+        }
         let (chunk, min, max) = (u32::from(pool.chunk), pool.params.port_min, pool.params.port_max);
-        let base = block_offset(chunk, self.workers, self.worker, l);
+        let base = block_offset(chunk, pool.geo.1, pool.geo.0, l);
         let Some(ad) = self.addrs.get(usize::from(a)) else { return };
         let (first, last) = if ad.perm.is_empty() {
             (ad.port_at(u32::from(min), base), ad.port_at(u32::from(min), base + chunk - 1).min(max))

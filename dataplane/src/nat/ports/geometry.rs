@@ -9,6 +9,7 @@
 #![allow(clippy::cast_possible_truncation)]
 
 use super::*;
+use crate::nat::deterministic::Deterministic;
 
 pub(super) const NO_OFFSET: u16 = u16::MAX;
 
@@ -52,6 +53,13 @@ pub(super) fn build_pool(
 ) -> Result<(PoolRt, Vec<AddrPorts>), ParamError> {
     let bad = |problem| Err(ParamError::pool(&pp.name, problem));
     let mut addrs: Vec<AddrPorts> = Vec::new();
+    let det = match pp.mode {
+        PoolMode::Deterministic { inside, ports_per_subscriber } => Some(
+            Deterministic::new(inside, pp.addresses.clone(), (pp.port_min, pp.port_max), ports_per_subscriber)
+                .map_err(|e| ParamError::pool(&pp.name, PoolProblem::Deterministic(e)))?,
+        ),
+        _ => None,
+    };
     let chunk = match pp.mode {
         PoolMode::PortBlocks { block_size, max_blocks_per_subscriber } => {
             if block_size == 0 || block_size % 64 != 0 {
@@ -63,7 +71,11 @@ pub(super) fn build_pool(
             block_size
         }
         PoolMode::Shared => SHARED_OWNERSHIP_CHUNK,
+        // The formula's ports per subscriber (0 asked for the most that fit).
+        PoolMode::Deterministic { .. } => det.as_ref().map_or(0, |d| d.ports_per_subscriber),
     };
+    // Every worker holds every chunk of a deterministic pool.
+    let (worker, workers) = if det.is_some() { (0, 1) } else { (worker, workers) };
     if pp.addresses.is_empty() || pp.port_min == 0 || pp.port_min > pp.port_max {
         return bad(PoolProblem::Range);
     }
@@ -71,7 +83,7 @@ pub(super) fn build_pool(
     let mut n_chunks = span.div_ceil(u32::from(chunk));
     let ordered = !pp.port_orders.is_empty();
     if ordered {
-        if pp.mode == PoolMode::Shared {
+        if !matches!(pp.mode, PoolMode::PortBlocks { .. }) {
             return bad(PoolProblem::OrderNeedsBlocks);
         }
         if pp.port_orders.len() != pp.addresses.len() {
@@ -102,7 +114,8 @@ pub(super) fn build_pool(
             pool: pi as u16,
             blocks: vec![Block { owner: NIL, window: 0, used: 0, used_by_proto: [0; PROTOS] }; local as usize],
             bits: vec![0; local as usize * PROTOS * PLANES * words],
-            free_blocks: (0..local as u16).rev().collect(),
+            // A deterministic subscriber takes its own block, never a free one.
+            free_blocks: if det.is_some() { Vec::new() } else { (0..local as u16).rev().collect() },
             perm,
             inv,
             retired: false,
@@ -129,19 +142,32 @@ pub(super) fn build_pool(
         chunk,
         words,
         n_chunks,
+        geo: (worker, workers),
+        det,
     };
     Ok((rt, addrs))
 }
 
 impl Ports {
     /// The worker that owns public (address `a`, `port`), or `None` if the
-    /// port is outside the pool's range.
+    /// port is outside the pool's range. In a deterministic pool the owner
+    /// is the inside address's ([`Ports::det_inside`]): the engine asks that first.
     pub fn owner_of(&self, a: u16, port: u16) -> Option<u16> {
         let ad = self.addrs.get(usize::from(a))?;
         let pool = self.pools.get(usize::from(ad.pool))?;
         let off = ad.offset_of(pool.params.port_min, pool.params.port_max, port)?;
         let c = off / u32::from(pool.chunk);
-        Some((c % self.workers) as u16)
+        Some((c % pool.geo.1) as u16)
+    }
+
+    /// The inside address whose deterministic range holds public (address
+    /// `a`, `port`); `None` if `a` is not a deterministic pool's or no
+    /// subscriber's range holds the port.
+    pub fn det_inside(&self, a: u16, port: u16) -> Option<u32> {
+        let ad = self.addrs.get(usize::from(a))?;
+        let pool = self.pools.get(usize::from(ad.pool))?;
+        let det = pool.det.as_ref()?;
+        det.reverse_index(u32::from(a - pool.first_addr), port)
     }
 
     /// Local block and bit of a port this worker owns (the inverse of `port_of`).
@@ -150,17 +176,18 @@ impl Ports {
         let pool = self.pools.get(usize::from(ad.pool))?;
         let off = ad.offset_of(pool.params.port_min, pool.params.port_max, port)?;
         let c = off / u32::from(pool.chunk);
-        if c % self.workers != self.worker {
+        let (worker, workers) = pool.geo;
+        if c % workers != worker {
             return None;
         }
-        Some(((c / self.workers) as u16, (off % u32::from(pool.chunk)) as u16, pool.words))
+        Some(((c / workers) as u16, (off % u32::from(pool.chunk)) as u16, pool.words))
     }
 
     pub(super) fn port_of(&self, a: u16, l: u16, bit: u16) -> u16 {
         let (Some(ad), Some(pool)) = (self.addrs.get(usize::from(a)), self.pool_of(a)) else {
             return 0;
         };
-        let off = block_offset(u32::from(pool.chunk), self.workers, self.worker, l) + u32::from(bit);
+        let off = block_offset(u32::from(pool.chunk), pool.geo.1, pool.geo.0, l) + u32::from(bit);
         ad.port_at(u32::from(pool.params.port_min), off)
     }
 }

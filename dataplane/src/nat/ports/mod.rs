@@ -25,6 +25,13 @@
 //! addresses, so every by-address lookup finds them, but belong to no pool
 //! ([`STATIC_POOL`]) and have no blocks: nothing is ever allocated on them.
 //!
+//! Deterministic pools (RFC 7422, [`super::deterministic`]): the block
+//! size is the ports per subscriber, every worker holds every block (the
+//! subscriber's owner is its inside address's worker, not `c % workers`),
+//! a subscriber gets exactly the block the formula names on the address it
+//! names when it is created, takes no other, and its block never goes on
+//! the free list ([`Ports::det_inside`] answers whose a public port is).
+//!
 //! Port parity (RFC 4787 REQ-4), a pool option: a search takes only ports
 //! of the preferred port's parity, and only when none is left, any port.
 //!
@@ -84,6 +91,12 @@ pub struct PoolRt {
     pub chunk: u16,
     words: usize,
     n_chunks: u32,
+    /// Chunk geometry (worker, workers): this worker's, or (0, 1) in a
+    /// deterministic pool, where every worker holds every chunk and a
+    /// chunk belongs to the worker of the subscriber the formula gives it.
+    geo: (u32, u32),
+    /// The formula of a deterministic pool (RFC 7422).
+    pub det: Option<super::deterministic::Deterministic>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -335,13 +348,20 @@ impl Ports {
     }
 
     /// Blocks of address `a` on this worker: (held by subscribers, free).
+    /// A deterministic pool's blocks have no free list: those held are
+    /// counted, and free are the rest (each waits for its one subscriber).
     pub fn block_use(&self, a: u16) -> (usize, usize) {
-        self.addrs.get(usize::from(a)).map_or((0, 0), |x| (x.blocks.len() - x.free_blocks.len(), x.free_blocks.len()))
+        let Some(x) = self.addrs.get(usize::from(a)) else { return (0, 0) };
+        if self.pool_of(a).is_some_and(|p| p.det.is_some()) {
+            let held = x.blocks.iter().filter(|b| b.owner != NIL).count();
+            return (held, x.blocks.len() - held);
+        }
+        (x.blocks.len() - x.free_blocks.len(), x.free_blocks.len())
     }
 
     /// Free blocks of address `a` on this worker.
     pub fn free_blocks(&self, a: u16) -> usize {
-        self.addrs.get(usize::from(a)).map_or(0, |x| x.free_blocks.len())
+        self.block_use(a).1
     }
 
     /// Live subscribers.

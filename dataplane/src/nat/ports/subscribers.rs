@@ -50,6 +50,9 @@ impl Ports {
         let Some(p) = self.pools.get(usize::from(pool)) else {
             return Err(DropReason::PortsExhausted);
         };
+        if let Some(det) = &p.det {
+            return self.new_det_subscriber(inside_ip, pool, h, det.forward(inside_ip));
+        }
         let n = u32::from(p.n_addrs.max(1));
         // Persistent choice (like iptables --persistent): the subscriber's hash
         // picks the address; port-block pools move on past full addresses.
@@ -73,6 +76,51 @@ impl Ports {
         if let Some(s) = self.subs.get_mut(slot as usize) {
             *s = Subscriber { inside_ip, pool, addr, ..EMPTY_SUB };
         }
+        self.sub_index.insert(h, slot);
+        Ok(slot)
+    }
+
+    /// A deterministic pool's subscriber (RFC 7422): the address and the
+    /// one block `range` (the formula's) names, taken at creation. Refused
+    /// (`deterministic_outside`) when the formula has no range for it: an
+    /// inside address outside the pool's prefix, or its address retired.
+    #[cold]
+    #[inline(never)]
+    fn new_det_subscriber(
+        &mut self,
+        inside_ip: u32,
+        pool: u16,
+        h: u64,
+        range: Option<super::super::deterministic::Range>,
+    ) -> Result<u32, DropReason> {
+        let first = self.pools.get(usize::from(pool)).map_or(0, |p| p.first_addr);
+        let Some(r) = range else {
+            return Err(DropReason::DeterministicOutside);
+        };
+        let addr = first + r.addr_index as u16;
+        let l = r.block as u16;
+        let taken = match self.addrs.get(usize::from(addr)) {
+            Some(x) if !x.retired => x.blocks.get(usize::from(l)).map(|b| b.owner != NIL),
+            _ => None,
+        };
+        // Free, by construction (one subscriber per block, slot freed with its
+        // block): anything else is a broken invariant, refused rather than shared.
+        if taken != Some(false) {
+            return Err(DropReason::DeterministicOutside);
+        }
+        let Some(slot) = self.sub_free.pop() else {
+            return Err(DropReason::SubscriberTableFull);
+        };
+        if let Some(s) = self.subs.get_mut(slot as usize) {
+            *s = Subscriber { inside_ip, pool, addr, n_blocks: 1, ..EMPTY_SUB };
+            if let Some(b) = s.blocks.get_mut(0) {
+                *b = l;
+            }
+        }
+        if let Some(b) = self.addrs.get_mut(usize::from(addr)).and_then(|x| x.blocks.get_mut(usize::from(l))) {
+            b.owner = slot;
+        }
+        self.blocks_in_use += 1;
         self.sub_index.insert(h, slot);
         Ok(slot)
     }
@@ -134,7 +182,10 @@ impl Ports {
             if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
                 b.owner = NIL;
             }
-            ad.free_blocks.push(l);
+            // A deterministic block stays its subscriber's (never on the free list).
+            if self.pools.get(usize::from(ad.pool)).is_none_or(|p| p.det.is_none()) {
+                ad.free_blocks.push(l);
+            }
             self.blocks_in_use = self.blocks_in_use.saturating_sub(1);
         }
     }
