@@ -375,6 +375,32 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         e.add("workers.cores", format!("{} workers but {cpus} CPUs", raw.workers.cores.len()));
     }
 
+    // NAT log sinks.
+    for (i, sink) in raw.logging.sinks.iter().enumerate() {
+        let at = |k: &str| format!("logging.sinks[{i}].{k}");
+        match sink {
+            LogSink::Json { path, max_bytes, keep } => {
+                if path.is_empty() {
+                    e.add(at("path"), "must name a file");
+                }
+                if *max_bytes < 4096 {
+                    e.add(at("max_bytes"), "at least 4096");
+                }
+                if *keep > 1000 {
+                    e.add(at("keep"), "at most 1000 rotated files");
+                }
+            }
+            LogSink::Syslog { address, buffer, .. } => {
+                if address.parse::<std::net::SocketAddr>().is_err() {
+                    e.add(at("address"), format!("`{address}` is not ip:port"));
+                }
+                if *buffer == 0 || *buffer > 10_000_000 {
+                    e.add(at("buffer"), "between 1 and 10000000 lines");
+                }
+            }
+        }
+    }
+
     // Pools.
     let mut pools: Vec<ValidPool> = Vec::new();
     let mut owner: std::collections::HashMap<Ipv4Addr, (usize, String)> = std::collections::HashMap::new();

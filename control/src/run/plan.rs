@@ -30,6 +30,8 @@ pub struct RunPlan {
     pub api: Option<ApiPlan>,
     /// Log every port block handed to or taken back from a subscriber.
     pub nat_events: bool,
+    /// Where NAT events are exported (`logging.sinks`).
+    pub log_sinks: Vec<config::LogSink>,
     /// What the host guard lets reach the box from outside.
     pub guard: crate::system::GuardSpec,
 }

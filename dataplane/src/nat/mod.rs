@@ -63,6 +63,7 @@ mod batch;
 pub mod counters;
 mod engine;
 pub mod error;
+pub mod events;
 mod fast;
 pub mod frag;
 mod frag_hold;

@@ -286,6 +286,7 @@ fn main() -> Result<()> {
                 duration: a.duration.map(Duration::from_secs),
                 api,
                 nat_events: v.raw.logging.nat_events,
+                log_sinks: v.raw.logging.sinks.clone(),
                 guard: params::guard_spec(&v),
             })?)
         }
