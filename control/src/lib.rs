@@ -11,6 +11,7 @@
 //! | [`params`] | a validated configuration -> the engine's parameters and the host guard's | system |
 //! | [`client`] | the operator commands' HTTP client | tls |
 //! | [`natlog`] | NAT event export: JSON-lines files, syslog (RFC 5424) over UDP/TCP; per-sink loss counters | - |
+//! | [`whois_log`] | `masq whois --log`: who held a public ip:port at a time, from JSON-lines files | natlog |
 //! | [`metrics`] | `/metrics`: a snapshot in the Prometheus text format | natlog, telemetry |
 //! | [`live`] | the configuration in force: [`live::apply`] (and its audit line), SIGHUP reload, masquerade follow | params, telemetry |
 //! | [`api`] | the HTTP routes | auth, live, metrics, telemetry, tls |
@@ -30,3 +31,4 @@ pub mod run;
 pub mod system;
 pub mod telemetry;
 pub mod tls;
+pub mod whois_log;

@@ -54,6 +54,30 @@ pub enum Cmd {
         #[command(flatten)]
         conn: ApiArgs,
     },
+    /// Who held a public address and port at a time (RFC 6888 REQ-12):
+    /// the subscriber whose port block covered it, from the JSON-lines
+    /// NAT log (`logging.sinks: [{kind: json, ...}]`) and its rotations.
+    /// Exit status 0: found; 1: nobody held it; 2: the log cannot be read.
+    ///   masq whois 203.0.113.7 40123 --log /var/log/masq/nat.jsonl --at 2026-11-30T14:02:11Z
+    Whois(WhoisArgs),
+}
+
+/// `masq whois`.
+#[derive(clap::Args)]
+pub struct WhoisArgs {
+    /// The public address, or `ADDRESS:PORT`.
+    pub address: String,
+    /// The public port (unless given with the address).
+    pub port: Option<u16>,
+    /// A JSON-lines NAT log file (its rotations FILE.1, FILE.2, ... are read too); repeatable.
+    #[arg(long = "log", required = true)]
+    pub log: Vec<std::path::PathBuf>,
+    /// When: `YYYY-MM-DDTHH:MM:SS[.mmm]Z` (UTC) or milliseconds since the epoch; now by default.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How to reach a running masq.

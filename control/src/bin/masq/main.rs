@@ -197,6 +197,43 @@ fn init_logging(level: config::Level) {
         .init();
 }
 
+/// `masq whois --log`: prints who held the address and port; true if anybody did.
+fn whois(w: &args::WhoisArgs) -> Result<bool> {
+    use control::natlog::time;
+    use control::whois_log;
+    let (addr, port) = match (w.address.split_once(':'), w.port) {
+        (Some((a, p)), None) => (a, p.parse::<u16>().context("the port")?),
+        (None, Some(p)) => (w.address.as_str(), p),
+        _ => bail!("give ADDRESS PORT or ADDRESS:PORT"),
+    };
+    let public: std::net::Ipv4Addr = addr.parse().with_context(|| format!("`{addr}` is not an IPv4 address"))?;
+    let at = match &w.at {
+        Some(t) => time::parse(t).with_context(|| format!("`{t}`: not YYYY-MM-DDTHH:MM:SS[.mmm]Z or milliseconds"))?,
+        None => dataplane::nat::events::now_ms(),
+    };
+    let files: Vec<_> = w.log.iter().flat_map(|f| whois_log::with_rotations(f)).collect();
+    let holders = whois_log::lookup(&whois_log::read(&files)?, public, port, at);
+    if w.json {
+        let out = serde_json::json!({"public": public, "port": port, "at_ms": at, "at": time::format(at), "holders": holders});
+        println!("{out}");
+    } else if holders.is_empty() {
+        println!("{public}:{port} at {}: nobody (no block covering it in the log)", time::format(at));
+    } else {
+        for h in &holders {
+            println!(
+                "{public}:{port} at {}: {} (block {}-{} of pool {}, since {})",
+                time::format(at),
+                h.inside,
+                h.port_start,
+                h.port_end,
+                h.pool,
+                time::format(h.since_ms)
+            );
+        }
+    }
+    Ok(!holders.is_empty())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -219,6 +256,14 @@ fn main() -> Result<()> {
             Ok(client::finish(st, &body)?)
         }
         Cmd::Stats { once, conn } => Ok(client::stats(&conn.api()?, once)?),
+        Cmd::Whois(w) => match whois(&w) {
+            Ok(true) => Ok(()),
+            Ok(false) => std::process::exit(1),
+            Err(e) => {
+                eprintln!("masq whois: {e:#}");
+                std::process::exit(2)
+            }
+        },
         Cmd::DefaultConfig => {
             print!("{}", config::DEFAULT_YAML);
             Ok(())
