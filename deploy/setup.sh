@@ -15,10 +15,12 @@ cd "$(dirname "$0")/.."
 # (control/tests/storm.rs: a SYN flood, a new flow per datagram, at a raw
 # socket's full rate; the kernel here has no pktgen); python3-pyftpdlib is
 # the FTP server of the FTP ALG's test (control/tests/ftp.rs: one python
-# process, no system service, any address and port in a namespace).
+# process, no system service, any address and port in a namespace);
+# rsyslog is the syslog collector of the NAT log's test
+# (control/tests/nat_log.rs: rsyslogd -n with the test's own configuration).
 pkgs=(clang llvm libbpf-dev libelf-dev pkg-config iproute2 ethtool nftables
       iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump conntrack
-      openssl hping3 python3-pyftpdlib)
+      openssl hping3 python3-pyftpdlib rsyslog)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
