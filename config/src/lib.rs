@@ -398,6 +398,14 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
                     e.add(at("buffer"), "between 1 and 10000000 lines");
                 }
             }
+            LogSink::Ipfix { address, template_refresh_secs, .. } => {
+                if address.parse::<std::net::SocketAddr>().is_err() {
+                    e.add(at("address"), format!("`{address}` is not ip:port"));
+                }
+                if *template_refresh_secs == 0 || *template_refresh_secs > 86_400 {
+                    e.add(at("template_refresh_secs"), "between 1 and 86400");
+                }
+            }
         }
     }
 

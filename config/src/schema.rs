@@ -522,6 +522,25 @@ pub enum LogSink {
         #[serde(default = "default_syslog_buffer")]
         buffer: u32,
     },
+    /// IPFIX over UDP (RFC 7011) with the NAT information elements of RFC 8158.
+    Ipfix {
+        /// The collector, `ip:port`.
+        address: String,
+        /// Observation domain id.
+        #[serde(default = "default_ipfix_domain")]
+        domain: u32,
+        /// Templates are sent again this often (RFC 7011 section 8.4).
+        #[serde(default = "default_template_refresh_secs")]
+        template_refresh_secs: u32,
+    },
+}
+
+fn default_ipfix_domain() -> u32 {
+    1
+}
+
+fn default_template_refresh_secs() -> u32 {
+    600
 }
 
 /// How syslog lines travel.

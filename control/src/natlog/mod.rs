@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`time`] | ms since the epoch <-> RFC 3339 |
 //! | [`json`] | JSON-lines file with size rotation; the [`json::Record`] `masq whois` reads |
+//! | [`ipfix`] | IPFIX over UDP (RFC 7011) with RFC 8158 NAT IEs, template refresh |
 //! | [`syslog`] | RFC 5424 over UDP, or over TCP with octet counting, a bounded queue and reconnects |
 //!
 //! Every sink runs on its own thread behind its own bounded queue of
@@ -16,6 +17,7 @@
 //!
 //! Invariant: [`Exporter::send`] never blocks.
 
+pub mod ipfix;
 pub mod json;
 pub mod syslog;
 pub mod time;
@@ -44,6 +46,8 @@ pub trait Sink: Send {
     fn write(&mut self, ev: &NatEvent, pool: &str) -> std::io::Result<()>;
     /// Called when no event came for a while (retries, flushes).
     fn tick(&mut self) {}
+    /// Called when the queue is empty after events (sends what a sink batches).
+    fn flush(&mut self) {}
 }
 
 /// One running sink.
@@ -66,6 +70,7 @@ pub fn sink_name(s: &LogSink) -> String {
         LogSink::Json { path, .. } => format!("json:{path}"),
         LogSink::Syslog { transport: SyslogTransport::Udp, address, .. } => format!("syslog-udp:{address}"),
         LogSink::Syslog { transport: SyslogTransport::Tcp, address, .. } => format!("syslog-tcp:{address}"),
+        LogSink::Ipfix { address, .. } => format!("ipfix:{address}"),
     }
 }
 
@@ -83,6 +88,11 @@ fn open(s: &LogSink, lost: &Arc<AtomicU64>) -> std::io::Result<Box<dyn Sink>> {
             usize::try_from(*buffer).unwrap_or(usize::MAX),
             Arc::clone(lost),
         )),
+        LogSink::Ipfix { address, domain, template_refresh_secs } => Box::new(ipfix::Ipfix::open(
+            addr(address)?,
+            *domain,
+            Duration::from_secs(u64::from(*template_refresh_secs)),
+        )?),
     })
 }
 
@@ -103,15 +113,19 @@ impl Exporter {
             let (pools, l) = (Arc::clone(&pools), Arc::clone(&lost));
             let thread = std::thread::Builder::new().name("masq-natlog".into()).spawn(move || loop {
                 match rx.recv_timeout(Duration::from_millis(200)) {
-                    Ok(ev) => {
-                        let pool =
-                            pools.get(usize::from(ev.pool)).map_or_else(|| format!("#{}", ev.pool), Clone::clone);
-                        if sink.write(&ev, &pool).is_err() {
-                            l.fetch_add(1, Ordering::Relaxed);
+                    Ok(first) => {
+                        for ev in std::iter::once(first).chain(rx.try_iter()) {
+                            let pool =
+                                pools.get(usize::from(ev.pool)).map_or_else(|| format!("#{}", ev.pool), Clone::clone);
+                            if sink.write(&ev, &pool).is_err() {
+                                l.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
+                        sink.flush();
                     }
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => sink.tick(),
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        sink.flush();
                         sink.tick();
                         return;
                     }
