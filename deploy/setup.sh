@@ -17,10 +17,11 @@ cd "$(dirname "$0")/.."
 # the FTP server of the FTP ALG's test (control/tests/ftp.rs: one python
 # process, no system service, any address and port in a namespace);
 # rsyslog is the syslog collector of the NAT log's test
-# (control/tests/nat_log.rs: rsyslogd -n with the test's own configuration).
+# (control/tests/nat_log.rs: rsyslogd -n with the test's own configuration),
+# nfdump its IPFIX collector (nfcapd) and decoder.
 pkgs=(clang llvm libbpf-dev libelf-dev pkg-config iproute2 ethtool nftables
       iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump conntrack
-      openssl hping3 python3-pyftpdlib rsyslog)
+      openssl hping3 python3-pyftpdlib rsyslog nfdump)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,9 @@
 //! NAT event export end to end (root; CI is root): masq runs with a
 //! JSON-lines sink and syslog sinks over UDP and TCP to a real rsyslogd
 //! (Debian's, started by the test in the box's namespace with its own
-//! configuration, writing what it receives in RFC 5424 form); a flow goes
-//! through; its port block's allocation arrives in all three with the
+//! configuration, writing what it receives in RFC 5424 form), and IPFIX
+//! to nfdump's nfcapd; a flow goes
+//! through; its port block's allocation arrives in all four with the
 //! right addresses and ports; the block is released; `masq whois` answers
 //! for the port the flow used at the time it used it, and "nobody" now.
 
@@ -76,9 +77,18 @@ ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"
     let conf = format!("{d}/rsyslog.conf");
     let pid = format!("{d}/rsyslog.pid");
     lab.spawn("nat", &["/usr/sbin/rsyslogd", "-n", "-f", &conf, "-i", &pid], "rsyslog.out");
+    // nfdump's collector, IPFIX on 4739.
+    std::fs::create_dir_all(dir.join("nfcapd")).unwrap();
+    let nfdir = format!("{d}/nfcapd");
+    let nfpid = format!("{d}/nfcapd.pid");
+    lab.spawn(
+        "nat",
+        &["nfcapd", "-p", "4739", "-b", "127.0.0.1", "-w", &nfdir, "-P", &nfpid, "-t", "60"],
+        "nfcapd.out",
+    );
     let json = dir.join("nat.jsonl");
     let cfg = format!(
-        "{}logging:\n  sinks:\n    - {{kind: json, path: {}}}\n    - {{kind: syslog, transport: udp, address: \"127.0.0.1:5514\"}}\n    - {{kind: syslog, transport: tcp, address: \"127.0.0.1:5515\"}}\n",
+        "{}logging:\n  sinks:\n    - {{kind: json, path: {}}}\n    - {{kind: syslog, transport: udp, address: \"127.0.0.1:5514\"}}\n    - {{kind: syslog, transport: tcp, address: \"127.0.0.1:5515\"}}\n    - {{kind: ipfix, address: \"127.0.0.1:4739\"}}\n",
         lab::shaped(CONFIG),
         json.display()
     );
@@ -148,6 +158,37 @@ ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"
     assert!(o.status.success() && text.contains(": 100.64.0.2 (block "), "{o:?}");
     let o = masq(&lab, &["whois", "203.0.113.10", &p, "--log", j, "--json"]);
     assert_eq!(o.status.code(), Some(1), "released: nobody holds it now: {o:?}");
+    // IPFIX: nfcapd writes its file when stopped; nfdump decodes natEvent,
+    // the subscriber and the post-NAT address (it shows no port range
+    // fields: their layout is the unit tests' in natlog/ipfix.rs).
+    let pid = lab.read("nfcapd.pid");
+    lab.ok("nat", &["kill", "-TERM", pid.trim()]);
+    let file = || {
+        std::fs::read_dir(dir.join("nfcapd"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("nfcapd.2")))
+    };
+    assert!(lab.wait_for(Duration::from_secs(5), || file().is_some()), "{}", lab.read("nfcapd.out"));
+    let f = file().unwrap();
+    let raw = lab.ok("nat", &["nfdump", "-r", f.to_str().unwrap(), "-o", "raw"]);
+    let recs: Vec<&str> = raw.split("Flow Record:").skip(1).collect();
+    let field = |r: &str, k: &str| {
+        r.lines()
+            .find(|l| l.trim_start().starts_with(k))
+            .and_then(|l| l.split_once('='))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let alloc = recs
+        .iter()
+        .find(|r| field(r, "nat event").is_some_and(|v| v.starts_with("14")))
+        .unwrap_or_else(|| panic!("{raw}"));
+    assert_eq!(field(alloc, "src addr").as_deref(), Some("100.64.0.2"), "{raw}");
+    assert_eq!(field(alloc, "src xlt ip").as_deref(), Some("203.0.113.10"), "{raw}");
+    assert!(field(alloc, "Event time").is_some_and(|v| v.starts_with(&t.to_string())), "{raw}");
+    assert!(recs.iter().any(|r| field(r, "nat event").is_some_and(|v| v.starts_with("15"))), "release: {raw}");
+
     let m = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
     assert!(m.contains("masq_nat_log_sink_lost_total{sink=\"syslog-tcp:127.0.0.1:5515\"} 0"), "{m}");
 }
