@@ -35,10 +35,6 @@ pub const BLOCK_FIELDS: [(u16, u16); 6] = [(323, 8), (230, 1), (8, 4), (225, 4),
 /// (IE id, length) of template 257.
 pub const LIMIT_FIELDS: [(u16, u16); 5] = [(323, 8), (230, 1), (8, 4), (225, 4), (466, 4)];
 
-fn record_len(fields: &[(u16, u16)]) -> usize {
-    fields.iter().map(|&(_, l)| usize::from(l)).sum()
-}
-
 /// The template set announcing both templates.
 pub fn template_set() -> Vec<u8> {
     let mut body = Vec::new();
@@ -181,6 +177,10 @@ impl super::Sink for Ipfix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record_len(fields: &[(u16, u16)]) -> usize {
+        fields.iter().map(|&(_, l)| usize::from(l)).sum()
+    }
 
     #[test]
     fn template_set_layout_follows_rfc7011_and_rfc8158_lengths() {
