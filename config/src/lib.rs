@@ -414,6 +414,9 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
     let mut owner: std::collections::HashMap<Ipv4Addr, (usize, String)> = std::collections::HashMap::new();
     for (i, p) in raw.pools.iter().enumerate() {
         let at = |k: &str| format!("pools[{i}].{k}");
+        if p.logging == PoolLogging::Sessions {
+            e.add(at("logging"), "per-session events are not implemented yet: `blocks` or `none`");
+        }
         if p.name.is_empty() {
             e.add(at("name"), "a pool needs a name");
         }

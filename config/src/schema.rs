@@ -196,6 +196,28 @@ pub struct Pool {
     /// rather than a refusal when a subscriber has none left).
     #[serde(default)]
     pub port_parity: bool,
+    /// What of this pool goes to the NAT log sinks (`logging.sinks`).
+    #[serde(default, skip_serializing_if = "PoolLogging::is_default")]
+    pub logging: PoolLogging,
+}
+
+/// What a pool logs (RFC 6888 REQ-12: blocks, not sessions, by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolLogging {
+    /// Port blocks allocated and released, and refusals.
+    #[default]
+    Blocks,
+    /// Per-session events (not implemented yet: refused by validation).
+    Sessions,
+    /// Nothing of this pool reaches the sinks.
+    None,
+}
+
+impl PoolLogging {
+    fn is_default(&self) -> bool {
+        *self == Self::Blocks
+    }
 }
 
 impl Pool {
@@ -213,6 +235,7 @@ impl Pool {
             filtering: Filtering::EndpointIndependent,
             random_ports: false,
             port_parity: false,
+            logging: PoolLogging::Blocks,
         }
     }
 }

@@ -403,4 +403,8 @@ fn nat_log_sinks_parse_and_are_checked_with_their_line() {
     assert_eq!((e[0].line, e[0].path.as_str()), (7, "logging.sinks[0].address"), "{:?}", e[0]);
     let e = errors(&format!("{base}logging:\n  sinks:\n    - kind: json\n      path: x\n      rotate: 3\n"));
     assert!(e[0].message.contains("unknown field `rotate`"), "{:?}", e[0]);
+    let pool = "interfaces: {inside: a, outside: b}\npools:\n  - name: p\n    addresses: [192.0.2.1]\n    logging: X\nrules:\n  - {action: snat, pool: p}\n";
+    assert_eq!(load(&pool.replace('X', "none"), 2).unwrap().raw.pools[0].logging, PoolLogging::None);
+    let e = errors(&pool.replace('X', "sessions"));
+    assert_eq!((e[0].line, e[0].path.as_str()), (5, "pools[0].logging"), "{:?}", e[0]);
 }

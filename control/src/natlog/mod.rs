@@ -62,6 +62,8 @@ struct Running {
 #[derive(Default)]
 pub struct Exporter {
     sinks: Vec<Running>,
+    /// Pools (engine numbering) whose events no sink gets (`logging: none`).
+    unlogged: Vec<u16>,
 }
 
 /// A sink's label: `json:PATH`, `syslog-udp:ADDR`, `syslog-tcp:ADDR`.
@@ -98,8 +100,15 @@ fn open(s: &LogSink, lost: &Arc<AtomicU64>) -> std::io::Result<Box<dyn Sink>> {
 
 impl Exporter {
     /// Starts a thread for each of `sinks`; `pools` names the engine's pools
-    /// by number. A sink that cannot be opened is an error (nothing starts).
-    pub fn start(sinks: &[LogSink], pools: Vec<String>) -> std::io::Result<Self> {
+    /// by number; events of the pools named in `unlogged` go nowhere. A
+    /// sink that cannot be opened is an error (nothing starts).
+    pub fn start(sinks: &[LogSink], pools: Vec<String>, unlogged: &[String]) -> std::io::Result<Self> {
+        let unlogged = pools
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| unlogged.contains(p))
+            .filter_map(|(i, _)| u16::try_from(i).ok())
+            .collect();
         let pools = Arc::new(pools);
         let mut opened = Vec::new();
         for s in sinks {
@@ -107,7 +116,7 @@ impl Exporter {
             let sink = open(s, &lost).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", sink_name(s))))?;
             opened.push((sink_name(s), sink, lost));
         }
-        let mut out = Exporter::default();
+        let mut out = Exporter { sinks: Vec::new(), unlogged };
         for (name, mut sink, lost) in opened {
             let (tx, rx) = crossbeam_channel::bounded::<NatEvent>(QUEUE);
             let (pools, l) = (Arc::clone(&pools), Arc::clone(&lost));
@@ -141,6 +150,9 @@ impl Exporter {
 
     /// Hands `ev` to every sink; a full queue loses it for that sink (counted).
     pub fn send(&self, ev: &NatEvent) {
+        if self.unlogged.contains(&ev.pool) {
+            return;
+        }
         for s in &self.sinks {
             if s.tx.as_ref().is_some_and(|tx| tx.try_send(*ev).is_err()) {
                 s.lost.fetch_add(1, Ordering::Relaxed);
@@ -182,7 +194,7 @@ mod tests {
     use dataplane::nat::events::NatEventKind;
 
     #[test]
-    fn every_sink_gets_every_event() {
+    fn every_sink_gets_every_event_of_a_logged_pool() {
         let dir = std::env::temp_dir().join(format!("masq-exporter-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -204,9 +216,10 @@ mod tests {
             public: 2,
             port_start: 1024,
             port_end: 1087,
-            pool: 0,
+            pool: 1,
         };
-        let x = Exporter::start(&sinks, vec!["cgnat".into()]).unwrap();
+        let x = Exporter::start(&sinks, vec!["quiet".into(), "cgnat".into()], &["quiet".into()]).unwrap();
+        x.send(&NatEvent { pool: 0, port_start: 2048, ..ev });
         x.send(&ev);
         let mut buf = [0u8; 2048];
         let n = udp.recv(&mut buf).unwrap();
@@ -214,6 +227,7 @@ mod tests {
         drop(x);
         let line = std::fs::read_to_string(&path).unwrap();
         assert!(line.contains("\"port_start\":1024") && line.contains("\"pool\":\"cgnat\""), "{line}");
+        assert_eq!(line.lines().count(), 1, "nothing of a `logging: none` pool: {line}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

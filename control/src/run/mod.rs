@@ -46,7 +46,7 @@ use workers::{start_workers, Dataplane};
 pub fn run(plan: RunPlan) -> Result<(), RunError> {
     let signals = Signals::register()?;
     let pools = plan.engine.as_ref().map(|p| p.pools.iter().map(|x| x.name.clone()).collect()).unwrap_or_default();
-    let natlog = crate::natlog::Exporter::start(&plan.log_sinks, pools)?;
+    let natlog = crate::natlog::Exporter::start(&plan.log_sinks, pools, &plan.unlogged_pools)?;
     for (name, _) in natlog.lost() {
         tracing::info!("NAT events exported to {name}");
     }

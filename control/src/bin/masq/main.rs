@@ -332,6 +332,13 @@ fn main() -> Result<()> {
                 api,
                 nat_events: v.raw.logging.nat_events,
                 log_sinks: v.raw.logging.sinks.clone(),
+                unlogged_pools: v
+                    .raw
+                    .pools
+                    .iter()
+                    .filter(|p| p.logging == config::PoolLogging::None)
+                    .map(|p| p.name.clone())
+                    .collect(),
                 guard: params::guard_spec(&v),
             })?)
         }
