@@ -5,7 +5,8 @@
 //! to nfdump's nfcapd; a flow goes
 //! through; its port block's allocation arrives in all four with the
 //! right addresses and ports; the block is released; `masq whois` answers
-//! for the port the flow used at the time it used it, and "nobody" now.
+//! for the port the flow used at the time it used it, and "nobody" now;
+//! a SIGHUP that moves the JSON sink to another file moves the next events.
 
 mod lab;
 
@@ -192,4 +193,15 @@ ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"
 
     let m = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
     assert!(m.contains("masq_nat_log_sink_lost_total{sink=\"syslog-tcp:127.0.0.1:5515\"} 0"), "{m}");
+
+    // Sinks change live: SIGHUP with the JSON sink moved to another file.
+    let moved = std::fs::read_to_string(&cfg).unwrap().replace("nat.jsonl", "moved.jsonl");
+    std::fs::write(&cfg, moved).unwrap();
+    lab.signal_masq("HUP");
+    let changed = lab.wait_for(Duration::from_secs(5), || lab.masq_log().contains("NAT log sinks now"));
+    assert!(changed, "{}", lab.masq_log());
+    lab.ok("in", &["python3", "-c", UDP_ONCE, "198.51.100.1", "5353"]);
+    let arrived = lab.wait_for(Duration::from_secs(5), || lab.read("moved.jsonl").contains("block_allocated"));
+    assert!(arrived, "{}\n{}", lab.read("moved.jsonl"), lab.masq_log());
+    assert_eq!(lab.read("nat.jsonl").matches("block_allocated").count(), 1, "the old file gets no more");
 }

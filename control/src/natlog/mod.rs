@@ -62,6 +62,8 @@ struct Running {
 #[derive(Default)]
 pub struct Exporter {
     sinks: Vec<Running>,
+    /// What it was started with (sinks, `logging: none` pool names).
+    started: (Vec<LogSink>, Vec<String>),
     /// Pools (engine numbering) whose events no sink gets (`logging: none`).
     unlogged: Vec<u16>,
 }
@@ -102,11 +104,11 @@ impl Exporter {
     /// Starts a thread for each of `sinks`; `pools` names the engine's pools
     /// by number; events of the pools named in `unlogged` go nowhere. A
     /// sink that cannot be opened is an error (nothing starts).
-    pub fn start(sinks: &[LogSink], pools: Vec<String>, unlogged: &[String]) -> std::io::Result<Self> {
+    pub fn start(sinks: &[LogSink], pools: Vec<String>, unlogged_names: &[String]) -> std::io::Result<Self> {
         let unlogged = pools
             .iter()
             .enumerate()
-            .filter(|(_, p)| unlogged.contains(p))
+            .filter(|(_, p)| unlogged_names.contains(p))
             .filter_map(|(i, _)| u16::try_from(i).ok())
             .collect();
         let pools = Arc::new(pools);
@@ -116,7 +118,8 @@ impl Exporter {
             let sink = open(s, &lost).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", sink_name(s))))?;
             opened.push((sink_name(s), sink, lost));
         }
-        let mut out = Exporter { sinks: Vec::new(), unlogged };
+        let started = (sinks.to_vec(), unlogged_names.to_vec());
+        let mut out = Exporter { sinks: Vec::new(), started, unlogged };
         for (name, mut sink, lost) in opened {
             let (tx, rx) = crossbeam_channel::bounded::<NatEvent>(QUEUE);
             let (pools, l) = (Arc::clone(&pools), Arc::clone(&lost));
@@ -158,6 +161,11 @@ impl Exporter {
                 s.lost.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The sinks and `logging: none` pools it was started with.
+    pub fn config(&self) -> (&[LogSink], &[String]) {
+        (&self.started.0, &self.started.1)
     }
 
     /// Each sink's name and the events it lost.

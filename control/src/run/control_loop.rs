@@ -45,6 +45,8 @@ struct LoopState {
     masquerade: Option<((u16, u16), u32)>,
     /// Refreshes so far (the host guard is read every fifth).
     refreshes: u64,
+    /// The configuration generation the NAT log sinks were last checked against.
+    log_generation: u64,
 }
 
 /// Every 50 ms until a signal or `plan.duration`: NAT log, SIGHUP,
@@ -55,7 +57,7 @@ pub(super) fn control_loop(
     dp: &mut Dataplane,
     api: Option<&ApiState>,
     signals: &Signals,
-    natlog: &Exporter,
+    natlog: &mut Exporter,
 ) {
     let masquerade = plan.engine.as_ref().and_then(|p| p.pools.iter().find(|x| x.masquerade)).and_then(|x| {
         let addr = x.addresses.first().copied()?;
@@ -69,6 +71,7 @@ pub(super) fn control_loop(
         prev: MetricsSnapshot::default(),
         masquerade,
         refreshes: 0,
+        log_generation: 1,
     };
     let live = api.map(|a| &*a.live);
     while !signals.stop.load(Ordering::Relaxed) {
@@ -101,6 +104,9 @@ pub(super) fn control_loop(
         if st.last_refresh.elapsed() >= Duration::from_secs(1) {
             st.last_refresh = Instant::now();
             refresh(plan, dp, api, &mut st);
+            if let Some(live) = api.map(|a| &*a.live) {
+                follow_log_sinks(live, natlog, &mut st.log_generation);
+            }
         }
         if plan.live && st.last_print.elapsed() >= Duration::from_secs(1) {
             let dt = st.last_print.elapsed().as_secs_f64();
@@ -143,6 +149,35 @@ fn refresh(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiState>, st: &mut 
         for tx in &dp.l2_txs {
             let _ = tx.try_send(Arc::clone(&t));
         }
+    }
+}
+
+/// A new configuration generation with other NAT log sinks (or other
+/// `logging: none` pools) replaces the exporter: the old one writes what
+/// it has queued and stops, the new one starts. A sink the new
+/// configuration names but that cannot be opened keeps the old exporter
+/// (and says why).
+fn follow_log_sinks(live: &crate::live::LiveConfig, natlog: &mut Exporter, seen: &mut u64) {
+    let generation = live.counts().generation;
+    if generation == *seen {
+        return;
+    }
+    *seen = generation;
+    let Some(now) = live.in_force() else { return };
+    let raw = &now.config.raw;
+    let unlogged: Vec<String> =
+        raw.pools.iter().filter(|p| p.logging == config::PoolLogging::None).map(|p| p.name.clone()).collect();
+    if natlog.config() == (raw.logging.sinks.as_slice(), unlogged.as_slice()) {
+        return;
+    }
+    let pools = now.params.as_ref().map(|p| p.pools.iter().map(|x| x.name.clone()).collect()).unwrap_or_default();
+    match Exporter::start(&raw.logging.sinks, pools, &unlogged) {
+        Ok(new) => {
+            *natlog = new;
+            let names: Vec<String> = natlog.lost().into_iter().map(|(n, _)| n).collect();
+            tracing::info!(target: "audit", "NAT log sinks now: [{}] (generation {generation})", names.join(", "));
+        }
+        Err(e) => tracing::warn!("NAT log sinks of generation {generation} not started ({e}); the old ones stay"),
     }
 }
 

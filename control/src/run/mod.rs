@@ -46,7 +46,7 @@ use workers::{start_workers, Dataplane};
 pub fn run(plan: RunPlan) -> Result<(), RunError> {
     let signals = Signals::register()?;
     let pools = plan.engine.as_ref().map(|p| p.pools.iter().map(|x| x.name.clone()).collect()).unwrap_or_default();
-    let natlog = crate::natlog::Exporter::start(&plan.log_sinks, pools, &plan.unlogged_pools)?;
+    let mut natlog = crate::natlog::Exporter::start(&plan.log_sinks, pools, &plan.unlogged_pools)?;
     for (name, _) in natlog.lost() {
         tracing::info!("NAT events exported to {name}");
     }
@@ -84,7 +84,7 @@ pub fn run(plan: RunPlan) -> Result<(), RunError> {
             ),
         }
     }
-    control_loop(&plan, &mut dp, api.as_ref().map(|a| &*a.state), &signals, &natlog);
+    control_loop(&plan, &mut dp, api.as_ref().map(|a| &*a.state), &signals, &mut natlog);
     shutdown(dp, api, &signals.stop)
 }
 
