@@ -99,12 +99,12 @@ pub fn lookup(records: &[Record], public: Ipv4Addr, port: u16, at_ms: u64) -> Ve
     evs.sort_by_key(|r| r.time_ms);
     let mut held: Vec<Holder> = Vec::new();
     for r in evs {
-        let (Some(port_start), Some(port_end)) = (r.port_start, r.port_end) else { continue };
-        let same = |h: &Holder| h.inside == r.inside && h.port_start == port_start && h.port_end == port_end;
+        let (Some(inside), Some(port_start), Some(port_end)) = (r.inside, r.port_start, r.port_end) else { continue };
+        let same = |h: &Holder| h.inside == inside && h.port_start == port_start && h.port_end == port_end;
         match r.event.as_str() {
             "block_allocated" => {
                 held.retain(|h| !same(h));
-                held.push(Holder { inside: r.inside, port_start, port_end, pool: r.pool.clone(), since_ms: r.time_ms });
+                held.push(Holder { inside, port_start, port_end, pool: r.pool.clone(), since_ms: r.time_ms });
             }
             "block_released" => held.retain(|h| !same(h)),
             _ => {}

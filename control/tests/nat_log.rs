@@ -204,4 +204,8 @@ ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"
     let arrived = lab.wait_for(Duration::from_secs(5), || lab.read("moved.jsonl").contains("block_allocated"));
     assert!(arrived, "{}\n{}", lab.read("moved.jsonl"), lab.masq_log());
     assert_eq!(lab.read("nat.jsonl").matches("block_allocated").count(), 1, "the old file gets no more");
+    // Each configuration generation is an event, in the sinks in force after it.
+    assert!(lab.read("nat.jsonl").contains("\"event\":\"config_applied\",\"nat_event\":0,\"generation\":1}"));
+    assert!(lab.read("moved.jsonl").contains("\"event\":\"config_applied\",\"nat_event\":0,\"generation\":2}"));
+    assert!(lab.read("udp.log").contains("config_applied [nat@32473 event=\"config_applied\" generation=\"2\"]"));
 }

@@ -13,6 +13,8 @@
 //! | 256 port block | observationTimeMilliseconds (323, 8), natEvent (230, 1: 14 allocated, 15 released), sourceIPv4Address (8, 4), postNATSourceIPv4Address (225, 4), portRangeStart (361, 2), portRangeEnd (362, 2) |
 //! | 257 limit | observationTimeMilliseconds (323, 8), natEvent (230, 1: 3, 10 or 11), sourceIPv4Address (8, 4), postNATSourceIPv4Address (225, 4; 0 if none), natQuotaExceededEvent (466, 4: 1 session table, 3 per subscriber, 4 subscribers; 0 for ports exhausted) |
 //!
+//! `config_applied` has no natEvent value and is not exported.
+//!
 //! Invariants: a message never exceeds [`MAX_MESSAGE`] bytes (no IP
 //! fragmentation on a 1500-byte path, section 10.3.3); every data set's
 //! template was sent in this message or an earlier one.
@@ -149,6 +151,9 @@ impl Ipfix {
 
 impl super::Sink for Ipfix {
     fn write(&mut self, ev: &NatEvent, _pool: &str) -> std::io::Result<()> {
+        if matches!(ev.kind, NatEventKind::ConfigApplied(_)) {
+            return Ok(());
+        }
         let (id, rec) = record(ev);
         let templates =
             if self.last_templates.is_none_or(|t| t.elapsed() >= self.refresh) { TEMPLATE_SET_LEN } else { 0 };

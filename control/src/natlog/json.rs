@@ -5,7 +5,7 @@
 //! Field names are stable (scripts and `masq whois` read them):
 //! `time_ms` (UTC, ms since the epoch), `time` (the same, RFC 3339),
 //! `event` ([`NatEventKind::name`]), `nat_event` (the RFC 8158 value),
-//! `inside`, `public` (dotted quads; `public` absent for a refusal of a
+//! `generation` (`config_applied`), `inside`, `public` (dotted quads; `public` absent for a refusal of a
 //! subscriber without an address), `port_start`, `port_end` (block events),
 //! `pool`, `reason` (refusals).
 //!
@@ -34,8 +34,9 @@ pub struct Record {
     /// RFC 8158 natEvent.
     #[serde(default)]
     pub nat_event: u8,
-    /// The subscriber.
-    pub inside: Ipv4Addr,
+    /// The subscriber (absent for `config_applied`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside: Option<Ipv4Addr>,
     /// The public address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public: Option<Ipv4Addr>,
@@ -45,29 +46,37 @@ pub struct Record {
     /// Last port of the block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_end: Option<u16>,
-    /// The pool's name.
-    #[serde(default)]
+    /// The pool's name (absent for `config_applied`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pool: String,
     /// Why a flow was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The configuration generation now in force (`config_applied`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u32>,
 }
 
 impl Record {
     /// `ev` of pool `pool`.
     pub fn of(ev: &NatEvent, pool: &str) -> Self {
         let block = matches!(ev.kind, NatEventKind::BlockAllocated | NatEventKind::BlockReleased);
+        let generation = match ev.kind {
+            NatEventKind::ConfigApplied(g) => Some(g),
+            _ => None,
+        };
         Self {
             time_ms: ev.time_ms,
             time: time::format(ev.time_ms),
             event: ev.kind.name().to_string(),
             nat_event: ev.kind.nat_event(),
-            inside: Ipv4Addr::from(ev.inside),
+            inside: generation.is_none().then(|| Ipv4Addr::from(ev.inside)),
             public: (ev.public != 0).then(|| Ipv4Addr::from(ev.public)),
             port_start: block.then_some(ev.port_start),
             port_end: block.then_some(ev.port_end),
-            pool: pool.to_string(),
+            pool: if generation.is_some() { String::new() } else { pool.to_string() },
             reason: ev.kind.reason().map(|r| r.name().to_string()),
+            generation,
         }
     }
 
@@ -174,6 +183,11 @@ mod tests {
         };
         let r = Record::of(&refused, "p");
         assert_eq!((r.public, r.port_start, r.reason.as_deref()), (None, None, Some("subscriber_session_limit")));
+        let c = Record::of(&NatEvent::config_applied(2, 5), "#65535").line();
+        assert_eq!(
+            c,
+            "{\"time_ms\":5,\"time\":\"1970-01-01T00:00:00.005Z\",\"event\":\"config_applied\",\"nat_event\":0,\"generation\":2}\n"
+        );
     }
 
     #[test]

@@ -163,6 +163,17 @@ impl Exporter {
         }
     }
 
+    /// Tells every sink that configuration `generation` is in force.
+    pub fn config_applied(&self, generation: u64) {
+        let g = u32::try_from(generation).unwrap_or(u32::MAX);
+        let ev = NatEvent::config_applied(g, dataplane::nat::events::now_ms());
+        for s in &self.sinks {
+            if s.tx.as_ref().is_some_and(|tx| tx.try_send(ev).is_err()) {
+                s.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// The sinks and `logging: none` pools it was started with.
     pub fn config(&self) -> (&[LogSink], &[String]) {
         (&self.started.0, &self.started.1)

@@ -61,6 +61,11 @@ pub fn hostname() -> String {
 pub fn message(ev: &NatEvent, pool: &str, host: &str, pid: u32) -> String {
     let ip = Ipv4Addr::from;
     let name = ev.kind.name();
+    let stamp = time::format(ev.time_ms);
+    if let NatEventKind::ConfigApplied(g) = ev.kind {
+        let sd = format!("[nat@32473 event=\"{name}\" generation=\"{g}\"]");
+        return format!("<{PRI}>1 {stamp} {host} masq {pid} {name} {sd} configuration generation {g} in force");
+    }
     let mut sd =
         format!("[nat@32473 event=\"{name}\" natEvent=\"{}\" inside=\"{}\"", ev.kind.nat_event(), ip(ev.inside));
     if ev.public != 0 {
@@ -78,7 +83,7 @@ pub fn message(ev: &NatEvent, pool: &str, host: &str, pid: u32) -> String {
         }
     };
     sd += &format!(" pool=\"{}\"]", escape(pool));
-    format!("<{PRI}>1 {} {host} masq {pid} {name} {sd} {text}", time::format(ev.time_ms))
+    format!("<{PRI}>1 {stamp} {host} masq {pid} {name} {sd} {text}")
 }
 
 /// `msg` framed by octet counting (RFC 6587 section 3.4.1).
@@ -223,6 +228,12 @@ mod tests {
         let m = message(&q, "p", "-", 1);
         assert!(m.starts_with("<134>1 2023-11-14T22:13:20.123Z - masq 1 quota_exceeded [nat@32473 event=\"quota_exceeded\" natEvent=\"11\""), "{m}");
         assert!(m.contains(" reason=\"subscriber_session_limit\" pool=\"p\"]"), "{m}");
+        let c = message(&NatEvent::config_applied(3, 1_700_000_000_123), "", "h", 1);
+        assert_eq!(
+            c,
+            "<134>1 2023-11-14T22:13:20.123Z h masq 1 config_applied [nat@32473 event=\"config_applied\" \
+             generation=\"3\"] configuration generation 3 in force"
+        );
     }
 
     #[test]

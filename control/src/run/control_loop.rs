@@ -152,7 +152,8 @@ fn refresh(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiState>, st: &mut 
     }
 }
 
-/// A new configuration generation with other NAT log sinks (or other
+/// Every new configuration generation is a `config_applied` event; one
+/// with other NAT log sinks (or other
 /// `logging: none` pools) replaces the exporter: the old one writes what
 /// it has queued and stops, the new one starts. A sink the new
 /// configuration names but that cannot be opened keeps the old exporter
@@ -168,6 +169,7 @@ fn follow_log_sinks(live: &crate::live::LiveConfig, natlog: &mut Exporter, seen:
     let unlogged: Vec<String> =
         raw.pools.iter().filter(|p| p.logging == config::PoolLogging::None).map(|p| p.name.clone()).collect();
     if natlog.config() == (raw.logging.sinks.as_slice(), unlogged.as_slice()) {
+        natlog.config_applied(generation);
         return;
     }
     let pools = now.params.as_ref().map(|p| p.pools.iter().map(|x| x.name.clone()).collect()).unwrap_or_default();
@@ -179,6 +181,7 @@ fn follow_log_sinks(live: &crate::live::LiveConfig, natlog: &mut Exporter, seen:
         }
         Err(e) => tracing::warn!("NAT log sinks of generation {generation} not started ({e}); the old ones stay"),
     }
+    natlog.config_applied(generation);
 }
 
 /// The name of the engine's pool `i`: the engines number the pools they

@@ -50,6 +50,7 @@ pub fn run(plan: RunPlan) -> Result<(), RunError> {
     for (name, _) in natlog.lost() {
         tracing::info!("NAT events exported to {name}");
     }
+    natlog.config_applied(1);
     let mut dp = start_workers(&plan, &signals.stop)?;
     pin_control_thread(&plan.cores);
     let api = match start_api(&plan, &dp, &signals.stop) {

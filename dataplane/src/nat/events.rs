@@ -33,6 +33,9 @@ pub enum NatEventKind {
     QuotaExceeded(DropReason),
     /// No subscriber slot is left, so no address can be paired.
     AddressesExhausted,
+    /// A configuration generation came into force (made by the control
+    /// side, not by a worker; no RFC 8158 natEvent, so not in IPFIX).
+    ConfigApplied(u32),
 }
 
 impl NatEventKind {
@@ -44,10 +47,11 @@ impl NatEventKind {
             Self::PortsExhausted => "ports_exhausted",
             Self::QuotaExceeded(_) => "quota_exceeded",
             Self::AddressesExhausted => "addresses_exhausted",
+            Self::ConfigApplied(_) => "config_applied",
         }
     }
 
-    /// The IPFIX natEvent value (RFC 8158 section 4.1.1, table 1).
+    /// The IPFIX natEvent value (RFC 8158 section 4.1.1, table 1; 0: none).
     pub fn nat_event(self) -> u8 {
         match self {
             Self::BlockAllocated => 14,
@@ -55,13 +59,14 @@ impl NatEventKind {
             Self::PortsExhausted => 10,
             Self::QuotaExceeded(_) => 11,
             Self::AddressesExhausted => 3,
+            Self::ConfigApplied(_) => 0,
         }
     }
 
     /// The refusal's drop reason, if this is a refusal.
     pub fn reason(self) -> Option<DropReason> {
         match self {
-            Self::BlockAllocated | Self::BlockReleased => None,
+            Self::BlockAllocated | Self::BlockReleased | Self::ConfigApplied(_) => None,
             Self::PortsExhausted => Some(DropReason::PortsExhausted),
             Self::AddressesExhausted => Some(DropReason::SubscriberTableFull),
             Self::QuotaExceeded(r) => Some(r),
@@ -106,6 +111,21 @@ impl NatEvent {
             port_start: ev.first_port,
             port_end: ev.last_port,
             pool: ev.pool,
+        }
+    }
+}
+
+impl NatEvent {
+    /// Configuration generation `generation` in force at `time_ms`.
+    pub fn config_applied(generation: u32, time_ms: u64) -> Self {
+        Self {
+            time_ms,
+            kind: NatEventKind::ConfigApplied(generation),
+            inside: 0,
+            public: 0,
+            port_start: 0,
+            port_end: 0,
+            pool: u16::MAX,
         }
     }
 }
