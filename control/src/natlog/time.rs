@@ -38,7 +38,7 @@ pub fn format(t: u64) -> String {
 
 /// Milliseconds since the epoch from `YYYY-MM-DDTHH:MM:SS[.fff]Z` (or a
 /// space for the `T`, or `+00:00` for the `Z`), or from a plain number of
-/// milliseconds.
+/// milliseconds. Years 1970 to 9999 only (no arithmetic can overflow).
 pub fn parse(s: &str) -> Option<u64> {
     if let Ok(n) = s.parse::<u64>() {
         return Some(n);
@@ -50,7 +50,14 @@ pub fn parse(s: &str) -> Option<u64> {
     let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
     let mut tp = hms.splitn(3, ':').map(str::parse::<u64>);
     let (h, mi, sec) = (tp.next()?.ok()?, tp.next()?.ok()?, tp.next()?.ok()?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 || frac.len() > 9 {
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+        || h > 23
+        || mi > 59
+        || sec > 60
+        || frac.len() > 9
+    {
         return None;
     }
     let ms = if frac.is_empty() {
@@ -67,6 +74,44 @@ pub fn parse(s: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// Garbage never panics (a cheap stand-in for a fuzz target: the
+    /// parser is `masq whois --at`'s, fed by an operator).
+    #[test]
+    fn garbage_is_refused_without_a_panic() {
+        let parts = [
+            "",
+            "0",
+            "9",
+            "99999999999",
+            "-",
+            ":",
+            "T",
+            " ",
+            ".",
+            "Z",
+            "+00:00",
+            "é",
+            "1970",
+            "12",
+            "60",
+            "2023-11-14",
+        ];
+        let mut n = 0u32;
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    for d in parts {
+                        let _ = parse(&format!("{a}{b}{c}{d}"));
+                        let _ = parse(&format!("{a}-{b}-{c}T{d}:{a}:{b}.{c}Z"));
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 16 * 16 * 16 * 16);
+        let _ = format(u64::MAX);
+    }
+
     #[test]
     fn known_instants_and_round_trips() {
         assert_eq!(format(0), "1970-01-01T00:00:00.000Z");
@@ -77,6 +122,9 @@ mod tests {
         assert_eq!(parse("1700000000123"), Some(1_700_000_000_123));
         assert_eq!(parse("2023-13-14T22:13:20Z"), None);
         assert_eq!(parse("2023-11-14T22:13:20"), None, "a zone is required");
+        assert_eq!(parse("4000000000-01-01T00:00:00Z"), None, "no overflow: out of range");
+        assert_eq!(parse("1969-12-31T23:59:59Z"), None);
+        assert_eq!(parse("9999-12-31T23:59:59.999Z"), Some(253_402_300_799_999));
         for t in (0..253_402_300_799_000u64).step_by(7_777_777_777) {
             assert_eq!(parse(&format(t)), Some(t), "{t}");
         }
