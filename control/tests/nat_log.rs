@@ -6,7 +6,8 @@
 //! through; its port block's allocation arrives in all four with the
 //! right addresses and ports; the block is released; `masq whois` answers
 //! for the port the flow used at the time it used it, and "nobody" now;
-//! a SIGHUP that moves the JSON sink to another file moves the next events.
+//! a SIGHUP that moves the JSON sink to another file moves the next events;
+//! the TCP collector restarts and loses none of the events made meanwhile.
 
 mod lab;
 
@@ -77,8 +78,8 @@ ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"
     .unwrap();
     lab.ok("nat", &["ip", "link", "set", "lo", "up"]);
     let conf = format!("{d}/rsyslog.conf");
-    let pid = format!("{d}/rsyslog.pid");
-    lab.spawn("nat", &["/usr/sbin/rsyslogd", "-n", "-f", &conf, "-i", &pid], "rsyslog.out");
+    let pid_file = format!("{d}/rsyslog.pid");
+    lab.spawn("nat", &["/usr/sbin/rsyslogd", "-n", "-f", &conf, "-i", &pid_file], "rsyslog.out");
     // nfdump's collector, IPFIX on 4739.
     std::fs::create_dir_all(dir.join("nfcapd")).unwrap();
     let nfdir = format!("{d}/nfcapd");
@@ -208,4 +209,20 @@ ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"
     assert!(lab.read("nat.jsonl").contains("\"event\":\"config_applied\",\"nat_event\":0,\"generation\":1}"));
     assert!(lab.read("moved.jsonl").contains("\"event\":\"config_applied\",\"nat_event\":0,\"generation\":2}"));
     assert!(lab.read("udp.log").contains("config_applied [nat@32473 event=\"config_applied\" generation=\"2\"]"));
+
+    // The TCP collector restarts: what happens while it is away arrives after it is back, none lost.
+    let pid = lab.read("rsyslog.pid");
+    lab.ok("nat", &["kill", "-TERM", pid.trim()]);
+    let listening = || !lab.ok("nat", &["ss", "-ltnH", "sport = :5515"]).trim().is_empty();
+    assert!(lab.wait_for(Duration::from_secs(5), || !listening()), "rsyslogd did not stop");
+    let o = masq(&lab, &["flush", "--subscriber", "100.64.0.2", "--token", "s3cret"]);
+    assert!(o.status.success(), "{o:?}");
+    lab.ok("in", &["python3", "-c", UDP_ONCE, "198.51.100.1", "5353"]);
+    let json_events = || lab.read("moved.jsonl").lines().filter(|l| l.contains("\"block_")).count();
+    assert!(lab.wait_for(Duration::from_secs(5), || json_events() == 3), "{}", lab.read("moved.jsonl"));
+    std::thread::sleep(Duration::from_millis(300));
+    lab.spawn("nat", &["/usr/sbin/rsyslogd", "-n", "-f", &conf, "-i", &pid_file], "rsyslog2.out");
+    let tcp_blocks = || lab.read("tcp.log").lines().filter(|l| l.contains(" block_")).count();
+    let all = lab.wait_for(Duration::from_secs(10), || tcp_blocks() == 2 + 3);
+    assert!(all, "tcp.log has {} block events of 5:\n{}", tcp_blocks(), lab.read("tcp.log"));
 }

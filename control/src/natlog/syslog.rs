@@ -12,8 +12,12 @@
 //! TCP: messages wait in a queue bounded by `buffer` while the collector is
 //! away; a full queue loses its oldest message (counted). A lost
 //! connection is retried with exponential back-off (100 ms doubling to 5 s).
-//! A message the kernel accepted just before the collector died can still
-//! be lost: TCP gives no application acknowledgement (RFC 6587 section 4).
+//! Before each write the connection is checked for the collector's end of
+//! stream (a collector that restarts closes it), so messages written after
+//! a restart wait for the new connection instead of vanishing into the
+//! old one. A message the kernel accepted just before the collector died
+//! can still be lost: TCP gives no application acknowledgement (RFC 6587
+//! section 4).
 //!
 //! Invariant: a message goes out whole or not at all as far as masq can
 //! tell: after a failed write the connection is dropped and the message is
@@ -114,6 +118,21 @@ impl super::Sink for SyslogUdp {
     }
 }
 
+/// False if the peer closed `s` (end of stream) or it failed; true if
+/// nothing is to be read (the usual state of a syslog connection).
+fn alive(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let r = s.peek(&mut [0u8; 1]);
+    let _ = s.set_nonblocking(false);
+    match r {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    }
+}
+
 /// Syslog over TCP: a bounded queue, reconnect with back-off.
 pub struct SyslogTcp {
     to: SocketAddr,
@@ -168,6 +187,13 @@ impl SyslogTcp {
                         return;
                     }
                 }
+            }
+            // A collector that closed the connection (a restart) shows as
+            // end of stream: reconnect before writing rather than lose the
+            // message the kernel would take and then drop.
+            if self.stream.as_ref().is_some_and(|s| !alive(s)) {
+                self.stream = None;
+                continue;
             }
             let (Some(s), Some(m)) = (self.stream.as_mut(), self.queue.front()) else { return };
             if s.write_all(m).is_err() {
