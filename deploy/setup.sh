@@ -16,13 +16,16 @@ cd "$(dirname "$0")/.."
 # socket's full rate; the kernel here has no pktgen); python3-pyftpdlib is
 # the FTP server of the FTP ALG's test (control/tests/ftp.rs: one python
 # process, no system service, any address and port in a namespace);
+# rsyslog is the syslog collector of the NAT log's test
+# (control/tests/nat_log.rs: rsyslogd -n with the test's own configuration),
+# nfdump its IPFIX collector (nfcapd) and decoder;
 # prometheus gives promtool (the alert rules' unit tests, `promtool check
 # metrics` on masq's /metrics) and the server the Prometheus lab test starts
 # in a namespace (control/tests/prometheus.rs; the package's own service is
 # not used).
 pkgs=(clang llvm libbpf-dev libelf-dev pkg-config iproute2 ethtool nftables
       iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump conntrack
-      openssl hping3 python3-pyftpdlib prometheus)
+      openssl hping3 python3-pyftpdlib prometheus rsyslog nfdump)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

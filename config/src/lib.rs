@@ -458,11 +458,48 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         e.add("workers.cores", format!("{} workers but {cpus} CPUs", raw.workers.cores.len()));
     }
 
+    // NAT log sinks.
+    for (i, sink) in raw.logging.sinks.iter().enumerate() {
+        let at = |k: &str| format!("logging.sinks[{i}].{k}");
+        match sink {
+            LogSink::Json { path, max_bytes, keep } => {
+                if path.is_empty() {
+                    e.add(at("path"), "must name a file");
+                }
+                if *max_bytes < 4096 {
+                    e.add(at("max_bytes"), "at least 4096");
+                }
+                if *keep > 1000 {
+                    e.add(at("keep"), "at most 1000 rotated files");
+                }
+            }
+            LogSink::Syslog { address, buffer, .. } => {
+                if address.parse::<std::net::SocketAddr>().is_err() {
+                    e.add(at("address"), format!("`{address}` is not ip:port"));
+                }
+                if *buffer == 0 || *buffer > 10_000_000 {
+                    e.add(at("buffer"), "between 1 and 10000000 lines");
+                }
+            }
+            LogSink::Ipfix { address, template_refresh_secs, .. } => {
+                if address.parse::<std::net::SocketAddr>().is_err() {
+                    e.add(at("address"), format!("`{address}` is not ip:port"));
+                }
+                if *template_refresh_secs == 0 || *template_refresh_secs > 86_400 {
+                    e.add(at("template_refresh_secs"), "between 1 and 86400");
+                }
+            }
+        }
+    }
+
     // Pools.
     let mut pools: Vec<ValidPool> = Vec::new();
     let mut owner: std::collections::HashMap<Ipv4Addr, (usize, String)> = std::collections::HashMap::new();
     for (i, p) in raw.pools.iter().enumerate() {
         let at = |k: &str| format!("pools[{i}].{k}");
+        if p.logging == PoolLogging::Sessions {
+            e.add(at("logging"), "per-session events are not implemented yet: `blocks` or `none`");
+        }
         if p.name.is_empty() {
             e.add(at("name"), "a pool needs a name");
         }

@@ -206,6 +206,28 @@ pub struct Pool {
     /// rather than a refusal when a subscriber has none left).
     #[serde(default)]
     pub port_parity: bool,
+    /// What of this pool goes to the NAT log sinks (`logging.sinks`).
+    #[serde(default, skip_serializing_if = "PoolLogging::is_default")]
+    pub logging: PoolLogging,
+}
+
+/// What a pool logs (RFC 6888 REQ-12: blocks, not sessions, by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolLogging {
+    /// Port blocks allocated and released, and refusals.
+    #[default]
+    Blocks,
+    /// Per-session events (not implemented yet: refused by validation).
+    Sessions,
+    /// Nothing of this pool reaches the sinks.
+    None,
+}
+
+impl PoolLogging {
+    fn is_default(&self) -> bool {
+        *self == Self::Blocks
+    }
 }
 
 impl Pool {
@@ -225,6 +247,7 @@ impl Pool {
             filtering: Filtering::EndpointIndependent,
             random_ports: false,
             port_parity: false,
+            logging: PoolLogging::Blocks,
         }
     }
 }
@@ -496,13 +519,86 @@ pub enum Level {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Logging {
     /// Level.
     pub level: Level,
     /// Log each session's creation and end (RFC 6888 REQ-12 style NAT logs).
     pub nat_events: bool,
+    /// Where NAT events (port blocks, limits) are exported; none by default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<LogSink>,
+}
+
+/// A NAT event sink.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LogSink {
+    /// A local file, one JSON object a line, rotated by size.
+    Json {
+        /// The file (rotated ones get `.1`, `.2`, ... appended).
+        path: String,
+        /// Rotate when the file would grow past this (bytes).
+        #[serde(default = "default_json_max_bytes")]
+        max_bytes: u64,
+        /// Rotated files kept.
+        #[serde(default = "default_json_keep")]
+        keep: u32,
+    },
+    /// Syslog RFC 5424 lines to a collector.
+    Syslog {
+        /// `udp` (one line a datagram) or `tcp` (octet counting, RFC 6587).
+        #[serde(default)]
+        transport: SyslogTransport,
+        /// The collector, `host:port`.
+        address: String,
+        /// Lines kept while a TCP collector is away (older ones are lost, counted).
+        #[serde(default = "default_syslog_buffer")]
+        buffer: u32,
+    },
+    /// IPFIX over UDP (RFC 7011) with the NAT information elements of RFC 8158.
+    Ipfix {
+        /// The collector, `ip:port`.
+        address: String,
+        /// Observation domain id.
+        #[serde(default = "default_ipfix_domain")]
+        domain: u32,
+        /// Templates are sent again this often (RFC 7011 section 8.4).
+        #[serde(default = "default_template_refresh_secs")]
+        template_refresh_secs: u32,
+    },
+}
+
+fn default_ipfix_domain() -> u32 {
+    1
+}
+
+fn default_template_refresh_secs() -> u32 {
+    600
+}
+
+/// How syslog lines travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SyslogTransport {
+    /// One line a datagram (RFC 5426).
+    #[default]
+    Udp,
+    /// A stream, octet-counting framing (RFC 6587 section 3.4.1).
+    Tcp,
+}
+
+fn default_json_max_bytes() -> u64 {
+    100 << 20
+}
+
+fn default_json_keep() -> u32 {
+    5
+}
+
+fn default_syslog_buffer() -> u32 {
+    10_000
 }
 
 /// What to do with an inside packet whose source no rule covers.

@@ -445,3 +445,25 @@ fn a_rule_into_a_deterministic_pool_takes_only_sources_of_its_prefix() {
     assert_eq!(e[0].path, "rules[0].match.src", "{e:?}");
     load(&format!("{pool}  - action: snat\n    pool: det\n    match: {{src: [100.64.0.128/25]}}\n"), 2).unwrap();
 }
+
+#[test]
+fn nat_log_sinks_parse_and_are_checked_with_their_line() {
+    let base = "interfaces: {inside: a, outside: b}\nrules:\n  - action: masquerade\n";
+    let c = load(&format!("{base}logging:\n  sinks:\n    - {{kind: json, path: /tmp/n.jsonl, keep: 2}}\n    - kind: syslog\n      transport: tcp\n      address: 192.0.2.1:514\n"), 2).unwrap();
+    assert_eq!(
+        c.raw.logging.sinks,
+        vec![
+            LogSink::Json { path: "/tmp/n.jsonl".into(), max_bytes: 100 << 20, keep: 2 },
+            LogSink::Syslog { transport: SyslogTransport::Tcp, address: "192.0.2.1:514".into(), buffer: 10_000 },
+        ]
+    );
+    assert!(load(base, 2).unwrap().raw.logging.sinks.is_empty(), "no sink by default");
+    let e = errors(&format!("{base}logging:\n  sinks:\n    - kind: syslog\n      address: collector\n"));
+    assert_eq!((e[0].line, e[0].path.as_str()), (7, "logging.sinks[0].address"), "{:?}", e[0]);
+    let e = errors(&format!("{base}logging:\n  sinks:\n    - kind: json\n      path: x\n      rotate: 3\n"));
+    assert!(e[0].message.contains("unknown field `rotate`"), "{:?}", e[0]);
+    let pool = "interfaces: {inside: a, outside: b}\npools:\n  - name: p\n    addresses: [192.0.2.1]\n    logging: X\nrules:\n  - {action: snat, pool: p}\n";
+    assert_eq!(load(&pool.replace('X', "none"), 2).unwrap().raw.pools[0].logging, PoolLogging::None);
+    let e = errors(&pool.replace('X', "sessions"));
+    assert_eq!((e[0].line, e[0].path.as_str()), (5, "pools[0].logging"), "{:?}", e[0]);
+}

@@ -11,10 +11,12 @@
 //! | [`params`] | a validated configuration -> the engine's parameters and the host guard's | system |
 //! | [`whois`] | `masq whois`: a deterministic pool's formula answers who held a public port (RFC 7422) | - |
 //! | [`client`] | the operator commands' HTTP client | tls |
-//! | [`metrics`] | `/metrics`: a snapshot in the Prometheus text format | telemetry |
+//! | [`natlog`] | NAT event export: JSON-lines files, syslog (RFC 5424) over UDP/TCP; per-sink loss counters | - |
+//! | [`whois_log`] | `masq whois --log`: who held a public ip:port at a time, from JSON-lines files | natlog |
+//! | [`metrics`] | `/metrics`: a snapshot in the Prometheus text format | natlog, telemetry |
 //! | [`live`] | the configuration in force: [`live::apply`] (and its audit line), SIGHUP reload, masquerade follow | params, telemetry |
 //! | [`api`] | the HTTP routes | auth, live, metrics, telemetry, tls |
-//! | [`run`] | `masq run`: start the workers, the control loop, stop | api, auth, live, system, telemetry, tls |
+//! | [`run`] | `masq run`: start the workers, the control loop, stop | api, auth, live, natlog, system, telemetry, tls |
 //!
 //! Invariant: no module imports one that imports it back (the table's last
 //! column names every `crate::` import).
@@ -24,9 +26,11 @@ pub mod auth;
 pub mod client;
 pub mod live;
 pub mod metrics;
+pub mod natlog;
 pub mod params;
 pub mod run;
 pub mod system;
 pub mod telemetry;
 pub mod tls;
 pub mod whois;
+pub mod whois_log;

@@ -176,6 +176,17 @@ pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
         &[],
     )?;
     log_lost.with_label_values::<&str>(&[]).inc_by(m.nat_log_lost());
+    let sinks = crate::natlog::lost_by_sink();
+    if !sinks.is_empty() {
+        let by_sink = counter(
+            "masq_nat_log_sink_lost_total",
+            "NAT events a sink lost: its queue was full, its collector away past the buffer, or a write failed.",
+            &["sink"],
+        )?;
+        for (name, n) in &sinks {
+            by_sink.with_label_values(&[name.as_str()]).inc_by(*n);
+        }
+    }
 
     declared_totals(&r, m.engine.exported().chain(m.worker.exported()))?;
 

@@ -9,9 +9,10 @@
 use super::plan::RunPlan;
 use super::workers::Dataplane;
 use crate::api::ApiState;
+use crate::natlog::Exporter;
 use crate::system;
 use crate::telemetry::{MetricsSnapshot, XdpCounts};
-use dataplane::nat::ports::{BlockEvent, EventKind};
+use dataplane::nat::events::{NatEvent, NatEventKind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,12 +45,20 @@ struct LoopState {
     masquerade: Option<((u16, u16), u32)>,
     /// Refreshes so far (the host guard is read every fifth).
     refreshes: u64,
+    /// The configuration generation the NAT log sinks were last checked against.
+    log_generation: u64,
 }
 
 /// Every 50 ms until a signal or `plan.duration`: NAT log, SIGHUP,
 /// neighbour resolution; every second: masquerade follow, XDP counters,
 /// next hops, the `--live` line.
-pub(super) fn control_loop(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiState>, signals: &Signals) {
+pub(super) fn control_loop(
+    plan: &RunPlan,
+    dp: &mut Dataplane,
+    api: Option<&ApiState>,
+    signals: &Signals,
+    natlog: &mut Exporter,
+) {
     let masquerade = plan.engine.as_ref().and_then(|p| p.pools.iter().find(|x| x.masquerade)).and_then(|x| {
         let addr = x.addresses.first().copied()?;
         Some(((x.port_min, x.port_max), addr))
@@ -62,6 +71,7 @@ pub(super) fn control_loop(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiS
         prev: MetricsSnapshot::default(),
         masquerade,
         refreshes: 0,
+        log_generation: 1,
     };
     let live = api.map(|a| &*a.live);
     while !signals.stop.load(Ordering::Relaxed) {
@@ -72,9 +82,10 @@ pub(super) fn control_loop(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiS
         for ev in dp.block_events.try_iter() {
             // Refusals are logged whatever `nat_events` says: the engine
             // already keeps them to one per subscriber a minute.
-            if plan.nat_events || matches!(ev.kind, EventKind::Refused(_)) {
+            if plan.nat_events || ev.kind.reason().is_some() {
                 tracing::info!(target: "nat", "{}", event_line(&ev, pool_name(plan, ev.pool).as_deref()));
             }
+            natlog.send(&ev);
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
             crate::live::reload(live);
@@ -93,6 +104,9 @@ pub(super) fn control_loop(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiS
         if st.last_refresh.elapsed() >= Duration::from_secs(1) {
             st.last_refresh = Instant::now();
             refresh(plan, dp, api, &mut st);
+            if let Some(live) = api.map(|a| &*a.live) {
+                follow_log_sinks(live, natlog, &mut st.log_generation);
+            }
         }
         if plan.live && st.last_print.elapsed() >= Duration::from_secs(1) {
             let dt = st.last_print.elapsed().as_secs_f64();
@@ -138,6 +152,38 @@ fn refresh(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiState>, st: &mut 
     }
 }
 
+/// Every new configuration generation is a `config_applied` event; one
+/// with other NAT log sinks (or other
+/// `logging: none` pools) replaces the exporter: the old one writes what
+/// it has queued and stops, the new one starts. A sink the new
+/// configuration names but that cannot be opened keeps the old exporter
+/// (and says why).
+fn follow_log_sinks(live: &crate::live::LiveConfig, natlog: &mut Exporter, seen: &mut u64) {
+    let generation = live.counts().generation;
+    if generation == *seen {
+        return;
+    }
+    *seen = generation;
+    let Some(now) = live.in_force() else { return };
+    let raw = &now.config.raw;
+    let unlogged: Vec<String> =
+        raw.pools.iter().filter(|p| p.logging == config::PoolLogging::None).map(|p| p.name.clone()).collect();
+    if natlog.config() == (raw.logging.sinks.as_slice(), unlogged.as_slice()) {
+        natlog.config_applied(generation);
+        return;
+    }
+    let pools = now.params.as_ref().map(|p| p.pools.iter().map(|x| x.name.clone()).collect()).unwrap_or_default();
+    match Exporter::start(&raw.logging.sinks, pools, &unlogged) {
+        Ok(new) => {
+            *natlog = new;
+            let names: Vec<String> = natlog.lost().into_iter().map(|(n, _)| n).collect();
+            tracing::info!(target: "audit", "NAT log sinks now: [{}] (generation {generation})", names.join(", "));
+        }
+        Err(e) => tracing::warn!("NAT log sinks of generation {generation} not started ({e}); the old ones stay"),
+    }
+    natlog.config_applied(generation);
+}
+
 /// The name of the engine's pool `i`: the engines number the pools they
 /// started with as `masq run` was given them (pools a live change adds
 /// come after, and are shown by number).
@@ -149,21 +195,22 @@ fn pool_name(plan: &RunPlan, i: u16) -> Option<String> {
 /// subscriber (RFC 6888 REQ-12; one line per block rather than per session,
 /// as RFC 7422 describes), or a subscriber refused new flows for want of a
 /// port or a session (RFC 6888 REQ-11c; once per subscriber a minute).
-fn event_line(ev: &BlockEvent, pool: Option<&str>) -> String {
+fn event_line(ev: &NatEvent, pool: Option<&str>) -> String {
     let ip = std::net::Ipv4Addr::from;
     match ev.kind {
-        EventKind::Assigned | EventKind::Released => format!(
+        NatEventKind::BlockAllocated | NatEventKind::BlockReleased => format!(
             "block {} {} -> {} ports {}-{}",
-            if ev.kind == EventKind::Assigned { "assigned" } else { "released" },
+            if ev.kind == NatEventKind::BlockAllocated { "assigned" } else { "released" },
             ip(ev.inside),
             ip(ev.public),
-            ev.first_port,
-            ev.last_port
+            ev.port_start,
+            ev.port_end
         ),
-        EventKind::Refused(reason) => {
+        k => {
+            let reason = k.reason().map_or("", |r| r.name());
             let paired = if ev.public == 0 { String::new() } else { format!(" -> {}", ip(ev.public)) };
             let pool = pool.map_or_else(|| format!("#{}", ev.pool), str::to_string);
-            format!("limit {} {}{paired} pool {pool}: new flows refused", reason.name(), ip(ev.inside))
+            format!("limit {reason} {}{paired} pool {pool}: new flows refused", ip(ev.inside))
         }
     }
 }
@@ -171,29 +218,27 @@ fn event_line(ev: &BlockEvent, pool: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::nat::DropReason;
 
     #[test]
     fn block_and_limit_lines() {
-        let ev = BlockEvent {
-            kind: EventKind::Assigned,
+        let ev = NatEvent {
+            time_ms: 0,
+            kind: NatEventKind::BlockAllocated,
             inside: 0x6440_0102,
             public: 0xcb00_7101,
-            first_port: 1024,
-            last_port: 1087,
+            port_start: 1024,
+            port_end: 1087,
             pool: 0,
         };
         assert_eq!(event_line(&ev, Some("cgnat")), "block assigned 100.64.1.2 -> 203.0.113.1 ports 1024-1087");
-        let released = BlockEvent { kind: EventKind::Released, ..ev };
+        let released = NatEvent { kind: NatEventKind::BlockReleased, ..ev };
         assert_eq!(event_line(&released, None), "block released 100.64.1.2 -> 203.0.113.1 ports 1024-1087");
-        let refused =
-            BlockEvent { kind: EventKind::Refused(DropReason::PortsExhausted), first_port: 0, last_port: 0, ..ev };
+        let refused = NatEvent { kind: NatEventKind::PortsExhausted, port_start: 0, port_end: 0, ..ev };
         assert_eq!(
             event_line(&refused, Some("cgnat")),
             "limit ports_exhausted 100.64.1.2 -> 203.0.113.1 pool cgnat: new flows refused"
         );
-        let unpaired =
-            BlockEvent { kind: EventKind::Refused(DropReason::SubscriberTableFull), public: 0, pool: 3, ..refused };
+        let unpaired = NatEvent { kind: NatEventKind::AddressesExhausted, public: 0, pool: 3, ..refused };
         assert_eq!(event_line(&unpaired, None), "limit subscriber_table_full 100.64.1.2 pool #3: new flows refused");
     }
 }

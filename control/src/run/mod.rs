@@ -45,6 +45,12 @@ use workers::{start_workers, Dataplane};
 /// Runs until a signal or `plan.duration`.
 pub fn run(plan: RunPlan) -> Result<(), RunError> {
     let signals = Signals::register()?;
+    let pools = plan.engine.as_ref().map(|p| p.pools.iter().map(|x| x.name.clone()).collect()).unwrap_or_default();
+    let mut natlog = crate::natlog::Exporter::start(&plan.log_sinks, pools, &plan.unlogged_pools)?;
+    for (name, _) in natlog.lost() {
+        tracing::info!("NAT events exported to {name}");
+    }
+    natlog.config_applied(1);
     let mut dp = start_workers(&plan, &signals.stop)?;
     pin_control_thread(&plan.cores);
     let api = match start_api(&plan, &dp, &signals.stop) {
@@ -79,7 +85,7 @@ pub fn run(plan: RunPlan) -> Result<(), RunError> {
             ),
         }
     }
-    control_loop(&plan, &mut dp, api.as_ref().map(|a| &*a.state), &signals);
+    control_loop(&plan, &mut dp, api.as_ref().map(|a| &*a.state), &signals, &mut natlog);
     shutdown(dp, api, &signals.stop)
 }
 

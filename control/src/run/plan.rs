@@ -30,6 +30,10 @@ pub struct RunPlan {
     pub api: Option<ApiPlan>,
     /// Log every port block handed to or taken back from a subscriber.
     pub nat_events: bool,
+    /// Where NAT events are exported (`logging.sinks`).
+    pub log_sinks: Vec<config::LogSink>,
+    /// Pools (by name) with `logging: none`: their events reach no sink.
+    pub unlogged_pools: Vec<String>,
     /// What the host guard lets reach the box from outside.
     pub guard: crate::system::GuardSpec,
 }

@@ -10,7 +10,7 @@ use crate::system::{self, HostGuard};
 use crate::telemetry::{RingInfo, Shared};
 use dataplane::io::FrameIo;
 use dataplane::l2::{L2Table, SideL2};
-use dataplane::nat::ports::BlockEvent;
+use dataplane::nat::events::NatEvent;
 use dataplane::nat::{Engine, Side};
 use dataplane::worker::{Command, Mesh, Worker};
 use dataplane::xdp::{LocalAddress, LocalRole, XdpError, XdpIo, XdpParams, XdpProgram};
@@ -31,7 +31,7 @@ pub(super) struct Dataplane {
     pub(super) l2: L2Table,
     pub(super) l2_txs: Vec<crossbeam_channel::Sender<Arc<L2Table>>>,
     pub(super) unresolved: crossbeam_channel::Receiver<(Side, u32)>,
-    pub(super) block_events: crossbeam_channel::Receiver<BlockEvent>,
+    pub(super) block_events: crossbeam_channel::Receiver<NatEvent>,
 }
 
 /// What one worker thread starts with.
@@ -60,7 +60,7 @@ struct WorkerLinks {
     outside: String,
     mesh: Arc<Mesh>,
     unresolved: crossbeam_channel::Sender<(Side, u32)>,
-    events: crossbeam_channel::Sender<BlockEvent>,
+    events: crossbeam_channel::Sender<NatEvent>,
     ready: crossbeam_channel::Sender<Result<Ready, XdpError>>,
     go: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,

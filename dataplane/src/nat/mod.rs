@@ -64,6 +64,7 @@ pub mod counters;
 pub mod deterministic;
 mod engine;
 pub mod error;
+pub mod events;
 mod fast;
 pub mod frag;
 mod frag_hold;

@@ -119,7 +119,7 @@ pub struct Worker<I: FrameIo> {
     l2_updates: Option<crossbeam_channel::Receiver<Arc<L2Table>>>,
     unresolved: Option<crossbeam_channel::Sender<(Side, u32)>>,
     commands: Option<crossbeam_channel::Receiver<Command>>,
-    block_events: Option<crossbeam_channel::Sender<crate::nat::ports::BlockEvent>>,
+    block_events: Option<crossbeam_channel::Sender<crate::nat::events::NatEvent>>,
     round_ns: Option<hdrhistogram::Histogram<u64>>,
     mesh: Arc<Mesh>,
     counters: WorkerCounters,
@@ -190,8 +190,9 @@ impl<I: FrameIo> Worker<I> {
         self
     }
 
-    /// Where port-block events go (the NAT log); without it they are dropped.
-    pub fn with_block_events(mut self, tx: crossbeam_channel::Sender<crate::nat::ports::BlockEvent>) -> Self {
+    /// Where NAT events go (the NAT log), stamped with the wall clock once
+    /// a round; without it they are dropped.
+    pub fn with_block_events(mut self, tx: crossbeam_channel::Sender<crate::nat::events::NatEvent>) -> Self {
         self.block_events = Some(tx);
         self
     }
@@ -275,11 +276,14 @@ impl<I: FrameIo> Worker<I> {
         }
         self.io.flush();
         if let Some(e) = self.engine.as_mut() {
+            // The clock is read once a round, and only when there are events.
+            let mut time_ms = None;
             for ev in e.take_block_events() {
                 if let Some(tx) = &self.block_events {
+                    let t = *time_ms.get_or_insert_with(crate::nat::events::now_ms);
                     // Full: the log fell behind; the engine counted nothing,
-                    // so count here.
-                    if tx.try_send(ev).is_err() {
+                    // so count here. `try_send` never blocks.
+                    if tx.try_send(crate::nat::events::NatEvent::stamp(&ev, t)).is_err() {
                         self.counters.log_dropped += 1;
                     }
                 }

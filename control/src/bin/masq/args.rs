@@ -47,10 +47,14 @@ pub enum Cmd {
     },
     /// Who held a public address and port: a deterministic pool (RFC 7422)
     /// answers from the configuration's formula, no running masq needed;
-    /// prints the inside address, its port range and the pool. Exit status
-    /// 0 when a subscriber is named, 1 otherwise. Examples:
+    /// other pools from the JSON-lines NAT log (`logging.sinks: [{kind:
+    /// json, ...}]`) and its rotations, at a time (RFC 6888 REQ-12): the
+    /// subscriber whose port block covered the port. Prints the inside
+    /// address, its port range and the pool. Exit status 0: found; 1:
+    /// nobody held it; 2: the question or the log cannot be read. Examples:
     ///   masq whois --config /etc/masq/masq.yaml 198.51.100.3:5000
     ///   masq whois --config /etc/masq/masq.yaml --subscriber 100.64.0.7 --json
+    ///   masq whois 203.0.113.7 40123 --log /var/log/masq/nat.jsonl --at 2026-11-30T14:02:11Z
     #[command(verbatim_doc_comment)]
     Whois(WhoisArgs),
     /// A live per-second view of a running masq: pps, drops by reason,
@@ -67,18 +71,25 @@ pub enum Cmd {
 /// `masq whois`'s question.
 #[derive(clap::Args)]
 pub struct WhoisArgs {
-    /// The configuration in force (its deterministic pools are the record).
-    #[arg(long, value_name = "FILE")]
-    pub config: std::path::PathBuf,
     /// The public address and port, `ADDR:PORT` (or `ADDR` and the port next).
     #[arg(required_unless_present = "subscriber", conflicts_with = "subscriber")]
     pub target: Option<String>,
     /// The port, when the address is given alone.
     pub port: Option<u16>,
-    /// Ask the other way: where this inside address's ports are.
-    #[arg(long, value_name = "INSIDE_IP")]
+    /// The configuration in force: its deterministic pools answer from their formula.
+    #[arg(long, value_name = "FILE", required_unless_present = "log")]
+    pub config: Option<std::path::PathBuf>,
+    /// A JSON-lines NAT log file (its rotations FILE.1, FILE.2, ... are read
+    /// too); repeatable: answers for port-block and shared pools.
+    #[arg(long = "log", value_name = "FILE")]
+    pub log: Vec<std::path::PathBuf>,
+    /// When, for `--log`: `YYYY-MM-DDTHH:MM:SS[.mmm]Z` (UTC) or milliseconds since the epoch; now by default.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Ask the other way: where this inside address's ports are (deterministic pools, `--config`).
+    #[arg(long, value_name = "INSIDE_IP", requires = "config")]
     pub subscriber: Option<std::net::Ipv4Addr>,
-    /// Print one JSON object instead of a sentence.
+    /// Print JSON instead of a sentence.
     #[arg(long)]
     pub json: bool,
 }

@@ -101,35 +101,6 @@ fn cpus() -> usize {
 
 /// `masq whois`: answers from the configuration (see `control::whois`);
 /// exit status 1 when no subscriber is named.
-fn whois(w: &args::WhoisArgs) -> Result<()> {
-    let name = w.config.display().to_string();
-    let text = std::fs::read_to_string(&w.config).with_context(|| format!("reading {name}"))?;
-    let v = match config::load(&text, usize::MAX) {
-        Ok(v) => v,
-        Err(errors) => {
-            print_errors(&name, &errors);
-            bail!("{name}: {} error(s)", errors.len());
-        }
-    };
-    let answer = match (&w.target, w.subscriber) {
-        (_, Some(inside)) => control::whois::subscriber(&v, inside),
-        (Some(t), None) => {
-            let (addr, port) = control::whois::parse_target(t, w.port).map_err(anyhow::Error::msg)?;
-            control::whois::lookup(&v, addr, port)
-        }
-        (None, None) => bail!("give ADDR:PORT or --subscriber INSIDE_IP"),
-    };
-    if w.json {
-        println!("{}", answer.json());
-    } else {
-        println!("{answer}");
-    }
-    if !answer.found() {
-        std::process::exit(1);
-    }
-    Ok(())
-}
-
 fn print_errors(file: &str, errors: &[config::ConfigError]) {
     for e in errors {
         eprintln!("{file}:{e}");
@@ -229,6 +200,80 @@ fn init_logging(level: config::Level) {
         .init();
 }
 
+/// `masq whois --log`: prints who held the address and port; true if anybody did.
+/// `masq whois`: true if someone held the port (or the subscriber has ports).
+/// A deterministic pool answers from `--config`'s formula; other pools
+/// from the `--log` files.
+fn whois(w: &args::WhoisArgs) -> Result<bool> {
+    use control::natlog::time;
+    use control::whois_log;
+    let config = match &w.config {
+        Some(f) => {
+            let name = f.display().to_string();
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading {name}"))?;
+            match config::load(&text, usize::MAX) {
+                Ok(v) => Some(v),
+                Err(errors) => {
+                    print_errors(&name, &errors);
+                    bail!("{name}: {} error(s)", errors.len());
+                }
+            }
+        }
+        None => None,
+    };
+    let (public, port) = match (&w.target, w.subscriber, &config) {
+        (_, Some(inside), Some(v)) => {
+            let answer = control::whois::subscriber(v, inside);
+            print_answer(&answer, w.json);
+            return Ok(answer.found());
+        }
+        (Some(t), None, _) => control::whois::parse_target(t, w.port).map_err(anyhow::Error::msg)?,
+        _ => bail!("give ADDR:PORT (or ADDR PORT), or --subscriber INSIDE_IP with --config"),
+    };
+    if let Some(v) = &config {
+        let answer = control::whois::lookup(v, public, port);
+        // A pool the formula does not cover asks the log, if there is one.
+        if !matches!(answer, control::whois::Answer::NeedsLog { .. }) || w.log.is_empty() {
+            print_answer(&answer, w.json);
+            return Ok(answer.found());
+        }
+    }
+    let at = match &w.at {
+        Some(t) => time::parse(t).with_context(|| format!("`{t}`: not YYYY-MM-DDTHH:MM:SS[.mmm]Z or milliseconds"))?,
+        None => dataplane::nat::events::now_ms(),
+    };
+    let files: Vec<_> = w.log.iter().flat_map(|f| whois_log::with_rotations(f)).collect();
+    let holders = whois_log::lookup(&whois_log::read(&files)?, public, port, at);
+    if w.json {
+        let out = serde_json::json!({"public": public, "port": port, "at_ms": at, "at": time::format(at), "holders": holders});
+        println!("{out}");
+    } else if holders.is_empty() {
+        println!("{public}:{port} at {}: nobody (no block covering it in the log)", time::format(at));
+    } else {
+        for h in &holders {
+            println!(
+                "{public}:{port} at {}: {} (block {}-{} of pool {}, since {})",
+                time::format(at),
+                h.inside,
+                h.port_start,
+                h.port_end,
+                h.pool,
+                time::format(h.since_ms)
+            );
+        }
+    }
+    Ok(!holders.is_empty())
+}
+
+/// A formula's answer, as a sentence or JSON.
+fn print_answer(answer: &control::whois::Answer, json: bool) {
+    if json {
+        println!("{}", answer.json());
+    } else {
+        println!("{answer}");
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -251,7 +296,14 @@ fn main() -> Result<()> {
             Ok(client::finish(st, &body)?)
         }
         Cmd::Stats { once, conn } => Ok(client::stats(&conn.api()?, once)?),
-        Cmd::Whois(w) => whois(&w),
+        Cmd::Whois(w) => match whois(&w) {
+            Ok(true) => Ok(()),
+            Ok(false) => std::process::exit(1),
+            Err(e) => {
+                eprintln!("masq whois: {e:#}");
+                std::process::exit(2)
+            }
+        },
         Cmd::DefaultConfig => {
             print!("{}", config::DEFAULT_YAML);
             Ok(())
@@ -319,6 +371,14 @@ fn main() -> Result<()> {
                 duration: a.duration.map(Duration::from_secs),
                 api,
                 nat_events: v.raw.logging.nat_events,
+                log_sinks: v.raw.logging.sinks.clone(),
+                unlogged_pools: v
+                    .raw
+                    .pools
+                    .iter()
+                    .filter(|p| p.logging == config::PoolLogging::None)
+                    .map(|p| p.name.clone())
+                    .collect(),
                 guard: params::guard_spec(&v),
             })?)
         }

@@ -1,0 +1,228 @@
+//! NAT event export end to end (root; CI is root): masq runs with a
+//! JSON-lines sink and syslog sinks over UDP and TCP to a real rsyslogd
+//! (Debian's, started by the test in the box's namespace with its own
+//! configuration, writing what it receives in RFC 5424 form), and IPFIX
+//! to nfdump's nfcapd; a flow goes
+//! through; its port block's allocation arrives in all four with the
+//! right addresses and ports; the block is released; `masq whois` answers
+//! for the port the flow used at the time it used it, and "nobody" now;
+//! a SIGHUP that moves the JSON sink to another file moves the next events;
+//! the TCP collector restarts and loses none of the events made meanwhile.
+
+mod lab;
+
+use lab::{Lab, UDP_ECHO};
+use std::time::Duration;
+
+const CONFIG: &str = "\
+interfaces:
+  inside: nat-in
+  outside: nat-out
+workers:
+  cores: [1]
+pools:
+  - name: lab
+    addresses: [203.0.113.10]
+rules:
+  - action: snat
+    pool: lab
+    match:
+      src: [100.64.0.0/10]
+control:
+  listen: 127.0.0.1:9091
+  token: s3cret
+";
+
+/// Sends one UDP datagram from port 44001 and waits for the echo.
+const UDP_ONCE: &str = "import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('',44001)); s.settimeout(2)
+s.sendto(b'hi',(sys.argv[1],int(sys.argv[2]))); s.recvfrom(100)
+print('ok')";
+
+fn masq(lab: &Lab, args: &[&str]) -> std::process::Output {
+    let mut v = vec![env!("CARGO_BIN_EXE_masq")];
+    v.extend(args);
+    lab.run("nat", &v)
+}
+
+fn now_ms() -> u64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    u64::try_from(d.as_millis()).expect("ms fit")
+}
+
+/// The value of `key="..."` in an RFC 5424 structured-data element.
+fn sd<'a>(line: &'a str, key: &str) -> &'a str {
+    let pat = format!(" {key}=\"");
+    let from = line.find(&pat).unwrap_or_else(|| panic!("no {key} in {line}")) + pat.len();
+    line[from..].split('"').next().unwrap_or_default()
+}
+
+#[test]
+fn block_events_reach_a_json_file_and_rsyslog_and_whois_answers_from_the_file() {
+    let mut lab = Lab::up("natlog", 1500);
+    let dir = lab.dir.clone();
+    let d = dir.display();
+    std::fs::write(
+        dir.join("rsyslog.conf"),
+        format!(
+            "global(workDirectory=\"{d}\")
+module(load=\"imudp\")
+module(load=\"imtcp\")
+input(type=\"imudp\" address=\"127.0.0.1\" port=\"5514\" ruleset=\"udp\")
+input(type=\"imtcp\" address=\"127.0.0.1\" port=\"5515\" ruleset=\"tcp\")
+ruleset(name=\"udp\") {{ action(type=\"omfile\" file=\"{d}/udp.log\" template=\"RSYSLOG_SyslogProtocol23Format\") }}
+ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"RSYSLOG_SyslogProtocol23Format\") }}
+"
+        ),
+    )
+    .unwrap();
+    lab.ok("nat", &["ip", "link", "set", "lo", "up"]);
+    let conf = format!("{d}/rsyslog.conf");
+    let pid_file = format!("{d}/rsyslog.pid");
+    lab.spawn("nat", &["/usr/sbin/rsyslogd", "-n", "-f", &conf, "-i", &pid_file], "rsyslog.out");
+    // nfdump's collector, IPFIX on 4739.
+    std::fs::create_dir_all(dir.join("nfcapd")).unwrap();
+    let nfdir = format!("{d}/nfcapd");
+    let nfpid = format!("{d}/nfcapd.pid");
+    lab.spawn(
+        "nat",
+        &["nfcapd", "-p", "4739", "-b", "127.0.0.1", "-w", &nfdir, "-P", &nfpid, "-t", "60"],
+        "nfcapd.out",
+    );
+    let json = dir.join("nat.jsonl");
+    let cfg = format!(
+        "{}logging:\n  sinks:\n    - {{kind: json, path: {}}}\n    - {{kind: syslog, transport: udp, address: \"127.0.0.1:5514\"}}\n    - {{kind: syslog, transport: tcp, address: \"127.0.0.1:5515\"}}\n    - {{kind: ipfix, address: \"127.0.0.1:4739\"}}\n",
+        lab::shaped(CONFIG),
+        json.display()
+    );
+    std::fs::write(dir.join("masq.yaml"), cfg).unwrap();
+    let cfg = dir.join("masq.yaml");
+    lab.start_masq_with(&["run", "--config", cfg.to_str().unwrap()]);
+    lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
+    std::thread::sleep(Duration::from_millis(500));
+    let before = now_ms();
+    lab.ok("in", &["python3", "-c", UDP_ONCE, "198.51.100.1", "5353"]);
+    let flow_at = now_ms();
+    // The public port the flow used, as the outside host saw it.
+    let echo = lab.read("echo.log");
+    let port: u16 = echo
+        .lines()
+        .find_map(|l| l.strip_prefix("from 203.0.113.10:"))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the echo saw no translated source: {echo}"));
+
+    for f in ["nat.jsonl", "udp.log", "tcp.log"] {
+        let arrived = lab.wait_for(Duration::from_secs(5), || lab.read(f).contains("block_allocated"));
+        assert!(arrived, "{f}: {}\n{}", lab.read(f), lab.read("rsyslog.out"));
+    }
+    // JSON: one object, the right subscriber, address, a block holding the port, a time in the flow's window.
+    let line = lab.read("nat.jsonl");
+    let line = line.lines().find(|l| l.contains("block_allocated")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        (v["inside"].as_str(), v["public"].as_str(), v["pool"].as_str()),
+        (Some("100.64.0.2"), Some("203.0.113.10"), Some("lab")),
+        "{line}"
+    );
+    let (a, b) = (v["port_start"].as_u64().unwrap(), v["port_end"].as_u64().unwrap());
+    assert!(a <= u64::from(port) && u64::from(port) <= b, "port {port} outside {line}");
+    let t = v["time_ms"].as_u64().unwrap();
+    assert!(before <= t && t <= flow_at + 1000, "time {t} not within {before}..{flow_at}: {line}");
+    // Syslog: rsyslog parsed it as RFC 5424 (app masq, MSGID, our SD element), over UDP and TCP.
+    for f in ["udp.log", "tcp.log"] {
+        let log = lab.read(f);
+        let l = log.lines().find(|l| l.contains("block_allocated")).unwrap();
+        assert!(
+            l.starts_with("<134>1 ") && l.contains(" masq ") && l.contains(" block_allocated [nat@32473 "),
+            "{f}: {l}"
+        );
+        assert_eq!((sd(l, "inside"), sd(l, "public")), ("100.64.0.2", "203.0.113.10"), "{f}: {l}");
+        assert_eq!(
+            (sd(l, "portStart"), sd(l, "portEnd")),
+            (a.to_string().as_str(), b.to_string().as_str()),
+            "{f}: {l}"
+        );
+    }
+
+    // The block goes back; the log says so.
+    let o = masq(&lab, &["flush", "--subscriber", "100.64.0.2", "--token", "s3cret"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        lab.wait_for(Duration::from_secs(5), || lab.read("nat.jsonl").contains("block_released")),
+        "{}",
+        lab.read("nat.jsonl")
+    );
+    // whois: at the flow's time, the subscriber; now, nobody.
+    let (p, at) = (port.to_string(), flow_at.to_string());
+    let j = json.to_str().unwrap();
+    let o = masq(&lab, &["whois", "203.0.113.10", &p, "--log", j, "--at", &at]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains(": 100.64.0.2 (block "), "{o:?}");
+    let o = masq(&lab, &["whois", "203.0.113.10", &p, "--log", j, "--json"]);
+    assert_eq!(o.status.code(), Some(1), "released: nobody holds it now: {o:?}");
+    // IPFIX: nfcapd writes its file when stopped; nfdump decodes natEvent,
+    // the subscriber and the post-NAT address (it shows no port range
+    // fields: their layout is the unit tests' in natlog/ipfix.rs).
+    let pid = lab.read("nfcapd.pid");
+    lab.ok("nat", &["kill", "-TERM", pid.trim()]);
+    let file = || {
+        std::fs::read_dir(dir.join("nfcapd"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("nfcapd.2")))
+    };
+    assert!(lab.wait_for(Duration::from_secs(5), || file().is_some()), "{}", lab.read("nfcapd.out"));
+    let f = file().unwrap();
+    let raw = lab.ok("nat", &["nfdump", "-r", f.to_str().unwrap(), "-o", "raw"]);
+    let recs: Vec<&str> = raw.split("Flow Record:").skip(1).collect();
+    let field = |r: &str, k: &str| {
+        r.lines()
+            .find(|l| l.trim_start().starts_with(k))
+            .and_then(|l| l.split_once('='))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let alloc = recs
+        .iter()
+        .find(|r| field(r, "nat event").is_some_and(|v| v.starts_with("14")))
+        .unwrap_or_else(|| panic!("{raw}"));
+    assert_eq!(field(alloc, "src addr").as_deref(), Some("100.64.0.2"), "{raw}");
+    assert_eq!(field(alloc, "src xlt ip").as_deref(), Some("203.0.113.10"), "{raw}");
+    assert!(field(alloc, "Event time").is_some_and(|v| v.starts_with(&t.to_string())), "{raw}");
+    assert!(recs.iter().any(|r| field(r, "nat event").is_some_and(|v| v.starts_with("15"))), "release: {raw}");
+
+    let m = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
+    assert!(m.contains("masq_nat_log_sink_lost_total{sink=\"syslog-tcp:127.0.0.1:5515\"} 0"), "{m}");
+
+    // Sinks change live: SIGHUP with the JSON sink moved to another file.
+    let moved = std::fs::read_to_string(&cfg).unwrap().replace("nat.jsonl", "moved.jsonl");
+    std::fs::write(&cfg, moved).unwrap();
+    lab.signal_masq("HUP");
+    let changed = lab.wait_for(Duration::from_secs(5), || lab.masq_log().contains("NAT log sinks now"));
+    assert!(changed, "{}", lab.masq_log());
+    lab.ok("in", &["python3", "-c", UDP_ONCE, "198.51.100.1", "5353"]);
+    let arrived = lab.wait_for(Duration::from_secs(5), || lab.read("moved.jsonl").contains("block_allocated"));
+    assert!(arrived, "{}\n{}", lab.read("moved.jsonl"), lab.masq_log());
+    assert_eq!(lab.read("nat.jsonl").matches("block_allocated").count(), 1, "the old file gets no more");
+    // Each configuration generation is an event, in the sinks in force after it.
+    assert!(lab.read("nat.jsonl").contains("\"event\":\"config_applied\",\"nat_event\":0,\"generation\":1}"));
+    assert!(lab.read("moved.jsonl").contains("\"event\":\"config_applied\",\"nat_event\":0,\"generation\":2}"));
+    assert!(lab.read("udp.log").contains("config_applied [nat@32473 event=\"config_applied\" generation=\"2\"]"));
+
+    // The TCP collector restarts: what happens while it is away arrives after it is back, none lost.
+    let pid = lab.read("rsyslog.pid");
+    lab.ok("nat", &["kill", "-TERM", pid.trim()]);
+    let listening = || !lab.ok("nat", &["ss", "-ltnH", "sport = :5515"]).trim().is_empty();
+    assert!(lab.wait_for(Duration::from_secs(5), || !listening()), "rsyslogd did not stop");
+    let o = masq(&lab, &["flush", "--subscriber", "100.64.0.2", "--token", "s3cret"]);
+    assert!(o.status.success(), "{o:?}");
+    lab.ok("in", &["python3", "-c", UDP_ONCE, "198.51.100.1", "5353"]);
+    let json_events = || lab.read("moved.jsonl").lines().filter(|l| l.contains("\"block_")).count();
+    assert!(lab.wait_for(Duration::from_secs(5), || json_events() == 3), "{}", lab.read("moved.jsonl"));
+    std::thread::sleep(Duration::from_millis(300));
+    lab.spawn("nat", &["/usr/sbin/rsyslogd", "-n", "-f", &conf, "-i", &pid_file], "rsyslog2.out");
+    let tcp_blocks = || lab.read("tcp.log").lines().filter(|l| l.contains(" block_")).count();
+    let all = lab.wait_for(Duration::from_secs(10), || tcp_blocks() == 2 + 3);
+    assert!(all, "tcp.log has {} block events of 5:\n{}", tcp_blocks(), lab.read("tcp.log"));
+}

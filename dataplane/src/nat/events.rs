@@ -1,0 +1,159 @@
+//! NAT events as the log sinks see them: a port block allocated to or
+//! released from a subscriber (RFC 6888 REQ-12; RFC 7422 section 2 logs
+//! blocks instead of sessions), and a subscriber refused a new flow at a
+//! limit (RFC 6888 REQ-11c), each stamped with the UTC time in
+//! milliseconds (RFC 8158 `observationTimeMilliseconds`).
+//!
+//! The engine keeps [`BlockEvent`](super::ports::BlockEvent)s without a wall clock (it runs
+//! on ticks); the worker stamps them once a round as it hands them over
+//! ([`NatEvent::stamp`]), so an event's time is the end of the round that
+//! made it, late by at most one round.
+//!
+//! Invariants: a [`NatEvent`] is `Copy` and owns no heap memory (it crosses
+//! a bounded ring from a worker to the control thread); a kind's
+//! [`NatEventKind::name`] and [`NatEventKind::nat_event`] never change
+//! (they are the JSON `event` field and the IPFIX natEvent value,
+//! RFC 8158 section 4.1.1 table 1).
+#![forbid(unsafe_code)]
+
+use super::ports::{BlockEvent, EventKind};
+use super::DropReason;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatEventKind {
+    /// A port block was allocated to the subscriber.
+    BlockAllocated,
+    /// A port block was taken back.
+    BlockReleased,
+    /// The subscriber's blocks, or the pool's ports, are used up.
+    PortsExhausted,
+    /// The subscriber is at its session quota, or the session table is
+    /// full (the reason says which).
+    QuotaExceeded(DropReason),
+    /// No subscriber slot is left, so no address can be paired.
+    AddressesExhausted,
+    /// A configuration generation came into force (made by the control
+    /// side, not by a worker; no RFC 8158 natEvent, so not in IPFIX).
+    ConfigApplied(u32),
+}
+
+impl NatEventKind {
+    /// The stable name (the JSON `event` field).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BlockAllocated => "block_allocated",
+            Self::BlockReleased => "block_released",
+            Self::PortsExhausted => "ports_exhausted",
+            Self::QuotaExceeded(_) => "quota_exceeded",
+            Self::AddressesExhausted => "addresses_exhausted",
+            Self::ConfigApplied(_) => "config_applied",
+        }
+    }
+
+    /// The IPFIX natEvent value (RFC 8158 section 4.1.1, table 1; 0: none).
+    pub fn nat_event(self) -> u8 {
+        match self {
+            Self::BlockAllocated => 14,
+            Self::BlockReleased => 15,
+            Self::PortsExhausted => 10,
+            Self::QuotaExceeded(_) => 11,
+            Self::AddressesExhausted => 3,
+            Self::ConfigApplied(_) => 0,
+        }
+    }
+
+    /// The refusal's drop reason, if this is a refusal.
+    pub fn reason(self) -> Option<DropReason> {
+        match self {
+            Self::BlockAllocated | Self::BlockReleased | Self::ConfigApplied(_) => None,
+            Self::PortsExhausted => Some(DropReason::PortsExhausted),
+            Self::AddressesExhausted => Some(DropReason::SubscriberTableFull),
+            Self::QuotaExceeded(r) => Some(r),
+        }
+    }
+}
+
+/// One NAT event with its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatEvent {
+    /// UTC time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// What happened.
+    pub kind: NatEventKind,
+    /// The subscriber's inside address.
+    pub inside: u32,
+    /// The public address (for a refusal: the paired address, 0 if none).
+    pub public: u32,
+    /// Lowest port of the block (0 for a refusal).
+    pub port_start: u16,
+    /// Highest port of the block (0 for a refusal).
+    pub port_end: u16,
+    /// The pool (the engine's numbering).
+    pub pool: u16,
+}
+
+impl NatEvent {
+    /// `ev` as it happened at `time_ms`.
+    pub fn stamp(ev: &BlockEvent, time_ms: u64) -> Self {
+        let kind = match ev.kind {
+            EventKind::Assigned => NatEventKind::BlockAllocated,
+            EventKind::Released => NatEventKind::BlockReleased,
+            EventKind::Refused(DropReason::PortsExhausted) => NatEventKind::PortsExhausted,
+            EventKind::Refused(DropReason::SubscriberTableFull) => NatEventKind::AddressesExhausted,
+            EventKind::Refused(r) => NatEventKind::QuotaExceeded(r),
+        };
+        Self {
+            time_ms,
+            kind,
+            inside: ev.inside,
+            public: ev.public,
+            port_start: ev.first_port,
+            port_end: ev.last_port,
+            pool: ev.pool,
+        }
+    }
+}
+
+impl NatEvent {
+    /// Configuration generation `generation` in force at `time_ms`.
+    pub fn config_applied(generation: u32, time_ms: u64) -> Self {
+        Self {
+            time_ms,
+            kind: NatEventKind::ConfigApplied(generation),
+            inside: 0,
+            public: 0,
+            port_start: 0,
+            port_end: 0,
+            pool: u16::MAX,
+        }
+    }
+}
+
+/// The wall clock in milliseconds since the Unix epoch (0 before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_map_to_rfc8158_nat_events() {
+        let b =
+            BlockEvent { kind: EventKind::Assigned, inside: 1, public: 2, first_port: 1024, last_port: 1087, pool: 0 };
+        let e = NatEvent::stamp(&b, 42);
+        assert_eq!((e.time_ms, e.kind.name(), e.kind.nat_event()), (42, "block_allocated", 14));
+        assert_eq!((e.port_start, e.port_end), (1024, 1087));
+        let r = NatEvent::stamp(&BlockEvent { kind: EventKind::Released, ..b }, 1);
+        assert_eq!(r.kind.nat_event(), 15);
+        let q = NatEvent::stamp(&BlockEvent { kind: EventKind::Refused(DropReason::SubscriberSessionLimit), ..b }, 1);
+        assert_eq!((q.kind.name(), q.kind.nat_event()), ("quota_exceeded", 11));
+        assert_eq!(q.kind.reason(), Some(DropReason::SubscriberSessionLimit));
+        let p = NatEvent::stamp(&BlockEvent { kind: EventKind::Refused(DropReason::PortsExhausted), ..b }, 1);
+        assert_eq!(p.kind.nat_event(), 10);
+    }
+}
