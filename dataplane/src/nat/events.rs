@@ -4,7 +4,7 @@
 //! limit (RFC 6888 REQ-11c), each stamped with the UTC time in
 //! milliseconds (RFC 8158 `observationTimeMilliseconds`).
 //!
-//! The engine keeps [`BlockEvent`](super::ports::BlockEvent)s without a wall clock (it runs
+//! The engine keeps [`BlockEvent`]s without a wall clock (it runs
 //! on ticks); the worker stamps them once a round as it hands them over
 //! ([`NatEvent::stamp`]), so an event's time is the end of the round that
 //! made it, late by at most one round.
