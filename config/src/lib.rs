@@ -240,6 +240,10 @@ pub struct ValidPool {
     pub random_ports: bool,
     /// Public ports keep the inside port's parity (RFC 4787 REQ-4).
     pub port_parity: bool,
+    /// Per-session events (`logging: sessions`).
+    pub log_sessions: bool,
+    /// Session events carry the destination.
+    pub log_destination: bool,
 }
 
 /// Where a forward's public side is.
@@ -497,8 +501,8 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
     let mut owner: std::collections::HashMap<Ipv4Addr, (usize, String)> = std::collections::HashMap::new();
     for (i, p) in raw.pools.iter().enumerate() {
         let at = |k: &str| format!("pools[{i}].{k}");
-        if p.logging == PoolLogging::Sessions {
-            e.add(at("logging"), "per-session events are not implemented yet: `blocks` or `none`");
+        if p.log_destination && p.logging != PoolLogging::Sessions {
+            e.add(at("log_destination"), "only with `logging: sessions`");
         }
         if p.name.is_empty() {
             e.add(at("name"), "a pool needs a name");
@@ -575,6 +579,8 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
             filtering: p.filtering,
             random_ports: p.random_ports,
             port_parity: p.port_parity,
+            log_sessions: p.logging == PoolLogging::Sessions,
+            log_destination: p.log_destination,
         });
     }
 
@@ -639,6 +645,8 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
                             filtering: Filtering::AddressAndPortDependent,
                             random_ports: false,
                             port_parity: false,
+                            log_sessions: false,
+                            log_destination: false,
                         });
                         pools.len() - 1
                     }

@@ -209,6 +209,10 @@ pub struct Pool {
     /// What of this pool goes to the NAT log sinks (`logging.sinks`).
     #[serde(default, skip_serializing_if = "PoolLogging::is_default")]
     pub logging: PoolLogging,
+    /// With `logging: sessions`, put the destination address and port in
+    /// the session events (RFC 6888 REQ-12: leave it out unless needed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log_destination: bool,
 }
 
 /// What a pool logs (RFC 6888 REQ-12: blocks, not sessions, by default).
@@ -218,7 +222,7 @@ pub enum PoolLogging {
     /// Port blocks allocated and released, and refusals.
     #[default]
     Blocks,
-    /// Per-session events (not implemented yet: refused by validation).
+    /// Port blocks and refusals, and every session created and deleted.
     Sessions,
     /// Nothing of this pool reaches the sinks.
     None,
@@ -248,6 +252,7 @@ impl Pool {
             random_ports: false,
             port_parity: false,
             logging: PoolLogging::Blocks,
+            log_destination: false,
         }
     }
 }

@@ -464,6 +464,10 @@ fn nat_log_sinks_parse_and_are_checked_with_their_line() {
     assert!(e[0].message.contains("unknown field `rotate`"), "{:?}", e[0]);
     let pool = "interfaces: {inside: a, outside: b}\npools:\n  - name: p\n    addresses: [192.0.2.1]\n    logging: X\nrules:\n  - {action: snat, pool: p}\n";
     assert_eq!(load(&pool.replace('X', "none"), 2).unwrap().raw.pools[0].logging, PoolLogging::None);
-    let e = errors(&pool.replace('X', "sessions"));
-    assert_eq!((e[0].line, e[0].path.as_str()), (5, "pools[0].logging"), "{:?}", e[0]);
+    let v = load(&pool.replace('X', "sessions\n    log_destination: true"), 2).unwrap();
+    assert!(v.pools[0].log_sessions && v.pools[0].log_destination);
+    let v = load(&pool.replace('X', "sessions"), 2).unwrap();
+    assert!(v.pools[0].log_sessions && !v.pools[0].log_destination, "no destination by default (REQ-12)");
+    let e = errors(&pool.replace('X', "blocks\n    log_destination: true"));
+    assert_eq!((e[0].line, e[0].path.as_str()), (6, "pools[0].log_destination"), "{:?}", e[0]);
 }

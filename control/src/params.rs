@@ -150,6 +150,8 @@ pub fn engine_params(
             random_ports: p.random_ports,
             port_parity: p.port_parity,
             masquerade: p.masquerade,
+            log_sessions: p.log_sessions,
+            log_destination: p.log_destination,
             ..PoolParams::cgnat(&p.name, addresses)
         };
         if let (Some(rss), PoolMode::PortBlocks { block_size, .. }, false) = (&rss_out, pool.mode, p.masquerade) {

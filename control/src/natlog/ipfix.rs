@@ -12,6 +12,8 @@
 //! |---|---|
 //! | 256 port block | observationTimeMilliseconds (323, 8), natEvent (230, 1: 14 allocated, 15 released), sourceIPv4Address (8, 4), postNATSourceIPv4Address (225, 4), portRangeStart (361, 2), portRangeEnd (362, 2) |
 //! | 257 limit | observationTimeMilliseconds (323, 8), natEvent (230, 1: 3, 10 or 11), sourceIPv4Address (8, 4), postNATSourceIPv4Address (225, 4; 0 if none), natQuotaExceededEvent (466, 4: 1 session table, 3 per subscriber, 4 subscribers; 0 for ports exhausted) |
+//! | 258 session | observationTimeMilliseconds (323, 8), natEvent (230, 1: 1 create, 2 delete), sourceIPv4Address (8, 4), postNATSourceIPv4Address (225, 4), protocolIdentifier (4, 1), sourceTransportPort (7, 2), postNAPTSourceTransportPort (227, 2) |
+//! | 259 session with destination | template 258, then destinationIPv4Address (12, 4), destinationTransportPort (11, 2) (pools with `log_destination` only, RFC 6888 REQ-12) |
 //!
 //! `config_applied` has no natEvent value and is not exported.
 //!
@@ -30,17 +32,31 @@ pub const MAX_MESSAGE: usize = 1400;
 pub const TEMPLATE_BLOCK: u16 = 256;
 /// The limit events' template.
 pub const TEMPLATE_LIMIT: u16 = 257;
-/// Bytes of [`template_set`]: set header, two template headers, 11 field specifiers.
-pub const TEMPLATE_SET_LEN: usize = 4 + 4 + 6 * 4 + 4 + 5 * 4;
+/// The session events' template (no destination).
+pub const TEMPLATE_SESSION: u16 = 258;
+/// The session events' template with the destination.
+pub const TEMPLATE_SESSION_DEST: u16 = 259;
+/// Bytes of [`template_set`]: set header, four template headers, 27 field specifiers.
+pub const TEMPLATE_SET_LEN: usize = 4 + 4 + 6 * 4 + 4 + 5 * 4 + 4 + 7 * 4 + 4 + 9 * 4;
 /// (IE id, length) of template 256.
 pub const BLOCK_FIELDS: [(u16, u16); 6] = [(323, 8), (230, 1), (8, 4), (225, 4), (361, 2), (362, 2)];
 /// (IE id, length) of template 257.
 pub const LIMIT_FIELDS: [(u16, u16); 5] = [(323, 8), (230, 1), (8, 4), (225, 4), (466, 4)];
+/// (IE id, length) of template 258.
+pub const SESSION_FIELDS: [(u16, u16); 7] = [(323, 8), (230, 1), (8, 4), (225, 4), (4, 1), (7, 2), (227, 2)];
+/// (IE id, length) of template 259.
+pub const SESSION_DEST_FIELDS: [(u16, u16); 9] =
+    [(323, 8), (230, 1), (8, 4), (225, 4), (4, 1), (7, 2), (227, 2), (12, 4), (11, 2)];
 
 /// The template set announcing both templates.
 pub fn template_set() -> Vec<u8> {
     let mut body = Vec::new();
-    for (id, fields) in [(TEMPLATE_BLOCK, &BLOCK_FIELDS[..]), (TEMPLATE_LIMIT, &LIMIT_FIELDS[..])] {
+    for (id, fields) in [
+        (TEMPLATE_BLOCK, &BLOCK_FIELDS[..]),
+        (TEMPLATE_LIMIT, &LIMIT_FIELDS[..]),
+        (TEMPLATE_SESSION, &SESSION_FIELDS[..]),
+        (TEMPLATE_SESSION_DEST, &SESSION_DEST_FIELDS[..]),
+    ] {
         body.extend_from_slice(&id.to_be_bytes());
         body.extend_from_slice(&u16::try_from(fields.len()).unwrap_or(0).to_be_bytes());
         for &(ie, len) in fields {
@@ -82,6 +98,17 @@ pub fn record(ev: &NatEvent) -> (u16, Vec<u8>) {
             r.extend_from_slice(&ev.port_start.to_be_bytes());
             r.extend_from_slice(&ev.port_end.to_be_bytes());
             (TEMPLATE_BLOCK, r)
+        }
+        NatEventKind::Session(i) => {
+            r.push(i.proto);
+            r.extend_from_slice(&i.inside_port.to_be_bytes());
+            r.extend_from_slice(&ev.port_start.to_be_bytes());
+            if i.remote == 0 {
+                return (TEMPLATE_SESSION, r);
+            }
+            r.extend_from_slice(&i.remote.to_be_bytes());
+            r.extend_from_slice(&i.remote_port.to_be_bytes());
+            (TEMPLATE_SESSION_DEST, r)
         }
         k => {
             r.extend_from_slice(&quota_value(k.reason()).to_be_bytes());
@@ -190,10 +217,10 @@ mod tests {
     #[test]
     fn template_set_layout_follows_rfc7011_and_rfc8158_lengths() {
         let t = template_set();
-        // Set header (4) + two template headers (4 each) + 6 and 5 field specifiers (4 each).
+        // Set header (4) + four template headers (4 each) + 6, 5, 7 and 9 field specifiers (4 each).
         assert_eq!(t.len(), TEMPLATE_SET_LEN);
-        assert_eq!(TEMPLATE_SET_LEN, 56);
-        assert_eq!(&t[..4], &[0, 2, 0, 56], "template set id 2, length 56");
+        assert_eq!(TEMPLATE_SET_LEN, 128);
+        assert_eq!(&t[..4], &[0, 2, 0, 128], "template set id 2, length 128");
         assert_eq!(&t[4..8], &[1, 0, 0, 6], "template 256, 6 fields");
         assert_eq!(
             &t[8..32],
@@ -208,6 +235,10 @@ mod tests {
         );
         assert_eq!(&t[32..36], &[1, 1, 0, 5], "template 257, 5 fields");
         assert_eq!(&t[48..56], &[0, 225, 0, 4, 0x01, 0xd2, 0, 4], "natQuotaExceededEvent (466), unsigned32");
+        assert_eq!(&t[56..60], &[1, 2, 0, 7], "template 258, 7 fields");
+        assert_eq!(&t[76..88], &[0, 4, 0, 1, 0, 7, 0, 2, 0, 227, 0, 2], "protocolIdentifier, ports");
+        assert_eq!(&t[88..92], &[1, 3, 0, 9], "template 259, 9 fields");
+        assert_eq!(&t[120..128], &[0, 12, 0, 4, 0, 11, 0, 2], "destination address and port");
     }
 
     #[test]
@@ -232,6 +263,23 @@ mod tests {
         let m = message(0x6000_0000, 7, 1, &set(256, &record(&ev).1));
         assert_eq!(&m[..16], &[0, 10, 0, 41, 0x60, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 1], "version 10, length 16+4+21");
         assert_eq!(&m[16..20], &[1, 0, 0, 25], "data set 256, length 25");
+        let mut info = dataplane::nat::ports::SessionInfo {
+            change: dataplane::nat::ports::SessionChange::Created,
+            proto: 17,
+            inside_port: 5000,
+            remote: 0,
+            remote_port: 0,
+        };
+        let s = NatEvent { kind: NatEventKind::Session(info), port_start: 1030, port_end: 1030, ..ev };
+        let (id, r) = record(&s);
+        assert_eq!((id, r.len()), (TEMPLATE_SESSION, record_len(&SESSION_FIELDS)));
+        assert_eq!(&r[8..], &[1, 100, 64, 1, 2, 203, 0, 113, 1, 17, 0x13, 0x88, 4, 6]);
+        info.change = dataplane::nat::ports::SessionChange::Expired;
+        info.remote = 0xc633_6407;
+        info.remote_port = 53;
+        let (id, r) = record(&NatEvent { kind: NatEventKind::Session(info), ..s });
+        assert_eq!((id, r.len()), (TEMPLATE_SESSION_DEST, record_len(&SESSION_DEST_FIELDS)));
+        assert_eq!((r[8], &r[22..]), (2, &[198, 51, 100, 7, 0, 53][..]), "natEvent 2, destination");
     }
 
     #[test]
@@ -261,7 +309,7 @@ mod tests {
         assert_eq!(u16::from_be_bytes([m[2], m[3]]) as usize, m.len());
         assert_eq!((&m[8..12], &m[12..16]), (&[0, 0, 0, 0][..], &[0, 0, 0, 9][..]), "seq 0, domain 9");
         assert_eq!(&m[16..18], &[0, 2], "templates first");
-        assert_eq!(&m[72..76], &[1, 0, 0, 4 + 3 * 21], "three records in one data set");
+        assert_eq!(&m[144..148], &[1, 0, 0, 4 + 3 * 21], "three records in one data set");
         super::super::Sink::write(&mut x, &ev, "").unwrap();
         super::super::Sink::flush(&mut x);
         let m = recv();
@@ -269,7 +317,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(350));
         super::super::Sink::tick(&mut x);
         let m = recv();
-        assert_eq!((&m[8..12], &m[16..18], m.len()), (&[0, 0, 0, 4][..], &[0, 2][..], 16 + 56), "refresh");
+        assert_eq!((&m[8..12], &m[16..18], m.len()), (&[0, 0, 0, 4][..], &[0, 2][..], 16 + 128), "refresh");
         // Many records: every message stays under the bound.
         for _ in 0..200 {
             super::super::Sink::write(&mut x, &ev, "").unwrap();

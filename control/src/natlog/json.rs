@@ -29,7 +29,8 @@ pub struct Record {
     /// The same instant, RFC 3339.
     #[serde(default)]
     pub time: String,
-    /// `block_allocated`, `block_released`, `ports_exhausted`, `quota_exceeded`, `addresses_exhausted`.
+    /// `block_allocated`, `block_released`, `ports_exhausted`, `quota_exceeded`, `addresses_exhausted`,
+    /// `session_created`, `session_deleted`.
     pub event: String,
     /// RFC 8158 natEvent.
     #[serde(default)]
@@ -55,6 +56,24 @@ pub struct Record {
     /// The configuration generation now in force (`config_applied`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<u32>,
+    /// Session events: IP protocol number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u8>,
+    /// Session events: the inside port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside_port: Option<u16>,
+    /// Session events: the public port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_port: Option<u16>,
+    /// Session events: `created`, `expired`, `evicted` or `flushed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// Session events of a pool with `log_destination`: the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Ipv4Addr>,
+    /// Session events of a pool with `log_destination`: its port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_port: Option<u16>,
 }
 
 impl Record {
@@ -65,6 +84,11 @@ impl Record {
             NatEventKind::ConfigApplied(g) => Some(g),
             _ => None,
         };
+        let sess = match ev.kind {
+            NatEventKind::Session(i) => Some(i),
+            _ => None,
+        };
+        let dest = sess.filter(|i| i.remote != 0);
         Self {
             time_ms: ev.time_ms,
             time: time::format(ev.time_ms),
@@ -77,6 +101,12 @@ impl Record {
             pool: if generation.is_some() { String::new() } else { pool.to_string() },
             reason: ev.kind.reason().map(|r| r.name().to_string()),
             generation,
+            protocol: sess.map(|i| i.proto),
+            inside_port: sess.map(|i| i.inside_port),
+            public_port: sess.map(|_| ev.port_start),
+            cause: sess.map(|i| i.change.name().to_string()),
+            destination: dest.map(|i| Ipv4Addr::from(i.remote)),
+            destination_port: dest.map(|i| i.remote_port),
         }
     }
 

@@ -80,6 +80,29 @@ pub fn message(ev: &NatEvent, pool: &str, host: &str, pid: u32) -> String {
             sd += &format!(" portStart=\"{}\" portEnd=\"{}\"", ev.port_start, ev.port_end);
             format!("{name} {} -> {} ports {}-{}", ip(ev.inside), ip(ev.public), ev.port_start, ev.port_end)
         }
+        NatEventKind::Session(i) => {
+            sd += &format!(
+                " proto=\"{}\" insidePort=\"{}\" publicPort=\"{}\" cause=\"{}\"",
+                i.proto,
+                i.inside_port,
+                ev.port_start,
+                i.change.name()
+            );
+            let mut t = format!(
+                "{name} proto {} {}:{} -> {}:{} ({})",
+                i.proto,
+                ip(ev.inside),
+                i.inside_port,
+                ip(ev.public),
+                ev.port_start,
+                i.change.name()
+            );
+            if i.remote != 0 {
+                sd += &format!(" destination=\"{}\" destinationPort=\"{}\"", ip(i.remote), i.remote_port);
+                t += &format!(" to {}:{}", ip(i.remote), i.remote_port);
+            }
+            t
+        }
         k => {
             let reason = k.reason().map_or("", |r| r.name());
             sd += &format!(" reason=\"{reason}\"");

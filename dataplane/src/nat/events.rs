@@ -2,7 +2,10 @@
 //! released from a subscriber (RFC 6888 REQ-12; RFC 7422 section 2 logs
 //! blocks instead of sessions), and a subscriber refused a new flow at a
 //! limit (RFC 6888 REQ-11c), each stamped with the UTC time in
-//! milliseconds (RFC 8158 `observationTimeMilliseconds`).
+//! milliseconds (RFC 8158 `observationTimeMilliseconds`); and, for pools
+//! with `logging: sessions`, each session created and deleted (RFC 8158
+//! natEvent 1 and 2), without the destination unless the pool asks
+//! (RFC 6888 REQ-12).
 //!
 //! The engine keeps [`BlockEvent`]s without a wall clock (it runs
 //! on ticks); the worker stamps them once a round as it hands them over
@@ -16,7 +19,7 @@
 //! RFC 8158 section 4.1.1 table 1).
 #![forbid(unsafe_code)]
 
-use super::ports::{BlockEvent, EventKind};
+use super::ports::{BlockEvent, EventKind, SessionChange, SessionInfo};
 use super::DropReason;
 
 /// What happened.
@@ -36,6 +39,9 @@ pub enum NatEventKind {
     /// A configuration generation came into force (made by the control
     /// side, not by a worker; no RFC 8158 natEvent, so not in IPFIX).
     ConfigApplied(u32),
+    /// A session of a `logging: sessions` pool was created or deleted
+    /// (`port_start` and `port_end` are its public port).
+    Session(SessionInfo),
 }
 
 impl NatEventKind {
@@ -48,6 +54,8 @@ impl NatEventKind {
             Self::QuotaExceeded(_) => "quota_exceeded",
             Self::AddressesExhausted => "addresses_exhausted",
             Self::ConfigApplied(_) => "config_applied",
+            Self::Session(i) if i.change == SessionChange::Created => "session_created",
+            Self::Session(_) => "session_deleted",
         }
     }
 
@@ -60,13 +68,15 @@ impl NatEventKind {
             Self::QuotaExceeded(_) => 11,
             Self::AddressesExhausted => 3,
             Self::ConfigApplied(_) => 0,
+            Self::Session(i) if i.change == SessionChange::Created => 1,
+            Self::Session(_) => 2,
         }
     }
 
     /// The refusal's drop reason, if this is a refusal.
     pub fn reason(self) -> Option<DropReason> {
         match self {
-            Self::BlockAllocated | Self::BlockReleased | Self::ConfigApplied(_) => None,
+            Self::BlockAllocated | Self::BlockReleased | Self::ConfigApplied(_) | Self::Session(_) => None,
             Self::PortsExhausted => Some(DropReason::PortsExhausted),
             Self::AddressesExhausted => Some(DropReason::SubscriberTableFull),
             Self::QuotaExceeded(r) => Some(r),
@@ -102,6 +112,7 @@ impl NatEvent {
             EventKind::Refused(DropReason::PortsExhausted) => NatEventKind::PortsExhausted,
             EventKind::Refused(DropReason::SubscriberTableFull) => NatEventKind::AddressesExhausted,
             EventKind::Refused(r) => NatEventKind::QuotaExceeded(r),
+            EventKind::Session(i) => NatEventKind::Session(i),
         };
         Self {
             time_ms,

@@ -28,7 +28,7 @@ impl Engine {
             return Ok(i);
         }
         if let Some(v) = self.sessions.oldest_unreplied() {
-            self.remove(v, now);
+            self.remove_as(v, now, ports::SessionChange::Evicted);
             self.counters.sessions_evicted += 1;
             if let Some(i) = self.sessions.alloc() {
                 return Ok(i);
@@ -90,6 +90,44 @@ impl Engine {
         let t = self.class_timeout.get(usize::from(cls)).copied().unwrap_or(0);
         self.sessions.link_new(idx, now.saturating_add(t), now);
         self.counters.sessions_created += 1;
+        if self.ports.log_sessions {
+            self.note_session(idx, ports::SessionChange::Created);
+        }
+    }
+
+    /// Records a session event for session `idx` if its pool logs sessions
+    /// (RFC 8158 natEvent 1 and 2), without the destination unless the pool
+    /// asks for it (RFC 6888 REQ-12). Into the bounded event buffer: never
+    /// allocates; a full buffer counts the loss.
+    #[cold]
+    #[inline(never)]
+    fn note_session(&mut self, idx: u32, change: ports::SessionChange) {
+        let s = self.sessions.get(idx);
+        if s.flags & flag::NO_NAT != 0 || s.class == session::FREE {
+            return;
+        }
+        let Some(pool) = self.ports.pool_of(s.addr()) else { return };
+        if !pool.params.log_sessions {
+            return;
+        }
+        let dest = pool.params.log_destination;
+        let Some(ad) = self.ports.addrs.get(usize::from(s.addr())) else { return };
+        let info = ports::SessionInfo {
+            change,
+            proto: s.proto.ip_proto(),
+            inside_port: s.inside_port,
+            remote: if dest { s.remote_ip } else { 0 },
+            remote_port: if dest { s.remote_port } else { 0 },
+        };
+        let ev = ports::BlockEvent {
+            kind: ports::EventKind::Session(info),
+            inside: s.inside_ip,
+            public: ad.ip,
+            first_port: s.public_port,
+            last_port: s.public_port,
+            pool: ad.pool,
+        };
+        self.ports.push_event(ev);
     }
 
     /// A session that is not part of a mapping (no-NAT, forwards). `h_i2o`:
@@ -131,15 +169,23 @@ impl Engine {
 
     /// Removes a session whose timeout has passed, counting it as expired.
     pub(super) fn reap(&mut self, idx: u32, now: u32) {
-        self.remove(idx, now);
+        self.remove_as(idx, now, ports::SessionChange::Expired);
         self.counters.sessions_expired += 1;
     }
 
     /// Removes a session: indexes, mapping chain, port, subscriber, list.
     pub(super) fn remove(&mut self, idx: u32, now: u32) {
+        self.remove_as(idx, now, ports::SessionChange::Flushed);
+    }
+
+    /// [`Engine::remove`], saying why (for the session event).
+    pub(super) fn remove_as(&mut self, idx: u32, now: u32, why: ports::SessionChange) {
         let s = self.sessions.get(idx);
         if s.class == session::FREE {
             return;
+        }
+        if self.ports.log_sessions {
+            self.note_session(idx, why);
         }
         let (hi, ho) = self.session_hashes(&s);
         {

@@ -148,6 +148,13 @@ pub struct PoolParams {
     /// [`crate::rss::port_order`] so that a worker's chunks hold only the
     /// ports whose replies the NIC delivers to its queue. Port-block pools only.
     pub port_orders: Vec<Vec<u16>>,
+    /// Record a session created and deleted event for each session of this
+    /// pool (`logging: sessions`; RFC 6888 REQ-12 allows it, RFC 8158
+    /// natEvent 1 and 2). Off: only block events.
+    pub log_sessions: bool,
+    /// With [`Self::log_sessions`], put the destination in the events too
+    /// (RFC 6888 REQ-12 says leave it out unless needed; default off).
+    pub log_destination: bool,
 }
 
 impl PoolParams {
@@ -166,6 +173,8 @@ impl PoolParams {
             port_parity: false,
             masquerade: false,
             port_orders: Vec::new(),
+            log_sessions: false,
+            log_destination: false,
         }
     }
 
@@ -184,6 +193,8 @@ impl PoolParams {
             port_parity: false,
             masquerade: true,
             port_orders: Vec::new(),
+            log_sessions: false,
+            log_destination: false,
         }
     }
 }

@@ -49,6 +49,8 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
             op.random_ports,
             op.port_parity,
             op.masquerade,
+            op.log_sessions,
+            op.log_destination,
         ) == (
             np.port_min,
             np.port_max,
@@ -58,6 +60,8 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
             np.random_ports,
             np.port_parity,
             np.masquerade,
+            np.log_sessions,
+            np.log_destination,
         );
         // A deterministic pool's formula counts its addresses: it keeps them all.
         let det_changed = matches!(np.mode, PoolMode::Deterministic { .. }) && np.addresses != op.addresses;

@@ -21,6 +21,51 @@ pub enum EventKind {
     /// reason (one of [`crate::nat::counters::LIMIT_REASONS`]); logged once
     /// per subscriber per interval (RFC 6888 REQ-11c).
     Refused(DropReason),
+    /// A session of a `logging: sessions` pool was created or deleted
+    /// (RFC 8158 natEvent 1 and 2); `first_port` and `last_port` are both
+    /// its public port.
+    Session(SessionInfo),
+}
+
+/// Why a session event was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionChange {
+    /// The session was installed.
+    Created,
+    /// Its timeout passed.
+    Expired,
+    /// It made room for a new session (the table was full).
+    Evicted,
+    /// Removed otherwise (a flush, a configuration change, an admin command).
+    Flushed,
+}
+
+impl SessionChange {
+    /// The stable name (the JSON `cause` field).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Expired => "expired",
+            Self::Evicted => "evicted",
+            Self::Flushed => "flushed",
+        }
+    }
+}
+
+/// The session part of a session event. The destination is 0 (address and
+/// port) unless the pool asks for it (`log_destination`, RFC 6888 REQ-12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Created or why deleted.
+    pub change: SessionChange,
+    /// IP protocol number (6, 17, 1).
+    pub proto: u8,
+    /// The inside port (ICMP: the query identifier).
+    pub inside_port: u16,
+    /// The destination address, 0 when not logged.
+    pub remote: u32,
+    /// The destination port, 0 when not logged.
+    pub remote_port: u16,
 }
 
 /// A port block handed to or taken back from a subscriber, what a CGNAT
@@ -84,7 +129,7 @@ impl Ports {
 
     /// Keeps `ev` until the worker collects it (dropped and counted when the
     /// buffer is full; it never grows).
-    fn push_event(&mut self, ev: BlockEvent) {
+    pub(crate) fn push_event(&mut self, ev: BlockEvent) {
         if self.events.len() < BLOCK_EVENTS {
             self.events.push(ev);
         } else {

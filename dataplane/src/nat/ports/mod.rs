@@ -62,7 +62,7 @@ mod subscribers;
 #[cfg(test)]
 mod tests;
 
-pub use events::{BlockEvent, EventKind, BLOCK_EVENTS};
+pub use events::{BlockEvent, EventKind, SessionChange, SessionInfo, BLOCK_EVENTS};
 
 use bitmap::*;
 use geometry::*;
@@ -168,6 +168,9 @@ pub struct Ports {
     pub events: Vec<BlockEvent>,
     /// Block events lost because nobody collected them in time.
     pub events_dropped: u64,
+    /// Some pool has `log_sessions` (the one test where sessions are
+    /// installed and removed; the per-pool flag is read only when set).
+    pub log_sessions: bool,
 }
 
 /// A 1:1 static address: no pool, no blocks, no bits.
@@ -230,6 +233,7 @@ impl Ports {
             blocks_in_use: 0,
             events: Vec::with_capacity(BLOCK_EVENTS),
             events_dropped: 0,
+            log_sessions: p.pools.iter().any(|x| x.log_sessions),
         })
     }
 
@@ -288,6 +292,7 @@ impl Ports {
         self.ips.extend(a.iter().map(|x| x.ip));
         self.addrs.extend(a);
         self.pools.push(rt);
+        self.log_sessions |= pp.log_sessions;
         self.rebuild_by_ip();
         u16::try_from(pi).map_err(|_| ParamError::TooMany("pools"))
     }
