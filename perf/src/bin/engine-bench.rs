@@ -71,6 +71,10 @@ struct Args {
     /// With --fragments: each datagram's later fragment before its first (held, then released).
     #[arg(long, requires = "fragments")]
     out_of_order: bool,
+    /// Pools log every session (`logging: sessions`); new-sessions then
+    /// also runs with them off and prints the ratio (on / off time).
+    #[arg(long)]
+    session_events: bool,
 }
 
 #[derive(Serialize)]
@@ -87,6 +91,37 @@ struct Report {
     drops: u64,
     batch: usize,
     order: &'static str,
+    session_events: bool,
+    /// new-sessions with --session-events: time with them over time without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_events_ratio: Option<f64>,
+}
+
+/// The new-sessions loop: one batch after another, the events collected
+/// and stamped after each as a worker does (seconds taken, events).
+fn new_sessions(
+    engine: &mut Engine,
+    order: &[u32],
+    all: &[flows::Flow],
+    bufs: &mut [Vec<u8>],
+    verdicts: &mut [Verdict],
+) -> (f64, u64) {
+    let t0 = Instant::now();
+    let (mut kept, mut n) = (0u64, 0u64);
+    for chunk in order.chunks(BATCH) {
+        for (b, &i) in bufs.iter_mut().zip(chunk) {
+            write_i2o(b, all[i as usize]);
+        }
+        engine.process(Side::Inside, 1, &mut bufs[..chunk.len()], &mut verdicts[..chunk.len()]);
+        let mut t = None;
+        for ev in engine.take_block_events() {
+            n += 1;
+            let ms = *t.get_or_insert_with(dataplane::nat::events::now_ms);
+            kept += std::hint::black_box(dataplane::nat::events::NatEvent::stamp(&ev, ms)).time_ms & 1;
+        }
+    }
+    std::hint::black_box(kept);
+    (t0.elapsed().as_secs_f64(), n)
 }
 
 /// Offsets in the 60-byte frame.
@@ -131,7 +166,11 @@ fn main() {
     let a = Args::parse();
     let flows_n = a.flows.max(1);
     let capacity = flows_n;
-    let params = flows::params(flows_n, a.ports_per_sub, capacity);
+    let mut params = flows::params(flows_n, a.ports_per_sub, capacity);
+    let base_params = params.clone();
+    for p in &mut params.pools {
+        p.log_sessions = a.session_events;
+    }
     let mut engine = match Engine::new(&params) {
         Ok(e) => e,
         Err(e) => {
@@ -158,16 +197,25 @@ fn main() {
         shuffle(&mut order);
     }
 
+    let mut ratio = None;
     let (packets, seconds) = match a.scenario {
         Scenario::NewSessions => {
-            let t0 = Instant::now();
-            for chunk in order.chunks(BATCH) {
-                for (b, &i) in bufs.iter_mut().zip(chunk) {
-                    write_i2o(b, all[i as usize]);
-                }
-                engine.process(Side::Inside, now, &mut bufs[..chunk.len()], &mut verdicts[..chunk.len()]);
+            if a.session_events {
+                // The same run with session events off, on a fresh engine.
+                let Ok(mut off) = Engine::new(&base_params) else { std::process::exit(2) };
+                let (t_off, n_off) = new_sessions(&mut off, &order, &all, &mut bufs, &mut verdicts);
+                let (t_on, n_on) = new_sessions(&mut engine, &order, &all, &mut bufs, &mut verdicts);
+                ratio = Some(t_on / t_off);
+                eprintln!(
+                    "engine-bench: new sessions with per-session events {:.1} ns ({n_on} events), without {:.1} ns ({n_off} events): ratio {:.3}",
+                    t_on * 1e9 / f64::from(flows_n),
+                    t_off * 1e9 / f64::from(flows_n),
+                    t_on / t_off
+                );
+                (u64::from(flows_n), t_on)
+            } else {
+                (u64::from(flows_n), new_sessions(&mut engine, &order, &all, &mut bufs, &mut verdicts).0)
             }
-            (u64::from(flows_n), t0.elapsed().as_secs_f64())
         }
         Scenario::Established => {
             // Set up every session, remembering each flow's public endpoint
@@ -267,6 +315,8 @@ fn main() {
         drops: c.total_drops(),
         batch: BATCH,
         order: if a.sequential { "sequential" } else { "random" },
+        session_events: a.session_events,
+        session_events_ratio: ratio,
     };
     match serde_json::to_string(&report) {
         Ok(s) => println!("{s}"),
