@@ -7,6 +7,7 @@
 
 mod common;
 use common::*;
+use dataplane::nat::ports;
 use dataplane::nat::ports::{BlockEvent, EventKind, SessionChange, SessionInfo};
 use dataplane::nat::*;
 use dataplane::testing::frames::{ip, tuple, udp};
@@ -92,4 +93,22 @@ fn an_evicted_session_says_so() {
         changes,
         [(SessionChange::Created, 5000), (SessionChange::Evicted, 5000), (SessionChange::Created, 5001)]
     );
+}
+
+#[test]
+fn the_event_buffer_is_bounded_and_counts_what_it_loses() {
+    let mut p = params(false);
+    p.pools[0].mode = PoolMode::PortBlocks { block_size: 512, max_blocks_per_subscriber: 8 };
+    p.pools[0].max_sessions_per_subscriber = 4000;
+    let mut n = Nat::new(p);
+    let sub = ip("100.64.1.2");
+    let total = u32::try_from(ports::BLOCK_EVENTS).unwrap() + 100;
+    for i in 0..total {
+        let port = u16::try_from(10_000 + i).unwrap();
+        n.out(udp(sub, port, ip("198.51.100.7"), 53, b"q"));
+    }
+    let kept = n.e.take_block_events().count();
+    assert_eq!(kept, ports::BLOCK_EVENTS, "never past the bound");
+    let blocks = u64::from(total.div_ceil(512));
+    assert_eq!(n.e.block_events_dropped(), u64::from(total) + blocks - kept as u64, "the rest counted");
 }

@@ -166,5 +166,11 @@ mod tests {
         assert_eq!(q.kind.reason(), Some(DropReason::SubscriberSessionLimit));
         let p = NatEvent::stamp(&BlockEvent { kind: EventKind::Refused(DropReason::PortsExhausted), ..b }, 1);
         assert_eq!(p.kind.nat_event(), 10);
+        let i = SessionInfo { change: SessionChange::Created, proto: 6, inside_port: 5000, remote: 0, remote_port: 0 };
+        let c = NatEvent::stamp(&BlockEvent { kind: EventKind::Session(i), ..b }, 1);
+        assert_eq!((c.kind.name(), c.kind.nat_event(), c.kind.reason()), ("session_created", 1, None));
+        let i = SessionInfo { change: SessionChange::Expired, ..i };
+        let d = NatEvent::stamp(&BlockEvent { kind: EventKind::Session(i), ..b }, 1);
+        assert_eq!((d.kind.name(), d.kind.nat_event()), ("session_deleted", 2));
     }
 }
