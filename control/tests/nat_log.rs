@@ -226,3 +226,49 @@ ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"
     let all = lab.wait_for(Duration::from_secs(10), || tcp_blocks() == 2 + 3);
     assert!(all, "tcp.log has {} block events of 5:\n{}", tcp_blocks(), lab.read("tcp.log"));
 }
+
+#[test]
+fn a_sessions_pool_writes_session_created_and_flushed_without_the_destination() {
+    let mut lab = Lab::up("natsess", 1500);
+    let dir = lab.dir.clone();
+    let json = dir.join("nat.jsonl");
+    let cfg = format!(
+        "{}logging:\n  sinks:\n    - {{kind: json, path: {}}}\n",
+        lab::shaped(CONFIG)
+            .replace("    addresses: [203.0.113.10]\n", "    addresses: [203.0.113.10]\n    logging: sessions\n"),
+        json.display()
+    );
+    std::fs::write(dir.join("masq.yaml"), cfg).unwrap();
+    let cfg = dir.join("masq.yaml");
+    lab.start_masq_with(&["run", "--config", cfg.to_str().unwrap()]);
+    lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
+    std::thread::sleep(Duration::from_millis(500));
+    lab.ok("in", &["python3", "-c", UDP_ONCE, "198.51.100.1", "5353"]);
+    let echo = lab.read("echo.log");
+    let port: u64 = echo
+        .lines()
+        .find_map(|l| l.strip_prefix("from 203.0.113.10:"))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the echo saw no translated source: {echo}"));
+    let o = masq(&lab, &["flush", "--subscriber", "100.64.0.2", "--token", "s3cret"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let arrived = lab.wait_for(Duration::from_secs(5), || lab.read("nat.jsonl").contains("session_deleted"));
+    let log = lab.read("nat.jsonl");
+    assert!(arrived, "{log}");
+    for (event, nat_event, cause) in [("session_created", 1, "created"), ("session_deleted", 2, "flushed")] {
+        let line = log.lines().find(|l| l.contains(event)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            (v["inside"].as_str(), v["inside_port"].as_u64(), v["public"].as_str(), v["public_port"].as_u64()),
+            (Some("100.64.0.2"), Some(44001), Some("203.0.113.10"), Some(port)),
+            "{line}"
+        );
+        assert_eq!(
+            (v["nat_event"].as_u64(), v["protocol"].as_u64(), v["cause"].as_str()),
+            (Some(nat_event), Some(17), Some(cause)),
+            "{line}"
+        );
+        assert!(v.get("destination").is_none() && !line.contains("198.51.100.1"), "no destination (REQ-12): {line}");
+    }
+}
