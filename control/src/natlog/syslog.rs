@@ -333,4 +333,30 @@ mod tests {
         }
         assert_eq!(starts, vec![2, 3, 4], "the newest three, in order");
     }
+
+    #[test]
+    fn session_events_carry_ports_and_protocol_and_the_destination_only_when_logged() {
+        use dataplane::nat::ports::{SessionChange, SessionInfo};
+        let mut i =
+            SessionInfo { change: SessionChange::Created, proto: 17, inside_port: 5000, remote: 0, remote_port: 0 };
+        let e = NatEvent { kind: NatEventKind::Session(i), port_start: 1030, port_end: 1030, ..ev() };
+        let m = message(&e, "p", "h", 1);
+        assert!(m.contains(" session_created [nat@32473 event=\"session_created\" natEvent=\"1\""), "{m}");
+        assert!(m.contains("proto=\"17\" insidePort=\"5000\" publicPort=\"1030\" cause=\"created\""), "{m}");
+        assert!(!m.contains("destination"), "{m}");
+        i.change = SessionChange::Expired;
+        i.remote = 0xc633_6407;
+        i.remote_port = 53;
+        let m = message(&NatEvent { kind: NatEventKind::Session(i), ..e }, "p", "h", 1);
+        assert!(
+            m.contains("natEvent=\"2\"") && m.contains("destination=\"198.51.100.7\" destinationPort=\"53\""),
+            "{m}"
+        );
+        let r = super::super::json::Record::of(&NatEvent { kind: NatEventKind::Session(i), ..e }, "p");
+        assert_eq!(
+            (r.event.as_str(), r.cause.as_deref(), r.public_port, r.destination_port),
+            ("session_deleted", Some("expired"), Some(1030), Some(53))
+        );
+        assert_eq!(r.port_start, None);
+    }
 }
