@@ -47,19 +47,36 @@ def grid(direction, sizes, rates, hosts, pool_size, **t):
     check(tag + " sizes", [size(s) for s in js], sizes)
     check(tag + " rates", [round(s["mode"]["rate"]["value"]) for s in js], rates)
     for s in js:
-        tg, wr = tuple_var(s)
-        check(tag + " flows", tg["limit_flows"], hosts * 63)
+        ins = s["vm"]["instructions"]
+        var = {i["name"]: i for i in ins if i["type"] == "flow_var"}
+        masks = {i["name"]: (i["mask"], i["shift"]) for i in ins
+                 if i["type"] == "write_mask_flow_var"}
         if direction == 0:
+            tg, wr = tuple_var(s)
+            check(tag + " flows", tg["limit_flows"], hosts * 63)
             check(tag + " src ip", (tg["ip_min"], tg["ip_max"]),
                   (ip("100.64.0.0"), ip("100.64.0.0") + hosts - 1))
             check(tag + " src port", (tg["port_min"], tg["port_max"]), (1024, 1086))
             check(tag + " writes", wr, {"t.ip": 26, "t.port": 34})
         else:
-            check(tag + " dst ip", (tg["ip_min"], tg["ip_max"]),
-                  (ip("203.0.113.0"), ip("203.0.113.0") + pool_size - 1))
-            check(tag + " dst port", (tg["port_min"], tg["port_max"]),
-                  (1024, 1024 + hosts // pool_size * 63 - 1))
-            check(tag + " writes", wr, {"t.ip": 30, "t.port": 36})
+            check(tag + " dst ip", (var["a"]["min_value"], var["a"]["max_value"],
+                                    var["a"]["next_var"]),
+                  (ip("203.0.113.0"), ip("203.0.113.0") + pool_size - 1, "j"))
+            check(tag + " port slot", (var["j"]["min_value"], var["j"]["max_value"],
+                                       var["j"]["next_var"]), (0, 62, "b"))
+            check(tag + " port block", (var["b"]["min_value"], var["b"]["max_value"]),
+                  (16, 16 + hosts // pool_size - 1))
+            check(tag + " port writes", masks, {"j": (0x3F, 0), "b": (0xFFC0, 6)})
+            # The set of (address, port) it sends to is exactly the ports the
+            # deterministic formula gives the forward flows (63 per subscriber).
+            if hosts <= 4096:
+                sent = {(a, ((b << 6) | j) & 0xFFFF)
+                        for a in range(var["a"]["min_value"], var["a"]["max_value"] + 1)
+                        for j in range(var["j"]["min_value"], var["j"]["max_value"] + 1)
+                        for b in range(var["b"]["min_value"], var["b"]["max_value"] + 1)}
+                want = {(ip("203.0.113.0") + i % pool_size, 1024 + (i // pool_size) * 64 + k)
+                        for i in range(hosts) for k in range(63)}
+                check(tag + " reverse tuples = mapped tuples", sent == want, True)
 
 
 # The CSIT grid's ends, 64 B and IMIX, both directions.

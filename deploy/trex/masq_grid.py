@@ -11,11 +11,12 @@
 # pool address x port the forward flows were mapped to. That is known ahead
 # only with a deterministic pool (RFC 7422, README "Deterministic pools"):
 #   pools: [{ name: grid, mode: deterministic, inside: 100.64.0.0/22,
-#             addresses: [203.0.113.0/28], ports: 1024-5055 }]
-# (hosts=1024, 16 addresses: 64 subscribers an address x 63 ports =
-# 4032 ports from 1024). Subscriber i leaves from address i % A with ports
-# 1024 + (i / A) * 63 ..; the grid fills every one of them, so direction 1
-# sends to addresses pool..pool+A-1 x ports 1024..1024 + hosts/A*63 - 1.
+#             addresses: [203.0.113.0/28], ports: 1024-65535,
+#             ports_per_subscriber: 64 }]
+# (hosts=1024, pool_size=16; inside must be the hosts' prefix, a power of
+# two). Subscriber i leaves from address i % A with ports 1024 + (i / A) * 64
+# .. + 63 and its 63 flows take the first 63, so direction 1 sends to every
+# address x block x first 63 ports (nested field-engine counters below).
 # Run direction 0 first (warm-up) so the sessions exist, then both.
 # The TRex config's port 0 dest_mac is masq's inside MAC, port 1's its
 # outside MAC (or masq's next hop: masq answers ARP for its pool).
@@ -27,8 +28,8 @@ import argparse
 import ipaddress
 
 from trex.stl.api import (STLPktBuilder, STLProfile, STLScVmRaw, STLStream,
-                          STLTXCont, STLVmFixIpv4, STLVmTupleGen,
-                          STLVmWrFlowVar)
+                          STLTXCont, STLVmFixIpv4, STLVmFlowVar,
+                          STLVmTupleGen, STLVmWrFlowVar, STLVmWrMaskFlowVar)
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
@@ -63,17 +64,29 @@ class MasqGrid(object):
                 STLVmFixIpv4(offset="IP"),
             ])
         else:
+            # Subscriber i's range is ports 1024 + b*64 .. + 63 on address
+            # i % A (b = i / A); its 63 flows take the first 63 of them (its
+            # own source ports in block 0, the first free ones elsewhere).
+            # Nested counters: address (inner), j = 0..62, block b (outer);
+            # port = (16 + b) << 6 | j, 1024 being 16 << 6.
             p0 = ipaddress.IPv4Address(pool)
-            per = hosts // pool_size * PORTS
+            blocks = hosts // pool_size
             ip = IP(src=server, dst=str(p0))
             udp = UDP(sport=sport, dport=PORT_MIN, chksum=0)
+            hi = PORT_MIN >> 6
             vm = STLScVmRaw([
-                STLVmTupleGen(name="t", ip_min=str(p0),
-                              ip_max=str(p0 + pool_size - 1),
-                              port_min=PORT_MIN, port_max=PORT_MIN + per - 1,
-                              limit_flows=hosts * PORTS),
-                STLVmWrFlowVar(fv_name="t.ip", pkt_offset="IP.dst"),
-                STLVmWrFlowVar(fv_name="t.port", pkt_offset="UDP.dport"),
+                STLVmFlowVar(name="b", min_value=hi, max_value=hi + blocks - 1,
+                             size=2, op="inc"),
+                STLVmFlowVar(name="j", min_value=0, max_value=PORTS - 1,
+                             size=2, op="inc", next_var="b"),
+                STLVmFlowVar(name="a", min_value=str(p0),
+                             max_value=str(p0 + pool_size - 1), size=4,
+                             op="inc", next_var="j"),
+                STLVmWrFlowVar(fv_name="a", pkt_offset="IP.dst"),
+                STLVmWrMaskFlowVar(fv_name="j", pkt_offset="UDP.dport",
+                                   pkt_cast_size=2, mask=0x003F),
+                STLVmWrMaskFlowVar(fv_name="b", pkt_offset="UDP.dport",
+                                   pkt_cast_size=2, mask=0xFFC0, shift=6),
                 STLVmFixIpv4(offset="IP"),
             ])
         sizes = IMIX if size == "imix" else ((int(size), 1),)
