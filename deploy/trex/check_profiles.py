@@ -112,6 +112,19 @@ ct = j["templates"][0]["client_template"]
 check("http cps", ct["cps"], 500)
 check("http port", ct["port"], 80)
 
+# compile.py (what `compare gen --profile` reads) gives the same JSON.
+import json  # noqa: E402
+import subprocess  # noqa: E402
+out = subprocess.run([sys.executable, os.path.join(HERE, "compile.py"),
+                      os.path.join(HERE, "masq_grid.py"), "--direction", "1",
+                      "-t", "hosts=4096,size=imix,pool_size=64"],
+                     capture_output=True, text=True)
+check("compile.py status", out.returncode, 0)
+if out.returncode == 0:
+    check("compile.py json", json.loads(out.stdout),
+          json.loads(json.dumps(stl("masq_grid.py", 1, hosts=4096, size="imix",
+                                    pool_size=64))))
+
 if fails:
     print("\n".join(fails))
     sys.exit(1)
