@@ -132,6 +132,10 @@ enum Cmd {
         /// Frames per second (0: as fast as the socket takes them).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// A compiled TRex STL profile (deploy/trex/compile.py's JSON):
+        /// send its streams instead of the scenario's flows.
+        #[arg(long)]
+        profile: Option<PathBuf>,
     },
     /// The timestamping sink (run inside the outside router's namespace by
     /// `compare`): receives on an AF_XDP socket, prints latency percentiles.
@@ -233,7 +237,9 @@ struct LatencyRow {
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.cmd {
-        Some(Cmd::Gen { iface, scenario, seconds, rate }) => generate(iface, scenario, *seconds, *rate),
+        Some(Cmd::Gen { iface, scenario, seconds, rate, profile }) => {
+            generate(iface, scenario, *seconds, *rate, profile.as_deref())
+        }
         Some(Cmd::Sink { iface, seconds, skip }) => sink(iface, *seconds, *skip),
         None => compare(&cli),
     };
@@ -302,7 +308,17 @@ fn mac_of(iface: &str) -> Res<[u8; 6]> {
 /// `compare gen`: sends for `seconds`, as fast as the socket takes frames
 /// or paced at `rate` frames per second with a send time in each, then
 /// prints `sent N`.
-fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64) -> Res<()> {
+fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64, profile: Option<&std::path::Path>) -> Res<()> {
+    let profile = match profile {
+        Some(p) => {
+            Some(perf::trex::Profile::parse(&std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?)?)
+        }
+        None => None,
+    };
+    let frame = |f: &mut [u8], src_mac, dst_mac, k| match &profile {
+        Some(p) => p.write(f, src_mac, dst_mac, k),
+        None => write_frame(f, src_mac, dst_mac, scenario, k),
+    };
     core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
     let src_mac = mac_of(iface)?;
     // The box's inside MAC: the lab's fixed address of nat-in.
@@ -323,7 +339,7 @@ fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64) -> Res<()> {
             }
             let base = k;
             k += tx.send(1, |_, f| {
-                let n = write_frame(f, src_mac, dst_mac, scenario, base);
+                let n = frame(f, src_mac, dst_mac, base);
                 if let Some(st) = f.get_mut(STAMP) {
                     st.copy_from_slice(&now_ns().to_be_bytes());
                 }
@@ -336,7 +352,7 @@ fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64) -> Res<()> {
     while Instant::now() < end {
         for _ in 0..64 {
             let base = k;
-            let n = tx.send(64, |i, f| write_frame(f, src_mac, dst_mac, scenario, base + i as u64));
+            let n = tx.send(64, |i, f| frame(f, src_mac, dst_mac, base + i as u64));
             k += n as u64;
         }
     }
