@@ -86,6 +86,10 @@ struct Cli {
     /// Scenarios to run (1flow, 100k, new).
     #[arg(long, value_delimiter = ',', default_values_t = SCENARIOS.map(String::from))]
     scenarios: Vec<String>,
+    /// A compiled TRex STL profile (deploy/trex/compile.py's JSON): adds a
+    /// `profile` row whose generator sends that profile's streams.
+    #[arg(long)]
+    profile: Option<PathBuf>,
     /// Paths to run (kernel-route, kernel-nat, masq-forward, masq-nat).
     #[arg(long, value_delimiter = ',', default_values_t = PATHS.map(String::from))]
     paths: Vec<String>,
@@ -250,6 +254,9 @@ fn main() {
 }
 
 type Res<T> = Result<T, String>;
+
+/// The scenario name of the `--profile` row.
+const PROFILE_ROW: &str = "profile";
 
 /// The flow of packet `k` in a scenario: (source address, source port, destination port).
 fn flow(scenario: &str, k: u64) -> (u32, u16, u16) {
@@ -701,6 +708,10 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
     let gen = Command::new("ip")
         .args(["netns", "exec", &format!("{PREFIX}in"), self_exe.to_str().ok_or("exe path")?, "gen", "--iface", "in0"])
         .args(["--scenario", scenario, "--seconds", &total.to_string()])
+        .args(match (&cli.profile, scenario) {
+            (Some(p), PROFILE_ROW) => vec![std::ffi::OsString::from("--profile"), p.clone().into_os_string()],
+            _ => vec![],
+        })
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("generator: {e}"))?;
@@ -768,7 +779,13 @@ fn compare(cli: &Cli) -> Res<()> {
         &["ip", "link", "set", "dev", "out0", "xdpdrv", "obj", obj.to_str().unwrap_or_default(), "sec", "xdp"],
     )?;
     let mut rows = Vec::new();
-    for scenario in &cli.scenarios {
+    let mut scenarios = cli.scenarios.clone();
+    if let Some(p) = &cli.profile {
+        // Loaded here too, so a profile the generator cannot replay fails before any row.
+        perf::trex::Profile::parse(&std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?)?;
+        scenarios.push(PROFILE_ROW.into());
+    }
+    for scenario in &scenarios {
         for path in &paths {
             eprint!("{scenario:>6} {path:<13} ... ");
             let _ = std::io::stderr().flush();
@@ -938,7 +955,8 @@ fn print_table(rows: &[Row], paths: &[String]) {
     }
     println!("\n{head}");
     println!("{}", "|---".repeat(1 + paths.len() + ratios.len()) + "|");
-    let scenarios: Vec<&str> = SCENARIOS.iter().copied().filter(|s| rows.iter().any(|r| r.scenario == *s)).collect();
+    let scenarios: Vec<&str> =
+        SCENARIOS.iter().copied().chain([PROFILE_ROW]).filter(|s| rows.iter().any(|r| r.scenario == *s)).collect();
     for s in scenarios {
         let mut line = format!("| {s}{} |", if s == "new" { " (new conn/s)" } else { "" });
         for p in paths {
