@@ -22,10 +22,10 @@ cd "$(dirname "$0")/.."
 # prometheus gives promtool (the alert rules' unit tests, `promtool check
 # metrics` on masq's /metrics) and the server the Prometheus lab test starts
 # in a namespace (control/tests/prometheus.rs; the package's own service is
-# not used).
+# not used); python3-venv makes the TRex client's venv (below).
 pkgs=(clang llvm libbpf-dev libelf-dev pkg-config iproute2 ethtool nftables
       iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump conntrack
-      openssl hping3 python3-pyftpdlib prometheus rsyslog nfdump)
+      openssl hping3 python3-pyftpdlib prometheus rsyslog nfdump python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,6 +39,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# TRex's Python client (PyPI lbr-trex-client, pinned) in a throwaway venv:
+# control/tests/trex.rs compiles deploy/trex/*.py with it (no TRex server).
+# Not fatal here when PyPI is unreachable: that test then fails and says so.
+trex_venv=${MASQ_TREX_VENV:-target/trex-venv}
+if ! "$trex_venv/bin/python" -c 'import lbr_trex_client' 2>/dev/null; then
+  echo "setup: creating $trex_venv (lbr-trex-client for the TRex profile check)"
+  { /usr/bin/python3 -m venv "$trex_venv" && "$trex_venv/bin/pip" install -q 'lbr-trex-client==3.4.0'; } >/dev/null 2>&1 ||
+    echo "setup: could not install lbr-trex-client into $trex_venv (PyPI unreachable?)" >&2
 fi
 
 need_rust="1.82"

@@ -86,6 +86,10 @@ struct Cli {
     /// Scenarios to run (1flow, 100k, new).
     #[arg(long, value_delimiter = ',', default_values_t = SCENARIOS.map(String::from))]
     scenarios: Vec<String>,
+    /// A compiled TRex STL profile (deploy/trex/compile.py's JSON): adds a
+    /// `profile` row whose generator sends that profile's streams.
+    #[arg(long)]
+    profile: Option<PathBuf>,
     /// Paths to run (kernel-route, kernel-nat, masq-forward, masq-nat).
     #[arg(long, value_delimiter = ',', default_values_t = PATHS.map(String::from))]
     paths: Vec<String>,
@@ -132,6 +136,10 @@ enum Cmd {
         /// Frames per second (0: as fast as the socket takes them).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// A compiled TRex STL profile (deploy/trex/compile.py's JSON):
+        /// send its streams instead of the scenario's flows.
+        #[arg(long)]
+        profile: Option<PathBuf>,
     },
     /// The timestamping sink (run inside the outside router's namespace by
     /// `compare`): receives on an AF_XDP socket, prints latency percentiles.
@@ -233,7 +241,9 @@ struct LatencyRow {
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.cmd {
-        Some(Cmd::Gen { iface, scenario, seconds, rate }) => generate(iface, scenario, *seconds, *rate),
+        Some(Cmd::Gen { iface, scenario, seconds, rate, profile }) => {
+            generate(iface, scenario, *seconds, *rate, profile.as_deref())
+        }
         Some(Cmd::Sink { iface, seconds, skip }) => sink(iface, *seconds, *skip),
         None => compare(&cli),
     };
@@ -244,6 +254,9 @@ fn main() {
 }
 
 type Res<T> = Result<T, String>;
+
+/// The scenario name of the `--profile` row.
+const PROFILE_ROW: &str = "profile";
 
 /// The flow of packet `k` in a scenario: (source address, source port, destination port).
 fn flow(scenario: &str, k: u64) -> (u32, u16, u16) {
@@ -302,7 +315,17 @@ fn mac_of(iface: &str) -> Res<[u8; 6]> {
 /// `compare gen`: sends for `seconds`, as fast as the socket takes frames
 /// or paced at `rate` frames per second with a send time in each, then
 /// prints `sent N`.
-fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64) -> Res<()> {
+fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64, profile: Option<&std::path::Path>) -> Res<()> {
+    let profile = match profile {
+        Some(p) => {
+            Some(perf::trex::Profile::parse(&std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?)?)
+        }
+        None => None,
+    };
+    let frame = |f: &mut [u8], src_mac, dst_mac, k| match &profile {
+        Some(p) => p.write(f, src_mac, dst_mac, k),
+        None => write_frame(f, src_mac, dst_mac, scenario, k),
+    };
     core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
     let src_mac = mac_of(iface)?;
     // The box's inside MAC: the lab's fixed address of nat-in.
@@ -323,7 +346,7 @@ fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64) -> Res<()> {
             }
             let base = k;
             k += tx.send(1, |_, f| {
-                let n = write_frame(f, src_mac, dst_mac, scenario, base);
+                let n = frame(f, src_mac, dst_mac, base);
                 if let Some(st) = f.get_mut(STAMP) {
                     st.copy_from_slice(&now_ns().to_be_bytes());
                 }
@@ -336,7 +359,7 @@ fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64) -> Res<()> {
     while Instant::now() < end {
         for _ in 0..64 {
             let base = k;
-            let n = tx.send(64, |i, f| write_frame(f, src_mac, dst_mac, scenario, base + i as u64));
+            let n = tx.send(64, |i, f| frame(f, src_mac, dst_mac, base + i as u64));
             k += n as u64;
         }
     }
@@ -685,6 +708,10 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
     let gen = Command::new("ip")
         .args(["netns", "exec", &format!("{PREFIX}in"), self_exe.to_str().ok_or("exe path")?, "gen", "--iface", "in0"])
         .args(["--scenario", scenario, "--seconds", &total.to_string()])
+        .args(match (&cli.profile, scenario) {
+            (Some(p), PROFILE_ROW) => vec![std::ffi::OsString::from("--profile"), p.clone().into_os_string()],
+            _ => vec![],
+        })
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("generator: {e}"))?;
@@ -752,7 +779,13 @@ fn compare(cli: &Cli) -> Res<()> {
         &["ip", "link", "set", "dev", "out0", "xdpdrv", "obj", obj.to_str().unwrap_or_default(), "sec", "xdp"],
     )?;
     let mut rows = Vec::new();
-    for scenario in &cli.scenarios {
+    let mut scenarios = cli.scenarios.clone();
+    if let Some(p) = &cli.profile {
+        // Loaded here too, so a profile the generator cannot replay fails before any row.
+        perf::trex::Profile::parse(&std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?)?;
+        scenarios.push(PROFILE_ROW.into());
+    }
+    for scenario in &scenarios {
         for path in &paths {
             eprint!("{scenario:>6} {path:<13} ... ");
             let _ = std::io::stderr().flush();
@@ -922,7 +955,8 @@ fn print_table(rows: &[Row], paths: &[String]) {
     }
     println!("\n{head}");
     println!("{}", "|---".repeat(1 + paths.len() + ratios.len()) + "|");
-    let scenarios: Vec<&str> = SCENARIOS.iter().copied().filter(|s| rows.iter().any(|r| r.scenario == *s)).collect();
+    let scenarios: Vec<&str> =
+        SCENARIOS.iter().copied().chain([PROFILE_ROW]).filter(|s| rows.iter().any(|r| r.scenario == *s)).collect();
     for s in scenarios {
         let mut line = format!("| {s}{} |", if s == "new" { " (new conn/s)" } else { "" });
         for p in paths {
