@@ -6,28 +6,10 @@ mod lab;
 use lab::{Lab, UDP_ECHO};
 use std::time::Duration;
 
-const CONFIG: &str = "\
-interfaces:
-  inside: nat-in
-  outside: nat-out
-workers:
-  cores: [1]
-pools:
-  - name: lab
-    addresses: [203.0.113.10]
-rules:
-  - action: snat
-    pool: lab
-    match:
-      src: [100.64.0.0/10]
-control:
-  listen: 127.0.0.1:9091
-  token: s3cret
-";
-
-/// [`CONFIG`] in the lab's shape (one or two workers).
+/// The lab's SNAT, and the control API with a token, in the lab's shape
+/// (one or two workers).
 fn config() -> String {
-    lab::shaped(CONFIG)
+    lab::snat_config("", "control:\n  listen: 127.0.0.1:9091\n  token: s3cret\n")
 }
 
 /// Sends one UDP datagram from each given source port and waits for the echo.

@@ -10,21 +10,10 @@ mod lab;
 use lab::{Lab, UDP_CLIENT, UDP_ECHO};
 use std::time::Duration;
 
-const CONFIG: &str = "\
-interfaces:
-  inside: nat-in
-  outside: nat-out
-workers:
-  cores: [1]
-pools:
-  - name: lab
-    addresses: [203.0.113.10]
-rules:
-  - action: snat
-    pool: lab
-    match:
-      src: [100.64.0.0/10]
-";
+/// The lab's SNAT.
+fn config() -> String {
+    lab::snat_config("", "")
+}
 
 /// The unit's `AmbientCapabilities=` set, as setpriv writes it (`+net_admin,+bpf,...`).
 fn unit_capabilities() -> String {
@@ -46,7 +35,7 @@ fn unit_capabilities() -> String {
 fn masq_forwards_as_nobody_with_only_the_units_capabilities() {
     let mut lab = Lab::up("caps", 1500);
     let cfg = lab.dir.join("masq.yaml");
-    std::fs::write(&cfg, lab::shaped(CONFIG)).expect("config file");
+    std::fs::write(&cfg, config()).expect("config file");
     let caps = unit_capabilities();
     let masq = env!("CARGO_BIN_EXE_masq");
     let args = [

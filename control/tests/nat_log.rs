@@ -14,24 +14,10 @@ mod lab;
 use lab::{Lab, UDP_ECHO};
 use std::time::Duration;
 
-const CONFIG: &str = "\
-interfaces:
-  inside: nat-in
-  outside: nat-out
-workers:
-  cores: [1]
-pools:
-  - name: lab
-    addresses: [203.0.113.10]
-rules:
-  - action: snat
-    pool: lab
-    match:
-      src: [100.64.0.0/10]
-control:
-  listen: 127.0.0.1:9091
-  token: s3cret
-";
+/// The lab's SNAT, and the control API with a token.
+fn config() -> String {
+    lab::snat_config("", "control:\n  listen: 127.0.0.1:9091\n  token: s3cret\n")
+}
 
 /// Sends one UDP datagram from port 44001 and waits for the echo.
 const UDP_ONCE: &str = "import socket,sys
@@ -92,7 +78,7 @@ ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"
     let json = dir.join("nat.jsonl");
     let cfg = format!(
         "{}logging:\n  sinks:\n    - {{kind: json, path: {}}}\n    - {{kind: syslog, transport: udp, address: \"127.0.0.1:5514\"}}\n    - {{kind: syslog, transport: tcp, address: \"127.0.0.1:5515\"}}\n    - {{kind: ipfix, address: \"127.0.0.1:4739\"}}\n",
-        lab::shaped(CONFIG),
+        config(),
         json.display()
     );
     std::fs::write(dir.join("masq.yaml"), cfg).unwrap();
@@ -234,8 +220,7 @@ fn a_sessions_pool_writes_session_created_and_flushed_without_the_destination() 
     let json = dir.join("nat.jsonl");
     let cfg = format!(
         "{}logging:\n  sinks:\n    - {{kind: json, path: {}}}\n",
-        lab::shaped(CONFIG)
-            .replace("    addresses: [203.0.113.10]\n", "    addresses: [203.0.113.10]\n    logging: sessions\n"),
+        config().replace("    addresses: [203.0.113.10]\n", "    addresses: [203.0.113.10]\n    logging: sessions\n"),
         json.display()
     );
     std::fs::write(dir.join("masq.yaml"), cfg).unwrap();

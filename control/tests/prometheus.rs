@@ -16,29 +16,16 @@ use lab::{Lab, UDP_CLIENT, UDP_ECHO};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const CONFIG: &str = "\
-interfaces:
-  inside: nat-in
-  outside: nat-out
-workers:
-  cores: [1]
-pools:
-  - name: lab
-    addresses: [203.0.113.10]
-rules:
-  - action: snat
-    pool: lab
-    match:
-      src: [100.64.0.0/10]
-control:
-  listen: 127.0.0.1:9091
-";
+/// The lab's SNAT, and the control API Prometheus scrapes.
+fn config() -> String {
+    lab::snat_config("", "control:\n  listen: 127.0.0.1:9091\n")
+}
 
-/// Starts masq with [`CONFIG`], an echo server outside, and sends a little
+/// Starts masq with [`config`], an echo server outside, and sends a little
 /// traffic (UDP both ways and a ping) so the counters and the round-time
 /// histogram have something in them.
 fn start_with_traffic(lab: &mut Lab) {
-    std::fs::write(lab.dir.join("masq.yaml"), lab::shaped(CONFIG)).expect("config file");
+    std::fs::write(lab.dir.join("masq.yaml"), config()).expect("config file");
     let cfg = lab.dir.join("masq.yaml");
     lab.start_masq_with(&["run", "--config", cfg.to_str().expect("utf-8 path")]);
     lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");

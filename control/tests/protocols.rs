@@ -8,24 +8,10 @@ mod lab;
 use lab::Lab;
 use std::time::Duration;
 
-const CONFIG: &str = "\
-interfaces:
-  inside: nat-in
-  outside: nat-out
-workers:
-  cores: [1]
-pools:
-  - name: lab
-    addresses: [203.0.113.10]
-rules:
-  - action: snat
-    pool: lab
-    match:
-      src: [100.64.0.0/10]
-      protocols: [tcp, udp, icmp, other]
-control:
-  listen: 127.0.0.1:9091
-";
+/// The lab's SNAT, other protocols included, and the control API.
+fn config() -> String {
+    lab::snat_config("      protocols: [tcp, udp, icmp, other]\n", "control:\n  listen: 127.0.0.1:9091\n")
+}
 
 /// Sends GRE and ESP from the inside host through the running masq to a
 /// scapy answerer outside; checks both left from `public` and both answers
@@ -61,7 +47,7 @@ fn gre_and_esp_exchange(lab: &mut Lab, public: &str) {
 #[test]
 fn gre_and_esp_leave_from_the_pool_address_and_their_answers_come_back() {
     let mut lab = Lab::up("proto", 1500);
-    std::fs::write(lab.dir.join("masq.yaml"), lab::shaped(CONFIG)).expect("config file");
+    std::fs::write(lab.dir.join("masq.yaml"), config()).expect("config file");
     let cfg = lab.dir.join("masq.yaml");
     lab.start_masq_with(&["run", "--config", cfg.to_str().expect("utf-8 path")]);
     gre_and_esp_exchange(&mut lab, "203.0.113.10");

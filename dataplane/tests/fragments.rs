@@ -624,6 +624,23 @@ fn another_protocols_first_fragment_releases_its_held_ones_too() {
     assert_eq!(n.e.counters().drop_count(DropReason::FragmentUnknown), 1);
 }
 
+/// Both subscribers' sessions made through `t`, then four datagrams of
+/// `len` payload bytes for the property tests: a reply to each subscriber,
+/// a request, and a hairpin from the first to the second.
+fn four_datagrams(t: &mut Two, len: usize) -> [(Side, Vec<u8>); 4] {
+    let [a, b] = subscribers();
+    let remote = ip(REMOTE);
+    let ta = t.pass(0, IN, udp(a, 4000, remote, 7, b"q"), OUT);
+    let tb = t.pass(0, IN, udp(b, 4000, remote, 7, b"q"), OUT);
+    let ((pa, pap, _, _), (pb, pbp, _, _)) = (tuple(&ta), tuple(&tb));
+    [
+        (OUT, udp(remote, 7, pa, pap, &vec![1; len])),
+        (OUT, udp(remote, 7, pb, pbp, &vec![2; len])),
+        (IN, udp(b, 4000, remote, 7, &vec![3; len])),
+        (IN, udp(a, 4000, pb, pbp, &vec![4; len])),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -639,18 +656,7 @@ proptest! {
         let mut p = cgnat_params();
         p.max_fragments = max_fragments;
         let mut t = Two::with(p);
-        let [a, b] = subscribers();
-        let remote = ip(REMOTE);
-        let ta = t.pass(0, IN, udp(a, 4000, remote, 7, b"q"), OUT);
-        let tb = t.pass(0, IN, udp(b, 4000, remote, 7, b"q"), OUT);
-        let ((pa, pap, _, _), (pb, pbp, _, _)) = (tuple(&ta), tuple(&tb));
-        // Four datagrams: a reply to each, a request, a hairpin a -> b.
-        let datagrams = [
-            (OUT, udp(remote, 7, pa, pap, &[1; 1600])),
-            (OUT, udp(remote, 7, pb, pbp, &[2; 1600])),
-            (IN, udp(b, 4000, remote, 7, &[3; 1600])),
-            (IN, udp(a, 4000, pb, pbp, &[4; 1600])),
-        ];
+        let datagrams = four_datagrams(&mut t, 1600);
         for (at, which, ident, first) in arrivals {
             let (side, whole) = &datagrams[which];
             let frags = cut(whole, 1480, ident);
@@ -676,17 +682,7 @@ proptest! {
         let mut p = cgnat_params();
         p.fragment_hold = fragment_hold;
         let mut t = Two::with(p);
-        let [a, b] = subscribers();
-        let remote = ip(REMOTE);
-        let ta = t.pass(0, IN, udp(a, 4000, remote, 7, b"q"), OUT);
-        let tb = t.pass(0, IN, udp(b, 4000, remote, 7, b"q"), OUT);
-        let ((pa, pap, _, _), (pb, pbp, _, _)) = (tuple(&ta), tuple(&tb));
-        let datagrams = [
-            (OUT, udp(remote, 7, pa, pap, &[1; 3000])),
-            (OUT, udp(remote, 7, pb, pbp, &[2; 3000])),
-            (IN, udp(b, 4000, remote, 7, &[3; 3000])),
-            (IN, udp(a, 4000, pb, pbp, &[4; 3000])),
-        ];
+        let datagrams = four_datagrams(&mut t, 3000);
         for (at, which, ident, piece) in arrivals {
             let (side, whole) = &datagrams[which];
             let f = cut(whole, 1480, ident)[piece].clone();

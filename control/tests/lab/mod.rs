@@ -100,6 +100,32 @@ pub fn shaped(config: &str) -> String {
     }
 }
 
+/// The lab's SNAT configuration up to its rule's `match:` source: the
+/// subscribers (100.64.0.0/10) into the pool address 203.0.113.10, one
+/// worker on core 1. [`snat_config`] completes it.
+const SNAT_HEAD: &str = "\
+interfaces:
+  inside: nat-in
+  outside: nat-out
+workers:
+  cores: [1]
+pools:
+  - name: lab
+    addresses: [203.0.113.10]
+rules:
+  - action: snat
+    pool: lab
+    match:
+      src: [100.64.0.0/10]
+";
+
+/// The lab's SNAT configuration ([`SNAT_HEAD`]) with `match_extra` lines
+/// added to the rule's `match:` and `rest` after the rules, [`shaped`]
+/// for one or two workers.
+pub fn snat_config(match_extra: &str, rest: &str) -> String {
+    shaped(&format!("{SNAT_HEAD}{match_extra}{rest}"))
+}
+
 /// One lab and what runs in it.
 pub struct Lab {
     pub prefix: String,
