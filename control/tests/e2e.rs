@@ -376,3 +376,33 @@ fn an_idle_masq_sleeps_and_wakes_for_the_next_packet() {
     let out = lab.stop_masq();
     assert!(out.contains("sessions created"), "{out}");
 }
+
+#[test]
+fn the_session_tables_are_on_transparent_huge_pages() {
+    let mut lab = Lab::up("thp", 1500);
+    lab.start_masq(SNAT);
+    let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    let log = lab.masq_log();
+    if mode.contains("[never]") {
+        // The fallback: 4 KiB pages, and the log says how to change that.
+        assert!(log.contains("session tables on 4 KiB pages"), "{log}");
+        return;
+    }
+    let mib: u64 = log
+        .split("session tables: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no huge page line in the log: {log}"));
+    assert!(mib > 0, "{log}");
+    // The kernel backs them so: AnonHugePages of masq's memory.
+    let pid = lab.masq_pid().expect("masq runs");
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let huge_kib: u64 = rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    assert!(huge_kib >= 2048, "masq has {huge_kib} KiB on huge pages ({mib} MiB advised):\n{rollup}");
+    lab.stop_masq();
+}

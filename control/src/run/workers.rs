@@ -190,7 +190,24 @@ fn register_sockets(
             Err(_) => return Err(RunError::WorkerDied),
         }
     }
+    log_huge_pages();
     Ok(())
+}
+
+/// Says whether the engines' tables (built by now) got huge pages.
+fn log_huge_pages() {
+    let hp = dataplane::xdp::hugepages::status();
+    let mib = hp.advised_bytes >> 20;
+    if hp.mode == "never" || hp.refused > 0 {
+        tracing::warn!(
+            "session tables on 4 KiB pages: transparent huge pages are {} (the kernel refused {} mappings); \
+             `echo madvise > /sys/kernel/mm/transparent_hugepage/enabled` lets masq use them",
+            hp.mode,
+            hp.refused
+        );
+    } else {
+        tracing::info!("session tables: {mib} MiB advised to use transparent huge pages (kernel mode {})", hp.mode);
+    }
 }
 
 /// A worker thread: pin, open the sockets, say so, wait for `go`, run.

@@ -22,6 +22,7 @@
 //! | `ring/` | the frame bookkeeping over the fill, RX, TX and completion rings, and its fake-kernel test | a frame offset is in exactly one place at a time (free stack, fill or RX ring, the kernel, the worker's hands, TX pending or ring, completion ring) |
 //! | `umem.rs` | the frame area and its views: the only `from_raw_parts` | a view lies in one frame; the views of one call name distinct frames |
 //! | `tap.rs` | [`KernelTap`]: frames handed to the kernel's stack | a syscall per frame, never the forwarding path |
+//! | `hugepages.rs` | [`HugePageAlloc`]: masq's global allocator; large blocks on 2 MiB-aligned mappings advised to use transparent huge pages | a large block is a whole mapping, unmapped whole |
 //! | `lab.rs` | `XdpRx`, `XdpTx`, `SINK_PROGRAM` (feature `lab`): `perf compare`'s generator and sink | not used by masq itself |
 //!
 //! Nothing here allocates after construction except the pending-TX
@@ -31,6 +32,7 @@
 // address space: usize is 64 bits wherever AF_XDP runs for masq.
 #![allow(clippy::cast_possible_truncation)]
 
+pub mod hugepages;
 #[cfg(feature = "lab")]
 mod lab;
 mod program;
@@ -39,6 +41,7 @@ mod socket;
 mod tap;
 mod umem;
 
+pub use hugepages::HugePageAlloc;
 #[cfg(feature = "lab")]
 pub use lab::{XdpRx, XdpTx, SINK_PROGRAM};
 pub use program::{LocalAddress, LocalRole, XdpProgram, XDP_STAT_NAMES};

@@ -75,6 +75,10 @@ struct Args {
     /// also runs with them off and prints the ratio (on / off time).
     #[arg(long)]
     session_events: bool,
+    /// Tables on 4 KiB pages: no 2 MiB-aligned mappings advised to use
+    /// transparent huge pages (masq's default allocator, `HugePageAlloc`).
+    #[arg(long)]
+    no_huge_pages: bool,
 }
 
 #[derive(Serialize)]
@@ -95,7 +99,30 @@ struct Report {
     /// new-sessions with --session-events: time with them over time without.
     #[serde(skip_serializing_if = "Option::is_none")]
     session_events_ratio: Option<f64>,
+    /// MiB of the process's large blocks advised to use huge pages.
+    huge_pages_mib: u64,
+    /// The kernel's transparent huge page mode.
+    thp_mode: &'static str,
+    /// MiB of the process's memory the kernel backs with huge pages
+    /// (`AnonHugePages` of /proc/self/smaps_rollup) at the end.
+    anon_huge_mib: u64,
 }
+
+/// `AnonHugePages` of /proc/self/smaps_rollup, in MiB (0 if unreadable).
+fn anon_huge_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("AnonHugePages:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib >> 10)
+}
+
+// masq's allocator: the engine's tables on huge pages, as in masq itself.
+#[global_allocator]
+static ALLOC: dataplane::xdp::HugePageAlloc = dataplane::xdp::HugePageAlloc;
 
 /// The new-sessions loop: one batch after another, the events collected
 /// and stamped after each as a worker does (seconds taken, events).
@@ -164,6 +191,7 @@ fn shuffle(v: &mut [u32]) {
 
 fn main() {
     let a = Args::parse();
+    dataplane::xdp::hugepages::set_enabled(!a.no_huge_pages);
     let flows_n = a.flows.max(1);
     let capacity = flows_n;
     let mut params = flows::params(flows_n, a.ports_per_sub, capacity);
@@ -317,6 +345,9 @@ fn main() {
         order: if a.sequential { "sequential" } else { "random" },
         session_events: a.session_events,
         session_events_ratio: ratio,
+        huge_pages_mib: dataplane::xdp::hugepages::status().advised_bytes >> 20,
+        thp_mode: dataplane::xdp::hugepages::status().mode,
+        anon_huge_mib: anon_huge_mib(),
     };
     match serde_json::to_string(&report) {
         Ok(s) => println!("{s}"),

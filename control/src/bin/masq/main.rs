@@ -14,6 +14,11 @@ use clap::Parser;
 use control::{client, params, run, system};
 use std::time::Duration;
 
+// The engines' tables (each block of 2 MiB or more) on their own mappings
+// advised to use transparent huge pages; see `dataplane::xdp::hugepages`.
+#[global_allocator]
+static ALLOC: dataplane::xdp::HugePageAlloc = dataplane::xdp::HugePageAlloc;
+
 /// The quick set-up's flags as a configuration (validated like a file).
 fn quick_config(a: &RunArgs, inside: &str, outside: &str) -> Result<config::Config> {
     use config::{Action, Config, Match, Pool, Rule};
