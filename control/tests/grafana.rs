@@ -37,5 +37,5 @@ fn the_checked_in_dashboard_is_what_the_generator_builds() {
         );
     }
     // The JSON is a dashboard with queries (not an empty file that matches).
-    assert!(built.contains("\"expr\": \"masq_ready\""), "{built}");
+    assert!(built.contains("\"expr\": \"masq_ready{instance=~"), "{built}");
 }

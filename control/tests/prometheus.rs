@@ -178,6 +178,28 @@ fn a_real_prometheus_scraping_masq_evaluates_every_rule_and_dashboard_query() {
     let mut all_dash = Vec::new();
     exprs(&dash, &mut all_dash);
     assert_eq!(all_dash.len(), dash_exprs.len(), "queries outside the panels' targets");
+    // The instance variable lists the scraped masq (Grafana's
+    // `label_values(metric, label)` is the label values API), and its
+    // "All" value stands for `$instance` as Grafana substitutes it.
+    let vars = dash["templating"]["list"].as_sequence().cloned().unwrap_or_default();
+    let instance = vars.iter().find(|v| v["name"].as_str() == Some("instance")).expect("an instance variable");
+    let values_of = instance["query"].as_str().and_then(|q| q.strip_prefix("label_values(")?.strip_suffix(')'));
+    let (metric, label) = values_of.and_then(|a| a.split_once(", ")).expect("label_values(metric, label)");
+    let listed = lab.ok(
+        "nat",
+        &[
+            "curl",
+            "-sS",
+            "--get",
+            "--data-urlencode",
+            &format!("match[]={metric}"),
+            &format!("http://127.0.0.1:9090/api/v1/label/{label}/values"),
+        ],
+    );
+    assert!(listed.contains("\"127.0.0.1:9091\""), "the instance variable lists no masq: {listed}");
+    let all = instance["allValue"].as_str().expect("allValue");
+    let dash_exprs: Vec<String> = dash_exprs.iter().map(|e| e.replace("$instance", all)).collect();
+    assert!(dash_exprs.iter().all(|e| !e.contains('$')), "a variable left in {dash_exprs:?}");
     let served = scrape(&lab);
     let asked: Vec<String> = dash_exprs.iter().flat_map(|e| metric_names(e)).collect();
     for family in served.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()) {
