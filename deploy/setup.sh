@@ -22,7 +22,8 @@ cd "$(dirname "$0")/.."
 # prometheus gives promtool (the alert rules' unit tests, `promtool check
 # metrics` on masq's /metrics) and the server the Prometheus lab test starts
 # in a namespace (control/tests/prometheus.rs; the package's own service is
-# not used); python3-venv makes the TRex client's venv (below).
+# not used); python3-venv makes the TRex client's and the Grafana SDK's
+# venvs (below).
 pkgs=(clang llvm libbpf-dev libelf-dev pkg-config iproute2 ethtool nftables
       iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump conntrack
       openssl hping3 python3-pyftpdlib prometheus rsyslog nfdump python3-venv)
@@ -49,6 +50,18 @@ if ! "$trex_venv/bin/python" -c 'import lbr_trex_client' 2>/dev/null; then
   echo "setup: creating $trex_venv (lbr-trex-client for the TRex profile check)"
   { /usr/bin/python3 -m venv "$trex_venv" && "$trex_venv/bin/pip" install -q 'lbr-trex-client==3.4.0'; } >/dev/null 2>&1 ||
     echo "setup: could not install lbr-trex-client into $trex_venv (PyPI unreachable?)" >&2
+fi
+
+# grafana-foundation-sdk (PyPI, Apache-2.0, pinned: its epoch-prefixed
+# version is the SDK build for Grafana 11.6) in its own venv:
+# deploy/grafana/generate.py builds the dashboard with it, and
+# control/tests/grafana.rs regenerates deploy/grafana/masq.json and compares.
+grafana_venv=${MASQ_GRAFANA_VENV:-target/grafana-venv}
+if ! "$grafana_venv/bin/python" -c 'import grafana_foundation_sdk' 2>/dev/null; then
+  echo "setup: creating $grafana_venv (grafana-foundation-sdk for the dashboard generator)"
+  { /usr/bin/python3 -m venv "$grafana_venv" &&
+    "$grafana_venv/bin/pip" install -q 'grafana-foundation-sdk==1769699379!11.6.0'; } >/dev/null 2>&1 ||
+    echo "setup: could not install grafana-foundation-sdk into $grafana_venv (PyPI unreachable?)" >&2
 fi
 
 need_rust="1.82"

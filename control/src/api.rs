@@ -377,6 +377,7 @@ async fn metrics(State(s): State<Arc<ApiState>>, ConnectInfo(peer): ConnectInfo<
     m.guard = s.guard.lock().map(|g| *g).unwrap_or_default();
     m.config = s.live.counts();
     m.control_auth_failures = s.failures.total();
+    m.ready = s.ready.load(Ordering::Relaxed);
     match crate::metrics::render(&m) {
         Ok(text) => ([("content-type", "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),

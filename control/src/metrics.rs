@@ -218,6 +218,12 @@ pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
     let reloads = counter("masq_config_reloads_total", "Configuration pushes and reloads by result.", &["result"])?;
     reloads.with_label_values(&["ok"]).inc_by(m.config.accepted);
     reloads.with_label_values(&["error"]).inc_by(m.config.refused);
+    let ready = gauge(
+        "masq_ready",
+        "1 when every worker is forwarding (what /readyz answers 200 for), 0 while starting, stopping or with a worker gone.",
+        &[],
+    )?;
+    ready.with_label_values::<&str>(&[]).set(i64::from(m.ready));
     let build = gauge("masq_build_info", "Build information.", &["version"])?;
     build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
 
@@ -415,6 +421,8 @@ mod tests {
             "# TYPE masq_port_blocks gauge",
             "# HELP masq_port_exhaustion_events_total Times a subscriber found no free port, by subscriber bucket (/24 network number modulo 16).",
             "# TYPE masq_port_exhaustion_events_total counter",
+            "# HELP masq_ready 1 when every worker is forwarding (what /readyz answers 200 for), 0 while starting, stopping or with a worker gone.",
+            "# TYPE masq_ready gauge",
             "# HELP masq_sessions Live sessions by protocol and state.",
             "# TYPE masq_sessions gauge",
             "# HELP masq_sessions_events_total Sessions created, expired, evicted and flushed.",
@@ -438,6 +446,7 @@ mod tests {
             "masq_packets_total {direction,verdict}",
             "masq_port_blocks {address,pool,state}",
             "masq_port_exhaustion_events_total {bucket}",
+            "masq_ready {}",
             "masq_sessions {protocol,state}",
             "masq_sessions_events_total {event}",
             "masq_subscriber_limit_events_total {pool,reason}",
@@ -491,5 +500,36 @@ mod tests {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }
         assert!(!text.contains("pool=\"#2\""), "a pool with nothing to show has no series");
+    }
+
+    #[test]
+    fn masq_ready_is_what_readyz_answers() {
+        let mut m = busy_snapshot();
+        assert!(render(&m).expect("renders").contains("\nmasq_ready 0\n"), "not ready unless filled in");
+        m.ready = true;
+        assert!(render(&m).expect("renders").contains("\nmasq_ready 1\n"));
+    }
+
+    /// deploy/grafana/masq.json (built by deploy/grafana/generate.py) has
+    /// a query for every family `/metrics` serves, so a new family without
+    /// a panel fails here.
+    #[test]
+    fn every_family_has_a_panel_on_the_dashboard() {
+        let dash = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/masq.json"))
+            .expect("dashboard");
+        let used: std::collections::BTreeSet<&str> =
+            dash.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("masq_")).collect();
+        let text = render(&busy_snapshot()).expect("renders");
+        let mut served: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+        // Served only while NAT log sinks run (none in a unit test).
+        served.push("masq_nat_log_sink_lost_total");
+        let missing: Vec<&&str> = served
+            .iter()
+            .filter(|f| !["", "_bucket", "_count", "_sum"].iter().any(|s| used.contains(format!("{f}{s}").as_str())))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "families with no panel in deploy/grafana/masq.json (edit generate.py): {missing:?}"
+        );
     }
 }

@@ -165,6 +165,8 @@ pub struct MetricsSnapshot {
     pub control_auth_failures: u64,
     /// The live configuration's counters (zero unless filled in).
     pub config: ConfigCounts,
+    /// Every worker forwarding, as `/readyz` answers (false unless filled in).
+    pub ready: bool,
 }
 
 impl MetricsSnapshot {

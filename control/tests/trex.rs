@@ -5,7 +5,8 @@
 //! 64/594/1518 at 28:16:4, FCS excluded as TRex counts), the field engine's
 //! address and port ranges (CSIT grid hosts x 63 ports from 100.64.0.0 and
 //! back to the deterministic pool's addresses x ports; CPS over hosts x
-//! 1024..65535) and the rates; the ASTF profile's client and server ranges
+//! 1024..65535) and the rates; the ASTF profile's client and server ranges,
+//! the bytes its client and server programs send and wait for,
 //! and connections per second.
 
 use std::path::PathBuf;

@@ -111,6 +111,22 @@ check("http servers", (dist["s"]["ip_start"], dist["s"]["ip_end"]),
 ct = j["templates"][0]["client_template"]
 check("http cps", ct["cps"], 500)
 check("http port", ct["port"], 80)
+# The programs' bytes: the client sends the GET and waits for the whole
+# answer (head + resp bytes); the server waits for the GET and sends it.
+import base64  # noqa: E402
+bufs = [base64.b64decode(b) for b in j["buf_list"]]
+progs = j["program_list"]
+cmds = progs[ct["program_index"]]["commands"]
+srv = progs[j["templates"][0]["server_template"]["program_index"]]["commands"]
+get = (b"GET /blob HTTP/1.1\r\nHost: 198.51.100.1\r\n"
+       b"User-Agent: trex-masq\r\nAccept: */*\r\n\r\n")
+head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+check("http client program", [c["name"] for c in cmds], ["tx", "rx"])
+check("http client sends", bufs[cmds[0]["buf_index"]], get)
+check("http client waits for", cmds[1].get("min_bytes"), len(head) + 1000)
+check("http server program", [c["name"] for c in srv], ["rx", "tx"])
+check("http server waits for", srv[0].get("min_bytes"), len(get))
+check("http server sends", bufs[srv[1]["buf_index"]], head + b"x" * 1000)
 
 # compile.py (what `compare gen --profile` reads) gives the same JSON.
 import json  # noqa: E402

@@ -130,6 +130,9 @@ fn refresh(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiState>, st: &mut 
         }
     }
     if let Some(a) = api {
+        // Ready (`/readyz`, `masq_ready`) while every worker thread runs: a
+        // worker that stopped on an error forwards nothing on its queue.
+        a.ready.store(dp.handles.iter().all(|h| !h.is_finished()), Ordering::Relaxed);
         let x = XdpCounts::of(&dp.progs);
         if let Ok(mut g) = a.xdp.lock() {
             *g = x;

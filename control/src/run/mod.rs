@@ -145,6 +145,7 @@ fn start_api(plan: &RunPlan, dp: &Dataplane, stop: &Arc<AtomicBool>) -> Result<O
 fn shutdown(dp: Dataplane, api: Option<Api>, stop: &AtomicBool) -> Result<(), RunError> {
     stop.store(true, Ordering::Release);
     if let Some(a) = api {
+        a.state.ready.store(false, Ordering::Relaxed);
         let _ = a.handle.join();
     }
     for h in dp.handles {
