@@ -29,6 +29,14 @@
 //! offered (a ratio of 1.00 between two such rows says only that the
 //! generator was the limit). CPU 0 and CPU 1 busy shares are printed per
 //! row; they do not decide, since masq's workers poll (CPU 1 near 100%).
+//!
+//! NAT event export's cost (`--nat-log`, issue 13): a `masq-nat-log` path,
+//! masq-nat's configuration plus a JSON-lines sink and an IPFIX sink (to a
+//! UDP drain in the box's namespace on CPU 0, where masq's control and sink
+//! threads run too), and its ratio to masq-nat. `--block-size` sets both
+//! rows' port block size: the `new` scenario's 16384 subscribers each take
+//! a block at their first flow and another every `block-size` flows, so
+//! smaller blocks put more block events in the measured window.
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
@@ -40,6 +48,10 @@ use std::time::{Duration, Instant};
 const PREFIX: &str = "mqcmp-";
 const SCENARIOS: [&str; 3] = ["1flow", "100k", "new"];
 const PATHS: [&str; 4] = ["kernel-route", "kernel-nat", "masq-forward", "masq-nat"];
+/// The path `--nat-log` adds: masq-nat with NAT event export.
+const NAT_LOG: &str = "masq-nat-log";
+/// Where the `masq-nat-log` path's IPFIX sink sends (a drain in the box's namespace).
+const IPFIX_DRAIN: &str = "127.0.0.1:4739";
 /// The optional peer (`--einat`).
 const EINAT: &str = "einat";
 /// Subscribers the generator spreads flows over (100.64.0.0/18).
@@ -70,7 +82,8 @@ works on CPU 1. With --placement box (the default) the box's receive work runs t
 its veths get threaded NAPI pinned to CPU 1, so a path is charged for its own receive work \
 and not the generator. Each row says what limited it: the path (it lost more than 2% of \
 the frames offered) or the generator (it forwarded what was offered); CPU 0 and CPU 1 busy \
-shares are printed beside it. Then latency rows (a timestamping sink) at --latency-rate and at --low-rate, whose \
+shares are printed beside it. --nat-log adds masq-nat-log (masq-nat with NAT event export \
+to a JSON-lines file and IPFIX) and its ratio to masq-nat. Then latency rows (a timestamping sink) at --latency-rate and at --low-rate, whose \
 gaps let masq's idle workers sleep, so the wake-up is priced; and masq's CPU while idle. The \
 machine (CPU, vCPUs, kernel, rustc) heads the table and the JSON."
 )]
@@ -90,7 +103,8 @@ struct Cli {
     /// `profile` row whose generator sends that profile's streams.
     #[arg(long)]
     profile: Option<PathBuf>,
-    /// Paths to run (kernel-route, kernel-nat, masq-forward, masq-nat).
+    /// Paths to run (kernel-route, kernel-nat, masq-forward, masq-nat;
+    /// masq-nat-log, which --nat-log adds).
     #[arg(long, value_delimiter = ',', default_values_t = PATHS.map(String::from))]
     paths: Vec<String>,
     /// Also write the rows as a JSON array to this file.
@@ -121,6 +135,15 @@ struct Cli {
     /// forwarding, SNAT of the inside prefix). Without it the path is skipped.
     #[arg(long)]
     einat: Option<PathBuf>,
+    /// Adds the `masq-nat-log` path: masq-nat with NAT event export on (a
+    /// JSON-lines file and IPFIX to a local drain), and its ratio to masq-nat.
+    #[arg(long)]
+    nat_log: bool,
+    /// Ports per block of masq's pool in masq-nat and masq-nat-log (a
+    /// multiple of 64; the pool's default 512). Smaller blocks mean more
+    /// block events per new connection.
+    #[arg(long, default_value_t = 512)]
+    block_size: u16,
 }
 
 #[derive(Subcommand)]
@@ -630,12 +653,19 @@ fn start_path(path: &str, cli: &Cli) -> Res<Running> {
         _ => {
             let ns = format!("{PREFIX}nat");
             let masq = masq.to_str().ok_or("masq path")?;
-            let mut args =
-                vec!["netns", "exec", &ns, masq, "run", "--inside", "nat-in", "--outside", "nat-out", "--cores", "1"];
+            let yaml = std::env::temp_dir().join(format!("{PREFIX}masq.yaml"));
+            let yaml = yaml.to_str().ok_or("temp path")?.to_string();
+            let mut args = vec!["netns", "exec", &ns, masq, "run", "--cores", "1"];
             if path == "masq-forward" {
-                args.push("--no-nat");
+                args.extend(["--inside", "nat-in", "--outside", "nat-out", "--no-nat"]);
             } else {
-                args.extend(["--pool", "198.18.0.0/24", "--nat-src", "100.64.0.0/10", "--max-sessions", "2097152"]);
+                let log = path == NAT_LOG;
+                if log {
+                    let _ = std::fs::remove_file(nat_log_file());
+                    in_ns("nat", &["ip", "link", "set", "lo", "up"])?;
+                }
+                std::fs::write(&yaml, masq_nat_config(cli.block_size, log)).map_err(|e| format!("{yaml}: {e}"))?;
+                args.extend(["--config", &yaml, "--max-sessions", "2097152"]);
             }
             let mut child = Command::new("ip")
                 .args(&args)
@@ -670,6 +700,36 @@ fn start_path(path: &str, cli: &Cli) -> Res<Running> {
             Ok(Running::Masq(child, rx))
         }
     }
+}
+
+/// The masq-nat path's configuration: what `--pool 198.18.0.0/24
+/// --nat-src 100.64.0.0/10` sets up, with `block_size` ports a block; with
+/// `log`, NAT event export to a JSON-lines file and IPFIX ([`NAT_LOG`]).
+fn masq_nat_config(block_size: u16, log: bool) -> String {
+    let mut y = format!(
+        "interfaces: {{inside: nat-in, outside: nat-out}}
+pools:
+  - name: pool
+    addresses: [198.18.0.0/24]
+    block_size: {block_size}
+rules:
+  - action: snat
+    pool: pool
+    match: {{src: [100.64.0.0/10]}}
+"
+    );
+    if log {
+        y += &format!(
+            "logging:\n  sinks:\n    - {{kind: json, path: {}}}\n    - {{kind: ipfix, address: \"{IPFIX_DRAIN}\"}}\n",
+            nat_log_file().display()
+        );
+    }
+    y
+}
+
+/// The masq-nat-log path's JSON-lines file.
+fn nat_log_file() -> PathBuf {
+    std::env::temp_dir().join(format!("{PREFIX}nat.jsonl"))
 }
 
 /// Stops a path; returns masq's drop summary.
@@ -727,7 +787,15 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
         .ok_or_else(|| format!("generator failed: {}", String::from_utf8_lossy(&out.stdout)))?;
     std::thread::sleep(Duration::from_millis(300));
     let after = sink_count()?;
-    let detail = stop_path(running);
+    let mut detail = stop_path(running);
+    if path == NAT_LOG {
+        // What the export wrote (the whole run): block events of the JSON sink.
+        let text = std::fs::read_to_string(nat_log_file()).unwrap_or_default();
+        let blocks = text.lines().filter(|l| l.contains("\"event\":\"block_allocated\"")).count();
+        let other = text.lines().count().saturating_sub(blocks);
+        detail = format!("{detail}; nat log: {blocks} block events, {other} other");
+        let _ = std::fs::remove_file(nat_log_file());
+    }
     let secs = (t1 - t0).as_secs_f64();
     let pps = c1.saturating_sub(c0) as f64 / secs;
     let offered_pps = o1.saturating_sub(o0) as f64 / secs;
@@ -766,6 +834,9 @@ fn compare(cli: &Cli) -> Res<()> {
             eprintln!("einat: skipped (no --einat PATH: einat-ebpf is built from its own sources)");
         }
     }
+    if cli.nat_log && !paths.iter().any(|p| p == NAT_LOG) {
+        paths.push(NAT_LOG.into());
+    }
     let machine = Machine::read(cli.placement);
     eprintln!("{}", machine.line());
     let _limits = ConntrackLimits::raise();
@@ -778,6 +849,9 @@ fn compare(cli: &Cli) -> Res<()> {
         "out",
         &["ip", "link", "set", "dev", "out0", "xdpdrv", "obj", obj.to_str().unwrap_or_default(), "sec", "xdp"],
     )?;
+    // The IPFIX sink's collector: a drain on CPU 0, the CPU of masq's
+    // control and sink threads (killed with the lab's namespaces).
+    let _drain = if paths.iter().any(|p| p == NAT_LOG) { Some(ipfix_drain()?) } else { None };
     let mut rows = Vec::new();
     let mut scenarios = cli.scenarios.clone();
     if let Some(p) = &cli.profile {
@@ -834,6 +908,32 @@ fn compare(cli: &Cli) -> Res<()> {
         println!("rows written to {}", file.display());
     }
     Ok(())
+}
+
+/// A UDP drain on [`IPFIX_DRAIN`] in the box's namespace, pinned to CPU 0;
+/// killed on drop.
+struct Drain(Child);
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ipfix_drain() -> Res<Drain> {
+    in_ns("nat", &["ip", "link", "set", "lo", "up"])?;
+    let (host, port) = IPFIX_DRAIN.split_once(':').ok_or("drain address")?;
+    let code = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('{host}',{port}))\nwhile True: s.recv(65535)"
+    );
+    let child = Command::new("ip")
+        .args(["netns", "exec", &format!("{PREFIX}nat"), "taskset", "-c", "0", "/usr/bin/python3", "-c", &code])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("IPFIX drain: {e}"))?;
+    Ok(Drain(child))
 }
 
 /// CPU a masq path uses without traffic.
@@ -938,14 +1038,20 @@ fn print_latency(rows: &[LatencyRow]) {
 }
 
 /// The ratios printed per scenario: (numerator, denominator).
-const RATIOS: [(&str, &str); 4] =
-    [("masq-forward", "kernel-route"), ("masq-nat", "kernel-nat"), ("masq-nat", "masq-forward"), ("masq-nat", EINAT)];
+const RATIOS: [(&str, &str); 5] = [
+    ("masq-forward", "kernel-route"),
+    ("masq-nat", "kernel-nat"),
+    ("masq-nat", "masq-forward"),
+    ("masq-nat", EINAT),
+    (NAT_LOG, "masq-nat"),
+];
 
 fn print_table(rows: &[Row], paths: &[String]) {
     let get = |s: &str, p: &str| rows.iter().find(|r| r.scenario == s && r.path == p);
-    // einat's ratio only when it ran.
+    // einat's and the NAT log's ratios only when they ran.
+    let ran = |p: &str| paths.iter().any(|x| x == p);
     let ratios: Vec<(&str, &str)> =
-        RATIOS.into_iter().filter(|(_, b)| *b != EINAT || paths.iter().any(|p| p == EINAT)).collect();
+        RATIOS.into_iter().filter(|(a, b)| (*b != EINAT || ran(EINAT)) && (*a != NAT_LOG || ran(NAT_LOG))).collect();
     let mut head = String::from("| scenario |");
     for p in paths {
         head.push_str(&format!(" {p} (limit) |"));
@@ -1016,6 +1122,17 @@ mod tests {
         assert!(t.iter().all(|&(busy, total)| busy <= total && total > 0));
         assert_eq!(busy_share(Some((10, 100)), Some((60, 200))), 50.0);
         assert_eq!(busy_share(Some((10, 100)), Some((10, 100))), 0.0);
+    }
+
+    #[test]
+    fn the_masq_nat_configuration_is_the_quick_set_ups_and_the_log_adds_two_sinks() {
+        let c = config::load(&masq_nat_config(512, false), 2).expect("valid");
+        assert_eq!((c.pools.len(), c.pools[0].addresses.len(), c.pools[0].block_size), (1, 256, 512));
+        assert_eq!(c.pools[0].mode, config::PoolMode::PortBlocks);
+        assert!(c.raw.logging.sinks.is_empty());
+        let c = config::load(&masq_nat_config(64, true), 2).expect("valid");
+        assert_eq!((c.pools[0].block_size, c.raw.logging.sinks.len()), (64, 2));
+        assert!(config::load(&masq_nat_config(100, false), 2).is_err(), "not a multiple of 64");
     }
 
     #[test]
