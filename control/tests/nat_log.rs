@@ -67,7 +67,7 @@ ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"
 "
         ),
     )
-    .unwrap();
+    .expect("rsyslog.conf");
     lab.ok("nat", &["ip", "link", "set", "lo", "up"]);
     let conf = format!("{d}/rsyslog.conf");
     let pid_file = format!("{d}/rsyslog.pid");
@@ -80,7 +80,7 @@ ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"
 fn nfcapd(lab: &mut Lab) -> String {
     let d = lab.dir.display().to_string();
     lab.ok("nat", &["ip", "link", "set", "lo", "up"]);
-    std::fs::create_dir_all(lab.dir.join("nfcapd")).unwrap();
+    std::fs::create_dir_all(lab.dir.join("nfcapd")).expect("nfcapd's directory");
     let nfdir = format!("{d}/nfcapd");
     let nfpid = format!("{d}/nfcapd.pid");
     lab.spawn(
