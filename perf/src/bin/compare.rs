@@ -36,7 +36,8 @@
 //! threads run too), and its ratio to masq-nat. `--block-size` sets both
 //! rows' port block size: the `new` scenario's 16384 subscribers each take
 //! a block at their first flow and another every `block-size` flows, so
-//! smaller blocks put more block events in the measured window.
+//! smaller blocks (and fewer subscribers, `--subscribers`) put more block
+//! events in the measured window.
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
@@ -54,7 +55,7 @@ const NAT_LOG: &str = "masq-nat-log";
 const IPFIX_DRAIN: &str = "127.0.0.1:4739";
 /// The optional peer (`--einat`).
 const EINAT: &str = "einat";
-/// Subscribers the generator spreads flows over (100.64.0.0/18).
+/// Subscribers the generator spreads flows over by default (100.64.0.0/18).
 const SUBSCRIBERS: u32 = 16384;
 /// Destination ports flows spread over (the kernel's masquerade then has
 /// room for millions of flows on its one address).
@@ -144,6 +145,12 @@ struct Cli {
     /// block events per new connection.
     #[arg(long, default_value_t = 512)]
     block_size: u16,
+    /// Subscribers the throughput rows' flows spread over (inside
+    /// addresses from 100.64.0.0; at most 4194304, the /10). Fewer
+    /// subscribers take blocks more often: one every `--block-size` new
+    /// connections each.
+    #[arg(long, default_value_t = SUBSCRIBERS)]
+    subscribers: u32,
 }
 
 #[derive(Subcommand)]
@@ -163,6 +170,9 @@ enum Cmd {
         /// send its streams instead of the scenario's flows.
         #[arg(long)]
         profile: Option<PathBuf>,
+        /// Subscribers (inside addresses from 100.64.0.0) the flows spread over.
+        #[arg(long, default_value_t = SUBSCRIBERS)]
+        subscribers: u32,
     },
     /// The timestamping sink (run inside the outside router's namespace by
     /// `compare`): receives on an AF_XDP socket, prints latency percentiles.
@@ -264,8 +274,8 @@ struct LatencyRow {
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.cmd {
-        Some(Cmd::Gen { iface, scenario, seconds, rate, profile }) => {
-            generate(iface, scenario, *seconds, *rate, profile.as_deref())
+        Some(Cmd::Gen { iface, scenario, seconds, rate, profile, subscribers }) => {
+            generate(iface, scenario, *seconds, *rate, profile.as_deref(), *subscribers)
         }
         Some(Cmd::Sink { iface, seconds, skip }) => sink(iface, *seconds, *skip),
         None => compare(&cli),
@@ -282,14 +292,15 @@ type Res<T> = Result<T, String>;
 const PROFILE_ROW: &str = "profile";
 
 /// The flow of packet `k` in a scenario: (source address, source port, destination port).
-fn flow(scenario: &str, k: u64) -> (u32, u16, u16) {
+fn flow(scenario: &str, k: u64, subs: u32) -> (u32, u16, u16) {
+    let subs = u64::from(subs.clamp(1, 1 << 22));
     let i = match scenario {
         "1flow" => 0,
         "100k" => k % 100_000,
         _ => k,
     };
-    let sub = u32::try_from(i % u64::from(SUBSCRIBERS)).unwrap_or(0);
-    let sport = 1024 + u16::try_from((i / u64::from(SUBSCRIBERS)) % 64_000).unwrap_or(0);
+    let sub = u32::try_from(i % subs).unwrap_or(0);
+    let sport = 1024 + u16::try_from((i / subs) % 64_000).unwrap_or(0);
     let dport = 5000 + u16::try_from(i % u64::from(DPORTS)).unwrap_or(0);
     (0x6440_0000 + sub, sport, dport)
 }
@@ -306,8 +317,8 @@ fn now_ns() -> u64 {
 /// Where a frame carries its send time (the UDP payload's first 8 bytes).
 const STAMP: std::ops::Range<usize> = 42..50;
 
-fn write_frame(f: &mut [u8], src_mac: [u8; 6], dst_mac: [u8; 6], scenario: &str, k: u64) -> u32 {
-    let (src, sport, dport) = flow(scenario, k);
+fn write_frame(f: &mut [u8], src_mac: [u8; 6], dst_mac: [u8; 6], scenario: &str, k: u64, subs: u32) -> u32 {
+    let (src, sport, dport) = flow(scenario, k, subs);
     let Some(f) = f.get_mut(..60) else { return 0 };
     f.fill(0);
     f[..6].copy_from_slice(&dst_mac);
@@ -338,7 +349,14 @@ fn mac_of(iface: &str) -> Res<[u8; 6]> {
 /// `compare gen`: sends for `seconds`, as fast as the socket takes frames
 /// or paced at `rate` frames per second with a send time in each, then
 /// prints `sent N`.
-fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64, profile: Option<&std::path::Path>) -> Res<()> {
+fn generate(
+    iface: &str,
+    scenario: &str,
+    seconds: f64,
+    rate: u64,
+    profile: Option<&std::path::Path>,
+    subs: u32,
+) -> Res<()> {
     let profile = match profile {
         Some(p) => {
             Some(perf::trex::Profile::parse(&std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?)?)
@@ -347,7 +365,7 @@ fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64, profile: Optio
     };
     let frame = |f: &mut [u8], src_mac, dst_mac, k| match &profile {
         Some(p) => p.write(f, src_mac, dst_mac, k),
-        None => write_frame(f, src_mac, dst_mac, scenario, k),
+        None => write_frame(f, src_mac, dst_mac, scenario, k, subs),
     };
     core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
     let src_mac = mac_of(iface)?;
@@ -703,15 +721,19 @@ fn start_path(path: &str, cli: &Cli) -> Res<Running> {
 }
 
 /// The masq-nat path's configuration: what `--pool 198.18.0.0/24
-/// --nat-src 100.64.0.0/10` sets up, with `block_size` ports a block; with
+/// --nat-src 100.64.0.0/10` sets up, with `block_size` ports a block (and
+/// blocks enough for the default's 4096 ports a subscriber, at most 32); with
 /// `log`, NAT event export to a JSON-lines file and IPFIX ([`NAT_LOG`]).
 fn masq_nat_config(block_size: u16, log: bool) -> String {
+    // As many blocks as give a subscriber the default's 8 x 512 ports, at most 32.
+    let max_blocks = (4096 / block_size.max(1)).clamp(1, 32);
     let mut y = format!(
         "interfaces: {{inside: nat-in, outside: nat-out}}
 pools:
   - name: pool
     addresses: [198.18.0.0/24]
     block_size: {block_size}
+    max_blocks_per_subscriber: {max_blocks}
 rules:
   - action: snat
     pool: pool
@@ -767,7 +789,7 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
     let before = sink_count()?;
     let gen = Command::new("ip")
         .args(["netns", "exec", &format!("{PREFIX}in"), self_exe.to_str().ok_or("exe path")?, "gen", "--iface", "in0"])
-        .args(["--scenario", scenario, "--seconds", &total.to_string()])
+        .args(["--scenario", scenario, "--seconds", &total.to_string(), "--subscribers", &cli.subscribers.to_string()])
         .args(match (&cli.profile, scenario) {
             (Some(p), PROFILE_ROW) => vec![std::ffi::OsString::from("--profile"), p.clone().into_os_string()],
             _ => vec![],
@@ -1102,10 +1124,13 @@ mod tests {
 
     #[test]
     fn flows_are_distinct_where_the_scenario_says() {
-        let set = |s: &str, n: u64| (0..n).map(|k| flow(s, k)).collect::<std::collections::HashSet<_>>().len();
+        let set =
+            |s: &str, n: u64| (0..n).map(|k| flow(s, k, SUBSCRIBERS)).collect::<std::collections::HashSet<_>>().len();
         assert_eq!(set("1flow", 1000), 1);
         assert_eq!(set("100k", 300_000), 100_000);
         assert_eq!(set("new", 500_000), 500_000);
+        let sources = (0..5000).map(|k| flow("new", k, 1024).0).collect::<std::collections::HashSet<_>>();
+        assert_eq!(sources.len(), 1024, "--subscribers 1024");
     }
 
     #[test]
@@ -1132,13 +1157,17 @@ mod tests {
         assert!(c.raw.logging.sinks.is_empty());
         let c = config::load(&masq_nat_config(64, true), 2).expect("valid");
         assert_eq!((c.pools[0].block_size, c.raw.logging.sinks.len()), (64, 2));
+        assert_eq!(c.raw.pools[0].max_blocks_per_subscriber, 32);
+        let quick = config::Pool::new("pool", vec!["198.18.0.0/24".into()]);
+        let c = config::load(&masq_nat_config(512, false), 2).expect("valid");
+        assert_eq!(c.raw.pools[0], quick, "what --pool makes");
         assert!(config::load(&masq_nat_config(100, false), 2).is_err(), "not a multiple of 64");
     }
 
     #[test]
     fn generated_frames_carry_a_valid_ipv4_checksum() {
         let mut f = [0u8; 2048];
-        assert_eq!(write_frame(&mut f, [2; 6], [4; 6], "new", 12345), 60);
+        assert_eq!(write_frame(&mut f, [2; 6], [4; 6], "new", 12345, SUBSCRIBERS), 60);
         assert!(dataplane::testing::frames::checksums_ok(&f[..60]));
         let (src, sport, dst, dport) = dataplane::testing::frames::tuple(&f[..60]);
         assert_eq!((src, sport, dst, dport), (0x6440_0000 + 12345, 1024, 0xc633_6401, 5000 + (12345 % 61) as u16));
