@@ -298,7 +298,7 @@ fn a_sessions_pool_writes_session_created_and_flushed_without_the_destination() 
 const FROM_PORTS: &str = "import socket,sys
 src,host,port=sys.argv[1],sys.argv[2],int(sys.argv[3])
 for p in sys.argv[4:]:
-    s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((src,int(p))); s.settimeout(1)
+    s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind((src,int(p))); s.settimeout(2)
     s.sendto(b'hi',(host,port))
     try:
         s.recvfrom(100); print('ok',p)
