@@ -18,7 +18,8 @@ cd "$(dirname "$0")/.."
 # process, no system service, any address and port in a namespace);
 # rsyslog is the syslog collector of the NAT log's test
 # (control/tests/nat_log.rs: rsyslogd -n with the test's own configuration),
-# nfdump its IPFIX collector (nfcapd) and decoder;
+# nfdump its IPFIX collector (nfcapd) and decoder, tshark the decoder of
+# the IPFIX fields nfdump does not show (port ranges, quota events);
 # prometheus gives promtool (the alert rules' unit tests, `promtool check
 # metrics` on masq's /metrics) and the server the Prometheus lab test starts
 # in a namespace (control/tests/prometheus.rs; the package's own service is
@@ -26,7 +27,7 @@ cd "$(dirname "$0")/.."
 # venvs (below).
 pkgs=(clang llvm libbpf-dev libelf-dev pkg-config iproute2 ethtool nftables
       iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump conntrack
-      openssl hping3 python3-pyftpdlib prometheus rsyslog nfdump python3-venv)
+      openssl hping3 python3-pyftpdlib prometheus rsyslog nfdump tshark python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,6 +39,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # wireshark-common (tshark's) asks whether non-root users may capture: no.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq >/dev/null
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

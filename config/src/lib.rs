@@ -6,7 +6,8 @@
 //! [`ValidConfig`] or every error found. Syntax and type errors stop the
 //! parse at the first; the checks after it (addresses, ranges, references,
 //! overlapping pools, forwards outside the pools or overlapping, static
-//! NAT addresses inside a pool or used twice, RFC minimum timeouts,
+//! NAT addresses inside a pool or used twice, deterministic pools whose
+//! inside prefixes overlap or hold a static host, RFC minimum timeouts,
 //! more workers than cores) all report. The dataplane never sees YAML: the
 //! control plane turns a `ValidConfig` into engine parameters.
 //!
@@ -153,6 +154,16 @@ impl Net {
     /// True if `a` is in the prefix.
     pub fn contains(&self, a: Ipv4Addr) -> bool {
         u32::from(a) & Self::mask(self.len) == u32::from(self.addr)
+    }
+    /// True if the two prefixes share an address (one holds the other).
+    pub fn overlaps(&self, other: &Net) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
+    }
+}
+
+impl std::fmt::Display for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
     }
 }
 
@@ -584,6 +595,26 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         });
     }
 
+    // One formula per subscriber (RFC 7422): two deterministic pools whose
+    // inside prefixes overlap would each claim the subscribers of the
+    // overlap, and the formula that `masq whois` reverses would not be the
+    // one a rule chose.
+    for (i, p) in pools.iter().enumerate() {
+        let Some(a) = p.inside else { continue };
+        let overlap = |q: &ValidPool| q.inside.is_some_and(|b| a.overlaps(&b));
+        if let Some(k) = pools[..i].iter().position(overlap) {
+            e.add(
+                format!("pools[{i}].inside"),
+                format!(
+                    "{} overlaps {}, the prefix deterministic pool `{}` maps (pools[{k}].inside): a subscriber may have one deterministic pool",
+                    a,
+                    pools[k].inside.map(|b| b.to_string()).unwrap_or_default(),
+                    pools[k].name
+                ),
+            );
+        }
+    }
+
     // Rules.
     if raw.rules.is_empty() {
         e.add("rules", "needs at least one rule (`- action: masquerade` is the home router's)");
@@ -845,6 +876,22 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
                 None
             }
         };
+        if let Some((k, det)) =
+            inside.and_then(|ip| pools.iter().enumerate().find(|(_, p)| p.inside.is_some_and(|n| n.contains(ip))))
+        {
+            // A static host leaves from its own address, ahead of the rules:
+            // the formula's range for it would go unused, yet `masq whois`
+            // would name the host for it.
+            e.add(
+                at("inside"),
+                format!(
+                    "{} is within {}, the prefix deterministic pool `{}` maps (pools[{k}].inside): a subscriber is mapped once",
+                    st.inside,
+                    det.inside.map(|n| n.to_string()).unwrap_or_default(),
+                    det.name
+                ),
+            );
+        }
         if let (Some(public), Some(inside)) = (public, inside) {
             // Its sessions live with its own worker, a forward's with the
             // public port's owner: one host cannot be both unambiguously.

@@ -447,6 +447,45 @@ fn a_rule_into_a_deterministic_pool_takes_only_sources_of_its_prefix() {
 }
 
 #[test]
+fn overlapping_deterministic_prefixes_and_a_static_host_in_one_are_refused_with_their_line() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "{DET}    inside: {a}\n    addresses: [198.51.100.0/30]\n  - name: det2\n    mode: deterministic\n    inside: {b}\n    addresses: [198.51.100.4/30]\nrules:\n  - action: snat\n    pool: det\n    match: {{src: [{a}]}}\n  - action: snat\n    pool: det2\n    match: {{src: [{b}]}}\n"
+        )
+    };
+    // The second holds the first, the first the second, the same prefix.
+    for (a, b) in
+        [("100.64.0.0/24", "100.64.0.0/23"), ("100.64.0.0/23", "100.64.1.0/24"), ("100.64.0.0/24", "100.64.0.0/24")]
+    {
+        let e = errors(&two(a, b));
+        assert_eq!(e.len(), 1, "{a} {b}: {e:?}");
+        assert_eq!((e[0].path.as_str(), e[0].line), ("pools[1].inside", 9), "{:?}", e[0]);
+        assert!(
+            e[0].message.contains(&format!("{b} overlaps {a}, the prefix deterministic pool `det` maps")),
+            "{}",
+            e[0].message
+        );
+    }
+    // Adjacent prefixes are two pools' own.
+    load(&two("100.64.0.0/24", "100.64.1.0/24"), 2).unwrap();
+    // A 1:1 static host inside a deterministic prefix; outside it, fine.
+    let st = |inside: &str| {
+        format!(
+            "{DET}    inside: 100.64.0.0/24\n    addresses: [198.51.100.0/30]\nrules:\n  - action: snat\n    pool: det\n    match: {{src: [100.64.0.0/24]}}\nstatic_nat:\n  - public: 198.51.100.9\n    inside: {inside}\n"
+        )
+    };
+    let e = errors(&st("100.64.0.7"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].path.as_str(), e[0].line), ("static_nat[0].inside", 13), "{:?}", e[0]);
+    assert!(
+        e[0].message.contains("within 100.64.0.0/24, the prefix deterministic pool `det` maps"),
+        "{}",
+        e[0].message
+    );
+    load(&st("100.64.1.7"), 2).unwrap();
+}
+
+#[test]
 fn nat_log_sinks_parse_and_are_checked_with_their_line() {
     let base = "interfaces: {inside: a, outside: b}\nrules:\n  - action: masquerade\n";
     let c = load(&format!("{base}logging:\n  sinks:\n    - {{kind: json, path: /tmp/n.jsonl, keep: 2}}\n    - kind: syslog\n      transport: tcp\n      address: 192.0.2.1:514\n"), 2).unwrap();

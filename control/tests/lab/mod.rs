@@ -214,8 +214,9 @@ impl Lab {
     }
 
     /// Starts a long-running program in a host (killed at teardown); its
-    /// stdout and stderr go to `log` in the lab's directory.
-    pub fn spawn(&mut self, host: &str, args: &[&str], log: &str) {
+    /// stdout and stderr go to `log` in the lab's directory. Returns its
+    /// process id (`ip netns exec` execs it), to signal it.
+    pub fn spawn(&mut self, host: &str, args: &[&str], log: &str) -> u32 {
         let f = std::fs::File::create(self.dir.join(log)).expect("log file");
         let child = self
             .cmd(host, args)
@@ -223,7 +224,9 @@ impl Lab {
             .stderr(f)
             .spawn()
             .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let pid = child.id();
         self.children.push(child);
+        pid
     }
 
     /// The running masq's process id (`ip netns exec` execs it).

@@ -29,6 +29,15 @@
 //! offered (a ratio of 1.00 between two such rows says only that the
 //! generator was the limit). CPU 0 and CPU 1 busy shares are printed per
 //! row; they do not decide, since masq's workers poll (CPU 1 near 100%).
+//!
+//! NAT event export's cost (`--nat-log`, issue 13): a `masq-nat-log` path,
+//! masq-nat's configuration plus a JSON-lines sink and an IPFIX sink (to a
+//! UDP drain in the box's namespace on CPU 0, where masq's control and sink
+//! threads run too), and its ratio to masq-nat. `--block-size` sets both
+//! rows' port block size: the `new` scenario's 16384 subscribers each take
+//! a block at their first flow and another every `block-size` flows, so
+//! smaller blocks (and fewer subscribers, `--subscribers`) put more block
+//! events in the measured window.
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
@@ -40,9 +49,13 @@ use std::time::{Duration, Instant};
 const PREFIX: &str = "mqcmp-";
 const SCENARIOS: [&str; 3] = ["1flow", "100k", "new"];
 const PATHS: [&str; 4] = ["kernel-route", "kernel-nat", "masq-forward", "masq-nat"];
+/// The path `--nat-log` adds: masq-nat with NAT event export.
+const NAT_LOG: &str = "masq-nat-log";
+/// Where the `masq-nat-log` path's IPFIX sink sends (a drain in the box's namespace).
+const IPFIX_DRAIN: &str = "127.0.0.1:4739";
 /// The optional peer (`--einat`).
 const EINAT: &str = "einat";
-/// Subscribers the generator spreads flows over (100.64.0.0/18).
+/// Subscribers the generator spreads flows over by default (100.64.0.0/18).
 const SUBSCRIBERS: u32 = 16384;
 /// Destination ports flows spread over (the kernel's masquerade then has
 /// room for millions of flows on its one address).
@@ -70,7 +83,8 @@ works on CPU 1. With --placement box (the default) the box's receive work runs t
 its veths get threaded NAPI pinned to CPU 1, so a path is charged for its own receive work \
 and not the generator. Each row says what limited it: the path (it lost more than 2% of \
 the frames offered) or the generator (it forwarded what was offered); CPU 0 and CPU 1 busy \
-shares are printed beside it. Then latency rows (a timestamping sink) at --latency-rate and at --low-rate, whose \
+shares are printed beside it. --nat-log adds masq-nat-log (masq-nat with NAT event export \
+to a JSON-lines file and IPFIX) and its ratio to masq-nat. Then latency rows (a timestamping sink) at --latency-rate and at --low-rate, whose \
 gaps let masq's idle workers sleep, so the wake-up is priced; and masq's CPU while idle. The \
 machine (CPU, vCPUs, kernel, rustc) heads the table and the JSON."
 )]
@@ -90,7 +104,8 @@ struct Cli {
     /// `profile` row whose generator sends that profile's streams.
     #[arg(long)]
     profile: Option<PathBuf>,
-    /// Paths to run (kernel-route, kernel-nat, masq-forward, masq-nat).
+    /// Paths to run (kernel-route, kernel-nat, masq-forward, masq-nat;
+    /// masq-nat-log, which --nat-log adds).
     #[arg(long, value_delimiter = ',', default_values_t = PATHS.map(String::from))]
     paths: Vec<String>,
     /// Also write the rows as a JSON array to this file.
@@ -121,6 +136,21 @@ struct Cli {
     /// forwarding, SNAT of the inside prefix). Without it the path is skipped.
     #[arg(long)]
     einat: Option<PathBuf>,
+    /// Adds the `masq-nat-log` path: masq-nat with NAT event export on (a
+    /// JSON-lines file and IPFIX to a local drain), and its ratio to masq-nat.
+    #[arg(long)]
+    nat_log: bool,
+    /// Ports per block of masq's pool in masq-nat and masq-nat-log (a
+    /// multiple of 64; the pool's default 512). Smaller blocks mean more
+    /// block events per new connection.
+    #[arg(long, default_value_t = 512)]
+    block_size: u16,
+    /// Subscribers the throughput rows' flows spread over (inside
+    /// addresses from 100.64.0.0; at most 4194304, the /10). Fewer
+    /// subscribers take blocks more often: one every `--block-size` new
+    /// connections each.
+    #[arg(long, default_value_t = SUBSCRIBERS)]
+    subscribers: u32,
 }
 
 #[derive(Subcommand)]
@@ -140,6 +170,9 @@ enum Cmd {
         /// send its streams instead of the scenario's flows.
         #[arg(long)]
         profile: Option<PathBuf>,
+        /// Subscribers (inside addresses from 100.64.0.0) the flows spread over.
+        #[arg(long, default_value_t = SUBSCRIBERS)]
+        subscribers: u32,
     },
     /// The timestamping sink (run inside the outside router's namespace by
     /// `compare`): receives on an AF_XDP socket, prints latency percentiles.
@@ -241,8 +274,8 @@ struct LatencyRow {
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.cmd {
-        Some(Cmd::Gen { iface, scenario, seconds, rate, profile }) => {
-            generate(iface, scenario, *seconds, *rate, profile.as_deref())
+        Some(Cmd::Gen { iface, scenario, seconds, rate, profile, subscribers }) => {
+            generate(iface, scenario, *seconds, *rate, profile.as_deref(), *subscribers)
         }
         Some(Cmd::Sink { iface, seconds, skip }) => sink(iface, *seconds, *skip),
         None => compare(&cli),
@@ -259,14 +292,15 @@ type Res<T> = Result<T, String>;
 const PROFILE_ROW: &str = "profile";
 
 /// The flow of packet `k` in a scenario: (source address, source port, destination port).
-fn flow(scenario: &str, k: u64) -> (u32, u16, u16) {
+fn flow(scenario: &str, k: u64, subs: u32) -> (u32, u16, u16) {
+    let subs = u64::from(subs.clamp(1, 1 << 22));
     let i = match scenario {
         "1flow" => 0,
         "100k" => k % 100_000,
         _ => k,
     };
-    let sub = u32::try_from(i % u64::from(SUBSCRIBERS)).unwrap_or(0);
-    let sport = 1024 + u16::try_from((i / u64::from(SUBSCRIBERS)) % 64_000).unwrap_or(0);
+    let sub = u32::try_from(i % subs).unwrap_or(0);
+    let sport = 1024 + u16::try_from((i / subs) % 64_000).unwrap_or(0);
     let dport = 5000 + u16::try_from(i % u64::from(DPORTS)).unwrap_or(0);
     (0x6440_0000 + sub, sport, dport)
 }
@@ -283,8 +317,8 @@ fn now_ns() -> u64 {
 /// Where a frame carries its send time (the UDP payload's first 8 bytes).
 const STAMP: std::ops::Range<usize> = 42..50;
 
-fn write_frame(f: &mut [u8], src_mac: [u8; 6], dst_mac: [u8; 6], scenario: &str, k: u64) -> u32 {
-    let (src, sport, dport) = flow(scenario, k);
+fn write_frame(f: &mut [u8], src_mac: [u8; 6], dst_mac: [u8; 6], scenario: &str, k: u64, subs: u32) -> u32 {
+    let (src, sport, dport) = flow(scenario, k, subs);
     let Some(f) = f.get_mut(..60) else { return 0 };
     f.fill(0);
     f[..6].copy_from_slice(&dst_mac);
@@ -315,7 +349,14 @@ fn mac_of(iface: &str) -> Res<[u8; 6]> {
 /// `compare gen`: sends for `seconds`, as fast as the socket takes frames
 /// or paced at `rate` frames per second with a send time in each, then
 /// prints `sent N`.
-fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64, profile: Option<&std::path::Path>) -> Res<()> {
+fn generate(
+    iface: &str,
+    scenario: &str,
+    seconds: f64,
+    rate: u64,
+    profile: Option<&std::path::Path>,
+    subs: u32,
+) -> Res<()> {
     let profile = match profile {
         Some(p) => {
             Some(perf::trex::Profile::parse(&std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?)?)
@@ -324,7 +365,7 @@ fn generate(iface: &str, scenario: &str, seconds: f64, rate: u64, profile: Optio
     };
     let frame = |f: &mut [u8], src_mac, dst_mac, k| match &profile {
         Some(p) => p.write(f, src_mac, dst_mac, k),
-        None => write_frame(f, src_mac, dst_mac, scenario, k),
+        None => write_frame(f, src_mac, dst_mac, scenario, k, subs),
     };
     core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
     let src_mac = mac_of(iface)?;
@@ -630,12 +671,19 @@ fn start_path(path: &str, cli: &Cli) -> Res<Running> {
         _ => {
             let ns = format!("{PREFIX}nat");
             let masq = masq.to_str().ok_or("masq path")?;
-            let mut args =
-                vec!["netns", "exec", &ns, masq, "run", "--inside", "nat-in", "--outside", "nat-out", "--cores", "1"];
+            let yaml = std::env::temp_dir().join(format!("{PREFIX}masq.yaml"));
+            let yaml = yaml.to_str().ok_or("temp path")?.to_string();
+            let mut args = vec!["netns", "exec", &ns, masq, "run", "--cores", "1"];
             if path == "masq-forward" {
-                args.push("--no-nat");
+                args.extend(["--inside", "nat-in", "--outside", "nat-out", "--no-nat"]);
             } else {
-                args.extend(["--pool", "198.18.0.0/24", "--nat-src", "100.64.0.0/10", "--max-sessions", "2097152"]);
+                let log = path == NAT_LOG;
+                if log {
+                    let _ = std::fs::remove_file(nat_log_file());
+                    in_ns("nat", &["ip", "link", "set", "lo", "up"])?;
+                }
+                std::fs::write(&yaml, masq_nat_config(cli.block_size, log)).map_err(|e| format!("{yaml}: {e}"))?;
+                args.extend(["--config", &yaml, "--max-sessions", "2097152"]);
             }
             let mut child = Command::new("ip")
                 .args(&args)
@@ -670,6 +718,40 @@ fn start_path(path: &str, cli: &Cli) -> Res<Running> {
             Ok(Running::Masq(child, rx))
         }
     }
+}
+
+/// The masq-nat path's configuration: what `--pool 198.18.0.0/24
+/// --nat-src 100.64.0.0/10` sets up, with `block_size` ports a block (and
+/// blocks enough for the default's 4096 ports a subscriber, at most 32); with
+/// `log`, NAT event export to a JSON-lines file and IPFIX ([`NAT_LOG`]).
+fn masq_nat_config(block_size: u16, log: bool) -> String {
+    // As many blocks as give a subscriber the default's 8 x 512 ports, at most 32.
+    let max_blocks = (4096 / block_size.max(1)).clamp(1, 32);
+    let mut y = format!(
+        "interfaces: {{inside: nat-in, outside: nat-out}}
+pools:
+  - name: pool
+    addresses: [198.18.0.0/24]
+    block_size: {block_size}
+    max_blocks_per_subscriber: {max_blocks}
+rules:
+  - action: snat
+    pool: pool
+    match: {{src: [100.64.0.0/10]}}
+"
+    );
+    if log {
+        y += &format!(
+            "logging:\n  sinks:\n    - {{kind: json, path: {}}}\n    - {{kind: ipfix, address: \"{IPFIX_DRAIN}\"}}\n",
+            nat_log_file().display()
+        );
+    }
+    y
+}
+
+/// The masq-nat-log path's JSON-lines file.
+fn nat_log_file() -> PathBuf {
+    std::env::temp_dir().join(format!("{PREFIX}nat.jsonl"))
 }
 
 /// Stops a path; returns masq's drop summary.
@@ -707,7 +789,7 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
     let before = sink_count()?;
     let gen = Command::new("ip")
         .args(["netns", "exec", &format!("{PREFIX}in"), self_exe.to_str().ok_or("exe path")?, "gen", "--iface", "in0"])
-        .args(["--scenario", scenario, "--seconds", &total.to_string()])
+        .args(["--scenario", scenario, "--seconds", &total.to_string(), "--subscribers", &cli.subscribers.to_string()])
         .args(match (&cli.profile, scenario) {
             (Some(p), PROFILE_ROW) => vec![std::ffi::OsString::from("--profile"), p.clone().into_os_string()],
             _ => vec![],
@@ -727,7 +809,15 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
         .ok_or_else(|| format!("generator failed: {}", String::from_utf8_lossy(&out.stdout)))?;
     std::thread::sleep(Duration::from_millis(300));
     let after = sink_count()?;
-    let detail = stop_path(running);
+    let mut detail = stop_path(running);
+    if path == NAT_LOG {
+        // What the export wrote (the whole run): block events of the JSON sink.
+        let text = std::fs::read_to_string(nat_log_file()).unwrap_or_default();
+        let blocks = text.lines().filter(|l| l.contains("\"event\":\"block_allocated\"")).count();
+        let other = text.lines().count().saturating_sub(blocks);
+        detail = format!("{detail}; nat log: {blocks} block events, {other} other");
+        let _ = std::fs::remove_file(nat_log_file());
+    }
     let secs = (t1 - t0).as_secs_f64();
     let pps = c1.saturating_sub(c0) as f64 / secs;
     let offered_pps = o1.saturating_sub(o0) as f64 / secs;
@@ -766,6 +856,9 @@ fn compare(cli: &Cli) -> Res<()> {
             eprintln!("einat: skipped (no --einat PATH: einat-ebpf is built from its own sources)");
         }
     }
+    if cli.nat_log && !paths.iter().any(|p| p == NAT_LOG) {
+        paths.push(NAT_LOG.into());
+    }
     let machine = Machine::read(cli.placement);
     eprintln!("{}", machine.line());
     let _limits = ConntrackLimits::raise();
@@ -778,6 +871,9 @@ fn compare(cli: &Cli) -> Res<()> {
         "out",
         &["ip", "link", "set", "dev", "out0", "xdpdrv", "obj", obj.to_str().unwrap_or_default(), "sec", "xdp"],
     )?;
+    // The IPFIX sink's collector: a drain on CPU 0, the CPU of masq's
+    // control and sink threads (killed with the lab's namespaces).
+    let _drain = if paths.iter().any(|p| p == NAT_LOG) { Some(ipfix_drain()?) } else { None };
     let mut rows = Vec::new();
     let mut scenarios = cli.scenarios.clone();
     if let Some(p) = &cli.profile {
@@ -834,6 +930,32 @@ fn compare(cli: &Cli) -> Res<()> {
         println!("rows written to {}", file.display());
     }
     Ok(())
+}
+
+/// A UDP drain on [`IPFIX_DRAIN`] in the box's namespace, pinned to CPU 0;
+/// killed on drop.
+struct Drain(Child);
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ipfix_drain() -> Res<Drain> {
+    in_ns("nat", &["ip", "link", "set", "lo", "up"])?;
+    let (host, port) = IPFIX_DRAIN.split_once(':').ok_or("drain address")?;
+    let code = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('{host}',{port}))\nwhile True: s.recv(65535)"
+    );
+    let child = Command::new("ip")
+        .args(["netns", "exec", &format!("{PREFIX}nat"), "taskset", "-c", "0", "/usr/bin/python3", "-c", &code])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("IPFIX drain: {e}"))?;
+    Ok(Drain(child))
 }
 
 /// CPU a masq path uses without traffic.
@@ -938,14 +1060,20 @@ fn print_latency(rows: &[LatencyRow]) {
 }
 
 /// The ratios printed per scenario: (numerator, denominator).
-const RATIOS: [(&str, &str); 4] =
-    [("masq-forward", "kernel-route"), ("masq-nat", "kernel-nat"), ("masq-nat", "masq-forward"), ("masq-nat", EINAT)];
+const RATIOS: [(&str, &str); 5] = [
+    ("masq-forward", "kernel-route"),
+    ("masq-nat", "kernel-nat"),
+    ("masq-nat", "masq-forward"),
+    ("masq-nat", EINAT),
+    (NAT_LOG, "masq-nat"),
+];
 
 fn print_table(rows: &[Row], paths: &[String]) {
     let get = |s: &str, p: &str| rows.iter().find(|r| r.scenario == s && r.path == p);
-    // einat's ratio only when it ran.
+    // einat's and the NAT log's ratios only when they ran.
+    let ran = |p: &str| paths.iter().any(|x| x == p);
     let ratios: Vec<(&str, &str)> =
-        RATIOS.into_iter().filter(|(_, b)| *b != EINAT || paths.iter().any(|p| p == EINAT)).collect();
+        RATIOS.into_iter().filter(|(a, b)| (*b != EINAT || ran(EINAT)) && (*a != NAT_LOG || ran(NAT_LOG))).collect();
     let mut head = String::from("| scenario |");
     for p in paths {
         head.push_str(&format!(" {p} (limit) |"));
@@ -996,10 +1124,13 @@ mod tests {
 
     #[test]
     fn flows_are_distinct_where_the_scenario_says() {
-        let set = |s: &str, n: u64| (0..n).map(|k| flow(s, k)).collect::<std::collections::HashSet<_>>().len();
+        let set =
+            |s: &str, n: u64| (0..n).map(|k| flow(s, k, SUBSCRIBERS)).collect::<std::collections::HashSet<_>>().len();
         assert_eq!(set("1flow", 1000), 1);
         assert_eq!(set("100k", 300_000), 100_000);
         assert_eq!(set("new", 500_000), 500_000);
+        let sources = (0..5000).map(|k| flow("new", k, 1024).0).collect::<std::collections::HashSet<_>>();
+        assert_eq!(sources.len(), 1024, "--subscribers 1024");
     }
 
     #[test]
@@ -1019,9 +1150,24 @@ mod tests {
     }
 
     #[test]
+    fn the_masq_nat_configuration_is_the_quick_set_ups_and_the_log_adds_two_sinks() {
+        let c = config::load(&masq_nat_config(512, false), 2).expect("valid");
+        assert_eq!((c.pools.len(), c.pools[0].addresses.len(), c.pools[0].block_size), (1, 256, 512));
+        assert_eq!(c.pools[0].mode, config::PoolMode::PortBlocks);
+        assert!(c.raw.logging.sinks.is_empty());
+        let c = config::load(&masq_nat_config(64, true), 2).expect("valid");
+        assert_eq!((c.pools[0].block_size, c.raw.logging.sinks.len()), (64, 2));
+        assert_eq!(c.raw.pools[0].max_blocks_per_subscriber, 32);
+        let quick = config::Pool::new("pool", vec!["198.18.0.0/24".into()]);
+        let c = config::load(&masq_nat_config(512, false), 2).expect("valid");
+        assert_eq!(c.raw.pools[0], quick, "what --pool makes");
+        assert!(config::load(&masq_nat_config(100, false), 2).is_err(), "not a multiple of 64");
+    }
+
+    #[test]
     fn generated_frames_carry_a_valid_ipv4_checksum() {
         let mut f = [0u8; 2048];
-        assert_eq!(write_frame(&mut f, [2; 6], [4; 6], "new", 12345), 60);
+        assert_eq!(write_frame(&mut f, [2; 6], [4; 6], "new", 12345, SUBSCRIBERS), 60);
         assert!(dataplane::testing::frames::checksums_ok(&f[..60]));
         let (src, sport, dst, dport) = dataplane::testing::frames::tuple(&f[..60]);
         assert_eq!((src, sport, dst, dport), (0x6440_0000 + 12345, 1024, 0xc633_6401, 5000 + (12345 % 61) as u16));
