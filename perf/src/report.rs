@@ -112,6 +112,14 @@ fn categories(bars: &[Bar]) -> (Vec<String>, Vec<String>) {
     (groups, series)
 }
 
+/// The group under axis position `x`, `per` positions a group.
+// A position on a chart of at most a few hundred bars: truncation to the
+// group's index is the point, and a negative position floors to 0.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn group_at(x: f64, per: usize) -> usize {
+    (x.max(0.0) / per.max(1) as f64).floor() as usize
+}
+
 /// A grouped bar chart: one group per scenario, one coloured bar per path.
 pub fn bar_chart(title: &str, y_label: &str, bars: &[Bar]) -> Res<String> {
     let mut svg = String::new();
@@ -131,9 +139,9 @@ pub fn bar_chart(title: &str, y_label: &str, bars: &[Bar]) -> Res<String> {
             .map_err(e)?;
         let label_of = |x: &f64| -> String {
             // A group's name under its middle.
-            let g = (*x / per as f64).floor();
-            let mid = g * per as f64 + (per - 1) as f64 / 2.0;
-            match groups.get(g as usize) {
+            let g = group_at(*x, per);
+            let mid = (g * per) as f64 + (per - 1) as f64 / 2.0;
+            match groups.get(g) {
                 Some(name) if (x - mid).abs() < 0.5 => name.clone(),
                 _ => String::new(),
             }
@@ -239,7 +247,10 @@ pub fn render(data: &Data) -> Res<(String, Vec<(&'static str, String)>)> {
         let _ = writeln!(h, "<p>Every figure: <a href=\"{0}\">{0}</a>.</p>", escape(j));
     }
     for (name, svg) in &plots {
-        let _ = writeln!(h, "<figure id=\"{name}\">\n{svg}\n<figcaption><a href=\"{name}\">{name}</a></figcaption></figure>");
+        let _ = writeln!(
+            h,
+            "<figure id=\"{name}\">\n{svg}\n<figcaption><a href=\"{name}\">{name}</a></figcaption></figure>"
+        );
     }
     if !data.rfc9693.is_empty() {
         w(&mut h, "<h2>RFC 9693</h2>\n<table><tr><th>test</th><th>path</th><th>result</th><th>detail</th></tr>\n");
@@ -292,8 +303,14 @@ mod tests {
             ],
             drops: vec![bar("1flow", "kernel-nat", 10.0), bar("1flow", "masq-nat", 0.0)],
             latency: vec![
-                Cdf { label: "kernel-nat 100000/s".into(), points: vec![(30.0, 0.5), (45.0, 0.9), (70.0, 0.99), (900.0, 1.0)] },
-                Cdf { label: "masq-nat 100000/s".into(), points: vec![(25.0, 0.5), (50.0, 0.9), (500.0, 0.99), (2400.0, 1.0)] },
+                Cdf {
+                    label: "kernel-nat 100000/s".into(),
+                    points: vec![(30.0, 0.5), (45.0, 0.9), (70.0, 0.99), (900.0, 1.0)],
+                },
+                Cdf {
+                    label: "masq-nat 100000/s".into(),
+                    points: vec![(25.0, 0.5), (50.0, 0.9), (500.0, 0.99), (2400.0, 1.0)],
+                },
             ],
             rfc9693: vec![TableRow {
                 test: "capacity".into(),

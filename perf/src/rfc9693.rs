@@ -122,7 +122,9 @@ impl Rng {
 
 /// One's-complement sum of 16-bit words (odd tail padded), not folded.
 fn sum16(b: &[u8]) -> u32 {
-    b.chunks(2).map(|w| u32::from(u16::from_be_bytes([w.first().copied().unwrap_or(0), w.get(1).copied().unwrap_or(0)]))).sum()
+    b.chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w.first().copied().unwrap_or(0), w.get(1).copied().unwrap_or(0)])))
+        .sum()
 }
 
 fn fold(mut sum: u32) -> u16 {
