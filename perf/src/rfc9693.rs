@@ -3,7 +3,7 @@
 //! ports, the frames (UDP, TCP SYN and RST, written in place) and the
 //! binary search over rates.
 //!
-//! RFC 9693 section 4 runs a test in two phases: phase 1 (the "preliminary
+//! RFC 9693 runs a test in two phases: phase 1 (the "preliminary
 //! phase") enumerates every four-tuple of a limited port space once, so the
 //! NAT holds a connection for each; phase 2 (the real test) draws source
 //! and destination ports pseudorandomly (RFC 4814 section 4.5: each field
@@ -219,7 +219,7 @@ pub struct Trial {
 
 /// The largest rate in `0..=hi` at which `trial` passes: `hi` first, then
 /// a binary search of at most `steps` trials (RFC 2544 section 26.1's
-/// search, as RFC 9693 section 4.2 uses it). Returns the passing trial with
+/// throughput search, which RFC 9693 reuses). Returns the passing trial with
 /// the highest offered rate (none: nothing passed) and every trial in order.
 pub fn search<E>(
     hi: u64,

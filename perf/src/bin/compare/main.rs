@@ -145,22 +145,24 @@ struct Cli {
     /// Frames per second of the sessions' opening phase (RFC 9693's phase
     /// 1 of the rfc4814 and grid rows; the SYNs of the tear-down row): below
     /// both NATs' connection establishment rates.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 50_000)]
     open_pps: u64,
-    /// conn-rate: the highest rate tried (new connections per second).
+    /// conn-rate and teardown: the highest rate tried (new connections, or
+    /// RSTs, per second).
     #[arg(long, default_value_t = 1_000_000)]
     search_max: u64,
-    /// conn-rate: binary search steps after the highest rate (each one
-    /// trial of --trial-seconds on a fresh box).
+    /// conn-rate and teardown: binary search steps after the highest rate
+    /// (each one trial on a freshly started path).
     #[arg(long, default_value_t = 6)]
     search_steps: u32,
     /// conn-rate: seconds of one trial.
     #[arg(long, default_value_t = 1.0)]
     trial_seconds: f64,
-    /// conn-rate: percent of frames a passing trial may lose (RFC 9693: 0).
+    /// conn-rate and teardown: percent of frames a passing trial may lose,
+    /// or of sessions it may leave open (RFC 9693: 0).
     #[arg(long, default_value_t = 0.0)]
     loss_tolerance: f64,
-    /// teardown: TCP sessions opened with SYN, then closed with RST.
+    /// teardown: TCP sessions each trial opens with SYNs, then closes with RSTs.
     #[arg(long, default_value_t = 50_000)]
     teardown_sessions: u64,
     /// capacity: the session limit both NATs get (the kernel's
@@ -459,7 +461,7 @@ fn generate(o: &GenOpts) -> Res<()> {
                 n
             }) as u64;
         }
-        println!("sent {k}");
+        println!("sent {k} seconds {}", start.elapsed().as_secs_f64());
         return Ok(());
     }
     // Batches of up to 64; with a pace, no more than it allows by now.
@@ -488,8 +490,18 @@ fn generate(o: &GenOpts) -> Res<()> {
         let base = k;
         k += tx.send(want as usize, |i, f| frame(f, src_mac, dst_mac, base + i as u64)) as u64;
     }
-    println!("sent {k}");
+    println!("sent {k} seconds {}", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The generator's last line, `sent N seconds S`: the frames it sent and
+/// the seconds from its start to its last frame.
+fn parse_sent(stdout: &str) -> Option<(u64, f64)> {
+    let mut w = stdout.trim().split_whitespace();
+    match (w.next(), w.next(), w.next(), w.next()) {
+        (Some("sent"), Some(n), Some("seconds"), Some(s)) => Some((n.parse().ok()?, s.parse().ok()?)),
+        _ => None,
+    }
 }
 
 /// `compare sink`: attaches masq's XDP program (no local addresses: every
@@ -867,10 +879,7 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
     std::thread::sleep(Duration::from_secs_f64(cli.seconds));
     let (c1, o1, cpu1, t1) = (sink_count()?, offered_count()?, cpu_times(), Instant::now());
     let out = gen.wait_with_output().map_err(|e| format!("generator: {e}"))?;
-    let sent: u64 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .strip_prefix("sent ")
-        .and_then(|n| n.parse().ok())
+    let (sent, _) = parse_sent(&String::from_utf8_lossy(&out.stdout))
         .ok_or_else(|| format!("generator failed: {}", String::from_utf8_lossy(&out.stdout)))?;
     std::thread::sleep(Duration::from_millis(300));
     let after = sink_count()?;
@@ -1236,6 +1245,15 @@ mod tests {
         assert!(t.iter().all(|&(busy, total)| busy <= total && total > 0));
         assert_eq!(busy_share(Some((10, 100)), Some((60, 200))), 50.0);
         assert_eq!(busy_share(Some((10, 100)), Some((10, 100))), 0.0);
+    }
+
+    #[test]
+    fn the_generators_line_and_the_sinks_cdf_are_read_back() {
+        assert_eq!(parse_sent("sent 1234 seconds 0.5\n"), Some((1234, 0.5)));
+        assert_eq!(parse_sent("sent 1234\n"), None);
+        let line = "latency_us n=3 p50=20 p90=30 p99=40 p999=50 max=60 cdf=0.5:20,0.99:40,1:60";
+        assert_eq!(parse_cdf(line), [(0.5, 20), (0.99, 40), (1.0, 60)]);
+        assert!(parse_cdf("latency_us n=0").is_empty());
     }
 
     #[test]

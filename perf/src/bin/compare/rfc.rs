@@ -4,24 +4,22 @@
 //! - throughput with RFC 4814 pseudorandom ports: the `rfc4814` scenario
 //!   row of the main table (phase 1 makes every session, phase 2 draws
 //!   ports; `perf::rfc9693`).
-//! - `conn-rate`, maximum connection establishment rate (RFC 9693 section
-//!   4.2): every frame a new flow, paced; a trial passes when nothing is
+//! - `conn-rate`, maximum connection establishment rate: every frame a new flow, paced; a trial passes when nothing is
 //!   lost (`--loss-tolerance`); the highest rate first, then a binary search
 //!   of `--search-steps` trials, each on a freshly started path (empty
 //!   tables) for `--trial-seconds`.
-//! - `teardown`, connection tear-down rate: `--teardown-sessions` TCP
-//!   sessions opened with a SYN each (paced at `--open-pps`), then closed
-//!   with a RST each, as fast as the generator sends. The rate is the
-//!   sessions that left the opening state (the box's count of `syn_sent`
-//!   sessions before and after: masq's /metrics census, the kernel's
-//!   conntrack table) over the time from the first to the last RST that
-//!   came through the box (the sink's counter, read every millisecond).
-//!   Neither NAT frees a reset session at once (conntrack keeps it 10 s in
-//!   CLOSE, masq 4 min, RFC 7857 section 2.2), so "closed" is the state
-//!   change, not the slot's release. RFC 9693 section 4.4 times an
-//!   administrative flush of the whole table instead; closing by RST is what
-//!   subscribers do.
-//! - `capacity`, connection table capacity (RFC 9693 section 4.5): both
+//! - `teardown`, connection tear-down rate: each trial, on a freshly
+//!   started path, opens `--teardown-sessions` TCP sessions with a SYN each
+//!   (paced at `--open-pps`), then closes them with a RST each at the
+//!   trial's rate. It passes when every RST came through (the sink's
+//!   counter, read every millisecond) and every session the SYNs opened has
+//!   left `syn_sent` (masq's /metrics census, the kernel's conntrack table,
+//!   before and after). The same search as conn-rate finds the highest
+//!   passing rate. Neither NAT needs to free a reset session at once
+//!   (conntrack deletes an unreplied one, masq keeps it 4 min in `close`,
+//!   RFC 7857 section 2.2), so "closed" is the state change, not the
+//!   slot's release.
+//! - `capacity`, connection tracking table capacity: both
 //!   NATs get the same limit (`--table-size`: nf_conntrack_max and masq's
 //!   `--max-sessions`), then 1.5 times as many new flows, paced at
 //!   `--capacity-pps`. Reported: the sessions the box held after, the
@@ -164,16 +162,14 @@ fn gen_command(args: &[String]) -> Res<Command> {
     Ok(c)
 }
 
-fn sent_of(out: &std::process::Output) -> Res<u64> {
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .strip_prefix("sent ")
-        .and_then(|n| n.parse().ok())
+/// The frames the generator sent and the seconds it took.
+fn sent_of(out: &std::process::Output) -> Res<(u64, f64)> {
+    parse_sent(&String::from_utf8_lossy(&out.stdout))
         .ok_or_else(|| format!("generator failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
 }
 
-/// Runs the generator to its end; returns the frames it sent.
-fn generate_all(args: &[String]) -> Res<u64> {
+/// Runs the generator to its end; returns the frames it sent and the seconds it took.
+fn generate_all(args: &[String]) -> Res<(u64, f64)> {
     let out = gen_command(args)?.stderr(Stdio::piped()).output().map_err(|e| format!("generator: {e}"))?;
     sent_of(&out)
 }
@@ -207,28 +203,38 @@ fn conn_trial(cli: &Cli, path: &str, rate: u64) -> Res<Trial> {
     std::thread::sleep(Duration::from_millis(300));
     let c1 = sink_count();
     stop_path(running);
-    let (sent, received) = (sent?, c1?.saturating_sub(c0));
-    let pass = received as f64 >= sent as f64 * (1.0 - cli.loss_tolerance / 100.0) && sent > 0;
-    Ok(Trial { rate, offered: sent as f64 / cli.trial_seconds, sent, received, pass })
+    let ((sent, secs), received) = (sent?, c1?.saturating_sub(c0));
+    let pass = within(received, sent, cli.loss_tolerance) && sent > 0;
+    Ok(Trial { rate, offered: rfc9693::per_second(sent, secs), sent, received, pass })
+}
+
+/// True if `got` falls short of `of` by no more than `tolerance` percent.
+fn within(got: u64, of: u64, tolerance: f64) -> bool {
+    got as f64 >= of as f64 * (1.0 - tolerance / 100.0)
+}
+
+/// The trials in words, and a note when the best one was the generator's limit.
+fn trials_text(trials: &[Trial], best: Option<Trial>, note: impl Fn(usize) -> String) -> String {
+    let list: Vec<String> = trials
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let lost = t.sent.saturating_sub(t.received);
+            let verdict = if t.pass { "pass".into() } else { format!("lost {lost}") };
+            format!("{:.0}k {verdict}{}", t.offered / 1000.0, note(i))
+        })
+        .collect();
+    let mut text = format!("{} trials: {}", trials.len(), list.join(", "));
+    if best.is_some_and(|b| b.offered < 0.95 * b.rate as f64) {
+        text.push_str("; the generator could not offer more (its limit, not the path's)");
+    }
+    text
 }
 
 fn conn_rate(cli: &Cli, path: &str) -> Res<RfcRow> {
     let (best, trials) = rfc9693::search(cli.search_max, cli.search_steps, |r| conn_trial(cli, path, r))?;
-    let list: Vec<String> = trials
-        .iter()
-        .map(|t| {
-            let lost = t.sent.saturating_sub(t.received);
-            format!("{:.0}k {}", t.offered / 1000.0, if t.pass { "pass".into() } else { format!("lost {lost}") })
-        })
-        .collect();
-    let value = best.map_or(0.0, |b| b.offered);
-    let mut detail = format!("{} trials of {} s: {}", trials.len(), cli.trial_seconds, list.join(", "));
-    if let Some(b) = best {
-        if b.offered < 0.95 * b.rate as f64 {
-            detail.push_str("; the generator could not offer more (its limit, not the path's)");
-        }
-    }
-    let mut r = row(CONN_RATE, path, value, "conn/s", detail);
+    let detail = format!("{} s each, {}", cli.trial_seconds, trials_text(&trials, best, |_| String::new()));
+    let mut r = row(CONN_RATE, path, best.map_or(0.0, |b| b.offered), "conn/s", detail);
     r.trials = trials;
     Ok(r)
 }
@@ -236,24 +242,7 @@ fn conn_rate(cli: &Cli, path: &str) -> Res<RfcRow> {
 /// The box's sessions in `state` (conntrack's names, any case), or all.
 fn box_sessions(path: &str, state: Option<&str>) -> Res<u64> {
     if path.starts_with("masq") {
-        let text = masq_metrics()?;
-        let want = state.map(str::to_lowercase);
-        return Ok(whole(
-            text.lines()
-                .filter_map(|l| l.strip_prefix("masq_sessions{"))
-                .filter_map(|l| l.split_once("} "))
-                .filter(|(labels, _)| {
-                    let st =
-                        labels.split(',').find_map(|kv| kv.strip_prefix("state=\"")).map(|v| v.trim_end_matches('"'));
-                    match (&want, st) {
-                        (Some(w), Some(st)) => st == w,
-                        (None, Some(st)) => st != "any",
-                        _ => false,
-                    }
-                })
-                .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-                .sum::<f64>(),
-        ));
+        return Ok(sessions_in(&masq_metrics()?, state));
     }
     match state {
         None => in_ns("nat", &["conntrack", "-C"])?.trim().parse().map_err(|e| format!("conntrack -C: {e}")),
@@ -275,9 +264,39 @@ fn box_sessions(path: &str, state: Option<&str>) -> Res<u64> {
     }
 }
 
-/// masq's /metrics (its API on the box's loopback).
+/// The sessions in `state` (any case; all but the placeholder `any`
+/// series when none) in masq's /metrics text.
+fn sessions_in(metrics: &str, state: Option<&str>) -> u64 {
+    let want = state.map(str::to_lowercase);
+    whole(
+        metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("masq_sessions{"))
+            .filter_map(|l| l.split_once("} "))
+            .filter(|(labels, _)| {
+                let st = labels.split(',').find_map(|kv| kv.strip_prefix("state=\"")).map(|v| v.trim_end_matches('"'));
+                match (&want, st) {
+                    (Some(w), Some(st)) => st == w,
+                    (None, Some(st)) => st != "any",
+                    _ => false,
+                }
+            })
+            .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+            .sum::<f64>(),
+    )
+}
+
+/// masq's /metrics (its API on the box's loopback; it may still be
+/// binding just after masq said it forwards: tried for 5 s).
 fn masq_metrics() -> Res<String> {
-    in_ns("nat", &["curl", "-sf", "--max-time", "5", "http://127.0.0.1:9091/metrics"])
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match in_ns("nat", &["curl", "-sSf", "--max-time", "5", "http://127.0.0.1:9091/metrics"]) {
+            Ok(text) => return Ok(text),
+            Err(e) if Instant::now() > deadline => return Err(format!("masq's /metrics: {e}")),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 /// The first value of a metric line starting with `prefix`, 0 if none.
@@ -346,15 +365,46 @@ impl Drop for SinkCounter {
 
 fn teardown(cli: &Cli, path: &str) -> Res<RfcRow> {
     let n = cli.teardown_sessions;
-    let running = fresh(cli, path, 2_097_152)?;
-    let result = teardown_on(cli, path, n);
-    stop_path(running);
-    result
+    let mut figures = Vec::new();
+    let (best, trials) = rfc9693::search(cli.search_max, cli.search_steps, |rate| {
+        let running = fresh(cli, path, 2_097_152)?;
+        let result = teardown_trial(cli, path, n, rate);
+        stop_path(running);
+        let (trial, f) = result?;
+        figures.push(f);
+        Ok::<_, String>(trial)
+    })?;
+    let note = |i: usize| {
+        figures.get(i).map_or(String::new(), |f| {
+            let get = |k: &str| f.get(k).copied().unwrap_or(0);
+            format!(" ({} opened, {} left open)", get("opened"), get("still_open"))
+        })
+    };
+    let text = trials_text(&trials, best, note);
+    let at = |t: Option<Trial>| t.and_then(|b| trials.iter().position(|x| *x == b)).and_then(|i| figures.get(i));
+    let mut r = row(TEARDOWN, path, best.map_or(0.0, |b| b.offered), "sessions/s", String::new());
+    r.detail = match at(best) {
+        Some(f) => format!(
+            "{n} sessions each trial; at the best, {} opened, {} closed ({} left), the RSTs through in {:.3} s; {}",
+            f.get("opened").copied().unwrap_or(0),
+            f.get("closed").copied().unwrap_or(0),
+            f.get("still_open").copied().unwrap_or(0),
+            f.get("window_us").copied().unwrap_or(0) as f64 / 1e6,
+            text
+        ),
+        None => format!("{n} sessions each trial; {text}"),
+    };
+    r.figures = at(best).cloned().unwrap_or_default();
+    r.trials = trials;
+    Ok(r)
 }
 
-fn teardown_on(cli: &Cli, path: &str, n: u64) -> Res<RfcRow> {
+/// One tear-down trial on a fresh path: `n` sessions opened with SYNs at
+/// `--open-pps`, then closed with RSTs at `rate`. It passes when every RST
+/// came through and no session the SYNs opened is left in `syn_sent`.
+fn teardown_trial(cli: &Cli, path: &str, n: u64, rate: u64) -> Res<(Trial, BTreeMap<&'static str, u64>)> {
     let open_secs = n as f64 / cli.open_pps.max(1) as f64 + 2.0;
-    let syns = generate_all(&[
+    let (syns, _) = generate_all(&[
         a("--scenario"),
         a("syn"),
         a("--count"),
@@ -368,15 +418,57 @@ fn teardown_on(cli: &Cli, path: &str, n: u64) -> Res<RfcRow> {
     let opened = box_sessions(path, Some("syn_sent"))?;
     let counter = SinkCounter::new()?;
     let c0 = counter.read()?;
-    let mut gen = gen_command(&[a("--scenario"), a("rst"), a("--count"), a(n), a("--seconds"), a(30)])?
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("generator: {e}"))?;
-    // Every millisecond: when the first RST came through, when the last did.
+    let rst_secs = n as f64 / rate.max(1) as f64 + 5.0;
+    let mut gen = gen_command(&[
+        a("--scenario"),
+        a("rst"),
+        a("--count"),
+        a(n),
+        a("--pps"),
+        a(rate),
+        a("--seconds"),
+        a(rst_secs),
+    ])?
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .map_err(|e| format!("generator: {e}"))?;
+    let (first, last, seen) = watch(&counter, &mut gen, c0, n, rst_secs + 1.0)?;
+    let (sent, gen_secs) = sent_of(&gen.wait_with_output().map_err(|e| format!("generator: {e}"))?)?;
+    // The census (masq) and conntrack see the last RSTs.
+    std::thread::sleep(Duration::from_millis(300));
+    let still = box_sessions(path, Some("syn_sent"))?;
+    let closed = opened.saturating_sub(still);
+    let through = seen - c0;
+    let secs = first.map_or(0.0, |f| (last - f).as_secs_f64());
+    let pass = within(through, sent, cli.loss_tolerance) && within(closed, opened, cli.loss_tolerance) && opened > 0;
+    let trial = Trial { rate, offered: rfc9693::per_second(sent, gen_secs), sent, received: through, pass };
+    let figures = BTreeMap::from([
+        ("syns_sent", syns),
+        ("opened", opened),
+        ("rsts_sent", sent),
+        ("rsts_through", through),
+        ("closed", closed),
+        ("still_open", still),
+        ("window_us", whole(secs * 1e6)),
+        ("closed_per_s_in_window", whole(rfc9693::per_second(closed, secs))),
+    ]);
+    Ok((trial, figures))
+}
+
+/// Reads the sink's counter every millisecond while the generator `gen`
+/// runs and until it has been quiet for 300 ms (or `n` frames came, or
+/// `max_secs` passed): when the first frame came, when the last, the count.
+fn watch(
+    counter: &SinkCounter,
+    gen: &mut Child,
+    c0: u64,
+    n: u64,
+    max_secs: f64,
+) -> Res<(Option<Instant>, Instant, u64)> {
     let (mut first, mut last, mut seen) = (None, Instant::now(), c0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut gen_done = None;
+    let deadline = Instant::now() + Duration::from_secs_f64(max_secs);
+    let mut gen_done: Option<Instant> = None;
     loop {
         let now = Instant::now();
         let c = counter.read()?;
@@ -389,37 +481,12 @@ fn teardown_on(cli: &Cli, path: &str, n: u64) -> Res<RfcRow> {
             gen_done = Some(now);
         }
         let quiet =
-            gen_done.is_some_and(|t| now - t > Duration::from_millis(300) && now - last > Duration::from_millis(300));
+            gen_done.is_some_and(|t| now - t > Duration::from_millis(300)) && now - last > Duration::from_millis(300);
         if seen - c0 >= n || quiet || now > deadline {
-            break;
+            return Ok((first, last, seen));
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let sent = sent_of(&gen.wait_with_output().map_err(|e| format!("generator: {e}"))?)?;
-    // The census (masq) and conntrack see the last RSTs.
-    std::thread::sleep(Duration::from_millis(300));
-    let still = box_sessions(path, Some("syn_sent"))?;
-    let reset = box_sessions(path, Some("close"))?;
-    let closed = opened.saturating_sub(still);
-    let secs = first.map_or(0.0, |f| (last - f).as_secs_f64());
-    let rate = rfc9693::per_second(closed, secs);
-    let detail = format!(
-        "{syns} SYNs opened {opened} sessions; {sent} RSTs, {} came through in {:.3} s; {closed} left syn_sent ({reset} in close, {still} still open)",
-        seen - c0,
-        secs
-    );
-    let mut r = row(TEARDOWN, path, rate, "sessions/s", detail);
-    r.figures = BTreeMap::from([
-        ("syns_sent", syns),
-        ("opened", opened),
-        ("rsts_sent", sent),
-        ("rsts_through", seen - c0),
-        ("closed", closed),
-        ("in_close", reset),
-        ("still_open", still),
-        ("window_us", whole(secs * 1e6)),
-    ]);
-    Ok(r)
 }
 
 fn capacity(cli: &Cli, path: &str) -> Res<RfcRow> {
@@ -443,7 +510,7 @@ fn capacity_on(cli: &Cli, path: &str, limit: u32) -> Res<RfcRow> {
     let offered = u64::from(limit) * 3 / 2;
     let (ev0, ref0) = box_evictions(path)?;
     let c0 = sink_count()?;
-    let sent = generate_all(&[
+    let (sent, _) = generate_all(&[
         a("--scenario"),
         a("new"),
         a("--count"),
@@ -502,5 +569,34 @@ pub fn print(cli: &Cli, rows: &[RfcRow]) {
     println!("\nper RFC 9693 row:");
     for r in rows {
         println!("  {:<10} {:<11} {}", r.test, r.path, r.detail);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_counts_come_from_masqs_census_by_state() {
+        let text = "# HELP masq_sessions Live sessions by protocol and state.\n\
+            masq_sessions{protocol=\"tcp\",state=\"any\"} 0\n\
+            masq_sessions{protocol=\"tcp\",state=\"syn_sent\"} 7\n\
+            masq_sessions{protocol=\"tcp\",state=\"close\"} 3\n\
+            masq_sessions{protocol=\"udp\",state=\"udp\"} 5\n\
+            masq_sessions_events_total{event=\"evicted\"} 9\n";
+        assert_eq!(sessions_in(text, Some("SYN_SENT")), 7, "conntrack's name, masq's series");
+        assert_eq!(sessions_in(text, Some("close")), 3);
+        assert_eq!(sessions_in(text, None), 15, "every state, not the events");
+        assert_eq!(metric(text, "masq_sessions_events_total{event=\"evicted\"}"), 9);
+        assert!(within(99, 100, 1.0) && !within(98, 100, 1.0) && within(100, 100, 0.0) && !within(99, 100, 0.0));
+    }
+
+    #[test]
+    fn rows_are_picked_by_name_or_all() {
+        let cli = |args: &[&str]| Cli::parse_from(std::iter::once("compare").chain(args.iter().copied()));
+        assert!(selected(&cli(&[])).unwrap().is_empty());
+        assert_eq!(selected(&cli(&["--rfc9693"])).unwrap(), TESTS.to_vec());
+        assert_eq!(selected(&cli(&["--rfc9693", "capacity,conn-rate"])).unwrap(), [CONN_RATE, CAPACITY]);
+        assert!(selected(&cli(&["--rfc9693", "speed"])).is_err());
     }
 }
