@@ -497,7 +497,7 @@ fn generate(o: &GenOpts) -> Res<()> {
 /// The generator's last line, `sent N seconds S`: the frames it sent and
 /// the seconds from its start to its last frame.
 fn parse_sent(stdout: &str) -> Option<(u64, f64)> {
-    let mut w = stdout.trim().split_whitespace();
+    let mut w = stdout.split_whitespace();
     match (w.next(), w.next(), w.next(), w.next()) {
         (Some("sent"), Some(n), Some("seconds"), Some(s)) => Some((n.parse().ok()?, s.parse().ok()?)),
         _ => None,
