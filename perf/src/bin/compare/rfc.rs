@@ -221,7 +221,10 @@ fn trials_text(trials: &[Trial], best: Option<Trial>, note: impl Fn(usize) -> St
         .map(|(i, t)| {
             let lost = t.sent.saturating_sub(t.received);
             let verdict = if t.pass { "pass".into() } else { format!("lost {lost}") };
-            format!("{:.0}k {verdict}{}", t.offered / 1000.0, note(i))
+            // A trial the generator could not offer at the rate asked says so.
+            let asked =
+                if t.offered < 0.95 * t.rate as f64 { format!(" (asked {}k)", t.rate / 1000) } else { String::new() };
+            format!("{:.0}k{asked} {verdict}{}", t.offered / 1000.0, note(i))
         })
         .collect();
     let mut text = format!("{} trials: {}", trials.len(), list.join(", "));
