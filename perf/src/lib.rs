@@ -3,4 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod flows;
+pub mod report;
+pub mod rfc9693;
 pub mod trex;

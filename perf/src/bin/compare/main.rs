@@ -40,7 +40,10 @@
 //! events in the measured window.
 #![forbid(unsafe_code)]
 
+mod rfc;
+
 use clap::{Parser, Subcommand};
+use perf::rfc9693;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -48,6 +51,13 @@ use std::time::{Duration, Instant};
 
 const PREFIX: &str = "mqcmp-";
 const SCENARIOS: [&str; 3] = ["1flow", "100k", "new"];
+/// RFC 9693's throughput scenario: RFC 4814 pseudorandom ports after a
+/// phase 1 that makes every session ([`rfc9693::Grid::RFC4814`]).
+const RFC4814: &str = "rfc4814";
+/// CSIT's grid: `--grid` hosts x 63 source ports.
+const GRID: &str = "grid";
+/// Every scenario, in the table's order.
+const ALL_SCENARIOS: [&str; 6] = ["1flow", "100k", "new", RFC4814, GRID, PROFILE_ROW];
 const PATHS: [&str; 4] = ["kernel-route", "kernel-nat", "masq-forward", "masq-nat"];
 /// The path `--nat-log` adds: masq-nat with NAT event export.
 const NAT_LOG: &str = "masq-nat-log";
@@ -151,6 +161,52 @@ struct Cli {
     /// connections each.
     #[arg(long, default_value_t = SUBSCRIBERS)]
     subscribers: u32,
+    /// RFC 9693 rows for kernel-nat and masq-nat: `--rfc9693` alone runs
+    /// them all; or name them: throughput (the rfc4814 scenario: RFC 4814
+    /// pseudorandom ports), conn-rate (maximum connection establishment
+    /// rate), teardown (connection tear-down rate), capacity (connection
+    /// table capacity).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_missing_value = "all", value_name = "ROWS")]
+    rfc9693: Option<Vec<String>>,
+    /// CSIT's grid as a scenario (the `grid` row): HOSTS inside hosts x 63
+    /// source ports (1024: CSIT's h1024-p63-s64512).
+    #[arg(long, value_name = "HOSTS")]
+    grid: Option<u32>,
+    /// Frames per second of the sessions' opening phase (RFC 9693's phase
+    /// 1 of the rfc4814 and grid rows; the SYNs of the tear-down row): below
+    /// both NATs' connection establishment rates.
+    #[arg(long, default_value_t = 50_000)]
+    open_pps: u64,
+    /// conn-rate and teardown: the highest rate tried (new connections, or
+    /// RSTs, per second).
+    #[arg(long, default_value_t = 1_000_000)]
+    search_max: u64,
+    /// conn-rate and teardown: binary search steps after the highest rate
+    /// (each one trial on a freshly started path).
+    #[arg(long, default_value_t = 6)]
+    search_steps: u32,
+    /// conn-rate: seconds of one trial.
+    #[arg(long, default_value_t = 1.0)]
+    trial_seconds: f64,
+    /// conn-rate and teardown: percent of frames a passing trial may lose,
+    /// or of sessions it may leave open (RFC 9693: 0).
+    #[arg(long, default_value_t = 0.0)]
+    loss_tolerance: f64,
+    /// teardown: TCP sessions each trial opens with SYNs, then closes with RSTs.
+    #[arg(long, default_value_t = 50_000)]
+    teardown_sessions: u64,
+    /// capacity: the session limit both NATs get (the kernel's
+    /// nf_conntrack_max, masq's --max-sessions); 1.5 times as many new
+    /// flows are offered.
+    #[arg(long, default_value_t = 65_536)]
+    table_size: u32,
+    /// capacity: new flows per second offered.
+    #[arg(long, default_value_t = 50_000)]
+    capacity_pps: u64,
+    /// Write an HTML page with the run's plots (report.html, the SVGs and
+    /// compare.json) into this directory.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -163,9 +219,25 @@ enum Cmd {
         scenario: String,
         #[arg(long)]
         seconds: f64,
-        /// Frames per second (0: as fast as the socket takes them).
+        /// Frames per second, one at a time with a send time in each, for
+        /// the timestamping sink (0: not stamped).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// Frames per second, paced in batches, not stamped (0: as fast as
+        /// the socket takes them).
+        #[arg(long, default_value_t = 0)]
+        pps: u64,
+        /// Stop after this many frames (0: at --seconds only).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+        /// Hosts of the `grid` scenario (x 63 source ports).
+        #[arg(long, default_value_t = 1024)]
+        grid_hosts: u32,
+        /// Frames per second of RFC 9693's phase 1 (the `rfc4814` and `grid`
+        /// scenarios' first pass over their flows, which makes the
+        /// sessions; 0: unpaced).
+        #[arg(long, default_value_t = 0)]
+        phase1_pps: u64,
         /// A compiled TRex STL profile (deploy/trex/compile.py's JSON):
         /// send its streams instead of the scenario's flows.
         #[arg(long)]
@@ -257,6 +329,10 @@ impl Machine {
     }
 }
 
+/// The quantiles the sink prints for the latency CDF (`--report`).
+const CDF_QUANTILES: [f64; 17] =
+    [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0];
+
 #[derive(serde::Serialize, Clone, Debug, Default)]
 struct LatencyRow {
     path: String,
@@ -269,13 +345,26 @@ struct LatencyRow {
     p99_us: u64,
     p999_us: u64,
     max_us: u64,
+    /// (quantile, microseconds) points of the CDF.
+    cdf: Vec<(f64, u64)>,
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.cmd {
-        Some(Cmd::Gen { iface, scenario, seconds, rate, profile, subscribers }) => {
-            generate(iface, scenario, *seconds, *rate, profile.as_deref(), *subscribers)
+        Some(Cmd::Gen { iface, scenario, seconds, rate, pps, count, grid_hosts, phase1_pps, profile, subscribers }) => {
+            generate(&GenOpts {
+                iface,
+                scenario,
+                seconds: *seconds,
+                rate: *rate,
+                pps: *pps,
+                count: *count,
+                grid_hosts: *grid_hosts,
+                phase1_pps: *phase1_pps,
+                profile: profile.as_deref(),
+                subs: *subscribers,
+            })
         }
         Some(Cmd::Sink { iface, seconds, skip }) => sink(iface, *seconds, *skip),
         None => compare(&cli),
@@ -287,6 +376,13 @@ fn main() {
 }
 
 type Res<T> = Result<T, String>;
+
+/// `x` rounded down to a whole number, 0 if negative or not a number:
+/// counts and rates of a run, far below 2^53.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn whole(x: f64) -> u64 {
+    x.max(0.0) as u64
+}
 
 /// The scenario name of the `--profile` row.
 const PROFILE_ROW: &str = "profile";
@@ -305,8 +401,6 @@ fn flow(scenario: &str, k: u64, subs: u32) -> (u32, u16, u16) {
     (0x6440_0000 + sub, sport, dport)
 }
 
-/// Writes a 60-byte UDP frame (64 on the wire with the FCS) of flow `k`.
-/// UDP checksum 0 (none, RFC 768), so only the IPv4 header sum is computed.
 /// Nanoseconds since the Unix epoch: the same clock in every namespace.
 fn now_ns() -> u64 {
     std::time::SystemTime::now()
@@ -317,28 +411,10 @@ fn now_ns() -> u64 {
 /// Where a frame carries its send time (the UDP payload's first 8 bytes).
 const STAMP: std::ops::Range<usize> = 42..50;
 
+/// Writes a 60-byte UDP frame (64 on the wire with the FCS) of flow `k`
+/// of a scenario of [`flow`] over `subs` subscribers.
 fn write_frame(f: &mut [u8], src_mac: [u8; 6], dst_mac: [u8; 6], scenario: &str, k: u64, subs: u32) -> u32 {
-    let (src, sport, dport) = flow(scenario, k, subs);
-    let Some(f) = f.get_mut(..60) else { return 0 };
-    f.fill(0);
-    f[..6].copy_from_slice(&dst_mac);
-    f[6..12].copy_from_slice(&src_mac);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip = &mut f[14..34];
-    ip[..12].copy_from_slice(&[0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0]);
-    ip[12..16].copy_from_slice(&src.to_be_bytes());
-    ip[16..20].copy_from_slice(&0xc633_6401u32.to_be_bytes()); // 198.51.100.1
-    let mut sum: u32 = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let csum = !u16::try_from(sum).unwrap_or(0);
-    ip[10..12].copy_from_slice(&csum.to_be_bytes());
-    let udp = &mut f[34..42];
-    udp[..2].copy_from_slice(&sport.to_be_bytes());
-    udp[2..4].copy_from_slice(&dport.to_be_bytes());
-    udp[4..6].copy_from_slice(&26u16.to_be_bytes());
-    60
+    rfc9693::write_udp(f, src_mac, dst_mac, flow(scenario, k, subs))
 }
 
 fn mac_of(iface: &str) -> Res<[u8; 6]> {
@@ -346,39 +422,74 @@ fn mac_of(iface: &str) -> Res<[u8; 6]> {
     dataplane::l2::parse_mac(s.trim()).ok_or_else(|| format!("{iface}: bad MAC"))
 }
 
-/// `compare gen`: sends for `seconds`, as fast as the socket takes frames
-/// or paced at `rate` frames per second with a send time in each, then
-/// prints `sent N`.
-fn generate(
-    iface: &str,
-    scenario: &str,
+/// What `compare gen` sends.
+struct GenOpts<'a> {
+    iface: &'a str,
+    scenario: &'a str,
     seconds: f64,
     rate: u64,
-    profile: Option<&std::path::Path>,
+    pps: u64,
+    count: u64,
+    grid_hosts: u32,
+    phase1_pps: u64,
+    profile: Option<&'a std::path::Path>,
+    /// Subscribers the plain scenarios' flows spread over.
     subs: u32,
-) -> Res<()> {
-    let profile = match profile {
+}
+
+/// `compare gen`: sends for `seconds` (or `count` frames): paced at
+/// `rate` frames per second with a send time in each (the latency rows),
+/// paced in batches at `pps`, or as fast as the socket takes frames; then
+/// prints `sent N`. The `rfc4814` and `grid` scenarios first pass over
+/// their flows once (RFC 9693's phase 1, at `phase1_pps`), then `rfc4814`
+/// draws ports pseudorandomly (phase 2) and `grid` goes round again.
+/// `syn` and `rst` are TCP: SYN, then RST, of flow `k` of `new`.
+fn generate(o: &GenOpts) -> Res<()> {
+    let profile = match o.profile {
         Some(p) => {
             Some(perf::trex::Profile::parse(&std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?)?)
         }
         None => None,
     };
-    let frame = |f: &mut [u8], src_mac, dst_mac, k| match &profile {
-        Some(p) => p.write(f, src_mac, dst_mac, k),
-        None => write_frame(f, src_mac, dst_mac, scenario, k, subs),
+    let grid = match o.scenario {
+        RFC4814 => Some(rfc9693::Grid::RFC4814),
+        GRID => Some(rfc9693::Grid::csit(o.grid_hosts)),
+        _ => None,
+    };
+    let phase1 = grid.map_or(0, |g| g.size());
+    let draws = o.scenario == RFC4814;
+    let mut rng = rfc9693::Rng::new(9693);
+    let (scenario, subs) = (o.scenario, o.subs);
+    let mut frame = |f: &mut [u8], src_mac, dst_mac, k: u64| match (&profile, scenario, grid) {
+        (Some(p), _, _) => p.write(f, src_mac, dst_mac, k),
+        (None, "syn", _) => {
+            rfc9693::write_tcp(f, src_mac, dst_mac, flow("new", k, subs), rfc9693::TCP_SYN, rfc9693::isn(k))
+        }
+        (None, "rst", _) => rfc9693::write_tcp(
+            f,
+            src_mac,
+            dst_mac,
+            flow("new", k, subs),
+            rfc9693::TCP_RST,
+            rfc9693::isn(k).wrapping_add(1),
+        ),
+        (None, _, Some(g)) if draws && k >= phase1 => rfc9693::write_udp(f, src_mac, dst_mac, g.pseudorandom(&mut rng)),
+        (None, _, Some(g)) => rfc9693::write_udp(f, src_mac, dst_mac, g.enumerate(k)),
+        (None, _, None) => write_frame(f, src_mac, dst_mac, scenario, k, subs),
     };
     core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
-    let src_mac = mac_of(iface)?;
+    let src_mac = mac_of(o.iface)?;
     // The box's inside MAC: the lab's fixed address of nat-in.
     let dst_mac = [2, 0, 0, 0, 1, 1];
-    let mut tx = dataplane::xdp::XdpTx::open(iface, 0, 4096).map_err(|e| e.to_string())?;
+    let mut tx = dataplane::xdp::XdpTx::open(o.iface, 0, 4096).map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let end = start + Duration::from_secs_f64(seconds);
+    let end = start + Duration::from_secs_f64(o.seconds);
+    let limit = if o.count > 0 { o.count } else { u64::MAX };
     let mut k: u64 = 0;
-    if rate > 0 {
+    if o.rate > 0 {
         // Paced, stamped, one frame at a time (the sink reads the stamp).
-        while Instant::now() < end {
-            let due = start + Duration::from_secs_f64(k as f64 / rate as f64);
+        while Instant::now() < end && k < limit {
+            let due = start + Duration::from_secs_f64(k as f64 / o.rate as f64);
             // Yield, not spin: on veth the box's receive work (NAPI, in
             // ksoftirqd) may be queued on this CPU and would wait for the
             // scheduler tick behind a spinning generator.
@@ -394,18 +505,47 @@ fn generate(
                 n
             }) as u64;
         }
-        println!("sent {k}");
+        println!("sent {k} seconds {}", start.elapsed().as_secs_f64());
         return Ok(());
     }
-    while Instant::now() < end {
-        for _ in 0..64 {
-            let base = k;
-            let n = tx.send(64, |i, f| frame(f, src_mac, dst_mac, base + i as u64));
-            k += n as u64;
+    // Batches of up to 64; with a pace, no more than it allows by now.
+    let paced_phase1 = o.phase1_pps > 0 && phase1 > 0;
+    let mut pace_from: Option<(Instant, u64)> = if paced_phase1 { None } else { Some((start, 0)) };
+    while k < limit {
+        let now = Instant::now();
+        if now >= end {
+            break;
         }
+        let allowed = if paced_phase1 && k < phase1 {
+            whole((now - start).as_secs_f64() * o.phase1_pps as f64)
+        } else if o.pps > 0 {
+            let (t0, k0) = *pace_from.get_or_insert((now, k));
+            k0 + whole((now - t0).as_secs_f64() * o.pps as f64)
+        } else {
+            u64::MAX
+        };
+        // Phase 1 ends exactly at the last flow.
+        let allowed = if paced_phase1 && k < phase1 { allowed.min(phase1) } else { allowed };
+        let want = allowed.min(limit).saturating_sub(k).min(64);
+        if want == 0 {
+            std::thread::yield_now();
+            continue;
+        }
+        let base = k;
+        k += tx.send(want as usize, |i, f| frame(f, src_mac, dst_mac, base + i as u64)) as u64;
     }
-    println!("sent {k}");
+    println!("sent {k} seconds {}", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The generator's last line, `sent N seconds S`: the frames it sent and
+/// the seconds from its start to its last frame.
+fn parse_sent(stdout: &str) -> Option<(u64, f64)> {
+    let mut w = stdout.split_whitespace();
+    match (w.next(), w.next(), w.next(), w.next()) {
+        (Some("sent"), Some(n), Some("seconds"), Some(s)) => Some((n.parse().ok()?, s.parse().ok()?)),
+        _ => None,
+    }
 }
 
 /// `compare sink`: attaches masq's XDP program (no local addresses: every
@@ -436,13 +576,15 @@ fn sink(iface: &str, seconds: f64, skip: f64) -> Res<()> {
             }
         });
     }
+    let cdf: Vec<String> = CDF_QUANTILES.iter().map(|&q| format!("{q}:{}", h.value_at_quantile(q))).collect();
     println!(
-        "latency_us n={n} p50={} p90={} p99={} p999={} max={}",
+        "latency_us n={n} p50={} p90={} p99={} p999={} max={} cdf={}",
         h.value_at_quantile(0.5),
         h.value_at_quantile(0.9),
         h.value_at_quantile(0.99),
         h.value_at_quantile(0.999),
-        h.max()
+        h.max(),
+        cdf.join(",")
     );
     Ok(())
 }
@@ -570,13 +712,15 @@ struct ConntrackLimits {
 }
 
 const CT_MAX: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+/// nf_conntrack_max for the run.
+const RAISED_CT_MAX: &str = "4194304";
 const CT_HASH: &str = "/sys/module/nf_conntrack/parameters/hashsize";
 
 impl ConntrackLimits {
     fn raise() -> Self {
         let old_max = std::fs::read_to_string(CT_MAX).ok();
         let old_hash = std::fs::read_to_string(CT_HASH).ok();
-        let _ = std::fs::write(CT_MAX, "4194304");
+        let _ = std::fs::write(CT_MAX, RAISED_CT_MAX);
         let _ = std::fs::write(CT_HASH, "1048576");
         Self { old_max, old_hash }
     }
@@ -624,6 +768,12 @@ enum Running {
 }
 
 fn start_path(path: &str, cli: &Cli) -> Res<Running> {
+    start_path_sized(path, cli, 2_097_152)
+}
+
+/// [`start_path`] with masq's session table of `max_sessions` (its
+/// `--max-sessions`; the kernel's limit is the caller's, global).
+fn start_path_sized(path: &str, cli: &Cli, max_sessions: u32) -> Res<Running> {
     let _ = in_ns("nat", &["nft", "flush", "ruleset"]);
     let _ = in_ns("nat", &["conntrack", "-F"]);
     let masq = cli.masq.as_path();
@@ -674,6 +824,7 @@ fn start_path(path: &str, cli: &Cli) -> Res<Running> {
             let yaml = std::env::temp_dir().join(format!("{PREFIX}masq.yaml"));
             let yaml = yaml.to_str().ok_or("temp path")?.to_string();
             let mut args = vec!["netns", "exec", &ns, masq, "run", "--cores", "1"];
+            let max = max_sessions.to_string();
             if path == "masq-forward" {
                 args.extend(["--inside", "nat-in", "--outside", "nat-out", "--no-nat"]);
             } else {
@@ -683,7 +834,7 @@ fn start_path(path: &str, cli: &Cli) -> Res<Running> {
                     in_ns("nat", &["ip", "link", "set", "lo", "up"])?;
                 }
                 std::fs::write(&yaml, masq_nat_config(cli.block_size, log)).map_err(|e| format!("{yaml}: {e}"))?;
-                args.extend(["--config", &yaml, "--max-sessions", "2097152"]);
+                args.extend(["--config", &yaml, "--max-sessions", &max]);
             }
             let mut child = Command::new("ip")
                 .args(&args)
@@ -785,11 +936,22 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
         pin_napi_threads()?;
     }
     let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let total = cli.warmup + cli.seconds + 0.5;
+    // RFC 9693's phase 1 (every session made once, paced) inside the warm-up.
+    let grid = match scenario {
+        RFC4814 => Some(rfc9693::Grid::RFC4814),
+        GRID => Some(rfc9693::Grid::csit(cli.grid.unwrap_or(1024))),
+        _ => None,
+    };
+    let warmup = match grid {
+        Some(g) if cli.open_pps > 0 => cli.warmup.max(g.size() as f64 / cli.open_pps as f64 + 0.5),
+        _ => cli.warmup,
+    };
+    let total = warmup + cli.seconds + 0.5;
     let before = sink_count()?;
     let gen = Command::new("ip")
         .args(["netns", "exec", &format!("{PREFIX}in"), self_exe.to_str().ok_or("exe path")?, "gen", "--iface", "in0"])
         .args(["--scenario", scenario, "--seconds", &total.to_string(), "--subscribers", &cli.subscribers.to_string()])
+        .args(["--grid-hosts", &cli.grid.unwrap_or(1024).to_string(), "--phase1-pps", &cli.open_pps.to_string()])
         .args(match (&cli.profile, scenario) {
             (Some(p), PROFILE_ROW) => vec![std::ffi::OsString::from("--profile"), p.clone().into_os_string()],
             _ => vec![],
@@ -797,15 +959,12 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("generator: {e}"))?;
-    std::thread::sleep(Duration::from_secs_f64(cli.warmup));
+    std::thread::sleep(Duration::from_secs_f64(warmup));
     let (c0, o0, cpu0, t0) = (sink_count()?, offered_count()?, cpu_times(), Instant::now());
     std::thread::sleep(Duration::from_secs_f64(cli.seconds));
     let (c1, o1, cpu1, t1) = (sink_count()?, offered_count()?, cpu_times(), Instant::now());
     let out = gen.wait_with_output().map_err(|e| format!("generator: {e}"))?;
-    let sent: u64 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .strip_prefix("sent ")
-        .and_then(|n| n.parse().ok())
+    let (sent, _) = parse_sent(&String::from_utf8_lossy(&out.stdout))
         .ok_or_else(|| format!("generator failed: {}", String::from_utf8_lossy(&out.stdout)))?;
     std::thread::sleep(Duration::from_millis(300));
     let after = sink_count()?;
@@ -881,6 +1040,18 @@ fn compare(cli: &Cli) -> Res<()> {
         perf::trex::Profile::parse(&std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?)?;
         scenarios.push(PROFILE_ROW.into());
     }
+    let rfc_tests = rfc::selected(cli)?;
+    if rfc_tests.iter().any(|t| t == rfc::THROUGHPUT) && !scenarios.iter().any(|s| s == RFC4814) {
+        scenarios.push(RFC4814.into());
+    }
+    if cli.grid.is_some() && !scenarios.iter().any(|s| s == GRID) {
+        scenarios.push(GRID.into());
+    }
+    if let Some(s) =
+        scenarios.iter().find(|s| !ALL_SCENARIOS.contains(&s.as_str()) || (*s == GRID && cli.grid.is_none()))
+    {
+        return Err(format!("unknown scenario {s} (1flow, 100k, new, rfc4814, grid with --grid HOSTS)"));
+    }
     for scenario in &scenarios {
         for path in &paths {
             eprint!("{scenario:>6} {path:<13} ... ");
@@ -893,6 +1064,7 @@ fn compare(cli: &Cli) -> Res<()> {
             rows.push(row);
         }
     }
+    let rfc_rows = rfc::run(cli, &rfc_tests, &paths)?;
     let mut lat = Vec::new();
     if !cli.no_latency {
         let rates = [cli.latency_rate, cli.low_rate];
@@ -918,16 +1090,31 @@ fn compare(cli: &Cli) -> Res<()> {
     }
     let _ = std::fs::remove_file(&obj);
     println!("\n{}", machine.line());
-    print_table(&rows, &paths);
+    print_table(&rows, &paths, cli.grid.unwrap_or(1024));
+    rfc::print(cli, &rfc_rows);
     print_latency(&lat);
     for r in &idle {
         println!("idle: {} used {:.1}% of a core over {} s without traffic", r.path, r.cpu_percent, r.seconds);
     }
+    let all = serde_json::json!({
+        "machine": machine,
+        "rows": rows,
+        "latency": lat,
+        "idle": idle,
+        "rfc9693": rfc_rows,
+        "rfc9693_options": rfc::Options::of(cli),
+    });
+    let json = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())? + "\n";
     if let Some(file) = &cli.json {
-        let all = serde_json::json!({ "machine": machine, "rows": rows, "latency": lat, "idle": idle });
-        let json = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
-        std::fs::write(file, json + "\n").map_err(|e| format!("{}: {e}", file.display()))?;
+        std::fs::write(file, &json).map_err(|e| format!("{}: {e}", file.display()))?;
         println!("rows written to {}", file.display());
+    }
+    if let Some(dir) = &cli.report {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let file = dir.join("compare.json");
+        std::fs::write(&file, &json).map_err(|e| format!("{}: {e}", file.display()))?;
+        let page = perf::report::write(dir, &report_data(&machine, &rows, &lat, &rfc_rows))?;
+        println!("report written to {}", page.display());
     }
     Ok(())
 }
@@ -956,6 +1143,35 @@ fn ipfix_drain() -> Res<Drain> {
         .spawn()
         .map_err(|e| format!("IPFIX drain: {e}"))?;
     Ok(Drain(child))
+}
+
+/// The page `--report` writes, from the run's rows.
+fn report_data(machine: &Machine, rows: &[Row], lat: &[LatencyRow], rfc_rows: &[rfc::RfcRow]) -> perf::report::Data {
+    use perf::report::{Bar, Cdf, Data, TableRow};
+    let bar = |r: &Row, value: f64| Bar { group: r.scenario.clone(), series: r.path.clone(), value };
+    Data {
+        machine: machine.line(),
+        throughput: rows.iter().map(|r| bar(r, r.pps)).collect(),
+        drops: rows.iter().map(|r| bar(r, r.drops as f64)).collect(),
+        latency: lat
+            .iter()
+            .filter(|l| !l.cdf.is_empty())
+            .map(|l| Cdf {
+                label: format!("{} at {}/s", l.path, l.rate),
+                points: l.cdf.iter().map(|&(q, us)| (us as f64, q)).collect(),
+            })
+            .collect(),
+        rfc9693: rfc_rows
+            .iter()
+            .map(|r| TableRow {
+                test: rfc::title(&r.test).to_string(),
+                path: r.path.clone(),
+                value: format!("{:.0} {}", r.value, r.unit),
+                detail: r.detail.clone(),
+            })
+            .collect(),
+        json: Some("compare.json".into()),
+    }
 }
 
 /// CPU a masq path uses without traffic.
@@ -1042,7 +1258,17 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64)
         p99_us: field("p99="),
         p999_us: field("p999="),
         max_us: field("max="),
+        cdf: parse_cdf(&line),
     })
+}
+
+/// The sink's `cdf=q:us,...` field.
+fn parse_cdf(line: &str) -> Vec<(f64, u64)> {
+    let Some(list) = line.split_whitespace().find_map(|w| w.strip_prefix("cdf=")) else { return Vec::new() };
+    list.split(',')
+        .filter_map(|p| p.split_once(':'))
+        .filter_map(|(q, v)| Some((q.parse().ok()?, v.parse().ok()?)))
+        .collect()
 }
 
 fn print_latency(rows: &[LatencyRow]) {
@@ -1068,7 +1294,7 @@ const RATIOS: [(&str, &str); 5] = [
     (NAT_LOG, "masq-nat"),
 ];
 
-fn print_table(rows: &[Row], paths: &[String]) {
+fn print_table(rows: &[Row], paths: &[String], grid_hosts: u32) {
     let get = |s: &str, p: &str| rows.iter().find(|r| r.scenario == s && r.path == p);
     // einat's and the NAT log's ratios only when they ran.
     let ran = |p: &str| paths.iter().any(|x| x == p);
@@ -1084,9 +1310,15 @@ fn print_table(rows: &[Row], paths: &[String]) {
     println!("\n{head}");
     println!("{}", "|---".repeat(1 + paths.len() + ratios.len()) + "|");
     let scenarios: Vec<&str> =
-        SCENARIOS.iter().copied().chain([PROFILE_ROW]).filter(|s| rows.iter().any(|r| r.scenario == *s)).collect();
+        ALL_SCENARIOS.iter().copied().filter(|s| rows.iter().any(|r| r.scenario == *s)).collect();
     for s in scenarios {
-        let mut line = format!("| {s}{} |", if s == "new" { " (new conn/s)" } else { "" });
+        let note = match s {
+            "new" => " (new conn/s)".to_string(),
+            RFC4814 => format!(" (RFC 4814 ports, {} sessions)", rfc9693::Grid::RFC4814.size()),
+            GRID => format!(" ({} hosts x 63 ports)", grid_hosts),
+            _ => String::new(),
+        };
+        let mut line = format!("| {s}{note} |");
         for p in paths {
             match get(s, p) {
                 Some(r) => line.push_str(&format!(" {:.0}k ({}) |", r.pps / 1000.0, r.limit)),
@@ -1162,6 +1394,15 @@ mod tests {
         let c = config::load(&masq_nat_config(512, false), 2).expect("valid");
         assert_eq!(c.raw.pools[0], quick, "what --pool makes");
         assert!(config::load(&masq_nat_config(100, false), 2).is_err(), "not a multiple of 64");
+    }
+
+    #[test]
+    fn the_generators_line_and_the_sinks_cdf_are_read_back() {
+        assert_eq!(parse_sent("sent 1234 seconds 0.5\n"), Some((1234, 0.5)));
+        assert_eq!(parse_sent("sent 1234\n"), None);
+        let line = "latency_us n=3 p50=20 p90=30 p99=40 p999=50 max=60 cdf=0.5:20,0.99:40,1:60";
+        assert_eq!(parse_cdf(line), [(0.5, 20), (0.99, 40), (1.0, 60)]);
+        assert!(parse_cdf("latency_us n=0").is_empty());
     }
 
     #[test]
