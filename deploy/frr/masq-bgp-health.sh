@@ -33,8 +33,9 @@ refresh=${MASQ_HEALTH_REFRESH:-10}
 # apply announce|withdraw [again]: a repeated command's failure is not
 # reported (FRR refuses to withdraw what is not announced).
 apply() {
-  if [ "$1" = announce ]; then sh -c "$announce"; else sh -c "$withdraw"; fi >/dev/null 2>&1 ||
-    [ -n "${2:-}" ] || echo "masq-bgp-health: $1 failed (applied again in ${refresh} s)" >&2
+  if ! out=$(if [ "$1" = announce ]; then sh -c "$announce"; else sh -c "$withdraw"; fi 2>&1); then
+    [ -n "${2:-}" ] || echo "masq-bgp-health: $1 failed (applied again in ${refresh} s): $out" >&2
+  fi
   applied_at=$(date +%s)
 }
 
