@@ -279,8 +279,8 @@ impl Lab {
         self.masq = Some(child);
     }
 
-    /// Starts masq with `args` in `host`, its output in `log`, and waits
-    /// until it forwards.
+    /// Starts masq with `args` in `host`, its output in the file
+    /// `log_path`, and waits until it forwards.
     fn spawn_masq(&self, host: &str, args: &[&str], log_path: &std::path::Path) -> Child {
         // Append mode: masq's stdout and the stderr lines copied below share
         // the file, and neither may overwrite the other.
