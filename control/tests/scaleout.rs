@@ -94,20 +94,22 @@ fn until_moved(lab: &Lab, gone: &[u8], since: Instant, limit: Duration) -> (Seen
 
 /// Every subscriber whose box stays kept its public address; every one of
 /// a box in `gone` moved to a box that stays. Returns how many moved.
-fn check_moves(before: &Seen, after: &Seen, gone: &[u8]) -> usize {
+fn check_moves(lab: &Lab, before: &Seen, after: &Seen, gone: &[u8]) -> usize {
     assert_eq!(before.len(), 300, "the probe names 300 subscribers");
     let mut moved = 0;
+    let mut wrong = Vec::new();
     for (sub, was) in before {
         let was = was.as_deref().unwrap_or("-");
         let now = after.get(sub).cloned().flatten().unwrap_or_else(|| "-".into());
-        let now_box = box_of(&now).unwrap_or_else(|| panic!("{sub} got no answer, or from {now}"));
-        assert!(!gone.contains(&now_box), "{sub} still leaves through box {now_box} ({now})");
-        if box_of(was).is_some_and(|b| gone.contains(&b)) {
-            moved += 1;
-        } else {
-            assert_eq!(was, now, "{sub} of a box that stayed changed its public address");
+        match box_of(&now) {
+            None => wrong.push(format!("{sub} got no answer, or from {now}")),
+            Some(b) if gone.contains(&b) => wrong.push(format!("{sub} still leaves through box {b} ({now})")),
+            Some(_) if box_of(was).is_some_and(|b| gone.contains(&b)) => moved += 1,
+            Some(_) if was != now => wrong.push(format!("{sub} of a box that stayed went from {was} to {now}")),
+            Some(_) => {}
         }
     }
+    assert!(wrong.is_empty(), "{} subscribers wrong: {wrong:?}\n{}", wrong.len(), diagnosis(lab));
     moved
 }
 
@@ -139,13 +141,36 @@ fn ecmp_set(lab: &Lab) -> String {
     String::from_utf8_lossy(&lab.run("ir", &["ip", "route", "show", "table", "100"]).stdout).into_owned()
 }
 
+/// Port blocks in use on box `k` (`masq_port_blocks{state="in_use"}` of
+/// its /metrics): one for each subscriber it serves, here.
+fn blocks_in_use(lab: &Lab, k: u8) -> u64 {
+    let m = lab.run(&format!("b{k}"), &["curl", "-s", "http://127.0.0.1:9091/metrics"]);
+    String::from_utf8_lossy(&m.stdout)
+        .lines()
+        .filter(|l| l.starts_with("masq_port_blocks{") && l.contains("state=\"in_use\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// The hooks' and the inside router's logs, for a failure's message.
 fn diagnosis(lab: &Lab) -> String {
     let mut d = String::new();
     for f in ["b1/health.log", "b2/health.log", "b3/health.log", "mirror.log"] {
         d += &format!("== {f}\n{}", lab.read(&format!("state/{f}")));
     }
-    d + &format!("== inside router's set\n{}", ecmp_set(lab))
+    for (host, cmd) in
+        [("ir", "show bgp ipv4 unicast"), ("ur", "show bgp ipv4 unicast"), ("b1", "show bgp ipv4 unicast")]
+    {
+        let sock = lab.dir.join("state").join(host);
+        let o = lab.run(host, &["vtysh", "--vty_socket", sock.to_str().unwrap_or_default(), "-c", cmd]);
+        d += &format!("== {host}: {cmd}\n{}", String::from_utf8_lossy(&o.stdout));
+    }
+    let buckets = lab.run("ir", &["ip", "nexthop", "bucket", "show", "id", "100100"]);
+    d + &format!(
+        "== inside router's set\n{}== its buckets\n{}",
+        ecmp_set(lab),
+        String::from_utf8_lossy(&buckets.stdout)
+    )
 }
 
 #[test]
@@ -168,6 +193,13 @@ fn subscribers_spread_over_three_boxes_and_leave_a_dead_one_within_the_hold_time
     println!("subscribers per box: box 1 {}, box 2 {}, box 3 {}", counts[1], counts[2], counts[3]);
     assert_eq!(counts[0], 0, "every subscriber is answered from a pool: {before:?}");
     assert!(counts[1..].iter().all(|&n| n >= 30), "ECMP spreads the 300 over all three boxes: {counts:?}");
+    // Each box's own count agrees with what the server saw.
+    let agree = lab.wait_for(Duration::from_secs(5), || {
+        (1..=3u8).all(|k| blocks_in_use(&lab, k) == counts[usize::from(k)] as u64)
+    });
+    let blocks: Vec<u64> = (1..=3).map(|k| blocks_in_use(&lab, k)).collect();
+    println!("port blocks in use per box (masq's /metrics): {blocks:?}");
+    assert!(agree, "each box's port blocks in use ({blocks:?}) match its subscribers ({counts:?})");
 
     // Box 1's masq dies; its hook withdraws the pool and the default route.
     // (Box 1, the first next hop: a plain hash-threshold ECMP group would
@@ -189,7 +221,7 @@ fn subscribers_spread_over_three_boxes_and_leave_a_dead_one_within_the_hold_time
         per_box(&after),
         diagnosis(&lab)
     );
-    let moved = check_moves(&before, &after, &[1]);
+    let moved = check_moves(&lab, &before, &after, &[1]);
     assert_eq!(moved, before.values().filter(|p| p.as_deref().and_then(box_of) == Some(1)).count());
     println!("{moved} subscribers of box 1 moved, the other {} kept their public address", 300 - moved);
 
@@ -202,7 +234,7 @@ fn subscribers_spread_over_three_boxes_and_leave_a_dead_one_within_the_hold_time
     assert!(back, "box 1 is not back in the inside router's set:\n{}", diagnosis(&lab));
     println!("box 1 restarted: back in the inside router's set after {} ms", t.elapsed().as_millis());
     let rejoined = probe(&lab, 4);
-    assert_eq!(check_moves(&after, &rejoined, &[]), 0);
+    assert_eq!(check_moves(&lab, &after, &rejoined, &[]), 0);
     println!("none of the 300 subscribers moved to the joining box 1");
 
     // Box 3 hangs whole: nothing withdraws, its peers' hold timers do.
@@ -227,7 +259,7 @@ fn subscribers_spread_over_three_boxes_and_leave_a_dead_one_within_the_hold_time
         HOLD + MARGIN,
         diagnosis(&lab)
     );
-    let moved3 = check_moves(&rejoined, &last, &[3]);
+    let moved3 = check_moves(&lab, &rejoined, &last, &[3]);
     assert_eq!(moved3, rejoined.values().filter(|p| p.as_deref().and_then(box_of) == Some(3)).count());
     println!("{moved3} subscribers of box 3 moved, the other {} kept their public address", 300 - moved3);
 
