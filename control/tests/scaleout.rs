@@ -9,7 +9,8 @@
 //! inside router's set, and no live subscriber moves to it (a resilient
 //! group gives a joining box idle buckets only). Then another box hangs whole
 //! (masq, bgpd and hook stopped): its peers drop its routes at the hold
-//! time (3 s) and its subscribers move too. Needs root.
+//! time (3 s) and its subscribers move too. Last, a masq that hangs alone
+//! (its /readyz no longer answers) is withdrawn by its hook. Needs root.
 
 mod lab;
 
@@ -245,7 +246,6 @@ fn subscribers_spread_over_three_boxes_and_leave_a_dead_one_within_the_hold_time
     let t = Instant::now();
     signal_all("STOP", &pids3);
     let (last, took) = until_moved(&lab, &[3], t, HOLD + MARGIN);
-    signal_all("CONT", &pids3);
     let counts = per_box(&last);
     println!(
         "box 3 frozen: its subscribers answered through the others after {} ms; now box 1 {}, box 2 {}",
@@ -262,6 +262,24 @@ fn subscribers_spread_over_three_boxes_and_leave_a_dead_one_within_the_hold_time
     let moved3 = check_moves(&lab, &rejoined, &last, &[3]);
     assert_eq!(moved3, rejoined.values().filter(|p| p.as_deref().and_then(box_of) == Some(3)).count());
     println!("{moved3} subscribers of box 3 moved, the other {} kept their public address", 300 - moved3);
+
+    // Box 2's masq hangs alone (SIGSTOP): /readyz stops answering, the hook
+    // gives up on it after 2 polls of 1 s each and withdraws. (Box 3 stays
+    // frozen until the end: let go, it would come back.)
+    let t = Instant::now();
+    lab.kill_pid("STOP", pids[1]);
+    let (hung, took) = until_moved(&lab, &[2, 3], t, HOLD + MARGIN);
+    lab.kill_pid("CONT", pids[1]);
+    signal_all("CONT", &pids3);
+    println!("masq of box 2 hung: its subscribers answered through box 1 after {} ms", took.as_millis());
+    assert!(
+        took <= HOLD + MARGIN,
+        "box 2's subscribers were not all moved within {:?}\n{}",
+        HOLD + MARGIN,
+        diagnosis(&lab)
+    );
+    let moved2 = check_moves(&lab, &last, &hung, &[2]);
+    assert_eq!(moved2, counts[2]);
 
     let hook = lab.read("state/b1/health.log");
     assert!(hook.matches("announced").count() == 2 && hook.contains("withdrawn"), "box 1's hook log:\n{hook}");
