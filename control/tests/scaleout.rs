@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 const HOLD: Duration = Duration::from_secs(3);
 /// What the lab adds to it: the hook's polls, the mirror's, a probe round.
 const MARGIN: Duration = Duration::from_secs(2);
+/// How long the hook takes to give up on a masq that hangs: 2 polls of
+/// 1 s (curl's timeout) and 0.2 s, then BGP, the mirror and a probe round
+/// (1 s each at most) on a loaded machine.
+const HUNG_LIMIT: Duration = Duration::from_secs(6);
 
 /// A UDP server that answers each datagram with its payload and the
 /// source address and port it came from (the subscriber's public ones).
@@ -268,16 +272,11 @@ fn subscribers_spread_over_three_boxes_and_leave_a_dead_one_within_the_hold_time
     // frozen until the end: let go, it would come back.)
     let t = Instant::now();
     lab.kill_pid("STOP", pids[1]);
-    let (hung, took) = until_moved(&lab, &[2, 3], t, HOLD + MARGIN);
+    let (hung, took) = until_moved(&lab, &[2, 3], t, HUNG_LIMIT);
     lab.kill_pid("CONT", pids[1]);
     signal_all("CONT", &pids3);
     println!("masq of box 2 hung: its subscribers answered through box 1 after {} ms", took.as_millis());
-    assert!(
-        took <= HOLD + MARGIN,
-        "box 2's subscribers were not all moved within {:?}\n{}",
-        HOLD + MARGIN,
-        diagnosis(&lab)
-    );
+    assert!(took <= HUNG_LIMIT, "box 2's subscribers were not all moved within {:?}\n{}", HUNG_LIMIT, diagnosis(&lab));
     let moved2 = check_moves(&lab, &last, &hung, &[2]);
     assert_eq!(moved2, counts[2]);
 
