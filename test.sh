@@ -29,6 +29,8 @@ step "unit, scenario and property tests (cargo test)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+# (control/tests/scaleout.rs, three one-worker boxes behind ECMP with FRR,
+# runs in this pass only.)
 
 # Every end-to-end scenario holds with several workers too (issue 18): the
 # lab's links get two queues and masq two workers on cores 0 and 1

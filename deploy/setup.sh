@@ -24,10 +24,12 @@ cd "$(dirname "$0")/.."
 # metrics` on masq's /metrics) and the server the Prometheus lab test starts
 # in a namespace (control/tests/prometheus.rs; the package's own service is
 # not used); python3-venv makes the TRex client's and the Grafana SDK's
-# venvs (below).
+# venvs (below); frr gives the BGP speakers and routers of the scale-out
+# lab (deploy/lab/scaleout.sh runs zebra and bgpd from /usr/lib/frr in its
+# namespaces with its own files; the package's own service is not used).
 pkgs=(clang llvm libbpf-dev libelf-dev pkg-config iproute2 ethtool nftables
       iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump conntrack
-      openssl hping3 python3-pyftpdlib prometheus rsyslog nfdump tshark python3-venv)
+      openssl hping3 python3-pyftpdlib prometheus rsyslog nfdump tshark python3-venv frr)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -43,6 +45,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq >/dev/null
   apt-get install -y -qq "${missing[@]}" >/dev/null
+  # FRR's package enables and starts its service on the host: the labs run
+  # their own daemons, and a box's routing is not set-up's business.
+  if printf '%s\n' "${missing[@]}" | grep -qx frr && command -v systemctl >/dev/null &&
+    [ -d /run/systemd/system ]; then
+    systemctl disable --now frr >/dev/null 2>&1 || true
+  fi
 fi
 
 # TRex's Python client (PyPI lbr-trex-client, pinned) in a throwaway venv:

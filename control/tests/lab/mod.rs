@@ -134,6 +134,8 @@ pub struct Lab {
     masq_log: PathBuf,
     pub dir: PathBuf,
     queues: u32,
+    /// The lab's script (`up` and `down`), relative to the repository.
+    script: &'static str,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -147,6 +149,10 @@ impl Lab {
 
     /// [`Lab::up`] with `queues` queues on the box's two links.
     pub fn up_with(test: &str, out_mtu: u32, queues: u32) -> Lab {
+        Self::up_script(test, out_mtu, queues, "deploy/lab/lab.sh")
+    }
+
+    fn up_script(test: &str, out_mtu: u32, queues: u32, script: &'static str) -> Lab {
         require_root();
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let tag: String = test.chars().filter(char::is_ascii_alphanumeric).take(6).collect();
@@ -161,6 +167,7 @@ impl Lab {
             masq_log: dir.join("masq.log"),
             dir,
             queues,
+            script,
             _serial: serial,
         };
         let out = lab.script(&["up"], out_mtu);
@@ -174,13 +181,14 @@ impl Lab {
     }
 
     fn script(&self, args: &[&str], out_mtu: u32) -> Output {
-        Command::new(repo().join("deploy/lab/lab.sh"))
+        Command::new(repo().join(self.script))
             .args(args)
             .env("LAB_PREFIX", &self.prefix)
             .env("LAB_OUT_MTU", out_mtu.to_string())
             .env("LAB_QUEUES", self.queues.to_string())
+            .env("LAB_STATE", self.dir.join("state"))
             .output()
-            .expect("running deploy/lab/lab.sh")
+            .unwrap_or_else(|e| panic!("running {}: {e}", self.script))
     }
 
     /// The full namespace name of a lab host (`in`, `in2`, `nat`, `out`, `far`).
@@ -270,13 +278,19 @@ impl Lab {
                 _ => args.extend(["--cores", "0,1"]),
             }
         }
-        let args = &args[..];
+        let child = self.spawn_masq("nat", &args, &self.masq_log);
+        self.masq = Some(child);
+    }
+
+    /// Starts masq with `args` in `host`, its output in the file
+    /// `log_path`, and waits until it forwards.
+    fn spawn_masq(&self, host: &str, args: &[&str], log_path: &std::path::Path) -> Child {
         // Append mode: masq's stdout and the stderr lines copied below share
         // the file, and neither may overwrite the other.
-        std::fs::write(&self.masq_log, "").expect("masq log");
-        let log = std::fs::OpenOptions::new().append(true).open(&self.masq_log).expect("masq log");
+        std::fs::write(log_path, "").expect("masq log");
+        let log = std::fs::OpenOptions::new().append(true).open(log_path).expect("masq log");
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns("nat"), env!("CARGO_BIN_EXE_masq")])
+            .args(["netns", "exec", &self.ns(host), env!("CARGO_BIN_EXE_masq")])
             .args(args)
             .stdout(log.try_clone().expect("log"))
             .stderr(Stdio::piped())
@@ -284,7 +298,7 @@ impl Lab {
             .expect("starting masq");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
-        let path = self.masq_log.clone();
+        let path = log_path.to_path_buf();
         std::thread::spawn(move || {
             let mut log = std::fs::OpenOptions::new().append(true).open(path).ok();
             let mut sent = false;
@@ -299,10 +313,10 @@ impl Lab {
                 }
             }
         });
-        self.masq = Some(child);
         if rx.recv_timeout(Duration::from_secs(10)).is_err() {
-            panic!("masq did not start:\n{}", self.masq_log());
+            panic!("masq did not start in {host}:\n{}", std::fs::read_to_string(log_path).unwrap_or_default());
         }
+        child
     }
 
     /// Stops masq with SIGINT and returns everything it printed.
@@ -361,6 +375,32 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(100));
         }
         f()
+    }
+}
+
+/// The scale-out lab (deploy/lab/scaleout.sh): subscribers `sub`, the
+/// inside router `ir`, masq boxes `b1` to `b3` with their BGP speakers and
+/// health hooks, the upstream router `ur` with the server.
+impl Lab {
+    /// Brings up the scale-out lab named after the test.
+    pub fn up_scaleout(test: &str) -> Lab {
+        Self::up_script(test, 1500, 1, "deploy/lab/scaleout.sh")
+    }
+
+    /// Starts masq in `host` with `args`, its output in `log` of the lab's
+    /// directory; waits until it forwards and returns its process id
+    /// (killed at teardown, or before by [`Lab::kill_pid`]).
+    pub fn start_masq_in(&mut self, host: &str, args: &[&str], log: &str) -> u32 {
+        let child = self.spawn_masq(host, args, &self.dir.join(log));
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`, ...) to one process this lab started.
+    pub fn kill_pid(&self, signal: &str, pid: u32) {
+        let st = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().expect("kill");
+        assert!(st.success(), "kill -{signal} {pid}");
     }
 }
 
