@@ -141,6 +141,13 @@ struct Cli {
     /// Where the box's receive work runs (see the long help).
     #[arg(long, value_enum, default_value_t = Placement::Box)]
     placement: Placement,
+    /// With --placement box: run the box's NAPI threads SCHED_FIFO at this
+    /// priority (1-99), so a frame's receive work preempts masq's worker
+    /// on CPU 1 at once, as a NIC's softirq does on bare metal; 0 leaves
+    /// them SCHED_OTHER, sharing CPU 1 with the worker by the scheduler's
+    /// time slices.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=99))]
+    napi_fifo: u32,
     /// An einat binary (EHfive/einat-ebpf, built from its own sources): adds
     /// the `einat` path (einat on the box's outside interface, the kernel
     /// forwarding, SNAT of the inside prefix). Without it the path is skipped.
@@ -290,11 +297,13 @@ struct Machine {
     kernel: String,
     rustc: String,
     placement: Placement,
+    /// SCHED_FIFO priority of the box's NAPI threads (0: SCHED_OTHER).
+    napi_fifo: u32,
     date: String,
 }
 
 impl Machine {
-    fn read(placement: Placement) -> Self {
+    fn read(placement: Placement, napi_fifo: u32) -> Self {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
@@ -309,13 +318,14 @@ impl Machine {
             kernel: first_line(&["uname", "-r"]).unwrap_or_else(|| "unknown".into()),
             rustc: first_line(&["rustc", "--version"]).unwrap_or_else(|| "unknown".into()),
             placement,
+            napi_fifo,
             date: first_line(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default(),
         }
     }
 
     fn line(&self) -> String {
         format!(
-            "machine: {} ({} vCPUs), kernel {}, {}; placement {}; {}",
+            "machine: {} ({} vCPUs), kernel {}, {}; placement {}{}; {}",
             self.cpu,
             self.vcpus,
             self.kernel,
@@ -323,6 +333,10 @@ impl Machine {
             match self.placement {
                 Placement::Box => "box",
                 Placement::Sender => "sender",
+            },
+            match self.napi_fifo {
+                0 => String::new(),
+                p => format!(" (NAPI threads SCHED_FIFO {p})"),
             },
             self.date
         )
@@ -660,7 +674,7 @@ fn offered_count() -> Res<u64> {
 
 /// Threaded NAPI on the box's veths, the threads on the box's CPU (module
 /// doc); `sender` leaves the kernel's default.
-fn place_receive(placement: Placement) -> Res<()> {
+fn place_receive(placement: Placement, fifo: u32) -> Res<()> {
     if placement == Placement::Sender {
         return Ok(());
     }
@@ -669,12 +683,13 @@ fn place_receive(placement: Placement) -> Res<()> {
         in_ns("nat", &["ethtool", "-K", dev, "gro", "on"])?;
         in_ns("nat", &["sh", "-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")])?;
     }
-    pin_napi_threads()
+    pin_napi_threads(fifo)
 }
 
-/// Pins the box's NAPI threads (`napi/nat-in-*`, `napi/nat-out-*`) to CPU 1.
+/// Pins the box's NAPI threads (`napi/nat-in-*`, `napi/nat-out-*`) to CPU 1,
+/// and with `fifo` > 0 makes them SCHED_FIFO at that priority (`--napi-fifo`).
 /// Run after each path starts: attaching an XDP program may make new ones.
-fn pin_napi_threads() -> Res<()> {
+fn pin_napi_threads(fifo: u32) -> Res<()> {
     let mut pinned = 0;
     for e in std::fs::read_dir("/proc").map_err(|e| e.to_string())?.flatten() {
         let pid = e.file_name().to_string_lossy().into_owned();
@@ -684,6 +699,9 @@ fn pin_napi_threads() -> Res<()> {
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
         if comm.starts_with("napi/nat-in-") || comm.starts_with("napi/nat-out-") {
             sh(&["taskset", "-pc", "1", &pid])?;
+            if fifo > 0 {
+                sh(&["chrt", "-f", "-p", &fifo.to_string(), &pid])?;
+            }
             pinned += 1;
         }
     }
@@ -933,7 +951,7 @@ fn stop_path(r: Running) -> String {
 fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
     let running = start_path(path, cli)?;
     if cli.placement == Placement::Box {
-        pin_napi_threads()?;
+        pin_napi_threads(cli.napi_fifo)?;
     }
     let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
     // RFC 9693's phase 1 (every session made once, paced) inside the warm-up.
@@ -1018,11 +1036,11 @@ fn compare(cli: &Cli) -> Res<()> {
     if cli.nat_log && !paths.iter().any(|p| p == NAT_LOG) {
         paths.push(NAT_LOG.into());
     }
-    let machine = Machine::read(cli.placement);
+    let machine = Machine::read(cli.placement, cli.napi_fifo);
     eprintln!("{}", machine.line());
     let _limits = ConntrackLimits::raise();
     let _lab = Lab::up()?;
-    place_receive(cli.placement)?;
+    place_receive(cli.placement, cli.napi_fifo)?;
     // The sink: drop everything arriving at the outside router.
     let obj = std::env::temp_dir().join(format!("{PREFIX}sink.o"));
     std::fs::write(&obj, dataplane::xdp::SINK_PROGRAM).map_err(|e| e.to_string())?;
@@ -1212,7 +1230,7 @@ fn measure_idle(cli: &Cli, path: &str) -> Res<IdleRow> {
 fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64) -> Res<LatencyRow> {
     let running = start_path(path, cli)?;
     if cli.placement == Placement::Box {
-        pin_napi_threads()?;
+        pin_napi_threads(cli.napi_fifo)?;
     }
     let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let exe = self_exe.to_str().ok_or("exe path")?;

@@ -181,7 +181,7 @@ fn a<T: ToString>(v: T) -> String {
 fn fresh(cli: &Cli, path: &str, max_sessions: u32) -> Res<Running> {
     let running = start_path_sized(path, cli, max_sessions)?;
     if cli.placement == Placement::Box {
-        pin_napi_threads()?;
+        pin_napi_threads(cli.napi_fifo)?;
     }
     Ok(running)
 }
