@@ -1,6 +1,6 @@
 //! The control loop, on the calling thread until SIGINT, SIGTERM or the
-//! plan's duration: every 50 ms the NAT log, SIGHUP and neighbour
-//! resolution; every second the masquerade follow, the XDP counters the
+//! plan's duration: every 50 ms the NAT log and the HA sync feed, SIGHUP
+//! and neighbour resolution; every second the masquerade follow, the XDP counters the
 //! API serves, the next hops and the `--live` line.
 //!
 //! Invariant: it never touches a worker's state; it talks to workers only
@@ -58,6 +58,7 @@ pub(super) fn control_loop(
     api: Option<&ApiState>,
     signals: &Signals,
     natlog: &mut Exporter,
+    mut ha: Option<&mut crate::ha::Ha>,
 ) {
     let masquerade = plan.engine.as_ref().and_then(|p| p.pools.iter().find(|x| x.masquerade)).and_then(|x| {
         let addr = x.addresses.first().copied()?;
@@ -80,12 +81,21 @@ pub(super) fn control_loop(
         }
         std::thread::sleep(Duration::from_millis(50));
         for ev in dp.block_events.try_iter() {
+            if let Some(h) = ha.as_deref_mut() {
+                h.feed(&ev);
+            }
+            if matches!(ev.kind, NatEventKind::SessionSync(_)) {
+                continue;
+            }
             // Refusals are logged whatever `nat_events` says: the engine
             // already keeps them to one per subscriber a minute.
             if plan.nat_events || ev.kind.reason().is_some() {
                 tracing::info!(target: "nat", "{}", event_line(&ev, pool_name(plan, ev.pool).as_deref()));
             }
             natlog.send(&ev);
+        }
+        if let Some(h) = ha.as_deref_mut() {
+            h.flush();
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
             crate::live::reload(live);
