@@ -134,6 +134,8 @@ pub struct Lab {
     masq_log: PathBuf,
     pub dir: PathBuf,
     queues: u32,
+    /// An HA pair (`LAB_HA=1`: a second box `nat2`, see deploy/lab/lab.sh).
+    ha: bool,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -147,6 +149,17 @@ impl Lab {
 
     /// [`Lab::up`] with `queues` queues on the box's two links.
     pub fn up_with(test: &str, out_mtu: u32, queues: u32) -> Lab {
+        Self::up_lab(test, out_mtu, queues, false)
+    }
+
+    /// An HA pair's lab: a second box `nat2` beside `nat` on the inside
+    /// bridge and an outside bridge, a sync link between them, the
+    /// gateway addresses left to VRRP (deploy/lab/lab.sh, `LAB_HA=1`).
+    pub fn up_ha(test: &str) -> Lab {
+        Self::up_lab(test, 1500, 1, true)
+    }
+
+    fn up_lab(test: &str, out_mtu: u32, queues: u32, ha: bool) -> Lab {
         require_root();
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let tag: String = test.chars().filter(char::is_ascii_alphanumeric).take(6).collect();
@@ -161,6 +174,7 @@ impl Lab {
             masq_log: dir.join("masq.log"),
             dir,
             queues,
+            ha,
             _serial: serial,
         };
         let out = lab.script(&["up"], out_mtu);
@@ -179,6 +193,7 @@ impl Lab {
             .env("LAB_PREFIX", &self.prefix)
             .env("LAB_OUT_MTU", out_mtu.to_string())
             .env("LAB_QUEUES", self.queues.to_string())
+            .env("LAB_HA", if self.ha { "1" } else { "0" })
             .output()
             .expect("running deploy/lab/lab.sh")
     }
