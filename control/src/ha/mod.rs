@@ -306,3 +306,6 @@ impl Shared {
         was
     }
 }
+
+#[cfg(test)]
+mod tests;
