@@ -27,7 +27,7 @@ fn worker(export: Vec<SyncRecord>, applied: Arc<AtomicUsize>) -> crossbeam_chann
                 Command::HaExport { reply, .. } => drop(reply.send(Sliced { part: export.clone(), next_slot: None })),
                 Command::HaApply { records, reply } => {
                     applied.fetch_add(records.len(), Ordering::Relaxed);
-                    drop(reply.send(records.len()));
+                    let _ = reply.send(records.len());
                 }
                 Command::HaClear { reply } => drop(reply.send(0)),
                 Command::HaRole { standby, reply } => drop(reply.send(standby)),

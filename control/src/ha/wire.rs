@@ -345,7 +345,7 @@ mod tests {
             assert!(Frame::read(&mut bad.as_slice(), &k, 7).is_err(), "byte {i} altered");
         }
         let mut huge = f.clone();
-        huge[..4].copy_from_slice(&(MAX_FRAME as u32 + 1).to_be_bytes());
+        huge[..4].copy_from_slice(&(u32::try_from(MAX_FRAME).unwrap_or(u32::MAX) + 1).to_be_bytes());
         assert!(matches!(Frame::read(&mut huge.as_slice(), &k, 7), Err(WireError::Malformed("length"))));
     }
 
@@ -400,7 +400,7 @@ mod tests {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    (x >> 24) as u8
+                    x.to_be_bytes()[4]
                 })
                 .collect();
             let _ = decode_records(&body);
