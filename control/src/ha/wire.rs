@@ -23,11 +23,15 @@
 //! remote ip:port: 20 bytes). A bulk resync is `ResyncBegin`, `Records`...,
 //! `ResyncEnd`.
 //!
+//! The records' encoding is `dataplane::nat::ha`'s (fuzz target `ha_records`).
+//!
 //! Invariants: [`decode_records`] and [`Frame::read`] never panic and
 //! never allocate more than the frame's length (bounded by `MAX_FRAME`);
 //! the MAC is checked in constant time before a body is read.
 #![forbid(unsafe_code)]
 
+pub use dataplane::nat::ha::{decode_records, encode_records, MAX_RECORDS};
+#[cfg(test)]
 use dataplane::nat::ha::{ImportedBlock, SyncRecord, SyncedSession};
 use ring::hmac;
 use std::io::{Read, Write};
@@ -36,8 +40,6 @@ use std::io::{Read, Write};
 pub const VERSION: u8 = 1;
 /// The largest frame after its length prefix.
 pub const MAX_FRAME: usize = 1 << 20;
-/// Records in one `Records` message at most (bytes well under [`MAX_FRAME`]).
-pub const MAX_RECORDS: usize = 16_384;
 /// Bytes of a frame besides its body: length, version, kind, sequence, MAC.
 pub const OVERHEAD: usize = 4 + 1 + 1 + 8 + 32;
 const NONCE: usize = 16;
@@ -204,92 +206,6 @@ pub fn answer(s: &mut (impl Read + Write), shared: &hmac::Key, active: bool) -> 
     body.push(u8::from(active));
     s.write_all(&encode(shared, Kind::Hello, 0, &body))?;
     Ok(connection_key(shared, &theirs, &mine))
-}
-
-/// Appends `r`'s encoding.
-pub fn encode_record(out: &mut Vec<u8>, r: &SyncRecord) {
-    match r {
-        SyncRecord::Block { held, block: b } => {
-            out.push(if *held { 1 } else { 2 });
-            out.extend_from_slice(&b.inside.to_be_bytes());
-            out.extend_from_slice(&b.public.to_be_bytes());
-            out.extend_from_slice(&b.first_port.to_be_bytes());
-            out.extend_from_slice(&b.last_port.to_be_bytes());
-        }
-        SyncRecord::Session { live, session: s } => {
-            out.push(if *live { 3 } else { 4 });
-            out.push(s.proto);
-            for (a, p) in [s.inside, s.public, s.remote] {
-                out.extend_from_slice(&a.to_be_bytes());
-                out.extend_from_slice(&p.to_be_bytes());
-            }
-        }
-    }
-}
-
-/// A `Records` body.
-pub fn encode_records(rs: &[SyncRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + rs.len() * 20);
-    out.extend_from_slice(&u16::try_from(rs.len()).unwrap_or(u16::MAX).to_be_bytes());
-    for r in rs.iter().take(usize::from(u16::MAX)) {
-        encode_record(&mut out, r);
-    }
-    out
-}
-
-/// Reads `n` big-endian bytes.
-struct Cursor<'a>(&'a [u8]);
-
-impl Cursor<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (a, rest) = self.0.split_first_chunk::<N>()?;
-        self.0 = rest;
-        Some(*a)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take::<1>().map(|[b]| b)
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take().map(u16::from_be_bytes)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take().map(u32::from_be_bytes)
-    }
-    fn endpoint(&mut self) -> Option<(u32, u16)> {
-        Some((self.u32()?, self.u16()?))
-    }
-}
-
-/// A `Records` body's records; `None` if it is malformed (short, an
-/// unknown tag, bytes left over).
-pub fn decode_records(body: &[u8]) -> Option<Vec<SyncRecord>> {
-    let mut c = Cursor(body);
-    let n = usize::from(c.u16()?);
-    // Each record is at least 13 bytes: a count the body cannot hold is a lie.
-    if n > MAX_RECORDS || n * 13 > body.len() {
-        return None;
-    }
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let r = match c.u8()? {
-            t @ (1 | 2) => SyncRecord::Block {
-                held: t == 1,
-                block: ImportedBlock { inside: c.u32()?, public: c.u32()?, first_port: c.u16()?, last_port: c.u16()? },
-            },
-            t @ (3 | 4) => SyncRecord::Session {
-                live: t == 3,
-                session: SyncedSession {
-                    proto: c.u8()?,
-                    inside: c.endpoint()?,
-                    public: c.endpoint()?,
-                    remote: c.endpoint()?,
-                },
-            },
-            _ => return None,
-        };
-        out.push(r);
-    }
-    c.0.is_empty().then_some(out)
 }
 
 #[cfg(test)]

@@ -19,8 +19,15 @@
 //! picks the window up from the next packets (as netfilter's loose
 //! pick-up does).
 //!
-//! Invariant: an import changes nothing it cannot complete (a session
-//! whose port or subscriber does not fit is refused whole and counted).
+//! The records' wire form (big-endian): a block is tag 1 (held) or 2
+//! (released), inside address, public address, first and last port (13
+//! bytes); a session is tag 3 (created) or 4 (deleted), protocol, then
+//! inside, public and remote address and port (20 bytes).
+//!
+//! Invariants: an import changes nothing it cannot complete (a session
+//! whose port or subscriber does not fit is refused whole and counted);
+//! [`decode_records`] never panics and decodes exactly what
+//! [`encode_records`] wrote (fuzz target `ha_records`).
 #![forbid(unsafe_code)]
 
 use super::*;
@@ -233,6 +240,96 @@ impl Engine {
         }
         out
     }
+}
+
+/// Records in one batch at most (a sync message stays well under 1 MiB).
+pub const MAX_RECORDS: usize = 16_384;
+
+/// Appends `r`'s encoding.
+pub fn encode_record(out: &mut Vec<u8>, r: &SyncRecord) {
+    match r {
+        SyncRecord::Block { held, block: b } => {
+            out.push(if *held { 1 } else { 2 });
+            out.extend_from_slice(&b.inside.to_be_bytes());
+            out.extend_from_slice(&b.public.to_be_bytes());
+            out.extend_from_slice(&b.first_port.to_be_bytes());
+            out.extend_from_slice(&b.last_port.to_be_bytes());
+        }
+        SyncRecord::Session { live, session: s } => {
+            out.push(if *live { 3 } else { 4 });
+            out.push(s.proto);
+            for (a, p) in [s.inside, s.public, s.remote] {
+                out.extend_from_slice(&a.to_be_bytes());
+                out.extend_from_slice(&p.to_be_bytes());
+            }
+        }
+    }
+}
+
+/// A batch of records as the sync link carries it: a count (u16), then each
+/// record ([`encode_record`]).
+pub fn encode_records(rs: &[SyncRecord]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + rs.len() * 20);
+    out.extend_from_slice(&u16::try_from(rs.len()).unwrap_or(u16::MAX).to_be_bytes());
+    for r in rs.iter().take(usize::from(u16::MAX)) {
+        encode_record(&mut out, r);
+    }
+    out
+}
+
+/// Reads `n` big-endian bytes.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (a, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|[b]| b)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take().map(u16::from_be_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_be_bytes)
+    }
+    fn endpoint(&mut self) -> Option<(u32, u16)> {
+        Some((self.u32()?, self.u16()?))
+    }
+}
+
+/// A `Records` body's records; `None` if it is malformed (short, an
+/// unknown tag, bytes left over).
+pub fn decode_records(body: &[u8]) -> Option<Vec<SyncRecord>> {
+    let mut c = Cursor(body);
+    let n = usize::from(c.u16()?);
+    // Each record is at least 13 bytes: a count the body cannot hold is a lie.
+    if n > MAX_RECORDS || n * 13 > body.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let r = match c.u8()? {
+            t @ (1 | 2) => SyncRecord::Block {
+                held: t == 1,
+                block: ImportedBlock { inside: c.u32()?, public: c.u32()?, first_port: c.u16()?, last_port: c.u16()? },
+            },
+            t @ (3 | 4) => SyncRecord::Session {
+                live: t == 3,
+                session: SyncedSession {
+                    proto: c.u8()?,
+                    inside: c.endpoint()?,
+                    public: c.endpoint()?,
+                    remote: c.endpoint()?,
+                },
+            },
+            _ => return None,
+        };
+        out.push(r);
+    }
+    c.0.is_empty().then_some(out)
 }
 
 impl SyncRecord {
