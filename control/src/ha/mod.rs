@@ -14,7 +14,8 @@
 //! reach the control loop over their bounded channel as for the NAT log,
 //! and [`Ha::feed`] queues them for the link. Forwarding never waits on the
 //! link: the queue is bounded (`ha.backlog` records); past it the records
-//! are counted lost and the link is reset, and the standby, reconnecting,
+//! are counted lost and the link is reset (so too when the workers lost
+//! events on their way: [`Ha::note_events_lost`]), and the standby, reconnecting,
 //! gets a bulk resync (every worker's blocks and sessions, read slice by
 //! slice between rounds) followed by what was queued meanwhile (replaying
 //! it is harmless: the standby applies records idempotently, checked
@@ -151,6 +152,8 @@ pub struct Shared {
 pub struct Ha {
     shared: Arc<Shared>,
     pending: Vec<SyncRecord>,
+    /// Events the workers lost so far (`MetricsSnapshot::nat_log_lost`).
+    events_lost: u64,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -180,7 +183,7 @@ impl Ha {
             shared.plan.peer,
             if shared.plan.sync_sessions { ", blocks and sessions" } else { ", port blocks" }
         );
-        Ok(Self { shared, pending: Vec::new(), threads })
+        Ok(Self { shared, pending: Vec::new(), events_lost: 0, threads })
     }
 
     /// What the API needs.
@@ -217,6 +220,24 @@ impl Ha {
                 "HA: hold after promotion over: {freed} synced subscribers without sessions gave their blocks back"
             );
         }
+    }
+
+    /// The workers' lost events so far (once a second): a lost block or
+    /// session event leaves the standby wrong, so the link is reset and
+    /// the standby resynced (the loss is counted as the NAT log's).
+    pub fn note_events_lost(&mut self, total: u64) {
+        if total > self.events_lost && self.shared.is_active() {
+            if let Ok(mut o) = self.shared.outbox.lock() {
+                if o.open && !o.reset {
+                    o.reset = true;
+                    tracing::warn!(
+                        "HA: {} NAT events lost by the workers: the standby will be resynced",
+                        total - self.events_lost
+                    );
+                }
+            }
+        }
+        self.events_lost = total;
     }
 
     /// Stops the threads (the stop flag is set).

@@ -120,6 +120,12 @@ fn a_standby_gets_a_resync_then_the_stream_and_a_wrong_key_gets_nothing() {
     assert_eq!((msgs, bytes), (20, 20 * (wire::OVERHEAD as u64 + 2) + 13 * 1000));
     assert_eq!(sb.stats.records_received.load(Ordering::Relaxed), 1003);
 
+    // Events the workers lost: the standby is resynced.
+    a.note_events_lost(0);
+    a.note_events_lost(2);
+    wait("a resync after lost events", || sb.stats.resyncs.load(Ordering::Relaxed) == 2);
+    wait("the reconnection", || sa.stats.connected.load(Ordering::Relaxed));
+
     // Promoted, the standby stops following; demoted, the active stops serving.
     sb.set_role(true);
     sa.set_role(false);

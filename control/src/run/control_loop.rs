@@ -114,6 +114,9 @@ pub(super) fn control_loop(
         if st.last_refresh.elapsed() >= Duration::from_secs(1) {
             st.last_refresh = Instant::now();
             refresh(plan, dp, api, &mut st);
+            if let Some(h) = ha.as_deref_mut() {
+                h.note_events_lost(MetricsSnapshot::gather(&dp.shared).nat_log_lost());
+            }
             if let Some(live) = api.map(|a| &*a.live) {
                 follow_log_sinks(live, natlog, &mut st.log_generation);
             }
