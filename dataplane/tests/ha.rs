@@ -173,3 +173,37 @@ fn conflicting_records_are_refused_and_counted() {
     assert_eq!(b.e.apply_sync(&SyncRecord::Block { held: true, block: unknown }, 1), BlockImport::Unknown);
     assert_eq!(b.e.counters().ha_refused, 2);
 }
+
+/// A standby of two workers: each record is applied by the one worker that
+/// owns its block or subscriber (the other answers `NotMine`), as the
+/// control side hands every record to every worker.
+#[test]
+fn with_two_workers_each_record_lands_on_its_owner_once() {
+    let params_of = |worker: u16, standby: bool, seed: u64| {
+        let mut p = params(standby, seed);
+        p.workers = 2;
+        p.worker = worker;
+        p
+    };
+    // The active box: two workers, subscribers spread over both.
+    let mut active: Vec<Engine> = (0..2).map(|w| Engine::new(&params_of(w, false, 1)).unwrap()).collect();
+    let subs: Vec<u32> = (2..40).map(|i| ip("100.64.0.0") + i).collect();
+    for &s in &subs {
+        let w = usize::from(subscriber_owner(s, 2));
+        let mut f = udp(s, 5000, ip(SERVER), 53, b"q");
+        assert_eq!(active[w].process_one(IN, 1000, &mut f), Verdict::Forward(OUT));
+    }
+    let rs: Vec<SyncRecord> = active.iter_mut().flat_map(records).collect();
+    let blocks = rs.iter().filter(|r| matches!(r, SyncRecord::Block { .. })).count();
+    let sessions = rs.len() - blocks;
+    assert_eq!((blocks, sessions), (subs.len(), subs.len()), "{rs:?}");
+    let mut standby: Vec<Engine> = (0..2).map(|w| Engine::new(&params_of(w, true, 9)).unwrap()).collect();
+    let done: Vec<usize> = standby.iter_mut().map(|e| apply(e, &rs, 5)).collect();
+    assert_eq!(done.iter().sum::<usize>(), rs.len(), "each record applied exactly once: {done:?}");
+    assert!(done.iter().all(|&d| d > 0), "both workers hold some: {done:?}");
+    for w in 0..2 {
+        assert_eq!(standby[w].blocks_in_use(), active[w].blocks_in_use(), "worker {w}");
+        assert_eq!(standby[w].live_sessions(), active[w].live_sessions(), "worker {w}");
+        assert_eq!(standby[w].counters().ha_refused, 0, "another worker's records are not refused but left: {w}");
+    }
+}
