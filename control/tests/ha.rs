@@ -320,6 +320,13 @@ fn failover(sync_sessions: bool) {
         assert_eq!(fields.get(..2), Some(&[whole.as_str(), "200"][..]), "the download completes: {curl}");
     }
 
+    // The HA families pass promtool's lint as the others do.
+    let metrics = lab.ok("nat2", &["curl", "-s", "-m", "2", "http://127.0.0.1:9091/metrics"]);
+    assert!(metrics.contains("masq_ha_connected"), "{metrics}");
+    let lint = lab.run("nat2", &["sh", "-c", "curl -s -m 2 http://127.0.0.1:9091/metrics | promtool check metrics"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&lint.stdout), String::from_utf8_lossy(&lint.stderr));
+    assert!(lint.status.success() && said.trim().is_empty(), "promtool check metrics: {said}");
+
     // What the sync cost, as box B received it.
     let m = |n: &str| metric(&lab, "nat2", n).unwrap_or(0.0);
     println!(
