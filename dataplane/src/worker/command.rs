@@ -4,7 +4,10 @@
 //! Invariants: a request is served whole between two rounds, so it never
 //! races the forwarding path (the reply allocates, the forwarding path does
 //! not); a walk of the session table is cut into slices of [`SLICE`] slots,
-//! one slice per request, so a big table never stalls forwarding for long;
+//! one slice per request, so a big table never stalls forwarding for long
+//! (two HA requests walk it whole: [`Command::HaClear`], served only by a
+//! standby, which forwards nothing, and [`Command::HaRole`] at a
+//! promotion, once, restarting every session's clock);
 //! every request gets exactly one reply, also in no-NAT mode (empty
 //! answers, or [`ReconfigureError::NoNat`]), so the control side never
 //! waits on a request the worker dropped. This file imports nothing from
