@@ -19,11 +19,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const TOKEN: &str = "ha-lab-token-0123456789";
 const KEY: &str = "ha-lab-sync-key-0123456789abcdef";
 
-/// A box's configuration: worker on `core`, sync link from `me` to `peer`.
+/// A box's configuration: its worker on `core` (with `MASQ_LAB_WORKERS=2`,
+/// two workers on cores 0 and 1), sync link from `me` to `peer`.
 fn config(dir: &str, core: usize, me: &str, peer: &str, sync_sessions: bool) -> String {
+    let cores = if workers() == 2 { "0, 1".to_string() } else { core.to_string() };
     format!(
         "interfaces: {{inside: nat-in, outside: nat-out}}
-workers: {{cores: [{core}]}}
+workers: {{cores: [{cores}]}}
 pools:
   - name: lab
     addresses: [203.0.113.10]

@@ -62,15 +62,15 @@ down() {
 ha_links() {
   x "$NS_OUT" ip link add out0 address $MAC_OUT0 mtu "$OUT_MTU" type bridge
   ip link add nat-out netns "$NS_NAT" address $MAC_NATOUT mtu "$OUT_MTU" numtxqueues "$Q" numrxqueues "$Q" type veth \
-    peer name o1 netns "$NS_OUT" mtu "$OUT_MTU"
+    peer name o1 netns "$NS_OUT" mtu "$OUT_MTU" numtxqueues "$Q" numrxqueues "$Q"
   ip link add nat-out netns "$NS_NAT2" address $MAC_NATOUT2 mtu "$OUT_MTU" numtxqueues "$Q" numrxqueues "$Q" type veth \
-    peer name o2 netns "$NS_OUT" mtu "$OUT_MTU"
+    peer name o2 netns "$NS_OUT" mtu "$OUT_MTU" numtxqueues "$Q" numrxqueues "$Q"
   for l in o1 o2; do
     x "$NS_OUT" ip link set "$l" master out0
     x "$NS_OUT" ip link set "$l" up
     x "$NS_OUT" ethtool -K "$l" tx off >/dev/null
   done
-  ip link add in0b netns "$NS_IN" type veth \
+  ip link add in0b netns "$NS_IN" numtxqueues "$Q" numrxqueues "$Q" type veth \
     peer name nat-in netns "$NS_NAT2" address $MAC_NATIN2 numtxqueues "$Q" numrxqueues "$Q"
   ip link add sync0 netns "$NS_NAT" type veth peer name sync0 netns "$NS_NAT2"
 }

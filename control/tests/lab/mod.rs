@@ -156,7 +156,7 @@ impl Lab {
     /// bridge and an outside bridge, a sync link between them, the
     /// gateway addresses left to VRRP (deploy/lab/lab.sh, `LAB_HA=1`).
     pub fn up_ha(test: &str) -> Lab {
-        Self::up_lab(test, 1500, 1, true)
+        Self::up_lab(test, 1500, workers(), true)
     }
 
     fn up_lab(test: &str, out_mtu: u32, queues: u32, ha: bool) -> Lab {
