@@ -258,6 +258,26 @@ fn failover(sync_sessions: bool) {
         "the UDP flow did not end"
     );
 
+    // The role changes only with the token.
+    let refused = lab.run(
+        "nat2",
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "-d",
+            "standby",
+            "http://127.0.0.1:9091/role",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&refused.stdout), "401", "POST /role without the token");
+    assert_eq!(metric(&lab, "nat2", "masq_ha_active"), Some(1.0), "still active");
+
     // The flow at the server: one public address and port, before and after.
     let server = lab.read("server.log");
     let flow: Vec<(f64, String, String)> =
