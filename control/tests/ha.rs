@@ -220,6 +220,9 @@ fn failover(sync_sessions: bool) {
     let first = lab.ok("in2", &["python3", "-c", UDP_CLIENT, "198.51.100.1", "9000", "1", "10"]);
     assert!(first.contains("echoed 1 of 1"), "{first}\n{}", lab.masq_log());
     lab.spawn("in", &["python3", "-c", UDP_FLOW, "198.51.100.1", "9000", "12"], "flow.log");
+    // A small receive buffer: the server cannot have sent the whole file
+    // into the client's socket before the kill (curl reads at its rate).
+    lab.ok("in", &["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 131072 262144"]);
     let curl_started = now();
     lab.spawn(
         "in",
@@ -244,6 +247,13 @@ fn failover(sync_sessions: bool) {
     let synced = metric(&lab, "nat2", "masq_ha_records_total{direction=\"received\"}").unwrap_or(0.0);
     assert!(synced >= if sync_sessions { 3.0 } else { 2.0 }, "box B received the blocks (and sessions): {synced}");
 
+    // The download's connection as the server sees it (its peer: the public endpoint).
+    let tcp_peer = |lab: &Lab| {
+        let ss = lab.ok("out", &["ss", "-tnH", "state", "established", "sport", "= :8080"]);
+        ss.split_whitespace().last().unwrap_or("none").to_string()
+    };
+    let peer_before = tcp_peer(&lab);
+    assert!(peer_before.starts_with("203.0.113.10:"), "the download is under way at the kill: {peer_before}");
     // SIGKILL box A's masq.
     let killed_at = now();
     lab.kill_masq();
@@ -256,6 +266,13 @@ fn failover(sync_sessions: bool) {
     assert!(
         lab.wait_for(Duration::from_secs(15), || lab.read("flow.log").contains("sent")),
         "the UDP flow did not end"
+    );
+
+    let b_tcp = lab.ok("nat2", &[env!("CARGO_BIN_EXE_masq"), "sessions", "--protocol", "tcp"]);
+    println!(
+        "ha | download's connection at the server: {peer_before} before the kill, {} after; box B's TCP sessions: {}",
+        tcp_peer(&lab),
+        b_tcp.lines().filter(|l| l.starts_with("tcp")).collect::<Vec<_>>().join("; ")
     );
 
     // The role changes only with the token.
