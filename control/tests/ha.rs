@@ -275,6 +275,11 @@ fn failover(sync_sessions: bool) {
         b_tcp.lines().filter(|l| l.starts_with("tcp")).collect::<Vec<_>>().join("; ")
     );
 
+    if sync_sessions {
+        let port = peer_before.rsplit(':').next().unwrap_or("?");
+        assert!(b_tcp.contains(&format!("dport={port} ")), "box B carries the download on {peer_before}: {b_tcp}");
+    }
+
     // The role changes only with the token.
     let refused = lab.run(
         "nat2",
