@@ -17,7 +17,7 @@
 //! replayed, reordered or altered fails its MAC or its number, and the
 //! connection is closed.
 //!
-//! `Records` carries a batch of [`SyncRecord`]s: a block (tag 1 held, 2
+//! `Records` carries a batch of [`dataplane::nat::ha::SyncRecord`]s: a block (tag 1 held, 2
 //! released: inside, public, first port, last port: 13 bytes) or a session
 //! (tag 3 created, 4 deleted: protocol, inside ip:port, public ip:port,
 //! remote ip:port: 20 bytes). A bulk resync is `ResyncBegin`, `Records`...,
