@@ -280,6 +280,14 @@ fn failover(sync_sessions: bool) {
         assert!(b_tcp.contains(&format!("dport={port} ")), "box B carries the download on {peer_before}: {b_tcp}");
     }
 
+    // The gateway address is the new master's own: its kernel answers a ping.
+    let ping = lab.run("in", &["ping", "-c", "2", "-W", "1", "100.64.0.1"]);
+    assert!(
+        ping.status.success(),
+        "ping of the gateway after the failover:\n{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+
     // The role changes only with the token.
     let refused = lab.run(
         "nat2",

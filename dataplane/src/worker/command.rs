@@ -133,6 +133,14 @@ pub enum Command {
         /// Sessions flushed.
         reply: Sender<usize>,
     },
+    /// The box's own addresses changed (an HA gateway address came or
+    /// went): traffic to them is the kernel's; replies when taken.
+    LocalAddresses {
+        /// Every address of both interfaces now.
+        addrs: Vec<u32>,
+        /// Taken.
+        reply: Sender<()>,
+    },
     /// HA (`nat::ha`): become a standby or, promoted, the active box;
     /// replies whether the engine is a standby now.
     HaRole {
@@ -186,6 +194,7 @@ impl Command {
                 Command::Census { reply, .. } => drop(reply.send(Sliced { part: Census::default(), next_slot: None })),
                 Command::Reconfigure { reply, .. } => drop(reply.send(Err(ReconfigureError::NoNat))),
                 Command::OutsideAddress { reply, .. } => drop(reply.send(0)),
+                Command::LocalAddresses { reply, .. } => drop(reply.send(())),
                 Command::HaRole { reply, .. } => drop(reply.send(false)),
                 Command::HaApply { reply, .. } | Command::HaClear { reply } => drop(reply.send(0)),
                 Command::HaUnpin { reply } => drop(reply.send(0)),
@@ -223,6 +232,10 @@ impl Command {
             }
             Command::OutsideAddress { old, new, reply } => {
                 let _ = reply.send(e.follow_outside_address(old, new, now));
+            }
+            Command::LocalAddresses { addrs, reply } => {
+                e.set_local_addrs(addrs);
+                let _ = reply.send(());
             }
             Command::HaRole { standby, reply } => {
                 e.set_standby(standby, now);
