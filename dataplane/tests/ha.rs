@@ -207,3 +207,23 @@ fn with_two_workers_each_record_lands_on_its_owner_once() {
         assert_eq!(standby[w].counters().ha_refused, 0, "another worker's records are not refused but left: {w}");
     }
 }
+
+/// A gateway address VRRP adds becomes the box's own: what is addressed to
+/// it goes to the kernel (and stops when it is removed again).
+#[test]
+fn an_address_added_later_is_the_boxs_own() {
+    let mut n = Nat::new(params(false, 1));
+    let gw = ip("100.64.0.77");
+    // A new echo identifier each time (a session, once made, is not re-decided).
+    let ping = |n: &mut Nat, id: u16| {
+        let mut f = dataplane::testing::frames::icmp_echo(ip(S1), gw, id, 1, true);
+        n.send(IN, &mut f)
+    };
+    assert_ne!(ping(&mut n, 7), Verdict::PassToKernel(PassReason::ToSelf), "not the box's yet");
+    let mut addrs = cgnat_params().local_addrs;
+    addrs.push(gw);
+    n.e.set_local_addrs(addrs);
+    assert_eq!(ping(&mut n, 8), Verdict::PassToKernel(PassReason::ToSelf));
+    n.e.set_local_addrs(cgnat_params().local_addrs);
+    assert_ne!(ping(&mut n, 9), Verdict::PassToKernel(PassReason::ToSelf), "removed again");
+}
