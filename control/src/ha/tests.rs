@@ -31,7 +31,11 @@ fn worker(export: Vec<SyncRecord>, applied: Arc<AtomicUsize>) -> crossbeam_chann
                 }
                 Command::HaClear { reply } => drop(reply.send(0)),
                 Command::HaRole { standby, reply } => drop(reply.send(standby)),
-                Command::HaUnpin { reply } => drop(reply.send(0)),
+                Command::HaUnpin { reply } => {
+                    // Counted as a million applied: the test tells the two apart.
+                    applied.fetch_add(1_000_000, Ordering::Relaxed);
+                    drop(reply.send(0));
+                }
                 _ => {}
             }
         }
@@ -99,7 +103,8 @@ fn a_standby_gets_a_resync_then_the_stream_and_a_wrong_key_gets_nothing() {
     assert_eq!(bad_applied.load(Ordering::Relaxed), 0, "nothing applied without the key");
 
     let b_workers = vec![worker(Vec::new(), Arc::clone(&applied))];
-    let b = Ha::start(plan(false, b_addr, a_addr, KEY), b_workers, Arc::clone(&stop_b)).unwrap();
+    let b_plan = HaPlan { hold: Duration::ZERO, ..plan(false, b_addr, a_addr, KEY) };
+    let mut b = Ha::start(b_plan, b_workers, Arc::clone(&stop_b)).unwrap();
     let sb = b.shared();
     wait("the bulk resync", || applied.load(Ordering::Relaxed) == 3 && sb.stats.resyncs.load(Ordering::Relaxed) == 1);
     assert!(sa.stats.connected.load(Ordering::Relaxed) && sb.stats.connected.load(Ordering::Relaxed));
@@ -130,6 +135,11 @@ fn a_standby_gets_a_resync_then_the_stream_and_a_wrong_key_gets_nothing() {
     sb.set_role(true);
     sa.set_role(false);
     wait("the link to close", || !sb.stats.connected.load(Ordering::Relaxed));
+    // The hold after the promotion (0 here) over: the pins are lifted, once.
+    let before = applied.load(Ordering::Relaxed);
+    b.flush();
+    b.flush();
+    assert_eq!(applied.load(Ordering::Relaxed) - before, 1_000_000, "one unpin after the promotion");
     stop_a.store(true, Ordering::Relaxed);
     stop_b.store(true, Ordering::Relaxed);
     a.join();
