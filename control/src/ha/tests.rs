@@ -34,7 +34,7 @@ fn worker(export: Vec<SyncRecord>, applied: Arc<AtomicUsize>) -> crossbeam_chann
                 Command::HaUnpin { reply } => {
                     // Counted as a million applied: the test tells the two apart.
                     applied.fetch_add(1_000_000, Ordering::Relaxed);
-                    drop(reply.send(0));
+                    let _ = reply.send(0);
                 }
                 _ => {}
             }
@@ -131,10 +131,12 @@ fn a_standby_gets_a_resync_then_the_stream_and_a_wrong_key_gets_nothing() {
     wait("a resync after lost events", || sb.stats.resyncs.load(Ordering::Relaxed) == 2);
     wait("the reconnection", || sa.stats.connected.load(Ordering::Relaxed));
 
-    // Promoted, the standby stops following; demoted, the active stops serving.
+    // The roles swap: the new standby (A) follows the new active box (B)
+    // and gets its resync.
+    let resyncs = sa.stats.resyncs.load(Ordering::Relaxed);
     sb.set_role(true);
     sa.set_role(false);
-    wait("the link to close", || !sb.stats.connected.load(Ordering::Relaxed));
+    wait("A to follow B", || sa.stats.resyncs.load(Ordering::Relaxed) > resyncs);
     // The hold after the promotion (0 here) over: the pins are lifted, once.
     let before = applied.load(Ordering::Relaxed);
     b.flush();
