@@ -37,6 +37,8 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 # (control/tests/lab/mod.rs reads MASQ_LAB_WORKERS).
 step "end-to-end tests again with two workers (MASQ_LAB_WORKERS=2)"
 MASQ_LAB_WORKERS=2 cargo test --locked -p control --test e2e --test api --test boundary --test control_tls --test protocols --test static_nat --test fragments_lab --test ftp --test prometheus --test capabilities --test deterministic_lab --test nat_log 2>&1 | tee -a "$log"
+# The HA pair's lab (issue 16) with two workers in each box.
+MASQ_LAB_WORKERS=2 cargo test --locked -p control --test ha 2>&1 | tee -a "$log"
 
 # One closing line over every test binary (cargo's own last line is often a
 # doc-test binary with nothing in it).

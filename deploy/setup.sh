@@ -30,6 +30,10 @@ cd "$(dirname "$0")/.."
 pkgs=(clang llvm libbpf-dev libelf-dev pkg-config iproute2 ethtool nftables
       iperf3 curl iputils-ping traceroute python3 python3-scapy tcpdump conntrack
       openssl hping3 python3-pyftpdlib prometheus rsyslog nfdump tshark python3-venv frr)
+# HA pair (issue 16): keepalived (VRRP) moves the addresses between the two
+# boxes of control/tests/ha.rs (one keepalived per box namespace, started
+# by the test; the package's own service is not used).
+pkgs+=(keepalived)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1037,6 +1037,27 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         }
     }
 
+    if let Some(ha) = &raw.ha {
+        for (key, v) in [("ha.listen", &ha.listen), ("ha.peer", &ha.peer)] {
+            if v.parse::<std::net::SocketAddr>().is_err() {
+                e.add(key, format!("`{v}` is not ADDRESS:PORT"));
+            }
+        }
+        match (&ha.key, &ha.key_file) {
+            (Some(_), Some(_)) => e.add("ha.key_file", "give key or key_file, not both"),
+            (None, None) => {
+                e.add("ha", "the sync link needs a shared key (ha.key_file or ha.key): unauthenticated sync is refused")
+            }
+            (Some(k), None) if k.len() < 16 => {
+                e.add("ha.key", "at least 16 characters (32 random bytes, hex, is best)")
+            }
+            _ => {}
+        }
+        if !(1024..=1 << 24).contains(&ha.backlog) {
+            e.add("ha.backlog", "from 1024 to 16777216 records");
+        }
+    }
+
     match listen {
         Ok(listen) if e.list.is_empty() => {
             Ok(ValidConfig { raw, pools, rules, forwards, statics, listen, boundary, allow })

@@ -44,6 +44,60 @@ pub struct Config {
     /// What may reach the box itself from outside.
     #[serde(default)]
     pub management: Management,
+    /// An HA pair: this box's role at start, the sync link to its peer and
+    /// the link's key (none: a lone box).
+    #[serde(default)]
+    pub ha: Option<Ha>,
+}
+
+/// One box of an HA pair (issue 16): the active box streams its port
+/// blocks (and, with `sync_sessions`, its mapped TCP and UDP sessions) to
+/// the standby over an authenticated TCP link; keepalived (VRRP) decides
+/// who is active and tells masq (`masq role active|standby`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ha {
+    /// The role at start, until keepalived says otherwise.
+    #[serde(default)]
+    pub role: HaRole,
+    /// Where this box accepts its peer's sync connection (ADDRESS:PORT).
+    pub listen: String,
+    /// Where the peer accepts this box's (ADDRESS:PORT).
+    pub peer: String,
+    /// The shared key (at least 16 characters); or `key_file`.
+    pub key: Option<String>,
+    /// File holding the shared key (first line).
+    pub key_file: Option<String>,
+    /// Sync mapped TCP and UDP sessions too, not only port blocks.
+    #[serde(default)]
+    pub sync_sessions: bool,
+    /// After a promotion, how long synced blocks of subscribers with no
+    /// session are kept for them to come back, in seconds.
+    #[serde(default = "default_ha_hold_secs")]
+    pub hold_secs: u32,
+    /// Sync records queued for a slow peer at most; past it the link is
+    /// reset and the peer resynced (counted as lost).
+    #[serde(default = "default_ha_backlog")]
+    pub backlog: u32,
+}
+
+fn default_ha_hold_secs() -> u32 {
+    300
+}
+
+fn default_ha_backlog() -> u32 {
+    65536
+}
+
+/// An HA box's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HaRole {
+    /// Forwards and streams its state to the peer.
+    Active,
+    /// Forwards nothing; holds the active box's state.
+    #[default]
+    Standby,
 }
 
 /// The interfaces masq forwards between.

@@ -510,3 +510,25 @@ fn nat_log_sinks_parse_and_are_checked_with_their_line() {
     let e = errors(&pool.replace('X', "blocks\n    log_destination: true"));
     assert_eq!((e[0].line, e[0].path.as_str()), (6, "pools[0].log_destination"), "{:?}", e[0]);
 }
+
+#[test]
+fn ha_needs_a_key_and_addresses_and_says_where() {
+    let head = "interfaces: {inside: a, outside: b}\nrules:\n  - action: masquerade\nha:\n";
+    let e = errors(&format!("{head}  listen: 198.18.255.1:7946\n  peer: 198.18.255.2:7946\n"));
+    assert_eq!((e.len(), e[0].path.as_str(), e[0].line), (1, "ha", 5), "{e:?}"); // where the section begins
+    assert!(e[0].message.contains("unauthenticated sync is refused"), "{}", e[0].message);
+    let e = errors(&format!("{head}  listen: nowhere\n  peer: 198.18.255.2:7946\n  key: short\n"));
+    let got: Vec<(&str, usize)> = e.iter().map(|x| (x.path.as_str(), x.line)).collect();
+    assert_eq!(got, vec![("ha.listen", 5), ("ha.key", 7)], "{e:?}");
+    let e = errors(&format!("{head}  listen: 198.18.255.1:7946\n  peer: 198.18.255.2:7946\n  key_fil: /k\n"));
+    assert!(e[0].message.starts_with("unknown field `key_fil`"), "{e:?}");
+    let ok = load(
+        &format!("{head}  role: active\n  listen: 198.18.255.1:7946\n  peer: 198.18.255.2:7946\n  key_file: /etc/masq/ha.key\n  sync_sessions: true\n"),
+        2,
+    )
+    .unwrap();
+    let ha = ok.raw.ha.unwrap();
+    assert_eq!((ha.role, ha.sync_sessions, ha.hold_secs, ha.backlog), (HaRole::Active, true, 300, 65536));
+    let lone = load(head.trim_end_matches("ha:\n"), 2).unwrap();
+    assert!(lone.raw.ha.is_none(), "no ha section: a lone box");
+}

@@ -8,6 +8,7 @@
 //!   GET    /sessions?FILTERS          one line per session, like `conntrack -L`
 //!   DELETE /sessions?FILTERS          flush them, like `conntrack -D` (token)
 //!   GET    /stats                     totals as `name value` lines (for `masq stats`)
+//!   POST   /role                      `active` or `standby`: an HA box's role (token; keepalived's notify)
 //!
 //! FILTERS: `subscriber=A.B.C.D`, `public=A.B.C.D`, `protocol=tcp|udp|icmp`,
 //! `state=NAME`. Who may call what is [`crate::auth`]'s: on loopback reads
@@ -62,6 +63,8 @@ pub struct ApiState {
     pub ready: AtomicBool,
     /// The configuration in force, and changing it.
     pub live: Arc<LiveConfig>,
+    /// The HA role and sync link, on an HA box.
+    pub ha: Option<Arc<crate::ha::Shared>>,
 }
 
 /// Why the API could not start.
@@ -132,6 +135,7 @@ pub fn serve(
                 .route("/config", get(get_config).put(put_config))
                 .route("/sessions", get(get_sessions).delete(delete_sessions))
                 .route("/stats", get(stats))
+                .route("/role", axum::routing::post(post_role))
                 .with_state(state);
             let shutdown = async move {
                 while !stop.load(Ordering::Relaxed) {
@@ -359,6 +363,35 @@ async fn put_config(
     }
 }
 
+/// keepalived's notify script (`masq role active|standby`): the HA role.
+async fn post_role(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if let Some(r) = gate(&s, Need::Change, &headers, peer, "POST /role").await {
+        return r;
+    }
+    let active = match body.trim() {
+        "active" => true,
+        "standby" => false,
+        other => {
+            return (StatusCode::BAD_REQUEST, format!("role: `{other}` is not active or standby\n")).into_response()
+        }
+    };
+    let Some(ha) = s.ha.clone() else {
+        return (StatusCode::CONFLICT, "masq runs without an ha: section: it is always active\n").into_response();
+    };
+    match tokio::task::spawn_blocking(move || ha.set_role(active)).await {
+        Ok(was) => {
+            let name = |a: bool| if a { "active" } else { "standby" };
+            format!("masq: role {} (was {})\n", name(active), name(was)).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
 async fn stats(State(s): State<Arc<ApiState>>, ConnectInfo(peer): ConnectInfo<Peer>, headers: HeaderMap) -> Response {
     if let Some(r) = gate(&s, Need::Read, &headers, peer, "GET /stats").await {
         return r;
@@ -378,6 +411,7 @@ async fn metrics(State(s): State<Arc<ApiState>>, ConnectInfo(peer): ConnectInfo<
     m.config = s.live.counts();
     m.control_auth_failures = s.failures.total();
     m.ready = s.ready.load(Ordering::Relaxed);
+    m.ha = s.ha.as_ref().map(|h| h.counts());
     match crate::metrics::render(&m) {
         Ok(text) => ([("content-type", "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),

@@ -15,8 +15,9 @@
 //! | [`whois_log`] | `masq whois --log`: who held a public ip:port at a time, from JSON-lines files | natlog |
 //! | [`metrics`] | `/metrics`: a snapshot in the Prometheus text format | natlog, telemetry |
 //! | [`live`] | the configuration in force: [`live::apply`] (and its audit line), SIGHUP reload, masquerade follow | params, telemetry |
-//! | [`api`] | the HTTP routes | auth, live, metrics, telemetry, tls |
-//! | [`run`] | `masq run`: start the workers, the control loop, stop | api, auth, live, natlog, system, telemetry, tls |
+//! | [`ha`] | an HA pair: the role, the authenticated sync link to the peer, its counters | telemetry |
+//! | [`api`] | the HTTP routes | auth, ha, live, metrics, telemetry, tls |
+//! | [`run`] | `masq run`: start the workers, the control loop, stop | api, auth, ha, live, natlog, system, telemetry, tls |
 //!
 //! Invariant: no module imports one that imports it back (the table's last
 //! column names every `crate::` import).
@@ -24,6 +25,7 @@
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod ha;
 pub mod live;
 pub mod metrics;
 pub mod natlog;

@@ -224,6 +224,40 @@ pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
         &[],
     )?;
     ready.with_label_values::<&str>(&[]).set(i64::from(m.ready));
+    if let Some(h) = &m.ha {
+        let role = gauge("masq_ha_active", "1 while this HA box is active, 0 while it stands by.", &[])?;
+        role.with_label_values::<&str>(&[]).set(i64::from(h.active));
+        let up = gauge("masq_ha_connected", "1 while the HA sync link to the peer is up and authenticated.", &[])?;
+        up.with_label_values::<&str>(&[]).set(i64::from(h.connected));
+        let msgs = counter("masq_ha_messages_total", "HA sync messages, by direction.", &["direction"])?;
+        msgs.with_label_values(&["sent"]).inc_by(h.sent.0);
+        msgs.with_label_values(&["received"]).inc_by(h.received.0);
+        let bytes = counter("masq_ha_bytes_total", "HA sync bytes (whole frames), by direction.", &["direction"])?;
+        bytes.with_label_values(&["sent"]).inc_by(h.sent.1);
+        bytes.with_label_values(&["received"]).inc_by(h.received.1);
+        let recs =
+            counter("masq_ha_records_total", "HA sync records (port blocks, sessions), by direction.", &["direction"])?;
+        recs.with_label_values(&["sent"]).inc_by(h.records.0);
+        recs.with_label_values(&["received"]).inc_by(h.records.1);
+        let backlog = gauge("masq_ha_backlog", "HA sync records queued for the peer.", &[])?;
+        backlog.with_label_values::<&str>(&[]).set(i64::try_from(h.backlog).unwrap_or(i64::MAX));
+        let lost = counter(
+            "masq_ha_lost_total",
+            "HA sync records lost to a full backlog (the link is then reset and resynced).",
+            &[],
+        )?;
+        lost.with_label_values::<&str>(&[]).inc_by(h.lost);
+        let resyncs = counter("masq_ha_resyncs_total", "HA bulk resyncs sent or received.", &[])?;
+        resyncs.with_label_values::<&str>(&[]).inc_by(h.resyncs);
+        let auth = counter(
+            "masq_ha_auth_failures_total",
+            "HA sync connections closed for a failed MAC, sequence number or handshake.",
+            &[],
+        )?;
+        auth.with_label_values::<&str>(&[]).inc_by(h.auth_failures);
+        let roles = counter("masq_ha_role_changes_total", "HA role changes (masq role active|standby).", &[])?;
+        roles.with_label_values::<&str>(&[]).inc_by(h.role_changes);
+    }
     let build = gauge("masq_build_info", "Build information.", &["version"])?;
     build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
 

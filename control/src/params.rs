@@ -200,6 +200,11 @@ pub fn engine_params(
         })
         .collect();
     let mut p = EngineParams::single(pools, rules);
+    // An HA box starts in its configured role; keepalived changes it live.
+    if let Some(ha) = &v.raw.ha {
+        p.standby = ha.role == config::HaRole::Standby;
+        p.sync_sessions = ha.sync_sessions;
+    }
     p.rule_options = v
         .rules
         .iter()

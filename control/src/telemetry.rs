@@ -167,6 +167,33 @@ pub struct MetricsSnapshot {
     pub config: ConfigCounts,
     /// Every worker forwarding, as `/readyz` answers (false unless filled in).
     pub ready: bool,
+    /// The HA link's counters (`None`: not an HA box, or not filled in).
+    pub ha: Option<HaCounts>,
+}
+
+/// An HA box's role and sync link (`crate::ha`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HaCounts {
+    /// Active (else standby).
+    pub active: bool,
+    /// A peer is connected and authenticated.
+    pub connected: bool,
+    /// Messages and bytes sent.
+    pub sent: (u64, u64),
+    /// Messages and bytes received.
+    pub received: (u64, u64),
+    /// Records sent and received.
+    pub records: (u64, u64),
+    /// Records queued for the peer.
+    pub backlog: u64,
+    /// Records lost (backlog full; the link was reset and resynced).
+    pub lost: u64,
+    /// Bulk resyncs sent or received.
+    pub resyncs: u64,
+    /// Connections closed for a failed MAC, number or handshake.
+    pub auth_failures: u64,
+    /// Role changes.
+    pub role_changes: u64,
 }
 
 impl MetricsSnapshot {

@@ -24,7 +24,9 @@ use std::time::Duration;
 /// sink in `dir` (so `masq_nat_log_sink_lost_total` is served).
 fn config(dir: &std::path::Path) -> String {
     let sink = format!("logging:\n  sinks:\n    - {{kind: json, path: {}}}\n", dir.join("nat.jsonl").display());
-    lab::snat_config("", &format!("control:\n  listen: 127.0.0.1:9091\n{sink}"))
+    // An HA box (active, its peer absent) so the HA pair's panels have series too.
+    let ha = "ha:\n  role: active\n  listen: \"127.0.0.1:7946\"\n  peer: \"127.0.0.1:7947\"\n  key: \"prometheus-lab-sync-key-0123\"\n";
+    lab::snat_config("", &format!("control:\n  listen: 127.0.0.1:9091\n{sink}{ha}"))
 }
 
 /// Starts masq with [`config`], an echo server outside, and sends a little

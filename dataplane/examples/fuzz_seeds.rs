@@ -56,5 +56,26 @@ fn main() {
     {
         std::fs::write(fdir.join(format!("line{i}")), line).unwrap();
     }
+    let hdir = dir.join("ha_records");
+    std::fs::create_dir_all(&hdir).unwrap();
+    let block = dataplane::nat::ha::ImportedBlock {
+        inside: 0x6440_0002,
+        public: 0xcb00_710a,
+        first_port: 1536,
+        last_port: 2047,
+    };
+    let session = dataplane::nat::ha::SyncedSession {
+        proto: 17,
+        inside: (0x6440_0002, 40000),
+        public: (0xcb00_710a, 1600),
+        remote: (0xc633_6401, 9000),
+    };
+    let batch = [
+        dataplane::nat::ha::SyncRecord::Block { held: true, block },
+        dataplane::nat::ha::SyncRecord::Session { live: true, session },
+        dataplane::nat::ha::SyncRecord::Session { live: false, session },
+        dataplane::nat::ha::SyncRecord::Block { held: false, block },
+    ];
+    std::fs::write(hdir.join("batch"), dataplane::nat::ha::encode_records(&batch)).unwrap();
     println!("seeds written under {}", dir.display());
 }

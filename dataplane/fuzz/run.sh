@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes each target for SECONDS (default 60), one after another, and prints
 # how many executions each ran and the total.
-#   dataplane/fuzz/run.sh [SECONDS] [TARGET...]      targets: parse engine config ftp
+#   dataplane/fuzz/run.sh [SECONDS] [TARGET...]      targets: parse engine config ftp ha_records
 #   nice -n 19 dataplane/fuzz/run.sh 600             on a shared machine
 #
 # Inputs: the kept corpus (dataplane/fuzz/corpus/TARGET, in the repo), seeds
@@ -24,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-60}; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(parse engine config ftp)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(parse engine config ftp ha_records)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -45,7 +45,8 @@ for t in "${targets[@]}"; do
     engine) extra=("$seeds/engine" "$seeds/engine-outside"); max_len=1024 ;;
     config) extra=("$seeds/config"); max_len=2048 ;;
     ftp) extra=("$seeds/ftp"); max_len=256 ;;
-    *) echo "unknown target $t (parse, engine, config, ftp)" >&2; exit 2 ;;
+    ha_records) extra=("$seeds/ha_records"); max_len=1024 ;;
+    *) echo "unknown target $t (parse, engine, config, ftp, ha_records)" >&2; exit 2 ;;
   esac
   kept=dataplane/fuzz/corpus/$t
   work=$scratch/$t

@@ -134,6 +134,7 @@ proptest! {
         dataplane::testing::fuzzing::parse_any(&data);
         dataplane::testing::fuzzing::engine_any(&data);
         dataplane::testing::fuzzing::ftp_any(&data);
+        dataplane::testing::fuzzing::ha_records_any(&data);
     }
 
     #[test]

@@ -203,6 +203,33 @@ ROWS = [
                "masq_idle_sleeps_total: an idle worker slept on its sockets (workers.sleep_when_idle).",
                (rate("masq_idle_sleeps_total"), "sleeps")),
     ]),
+    ("HA pair", [
+        stat("HA role", "none", "masq_ha_active: 1 on the active box of an HA pair, 0 on the standby.",
+             ("masq_ha_active", "{{instance}}"),
+             mappings={"0": ("standby", "blue"), "1": ("active", "green")}),
+        stat("Sync link", "none", "masq_ha_connected: 1 while the sync link to the peer is up and authenticated.",
+             ("masq_ha_connected", "{{instance}}"),
+             thresholds=[(None, "red"), (1, "green")],
+             mappings={"0": ("down", "red"), "1": ("up", "green")}),
+        stat("Sync backlog", "short", "masq_ha_backlog: records queued for the standby.",
+             ("masq_ha_backlog", "{{instance}}")),
+        series("Sync traffic", "short",
+               "masq_ha_messages_total, masq_ha_records_total and masq_ha_bytes_total per second, by direction.",
+               (rate("masq_ha_messages_total", "direction"), "messages {{direction}}"),
+               (rate("masq_ha_records_total", "direction"), "records {{direction}}"),
+               (rate("masq_ha_bytes_total", "direction"), "bytes {{direction}}")),
+        series("Sync trouble and role changes", "short",
+               "Over the last hour: records lost to a full backlog (masq_ha_lost_total), bulk resyncs "
+               "(masq_ha_resyncs_total), connections closed for a failed MAC or sequence number "
+               "(masq_ha_auth_failures_total), role changes (masq_ha_role_changes_total), and records "
+               "the engines applied or refused (masq_ha_applied_total, masq_ha_refused_total).",
+               ("sum(increase(masq_ha_lost_total[1h]))", "lost (1 h)"),
+               ("sum(increase(masq_ha_resyncs_total[1h]))", "resyncs (1 h)"),
+               ("sum(increase(masq_ha_auth_failures_total[1h]))", "auth failures (1 h)"),
+               ("sum(increase(masq_ha_role_changes_total[1h]))", "role changes (1 h)"),
+               ("sum(increase(masq_ha_applied_total[1h]))", "applied (1 h)"),
+               ("sum(increase(masq_ha_refused_total[1h]))", "refused (1 h)")),
+    ]),
     ("NAT log and control", [
         series("NAT log events lost", "short",
                "Lost between workers and the control thread (masq_nat_log_lost_total), and by each sink "

@@ -266,6 +266,8 @@ fn restart_keys(cur: &config::Config, new: &config::Config, positions: &config::
         ("control", cur.control != new.control),
         // The host guard (nftables) is installed at start.
         ("management", cur.management != new.management),
+        // The sync link and the role are the HA module's, set at start.
+        ("ha", cur.ha != new.ha),
     ]
     .into_iter()
     .filter(|&(_, changed)| changed)

@@ -153,7 +153,8 @@ impl Exporter {
 
     /// Hands `ev` to every sink; a full queue loses it for that sink (counted).
     pub fn send(&self, ev: &NatEvent) {
-        if self.unlogged.contains(&ev.pool) {
+        // HA sync's session records are never logged (they carry the destination).
+        if self.unlogged.contains(&ev.pool) || matches!(ev.kind, dataplane::nat::events::NatEventKind::SessionSync(_)) {
             return;
         }
         for s in &self.sinks {

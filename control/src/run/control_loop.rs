@@ -1,13 +1,13 @@
 //! The control loop, on the calling thread until SIGINT, SIGTERM or the
-//! plan's duration: every 50 ms the NAT log, SIGHUP and neighbour
-//! resolution; every second the masquerade follow, the XDP counters the
+//! plan's duration: every 50 ms the NAT log and the HA sync feed, SIGHUP
+//! and neighbour resolution; every second the masquerade follow, the XDP counters the
 //! API serves, the next hops and the `--live` line.
 //!
 //! Invariant: it never touches a worker's state; it talks to workers only
 //! through channels and reads what they publish.
 
 use super::plan::RunPlan;
-use super::workers::Dataplane;
+use super::workers::{local_role, Dataplane};
 use crate::api::ApiState;
 use crate::natlog::Exporter;
 use crate::system;
@@ -47,6 +47,9 @@ struct LoopState {
     refreshes: u64,
     /// The configuration generation the NAT log sinks were last checked against.
     log_generation: u64,
+    /// An HA box's interface addresses (inside, outside) as last seen:
+    /// VRRP adds and removes the gateway addresses, which are then the box's own.
+    own_addrs: Option<(Vec<u32>, Vec<u32>)>,
 }
 
 /// Every 50 ms until a signal or `plan.duration`: NAT log, SIGHUP,
@@ -58,6 +61,7 @@ pub(super) fn control_loop(
     api: Option<&ApiState>,
     signals: &Signals,
     natlog: &mut Exporter,
+    mut ha: Option<&mut crate::ha::Ha>,
 ) {
     let masquerade = plan.engine.as_ref().and_then(|p| p.pools.iter().find(|x| x.masquerade)).and_then(|x| {
         let addr = x.addresses.first().copied()?;
@@ -72,6 +76,12 @@ pub(super) fn control_loop(
         masquerade,
         refreshes: 0,
         log_generation: 1,
+        own_addrs: plan.ha.as_ref().map(|_| {
+            (
+                system::interface_addrs(&plan.inside).unwrap_or_default(),
+                system::interface_addrs(&plan.outside).unwrap_or_default(),
+            )
+        }),
     };
     let live = api.map(|a| &*a.live);
     while !signals.stop.load(Ordering::Relaxed) {
@@ -80,12 +90,21 @@ pub(super) fn control_loop(
         }
         std::thread::sleep(Duration::from_millis(50));
         for ev in dp.block_events.try_iter() {
+            if let Some(h) = ha.as_deref_mut() {
+                h.feed(&ev);
+            }
+            if matches!(ev.kind, NatEventKind::SessionSync(_)) {
+                continue;
+            }
             // Refusals are logged whatever `nat_events` says: the engine
             // already keeps them to one per subscriber a minute.
             if plan.nat_events || ev.kind.reason().is_some() {
                 tracing::info!(target: "nat", "{}", event_line(&ev, pool_name(plan, ev.pool).as_deref()));
             }
             natlog.send(&ev);
+        }
+        if let Some(h) = ha.as_deref_mut() {
+            h.flush();
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
             crate::live::reload(live);
@@ -104,6 +123,9 @@ pub(super) fn control_loop(
         if st.last_refresh.elapsed() >= Duration::from_secs(1) {
             st.last_refresh = Instant::now();
             refresh(plan, dp, api, &mut st);
+            if let Some(h) = ha.as_deref_mut() {
+                h.note_events_lost(MetricsSnapshot::gather(&dp.shared).nat_log_lost());
+            }
             if let Some(live) = api.map(|a| &*a.live) {
                 follow_log_sinks(live, natlog, &mut st.log_generation);
             }
@@ -145,6 +167,16 @@ fn refresh(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiState>, st: &mut 
         }
     }
     st.refreshes += 1;
+    if let Some(old) = &st.own_addrs {
+        let now = (
+            system::interface_addrs(&plan.inside).unwrap_or_default(),
+            system::interface_addrs(&plan.outside).unwrap_or_default(),
+        );
+        if &now != old {
+            follow_own_addresses(plan, dp, old, &now);
+            st.own_addrs = Some(now);
+        }
+    }
     let mut fresh = dp.l2.clone();
     if fresh.refresh_from_proc().is_ok() && fresh != dp.l2 {
         dp.l2 = fresh;
@@ -153,6 +185,35 @@ fn refresh(plan: &RunPlan, dp: &mut Dataplane, api: Option<&ApiState>, st: &mut 
             let _ = tx.try_send(Arc::clone(&t));
         }
     }
+}
+
+/// An HA box's addresses changed (VRRP added or removed a gateway
+/// address): both XDP programs give the kernel what is addressed to the
+/// new set (and no longer to what went), and the engines take it as the
+/// box's own, as at start.
+fn follow_own_addresses(plan: &RunPlan, dp: &mut Dataplane, old: &(Vec<u32>, Vec<u32>), now: &(Vec<u32>, Vec<u32>)) {
+    let all: Vec<u32> = now.0.iter().chain(&now.1).copied().collect();
+    for gone in old.0.iter().chain(&old.1).filter(|a| !all.contains(a)) {
+        for p in dp.progs.iter_mut() {
+            let _ = p.remove_local(*gone);
+        }
+    }
+    for &addr in &all {
+        for (p, outside) in dp.progs.iter_mut().zip([false, true]) {
+            let role = local_role(plan, (&now.0, &now.1), addr, outside);
+            if let Err(e) = p.set_local(dataplane::xdp::LocalAddress { addr, role }) {
+                tracing::warn!("{}: {} not made the box's own: {e}", p.iface(), std::net::Ipv4Addr::from(addr));
+            }
+        }
+    }
+    for c in &dp.commands {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        if c.send(dataplane::worker::Command::LocalAddresses { addrs: all.clone(), reply }).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+        }
+    }
+    let list: Vec<String> = all.iter().map(|&a| std::net::Ipv4Addr::from(a).to_string()).collect();
+    tracing::info!("the box's own addresses now: {}", list.join(", "));
 }
 
 /// Every new configuration generation is a `config_applied` event; one

@@ -53,7 +53,20 @@ pub fn run(plan: RunPlan) -> Result<(), RunError> {
     natlog.config_applied(1);
     let mut dp = start_workers(&plan, &signals.stop)?;
     pin_control_thread(&plan.cores);
-    let api = match start_api(&plan, &dp, &signals.stop) {
+    let mut ha = match &plan.ha {
+        Some(h) => match crate::ha::Ha::start(h.clone(), dp.commands.clone(), Arc::clone(&signals.stop)) {
+            Ok(ha) => Some(ha),
+            Err(e) => {
+                signals.stop.store(true, Ordering::Release);
+                for h in dp.handles {
+                    let _ = h.join();
+                }
+                return Err(RunError::Io(e));
+            }
+        },
+        None => None,
+    };
+    let api = match start_api(&plan, &dp, &signals.stop, ha.as_ref().map(crate::ha::Ha::shared)) {
         Ok(api) => api,
         Err(e) => {
             signals.stop.store(true, Ordering::Release);
@@ -85,8 +98,12 @@ pub fn run(plan: RunPlan) -> Result<(), RunError> {
             ),
         }
     }
-    control_loop(&plan, &mut dp, api.as_ref().map(|a| &*a.state), &signals, &mut natlog);
-    shutdown(dp, api, &signals.stop)
+    control_loop(&plan, &mut dp, api.as_ref().map(|a| &*a.state), &signals, &mut natlog, ha.as_mut());
+    let r = shutdown(dp, api, &signals.stop);
+    if let Some(h) = ha {
+        h.join();
+    }
+    r
 }
 
 /// The control thread (this one) on a core no worker uses, if there is one.
@@ -104,7 +121,12 @@ struct Api {
     handle: JoinHandle<()>,
 }
 
-fn start_api(plan: &RunPlan, dp: &Dataplane, stop: &Arc<AtomicBool>) -> Result<Option<Api>, RunError> {
+fn start_api(
+    plan: &RunPlan,
+    dp: &Dataplane,
+    stop: &Arc<AtomicBool>,
+    ha: Option<Arc<crate::ha::Shared>>,
+) -> Result<Option<Api>, RunError> {
     let Some(a) = &plan.api else { return Ok(None) };
     let live = Live {
         config: a.config.clone(),
@@ -128,6 +150,7 @@ fn start_api(plan: &RunPlan, dp: &Dataplane, stop: &Arc<AtomicBool>) -> Result<O
             None => None,
         },
         ready: AtomicBool::new(false),
+        ha,
         live: Arc::new(LiveConfig::new(
             dp.commands.clone(),
             a.cpus,

@@ -36,6 +36,8 @@ pub struct RunPlan {
     pub unlogged_pools: Vec<String>,
     /// What the host guard lets reach the box from outside.
     pub guard: crate::system::GuardSpec,
+    /// One box of an HA pair (`ha:`), if it is one.
+    pub ha: Option<crate::ha::HaPlan>,
 }
 
 /// What the control API needs at start.

@@ -141,18 +141,12 @@ pub(super) fn start_workers(plan: &RunPlan, stop: &Arc<AtomicBool>) -> Result<Da
 fn attach_programs(plan: &RunPlan) -> Result<[XdpProgram; 2], RunError> {
     let in_addrs = system::interface_addrs(&plan.inside)?;
     let out_addrs = system::interface_addrs(&plan.outside)?;
-    let role = |addr: u32, outside: bool| {
-        let nat_ports = plan.engine.as_ref().and_then(|p| {
-            p.pools.iter().find(|pool| pool.addresses.contains(&addr)).map(|pool| (pool.port_min, pool.port_max))
-        });
-        match nat_ports {
-            Some(ports) => LocalRole::Shared { ports },
-            None if outside && in_addrs.contains(&addr) && !out_addrs.contains(&addr) => LocalRole::Refused,
-            None => LocalRole::Kernel,
-        }
-    };
     let locals = |outside: bool| -> Vec<LocalAddress> {
-        in_addrs.iter().chain(&out_addrs).map(|&addr| LocalAddress { addr, role: role(addr, outside) }).collect()
+        in_addrs
+            .iter()
+            .chain(&out_addrs)
+            .map(|&addr| LocalAddress { addr, role: local_role(plan, (&in_addrs, &out_addrs), addr, outside) })
+            .collect()
     };
     let progs = [
         XdpProgram::attach(&plan.inside, &locals(false), system::interface_mtu(&plan.outside))?,
@@ -166,6 +160,26 @@ fn attach_programs(plan: &RunPlan) -> Result<[XdpProgram; 2], RunError> {
         progs[1].mode_name()
     );
     Ok(progs)
+}
+
+/// What the program of the inside (`outside` false) or outside interface
+/// does with frames for the box's address `addr`, given the interfaces'
+/// addresses: a pool's (masquerade) address is shared with the NAT, an
+/// inside address is refused on the outside, the rest is the kernel's.
+pub(super) fn local_role(
+    plan: &RunPlan,
+    (in_addrs, out_addrs): (&[u32], &[u32]),
+    addr: u32,
+    outside: bool,
+) -> LocalRole {
+    let nat_ports = plan.engine.as_ref().and_then(|p| {
+        p.pools.iter().find(|pool| pool.addresses.contains(&addr)).map(|pool| (pool.port_min, pool.port_max))
+    });
+    match nat_ports {
+        Some(ports) => LocalRole::Shared { ports },
+        None if outside && in_addrs.contains(&addr) && !out_addrs.contains(&addr) => LocalRole::Refused,
+        None => LocalRole::Kernel,
+    }
 }
 
 /// Waits for every worker's sockets and puts them in both programs' maps.

@@ -136,6 +136,8 @@ pub struct Lab {
     queues: u32,
     /// The lab's script (`up` and `down`), relative to the repository.
     script: &'static str,
+    /// An HA pair (`LAB_HA=1`: a second box `nat2`, see deploy/lab/lab.sh).
+    ha: bool,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -149,10 +151,21 @@ impl Lab {
 
     /// [`Lab::up`] with `queues` queues on the box's two links.
     pub fn up_with(test: &str, out_mtu: u32, queues: u32) -> Lab {
-        Self::up_script(test, out_mtu, queues, "deploy/lab/lab.sh")
+        Self::up_lab(test, out_mtu, queues, "deploy/lab/lab.sh", false)
     }
 
     fn up_script(test: &str, out_mtu: u32, queues: u32, script: &'static str) -> Lab {
+        Self::up_lab(test, out_mtu, queues, script, false)
+    }
+
+    /// An HA pair's lab: a second box `nat2` beside `nat` on the inside
+    /// bridge and an outside bridge, a sync link between them, the
+    /// gateway addresses left to VRRP (deploy/lab/lab.sh, `LAB_HA=1`).
+    pub fn up_ha(test: &str) -> Lab {
+        Self::up_lab(test, 1500, workers(), "deploy/lab/lab.sh", true)
+    }
+
+    fn up_lab(test: &str, out_mtu: u32, queues: u32, script: &'static str, ha: bool) -> Lab {
         require_root();
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let tag: String = test.chars().filter(char::is_ascii_alphanumeric).take(6).collect();
@@ -168,6 +181,7 @@ impl Lab {
             dir,
             queues,
             script,
+            ha,
             _serial: serial,
         };
         let out = lab.script(&["up"], out_mtu);
@@ -187,6 +201,7 @@ impl Lab {
             .env("LAB_OUT_MTU", out_mtu.to_string())
             .env("LAB_QUEUES", self.queues.to_string())
             .env("LAB_STATE", self.dir.join("state"))
+            .env("LAB_HA", if self.ha { "1" } else { "0" })
             .output()
             .unwrap_or_else(|e| panic!("running {}: {e}", self.script))
     }

@@ -47,6 +47,17 @@ impl Engine {
         flushed
     }
 
+    /// The box's own addresses are now `addrs` (an HA gateway address came
+    /// or went): what is addressed to them and no session, forward or NAT
+    /// port claims goes to the kernel. A pool's address stays the pool's.
+    pub fn set_local_addrs(&mut self, addrs: Vec<u32>) {
+        let mut addrs = addrs;
+        addrs.sort_unstable();
+        addrs.dedup();
+        self.local.clone_from(&addrs);
+        self.params.local_addrs = addrs;
+    }
+
     /// Removes every session `select` picks (and, if `addr` is given, every
     /// session on that public address). Returns how many went.
     pub fn flush(&mut self, now: u32, select: impl Fn(&SessionInfo) -> bool, addr: Option<u16>) -> usize {

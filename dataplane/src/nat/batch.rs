@@ -80,6 +80,9 @@ impl Engine {
     /// `verdicts` gets one entry per frame.
     #[inline(never)]
     pub fn process<F: AsMut<[u8]>>(&mut self, side: Side, now: u32, frames: &mut [F], verdicts: &mut [Verdict]) {
+        if self.standby {
+            return self.standby_drop(side, frames.len().min(verdicts.len()), verdicts);
+        }
         self.expire(now, EXPIRE_BUDGET);
         self.alg.new_batch();
         for (k, (fs, vs)) in frames.chunks_mut(BATCH).zip(verdicts.chunks_mut(BATCH)).enumerate() {
@@ -90,12 +93,31 @@ impl Engine {
 
     /// Processes one frame (tests, tools; the workers use [`Engine::process`]).
     pub fn process_one(&mut self, side: Side, now: u32, frame: &mut [u8]) -> Verdict {
+        if self.standby {
+            let mut v = [Verdict::Drop(DropReason::Standby)];
+            self.standby_drop(side, 1, &mut v);
+            return v[0];
+        }
         self.expire(now, EXPIRE_BUDGET);
         self.alg.new_batch();
         self.alg.chunk_base = 0;
         let mut v = [Verdict::Drop(DropReason::Malformed)];
         self.process_chunk(side, now, &mut [frame], &mut v);
         v[0]
+    }
+
+    /// An HA standby forwards nothing: `n` frames dropped as `standby`.
+    #[cold]
+    #[inline(never)]
+    fn standby_drop(&mut self, side: Side, n: usize, verdicts: &mut [Verdict]) {
+        match side {
+            Side::Inside => self.counters.rx_i2o += n as u64,
+            Side::Outside => self.counters.rx_o2i += n as u64,
+        }
+        for v in verdicts.iter_mut().take(n) {
+            *v = Verdict::Drop(DropReason::Standby);
+            self.counters.drop(DropReason::Standby);
+        }
     }
 
     #[inline(always)]

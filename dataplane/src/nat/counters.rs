@@ -198,6 +198,9 @@ reasons! {
         /// A first packet a deterministic pool's rule matched whose source
         /// the pool's formula has no range for (outside its `inside` prefix).
         DeterministicOutside = "deterministic_outside",
+        /// Any frame reaching an HA standby, which forwards nothing until
+        /// promoted (`masq role active`, `nat::ha`).
+        Standby = "standby",
     }
 }
 
@@ -313,6 +316,10 @@ declare_counters! {
         /// the data connection, no room for a longer packet) and control
         /// connections it had no slot for: forwarded unchanged.
         ftp_alg_failed: u64 => Total("FTP commands or connections the ALG could not handle (forwarded unchanged)."),
+        /// HA sync records (blocks, sessions) an engine applied (`nat::ha`).
+        ha_applied: u64 => Total("HA sync records (port blocks, sessions) this box applied from its active peer."),
+        /// HA sync records refused: a conflict with what the engine holds, or an unknown address.
+        ha_refused: u64 => Total("HA sync records refused: a conflict with what this box holds, or an address it does not have."),
     }
 }
 

@@ -102,6 +102,10 @@ pub struct Engine {
     pub(super) prefetch: bool,
     /// The parameters in force (for live changes).
     pub(super) params: EngineParams,
+    /// An HA standby: drops every frame, expires nothing (`nat::ha`).
+    pub(super) standby: bool,
+    /// Records mapped sessions' creation and deletion for an HA standby.
+    pub(super) sync_sessions: bool,
 }
 
 /// The worker that owns a subscriber (inside address) among `workers`.
@@ -185,6 +189,8 @@ impl Engine {
             // Past 64k sessions the slab (32 B each) and indexes leave L2.
             prefetch: p.max_sessions > PREFETCH_ABOVE_SESSIONS,
             params: p.clone(),
+            standby: p.standby,
+            sync_sessions: p.sync_sessions,
         })
     }
 

@@ -42,6 +42,9 @@ pub enum NatEventKind {
     /// A session of a `logging: sessions` pool was created or deleted
     /// (`port_start` and `port_end` are its public port).
     Session(SessionInfo),
+    /// A mapped session created or deleted, for an HA standby only (never
+    /// logged: the destination is always in it).
+    SessionSync(SessionInfo),
 }
 
 impl NatEventKind {
@@ -56,6 +59,7 @@ impl NatEventKind {
             Self::ConfigApplied(_) => "config_applied",
             Self::Session(i) if i.change == SessionChange::Created => "session_created",
             Self::Session(_) => "session_deleted",
+            Self::SessionSync(_) => "session_sync",
         }
     }
 
@@ -70,13 +74,18 @@ impl NatEventKind {
             Self::ConfigApplied(_) => 0,
             Self::Session(i) if i.change == SessionChange::Created => 1,
             Self::Session(_) => 2,
+            Self::SessionSync(_) => 0,
         }
     }
 
     /// The refusal's drop reason, if this is a refusal.
     pub fn reason(self) -> Option<DropReason> {
         match self {
-            Self::BlockAllocated | Self::BlockReleased | Self::ConfigApplied(_) | Self::Session(_) => None,
+            Self::BlockAllocated
+            | Self::BlockReleased
+            | Self::ConfigApplied(_)
+            | Self::Session(_)
+            | Self::SessionSync(_) => None,
             Self::PortsExhausted => Some(DropReason::PortsExhausted),
             Self::AddressesExhausted => Some(DropReason::SubscriberTableFull),
             Self::QuotaExceeded(r) => Some(r),
@@ -113,6 +122,7 @@ impl NatEvent {
             EventKind::Refused(DropReason::SubscriberTableFull) => NatEventKind::AddressesExhausted,
             EventKind::Refused(r) => NatEventKind::QuotaExceeded(r),
             EventKind::Session(i) => NatEventKind::Session(i),
+            EventKind::Sync(i) => NatEventKind::SessionSync(i),
         };
         Self {
             time_ms,

@@ -106,6 +106,27 @@ impl Engine {
         if s.flags & flag::NO_NAT != 0 || s.class == session::FREE {
             return;
         }
+        let Some(ad) = self.ports.addrs.get(usize::from(s.addr())) else { return };
+        if self.sync_sessions && s.flags & flag::MAPPED != 0 && matches!(s.proto, L4::Tcp | L4::Udp) {
+            let info = ports::SessionInfo {
+                change,
+                proto: s.proto.ip_proto(),
+                inside_port: s.inside_port,
+                remote: s.remote_ip,
+                remote_port: s.remote_port,
+            };
+            let kind = ports::EventKind::Sync(info);
+            let (public, pool) = (ad.ip, ad.pool);
+            let ev = ports::BlockEvent {
+                kind,
+                inside: s.inside_ip,
+                public,
+                first_port: s.public_port,
+                last_port: s.public_port,
+                pool,
+            };
+            self.ports.push_event(ev);
+        }
         let Some(pool) = self.ports.pool_of(s.addr()) else { return };
         if !pool.params.log_sessions {
             return;
@@ -216,6 +237,10 @@ impl Engine {
     /// Drops the held fragments whose time is up too (`nat::frag`).
     /// Called once per batch; call it from an idle worker too.
     pub fn expire(&mut self, now: u32, budget: usize) -> usize {
+        // A standby's sessions end when the active box says (`nat::ha`).
+        if self.standby {
+            return 0;
+        }
         self.expire_held(now);
         let mut done = 0;
         let mut steps = 0;

@@ -43,6 +43,7 @@
 //! | protocols | `l4.rs` | [`L4`]: TCP, UDP, ICMP, other as wire number, stored and hashed code, array index | one numbering, never changed: every key hashes it |
 //! | sessions | `session.rs`, `tcp.rs` | the slab, the expiry wheel, the unreplied FIFO; TCP states and classes | a session is 32 + 24 bytes; hot fields in the first half |
 //! | rules | `rules.rs`, `params.rs`, `error.rs` | the compiled ordered rules; the engine's plain parameters and why they are refused | the compiled set decides as the plain first match |
+//! | HA | `ha.rs`, `ports/ha.rs` | the standby role; blocks and sessions the active box's sync stream installs | an import is idempotent, checked, and whole or refused |
 //! | admin | `admin.rs` | listings, flushes, masquerade follow, port-block use, block events | a slice of slots per call: forwarding never stalls |
 //! | reconfigure | `reconfigure.rs` | live changes at a batch boundary | a change is taken whole or not at all |
 //! | counters | `counters.rs` | every drop and pass reason, named as its Prometheus label | every frame not forwarded is counted under one reason |
@@ -68,6 +69,7 @@ pub mod events;
 mod fast;
 pub mod frag;
 mod frag_hold;
+pub mod ha;
 mod hairpin;
 pub mod hash;
 mod i2o;

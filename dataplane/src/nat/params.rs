@@ -489,6 +489,11 @@ pub struct EngineParams {
     /// MTU of the inside and the outside interface ([`super::Side::index`]
     /// order), for [`MssClamp::Auto`].
     pub mtu: [u16; 2],
+    /// Start as an HA standby (`nat::ha`): forward nothing until promoted.
+    pub standby: bool,
+    /// Record mapped TCP and UDP sessions' creation and deletion for an HA
+    /// standby (`ports::EventKind::Sync`).
+    pub sync_sessions: bool,
 }
 
 impl EngineParams {
@@ -514,6 +519,8 @@ impl EngineParams {
             icmp_source: None,
             rule_options: Vec::new(),
             mtu: [1500; 2],
+            standby: false,
+            sync_sessions: false,
         }
     }
 }

@@ -212,3 +212,11 @@ pub fn engine_any(data: &[u8]) {
     }
     let _ = e.sessions(now).count();
 }
+
+/// An HA sync batch (`nat::ha::decode_records`) from arbitrary bytes: what
+/// decodes encodes back to the same bytes.
+pub fn ha_records_any(data: &[u8]) {
+    if let Some(rs) = crate::nat::ha::decode_records(data) {
+        assert_eq!(crate::nat::ha::encode_records(&rs), data, "a decoded batch encodes back to its bytes");
+    }
+}

@@ -4,12 +4,16 @@
 //! Invariants: a request is served whole between two rounds, so it never
 //! races the forwarding path (the reply allocates, the forwarding path does
 //! not); a walk of the session table is cut into slices of [`SLICE`] slots,
-//! one slice per request, so a big table never stalls forwarding for long;
+//! one slice per request, so a big table never stalls forwarding for long
+//! (two HA requests walk it whole: [`Command::HaClear`], served only by a
+//! standby, which forwards nothing, and [`Command::HaRole`] at a
+//! promotion, once, restarting every session's clock);
 //! every request gets exactly one reply, also in no-NAT mode (empty
 //! answers, or [`ReconfigureError::NoNat`]), so the control side never
 //! waits on a request the worker dropped. This file imports nothing from
 //! the worker loop; the loop calls [`Command::answer`].
 
+use crate::nat::ha::SyncRecord;
 use crate::nat::{Engine, EngineParams, ParamError, SessionInfo};
 use crossbeam_channel::Sender;
 
@@ -129,6 +133,54 @@ pub enum Command {
         /// Sessions flushed.
         reply: Sender<usize>,
     },
+    /// The box's own addresses changed (an HA gateway address came or
+    /// went): traffic to them is the kernel's; replies when taken.
+    LocalAddresses {
+        /// Every address of both interfaces now.
+        addrs: Vec<u32>,
+        /// Taken.
+        reply: Sender<()>,
+    },
+    /// HA (`nat::ha`): become a standby or, promoted, the active box;
+    /// replies whether the engine is a standby now.
+    HaRole {
+        /// Standby (true) or active.
+        standby: bool,
+        /// The role in force.
+        reply: Sender<bool>,
+    },
+    /// HA standby: records of the active box's stream, applied in order;
+    /// replies how many this worker applied (others are other workers' or
+    /// replays).
+    HaApply {
+        /// The records.
+        records: std::sync::Arc<Vec<SyncRecord>>,
+        /// Applied here.
+        reply: Sender<usize>,
+    },
+    /// HA standby, before a bulk resync: removes every session and
+    /// imported subscriber; replies the sessions removed.
+    HaClear {
+        /// Sessions removed.
+        reply: Sender<usize>,
+    },
+    /// HA, some time after a promotion: imported subscribers with no
+    /// session give their blocks back; replies how many.
+    HaUnpin {
+        /// Subscribers freed.
+        reply: Sender<u32>,
+    },
+    /// HA active box, a bulk resync: this worker's blocks (first slice)
+    /// and, with `sessions`, its mapped TCP and UDP sessions among the
+    /// [`SLICE`] slots from `from_slot`.
+    HaExport {
+        /// Sessions too.
+        sessions: bool,
+        /// First slot of the slice.
+        from_slot: u32,
+        /// The records.
+        reply: Sender<Sliced<Vec<SyncRecord>>>,
+    },
 }
 
 impl Command {
@@ -142,6 +194,11 @@ impl Command {
                 Command::Census { reply, .. } => drop(reply.send(Sliced { part: Census::default(), next_slot: None })),
                 Command::Reconfigure { reply, .. } => drop(reply.send(Err(ReconfigureError::NoNat))),
                 Command::OutsideAddress { reply, .. } => drop(reply.send(0)),
+                Command::LocalAddresses { reply, .. } => drop(reply.send(())),
+                Command::HaRole { reply, .. } => drop(reply.send(false)),
+                Command::HaApply { reply, .. } | Command::HaClear { reply } => drop(reply.send(0)),
+                Command::HaUnpin { reply } => drop(reply.send(0)),
+                Command::HaExport { reply, .. } => drop(reply.send(Sliced { part: Vec::new(), next_slot: None })),
             }
             return;
         };
@@ -175,6 +232,25 @@ impl Command {
             }
             Command::OutsideAddress { old, new, reply } => {
                 let _ = reply.send(e.follow_outside_address(old, new, now));
+            }
+            Command::LocalAddresses { addrs, reply } => {
+                e.set_local_addrs(addrs);
+                let _ = reply.send(());
+            }
+            Command::HaRole { standby, reply } => {
+                e.set_standby(standby, now);
+                let _ = reply.send(e.is_standby());
+            }
+            Command::HaApply { records, reply } => {
+                let n = records.iter().filter(|r| e.apply_sync(r, now) == crate::nat::ha::BlockImport::Done).count();
+                let _ = reply.send(n);
+            }
+            Command::HaClear { reply } => drop(reply.send(e.clear_synced(now))),
+            Command::HaUnpin { reply } => drop(reply.send(e.unpin_imported())),
+            Command::HaExport { sessions, from_slot, reply } => {
+                let (slots, next_slot) = slice(from_slot, e.session_slots());
+                let next_slot = if sessions { next_slot } else { None };
+                let _ = reply.send(Sliced { part: e.export_sync(slots, sessions), next_slot });
             }
         }
     }

@@ -57,6 +57,21 @@ pub enum Cmd {
     ///   masq whois 203.0.113.7 40123 --log /var/log/masq/nat.jsonl --at 2026-11-30T14:02:11Z
     #[command(verbatim_doc_comment)]
     Whois(WhoisArgs),
+    /// Tell a running masq of an HA pair its role (keepalived's notify
+    /// script runs this on each VRRP transition). Example:
+    ///   masq role active --token-file /etc/masq/token
+    #[command(verbatim_doc_comment)]
+    Role {
+        /// `active` (forward, and stream state to the standby) or `standby`
+        /// (forward nothing, follow the active peer).
+        #[arg(value_parser = ["active", "standby"])]
+        role: String,
+        /// Read the token from this file's first line (instead of --token).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        conn: ApiArgs,
+    },
     /// A live per-second view of a running masq: pps, drops by reason,
     /// sessions, port blocks.
     Stats {

@@ -96,6 +96,7 @@ fn quick_config(a: &RunArgs, inside: &str, outside: &str) -> Result<config::Conf
         logging: config::Logging::default(),
         boundary: config::Boundary::default(),
         management: config::Management { allow: a.allow.clone(), ..config::Management::default() },
+        ha: None,
     })
 }
 
@@ -301,6 +302,14 @@ fn main() -> Result<()> {
             Ok(client::finish(st, &body)?)
         }
         Cmd::Stats { once, conn } => Ok(client::stats(&conn.api()?, once)?),
+        Cmd::Role { role, token_file, mut conn } => {
+            if let Some(f) = token_file {
+                let t = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+                conn.token = Some(t.lines().next().unwrap_or_default().trim().to_string());
+            }
+            let (st, body) = client::request(&conn.api()?, "POST", "/role", &role)?;
+            Ok(client::finish(st, &body)?)
+        }
         Cmd::Whois(w) => match whois(&w) {
             Ok(true) => Ok(()),
             Ok(false) => std::process::exit(1),
@@ -385,6 +394,10 @@ fn main() -> Result<()> {
                     .map(|p| p.name.clone())
                     .collect(),
                 guard: params::guard_spec(&v),
+                ha: match &v.raw.ha {
+                    Some(h) => Some(control::ha::HaPlan::of(h).map_err(anyhow::Error::msg)?),
+                    None => None,
+                },
             })?)
         }
     }

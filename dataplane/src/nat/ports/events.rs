@@ -25,6 +25,9 @@ pub enum EventKind {
     /// (RFC 8158 natEvent 1 and 2); `first_port` and `last_port` are both
     /// its public port.
     Session(SessionInfo),
+    /// A mapped TCP or UDP session created or deleted, for an HA standby
+    /// (`sync_sessions`): the destination always filled, never logged.
+    Sync(SessionInfo),
 }
 
 /// Why a session event was recorded.
@@ -98,22 +101,28 @@ impl Ports {
     #[cold]
     #[inline(never)]
     pub(super) fn note_block(&mut self, kind: EventKind, inside: u32, a: u16, l: u16) {
-        let Some(pool) = self.pool_of(a) else { return };
         // A deterministic block is the formula's (RFC 7422): nothing to record.
-        if pool.det.is_some() {
+        if self.pool_of(a).is_none_or(|p| p.det.is_some()) {
             return;
         }
+        let Some((first, last)) = self.block_ports(a, l) else { return };
+        let Some(ad) = self.addrs.get(usize::from(a)) else { return };
+        let ev = BlockEvent { kind, inside, public: ad.ip, first_port: first, last_port: last, pool: ad.pool };
+        self.push_event(ev);
+    }
+
+    /// The lowest and highest port of local block `l` of address `a`.
+    pub(super) fn block_ports(&self, a: u16, l: u16) -> Option<(u16, u16)> {
+        let pool = self.pool_of(a)?;
         let (chunk, min, max) = (u32::from(pool.chunk), pool.params.port_min, pool.params.port_max);
         let base = block_offset(chunk, pool.geo.1, pool.geo.0, l);
-        let Some(ad) = self.addrs.get(usize::from(a)) else { return };
-        let (first, last) = if ad.perm.is_empty() {
+        let ad = self.addrs.get(usize::from(a))?;
+        Some(if ad.perm.is_empty() {
             (ad.port_at(u32::from(min), base), ad.port_at(u32::from(min), base + chunk - 1).min(max))
         } else {
             let ports = (base..base + chunk).map(|o| ad.port_at(u32::from(min), o));
             (ports.clone().min().unwrap_or(0), ports.max().unwrap_or(0))
-        };
-        let ev = BlockEvent { kind, inside, public: ad.ip, first_port: first, last_port: last, pool: ad.pool };
-        self.push_event(ev);
+        })
     }
 
     /// Records that subscriber `inside` of `pool` was refused a new flow
@@ -130,6 +139,9 @@ impl Ports {
     /// Keeps `ev` until the worker collects it (dropped and counted when the
     /// buffer is full; it never grows).
     pub(crate) fn push_event(&mut self, ev: BlockEvent) {
+        if self.quiet {
+            return;
+        }
         if self.events.len() < BLOCK_EVENTS {
             self.events.push(ev);
         } else {

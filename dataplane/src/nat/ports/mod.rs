@@ -58,11 +58,13 @@ mod alloc;
 mod bitmap;
 mod events;
 mod geometry;
+mod ha;
 mod subscribers;
 #[cfg(test)]
 mod tests;
 
 pub use events::{BlockEvent, EventKind, SessionChange, SessionInfo, BLOCK_EVENTS};
+pub use ha::{BlockImport, ImportedBlock};
 
 use bitmap::*;
 use geometry::*;
@@ -143,6 +145,9 @@ pub struct Subscriber {
     pub hint: u8,
     /// Local block numbers on `addr`.
     pub blocks: [u16; MAX_BLOCKS_PER_SUBSCRIBER],
+    /// Holds blocks an HA active box gave it (`ports::ha`) with no
+    /// session: not freed at zero sessions until unpinned.
+    pub pinned: bool,
 }
 
 /// All pools, addresses and subscribers of one worker.
@@ -171,6 +176,8 @@ pub struct Ports {
     /// Some pool has `log_sessions` (the one test where sessions are
     /// installed and removed; the per-pool flag is read only when set).
     pub log_sessions: bool,
+    /// An HA standby: events are not recorded (the active box logs them).
+    pub quiet: bool,
 }
 
 /// A 1:1 static address: no pool, no blocks, no bits.
@@ -233,7 +240,8 @@ impl Ports {
             blocks_in_use: 0,
             events: Vec::with_capacity(BLOCK_EVENTS),
             events_dropped: 0,
-            log_sessions: p.pools.iter().any(|x| x.log_sessions),
+            log_sessions: p.pools.iter().any(|x| x.log_sessions) || p.sync_sessions,
+            quiet: p.standby,
         })
     }
 

@@ -17,6 +17,7 @@ pub(super) const EMPTY_SUB: Subscriber = Subscriber {
     n_blocks: 0,
     hint: 0,
     blocks: [0; MAX_BLOCKS_PER_SUBSCRIBER],
+    pinned: false,
 };
 
 /// The subscriber table's key: inside address and pool.
@@ -152,7 +153,7 @@ impl Ports {
             return 0;
         };
         x.sessions = x.sessions.saturating_sub(1);
-        if x.sessions > 0 {
+        if x.sessions > 0 || x.pinned {
             return 0;
         }
         let sub = *x;
