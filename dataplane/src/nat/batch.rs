@@ -10,20 +10,29 @@
 use super::*;
 
 /// The lookup keys of the sessions made since the batch's fast lane ran,
-/// as a Bloom filter of one bit per key and direction (256 bits each, by the
-/// top byte of the key's hash): a frame the fast lane found no session for
-/// is looked up again only if its bit is set, that is if a session made
-/// in between may have its key.
-#[derive(Debug, Clone, Copy, Default)]
+/// as a Bloom filter of one bit per key and direction (1024 bits each, by
+/// the top ten bits of the key's hash): a frame the fast lane found no
+/// session for is looked up again only if its bit is set, that is if a
+/// session made in between may have its key. With up to 64 sessions made
+/// in a batch about 3% of a batch's new flows are looked up again (11%
+/// with 256 bits: each such look-up costs a probe and the general path's
+/// dispatch, about 70 instructions).
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Created {
-    i2o: [u64; 4],
-    o2i: [u64; 4],
+    i2o: [u64; 16],
+    o2i: [u64; 16],
+}
+
+impl Default for Created {
+    fn default() -> Self {
+        Self { i2o: [0; 16], o2i: [0; 16] }
+    }
 }
 
 impl Created {
     #[inline(always)]
     fn bit(h: u64) -> (usize, u64) {
-        let b = h >> 56;
+        let b = h >> 54;
         ((b >> 6) as usize, 1 << (b & 63))
     }
 
@@ -193,7 +202,10 @@ impl Engine {
             Side::Outside => self.counters.fwd_o2i += forwarded,
         }
         // Everything else, in batch order, through the general path.
-        self.created = Created::default();
+        // (Cleared only for a batch that has any: 256 bytes.)
+        if pending != 0 {
+            self.created = Created::default();
+        }
         let mut m = pending;
         while m != 0 {
             let i = m.trailing_zeros() as usize;
