@@ -171,8 +171,9 @@ impl Engine {
             sessions: SessionTable::new(p.max_sessions, t.longest()),
             i2o: Index::with_entries(p.max_sessions),
             o2i: Index::with_entries(p.max_sessions),
-            imap: Index::with_entries(p.max_sessions),
-            omap: Index::with_entries(p.max_sessions),
+            // Probed only when sessions are made or go: fuller (see Index::with_load).
+            imap: Index::with_load(p.max_sessions, 3, 4),
+            omap: Index::with_load(p.max_sessions, 3, 4),
             ports,
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
             hold: Hold::new(p.fragment_hold, p.fragment_hold_bytes, t.fragment_secs),
