@@ -269,16 +269,6 @@ impl Engine {
             && self.local.binary_search(&ip).is_ok()
     }
 
-    pub(super) fn next_rand(&mut self) -> u32 {
-        // xorshift64: port randomisation only, not a security boundary.
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        (x >> 32) as u32
-    }
-
     #[inline(always)]
     /// The subscriber slot a session with [`flag::SUB`] is counted in.
     pub(super) fn session_sub(&self, s: &Session) -> u32 {
@@ -389,4 +379,16 @@ impl Engine {
             None => subscriber_owner(inside_ip, self.workers),
         }
     }
+}
+
+/// xorshift64 on `state`: port randomisation only, not a security boundary.
+#[inline(always)]
+#[allow(clippy::cast_possible_truncation)] // the high half is the point
+pub(super) fn xorshift(state: &mut u64) -> u32 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    (x >> 32) as u32
 }

@@ -192,8 +192,9 @@ impl Engine {
                 self.chain_after(h, idx);
             }
             None => {
-                let rand = self.next_rand();
-                let Some((port, new_blocks)) = self.ports.alloc(sub, p.proto, p.sport, now, rand) else {
+                let rng = &mut self.rng;
+                let got = self.ports.alloc_with(sub, p.proto, p.sport, now, || engine::xorshift(rng));
+                let Some((port, new_blocks)) = got else {
                     self.counters.port_exhaustion_events += 1;
                     if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src))
                     {

@@ -129,6 +129,21 @@ impl Ports {
     /// number of blocks newly taken (0 or 1).
     #[inline(always)]
     pub fn alloc(&mut self, s: u32, proto: L4, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
+        self.alloc_with(s, proto, preferred, now, || rand)
+    }
+
+    /// [`Ports::alloc`] drawing its random number from `rand` only if the
+    /// pool wants one (random ports, parity, shared pools): the common
+    /// port-block pool spends nothing on it.
+    #[inline(always)]
+    pub fn alloc_with(
+        &mut self,
+        s: u32,
+        proto: L4,
+        preferred: u16,
+        now: u32,
+        rand: impl FnOnce() -> u32,
+    ) -> Option<(u16, u32)> {
         let window = self.window(now);
         // The subscriber, its address and the pool, each looked up once.
         let sub = self.subs.get_mut(s as usize)?;
@@ -137,9 +152,11 @@ impl Ports {
         let pool = self.pools.get(usize::from(ad.pool))?;
         let (worker, workers) = pool.geo;
         if pool.params.port_parity {
-            return self.alloc_parity(s, proto, preferred, now, rand);
+            return self.alloc_parity(s, proto, preferred, now, rand());
         }
-        let random = pool.params.random_ports.then_some(rand);
+        let shared = pool.params.mode == PoolMode::Shared;
+        let r = if pool.params.random_ports || shared { rand() } else { 0 };
+        let random = pool.params.random_ports.then_some(r);
         match pool.params.mode {
             PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
                 let at = Where { s, worker, workers, window, parity: None };
@@ -156,7 +173,7 @@ impl Ports {
                 let at = Where { s, worker, workers, window, parity: None };
                 alloc_in_blocks(sub, ad, pool, at, &mut self.blocks_in_use, proto, preferred, random, 1)
             }
-            PoolMode::Shared => self.alloc_shared(a, proto, preferred, window, rand, None),
+            PoolMode::Shared => self.alloc_shared(a, proto, preferred, window, r, None),
         }
     }
 
