@@ -153,30 +153,36 @@ impl Engine {
         };
         // Bit i set: frame i is left for the general path.
         let pending: u64 = if self.prefetch {
-            // Large tables: parse the whole batch and read each frame's first
-            // index slot and candidate session before translating any, so the
-            // cache misses of the batch overlap instead of queueing.
+            // Large tables: a three-stage pipeline over the batch, so the
+            // cache misses of its dependent loads (index slot, then the
+            // session it names) overlap instead of queueing: parse and hash
+            // every frame and prefetch its home slot; then read each slot
+            // (in cache by now) and prefetch its session; then translate.
             for (f, it) in frames.iter_mut().zip(items.iter_mut()) {
                 match parse_fast(f.as_mut()) {
                     Some(k) => {
                         let h = hash::hash_words(seed, k.w0, k.w1);
                         it.k = k;
                         it.h = h;
-                        it.slot = lane.slots.get(hash::bucket(h, mask)).copied().unwrap_or(0);
-                        // An empty home slot: no session has the key.
-                        it.st = if it.slot == 0 { Pre::New } else { Pre::Fast };
+                        if let Some(s) = lane.slots.get(hash::bucket(h, mask)) {
+                            crate::xdp::prefetch::read(s);
+                        }
+                        it.st = Pre::Fast;
                     }
                     None => it.st = Pre::Later,
                 }
             }
-            let mut touch = 0u32;
-            for (it, _) in items.iter().zip(frames.iter()) {
+            for (it, _) in items.iter_mut().zip(frames.iter()) {
                 if it.st == Pre::Fast {
-                    let idx = (it.slot & index::IDX_MASK).wrapping_sub(1);
-                    touch ^= lane.hot.get(idx as usize).map_or(0, |x| x.last_seen);
+                    it.slot = lane.slots.get(hash::bucket(it.h, mask)).copied().unwrap_or(0);
+                    // An empty home slot: no session has the key.
+                    if it.slot == 0 {
+                        it.st = Pre::New;
+                    } else if let Some(s) = lane.hot.get(((it.slot & index::IDX_MASK).wrapping_sub(1)) as usize) {
+                        crate::xdp::prefetch::read(s);
+                    }
                 }
             }
-            std::hint::black_box(touch);
             let mut pending = 0u64;
             for (i, ((f, v), it)) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()).enumerate() {
                 if it.st == Pre::Fast {
