@@ -178,8 +178,17 @@ impl Engine {
                     // An empty home slot: no session has the key.
                     if it.slot == 0 {
                         it.st = Pre::New;
-                    } else if let Some(s) = lane.hot.get(((it.slot & index::IDX_MASK).wrapping_sub(1)) as usize) {
-                        crate::xdp::prefetch::read(s);
+                    } else {
+                        let i = ((it.slot & index::IDX_MASK).wrapping_sub(1)) as usize;
+                        if let Some(s) = lane.hot.get(i) {
+                            crate::xdp::prefetch::read(s);
+                        }
+                        // TCP: the window table the hit writes, too.
+                        if it.k.proto() == L4::Tcp {
+                            if let Some(w) = lane.tcp.get(i) {
+                                crate::xdp::prefetch::read(w);
+                            }
+                        }
                     }
                 }
             }
