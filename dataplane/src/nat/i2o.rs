@@ -17,6 +17,7 @@ use super::*;
 
 impl Engine {
     /// First packet of an inside-initiated flow.
+    #[inline(always)]
     pub(super) fn miss_i2o(
         &mut self,
         now: u32,
