@@ -17,16 +17,10 @@ use super::*;
 /// in a batch about 3% of a batch's new flows are looked up again (11%
 /// with 256 bits: each such look-up costs a probe and the general path's
 /// dispatch, about 70 instructions).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Created {
     i2o: [u64; 16],
     o2i: [u64; 16],
-}
-
-impl Default for Created {
-    fn default() -> Self {
-        Self { i2o: [0; 16], o2i: [0; 16] }
-    }
 }
 
 impl Created {
