@@ -220,9 +220,9 @@ impl Engine {
                 let addr = self.ports.sub(sub).map_or(0, |x| x.addr);
                 s.public_port = port;
                 s.addr = addr;
-                self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
+                let pub_ip = self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
                 self.imap.insert(hm, idx);
-                let ho = self.h_omap(self.ports.ip_of(addr), port, p.proto);
+                let ho = self.h_omap(pub_ip, port, p.proto);
                 self.omap.insert(ho, idx);
             }
         }
