@@ -207,7 +207,7 @@ impl Engine {
             None => {
                 let rng = &mut self.rng;
                 let got = self.ports.alloc_with(sub, p.proto, p.sport, now, || engine::xorshift(rng));
-                let Some((port, new_blocks)) = got else {
+                let Some((port, new_blocks, addr)) = got else {
                     self.counters.port_exhaustion_events += 1;
                     if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src))
                     {
@@ -217,7 +217,6 @@ impl Engine {
                     return Err(undo(self, DropReason::PortsExhausted));
                 };
                 self.counters.blocks_allocated += u64::from(new_blocks);
-                let addr = self.ports.sub(sub).map_or(0, |x| x.addr);
                 s.public_port = port;
                 s.addr = addr;
                 let pub_ip = self.install_inline(idx, s, now, p.tcp_flags, h_i2o);

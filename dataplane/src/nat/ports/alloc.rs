@@ -129,12 +129,13 @@ impl Ports {
     /// number of blocks newly taken (0 or 1).
     #[inline(always)]
     pub fn alloc(&mut self, s: u32, proto: L4, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
-        self.alloc_with(s, proto, preferred, now, || rand)
+        self.alloc_with(s, proto, preferred, now, || rand).map(|(port, new, _)| (port, new))
     }
 
     /// [`Ports::alloc`] drawing its random number from `rand` only if the
     /// pool wants one (random ports, parity, shared pools): the common
-    /// port-block pool spends nothing on it.
+    /// port-block pool spends nothing on it. Also returns the subscriber's
+    /// public address (index), which the port belongs to.
     #[inline(always)]
     pub fn alloc_with(
         &mut self,
@@ -143,11 +144,27 @@ impl Ports {
         preferred: u16,
         now: u32,
         rand: impl FnOnce() -> u32,
-    ) -> Option<(u16, u32)> {
+    ) -> Option<(u16, u32, u16)> {
         let window = self.window(now);
-        // The subscriber, its address and the pool, each looked up once.
+        let a = self.subs.get(s as usize)?.addr;
+        self.alloc_at(s, a, proto, preferred, window, now, rand).map(|(port, new)| (port, new, a))
+    }
+
+    /// [`Ports::alloc_with`] for subscriber `s` of address `a`: the
+    /// subscriber, its address and the pool, each looked up once.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn alloc_at(
+        &mut self,
+        s: u32,
+        a: u16,
+        proto: L4,
+        preferred: u16,
+        window: u32,
+        now: u32,
+        rand: impl FnOnce() -> u32,
+    ) -> Option<(u16, u32)> {
         let sub = self.subs.get_mut(s as usize)?;
-        let a = sub.addr;
         let ad = self.addrs.get_mut(usize::from(a))?;
         let pool = self.pools.get(usize::from(ad.pool))?;
         let (worker, workers) = pool.geo;
