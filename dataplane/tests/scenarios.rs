@@ -701,6 +701,10 @@ fn large_tables_take_the_prefetching_batch_path_with_the_same_results() {
     assert!(rv.iter().all(|x| *x == Verdict::Forward(IN)), "{rv:?}");
     assert_eq!(again, back, "the fast lane translates exactly like the general path");
     assert_eq!(batch_engine.counters().fwd_o2i, 400);
+    // Every reply found its session through the pipeline's slot and session
+    // reads: none made another.
+    assert_eq!(batch_engine.live_sessions(), 200);
+    assert_eq!(batch_engine.counters().sessions_created, 200);
 }
 
 /// Checks the IPv4 and TCP/UDP checksums of a frame whose IPv4 header starts at `l3`.
