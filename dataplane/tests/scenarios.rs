@@ -701,6 +701,10 @@ fn large_tables_take_the_prefetching_batch_path_with_the_same_results() {
     assert!(rv.iter().all(|x| *x == Verdict::Forward(IN)), "{rv:?}");
     assert_eq!(again, back, "the fast lane translates exactly like the general path");
     assert_eq!(batch_engine.counters().fwd_o2i, 400);
+    // Every reply found its session through the pipeline's slot and session
+    // reads: none made another.
+    assert_eq!(batch_engine.live_sessions(), 200);
+    assert_eq!(batch_engine.counters().sessions_created, 200);
 }
 
 /// Checks the IPv4 and TCP/UDP checksums of a frame whose IPv4 header starts at `l3`.
@@ -893,4 +897,27 @@ fn forwards_come_and_go_live() {
     assert_eq!(n.e.reconfigure(&p, n.now), Ok(0));
     let mut again = tcp(ip("198.51.100.7"), 40001, ip("203.0.113.2"), 8080, SYN);
     assert_eq!(n.send(OUT, &mut again), Verdict::Drop(DropReason::NoSession), "the forward is gone");
+}
+
+#[test]
+fn random_port_pools_draw_a_random_start_for_every_new_mapping() {
+    // Port blocks with `random_ports`: each new mapping starts its search at
+    // a random offset of the block (the number drawn only for such pools).
+    let ports_with = |seed: u64| {
+        let mut p = cgnat_params();
+        p.seed = seed;
+        p.pools[0].random_ports = true;
+        let mut n = Nat::new(p);
+        (0..16u16)
+            .map(|i| {
+                let mut f = udp(ip("100.64.1.2"), 5000 + i, ip("198.51.100.1"), 53, b"");
+                assert_eq!(n.send(IN, &mut f), Verdict::Forward(OUT));
+                tuple(&f).1
+            })
+            .collect::<Vec<u16>>()
+    };
+    let (a, b) = (ports_with(1), ports_with(2));
+    let sequential = a.windows(2).filter(|w| w[1] == w[0].wrapping_add(1)).count();
+    assert!(sequential < 8, "random starts, not one run of ports: {a:?}");
+    assert_ne!(a, b, "another seed, other draws");
 }

@@ -175,8 +175,9 @@ impl Engine {
             sessions: SessionTable::new(p.max_sessions, t.longest()),
             i2o: Index::with_entries(p.max_sessions),
             o2i: Index::with_entries(p.max_sessions),
-            imap: Index::with_entries(p.max_sessions),
-            omap: Index::with_entries(p.max_sessions),
+            // Probed only when sessions are made or go: fuller (see Index::with_load).
+            imap: Index::with_load(p.max_sessions, 3, 4),
+            omap: Index::with_load(p.max_sessions, 3, 4),
             ports,
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
             hold: Hold::new(p.fragment_hold, p.fragment_hold_bytes, t.fragment_secs),
@@ -272,16 +273,6 @@ impl Engine {
         // Sorted: a range check first spares the search for most addresses.
         matches!((self.local.first(), self.local.last()), (Some(&lo), Some(&hi)) if ip >= lo && ip <= hi)
             && self.local.binary_search(&ip).is_ok()
-    }
-
-    pub(super) fn next_rand(&mut self) -> u32 {
-        // xorshift64: port randomisation only, not a security boundary.
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        (x >> 32) as u32
     }
 
     #[inline(always)]
@@ -394,4 +385,16 @@ impl Engine {
             None => subscriber_owner(inside_ip, self.workers),
         }
     }
+}
+
+/// xorshift64 on `state`: port randomisation only, not a security boundary.
+#[inline(always)]
+#[allow(clippy::cast_possible_truncation)] // the high half is the point
+pub(super) fn xorshift(state: &mut u64) -> u32 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    (x >> 32) as u32
 }

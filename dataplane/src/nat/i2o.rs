@@ -17,6 +17,7 @@ use super::*;
 
 impl Engine {
     /// First packet of an inside-initiated flow.
+    #[inline(always)]
     pub(super) fn miss_i2o(
         &mut self,
         now: u32,
@@ -26,29 +27,12 @@ impl Engine {
     ) -> Result<Verdict, Verdict> {
         // Hairpinning (TCP and UDP) needs something on the public endpoint to
         // reach; decide before any session is made.
-        let dst_addr = self.ports.addr_of_ip(p.dst);
-        let dst_public = match dst_addr {
-            // ICMP echo (RFC 5508 REQ-7): to the public identifier of another
-            // host's query mapping, the one this request carries (see
-            // hairpin.rs); the box's own addresses answer the rest.
-            Some(_) if p.proto == L4::Icmp => {
-                !self.is_local(p.dst) && self.find_mapping_o2i(p.dst, p.sport, L4::Icmp, now).is_some()
-            }
-            Some(a) => {
-                let target = self.forward_by_public(a, p.dport, p.proto).is_some()
-                    || self.ports.is_static(a)
-                    || self.find_mapping_o2i(p.dst, p.dport, p.proto, now).is_some()
-                    || self.workers > 1;
-                if !target {
-                    return Ok(if self.is_local(p.dst) {
-                        Verdict::PassToKernel(PassReason::ToSelf)
-                    } else {
-                        Verdict::Drop(DropReason::NoSession)
-                    });
-                }
-                true
-            }
-            _ => false,
+        let dst_public = match self.ports.addr_of_ip(p.dst) {
+            Some(a) => match self.dst_public(now, p, a) {
+                Ok(public) => public,
+                Err(v) => return Ok(v),
+            },
+            None => false,
         };
         if self.is_local(p.dst) && !dst_public {
             return Ok(Verdict::PassToKernel(PassReason::ToSelf));
@@ -57,18 +41,8 @@ impl Engine {
             return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
         }
         if self.workers > 1 {
-            // A forward's server answering: its session lives with the public port's owner.
-            if let Some(f) = self.forward_by_inside(p.src, p.sport, p.proto) {
-                let home = f.f.home_port_of_inside(p.sport);
-                let owner = self.port_owner(f.addr, home).unwrap_or(self.worker);
-                if owner != self.worker {
-                    return Ok(Verdict::HandOff { worker: owner, arrived_on: Side::Inside });
-                }
-            } else {
-                let owner = self.subscriber_owner(p.src);
-                if owner != self.worker {
-                    return Ok(Verdict::HandOff { worker: owner, arrived_on: Side::Inside });
-                }
+            if let Some(v) = self.owner_elsewhere(p) {
+                return Ok(v);
             }
         }
         // A 1:1 static host always leaves from its public address, ahead of the rules.
@@ -122,6 +96,45 @@ impl Engine {
             return Ok(self.hairpin_dst(now, frame, p, &s, pub_ip));
         }
         Ok(Verdict::Forward(Side::Outside))
+    }
+
+    /// A first packet to public address `a`: whether it goes to a public
+    /// endpoint (hairpin), or the verdict if there is nothing there to reach.
+    /// Out of line: the common first packet goes to the internet.
+    #[cold]
+    #[inline(never)]
+    fn dst_public(&mut self, now: u32, p: &Parsed, a: u16) -> Result<bool, Verdict> {
+        // ICMP echo (RFC 5508 REQ-7): to the public identifier of another
+        // host's query mapping, the one this request carries (see
+        // hairpin.rs); the box's own addresses answer the rest.
+        if p.proto == L4::Icmp {
+            return Ok(!self.is_local(p.dst) && self.find_mapping_o2i(p.dst, p.sport, L4::Icmp, now).is_some());
+        }
+        let target = self.forward_by_public(a, p.dport, p.proto).is_some()
+            || self.ports.is_static(a)
+            || self.find_mapping_o2i(p.dst, p.dport, p.proto, now).is_some()
+            || self.workers > 1;
+        if !target {
+            return Err(if self.is_local(p.dst) {
+                Verdict::PassToKernel(PassReason::ToSelf)
+            } else {
+                Verdict::Drop(DropReason::NoSession)
+            });
+        }
+        Ok(true)
+    }
+
+    /// With several workers: the hand-off if another worker owns the flow.
+    #[inline(never)]
+    fn owner_elsewhere(&self, p: &Parsed) -> Option<Verdict> {
+        // A forward's server answering: its session lives with the public port's owner.
+        let owner = if let Some(f) = self.forward_by_inside(p.src, p.sport, p.proto) {
+            let home = f.f.home_port_of_inside(p.sport);
+            self.port_owner(f.addr, home).unwrap_or(self.worker)
+        } else {
+            self.subscriber_owner(p.src)
+        };
+        (owner != self.worker).then_some(Verdict::HandOff { worker: owner, arrived_on: Side::Inside })
     }
 
     /// An outbound flow of a 1:1 static host: public address `addr`, its
@@ -192,8 +205,9 @@ impl Engine {
                 self.chain_after(h, idx);
             }
             None => {
-                let rand = self.next_rand();
-                let Some((port, new_blocks)) = self.ports.alloc(sub, p.proto, p.sport, now, rand) else {
+                let rng = &mut self.rng;
+                let got = self.ports.alloc_with(sub, p.proto, p.sport, now, || engine::xorshift(rng));
+                let Some((port, new_blocks, addr)) = got else {
                     self.counters.port_exhaustion_events += 1;
                     if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src))
                     {
@@ -203,12 +217,11 @@ impl Engine {
                     return Err(undo(self, DropReason::PortsExhausted));
                 };
                 self.counters.blocks_allocated += u64::from(new_blocks);
-                let addr = self.ports.sub(sub).map_or(0, |x| x.addr);
                 s.public_port = port;
                 s.addr = addr;
-                self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
+                let pub_ip = self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
                 self.imap.insert(hm, idx);
-                let ho = self.h_omap(self.ports.ip_of(addr), port, p.proto);
+                let ho = self.h_omap(pub_ip, port, p.proto);
                 self.omap.insert(ho, idx);
             }
         }

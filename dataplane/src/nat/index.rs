@@ -8,9 +8,11 @@
 //! home slot of an entry, so the caller supplies a function that rehashes a
 //! session.
 //!
-//! Invariants: capacity is a power of two and at least twice the number of
+//! Invariants: capacity is a power of two and larger than the number of
 //! entries the owner will ever insert (so probing always reaches an empty
-//! slot); session numbers are below [`MAX_ENTRIES`].
+//! slot): twice it for the indexes every packet probes, 4/3 of it for the
+//! mapping indexes ([`Index::with_load`]); session numbers are below
+//! [`MAX_ENTRIES`].
 #![forbid(unsafe_code)]
 
 use super::hash::bucket;
@@ -36,7 +38,19 @@ pub fn tag_of(hash: u64) -> u32 {
 impl Index {
     /// An index for up to `max_entries` entries (load factor at most 1/2).
     pub fn with_entries(max_entries: u32) -> Self {
-        let cap = (u64::from(max_entries.max(4)) * 2).next_power_of_two();
+        Self::with_load(max_entries, 1, 2)
+    }
+
+    /// An index for up to `max_entries` entries at a load factor of at
+    /// most `num / den` (below 1): the smallest power of two of slots that
+    /// keeps it. A fuller index costs longer probes, so the indexes probed
+    /// by every packet stay at 1/2; those probed only when a session is
+    /// made or goes (the mapping indexes) take 3/4, which at 10M sessions
+    /// halves them (2^24 slots instead of 2^25).
+    pub fn with_load(max_entries: u32, num: u32, den: u32) -> Self {
+        let (num, den) = (u64::from(num.max(1)), u64::from(den.max(2)));
+        let need = (u64::from(max_entries.max(4)) * den).div_ceil(num.min(den - 1));
+        let cap = (need + 1).next_power_of_two();
         let cap = usize::try_from(cap).unwrap_or(usize::MAX >> 1);
         Self { slots: vec![0; cap], mask: cap - 1 }
     }
@@ -179,8 +193,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn behaves_like_a_map(ops in proptest::collection::vec((0u64..40, any::<bool>()), 1..300)) {
-            let mut idx = Index::with_entries(64);
+        fn behaves_like_a_map(full in any::<bool>(), ops in proptest::collection::vec((0u64..40, any::<bool>()), 1..300)) {
+            let mut idx = if full { Index::with_load(40, 3, 4) } else { Index::with_entries(64) };
             let mut keys: Vec<u64> = Vec::new();
             let mut model: HashMap<u64, u32> = HashMap::new();
             for (k, ins) in ops {
@@ -221,5 +235,11 @@ mod tests {
         let idx = Index::with_entries(1_000_000);
         assert_eq!(idx.memory_bytes(), 4 * (1 << 21));
         assert!(idx.is_empty());
+        assert_eq!(Index::with_entries(1 << 20).memory_bytes(), 4 * (1 << 22));
+        // Load 3/4: 10M entries in 2^24 slots (2^25 at 1/2).
+        assert_eq!(Index::with_load(10_000_000, 3, 4).memory_bytes(), 4 * (1 << 24));
+        assert_eq!(Index::with_load(1_000_000, 3, 4).memory_bytes(), 4 * (1 << 21));
+        // Strictly below the load: 3/4 of 2^24 entries get 2^25 slots.
+        assert_eq!(Index::with_load(12_582_912, 3, 4).memory_bytes(), 4 * (1 << 25));
     }
 }

@@ -59,9 +59,16 @@ impl Engine {
     }
 
     /// [`Engine::install_hashed`], inlined where a new mapping is made (the
-    /// common new session).
+    /// common new session). Returns the session's public address.
     #[inline(always)]
-    pub(super) fn install_inline(&mut self, idx: u32, mut s: Session, now: u32, tcp_flags: u8, h_i2o: Option<u64>) {
+    pub(super) fn install_inline(
+        &mut self,
+        idx: u32,
+        mut s: Session,
+        now: u32,
+        tcp_flags: u8,
+        h_i2o: Option<u64>,
+    ) -> u32 {
         let proto = s.proto;
         s.tcp = if proto == L4::Tcp { TcpState::initial(tcp_flags) } else { TcpState::NONE };
         s.last_seen = now;
@@ -93,6 +100,7 @@ impl Engine {
         if self.ports.log_sessions {
             self.note_session(idx, ports::SessionChange::Created);
         }
+        pub_ip
     }
 
     /// Records a session event for session `idx` if its pool logs sessions

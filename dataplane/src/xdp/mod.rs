@@ -23,6 +23,7 @@
 //! | `umem.rs` | the frame area and its views: the only `from_raw_parts` | a view lies in one frame; the views of one call name distinct frames |
 //! | `tap.rs` | [`KernelTap`]: frames handed to the kernel's stack | a syscall per frame, never the forwarding path |
 //! | `hugepages.rs` | [`HugePageAlloc`]: masq's global allocator; large blocks on 2 MiB-aligned mappings advised to use transparent huge pages | a large block is a whole mapping, unmapped whole |
+//! | `prefetch.rs` | [`prefetch::read`]: a software prefetch for the engine's batch lookups | a hint: reads nothing, never faults |
 //! | `lab.rs` | `XdpRx`, `XdpTx`, `SINK_PROGRAM` (feature `lab`): `perf compare`'s generator and sink | not used by masq itself |
 //!
 //! Nothing here allocates after construction except the pending-TX
@@ -35,6 +36,7 @@
 pub mod hugepages;
 #[cfg(feature = "lab")]
 mod lab;
+pub mod prefetch;
 mod program;
 mod ring;
 mod socket;

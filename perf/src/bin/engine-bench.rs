@@ -20,7 +20,8 @@
 //! them; checksums are not recomputed (the engine updates them
 //! incrementally and never needs them valid to do its work).
 //!
-//! Prints one JSON line. For instruction counts run it under
+//! Prints one JSON line. On a shared machine compare `cpu_mpps` (per second
+//! this thread was on a CPU) rather than `mpps` (per wall-clock second). For instruction counts run it under
 //! `valgrind --tool=callgrind --toggle-collect='dataplane::nat::Engine::process'`
 //! (see perf/callgrind.sh).
 
@@ -88,6 +89,13 @@ struct Report {
     packets: u64,
     seconds: f64,
     mpps: f64,
+    /// Seconds this thread spent on a CPU in the timed part
+    /// (/proc/thread-self/schedstat; 0 if unreadable): unlike `seconds`,
+    /// not inflated while other processes hold the CPU.
+    cpu_seconds: f64,
+    /// Packets (or sessions) per CPU second, in millions: the figure to
+    /// compare on a shared machine.
+    cpu_mpps: f64,
     ns_per_packet: f64,
     bytes_per_session: f64,
     sessions: u32,
@@ -108,6 +116,15 @@ struct Report {
     anon_huge_mib: u64,
 }
 
+/// Nanoseconds this thread has run on a CPU (the first field of
+/// /proc/thread-self/schedstat; 0 if unreadable).
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// `AnonHugePages` of /proc/self/smaps_rollup, in MiB (0 if unreadable).
 fn anon_huge_mib() -> u64 {
     std::fs::read_to_string("/proc/self/smaps_rollup")
@@ -125,15 +142,16 @@ fn anon_huge_mib() -> u64 {
 static ALLOC: dataplane::xdp::HugePageAlloc = dataplane::xdp::HugePageAlloc;
 
 /// The new-sessions loop: one batch after another, the events collected
-/// and stamped after each as a worker does (seconds taken, events).
+/// and stamped after each as a worker does (seconds taken, events, CPU
+/// seconds taken).
 fn new_sessions(
     engine: &mut Engine,
     order: &[u32],
     all: &[flows::Flow],
     bufs: &mut [Vec<u8>],
     verdicts: &mut [Verdict],
-) -> (f64, u64) {
-    let t0 = Instant::now();
+) -> (f64, u64, f64) {
+    let (t0, c0) = (Instant::now(), cpu_ns());
     let (mut kept, mut n) = (0u64, 0u64);
     for chunk in order.chunks(BATCH) {
         for (b, &i) in bufs.iter_mut().zip(chunk) {
@@ -148,7 +166,8 @@ fn new_sessions(
         }
     }
     std::hint::black_box(kept);
-    (t0.elapsed().as_secs_f64(), n)
+    let cpu = cpu_ns().saturating_sub(c0) as f64 / 1e9;
+    (t0.elapsed().as_secs_f64(), n, cpu)
 }
 
 /// Offsets in the 60-byte frame.
@@ -226,13 +245,13 @@ fn main() {
     }
 
     let mut ratio = None;
-    let (packets, seconds) = match a.scenario {
+    let (packets, seconds, cpu_seconds) = match a.scenario {
         Scenario::NewSessions => {
             if a.session_events {
                 // The same run with session events off, on a fresh engine.
                 let Ok(mut off) = Engine::new(&base_params) else { std::process::exit(2) };
-                let (t_off, n_off) = new_sessions(&mut off, &order, &all, &mut bufs, &mut verdicts);
-                let (t_on, n_on) = new_sessions(&mut engine, &order, &all, &mut bufs, &mut verdicts);
+                let (t_off, n_off, _) = new_sessions(&mut off, &order, &all, &mut bufs, &mut verdicts);
+                let (t_on, n_on, cpu_on) = new_sessions(&mut engine, &order, &all, &mut bufs, &mut verdicts);
                 ratio = Some(t_on / t_off);
                 eprintln!(
                     "engine-bench: new sessions with per-session events {:.1} ns ({n_on} events), without {:.1} ns ({n_off} events): ratio {:.3}",
@@ -240,9 +259,10 @@ fn main() {
                     t_off * 1e9 / f64::from(flows_n),
                     t_on / t_off
                 );
-                (u64::from(flows_n), t_on)
+                (u64::from(flows_n), t_on, cpu_on)
             } else {
-                (u64::from(flows_n), new_sessions(&mut engine, &order, &all, &mut bufs, &mut verdicts).0)
+                let (t, _, cpu) = new_sessions(&mut engine, &order, &all, &mut bufs, &mut verdicts);
+                (u64::from(flows_n), t, cpu)
             }
         }
         Scenario::Established => {
@@ -288,7 +308,7 @@ fn main() {
             let before = engine.counters().clone();
             let batches = a.packets.div_ceil(BATCH as u64);
             let mut pos = 0usize;
-            let t0 = Instant::now();
+            let (t0, c0) = (Instant::now(), cpu_ns());
             for n in 0..batches {
                 let o2i = !a.one_way && n % 2 == 1;
                 for (k, b) in bufs.iter_mut().enumerate() {
@@ -320,13 +340,14 @@ fn main() {
                 }
             }
             let secs = t0.elapsed().as_secs_f64();
+            let cpu = cpu_ns().saturating_sub(c0) as f64 / 1e9;
             let c = engine.counters();
             let fwd = c.fwd_i2o + c.fwd_o2i - before.fwd_i2o - before.fwd_o2i;
             if fwd != batches * BATCH as u64 {
                 eprintln!("engine-bench: only {fwd} of {} packets forwarded", batches * BATCH as u64);
                 std::process::exit(1);
             }
-            (batches * BATCH as u64, secs)
+            (batches * BATCH as u64, secs, cpu)
         }
     };
     let c = engine.counters();
@@ -336,6 +357,8 @@ fn main() {
         packets,
         seconds,
         mpps: packets as f64 / seconds / 1e6,
+        cpu_seconds,
+        cpu_mpps: if cpu_seconds > 0.0 { packets as f64 / cpu_seconds / 1e6 } else { 0.0 },
         ns_per_packet: seconds * 1e9 / packets as f64,
         bytes_per_session: engine.memory_bytes() as f64 / f64::from(engine.live_sessions().max(1)),
         sessions: engine.live_sessions(),

@@ -129,17 +129,51 @@ impl Ports {
     /// number of blocks newly taken (0 or 1).
     #[inline(always)]
     pub fn alloc(&mut self, s: u32, proto: L4, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
+        self.alloc_with(s, proto, preferred, now, || rand).map(|(port, new, _)| (port, new))
+    }
+
+    /// [`Ports::alloc`] drawing its random number from `rand` only if the
+    /// pool wants one (random ports, parity, shared pools): the common
+    /// port-block pool spends nothing on it. Also returns the subscriber's
+    /// public address (index), which the port belongs to.
+    #[inline(always)]
+    pub fn alloc_with(
+        &mut self,
+        s: u32,
+        proto: L4,
+        preferred: u16,
+        now: u32,
+        rand: impl FnOnce() -> u32,
+    ) -> Option<(u16, u32, u16)> {
         let window = self.window(now);
-        // The subscriber, its address and the pool, each looked up once.
+        let a = self.subs.get(s as usize)?.addr;
+        self.alloc_at(s, a, proto, preferred, window, now, rand).map(|(port, new)| (port, new, a))
+    }
+
+    /// [`Ports::alloc_with`] for subscriber `s` of address `a`: the
+    /// subscriber, its address and the pool, each looked up once.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn alloc_at(
+        &mut self,
+        s: u32,
+        a: u16,
+        proto: L4,
+        preferred: u16,
+        window: u32,
+        now: u32,
+        rand: impl FnOnce() -> u32,
+    ) -> Option<(u16, u32)> {
         let sub = self.subs.get_mut(s as usize)?;
-        let a = sub.addr;
         let ad = self.addrs.get_mut(usize::from(a))?;
         let pool = self.pools.get(usize::from(ad.pool))?;
         let (worker, workers) = pool.geo;
         if pool.params.port_parity {
-            return self.alloc_parity(s, proto, preferred, now, rand);
+            return self.alloc_parity(s, proto, preferred, now, rand());
         }
-        let random = pool.params.random_ports.then_some(rand);
+        let shared = pool.params.mode == PoolMode::Shared;
+        let r = if pool.params.random_ports || shared { rand() } else { 0 };
+        let random = pool.params.random_ports.then_some(r);
         match pool.params.mode {
             PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
                 let at = Where { s, worker, workers, window, parity: None };
@@ -156,7 +190,7 @@ impl Ports {
                 let at = Where { s, worker, workers, window, parity: None };
                 alloc_in_blocks(sub, ad, pool, at, &mut self.blocks_in_use, proto, preferred, random, 1)
             }
-            PoolMode::Shared => self.alloc_shared(a, proto, preferred, window, rand, None),
+            PoolMode::Shared => self.alloc_shared(a, proto, preferred, window, r, None),
         }
     }
 
