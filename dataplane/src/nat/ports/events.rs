@@ -103,15 +103,8 @@ impl Ports {
         if pool.det.is_some() {
             return;
         }
-        let (chunk, min, max) = (u32::from(pool.chunk), pool.params.port_min, pool.params.port_max);
-        let base = block_offset(chunk, pool.geo.1, pool.geo.0, l);
+        let Some((first, last)) = self.block_range(a, l) else { return };
         let Some(ad) = self.addrs.get(usize::from(a)) else { return };
-        let (first, last) = if ad.perm.is_empty() {
-            (ad.port_at(u32::from(min), base), ad.port_at(u32::from(min), base + chunk - 1).min(max))
-        } else {
-            let ports = (base..base + chunk).map(|o| ad.port_at(u32::from(min), o));
-            (ports.clone().min().unwrap_or(0), ports.max().unwrap_or(0))
-        };
         let ev = BlockEvent { kind, inside, public: ad.ip, first_port: first, last_port: last, pool: ad.pool };
         self.push_event(ev);
     }

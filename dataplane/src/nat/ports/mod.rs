@@ -58,11 +58,13 @@ mod alloc;
 mod bitmap;
 mod events;
 mod geometry;
+mod held;
 mod subscribers;
 #[cfg(test)]
 mod tests;
 
 pub use events::{BlockEvent, EventKind, SessionChange, SessionInfo, BLOCK_EVENTS};
+pub use held::{Held, HeldKind};
 
 use bitmap::*;
 use geometry::*;
