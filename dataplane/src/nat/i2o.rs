@@ -192,6 +192,9 @@ impl Engine {
                 self.chain_after(h, idx);
             }
             None => {
+                if let Some(ov) = self.ports.overflow_of(pool) {
+                    return self.overflow_i2o(idx, s, sub, ov, p, now, h_i2o, hm);
+                }
                 let rand = self.next_rand();
                 let Some((port, new_blocks)) = self.ports.alloc(sub, p.proto, p.sport, now, rand) else {
                     self.counters.port_exhaustion_events += 1;
