@@ -413,13 +413,7 @@ fn main() -> Result<()> {
                 api,
                 nat_events: v.raw.logging.nat_events,
                 log_sinks: v.raw.logging.sinks.clone(),
-                unlogged_pools: v
-                    .raw
-                    .pools
-                    .iter()
-                    .filter(|p| p.logging == config::PoolLogging::None)
-                    .map(|p| p.name.clone())
-                    .collect(),
+                unlogged_pools: v.raw.unlogged_pools(),
                 guard: params::guard_spec(&v),
             })?)
         }
