@@ -70,6 +70,9 @@ fn overflow_ports_come_only_after_the_range_is_full_in_logged_blocks_and_go_back
     // Another subscriber is untouched: its own range.
     let (pub_ip, _, _, _) = tuple(&nat.out(udp(ip("100.64.0.6"), 20000, ip(REMOTE), 53, b"")));
     assert_eq!(pub_ip, ip("203.0.113.1"));
+    // The live tables name the subscriber for an overflow port (`masq whois`).
+    let h = nat.e.holder(ip("203.0.113.9"), seen[0]).expect("an overflow block's holder");
+    assert_eq!((h.inside, h.kind, h.pool), (sub, dataplane::nat::ports::HeldKind::Block, 1));
     // The overflow sessions go: both blocks are given back and logged.
     let n = nat.e.flush(nat.now, |s| s.public.0 == ip("203.0.113.9"), None);
     assert_eq!(n, 128);
@@ -109,4 +112,27 @@ fn an_overflow_must_name_a_port_block_pool() {
     let mut p = params(120);
     p.pools[1].overflow = Some("det".into());
     assert!(Engine::new(&p).is_err(), "a port-block pool has no overflow");
+}
+
+#[test]
+fn with_two_workers_the_overflow_block_is_the_subscribers_workers_and_replies_go_there() {
+    let engine = |w: u16| {
+        let mut p = params(120);
+        p.workers = 2;
+        p.worker = w;
+        Nat::new(p)
+    };
+    let mut nats = [engine(0), engine(1)];
+    let sub = ip(SUB);
+    let owner = usize::from(subscriber_owner(sub, 2));
+    for k in 0..128u16 {
+        nats[owner].out(udp(sub, 20000 + k, ip(REMOTE), 53, b""));
+    }
+    let (pub_ip, port, _, _) = tuple(&nats[owner].out(udp(sub, 30000, ip(REMOTE), 53, b"")));
+    assert_eq!(pub_ip, ip("203.0.113.9"));
+    for n in &nats {
+        assert_eq!(n.e.public_owner(pub_ip, port), Some(owner as u16), "every worker sends the reply to the owner");
+    }
+    let back = nats[owner].back(udp(ip(REMOTE), 53, pub_ip, port, b""));
+    assert_eq!(tuple(&back).2, sub);
 }
