@@ -132,3 +132,86 @@ fn whois_asks_the_running_masq_who_holds_a_public_port_now() {
     assert_eq!(o.status.code(), Some(1), "released: {o:?}");
     lab.stop_masq();
 }
+
+/// A deterministic pool for 100.64.0.3 with 64 ports and an overflow on
+/// 203.0.113.12 (one 64-port block), events to a JSON file.
+const OVERFLOW: &str = "\
+interfaces:
+  inside: nat-in
+  outside: nat-out
+workers:
+  cores: [1]
+pools:
+  - name: det
+    mode: deterministic
+    inside: 100.64.0.3/32
+    addresses: [203.0.113.11]
+    ports: 2048-65535
+    ports_per_subscriber: 64
+    overflow: {addresses: [203.0.113.12], block_size: 64, max_blocks_per_subscriber: 1}
+rules:
+  - action: snat
+    pool: det
+    match:
+      src: [100.64.0.3/32]
+control:
+  listen: 127.0.0.1:9091
+logging:
+  sinks:
+    - {kind: json, path: JSON}
+";
+
+/// Sends one datagram from each source port FIRST..FIRST+N-1 and waits for each echo.
+const FROM_PORTS: &str = "import socket,sys
+for p in range(int(sys.argv[3]), int(sys.argv[3]) + int(sys.argv[4])):
+    s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('',p)); s.settimeout(2)
+    s.sendto(b'hi',(sys.argv[1],int(sys.argv[2]))); s.recvfrom(100)
+print('ok')";
+
+#[test]
+fn a_subscriber_past_its_deterministic_range_overflows_into_a_logged_block_whois_names() {
+    let mut lab = Lab::up("whoiso", 1500);
+    let json = lab.dir.join("nat.jsonl");
+    let cfg = lab.dir.join("masq.yaml");
+    std::fs::write(&cfg, lab::shaped(&OVERFLOW.replace("JSON", json.to_str().unwrap()))).unwrap();
+    for a in ["203.0.113.11/32", "203.0.113.12/32"] {
+        lab.ok("out", &["ip", "route", "add", a, "via", "203.0.113.1", "dev", "out0"]);
+    }
+    let cfg = cfg.to_str().unwrap().to_string();
+    lab.start_masq_with(&["run", "--config", &cfg]);
+    lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
+    std::thread::sleep(Duration::from_millis(300));
+    // 64 flows fill the range 2048-2111; the 65th overflows.
+    assert_eq!(lab.ok("in2", &["python3", "-c", FROM_PORTS, "198.51.100.1", "5353", "50000", "65"]).trim(), "ok");
+    let echo = lab.read("echo.log");
+    let in_range = echo.lines().filter(|l| l.starts_with("from 203.0.113.11:")).count();
+    assert_eq!(in_range, 64, "the range first: {echo}");
+    let port = seen_port(&lab, "203.0.113.12");
+    // The overflow block is logged like any port block.
+    assert!(
+        lab.wait_for(Duration::from_secs(5), || lab.read("nat.jsonl").contains("block_allocated")),
+        "{}",
+        lab.read("nat.jsonl")
+    );
+    let log = lab.read("nat.jsonl");
+    let line = log.lines().find(|l| l.contains("block_allocated")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        (v["inside"].as_str(), v["public"].as_str(), v["pool"].as_str()),
+        (Some("100.64.0.3"), Some("203.0.113.12"), Some("det.overflow")),
+        "{line}"
+    );
+    let (a, b) = (v["port_start"].as_u64().unwrap(), v["port_end"].as_u64().unwrap());
+    assert!(a <= u64::from(port) && u64::from(port) <= b, "port {port} in {line}");
+    assert_eq!(log.lines().filter(|l| l.contains("block_allocated")).count(), 1, "the range logs nothing: {log}");
+    // Live: the block's holder.
+    let o = masq(&lab, &["whois", &format!("203.0.113.12:{port}")]);
+    assert!(o.status.success(), "{o:?}");
+    let want = format!("100.64.0.3 holds 203.0.113.12 ports {a}-{b} (pool det.overflow, block, live: 1 session)");
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&want), "{o:?}");
+    // The formula sends an overflow address to the log, which names it.
+    let j = json.to_str().unwrap();
+    let o = masq(&lab, &["whois", "--config", &cfg, &format!("203.0.113.12:{port}"), "--log", j]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains(": 100.64.0.3 (block "), "{o:?}");
+    lab.stop_masq();
+}
