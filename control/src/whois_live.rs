@@ -109,7 +109,7 @@ pub fn merge(parts: Vec<Vec<HeldBy>>) -> Vec<LiveHold> {
             None => out.push(x),
         }
     }
-    out.sort_by(|a, b| (a.inside, a.public, a.first_port).cmp(&(b.inside, b.public, b.first_port)));
+    out.sort_by_key(|a| (a.inside, a.public, a.first_port));
     out
 }
 
