@@ -82,7 +82,7 @@ fn overflow_ports_come_only_after_the_range_is_full_in_logged_blocks_and_go_back
 }
 
 #[test]
-fn an_overflow_mapping_is_kept_and_a_freed_range_port_is_used_first() {
+fn an_overflow_mapping_is_kept_and_the_range_is_used_again_once_the_overflow_is_back() {
     let mut nat = Nat::new(params(0));
     let sub = ip(SUB);
     for k in 0..128u16 {
@@ -95,8 +95,12 @@ fn an_overflow_mapping_is_kept_and_a_freed_range_port_is_used_first() {
     // The overflow endpoint keeps its mapping to another remote (RFC 4787 REQ-1) ...
     let t = nat.out(udp(sub, 40000, ip("198.51.100.2"), 53, b""));
     assert_eq!((tuple(&t).0, tuple(&t).1), (ip("203.0.113.9"), ov_port));
-    // ... and a new endpoint takes the freed port of its own range, not the overflow.
-    let (pub_ip, port, _, _) = tuple(&nat.out(udp(sub, 40001, ip(REMOTE), 53, b"")));
+    // ... and while it holds an overflow block, new endpoints go on there too.
+    let (pub_ip, _, _, _) = tuple(&nat.out(udp(sub, 40001, ip(REMOTE), 53, b"")));
+    assert_eq!(pub_ip, ip("203.0.113.9"));
+    // Its overflow sessions gone (the block back), a new endpoint takes the freed range port.
+    assert_eq!(nat.e.flush(nat.now, |s| s.public.0 == ip("203.0.113.9"), None), 3);
+    let (pub_ip, port, _, _) = tuple(&nat.out(udp(sub, 40002, ip(REMOTE), 53, b"")));
     assert_eq!(pub_ip, ip("203.0.113.1"));
     assert!((FIRST..FIRST + 128).contains(&port));
 }

@@ -16,6 +16,24 @@
 use super::*;
 
 impl Engine {
+    /// A subscriber got no port for a new mapping: a deterministic pool's
+    /// overflow, if it has one ([`super::overflow`]); else refused, counted
+    /// (RFC 6888 REQ-11), the session slot and count given back.
+    #[cold]
+    #[inline(never)]
+    fn no_port(&mut self, idx: u32, sub: u32, pool: u16, p: &Parsed, now: u32, h: Option<u64>) -> Result<u32, Verdict> {
+        if let Some(ov) = self.ports.overflow_of(pool) {
+            return self.overflow_i2o(idx, sub, ov, p, now, h);
+        }
+        self.counters.port_exhaustion_events += 1;
+        if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src)) {
+            *b += 1;
+        }
+        self.ports.remove_session(sub);
+        self.sessions.free(idx);
+        Err(Verdict::Drop(DropReason::PortsExhausted))
+    }
+
     /// First packet of an inside-initiated flow.
     pub(super) fn miss_i2o(
         &mut self,
@@ -192,18 +210,9 @@ impl Engine {
                 self.chain_after(h, idx);
             }
             None => {
-                if let Some(ov) = self.ports.overflow_of(pool) {
-                    return self.overflow_i2o(idx, s, sub, ov, p, now, h_i2o, hm);
-                }
                 let rand = self.next_rand();
                 let Some((port, new_blocks)) = self.ports.alloc(sub, p.proto, p.sport, now, rand) else {
-                    self.counters.port_exhaustion_events += 1;
-                    if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src))
-                    {
-                        *b += 1;
-                    }
-                    self.ports.remove_session(sub);
-                    return Err(undo(self, DropReason::PortsExhausted));
+                    return self.no_port(idx, sub, pool, p, now, h_i2o);
                 };
                 self.counters.blocks_allocated += u64::from(new_blocks);
                 let addr = self.ports.sub(sub).map_or(0, |x| x.addr);

@@ -4,60 +4,57 @@
 //! port-block pool's, so who held an overflow port is in the NAT log (and
 //! the live tables) as for any block.
 //!
-//! Order, per new mapping of an inside endpoint (RFC 4787 REQ-1): an
-//! overflow mapping it already has is kept; else its own range; only when
-//! that has no free port, the overflow pool.
+//! Order: a subscriber's new mappings take ports of its own range; once
+//! that has no free port, of the overflow pool, and they go on doing so
+//! while it holds overflow blocks (so an endpoint with an overflow
+//! mapping keeps it, RFC 4787 REQ-1, and only the deterministic pool's
+//! own allocation, never a new mapping elsewhere, pays for knowing it);
+//! when its overflow sessions have gone and their blocks are back, its
+//! range again. Past the overflow's blocks a flow is refused.
 //!
 //! Invariants: a session on an overflow address counts on the
 //! subscriber's overflow-pool entry (the pool of its public address, as
 //! every session's), never on its deterministic one, and its mapping is
 //! keyed by the overflow pool (as `keys::session_imap` keys it); a flow
 //! refused here changed nothing (the session slot and both subscriber
-//! counts are given back). Pools without an overflow never reach this file.
+//! counts are given back). Only a deterministic pool with an overflow
+//! reaches this file (from its allocation's failure).
 #![forbid(unsafe_code)]
 
 use super::*;
 
 impl Engine {
-    /// [`Engine::new_mapped_i2o`]'s new-mapping half for a deterministic
-    /// pool with an overflow pool `ov`: `s` is the session to install in
-    /// slot `idx`, counted on `sub` (the deterministic subscriber), `hm`
-    /// its mapping key in the deterministic pool.
+    /// [`Engine::new_mapped_i2o`]'s new mapping for a subscriber of a
+    /// deterministic pool with an overflow pool `ov` that got no port of
+    /// its range: the session for `p` goes in slot `idx`, counted on `sub`
+    /// (the deterministic subscriber) until here. (The session is built
+    /// again here rather than passed: the common path keeps it in
+    /// registers.)
     #[cold]
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn overflow_i2o(
         &mut self,
         idx: u32,
-        mut s: Session,
         sub: u32,
         ov: u16,
         p: &Parsed,
         now: u32,
         h_i2o: Option<u64>,
-        hm: u64,
     ) -> Result<u32, Verdict> {
+        let mut s = Session {
+            inside_ip: p.src,
+            remote_ip: p.dst,
+            inside_port: p.sport,
+            remote_port: if p.proto == L4::Icmp { 0 } else { p.dport },
+            proto: p.proto,
+            flags: flag::MAPPED | flag::SUB,
+            ..Session::default()
+        };
         let undo = |e: &mut Self, v: DropReason| {
             e.sessions.free(idx);
             Verdict::Drop(v)
         };
-        let hm_ov = self.h_imap(p.src, p.sport, p.proto, ov);
-        let ov_head = self.find_mapping_i2o(hm_ov, p.src, p.sport, p.proto, ov, now);
-        if ov_head.is_none() {
-            let rand = self.next_rand();
-            if let Some((port, _)) = self.ports.alloc(sub, p.proto, p.sport, now, rand) {
-                let addr = self.ports.sub(sub).map_or(0, |x| x.addr);
-                s.public_port = port;
-                s.addr = addr;
-                self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
-                self.imap.insert(hm, idx);
-                let ho = self.h_omap(self.ports.ip_of(addr), port, p.proto);
-                self.omap.insert(ho, idx);
-                return Ok(idx);
-            }
-        }
-        // Its range is full, or the endpoint's mapping is an overflow one:
-        // the session counts on the overflow pool's subscriber instead.
+        // The session counts on the overflow pool's subscriber instead.
         self.ports.remove_session(sub);
         let osub = match self.ports.subscriber(p.src, ov) {
             Ok(x) => x,
@@ -69,7 +66,9 @@ impl Engine {
             }
             return Err(undo(self, DropReason::SubscriberSessionLimit));
         }
-        if let Some(h) = ov_head {
+        // An overflow mapping of the endpoint is kept (RFC 4787 REQ-1).
+        let hm = self.h_imap(p.src, p.sport, p.proto, ov);
+        if let Some(h) = self.find_mapping_i2o(hm, p.src, p.sport, p.proto, ov, now) {
             let hs = self.sessions.get(h);
             s.public_port = hs.public_port;
             s.addr = hs.addr;
@@ -91,7 +90,7 @@ impl Engine {
         s.public_port = port;
         s.addr = addr;
         self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
-        self.imap.insert(hm_ov, idx);
+        self.imap.insert(hm, idx);
         let ho = self.h_omap(self.ports.ip_of(addr), port, p.proto);
         self.omap.insert(ho, idx);
         Ok(idx)
