@@ -255,6 +255,41 @@ pub struct ValidPool {
     pub log_sessions: bool,
     /// Session events carry the destination.
     pub log_destination: bool,
+    /// A deterministic pool's dynamic overflow (RFC 7422 section 2).
+    pub overflow: Option<ValidOverflow>,
+}
+
+/// A deterministic pool's overflow, validated: the engine runs it as a
+/// port-block pool named [`ValidOverflow::pool_name`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidOverflow {
+    /// Its addresses.
+    pub addresses: Vec<Ipv4Addr>,
+    /// Ports per block.
+    pub block_size: u16,
+    /// Blocks per subscriber.
+    pub max_blocks_per_subscriber: u16,
+}
+
+impl Config {
+    /// The pools whose events reach no NAT log sink (`logging: none`),
+    /// with their overflows' pools.
+    pub fn unlogged_pools(&self) -> Vec<String> {
+        let none = self.pools.iter().filter(|p| p.logging == PoolLogging::None);
+        none.flat_map(|p| {
+            let overflow = p.overflow.as_ref().map(|_| ValidOverflow::pool_name(&p.name));
+            std::iter::once(p.name.clone()).chain(overflow)
+        })
+        .collect()
+    }
+}
+
+impl ValidOverflow {
+    /// The name of the port-block pool that runs deterministic pool
+    /// `pool`'s overflow (in the NAT log and the metrics).
+    pub fn pool_name(pool: &str) -> String {
+        format!("{pool}.overflow")
+    }
 }
 
 /// Where a forward's public side is.
@@ -576,6 +611,63 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
             e.add(at("max_sessions_per_subscriber"), "must be at least 1");
         }
         let (inside, ports_per_subscriber) = deterministic(p, &addresses, ports, &mut e, &at);
+        let overflow = p.overflow.as_ref().and_then(|o| {
+            if p.mode != PoolMode::Deterministic {
+                e.add(at("overflow"), "only a `mode: deterministic` pool takes an overflow");
+                return None;
+            }
+            let mut list = Vec::new();
+            if o.addresses.is_empty() {
+                e.add(at("overflow.addresses"), "an overflow needs addresses of its own");
+            }
+            for (j, a) in o.addresses.iter().enumerate() {
+                let path = format!("pools[{i}].overflow.addresses[{j}]");
+                match parse_pool_addresses(a) {
+                    Ok(ips) => {
+                        for ip in ips {
+                            if let Some((other, was)) = owner.get(&ip) {
+                                e.add(
+                                    path,
+                                    format!(
+                                        "{ip} is already in pool `{}` ({was}): an overflow's addresses are its own",
+                                        raw.pools[*other].name
+                                    ),
+                                );
+                                break;
+                            }
+                            owner.insert(ip, (i, path.clone()));
+                            list.push(ip);
+                        }
+                    }
+                    Err(m) => e.add(path, m),
+                }
+            }
+            if o.block_size == 0 || o.block_size % 64 != 0 {
+                e.add(at("overflow.block_size"), format!("{} is not a multiple of 64", o.block_size));
+            } else if u32::from(o.block_size) > span {
+                e.add(
+                    at("overflow.block_size"),
+                    format!("{} is more than the {span} ports of the range", o.block_size),
+                );
+            }
+            if !(1..=32).contains(&o.max_blocks_per_subscriber) {
+                e.add(at("overflow.max_blocks_per_subscriber"), "must be 1 to 32");
+            }
+            if raw.pools.iter().any(|q| q.name == ValidOverflow::pool_name(&p.name)) {
+                e.add(
+                    at("overflow"),
+                    format!(
+                        "its pool is named `{}`, as another pool is: rename that one",
+                        ValidOverflow::pool_name(&p.name)
+                    ),
+                );
+            }
+            Some(ValidOverflow {
+                addresses: list,
+                block_size: o.block_size,
+                max_blocks_per_subscriber: o.max_blocks_per_subscriber,
+            })
+        });
         pools.push(ValidPool {
             name: p.name.clone(),
             addresses,
@@ -592,6 +684,7 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
             port_parity: p.port_parity,
             log_sessions: p.logging == PoolLogging::Sessions,
             log_destination: p.log_destination,
+            overflow,
         });
     }
 
@@ -678,6 +771,7 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
                             port_parity: false,
                             log_sessions: false,
                             log_destination: false,
+                            overflow: None,
                         });
                         pools.len() - 1
                     }
@@ -742,8 +836,12 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         });
     }
 
-    if pools.len() > MAX_POOLS {
-        e.add("pools", format!("{} pools (with the masquerade pool a rule makes): at most {MAX_POOLS}", pools.len()));
+    let engine_pools = pools.len() + pools.iter().filter(|p| p.overflow.is_some()).count();
+    if engine_pools > MAX_POOLS {
+        e.add(
+            "pools",
+            format!("{engine_pools} pools (with the masquerade pool a rule makes and one per overflow): at most {MAX_POOLS}"),
+        );
     }
 
     // Forwards.

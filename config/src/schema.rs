@@ -267,6 +267,35 @@ pub struct Pool {
     /// the session events (RFC 6888 REQ-12: leave it out unless needed).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub log_destination: bool,
+    /// Deterministic pools: a dynamic overflow (RFC 7422 section 2) on
+    /// addresses of its own, handed out in port blocks once a
+    /// subscriber's range is full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<Overflow>,
+}
+
+/// A deterministic pool's dynamic overflow: port blocks on its own
+/// addresses (the pool's `ports` range), taken by a subscriber whose
+/// deterministic range is full, logged as any port block.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overflow {
+    /// Addresses, as a pool's (none of another pool's).
+    pub addresses: Vec<String>,
+    /// Ports per block (a multiple of 64).
+    #[serde(default = "default_overflow_block_size")]
+    pub block_size: u16,
+    /// Overflow blocks one subscriber may hold (1-32).
+    #[serde(default = "default_overflow_blocks")]
+    pub max_blocks_per_subscriber: u16,
+}
+
+fn default_overflow_block_size() -> u16 {
+    64
+}
+
+fn default_overflow_blocks() -> u16 {
+    4
 }
 
 /// What a pool logs (RFC 6888 REQ-12: blocks, not sessions, by default).
@@ -307,6 +336,7 @@ impl Pool {
             port_parity: false,
             logging: PoolLogging::Blocks,
             log_destination: false,
+            overflow: None,
         }
     }
 }

@@ -532,3 +532,62 @@ fn ha_needs_a_key_and_addresses_and_says_where() {
     let lone = load(head.trim_end_matches("ha:\n"), 2).unwrap();
     assert!(lone.raw.ha.is_none(), "no ha section: a lone box");
 }
+
+/// A deterministic pool with `overflow` (RFC 7422 section 2), after `DET`'s
+/// first lines: its addresses, prefix and rule, and the overflow's keys.
+fn det_overflow(overflow: &str, more_pools: &str) -> String {
+    format!("{DET}    inside: 100.64.0.0/24\n    addresses: [198.51.100.0/30]\n    ports_per_subscriber: 128\n    overflow: {overflow}\n{more_pools}rules:\n  - action: snat\n    pool: det\n    match: {{src: [100.64.0.0/24]}}\n")
+}
+
+#[test]
+fn an_overflow_takes_addresses_of_its_own_and_block_defaults() {
+    let c = load(&det_overflow("{addresses: [198.51.100.8/30]}", ""), 2).unwrap();
+    let o = c.pools[0].overflow.as_ref().expect("an overflow");
+    assert_eq!((o.addresses.len(), o.block_size, o.max_blocks_per_subscriber), (4, 64, 4));
+    assert_eq!(ValidOverflow::pool_name("det"), "det.overflow");
+    let c = load(&det_overflow("{addresses: [198.51.100.9], block_size: 256, max_blocks_per_subscriber: 2}", ""), 2)
+        .unwrap();
+    let o = c.pools[0].overflow.as_ref().unwrap();
+    assert_eq!((o.block_size, o.max_blocks_per_subscriber), (256, 2));
+    // logging: none silences the overflow's blocks too.
+    let text = det_overflow("{addresses: [198.51.100.9]}", "")
+        .replace("mode: deterministic\n", "mode: deterministic\n    logging: none\n");
+    assert_eq!(load(&text, 2).unwrap().raw.unlogged_pools(), vec!["det".to_string(), "det.overflow".to_string()]);
+}
+
+#[test]
+fn a_bad_overflow_is_refused_with_its_key_path_and_line() {
+    // Lines: 1 interfaces, 2 pools, 3 name, 4 mode, 5 inside, 6 addresses, 7 ports_per_subscriber, 8 overflow.
+    for (overflow, path, says) in [
+        ("{addresses: [198.51.100.1]}", "pools[0].overflow.addresses[0]", "already in pool `det`"),
+        ("{addresses: []}", "pools[0].overflow.addresses", "needs addresses"),
+        ("{addresses: [198.51.100.9], block_size: 100}", "pools[0].overflow.block_size", "not a multiple of 64"),
+        (
+            "{addresses: [198.51.100.9], max_blocks_per_subscriber: 0}",
+            "pools[0].overflow.max_blocks_per_subscriber",
+            "1 to 32",
+        ),
+        ("{addresses: [198.51.100.9], blocks: 2}", "pools[0].overflow", "unknown field"),
+    ] {
+        let e = errors(&det_overflow(overflow, ""));
+        let x = e.iter().find(|x| x.path.starts_with(path)).unwrap_or_else(|| panic!("{overflow}: {e:?}"));
+        assert!(x.message.contains(says), "{overflow}: {x:?}");
+        assert_eq!(x.line, 8, "{overflow}: {x:?}");
+    }
+    // Another pool on an overflow address; a pool that takes the overflow's name; a port-block pool with one.
+    let e = errors(&det_overflow("{addresses: [198.51.100.9]}", "  - name: dyn\n    addresses: [198.51.100.9]\n"));
+    assert!(
+        e.iter().any(|x| x.path == "pools[1].addresses[0]" && x.message.contains("already in pool `det`")),
+        "{e:?}"
+    );
+    let e = errors(&det_overflow(
+        "{addresses: [198.51.100.9]}",
+        "  - name: det.overflow\n    addresses: [198.51.100.20]\n",
+    ));
+    assert!(e.iter().any(|x| x.path == "pools[0].overflow" && x.message.contains("`det.overflow`")), "{e:?}");
+    let e = errors("interfaces: {inside: a, outside: b}\npools:\n  - name: dyn\n    addresses: [198.51.100.1]\n    overflow: {addresses: [198.51.100.9]}\nrules:\n  - action: snat\n    pool: dyn\n");
+    assert!(
+        e.iter().any(|x| x.path == "pools[0].overflow" && x.line == 5 && x.message.contains("deterministic")),
+        "{e:?}"
+    );
+}

@@ -9,6 +9,8 @@
 //!   DELETE /sessions?FILTERS          flush them, like `conntrack -D` (token)
 //!   GET    /stats                     totals as `name value` lines (for `masq stats`)
 //!   POST   /role                      `active` or `standby`: an HA box's role (token; keepalived's notify)
+//!   GET    /whois?ip=A&port=N[&protocol=P]  who holds that public port now (JSON, `masq whois`)
+//!   GET    /whois?subscriber=A        what that subscriber holds now (JSON)
 //!
 //! FILTERS: `subscriber=A.B.C.D`, `public=A.B.C.D`, `protocol=tcp|udp|icmp`,
 //! `state=NAME`. Who may call what is [`crate::auth`]'s: on loopback reads
@@ -29,6 +31,7 @@ use crate::auth::{Failures, Need, Policy};
 use crate::live::{apply, ApplyError, LiveConfig};
 use crate::telemetry::{merge_census, protocol_name, GuardCounts, MetricsSnapshot, Shared, XdpCounts};
 use crate::tls::{ServerTls, TlsListener};
+use crate::whois_live::{LiveAnswer, LiveSession};
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -37,7 +40,7 @@ use axum::routing::get;
 use axum::serve::IncomingStream;
 use axum::Router;
 use dataplane::nat::SessionInfo;
-use dataplane::worker::{Command, SessionFilter, Sliced};
+use dataplane::worker::{Command, SessionFilter, Sliced, WhoisQuery};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -136,6 +139,7 @@ pub fn serve(
                 .route("/sessions", get(get_sessions).delete(delete_sessions))
                 .route("/stats", get(stats))
                 .route("/role", axum::routing::post(post_role))
+                .route("/whois", get(get_whois))
                 .with_state(state);
             let shutdown = async move {
                 while !stop.load(Ordering::Relaxed) {
@@ -233,6 +237,7 @@ fn filter(q: &FilterQuery) -> Result<SessionFilter, FilterError> {
     Ok(SessionFilter {
         subscriber: addr("subscriber", &q.subscriber)?,
         public: addr("public", &q.public)?,
+        public_port: None,
         protocol,
         state: q.state.clone(),
     })
@@ -263,6 +268,85 @@ async fn ask<T: Send + 'static>(
     })
     .await
     .unwrap_or_default()
+}
+
+/// Asks every worker once (a request that is not sliced) and gathers the answers.
+async fn ask_once<T: Send + 'static>(
+    s: &Arc<ApiState>,
+    make: impl Fn(crossbeam_channel::Sender<T>) -> Command + Send + 'static,
+) -> Vec<T> {
+    let s = Arc::clone(s);
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for c in &s.commands {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            if c.send(make(tx)).is_ok() {
+                if let Ok(part) = rx.recv_timeout(Duration::from_secs(5)) {
+                    out.push(part);
+                }
+            }
+        }
+        out
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// `GET /whois`'s parameters: `ip` and `port` (and `protocol` for the
+/// sessions), or `subscriber`.
+#[derive(serde::Deserialize, Default)]
+pub struct WhoisParams {
+    ip: Option<String>,
+    port: Option<String>,
+    protocol: Option<String>,
+    subscriber: Option<String>,
+}
+
+async fn get_whois(
+    State(s): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    Query(q): Query<WhoisParams>,
+) -> Response {
+    if let Some(r) = gate(&s, Need::Read, &headers, peer, "GET /whois").await {
+        return r;
+    }
+    let query = match crate::whois_live::query(q.ip.as_deref(), q.port.as_deref(), q.subscriber.as_deref()) {
+        Ok(x) => x,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let f = match filter(&FilterQuery { protocol: q.protocol, ..FilterQuery::default() }) {
+        Ok(f) => f,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let holds = crate::whois_live::merge(ask_once(&s, move |reply| Command::Whois { query, reply }).await);
+    let mut sessions = Vec::new();
+    if let WhoisQuery::Port(ip, port) = query {
+        let f = SessionFilter { public: Some(ip), public_port: Some(port), ..f };
+        let lists = ask(&s, move |from_slot, reply| Command::Sessions { filter: f.clone(), from_slot, reply }).await;
+        sessions = lists.iter().flatten().map(live_session).collect();
+    }
+    let answer = LiveAnswer::new(query, holds, sessions);
+    match serde_json::to_string(&answer) {
+        Ok(mut body) => {
+            body.push('\n');
+            ([("content-type", "application/json")], body).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// A session as `masq whois` lists it.
+fn live_session(x: &SessionInfo) -> LiveSession {
+    let ip = std::net::Ipv4Addr::from;
+    LiveSession {
+        protocol: protocol_name(x.protocol),
+        inside: ip(x.inside.0),
+        inside_port: x.inside.1,
+        remote: ip(x.remote.0),
+        remote_port: x.remote.1,
+        state: x.state.to_string(),
+    }
 }
 
 /// One session as `conntrack -L` would show a NAT entry (the reply tuple

@@ -98,6 +98,9 @@ pub fn engine_params(
     let workers = u16::try_from(cores).map_err(|_| ParamsError::TooManyWorkers { workers: cores })?;
     let rss_out = nic_rss(v, &v.raw.interfaces.outside);
     let mut pools = Vec::new();
+    // Deterministic pools' overflows run as port-block pools after the
+    // configuration's own (whose numbers the rules use).
+    let mut overflows = Vec::new();
     for p in &v.pools {
         let addresses = if p.masquerade {
             vec![outside_addr.ok_or_else(|| ParamsError::NoOutsideAddress {
@@ -141,7 +144,7 @@ pub fn engine_params(
             CFiltering::AddressDependent => Filtering::AddressDependent,
             CFiltering::AddressAndPortDependent => Filtering::AddressAndPortDependent,
         };
-        let mut pool = PoolParams {
+        let pool = PoolParams {
             port_min: p.ports.0,
             port_max: p.ports.1,
             mode,
@@ -152,9 +155,34 @@ pub fn engine_params(
             masquerade: p.masquerade,
             log_sessions: p.log_sessions,
             log_destination: p.log_destination,
+            overflow: p.overflow.as_ref().map(|_| config::ValidOverflow::pool_name(&p.name)),
             ..PoolParams::cgnat(&p.name, addresses)
         };
-        if let (Some(rss), PoolMode::PortBlocks { block_size, .. }, false) = (&rss_out, pool.mode, p.masquerade) {
+        if let Some(o) = &p.overflow {
+            overflows.push(PoolParams {
+                addresses: o.addresses.iter().map(|&a| u32::from(a)).collect(),
+                mode: PoolMode::PortBlocks {
+                    block_size: o.block_size,
+                    max_blocks_per_subscriber: o.max_blocks_per_subscriber,
+                },
+                overflow: None,
+                ..PoolParams::cgnat(&config::ValidOverflow::pool_name(&p.name), Vec::new())
+            });
+            if let Some(last) = overflows.last_mut() {
+                last.port_min = pool.port_min;
+                last.port_max = pool.port_max;
+                last.filtering = pool.filtering;
+                last.max_sessions_per_subscriber = pool.max_sessions_per_subscriber;
+                last.random_ports = pool.random_ports;
+                last.port_parity = pool.port_parity;
+                last.log_sessions = pool.log_sessions;
+                last.log_destination = pool.log_destination;
+            }
+        }
+        pools.push(pool);
+    }
+    for pool in pools.iter_mut().chain(overflows.iter_mut()) {
+        if let (Some(rss), PoolMode::PortBlocks { block_size, .. }, false) = (&rss_out, pool.mode, pool.masquerade) {
             pool.port_orders = pool
                 .addresses
                 .iter()
@@ -163,11 +191,11 @@ pub fn engine_params(
             let usable: usize = pool.port_orders.iter().map(Vec::len).sum();
             tracing::info!(
                 "pool {}: RSS-aware ports, {usable} in use, each owned by the worker its replies reach",
-                p.name
+                pool.name
             );
         }
-        pools.push(pool);
     }
+    pools.extend(overflows);
     let rules = v
         .rules
         .iter()
@@ -333,6 +361,21 @@ mod tests {
         assert_eq!((r.public_port, r.public_port_last, r.inside_port, r.inside_port_last), (7000, 7009, 80, 80));
         let a = |s: &str| u32::from(s.parse::<std::net::Ipv4Addr>().unwrap());
         assert_eq!(p.statics, vec![StaticNat { public_addr: a("203.0.113.6"), inside_addr: a("192.168.1.40") }]);
+        dataplane::nat::Engine::new(&p).expect("the engine takes them");
+    }
+
+    #[test]
+    fn an_overflow_becomes_a_port_block_pool_after_the_configurations_own() {
+        let text = "interfaces: {inside: a, outside: b}\npools:\n  - name: det\n    mode: deterministic\n    inside: 100.64.0.0/24\n    addresses: [198.51.100.1]\n    ports_per_subscriber: 128\n    max_sessions_per_subscriber: 100\n    overflow: {addresses: [198.51.100.9], block_size: 128, max_blocks_per_subscriber: 3}\n  - name: dyn\n    addresses: [203.0.113.1]\nrules:\n  - action: snat\n    pool: det\n    match: {src: [100.64.0.0/24]}\n  - action: snat\n    pool: dyn\n";
+        let v = config::load(text, 8).unwrap();
+        let p = engine_params(&v, None, None, Vec::new()).unwrap();
+        let names: Vec<&str> = p.pools.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["det", "dyn", "det.overflow"], "the rules' pool numbers stay");
+        assert_eq!(p.pools[0].overflow.as_deref(), Some("det.overflow"));
+        let o = &p.pools[2];
+        assert_eq!(o.mode, PoolMode::PortBlocks { block_size: 128, max_blocks_per_subscriber: 3 });
+        assert_eq!((o.addresses.clone(), o.port_min, o.max_sessions_per_subscriber), (vec![0xc633_6409], 1024, 100));
+        assert_eq!(p.rules[1].action, RuleAction::Translate { pool: 1 });
         dataplane::nat::Engine::new(&p).expect("the engine takes them");
     }
 }

@@ -130,7 +130,11 @@ fn found(pool: &ValidPool, inside: u32, r: Range) -> Answer {
 /// Who held public `addr`:`port`, as far as the configuration knows.
 pub fn lookup(v: &ValidConfig, addr: Ipv4Addr, port: u16) -> Answer {
     let Some(pool) = v.pools.iter().find(|p| p.addresses.contains(&addr)) else {
-        return Answer::NotOurs;
+        // A deterministic pool's overflow hands out blocks: the log knows.
+        return match v.pools.iter().find(|p| p.overflow.as_ref().is_some_and(|o| o.addresses.contains(&addr))) {
+            Some(p) => Answer::NeedsLog { pool: config::ValidOverflow::pool_name(&p.name) },
+            None => Answer::NotOurs,
+        };
     };
     let Some(d) = formula(pool) else {
         return Answer::NeedsLog { pool: pool.name.clone() };
@@ -212,6 +216,15 @@ mod tests {
         assert_eq!(subscriber(&v, ip("10.0.0.1")), Answer::NotOurs);
         assert_eq!(lookup(&v, ip("203.0.113.1"), 5000), Answer::NeedsLog { pool: "dyn".into() });
         assert!(want.json().contains("\"first_port\":1920") && want.found());
+    }
+
+    #[test]
+    fn an_overflow_address_is_the_logs_to_answer() {
+        let text = "interfaces: {inside: a, outside: b}\npools:\n  - name: det\n    mode: deterministic\n    inside: 100.64.0.0/24\n    addresses: [198.51.100.1]\n    ports_per_subscriber: 128\n    overflow: {addresses: [198.51.100.9]}\nrules:\n  - action: snat\n    pool: det\n    match: {src: [100.64.0.0/24]}\n";
+        let v = config::load(text, 2).unwrap();
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(lookup(&v, ip("198.51.100.9"), 5000), Answer::NeedsLog { pool: "det.overflow".into() });
+        assert_eq!(lookup(&v, ip("198.51.100.10"), 5000), Answer::NotOurs);
     }
 
     #[test]

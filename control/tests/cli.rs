@@ -128,3 +128,16 @@ fn whois_answers_every_subscriber_of_a_deterministic_24_from_the_formula() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `masq whois` with neither --config nor --log asks a running masq; with
+/// none there it says so and exits 2 (an error, not "nobody"); `--at`
+/// without a log is refused (the live tables know now only).
+#[test]
+fn whois_without_a_running_masq_is_an_error_not_nobody() {
+    let o = masq(&["whois", "203.0.113.10:5000", "--api", "127.0.0.1:1"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach masq's control API"), "{o:?}");
+    let o = masq(&["whois", "203.0.113.10:5000", "--api", "127.0.0.1:1", "--at", "1000"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--at asks the log"), "{o:?}");
+}

@@ -230,8 +230,7 @@ fn follow_log_sinks(live: &crate::live::LiveConfig, natlog: &mut Exporter, seen:
     *seen = generation;
     let Some(now) = live.in_force() else { return };
     let raw = &now.config.raw;
-    let unlogged: Vec<String> =
-        raw.pools.iter().filter(|p| p.logging == config::PoolLogging::None).map(|p| p.name.clone()).collect();
+    let unlogged = raw.unlogged_pools();
     if natlog.config() == (raw.logging.sinks.as_slice(), unlogged.as_slice()) {
         natlog.config_applied(generation);
         return;

@@ -145,6 +145,19 @@ impl Engine {
         self.ports.events_dropped
     }
 
+    /// Who holds public `ip`:`port` now (`masq whois` from the live
+    /// tables): the subscriber of the block that contains it, if this
+    /// worker owns that block, or a deterministic pool's formula's.
+    pub fn holder(&self, ip: u32, port: u16) -> Option<ports::Held> {
+        self.ports.holder(ip, port)
+    }
+
+    /// What subscriber `inside` holds now: its blocks on this worker, its
+    /// shared pool address, its deterministic ranges.
+    pub fn held_by(&self, inside: u32) -> Vec<ports::Held> {
+        self.ports.held_by(inside)
+    }
+
     /// Port blocks of every public address on this worker: (address, pool
     /// name, blocks in use, blocks free).
     pub fn port_block_use(&self) -> impl Iterator<Item = (u32, &str, usize, usize)> + '_ {

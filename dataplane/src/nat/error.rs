@@ -114,6 +114,10 @@ pub enum PoolProblem {
     /// addresses and ports ([`crate::nat::deterministic::DetError`]).
     #[error("deterministic: {0}")]
     Deterministic(crate::nat::deterministic::DetError),
+    /// A deterministic pool's overflow names no port-block pool, or a
+    /// pool that is not deterministic has one.
+    #[error("overflow: `{0}` is not a port-block pool (and only a deterministic pool has an overflow)")]
+    Overflow(String),
     /// A kept pool gained an address live.
     #[error("{0} is new; a kept pool may only lose addresses live (add a pool for new ones)")]
     NewAddress(std::net::Ipv4Addr),

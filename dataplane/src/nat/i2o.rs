@@ -16,6 +16,24 @@
 use super::*;
 
 impl Engine {
+    /// A subscriber got no port for a new mapping: a deterministic pool's
+    /// overflow, if it has one ([`super::overflow`]); else refused, counted
+    /// (RFC 6888 REQ-11), the session slot and count given back.
+    #[cold]
+    #[inline(never)]
+    fn no_port(&mut self, idx: u32, sub: u32, pool: u16, p: &Parsed, now: u32, h: Option<u64>) -> Result<u32, Verdict> {
+        if let Some(ov) = self.ports.overflow_of(pool) {
+            return self.overflow_i2o(idx, sub, ov, p, now, h);
+        }
+        self.counters.port_exhaustion_events += 1;
+        if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src)) {
+            *b += 1;
+        }
+        self.ports.remove_session(sub);
+        self.sessions.free(idx);
+        Err(Verdict::Drop(DropReason::PortsExhausted))
+    }
+
     /// First packet of an inside-initiated flow.
     #[inline(always)]
     pub(super) fn miss_i2o(
@@ -208,13 +226,7 @@ impl Engine {
                 let rng = &mut self.rng;
                 let got = self.ports.alloc_with(sub, p.proto, p.sport, now, || engine::xorshift(rng));
                 let Some((port, new_blocks, addr)) = got else {
-                    self.counters.port_exhaustion_events += 1;
-                    if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src))
-                    {
-                        *b += 1;
-                    }
-                    self.ports.remove_session(sub);
-                    return Err(undo(self, DropReason::PortsExhausted));
+                    return self.no_port(idx, sub, pool, p, now, h_i2o);
                 };
                 self.counters.blocks_allocated += u64::from(new_blocks);
                 s.public_port = port;

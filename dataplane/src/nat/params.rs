@@ -155,6 +155,11 @@ pub struct PoolParams {
     /// With [`Self::log_sessions`], put the destination in the events too
     /// (RFC 6888 REQ-12 says leave it out unless needed; default off).
     pub log_destination: bool,
+    /// A deterministic pool's dynamic overflow (RFC 7422 section 2): the
+    /// name of the port-block pool a subscriber takes ports from once its
+    /// own range is full (`None`: refused past its range). Only a
+    /// deterministic pool has one; it must name a port-block pool.
+    pub overflow: Option<String>,
 }
 
 impl PoolParams {
@@ -172,6 +177,7 @@ impl PoolParams {
             random_ports: false,
             port_parity: false,
             masquerade: false,
+            overflow: None,
             port_orders: Vec::new(),
             log_sessions: false,
             log_destination: false,
@@ -192,6 +198,7 @@ impl PoolParams {
             random_ports: false,
             port_parity: false,
             masquerade: true,
+            overflow: None,
             port_orders: Vec::new(),
             log_sessions: false,
             log_destination: false,

@@ -34,6 +34,7 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
         return Err(ParamError::NeedsRestart("fragment and port-hold timeouts"));
     }
     check_statics(new)?;
+    check_overflow(new)?;
     let added = new.pools.iter().filter(|np| !old.pools.iter().any(|op| op.name == np.name)).count();
     if old.pools.len() + added > MAX_POOLS {
         return Err(ParamError::TooMany("pools"));
@@ -51,6 +52,7 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
             op.masquerade,
             op.log_sessions,
             op.log_destination,
+            &op.overflow,
         ) == (
             np.port_min,
             np.port_max,
@@ -62,6 +64,7 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
             np.masquerade,
             np.log_sessions,
             np.log_destination,
+            &np.overflow,
         );
         // A deterministic pool's formula counts its addresses: it keeps them all.
         let det_changed = matches!(np.mode, PoolMode::Deterministic { .. }) && np.addresses != op.addresses;
@@ -70,6 +73,19 @@ pub fn reconfigure_check(old: &EngineParams, new: &EngineParams) -> Result<(), P
         }
         if let Some(a) = np.addresses.iter().find(|a| !op.addresses.contains(a)) {
             return Err(ParamError::pool(&np.name, PoolProblem::NewAddress(crate::wire::fmt_ipv4(*a))));
+        }
+    }
+    Ok(())
+}
+
+/// Every overflow a pool names is a port-block pool of `p`, and only
+/// deterministic pools name one (RFC 7422 section 2).
+pub fn check_overflow(p: &EngineParams) -> Result<(), ParamError> {
+    for pool in &p.pools {
+        let Some(name) = &pool.overflow else { continue };
+        let blocks = p.pools.iter().any(|x| &x.name == name && matches!(x.mode, PoolMode::PortBlocks { .. }));
+        if !blocks || !matches!(pool.mode, PoolMode::Deterministic { .. }) {
+            return Err(ParamError::pool(&pool.name, PoolProblem::Overflow(name.clone())));
         }
     }
     Ok(())
@@ -245,6 +261,7 @@ impl Engine {
         // Rules name pools by the engine's numbering from now on.
         kept.rules = rules;
         self.params = kept;
+        self.ports.resolve_overflow();
         Ok(flushed)
     }
 }

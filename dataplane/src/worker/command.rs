@@ -24,6 +24,8 @@ pub struct SessionFilter {
     pub subscriber: Option<u32>,
     /// Public address.
     pub public: Option<u32>,
+    /// Public port (ICMP: the query identifier).
+    pub public_port: Option<u16>,
     /// IP protocol number.
     pub protocol: Option<u8>,
     /// State name (`established`, `udp`, ...).
@@ -35,6 +37,7 @@ impl SessionFilter {
     pub fn matches(&self, s: &SessionInfo) -> bool {
         self.subscriber.is_none_or(|a| s.inside.0 == a)
             && self.public.is_none_or(|a| s.public.0 == a)
+            && self.public_port.is_none_or(|p| s.public.1 == p)
             && self.protocol.is_none_or(|p| s.protocol == p)
             && self.state.as_deref().is_none_or(|st| s.state == st)
     }
@@ -73,6 +76,25 @@ pub struct Census {
     /// The pools' names in the engine's numbering, the index of per-pool
     /// counters (filled with the first slice only).
     pub pools: Vec<String>,
+}
+
+/// What `masq whois` asks a worker's live tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhoisQuery {
+    /// Who holds the block (or formula range) containing public address:port.
+    Port(u32, u16),
+    /// What this inside address holds: blocks, ranges, shared addresses.
+    Subscriber(u32),
+}
+
+/// A hold a worker reports to `masq whois`: [`crate::nat::ports::Held`]
+/// with the pool's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBy {
+    /// The hold.
+    pub held: crate::nat::ports::Held,
+    /// Its pool's name.
+    pub pool: String,
 }
 
 /// Why a worker refused new parameters (its engine is unchanged).
@@ -114,6 +136,15 @@ pub enum Command {
         from_slot: u32,
         /// Where the census goes.
         reply: Sender<Sliced<Census>>,
+    },
+    /// Who holds a public port, or what a subscriber holds (`masq whois`
+    /// from the live tables; the sessions on the port are a
+    /// [`Command::Sessions`] listing).
+    Whois {
+        /// The question.
+        query: WhoisQuery,
+        /// The holds this worker knows.
+        reply: Sender<Vec<HeldBy>>,
     },
     /// New parameters, applied at this batch boundary; replies how many
     /// sessions were flushed, or why nothing changed.
@@ -192,6 +223,7 @@ impl Command {
                 Command::Sessions { reply, .. } => drop(reply.send(Sliced { part: Vec::new(), next_slot: None })),
                 Command::Flush { reply, .. } => drop(reply.send(Sliced { part: 0, next_slot: None })),
                 Command::Census { reply, .. } => drop(reply.send(Sliced { part: Census::default(), next_slot: None })),
+                Command::Whois { reply, .. } => drop(reply.send(Vec::new())),
                 Command::Reconfigure { reply, .. } => drop(reply.send(Err(ReconfigureError::NoNat))),
                 Command::OutsideAddress { reply, .. } => drop(reply.send(0)),
                 Command::LocalAddresses { reply, .. } => drop(reply.send(())),
@@ -227,6 +259,9 @@ impl Command {
                 }
                 let _ = reply.send(Sliced { part: c, next_slot });
             }
+            Command::Whois { query, reply } => {
+                let _ = reply.send(whois(e, query));
+            }
             Command::Reconfigure { params, reply } => {
                 let _ = reply.send(e.reconfigure(&params, now).map_err(ReconfigureError::from));
             }
@@ -254,6 +289,21 @@ impl Command {
             }
         }
     }
+}
+
+/// The holds `e` knows for `query`, with their pools' names.
+fn whois(e: &Engine, query: WhoisQuery) -> Vec<HeldBy> {
+    let held = match query {
+        WhoisQuery::Port(ip, port) => e.holder(ip, port).into_iter().collect(),
+        WhoisQuery::Subscriber(inside) => e.held_by(inside),
+    };
+    let names: Vec<&str> = e.pool_names().collect();
+    held.into_iter()
+        .map(|held| HeldBy {
+            held,
+            pool: names.get(usize::from(held.pool)).map_or_else(String::new, |n| n.to_string()),
+        })
+        .collect()
 }
 
 /// The slots of the slice from `start`, and where the next one starts.

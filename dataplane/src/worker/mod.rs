@@ -28,7 +28,7 @@ mod handoff;
 mod refuse;
 mod release;
 
-pub use command::{BlockUse, Census, Command, ReconfigureError, SessionFilter, Sliced, SLICE};
+pub use command::{BlockUse, Census, Command, HeldBy, ReconfigureError, SessionFilter, Sliced, WhoisQuery, SLICE};
 pub use handoff::{HandOff, Mesh, HANDOFF_MAX};
 
 use crate::io::{Desc, FrameIo, BATCH};

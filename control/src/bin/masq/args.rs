@@ -46,12 +46,18 @@ pub enum Cmd {
         conn: ApiArgs,
     },
     /// Who held a public address and port: a deterministic pool (RFC 7422)
-    /// answers from the configuration's formula, no running masq needed;
-    /// other pools from the JSON-lines NAT log (`logging.sinks: [{kind:
-    /// json, ...}]`) and its rotations, at a time (RFC 6888 REQ-12): the
-    /// subscriber whose port block covered the port. Prints the inside
-    /// address, its port range and the pool. Exit status 0: found; 1:
-    /// nobody held it; 2: the question or the log cannot be read. Examples:
+    /// answers from the configuration's formula (`--config`), no running
+    /// masq needed; a running masq from its live tables (`--live`, the
+    /// default when neither --config nor --log is given: the block or range
+    /// holding the port now and the sessions on it); other pools from the
+    /// JSON-lines NAT log (`--log`, `logging.sinks: [{kind: json, ...}]`)
+    /// and its rotations, at a time (RFC 6888 REQ-12): the subscriber whose
+    /// port block covered the port. Sources are asked in that order
+    /// (formula, live, log) until one names a subscriber. Exit status 0:
+    /// found; 1: nobody held it; 2: the question, the log or masq cannot
+    /// be read. Examples:
+    ///   masq whois 203.0.113.7:40123                   # ask the running masq
+    ///   masq whois --subscriber 100.64.0.7 --json      # its blocks now
     ///   masq whois --config /etc/masq/masq.yaml 198.51.100.3:5000
     ///   masq whois --config /etc/masq/masq.yaml --subscriber 100.64.0.7 --json
     ///   masq whois 203.0.113.7 40123 --log /var/log/masq/nat.jsonl --at 2026-11-30T14:02:11Z
@@ -92,21 +98,30 @@ pub struct WhoisArgs {
     /// The port, when the address is given alone.
     pub port: Option<u16>,
     /// The configuration in force: its deterministic pools answer from their formula.
-    #[arg(long, value_name = "FILE", required_unless_present = "log")]
+    #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
     /// A JSON-lines NAT log file (its rotations FILE.1, FILE.2, ... are read
     /// too); repeatable: answers for port-block and shared pools.
     #[arg(long = "log", value_name = "FILE")]
     pub log: Vec<std::path::PathBuf>,
-    /// When, for `--log`: `YYYY-MM-DDTHH:MM:SS[.mmm]Z` (UTC) or milliseconds since the epoch; now by default.
+    /// Ask the running masq's live tables (`GET /whois`) as well; the
+    /// default when neither --config nor --log is given.
+    #[arg(long)]
+    pub live: bool,
+    /// When, for `--log`: `YYYY-MM-DDTHH:MM:SS[.mmm]Z` (UTC) or milliseconds
+    /// since the epoch; now by default. The live tables answer for now only:
+    /// with --at they are not asked.
     #[arg(long)]
     pub at: Option<String>,
-    /// Ask the other way: where this inside address's ports are (deterministic pools, `--config`).
-    #[arg(long, value_name = "INSIDE_IP", requires = "config")]
+    /// Ask the other way: where this inside address's ports are
+    /// (deterministic pools from --config, or the running masq's blocks now).
+    #[arg(long, value_name = "INSIDE_IP")]
     pub subscriber: Option<std::net::Ipv4Addr>,
     /// Print JSON instead of a sentence.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub conn: ApiArgs,
 }
 
 /// How to reach a running masq.

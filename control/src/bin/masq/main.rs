@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use args::{Cli, Cmd, RssInput, RssMode, RunArgs};
 use clap::Parser;
 use control::{client, params, run, system};
+use dataplane::worker::WhoisQuery;
 use std::time::Duration;
 
 // The engines' tables (each block of 2 MiB or more) on their own mappings
@@ -105,8 +106,7 @@ fn cpus() -> usize {
     system::online_cpus()
 }
 
-/// `masq whois`: answers from the configuration (see `control::whois`);
-/// exit status 1 when no subscriber is named.
+/// Prints configuration errors as `FILE:LINE:COL: key.path: message`.
 fn print_errors(file: &str, errors: &[config::ConfigError]) {
     for e in errors {
         eprintln!("{file}:{e}");
@@ -206,10 +206,10 @@ fn init_logging(level: config::Level) {
         .init();
 }
 
-/// `masq whois --log`: prints who held the address and port; true if anybody did.
 /// `masq whois`: true if someone held the port (or the subscriber has ports).
-/// A deterministic pool answers from `--config`'s formula; other pools
-/// from the `--log` files.
+/// The sources given are asked in order, formula (`--config`), live
+/// tables (`--live`, or neither --config nor --log), log (`--log`), until
+/// one names a subscriber; the last one asked says nobody otherwise.
 fn whois(w: &args::WhoisArgs) -> Result<bool> {
     use control::natlog::time;
     use control::whois_log;
@@ -227,23 +227,46 @@ fn whois(w: &args::WhoisArgs) -> Result<bool> {
         }
         None => None,
     };
-    let (public, port) = match (&w.target, w.subscriber, &config) {
-        (_, Some(inside), Some(v)) => {
-            let answer = control::whois::subscriber(v, inside);
-            print_answer(&answer, w.json);
-            return Ok(answer.found());
+    if w.at.is_some() && w.log.is_empty() && config.is_none() {
+        bail!("--at asks the log (--log FILE): the live tables answer for now only");
+    }
+    // The live tables know now only: with --at they are not asked.
+    let live = (w.live || (config.is_none() && w.log.is_empty())) && w.at.is_none();
+    let question = match (&w.target, w.subscriber) {
+        (_, Some(inside)) => control::whois_live::query(None, None, Some(&inside.to_string())),
+        (Some(t), None) => {
+            let (a, p) = control::whois::parse_target(t, w.port).map_err(anyhow::Error::msg)?;
+            control::whois_live::query(Some(&a.to_string()), Some(&p.to_string()), None)
         }
-        (Some(t), None, _) => control::whois::parse_target(t, w.port).map_err(anyhow::Error::msg)?,
-        _ => bail!("give ADDR:PORT (or ADDR PORT), or --subscriber INSIDE_IP with --config"),
-    };
+        _ => bail!("give ADDR:PORT (or ADDR PORT), or --subscriber INSIDE_IP"),
+    }
+    .map_err(anyhow::Error::msg)?;
     if let Some(v) = &config {
-        let answer = control::whois::lookup(v, public, port);
-        // A pool the formula does not cover asks the log, if there is one.
-        if !matches!(answer, control::whois::Answer::NeedsLog { .. }) || w.log.is_empty() {
+        let answer = match question {
+            WhoisQuery::Subscriber(inside) => control::whois::subscriber(v, inside.into()),
+            WhoisQuery::Port(a, p) => control::whois::lookup(v, a.into(), p),
+        };
+        // Nobody in the formula: the next source given, if any, is asked.
+        if answer.found() || (!live && (w.log.is_empty() || w.subscriber.is_some())) {
             print_answer(&answer, w.json);
             return Ok(answer.found());
         }
     }
+    if live {
+        let answer = whois_live(&w.conn, question)?;
+        if answer.found || w.log.is_empty() || w.subscriber.is_some() {
+            if w.json {
+                println!("{}", serde_json::to_string(&answer)?);
+            } else {
+                print!("{answer}");
+            }
+            return Ok(answer.found);
+        }
+    }
+    let WhoisQuery::Port(public, port) = question else {
+        bail!("--subscriber asks --config's formula or the running masq, not the log");
+    };
+    let public = std::net::Ipv4Addr::from(public);
     let at = match &w.at {
         Some(t) => time::parse(t).with_context(|| format!("`{t}`: not YYYY-MM-DDTHH:MM:SS[.mmm]Z or milliseconds"))?,
         None => dataplane::nat::events::now_ms(),
@@ -251,7 +274,7 @@ fn whois(w: &args::WhoisArgs) -> Result<bool> {
     let files: Vec<_> = w.log.iter().flat_map(|f| whois_log::with_rotations(f)).collect();
     let holders = whois_log::lookup(&whois_log::read(&files)?, public, port, at);
     if w.json {
-        let out = serde_json::json!({"public": public, "port": port, "at_ms": at, "at": time::format(at), "holders": holders});
+        let out = serde_json::json!({"found": !holders.is_empty(), "source": "log", "public": public, "port": port, "at_ms": at, "at": time::format(at), "holders": holders});
         println!("{out}");
     } else if holders.is_empty() {
         println!("{public}:{port} at {}: nobody (no block covering it in the log)", time::format(at));
@@ -269,6 +292,19 @@ fn whois(w: &args::WhoisArgs) -> Result<bool> {
         }
     }
     Ok(!holders.is_empty())
+}
+
+/// Asks the running masq's live tables (`GET /whois`).
+fn whois_live(conn: &args::ApiArgs, q: WhoisQuery) -> Result<control::whois_live::LiveAnswer> {
+    let path = match q {
+        WhoisQuery::Port(a, p) => format!("/whois?ip={}&port={p}", std::net::Ipv4Addr::from(a)),
+        WhoisQuery::Subscriber(s) => format!("/whois?subscriber={}", std::net::Ipv4Addr::from(s)),
+    };
+    let (status, body) = client::request(&conn.api()?, "GET", &path, "")?;
+    if status != 200 {
+        bail!("masq answered {status}: {}", body.trim());
+    }
+    serde_json::from_str(&body).with_context(|| format!("GET {path}: not a whois answer: {}", body.trim()))
 }
 
 /// A formula's answer, as a sentence or JSON.
@@ -386,13 +422,7 @@ fn main() -> Result<()> {
                 api,
                 nat_events: v.raw.logging.nat_events,
                 log_sinks: v.raw.logging.sinks.clone(),
-                unlogged_pools: v
-                    .raw
-                    .pools
-                    .iter()
-                    .filter(|p| p.logging == config::PoolLogging::None)
-                    .map(|p| p.name.clone())
-                    .collect(),
+                unlogged_pools: v.raw.unlogged_pools(),
                 guard: params::guard_spec(&v),
                 ha: match &v.raw.ha {
                     Some(h) => Some(control::ha::HaPlan::of(h).map_err(anyhow::Error::msg)?),

@@ -186,10 +186,7 @@ impl Ports {
                 got
             }
             // Only the block the formula gave it at creation (RFC 7422).
-            PoolMode::Deterministic { .. } => {
-                let at = Where { s, worker, workers, window, parity: None };
-                alloc_in_blocks(sub, ad, pool, at, &mut self.blocks_in_use, proto, preferred, random, 1)
-            }
+            PoolMode::Deterministic { .. } => self.alloc_det(s, proto, preferred, now, r, None),
             PoolMode::Shared => self.alloc_shared(a, proto, preferred, window, r, None),
         }
     }
@@ -223,18 +220,54 @@ impl Ports {
                 }
                 got
             }
-            PoolMode::Deterministic { .. } => {
-                let at = Where { s, worker, workers, window, parity };
-                let in_use = &mut self.blocks_in_use;
-                alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, 1).or_else(|| {
-                    let at = Where { parity: None, ..at };
-                    alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, 1)
-                })
-            }
+            PoolMode::Deterministic { .. } => self.alloc_det(s, proto, preferred, now, rand, parity),
             PoolMode::Shared => self
                 .alloc_shared(a, proto, preferred, window, rand, parity)
                 .or_else(|| self.alloc_shared(a, proto, preferred, window, rand, None)),
         }
+    }
+
+    /// [`Ports::alloc`] in a deterministic pool (RFC 7422), out of line so
+    /// that other pools' allocation stays as lean as it was: only the
+    /// block the formula gave the subscriber at creation (of `parity`
+    /// first, if given). With an overflow (RFC 7422 section 2), nothing
+    /// from its range while it holds overflow blocks, so its new mappings
+    /// go on to the overflow until those go back (an endpoint with an
+    /// overflow mapping keeps it, RFC 4787 REQ-1, without a second lookup
+    /// on every new mapping).
+    #[inline(never)]
+    fn alloc_det(
+        &mut self,
+        s: u32,
+        proto: L4,
+        preferred: u16,
+        now: u32,
+        rand: u32,
+        parity: Option<u16>,
+    ) -> Option<(u16, u32)> {
+        let window = self.window(now);
+        let (inside, a) = self.subs.get(s as usize).map(|x| (x.inside_ip, x.addr))?;
+        let pi = self.addrs.get(usize::from(a))?.pool;
+        if let Some(ov) = self.pools.get(usize::from(pi))?.overflow {
+            let spilled = self
+                .find_subscriber(inside, ov)
+                .and_then(|o| self.subs.get(o as usize))
+                .is_some_and(|o| o.n_blocks > 0);
+            if spilled {
+                return None;
+            }
+        }
+        let sub = self.subs.get_mut(s as usize)?;
+        let ad = self.addrs.get_mut(usize::from(a))?;
+        let pool = self.pools.get(usize::from(pi))?;
+        let (worker, workers) = pool.geo;
+        let random = pool.params.random_ports.then_some(rand);
+        let at = Where { s, worker, workers, window, parity };
+        let in_use = &mut self.blocks_in_use;
+        alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, 1).or_else(|| {
+            let at = Where { parity: None, ..at };
+            parity.and_then(|_| alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, 1))
+        })
     }
 
     /// [`Ports::alloc`] in a shared (home masquerade) pool: the preferred

@@ -105,24 +105,10 @@ impl Ports {
         if self.pool_of(a).is_none_or(|p| p.det.is_some()) {
             return;
         }
-        let Some((first, last)) = self.block_ports(a, l) else { return };
+        let Some((first, last)) = self.block_range(a, l) else { return };
         let Some(ad) = self.addrs.get(usize::from(a)) else { return };
         let ev = BlockEvent { kind, inside, public: ad.ip, first_port: first, last_port: last, pool: ad.pool };
         self.push_event(ev);
-    }
-
-    /// The lowest and highest port of local block `l` of address `a`.
-    pub(super) fn block_ports(&self, a: u16, l: u16) -> Option<(u16, u16)> {
-        let pool = self.pool_of(a)?;
-        let (chunk, min, max) = (u32::from(pool.chunk), pool.params.port_min, pool.params.port_max);
-        let base = block_offset(chunk, pool.geo.1, pool.geo.0, l);
-        let ad = self.addrs.get(usize::from(a))?;
-        Some(if ad.perm.is_empty() {
-            (ad.port_at(u32::from(min), base), ad.port_at(u32::from(min), base + chunk - 1).min(max))
-        } else {
-            let ports = (base..base + chunk).map(|o| ad.port_at(u32::from(min), o));
-            (ports.clone().min().unwrap_or(0), ports.max().unwrap_or(0))
-        })
     }
 
     /// Records that subscriber `inside` of `pool` was refused a new flow

@@ -144,6 +144,7 @@ pub(super) fn build_pool(
         n_chunks,
         geo: (worker, workers),
         det,
+        overflow: None,
     };
     Ok((rt, addrs))
 }

@@ -211,7 +211,7 @@ impl Ports {
             }
             for (l, b) in ad.blocks.iter().enumerate() {
                 let Some(sub) = (b.owner != NIL).then(|| self.subs.get(b.owner as usize)).flatten() else { continue };
-                let Some((first, last)) = self.block_ports(a, l as u16) else { continue };
+                let Some((first, last)) = self.block_range(a, l as u16) else { continue };
                 out.push(ImportedBlock { inside: sub.inside_ip, public: ad.ip, first_port: first, last_port: last });
             }
         }

@@ -59,12 +59,14 @@ mod bitmap;
 mod events;
 mod geometry;
 mod ha;
+mod held;
 mod subscribers;
 #[cfg(test)]
 mod tests;
 
 pub use events::{BlockEvent, EventKind, SessionChange, SessionInfo, BLOCK_EVENTS};
 pub use ha::{BlockImport, ImportedBlock};
+pub use held::{Held, HeldKind};
 
 use bitmap::*;
 use geometry::*;
@@ -99,6 +101,9 @@ pub struct PoolRt {
     geo: (u32, u32),
     /// The formula of a deterministic pool (RFC 7422).
     pub det: Option<super::deterministic::Deterministic>,
+    /// A deterministic pool's overflow: the port-block pool its
+    /// subscribers take ports from past their range ([`Ports::resolve_overflow`]).
+    pub overflow: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -224,7 +229,8 @@ impl Ports {
         let hold = p.timeouts.port_hold_secs > 0;
         let cap = p.max_subscribers.max(1);
         let ips = addrs.iter().map(|a| a.ip).collect();
-        Ok(Self {
+        crate::nat::reconfigure::check_overflow(p)?;
+        let mut ports = Self {
             pools,
             addrs,
             by_ip,
@@ -242,7 +248,36 @@ impl Ports {
             events_dropped: 0,
             log_sessions: p.pools.iter().any(|x| x.log_sessions) || p.sync_sessions,
             quiet: p.standby,
-        })
+        };
+        ports.resolve_overflow();
+        Ok(ports)
+    }
+
+    /// Numbers every deterministic pool's overflow pool (by name; a name
+    /// no port-block pool has leaves it without one: the parameters were
+    /// checked before).
+    pub(crate) fn resolve_overflow(&mut self) {
+        let found: Vec<Option<u16>> = self
+            .pools
+            .iter()
+            .map(|p| {
+                let name = p.params.overflow.as_deref()?;
+                let i = self
+                    .pools
+                    .iter()
+                    .position(|x| x.params.name == name && matches!(x.params.mode, PoolMode::PortBlocks { .. }))?;
+                u16::try_from(i).ok()
+            })
+            .collect();
+        for (p, o) in self.pools.iter_mut().zip(found) {
+            p.overflow = o.filter(|_| p.det.is_some());
+        }
+    }
+
+    /// The overflow pool of `pool`, if it is a deterministic pool with one.
+    #[inline(always)]
+    pub fn overflow_of(&self, pool: u16) -> Option<u16> {
+        self.pools.get(usize::from(pool)).and_then(|p| p.overflow)
     }
 
     /// Memory the port maps and subscriber table use.
