@@ -591,3 +591,14 @@ fn a_bad_overflow_is_refused_with_its_key_path_and_line() {
         "{e:?}"
     );
 }
+
+#[test]
+fn the_readmes_example_configuration_is_valid() {
+    // The first YAML block of the README, the one that shows every key.
+    let readme = include_str!("../../README.md");
+    let yaml = readme.split("```yaml\n").nth(1).and_then(|r| r.split("\n```").next()).expect("a yaml block");
+    assert!(yaml.contains("ha:") && yaml.contains("sinks:"), "the full example");
+    if let Err(e) = load(yaml, 8) {
+        panic!("README's example configuration: {e:?}");
+    }
+}
