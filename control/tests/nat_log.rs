@@ -140,6 +140,7 @@ fn block_events_reach_a_json_file_and_rsyslog_and_whois_answers_from_the_file() 
     let before = now_ms();
     lab.ok("in", &["python3", "-c", UDP_ONCE, "198.51.100.1", "5353"]);
     let flow_at = now_ms();
+    let flow_instant = std::time::Instant::now();
     // The public port the flow used, as the outside host saw it.
     let echo = lab.read("echo.log");
     let port: u16 = echo
@@ -245,6 +246,13 @@ fn block_events_reach_a_json_file_and_rsyslog_and_whois_answers_from_the_file() 
     let tcp_blocks = || lab.read("tcp.log").lines().filter(|l| l.contains(" block_")).count();
     let all = lab.wait_for(Duration::from_secs(10), || tcp_blocks() == 2 + 3);
     assert!(all, "tcp.log has {} block events of 5:\n{}", tcp_blocks(), lab.read("tcp.log"));
+
+    // The abuse desk's question at least 10 seconds after the flow, in the
+    // ADDRESS:PORT form: who held that public port at that time?
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(flow_instant.elapsed()));
+    let o = masq(&lab, &["whois", &format!("203.0.113.10:{p}"), "--log", j, "--at", &at]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains(": 100.64.0.2 (block "), "{o:?}");
 }
 
 #[test]

@@ -102,7 +102,7 @@ pub struct PoolRt {
     /// The formula of a deterministic pool (RFC 7422).
     pub det: Option<super::deterministic::Deterministic>,
     /// A deterministic pool's overflow: the port-block pool its
-    /// subscribers take ports from past their range ([`Ports::resolve_overflow`]).
+    /// subscribers take ports from past their range (`Ports::resolve_overflow`).
     pub overflow: Option<u16>,
 }
 
