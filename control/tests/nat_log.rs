@@ -142,13 +142,7 @@ fn block_events_reach_a_json_file_and_rsyslog_and_whois_answers_from_the_file() 
     let flow_at = now_ms();
     let flow_instant = std::time::Instant::now();
     // The public port the flow used, as the outside host saw it.
-    let echo = lab.read("echo.log");
-    let port: u16 = echo
-        .lines()
-        .find_map(|l| l.strip_prefix("from 203.0.113.10:"))
-        .and_then(|r| r.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("the echo saw no translated source: {echo}"));
+    let port = lab.seen_port("203.0.113.10");
 
     for f in ["nat.jsonl", "udp.log", "tcp.log"] {
         let arrived = lab.wait_for(Duration::from_secs(5), || lab.read(f).contains("block_allocated"));
@@ -271,13 +265,7 @@ fn a_sessions_pool_writes_session_created_and_flushed_without_the_destination() 
     lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
     std::thread::sleep(Duration::from_millis(500));
     lab.ok("in", &["python3", "-c", UDP_ONCE, "198.51.100.1", "5353"]);
-    let echo = lab.read("echo.log");
-    let port: u64 = echo
-        .lines()
-        .find_map(|l| l.strip_prefix("from 203.0.113.10:"))
-        .and_then(|r| r.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("the echo saw no translated source: {echo}"));
+    let port = u64::from(lab.seen_port("203.0.113.10"));
     let o = masq(&lab, &["flush", "--subscriber", "100.64.0.2", "--token", "s3cret"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let arrived = lab.wait_for(Duration::from_secs(5), || lab.read("nat.jsonl").contains("session_deleted"));

@@ -53,16 +53,6 @@ fn masq(lab: &Lab, args: &[&str]) -> std::process::Output {
     lab.run("nat", &v)
 }
 
-/// The public port the echo server saw `public` send from.
-fn seen_port(lab: &Lab, public: &str) -> u16 {
-    let echo = lab.read("echo.log");
-    echo.lines()
-        .find_map(|l| l.strip_prefix(&format!("from {public}:")))
-        .and_then(|r| r.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("the echo saw nothing from {public}: {echo}"))
-}
-
 #[test]
 fn whois_asks_the_running_masq_who_holds_a_public_port_now() {
     let mut lab = Lab::up("whoisl", 1500);
@@ -74,7 +64,7 @@ fn whois_asks_the_running_masq_who_holds_a_public_port_now() {
     lab.spawn("out", &["python3", "-c", UDP_ECHO, "198.51.100.1", "5353"], "echo.log");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(lab.ok("in", &["python3", "-c", UDP_ONCE, "198.51.100.1", "5353"]).trim(), "ok");
-    let port = seen_port(&lab, "203.0.113.10");
+    let port = lab.seen_port("203.0.113.10");
 
     // The port the outside saw: the subscriber, its block, its session.
     let target = format!("203.0.113.10:{port}");
@@ -116,7 +106,7 @@ fn whois_asks_the_running_masq_who_holds_a_public_port_now() {
 
     // The deterministic pool: the live answer is the formula's range (/32: all its ports).
     assert_eq!(lab.ok("in2", &["python3", "-c", UDP_ONCE, "198.51.100.1", "5353"]).trim(), "ok");
-    let det_port = seen_port(&lab, "203.0.113.11");
+    let det_port = lab.seen_port("203.0.113.11");
     let o = masq(&lab, &["whois", &format!("203.0.113.11:{det_port}")]);
     assert!(o.status.success(), "{o:?}");
     let text = String::from_utf8_lossy(&o.stdout);
@@ -186,7 +176,7 @@ fn a_subscriber_past_its_deterministic_range_overflows_into_a_logged_block_whois
     let echo = lab.read("echo.log");
     let in_range = echo.lines().filter(|l| l.starts_with("from 203.0.113.11:")).count();
     assert_eq!(in_range, 64, "the range first: {echo}");
-    let port = seen_port(&lab, "203.0.113.12");
+    let port = lab.seen_port("203.0.113.12");
     // The overflow block is logged like any port block.
     assert!(
         lab.wait_for(Duration::from_secs(5), || lab.read("nat.jsonl").contains("block_allocated")),

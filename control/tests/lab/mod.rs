@@ -273,6 +273,18 @@ impl Lab {
         std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
     }
 
+    /// The source port an echo server spawned with [`UDP_ECHO`] into
+    /// `echo.log` saw `public` send from (its first line from `public`).
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn seen_port(&self, public: &str) -> u16 {
+        let echo = self.read("echo.log");
+        echo.lines()
+            .find_map(|l| l.strip_prefix(&format!("from {public}:")))
+            .and_then(|r| r.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the echo saw nothing from {public}: {echo}"))
+    }
+
     /// Starts masq in the box with `args` after `run --inside nat-in --outside nat-out`,
     /// and waits until it forwards.
     pub fn start_masq(&mut self, args: &[&str]) {
