@@ -80,11 +80,23 @@ impl Stats {
         ["drop.rx_ring_full", "drop.fill_ring_empty", "drop.tx_ring_full"].iter().map(|k| self.get(k)).sum()
     }
 
+    /// Drops in the queues every frame shares while masq is saturated: the
+    /// rings and, with several workers, the hand-off queues between them
+    /// (`drop.handoff*`: a frame that arrived at the worker that does not
+    /// own it, when the owner's queue is full).
+    fn queue_drops(&self) -> u64 {
+        self.ring_drops() + self.handoff_drops()
+    }
+
+    fn handoff_drops(&self) -> u64 {
+        self.0.iter().filter(|(k, _)| k.starts_with("drop.handoff")).map(|(_, v)| v).sum()
+    }
+
     /// Every other drop: the engine's reasons and the worker's own.
     fn other_drops(&self) -> BTreeMap<String, u64> {
         self.0
             .iter()
-            .filter(|(k, v)| k.starts_with("drop.") && **v > 0)
+            .filter(|(k, v)| k.starts_with("drop.") && **v > 0 && !k.starts_with("drop.handoff"))
             .filter(|(k, _)| !["drop.rx_ring_full", "drop.fill_ring_empty", "drop.tx_ring_full"].contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), *v))
             .collect()
@@ -304,9 +316,10 @@ control:
 /// [`CONFIG`]'s `max_sessions_per_subscriber`.
 const QUOTA: u64 = 16_000;
 
+/// Starts masq on `config` shaped for the lab's workers ([`lab::shaped`]).
 fn start_masq(lab: &mut Lab, config: &str) {
     let f = lab.dir.join("masq.yaml");
-    std::fs::write(&f, config).expect("config file");
+    std::fs::write(&f, lab::shaped(config)).expect("config file");
     lab.start_masq_with(&["run", "--config", f.to_str().expect("utf-8 path")]);
 }
 
@@ -376,11 +389,18 @@ fn an_outside_syn_flood_is_counted_and_an_established_stream_keeps_flowing() {
     assert!(without.len() >= 2 && with.len() >= 2, "too few intervals to compare: {iv:?}\n{log}");
     assert!(with.iter().all(|&(_, _, r)| r > 0.0), "the stream stalled during the flood: {with:?}");
     // Every outside frame that reached masq and was not the stream's was
-    // counted as no_session, and no more than that.
+    // counted as no_session (or lost in a full queue), and no more than
+    // that. With several workers each publishes its counters every 100 ms
+    // at its own moment, and `before` is read mid-stream: a frame one
+    // worker received and handed on may not be counted sent yet (or a
+    // SYN counted dropped by the worker it was handed to, not yet received
+    // by the first), so allow what the stream forwards in 200 ms either way.
     let not_forwarded = d.get("rx_outside").saturating_sub(d.get("tx_inside"));
+    let skew = if lab::workers() > 1 { d.get("tx_inside") * 2 / (10 * (2 * secs + 2)) } else { 0 };
     assert!(
-        no_session <= not_forwarded && no_session + d.get("drop.tx_ring_full") >= not_forwarded,
-        "outside frames received {} forwarded {} but no_session {no_session}: {:?}",
+        no_session <= not_forwarded + skew
+            && no_session + d.get("drop.tx_ring_full") + d.handoff_drops() + skew >= not_forwarded,
+        "outside frames received {} forwarded {} but no_session {no_session} (skew allowed {skew}): {:?}",
         d.get("rx_outside"),
         d.get("tx_inside"),
         d.0
@@ -388,9 +408,9 @@ fn an_outside_syn_flood_is_counted_and_an_established_stream_keeps_flowing() {
     // And the flood reached masq: most of it counted, the rest at the rings.
     assert!(no_session >= sent / 4, "only {no_session} of {sent} SYNs counted as no_session: {:?}", d.0);
     assert!(
-        no_session + d.ring_drops() >= sent * 9 / 10,
-        "{sent} SYNs sent but only {no_session} no_session + {} ring drops: where did the rest go? {:?}",
-        d.ring_drops(),
+        no_session + d.queue_drops() >= sent * 9 / 10,
+        "{sent} SYNs sent but only {no_session} no_session + {} queue drops: where did the rest go? {:?}",
+        d.queue_drops(),
         d.0
     );
     let other = d.other_drops();
@@ -535,8 +555,9 @@ fn one_subscriber_opening_flows_at_full_rate_changes_no_one_elses_mapping() {
     assert_eq!(kept(&listed_during), kept(&listed_before), "subscriber 2's session changed: {listed_during:?}");
     assert_eq!(kept(&listed_after), kept(&listed_before), "subscriber 2's session changed: {listed_after:?}");
     // Its flow kept working through the storm: answers in every half second.
-    // What it lost was lost at the rings, which all frames of the queue
-    // share while masq is saturated: masq's own drops are the storm's alone.
+    // What it lost was lost at the rings or the hand-off queues, which all
+    // frames share while masq is saturated: masq's own drops are the
+    // storm's alone.
     let mut t = storm_from;
     while t + 0.5 <= storm_to {
         let (s, b) = probe.window(t, t + 0.5);
@@ -553,7 +574,7 @@ fn one_subscriber_opening_flows_at_full_rate_changes_no_one_elses_mapping() {
         others.keys().all(|k| k == "drop.subscriber_session_limit" || k == "drop.ports_exhausted"),
         "masq dropped for other reasons than the storm's quota: {others:?}"
     );
-    assert!(sent_storm - back_storm <= d.ring_drops(), "more lost than the rings dropped");
+    assert!(sent_storm - back_storm <= d.queue_drops(), "more lost than the rings and hand-off queues dropped");
     assert_eq!(curl_during.trim(), "200", "subscriber 2's new flow during the storm");
     assert!(lab.read("http.log").lines().any(|l| l.starts_with("203.0.113.10 - - ")), "{}", lab.read("http.log"));
 }
@@ -566,8 +587,9 @@ fn config_pushes_every_100_ms_lose_no_packet_of_a_running_flow() {
     // Two valid configurations that differ by a rule no traffic here matches.
     let toggled = CONFIG.replace("rules:\n", "rules:\n  - action: no_nat\n    match: { dst: [198.18.0.0/15] }\n");
     assert_ne!(toggled, CONFIG);
-    std::fs::write(lab.dir.join("a.yaml"), CONFIG).expect("a.yaml");
-    std::fs::write(lab.dir.join("b.yaml"), &toggled).expect("b.yaml");
+    // (Pushed in the shape masq runs, or the change would need a restart.)
+    std::fs::write(lab.dir.join("a.yaml"), lab::shaped(CONFIG)).expect("a.yaml");
+    std::fs::write(lab.dir.join("b.yaml"), lab::shaped(&toggled)).expect("b.yaml");
     lab.spawn("out", &["python3", "-c", UDP_MIRROR, "198.51.100.1", "5353"], "mirror.log");
     assert!(lab.wait_for(Duration::from_secs(5), || lab.read("mirror.log").contains("listening")), "mirror server");
     lab.spawn("out", &["iperf3", "-s", "-B", "198.51.100.1", "-1"], "iperf3-server.log");
@@ -686,7 +708,7 @@ fn config_pushes_every_100_ms_lose_no_packet_of_a_running_flow() {
     assert!(sent_push > 0 && sent_quiet > 0, "probe windows: {sent_quiet} {sent_push}");
     // No packet of a running flow lost beyond what the rings counted; masq
     // itself dropped nothing.
-    assert!(d.other_drops().is_empty(), "masq dropped during the pushes: {}", d.drops_line());
+    assert!(d.other_drops().is_empty() && d.handoff_drops() == 0, "masq dropped during the pushes: {}", d.drops_line());
     assert!(
         sent_push - back_push <= d.ring_drops() + sock_during,
         "the probe lost {} of {sent_push} during the pushes; the rings dropped {}, the hosts' sockets {sock_during}",
