@@ -628,6 +628,32 @@ fn ownership_hands_packets_to_the_owning_worker() {
 }
 
 #[test]
+fn an_inside_hosts_icmp_error_at_the_other_worker_reaches_its_owner() {
+    // A subscriber's host answers an inbound datagram with "port
+    // unreachable"; the error can come off the inside wire at either worker
+    // (RSS hashes ICMP on addresses only), and only the subscriber's worker
+    // holds the session it quotes.
+    let mut p = cgnat_params();
+    p.workers = 2;
+    p.worker = 0;
+    let mut w0 = Nat::new(p.clone());
+    p.worker = 1;
+    let mut w1 = Nat::new(p);
+    let sub = (0..100u32).map(|i| ip("100.64.5.0") + i).find(|&a| subscriber_owner(a, 2) == 1).unwrap();
+    let t = w1.out(udp(sub, 5000, ip("198.51.100.1"), 53, b"q"));
+    let inbound = w1.back(reply_udp(&t, b"a"));
+    let err = icmp_error(sub, ip("198.51.100.1"), 3, 3, &inbound, 8);
+    let mut at0 = err.clone();
+    assert_eq!(w0.send(IN, &mut at0), Verdict::HandOff { worker: 1, arrived_on: IN });
+    assert_eq!(w0.e.counters().drop_count(DropReason::IcmpErrorNoSession), 0);
+    // Its owner translates it: from the public address, quoting the public endpoint.
+    let out = w1.out(err);
+    let (src, _, dst, _) = tuple(&out);
+    assert_eq!((src, dst), (tuple(&t).0, ip("198.51.100.1")));
+    assert!(checksums_ok(&out));
+}
+
+#[test]
 fn a_batch_gives_the_same_verdicts_as_one_at_a_time() {
     let mut frames: Vec<Vec<u8>> = (0..150u32)
         .map(|i| match i % 5 {

@@ -144,7 +144,7 @@ impl Engine {
 
     /// With several workers: the hand-off if another worker owns the flow.
     #[inline(never)]
-    fn owner_elsewhere(&self, p: &Parsed) -> Option<Verdict> {
+    pub(super) fn owner_elsewhere(&self, p: &Parsed) -> Option<Verdict> {
         // A forward's server answering: its session lives with the public port's owner.
         let owner = if let Some(f) = self.forward_by_inside(p.src, p.sport, p.proto) {
             let home = f.f.home_port_of_inside(p.sport);

@@ -45,11 +45,21 @@ impl Engine {
             }
         };
         let Some(idx) = found else {
-            if self.workers > 1 && side == Side::Outside {
-                if let Some(o) = self.public_owner(e.src, e.sport) {
-                    if o != self.worker {
-                        return Verdict::HandOff { worker: o, arrived_on: side };
+            if self.workers > 1 {
+                // The flow's owner: from outside, the public port's; from
+                // inside, the inside host's, as for its own packets (the
+                // error quotes an inbound packet, so that host is `e.dst`).
+                let owner = match side {
+                    Side::Outside => self.public_owner(e.src, e.sport),
+                    Side::Inside => {
+                        match self.owner_elsewhere(&Parsed { src: e.dst, sport: e.dport, proto: e.proto, ..*p }) {
+                            Some(Verdict::HandOff { worker, .. }) => Some(worker),
+                            _ => None,
+                        }
                     }
+                };
+                if let Some(o) = owner.filter(|&o| o != self.worker) {
+                    return Verdict::HandOff { worker: o, arrived_on: side };
                 }
             }
             if side == Side::Outside && self.is_local(p.dst) {
