@@ -6,9 +6,9 @@
 //! the figures are printed, never asserted as timings.
 //!
 //! Each storm lasts `STORM_SECS` seconds (default 3: the whole file adds
-//! about 40 s to each of `./test.sh`'s two passes, one worker and two) and stops by itself: every generator has a
-//! packet count and runs under `timeout`; the lab goes down when the test
-//! ends, passed or failed. For figures, run them longer on a release build:
+//! about 40 s to each of `./test.sh`'s two passes, one worker and two) and
+//! stops by itself: every generator has a packet count and runs under
+//! `timeout`; the lab goes down when the test ends, passed or failed. For figures, run them longer on a release build:
 //!
 //! ```sh
 //! sudo STORM_SECS=10 cargo test --release -p control --test storm -- --test-threads 1
