@@ -12,6 +12,10 @@
 #     (first and later fragment; one worker, so no hand-off)
 #   held fragments: the same with each later fragment first (held, then
 #     released by its first; the worker's copy out of the hold not counted)
+#   fragments over two workers: per fragment of the same datagrams when two
+#     workers share the flows and each fragment comes off the wire at either
+#     (frag-handoff-bench): both engines' passes, at its home and its
+#     owner, counted; the copies through the hand-off queues not
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "callgrind.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
@@ -21,8 +25,13 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 collected() { # args...: prints the instruction count inside Engine::process
+  collected_in "$bin" "$@"
+}
+collected_in() { # BIN args...: the same for another benchmark binary
+  local b=$1
+  shift
   valgrind --tool=callgrind --callgrind-out-file="$tmp/out" \
-    --toggle-collect='dataplane::nat::*Engine>::process' "$bin" "$@" 2>&1 >/dev/null |
+    --toggle-collect='dataplane::nat::*Engine>::process' "$b" "$@" 2>&1 >/dev/null |
     awk '/Collected/ {print $4}'
 }
 
@@ -41,4 +50,7 @@ per_frag=$(( (fb - fa) / 1000000 ))
 ha=$(collected --scenario established --fragments --out-of-order --flows 10000 --packets 1000000)
 hb=$(collected --scenario established --fragments --out-of-order --flows 10000 --packets 2000000)
 per_held=$(( (hb - ha) / 1000000 ))
-printf '{"established_instructions_per_packet":%d,"established_tcp_instructions_per_packet":%d,"new_session_instructions":%d,"fragment_instructions":%d,"held_fragment_instructions":%d}\n' "$per_pkt" "$per_tcp" "$per_session" "$per_frag" "$per_held"
+xa=$(collected_in target/release/frag-handoff-bench --packets 200000)
+xb=$(collected_in target/release/frag-handoff-bench --packets 400000)
+per_two=$(( (xb - xa) / 200000 ))
+printf '{"established_instructions_per_packet":%d,"established_tcp_instructions_per_packet":%d,"new_session_instructions":%d,"fragment_instructions":%d,"held_fragment_instructions":%d,"two_worker_fragment_instructions":%d}\n' "$per_pkt" "$per_tcp" "$per_session" "$per_frag" "$per_held" "$per_two"
