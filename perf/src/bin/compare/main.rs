@@ -12,7 +12,9 @@
 //! namespace, on CPU 0); the sink is an XDP program dropping every frame on
 //! the outside router's interface, whose `rx_packets` counts what arrived.
 //! Everything runs between the lab's own namespaces (prefix `mqcmp-`),
-//! torn down at the end.
+//! torn down at the end, also after an error, SIGINT/SIGTERM or a panic
+//! (teardown.rs). Each NAT row samples what reached the outside router
+//! and fails if a frame arrived untranslated (translation.rs).
 //!
 //! Where the work runs (`--placement`, issue 17): the generator sends on
 //! CPU 0; the box's receive work (the veth NAPI that runs masq's XDP program
@@ -24,11 +26,14 @@
 //! NAPI on the sender's CPU, which charges masq's receive work to the
 //! generator (the kernel paths move theirs to CPU 1 by RPS).
 //!
-//! Each row says what limited it: `path` when the path lost more than 2%
-//! of what the generator offered, `generator` when it forwarded what was
-//! offered (a ratio of 1.00 between two such rows says only that the
-//! generator was the limit). CPU 0 and CPU 1 busy shares are printed per
-//! row; they do not decide, since masq's workers poll (CPU 1 near 100%).
+//! Each row says what limited it ([`limit`]): `path` when the path lost
+//! more than 2% of what the generator offered; `generator` when it
+//! forwarded what was offered and the generator was saturated (CPU 0 busy
+//! at least 95%); `unclear` when it forwarded what was offered but the
+//! generator had CPU to spare (something else held the offer down). A
+//! ratio between rows not both limited by their path says so in its cell
+//! (`1.00x (generator)`): it compares the generator, not the paths. CPU 1's
+//! share does not decide, since masq's workers poll (CPU 1 near 100%).
 //!
 //! NAT event export's cost (`--nat-log`, issue 13): a `masq-nat-log` path,
 //! masq-nat's configuration plus a JSON-lines sink and an IPFIX sink (to a
@@ -95,8 +100,12 @@ flow) it measures the kernel routing (kernel-route), the kernel's nftables masqu
 works on CPU 1. With --placement box (the default) the box's receive work runs there too: \
 its veths get threaded NAPI pinned to CPU 1, so a path is charged for its own receive work \
 and not the generator. Each row says what limited it: the path (it lost more than 2% of \
-the frames offered) or the generator (it forwarded what was offered); CPU 0 and CPU 1 busy \
-shares are printed beside it. --nat-log adds masq-nat-log (masq-nat with NAT event export \
+the frames offered), the generator (it forwarded what was offered and CPU 0, the \
+generator's, was at least 95% busy) or unclear (it forwarded what was offered, the \
+generator had CPU to spare); CPU 0 and CPU 1 busy shares are printed beside it, and a ratio \
+of rows not both limited by their path names the other limit. NAT rows (kernel-nat, \
+masq-nat, einat) sample 20 frames at the outside router after their window and fail if one \
+left the box untranslated. Ctrl-C (SIGINT), SIGTERM, an error or a panic tear the lab down. --nat-log adds masq-nat-log (masq-nat with NAT event export \
 to a JSON-lines file and IPFIX) and its ratio to masq-nat. Then latency rows (a timestamping sink) at --latency-rate and at --low-rate, whose \
 gaps let masq's idle workers sleep, so the wake-up is priced; and masq's CPU while idle. The \
 machine (CPU, vCPUs, kernel, rustc) heads the table and the JSON."
@@ -118,7 +127,8 @@ struct Cli {
     #[arg(long)]
     profile: Option<PathBuf>,
     /// Paths to run (kernel-route, kernel-nat, masq-forward, masq-nat;
-    /// masq-nat-log, which --nat-log adds).
+    /// masq-nat-log, which --nat-log adds; einat, which --einat adds and
+    /// which is an error without it).
     #[arg(long, value_delimiter = ',', default_values_t = PATHS.map(String::from))]
     paths: Vec<String>,
     /// Also write the rows as a JSON array to this file.
@@ -153,7 +163,8 @@ struct Cli {
     napi_fifo: u32,
     /// An einat binary (EHfive/einat-ebpf, built from its own sources): adds
     /// the `einat` path (einat on the box's outside interface, the kernel
-    /// forwarding, SNAT of the inside prefix). Without it the path is skipped.
+    /// forwarding, SNAT of the inside prefix). Without it the path is
+    /// skipped (and `--paths einat` is an error).
     #[arg(long)]
     einat: Option<PathBuf>,
     /// Adds the `masq-nat-log` path: masq-nat with NAT event export on (a
