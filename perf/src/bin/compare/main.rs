@@ -26,7 +26,7 @@
 //! NAPI on the sender's CPU, which charges masq's receive work to the
 //! generator (the kernel paths move theirs to CPU 1 by RPS).
 //!
-//! Each row says what limited it ([`limit`]): `path` when the path lost
+//! Each row says what limited it (`limit`): `path` when the path lost
 //! more than 2% of what the generator offered; `generator` when it
 //! forwarded what was offered and the generator was saturated (CPU 0 busy
 //! at least 95%); `unclear` when it forwarded what was offered but the
