@@ -12,7 +12,9 @@
 //! namespace, on CPU 0); the sink is an XDP program dropping every frame on
 //! the outside router's interface, whose `rx_packets` counts what arrived.
 //! Everything runs between the lab's own namespaces (prefix `mqcmp-`),
-//! torn down at the end.
+//! torn down at the end, also after an error, SIGINT/SIGTERM or a panic
+//! (teardown.rs). Each NAT row samples what reached the outside router
+//! and fails if a frame arrived untranslated (translation.rs).
 //!
 //! Where the work runs (`--placement`, issue 17): the generator sends on
 //! CPU 0; the box's receive work (the veth NAPI that runs masq's XDP program
@@ -24,11 +26,14 @@
 //! NAPI on the sender's CPU, which charges masq's receive work to the
 //! generator (the kernel paths move theirs to CPU 1 by RPS).
 //!
-//! Each row says what limited it: `path` when the path lost more than 2%
-//! of what the generator offered, `generator` when it forwarded what was
-//! offered (a ratio of 1.00 between two such rows says only that the
-//! generator was the limit). CPU 0 and CPU 1 busy shares are printed per
-//! row; they do not decide, since masq's workers poll (CPU 1 near 100%).
+//! Each row says what limited it (`limit`): `path` when the path lost
+//! more than 2% of what the generator offered; `generator` when it
+//! forwarded what was offered and the generator was saturated (CPU 0 busy
+//! at least 95%); `unclear` when it forwarded what was offered but the
+//! generator had CPU to spare (something else held the offer down). A
+//! ratio between rows not both limited by their path says so in its cell
+//! (`1.00x (generator)`): it compares the generator, not the paths. CPU 1's
+//! share does not decide, since masq's workers poll (CPU 1 near 100%).
 //!
 //! NAT event export's cost (`--nat-log`, issue 13): a `masq-nat-log` path,
 //! masq-nat's configuration plus a JSON-lines sink and an IPFIX sink (to a
@@ -41,6 +46,8 @@
 #![forbid(unsafe_code)]
 
 mod rfc;
+mod teardown;
+mod translation;
 
 use clap::{Parser, Subcommand};
 use perf::rfc9693;
@@ -48,6 +55,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use teardown::{interrupted, pause, ConntrackLimits, Lab, RAISED_CT_MAX};
 
 const PREFIX: &str = "mqcmp-";
 const SCENARIOS: [&str; 3] = ["1flow", "100k", "new"];
@@ -92,8 +100,12 @@ flow) it measures the kernel routing (kernel-route), the kernel's nftables masqu
 works on CPU 1. With --placement box (the default) the box's receive work runs there too: \
 its veths get threaded NAPI pinned to CPU 1, so a path is charged for its own receive work \
 and not the generator. Each row says what limited it: the path (it lost more than 2% of \
-the frames offered) or the generator (it forwarded what was offered); CPU 0 and CPU 1 busy \
-shares are printed beside it. --nat-log adds masq-nat-log (masq-nat with NAT event export \
+the frames offered), the generator (it forwarded what was offered and CPU 0, the \
+generator's, was at least 95% busy) or unclear (it forwarded what was offered, the \
+generator had CPU to spare); CPU 0 and CPU 1 busy shares are printed beside it, and a ratio \
+of rows not both limited by their path names the other limit. NAT rows (kernel-nat, \
+masq-nat, einat) sample 20 frames at the outside router after their window and fail if one \
+left the box untranslated. Ctrl-C (SIGINT), SIGTERM, an error or a panic tear the lab down. --nat-log adds masq-nat-log (masq-nat with NAT event export \
 to a JSON-lines file and IPFIX) and its ratio to masq-nat. Then latency rows (a timestamping sink) at --latency-rate and at --low-rate, whose \
 gaps let masq's idle workers sleep, so the wake-up is priced; and masq's CPU while idle. The \
 machine (CPU, vCPUs, kernel, rustc) heads the table and the JSON."
@@ -115,7 +127,8 @@ struct Cli {
     #[arg(long)]
     profile: Option<PathBuf>,
     /// Paths to run (kernel-route, kernel-nat, masq-forward, masq-nat;
-    /// masq-nat-log, which --nat-log adds).
+    /// masq-nat-log, which --nat-log adds; einat, which --einat adds and
+    /// which is an error without it).
     #[arg(long, value_delimiter = ',', default_values_t = PATHS.map(String::from))]
     paths: Vec<String>,
     /// Also write the rows as a JSON array to this file.
@@ -150,7 +163,8 @@ struct Cli {
     napi_fifo: u32,
     /// An einat binary (EHfive/einat-ebpf, built from its own sources): adds
     /// the `einat` path (einat on the box's outside interface, the kernel
-    /// forwarding, SNAT of the inside prefix). Without it the path is skipped.
+    /// forwarding, SNAT of the inside prefix). Without it the path is
+    /// skipped (and `--paths einat` is an error).
     #[arg(long)]
     einat: Option<PathBuf>,
     /// Adds the `masq-nat-log` path: masq-nat with NAT event export on (a
@@ -285,8 +299,12 @@ struct Row {
     gen_cpu: f64,
     /// CPU 1's busy share in the window (the box's CPU), percent.
     box_cpu: f64,
-    /// What limited the row: `path` or `generator` (module doc).
+    /// What limited the row: `path`, `generator` or `unclear` ([`limit`]).
     limit: String,
+    /// NAT paths: whether every frame sampled at the outside router came
+    /// from the path's public address (translation.rs); `None` for the
+    /// paths without NAT.
+    translated: Option<bool>,
 }
 
 /// The machine a run was taken on.
@@ -618,17 +636,45 @@ fn in_ns(ns: &str, args: &[&str]) -> Res<String> {
     sh(&v)
 }
 
+/// CPU 0's busy share (percent) from which the generator counts as
+/// saturated: it sent as fast as its CPU let it.
+const GEN_SATURATED: f64 = 95.0;
+
 /// What limited a row: the path when it delivered less than 98% of what
 /// the generator offered (it dropped, at its rings or at the veth's queue
-/// when its receive did not keep up), else the generator. CPU 1's busy
-/// share is printed beside it but does not decide: masq's workers poll, so
-/// theirs reads near 100% under any load.
-fn limit(pps: f64, offered_pps: f64) -> &'static str {
+/// when its receive did not keep up); else the generator when it was
+/// saturated, its CPU (CPU 0) busy at least [`GEN_SATURATED`] percent or
+/// its offer at its own configured rate `cap_pps`; else `unclear` (the path
+/// kept up with an offer that something else held down: the machine's
+/// other load, or a generator that waited). CPU 1's busy share does not
+/// decide: masq's workers poll, so theirs reads near 100% under any load.
+fn limit(pps: f64, offered_pps: f64, gen_cpu: f64, cap_pps: Option<f64>) -> &'static str {
     if pps < 0.98 * offered_pps {
         "path"
-    } else {
+    } else if gen_cpu >= GEN_SATURATED || cap_pps.is_some_and(|cap| offered_pps >= 0.98 * cap) {
         "generator"
+    } else {
+        "unclear"
     }
+}
+
+/// A ratio cell of the table: `x / y`, with the limits of the rows that
+/// were not limited by their path (such a ratio does not compare paths).
+fn ratio_cell(x: &Row, y: &Row) -> String {
+    if y.pps <= 0.0 {
+        return "-".into();
+    }
+    let mut not_path: Vec<&str> = [x.limit.as_str(), y.limit.as_str()].into_iter().filter(|l| *l != "path").collect();
+    not_path.dedup();
+    match not_path.as_slice() {
+        [] => format!("{:.2}x", x.pps / y.pps),
+        l => format!("{:.2}x ({})", x.pps / y.pps, l.join(", ")),
+    }
+}
+
+/// The dropping sink's object file, written at the start of a run.
+fn sink_obj() -> PathBuf {
+    std::env::temp_dir().join(format!("{PREFIX}sink.o"))
 }
 
 /// Per CPU, (busy, total) jiffies from /proc/stat.
@@ -720,62 +766,6 @@ fn sink_count() -> Res<u64> {
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Global conntrack limits (writable only from the initial namespace),
-/// raised for the run and put back after.
-struct ConntrackLimits {
-    old_max: Option<String>,
-    old_hash: Option<String>,
-}
-
-const CT_MAX: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
-/// nf_conntrack_max for the run.
-const RAISED_CT_MAX: &str = "4194304";
-const CT_HASH: &str = "/sys/module/nf_conntrack/parameters/hashsize";
-
-impl ConntrackLimits {
-    fn raise() -> Self {
-        let old_max = std::fs::read_to_string(CT_MAX).ok();
-        let old_hash = std::fs::read_to_string(CT_HASH).ok();
-        let _ = std::fs::write(CT_MAX, RAISED_CT_MAX);
-        let _ = std::fs::write(CT_HASH, "1048576");
-        Self { old_max, old_hash }
-    }
-}
-
-impl Drop for ConntrackLimits {
-    fn drop(&mut self) {
-        if let Some(v) = &self.old_hash {
-            let _ = std::fs::write(CT_HASH, v.trim());
-        }
-        if let Some(v) = &self.old_max {
-            let _ = std::fs::write(CT_MAX, v.trim());
-        }
-    }
-}
-
-/// The lab, torn down on drop (also on an error or a panic).
-struct Lab;
-
-impl Lab {
-    fn up() -> Res<Self> {
-        let o = Command::new(repo().join("deploy/lab/lab.sh"))
-            .arg("up")
-            .env("LAB_PREFIX", PREFIX)
-            .output()
-            .map_err(|e| format!("lab.sh: {e}"))?;
-        if !o.status.success() {
-            return Err(format!("lab up: {}", String::from_utf8_lossy(&o.stderr)));
-        }
-        Ok(Lab)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(repo().join("deploy/lab/lab.sh")).arg("down").env("LAB_PREFIX", PREFIX).output();
-    }
 }
 
 /// A path under test, set up in the box's namespace.
@@ -949,6 +939,7 @@ fn stop_path(r: Running) -> String {
 }
 
 fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
+    interrupted()?;
     let running = start_path(path, cli)?;
     if cli.placement == Placement::Box {
         pin_napi_threads(cli.napi_fifo)?;
@@ -964,7 +955,10 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
         Some(g) if cli.open_pps > 0 => cli.warmup.max(g.size() as f64 / cli.open_pps as f64 + 0.5),
         _ => cli.warmup,
     };
-    let total = warmup + cli.seconds + 0.5;
+    // A NAT path's sample of what arrives (translation.rs) is taken after
+    // the window, while the generator still sends.
+    let nat = translation::is_nat(path);
+    let total = warmup + cli.seconds + if nat { 1.5 } else { 0.5 };
     let before = sink_count()?;
     let gen = Command::new("ip")
         .args(["netns", "exec", &format!("{PREFIX}in"), self_exe.to_str().ok_or("exe path")?, "gen", "--iface", "in0"])
@@ -977,16 +971,21 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("generator: {e}"))?;
-    std::thread::sleep(Duration::from_secs_f64(warmup));
+    pause(Duration::from_secs_f64(warmup))?;
     let (c0, o0, cpu0, t0) = (sink_count()?, offered_count()?, cpu_times(), Instant::now());
-    std::thread::sleep(Duration::from_secs_f64(cli.seconds));
+    pause(Duration::from_secs_f64(cli.seconds))?;
     let (c1, o1, cpu1, t1) = (sink_count()?, offered_count()?, cpu_times(), Instant::now());
+    let verdict = if nat { Some(translation::judge(path, &translation::sample(&sink_obj())?)) } else { None };
     let out = gen.wait_with_output().map_err(|e| format!("generator: {e}"))?;
     let (sent, _) = parse_sent(&String::from_utf8_lossy(&out.stdout))
         .ok_or_else(|| format!("generator failed: {}", String::from_utf8_lossy(&out.stdout)))?;
-    std::thread::sleep(Duration::from_millis(300));
+    pause(Duration::from_millis(300))?;
     let after = sink_count()?;
     let mut detail = stop_path(running);
+    if let Some(v) = &verdict {
+        let text = v.as_ref().unwrap_or_else(|e| e);
+        detail = if detail.is_empty() { text.clone() } else { format!("{detail}; {text}") };
+    }
     if path == NAT_LOG {
         // What the export wrote (the whole run): block events of the JSON sink.
         let text = std::fs::read_to_string(nat_log_file()).unwrap_or_default();
@@ -1010,25 +1009,26 @@ fn measure(cli: &Cli, scenario: &str, path: &str) -> Res<Row> {
         offered_pps,
         gen_cpu,
         box_cpu,
-        limit: limit(pps, offered_pps).into(),
+        // The throughput rows' generator is unpaced: no cap of its own.
+        limit: limit(pps, offered_pps, gen_cpu, None).into(),
+        translated: verdict.map(|v| v.is_ok()),
     })
 }
 
-fn compare(cli: &Cli) -> Res<()> {
-    if sh(&["id", "-u"])?.trim() != "0" {
-        return Err("needs root: it builds network namespaces and attaches XDP programs (sudo)".into());
-    }
-    if !cli.masq.exists() {
-        return Err(format!("{} not found: run `cargo build --release -p control` first", cli.masq.display()));
-    }
+/// The paths a run measures, from `--paths`, `--einat` and `--nat-log`;
+/// an error for a path it does not know or one it cannot run.
+fn resolve_paths(cli: &Cli) -> Res<Vec<String>> {
     let mut paths = cli.paths.clone();
+    if let Some(p) = paths.iter().find(|p| !PATHS.contains(&p.as_str()) && *p != NAT_LOG && *p != EINAT) {
+        return Err(format!("unknown path {p} ({}, {NAT_LOG}, {EINAT})", PATHS.join(", ")));
+    }
     match &cli.einat {
         Some(bin) if !bin.exists() => return Err(format!("--einat {}: no such file", bin.display())),
         Some(_) if !paths.iter().any(|p| p == EINAT) => paths.push(EINAT.into()),
         Some(_) => {}
         None => {
             if paths.iter().any(|p| p == EINAT) {
-                return Err("the einat path needs --einat PATH".into());
+                return Err("--paths einat needs --einat PATH (an einat binary, built from its own sources)".into());
             }
             eprintln!("einat: skipped (no --einat PATH: einat-ebpf is built from its own sources)");
         }
@@ -1036,13 +1036,33 @@ fn compare(cli: &Cli) -> Res<()> {
     if cli.nat_log && !paths.iter().any(|p| p == NAT_LOG) {
         paths.push(NAT_LOG.into());
     }
+    Ok(paths)
+}
+
+/// For the tear-down test (perf/tests/compare_teardown.rs): panic at this
+/// step (`lab`: once the lab is up) to show the panic hook tears down.
+const PANIC_AT: &str = "MQCMP_TEST_PANIC_AT";
+
+fn compare(cli: &Cli) -> Res<()> {
+    let paths = resolve_paths(cli)?;
+    if sh(&["id", "-u"])?.trim() != "0" {
+        return Err("needs root: it builds network namespaces and attaches XDP programs (sudo)".into());
+    }
+    if paths.iter().any(|p| p.starts_with("masq")) && !cli.masq.exists() {
+        return Err(format!("{} not found: run `cargo build --release -p control` first", cli.masq.display()));
+    }
+    teardown::install()?;
     let machine = Machine::read(cli.placement, cli.napi_fifo);
     eprintln!("{}", machine.line());
     let _limits = ConntrackLimits::raise();
     let _lab = Lab::up()?;
+    interrupted()?;
+    if std::env::var(PANIC_AT).is_ok_and(|v| v == "lab") {
+        panic!("{PANIC_AT}=lab");
+    }
     place_receive(cli.placement, cli.napi_fifo)?;
     // The sink: drop everything arriving at the outside router.
-    let obj = std::env::temp_dir().join(format!("{PREFIX}sink.o"));
+    let obj = sink_obj();
     std::fs::write(&obj, dataplane::xdp::SINK_PROGRAM).map_err(|e| e.to_string())?;
     in_ns(
         "out",
@@ -1114,14 +1134,7 @@ fn compare(cli: &Cli) -> Res<()> {
     for r in &idle {
         println!("idle: {} used {:.1}% of a core over {} s without traffic", r.path, r.cpu_percent, r.seconds);
     }
-    let all = serde_json::json!({
-        "machine": machine,
-        "rows": rows,
-        "latency": lat,
-        "idle": idle,
-        "rfc9693": rfc_rows,
-        "rfc9693_options": rfc::Options::of(cli),
-    });
+    let all = report_json(cli, &machine, &rows, &lat, &idle, &rfc_rows);
     let json = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())? + "\n";
     if let Some(file) = &cli.json {
         std::fs::write(file, &json).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -1134,7 +1147,32 @@ fn compare(cli: &Cli) -> Res<()> {
         let page = perf::report::write(dir, &report_data(&machine, &rows, &lat, &rfc_rows))?;
         println!("report written to {}", page.display());
     }
+    let failed: Vec<String> =
+        rows.iter().filter(|r| r.translated == Some(false)).map(|r| format!("{} {}", r.scenario, r.path)).collect();
+    if !failed.is_empty() {
+        return Err(format!("untranslated frames reached the outside in: {}", failed.join(", ")));
+    }
     Ok(())
+}
+
+/// The JSON report (`--json`, `--report`): the machine, the rows, the
+/// latency and idle rows, RFC 9693's rows and their options.
+fn report_json(
+    cli: &Cli,
+    machine: &Machine,
+    rows: &[Row],
+    lat: &[LatencyRow],
+    idle: &[IdleRow],
+    rfc_rows: &[rfc::RfcRow],
+) -> serde_json::Value {
+    serde_json::json!({
+        "machine": machine,
+        "rows": rows,
+        "latency": lat,
+        "idle": idle,
+        "rfc9693": rfc_rows,
+        "rfc9693_options": rfc::Options::of(cli),
+    })
 }
 
 /// A UDP drain on [`IPFIX_DRAIN`] in the box's namespace, pinned to CPU 0;
@@ -1204,6 +1242,7 @@ struct IdleRow {
 /// masq started on `path`, left a second to settle, then its CPU time
 /// (user + system, /proc) over `--idle-seconds` without traffic.
 fn measure_idle(cli: &Cli, path: &str) -> Res<IdleRow> {
+    interrupted()?;
     let running = start_path(path, cli)?;
     let pid = match &running {
         Running::Masq(child, _) => child.id(),
@@ -1216,9 +1255,9 @@ fn measure_idle(cli: &Cli, path: &str) -> Res<IdleRow> {
         // utime and stime, in ticks of 1/100 s.
         (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
     };
-    std::thread::sleep(Duration::from_secs(1));
+    pause(Duration::from_secs(1))?;
     let (c0, t0) = (cpu(), Instant::now());
-    std::thread::sleep(Duration::from_secs_f64(cli.idle_seconds));
+    pause(Duration::from_secs_f64(cli.idle_seconds))?;
     let (c1, secs) = (cpu(), t0.elapsed().as_secs_f64());
     stop_path(running);
     Ok(IdleRow { path: path.into(), seconds: cli.idle_seconds, cpu_percent: 100.0 * (c1 - c0) / secs })
@@ -1228,6 +1267,7 @@ fn measure_idle(cli: &Cli, path: &str) -> Res<IdleRow> {
 /// dropping one, paced stamped traffic over 100k flows at `rate` frames a
 /// second (the first second, which makes the sessions, is not timed).
 fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64) -> Res<LatencyRow> {
+    interrupted()?;
     let running = start_path(path, cli)?;
     if cli.placement == Placement::Box {
         pin_napi_threads(cli.napi_fifo)?;
@@ -1253,6 +1293,7 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64)
         .stdout(Stdio::null())
         .status()
         .map_err(|e| format!("generator: {e}"))?;
+    interrupted()?;
     if !gen.success() {
         return Err("generator failed".into());
     }
@@ -1339,13 +1380,16 @@ fn print_table(rows: &[Row], paths: &[String], grid_hosts: u32) {
         let mut line = format!("| {s}{note} |");
         for p in paths {
             match get(s, p) {
+                Some(r) if r.translated == Some(false) => {
+                    line.push_str(&format!(" {:.0}k (FAILED: untranslated) |", r.pps / 1000.0))
+                }
                 Some(r) => line.push_str(&format!(" {:.0}k ({}) |", r.pps / 1000.0, r.limit)),
                 None => line.push_str(" - |"),
             }
         }
         for &(a, b) in &ratios {
             match (get(s, a), get(s, b)) {
-                (Some(x), Some(y)) if y.pps > 0.0 => line.push_str(&format!(" {:.2}x |", x.pps / y.pps)),
+                (Some(x), Some(y)) => line.push_str(&format!(" {} |", ratio_cell(x, y))),
                 _ => line.push_str(" - |"),
             }
         }
@@ -1384,17 +1428,86 @@ mod tests {
     }
 
     #[test]
-    fn a_row_is_limited_by_the_path_only_when_it_lost_frames_or_its_cpu() {
-        assert_eq!(limit(1_000_000.0, 1_000_000.0), "generator");
-        assert_eq!(limit(990_000.0, 1_000_000.0), "generator", "1% lost: within the margin");
-        assert_eq!(limit(900_000.0, 1_000_000.0), "path", "it dropped a tenth");
+    fn a_row_is_limited_by_its_path_by_a_saturated_or_capped_generator_or_is_unclear() {
+        assert_eq!(limit(900_000.0, 1_000_000.0, 100.0, None), "path", "it dropped a tenth");
+        assert_eq!(limit(900_000.0, 1_000_000.0, 40.0, None), "path", "lost frames decide first");
+        assert_eq!(limit(1_000_000.0, 1_000_000.0, 99.0, None), "generator");
+        assert_eq!(limit(990_000.0, 1_000_000.0, 95.0, None), "generator", "1% lost: within the margin");
+        assert_eq!(limit(1_000_000.0, 1_000_000.0, 60.0, None), "unclear", "kept up, but the generator had CPU left");
+        assert_eq!(limit(1_000_000.0, 1_000_000.0, 94.0, None), "unclear");
+        assert_eq!(limit(100_000.0, 100_000.0, 10.0, Some(100_000.0)), "generator", "offered its own cap");
+        assert_eq!(limit(50_000.0, 50_000.0, 10.0, Some(100_000.0)), "unclear", "below its cap");
+    }
+
+    fn row(path: &str, pps: f64, limit: &str) -> Row {
+        Row {
+            scenario: "100k".into(),
+            path: path.into(),
+            pps,
+            drops: 0,
+            sent: 0,
+            detail: String::new(),
+            offered_pps: pps,
+            gen_cpu: 100.0,
+            box_cpu: 100.0,
+            limit: limit.into(),
+            translated: None,
+        }
+    }
+
+    #[test]
+    fn a_ratio_says_when_a_side_was_not_limited_by_its_path() {
+        let cell = |a: &str, b: &str| ratio_cell(&row("masq-nat", 500.0, a), &row("kernel-nat", 500.0, b));
+        assert_eq!(cell("path", "path"), "1.00x");
+        assert_eq!(cell("generator", "path"), "1.00x (generator)");
+        assert_eq!(cell("path", "unclear"), "1.00x (unclear)");
+        assert_eq!(cell("generator", "generator"), "1.00x (generator)");
+        assert_eq!(cell("generator", "unclear"), "1.00x (generator, unclear)");
+        assert_eq!(ratio_cell(&row("a", 1.0, "path"), &row("b", 0.0, "path")), "-");
+    }
+
+    #[test]
+    fn the_json_report_holds_the_machine_and_each_rows_offer_cpu_and_limit() {
+        let cli = Cli::parse_from(["compare"]);
+        let machine = Machine::read(Placement::Box, 0);
+        let mut r = row("einat", 1000.0, "path");
+        r.translated = Some(true);
+        let v = report_json(&cli, &machine, &[r], &[], &[], &[]);
+        for k in ["cpu", "kernel", "rustc"] {
+            assert!(v["machine"][k].as_str().is_some_and(|s| !s.is_empty()), "machine.{k}: {v}");
+        }
+        assert!(v["machine"]["vcpus"].as_u64().is_some_and(|n| n > 0), "{v}");
+        assert_eq!(v["machine"]["napi_fifo"], 0);
+        assert_eq!(v["machine"]["placement"], "box");
+        let row = &v["rows"][0];
+        assert_eq!(row["offered_pps"], 1000.0);
+        assert_eq!((row["gen_cpu"].as_f64(), row["box_cpu"].as_f64()), (Some(100.0), Some(100.0)));
+        assert_eq!(row["limit"], "path");
+        assert_eq!(row["translated"], true);
+    }
+
+    #[test]
+    fn the_einat_path_without_a_binary_is_an_error_and_so_is_an_unknown_path() {
+        let paths = |args: &[&str]| resolve_paths(&Cli::parse_from([&["compare"], args].concat()));
+        let e = paths(&["--paths", "einat"]).expect_err("einat asked for, no binary");
+        assert!(e.contains("--einat PATH"), "{e}");
+        assert!(paths(&["--paths", "kernel-nat,einat"]).is_err());
+        assert!(paths(&["--paths", "kernel-nat,masq-nta"]).expect_err("a typo").contains("unknown path masq-nta"));
+        assert_eq!(paths(&[]).expect("the default"), PATHS.map(String::from), "einat skipped without --einat");
+        assert_eq!(paths(&["--paths", "masq-nat", "--nat-log"]).expect("valid"), ["masq-nat", NAT_LOG]);
+        let with = paths(&["--paths", "kernel-nat", "--einat", "/bin/sh"]).expect("a binary");
+        assert_eq!(with, ["kernel-nat", EINAT], "--einat adds the path");
+        assert!(paths(&["--einat", "/nonexistent/einat"]).is_err());
     }
 
     #[test]
     fn cpu_shares_come_from_proc_stat() {
         let t = cpu_times();
-        assert_eq!(t.len(), std::thread::available_parallelism().map_or(0, usize::from));
-        assert!(t.iter().all(|&(busy, total)| busy <= total && total > 0));
+        // One entry per cpuN line (not available_parallelism, which taskset and cgroups shrink).
+        let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+        let cpus = stat.lines().filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit));
+        assert_eq!(t.len(), cpus.count());
+        assert!(!t.is_empty() && t.iter().all(|&(busy, total)| busy <= total && total > 0));
         assert_eq!(busy_share(Some((10, 100)), Some((60, 200))), 50.0);
         assert_eq!(busy_share(Some((10, 100)), Some((10, 100))), 0.0);
     }

@@ -179,6 +179,7 @@ fn a<T: ToString>(v: T) -> String {
 }
 
 fn fresh(cli: &Cli, path: &str, max_sessions: u32) -> Res<Running> {
+    interrupted()?;
     let running = start_path_sized(path, cli, max_sessions)?;
     if cli.placement == Placement::Box {
         pin_napi_threads(cli.napi_fifo)?;
@@ -496,7 +497,7 @@ fn capacity(cli: &Cli, path: &str) -> Res<RfcRow> {
     let limit = cli.table_size;
     let kernel = !path.starts_with("masq");
     if kernel {
-        std::fs::write(CT_MAX, limit.to_string()).map_err(|e| format!("{CT_MAX}: {e}"))?;
+        ConntrackLimits::set_max(&limit.to_string())?;
     }
     let result = fresh(cli, path, limit).and_then(|running| {
         let r = capacity_on(cli, path, limit);
@@ -504,7 +505,7 @@ fn capacity(cli: &Cli, path: &str) -> Res<RfcRow> {
         r
     });
     if kernel {
-        let _ = std::fs::write(CT_MAX, RAISED_CT_MAX);
+        let _ = ConntrackLimits::set_max(RAISED_CT_MAX);
     }
     result
 }
