@@ -36,7 +36,7 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 # lab's links get two queues and masq two workers on cores 0 and 1
 # (control/tests/lab/mod.rs reads MASQ_LAB_WORKERS).
 step "end-to-end tests again with two workers (MASQ_LAB_WORKERS=2)"
-MASQ_LAB_WORKERS=2 cargo test --locked -p control --test e2e --test api --test boundary --test control_tls --test protocols --test static_nat --test fragments_lab --test ftp --test prometheus --test capabilities --test deterministic_lab --test nat_log --test whois_live --test storm 2>&1 | tee -a "$log"
+MASQ_LAB_WORKERS=2 cargo test --locked -p control --test e2e --test api --test boundary --test control_tls --test protocols --test static_nat --test fragments_lab --test ftp --test prometheus --test capabilities --test deterministic_lab --test nat_log --test whois_live --test storm --test gre_tunnel 2>&1 | tee -a "$log"
 # The HA pair's lab (issue 16) with two workers in each box.
 MASQ_LAB_WORKERS=2 cargo test --locked -p control --test ha 2>&1 | tee -a "$log"
 
