@@ -45,6 +45,7 @@
 //! events in the measured window.
 #![forbid(unsafe_code)]
 
+mod masq_view;
 mod rfc;
 mod teardown;
 mod translation;
@@ -379,6 +380,10 @@ struct LatencyRow {
     max_us: u64,
     /// (quantile, microseconds) points of the CDF.
     cdf: Vec<(f64, u64)>,
+    /// masq's own view of the window (masq paths): its workers' round
+    /// times and ring drops from its /metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    masq: Option<masq_view::Window>,
 }
 
 fn main() {
@@ -1287,6 +1292,16 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64)
         Some(Ok(l)) if l == "ready" => {}
         other => return Err(format!("sink did not start: {other:?}")),
     }
+    // masq's /metrics before and after: its own view of the window.
+    let is_masq = matches!(running, Running::Masq(..));
+    let scrape = || -> Option<masq_view::Scrape> {
+        let text = in_ns("nat", &["curl", "-s", "--max-time", "2", "http://127.0.0.1:9091/metrics"]).ok()?;
+        Some(masq_view::parse(&text))
+    };
+    if is_masq {
+        in_ns("nat", &["ip", "link", "set", "lo", "up"])?;
+    }
+    let before = if is_masq { scrape() } else { None };
     let gen = Command::new("ip")
         .args(["netns", "exec", &format!("{PREFIX}in"), exe, "gen", "--iface", "in0", "--scenario", "100k"])
         .args(["--seconds", &total.to_string(), "--rate", &rate.to_string()])
@@ -1297,6 +1312,13 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64)
     if !gen.success() {
         return Err("generator failed".into());
     }
+    // (Read at once: the workers publish every 100 ms; the sink's last
+    // second is the generator's tail, timed.)
+    std::thread::sleep(Duration::from_millis(250));
+    let masq = match (before, if is_masq { scrape() } else { None }) {
+        (Some(b), Some(a)) => Some(masq_view::window(&b, &a)),
+        _ => None,
+    };
     let line = lines.find_map(|l| l.ok().filter(|l| l.starts_with("latency_us"))).ok_or("sink printed no latency")?;
     let _ = sink.wait();
     stop_path(running);
@@ -1318,6 +1340,7 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64)
         p999_us: field("p999="),
         max_us: field("max="),
         cdf: parse_cdf(&line),
+        masq,
     })
 }
 
@@ -1340,6 +1363,29 @@ fn print_latency(rows: &[LatencyRow]) {
         println!(
             "| {} | {} pps | {} us | {} us | {} us | {} us | {} us | {} |",
             r.path, r.rate, r.p50_us, r.p90_us, r.p99_us, r.p999_us, r.max_us, r.n
+        );
+    }
+    // masq's own view: a long tail beside short rounds is time the worker
+    // was not running or frames waited in a ring, not a slow round.
+    let masq: Vec<_> = rows.iter().filter_map(|r| r.masq.as_ref().map(|m| (r, m))).collect();
+    if masq.is_empty() {
+        return;
+    }
+    println!("\n| masq's view of the window | offered | rounds | round p50 | round p99 | round p99.9 | rounds > 1 ms | fill_ring_empty | rx_ring_full |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (r, m) in masq {
+        let b = |us| if m.rounds == 0 { "-".to_string() } else { masq_view::bound(us) };
+        println!(
+            "| {} | {} pps | {} | {} | {} | {} | {} | {} | {} |",
+            r.path,
+            r.rate,
+            m.rounds,
+            b(m.round_p50_us_le),
+            b(m.round_p99_us_le),
+            b(m.round_p999_us_le),
+            m.rounds_over_1ms,
+            m.fill_ring_empty,
+            m.rx_ring_full
         );
     }
 }
