@@ -140,7 +140,7 @@ fn fuzz_engine() -> Engine {
     p.max_sessions = 64;
     p.max_subscribers = 16;
     p.forwards = vec![
-        Forward::one(6, 0xcb00_7101, 8080, 0x6440_0005, 80),
+        Forward { ftp_alg: true, ..Forward::one(6, 0xcb00_7101, 8080, 0x6440_0005, 80) },
         // A range to one port and a range with its offset.
         Forward { public_port_last: 7009, ..Forward::one(6, 0xcb00_7101, 7000, 0x6440_0005, 22) },
         Forward {
@@ -150,7 +150,7 @@ fn fuzz_engine() -> Engine {
         },
     ];
     // A 1:1 static host.
-    p.statics = vec![StaticNat { public_addr: 0xcb00_7180, inside_addr: 0x6440_0007 }];
+    p.statics = vec![StaticNat { ftp_alg: true, ..StaticNat::new(0xcb00_7180, 0x6440_0007) }];
     p.local_addrs = vec![0x6440_0001];
     p.icmp_source = Some(0x6440_0001);
     // A small fragment hold: full and wrapped byte rings are reached too.

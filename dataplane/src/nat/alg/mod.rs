@@ -261,7 +261,7 @@ impl Engine {
     /// A packet of an ALG session (slot `k`), before its NAT rewrite.
     pub(super) fn alg_packet(&mut self, k: u16, idx: u32, side: Side, now: u32, frame: &mut [u8], p: &Parsed) {
         let s = self.sessions.get(idx);
-        if s.flags & (flag::HAIRPIN | flag::INBOUND) != 0 {
+        if s.flags & flag::HAIRPIN != 0 {
             return;
         }
         let Some(slot) = self.alg.slots.get(usize::from(k)).copied().filter(|x| x.session == idx) else { return };
@@ -292,25 +292,42 @@ impl Engine {
         if payload.is_empty() {
             return;
         }
-        match ftp::inspect(payload, side == Side::Inside) {
+        // The inside host is the client (an outbound control connection)
+        // or the server (an inbound one, through a forward or to a 1:1
+        // static address).
+        let server_inside = s.flags & flag::INBOUND != 0;
+        let from_client = (side == Side::Inside) != server_inside;
+        match ftp::inspect(payload, from_client) {
             ftp::Line::Other => {}
             ftp::Line::Unparsed => self.counters.ftp_alg_unparsed += 1,
-            ftp::Line::Found(f) if matches!(f.cmd, ftp::Cmd::Pasv | ftp::Cmd::Epsv) => {
-                self.counters.ftp_alg_passive += 1;
+            ftp::Line::Found(_) if side == Side::Outside => {
+                // The outside host names its own endpoint: nothing to do. (A
+                // client's PORT to a server inside: the server's data
+                // connection goes out as any other connection does.)
+                if !from_client {
+                    self.counters.ftp_alg_passive += 1;
+                }
             }
             ftp::Line::Found(f) => {
-                // The client may only open its own address.
-                if f.addr != s.inside_ip || f.port == 0 {
+                if !from_client {
+                    self.counters.ftp_alg_passive += 1;
+                }
+                // The inside host may only open its own address (a 229
+                // names none).
+                if f.cmd != ftp::Cmd::Epsv && f.addr != s.inside_ip || f.port == 0 {
                     self.counters.ftp_alg_unparsed += 1;
                     return;
                 }
-                let Some((pub_ip, pub_port)) = self.alg_expect(now, &s, f.port) else {
+                let Some((pub_ip, pub_port)) = self.alg_public(now, &s, &f) else {
                     self.counters.ftp_alg_failed += 1;
                     return;
                 };
                 let mut rep = [0u8; ftp::MAX_REPLACEMENT];
                 let n = ftp::replacement(&f, pub_ip, pub_port, &mut rep);
                 let Some(rep) = rep.get(..n) else { return };
+                if payload.get(f.start..f.end) == Some(rep) {
+                    return; // a 1:1 static host's 229: its port is public as it is
+                }
                 let grown_before = self.alg.n_grown;
                 match self.splice(frame, p, end, pay + f.start, pay + f.end, rep) {
                     Some(delta) => {
@@ -335,6 +352,23 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The public address and port an inside host's line `f` is to name
+    /// instead of its own, with the data connection to it made possible.
+    /// A 1:1 static host's: its public address and the same port (every
+    /// inbound connection reaches it). Otherwise an expectation of the
+    /// inside host's data port ([`Engine::alg_expect`]): the client's for
+    /// its PORT or EPRT, a server's behind a forward for its 227 or 229. A
+    /// 229 names a port only, which the client reaches at the control
+    /// connection's address: a mapping on another address (the server's
+    /// paired address is not the forward's) fails.
+    fn alg_public(&mut self, now: u32, ctl: &Session, f: &ftp::Found) -> Option<(u32, u16)> {
+        if self.ports.is_static(ctl.addr) {
+            return Some((ctl.public_ip, f.port));
+        }
+        let (ip, port) = self.alg_expect(now, ctl, f.port)?;
+        (f.cmd != ftp::Cmd::Epsv || ip == ctl.public_ip).then_some((ip, port))
     }
 
     /// Opens the expectation for the client's data port `port`: a session
