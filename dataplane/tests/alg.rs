@@ -481,3 +481,69 @@ fn with_the_alg_off_a_static_hosts_227_is_untouched() {
     assert_eq!((&line[..], delta), (&reply[..], 0));
     assert_eq!(n.e.counters().ftp_alg_passive, 0);
 }
+
+/// Two workers: a frame carried along every hand-off until a worker decides.
+struct Two {
+    w: [Engine; 2],
+}
+
+impl Two {
+    fn with(mut p: EngineParams) -> Self {
+        p.workers = 2;
+        p.worker = 0;
+        let w0 = Engine::new(&p).unwrap();
+        p.worker = 1;
+        Self { w: [w0, Engine::new(&p).unwrap()] }
+    }
+
+    /// Forwarded to `to`; the frame and the worker that decided.
+    fn pass(&mut self, at: usize, side: Side, mut f: Vec<u8>, to: Side) -> (Vec<u8>, usize) {
+        let (mut w, mut side) = (at, side);
+        for _ in 0..3 {
+            match self.w[w].process_one(side, 1000, &mut f) {
+                Verdict::HandOff { worker, arrived_on } => (w, side) = (usize::from(worker), arrived_on),
+                v => {
+                    assert_eq!(v, Verdict::Forward(to), "{:?}", tuple(&f));
+                    return (f, w);
+                }
+            }
+        }
+        panic!("hand-off loop");
+    }
+}
+
+#[test]
+fn with_two_workers_an_alg_forwards_sessions_and_data_connections_live_with_its_servers_worker() {
+    let public = "203.0.113.1";
+    let mut pool = PoolParams::cgnat("one", vec![ip(public)]);
+    pool.mode = PoolMode::PortBlocks { block_size: 64, max_blocks_per_subscriber: 32 };
+    let mut p = EngineParams::single(vec![pool], vec![translate_all("100.64.0.0/10", 0)]);
+    // The forward's public port is worker 0's; the server's own worker is 1.
+    let fport = (1024..4096).find(|&x| Two::with(p.clone()).w[0].public_owner(ip(public), x) == Some(0)).unwrap();
+    let server = (1..200).map(|i| ip("100.64.0.0") + i).find(|&a| subscriber_owner(a, 2) == 1).unwrap();
+    p.forwards = vec![Forward { ftp_alg: true, ..Forward::one(6, ip(public), fport, server, 21) }];
+    let mut t = Two::with(p);
+    assert_eq!(t.w[0].public_owner(ip(public), fport), Some(1), "the server's worker");
+    let srv_s = dataplane::wire::fmt_ipv4(server).to_string();
+    let srv = (srv_s.as_str(), 21);
+    let to = (ip(public), fport);
+    // Every packet first reaches worker 0, the port's owner but not the
+    // server's.
+    let (_, at) = t.pass(0, OUT, from_server(REMOTE, to, SYN, (100, 0), &[], &[]), IN);
+    assert_eq!(at, 1);
+    t.pass(0, IN, seg(srv, REMOTE, SYN | ACK, (5000, 101), None, &[]), OUT);
+    t.pass(0, OUT, from_server(REMOTE, to, ACK, (101, 5001), &[], &[]), IN);
+    let octets = srv_s.replace('.', ",");
+    let reply = format!("227 Entering Passive Mode ({octets},195,80).\r\n");
+    let (f, at) = t.pass(0, IN, seg(srv, REMOTE, ACK | 0x08, (5001, 101), None, reply.as_bytes()), OUT);
+    let text = String::from_utf8(payload(&f).to_vec()).unwrap();
+    assert!(text.starts_with("227 Entering Passive Mode (203,0,113,1,"), "{text} (at {at})");
+    let v: Vec<u32> = text[27..text.find(')').unwrap()].split(',').map(|x| x.parse().unwrap()).collect();
+    let port = (v[4] << 8 | v[5]) as u16;
+    let c = (REMOTE.0, REMOTE.1 + 1);
+    let (syn, at) = t.pass(0, OUT, from_server(c, (ip(public), port), SYN, (9000, 0), &[], &[]), IN);
+    assert_eq!((tuple(&syn), at), ((ip(c.0), c.1, server, 50000), 1), "the data connection, at the server's worker");
+    let (sa, at) = t.pass(0, IN, seg((srv_s.as_str(), 50000), c, SYN | ACK, (700, 9001), None, &[]), OUT);
+    assert_eq!((tuple(&sa), at), ((ip(public), port, ip(c.0), c.1), 1));
+    assert_eq!(t.w[0].live_sessions(), 0, "nothing on the other worker");
+}
