@@ -1,7 +1,9 @@
 //! The FTP ALG (IP-MASQ HOWTO 7.16; netfilter's `nf_conntrack_ftp`,
 //! `nf_nat_ftp` and `nf_conntrack_seqadj`), off by default (RFC 4787
 //! REQ-10) and on per rule (`alg: [ftp]`) for the TCP connections the
-//! rule translates outbound: an inside client's FTP control connection.
+//! rule translates outbound: an inside client's FTP control connection;
+//! and per forward or 1:1 static entry for an inside server's (and a
+//! static host's as a client).
 //!
 //! - The client's `PORT` and `EPRT` (RFC 959, RFC 2428) name its inside
 //!   address and a port it listens on. The ALG makes that port reachable:
@@ -17,8 +19,24 @@
 //!   timeout (`tcp_transitory_secs`).
 //! - The server's `227` (PASV) and `229` (EPSV) replies are read and
 //!   counted; with the client inside, its data connection goes out as any
-//!   other connection and nothing needs rewriting. (A server inside, behind
-//!   a port forward, is not handled.)
+//!   other connection and nothing needs rewriting.
+//! - A server inside (netfilter's `nf_nat_ftp` on DNAT), its control
+//!   connection inbound through a forward: its `227` names its inside
+//!   address and a data port, its `229` the port. The ALG opens the same
+//!   expectation, a session of the server's mapping for (its address, that
+//!   port) towards the client's address and port 0, and the reply names the
+//!   mapping's public address and port. The client's data connection finds
+//!   the mapping, is admitted by the expectation and translated to the
+//!   server. A `229` names no address (RFC 2428 section 3): the mapping
+//!   must be on the control connection's address, or nothing is changed
+//!   (`ftp_alg_failed`). An ALG forward's sessions live with the server's
+//!   worker ([`Engine::forward_owner`]), where its mappings are.
+//! - A 1:1 static host (either way): its every port is public on its own
+//!   address, so a line is rewritten to that address with the same port,
+//!   and no expectation is needed.
+//! - The outside side's lines (a client's `PORT` to a server inside, a
+//!   server's `227` to a client inside) name the outside host's own
+//!   endpoint and are left alone.
 //! - A rewritten line may change length. From then on the sequence numbers
 //!   of that direction and the acknowledgments (and SACK blocks, RFC 2018)
 //!   of the other are shifted (netfilter's seqadj: one correction point and
