@@ -258,7 +258,8 @@ impl Engine {
         let a = self.ports.addr_of_ip(ip)?;
         match self.static_by_addr(a) {
             Some(inside) => Some(self.subscriber_owner(inside)),
-            None => match self.forward_by_public(a, port, L4::Tcp) {
+            // An FTP ALG forward's sessions: its server's worker.
+            None => match self.forward_by_public(a, port, L4::Tcp).filter(|f| f.f.ftp_alg) {
                 Some(f) => self.forward_owner(&f, port),
                 None => self.port_owner(a, port),
             },
