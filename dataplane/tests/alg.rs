@@ -3,7 +3,11 @@
 //! test_mss_clamping), and the FTP ALG (netfilter's nf_nat_ftp): PORT and
 //! EPRT rewritten, the active data connection admitted and translated,
 //! sequence and acknowledgment numbers (SACK too) shifted after a change
-//! in length, PASV/EPSV read, nothing done with the ALG off.
+//! in length, PASV/EPSV read, nothing done with the ALG off. And a server
+//! inside (nf_nat_ftp on DNAT): behind a forward its 227 and 229 name the
+//! public side and the client's data connection is admitted (one worker
+//! or two), as a 1:1 static host its 227 names its address; off on the
+//! forward or static entry, nothing changes.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation)] // small test values
 
 mod common;
@@ -546,4 +550,45 @@ fn with_two_workers_an_alg_forwards_sessions_and_data_connections_live_with_its_
     let (sa, at) = t.pass(0, IN, seg((srv_s.as_str(), 50000), c, SYN | ACK, (700, 9001), None, &[]), OUT);
     assert_eq!((tuple(&sa), at), ((ip(public), port, ip(c.0), c.1), 1));
     assert_eq!(t.w[0].live_sessions(), 0, "nothing on the other worker");
+}
+
+#[test]
+fn in_a_pool_of_several_a_229_naming_a_port_on_another_address_is_left_alone_and_counted() {
+    // A server whose paired address (its outbound one) is not the forward's.
+    let fwd = "203.0.113.1";
+    let paired = |a: u32| {
+        let mut n = Nat::new(cgnat_params());
+        let s = dataplane::wire::fmt_ipv4(a).to_string();
+        tuple(&n.out(seg((s.as_str(), 999), (SERVER, 80), SYN, (1, 0), None, &[]))).0
+    };
+    let server = (2..200).map(|i| ip("100.64.0.0") + i).find(|&a| paired(a) != ip(fwd)).unwrap();
+    let srv_s = dataplane::wire::fmt_ipv4(server).to_string();
+    let srv = (srv_s.as_str(), 21);
+    let mut p = cgnat_params();
+    p.forwards = vec![Forward { ftp_alg: true, ..Forward::one(6, ip(fwd), 21, server, 21) }];
+    let mut n = Nat::new(p);
+    inbound_control(&mut n, fwd, srv);
+    let reply = b"229 Entering Extended Passive Mode (|||6446|)\r\n";
+    let (line, delta, _) = passive_reply(&mut n, srv, reply);
+    assert_eq!((&line[..], delta), (&reply[..], 0), "the client would look for the port on the forward's address");
+    let next = 5012 + reply.len() as u32;
+    let c = n.e.counters();
+    assert_eq!((c.ftp_alg_failed, c.ftp_alg_rewritten), (1, 0));
+    // A 227 names the address too: the server's, where its port is.
+    let octets = srv_s.replace('.', ",");
+    let reply = format!("227 Entering Passive Mode ({octets},195,80).\r\n");
+    let mut f = seg(srv, REMOTE, ACK | 0x08, (next, 101), None, reply.as_bytes());
+    f.extend(std::iter::repeat_n(0, 64));
+    let (out, _) = out_maybe_grown(&mut n, f);
+    let named = dataplane::wire::fmt_ipv4(paired(server)).to_string().replace('.', ",");
+    let text = String::from_utf8(payload(&out).to_vec()).unwrap();
+    assert!(text.starts_with(&format!("227 Entering Passive Mode ({named},")), "{text}");
+    let v: Vec<u32> = text[27..text.find(')').unwrap()].split(',').map(|x| x.parse().unwrap()).collect();
+    passive_data(
+        &mut n,
+        &dataplane::wire::fmt_ipv4(paired(server)).to_string(),
+        (v[4] << 8 | v[5]) as u16,
+        &srv_s,
+        50000,
+    );
 }
