@@ -200,6 +200,16 @@ control: {listen: 127.0.0.1:9091}
     std::fs::write(lab.dir.join("masq.yaml"), config).expect("config file");
     let cfg = lab.dir.join("masq.yaml").to_string_lossy().into_owned();
     lab.start_masq_with(&["run", "--config", &cfg]);
+    // The servers' active-mode data connections, as the client sees them.
+    lab.spawn(
+        "out",
+        &["tcpdump", "-l", "-n", "-i", "out0", "tcp[tcpflags] == tcp-syn and dst host 203.0.113.2"],
+        "active.log",
+    );
+    assert!(
+        lab.wait_for(Duration::from_secs(5), || lab.read("active.log").contains("listening")),
+        "tcpdump did not start"
+    );
     let want = sha(&lab, "srv/blob");
     for public in ["203.0.113.10", "203.0.113.20"] {
         for (what, flags) in [
@@ -231,6 +241,20 @@ control: {listen: 127.0.0.1:9091}
             let _ = std::fs::remove_file(lab.dir.join("got"));
         }
     }
+    // Each server's active-mode data connection came from its public
+    // address (the forward's server through the rule, whose pool is the
+    // forward's one address), nothing from inside.
+    let seen = || lab.read("active.log");
+    assert!(
+        lab.wait_for(Duration::from_secs(3), || ["203.0.113.10", "203.0.113.20"].iter().all(|a| seen()
+            .lines()
+            .filter(|l| l.contains(&format!("IP {a}.")))
+            .count()
+            >= 2)),
+        "{}",
+        seen()
+    );
+    assert!(!seen().contains("IP 100.64."), "{}", seen());
     // A 227 of each server rewritten (their 229s only when the port
     // changed: the public port is kept when free).
     assert!(metric(&lab, "masq_ftp_alg_rewritten_total") >= 2);
