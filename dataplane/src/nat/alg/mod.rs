@@ -30,7 +30,7 @@
 //!   server. A `229` names no address (RFC 2428 section 3): the mapping
 //!   must be on the control connection's address, or nothing is changed
 //!   (`ftp_alg_failed`). An ALG forward's sessions live with the server's
-//!   worker ([`Engine::forward_owner`]), where its mappings are.
+//!   worker (`Engine::forward_owner`), where its mappings are.
 //! - A 1:1 static host (either way): its every port is public on its own
 //!   address, so a line is rewritten to that address with the same port,
 //!   and no expectation is needed.
