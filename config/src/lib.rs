@@ -315,6 +315,8 @@ pub struct ValidForward {
     /// Inside ports, inclusive: as long as the public range (offset kept),
     /// or one port every public port goes to.
     pub inside_ports: (u16, u16),
+    /// The FTP ALG for the server behind it (`alg: [ftp]`, tcp only).
+    pub ftp_alg: bool,
 }
 
 /// A validated 1:1 static NAT entry.
@@ -324,6 +326,8 @@ pub struct ValidStatic {
     pub public: Ipv4Addr,
     /// The inside host.
     pub inside: Ipv4Addr,
+    /// The FTP ALG on the host's TCP connections (`alg: [ftp]`).
+    pub ftp_alg: bool,
 }
 
 /// The validated `boundary` section.
@@ -852,6 +856,9 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         if f.protocol == Protocol::Icmp || f.protocol == Protocol::Other {
             e.add(at("protocol"), "a port forward is tcp or udp (static_nat forwards every protocol)");
         }
+        if f.alg.contains(&Alg::Ftp) && f.protocol != Protocol::Tcp {
+            e.add(at("alg"), "the FTP ALG reads an FTP control connection: a tcp forward's");
+        }
         let (host, port) = f.public.rsplit_once(':').unwrap_or((f.public.as_str(), ""));
         let public_ports = parse_port_range(port).ok();
         let public = if host == "outside" {
@@ -911,7 +918,14 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
                     format!("{} overlaps forwards[{k}].public: a public port is forwarded once", f.public),
                 );
             }
-            forwards.push(ValidForward { protocol: f.protocol, public, public_ports, inside_addr, inside_ports });
+            forwards.push(ValidForward {
+                protocol: f.protocol,
+                public,
+                public_ports,
+                inside_addr,
+                inside_ports,
+                ftp_alg: f.alg.contains(&Alg::Ftp),
+            });
         }
     }
 
@@ -1001,7 +1015,7 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
                     ),
                 );
             }
-            statics.push(ValidStatic { public, inside });
+            statics.push(ValidStatic { public, inside, ftp_alg: st.alg.contains(&Alg::Ftp) });
         }
     }
 

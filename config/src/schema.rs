@@ -476,6 +476,11 @@ pub struct PortForward {
     /// `ADDRESS:PORT` inside, or `ADDRESS:LOW-HIGH` as long as the public
     /// range (each public port to the port at the same offset).
     pub inside: String,
+    /// Application-level gateways for the server behind the forward
+    /// (`[ftp]`, a tcp forward only). Empty (the default): none (RFC 4787
+    /// REQ-10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alg: Vec<Alg>,
 }
 
 /// A 1:1 static NAT entry (netfilter: `snat to A` for B plus `dnat to B`
@@ -487,6 +492,10 @@ pub struct StaticNat {
     pub public: String,
     /// The inside host.
     pub inside: String,
+    /// Application-level gateways for the host's TCP connections, either
+    /// way (`[ftp]`). Empty (the default): none (RFC 4787 REQ-10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alg: Vec<Alg>,
 }
 
 /// Idle timeouts, in seconds.

@@ -269,7 +269,11 @@ forwards:
     .unwrap();
     assert_eq!(
         c.statics,
-        vec![ValidStatic { public: "198.51.100.7".parse().unwrap(), inside: "100.64.0.2".parse().unwrap() }]
+        vec![ValidStatic {
+            public: "198.51.100.7".parse().unwrap(),
+            inside: "100.64.0.2".parse().unwrap(),
+            ftp_alg: false
+        }]
     );
     assert!(c.pools[0].port_parity);
     let f = &c.forwards;
@@ -601,4 +605,35 @@ fn the_readmes_example_configuration_is_valid() {
     if let Err(e) = load(yaml, 8) {
         panic!("README's example configuration: {e:?}");
     }
+}
+
+#[test]
+fn the_ftp_alg_of_a_forward_or_a_static_host_is_off_by_default_and_tcp_only() {
+    let c = load(
+        &format!(
+            "{STATIC_BASE}static_nat:
+  - {{public: 198.51.100.7, inside: 100.64.0.2, alg: [ftp]}}
+  - {{public: 198.51.100.8, inside: 100.64.0.4}}
+forwards:
+  - {{protocol: tcp, public: '203.0.113.8:21', inside: '100.64.0.3:21', alg: [ftp]}}
+  - {{protocol: tcp, public: '203.0.113.8:22', inside: '100.64.0.3:22'}}
+"
+        ),
+        2,
+    )
+    .unwrap();
+    assert_eq!(c.statics.iter().map(|s| s.ftp_alg).collect::<Vec<_>>(), [true, false]);
+    assert_eq!(c.forwards.iter().map(|f| f.ftp_alg).collect::<Vec<_>>(), [true, false]);
+    let e = errors(&format!(
+        "{STATIC_BASE}forwards:
+  - {{protocol: udp, public: '203.0.113.8:21', inside: '100.64.0.3:21', alg: [ftp]}}
+"
+    ));
+    assert_eq!((e.len(), e[0].line, e[0].path.as_str()), (1, 9, "forwards[0].alg"), "{e:#?}");
+    let e = errors(&format!(
+        "{STATIC_BASE}static_nat:
+  - {{public: 198.51.100.7, inside: 100.64.0.2, alg: [tftp]}}
+"
+    ));
+    assert_eq!((e[0].line, e[0].path.as_str()), (9, "static_nat[0].alg[0]"), "{e:#?}");
 }

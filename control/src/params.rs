@@ -261,13 +261,18 @@ pub fn engine_params(
                 inside_addr: u32::from(f.inside_addr),
                 inside_port: f.inside_ports.0,
                 inside_port_last: f.inside_ports.1,
+                ftp_alg: f.ftp_alg,
             }
         })
         .collect();
     p.statics = v
         .statics
         .iter()
-        .map(|st| StaticNat { public_addr: u32::from(st.public), inside_addr: u32::from(st.inside) })
+        .map(|st| StaticNat {
+            public_addr: u32::from(st.public),
+            inside_addr: u32::from(st.inside),
+            ftp_alg: st.ftp_alg,
+        })
         .collect();
     let t = &v.raw.timeouts;
     p.timeouts = Timeouts {
@@ -360,7 +365,7 @@ mod tests {
         let r = p.forwards[4];
         assert_eq!((r.public_port, r.public_port_last, r.inside_port, r.inside_port_last), (7000, 7009, 80, 80));
         let a = |s: &str| u32::from(s.parse::<std::net::Ipv4Addr>().unwrap());
-        assert_eq!(p.statics, vec![StaticNat { public_addr: a("203.0.113.6"), inside_addr: a("192.168.1.40") }]);
+        assert_eq!(p.statics, vec![StaticNat::new(a("203.0.113.6"), a("192.168.1.40"))]);
         dataplane::nat::Engine::new(&p).expect("the engine takes them");
     }
 

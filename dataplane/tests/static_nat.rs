@@ -15,7 +15,7 @@ const REMOTE: &str = "198.51.100.1";
 
 fn static_params() -> EngineParams {
     let mut p = cgnat_params();
-    p.statics = vec![StaticNat { public_addr: ip(PUBLIC), inside_addr: ip(HOST) }];
+    p.statics = vec![StaticNat::new(ip(PUBLIC), ip(HOST))];
     p.boundary.inside_prefixes = vec![pfx("100.64.0.0/10")];
     p
 }
@@ -120,9 +120,9 @@ fn a_static_address_is_in_no_pool_and_used_once() {
     };
     let e = refused(|p| p.statics[0].public_addr = ip("203.0.113.2"));
     assert!(matches!(e, ParamError::Static { why, .. } if why.contains("pool")), "{e}");
-    let e = refused(|p| p.statics.push(StaticNat { public_addr: ip(PUBLIC), inside_addr: ip("100.64.0.10") }));
+    let e = refused(|p| p.statics.push(StaticNat::new(ip(PUBLIC), ip("100.64.0.10"))));
     assert!(matches!(e, ParamError::Static { why, .. } if why.contains("twice")), "{e}");
-    let e = refused(|p| p.statics.push(StaticNat { public_addr: ip("192.0.2.78"), inside_addr: ip(HOST) }));
+    let e = refused(|p| p.statics.push(StaticNat::new(ip("192.0.2.78"), ip(HOST))));
     assert!(matches!(e, ParamError::Static { why, .. } if why.contains("two public")), "{e}");
     let e = refused(|p| p.statics[0].public_addr = ip("203.0.113.254"));
     assert!(matches!(e, ParamError::Static { why, .. } if why.contains("box's own")), "{e}");
@@ -150,7 +150,7 @@ fn static_entries_come_change_and_go_live() {
     assert_ne!(tuple(&t).0, public, "the old host is back in the pool");
     // A public address a pool holds: refused whole, nothing changed.
     let mut bad = p.clone();
-    bad.statics.push(StaticNat { public_addr: ip("203.0.113.3"), inside_addr: ip("100.64.0.11") });
+    bad.statics.push(StaticNat::new(ip("203.0.113.3"), ip("100.64.0.11")));
     assert!(matches!(n.e.reconfigure(&bad, n.now), Err(ParamError::Static { .. })));
     let r = n.back(tcp(remote, 40002, public, 80, SYN));
     assert_eq!(tuple(&r).2, ip("100.64.0.10"));
@@ -224,6 +224,7 @@ fn range(public: (u16, u16), inside: (u16, u16)) -> Forward {
         inside_addr: ip("100.64.0.5"),
         inside_port: inside.0,
         inside_port_last: inside.1,
+        ftp_alg: false,
     }
 }
 
@@ -291,6 +292,7 @@ fn with_two_workers_a_range_to_one_port_lives_with_its_first_ports_owner() {
         inside_addr: ip("100.64.0.5"),
         inside_port: 80,
         inside_port_last: 80,
+        ftp_alg: false,
     }];
     let mut t = Two::with(p);
     let public = ip("203.0.113.1");

@@ -234,10 +234,7 @@ fn a_static_nat_entry_is_pushed_live_and_one_in_a_pool_refused_at_its_line() {
     let done = apply(&h.live, &text, "test").expect("applied live");
     assert_eq!(done, Applied { generation: 2, flushed: 0 });
     let params = h.live.in_force().expect("not poisoned").params.expect("NAT");
-    assert_eq!(
-        params.statics,
-        vec![dataplane::nat::StaticNat { public_addr: ip("198.51.100.7"), inside_addr: ip("100.64.0.9") }]
-    );
+    assert_eq!(params.statics, vec![dataplane::nat::StaticNat::new(ip("198.51.100.7"), ip("100.64.0.9"))]);
     // And taken away again.
     assert_eq!(apply(&h.live, BASE, "test").expect("applied live").generation, 3);
 }

@@ -302,19 +302,24 @@ declare_counters! {
         /// TCP SYN and SYN/ACK segments whose MSS option a rule's
         /// `mss_clamp` lowered (`nat::mss`).
         mss_clamped: u64 => Total("TCP SYN and SYN/ACK segments whose MSS a rule's mss_clamp lowered."),
-        /// FTP `PORT` and `EPRT` lines the ALG rewrote, each with its data
-        /// connection's expectation (`nat::alg`).
-        ftp_alg_rewritten: u64 => Total("FTP PORT and EPRT commands the ALG rewrote, each opening its data connection."),
+        /// FTP lines the ALG rewrote (`nat::alg`): an inside client's
+        /// `PORT` and `EPRT`, an inside server's `227` and `229` (behind a
+        /// forward or a static address), each with its data connection's
+        /// expectation where one is needed.
+        ftp_alg_rewritten: u64 => Total("FTP PORT/EPRT commands of an inside client and 227/229 replies of an inside server the ALG rewrote, each opening its data connection."),
         /// FTP `227` and `229` replies the ALG read (nothing to rewrite
-        /// for a client inside).
+        /// for a client inside; rewritten, and counted in
+        /// `ftp_alg_rewritten` too, for a server inside).
         ftp_alg_passive: u64 => Total("FTP 227 (PASV) and 229 (EPSV) replies the ALG read."),
         /// FTP lines the ALG reads that it could not parse, or that were not
         /// whole in one segment, or named another host than the client:
         /// forwarded unchanged.
         ftp_alg_unparsed: u64 => Total("FTP control lines the ALG could not parse (forwarded unchanged)."),
         /// FTP lines the ALG understood but could not rewrite (no port for
-        /// the data connection, no room for a longer packet) and control
-        /// connections it had no slot for: forwarded unchanged.
+        /// the data connection, no room for a longer packet, a forwarded
+        /// server's `229` whose port got a mapping on another address than
+        /// the forward's) and control connections it had no slot for:
+        /// forwarded unchanged.
         ftp_alg_failed: u64 => Total("FTP commands or connections the ALG could not handle (forwarded unchanged)."),
         /// HA sync records (blocks, sessions) an engine applied (`nat::ha`).
         ha_applied: u64 => Total("HA sync records (port blocks, sessions) this box applied from its active peer."),

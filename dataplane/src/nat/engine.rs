@@ -20,6 +20,7 @@ pub(super) struct ForwardRt {
 pub(super) struct StaticRt {
     pub(super) inside: u32,
     pub(super) addr: u16,
+    pub(super) ftp_alg: bool,
 }
 
 /// A forward's protocol: TCP or UDP (ICMP has no ports to forward).
@@ -151,7 +152,9 @@ impl Engine {
         let mut statics_by_inside: Vec<StaticRt> = p
             .statics
             .iter()
-            .filter_map(|st| Some(StaticRt { inside: st.inside_addr, addr: ports.addr_of_ip(st.public_addr)? }))
+            .filter_map(|st| {
+                Some(StaticRt { inside: st.inside_addr, addr: ports.addr_of_ip(st.public_addr)?, ftp_alg: st.ftp_alg })
+            })
             .collect();
         statics_by_inside.sort_unstable_by_key(|x| x.inside);
         let mut statics_by_addr = statics_by_inside.clone();
@@ -255,7 +258,24 @@ impl Engine {
         let a = self.ports.addr_of_ip(ip)?;
         match self.static_by_addr(a) {
             Some(inside) => Some(self.subscriber_owner(inside)),
-            None => self.port_owner(a, port),
+            // An FTP ALG forward's sessions: its server's worker.
+            None => match self.forward_by_public(a, port, L4::Tcp).filter(|f| f.f.ftp_alg) {
+                Some(f) => self.forward_owner(&f, port),
+                None => self.port_owner(a, port),
+            },
+        }
+    }
+
+    /// The worker keeping the sessions of forward `f`'s public `port`: the
+    /// port's owner ([`Forward::home_port`]), or, with the FTP ALG, the
+    /// inside server's, as a 1:1 static host's: the passive data
+    /// connections the ALG opens are mappings of the server, which live
+    /// there.
+    pub(super) fn forward_owner(&self, f: &ForwardRt, port: u16) -> Option<u16> {
+        if f.f.ftp_alg {
+            Some(self.subscriber_owner(f.f.inside_addr))
+        } else {
+            self.port_owner(f.addr, f.f.home_port(port))
         }
     }
 
@@ -363,8 +383,20 @@ impl Engine {
     /// The inside host of 1:1 static public address index `addr`.
     #[inline]
     pub(super) fn static_by_addr(&self, addr: u16) -> Option<u32> {
+        self.static_rt_by_addr(addr).map(|x| x.inside)
+    }
+
+    /// The 1:1 static NAT entry of public address index `addr`.
+    #[inline]
+    pub(super) fn static_rt_by_addr(&self, addr: u16) -> Option<StaticRt> {
         let i = self.statics_by_addr.binary_search_by_key(&addr, |x| x.addr).ok()?;
-        self.statics_by_addr.get(i).map(|x| x.inside)
+        self.statics_by_addr.get(i).copied()
+    }
+
+    /// True if 1:1 static host `ip` has the FTP ALG on.
+    pub(super) fn static_alg(&self, ip: u32) -> bool {
+        let i = self.statics_by_inside.binary_search_by_key(&ip, |x| x.inside);
+        i.ok().and_then(|i| self.statics_by_inside.get(i)).is_some_and(|x| x.ftp_alg)
     }
 
     /// The timeouts in force.

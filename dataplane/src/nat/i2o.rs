@@ -146,7 +146,8 @@ impl Engine {
     #[inline(never)]
     pub(super) fn owner_elsewhere(&self, p: &Parsed) -> Option<Verdict> {
         // A forward's server answering: its session lives with the public port's owner.
-        let owner = if let Some(f) = self.forward_by_inside(p.src, p.sport, p.proto) {
+        // (An FTP ALG forward's server keeps its sessions: engine::forward_owner.)
+        let owner = if let Some(f) = self.forward_by_inside(p.src, p.sport, p.proto).filter(|f| !f.f.ftp_alg) {
             let home = f.f.home_port_of_inside(p.sport);
             self.port_owner(f.addr, home).unwrap_or(self.worker)
         } else {
@@ -171,6 +172,9 @@ impl Engine {
             ..Session::default()
         };
         self.install_hashed(idx, s, now, p.tcp_flags, h_i2o);
+        if p.proto == L4::Tcp && self.static_alg(p.src) {
+            self.set_ext(idx, RuleOptions { ftp_alg: true, ..RuleOptions::default() });
+        }
         Ok(idx)
     }
 

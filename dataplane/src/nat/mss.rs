@@ -55,6 +55,13 @@ impl Engine {
         if o == RuleOptions::default() {
             return;
         }
+        self.set_ext(idx, o);
+    }
+
+    /// Pins `o` in a new TCP session's [`TcpWindow::ext`]: a rule's, or
+    /// the FTP ALG of a forward or 1:1 static host.
+    #[inline(never)]
+    pub(super) fn set_ext(&mut self, idx: u32, o: RuleOptions) {
         let mut e = encode(o.mss_clamp);
         if o.ftp_alg {
             e = self.alg_open(idx, e);

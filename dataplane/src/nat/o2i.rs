@@ -11,6 +11,7 @@
 //! [`super::lookup`]).
 #![forbid(unsafe_code)]
 
+use super::engine::StaticRt;
 use super::*;
 
 impl Engine {
@@ -39,15 +40,19 @@ impl Engine {
     pub(super) fn new_o2i(&mut self, now: u32, p: &Parsed) -> Result<u32, Verdict> {
         let extra = if self.ports.addr_of_ip(p.src).is_some() { flag::HAIRPIN } else { 0 };
         if let Some(addr) = self.ports.addr_of_ip(p.dst) {
-            if let Some(inside) = self.static_by_addr(addr) {
-                return self.new_static_o2i(now, p, addr, inside, extra);
+            if let Some(st) = self.static_rt_by_addr(addr) {
+                return self.new_static_o2i(now, p, addr, st, extra);
             }
             let fwd = self.forward_by_public(addr, p.dport, p.proto);
             if self.workers > 1 {
                 // A range forwarded to one port keeps its sessions with its
                 // first port's owner: the server's replies name no public port.
-                let home = fwd.map_or(p.dport, |f| f.f.home_port(p.dport));
-                match self.port_owner(addr, home) {
+                // (An FTP ALG forward's, with its server's worker.)
+                let owner = match &fwd {
+                    Some(f) => self.forward_owner(f, p.dport),
+                    None => self.port_owner(addr, p.dport),
+                };
+                match owner {
                     Some(o) if o != self.worker => {
                         return Err(Verdict::HandOff { worker: o, arrived_on: Side::Outside })
                     }
@@ -73,6 +78,9 @@ impl Engine {
                     ..Session::default()
                 };
                 self.install(idx, s, now, p.tcp_flags);
+                if f.f.ftp_alg && p.proto == L4::Tcp {
+                    self.set_ext(idx, RuleOptions { ftp_alg: true, ..RuleOptions::default() });
+                }
                 return Ok(idx);
             }
             // An ICMP mapping admits only a hairpinned echo (RFC 5508 REQ-7).
@@ -168,7 +176,8 @@ impl Engine {
     /// protocol and port, no filtering (the boundary was checked by the
     /// caller); the session lives with the inside host's worker, as its
     /// outbound sessions do.
-    fn new_static_o2i(&mut self, now: u32, p: &Parsed, addr: u16, inside: u32, extra: u8) -> Result<u32, Verdict> {
+    fn new_static_o2i(&mut self, now: u32, p: &Parsed, addr: u16, st: StaticRt, extra: u8) -> Result<u32, Verdict> {
+        let inside = st.inside;
         if self.workers > 1 {
             let owner = self.subscriber_owner(inside);
             if owner != self.worker {
@@ -192,6 +201,9 @@ impl Engine {
             ..Session::default()
         };
         self.install(idx, s, now, p.tcp_flags);
+        if st.ftp_alg && p.proto == L4::Tcp {
+            self.set_ext(idx, RuleOptions { ftp_alg: true, ..RuleOptions::default() });
+        }
         Ok(idx)
     }
 }

@@ -342,6 +342,10 @@ pub struct Forward {
     /// The inside range's last port: `inside_port` (every public port goes
     /// to `inside_port`) or as far from it as the public range is long.
     pub inside_port_last: u16,
+    /// The FTP ALG for the server behind it (a TCP forward): its 227 and
+    /// 229 replies name the public side, its passive data connections are
+    /// admitted (`super::alg`).
+    pub ftp_alg: bool,
 }
 
 impl Forward {
@@ -355,6 +359,7 @@ impl Forward {
             inside_addr,
             inside_port,
             inside_port_last: inside_port,
+            ftp_alg: false,
         }
     }
 
@@ -417,6 +422,15 @@ pub struct StaticNat {
     pub public_addr: u32,
     /// Inside host.
     pub inside_addr: u32,
+    /// The FTP ALG on the host's TCP connections, either way (`super::alg`).
+    pub ftp_alg: bool,
+}
+
+impl StaticNat {
+    /// An entry without the ALG.
+    pub fn new(public_addr: u32, inside_addr: u32) -> Self {
+        Self { public_addr, inside_addr, ftp_alg: false }
+    }
 }
 
 /// The box's edges: what crosses them besides translated traffic. The

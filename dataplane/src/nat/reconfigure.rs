@@ -110,7 +110,7 @@ impl Engine {
                 Some(a) if self.ports.is_static(a) => a,
                 _ => self.ports.add_static(st.public_addr)?,
             };
-            by_inside.push(StaticRt { inside: st.inside_addr, addr });
+            by_inside.push(StaticRt { inside: st.inside_addr, addr, ftp_alg: st.ftp_alg });
         }
         by_inside.sort_unstable_by_key(|x| x.inside);
         let mut by_addr = by_inside.clone();

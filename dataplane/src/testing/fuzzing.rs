@@ -84,7 +84,8 @@ pub fn out_path_any(data: &[u8]) {
 
 /// The FTP ALG's line parser over `data` as a client's and as a server's
 /// segment payload: a line it finds has its span inside the payload, and
-/// a client line rewritten with any address and port reads back as that.
+/// a line rewritten with any address and port (a client's, or an inside
+/// server's 227 and 229) reads back as that.
 ///
 /// # Panics
 /// If a found span lies outside the payload, or a rewritten line does not
@@ -94,7 +95,7 @@ pub fn ftp_any(data: &[u8]) {
     for from_client in [true, false] {
         let Line::Found(f) = inspect(data, from_client) else { continue };
         assert!(f.start <= f.end && f.end <= data.len(), "span {}..{} of {}", f.start, f.end, data.len());
-        if from_client {
+        {
             let addr = u32::from_be_bytes([data.first().copied().unwrap_or(0), 7, 0, 9]);
             let port = u16::try_from(data.len() % 65536).unwrap_or(1);
             let mut rep = [0u8; MAX_REPLACEMENT];
@@ -102,7 +103,9 @@ pub fn ftp_any(data: &[u8]) {
             let mut line = data.get(..f.start).unwrap_or(&[]).to_vec();
             line.extend_from_slice(rep.get(..n).unwrap_or(&[]));
             line.extend_from_slice(data.get(f.end..).unwrap_or(&[]));
-            match inspect(&line, true) {
+            // A 229 names no address.
+            let addr = if f.cmd == crate::nat::alg::ftp::Cmd::Epsv { 0 } else { addr };
+            match inspect(&line, from_client) {
                 Line::Found(g) => assert_eq!((g.cmd, g.addr, g.port), (f.cmd, addr, port)),
                 other => panic!("a rewritten line reads as {other:?}"),
             }
@@ -140,7 +143,7 @@ fn fuzz_engine() -> Engine {
     p.max_sessions = 64;
     p.max_subscribers = 16;
     p.forwards = vec![
-        Forward::one(6, 0xcb00_7101, 8080, 0x6440_0005, 80),
+        Forward { ftp_alg: true, ..Forward::one(6, 0xcb00_7101, 8080, 0x6440_0005, 80) },
         // A range to one port and a range with its offset.
         Forward { public_port_last: 7009, ..Forward::one(6, 0xcb00_7101, 7000, 0x6440_0005, 22) },
         Forward {
@@ -150,7 +153,7 @@ fn fuzz_engine() -> Engine {
         },
     ];
     // A 1:1 static host.
-    p.statics = vec![StaticNat { public_addr: 0xcb00_7180, inside_addr: 0x6440_0007 }];
+    p.statics = vec![StaticNat { ftp_alg: true, ..StaticNat::new(0xcb00_7180, 0x6440_0007) }];
     p.local_addrs = vec![0x6440_0001];
     p.icmp_source = Some(0x6440_0001);
     // A small fragment hold: full and wrapped byte rings are reached too.

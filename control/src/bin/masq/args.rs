@@ -290,7 +290,7 @@ fn parse_allow(s: &str) -> Result<config::Allow, String> {
 fn parse_static(s: &str) -> Result<config::StaticNat, String> {
     let (public, inside) =
         s.split_once('=').ok_or_else(|| format!("{s}: expected PUBLIC=INSIDE, e.g. 203.0.113.20=100.64.0.2"))?;
-    Ok(config::StaticNat { public: public.to_string(), inside: inside.to_string() })
+    Ok(config::StaticNat { public: public.to_string(), inside: inside.to_string(), alg: Vec::new() })
 }
 
 fn parse_forward(s: &str) -> Result<config::PortForward, String> {
@@ -302,5 +302,5 @@ fn parse_forward(s: &str) -> Result<config::PortForward, String> {
         "udp" => config::Protocol::Udp,
         _ => return Err(bad()),
     };
-    Ok(config::PortForward { protocol, public: public.to_string(), inside: inside.to_string() })
+    Ok(config::PortForward { protocol, public: public.to_string(), inside: inside.to_string(), alg: Vec::new() })
 }

@@ -243,9 +243,10 @@ fn put(out: &mut [u8; MAX_REPLACEMENT], n: usize, c: u8) -> usize {
     }
 }
 
-/// The replacement of a [`Found`] client line's span for `addr:port`:
-/// `h1,h2,h3,h4,p1,p2` for PORT, `|1|a.b.c.d|port|` (its own delimiter)
-/// for EPRT. Returns the length written.
+/// The replacement of a [`Found`] line's span for `addr:port`:
+/// `h1,h2,h3,h4,p1,p2` for PORT and a 227, `|1|a.b.c.d|port|` (its own
+/// delimiter) for EPRT, `|||port|` for a 229 (`addr` unused). Returns the
+/// length written.
 pub fn replacement(f: &Found, addr: u32, port: u16, out: &mut [u8; MAX_REPLACEMENT]) -> usize {
     let octets = addr.to_be_bytes();
     let mut n = 0;
@@ -264,7 +265,14 @@ pub fn replacement(f: &Found, addr: u32, port: u16, out: &mut [u8; MAX_REPLACEME
             n = put_decimal(out, n, u32::from(port));
             n = put(out, n, f.delim);
         }
-        _ => {
+        Cmd::Epsv => {
+            for _ in 0..3 {
+                n = put(out, n, f.delim);
+            }
+            n = put_decimal(out, n, u32::from(port));
+            n = put(out, n, f.delim);
+        }
+        Cmd::Port | Cmd::Pasv => {
             for (k, v) in octets.iter().chain(port.to_be_bytes().iter()).enumerate() {
                 if k > 0 {
                     n = put(out, n, b',');
@@ -341,6 +349,21 @@ mod tests {
                 let g = found(&l, true);
                 assert_eq!((g.cmd, g.addr, g.port, g.delim), (f.cmd, addr, port, f.delim));
             }
+        }
+        for line in [&b"227 Entering Passive Mode (192,168,1,40,195,80).\r\n"[..], b"229 EPSV ok (!!!6446!)\r\n"] {
+            let f = found(line, false);
+            let n = replacement(&f, 0xcb00_710a, 1025, &mut buf);
+            let mut l = line[..f.start].to_vec();
+            l.extend_from_slice(&buf[..n]);
+            l.extend_from_slice(&line[f.end..]);
+            let g = found(&l, false);
+            let addr = if f.cmd == Cmd::Epsv { 0 } else { 0xcb00_710a };
+            assert_eq!(
+                (g.cmd, g.addr, g.port, g.delim),
+                (f.cmd, addr, 1025, f.delim),
+                "{}",
+                String::from_utf8_lossy(&l)
+            );
         }
     }
 }

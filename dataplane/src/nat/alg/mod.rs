@@ -1,7 +1,9 @@
 //! The FTP ALG (IP-MASQ HOWTO 7.16; netfilter's `nf_conntrack_ftp`,
 //! `nf_nat_ftp` and `nf_conntrack_seqadj`), off by default (RFC 4787
 //! REQ-10) and on per rule (`alg: [ftp]`) for the TCP connections the
-//! rule translates outbound: an inside client's FTP control connection.
+//! rule translates outbound: an inside client's FTP control connection;
+//! and per forward or 1:1 static entry for an inside server's (and a
+//! static host's as a client).
 //!
 //! - The client's `PORT` and `EPRT` (RFC 959, RFC 2428) name its inside
 //!   address and a port it listens on. The ALG makes that port reachable:
@@ -17,8 +19,24 @@
 //!   timeout (`tcp_transitory_secs`).
 //! - The server's `227` (PASV) and `229` (EPSV) replies are read and
 //!   counted; with the client inside, its data connection goes out as any
-//!   other connection and nothing needs rewriting. (A server inside, behind
-//!   a port forward, is not handled.)
+//!   other connection and nothing needs rewriting.
+//! - A server inside (netfilter's `nf_nat_ftp` on DNAT), its control
+//!   connection inbound through a forward: its `227` names its inside
+//!   address and a data port, its `229` the port. The ALG opens the same
+//!   expectation, a session of the server's mapping for (its address, that
+//!   port) towards the client's address and port 0, and the reply names the
+//!   mapping's public address and port. The client's data connection finds
+//!   the mapping, is admitted by the expectation and translated to the
+//!   server. A `229` names no address (RFC 2428 section 3): the mapping
+//!   must be on the control connection's address, or nothing is changed
+//!   (`ftp_alg_failed`). An ALG forward's sessions live with the server's
+//!   worker (`Engine::forward_owner`), where its mappings are.
+//! - A 1:1 static host (either way): its every port is public on its own
+//!   address, so a line is rewritten to that address with the same port,
+//!   and no expectation is needed.
+//! - The outside side's lines (a client's `PORT` to a server inside, a
+//!   server's `227` to a client inside) name the outside host's own
+//!   endpoint and are left alone.
 //! - A rewritten line may change length. From then on the sequence numbers
 //!   of that direction and the acknowledgments (and SACK blocks, RFC 2018)
 //!   of the other are shifted (netfilter's seqadj: one correction point and
@@ -261,7 +279,7 @@ impl Engine {
     /// A packet of an ALG session (slot `k`), before its NAT rewrite.
     pub(super) fn alg_packet(&mut self, k: u16, idx: u32, side: Side, now: u32, frame: &mut [u8], p: &Parsed) {
         let s = self.sessions.get(idx);
-        if s.flags & (flag::HAIRPIN | flag::INBOUND) != 0 {
+        if s.flags & flag::HAIRPIN != 0 {
             return;
         }
         let Some(slot) = self.alg.slots.get(usize::from(k)).copied().filter(|x| x.session == idx) else { return };
@@ -292,25 +310,42 @@ impl Engine {
         if payload.is_empty() {
             return;
         }
-        match ftp::inspect(payload, side == Side::Inside) {
+        // The inside host is the client (an outbound control connection)
+        // or the server (an inbound one, through a forward or to a 1:1
+        // static address).
+        let server_inside = s.flags & flag::INBOUND != 0;
+        let from_client = (side == Side::Inside) != server_inside;
+        match ftp::inspect(payload, from_client) {
             ftp::Line::Other => {}
             ftp::Line::Unparsed => self.counters.ftp_alg_unparsed += 1,
-            ftp::Line::Found(f) if matches!(f.cmd, ftp::Cmd::Pasv | ftp::Cmd::Epsv) => {
-                self.counters.ftp_alg_passive += 1;
+            ftp::Line::Found(_) if side == Side::Outside => {
+                // The outside host names its own endpoint: nothing to do. (A
+                // client's PORT to a server inside: the server's data
+                // connection goes out as any other connection does.)
+                if !from_client {
+                    self.counters.ftp_alg_passive += 1;
+                }
             }
             ftp::Line::Found(f) => {
-                // The client may only open its own address.
-                if f.addr != s.inside_ip || f.port == 0 {
+                if !from_client {
+                    self.counters.ftp_alg_passive += 1;
+                }
+                // The inside host may only open its own address (a 229
+                // names none).
+                if f.cmd != ftp::Cmd::Epsv && f.addr != s.inside_ip || f.port == 0 {
                     self.counters.ftp_alg_unparsed += 1;
                     return;
                 }
-                let Some((pub_ip, pub_port)) = self.alg_expect(now, &s, f.port) else {
+                let Some((pub_ip, pub_port)) = self.alg_public(now, &s, &f) else {
                     self.counters.ftp_alg_failed += 1;
                     return;
                 };
                 let mut rep = [0u8; ftp::MAX_REPLACEMENT];
                 let n = ftp::replacement(&f, pub_ip, pub_port, &mut rep);
                 let Some(rep) = rep.get(..n) else { return };
+                if payload.get(f.start..f.end) == Some(rep) {
+                    return; // a 1:1 static host's 229: its port is public as it is
+                }
                 let grown_before = self.alg.n_grown;
                 match self.splice(frame, p, end, pay + f.start, pay + f.end, rep) {
                     Some(delta) => {
@@ -335,6 +370,23 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The public address and port an inside host's line `f` is to name
+    /// instead of its own, with the data connection to it made possible.
+    /// A 1:1 static host's: its public address and the same port (every
+    /// inbound connection reaches it). Otherwise an expectation of the
+    /// inside host's data port ([`Engine::alg_expect`]): the client's for
+    /// its PORT or EPRT, a server's behind a forward for its 227 or 229. A
+    /// 229 names a port only, which the client reaches at the control
+    /// connection's address: a mapping on another address (the server's
+    /// paired address is not the forward's) fails.
+    fn alg_public(&mut self, now: u32, ctl: &Session, f: &ftp::Found) -> Option<(u32, u16)> {
+        if self.ports.is_static(ctl.addr) {
+            return Some((ctl.public_ip, f.port));
+        }
+        let (ip, port) = self.alg_expect(now, ctl, f.port)?;
+        (f.cmd != ftp::Cmd::Epsv || ip == ctl.public_ip).then_some((ip, port))
     }
 
     /// Opens the expectation for the client's data port `port`: a session
