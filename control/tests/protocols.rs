@@ -106,11 +106,21 @@ fn icmp_mapping(lab: &Lab, host: &str) -> Option<(String, String)> {
     Some((field(" dst=")?, field(" dport=")?))
 }
 
+/// Live sessions per worker, from `/metrics`.
+fn worker_sessions(lab: &Lab) -> Vec<i64> {
+    let m = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
+    m.lines()
+        .filter(|l| l.starts_with("masq_worker_sessions{"))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+        .collect()
+}
+
 #[test]
 fn ping_hairpins_to_another_hosts_public_address_and_identifier() {
-    // One worker: both hosts' mappings must be on the worker that hairpins.
-    let mut lab = Lab::up_with("hpping", 1500, 1);
-    std::fs::write(lab.dir.join("masq.yaml"), HAIRPIN_CONFIG).expect("config file");
+    // With MASQ_LAB_WORKERS=2 the two hosts are on different workers
+    // (checked below): the echo hairpin crosses them.
+    let mut lab = Lab::up("hpping", 1500);
+    std::fs::write(lab.dir.join("masq.yaml"), lab::shaped(HAIRPIN_CONFIG)).expect("config file");
     let cfg = lab.dir.join("masq.yaml");
     let cfg = cfg.to_str().expect("utf-8 path").to_string();
     // Each host's public address is its hash's pick (a random seed per
@@ -121,7 +131,20 @@ fn ping_hairpins_to_another_hosts_public_address_and_identifier() {
         lab.start_masq_with(&["run", "--config", &cfg]);
         // Outside answers only the first address: the mappings are made all the same.
         lab.run("in2", &["ping", "-c", "1", "-W", "1", "-e", "4242", "198.51.100.1"]);
+        std::thread::sleep(Duration::from_millis(300)); // metrics snapshots every 100 ms
+        let b_only = worker_sessions(&lab);
         lab.run("in", &["ping", "-c", "1", "-W", "1", "-e", "4343", "198.51.100.1"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let both = worker_sessions(&lab);
+        if lab::workers() == 2 {
+            // 100.64.0.3's session on one worker, 100.64.0.2's on the other.
+            let a_only: Vec<i64> = both.iter().zip(&b_only).map(|(x, y)| x - y).collect();
+            let one = |v: &[i64]| v.iter().filter(|&&n| n == 1).count() == 1 && v.iter().sum::<i64>() == 1;
+            assert!(
+                b_only.len() == 2 && one(&b_only) && one(&a_only) && a_only != b_only,
+                "sessions per worker: {b_only:?} then {both:?}"
+            );
+        }
         let (b, a) = (icmp_mapping(&lab, "100.64.0.3"), icmp_mapping(&lab, "100.64.0.2"));
         match (b, a) {
             (Some(b), Some(a)) if a.0 != b.0 => {

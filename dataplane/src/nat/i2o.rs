@@ -46,7 +46,7 @@ impl Engine {
         // Hairpinning (TCP and UDP) needs something on the public endpoint to
         // reach; decide before any session is made.
         let dst_public = match self.ports.addr_of_ip(p.dst) {
-            Some(a) => match self.dst_public(now, p, a) {
+            Some(a) => match self.dst_public(now, frame, p, a) {
                 Ok(public) => public,
                 Err(v) => return Ok(v),
             },
@@ -58,7 +58,9 @@ impl Engine {
         if p.ttl <= 1 {
             return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
         }
-        if self.workers > 1 {
+        // An echo hairpin lives with its target's mapping (see hairpin.rs),
+        // whichever worker owns the sender.
+        if self.workers > 1 && !(dst_public && p.proto == L4::Icmp) {
             if let Some(v) = self.owner_elsewhere(p) {
                 return Ok(v);
             }
@@ -121,12 +123,27 @@ impl Engine {
     /// Out of line: the common first packet goes to the internet.
     #[cold]
     #[inline(never)]
-    fn dst_public(&mut self, now: u32, p: &Parsed, a: u16) -> Result<bool, Verdict> {
+    fn dst_public(&mut self, now: u32, frame: &[u8], p: &Parsed, a: u16) -> Result<bool, Verdict> {
         // ICMP echo (RFC 5508 REQ-7): to the public identifier of another
         // host's query mapping, the one this request carries (see
         // hairpin.rs); the box's own addresses answer the rest.
         if p.proto == L4::Icmp {
-            return Ok(!self.is_local(p.dst) && self.find_mapping_o2i(p.dst, p.sport, L4::Icmp, now).is_some());
+            if self.is_local(p.dst) {
+                return Ok(false);
+            }
+            if self.find_mapping_o2i(p.dst, p.sport, L4::Icmp, now).is_some() {
+                return Ok(true);
+            }
+            // With several workers the target's mapping lives with the
+            // owner of its identifier: a request goes there once (a frame
+            // handed over is not sent on again, so none bounces).
+            let request = frame.get(usize::from(p.l4)) == Some(&icmp::ECHO_REQUEST);
+            if self.workers > 1 && request && !self.handed_off {
+                if let Some(o) = self.port_owner(a, p.sport).filter(|&o| o != self.worker) {
+                    return Err(Verdict::HandOff { worker: o, arrived_on: Side::Inside });
+                }
+            }
+            return Ok(false);
         }
         let target = self.forward_by_public(a, p.dport, p.proto).is_some()
             || self.ports.is_static(a)

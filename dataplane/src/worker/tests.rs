@@ -5,7 +5,7 @@ use super::*;
 use crate::io::MemIo;
 use crate::l2::SideL2;
 use crate::nat::{subscriber_owner, EngineParams, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
-use crate::testing::frames::{checksums_ok, ip, tuple, udp};
+use crate::testing::frames::{checksums_ok, ip, ttl, tuple, udp};
 
 const IN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
 const OUT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
@@ -319,4 +319,70 @@ fn a_packet_the_ftp_alg_lengthens_leaves_whole_from_its_frame() {
     assert!(out.ends_with(b"|\r\n") && checksums_ok(out), "whole, checksums right");
     assert_eq!(&out[..12], &[ROUTER_MAC, OUT_MAC].concat()[..], "with its next hop's MAC");
     assert_eq!(w.counters().grown_dropped, 0);
+}
+
+/// Two workers over a pool of two addresses, every 100.64.0.x a neighbour:
+/// hosts on either worker, on either address.
+fn two_workers_two_addresses() -> [Worker<MemIo>; 2] {
+    let mesh = Arc::new(Mesh::new(2, 8));
+    let mut t = (*l2()).clone();
+    for i in 2..250 {
+        t.sides[0].neighbours.insert(ip("100.64.0.0") + i, HOST_MAC);
+    }
+    let t = Arc::new(t);
+    [0, 1].map(|id| {
+        let pool = PoolParams::cgnat("p", vec![ip("203.0.113.10"), ip("203.0.113.11")]);
+        let rule = Rule { matches: RuleMatch::default(), action: RuleAction::Translate { pool: 0 } };
+        let mut p = EngineParams::single(vec![pool], vec![rule]);
+        (p.worker, p.workers) = (id, 2);
+        let mut w = worker(usize::from(id), Some(Engine::new(&p).expect("engine")), &mesh);
+        w.l2 = Arc::clone(&t);
+        w
+    })
+}
+
+fn rounds(w: &mut [Worker<MemIo>; 2], now: u32) {
+    for _ in 0..3 {
+        w[0].round(now);
+        w[1].round(now);
+    }
+}
+
+#[test]
+fn an_echo_hairpin_reaches_a_host_on_the_other_worker_and_its_reply_comes_back() {
+    use crate::testing::frames::icmp_echo;
+    let mut w = two_workers_two_addresses();
+    let remote = ip("198.51.100.1");
+    let hosts = |owner| (2..250).map(|i| ip("100.64.0.0") + i).filter(move |&a| subscriber_owner(a, 2) == owner);
+    // B, on worker 1, pings outside: its echo mapping lives there.
+    let b = hosts(1).next().expect("a host of worker 1");
+    assert!(w[1].io_mut().inject(Side::Inside, &icmp_echo(b, remote, 77, 1, true)));
+    rounds(&mut w, 1);
+    let (b_pub, b_id, ..) = tuple(&w[1].io_mut().tx[1].pop().expect("B's ping left"));
+    // A, on worker 0, on the other public address (one address cannot
+    // hairpin an echo: both ends would have one key).
+    let a = hosts(0)
+        .find(|&a| {
+            assert!(w[0].io_mut().inject(Side::Inside, &udp(a, 5000, remote, 53, b"q")));
+            rounds(&mut w, 1);
+            tuple(&w[0].io_mut().tx[1].pop().expect("A's datagram left")).0 != b_pub
+        })
+        .expect("a host of worker 0 on the other address");
+    let a_pub = if b_pub == ip("203.0.113.10") { ip("203.0.113.11") } else { ip("203.0.113.10") };
+    // A's request to B's public address and identifier reaches worker 0 (RSS).
+    assert!(w[0].io_mut().inject(Side::Inside, &icmp_echo(a, b_pub, b_id, 9, true)));
+    rounds(&mut w, 2);
+    assert!(w[0].io_mut().tx[1].is_empty() && w[1].io_mut().tx[1].is_empty(), "nothing went outside");
+    let req = w[1].io_mut().tx[0].pop().expect("B got the request");
+    assert_eq!(tuple(&req), (a_pub, 77, b, 77), "from A's public address, with B's own identifier");
+    assert!(checksums_ok(&req));
+    // B's reply reaches worker 0 as well: it goes to worker 1, and back to A.
+    assert!(w[0].io_mut().inject(Side::Inside, &icmp_echo(b, a_pub, 77, 9, false)));
+    rounds(&mut w, 3);
+    let rep = w[1].io_mut().tx[0].pop().expect("A got the reply");
+    assert_eq!(tuple(&rep), (b_pub, b_id, a, b_id), "from B's public address, with the identifier A sent");
+    assert!(checksums_ok(&rep));
+    assert_eq!(ttl(&rep), 63, "the TTL drops once");
+    assert_eq!((w[0].counters().handoff_out, w[1].counters().handoff_in), (2, 2));
+    assert_eq!(w[0].counters().handoff_dropped + w[1].counters().handoff_dropped, 0);
 }
