@@ -197,8 +197,10 @@ ROWS = [
                "masq_worker_round_duration_seconds_count by worker.",
                (rate("masq_worker_round_duration_seconds_count", "worker"), "w{{worker}}")),
         series("Hand-offs per second", "pps",
-               "masq_handoffs_total: frames a worker handed to the worker owning their session.",
-               (rate("masq_handoffs_total", "worker"), "w{{worker}}")),
+               "masq_handoffs_total: frames a worker handed to the worker owning their session; "
+               "masq_other_proto_handoffs_total: GRE, ESP... handed to their session's home worker.",
+               (rate("masq_handoffs_total", "worker"), "w{{worker}}"),
+               (rate("masq_other_proto_handoffs_total"), "other protocols to home")),
         series("Sessions per worker", "short",
                "masq_worker_sessions: live sessions in each worker's shard; a lasting imbalance says steering or RSS is uneven.",
                ("sum by (worker) (masq_worker_sessions)", "w{{worker}}")),

@@ -98,6 +98,7 @@ pub mod tcp;
 pub use counters::{Counters, DropReason, PassReason};
 pub use engine::{subscriber_owner, Engine};
 pub use l4::L4;
+pub use other::other_home;
 pub use params::*;
 pub use reconfigure::reconfigure_check;
 

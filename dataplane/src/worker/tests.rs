@@ -386,3 +386,52 @@ fn an_echo_hairpin_reaches_a_host_on_the_other_worker_and_its_reply_comes_back()
     assert_eq!((w[0].counters().handoff_out, w[1].counters().handoff_in), (2, 2));
     assert_eq!(w[0].counters().handoff_dropped + w[1].counters().handoff_dropped, 0);
 }
+
+#[test]
+fn gre_on_one_public_address_and_remote_is_one_hosts_box_wide_and_its_answers_reach_it() {
+    use crate::nat::DropReason;
+    use crate::testing::frames::frame;
+    let mesh = Arc::new(Mesh::new(2, 8));
+    let mut t = (*l2()).clone();
+    for i in 2..250 {
+        t.sides[0].neighbours.insert(ip("100.64.0.0") + i, HOST_MAC);
+    }
+    let t = Arc::new(t);
+    // One public address: every subscriber of either worker shares it.
+    let mut w = [0u16, 1].map(|id| {
+        let mut x = worker(usize::from(id), Some(engine(id, 2)), &mesh);
+        x.l2 = Arc::clone(&t);
+        x
+    });
+    let (public, remote) = (ip("203.0.113.10"), ip("198.51.100.1"));
+    let host = |owner| (2..250).map(|i| ip("100.64.0.0") + i).find(|&a| subscriber_owner(a, 2) == owner);
+    let (a, b) = (host(0).expect("a host of worker 0"), host(1).expect("a host of worker 1"));
+    let gre = |src, dst| frame(src, dst, 47, &[0, 0, 0x08, 0, 0x45, 0, 0, 20], 64);
+    let sent = |w: &mut [Worker<MemIo>; 2], side: usize| -> Vec<Vec<u8>> {
+        w.iter_mut().flat_map(|x| std::mem::take(&mut x.io_mut().tx[side])).collect()
+    };
+    // A's tunnel, off the wire at A's worker.
+    assert!(w[0].io_mut().inject(Side::Inside, &gre(a, remote)));
+    rounds(&mut w, 1);
+    let out = sent(&mut w, 1);
+    assert_eq!(out.len(), 1, "A's GRE left");
+    assert_eq!(tuple(&out[0]).0, public);
+    // B, on the other worker, would take (public, remote, GRE) too: refused.
+    assert!(w[1].io_mut().inject(Side::Inside, &gre(b, remote)));
+    rounds(&mut w, 2);
+    assert!(sent(&mut w, 1).is_empty(), "B's GRE did not leave");
+    let busy: u64 =
+        w.iter().filter_map(|x| x.engine()).map(|e| e.counters().drop_count(DropReason::OtherProtoBusy)).sum();
+    assert_eq!(busy, 1);
+    // The remote's answers, off the wire at either worker, reach A.
+    for x in &mut w {
+        assert!(x.io_mut().inject(Side::Outside, &gre(remote, public)));
+    }
+    rounds(&mut w, 3);
+    let back = sent(&mut w, 0);
+    assert_eq!(back.len(), 2, "both answers came in");
+    assert!(back.iter().all(|f| tuple(f).2 == a && checksums_ok(f)), "to A");
+    let handed: u64 = w.iter().filter_map(|x| x.engine()).map(|e| e.counters().other_proto_handoffs).sum();
+    assert!(handed >= 1, "one of the answers went to the home");
+    assert_eq!(w[0].counters().handoff_dropped + w[1].counters().handoff_dropped, 0);
+}
