@@ -38,6 +38,9 @@ grep -q forwarding "$work/masq.err" || { cat "$work/masq.err"; echo "handoff.sh:
 metric() { # NAME{LABELS}: its value in the current scrape
   awk -v k="$1" 'index($0, k " ") == 1 { print $2; found = 1 } END { if (!found) print 0 }' "$work/m"
 }
+handoff_drops() { # every masq_drops_total{reason="handoff_..."} (queue full, too big, no frame, no queue)
+  awk 'index($0, "masq_drops_total{reason=\"handoff_") == 1 { s += $2 } END { print s + 0 }' "$work/m"
+}
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { print a - b }'; }
 scrape() { ip netns exec mqho-nat curl -s http://127.0.0.1:9091/metrics >"$work/m"; }
 
@@ -52,13 +55,13 @@ s2=$!
 printf '%4s %12s %12s %10s %12s %12s\n' s "w0 hand/s" "w1 hand/s" "drops/s" "w0 rounds/s" "w1 rounds/s"
 scrape
 p0=$(metric 'masq_handoffs_total{worker="0"}'); p1=$(metric 'masq_handoffs_total{worker="1"}')
-pd=$(metric 'masq_drops_total{reason="handoff_dropped"}')
+pd=$(handoff_drops)
 pr0=$(metric 'masq_worker_round_duration_seconds_count{worker="0"}'); pr1=$(metric 'masq_worker_round_duration_seconds_count{worker="1"}')
 for t in $(seq "$secs"); do
   sleep 1
   scrape
   h0=$(metric 'masq_handoffs_total{worker="0"}'); h1=$(metric 'masq_handoffs_total{worker="1"}')
-  d=$(metric 'masq_drops_total{reason="handoff_dropped"}')
+  d=$(handoff_drops)
   r0=$(metric 'masq_worker_round_duration_seconds_count{worker="0"}'); r1=$(metric 'masq_worker_round_duration_seconds_count{worker="1"}')
   printf '%4d %12.0f %12.0f %10.0f %12.0f %12.0f\n' "$t" "$(sub $h0 $p0)" "$(sub $h1 $p1)" \
     "$(sub $d $pd)" "$(sub $r0 $pr0)" "$(sub $r1 $pr1)"
@@ -67,7 +70,7 @@ done
 wait "$s1" "$s2" || true
 loss() { python3 -c "import json,sys; e=json.load(open(sys.argv[1]))['end']['sum']; print('%d of %d lost (%.2f%%), %.0f Mbit/s' % (e['lost_packets'], e['packets'], e['lost_percent'], e['bits_per_second']/1e6))" "$1" 2>/dev/null || echo "no result"; }
 scrape
-echo "totals: hand-offs worker 0 $(metric 'masq_handoffs_total{worker="0"}'), worker 1 $(metric 'masq_handoffs_total{worker="1"}'); hand-off drops $(metric 'masq_drops_total{reason="handoff_dropped"}')"
+echo "totals: hand-offs worker 0 $(metric 'masq_handoffs_total{worker="0"}'), worker 1 $(metric 'masq_handoffs_total{worker="1"}'); hand-off drops $(handoff_drops)"
 echo "sender on CPU 0 (100.64.0.2): $(loss "$work/s1.json")"
 echo "sender on CPU 1 (100.64.0.3): $(loss "$work/s2.json")"
 kill -INT "$masq_pid"; wait "$masq_pid" 2>/dev/null || true; masq_pid=""

@@ -318,7 +318,11 @@ mod tests {
             &mut w.handoff_out,
             &mut w.handoff_in,
             &mut w.log_dropped,
-            &mut w.handoff_dropped,
+            &mut w.handoff_no_queue,
+            &mut w.handoff_too_big,
+            &mut w.handoff_queue_full,
+            &mut w.handoff_no_frame,
+            &mut w.fragment_handoff_dropped,
         ] {
             *c = next();
         }

@@ -171,11 +171,13 @@ ROWS = [
     ("Fragments, MSS clamping, FTP ALG", [
         series("Fragments per second", "pps",
                "Fragments handed to their datagram's home worker or session owner; non-first "
-               "fragments held until the first came (RFC 4787 REQ-14) and released.",
+               "fragments held until the first came (RFC 4787 REQ-14) and released; fragments among the "
+               "hand-offs dropped (masq_drops_total handoff_* says why).",
                (rate("masq_fragments_to_home_total"), "to home worker"),
                (rate("masq_fragments_to_owner_total"), "to owner worker"),
                (rate("masq_fragments_held_total"), "held"),
-               (rate("masq_fragments_released_total"), "released")),
+               (rate("masq_fragments_released_total"), "released"),
+               (rate("masq_fragment_handoff_dropped_total"), "hand-off dropped")),
         series("MSS clamped per second", "pps",
                "masq_mss_clamped_total: SYN and SYN/ACK segments whose MSS a rule's mss_clamp lowered.",
                (rate("masq_mss_clamped_total"), "clamped")),

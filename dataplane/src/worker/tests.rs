@@ -174,7 +174,49 @@ fn a_full_hand_off_queue_drops_and_counts() {
     let d = w0.io_mut().alloc(60).expect("frame");
     w0.hand_off(1, Side::Outside, d);
     w0.hand_off(1, Side::Outside, d);
-    assert_eq!((w0.counters().handoff_out, w0.counters().handoff_dropped), (1, 1));
+    assert_eq!((w0.counters().handoff_out, w0.counters().handoff_queue_full), (1, 1));
+}
+
+#[test]
+#[allow(clippy::cast_possible_truncation)] // test frames of a few bytes
+fn a_hand_off_that_cannot_be_made_is_counted_by_reason_and_fragments_among_them() {
+    use crate::testing::frames::frame_frag;
+    let mesh = Arc::new(Mesh::new(2, 1));
+    let (mut w0, mut w1) = (worker(0, None, &mesh), worker(1, None, &mesh));
+    let put = |w: &mut Worker<MemIo>, f: &[u8]| {
+        let d = w.io_mut().alloc(f.len() as u32).expect("frame");
+        w.io_mut().with_views(&[d], |v| v.first_mut().map(|x| x.copy_from_slice(f)));
+        d
+    };
+    let (remote, public) = (ip("198.51.100.1"), ip("203.0.113.10"));
+    let frag = frame_frag(remote, public, 17, &[7; 100], 64, 9, 0x2000);
+    let jumbo = udp(remote, 53, public, 4000, &[7; 1600]);
+    let jumbo_frag = frame_frag(remote, public, 17, &[7; 1600], 64, 9, 0x2000);
+    let c = |w: &Worker<MemIo>| {
+        let c = w.counters();
+        [c.handoff_no_queue, c.handoff_too_big, c.handoff_queue_full, c.handoff_no_frame, c.fragment_handoff_dropped]
+    };
+    // To no such worker.
+    let d = put(&mut w0, &frag);
+    w0.hand_off(5, Side::Outside, d);
+    assert_eq!(c(&w0), [1, 0, 0, 0, 1]);
+    // Longer than HANDOFF_MAX (a jumbo MTU's frame), fragment or not.
+    for f in [&jumbo, &jumbo_frag] {
+        let d = put(&mut w0, f);
+        w0.hand_off(1, Side::Outside, d);
+    }
+    assert_eq!(c(&w0), [1, 2, 0, 0, 2]);
+    // The owner's queue (one frame deep) full.
+    for _ in 0..2 {
+        let d = put(&mut w0, &frag);
+        w0.hand_off(1, Side::Outside, d);
+    }
+    assert_eq!(c(&w0), [1, 2, 1, 0, 3]);
+    // No free frame at the owner to take the queued one in.
+    while w1.io_mut().alloc(64).is_some() {}
+    w1.take_handoffs(1);
+    assert_eq!(c(&w1), [0, 0, 0, 1, 1]);
+    assert_eq!(w0.counters().handoff_dropped() + w1.counters().handoff_dropped(), 5);
 }
 
 /// An engine whose subscribers may hold one session, answering refusals
@@ -384,7 +426,7 @@ fn an_echo_hairpin_reaches_a_host_on_the_other_worker_and_its_reply_comes_back()
     assert!(checksums_ok(&rep));
     assert_eq!(ttl(&rep), 63, "the TTL drops once");
     assert_eq!((w[0].counters().handoff_out, w[1].counters().handoff_in), (2, 2));
-    assert_eq!(w[0].counters().handoff_dropped + w[1].counters().handoff_dropped, 0);
+    assert_eq!(w[0].counters().handoff_dropped() + w[1].counters().handoff_dropped(), 0);
 }
 
 #[test]
@@ -433,5 +475,5 @@ fn gre_on_one_public_address_and_remote_is_one_hosts_box_wide_and_its_answers_re
     assert!(back.iter().all(|f| tuple(f).2 == a && checksums_ok(f)), "to A");
     let handed: u64 = w.iter().filter_map(|x| x.engine()).map(|e| e.counters().other_proto_handoffs).sum();
     assert!(handed >= 1, "one of the answers went to the home");
-    assert_eq!(w[0].counters().handoff_dropped + w[1].counters().handoff_dropped, 0);
+    assert_eq!(w[0].counters().handoff_dropped() + w[1].counters().handoff_dropped(), 0);
 }
