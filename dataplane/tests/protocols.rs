@@ -258,10 +258,11 @@ fn with_two_workers_a_session_lives_at_its_home_and_answers_find_it_there() {
     assert_eq!(addrs(&back).1, sub);
     // An answer to nobody goes to its home once and is dropped there.
     let nobody = ip("198.51.100.250");
-    let home = usize::from(other_home(seed, public, nobody, GRE, 2));
+    let home = other_home(seed, public, nobody, GRE, 2);
     let mut f = gre(nobody, public);
-    assert_eq!(w[1 - home].send(OUT, &mut f), Verdict::HandOff { worker: home as u16, arrived_on: OUT });
-    assert_eq!(w[home].send(OUT, &mut f), Verdict::Drop(DropReason::UnsupportedProtocol));
+    let h = usize::from(home);
+    assert_eq!(w[1 - h].send(OUT, &mut f), Verdict::HandOff { worker: home, arrived_on: OUT });
+    assert_eq!(w[h].send(OUT, &mut f), Verdict::Drop(DropReason::UnsupportedProtocol));
 }
 
 #[test]
