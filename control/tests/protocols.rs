@@ -1,7 +1,9 @@
 //! Other IP protocols end to end (root; CI is root): GRE and ESP crafted
 //! with scapy (the kernel here has no GRE module) leave the box from the
 //! pool address and their answers come back to the inside host; the
-//! session listing shows them by protocol number.
+//! session listing shows them by protocol number; a second host that would
+//! take the same (public address, remote, protocol) is refused, with two
+//! workers too (the hosts on different workers).
 
 mod lab;
 
@@ -68,6 +70,27 @@ fn gre_and_esp_leave_from_the_pool_address_and_their_answers_come_back() {
     assert!(listing.lines().any(|l| l.starts_with("esp") && l.contains(" 50 ")), "{listing}");
     let log = lab.stop_masq();
     assert_eq!(lab::total(&log, "unsupported_protocol="), 0, "{log}");
+}
+
+#[test]
+fn a_second_host_is_refused_the_same_public_address_remote_and_protocol_whatever_its_worker() {
+    // With MASQ_LAB_WORKERS=2 the two hosts belong to different workers.
+    let owner = |a: &str| dataplane::nat::subscriber_owner(u32::from(a.parse::<std::net::Ipv4Addr>().unwrap()), 2);
+    assert_ne!(owner("100.64.0.2"), owner("100.64.0.3"));
+    let mut lab = Lab::up("protobusy", 1500);
+    std::fs::write(lab.dir.join("masq.yaml"), config()).expect("config file");
+    let cfg = lab.dir.join("masq.yaml");
+    lab.start_masq_with(&["run", "--config", cfg.to_str().expect("utf-8 path")]);
+    // The first host's GRE and ESP leave from the one pool address and are answered.
+    gre_and_esp_exchange(&mut lab, "203.0.113.10");
+    // The second host's would take the same (public address, remote,
+    // protocol): both refused, so the first's answers stay unambiguous.
+    let script = lab::repo().join("control/tests/lab/proto.py");
+    let script = script.to_str().expect("utf-8 path");
+    let back = lab.ok("in2", &["/usr/bin/python3", script, "send", "in2", "100.64.0.3", "198.51.100.1"]);
+    assert!(!back.contains("back "), "{back}");
+    let log = lab.stop_masq();
+    assert_eq!(lab::total(&log, "other_proto_busy="), 2, "GRE and ESP refused: {log}");
 }
 
 #[test]
