@@ -121,6 +121,11 @@ pub fn render(m: &MetricsSnapshot) -> prometheus::Result<String> {
     for (&(p, st), &n) in &m.census.sessions {
         sessions.with_label_values(&[&protocol_name(p), st]).set(i64::try_from(n).unwrap_or(i64::MAX));
     }
+    // Where sessions live: which worker owns a subscriber shows here.
+    let per_worker = gauge("masq_worker_sessions", "Live sessions in each worker's shard.", &["worker"])?;
+    for (w, ws) in m.workers.iter().enumerate() {
+        per_worker.with_label_values(&[&w.to_string()]).set(i64::from(ws.sessions));
+    }
     let lifecycle =
         counter("masq_sessions_events_total", "Sessions created, expired, evicted and flushed.", &["event"])?;
     for (ev, n) in [
@@ -313,7 +318,11 @@ mod tests {
             &mut w.handoff_out,
             &mut w.handoff_in,
             &mut w.log_dropped,
-            &mut w.handoff_dropped,
+            &mut w.handoff_no_queue,
+            &mut w.handoff_too_big,
+            &mut w.handoff_queue_full,
+            &mut w.handoff_no_frame,
+            &mut w.fragment_handoff_dropped,
         ] {
             *c = next();
         }
@@ -463,6 +472,8 @@ mod tests {
             "# TYPE masq_sessions_events_total counter",
             "# HELP masq_subscriber_limit_events_total New flows refused because the subscriber could not get a port or a session (RFC 6888 REQ-11), by pool and reason.",
             "# TYPE masq_subscriber_limit_events_total counter",
+            "# HELP masq_worker_sessions Live sessions in each worker's shard.",
+            "# TYPE masq_worker_sessions gauge",
             "# HELP masq_xdp_frames_total Frames the XDP program redirected to masq or passed to the kernel.",
             "# TYPE masq_xdp_frames_total counter",
             "# HELP masq_worker_round_duration_seconds Time a worker round with traffic took (receive, translate, send), from each worker's hdrhistogram.",
@@ -484,6 +495,7 @@ mod tests {
             "masq_sessions {protocol,state}",
             "masq_sessions_events_total {event}",
             "masq_subscriber_limit_events_total {pool,reason}",
+            "masq_worker_sessions {worker}",
             "masq_xdp_frames_total {action,interface}",
             "masq_worker_round_duration_seconds_bucket {worker,le}",
             "masq_worker_round_duration_seconds_sum {worker}",
@@ -505,6 +517,7 @@ mod tests {
             "masq_drops_total{reason=\"no_route\"} 0",
             "masq_sessions{protocol=\"tcp\",state=\"any\"} 0",
             "masq_handoffs_total{worker=\"0\"} 0",
+            "masq_worker_sessions{worker=\"0\"} 0",
             "masq_nat_log_lost_total 0",
             "masq_config_generation 3",
             "# TYPE masq_worker_round_duration_seconds histogram",

@@ -130,6 +130,8 @@ pub struct ConfigCounts {
 pub struct WorkerSnapshot {
     /// Frames this worker handed to another.
     pub handoffs_out: u64,
+    /// Live sessions in this worker's shard.
+    pub sessions: u32,
     /// Time a round with traffic took, in nanoseconds.
     pub round_ns: Option<hdrhistogram::Histogram<u64>>,
 }
@@ -220,7 +222,11 @@ impl MetricsSnapshot {
         self.sessions += u64::from(s.sessions);
         self.blocks_in_use += u64::from(s.blocks_in_use);
         self.block_events_dropped += s.block_events_dropped;
-        self.workers.push(WorkerSnapshot { handoffs_out: s.worker.handoff_out, round_ns: s.round_ns.clone() });
+        self.workers.push(WorkerSnapshot {
+            handoffs_out: s.worker.handoff_out,
+            sessions: s.sessions,
+            round_ns: s.round_ns.clone(),
+        });
     }
 
     /// Drops by reason: the engine's reasons, the worker's own (its counters

@@ -103,6 +103,7 @@ fn every_metric_family_is_there_with_its_type_and_moves_with_traffic() {
         ("masq_port_blocks", "gauge"),
         ("masq_port_exhaustion_events_total", "counter"),
         ("masq_handoffs_total", "counter"),
+        ("masq_worker_sessions", "gauge"),
         ("masq_nat_log_lost_total", "counter"),
         ("masq_worker_round_duration_seconds", "histogram"),
         ("masq_xdp_frames_total", "counter"),

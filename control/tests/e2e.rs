@@ -238,7 +238,9 @@ fn two_workers_hand_replies_to_the_owner_and_every_flow_works() {
         total(&log, "handed off ") >= 1,
         "traffic from both CPUs reached both workers, yet nothing was handed off: {log}"
     );
-    assert_eq!(total(&log, "handoff_dropped="), 0, "{log}");
+    for drop in ["handoff_no_queue=", "handoff_too_big=", "handoff_queue_full=", "handoff_no_frame="] {
+        assert_eq!(total(&log, drop), 0, "{drop}\n{log}");
+    }
 }
 
 #[test]

@@ -65,7 +65,14 @@ fn two_workers_carry_fragmented_udp_echoes_and_large_pings_from_either_cpu() {
     let log = lab.stop_masq();
     assert!(log.contains("worker 1 on core 1 queue 1"), "{log}");
     assert!(total(&log, "handed off ") >= 1, "{log}");
-    for drop in ["fragment_unknown=", "fragment_unknown_at_owner=", "handoff_dropped="] {
+    for drop in [
+        "fragment_unknown=",
+        "fragment_unknown_at_owner=",
+        "handoff_no_queue=",
+        "handoff_too_big=",
+        "handoff_queue_full=",
+        "handoff_no_frame=",
+    ] {
         assert_eq!(total(&log, drop), 0, "{drop}\n{log}");
     }
 }

@@ -1,7 +1,9 @@
 //! Other IP protocols end to end (root; CI is root): GRE and ESP crafted
 //! with scapy (the kernel here has no GRE module) leave the box from the
 //! pool address and their answers come back to the inside host; the
-//! session listing shows them by protocol number.
+//! session listing shows them by protocol number; a second host that would
+//! take the same (public address, remote, protocol) is refused, with two
+//! workers too (the hosts on different workers).
 
 mod lab;
 
@@ -71,6 +73,27 @@ fn gre_and_esp_leave_from_the_pool_address_and_their_answers_come_back() {
 }
 
 #[test]
+fn a_second_host_is_refused_the_same_public_address_remote_and_protocol_whatever_its_worker() {
+    // With MASQ_LAB_WORKERS=2 the two hosts belong to different workers.
+    let owner = |a: &str| dataplane::nat::subscriber_owner(u32::from(a.parse::<std::net::Ipv4Addr>().unwrap()), 2);
+    assert_ne!(owner("100.64.0.2"), owner("100.64.0.3"));
+    let mut lab = Lab::up("protobusy", 1500);
+    std::fs::write(lab.dir.join("masq.yaml"), config()).expect("config file");
+    let cfg = lab.dir.join("masq.yaml");
+    lab.start_masq_with(&["run", "--config", cfg.to_str().expect("utf-8 path")]);
+    // The first host's GRE and ESP leave from the one pool address and are answered.
+    gre_and_esp_exchange(&mut lab, "203.0.113.10");
+    // The second host's would take the same (public address, remote,
+    // protocol): both refused, so the first's answers stay unambiguous.
+    let script = lab::repo().join("control/tests/lab/proto.py");
+    let script = script.to_str().expect("utf-8 path");
+    let back = lab.ok("in2", &["/usr/bin/python3", script, "send", "in2", "100.64.0.3", "198.51.100.1"]);
+    assert!(!back.contains("back "), "{back}");
+    let log = lab.stop_masq();
+    assert_eq!(lab::total(&log, "other_proto_busy="), 2, "GRE and ESP refused: {log}");
+}
+
+#[test]
 fn gre_and_esp_answers_to_a_masquerade_address_reach_masq_not_the_kernel() {
     // The box's own outside address: its XDP program gives masq other
     // protocols too, and masq keeps what its sessions claim.
@@ -106,11 +129,21 @@ fn icmp_mapping(lab: &Lab, host: &str) -> Option<(String, String)> {
     Some((field(" dst=")?, field(" dport=")?))
 }
 
+/// Live sessions per worker, from `/metrics`.
+fn worker_sessions(lab: &Lab) -> Vec<i64> {
+    let m = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
+    m.lines()
+        .filter(|l| l.starts_with("masq_worker_sessions{"))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+        .collect()
+}
+
 #[test]
 fn ping_hairpins_to_another_hosts_public_address_and_identifier() {
-    // One worker: both hosts' mappings must be on the worker that hairpins.
-    let mut lab = Lab::up_with("hpping", 1500, 1);
-    std::fs::write(lab.dir.join("masq.yaml"), HAIRPIN_CONFIG).expect("config file");
+    // With MASQ_LAB_WORKERS=2 the two hosts are on different workers
+    // (checked below): the echo hairpin crosses them.
+    let mut lab = Lab::up("hpping", 1500);
+    std::fs::write(lab.dir.join("masq.yaml"), lab::shaped(HAIRPIN_CONFIG)).expect("config file");
     let cfg = lab.dir.join("masq.yaml");
     let cfg = cfg.to_str().expect("utf-8 path").to_string();
     // Each host's public address is its hash's pick (a random seed per
@@ -121,7 +154,20 @@ fn ping_hairpins_to_another_hosts_public_address_and_identifier() {
         lab.start_masq_with(&["run", "--config", &cfg]);
         // Outside answers only the first address: the mappings are made all the same.
         lab.run("in2", &["ping", "-c", "1", "-W", "1", "-e", "4242", "198.51.100.1"]);
+        std::thread::sleep(Duration::from_millis(300)); // metrics snapshots every 100 ms
+        let b_only = worker_sessions(&lab);
         lab.run("in", &["ping", "-c", "1", "-W", "1", "-e", "4343", "198.51.100.1"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let both = worker_sessions(&lab);
+        if lab::workers() == 2 {
+            // 100.64.0.3's session on one worker, 100.64.0.2's on the other.
+            let a_only: Vec<i64> = both.iter().zip(&b_only).map(|(x, y)| x - y).collect();
+            let one = |v: &[i64]| v.iter().filter(|&&n| n == 1).count() == 1 && v.iter().sum::<i64>() == 1;
+            assert!(
+                b_only.len() == 2 && one(&b_only) && one(&a_only) && a_only != b_only,
+                "sessions per worker: {b_only:?} then {both:?}"
+            );
+        }
         let (b, a) = (icmp_mapping(&lab, "100.64.0.3"), icmp_mapping(&lab, "100.64.0.2"));
         match (b, a) {
             (Some(b), Some(a)) if a.0 != b.0 => {

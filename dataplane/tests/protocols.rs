@@ -230,32 +230,39 @@ fn an_icmp_error_about_a_hairpinned_flow_is_hairpinned_rfc5508_req7() {
 }
 
 #[test]
-fn with_two_workers_an_answer_finds_the_worker_holding_its_session() {
+fn with_two_workers_a_session_lives_at_its_home_and_answers_find_it_there() {
     let mut p = cgnat_params();
     p.workers = 2;
-    p.worker = 0;
-    let mut w0 = Nat::new(p.clone());
-    p.worker = 1;
-    let mut w1 = Nat::new(p);
+    let seed = p.seed;
+    let mut w = [0, 1].map(|i| Nat::new(EngineParams { worker: i, ..p.clone() }));
     let sub = (0..100u32).map(|i| ip("100.64.5.0") + i).find(|&a| subscriber_owner(a, 2) == 1).unwrap();
-    // Worker 0 hands the subscriber's packet to its owner, which translates it.
+    // Off the wire at worker 0: to the subscriber's worker, which alone
+    // knows its public address.
     let mut f = gre(sub, ip(REMOTE));
-    assert_eq!(w0.send(IN, &mut f), Verdict::HandOff { worker: 1, arrived_on: IN });
-    let out = w1.out(gre(sub, ip(REMOTE)));
+    assert_eq!(w[0].send(IN, &mut f), Verdict::HandOff { worker: 1, arrived_on: IN });
+    // There, a remote whose (public address, remote, GRE) is homed at
+    // worker 0 sends it on to worker 0, which makes the session.
+    let remote = (1..200u32)
+        .map(|i| ip("198.51.100.0") + i)
+        .find(|&r| w[1].send(IN, &mut gre(sub, r)) == Verdict::HandOff { worker: 0, arrived_on: IN })
+        .expect("a remote homed at worker 0");
+    w[0].e.set_handed_off(true);
+    let out = w[0].out(gre(sub, remote));
+    w[0].e.set_handed_off(false);
     let public = addrs(&out).0;
-    // The answer reaches worker 0 (no port tells it the owner): on to worker 1.
-    let mut f = gre(ip(REMOTE), public);
-    assert_eq!(w0.send(OUT, &mut f), Verdict::HandOff { worker: 1, arrived_on: OUT });
-    w1.e.set_handed_off(true);
-    let back = w1.pass(OUT, gre(ip(REMOTE), public), IN);
+    assert_eq!(other_home(seed, public, remote, GRE, 2), 0);
+    // The answer reaches worker 1: on to the home, which has the session.
+    let mut f = gre(remote, public);
+    assert_eq!(w[1].send(OUT, &mut f), Verdict::HandOff { worker: 0, arrived_on: OUT });
+    let back = w[0].back(gre(remote, public));
     assert_eq!(addrs(&back).1, sub);
-    // An answer to nobody walks the workers once and is dropped.
-    let mut f = gre(ip("198.51.100.99"), public);
-    assert_eq!(w1.send(OUT, &mut f), Verdict::Drop(DropReason::UnsupportedProtocol));
-    w1.e.set_handed_off(false);
-    assert_eq!(w1.send(OUT, &mut f), Verdict::HandOff { worker: 0, arrived_on: OUT });
-    w0.e.set_handed_off(true);
-    assert_eq!(w0.send(OUT, &mut f), Verdict::HandOff { worker: 1, arrived_on: OUT });
+    // An answer to nobody goes to its home once and is dropped there.
+    let nobody = ip("198.51.100.250");
+    let home = other_home(seed, public, nobody, GRE, 2);
+    let mut f = gre(nobody, public);
+    let h = usize::from(home);
+    assert_eq!(w[1 - h].send(OUT, &mut f), Verdict::HandOff { worker: home, arrived_on: OUT });
+    assert_eq!(w[h].send(OUT, &mut f), Verdict::Drop(DropReason::UnsupportedProtocol));
 }
 
 #[test]

@@ -171,11 +171,13 @@ ROWS = [
     ("Fragments, MSS clamping, FTP ALG", [
         series("Fragments per second", "pps",
                "Fragments handed to their datagram's home worker or session owner; non-first "
-               "fragments held until the first came (RFC 4787 REQ-14) and released.",
+               "fragments held until the first came (RFC 4787 REQ-14) and released; fragments among the "
+               "hand-offs dropped (masq_drops_total handoff_* says why).",
                (rate("masq_fragments_to_home_total"), "to home worker"),
                (rate("masq_fragments_to_owner_total"), "to owner worker"),
                (rate("masq_fragments_held_total"), "held"),
-               (rate("masq_fragments_released_total"), "released")),
+               (rate("masq_fragments_released_total"), "released"),
+               (rate("masq_fragment_handoff_dropped_total"), "hand-off dropped")),
         series("MSS clamped per second", "pps",
                "masq_mss_clamped_total: SYN and SYN/ACK segments whose MSS a rule's mss_clamp lowered.",
                (rate("masq_mss_clamped_total"), "clamped")),
@@ -197,8 +199,13 @@ ROWS = [
                "masq_worker_round_duration_seconds_count by worker.",
                (rate("masq_worker_round_duration_seconds_count", "worker"), "w{{worker}}")),
         series("Hand-offs per second", "pps",
-               "masq_handoffs_total: frames a worker handed to the worker owning their session.",
-               (rate("masq_handoffs_total", "worker"), "w{{worker}}")),
+               "masq_handoffs_total: frames a worker handed to the worker owning their session; "
+               "masq_other_proto_handoffs_total: GRE, ESP... handed to their session's home worker.",
+               (rate("masq_handoffs_total", "worker"), "w{{worker}}"),
+               (rate("masq_other_proto_handoffs_total"), "other protocols to home")),
+        series("Sessions per worker", "short",
+               "masq_worker_sessions: live sessions in each worker's shard; a lasting imbalance says steering or RSS is uneven.",
+               ("sum by (worker) (masq_worker_sessions)", "w{{worker}}")),
         series("Idle sleeps per second", "ops",
                "masq_idle_sleeps_total: an idle worker slept on its sockets (workers.sleep_when_idle).",
                (rate("masq_idle_sleeps_total"), "sleeps")),

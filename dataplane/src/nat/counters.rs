@@ -292,6 +292,9 @@ declare_counters! {
         /// Fragments handed on to the worker that owns their datagram's
         /// session (by their home, or by a hairpin's first half).
         fragments_to_owner: u64 => Total("Fragments handed to the worker that owns their datagram's session."),
+        /// Packets of other IP protocols (GRE, ESP...) the engine handed
+        /// to their session's home worker (`nat::other`), both ways.
+        other_proto_handoffs: u64 => Total("Packets of other IP protocols (GRE, ESP...) handed to their session's home worker."),
         /// ICMP errors translated (RFC 5508).
         icmp_errors_translated: u64,
         /// Non-first fragments that came before their first and were held (`nat::frag`).

@@ -11,10 +11,25 @@
 //! sent ([`Engine::new_echo_hairpin`]) instead of taking one from its port
 //! block; two hosts on one public address cannot tell their pings apart
 //! that way, and such a request is not hairpinned (RFC 5508 asks query
-//! hairpins of Basic NAT only). With several workers it works when both
-//! hosts' sessions fall to one worker (the target mapping is looked up
-//! here only). ICMP errors about hairpinned flows are
+//! hairpins of Basic NAT only). ICMP errors about hairpinned flows are
 //! hairpinned in [`super::icmp_error`].
+//!
+//! With several workers a TCP/UDP hairpin's two halves live with their
+//! own owners: the sender's with its subscriber's worker, the target's
+//! with its public port's owner, to which the half-translated packet is
+//! handed as if it came from outside. An echo hairpin cannot split so:
+//! the target's reply names the sender only by (sender's public address,
+//! target's identifier), and the owner of that port on the sender's
+//! address is not the sender's worker (with one port order for every
+//! address it is the target's). So both halves of an echo hairpin live with the
+//! owner of the target mapping's identifier: a request to a public
+//! address whose identifier another worker owns is handed there
+//! unchanged ([`super::i2o`]), once (a handed-over request is not sent
+//! on again: if the owner has no such mapping it goes back to the
+//! sender's worker as an ordinary outbound ping), and the sender's session
+//! is made there on its subscriber's public address (the subscriber hash
+//! picks it, as on the sender's own worker). The target's replies are on
+//! its own worker already.
 //!
 //! A hairpinned datagram's first fragment records its second half under
 //! the key it has once its source is translated, so its later fragments

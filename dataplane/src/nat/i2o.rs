@@ -46,6 +46,10 @@ impl Engine {
         // Hairpinning (TCP and UDP) needs something on the public endpoint to
         // reach; decide before any session is made.
         let dst_public = match self.ports.addr_of_ip(p.dst) {
+            Some(a) if p.proto == L4::Icmp => match self.echo_to_public(now, frame, p, a) {
+                Ok(public) => public,
+                Err(v) => return Ok(v),
+            },
             Some(a) => match self.dst_public(now, p, a) {
                 Ok(public) => public,
                 Err(v) => return Ok(v),
@@ -59,7 +63,7 @@ impl Engine {
             return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
         }
         if self.workers > 1 {
-            if let Some(v) = self.owner_elsewhere(p) {
+            if let Some(v) = self.owner_elsewhere(p, dst_public) {
                 return Ok(v);
             }
         }
@@ -122,12 +126,6 @@ impl Engine {
     #[cold]
     #[inline(never)]
     fn dst_public(&mut self, now: u32, p: &Parsed, a: u16) -> Result<bool, Verdict> {
-        // ICMP echo (RFC 5508 REQ-7): to the public identifier of another
-        // host's query mapping, the one this request carries (see
-        // hairpin.rs); the box's own addresses answer the rest.
-        if p.proto == L4::Icmp {
-            return Ok(!self.is_local(p.dst) && self.find_mapping_o2i(p.dst, p.sport, L4::Icmp, now).is_some());
-        }
         let target = self.forward_by_public(a, p.dport, p.proto).is_some()
             || self.ports.is_static(a)
             || self.find_mapping_o2i(p.dst, p.dport, p.proto, now).is_some()
@@ -142,9 +140,39 @@ impl Engine {
         Ok(true)
     }
 
+    /// An ICMP echo to public address `a` (RFC 5508 REQ-7): whether it goes
+    /// to the public identifier of another host's query mapping, the one
+    /// it carries (see hairpin.rs), or the hand-off to the worker that
+    /// owns that identifier; the box's own addresses answer the rest.
+    #[cold]
+    #[inline(never)]
+    fn echo_to_public(&mut self, now: u32, frame: &[u8], p: &Parsed, a: u16) -> Result<bool, Verdict> {
+        if self.is_local(p.dst) {
+            return Ok(false);
+        }
+        if self.find_mapping_o2i(p.dst, p.sport, L4::Icmp, now).is_some() {
+            return Ok(true);
+        }
+        // With several workers the target's mapping lives with the owner
+        // of its identifier: a request goes there once (a frame handed
+        // over is not sent on again, so none bounces).
+        let request = frame.get(usize::from(p.l4)) == Some(&icmp::ECHO_REQUEST);
+        if self.workers > 1 && request && !self.handed_off {
+            if let Some(o) = self.port_owner(a, p.sport).filter(|&o| o != self.worker) {
+                return Err(Verdict::HandOff { worker: o, arrived_on: Side::Inside });
+            }
+        }
+        Ok(false)
+    }
+
     /// With several workers: the hand-off if another worker owns the flow.
     #[inline(never)]
-    pub(super) fn owner_elsewhere(&self, p: &Parsed) -> Option<Verdict> {
+    pub(super) fn owner_elsewhere(&self, p: &Parsed, dst_public: bool) -> Option<Verdict> {
+        // An echo hairpin lives with its target's mapping (see hairpin.rs),
+        // whichever worker owns the sender.
+        if dst_public && p.proto == L4::Icmp {
+            return None;
+        }
         // A forward's server answering: its session lives with the public port's owner.
         // (An FTP ALG forward's server keeps its sessions: engine::forward_owner.)
         let owner = if let Some(f) = self.forward_by_inside(p.src, p.sport, p.proto).filter(|f| !f.f.ftp_alg) {

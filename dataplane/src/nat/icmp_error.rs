@@ -52,7 +52,8 @@ impl Engine {
                 let owner = match side {
                     Side::Outside => self.public_owner(e.src, e.sport),
                     Side::Inside => {
-                        match self.owner_elsewhere(&Parsed { src: e.dst, sport: e.dport, proto: e.proto, ..*p }) {
+                        match self.owner_elsewhere(&Parsed { src: e.dst, sport: e.dport, proto: e.proto, ..*p }, false)
+                        {
                             Some(Verdict::HandOff { worker, .. }) => Some(worker),
                             _ => None,
                         }

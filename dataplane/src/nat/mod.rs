@@ -28,9 +28,9 @@
 //! | lookup | `lookup.rs` | general path: hit -> refresh (TCP state, timers) and translate; miss -> by kind | a session past its timeout is never used |
 //! | inside to outside | `i2o.rs` | first outbound packet: own addresses, TTL, owning worker, rules, mapping | a packet that makes no session changes no state |
 //! | outside to inside | `o2i.rs` | first inbound packet: 1:1 static address, forward (a port or a range), filtered mapping, no-NAT exemption, or drop | nothing reaches inside that no session, static address, forward or exemption allows |
-//! | other protocols | `other.rs` | GRE, ESP, SCTP...: a session per (inside, remote, protocol), translated by address only | one inside host per (public address, remote, protocol) |
+//! | other protocols | `other.rs` | GRE, ESP, SCTP...: a session per (inside, remote, protocol), translated by address only, at the home worker of (public address, remote, protocol) | one inside host per (public address, remote, protocol), box-wide |
 //! | overflow | `overflow.rs` | a deterministic pool's subscriber past its range: its overflow mapping, else its range, else a port of the overflow port-block pool (RFC 7422 section 2) | an overflow session counts on the subscriber's overflow-pool entry; a refusal changes nothing |
-//! | hairpin | `hairpin.rs` | inside to a public endpoint: translate the destination as if from outside | the TTL drops once |
+//! | hairpin | `hairpin.rs` | inside to a public endpoint: translate the destination as if from outside; an echo hairpin's two halves at the owner of the target's identifier | the TTL drops once |
 //! | mapping | `mapping.rs` | endpoint-independent mappings: chains of sessions on one public endpoint | a mapping's port is in use exactly while its chain is not empty |
 //! | ports | `ports/` | public addresses, port blocks, subscribers, holds, block events | a port is in use exactly while one mapping or forward holds it |
 //! | refusal | `refusal.rs` | a subscriber at its limit: drop, ICMP host unreachable, count per pool, log (RFC 6888 REQ-11) | a refusal deletes nothing and changes no session, port or subscriber; rate limits per subscriber and per worker |
@@ -98,6 +98,7 @@ pub mod tcp;
 pub use counters::{Counters, DropReason, PassReason};
 pub use engine::{subscriber_owner, Engine};
 pub use l4::L4;
+pub use other::other_home;
 pub use params::*;
 pub use reconfigure::reconfigure_check;
 

@@ -22,18 +22,40 @@
 //! outside reaches an inside host that no session or no-NAT exemption
 //! allows (a miss is `unsupported_protocol`, as it always was).
 //!
-//! With several workers a session lives with its subscriber's owner. An
-//! inbound packet carries no port to find that worker by, so one that
-//! finds no session goes from the worker that received it to worker 0 (or
-//! 1, from worker 0), then from worker to worker up the numbers until one
-//! holds its session; the last one decides as a single worker would (so a
-//! packet reaching no session crosses every worker once, at most twice).
-//! Only packets to a public address take that walk. Two subscribers of
-//! different workers may then hold one (public address, remote, protocol)
-//! at once; the lower-numbered worker's gets the answers.
+//! With several workers the claim holds box-wide: a translated session
+//! lives at its *home*, the worker a seeded hash of (public address,
+//! remote, protocol) names ([`other_home`]; every worker shares the seed,
+//! so every worker computes the same home). An inbound packet that finds
+//! no session is handed to its home (from the packet alone: its
+//! destination is the public address). An outbound one goes to its
+//! subscriber's worker, which alone knows the subscriber's public address
+//! (its pool's pick), and from there to the home, which makes the session
+//! on the address its own subscriber entry picks (the subscriber hash: the
+//! same address, unless a port-block pool moved a new subscriber past a
+//! full address on one worker and not the other) and counts it there (a
+//! subscriber's session limit holds per worker). So a second host on
+//! another worker that maps to the same public address meets the first's
+//! session at the home and is refused (`other_proto_busy`), and every
+//! answer reaches the one session. The price: an outbound packet that
+//! arrives at its subscriber's worker, when that is not the home, is
+//! handed over (`other_proto_handoffs` counts the engine's hand-offs of
+//! these packets, both ways); GRE and ESP are rare next to TCP and UDP.
+//! A 1:1 static host's sessions stay with its own worker (its public
+//! address is its own: nothing to share).
 #![forbid(unsafe_code)]
 
+use super::hash::hash3;
 use super::*;
+
+/// The home worker of another protocol's translated session on (public
+/// address `public`, remote `remote`, IP protocol `ip_proto`): a seeded
+/// hash modulo `workers`, the same on every worker (they share the seed).
+pub fn other_home(seed: u64, public: u32, remote: u32, ip_proto: u8, workers: u16) -> u16 {
+    let h = hash3(seed ^ OTHER_SALT, public ^ remote.rotate_left(11), 0, u16::from(ip_proto), 0x6f74);
+    u16::try_from((h >> 32) % u64::from(workers.max(1))).unwrap_or(0)
+}
+
+const OTHER_SALT: u64 = 0x6f74_6865_7268_6f6d;
 
 impl Engine {
     /// A packet of another IP protocol ([`Kind::OtherProto`]).
@@ -77,15 +99,11 @@ impl Engine {
             return self.new_other_static(side, now, frame, &q, addr, inside);
         }
         if side == Side::Outside && self.workers > 1 && self.ports.addr_of_ip(p.dst).is_some() {
-            // Another worker may hold it (module doc): from the worker that
-            // received it to worker 0 (or 1), then on up the numbers.
-            let next = match (self.handed_off, self.worker) {
-                (false, 0) => 1,
-                (false, _) => 0,
-                (true, w) => w.saturating_add(1),
-            };
-            if next < self.workers {
-                return Verdict::HandOff { worker: next, arrived_on: Side::Outside };
+            // Its session, if any, is at its home (module doc).
+            let home = other_home(self.seed, p.dst, p.src, p.ip_proto, self.workers);
+            if home != self.worker {
+                self.counters.other_proto_handoffs += 1;
+                return Verdict::HandOff { worker: home, arrived_on: Side::Outside };
             }
         }
         let (inside, remote) = match side {
@@ -184,11 +202,11 @@ impl Engine {
         if q.ttl <= 1 {
             return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
         }
-        if self.workers > 1 {
-            let owner = self.subscriber_owner(q.src);
-            if owner != self.worker {
-                return Ok(Verdict::HandOff { worker: owner, arrived_on: Side::Inside });
-            }
+        // The subscriber's worker knows its public address; a frame it
+        // handed over is at its home (module doc).
+        let owner = if self.workers > 1 { self.subscriber_owner(q.src) } else { self.worker };
+        if owner != self.worker && !self.handed_off {
+            return Ok(Verdict::HandOff { worker: owner, arrived_on: Side::Inside });
         }
         let sub = match self.ports.subscriber(q.src, pool) {
             Ok(s) => s,
@@ -202,6 +220,14 @@ impl Engine {
         };
         let addr = self.ports.sub(sub).map_or(0, |x| x.addr);
         let pub_ip = self.ports.ip_of(addr);
+        if self.workers > 1 && owner == self.worker {
+            let home = other_home(self.seed, pub_ip, q.dst, q.ip_proto, self.workers);
+            if home != self.worker {
+                give_back(self);
+                self.counters.other_proto_handoffs += 1;
+                return Ok(Verdict::HandOff { worker: home, arrived_on: Side::Inside });
+            }
+        }
         let ho = self.h_o2i(pub_ip, n, q.dst, n, L4::Other);
         if let Some(j) = self.find::<false>(ho, q.dst, n, pub_ip, n, L4::Other) {
             if self.live_or_reap(j, now) {

@@ -2,8 +2,11 @@
 //! worker through a bounded single-producer, single-consumer queue, as a
 //! copy (frames never cross workers' UMEMs), with the side it arrived on.
 //!
-//! Invariants: a hand-off that cannot be queued (queue full, frame too big,
-//! no free frame at the owner) is dropped and counted (`handoff_dropped`);
+//! Invariants: a hand-off that cannot be queued is dropped and counted by
+//! reason (`handoff_no_queue`, `handoff_too_big`: a frame over
+//! [`HANDOFF_MAX`], so a jumbo MTU's frames cannot cross workers;
+//! `handoff_queue_full`; `handoff_no_frame`: none free at the owner), and a
+//! fragment among them once more (`fragment_handoff_dropped`);
 //! a round takes at most a batch from each peer's queue; the engine knows
 //! the frames it runs from these queues were handed over
 //! ([`crate::nat::Engine::set_handed_off`]), which bounds how often a
@@ -12,6 +15,8 @@
 use super::Worker;
 use crate::io::{Desc, FrameIo, BATCH};
 use crate::nat::Side;
+use crate::wire::ethernet::{EthernetFrame, ETHERTYPE_IPV4};
+use crate::wire::ipv4::Ipv4Packet;
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 
@@ -47,22 +52,31 @@ impl Mesh {
 
 impl<I: FrameIo> Worker<I> {
     pub(super) fn hand_off(&mut self, to: usize, arrived_on: Side, d: Desc) {
-        let (Some(q), Ok(len)) = (self.mesh.queue(self.id, to), u16::try_from(d.len())) else {
-            self.counters.handoff_dropped += 1;
-            return;
-        };
-        if usize::from(len) > HANDOFF_MAX {
-            self.counters.handoff_dropped += 1;
+        if self.mesh.queue(self.id, to).is_none() {
+            self.counters.handoff_no_queue += 1;
+            self.count_dropped_fragment(d);
             return;
         }
+        let len = match u16::try_from(d.len()) {
+            Ok(len) if usize::from(len) <= HANDOFF_MAX => len,
+            _ => {
+                self.counters.handoff_too_big += 1;
+                self.count_dropped_fragment(d);
+                return;
+            }
+        };
         let mut msg = HandOff { arrived_on, len, bytes: [0; HANDOFF_MAX] };
         self.io.with_views(&[d], |v| {
             if let (Some(dst), Some(src)) = (msg.bytes.get_mut(..usize::from(len)), v.first()) {
                 dst.copy_from_slice(src);
             }
         });
-        if q.push(msg).is_err() {
-            self.counters.handoff_dropped += 1;
+        let Some(q) = self.mesh.queue(self.id, to) else { return };
+        if let Err(msg) = q.push(msg) {
+            self.counters.handoff_queue_full += 1;
+            if is_fragment(msg.bytes.get(..usize::from(msg.len)).unwrap_or(&[])) {
+                self.counters.fragment_handoff_dropped += 1;
+            }
         } else {
             self.counters.handoff_out += 1;
         }
@@ -88,7 +102,10 @@ impl<I: FrameIo> Worker<I> {
                 }
                 arrived_on = msg.arrived_on;
                 let Some(d) = self.io.alloc(u32::from(msg.len)) else {
-                    self.counters.handoff_dropped += 1;
+                    self.counters.handoff_no_frame += 1;
+                    if is_fragment(msg.bytes.get(..usize::from(msg.len)).unwrap_or(&[])) {
+                        self.counters.fragment_handoff_dropped += 1;
+                    }
                     continue;
                 };
                 let len = usize::from(msg.len);
@@ -112,6 +129,14 @@ impl<I: FrameIo> Worker<I> {
         total
     }
 
+    /// Counts `d`, a hand-off being dropped, among the fragments if it is one.
+    #[cold]
+    fn count_dropped_fragment(&mut self, d: Desc) {
+        if self.io.with_views(&[d], |v| v.first().is_some_and(|f| is_fragment(f))) {
+            self.counters.fragment_handoff_dropped += 1;
+        }
+    }
+
     fn run_handoff_batch(&mut self, arrived_on: Side, now: u32, n: usize) {
         self.counters.handoff_in += n as u64;
         // The engine must know: a fragment handed over is never sent to its
@@ -124,6 +149,16 @@ impl<I: FrameIo> Worker<I> {
             e.set_handed_off(false);
         }
     }
+}
+
+/// True if `frame` (Ethernet, one optional VLAN tag) carries an IPv4 fragment.
+fn is_fragment(frame: &[u8]) -> bool {
+    let Ok(eth) = EthernetFrame::new_checked(frame) else { return false };
+    eth.ethertype() == ETHERTYPE_IPV4
+        && frame
+            .get(eth.header_len()..)
+            .and_then(|ip| Ipv4Packet::new_checked(ip).ok())
+            .is_some_and(|ip| ip.is_fragment())
 }
 
 #[cfg(test)]
@@ -197,7 +232,7 @@ mod tests {
         assert_eq!(&got[0][34..38], &[0, 7, 0x0f, 0xa0], "the first carries the inside port 4000");
         // Each fragment: 1 -> 0 (its home) -> 1 (the owner), once.
         assert_eq!((w[1].counters().handoff_out, w[0].counters().handoff_out), (2, 2));
-        assert_eq!(w[0].counters().handoff_dropped + w[1].counters().handoff_dropped, 0);
+        assert_eq!(w[0].counters().handoff_dropped() + w[1].counters().handoff_dropped(), 0);
     }
 
     #[test]
@@ -243,7 +278,7 @@ mod tests {
         let offsets: Vec<u16> = got.iter().map(|f| u16::from_be_bytes([f[20], f[21]]) & 0x1fff).collect();
         assert_eq!(offsets, [0, 200, 100], "the held ones after it, in the order they came");
         assert_eq!(w[0].engine().map(|e| e.counters().fragments_released), Some(2));
-        assert_eq!(w[0].counters().fragment_release_failed + w[1].counters().handoff_dropped, 0);
+        assert_eq!(w[0].counters().fragment_release_failed + w[1].counters().handoff_dropped(), 0);
         let frames = w[0].io_mut().free_frames();
         w[0].round(9);
         assert_eq!(w[0].io_mut().free_frames(), frames, "no frame kept at the home");

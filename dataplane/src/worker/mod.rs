@@ -76,8 +76,18 @@ declare_counters! {
         handoff_in: u64,
         /// NAT log events (port blocks, refusals) lost because the log fell behind.
         log_dropped: u64,
-        /// Hand-offs dropped: the owner's queue was full, the frame too big, or no frame free.
-        handoff_dropped: u64 => Drop("handoff_dropped"),
+        /// Hand-offs dropped, by reason (`handoff.rs`): no queue to the
+        /// owner (a worker number out of range: a bug, never seen);
+        handoff_no_queue: u64 => Drop("handoff_no_queue"),
+        /// the frame longer than [`HANDOFF_MAX`] (a jumbo MTU);
+        handoff_too_big: u64 => Drop("handoff_too_big"),
+        /// the owner's queue full (it falls behind);
+        handoff_queue_full: u64 => Drop("handoff_queue_full"),
+        /// no free frame at the owner to take it in.
+        handoff_no_frame: u64 => Drop("handoff_no_frame"),
+        /// Fragments among the hand-offs dropped (each also counted by its
+        /// reason above): a datagram that lost one is lost whole.
+        fragment_handoff_dropped: u64 => Total("Fragments among the hand-offs dropped (each also counted in masq_drops_total under its handoff_ reason)."),
         /// Fragments released from the engine's hold that could not be sent: no free frame.
         fragment_release_failed: u64 => Drop("fragment_release_failed"),
         /// ICMP host unreachable errors sent to subscribers refused a port or a session.
@@ -90,6 +100,13 @@ declare_counters! {
         icmp_frag_needed_sent: u64 => Total("ICMP fragmentation needed errors sent to the senders of hairpinned DF packets too big for the inside MTU (RFC 4787 REQ-13)."),
         /// Such errors not sent: no free frame, no next hop, or not a hairpinned packet.
         icmp_frag_needed_failed: u64 => Total("ICMP fragmentation needed errors not sent: no free frame, no next hop, or not a hairpinned packet."),
+    }
+}
+
+impl WorkerCounters {
+    /// Hand-offs dropped, every reason.
+    pub fn handoff_dropped(&self) -> u64 {
+        self.handoff_no_queue + self.handoff_too_big + self.handoff_queue_full + self.handoff_no_frame
     }
 }
 

@@ -5,7 +5,7 @@ use super::*;
 use crate::io::MemIo;
 use crate::l2::SideL2;
 use crate::nat::{subscriber_owner, EngineParams, PoolParams, Prefix, Rule, RuleAction, RuleMatch};
-use crate::testing::frames::{checksums_ok, ip, tuple, udp};
+use crate::testing::frames::{checksums_ok, ip, ttl, tuple, udp};
 
 const IN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
 const OUT_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
@@ -174,7 +174,49 @@ fn a_full_hand_off_queue_drops_and_counts() {
     let d = w0.io_mut().alloc(60).expect("frame");
     w0.hand_off(1, Side::Outside, d);
     w0.hand_off(1, Side::Outside, d);
-    assert_eq!((w0.counters().handoff_out, w0.counters().handoff_dropped), (1, 1));
+    assert_eq!((w0.counters().handoff_out, w0.counters().handoff_queue_full), (1, 1));
+}
+
+#[test]
+#[allow(clippy::cast_possible_truncation)] // test frames of a few bytes
+fn a_hand_off_that_cannot_be_made_is_counted_by_reason_and_fragments_among_them() {
+    use crate::testing::frames::frame_frag;
+    let mesh = Arc::new(Mesh::new(2, 1));
+    let (mut w0, mut w1) = (worker(0, None, &mesh), worker(1, None, &mesh));
+    let put = |w: &mut Worker<MemIo>, f: &[u8]| {
+        let d = w.io_mut().alloc(f.len() as u32).expect("frame");
+        w.io_mut().with_views(&[d], |v| v.first_mut().map(|x| x.copy_from_slice(f)));
+        d
+    };
+    let (remote, public) = (ip("198.51.100.1"), ip("203.0.113.10"));
+    let frag = frame_frag(remote, public, 17, &[7; 100], 64, 9, 0x2000);
+    let jumbo = udp(remote, 53, public, 4000, &[7; 1600]);
+    let jumbo_frag = frame_frag(remote, public, 17, &[7; 1600], 64, 9, 0x2000);
+    let c = |w: &Worker<MemIo>| {
+        let c = w.counters();
+        [c.handoff_no_queue, c.handoff_too_big, c.handoff_queue_full, c.handoff_no_frame, c.fragment_handoff_dropped]
+    };
+    // To no such worker.
+    let d = put(&mut w0, &frag);
+    w0.hand_off(5, Side::Outside, d);
+    assert_eq!(c(&w0), [1, 0, 0, 0, 1]);
+    // Longer than HANDOFF_MAX (a jumbo MTU's frame), fragment or not.
+    for f in [&jumbo, &jumbo_frag] {
+        let d = put(&mut w0, f);
+        w0.hand_off(1, Side::Outside, d);
+    }
+    assert_eq!(c(&w0), [1, 2, 0, 0, 2]);
+    // The owner's queue (one frame deep) full.
+    for _ in 0..2 {
+        let d = put(&mut w0, &frag);
+        w0.hand_off(1, Side::Outside, d);
+    }
+    assert_eq!(c(&w0), [1, 2, 1, 0, 3]);
+    // No free frame at the owner to take the queued one in.
+    while w1.io_mut().alloc(64).is_some() {}
+    w1.take_handoffs(1);
+    assert_eq!(c(&w1), [0, 0, 0, 1, 1]);
+    assert_eq!(w0.counters().handoff_dropped() + w1.counters().handoff_dropped(), 5);
 }
 
 /// An engine whose subscribers may hold one session, answering refusals
@@ -319,4 +361,119 @@ fn a_packet_the_ftp_alg_lengthens_leaves_whole_from_its_frame() {
     assert!(out.ends_with(b"|\r\n") && checksums_ok(out), "whole, checksums right");
     assert_eq!(&out[..12], &[ROUTER_MAC, OUT_MAC].concat()[..], "with its next hop's MAC");
     assert_eq!(w.counters().grown_dropped, 0);
+}
+
+/// Two workers over a pool of two addresses, every 100.64.0.x a neighbour:
+/// hosts on either worker, on either address.
+fn two_workers_two_addresses() -> [Worker<MemIo>; 2] {
+    let mesh = Arc::new(Mesh::new(2, 8));
+    let mut t = (*l2()).clone();
+    for i in 2..250 {
+        t.sides[0].neighbours.insert(ip("100.64.0.0") + i, HOST_MAC);
+    }
+    let t = Arc::new(t);
+    [0, 1].map(|id| {
+        let pool = PoolParams::cgnat("p", vec![ip("203.0.113.10"), ip("203.0.113.11")]);
+        let rule = Rule { matches: RuleMatch::default(), action: RuleAction::Translate { pool: 0 } };
+        let mut p = EngineParams::single(vec![pool], vec![rule]);
+        (p.worker, p.workers) = (id, 2);
+        let mut w = worker(usize::from(id), Some(Engine::new(&p).expect("engine")), &mesh);
+        w.l2 = Arc::clone(&t);
+        w
+    })
+}
+
+fn rounds(w: &mut [Worker<MemIo>; 2], now: u32) {
+    for _ in 0..3 {
+        w[0].round(now);
+        w[1].round(now);
+    }
+}
+
+#[test]
+fn an_echo_hairpin_reaches_a_host_on_the_other_worker_and_its_reply_comes_back() {
+    use crate::testing::frames::icmp_echo;
+    let mut w = two_workers_two_addresses();
+    let remote = ip("198.51.100.1");
+    let hosts = |owner| (2..250).map(|i| ip("100.64.0.0") + i).filter(move |&a| subscriber_owner(a, 2) == owner);
+    // B, on worker 1, pings outside: its echo mapping lives there.
+    let b = hosts(1).next().expect("a host of worker 1");
+    assert!(w[1].io_mut().inject(Side::Inside, &icmp_echo(b, remote, 77, 1, true)));
+    rounds(&mut w, 1);
+    let (b_pub, b_id, ..) = tuple(&w[1].io_mut().tx[1].pop().expect("B's ping left"));
+    // A, on worker 0, on the other public address (one address cannot
+    // hairpin an echo: both ends would have one key).
+    let a = hosts(0)
+        .find(|&a| {
+            assert!(w[0].io_mut().inject(Side::Inside, &udp(a, 5000, remote, 53, b"q")));
+            rounds(&mut w, 1);
+            tuple(&w[0].io_mut().tx[1].pop().expect("A's datagram left")).0 != b_pub
+        })
+        .expect("a host of worker 0 on the other address");
+    let a_pub = if b_pub == ip("203.0.113.10") { ip("203.0.113.11") } else { ip("203.0.113.10") };
+    // A's request to B's public address and identifier reaches worker 0 (RSS).
+    assert!(w[0].io_mut().inject(Side::Inside, &icmp_echo(a, b_pub, b_id, 9, true)));
+    rounds(&mut w, 2);
+    assert!(w[0].io_mut().tx[1].is_empty() && w[1].io_mut().tx[1].is_empty(), "nothing went outside");
+    let req = w[1].io_mut().tx[0].pop().expect("B got the request");
+    assert_eq!(tuple(&req), (a_pub, 77, b, 77), "from A's public address, with B's own identifier");
+    assert!(checksums_ok(&req));
+    // B's reply reaches worker 0 as well: it goes to worker 1, and back to A.
+    assert!(w[0].io_mut().inject(Side::Inside, &icmp_echo(b, a_pub, 77, 9, false)));
+    rounds(&mut w, 3);
+    let rep = w[1].io_mut().tx[0].pop().expect("A got the reply");
+    assert_eq!(tuple(&rep), (b_pub, b_id, a, b_id), "from B's public address, with the identifier A sent");
+    assert!(checksums_ok(&rep));
+    assert_eq!(ttl(&rep), 63, "the TTL drops once");
+    assert_eq!((w[0].counters().handoff_out, w[1].counters().handoff_in), (2, 2));
+    assert_eq!(w[0].counters().handoff_dropped() + w[1].counters().handoff_dropped(), 0);
+}
+
+#[test]
+fn gre_on_one_public_address_and_remote_is_one_hosts_box_wide_and_its_answers_reach_it() {
+    use crate::nat::DropReason;
+    use crate::testing::frames::frame;
+    let mesh = Arc::new(Mesh::new(2, 8));
+    let mut t = (*l2()).clone();
+    for i in 2..250 {
+        t.sides[0].neighbours.insert(ip("100.64.0.0") + i, HOST_MAC);
+    }
+    let t = Arc::new(t);
+    // One public address: every subscriber of either worker shares it.
+    let mut w = [0u16, 1].map(|id| {
+        let mut x = worker(usize::from(id), Some(engine(id, 2)), &mesh);
+        x.l2 = Arc::clone(&t);
+        x
+    });
+    let (public, remote) = (ip("203.0.113.10"), ip("198.51.100.1"));
+    let host = |owner| (2..250).map(|i| ip("100.64.0.0") + i).find(|&a| subscriber_owner(a, 2) == owner);
+    let (a, b) = (host(0).expect("a host of worker 0"), host(1).expect("a host of worker 1"));
+    let gre = |src, dst| frame(src, dst, 47, &[0, 0, 0x08, 0, 0x45, 0, 0, 20], 64);
+    let sent = |w: &mut [Worker<MemIo>; 2], side: usize| -> Vec<Vec<u8>> {
+        w.iter_mut().flat_map(|x| std::mem::take(&mut x.io_mut().tx[side])).collect()
+    };
+    // A's tunnel, off the wire at A's worker.
+    assert!(w[0].io_mut().inject(Side::Inside, &gre(a, remote)));
+    rounds(&mut w, 1);
+    let out = sent(&mut w, 1);
+    assert_eq!(out.len(), 1, "A's GRE left");
+    assert_eq!(tuple(&out[0]).0, public);
+    // B, on the other worker, would take (public, remote, GRE) too: refused.
+    assert!(w[1].io_mut().inject(Side::Inside, &gre(b, remote)));
+    rounds(&mut w, 2);
+    assert!(sent(&mut w, 1).is_empty(), "B's GRE did not leave");
+    let busy: u64 =
+        w.iter().filter_map(|x| x.engine()).map(|e| e.counters().drop_count(DropReason::OtherProtoBusy)).sum();
+    assert_eq!(busy, 1);
+    // The remote's answers, off the wire at either worker, reach A.
+    for x in &mut w {
+        assert!(x.io_mut().inject(Side::Outside, &gre(remote, public)));
+    }
+    rounds(&mut w, 3);
+    let back = sent(&mut w, 0);
+    assert_eq!(back.len(), 2, "both answers came in");
+    assert!(back.iter().all(|f| tuple(f).2 == a && checksums_ok(f)), "to A");
+    let handed: u64 = w.iter().filter_map(|x| x.engine()).map(|e| e.counters().other_proto_handoffs).sum();
+    assert!(handed >= 1, "one of the answers went to the home");
+    assert_eq!(w[0].counters().handoff_dropped() + w[1].counters().handoff_dropped(), 0);
 }
