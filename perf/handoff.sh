@@ -125,7 +125,7 @@ if [ -z "$sweep" ]; then
   scrape
   echo "totals: hand-offs worker 0 $(metric 'masq_handoffs_total{worker="0"}'), worker 1 $(metric 'masq_handoffs_total{worker="1"}'); hand-off drops $(handoff_drops); ring drops $(ring_drops)"
   for s in 1 2; do
-    echo "sender on CPU $((s - 1)): offered $(field "$work/s$s.json" sent) Mbit/s, lost $(field "$work/s$s.json" lost) ($(field "$work/s$s.json" pct)%)"
+    echo "sender $s: offered $(field "$work/s$s.json" sent) Mbit/s, lost $(field "$work/s$s.json" lost) ($(field "$work/s$s.json" pct)%)"
   done
   stop_masq
   grep -E "^totals|^xdp" "$work/masq.out" || true
