@@ -8,9 +8,10 @@
 #
 # Brings up the namespace lab with two-queue links, runs masq with two
 # workers (cores 0 and 1) and sends UDP between both subscribers
-# (100.64.0.2 and 100.64.0.3) and an outside server with iperf3, each
-# sender pinned to the CPU of the worker that does not own its subscriber
-# (a veth's queue is its sender's CPU), so every frame is handed off. One run prints per second the hand-off rate of each worker,
+# (100.64.0.2 and 100.64.0.3) and an outside server with iperf3, one
+# sender pinned to each CPU, four streams each: a veth picks its queue by
+# flow hash, so about half the frames reach the worker that does not own
+# their subscriber and are handed off. One run prints per second the hand-off rate of each worker,
 # hand-off drops (every masq_drops_total reason starting with "handoff") and
 # each worker's rounds, then the totals and the senders' loss. A sweep runs
 # each rate on a fresh masq and prints one row per rate: what the senders
@@ -85,24 +86,20 @@ senders() {
   ip netns exec mqho-out iperf3 -s -1 -p 5201 -B 198.51.100.1 >/dev/null 2>&1 &
   ip netns exec mqho-out iperf3 -s -1 -p 5202 -B 198.51.100.1 >/dev/null 2>&1 &
   sleep 0.5
-  ip netns exec mqho-in taskset -c "$cpu1" iperf3 $reverse -u -b "$1" -l 1200 -t "$secs" -c 198.51.100.1 -p 5201 \
+  # Four streams a sender, RATE/4 each: a veth picks its queue by flow
+  # hash, so about half of each subscriber's streams reach the worker that
+  # does not own it and are handed off.
+  local per
+  per=$(awk -v r="$1" 'BEGIN { n = r + 0; u = r; sub(/^[0-9.]+/, "", u); print n / 4 u }')
+  ip netns exec mqho-in taskset -c 0 iperf3 $reverse -u -P 4 -b "$per" -l 1200 -t "$secs" -c 198.51.100.1 -p 5201 \
     --json >"$work/s1.json" 2>/dev/null &
   s1=$!
-  ip netns exec mqho-in2 taskset -c "$cpu2" iperf3 $reverse -u -b "$1" -l 1200 -t "$secs" -c 198.51.100.1 -p 5202 \
+  ip netns exec mqho-in2 taskset -c 1 iperf3 $reverse -u -P 4 -b "$per" -l 1200 -t "$secs" -c 198.51.100.1 -p 5202 \
     --json >"$work/s2.json" 2>/dev/null &
   s2=$!
 }
 
 $lab up >/dev/null
-# A veth's queue is its sender's CPU: pin each subscriber's sender to the
-# CPU of the worker that does NOT own it (masq_worker_sessions tells whose
-# session landed where), so every frame of the load is handed off.
-start_masq
-ip netns exec mqho-in ping -c 1 -W 1 198.51.100.1 >/dev/null 2>&1 || true
-sleep 0.5
-scrape
-if [ "$(metric 'masq_worker_sessions{worker="0"}' | cut -d. -f1)" -gt 0 ]; then cpu1=1; cpu2=0; else cpu1=0; cpu2=1; fi
-stop_masq
 if [ -z "$sweep" ]; then
   start_masq
   senders "${rates[0]}"
@@ -132,7 +129,7 @@ if [ -z "$sweep" ]; then
   exit 0
 fi
 
-echo "sweep: ${secs} s per rate, two senders, each on the CPU of the worker that does not own it (100.64.0.2 on CPU $cpu1)${reverse:+, outside to inside}; $(nproc) CPUs, $(uname -r)"
+echo "sweep: ${secs} s per rate, two senders of four streams (CPU 0 and CPU 1)${reverse:+, outside to inside}; $(nproc) CPUs, $(uname -r)"
 printf '%9s %14s %12s %11s %13s %11s %16s\n' "rate/snd" "offered Mbit/s" "hand-offs/s" "hand drops" "ring drops" "lost" "lost %"
 for rate in "${rates[@]}"; do
   start_masq
