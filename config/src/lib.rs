@@ -505,6 +505,20 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
             e.add(format!("workers.cores[{i}]"), format!("core {c} is listed twice"));
         }
     }
+    let ring = raw.workers.ring_size;
+    if !(64..=16384).contains(&ring) || !ring.is_power_of_two() {
+        e.add("workers.ring_size", "a power of two from 64 to 16384 (default 2048)");
+    }
+    let frames = raw.workers.umem_frames;
+    // Each worker keeps an eighth of its frames for hand-offs; the rest
+    // must fill both sides' fill rings.
+    if frames - frames / 8 < ring.saturating_mul(2) || frames > 262_144 {
+        e.add(
+            "workers.umem_frames",
+            "enough for both fill rings once an eighth is kept for hand-offs (at least 16/7 of \
+             workers.ring_size), at most 262144 (512 MiB of 2 KiB frames)",
+        );
+    }
     if raw.workers.busy_poll_us > 1_000_000 {
         e.add("workers.busy_poll_us", "at most 1000000 (one second): longer is `sleep_when_idle: false`");
     }

@@ -161,6 +161,24 @@ pub struct Workers {
     /// a wake-up).
     #[serde(default = "default_busy_poll_us")]
     pub busy_poll_us: u32,
+    /// Entries of each AF_XDP ring (fill, completion, RX, TX; a power of
+    /// two): how many frames the kernel can receive while the worker is
+    /// off its CPU before it drops (`fill_ring_empty`, `rx_ring_full`).
+    #[serde(default = "default_ring_size")]
+    pub ring_size: u32,
+    /// Frames of each worker's UMEM (2 KiB each, shared by its inside and
+    /// outside sockets): with an eighth kept for hand-offs, enough for both
+    /// fill rings (at least 16/7 of `ring_size`).
+    #[serde(default = "default_umem_frames")]
+    pub umem_frames: u32,
+}
+
+fn default_ring_size() -> u32 {
+    2048
+}
+
+fn default_umem_frames() -> u32 {
+    8192
 }
 
 fn default_cores() -> Vec<usize> {
@@ -183,6 +201,8 @@ impl Default for Workers {
             rss_input: RssInput::Masked,
             sleep_when_idle: true,
             busy_poll_us: default_busy_poll_us(),
+            ring_size: default_ring_size(),
+            umem_frames: default_umem_frames(),
         }
     }
 }

@@ -236,6 +236,19 @@ fn idle_workers_sleep_by_default_and_the_polling_time_is_bounded() {
 }
 
 #[test]
+fn the_rings_and_umem_are_sized_by_the_config_within_bounds() {
+    let v = load(DEFAULT_YAML, usize::MAX).expect("the default is valid");
+    assert_eq!((v.raw.workers.ring_size, v.raw.workers.umem_frames), (2048, 8192));
+    let ok = "interfaces:\n  inside: a\n  outside: b\nworkers:\n  ring_size: 4096\n  umem_frames: 16384\nrules:\n  - action: masquerade\n";
+    let v = load(ok, usize::MAX).expect("4096 and 16384");
+    assert_eq!((v.raw.workers.ring_size, v.raw.workers.umem_frames), (4096, 16384));
+    let text = "interfaces:\n  inside: a\n  outside: b\nworkers:\n  ring_size: 3000\n  umem_frames: 4096\n";
+    let got: Vec<(usize, String)> = errors(text).into_iter().map(|x| (x.line, x.path)).collect();
+    assert!(got.contains(&(5, "workers.ring_size".to_string())), "{got:?}");
+    assert!(got.contains(&(6, "workers.umem_frames".to_string())), "too few frames for the rings: {got:?}");
+}
+
+#[test]
 fn other_protocols_have_their_own_timeout_with_a_floor() {
     let base = "interfaces: {inside: a, outside: b}\nrules:\n  - action: masquerade\n    match: {protocols: [other]}\n";
     assert_eq!(load(base, 2).unwrap().raw.timeouts.other_secs, 600, "netfilter's generic timeout");

@@ -18,6 +18,8 @@ pub struct RunPlan {
     /// How long an idle worker polls before it sleeps on its sockets;
     /// `None`: it never sleeps (busy-polls always).
     pub sleep_after: Option<Duration>,
+    /// Each worker's AF_XDP rings and UMEM (`workers.ring_size`, `workers.umem_frames`).
+    pub xdp: dataplane::xdp::XdpParams,
     /// Engine parameters for worker 0 (the others differ by `worker`).
     pub engine: Option<EngineParams>,
     /// Static next-hop MACs (inside, outside).

@@ -65,6 +65,7 @@ struct WorkerLinks {
     go: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     sleep_after: Option<Duration>,
+    xdp: XdpParams,
 }
 
 /// Attaches the XDP programs, spawns the workers and registers their
@@ -100,6 +101,7 @@ pub(super) fn start_workers(plan: &RunPlan, stop: &Arc<AtomicBool>) -> Result<Da
         go: Arc::new(AtomicBool::new(false)),
         stop: Arc::clone(stop),
         sleep_after: plan.sleep_after,
+        xdp: plan.xdp,
     };
     let go = Arc::clone(&links.go);
     let (mut l2_txs, mut shared, mut commands, mut handles) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -230,7 +232,7 @@ fn run_worker(s: WorkerStart, links: &WorkerLinks) -> Result<(), RunError> {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: s.core }) {
         tracing::warn!("worker {w}: could not pin to core {}", s.core);
     }
-    let mut io = match XdpIo::open(&links.inside, &links.outside, u32::try_from(w)?, XdpParams::default()) {
+    let mut io = match XdpIo::open(&links.inside, &links.outside, u32::try_from(w)?, links.xdp) {
         Ok(io) => io,
         Err(e) => {
             let _ = links.ready.send(Err(e));

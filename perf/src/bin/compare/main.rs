@@ -177,6 +177,11 @@ struct Cli {
     /// block events per new connection.
     #[arg(long, default_value_t = 512)]
     block_size: u16,
+    /// Entries of each of masq's AF_XDP rings in masq-nat and masq-nat-log
+    /// (`workers.ring_size`, a power of two; its UMEM gets four times as
+    /// many frames). Default: masq's own (2048 and 8192).
+    #[arg(long)]
+    masq_ring_size: Option<u32>,
     /// Subscribers the throughput rows' flows spread over (inside
     /// addresses from 100.64.0.0; at most 4194304, the /10). Fewer
     /// subscribers take blocks more often: one every `--block-size` new
@@ -846,7 +851,8 @@ fn start_path_sized(path: &str, cli: &Cli, max_sessions: u32) -> Res<Running> {
                     let _ = std::fs::remove_file(nat_log_file());
                     in_ns("nat", &["ip", "link", "set", "lo", "up"])?;
                 }
-                std::fs::write(&yaml, masq_nat_config(cli.block_size, log)).map_err(|e| format!("{yaml}: {e}"))?;
+                std::fs::write(&yaml, masq_nat_config(cli.block_size, log, cli.masq_ring_size))
+                    .map_err(|e| format!("{yaml}: {e}"))?;
                 args.extend(["--config", &yaml, "--max-sessions", &max]);
             }
             let mut child = Command::new("ip")
@@ -888,7 +894,7 @@ fn start_path_sized(path: &str, cli: &Cli, max_sessions: u32) -> Res<Running> {
 /// --nat-src 100.64.0.0/10` sets up, with `block_size` ports a block (and
 /// blocks enough for the default's 4096 ports a subscriber, at most 32); with
 /// `log`, NAT event export to a JSON-lines file and IPFIX ([`NAT_LOG`]).
-fn masq_nat_config(block_size: u16, log: bool) -> String {
+fn masq_nat_config(block_size: u16, log: bool, ring_size: Option<u32>) -> String {
     // As many blocks as give a subscriber the default's 8 x 512 ports, at most 32.
     let max_blocks = (4096 / block_size.max(1)).clamp(1, 32);
     let mut y = format!(
@@ -904,6 +910,10 @@ rules:
     match: {{src: [100.64.0.0/10]}}
 "
     );
+    if let Some(r) = ring_size {
+        // Four times the ring in frames: both fill rings full, an eighth kept.
+        y += &format!("workers: {{cores: [1], ring_size: {r}, umem_frames: {}}}\n", 4 * r);
+    }
     if log {
         y += &format!(
             "logging:\n  sinks:\n    - {{kind: json, path: {}}}\n    - {{kind: ipfix, address: \"{IPFIX_DRAIN}\"}}\n",
@@ -1560,17 +1570,18 @@ mod tests {
 
     #[test]
     fn the_masq_nat_configuration_is_the_quick_set_ups_and_the_log_adds_two_sinks() {
-        let c = config::load(&masq_nat_config(512, false), 2).expect("valid");
+        let c = config::load(&masq_nat_config(512, false, None), 2).expect("valid");
+        assert!(config::load(&masq_nat_config(512, false, Some(8192)), 2).is_ok(), "a bigger ring is valid");
         assert_eq!((c.pools.len(), c.pools[0].addresses.len(), c.pools[0].block_size), (1, 256, 512));
         assert_eq!(c.pools[0].mode, config::PoolMode::PortBlocks);
         assert!(c.raw.logging.sinks.is_empty());
-        let c = config::load(&masq_nat_config(64, true), 2).expect("valid");
+        let c = config::load(&masq_nat_config(64, true, None), 2).expect("valid");
         assert_eq!((c.pools[0].block_size, c.raw.logging.sinks.len()), (64, 2));
         assert_eq!(c.raw.pools[0].max_blocks_per_subscriber, 32);
         let quick = config::Pool::new("pool", vec!["198.18.0.0/24".into()]);
-        let c = config::load(&masq_nat_config(512, false), 2).expect("valid");
+        let c = config::load(&masq_nat_config(512, false, None), 2).expect("valid");
         assert_eq!(c.raw.pools[0], quick, "what --pool makes");
-        assert!(config::load(&masq_nat_config(100, false), 2).is_err(), "not a multiple of 64");
+        assert!(config::load(&masq_nat_config(100, false, None), 2).is_err(), "not a multiple of 64");
     }
 
     #[test]
