@@ -510,9 +510,9 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         e.add("workers.ring_size", "a power of two from 64 to 16384 (default 2048)");
     }
     let frames = raw.workers.umem_frames;
-    // Each worker keeps an eighth of its frames for hand-offs; the rest
-    // must fill both sides' fill rings.
-    if frames - frames / 8 < ring.saturating_mul(2) || frames > 262_144 {
+    // Each worker keeps an eighth of its frames (at least 64) for
+    // hand-offs (xdp/ring: `reserve`); the rest must fill both fill rings.
+    if frames.saturating_sub((frames / 8).max(64)) < ring.saturating_mul(2) || frames > 262_144 {
         e.add(
             "workers.umem_frames",
             "enough for both fill rings once an eighth is kept for hand-offs (at least 16/7 of \

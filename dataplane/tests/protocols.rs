@@ -256,6 +256,15 @@ fn with_two_workers_a_session_lives_at_its_home_and_answers_find_it_there() {
     assert_eq!(w[1].send(OUT, &mut f), Verdict::HandOff { worker: 0, arrived_on: OUT });
     let back = w[0].back(gre(remote, public));
     assert_eq!(addrs(&back).1, sub);
+    // A router's "fragmentation needed" about the tunnel, off the wire at
+    // worker 1, goes to the home too and reaches the inside host.
+    let err = icmp_error(ip("203.0.113.77"), public, 3, 4, &out, 8);
+    let mut f = err.clone();
+    assert_eq!(w[1].send(OUT, &mut f), Verdict::HandOff { worker: 0, arrived_on: OUT });
+    w[0].e.set_handed_off(true);
+    let back = w[0].back(err);
+    w[0].e.set_handed_off(false);
+    assert_eq!(addrs(&back), (ip("203.0.113.77"), sub));
     // An answer to nobody goes to its home once and is dropped there.
     let nobody = ip("198.51.100.250");
     let home = other_home(seed, public, nobody, GRE, 2);

@@ -7,6 +7,14 @@
 //! as leaving, then as arriving from outside, and goes back inside (RFC
 //! 5508 REQ-7: every NAT MUST hairpin ICMP errors).
 //!
+//! With several workers an error that finds no session where it arrived
+//! goes, once, to the worker that holds the quoted flow: from outside, the
+//! public port's owner (another protocol's: its home, other.rs); from
+//! inside, the inside host's worker, as for its own packets. The owner
+//! that finds nothing drops it (`icmp_error_no_session`); it is never sent
+//! on. (Not handled: an inside host's error about an inbound packet of
+//! another protocol when that session's home is not the host's worker.)
+//!
 //! Invariants: an ICMP error never refreshes a session (RFC 5508 REQ-4 leaves
 //! it open; refreshing would keep dead mappings alive); a hairpinned error's
 //! TTL drops once (when the other host's session is on another worker, the
@@ -50,6 +58,11 @@ impl Engine {
                 // inside, the inside host's, as for its own packets (the
                 // error quotes an inbound packet, so that host is `e.dst`).
                 let owner = match side {
+                    // Another protocol's session lives at its home
+                    // (other.rs); its "ports" are the protocol number.
+                    Side::Outside if e.proto == L4::Other => u8::try_from(e.sport)
+                        .ok()
+                        .map(|n| super::other::other_home(self.seed, e.src, e.dst, n, self.workers)),
                     Side::Outside => self.public_owner(e.src, e.sport),
                     Side::Inside => {
                         match self.owner_elsewhere(&Parsed { src: e.dst, sport: e.dport, proto: e.proto, ..*p }, false)

@@ -71,7 +71,11 @@ impl<I: FrameIo> Worker<I> {
                 dst.copy_from_slice(src);
             }
         });
-        let Some(q) = self.mesh.queue(self.id, to) else { return };
+        let Some(q) = self.mesh.queue(self.id, to) else {
+            self.counters.handoff_no_queue += 1;
+            self.count_dropped_fragment(d);
+            return;
+        };
         if let Err(msg) = q.push(msg) {
             self.counters.handoff_queue_full += 1;
             if is_fragment(msg.bytes.get(..usize::from(msg.len)).unwrap_or(&[])) {
