@@ -476,6 +476,23 @@ fn a_static_hosts_port_names_its_public_address_and_the_server_connects_back() {
 }
 
 #[test]
+fn a_static_hosts_alg_reads_connections_to_port_21_only() {
+    // Any other connection to the static address keeps the fast lane: an
+    // unsolicited SYN cannot take one of the worker's ALG slots.
+    let mut n = static_host(true);
+    let srv = (STATIC_HOST, 2121);
+    let pubep = (ip(STATIC_PUB), 2121);
+    let syn = n.back(from_server(REMOTE, pubep, SYN, (100, 0), &[], &[]));
+    assert_eq!(tuple(&syn), (ip(REMOTE.0), REMOTE.1, ip(STATIC_HOST), 2121));
+    n.out(seg(srv, REMOTE, SYN | ACK, (5000, 101), None, &[]));
+    n.back(from_server(REMOTE, pubep, ACK, (101, 5001), &[], &[]));
+    let reply = b"227 Entering Passive Mode (100,64,0,9,195,80).\r\n";
+    let f = n.out(seg(srv, REMOTE, ACK | 0x08, (5001, 101), None, reply));
+    assert_eq!(payload(&f), reply, "not read: not the control port");
+    assert_eq!(n.e.counters().ftp_alg_passive, 0);
+}
+
+#[test]
 fn with_the_alg_off_a_static_hosts_227_is_untouched() {
     let mut n = static_host(false);
     let srv = (STATIC_HOST, 21);

@@ -200,7 +200,10 @@ impl Engine {
             ..Session::default()
         };
         self.install_hashed(idx, s, now, p.tcp_flags, h_i2o);
-        if p.proto == L4::Tcp && self.static_alg(p.src) {
+        // The control connection only (to port 21, as netfilter's helper
+        // attaches): every other connection keeps the fast lane and the
+        // ALG's per-worker slots.
+        if p.proto == L4::Tcp && p.dport == super::alg::FTP_CONTROL_PORT && self.static_alg(p.src) {
             self.set_ext(idx, RuleOptions { ftp_alg: true, ..RuleOptions::default() });
         }
         Ok(idx)

@@ -201,7 +201,9 @@ impl Engine {
             ..Session::default()
         };
         self.install(idx, s, now, p.tcp_flags);
-        if st.ftp_alg && p.proto == L4::Tcp {
+        // The control connection only (to port 21): an unsolicited SYN to
+        // any other port of the static address takes no ALG slot.
+        if st.ftp_alg && p.proto == L4::Tcp && p.dport == super::alg::FTP_CONTROL_PORT {
             self.set_ext(idx, RuleOptions { ftp_alg: true, ..RuleOptions::default() });
         }
         Ok(idx)

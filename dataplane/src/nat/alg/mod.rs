@@ -68,6 +68,10 @@ use crate::wire::tcp::{field as tcpf, find_option, option};
 /// translated without it (`ftp_alg_failed`).
 pub const ALG_SLOTS: usize = 2048;
 
+/// FTP's control port (RFC 959): a static host's ALG reads connections to
+/// it only.
+pub const FTP_CONTROL_PORT: u16 = 21;
+
 /// Packets per batch that may grow past their frame's buffer.
 pub const GROWN_SLOTS: usize = 2;
 
