@@ -124,6 +124,11 @@ fn active_and_passive_ftp_download_through_the_alg_with_the_mss_clamped() {
         "{}",
         lab.read("syn.log")
     );
+    // The workers publish their counters every 100 ms: the last download's
+    // replies may not be in /metrics yet (CI once read one 227 short).
+    lab.wait_for(Duration::from_secs(2), || {
+        metric(&lab, "masq_ftp_alg_passive_total") >= 2 && metric(&lab, "masq_mss_clamped_total") >= 8
+    });
     assert_eq!(metric(&lab, "masq_ftp_alg_rewritten_total"), 2, "one PORT and one EPRT");
     assert!(metric(&lab, "masq_ftp_alg_passive_total") >= 2, "a 229 and a 227");
     assert_eq!(metric(&lab, "masq_ftp_alg_unparsed_total"), 0);
@@ -257,6 +262,8 @@ control: {listen: 127.0.0.1:9091}
     assert!(!seen().contains("IP 100.64."), "{}", seen());
     // A 227 of each server rewritten (their 229s only when the port
     // changed: the public port is kept when free).
+    // (The workers publish every 100 ms: wait for the last download's replies.)
+    lab.wait_for(Duration::from_secs(2), || metric(&lab, "masq_ftp_alg_passive_total") >= 4);
     assert!(metric(&lab, "masq_ftp_alg_rewritten_total") >= 2);
     assert!(metric(&lab, "masq_ftp_alg_passive_total") >= 4, "a 229 and a 227 from each server");
     assert_eq!(metric(&lab, "masq_ftp_alg_unparsed_total"), 0);
