@@ -308,6 +308,13 @@ fn with_two_workers_a_range_to_one_port_lives_with_its_first_ports_owner() {
         assert_eq!((v, at), (Verdict::Forward(OUT), home));
         assert_eq!(tuple(&f), (public, port, ip(REMOTE), 40000));
     }
+    // A router's error about that answer, off the wire at the worker that
+    // owns `port`, reaches the forward's sessions too.
+    let reply = tcp(public, port, ip(REMOTE), 40000, SYN | ACK);
+    let err = icmp_error(ip("203.0.113.77"), public, 3, 4, &reply, 8);
+    let (v, f, at) = t.deliver(1 - home, OUT, err);
+    assert_eq!((v, at), (Verdict::Forward(IN), home), "to the forward's worker");
+    assert_eq!(tuple(&f).2, ip("100.64.0.5"));
 }
 
 #[test]

@@ -266,6 +266,23 @@ impl Engine {
         }
     }
 
+    /// The worker holding the sessions of public (`ip`, `port`) of
+    /// protocol `proto`: [`Engine::public_owner`], except that a port of
+    /// any forward (not only an FTP ALG one, and of `proto`, not TCP) is
+    /// the forward's ([`Engine::forward_owner`]: a range to one inside
+    /// port lives with its first port's owner). ICMP errors from outside
+    /// go there.
+    pub(super) fn flow_owner(&self, ip: u32, port: u16, proto: L4) -> Option<u16> {
+        let a = self.ports.addr_of_ip(ip)?;
+        match self.static_by_addr(a) {
+            Some(inside) => Some(self.subscriber_owner(inside)),
+            None => match self.forward_by_public(a, port, proto) {
+                Some(f) => self.forward_owner(&f, port),
+                None => self.port_owner(a, port),
+            },
+        }
+    }
+
     /// The worker keeping the sessions of forward `f`'s public `port`: the
     /// port's owner ([`Forward::home_port`]), or, with the FTP ALG, the
     /// inside server's, as a 1:1 static host's: the passive data

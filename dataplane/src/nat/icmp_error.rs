@@ -63,7 +63,7 @@ impl Engine {
                     Side::Outside if e.proto == L4::Other => u8::try_from(e.sport)
                         .ok()
                         .map(|n| super::other::other_home(self.seed, e.src, e.dst, n, self.workers)),
-                    Side::Outside => self.public_owner(e.src, e.sport),
+                    Side::Outside => self.flow_owner(e.src, e.sport, e.proto),
                     Side::Inside => {
                         match self.owner_elsewhere(&Parsed { src: e.dst, sport: e.dport, proto: e.proto, ..*p }, false)
                         {
@@ -113,7 +113,7 @@ impl Engine {
         let found = self.find::<false>(h, e.dst, rport, e.src, e.sport, e.proto);
         let Some(idx) = found.filter(|&i| !self.stale(&self.sessions.get(i), now)) else {
             if self.workers > 1 {
-                if let Some(o) = self.public_owner(e.src, e.sport).filter(|&o| o != self.worker) {
+                if let Some(o) = self.flow_owner(e.src, e.sport, e.proto).filter(|&o| o != self.worker) {
                     // Its owner takes it as the error from outside it now is.
                     return Verdict::HandOff { worker: o, arrived_on: Side::Outside };
                 }
