@@ -231,11 +231,10 @@ fn an_icmp_error_about_a_hairpinned_flow_is_hairpinned_rfc5508_req7() {
 
 #[test]
 fn with_two_workers_a_session_lives_at_its_home_and_answers_find_it_there() {
-    let mut p = cgnat_params();
-    p.workers = 2;
+    let p = cgnat_params();
     let seed = p.seed;
-    let mut w = [0, 1].map(|i| Nat::new(EngineParams { worker: i, ..p.clone() }));
-    let sub = (0..100u32).map(|i| ip("100.64.5.0") + i).find(|&a| subscriber_owner(a, 2) == 1).unwrap();
+    let mut w = Nat::two(p);
+    let sub = owned_by(1, "100.64.5.0");
     // Off the wire at worker 0: to the subscriber's worker, which alone
     // knows its public address.
     let mut f = gre(sub, ip(REMOTE));
@@ -304,14 +303,8 @@ fn sctp_keeps_its_crc32c_which_covers_no_addresses() {
 
 #[test]
 fn a_hairpinned_icmp_error_crosses_to_the_worker_of_the_other_host() {
-    let mut p = cgnat_params();
-    p.workers = 2;
-    p.worker = 0;
-    let mut w0 = Nat::new(p.clone());
-    p.worker = 1;
-    let mut w1 = Nat::new(p);
-    let owned_by = |w: u16| (0..100u32).map(|i| ip("100.64.6.0") + i).find(|&a| subscriber_owner(a, 2) == w).unwrap();
-    let (a, b) = (owned_by(0), owned_by(1));
+    let [mut w0, mut w1] = Nat::two(cgnat_params());
+    let (a, b) = (owned_by(0, "100.64.6.0"), owned_by(1, "100.64.6.0"));
     let tb = w1.out(udp(b, 5000, ip(REMOTE), 3478, b"stun"));
     let (pb, pbp, _, _) = tuple(&tb);
     // A's packet to B's public endpoint: source translated on A's worker,

@@ -607,14 +607,9 @@ fn masquerade_address_change_flushes_its_sessions() {
 
 #[test]
 fn ownership_hands_packets_to_the_owning_worker() {
-    let mut p = cgnat_params();
-    p.workers = 2;
-    p.worker = 0;
-    let mut w0 = Nat::new(p.clone());
-    p.worker = 1;
-    let mut w1 = Nat::new(p);
+    let [mut w0, mut w1] = Nat::two(cgnat_params());
     // Find a subscriber owned by worker 1; worker 0 hands it over.
-    let sub = (0..100u32).map(|i| ip("100.64.5.0") + i).find(|&a| subscriber_owner(a, 2) == 1).unwrap();
+    let sub = owned_by(1, "100.64.5.0");
     let f = udp(sub, 5000, ip("198.51.100.1"), 53, b"");
     let mut g = f.clone();
     assert_eq!(w0.send(IN, &mut g), Verdict::HandOff { worker: 1, arrived_on: IN });
@@ -633,13 +628,8 @@ fn an_inside_hosts_icmp_error_at_the_other_worker_reaches_its_owner() {
     // unreachable"; the error can come off the inside wire at either worker
     // (RSS hashes ICMP on addresses only), and only the subscriber's worker
     // holds the session it quotes.
-    let mut p = cgnat_params();
-    p.workers = 2;
-    p.worker = 0;
-    let mut w0 = Nat::new(p.clone());
-    p.worker = 1;
-    let mut w1 = Nat::new(p);
-    let sub = (0..100u32).map(|i| ip("100.64.5.0") + i).find(|&a| subscriber_owner(a, 2) == 1).unwrap();
+    let [mut w0, mut w1] = Nat::two(cgnat_params());
+    let sub = owned_by(1, "100.64.5.0");
     let t = w1.out(udp(sub, 5000, ip("198.51.100.1"), 53, b"q"));
     let inbound = w1.back(reply_udp(&t, b"a"));
     let err = icmp_error(sub, ip("198.51.100.1"), 3, 3, &inbound, 8);

@@ -61,4 +61,15 @@ impl Nat {
     pub fn back(&mut self, f: Vec<u8>) -> Vec<u8> {
         self.pass(OUT, f, IN)
     }
+
+    /// Workers 0 and 1 of two, each an engine on `p`.
+    pub fn two(mut p: EngineParams) -> [Nat; 2] {
+        p.workers = 2;
+        [0, 1].map(|w| Nat::new(EngineParams { worker: w, ..p.clone() }))
+    }
+}
+
+/// The first address from `base` up that worker `w` of two owns as a subscriber.
+pub fn owned_by(w: u16, base: &str) -> u32 {
+    (0..100u32).map(|i| ip(base) + i).find(|&a| subscriber_owner(a, 2) == w).unwrap()
 }
