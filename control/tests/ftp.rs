@@ -43,28 +43,9 @@ fn sha(lab: &Lab, file: &str) -> String {
 /// with `config`.
 fn setup(name: &str, config: &str) -> Lab {
     let mut lab = Lab::up(name, 1500);
-    let srv = lab.dir.join("srv");
-    std::fs::create_dir_all(&srv).expect("server directory");
-    std::fs::write(
-        srv.join("blob"),
-        (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0]).collect::<Vec<u8>>(),
-    )
-    .expect("the file to fetch");
-    let srv = srv.to_string_lossy().into_owned();
-    // Debug logging: the server's log shows every command it received.
-    lab.spawn(
-        "out",
-        &["/usr/bin/python3", "-m", "pyftpdlib", "-i", "198.51.100.1", "-p", "21", "-d", &srv, "-D"],
-        "ftpd.log",
-    );
-    assert!(
-        lab.wait_for(Duration::from_secs(5), || lab
-            .run("out", &["curl", "-s", "-o", "/dev/null", "ftp://198.51.100.1/"])
-            .status
-            .success()),
-        "the FTP server did not come up: {}",
-        lab.read("ftpd.log")
-    );
+    let srv = blob(&lab);
+    // Debug logging (`-D`): the server's log shows every command it received.
+    ftpd(&mut lab, "out", "198.51.100.1", &srv, "ftpd.log");
     std::fs::write(lab.dir.join("masq.yaml"), config).expect("config file");
     let cfg = lab.dir.join("masq.yaml").to_string_lossy().into_owned();
     lab.start_masq_with(&["run", "--config", &cfg]);
