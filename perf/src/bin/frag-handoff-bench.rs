@@ -17,6 +17,7 @@
 
 use clap::Parser;
 use dataplane::nat::{Engine, Side, Verdict, BATCH};
+use dataplane::wire::bytes::{set_u16, set_u32, u16_at, u32_at};
 use dataplane::wire::layout;
 use perf::flows;
 use serde::Serialize;
@@ -96,28 +97,8 @@ impl Two {
     }
 }
 
-fn write_addr(b: &mut [u8], at: usize, v: u32) {
-    if let Some(s) = b.get_mut(at..at + 4) {
-        s.copy_from_slice(&v.to_be_bytes());
-    }
-}
-
-fn write_u16(b: &mut [u8], at: usize, v: u16) {
-    if let Some(s) = b.get_mut(at..at + 2) {
-        s.copy_from_slice(&v.to_be_bytes());
-    }
-}
-
-fn read_u32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4).map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-fn read_u16(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2).map_or(0, |s| u16::from_be_bytes([s[0], s[1]]))
-}
-
-/// IPv4's identification field (RFC 791), right before FLAGS_FRAG.
-const IDENT: usize = layout::FLAGS_FRAG - 2;
+/// IPv4's identification field (RFC 791) in an untagged frame.
+const IDENT: usize = layout::L3 + dataplane::wire::ipv4::field::IDENT;
 
 fn main() {
     let a = Args::parse();
@@ -159,7 +140,7 @@ fn main() {
             eprintln!("frag-handoff-bench: set-up of {f:?} gave {:?}", v[0]);
             std::process::exit(1);
         }
-        public.push((read_u32(&one[0], layout::SRC), read_u16(&one[0], layout::SRC_PORT)));
+        public.push((u32_at(&one[0], layout::SRC), u16_at(&one[0], layout::SRC_PORT)));
     }
     let owners = [two.e[0].live_sessions(), two.e[1].live_sessions()];
 
@@ -178,15 +159,15 @@ fn main() {
             let mut b = flows::frame(f);
             if o2i {
                 // The remote's reply to the flow's public endpoint.
-                write_addr(&mut b, layout::SRC, flows::remote());
-                write_u16(&mut b, layout::SRC_PORT, f.dport);
-                write_addr(&mut b, layout::DST, public[i].0);
-                write_u16(&mut b, layout::DST_PORT, public[i].1);
+                set_u32(&mut b, layout::SRC, flows::remote());
+                set_u16(&mut b, layout::SRC_PORT, f.dport);
+                set_u32(&mut b, layout::DST, public[i].0);
+                set_u16(&mut b, layout::DST_PORT, public[i].1);
             }
-            write_u16(&mut b, IDENT, u16::try_from(d & 0xffff).unwrap_or(0));
+            set_u16(&mut b, IDENT, u16::try_from(d & 0xffff).unwrap_or(0));
             let mut rest = b.clone();
-            write_u16(&mut b, layout::FLAGS_FRAG, 0x2000); // MF, offset 0
-            write_u16(&mut rest, layout::FLAGS_FRAG, 1); // offset 8 bytes, last
+            set_u16(&mut b, layout::FLAGS_FRAG, 0x2000); // MF, offset 0
+            set_u16(&mut rest, layout::FLAGS_FRAG, 1); // offset 8 bytes, last
             let (first_at, rest_at) = SPREADS[(d % 4) as usize];
             firsts[first_at].push(b);
             rests[rest_at].push(rest);
