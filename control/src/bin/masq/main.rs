@@ -417,8 +417,8 @@ fn main() -> Result<()> {
                     .then(|| Duration::from_micros(u64::from(v.raw.workers.busy_poll_us))),
                 xdp: dataplane::xdp::XdpParams {
                     frames: v.raw.workers.umem_frames,
-                    frame_size: 2048,
                     ring_size: v.raw.workers.ring_size,
+                    ..dataplane::xdp::XdpParams::default()
                 },
                 engine,
                 static_macs: [mac(&ifs.inside_mac), mac(&ifs.outside_mac)],
