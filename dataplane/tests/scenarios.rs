@@ -666,63 +666,6 @@ fn a_batch_gives_the_same_verdicts_as_one_at_a_time() {
     assert_eq!(a.e.counters(), b.e.counters());
 }
 
-#[test]
-fn large_tables_take_the_prefetching_batch_path_with_the_same_results() {
-    // Above PREFETCH_ABOVE_SESSIONS the engine reads ahead across the batch;
-    // translations, replies and checksums must be the same as one at a time.
-    let mut p = cgnat_params();
-    p.max_sessions = PREFETCH_ABOVE_SESSIONS + 1;
-    let mut batch_engine = Engine::new(&p).unwrap();
-    let mut single = Engine::new(&p).unwrap();
-    let requests: Vec<Vec<u8>> = (0..200u32)
-        .map(|i| match i % 3 {
-            0 => udp(ip("100.64.1.0") + i, 2000 + i as u16, ip("198.51.100.1"), 53, b"q"),
-            1 => tcp(ip("100.64.1.0") + i, 2000, ip("198.51.100.2"), 443, SYN),
-            _ => icmp_echo(ip("100.64.1.0") + i, ip("198.51.100.3"), i as u16, 1, true),
-        })
-        .collect();
-    let mut out = requests.clone();
-    let mut one_by_one = requests.clone();
-    let mut v = vec![Verdict::Drop(DropReason::Malformed); out.len()];
-    batch_engine.process(IN, 10, &mut out, &mut v);
-    for (f, want) in one_by_one.iter_mut().zip(&v) {
-        assert_eq!(single.process_one(IN, 10, f), *want);
-    }
-    assert_eq!(out, one_by_one);
-    assert!(v.iter().all(|x| *x == Verdict::Forward(OUT)));
-    assert!(out.iter().all(|f| checksums_ok(f)));
-    // The remotes answer each public endpoint.
-    let replies: Vec<Vec<u8>> = out
-        .iter()
-        .map(|t| {
-            let (s, sp, d, dp) = tuple(t);
-            match t[23] {
-                1 => icmp_echo(d, s, sp, 1, false),
-                6 => tcp(d, dp, s, sp, SYN | ACK),
-                _ => udp(d, dp, s, sp, b"a"),
-            }
-        })
-        .collect();
-    let mut back = replies.clone();
-    let mut rv = vec![Verdict::Drop(DropReason::Malformed); back.len()];
-    batch_engine.process(OUT, 11, &mut back, &mut rv);
-    assert!(rv.iter().all(|x| *x == Verdict::Forward(IN)), "{rv:?}");
-    for (r, q) in back.iter().zip(&requests) {
-        assert!(checksums_ok(r));
-        assert_eq!((tuple(r).2, tuple(r).3), (tuple(q).0, tuple(q).1), "reply reaches its requester");
-    }
-    // The same replies again: answered sessions now, the fast lane's case.
-    let mut again = replies;
-    batch_engine.process(OUT, 12, &mut again, &mut rv);
-    assert!(rv.iter().all(|x| *x == Verdict::Forward(IN)), "{rv:?}");
-    assert_eq!(again, back, "the fast lane translates exactly like the general path");
-    assert_eq!(batch_engine.counters().fwd_o2i, 400);
-    // Every reply found its session through the pipeline's slot and session
-    // reads: none made another.
-    assert_eq!(batch_engine.live_sessions(), 200);
-    assert_eq!(batch_engine.counters().sessions_created, 200);
-}
-
 /// Checks the IPv4 and TCP/UDP checksums of a frame whose IPv4 header starts at `l3`.
 fn checksums_ok_at(f: &[u8], l3: usize) -> bool {
     let mut plain = f[..12].to_vec();

@@ -1,0 +1,119 @@
+//! The prefetching batch path (`nat::batch`, tables above
+//! `PREFETCH_ABOVE_SESSIONS`): its three stages (slots, sessions, hits)
+//! must give what one frame at a time gives, including for the keys whose
+//! home slot holds another flow, which its second stage probes past.
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test
+
+use dataplane::nat::*;
+use dataplane::testing::frames::{checksums_ok, icmp_echo, ip, tcp, tuple, udp};
+use dataplane::wire::tcp::{ACK, SYN};
+
+mod common;
+use common::*;
+
+#[test]
+fn large_tables_take_the_prefetching_batch_path_with_the_same_results() {
+    // Above PREFETCH_ABOVE_SESSIONS the engine reads ahead across the batch;
+    // translations, replies and checksums must be the same as one at a time.
+    let mut p = cgnat_params();
+    p.max_sessions = PREFETCH_ABOVE_SESSIONS + 1;
+    let mut batch_engine = Engine::new(&p).unwrap();
+    let mut single = Engine::new(&p).unwrap();
+    let requests: Vec<Vec<u8>> = (0..200u32)
+        .map(|i| match i % 3 {
+            0 => udp(ip("100.64.1.0") + i, 2000 + i as u16, ip("198.51.100.1"), 53, b"q"),
+            1 => tcp(ip("100.64.1.0") + i, 2000, ip("198.51.100.2"), 443, SYN),
+            _ => icmp_echo(ip("100.64.1.0") + i, ip("198.51.100.3"), i as u16, 1, true),
+        })
+        .collect();
+    let mut out = requests.clone();
+    let mut one_by_one = requests.clone();
+    let mut v = vec![Verdict::Drop(DropReason::Malformed); out.len()];
+    batch_engine.process(IN, 10, &mut out, &mut v);
+    for (f, want) in one_by_one.iter_mut().zip(&v) {
+        assert_eq!(single.process_one(IN, 10, f), *want);
+    }
+    assert_eq!(out, one_by_one);
+    assert!(v.iter().all(|x| *x == Verdict::Forward(OUT)));
+    assert!(out.iter().all(|f| checksums_ok(f)));
+    // The remotes answer each public endpoint.
+    let replies: Vec<Vec<u8>> = out
+        .iter()
+        .map(|t| {
+            let (s, sp, d, dp) = tuple(t);
+            match t[23] {
+                1 => icmp_echo(d, s, sp, 1, false),
+                6 => tcp(d, dp, s, sp, SYN | ACK),
+                _ => udp(d, dp, s, sp, b"a"),
+            }
+        })
+        .collect();
+    let mut back = replies.clone();
+    let mut rv = vec![Verdict::Drop(DropReason::Malformed); back.len()];
+    batch_engine.process(OUT, 11, &mut back, &mut rv);
+    assert!(rv.iter().all(|x| *x == Verdict::Forward(IN)), "{rv:?}");
+    for (r, q) in back.iter().zip(&requests) {
+        assert!(checksums_ok(r));
+        assert_eq!((tuple(r).2, tuple(r).3), (tuple(q).0, tuple(q).1), "reply reaches its requester");
+    }
+    // The same replies again: answered sessions now, the fast lane's case.
+    let mut again = replies;
+    batch_engine.process(OUT, 12, &mut again, &mut rv);
+    assert!(rv.iter().all(|x| *x == Verdict::Forward(IN)), "{rv:?}");
+    assert_eq!(again, back, "the fast lane translates exactly like the general path");
+    assert_eq!(batch_engine.counters().fwd_o2i, 400);
+    // Every reply found its session through the pipeline's slot and session
+    // reads: none made another.
+    assert_eq!(batch_engine.live_sessions(), 200);
+    assert_eq!(batch_engine.counters().sessions_created, 200);
+}
+
+#[test]
+fn displaced_keys_are_found_by_the_pipeline_and_make_no_second_session() {
+    // 40,000 UDP sessions in an index of 2^18 slots: thousands of keys sit
+    // past their home slot (behind another flow), which the pipeline's
+    // second stage must probe past rather than call absent.
+    let mut p = cgnat_params();
+    p.max_sessions = PREFETCH_ABOVE_SESSIONS + 1;
+    let mut e = Engine::new(&p).unwrap();
+    let n = 40_000u32;
+    let requests: Vec<Vec<u8>> = (0..n)
+        .map(|i| udp(ip("100.64.1.0") + i / 200, 2000 + (i % 200) as u16, ip("198.51.100.1"), 53, b"q"))
+        .collect();
+    let mut out = requests.clone();
+    for chunk in out.chunks_mut(BATCH) {
+        let mut v = vec![Verdict::Drop(DropReason::Malformed); chunk.len()];
+        e.process(IN, 10, chunk, &mut v);
+        assert!(v.iter().all(|x| *x == Verdict::Forward(OUT)), "{v:?}");
+    }
+    assert_eq!(e.live_sessions(), n);
+    // Replies twice (the second time answered sessions, the fast lane's
+    // case), then the requests again: every frame finds its session.
+    let back: Vec<Vec<u8>> = out
+        .iter()
+        .map(|t| {
+            let (s, sp, d, dp) = tuple(t);
+            udp(d, dp, s, sp, b"a")
+        })
+        .collect();
+    for round in 0..2 {
+        let mut frames = back.clone();
+        for chunk in frames.chunks_mut(BATCH) {
+            let mut v = vec![Verdict::Drop(DropReason::Malformed); chunk.len()];
+            e.process(OUT, 11 + round, chunk, &mut v);
+            assert!(v.iter().all(|x| *x == Verdict::Forward(IN)), "round {round}: {v:?}");
+        }
+        for (r, q) in frames.iter().zip(&requests) {
+            assert_eq!((tuple(r).2, tuple(r).3), (tuple(q).0, tuple(q).1), "reply reaches its requester");
+        }
+    }
+    let mut again = requests.clone();
+    for chunk in again.chunks_mut(BATCH) {
+        let mut v = vec![Verdict::Drop(DropReason::Malformed); chunk.len()];
+        e.process(IN, 13, chunk, &mut v);
+        assert!(v.iter().all(|x| *x == Verdict::Forward(OUT)), "{v:?}");
+    }
+    assert_eq!(again, out, "the same public endpoints as the first time");
+    assert_eq!(e.counters().sessions_created, u64::from(n), "no key taken for absent");
+    assert_eq!(e.live_sessions(), n);
+}
