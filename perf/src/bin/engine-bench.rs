@@ -6,6 +6,14 @@
 //!   batches inside-to-outside and half the replies.
 //! - `new-sessions`: every packet opens a new session (`--flows` of them,
 //!   `--packets` is ignored): the rate of session set-up.
+//! - `memory-ceiling`: no engine, only its memory pattern: an index of the
+//!   size the engine's flow index has at `--flows`, and a slab of 32-byte
+//!   hot halves; per "packet" one random slot read, then a read and a
+//!   write of the session it names, in the engine's batch pipeline (all 64
+//!   slots asked for, then all 64 sessions, then the work). What this
+//!   machine's memory allows the lookup at that size: the ceiling the
+//!   `established` figure sits under. `serial_ns` is the same walk one
+//!   lookup at a time (the latency of the two dependent misses).
 //!
 //! With `--fragments`, `established` sends every datagram in two fragments
 //! (a first one with the ports, then a later one, in one batch): the
@@ -39,6 +47,8 @@ enum Scenario {
     Established,
     /// Open a new session with every packet.
     NewSessions,
+    /// The engine's memory pattern alone: the lookup's ceiling on this machine.
+    MemoryCeiling,
 }
 
 /// Benchmark the NAT engine on one core, without a NIC.
@@ -114,6 +124,10 @@ struct Report {
     /// MiB of the process's memory the kernel backs with huge pages
     /// (`AnonHugePages` of /proc/self/smaps_rollup) at the end.
     anon_huge_mib: u64,
+    /// memory-ceiling: nanoseconds a lookup takes one at a time (slot,
+    /// then session, each depending on the last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial_ns: Option<f64>,
 }
 
 /// Nanoseconds this thread has run on a CPU (the first field of
@@ -168,6 +182,84 @@ fn new_sessions(
     std::hint::black_box(kept);
     let cpu = cpu_ns().saturating_sub(c0) as f64 / 1e9;
     (t0.elapsed().as_secs_f64(), n, cpu)
+}
+
+/// The memory-ceiling walk: `flows` sessions in a flow index of the
+/// engine's size for them (`Index::with_entries`, as `i2o` and `o2i`) and
+/// a slab of hot halves; `packets` lookups in random flow order, 64 at a
+/// time in three stages (every slot asked for, then every session, then
+/// each read and its `last_seen` written), as `nat::batch` does. Returns
+/// (lookups, seconds, CPU seconds, bytes of the two tables, nanoseconds a
+/// lookup takes one at a time).
+fn memory_ceiling(flows: u32, packets: u64, order: &[u32]) -> (u64, f64, f64, usize, f64) {
+    use dataplane::nat::{hash, index, session::Session};
+    use dataplane::xdp::prefetch;
+    let seed = 0x5eed;
+    let key = |i: u32| hash::hash_words(seed, u64::from(i), u64::from(i).rotate_left(17));
+    let mut idx = index::Index::with_entries(flows);
+    for i in 0..flows {
+        idx.insert(key(i), i);
+    }
+    let mut hot = vec![Session::default(); flows as usize];
+    let bytes = idx.memory_bytes() + hot.len() * std::mem::size_of::<Session>();
+    let (slots, mask) = idx.raw();
+    // The flows' hashes in visiting order, read sequentially like frames.
+    let hashes: Vec<u64> = order.iter().map(|&i| key(i)).collect();
+    let session_of = |slot: u32| (slot & index::IDX_MASK).wrapping_sub(1) as usize;
+    let batches = packets.div_ceil(BATCH as u64);
+    let (mut pos, mut sum) = (0usize, 0u64);
+    let (t0, c0) = (Instant::now(), cpu_ns());
+    let mut found = [0u32; BATCH];
+    for _ in 0..batches {
+        let start = pos;
+        for k in 0..BATCH {
+            let h = hashes[(start + k) % hashes.len()];
+            if let Some(s) = slots.get(hash::bucket(h, mask)) {
+                prefetch::read(s);
+            }
+        }
+        for (k, f) in found.iter_mut().enumerate() {
+            let h = hashes[(start + k) % hashes.len()];
+            // The home slot holds the flow in most cases; a probe past it
+            // stays in the same cache line.
+            let mut p = hash::bucket(h, mask);
+            let tag = index::tag_of(h);
+            *f = loop {
+                match slots.get(p).copied() {
+                    Some(s) if s != 0 && s & !index::IDX_MASK == tag => break s,
+                    Some(s) if s != 0 => p = (p + 1) & mask,
+                    _ => break 0,
+                }
+            };
+            if let Some(x) = hot.get(session_of(*f)) {
+                prefetch::read(x);
+            }
+        }
+        for &f in &found {
+            if let Some(x) = hot.get_mut(session_of(f)) {
+                sum = sum.wrapping_add(u64::from(x.public_ip));
+                x.last_seen = x.last_seen.wrapping_add(1);
+            }
+        }
+        pos = (start + BATCH) % hashes.len();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_ns().saturating_sub(c0) as f64 / 1e9;
+    // One at a time: each lookup's slot and session before the next.
+    let serial = (packets / 8).clamp(1, 2_000_000);
+    let t1 = Instant::now();
+    for n in 0..serial {
+        // The next flow depends on the last read, so the loads cannot overlap.
+        let h = hashes[(usize::try_from(n).unwrap_or(0) + usize::from(sum & 1 == 1)) % hashes.len()];
+        let s = slots.get(hash::bucket(h, mask)).copied().unwrap_or(0);
+        if let Some(x) = hot.get_mut(session_of(s)) {
+            sum = sum.wrapping_add(u64::from(x.last_seen));
+            x.last_seen = x.last_seen.wrapping_add(1);
+        }
+    }
+    let serial_ns = t1.elapsed().as_secs_f64() * 1e9 / serial as f64;
+    std::hint::black_box(sum);
+    (batches * BATCH as u64, secs, cpu, bytes, serial_ns)
 }
 
 /// Offsets in the 60-byte frame.
@@ -245,7 +337,16 @@ fn main() {
     }
 
     let mut ratio = None;
+    let mut ceiling = None;
     let (packets, seconds, cpu_seconds) = match a.scenario {
+        Scenario::MemoryCeiling => {
+            drop(engine);
+            let (n, secs, cpu, bytes, serial) = memory_ceiling(flows_n, a.packets, &order);
+            let Ok(e) = Engine::new(&flows::params(1, a.ports_per_sub, 1)) else { std::process::exit(2) };
+            engine = e;
+            ceiling = Some((bytes, serial));
+            (n, secs, cpu)
+        }
         Scenario::NewSessions => {
             if a.session_events {
                 // The same run with session events off, on a fresh engine.
@@ -360,8 +461,11 @@ fn main() {
         cpu_seconds,
         cpu_mpps: if cpu_seconds > 0.0 { packets as f64 / cpu_seconds / 1e6 } else { 0.0 },
         ns_per_packet: seconds * 1e9 / packets as f64,
-        bytes_per_session: engine.memory_bytes() as f64 / f64::from(engine.live_sessions().max(1)),
-        sessions: engine.live_sessions(),
+        bytes_per_session: match ceiling {
+            Some((bytes, _)) => bytes as f64 / f64::from(flows_n),
+            None => engine.memory_bytes() as f64 / f64::from(engine.live_sessions().max(1)),
+        },
+        sessions: if ceiling.is_some() { flows_n } else { engine.live_sessions() },
         forwarded: c.fwd_i2o + c.fwd_o2i,
         drops: c.total_drops(),
         batch: BATCH,
@@ -371,6 +475,7 @@ fn main() {
         huge_pages_mib: dataplane::xdp::hugepages::status().advised_bytes >> 20,
         thp_mode: dataplane::xdp::hugepages::status().mode,
         anon_huge_mib: anon_huge_mib(),
+        serial_ns: ceiling.map(|(_, ns)| ns),
     };
     match serde_json::to_string(&report) {
         Ok(s) => println!("{s}"),
