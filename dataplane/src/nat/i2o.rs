@@ -266,9 +266,13 @@ impl Engine {
                 self.counters.blocks_allocated += u64::from(new_blocks);
                 s.public_port = port;
                 s.addr = addr;
-                let pub_ip = self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
+                // The omap slot, a cache miss in a large table, asked for
+                // before the session is installed (`install_inline` asks
+                // for its o2i slot the same way).
+                let ho = self.h_omap(self.ports.ip_of(addr), port, p.proto);
+                self.omap.prefetch(ho);
+                self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
                 self.imap.insert(hm, idx);
-                let ho = self.h_omap(pub_ip, port, p.proto);
                 self.omap.insert(ho, idx);
             }
         }

@@ -73,6 +73,15 @@ impl Index {
         self.slots.get(bucket(hash, self.mask)).copied().unwrap_or(0)
     }
 
+    /// Asks for the cache line of `hash`'s home slot, so a later
+    /// [`Index::insert`] or [`Index::find`] does not wait for it.
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        if let Some(s) = self.slots.get(bucket(hash, self.mask)) {
+            crate::xdp::prefetch::read(s);
+        }
+    }
+
     /// Finds the entry whose tag matches and for which `is_match` confirms.
     #[inline(always)]
     pub fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
