@@ -224,7 +224,7 @@ impl Engine {
             let mut pending = 0u64;
             for (i, ((f, v), it)) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()).enumerate() {
                 if it.st == Pre::Fast {
-                    match lane.hit::<I2O>(f.as_mut(), it.k, it.h) {
+                    match lane.hit_at::<I2O>(f.as_mut(), it.k, it.h, it.slot) {
                         fast::Outcome::Done => {
                             *v = Verdict::Forward(if I2O { Side::Outside } else { Side::Inside });
                             continue;

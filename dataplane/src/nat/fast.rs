@@ -73,12 +73,20 @@ impl Lane<'_> {
     }
 
     /// Translates a steady-state packet already parsed by `parse_fast`
-    /// (anything but `Done` leaves it untouched).
+    /// (anything but `Done` leaves it untouched) whose first index slot
+    /// with the key's tag the batch pipeline already found (`slot`,
+    /// non-zero): that session is tried first, without probing again; only
+    /// if it is another flow's (a shared tag) does the probe start from home.
     #[inline(always)]
-    pub fn hit<const I2O: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> Outcome {
-        match k.proto() {
-            L4::Udp => self.hit_proto::<I2O, true>(frame, k, h),
-            _ => self.hit_proto::<I2O, false>(frame, k, h),
+    pub fn hit_at<const I2O: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64, slot: u32) -> Outcome {
+        let i = (slot & IDX_MASK).wrapping_sub(1) as usize;
+        let (ports, udp) = (k.ports(), k.proto() == L4::Udp);
+        let found = self.hot.get(i).is_some_and(|x| x.has_key::<I2O>(k.w0, ports, k.proto()));
+        match (found, udp) {
+            (true, true) => self.translate::<I2O, true>(frame, k, i),
+            (true, false) => self.translate::<I2O, false>(frame, k, i),
+            (false, true) => self.hit_proto::<I2O, true>(frame, k, h),
+            (false, false) => self.hit_proto::<I2O, false>(frame, k, h),
         }
     }
 
@@ -109,6 +117,13 @@ impl Lane<'_> {
             }
             pos = (pos + 1) & self.mask;
         };
+        self.translate::<I2O, UDP>(frame, k, i)
+    }
+
+    /// Session `i`, whose key is the frame's: the steady-state and
+    /// freshness checks, then the rewrite.
+    #[inline(always)]
+    fn translate<const I2O: bool, const UDP: bool>(&mut self, frame: &mut [u8], k: FastKey, i: usize) -> Outcome {
         let Some(s) = self.hot.get_mut(i) else {
             return Outcome::Other;
         };
