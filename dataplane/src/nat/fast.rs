@@ -85,9 +85,18 @@ impl Lane<'_> {
         match (found, udp) {
             (true, true) => self.translate::<I2O, true>(frame, k, i),
             (true, false) => self.translate::<I2O, false>(frame, k, i),
-            (false, true) => self.hit_proto::<I2O, true>(frame, k, h),
-            (false, false) => self.hit_proto::<I2O, false>(frame, k, h),
+            (false, true) => self.hit_shared_tag::<I2O, true>(frame, k, h),
+            (false, false) => self.hit_shared_tag::<I2O, false>(frame, k, h),
         }
+    }
+
+    /// [`Lane::hit_at`]'s slot named another flow (one key in 256 behind a
+    /// slot with its tag): the probe from home, out of line so the common
+    /// case keeps its registers.
+    #[cold]
+    #[inline(never)]
+    fn hit_shared_tag<const I2O: bool, const UDP: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> Outcome {
+        self.hit_proto::<I2O, UDP>(frame, k, h)
     }
 
     /// The hit path for one protocol (UDP or TCP), known at compile time,
