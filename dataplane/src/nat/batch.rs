@@ -55,13 +55,11 @@ impl Created {
 pub(crate) struct Item {
     pub(crate) k: FastKey,
     pub(crate) h: u64,
-    pub(crate) slot: u32,
     pub(crate) st: Pre,
 }
 
 impl Item {
-    pub(super) const EMPTY: Item =
-        Item { k: FastKey { w0: 0, w1: 0, flags: 0, ttl: 0 }, h: 0, slot: 0, st: Pre::Later };
+    pub(super) const EMPTY: Item = Item { k: FastKey { w0: 0, w1: 0, flags: 0, ttl: 0 }, h: 0, st: Pre::Later };
 }
 
 /// What the fast lane decided for a frame.
@@ -172,8 +170,9 @@ impl Engine {
             // Large tables: a three-stage pipeline over the batch, so the
             // cache misses of its dependent loads (index slot, then the
             // session it names) overlap instead of queueing: parse and hash
-            // every frame and prefetch its home slot; then read each slot
-            // (in cache by now) and prefetch its session; then translate.
+            // every frame and prefetch its home slot; then read each slot's
+            // cache line (in cache by now) and prefetch the session of the
+            // first slot with the hash's tag; then translate.
             for (f, it) in frames.iter_mut().zip(items.iter_mut()) {
                 match parse_fast(f.as_mut()) {
                     Some(k) => {
@@ -190,12 +189,18 @@ impl Engine {
             }
             for (it, _) in items.iter_mut().zip(frames.iter()) {
                 if it.st == Pre::Fast {
-                    it.slot = lane.slots.get(hash::bucket(it.h, mask)).copied().unwrap_or(0);
-                    // An empty home slot: no session has the key.
-                    if it.slot == 0 {
+                    // The probe's first candidate in the home slot's cache
+                    // line (16 slots, in cache by now): an empty slot (no
+                    // session has the key) or one with the hash's tag
+                    // (prefetch the session it names). With none, the hit
+                    // probes on.
+                    let (home, tag) = (hash::bucket(it.h, mask), index::tag_of(it.h));
+                    let line = lane.slots.get(home..=(home | 15)).or_else(|| lane.slots.get(home..=home));
+                    let first = line.unwrap_or_default().iter().find(|&&s| s == 0 || s & !index::IDX_MASK == tag);
+                    if first == Some(&0) {
                         it.st = Pre::New;
-                    } else {
-                        let i = ((it.slot & index::IDX_MASK).wrapping_sub(1)) as usize;
+                    } else if let Some(&slot) = first {
+                        let i = ((slot & index::IDX_MASK).wrapping_sub(1)) as usize;
                         if let Some(s) = lane.hot.get(i) {
                             crate::xdp::prefetch::read(s);
                         }

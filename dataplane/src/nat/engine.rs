@@ -176,9 +176,9 @@ impl Engine {
             statics_by_addr,
             local,
             sessions: SessionTable::new(p.max_sessions, t.longest()),
-            i2o: Index::with_entries(p.max_sessions),
-            o2i: Index::with_entries(p.max_sessions),
-            // Probed only when sessions are made or go: fuller (see Index::with_load).
+            // Load at most 3/4 (see Index::with_load).
+            i2o: Index::with_load(p.max_sessions, 3, 4),
+            o2i: Index::with_load(p.max_sessions, 3, 4),
             imap: Index::with_load(p.max_sessions, 3, 4),
             omap: Index::with_load(p.max_sessions, 3, 4),
             ports,
