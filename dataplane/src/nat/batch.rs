@@ -194,12 +194,18 @@ impl Engine {
                     // session has the key) or one with the hash's tag
                     // (prefetch the session it names). With none, the hit
                     // probes on.
-                    let (home, tag) = (hash::bucket(it.h, mask), index::tag_of(it.h));
-                    let line = lane.slots.get(home..=(home | 15)).or_else(|| lane.slots.get(home..=home));
-                    let first = line.unwrap_or_default().iter().find(|&&s| s == 0 || s & !index::IDX_MASK == tag);
-                    if first == Some(&0) {
+                    let (mut pos, tag) = (hash::bucket(it.h, mask), index::tag_of(it.h));
+                    let end = pos | 15;
+                    let first = loop {
+                        match lane.slots.get(pos) {
+                            Some(&s) if s == 0 || s & !index::IDX_MASK == tag => break Some(s),
+                            Some(_) if pos < end => pos += 1,
+                            _ => break None,
+                        }
+                    };
+                    if first == Some(0) {
                         it.st = Pre::New;
-                    } else if let Some(&slot) = first {
+                    } else if let Some(slot) = first {
                         let i = ((slot & index::IDX_MASK).wrapping_sub(1)) as usize;
                         if let Some(s) = lane.hot.get(i) {
                             crate::xdp::prefetch::read(s);
