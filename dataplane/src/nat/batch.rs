@@ -55,6 +55,8 @@ impl Created {
 pub(crate) struct Item {
     pub(crate) k: FastKey,
     pub(crate) h: u64,
+    /// The prefetching path's first slot with the key's tag in the home
+    /// slot's cache line (0: none there).
     pub(crate) slot: u32,
     pub(crate) st: Pre,
 }
@@ -172,8 +174,9 @@ impl Engine {
             // Large tables: a three-stage pipeline over the batch, so the
             // cache misses of its dependent loads (index slot, then the
             // session it names) overlap instead of queueing: parse and hash
-            // every frame and prefetch its home slot; then read each slot
-            // (in cache by now) and prefetch its session; then translate.
+            // every frame and prefetch its home slot; then read each slot's
+            // cache line (in cache by now) and prefetch the session of the
+            // first slot with the hash's tag; then translate.
             for (f, it) in frames.iter_mut().zip(items.iter_mut()) {
                 match parse_fast(f.as_mut()) {
                     Some(k) => {
@@ -190,25 +193,25 @@ impl Engine {
             }
             for (it, _) in items.iter_mut().zip(frames.iter()) {
                 if it.st == Pre::Fast {
-                    // The first slot from home whose tag is the key's: the
-                    // home slot holds another flow for about a quarter of
-                    // the keys at load 1/2, and prefetching that flow's
-                    // session would leave this one's miss to the hit.
-                    // (The probe stays in the home slot's cache line but
-                    // for one home in sixteen.)
-                    let tag = index::tag_of(it.h);
-                    let mut pos = hash::bucket(it.h, mask);
-                    it.slot = loop {
-                        match lane.slots.get(pos).copied() {
-                            Some(s) if s != 0 && s & !index::IDX_MASK != tag => pos = (pos + 1) & mask,
-                            s => break s.unwrap_or(0),
+                    // The probe's first candidate in the home slot's cache
+                    // line (16 slots, in cache by now): an empty slot (no
+                    // session has the key) or one with the hash's tag
+                    // (prefetch the session it names; the hit starts from
+                    // it). With none, the hit probes from home.
+                    let (mut pos, tag) = (hash::bucket(it.h, mask), index::tag_of(it.h));
+                    let end = pos | 15;
+                    let first = loop {
+                        match lane.slots.get(pos) {
+                            Some(&s) if s == 0 || s & !index::IDX_MASK == tag => break Some(s),
+                            Some(_) if pos < end => pos += 1,
+                            _ => break None,
                         }
                     };
-                    // An empty slot before any with the tag: no session has the key.
-                    if it.slot == 0 {
+                    it.slot = first.unwrap_or(0);
+                    if first == Some(0) {
                         it.st = Pre::New;
-                    } else {
-                        let i = ((it.slot & index::IDX_MASK).wrapping_sub(1)) as usize;
+                    } else if let Some(slot) = first {
+                        let i = ((slot & index::IDX_MASK).wrapping_sub(1)) as usize;
                         if let Some(s) = lane.hot.get(i) {
                             crate::xdp::prefetch::read(s);
                         }

@@ -162,6 +162,10 @@ impl Engine {
         let mut local = p.local_addrs.clone();
         local.sort_unstable();
         let t = p.timeouts;
+        // The flow indexes every packet probes: load 1/2 while the tables
+        // fit in the caches (shorter probes, and their size no matter),
+        // 3/4 past that, where their size is what counts (Index::with_load).
+        let flow_load = if p.max_sessions > PREFETCH_ABOVE_SESSIONS { (3, 4) } else { (1, 2) };
         Ok(Self {
             worker: p.worker,
             workers: p.workers,
@@ -176,8 +180,8 @@ impl Engine {
             statics_by_addr,
             local,
             sessions: SessionTable::new(p.max_sessions, t.longest()),
-            i2o: Index::with_entries(p.max_sessions),
-            o2i: Index::with_entries(p.max_sessions),
+            i2o: Index::with_load(p.max_sessions, flow_load.0, flow_load.1),
+            o2i: Index::with_load(p.max_sessions, flow_load.0, flow_load.1),
             // Probed only when sessions are made or go: fuller (see Index::with_load).
             imap: Index::with_load(p.max_sessions, 3, 4),
             omap: Index::with_load(p.max_sessions, 3, 4),

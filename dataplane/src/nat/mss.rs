@@ -14,7 +14,7 @@
 //! The FTP ALG (`super::alg`) hangs off the same word and hook.
 //!
 //! What a TCP session's rule added lives in [`TcpWindow::ext`] (a word
-//! that was padding), read by the general path only: `ext` below.
+//! beside the RST check's), read by the general path only: `ext` below.
 #![forbid(unsafe_code)]
 
 use super::*;

@@ -9,17 +9,28 @@
 //! makes the session established again.
 //!
 //! [`TcpWindow`] keeps, per side, the last sequence number and the largest
-//! (scaled) window seen, so a RST counts only if its sequence number is
-//! near what the sender has sent, within the receiver's window (a blind
-//! attacker must guess within a window out of 2^32), as netfilter's
-//! `tcp_in_window` checks it; an out-of-window RST is dropped and changes
-//! nothing. Cost: 20 bytes per session (a table beside the sessions) and,
-//! on the fast lane, one 4-byte store per TCP packet.
+//! window seen, so a RST counts only if its sequence number is near what
+//! the sender has sent, within the receiver's window (a blind attacker must
+//! guess within a window out of 2^32), as netfilter's `tcp_in_window`
+//! checks it; an out-of-window RST is dropped and changes nothing. Cost: 16
+//! bytes per session (a table beside the sessions) and, on the fast lane,
+//! one 4-byte store per TCP packet.
+//!
+//! The window is kept as the segment carries it, 16 bits, in units of the
+//! side's window scale in force (RFC 7323 section 2.2: a side's scale from
+//! its SYN applies to its later segments once both SYNs carried the
+//! option; a SYN's own window is never scaled), and scaled when a RST is
+//! checked. A SYN's window is stored rounded up to those units; when a SYN
+//! changes the scale in force, the stored windows are converted to the new
+//! units, rounded up (and held at 65,535 units if a smaller scale would
+//! need more: only a reopened connection's new SYN can lower it).
 //!
 //! Invariants: [`TcpState::STEADY`] is the one state in which a packet
 //! without SYN, FIN or RST changes nothing ([`TcpState::unchanged_by`]); the
 //! fast lane takes only sessions in it. A side's window is 0 until a packet
-//! of that side was seen, and only then is its sequence number meaningful.
+//! of that side was seen, and only then is its sequence number meaningful;
+//! `win[d] << shift(d)` is at least the largest window side `d` advertised
+//! (scaled) since its scale last changed.
 #![forbid(unsafe_code)]
 
 use super::session::class;
@@ -158,14 +169,14 @@ const MIN_WINDOW: u32 = 65_535;
 pub struct TcpWindow {
     /// The sequence number of the last packet seen from each side.
     pub seq: [u32; 2],
-    /// The largest window each side advertised, scaled; 0: nothing seen
-    /// from that side yet.
-    pub win: [u32; 2],
+    /// The largest window each side advertised, in units of its scale in
+    /// force ([`TcpWindow::window`] scales it); 0: nothing seen from that
+    /// side yet.
+    pub win: [u16; 2],
     /// Each side's window scale from its SYN ([`TcpWindow::NO_SCALE`]: none).
     pub wscale: [u8; 2],
-    /// What the session's rule added (in what was padding: the table stays
-    /// 20 bytes a session): `nat::mss::ext`, MSS clamping or the FTP
-    /// ALG's slot. 0: nothing, so the general path tests one word.
+    /// What the session's rule added: `nat::mss::ext`, MSS clamping or the
+    /// FTP ALG's slot. 0: nothing, so the general path tests one word.
     pub ext: u16,
 }
 
@@ -175,27 +186,64 @@ impl TcpWindow {
     /// A fresh session's: nothing seen.
     pub const NEW: TcpWindow = TcpWindow { seq: [0; 2], win: [0; 2], wscale: [Self::NO_SCALE; 2], ext: 0 };
 
+    /// The shift side `d`'s windows take (RFC 7323 section 2.2): its SYN's
+    /// scale (at most 14) once both SYNs carried the option, else 0.
+    fn shift(&self, d: usize) -> u32 {
+        let [a, b] = self.wscale;
+        if a == Self::NO_SCALE || b == Self::NO_SCALE {
+            return 0;
+        }
+        u32::from(self.wscale.get(d).copied().unwrap_or(0).min(14))
+    }
+
+    /// The largest window side `d` advertised, scaled; 0 if nothing seen.
+    pub fn window(&self, d: usize) -> u32 {
+        u32::from(self.win.get(d).copied().unwrap_or(0)) << self.shift(d)
+    }
+
     /// Records a packet from side `d`: its sequence number, its window
     /// (scaled as RFC 7323 section 2.2 says: never on a SYN, and only when
     /// both SYNs carried the option) and, on a SYN, its window scale.
     pub fn record(&mut self, d: usize, flags: u8, seq: u32, window: u16, wscale: Option<u8>) {
-        if flags & SYN != 0 {
-            if let Some(w) = self.wscale.get_mut(d) {
-                *w = wscale.unwrap_or(Self::NO_SCALE);
+        let syn = flags & SYN != 0;
+        if syn {
+            let ws = wscale.unwrap_or(Self::NO_SCALE);
+            if self.wscale.get(d).is_some_and(|&w| w != ws) {
+                self.rescale(d, ws);
             }
         }
-        let [a, b] = self.wscale;
-        let shift = if flags & SYN == 0 && a != Self::NO_SCALE && b != Self::NO_SCALE {
-            self.wscale.get(d).copied().unwrap_or(0).min(14)
+        // In units of the side's scale: a SYN's unscaled window rounded up.
+        let w = if syn {
+            let s = self.shift(d);
+            (u32::from(window) + (1 << s) - 1) >> s
         } else {
-            0
+            u32::from(window)
         };
-        let w = (u32::from(window) << shift).max(1);
+        let w = u16::try_from(w.max(1)).unwrap_or(u16::MAX);
         if let Some(x) = self.win.get_mut(d) {
             *x = (*x).max(w);
         }
         if let Some(x) = self.seq.get_mut(d) {
             *x = seq;
+        }
+    }
+
+    /// Sets side `d`'s scale to `ws`, converting both sides' stored
+    /// windows to the units of the scales now in force (rounded up, held
+    /// at 65,535 units). Out of line: only SYNs that change a scale.
+    #[cold]
+    fn rescale(&mut self, d: usize, ws: u8) {
+        let old = [self.shift(0), self.shift(1)];
+        if let Some(w) = self.wscale.get_mut(d) {
+            *w = ws;
+        }
+        for (x, o) in old.into_iter().enumerate() {
+            let n = self.shift(x);
+            if let Some(win) = self.win.get_mut(x) {
+                let scaled = u64::from(*win) << o;
+                let units = (scaled + (1 << n) - 1) >> n;
+                *win = u16::try_from(units).unwrap_or(u16::MAX);
+            }
         }
     }
 
@@ -207,7 +255,7 @@ impl TcpWindow {
     /// either side there is nothing to check against, and it counts.
     pub fn accepts_rst(&self, d: usize, flags: u8, seq: u32, ack: u32) -> bool {
         let r = 1 - d.min(1);
-        let (win_d, win_r) = (self.win.get(d).copied().unwrap_or(0), self.win.get(r).copied().unwrap_or(0));
+        let (win_d, win_r) = (self.window(d), self.window(r));
         let (seq_d, seq_r) = (self.seq.get(d).copied().unwrap_or(0), self.seq.get(r).copied().unwrap_or(0));
         let wr = win_r.max(MIN_WINDOW);
         if win_d == 0 {
@@ -223,8 +271,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_window_table_stays_20_bytes_a_session() {
-        assert_eq!(std::mem::size_of::<TcpWindow>(), 20);
+    fn the_window_table_stays_16_bytes_a_session() {
+        assert_eq!(std::mem::size_of::<TcpWindow>(), 16);
     }
 
     #[test]
@@ -303,7 +351,8 @@ mod tests {
         w.record(1, SYN | ACK, 9_000, 65_160, Some(7));
         w.record(0, ACK, 1_001, 502, None); // 502 << 7 = 64 256
         w.record(1, ACK, 9_001, 4_000, None); // 4000 << 7 = 512 000
-        assert_eq!(w.win, [64_256, 512_000]);
+        assert_eq!([w.window(0), w.window(1)], [64_256, 512_000]);
+        assert_eq!(w.win, [502, 4_000], "kept unscaled");
         // From the inside: the receiver (outside) advertised 512 000.
         assert!(w.accepts_rst(0, RST, 1_001, 0), "exactly the next sequence number");
         assert!(w.accepts_rst(0, RST, 1_001 + 500_000, 0), "within the receiver's window");
@@ -327,17 +376,39 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_scale_converts_the_stored_windows() {
+        let mut w = TcpWindow::NEW;
+        w.record(0, SYN, 1, 64_240, Some(7));
+        assert_eq!(w.window(0), 64_240, "one SYN: no scaling in force yet");
+        w.record(1, SYN | ACK, 1, 65_160, Some(7));
+        // Now in units of 128, rounded up: never below what was advertised.
+        assert_eq!(w.win, [502, 510]);
+        assert_eq!([w.window(0), w.window(1)], [64_256, 65_280]);
+        w.record(1, ACK, 2, 4_000, None);
+        assert_eq!(w.window(1), 512_000);
+        // A reopening SYN without the option: unscaled from here on; the
+        // old window is kept as far as 16 bits hold it.
+        w.record(0, SYN, 9, 1_000, None);
+        assert_eq!(w.wscale, [TcpWindow::NO_SCALE, 7]);
+        assert_eq!([w.window(0), w.window(1)], [64_256, 65_535]);
+        // Scaling again (a SYN with the option): 65 535 units of 1 in units of 2^3.
+        w.record(0, SYN, 10, 100, Some(3));
+        assert_eq!(w.win, [8_032, 512]);
+        assert_eq!([w.window(0), w.window(1)], [64_256, 65_536]);
+    }
+
+    #[test]
     fn windows_scale_only_when_both_syns_carry_the_option() {
         let mut w = TcpWindow::NEW;
         w.record(0, SYN, 1, 1_000, Some(7));
         w.record(1, SYN | ACK, 1, 1_000, None);
         w.record(0, ACK, 2, 1_000, None);
-        assert_eq!(w.win[0], 1_000, "the other SYN had no scale: unscaled");
+        assert_eq!(w.window(0), 1_000, "the other SYN had no scale: unscaled");
         let mut w = TcpWindow::NEW;
         w.record(0, SYN, 1, 1_000, Some(7));
         w.record(1, SYN | ACK, 1, 1_000, Some(2));
         w.record(0, ACK, 2, 1_000, None);
         w.record(1, ACK, 2, 1_000, None);
-        assert_eq!(w.win, [128_000, 4_000]);
+        assert_eq!([w.window(0), w.window(1)], [128_000, 4_000]);
     }
 }

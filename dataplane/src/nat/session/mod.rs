@@ -4,7 +4,7 @@
 //! A session is split in two parallel arrays. [`Session`] (32 bytes, two per
 //! cache line) holds everything the forwarding path reads or writes: both
 //! lookup keys, the rewrite, the checksum deltas, `last_seen` and the TCP
-//! state. [`Cold`] (24 bytes) holds the links, touched only when a session
+//! state. [`Cold`] (20 bytes) holds the links, touched only when a session
 //! is created, answered, changes class or comes due.
 //!
 //! Expiry: each session sits in the wheel bucket of its deadline (one bucket
@@ -19,9 +19,19 @@
 //! creation order and leave it on their first reply, so the oldest unreplied
 //! session is the FIFO's head. Established sessions are never on it.
 //!
-//! Invariants: a live session is in exactly one wheel bucket, the one of its
-//! `deadline`; it is on the unreplied FIFO iff its `REPLIED` flag is clear;
-//! a free slot has class [`FREE`] and sits on the free list (through `next`).
+//! Each wheel bucket and the FIFO is a circular doubly linked list through
+//! the cold halves whose head is a sentinel: one more cold half past the
+//! sessions (numbers `capacity + bucket` for the wheel, then one for the
+//! FIFO). So a session leaves its list by its own links alone, without
+//! knowing which bucket it is in: a session keeps no deadline.
+//!
+//! Invariants: a live session is in exactly one wheel bucket (the one its
+//! last filing chose); it is on the unreplied FIFO iff its `REPLIED` flag is
+//! clear; a session on no list of a kind has both links of that kind
+//! [`NIL`]; a sentinel's links of its kind never are, and point at itself
+//! when its list is empty; a free slot has class [`FREE`] and sits on the
+//! free list (through `next`, [`NIL`]-terminated). Session numbers are below
+//! `capacity`, sentinels' at or above it.
 #![forbid(unsafe_code)]
 
 /// No session / end of a list.
@@ -168,7 +178,7 @@ impl Session {
     }
 }
 
-/// The cold half of a session.
+/// The cold half of a session (or a list's sentinel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cold {
     /// Previous in the wheel bucket.
@@ -181,23 +191,13 @@ pub struct Cold {
     pub u_next: u32,
     /// Next session of the same mapping.
     pub map_next: u32,
-    /// The second its wheel bucket comes due.
-    pub deadline: u32,
 }
 
 impl Default for Cold {
     fn default() -> Self {
-        Self { prev: NIL, next: NIL, u_prev: NIL, u_next: NIL, map_next: NIL, deadline: 0 }
+        Self { prev: NIL, next: NIL, u_prev: NIL, u_next: NIL, map_next: NIL }
     }
 }
-
-#[derive(Debug, Clone, Copy)]
-struct List {
-    head: u32,
-    tail: u32,
-}
-
-const EMPTY: List = List { head: NIL, tail: NIL };
 
 /// The slab, its wheel and its FIFO.
 pub struct SessionTable {
@@ -210,55 +210,55 @@ pub struct SessionTable {
     pub tcp: Vec<super::tcp::TcpWindow>,
     free_head: u32,
     live: u32,
-    wheel: Vec<List>,
+    /// The first sentinel's number: the capacity.
+    wheel_base: u32,
     wheel_mask: u32,
     /// The next second the sweep will look at (`None` before the first).
     cursor: Option<u32>,
-    unreplied: List,
+    /// The unreplied FIFO's sentinel.
+    unreplied: u32,
 }
 
-fn list_link(cold: &mut [Cold], list: &mut List, i: u32, wheel: bool) {
-    let old_tail = list.tail;
-    if let Some(c) = cold.get_mut(i as usize) {
-        if wheel {
-            c.prev = old_tail;
-            c.next = NIL;
-        } else {
-            c.u_prev = old_tail;
-            c.u_next = NIL;
-        }
-    }
-    match cold.get_mut(old_tail as usize) {
-        Some(t) if wheel => t.next = i,
-        Some(t) => t.u_next = i,
-        None => list.head = i,
-    }
-    list.tail = i;
-}
-
-fn list_unlink(cold: &mut [Cold], list: &mut List, i: u32, wheel: bool) {
-    let Some(c) = cold.get(i as usize).copied() else {
+/// Puts `i` at the tail of the list whose sentinel is `head` (the wheel's
+/// links when `wheel`, else the FIFO's).
+fn list_link(cold: &mut [Cold], head: u32, i: u32, wheel: bool) {
+    let Some(h) = cold.get_mut(head as usize) else {
         return;
     };
-    let (prev, next) = if wheel { (c.prev, c.next) } else { (c.u_prev, c.u_next) };
+    let tail = if wheel { std::mem::replace(&mut h.prev, i) } else { std::mem::replace(&mut h.u_prev, i) };
+    if let Some(c) = cold.get_mut(i as usize) {
+        if wheel {
+            (c.prev, c.next) = (tail, head);
+        } else {
+            (c.u_prev, c.u_next) = (tail, head);
+        }
+    }
+    match cold.get_mut(tail as usize) {
+        Some(t) if wheel => t.next = i,
+        Some(t) => t.u_next = i,
+        None => {}
+    }
+}
+
+/// Takes `i` out of its list of that kind; nothing if it is on none.
+fn list_unlink(cold: &mut [Cold], i: u32, wheel: bool) {
+    let Some(c) = cold.get_mut(i as usize) else {
+        return;
+    };
+    let (prev, next) = if wheel {
+        (std::mem::replace(&mut c.prev, NIL), std::mem::replace(&mut c.next, NIL))
+    } else {
+        (std::mem::replace(&mut c.u_prev, NIL), std::mem::replace(&mut c.u_next, NIL))
+    };
     match cold.get_mut(prev as usize) {
         Some(p) if wheel => p.next = next,
         Some(p) => p.u_next = next,
-        None => list.head = next,
+        None => {}
     }
     match cold.get_mut(next as usize) {
         Some(n) if wheel => n.prev = prev,
         Some(n) => n.u_prev = prev,
-        None => list.tail = prev,
-    }
-    if let Some(c) = cold.get_mut(i as usize) {
-        if wheel {
-            c.prev = NIL;
-            c.next = NIL;
-        } else {
-            c.u_prev = NIL;
-            c.u_next = NIL;
-        }
+        None => {}
     }
 }
 
@@ -268,22 +268,30 @@ impl SessionTable {
     pub fn new(capacity: u32, horizon_secs: u32) -> Self {
         let n = capacity as usize;
         let hot = vec![Session { class: FREE, ..Session::default() }; n];
-        let mut cold = vec![Cold::default(); n];
-        for (i, c) in cold.iter_mut().enumerate() {
-            let next = i as u32 + 1;
-            c.next = if next < capacity { next } else { NIL };
-        }
         let buckets = horizon_secs.saturating_add(2).clamp(64, 1 << 20).next_power_of_two();
+        let unreplied = capacity + buckets;
+        let mut cold = vec![Cold::default(); n + buckets as usize + 1];
+        for (i, c) in cold.iter_mut().enumerate() {
+            let i = i as u32;
+            if i < capacity {
+                let next = i + 1;
+                c.next = if next < capacity { next } else { NIL };
+            } else if i < unreplied {
+                (c.prev, c.next) = (i, i);
+            } else {
+                (c.u_prev, c.u_next) = (i, i);
+            }
+        }
         Self {
             hot,
             cold,
             tcp: vec![super::tcp::TcpWindow::NEW; n],
             free_head: if capacity > 0 { 0 } else { NIL },
             live: 0,
-            wheel: vec![EMPTY; buckets as usize],
+            wheel_base: capacity,
             wheel_mask: buckets - 1,
             cursor: None,
-            unreplied: EMPTY,
+            unreplied,
         }
     }
 
@@ -296,17 +304,35 @@ impl SessionTable {
     pub fn live(&self) -> u32 {
         self.live
     }
-    /// Bytes of the slab, the wheel and the FIFO head.
+    /// Bytes of the slab and the lists' sentinels.
     pub fn memory_bytes(&self) -> usize {
         self.hot.len() * std::mem::size_of::<Session>()
             + self.cold.len() * std::mem::size_of::<Cold>()
             + self.tcp.len() * std::mem::size_of::<super::tcp::TcpWindow>()
-            + self.wheel.len() * std::mem::size_of::<List>()
+    }
+
+    /// The sentinel of the wheel bucket of second `d`.
+    #[inline(always)]
+    fn bucket(&self, d: u32) -> u32 {
+        self.wheel_base + (d & self.wheel_mask)
+    }
+
+    /// `i` if it is a session, [`NIL`] if a sentinel (the end of its list).
+    #[inline(always)]
+    fn session_or_nil(&self, i: u32) -> u32 {
+        if i < self.wheel_base {
+            i
+        } else {
+            NIL
+        }
     }
 
     /// Takes a free slot, or `None` when full. The slot is in no list yet.
     pub fn alloc(&mut self) -> Option<u32> {
         let i = self.free_head;
+        if i >= self.wheel_base {
+            return None;
+        }
         // The cold half is left as it is: `link_new` writes all of it.
         let c = self.cold.get(i as usize)?;
         self.free_head = c.next;
@@ -333,49 +359,49 @@ impl SessionTable {
         self.hot.get(i as usize).copied().unwrap_or_default()
     }
 
+    /// The second a session filed now for `deadline` comes due: the
+    /// deadline clamped to the wheel's reach from `now`.
+    fn due_second(&self, deadline: u32, now: u32) -> u32 {
+        let base = self.cursor.unwrap_or(now).min(now);
+        deadline.clamp(base, base.saturating_add(self.wheel_mask))
+    }
+
     /// Files `i` in the wheel for `deadline` (clamped to the wheel's reach from `now`).
     pub fn schedule(&mut self, i: u32, deadline: u32, now: u32) {
-        let base = self.cursor.unwrap_or(now).min(now);
-        let d = deadline.clamp(base, base.saturating_add(self.wheel_mask));
-        if let Some(c) = self.cold.get_mut(i as usize) {
-            c.deadline = d;
-        }
-        if let Some(list) = self.wheel.get_mut((d & self.wheel_mask) as usize) {
-            list_link(&mut self.cold, list, i, true);
-        }
+        let b = self.bucket(self.due_second(deadline, now));
+        list_link(&mut self.cold, b, i, true);
     }
 
     /// Files a new session (from [`SessionTable::alloc`]): its wheel bucket
     /// for `deadline`, as [`SessionTable::schedule`] does, and the tail of
     /// the unreplied FIFO, writing its whole cold half at once.
     pub fn link_new(&mut self, i: u32, deadline: u32, now: u32) {
-        let base = self.cursor.unwrap_or(now).min(now);
-        let d = deadline.clamp(base, base.saturating_add(self.wheel_mask));
-        let Some(bucket) = self.wheel.get_mut((d & self.wheel_mask) as usize) else {
+        let (b, u) = (self.bucket(self.due_second(deadline, now)), self.unreplied);
+        let (Some(wt), Some(ut)) =
+            (self.cold.get(b as usize).map(|c| c.prev), self.cold.get(u as usize).map(|c| c.u_prev))
+        else {
             return;
         };
-        let (wt, ut) = (bucket.tail, self.unreplied.tail);
         if let Some(c) = self.cold.get_mut(i as usize) {
-            *c = Cold { prev: wt, next: NIL, u_prev: ut, u_next: NIL, map_next: NIL, deadline: d };
+            *c = Cold { prev: wt, next: b, u_prev: ut, u_next: u, map_next: NIL };
         }
-        match self.cold.get_mut(wt as usize) {
-            Some(t) => t.next = i,
-            None => bucket.head = i,
+        if let Some(t) = self.cold.get_mut(wt as usize) {
+            t.next = i;
         }
-        bucket.tail = i;
-        match self.cold.get_mut(ut as usize) {
-            Some(t) => t.u_next = i,
-            None => self.unreplied.head = i,
+        if let Some(h) = self.cold.get_mut(b as usize) {
+            h.prev = i;
         }
-        self.unreplied.tail = i;
+        if let Some(t) = self.cold.get_mut(ut as usize) {
+            t.u_next = i;
+        }
+        if let Some(h) = self.cold.get_mut(u as usize) {
+            h.u_prev = i;
+        }
     }
 
     /// Takes `i` out of its wheel bucket.
     pub fn unschedule(&mut self, i: u32) {
-        let d = self.cold.get(i as usize).map_or(0, |c| c.deadline);
-        if let Some(list) = self.wheel.get_mut((d & self.wheel_mask) as usize) {
-            list_unlink(&mut self.cold, list, i, true);
-        }
+        list_unlink(&mut self.cold, i, true);
     }
 
     /// Moves `i` to another deadline.
@@ -386,17 +412,18 @@ impl SessionTable {
 
     /// Puts `i` at the tail of the unreplied FIFO.
     pub fn push_unreplied(&mut self, i: u32) {
-        list_link(&mut self.cold, &mut self.unreplied, i, false);
+        list_link(&mut self.cold, self.unreplied, i, false);
     }
 
-    /// Takes `i` off the unreplied FIFO.
+    /// Takes `i` off the unreplied FIFO (nothing if it is not on it).
     pub fn remove_unreplied(&mut self, i: u32) {
-        list_unlink(&mut self.cold, &mut self.unreplied, i, false);
+        list_unlink(&mut self.cold, i, false);
     }
 
     /// The oldest unreplied session.
     pub fn oldest_unreplied(&self) -> Option<u32> {
-        (self.unreplied.head != NIL).then_some(self.unreplied.head)
+        let head = self.cold.get(self.unreplied as usize).map_or(NIL, |c| c.u_next);
+        (self.session_or_nil(head) != NIL).then_some(head)
     }
 
     /// The sessions due in the next bucket the sweep must look at, if that
@@ -408,8 +435,8 @@ impl SessionTable {
         if cur > now {
             return None;
         }
-        let head = self.wheel.get((cur & self.wheel_mask) as usize).map_or(NIL, |l| l.head);
-        Some((head, cur))
+        let head = self.cold.get(self.bucket(cur) as usize).map_or(NIL, |c| c.next);
+        Some((self.session_or_nil(head), cur))
     }
 
     /// Moves the sweep past the current second (its bucket is empty).
@@ -421,12 +448,24 @@ impl SessionTable {
 
     /// Next session in the same wheel bucket.
     pub fn next_in_bucket(&self, i: u32) -> u32 {
-        self.cold.get(i as usize).map_or(NIL, |c| c.next)
+        self.session_or_nil(self.cold.get(i as usize).map_or(NIL, |c| c.next))
     }
 
-    /// `deadline` of session `i`.
-    pub fn deadline(&self, i: u32) -> u32 {
-        self.cold.get(i as usize).map_or(0, |c| c.deadline)
+    /// The wheel bucket session `i` is in (walking to its sentinel: O(bucket);
+    /// tests, listings), `None` if it is in none.
+    pub fn bucket_of(&self, i: u32) -> Option<u32> {
+        let mut j = self.cold.get(i as usize)?.next;
+        // A list is shorter than the slab: the bound only guards a broken one.
+        for _ in 0..self.cold.len() {
+            if j == NIL {
+                return None;
+            }
+            if j >= self.wheel_base {
+                return Some(j - self.wheel_base);
+            }
+            j = self.cold.get(j as usize)?.next;
+        }
+        None
     }
 
     /// The wheel's length in seconds.
