@@ -193,18 +193,24 @@ impl Engine {
             }
             for (it, _) in items.iter_mut().zip(frames.iter()) {
                 if it.st == Pre::Fast {
-                    // The probe's first candidate in the home slot's cache
-                    // line (16 slots, in cache by now): an empty slot (no
-                    // session has the key) or one with the hash's tag
+                    // The probe's first candidate from home: an empty slot
+                    // (no session has the key) or one with the hash's tag
                     // (prefetch the session it names; the hit starts from
-                    // it). With none, the hit probes from home.
+                    // it). The home slot's cache line is in cache by now;
+                    // the probe runs past its end for the few keys whose
+                    // candidate lies in the next line (a miss here, but the
+                    // session is still fetched ahead of the hit).
                     let (mut pos, tag) = (hash::bucket(it.h, mask), index::tag_of(it.h));
-                    let end = pos | 15;
+                    let mut end = pos | 15;
                     let first = loop {
                         match lane.slots.get(pos) {
                             Some(&s) if s == 0 || s & !index::IDX_MASK == tag => break Some(s),
                             Some(_) if pos < end => pos += 1,
-                            _ => break None,
+                            Some(_) => {
+                                pos = (pos + 1) & mask;
+                                end = pos | 15;
+                            }
+                            None => break None,
                         }
                     };
                     it.slot = first.unwrap_or(0);
