@@ -224,6 +224,15 @@ fn log_huge_pages() {
     } else {
         tracing::info!("session tables: {mib} MiB advised to use transparent huge pages (kernel mode {})", hp.mode);
     }
+    if hp.prefault_refused > 0 {
+        tracing::warn!(
+            "session tables: the kernel would not fault {} of them in before traffic (MADV_POPULATE_WRITE needs \
+             Linux 5.14): their pages fault in as the first packets reach them",
+            hp.prefault_refused
+        );
+    } else {
+        tracing::info!("session tables: {} MiB faulted in before traffic", hp.prefaulted_bytes >> 20);
+    }
 }
 
 /// A worker thread: pin, open the sockets, say so, wait for `go`, run.
@@ -242,6 +251,14 @@ fn run_worker(s: WorkerStart, links: &WorkerLinks) -> Result<(), RunError> {
     if let Some(t) = s.tap {
         io.set_kernel_tap(t);
     }
+    // The engine's tables faulted in now, from this pinned thread (so on its
+    // NUMA node), not by the first packets' rounds.
+    let mut engine = s.engine;
+    if let Some(e) = engine.as_mut() {
+        let t0 = std::time::Instant::now();
+        e.prefault();
+        tracing::debug!("worker {w}: tables faulted in in {} ms", t0.elapsed().as_millis());
+    }
     let _ = links.ready.send(Ok(Ready { worker: w, fds: io.fds(), zero_copy: io.zero_copy() }));
     while !links.go.load(Ordering::Acquire) {
         if links.stop.load(Ordering::Relaxed) {
@@ -249,7 +266,7 @@ fn run_worker(s: WorkerStart, links: &WorkerLinks) -> Result<(), RunError> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let mut worker = Worker::new(w, io, s.engine, s.l2, Arc::clone(&links.mesh))
+    let mut worker = Worker::new(w, io, engine, s.l2, Arc::clone(&links.mesh))
         .with_l2_channels(s.l2_rx, links.unresolved.clone())
         .with_commands(s.cmd_rx)
         .with_block_events(links.events.clone());

@@ -227,6 +227,16 @@ impl Engine {
         self.ports.subscribers()
     }
 
+    /// Faults the session slab and the four indexes in now, on the calling
+    /// thread's NUMA node (masq's workers, before traffic): the first
+    /// packets to reach a page then take no page fault.
+    pub fn prefault(&mut self) {
+        self.sessions.prefault();
+        for idx in [&mut self.i2o, &mut self.o2i, &mut self.imap, &mut self.omap] {
+            idx.prefault();
+        }
+    }
+
     /// All memory the session table, its four indexes, the port maps and the
     /// subscriber, fragment and refusal tables take, in bytes.
     pub fn memory_bytes(&self) -> usize {

@@ -63,6 +63,11 @@ impl Index {
         (&self.slots, self.mask)
     }
 
+    /// Faults the slots' pages in now (see `xdp::hugepages::prefault`).
+    pub fn prefault(&mut self) {
+        crate::xdp::hugepages::prefault(&mut self.slots);
+    }
+
     /// Bytes of memory the slots use.
     pub fn memory_bytes(&self) -> usize {
         self.slots.len() * 4

@@ -13,6 +13,14 @@
 //! they must be reserved by the operator up front, and an allocation
 //! that finds none would fail rather than fall back.
 //!
+//! [`prefault`]: masq's workers fault their engine's tables in before
+//! traffic (`madvise(MADV_POPULATE_WRITE)`, Linux 5.14), from the worker's
+//! own thread so the pages land on its NUMA node, and so the first packets
+//! to touch a page do not wait while the kernel zeroes it (2 MiB at a time
+//! with huge pages: the first new sessions after start took page faults in
+//! the worker's rounds, and its rings overflowed). Where the kernel lacks
+//! it, pages fault in on first touch as before.
+//!
 //! Invariants: a large block is a whole mapping of `round_up(size, 4096)`
 //! bytes starting at a 2 MiB boundary, unmapped whole by `dealloc`; the
 //! kernel zeroes anonymous mappings, so `alloc_zeroed` costs no writes and
@@ -31,6 +39,8 @@ const PAGE: usize = 4096;
 static ENABLED: AtomicBool = AtomicBool::new(true);
 static ADVISED_BYTES: AtomicU64 = AtomicU64::new(0);
 static REFUSED: AtomicU64 = AtomicU64::new(0);
+static PREFAULTED_BYTES: AtomicU64 = AtomicU64::new(0);
+static PREFAULT_REFUSED: AtomicU64 = AtomicU64::new(0);
 
 /// The allocator: `#[global_allocator] static A: HugePageAlloc = HugePageAlloc;`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,6 +60,11 @@ pub struct HugePageStatus {
     pub advised_bytes: u64,
     /// Mappings whose `madvise` failed (transparent huge pages off).
     pub refused: u64,
+    /// Bytes [`prefault`] faulted in.
+    pub prefaulted_bytes: u64,
+    /// [`prefault`] calls the kernel refused (no `MADV_POPULATE_WRITE`
+    /// before Linux 5.14, or no memory for it now).
+    pub prefault_refused: u64,
     /// The kernel's mode, from `/sys/kernel/mm/transparent_hugepage/enabled`
     /// (`always`, `madvise` or `never`; `unknown` if unreadable).
     pub mode: &'static str,
@@ -61,7 +76,36 @@ pub fn status() -> HugePageStatus {
         .ok()
         .and_then(|s| ["always", "madvise", "never"].into_iter().find(|m| s.contains(&format!("[{m}]"))))
         .unwrap_or("unknown");
-    HugePageStatus { advised_bytes: ADVISED_BYTES.load(Relaxed), refused: REFUSED.load(Relaxed), mode }
+    HugePageStatus {
+        advised_bytes: ADVISED_BYTES.load(Relaxed),
+        refused: REFUSED.load(Relaxed),
+        prefaulted_bytes: PREFAULTED_BYTES.load(Relaxed),
+        prefault_refused: PREFAULT_REFUSED.load(Relaxed),
+        mode,
+    }
+}
+
+/// Faults in the whole pages `s` covers (the partial pages at its ends are
+/// left as they are), writable and zero-filled where untouched, on the
+/// calling thread's NUMA node; their contents do not change. Returns false
+/// if the kernel refused (see [`HugePageStatus::prefault_refused`]).
+pub fn prefault<T>(s: &mut [T]) -> bool {
+    let start = (s.as_mut_ptr() as usize).next_multiple_of(PAGE);
+    let end = (s.as_mut_ptr() as usize + std::mem::size_of_val(s)) / PAGE * PAGE;
+    if end <= start {
+        return true;
+    }
+    // SAFETY: [start, end) lies inside `s`, which this call borrows
+    // mutably: memory the process owns, mapped and writable. Populating
+    // faults pages in without changing what they hold (a page never
+    // touched reads as zero before and after).
+    let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_WRITE) };
+    if rc == 0 {
+        PREFAULTED_BYTES.fetch_add((end - start) as u64, Relaxed);
+    } else {
+        PREFAULT_REFUSED.fetch_add(1, Relaxed);
+    }
+    rc == 0
 }
 
 fn huge(layout: Layout) -> bool {
@@ -212,6 +256,40 @@ mod tests {
             a.dealloc(p, layout);
         }
         assert!(status().advised_bytes > 0 || status().refused > 0);
+    }
+
+    /// Resident KiB of the mapping starting at `addr` (/proc/self/smaps).
+    fn resident_kib(addr: usize) -> Option<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let head = format!("{addr:x}-");
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head));
+        lines.next()?;
+        let rss = lines.find(|l| l.starts_with("Rss:"))?;
+        rss.trim_start_matches("Rss:").trim().trim_end_matches("kB").trim().parse().ok()
+    }
+
+    #[test]
+    fn a_prefaulted_block_is_resident_before_it_is_touched_and_unchanged() {
+        let a = HugePageAlloc;
+        let layout = Layout::from_size_align(HUGE_MIN * 2, 64).unwrap();
+        // SAFETY: test code: a large block (its own mapping), viewed as
+        // bytes while it lives, freed with its layout.
+        unsafe {
+            let p = a.alloc_zeroed(layout);
+            assert!(!p.is_null());
+            assert_eq!(resident_kib(p as usize), Some(0), "nothing resident before");
+            let s = std::slice::from_raw_parts_mut(p, layout.size());
+            s[4096] = 9;
+            if prefault(s) {
+                let kib = resident_kib(p as usize).unwrap();
+                assert!(kib * 1024 >= layout.size() as u64, "{kib} KiB resident of {}", layout.size());
+            } else {
+                assert!(status().prefault_refused > 0);
+            }
+            assert_eq!(s[4096], 9, "contents kept");
+            assert!(s.iter().enumerate().all(|(i, &b)| b == if i == 4096 { 9 } else { 0 }));
+            a.dealloc(p, layout);
+        }
     }
 
     #[test]

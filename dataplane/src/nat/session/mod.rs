@@ -327,6 +327,13 @@ impl SessionTable {
         }
     }
 
+    /// Faults the slab's pages in now (see `xdp::hugepages::prefault`).
+    pub fn prefault(&mut self) {
+        crate::xdp::hugepages::prefault(&mut self.hot);
+        crate::xdp::hugepages::prefault(&mut self.cold);
+        crate::xdp::hugepages::prefault(&mut self.tcp);
+    }
+
     /// Takes a free slot, or `None` when full. The slot is in no list yet.
     pub fn alloc(&mut self) -> Option<u32> {
         let i = self.free_head;
