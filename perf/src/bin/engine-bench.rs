@@ -91,6 +91,11 @@ struct Args {
     /// transparent huge pages (masq's default allocator, `HugePageAlloc`).
     #[arg(long)]
     no_huge_pages: bool,
+    /// Leave the tables' pages to fault in as the benchmark first touches
+    /// them (masq's workers fault them in before traffic, `Engine::prefault`,
+    /// and so does engine-bench by default).
+    #[arg(long)]
+    no_prefault: bool,
 }
 
 #[derive(Serialize)]
@@ -318,6 +323,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if !a.no_prefault {
+        engine.prefault();
+    }
     let f0 = flows::flow(0, a.ports_per_sub);
     let template = if a.tcp { flows::tcp_frame(f0) } else { flows::frame(f0) };
     // TCP set-up: the handshake's flags, then ACKs.
@@ -352,6 +360,9 @@ fn main() {
             if a.session_events {
                 // The same run with session events off, on a fresh engine.
                 let Ok(mut off) = Engine::new(&base_params) else { std::process::exit(2) };
+                if !a.no_prefault {
+                    off.prefault();
+                }
                 let (t_off, n_off, _) = new_sessions(&mut off, &order, &all, &mut bufs, &mut verdicts);
                 let (t_on, n_on, cpu_on) = new_sessions(&mut engine, &order, &all, &mut bufs, &mut verdicts);
                 ratio = Some(t_on / t_off);
