@@ -146,6 +146,11 @@ struct Cli {
     /// its runs is printed (and `latency_summary` in the JSON).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     latency_repeat: u32,
+    /// A directory for each latency row's frames over 1 ms (receive time
+    /// in Unix nanoseconds, latency in µs; `PATH-RATE-RUN.txt`), to match
+    /// against a scheduler trace (`perf sched record`).
+    #[arg(long, value_name = "DIR")]
+    latency_tail_log: Option<PathBuf>,
     /// Offered rate of the low-rate latency rows (frames per second, 100k
     /// flows): gaps long enough for masq's workers to sleep between frames
     /// (`workers.sleep_when_idle`), so the rows price the wake-up. 0: none.
@@ -293,6 +298,10 @@ enum Cmd {
         /// Ignore frames stamped before this many seconds into the run (warm-up).
         #[arg(long, default_value_t = 1.0)]
         skip: f64,
+        /// Write the timed frames over 1 ms here: receive time (Unix
+        /// nanoseconds) and latency (µs), a line each.
+        #[arg(long)]
+        tail_log: Option<PathBuf>,
     },
 }
 
@@ -399,6 +408,13 @@ struct LatencyRow {
     /// was off CPU 0, and frames arriving then waited (at most those in
     /// flight: it sent none meanwhile).
     probe_stalls: u64,
+    /// Milliseconds the box's threads waited for CPU 1 while runnable in
+    /// the timed window (run_delay of /proc/…/schedstat): the NAPI threads
+    /// (`napi/nat-*`) and masq's workers (`masq-w*`). What the box's work
+    /// could not do because something else held its CPU: for masq paths
+    /// partly each other, otherwise the machine's other load.
+    napi_wait_ms: f64,
+    worker_wait_ms: f64,
     /// (quantile, microseconds) points of the CDF.
     cdf: Vec<(f64, u64)>,
     /// masq's own view of the window (masq paths): its workers' round
@@ -423,8 +439,8 @@ fn main() {
                 subs: *subscribers,
             })
         }
-        Some(Cmd::Probe { iface, sink_ns, sink_iface, seconds, rate, skip }) => {
-            probe(iface, sink_ns, sink_iface, *seconds, *rate, *skip)
+        Some(Cmd::Probe { iface, sink_ns, sink_iface, seconds, rate, skip, tail_log }) => {
+            probe(iface, sink_ns, sink_iface, *seconds, *rate, *skip, tail_log.as_deref())
         }
         None => compare(&cli),
     };
@@ -603,7 +619,15 @@ const PROBE_STALL: Duration = Duration::from_millis(1);
 /// frame waits only while the whole thread is off its CPU (it yields
 /// between frames, so what else runs on CPU 0 still gets it), and then at
 /// most the frames in flight do; `stalls` counts those gaps over 1 ms.
-fn probe(iface: &str, sink_ns: &str, sink_iface: &str, seconds: f64, rate: u64, skip: f64) -> Res<()> {
+fn probe(
+    iface: &str,
+    sink_ns: &str,
+    sink_iface: &str,
+    seconds: f64,
+    rate: u64,
+    skip: f64,
+    tail_log: Option<&std::path::Path>,
+) -> Res<()> {
     core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
     let src_mac = mac_of(iface)?;
     // The box's inside MAC: the lab's fixed address of nat-in.
@@ -622,6 +646,8 @@ fn probe(iface: &str, sink_ns: &str, sink_iface: &str, seconds: f64, rate: u64, 
     let stop = end + Duration::from_secs_f64(PROBE_LINGER);
     let timed_from = start + Duration::from_secs_f64(skip);
     let (mut k, mut n, mut stalls) = (0u64, 0u64, 0u64);
+    // (receive time, latency) of the frames over 1 ms, for --tail-log.
+    let mut tail: Vec<(u64, u64)> = Vec::with_capacity(if tail_log.is_some() { 1 << 20 } else { 0 });
     let mut last = Instant::now();
     loop {
         rx.recv(|f| {
@@ -629,8 +655,12 @@ fn probe(iface: &str, sink_ns: &str, sink_iface: &str, seconds: f64, rate: u64, 
             let sent = u64::from_be_bytes(st.try_into().unwrap_or([0; 8]));
             let now = now_ns();
             if sent >= skip_ns && now >= sent {
-                let _ = h.record(((now - sent) / 1000).max(1));
+                let us = ((now - sent) / 1000).max(1);
+                let _ = h.record(us);
                 n += 1;
+                if us > 1000 && tail.len() < tail.capacity() {
+                    tail.push((now, us));
+                }
             }
         });
         let now = Instant::now();
@@ -656,6 +686,10 @@ fn probe(iface: &str, sink_ns: &str, sink_iface: &str, seconds: f64, rate: u64, 
             // Yield, not spin: whatever else must run on CPU 0 gets it.
             std::thread::yield_now();
         }
+    }
+    if let Some(file) = tail_log {
+        let text: String = tail.iter().map(|(t, us)| format!("{t} {us}\n")).collect();
+        std::fs::write(file, text).map_err(|e| format!("{}: {e}", file.display()))?;
     }
     println!("sent {k} seconds {seconds}");
     let cdf: Vec<String> = CDF_QUANTILES.iter().map(|&q| format!("{q}:{}", h.value_at_quantile(q))).collect();
@@ -1159,6 +1193,9 @@ fn compare(cli: &Cli) -> Res<()> {
     }
     let rfc_rows = rfc::run(cli, &rfc_tests, &paths)?;
     let mut lat = Vec::new();
+    if let Some(dir) = &cli.latency_tail_log {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     if !cli.no_latency {
         let rates = [cli.latency_rate, cli.low_rate];
         for rate in rates.into_iter().filter(|&r| r > 0) {
@@ -1166,8 +1203,7 @@ fn compare(cli: &Cli) -> Res<()> {
                 for path in &paths {
                     eprint!("latency {path:<13} at {rate} pps, run {run} ... ");
                     let _ = std::io::stderr().flush();
-                    let mut row = measure_latency(cli, path, &obj, rate)?;
-                    row.run = run;
+                    let row = measure_latency(cli, path, &obj, rate, run)?;
                     eprintln!(
                         "p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} frames)",
                         row.p50_us, row.p99_us, row.p999_us, row.max_us, row.n
@@ -1331,7 +1367,7 @@ fn measure_idle(cli: &Cli, path: &str) -> Res<IdleRow> {
 /// The first second, which makes the sessions, is not timed, and masq's
 /// view is read from the start of the timed window to its end (before, it
 /// began before the generator and counted the first second's drops).
-fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64) -> Res<LatencyRow> {
+fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64, run: u32) -> Res<LatencyRow> {
     interrupted()?;
     let running = start_path(path, cli)?;
     if cli.placement == Placement::Box {
@@ -1350,6 +1386,10 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64)
         .args(["netns", "exec", &format!("{PREFIX}in"), exe, "probe", "--iface", "in0"])
         .args(["--sink-ns", &format!("{PREFIX}out"), "--sink-iface", "out0"])
         .args(["--seconds", &total.to_string(), "--rate", &rate.to_string(), "--skip", &SKIP.to_string()])
+        .args(match &cli.latency_tail_log {
+            Some(dir) => vec!["--tail-log".into(), dir.join(format!("{path}-{rate}-{run}.txt")).into_os_string()],
+            None => vec![],
+        })
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("probe: {e}"))?;
@@ -1375,8 +1415,10 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64)
     let t0 = Instant::now();
     pause(Duration::from_secs_f64(SKIP))?;
     let before = if is_masq { scrape() } else { None };
+    let waits_before = box_waits();
     let before_at = t0.elapsed().as_secs_f64();
     let line = lines.find_map(|l| l.ok().filter(|l| l.starts_with("latency_us")));
+    let waits_after = box_waits();
     let status = probe.wait().map_err(|e| format!("probe: {e}"))?;
     interrupted()?;
     // (Read at once: the workers publish every 100 ms; the probe's last
@@ -1411,10 +1453,49 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64)
         p999_us: field("p999="),
         max_us: field("max="),
         probe_stalls: field("stalls="),
+        napi_wait_ms: waits_after.0.saturating_sub(waits_before.0) as f64 / 1e6,
+        worker_wait_ms: waits_after.1.saturating_sub(waits_before.1) as f64 / 1e6,
         cdf: parse_cdf(&line),
         masq,
-        run: 0,
+        run,
     })
+}
+
+/// Nanoseconds the box's threads have waited runnable for a CPU (the
+/// second field of /proc/PID/task/TID/schedstat), summed: (the NAPI
+/// threads of the box's veths, masq's workers).
+/// Read from a thread on CPU 0 (the probe's), not on the box's.
+fn box_waits() -> (u64, u64) {
+    std::thread::spawn(|| {
+        core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+        read_box_waits()
+    })
+    .join()
+    .unwrap_or((0, 0))
+}
+
+fn read_box_waits() -> (u64, u64) {
+    let (mut napi, mut workers) = (0, 0);
+    let Ok(procs) = std::fs::read_dir("/proc") else { return (0, 0) };
+    for p in procs.flatten() {
+        if !p.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else { continue };
+        for t in tasks.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let slot = if comm.starts_with("napi/nat-") {
+                &mut napi
+            } else if comm.starts_with("masq-w") {
+                &mut workers
+            } else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            *slot += stat.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    (napi, workers)
 }
 
 /// The sink's `cdf=q:us,...` field.
@@ -1430,12 +1511,23 @@ fn print_latency(rows: &[LatencyRow]) {
     if rows.is_empty() {
         return;
     }
-    println!("\n| latency, 100k flows | offered | run | p50 | p90 | p99 | p99.9 | max | frames timed | probe stalls |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("\n| latency, 100k flows | offered | run | p50 | p90 | p99 | p99.9 | max | frames timed | probe stalls | NAPI / worker waited |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} pps | {} | {} us | {} us | {} us | {} us | {} us | {} | {} |",
-            r.path, r.rate, r.run, r.p50_us, r.p90_us, r.p99_us, r.p999_us, r.max_us, r.n, r.probe_stalls
+            "| {} | {} pps | {} | {} us | {} us | {} us | {} us | {} us | {} | {} | {:.1} / {:.1} ms |",
+            r.path,
+            r.rate,
+            r.run,
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.p999_us,
+            r.max_us,
+            r.n,
+            r.probe_stalls,
+            r.napi_wait_ms,
+            r.worker_wait_ms
         );
     }
     let summary = latency_summary(rows);
