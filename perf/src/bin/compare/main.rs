@@ -192,6 +192,11 @@ struct Cli {
     /// many frames). Default: masq's own (2048 and 8192).
     #[arg(long)]
     masq_ring_size: Option<u32>,
+    /// masq's `workers.busy_poll_us` in masq-nat and masq-nat-log: how
+    /// long a worker that received nothing polls before it sleeps on its
+    /// sockets. Default: masq's own.
+    #[arg(long)]
+    masq_busy_poll_us: Option<u32>,
     /// Subscribers the throughput rows' flows spread over (inside
     /// addresses from 100.64.0.0; at most 4194304, the /10). Fewer
     /// subscribers take blocks more often: one every `--block-size` new
@@ -415,6 +420,13 @@ struct LatencyRow {
     /// partly each other, otherwise the machine's other load.
     napi_wait_ms: f64,
     worker_wait_ms: f64,
+    /// The machine's other load in the timed window: CPU time of threads
+    /// not of the run, in percent of one CPU ([`SchedSums::other_run`];
+    /// /proc/stat's ticks make it ±1%).
+    /// Above a few percent the row's tail is likely theirs: this kernel
+    /// (PREEMPT_NONE, 250 Hz) lets a task in a long kernel section hold
+    /// a CPU for milliseconds, even a SCHED_IDLE one.
+    other_load: f64,
     /// (quantile, microseconds) points of the CDF.
     cdf: Vec<(f64, u64)>,
     /// masq's own view of the window (masq paths): its workers' round
@@ -925,7 +937,7 @@ fn start_path_sized(path: &str, cli: &Cli, max_sessions: u32) -> Res<Running> {
                     let _ = std::fs::remove_file(nat_log_file());
                     in_ns("nat", &["ip", "link", "set", "lo", "up"])?;
                 }
-                std::fs::write(&yaml, masq_nat_config(cli.block_size, log, cli.masq_ring_size))
+                std::fs::write(&yaml, masq_nat_config(cli.block_size, log, cli.masq_ring_size, cli.masq_busy_poll_us))
                     .map_err(|e| format!("{yaml}: {e}"))?;
                 args.extend(["--config", &yaml, "--max-sessions", &max]);
             }
@@ -968,7 +980,7 @@ fn start_path_sized(path: &str, cli: &Cli, max_sessions: u32) -> Res<Running> {
 /// --nat-src 100.64.0.0/10` sets up, with `block_size` ports a block (and
 /// blocks enough for the default's 4096 ports a subscriber, at most 32); with
 /// `log`, NAT event export to a JSON-lines file and IPFIX ([`NAT_LOG`]).
-fn masq_nat_config(block_size: u16, log: bool, ring_size: Option<u32>) -> String {
+fn masq_nat_config(block_size: u16, log: bool, ring_size: Option<u32>, busy_poll_us: Option<u32>) -> String {
     // As many blocks as give a subscriber the default's 8 x 512 ports, at most 32.
     let max_blocks = (4096 / block_size.max(1)).clamp(1, 32);
     let mut y = format!(
@@ -984,9 +996,16 @@ rules:
     match: {{src: [100.64.0.0/10]}}
 "
     );
+    let mut workers = vec!["cores: [1]".to_string()];
     if let Some(r) = ring_size {
         // Four times the ring in frames: both fill rings full, an eighth kept.
-        y += &format!("workers: {{cores: [1], ring_size: {r}, umem_frames: {}}}\n", 4 * r);
+        workers.push(format!("ring_size: {r}, umem_frames: {}", 4 * r));
+    }
+    if let Some(us) = busy_poll_us {
+        workers.push(format!("busy_poll_us: {us}"));
+    }
+    if workers.len() > 1 {
+        y += &format!("workers: {{{}}}\n", workers.join(", "));
     }
     if log {
         y += &format!(
@@ -1415,10 +1434,10 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64,
     let t0 = Instant::now();
     pause(Duration::from_secs_f64(SKIP))?;
     let before = if is_masq { scrape() } else { None };
-    let waits_before = box_waits();
+    let (sched_before, window_from) = (sched_sums(), Instant::now());
     let before_at = t0.elapsed().as_secs_f64();
     let line = lines.find_map(|l| l.ok().filter(|l| l.starts_with("latency_us")));
-    let waits_after = box_waits();
+    let (sched, window) = (sched_before.until(sched_sums()), window_from.elapsed().as_secs_f64());
     let status = probe.wait().map_err(|e| format!("probe: {e}"))?;
     interrupted()?;
     // (Read at once: the workers publish every 100 ms; the probe's last
@@ -1453,49 +1472,87 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64,
         p999_us: field("p999="),
         max_us: field("max="),
         probe_stalls: field("stalls="),
-        napi_wait_ms: waits_after.0.saturating_sub(waits_before.0) as f64 / 1e6,
-        worker_wait_ms: waits_after.1.saturating_sub(waits_before.1) as f64 / 1e6,
+        napi_wait_ms: sched.napi_wait as f64 / 1e6,
+        worker_wait_ms: sched.worker_wait as f64 / 1e6,
+        other_load: if window > 0.0 { 100.0 * sched.other_run() as f64 / 1e9 / window } else { 0.0 },
         cdf: parse_cdf(&line),
         masq,
         run,
     })
 }
 
-/// Nanoseconds the box's threads have waited runnable for a CPU (the
-/// second field of /proc/PID/task/TID/schedstat), summed: (the NAPI
-/// threads of the box's veths, masq's workers).
-/// Read from a thread on CPU 0 (the probe's), not on the box's.
-fn box_waits() -> (u64, u64) {
-    std::thread::spawn(|| {
-        core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
-        read_box_waits()
-    })
-    .join()
-    .unwrap_or((0, 0))
+/// Scheduler figures of a latency row's window, summed over threads
+/// from /proc/PID/task/TID/schedstat (run time, run_delay: time runnable
+/// but waiting for a CPU), in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct SchedSums {
+    /// Waited: the NAPI threads of the box's veths (`napi/nat-*`).
+    napi_wait: u64,
+    /// Waited: masq's workers (`masq-w*`).
+    worker_wait: u64,
+    /// Ran: the run's own threads (the box's NAPI threads, masq, `compare`,
+    /// ksoftirqd).
+    ours_run: u64,
+    /// Every CPU's busy time (/proc/stat, in ticks of 10 ms): less
+    /// `ours_run`, the machine's other load, threads that came and went
+    /// within the window included.
+    busy: u64,
 }
 
-fn read_box_waits() -> (u64, u64) {
-    let (mut napi, mut workers) = (0, 0);
-    let Ok(procs) = std::fs::read_dir("/proc") else { return (0, 0) };
-    for p in procs.flatten() {
-        if !p.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else { continue };
-        for t in tasks.flatten() {
-            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-            let slot = if comm.starts_with("napi/nat-") {
-                &mut napi
-            } else if comm.starts_with("masq-w") {
-                &mut workers
-            } else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
-            *slot += stat.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+impl SchedSums {
+    /// What happened between `self` and `after`.
+    fn until(self, after: Self) -> Self {
+        Self {
+            napi_wait: after.napi_wait.saturating_sub(self.napi_wait),
+            worker_wait: after.worker_wait.saturating_sub(self.worker_wait),
+            ours_run: after.ours_run.saturating_sub(self.ours_run),
+            busy: after.busy.saturating_sub(self.busy),
         }
     }
-    (napi, workers)
+
+    /// CPU time of threads not of the run.
+    fn other_run(self) -> u64 {
+        self.busy.saturating_sub(self.ours_run)
+    }
+
+    /// Adds one thread's schedstat line under its name.
+    fn add(&mut self, comm: &str, schedstat: &str) {
+        let mut f = schedstat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+        let (run, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+        if comm.starts_with("napi/nat-") {
+            self.napi_wait += wait;
+        } else if comm.starts_with("masq-w") {
+            self.worker_wait += wait;
+        }
+        if ["masq", "compare", "ksoftirqd/", "napi/"].iter().any(|p| comm.starts_with(p)) {
+            self.ours_run += run;
+        }
+    }
+}
+
+/// [`SchedSums`] now, read from a thread on CPU 0 (the probe's), not on
+/// the box's.
+fn sched_sums() -> SchedSums {
+    std::thread::spawn(|| {
+        core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+        // USER_HZ: 100.
+        let busy = cpu_times().iter().map(|&(b, _)| b).sum::<u64>() * 10_000_000;
+        let mut sums = SchedSums { busy, ..SchedSums::default() };
+        let Ok(procs) = std::fs::read_dir("/proc") else { return sums };
+        for p in procs.flatten() {
+            if !p.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else { continue };
+            for t in tasks.flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                sums.add(comm.trim_end(), &std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default());
+            }
+        }
+        sums
+    })
+    .join()
+    .unwrap_or_default()
 }
 
 /// The sink's `cdf=q:us,...` field.
@@ -1511,11 +1568,11 @@ fn print_latency(rows: &[LatencyRow]) {
     if rows.is_empty() {
         return;
     }
-    println!("\n| latency, 100k flows | offered | run | p50 | p90 | p99 | p99.9 | max | frames timed | probe stalls | NAPI / worker waited |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("\n| latency, 100k flows | offered | run | p50 | p90 | p99 | p99.9 | max | frames timed | probe stalls | NAPI / worker waited | other load |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} pps | {} | {} us | {} us | {} us | {} us | {} us | {} | {} | {:.1} / {:.1} ms |",
+            "| {} | {} pps | {} | {} us | {} us | {} us | {} us | {} us | {} | {} | {:.0} / {:.0} ms | {:.0}% |",
             r.path,
             r.rate,
             r.run,
@@ -1527,7 +1584,8 @@ fn print_latency(rows: &[LatencyRow]) {
             r.n,
             r.probe_stalls,
             r.napi_wait_ms,
-            r.worker_wait_ms
+            r.worker_wait_ms,
+            r.other_load
         );
     }
     let summary = latency_summary(rows);
@@ -1798,18 +1856,20 @@ mod tests {
 
     #[test]
     fn the_masq_nat_configuration_is_the_quick_set_ups_and_the_log_adds_two_sinks() {
-        let c = config::load(&masq_nat_config(512, false, None), 2).expect("valid");
-        assert!(config::load(&masq_nat_config(512, false, Some(8192)), 2).is_ok(), "a bigger ring is valid");
+        let c = config::load(&masq_nat_config(512, false, None, None), 2).expect("valid");
+        let c = config::load(&masq_nat_config(512, false, Some(8192), Some(0)), 2).expect("a bigger ring is valid");
+        assert_eq!((c.raw.workers.ring_size, c.raw.workers.busy_poll_us), (8192, 0));
+        assert_eq!(c.raw.workers.cores, [1]);
         assert_eq!((c.pools.len(), c.pools[0].addresses.len(), c.pools[0].block_size), (1, 256, 512));
         assert_eq!(c.pools[0].mode, config::PoolMode::PortBlocks);
         assert!(c.raw.logging.sinks.is_empty());
-        let c = config::load(&masq_nat_config(64, true, None), 2).expect("valid");
+        let c = config::load(&masq_nat_config(64, true, None, None), 2).expect("valid");
         assert_eq!((c.pools[0].block_size, c.raw.logging.sinks.len()), (64, 2));
         assert_eq!(c.raw.pools[0].max_blocks_per_subscriber, 32);
         let quick = config::Pool::new("pool", vec!["198.18.0.0/24".into()]);
-        let c = config::load(&masq_nat_config(512, false, None), 2).expect("valid");
+        let c = config::load(&masq_nat_config(512, false, None, None), 2).expect("valid");
         assert_eq!(c.raw.pools[0], quick, "what --pool makes");
-        assert!(config::load(&masq_nat_config(100, false, None), 2).is_err(), "not a multiple of 64");
+        assert!(config::load(&masq_nat_config(100, false, None, None), 2).is_err(), "not a multiple of 64");
     }
 
     #[test]
@@ -1853,6 +1913,30 @@ mod tests {
         let v = report_json(&cli, &Machine::read(Placement::Box, 0), &[], &rows, &[], &[]);
         assert_eq!(v["latency_summary"][1]["median_p999_us"], 250, "{v}");
         assert_eq!(v["latency"][2]["run"], 2);
+    }
+
+    #[test]
+    fn the_box_threads_waits_and_the_other_loads_run_are_told_apart() {
+        let mut a = SchedSums::default();
+        a.add("napi/nat-in-104", "500 7000 3");
+        a.add("napi/nat-out-105", "500 1000 3");
+        a.add("masq-w0", "900 2000 5");
+        a.add("masq-api", "900 2000 5");
+        a.add("compare", "900 2000 5");
+        a.add("ksoftirqd/1", "900 2000 5");
+        a.add("rustc", "4000 10 1");
+        a.add("opt cgu.0", "1000 10 1");
+        assert_eq!(a, SchedSums { napi_wait: 8000, worker_wait: 2000, ours_run: 5000, busy: 0 });
+        a.busy = 6000;
+        assert_eq!(a.other_run(), 1000);
+        let mut b = a;
+        b.add("masq-w0", "250 0 1");
+        b.busy += 400;
+        let d = a.until(b);
+        assert_eq!((d.ours_run, d.other_run()), (250, 150));
+        assert_eq!(b.until(a), SchedSums::default(), "a counter that went back (a thread ended) gives 0");
+        let now = sched_sums();
+        assert!(now.busy > 0 && now.ours_run > 0, "this test runs in `compare`: {now:?}");
     }
 
     #[test]
