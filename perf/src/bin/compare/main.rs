@@ -107,7 +107,7 @@ generator had CPU to spare); CPU 0 and CPU 1 busy shares are printed beside it, 
 of rows not both limited by their path names the other limit. NAT rows (kernel-nat, \
 masq-nat, einat) sample 20 frames at the outside router after their window and fail if one \
 left the box untranslated. Ctrl-C (SIGINT), SIGTERM, an error or a panic tear the lab down. --nat-log adds masq-nat-log (masq-nat with NAT event export \
-to a JSON-lines file and IPFIX) and its ratio to masq-nat. Then latency rows (a timestamping sink) at --latency-rate and at --low-rate, whose \
+to a JSON-lines file and IPFIX) and its ratio to masq-nat. Then latency rows (the probe: generator and timestamping sink in one thread; --latency-repeat N runs them N times, the paths taking turns) at --latency-rate and at --low-rate, whose \
 gaps let masq's idle workers sleep, so the wake-up is priced; and masq's CPU while idle. The \
 machine (CPU, vCPUs, kernel, rustc) heads the table and the JSON."
 )]
