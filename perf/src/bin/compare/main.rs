@@ -427,6 +427,10 @@ struct LatencyRow {
     /// (PREEMPT_NONE, 250 Hz) lets a task in a long kernel section hold
     /// a CPU for milliseconds, even a SCHED_IDLE one.
     other_load: f64,
+    /// Milliseconds the hypervisor took from this VM's CPUs in the window
+    /// (steal; part of `other_load`): a VM's CPU stolen for milliseconds
+    /// holds whatever ran on it.
+    steal_ms: f64,
     /// (quantile, microseconds) points of the CDF.
     cdf: Vec<(f64, u64)>,
     /// masq's own view of the window (masq paths): its workers' round
@@ -791,6 +795,15 @@ fn cpu_times() -> Vec<(u64, u64)> {
         out.push((total - idle.min(total), total));
     }
     out
+}
+
+/// Steal ticks of every CPU (the 8th field of /proc/stat's cpuN lines).
+fn cpu_steal() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .filter_map(|l| l.split_whitespace().nth(8).and_then(|v| v.parse::<u64>().ok()))
+        .sum()
 }
 
 /// Percent of a CPU's time spent busy between two samples.
@@ -1475,6 +1488,7 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64,
         napi_wait_ms: sched.napi_wait as f64 / 1e6,
         worker_wait_ms: sched.worker_wait as f64 / 1e6,
         other_load: if window > 0.0 { 100.0 * sched.other_run() as f64 / 1e9 / window } else { 0.0 },
+        steal_ms: sched.steal as f64 / 1e6,
         cdf: parse_cdf(&line),
         masq,
         run,
@@ -1497,6 +1511,9 @@ struct SchedSums {
     /// `ours_run`, the machine's other load, threads that came and went
     /// within the window included.
     busy: u64,
+    /// Every CPU's steal time (/proc/stat, ticks of 10 ms): the hypervisor
+    /// ran something else on this VM's CPUs; counted in `busy` too.
+    steal: u64,
 }
 
 impl SchedSums {
@@ -1507,6 +1524,7 @@ impl SchedSums {
             worker_wait: after.worker_wait.saturating_sub(self.worker_wait),
             ours_run: after.ours_run.saturating_sub(self.ours_run),
             busy: after.busy.saturating_sub(self.busy),
+            steal: after.steal.saturating_sub(self.steal),
         }
     }
 
@@ -1537,7 +1555,8 @@ fn sched_sums() -> SchedSums {
         core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
         // USER_HZ: 100.
         let busy = cpu_times().iter().map(|&(b, _)| b).sum::<u64>() * 10_000_000;
-        let mut sums = SchedSums { busy, ..SchedSums::default() };
+        let steal = cpu_steal() * 10_000_000;
+        let mut sums = SchedSums { busy, steal, ..SchedSums::default() };
         let Ok(procs) = std::fs::read_dir("/proc") else { return sums };
         for p in procs.flatten() {
             if !p.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
@@ -1568,11 +1587,11 @@ fn print_latency(rows: &[LatencyRow]) {
     if rows.is_empty() {
         return;
     }
-    println!("\n| latency, 100k flows | offered | run | p50 | p90 | p99 | p99.9 | max | frames timed | probe stalls | NAPI / worker waited | other load |");
+    println!("\n| latency, 100k flows | offered | run | p50 | p90 | p99 | p99.9 | max | frames timed | probe stalls | NAPI / worker waited | other load (steal) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} pps | {} | {} us | {} us | {} us | {} us | {} us | {} | {} | {:.0} / {:.0} ms | {:.0}% |",
+            "| {} | {} pps | {} | {} us | {} us | {} us | {} us | {} us | {} | {} | {:.0} / {:.0} ms | {:.0}% ({:.0} ms) |",
             r.path,
             r.rate,
             r.run,
@@ -1585,7 +1604,8 @@ fn print_latency(rows: &[LatencyRow]) {
             r.probe_stalls,
             r.napi_wait_ms,
             r.worker_wait_ms,
-            r.other_load
+            r.other_load,
+            r.steal_ms
         );
     }
     let summary = latency_summary(rows);
@@ -1927,7 +1947,11 @@ mod tests {
         a.add("ksoftirqd/1", "900 2000 5");
         a.add("rustc", "4000 10 1");
         a.add("opt cgu.0", "1000 10 1");
-        assert_eq!(a, SchedSums { napi_wait: 8000, worker_wait: 2000, ours_run: 4600, busy: 0 }, "rustc is not ours");
+        assert_eq!(
+            a,
+            SchedSums { napi_wait: 8000, worker_wait: 2000, ours_run: 4600, ..SchedSums::default() },
+            "rustc is not ours"
+        );
         a.busy = 6000;
         assert_eq!(a.other_run(), 1400);
         let mut b = a;
@@ -1938,6 +1962,8 @@ mod tests {
         assert_eq!(b.until(a), SchedSums::default(), "a counter that went back (a thread ended) gives 0");
         let now = sched_sums();
         assert!(now.busy > 0 && now.ours_run > 0, "this test runs in `compare`: {now:?}");
+        assert!(now.steal <= now.busy);
+        assert_eq!(SchedSums { steal: 5, ..SchedSums::default() }.until(SchedSums { steal: 7, ..now }).steal, 2);
     }
 
     #[test]
