@@ -198,3 +198,23 @@ impl XdpTx {
         self.user.as_raw_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::enter_netns;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_thread_enters_a_namespace_by_its_file() {
+        let e = enter_netns("/var/run/netns/no-such-namespace").expect_err("no such file");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        // setns(2) needs CAP_SYS_ADMIN: as root, enter our own namespace
+        // (on a thread of its own, which is what it moves).
+        if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+            let entered = std::thread::spawn(|| enter_netns("/proc/self/ns/net")).join().expect("thread");
+            assert!(entered.is_ok(), "{entered:?}");
+            let e = std::thread::spawn(|| enter_netns("/proc/self/ns/uts")).join().expect("thread");
+            assert!(e.is_err(), "a UTS namespace is not a network namespace");
+        }
+    }
+}
