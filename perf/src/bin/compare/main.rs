@@ -1447,8 +1447,8 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64,
         Some(masq_view::parse(&text))
     };
     // Half a second before the timed window, not at its start: a scrape
-    // delays masq's frames by 2-3 ms (its worker answers the census
-    // between rounds; 2026-11-30), which would land in the window. The
+    // (curl, masq's API thread) takes CPU 0 from the probe for 2-3 ms, and
+    // frames that arrive meanwhile wait (2026-11-30). The
     // view then holds the warm-up's second half too (its first touches of
     // the session table are in the first 200 ms).
     let t0 = Instant::now();
