@@ -414,13 +414,14 @@ struct LatencyRow {
     /// flight: it sent none meanwhile).
     probe_stalls: u64,
     /// Milliseconds the box's threads waited for CPU 1 while runnable in
-    /// the timed window (run_delay of /proc/…/schedstat): the NAPI threads
+    /// the window (from half a second before the timed one to its end;
+    /// run_delay of /proc/…/schedstat): the NAPI threads
     /// (`napi/nat-*`) and masq's workers (`masq-w*`). What the box's work
     /// could not do because something else held its CPU: for masq paths
     /// partly each other, otherwise the machine's other load.
     napi_wait_ms: f64,
     worker_wait_ms: f64,
-    /// The machine's other load in the timed window: CPU time of threads
+    /// The machine's other load in that window: CPU time of threads
     /// not of the run, in percent of one CPU ([`SchedSums::other_run`];
     /// /proc/stat's ticks make it ±1%).
     /// Above a few percent the row's tail is likely theirs: this kernel
