@@ -1,12 +1,15 @@
 //! The lab's traffic generator and sink for `perf compare` (feature `lab`):
 //! a transmit-only and a receive-only AF_XDP socket, each on its own frame
-//! area, and an XDP program that drops what it receives. Not used by masq.
+//! area, an XDP program that drops what it receives, and [`enter_netns`],
+//! so one thread can hold a socket in each of two namespaces (the latency
+//! probe sends from the subscriber's and receives at the outside router's).
+//! Not used by masq.
 
 use super::ring::reap;
 use super::umem::Area;
 use super::{if_info, sock_err, XdpError};
 use crate::io::Held;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, RingRx, RingTx, Socket, SocketConfig, User};
 
@@ -23,6 +26,22 @@ pub struct XdpRx {
     /// The frame being viewed.
     held: Held,
     area: Area,
+    /// The descriptors of one [`XdpRx::recv`] (kept: no allocation a call).
+    got: Vec<XdpDesc>,
+}
+
+/// Moves the calling thread into the network namespace at `path` (as
+/// `/var/run/netns/NAME`, what `ip netns add` makes): sockets and interface
+/// names it uses afterwards are that namespace's; those opened before stay
+/// in theirs. Other threads are not moved.
+pub fn enter_netns(path: &str) -> std::io::Result<()> {
+    let ns = std::fs::File::open(path)?;
+    // SAFETY: setns(2) on an open namespace file; it changes only this
+    // thread's network namespace and touches no memory of ours.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl XdpRx {
@@ -46,13 +65,17 @@ impl XdpRx {
         w.insert((0..u64::from(cap)).map(|i| i * u64::from(frame_size)));
         w.commit();
         drop(w);
-        Ok(Self { rx, dev, user, frame_size, held: Held::new(frames as usize), area })
+        let got = Vec::with_capacity(64);
+        Ok(Self { rx, dev, user, frame_size, held: Held::new(frames as usize), area, got })
     }
 
-    /// Runs `f` over every frame received so far and gives the frames back
-    /// to the fill ring; returns how many there were.
+    /// Runs `f` over the frames received so far (up to 64) and gives them
+    /// back to the fill ring; returns how many there were. No system call
+    /// (copy mode fills the ring from the sender's side), so a loop may
+    /// call it between other work.
     pub fn recv(&mut self, mut f: impl FnMut(&[u8])) -> usize {
-        let mut got = Vec::with_capacity(64);
+        let mut got = std::mem::take(&mut self.got);
+        got.clear();
         let mut rd = self.rx.receive(64);
         while let Some(d) = rd.read() {
             got.push(d);
@@ -72,7 +95,10 @@ impl XdpRx {
         let mut w = self.dev.fill(u32::try_from(got.len()).unwrap_or(0));
         w.insert(got.iter().map(|d| d.addr - d.addr % fs));
         w.commit();
-        got.len()
+        drop(w);
+        let n = got.len();
+        self.got = got;
+        n
     }
 
     /// Sleeps until a frame arrives or `timeout_ms` passes (poll(2)), so
@@ -170,5 +196,25 @@ impl XdpTx {
     /// The socket (for statistics).
     pub fn fd(&self) -> RawFd {
         self.user.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enter_netns;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_thread_enters_a_namespace_by_its_file() {
+        let e = enter_netns("/var/run/netns/no-such-namespace").expect_err("no such file");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        // setns(2) needs CAP_SYS_ADMIN: as root, enter our own namespace
+        // (on a thread of its own, which is what it moves).
+        if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+            let entered = std::thread::spawn(|| enter_netns("/proc/self/ns/net")).join().expect("thread");
+            assert!(entered.is_ok(), "{entered:?}");
+            let e = std::thread::spawn(|| enter_netns("/proc/self/ns/uts")).join().expect("thread");
+            assert!(e.is_err(), "a UTS namespace is not a network namespace");
+        }
     }
 }

@@ -45,7 +45,7 @@ mod umem;
 
 pub use hugepages::HugePageAlloc;
 #[cfg(feature = "lab")]
-pub use lab::{XdpRx, XdpTx, SINK_PROGRAM};
+pub use lab::{enter_netns, XdpRx, XdpTx, SINK_PROGRAM};
 pub use program::{LocalAddress, LocalRole, XdpProgram, XDP_STAT_NAMES};
 pub use ring::RingCounters;
 pub use socket::{XdpIo, XdpParams};

@@ -107,7 +107,7 @@ generator had CPU to spare); CPU 0 and CPU 1 busy shares are printed beside it, 
 of rows not both limited by their path names the other limit. NAT rows (kernel-nat, \
 masq-nat, einat) sample 20 frames at the outside router after their window and fail if one \
 left the box untranslated. Ctrl-C (SIGINT), SIGTERM, an error or a panic tear the lab down. --nat-log adds masq-nat-log (masq-nat with NAT event export \
-to a JSON-lines file and IPFIX) and its ratio to masq-nat. Then latency rows (a timestamping sink) at --latency-rate and at --low-rate, whose \
+to a JSON-lines file and IPFIX) and its ratio to masq-nat. Then latency rows (the probe: generator and timestamping sink in one thread; --latency-repeat N runs them N times, the paths taking turns) at --latency-rate and at --low-rate, whose \
 gaps let masq's idle workers sleep, so the wake-up is priced; and masq's CPU while idle. The \
 machine (CPU, vCPUs, kernel, rustc) heads the table and the JSON."
 )]
@@ -141,6 +141,16 @@ struct Cli {
     /// Skip the latency rows.
     #[arg(long)]
     no_latency: bool,
+    /// Runs of the latency rows: at each rate the paths take turns, this
+    /// many rounds (A B A B ...), and each path's median p99.9 and max over
+    /// its runs is printed (and `latency_summary` in the JSON).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    latency_repeat: u32,
+    /// A directory for each latency row's frames over 1 ms (receive time
+    /// in Unix nanoseconds, latency in µs; `PATH-RATE-RUN.txt`), to match
+    /// against a scheduler trace (`perf sched record`).
+    #[arg(long, value_name = "DIR")]
+    latency_tail_log: Option<PathBuf>,
     /// Offered rate of the low-rate latency rows (frames per second, 100k
     /// flows): gaps long enough for masq's workers to sleep between frames
     /// (`workers.sleep_when_idle`), so the rows price the wake-up. 0: none.
@@ -182,6 +192,11 @@ struct Cli {
     /// many frames). Default: masq's own (2048 and 8192).
     #[arg(long)]
     masq_ring_size: Option<u32>,
+    /// masq's `workers.busy_poll_us` in masq-nat and masq-nat-log: how
+    /// long a worker that received nothing polls before it sleeps on its
+    /// sockets. Default: masq's own.
+    #[arg(long)]
+    masq_busy_poll_us: Option<u32>,
     /// Subscribers the throughput rows' flows spread over (inside
     /// addresses from 100.64.0.0; at most 4194304, the /10). Fewer
     /// subscribers take blocks more often: one every `--block-size` new
@@ -246,10 +261,6 @@ enum Cmd {
         scenario: String,
         #[arg(long)]
         seconds: f64,
-        /// Frames per second, one at a time with a send time in each, for
-        /// the timestamping sink (0: not stamped).
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
         /// Frames per second, paced in batches, not stamped (0: as fast as
         /// the socket takes them).
         #[arg(long, default_value_t = 0)]
@@ -273,16 +284,29 @@ enum Cmd {
         #[arg(long, default_value_t = SUBSCRIBERS)]
         subscribers: u32,
     },
-    /// The timestamping sink (run inside the outside router's namespace by
-    /// `compare`): receives on an AF_XDP socket, prints latency percentiles.
-    Sink {
+    /// The latency rows' probe (run inside the subscriber namespace by
+    /// `compare`): one thread that sends paced frames, each with its send
+    /// time, from `--iface` and receives them on an AF_XDP socket at
+    /// `--sink-iface` in namespace `--sink-ns`; prints latency percentiles.
+    Probe {
         #[arg(long)]
         iface: String,
         #[arg(long)]
+        sink_ns: String,
+        #[arg(long)]
+        sink_iface: String,
+        #[arg(long)]
         seconds: f64,
+        /// Frames per second, one at a time.
+        #[arg(long)]
+        rate: u64,
         /// Ignore frames stamped before this many seconds into the run (warm-up).
         #[arg(long, default_value_t = 1.0)]
         skip: f64,
+        /// Write the timed frames over 1 ms here: receive time (Unix
+        /// nanoseconds) and latency (µs), a line each.
+        #[arg(long)]
+        tail_log: Option<PathBuf>,
     },
 }
 
@@ -374,6 +398,8 @@ const CDF_QUANTILES: [f64; 17] =
 #[derive(serde::Serialize, Clone, Debug, Default)]
 struct LatencyRow {
     path: String,
+    /// Which run of `--latency-repeat` (from 1).
+    run: u32,
     /// Offered frames per second.
     rate: u64,
     /// Frames timed.
@@ -383,6 +409,29 @@ struct LatencyRow {
     p99_us: u64,
     p999_us: u64,
     max_us: u64,
+    /// Gaps over 1 ms in the probe's loop in the timed window: its thread
+    /// was off CPU 0, and frames arriving then waited (at most those in
+    /// flight: it sent none meanwhile).
+    probe_stalls: u64,
+    /// Milliseconds the box's threads waited for CPU 1 while runnable in
+    /// the window (from half a second before the timed one to its end;
+    /// run_delay of /proc/…/schedstat): the NAPI threads
+    /// (`napi/nat-*`) and masq's workers (`masq-w*`). What the box's work
+    /// could not do because something else held its CPU: for masq paths
+    /// partly each other, otherwise the machine's other load.
+    napi_wait_ms: f64,
+    worker_wait_ms: f64,
+    /// The machine's other load in that window: CPU time of threads
+    /// not of the run, in percent of one CPU ([`SchedSums::other_run`];
+    /// /proc/stat's ticks make it ±1%).
+    /// Above a few percent the row's tail is likely theirs: this kernel
+    /// (PREEMPT_NONE, 250 Hz) lets a task in a long kernel section hold
+    /// a CPU for milliseconds, even a SCHED_IDLE one.
+    other_load: f64,
+    /// Milliseconds the hypervisor took from this VM's CPUs in the window
+    /// (steal; part of `other_load`): a VM's CPU stolen for milliseconds
+    /// holds whatever ran on it.
+    steal_ms: f64,
     /// (quantile, microseconds) points of the CDF.
     cdf: Vec<(f64, u64)>,
     /// masq's own view of the window (masq paths): its workers' round
@@ -394,12 +443,11 @@ struct LatencyRow {
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.cmd {
-        Some(Cmd::Gen { iface, scenario, seconds, rate, pps, count, grid_hosts, phase1_pps, profile, subscribers }) => {
+        Some(Cmd::Gen { iface, scenario, seconds, pps, count, grid_hosts, phase1_pps, profile, subscribers }) => {
             generate(&GenOpts {
                 iface,
                 scenario,
                 seconds: *seconds,
-                rate: *rate,
                 pps: *pps,
                 count: *count,
                 grid_hosts: *grid_hosts,
@@ -408,7 +456,9 @@ fn main() {
                 subs: *subscribers,
             })
         }
-        Some(Cmd::Sink { iface, seconds, skip }) => sink(iface, *seconds, *skip),
+        Some(Cmd::Probe { iface, sink_ns, sink_iface, seconds, rate, skip, tail_log }) => {
+            probe(iface, sink_ns, sink_iface, *seconds, *rate, *skip, tail_log.as_deref())
+        }
         None => compare(&cli),
     };
     if let Err(e) = result {
@@ -469,7 +519,6 @@ struct GenOpts<'a> {
     iface: &'a str,
     scenario: &'a str,
     seconds: f64,
-    rate: u64,
     pps: u64,
     count: u64,
     grid_hosts: u32,
@@ -479,9 +528,8 @@ struct GenOpts<'a> {
     subs: u32,
 }
 
-/// `compare gen`: sends for `seconds` (or `count` frames): paced at
-/// `rate` frames per second with a send time in each (the latency rows),
-/// paced in batches at `pps`, or as fast as the socket takes frames; then
+/// `compare gen`: sends for `seconds` (or `count` frames): paced in
+/// batches at `pps`, or as fast as the socket takes frames; then
 /// prints `sent N`. The `rfc4814` and `grid` scenarios first pass over
 /// their flows once (RFC 9693's phase 1, at `phase1_pps`), then `rfc4814`
 /// draws ports pseudorandomly (phase 2) and `grid` goes round again.
@@ -528,28 +576,6 @@ fn generate(o: &GenOpts) -> Res<()> {
     let end = start + Duration::from_secs_f64(o.seconds);
     let limit = if o.count > 0 { o.count } else { u64::MAX };
     let mut k: u64 = 0;
-    if o.rate > 0 {
-        // Paced, stamped, one frame at a time (the sink reads the stamp).
-        while Instant::now() < end && k < limit {
-            let due = start + Duration::from_secs_f64(k as f64 / o.rate as f64);
-            // Yield, not spin: on veth the box's receive work (NAPI, in
-            // ksoftirqd) may be queued on this CPU and would wait for the
-            // scheduler tick behind a spinning generator.
-            while Instant::now() < due {
-                std::thread::yield_now();
-            }
-            let base = k;
-            k += tx.send(1, |_, f| {
-                let n = frame(f, src_mac, dst_mac, base);
-                if let Some(st) = f.get_mut(STAMP) {
-                    st.copy_from_slice(&now_ns().to_be_bytes());
-                }
-                n
-            }) as u64;
-        }
-        println!("sent {k} seconds {}", start.elapsed().as_secs_f64());
-        return Ok(());
-    }
     // Batches of up to 64; with a pace, no more than it allows by now.
     let paced_phase1 = o.phase1_pps > 0 && phase1 > 0;
     let mut pace_from: Option<(Instant, u64)> = if paced_phase1 { None } else { Some((start, 0)) };
@@ -590,37 +616,102 @@ fn parse_sent(stdout: &str) -> Option<(u64, f64)> {
     }
 }
 
-/// `compare sink`: attaches masq's XDP program (no local addresses: every
-/// IPv4 frame comes to the socket) and records send-to-receive times.
-fn sink(iface: &str, seconds: f64, skip: f64) -> Res<()> {
-    // CPU 0, with the paced generator (which yields): CPU 1 is the box's
-    // (masq's worker busy-polls there), and two pollers on one CPU would
-    // take turns by the scheduler tick.
+/// Seconds the probe keeps receiving after its last frame (frames in flight).
+const PROBE_LINGER: f64 = 0.5;
+
+/// A gap in the probe's loop this long means its thread was off CPU 0.
+const PROBE_STALL: Duration = Duration::from_millis(1);
+
+/// `compare probe`: the latency rows' generator and timestamping sink in
+/// one thread on CPU 0. It opens its transmit socket on `iface` (in the
+/// namespace it was started in), moves to `sink_ns`, attaches masq's XDP
+/// program to `sink_iface` (no local addresses: every IPv4 frame comes to
+/// the socket) and opens its receive socket there, says `ready`, then sends
+/// 100k flows' frames one at a time at `rate` a second for `seconds`, each
+/// with its send time, and between frames reads what arrived (no system
+/// call) and records send-to-receive times. Before, a separate sink process
+/// slept in poll(2) on the same CPU as the generator and took turns with it
+/// by the scheduler: frames that had arrived waited up to a tick (4 ms at
+/// 250 Hz) for the sink to run, which made the tail of every path. Here a
+/// frame waits only while the whole thread is off its CPU (it yields
+/// between frames, so what else runs on CPU 0 still gets it), and then at
+/// most the frames in flight do; `stalls` counts those gaps over 1 ms.
+fn probe(
+    iface: &str,
+    sink_ns: &str,
+    sink_iface: &str,
+    seconds: f64,
+    rate: u64,
+    skip: f64,
+    tail_log: Option<&std::path::Path>,
+) -> Res<()> {
     core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
-    let mut prog = dataplane::xdp::XdpProgram::attach(iface, &[], 0).map_err(|e| e.to_string())?;
-    let mut rx = dataplane::xdp::XdpRx::open(iface, 0, 4096).map_err(|e| e.to_string())?;
+    let src_mac = mac_of(iface)?;
+    // The box's inside MAC: the lab's fixed address of nat-in.
+    let dst_mac = [2, 0, 0, 0, 1, 1];
+    let mut tx = dataplane::xdp::XdpTx::open(iface, 0, 4096).map_err(|e| e.to_string())?;
+    dataplane::xdp::enter_netns(&format!("/var/run/netns/{sink_ns}")).map_err(|e| format!("netns {sink_ns}: {e}"))?;
+    let mut prog = dataplane::xdp::XdpProgram::attach(sink_iface, &[], 0).map_err(|e| e.to_string())?;
+    let mut rx = dataplane::xdp::XdpRx::open(sink_iface, 0, 4096).map_err(|e| e.to_string())?;
     prog.register(0, rx.fd()).map_err(|e| e.to_string())?;
     println!("ready");
-    let start_ns = now_ns();
-    let skip_ns = start_ns + u64::try_from(Duration::from_secs_f64(skip).as_nanos()).unwrap_or(0);
+    let _ = std::io::stdout().flush();
     let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).map_err(|e| e.to_string())?;
-    let end = Instant::now() + Duration::from_secs_f64(seconds);
-    let mut n = 0u64;
-    while Instant::now() < end {
-        rx.wait(100);
+    let start = Instant::now();
+    let skip_ns = now_ns() + u64::try_from(Duration::from_secs_f64(skip).as_nanos()).unwrap_or(0);
+    let end = start + Duration::from_secs_f64(seconds);
+    let stop = end + Duration::from_secs_f64(PROBE_LINGER);
+    let timed_from = start + Duration::from_secs_f64(skip);
+    let (mut k, mut n, mut stalls) = (0u64, 0u64, 0u64);
+    // (receive time, latency) of the frames over 1 ms, for --tail-log.
+    let mut tail: Vec<(u64, u64)> = Vec::with_capacity(if tail_log.is_some() { 1 << 20 } else { 0 });
+    let mut last = Instant::now();
+    loop {
         rx.recv(|f| {
             let Some(st) = f.get(STAMP) else { return };
             let sent = u64::from_be_bytes(st.try_into().unwrap_or([0; 8]));
             let now = now_ns();
             if sent >= skip_ns && now >= sent {
-                let _ = h.record(((now - sent) / 1000).max(1));
+                let us = ((now - sent) / 1000).max(1);
+                let _ = h.record(us);
                 n += 1;
+                if us > 1000 && tail.len() < tail.capacity() {
+                    tail.push((now, us));
+                }
             }
         });
+        let now = Instant::now();
+        if now - last > PROBE_STALL && now > timed_from {
+            stalls += 1;
+        }
+        last = now;
+        if now >= stop {
+            break;
+        }
+        let due = start + Duration::from_secs_f64(k as f64 / rate.max(1) as f64);
+        if now < end && now >= due {
+            let base = k;
+            k += tx.send(1, |_, f| {
+                let n = write_frame(f, src_mac, dst_mac, "100k", base, SUBSCRIBERS);
+                if let Some(st) = f.get_mut(STAMP) {
+                    st.copy_from_slice(&now_ns().to_be_bytes());
+                }
+                n
+            }) as u64;
+            last = Instant::now();
+        } else {
+            // Yield, not spin: whatever else must run on CPU 0 gets it.
+            std::thread::yield_now();
+        }
     }
+    if let Some(file) = tail_log {
+        let text: String = tail.iter().map(|(t, us)| format!("{t} {us}\n")).collect();
+        std::fs::write(file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    println!("sent {k} seconds {seconds}");
     let cdf: Vec<String> = CDF_QUANTILES.iter().map(|&q| format!("{q}:{}", h.value_at_quantile(q))).collect();
     println!(
-        "latency_us n={n} p50={} p90={} p99={} p999={} max={} cdf={}",
+        "latency_us n={n} p50={} p90={} p99={} p999={} max={} stalls={stalls} cdf={}",
         h.value_at_quantile(0.5),
         h.value_at_quantile(0.9),
         h.value_at_quantile(0.99),
@@ -705,6 +796,15 @@ fn cpu_times() -> Vec<(u64, u64)> {
         out.push((total - idle.min(total), total));
     }
     out
+}
+
+/// Steal ticks of every CPU (the 8th field of /proc/stat's cpuN lines).
+fn cpu_steal() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .filter_map(|l| l.split_whitespace().nth(8).and_then(|v| v.parse::<u64>().ok()))
+        .sum()
 }
 
 /// Percent of a CPU's time spent busy between two samples.
@@ -851,7 +951,7 @@ fn start_path_sized(path: &str, cli: &Cli, max_sessions: u32) -> Res<Running> {
                     let _ = std::fs::remove_file(nat_log_file());
                     in_ns("nat", &["ip", "link", "set", "lo", "up"])?;
                 }
-                std::fs::write(&yaml, masq_nat_config(cli.block_size, log, cli.masq_ring_size))
+                std::fs::write(&yaml, masq_nat_config(cli.block_size, log, cli.masq_ring_size, cli.masq_busy_poll_us))
                     .map_err(|e| format!("{yaml}: {e}"))?;
                 args.extend(["--config", &yaml, "--max-sessions", &max]);
             }
@@ -894,7 +994,7 @@ fn start_path_sized(path: &str, cli: &Cli, max_sessions: u32) -> Res<Running> {
 /// --nat-src 100.64.0.0/10` sets up, with `block_size` ports a block (and
 /// blocks enough for the default's 4096 ports a subscriber, at most 32); with
 /// `log`, NAT event export to a JSON-lines file and IPFIX ([`NAT_LOG`]).
-fn masq_nat_config(block_size: u16, log: bool, ring_size: Option<u32>) -> String {
+fn masq_nat_config(block_size: u16, log: bool, ring_size: Option<u32>, busy_poll_us: Option<u32>) -> String {
     // As many blocks as give a subscriber the default's 8 x 512 ports, at most 32.
     let max_blocks = (4096 / block_size.max(1)).clamp(1, 32);
     let mut y = format!(
@@ -910,9 +1010,16 @@ rules:
     match: {{src: [100.64.0.0/10]}}
 "
     );
+    let mut workers = vec!["cores: [1]".to_string()];
     if let Some(r) = ring_size {
         // Four times the ring in frames: both fill rings full, an eighth kept.
-        y += &format!("workers: {{cores: [1], ring_size: {r}, umem_frames: {}}}\n", 4 * r);
+        workers.push(format!("ring_size: {r}, umem_frames: {}", 4 * r));
+    }
+    if let Some(us) = busy_poll_us {
+        workers.push(format!("busy_poll_us: {us}"));
+    }
+    if workers.len() > 1 {
+        y += &format!("workers: {{{}}}\n", workers.join(", "));
     }
     if log {
         y += &format!(
@@ -1119,15 +1226,23 @@ fn compare(cli: &Cli) -> Res<()> {
     }
     let rfc_rows = rfc::run(cli, &rfc_tests, &paths)?;
     let mut lat = Vec::new();
+    if let Some(dir) = &cli.latency_tail_log {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     if !cli.no_latency {
         let rates = [cli.latency_rate, cli.low_rate];
         for rate in rates.into_iter().filter(|&r| r > 0) {
-            for path in &paths {
-                eprint!("latency {path:<13} at {rate} pps ... ");
-                let _ = std::io::stderr().flush();
-                let row = measure_latency(cli, path, &obj, rate)?;
-                eprintln!("p50 {} us, p99 {} us ({} frames)", row.p50_us, row.p99_us, row.n);
-                lat.push(row);
+            for run in 1..=cli.latency_repeat {
+                for path in &paths {
+                    eprint!("latency {path:<13} at {rate} pps, run {run} ... ");
+                    let _ = std::io::stderr().flush();
+                    let row = measure_latency(cli, path, &obj, rate, run)?;
+                    eprintln!(
+                        "p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} frames)",
+                        row.p50_us, row.p99_us, row.p999_us, row.max_us, row.n
+                    );
+                    lat.push(row);
+                }
             }
         }
     }
@@ -1184,14 +1299,15 @@ fn report_json(
         "machine": machine,
         "rows": rows,
         "latency": lat,
+        "latency_summary": latency_summary(lat),
         "idle": idle,
         "rfc9693": rfc_rows,
         "rfc9693_options": rfc::Options::of(cli),
     })
 }
 
-/// A UDP drain on [`IPFIX_DRAIN`] in the box's namespace, pinned to CPU 0;
-/// killed on drop.
+/// A child killed (and reaped) on drop: the IPFIX drain ([`ipfix_drain`]),
+/// the latency probe.
 struct Drain(Child);
 
 impl Drop for Drain {
@@ -1201,6 +1317,7 @@ impl Drop for Drain {
     }
 }
 
+/// A UDP drain on [`IPFIX_DRAIN`] in the box's namespace, pinned to CPU 0.
 fn ipfix_drain() -> Res<Drain> {
     in_ns("nat", &["ip", "link", "set", "lo", "up"])?;
     let (host, port) = IPFIX_DRAIN.split_once(':').ok_or("drain address")?;
@@ -1278,10 +1395,14 @@ fn measure_idle(cli: &Cli, path: &str) -> Res<IdleRow> {
     Ok(IdleRow { path: path.into(), seconds: cli.idle_seconds, cpu_percent: 100.0 * (c1 - c0) / secs })
 }
 
-/// One latency row: the path set up, a timestamping sink in place of the
-/// dropping one, paced stamped traffic over 100k flows at `rate` frames a
-/// second (the first second, which makes the sessions, is not timed).
-fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64) -> Res<LatencyRow> {
+/// One latency row: the path set up, the probe (generator and
+/// timestamping sink in one thread, [`probe`]) in place of the dropping
+/// sink, paced stamped traffic over 100k flows at `rate` frames a second.
+/// The first second, which makes the sessions, is not timed, and masq's
+/// view (and the scheduler's figures) are read from half a second before
+/// the timed window to its end (before, from before the generator, which
+/// counted the first touches' drops).
+fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64, run: u32) -> Res<LatencyRow> {
     interrupted()?;
     let running = start_path(path, cli)?;
     if cli.placement == Placement::Box {
@@ -1290,53 +1411,75 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64)
     let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let exe = self_exe.to_str().ok_or("exe path")?;
     in_ns("out", &["ip", "link", "set", "dev", "out0", "xdpdrv", "off"])?;
-    let total = 1.0 + cli.seconds;
-    let mut sink = Command::new("ip")
-        .args(["netns", "exec", &format!("{PREFIX}out"), exe, "sink", "--iface", "out0"])
-        .args(["--seconds", &(total + 1.0).to_string(), "--skip", "1.0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("sink: {e}"))?;
-    let mut lines = BufReader::new(sink.stdout.take().ok_or("sink stdout")?).lines();
-    match lines.next() {
-        Some(Ok(l)) if l == "ready" => {}
-        other => return Err(format!("sink did not start: {other:?}")),
-    }
-    // masq's /metrics before and after: its own view of the window.
+    const SKIP: f64 = 1.0;
+    const SCRAPE_LEAD: f64 = 0.5;
+    let total = SKIP + cli.seconds;
     let is_masq = matches!(running, Running::Masq(..));
-    let scrape = || -> Option<masq_view::Scrape> {
-        let text = in_ns("nat", &["curl", "-s", "--max-time", "2", "http://127.0.0.1:9091/metrics"]).ok()?;
-        Some(masq_view::parse(&text))
-    };
     if is_masq {
         in_ns("nat", &["ip", "link", "set", "lo", "up"])?;
     }
-    let before = if is_masq { scrape() } else { None };
-    let gen = Command::new("ip")
-        .args(["netns", "exec", &format!("{PREFIX}in"), exe, "gen", "--iface", "in0", "--scenario", "100k"])
-        .args(["--seconds", &total.to_string(), "--rate", &rate.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|e| format!("generator: {e}"))?;
-    interrupted()?;
-    if !gen.success() {
-        return Err("generator failed".into());
+    let mut probe = Command::new("ip")
+        .args(["netns", "exec", &format!("{PREFIX}in"), exe, "probe", "--iface", "in0"])
+        .args(["--sink-ns", &format!("{PREFIX}out"), "--sink-iface", "out0"])
+        .args(["--seconds", &total.to_string(), "--rate", &rate.to_string(), "--skip", &SKIP.to_string()])
+        .args(match &cli.latency_tail_log {
+            Some(dir) => vec!["--tail-log".into(), dir.join(format!("{path}-{rate}-{run}.txt")).into_os_string()],
+            None => vec![],
+        })
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("probe: {e}"))?;
+    let mut lines = BufReader::new(probe.stdout.take().ok_or("probe stdout")?).lines();
+    // Killed if this returns early (an interrupt, an error): it holds the
+    // lab's namespaces while it runs.
+    let mut probe = Drain(probe);
+    match lines.next() {
+        Some(Ok(l)) if l == "ready" => {}
+        other => return Err(format!("probe did not start: {other:?}")),
     }
-    // (Read at once: the workers publish every 100 ms; the sink's last
-    // second is the generator's tail, timed.)
-    std::thread::sleep(Duration::from_millis(250));
+    // masq's /metrics at the start of the timed window and after it: its
+    // own view of the window. curl on CPU 0, the probe's (which yields),
+    // not on the box's.
+    let scrape = || -> Option<masq_view::Scrape> {
+        let url = "http://127.0.0.1:9091/metrics";
+        let ns = format!("{PREFIX}nat");
+        let text =
+            sh(&["taskset", "-c", "0", "ip", "netns", "exec", &ns, "curl", "-s", "--max-time", "2", url]).ok()?;
+        Some(masq_view::parse(&text))
+    };
+    // Half a second before the timed window, not at its start: a scrape
+    // (curl, masq's API thread) takes CPU 0 from the probe for 2-3 ms, and
+    // frames that arrive meanwhile wait (2026-11-30). The
+    // view then holds the warm-up's second half too (its first touches of
+    // the session table are in the first 200 ms).
+    let t0 = Instant::now();
+    pause(Duration::from_secs_f64(SKIP - SCRAPE_LEAD))?;
+    let before = if is_masq { scrape() } else { None };
+    let (sched_before, window_from) = (sched_sums(), Instant::now());
+    let before_at = t0.elapsed().as_secs_f64();
+    let line = lines.find_map(|l| l.ok().filter(|l| l.starts_with("latency_us")));
+    let (sched, window) = (sched_before.until(sched_sums()), window_from.elapsed().as_secs_f64());
+    let status = probe.0.wait().map_err(|e| format!("probe: {e}"))?;
+    interrupted()?;
+    // (Read at once: the workers publish every 100 ms; the probe's last
+    // half second only receives what is in flight.)
     let masq = match (before, if is_masq { scrape() } else { None }) {
         (Some(b), Some(a)) => Some(masq_view::window(&b, &a)),
         _ => None,
     };
-    let line = lines.find_map(|l| l.ok().filter(|l| l.starts_with("latency_us"))).ok_or("sink printed no latency")?;
-    let _ = sink.wait();
     stop_path(running);
     // The dropping sink back for the next rows.
     in_ns(
         "out",
         &["ip", "link", "set", "dev", "out0", "xdpdrv", "obj", sink_obj.to_str().unwrap_or_default(), "sec", "xdp"],
     )?;
+    let line = match line {
+        Some(l) if status.success() => l,
+        _ => return Err(format!("probe failed ({status})")),
+    };
+    if before_at > SKIP {
+        eprint!("(masq's window began {before_at:.2} s in) ");
+    }
     let field = |k: &str| -> u64 {
         line.split_whitespace().find_map(|w| w.strip_prefix(k).and_then(|v| v.parse().ok())).unwrap_or(0)
     };
@@ -1349,9 +1492,94 @@ fn measure_latency(cli: &Cli, path: &str, sink_obj: &std::path::Path, rate: u64)
         p99_us: field("p99="),
         p999_us: field("p999="),
         max_us: field("max="),
+        probe_stalls: field("stalls="),
+        napi_wait_ms: sched.napi_wait as f64 / 1e6,
+        worker_wait_ms: sched.worker_wait as f64 / 1e6,
+        other_load: if window > 0.0 { 100.0 * sched.other_run() as f64 / 1e9 / window } else { 0.0 },
+        steal_ms: sched.steal as f64 / 1e6,
         cdf: parse_cdf(&line),
         masq,
+        run,
     })
+}
+
+/// Scheduler figures of a latency row's window, summed over threads
+/// from /proc/PID/task/TID/schedstat (run time, run_delay: time runnable
+/// but waiting for a CPU), in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct SchedSums {
+    /// Waited: the NAPI threads of the box's veths (`napi/nat-*`).
+    napi_wait: u64,
+    /// Waited: masq's workers (`masq-w*`).
+    worker_wait: u64,
+    /// Ran: the run's own threads (the box's NAPI threads, masq, `compare`,
+    /// ksoftirqd).
+    ours_run: u64,
+    /// Every CPU's busy time (/proc/stat, in ticks of 10 ms): less
+    /// `ours_run`, the machine's other load, threads that came and went
+    /// within the window included.
+    busy: u64,
+    /// Every CPU's steal time (/proc/stat, ticks of 10 ms): the hypervisor
+    /// ran something else on this VM's CPUs; counted in `busy` too.
+    steal: u64,
+}
+
+impl SchedSums {
+    /// What happened between `self` and `after`.
+    fn until(self, after: Self) -> Self {
+        Self {
+            napi_wait: after.napi_wait.saturating_sub(self.napi_wait),
+            worker_wait: after.worker_wait.saturating_sub(self.worker_wait),
+            ours_run: after.ours_run.saturating_sub(self.ours_run),
+            busy: after.busy.saturating_sub(self.busy),
+            steal: after.steal.saturating_sub(self.steal),
+        }
+    }
+
+    /// CPU time of threads not of the run.
+    fn other_run(self) -> u64 {
+        self.busy.saturating_sub(self.ours_run)
+    }
+
+    /// Adds one thread's schedstat line under its name.
+    fn add(&mut self, comm: &str, schedstat: &str) {
+        let mut f = schedstat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+        let (run, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+        if comm.starts_with("napi/nat-") {
+            self.napi_wait += wait;
+        } else if comm.starts_with("masq-w") {
+            self.worker_wait += wait;
+        }
+        if ["masq", "compare", "ksoftirqd/", "napi/"].iter().any(|p| comm.starts_with(p)) {
+            self.ours_run += run;
+        }
+    }
+}
+
+/// [`SchedSums`] now, read from a thread on CPU 0 (the probe's), not on
+/// the box's.
+fn sched_sums() -> SchedSums {
+    std::thread::spawn(|| {
+        core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
+        // USER_HZ: 100.
+        let busy = cpu_times().iter().map(|&(b, _)| b).sum::<u64>() * 10_000_000;
+        let steal = cpu_steal() * 10_000_000;
+        let mut sums = SchedSums { busy, steal, ..SchedSums::default() };
+        let Ok(procs) = std::fs::read_dir("/proc") else { return sums };
+        for p in procs.flatten() {
+            if !p.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(tasks) = std::fs::read_dir(p.path().join("task")) else { continue };
+            for t in tasks.flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                sums.add(comm.trim_end(), &std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default());
+            }
+        }
+        sums
+    })
+    .join()
+    .unwrap_or_default()
 }
 
 /// The sink's `cdf=q:us,...` field.
@@ -1367,13 +1595,45 @@ fn print_latency(rows: &[LatencyRow]) {
     if rows.is_empty() {
         return;
     }
-    println!("\n| latency, 100k flows | offered | p50 | p90 | p99 | p99.9 | max | frames timed |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("\n| latency, 100k flows | offered | run | p50 | p90 | p99 | p99.9 | max | frames timed | probe stalls | NAPI / worker waited | other load (steal) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} pps | {} us | {} us | {} us | {} us | {} us | {} |",
-            r.path, r.rate, r.p50_us, r.p90_us, r.p99_us, r.p999_us, r.max_us, r.n
+            "| {} | {} pps | {} | {} us | {} us | {} us | {} us | {} us | {} | {} | {:.0} / {:.0} ms | {:.0}% ({:.0} ms) |",
+            r.path,
+            r.rate,
+            r.run,
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.p999_us,
+            r.max_us,
+            r.n,
+            r.probe_stalls,
+            r.napi_wait_ms,
+            r.worker_wait_ms,
+            r.other_load,
+            r.steal_ms
         );
+    }
+    let summary = latency_summary(rows);
+    if summary.iter().any(|s| s.runs > 1) {
+        println!("\n| latency over runs | offered | runs | median p99.9 | median max | p99.9 range | max range |");
+        println!("|---|---|---|---|---|---|---|");
+        for s in &summary {
+            println!(
+                "| {} | {} pps | {} | {} us | {} us | {}-{} us | {}-{} us |",
+                s.path,
+                s.rate,
+                s.runs,
+                s.median_p999_us,
+                s.median_max_us,
+                s.p999_us.0,
+                s.p999_us.1,
+                s.max_us.0,
+                s.max_us.1
+            );
+        }
     }
     // masq's own view: a long tail beside short rounds is time the worker
     // was not running or frames waited in a ring, not a slow round.
@@ -1398,6 +1658,60 @@ fn print_latency(rows: &[LatencyRow]) {
             m.rx_ring_full
         );
     }
+}
+
+/// One path's latency at one rate over the runs of `--latency-repeat`.
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
+struct LatencySummary {
+    path: String,
+    rate: u64,
+    runs: usize,
+    median_p999_us: u64,
+    median_max_us: u64,
+    /// Lowest and highest over the runs.
+    p999_us: (u64, u64),
+    max_us: (u64, u64),
+}
+
+/// The median (of an even count, the mean of the middle two), 0 for none.
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    match v.len() {
+        0 => 0,
+        n if n % 2 == 1 => v.get(n / 2).copied().unwrap_or(0),
+        n => {
+            let (a, b) = (v.get(n / 2 - 1).copied().unwrap_or(0), v.get(n / 2).copied().unwrap_or(0));
+            a / 2 + b / 2 + (a % 2 + b % 2) / 2
+        }
+    }
+}
+
+/// Per path and rate (in the rows' order), the median p99.9 and max over runs.
+fn latency_summary(rows: &[LatencyRow]) -> Vec<LatencySummary> {
+    let mut keys: Vec<(&str, u64)> = Vec::new();
+    for r in rows {
+        if !keys.contains(&(r.path.as_str(), r.rate)) {
+            keys.push((r.path.as_str(), r.rate));
+        }
+    }
+    keys.into_iter()
+        .map(|(path, rate)| {
+            let of = |f: fn(&LatencyRow) -> u64| -> Vec<u64> {
+                rows.iter().filter(|r| r.path == path && r.rate == rate).map(f).collect()
+            };
+            let (p999, max) = (of(|r| r.p999_us), of(|r| r.max_us));
+            let range = |v: &[u64]| (v.iter().copied().min().unwrap_or(0), v.iter().copied().max().unwrap_or(0));
+            LatencySummary {
+                path: path.into(),
+                rate,
+                runs: p999.len(),
+                p999_us: range(&p999),
+                max_us: range(&max),
+                median_p999_us: median(p999),
+                median_max_us: median(max),
+            }
+        })
+        .collect()
 }
 
 /// The ratios printed per scenario: (numerator, denominator).
@@ -1570,18 +1884,21 @@ mod tests {
 
     #[test]
     fn the_masq_nat_configuration_is_the_quick_set_ups_and_the_log_adds_two_sinks() {
-        let c = config::load(&masq_nat_config(512, false, None), 2).expect("valid");
-        assert!(config::load(&masq_nat_config(512, false, Some(8192)), 2).is_ok(), "a bigger ring is valid");
+        let w = config::load(&masq_nat_config(512, false, Some(8192), Some(0)), 2).expect("a bigger ring is valid");
+        assert_eq!((w.raw.workers.ring_size, w.raw.workers.busy_poll_us), (8192, 0));
+        assert_eq!(w.raw.workers.cores, [1]);
+        let c = config::load(&masq_nat_config(512, false, None, None), 2).expect("valid");
+        assert_eq!(c.raw.workers, config::Workers::default(), "masq's own worker settings");
         assert_eq!((c.pools.len(), c.pools[0].addresses.len(), c.pools[0].block_size), (1, 256, 512));
         assert_eq!(c.pools[0].mode, config::PoolMode::PortBlocks);
         assert!(c.raw.logging.sinks.is_empty());
-        let c = config::load(&masq_nat_config(64, true, None), 2).expect("valid");
+        let c = config::load(&masq_nat_config(64, true, None, None), 2).expect("valid");
         assert_eq!((c.pools[0].block_size, c.raw.logging.sinks.len()), (64, 2));
         assert_eq!(c.raw.pools[0].max_blocks_per_subscriber, 32);
         let quick = config::Pool::new("pool", vec!["198.18.0.0/24".into()]);
-        let c = config::load(&masq_nat_config(512, false, None), 2).expect("valid");
+        let c = config::load(&masq_nat_config(512, false, None, None), 2).expect("valid");
         assert_eq!(c.raw.pools[0], quick, "what --pool makes");
-        assert!(config::load(&masq_nat_config(100, false, None), 2).is_err(), "not a multiple of 64");
+        assert!(config::load(&masq_nat_config(100, false, None, None), 2).is_err(), "not a multiple of 64");
     }
 
     #[test]
@@ -1591,6 +1908,70 @@ mod tests {
         let line = "latency_us n=3 p50=20 p90=30 p99=40 p999=50 max=60 cdf=0.5:20,0.99:40,1:60";
         assert_eq!(parse_cdf(line), [(0.5, 20), (0.99, 40), (1.0, 60)]);
         assert!(parse_cdf("latency_us n=0").is_empty());
+    }
+
+    #[test]
+    fn repeated_latency_runs_give_each_path_its_median_and_range() {
+        let lat = |path: &str, run, p999_us, max_us| LatencyRow {
+            path: path.into(),
+            run,
+            rate: 100_000,
+            p999_us,
+            max_us,
+            ..LatencyRow::default()
+        };
+        let rows = [
+            lat("kernel-nat", 1, 400, 900),
+            lat("masq-nat", 1, 300, 5000),
+            lat("kernel-nat", 2, 4000, 6000),
+            lat("masq-nat", 2, 200, 700),
+            lat("kernel-nat", 3, 500, 1000),
+            lat("masq-nat", 3, 250, 800),
+        ];
+        let s = latency_summary(&rows);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].path.as_str(), s[0].runs), ("kernel-nat", 3));
+        assert_eq!((s[0].median_p999_us, s[0].median_max_us), (500, 1000), "one bad run does not move the median");
+        assert_eq!((s[0].p999_us, s[0].max_us), ((400, 4000), (900, 6000)));
+        assert_eq!((s[1].median_p999_us, s[1].median_max_us), (250, 800));
+        assert_eq!(median(vec![4, 1, 3, 2]), 2, "even count: the mean of the middle two");
+        assert_eq!(median(vec![]), 0);
+        let cli = Cli::parse_from(["compare", "--latency-repeat", "3"]);
+        assert_eq!(cli.latency_repeat, 3);
+        assert!(Cli::try_parse_from(["compare", "--latency-repeat", "0"]).is_err());
+        let v = report_json(&cli, &Machine::read(Placement::Box, 0), &[], &rows, &[], &[]);
+        assert_eq!(v["latency_summary"][1]["median_p999_us"], 250, "{v}");
+        assert_eq!(v["latency"][2]["run"], 2);
+    }
+
+    #[test]
+    fn the_box_threads_waits_and_the_other_loads_run_are_told_apart() {
+        let mut a = SchedSums::default();
+        a.add("napi/nat-in-104", "500 7000 3");
+        a.add("napi/nat-out-105", "500 1000 3");
+        a.add("masq-w0", "900 2000 5");
+        a.add("masq-api", "900 2000 5");
+        a.add("compare", "900 2000 5");
+        a.add("ksoftirqd/1", "900 2000 5");
+        a.add("rustc", "4000 10 1");
+        a.add("opt cgu.0", "1000 10 1");
+        assert_eq!(
+            a,
+            SchedSums { napi_wait: 8000, worker_wait: 2000, ours_run: 4600, ..SchedSums::default() },
+            "rustc is not ours"
+        );
+        a.busy = 6000;
+        assert_eq!(a.other_run(), 1400);
+        let mut b = a;
+        b.add("masq-w0", "250 0 1");
+        b.busy += 400;
+        let d = a.until(b);
+        assert_eq!((d.ours_run, d.other_run()), (250, 150));
+        assert_eq!(b.until(a), SchedSums::default(), "a counter that went back (a thread ended) gives 0");
+        let now = sched_sums();
+        assert!(now.busy > 0 && now.ours_run > 0, "this test runs in `compare`: {now:?}");
+        assert!(now.steal <= now.busy);
+        assert_eq!(SchedSums { steal: 5, ..SchedSums::default() }.until(SchedSums { steal: 7, ..now }).steal, 2);
     }
 
     #[test]
