@@ -228,7 +228,7 @@ pub(super) fn measure_latency(
 /// from /proc/PID/task/TID/schedstat (run time, run_delay: time runnable
 /// but waiting for a CPU), in nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct SchedSums {
+pub(super) struct SchedSums {
     /// Waited: the NAPI threads of the box's veths (`napi/nat-*`).
     napi_wait: u64,
     /// Waited: masq's workers (`masq-w*`).

@@ -424,7 +424,7 @@ struct LatencyRow {
     napi_wait_ms: f64,
     worker_wait_ms: f64,
     /// The machine's other load in that window: CPU time of threads
-    /// not of the run, in percent of one CPU ([`SchedSums::other_run`];
+    /// not of the run, in percent of one CPU ([`latency::SchedSums::other_run`];
     /// /proc/stat's ticks make it ±1%).
     /// Above a few percent the row's tail is likely theirs: this kernel
     /// (PREEMPT_NONE, 250 Hz) lets a task in a long kernel section hold
