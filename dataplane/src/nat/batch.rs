@@ -55,8 +55,8 @@ impl Created {
 pub(crate) struct Item {
     pub(crate) k: FastKey,
     pub(crate) h: u64,
-    /// The prefetching path's first slot with the key's tag in the home
-    /// slot's cache line (0: none there).
+    /// The prefetching path's first slot from home with the key's tag (0:
+    /// the scan reached an empty slot first, and the item is `Pre::New`).
     pub(crate) slot: u32,
     pub(crate) st: Pre,
 }
@@ -174,9 +174,10 @@ impl Engine {
             // Large tables: a three-stage pipeline over the batch, so the
             // cache misses of its dependent loads (index slot, then the
             // session it names) overlap instead of queueing: parse and hash
-            // every frame and prefetch its home slot; then read each slot's
-            // cache line (in cache by now) and prefetch the session of the
-            // first slot with the hash's tag; then translate.
+            // every frame and prefetch its home slot; then scan from each
+            // home slot (its cache line in cache by now) to the first slot
+            // with the hash's tag and prefetch the session it names; then
+            // translate, starting from that slot.
             for (f, it) in frames.iter_mut().zip(items.iter_mut()) {
                 match parse_fast(f.as_mut()) {
                     Some(k) => {

@@ -74,10 +74,9 @@ impl Lane<'_> {
 
     /// Translates a steady-state packet already parsed by `parse_fast`
     /// (anything but `Done` leaves it untouched) whose first index slot
-    /// with the key's tag the batch pipeline already found in the home
-    /// slot's cache line (`slot`; 0 if it found none there): that session
-    /// is tried first, without probing again; only if it is another flow's
-    /// (a shared tag) or there was none does the probe start from home.
+    /// from home with the key's tag the batch pipeline already found
+    /// (`slot`): that session is tried first, without probing again; only
+    /// if it is another flow's (a shared tag) does the probe start from home.
     #[inline(always)]
     pub fn hit_at<const I2O: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64, slot: u32) -> Outcome {
         let i = (slot & IDX_MASK).wrapping_sub(1) as usize;
