@@ -310,8 +310,10 @@ fn main() {
     let a = Args::parse();
     dataplane::xdp::hugepages::set_enabled(!a.no_huge_pages);
     let flows_n = a.flows.max(1);
-    let capacity = flows_n;
-    let mut params = flows::params(flows_n, a.ports_per_sub, capacity);
+    // memory-ceiling runs no engine: a one-session one stands in for the report.
+    let ceiling_only = a.scenario == Scenario::MemoryCeiling;
+    let capacity = if ceiling_only { 1 } else { flows_n };
+    let mut params = flows::params(capacity, a.ports_per_sub, capacity);
     let base_params = params.clone();
     for p in &mut params.pools {
         p.log_sessions = a.session_events;
@@ -323,7 +325,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if !a.no_prefault {
+    if !a.no_prefault && !ceiling_only {
         engine.prefault();
     }
     let f0 = flows::flow(0, a.ports_per_sub);
@@ -349,10 +351,7 @@ fn main() {
     let mut ceiling = None;
     let (packets, seconds, cpu_seconds) = match a.scenario {
         Scenario::MemoryCeiling => {
-            drop(engine);
             let (n, secs, cpu, bytes, serial) = memory_ceiling(flows_n, a.packets, &order);
-            let Ok(e) = Engine::new(&flows::params(1, a.ports_per_sub, 1)) else { std::process::exit(2) };
-            engine = e;
             ceiling = Some((bytes, serial));
             (n, secs, cpu)
         }
