@@ -283,8 +283,9 @@ fn sched_sums() -> SchedSums {
     std::thread::spawn(|| {
         core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
         // USER_HZ: 100.
-        let busy = cpu_times().iter().map(|&(b, _)| b).sum::<u64>() * 10_000_000;
-        let steal = cpu_steal() * 10_000_000;
+        let (cpus, steal) = cpu_times_and_steal();
+        let busy = cpus.iter().map(|&(b, _)| b).sum::<u64>() * 10_000_000;
+        let steal = steal * 10_000_000;
         let mut sums = SchedSums { busy, steal, ..SchedSums::default() };
         let Ok(procs) = std::fs::read_dir("/proc") else { return sums };
         for p in procs.flatten() {

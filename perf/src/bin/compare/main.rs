@@ -676,8 +676,14 @@ fn sink_obj() -> PathBuf {
 
 /// Per CPU, (busy, total) jiffies from /proc/stat.
 fn cpu_times() -> Vec<(u64, u64)> {
+    cpu_times_and_steal().0
+}
+
+/// [`cpu_times`] and the steal ticks of every CPU (the 8th field of the
+/// cpuN lines), from one read of /proc/stat.
+fn cpu_times_and_steal() -> (Vec<(u64, u64)>, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let mut out = Vec::new();
+    let (mut out, mut steal) = (Vec::new(), 0);
     for l in stat.lines() {
         let mut f = l.split_whitespace();
         // "cpu" alone is the total; "cpuN" are the CPUs, in order.
@@ -690,17 +696,9 @@ fn cpu_times() -> Vec<(u64, u64)> {
         // idle and iowait are the 4th and 5th fields.
         let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
         out.push((total - idle.min(total), total));
+        steal += v.get(7).copied().unwrap_or(0);
     }
-    out
-}
-
-/// Steal ticks of every CPU (the 8th field of /proc/stat's cpuN lines).
-fn cpu_steal() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    stat.lines()
-        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
-        .filter_map(|l| l.split_whitespace().nth(8).and_then(|v| v.parse::<u64>().ok()))
-        .sum()
+    (out, steal)
 }
 
 /// Percent of a CPU's time spent busy between two samples.
