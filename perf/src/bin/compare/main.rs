@@ -47,10 +47,12 @@
 
 mod latency;
 mod masq_view;
+mod probe;
 mod rfc;
 mod teardown;
 mod translation;
-use latency::{latency_summary, measure_latency, print_latency, probe};
+use latency::{latency_summary, measure_latency, print_latency};
+use probe::probe;
 
 use clap::{Parser, Subcommand};
 use perf::rfc9693;
