@@ -63,7 +63,7 @@ pub(crate) struct Item {
 
 impl Item {
     pub(super) const EMPTY: Item =
-        Item { k: FastKey { w0: 0, w1: 0, flags: 0, ttl: 0 }, h: 0, slot: 0, st: Pre::Later };
+        Item { k: FastKey { w0: 0, w1: 0, flags: 0, ttl: 0, l4: L4::Udp }, h: 0, slot: 0, st: Pre::Later };
 }
 
 /// What the fast lane decided for a frame.

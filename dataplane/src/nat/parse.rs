@@ -85,6 +85,10 @@ pub struct FastKey {
     /// TTL ([`parse_fast`] reads it; the fast lane's own hit path checks
     /// it in the rewrite, see `nat::rewrite`).
     pub ttl: u8,
+    /// The protocol `w1`'s code names, kept whole: the general path's
+    /// checks read it many times, and a byte is cheaper than decoding
+    /// `w1` each time.
+    pub l4: L4,
 }
 
 #[allow(clippy::cast_possible_truncation)] // unpacking fields packed above
@@ -117,11 +121,7 @@ impl FastKey {
     /// Protocol: UDP or TCP, the only ones the fast lane carries.
     #[inline(always)]
     pub fn proto(self) -> L4 {
-        if (self.w1 >> 16) as u8 == L4::Udp.code() {
-            L4::Udp
-        } else {
-            L4::Tcp
-        }
+        self.l4
     }
     /// TCP flags.
     #[inline(always)]
@@ -212,7 +212,7 @@ pub fn fast_key<const UDP: bool>(frame: &[u8], w0: u64, total: usize) -> Option<
     };
     let h: &[u8; FAST_LEN] = frame.first_chunk()?;
     let ports = u32_at(h, layout::SRC_PORT);
-    Some(FastKey { w0, w1: (u64::from(ports) << 32) | (u64::from(proto.code()) << 16), flags, ttl: 0 })
+    Some(FastKey { w0, w1: (u64::from(ports) << 32) | (u64::from(proto.code()) << 16), flags, ttl: 0, l4: proto })
 }
 
 /// Parses a frame received on `side`.
