@@ -320,3 +320,51 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::frames::{ip, tuple, udp};
+
+    /// New sessions evicted by later ones of the same batch, their o2i and
+    /// omap inserts still held back (`LaterIndex::insert_later`), leave no entry
+    /// behind: each index holds exactly the live sessions after every
+    /// batch, and the ones kept answer through the fast lane's o2i slots.
+    #[test]
+    fn a_batch_that_evicts_its_own_new_sessions_leaves_the_indexes_exact() {
+        let rule = Rule {
+            matches: RuleMatch { src: vec![Prefix::new(ip("100.64.0.0"), 10)], ..RuleMatch::default() },
+            action: RuleAction::Translate { pool: 0 },
+        };
+        let mut p = EngineParams::single(vec![PoolParams::cgnat("t", vec![ip("203.0.113.1")])], vec![rule]);
+        p.max_sessions = 4;
+        let mut e = Engine::new(&p).expect("engine");
+        let mut kept = Vec::new();
+        for round in 0..3u16 {
+            let now = 1 + u32::from(round);
+            let mut frames: Vec<Vec<u8>> = (0..16u16)
+                .map(|k| udp(ip("100.64.0.2"), 1000 + round * 100 + k, ip("198.51.100.1"), 53, b"q"))
+                .collect();
+            let mut v = vec![Verdict::Drop(DropReason::Malformed); frames.len()];
+            e.process(Side::Inside, now, &mut frames, &mut v);
+            assert!(v.iter().all(|x| *x == Verdict::Forward(Side::Outside)), "{v:?}");
+            assert!(e.counters.sessions_evicted >= 12 * u64::from(round + 1));
+            assert_eq!(e.live_sessions(), 4);
+            assert_eq!(e.i2o.len(), 4, "i2o entries after batch {round}");
+            assert_eq!(e.o2i.len(), 4, "o2i entries after batch {round}");
+            assert_eq!(e.omap.len(), 4, "omap entries after batch {round}");
+            kept = frames.split_off(12);
+        }
+        let mut replies: Vec<Vec<u8>> = kept
+            .iter()
+            .map(|f| {
+                let (public, pport, remote, rport) = tuple(f);
+                udp(remote, rport, public, pport, b"r")
+            })
+            .collect();
+        let mut v = vec![Verdict::Drop(DropReason::Malformed); replies.len()];
+        e.process(Side::Outside, 4, &mut replies, &mut v);
+        assert!(v.iter().all(|x| *x == Verdict::Forward(Side::Inside)), "{v:?}");
+        assert_eq!(e.counters.fwd_o2i, 4);
+    }
+}

@@ -84,9 +84,9 @@ pub struct Engine {
     pub(super) local: Vec<u32>,
     pub(super) sessions: SessionTable,
     pub(super) i2o: Index,
-    pub(super) o2i: Index,
+    pub(super) o2i: LaterIndex,
     pub(super) imap: Index,
-    pub(super) omap: Index,
+    pub(super) omap: LaterIndex,
     pub(super) ports: Ports,
     pub(super) frags: Fragments,
     pub(super) hold: Hold,
@@ -181,10 +181,10 @@ impl Engine {
             local,
             sessions: SessionTable::new(p.max_sessions, t.longest()),
             i2o: Index::with_load(p.max_sessions, flow_load.0, flow_load.1),
-            o2i: Index::with_load(p.max_sessions, flow_load.0, flow_load.1),
+            o2i: LaterIndex::with_load(p.max_sessions, flow_load.0, flow_load.1),
             // Probed only when sessions are made or go: fuller (see Index::with_load).
             imap: Index::with_load(p.max_sessions, 3, 4),
-            omap: Index::with_load(p.max_sessions, 3, 4),
+            omap: LaterIndex::with_load(p.max_sessions, 3, 4),
             ports,
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
             hold: Hold::new(p.fragment_hold, p.fragment_hold_bytes, t.fragment_secs),
@@ -232,9 +232,10 @@ impl Engine {
     /// packets to reach a page then take no page fault.
     pub fn prefault(&mut self) {
         self.sessions.prefault();
-        for idx in [&mut self.i2o, &mut self.o2i, &mut self.imap, &mut self.omap] {
-            idx.prefault();
-        }
+        self.i2o.prefault();
+        self.o2i.prefault();
+        self.imap.prefault();
+        self.omap.prefault();
     }
 
     /// All memory the session table, its four indexes, the port maps and the
@@ -371,9 +372,13 @@ impl Engine {
         proto: L4,
     ) -> Option<u32> {
         let hot = &self.sessions.hot;
-        let index = if I2O { &self.i2o } else { &self.o2i };
         let (w0, ports) = ((u64::from(src) << 32) | u64::from(dst), (u32::from(sport) << 16) | u32::from(dport));
-        index.find(h, |i| hot.get(i as usize).is_some_and(|s| s.has_key::<I2O>(w0, ports, proto)))
+        let is_key = |i: u32| hot.get(i as usize).is_some_and(|s| s.has_key::<I2O>(w0, ports, proto));
+        if I2O {
+            self.i2o.find(h, is_key)
+        } else {
+            self.o2i.find(h, is_key)
+        }
     }
 
     /// True if the session idled past its timeout (it is then treated as gone).

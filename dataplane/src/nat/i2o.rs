@@ -266,14 +266,12 @@ impl Engine {
                 self.counters.blocks_allocated += u64::from(new_blocks);
                 s.public_port = port;
                 s.addr = addr;
-                // The omap slot, a cache miss in a large table, asked for
-                // before the session is installed (`install_inline` asks
-                // for its o2i slot the same way).
+                // The omap slot, a cache miss in a large table, held back
+                // like the o2i slot in `install_inline` (`LaterIndex::insert_later`).
                 let ho = self.h_omap(self.ports.ip_of(addr), port, p.proto);
-                self.omap.prefetch(ho);
+                self.omap.insert_later(ho, idx);
                 self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
                 self.imap.insert(hm, idx);
-                self.omap.insert(ho, idx);
             }
         }
         Ok(idx)

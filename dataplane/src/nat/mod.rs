@@ -110,7 +110,7 @@ use batch::{Created, Item, Pre};
 use engine::{forward_proto, ForwardRt};
 use frag::{frag_key, Fragments};
 use frag_hold::Hold;
-use index::Index;
+use index::{Index, LaterIndex};
 use parse::{parse, parse_embedded, parse_fast, FastKey, Kind, Parsed};
 use ports::Ports;
 use rewrite::{decrement_ttl, set_ip_addr, Rewrite};
