@@ -188,6 +188,34 @@ fn rules_first_match_wins_policy_two_networks_two_addresses() {
 }
 
 #[test]
+fn one_inside_endpoint_holds_a_mapping_in_each_of_two_pools_at_once() {
+    // Rules by destination send one source to two pools: the endpoint's
+    // two mappings share a home slot in the mapping index (its key leaves
+    // the pool out, so the batch can ask for it early), and each flow must
+    // still take its own pool's mapping (RFC 4787 REQ-1 within a pool).
+    let pools = vec![PoolParams::cgnat("a", vec![ip("203.0.113.1")]), PoolParams::cgnat("b", vec![ip("203.0.113.2")])];
+    let by_dst = |dst: &str, pool: u16| Rule {
+        matches: RuleMatch { src: vec![pfx("100.64.0.0/10")], dst: vec![pfx(dst)], ..Default::default() },
+        action: RuleAction::Translate { pool },
+    };
+    let mut n = Nat::new(EngineParams::single(pools, vec![by_dst("198.51.100.0/24", 0), by_dst("192.0.2.0/24", 1)]));
+    let src = ip("100.64.0.9");
+    let a1 = tuple(&n.out(udp(src, 5000, ip("198.51.100.1"), 53, b"")));
+    let b1 = tuple(&n.out(udp(src, 5000, ip("192.0.2.1"), 53, b"")));
+    let a2 = tuple(&n.out(udp(src, 5000, ip("198.51.100.2"), 53, b"")));
+    let b2 = tuple(&n.out(udp(src, 5000, ip("192.0.2.2"), 53, b"")));
+    assert_eq!(a1.0, ip("203.0.113.1"));
+    assert_eq!(b1.0, ip("203.0.113.2"));
+    assert_eq!((a2.0, a2.1), (a1.0, a1.1), "pool a's mapping reused");
+    assert_eq!((b2.0, b2.1), (b1.0, b1.1), "pool b's mapping reused");
+    // Either pool's mapping answers its own remotes.
+    for (t, remote) in [(a1, ip("198.51.100.2")), (b1, ip("192.0.2.2"))] {
+        let back = n.back(udp(remote, 53, t.0, t.1, b""));
+        assert_eq!(tuple(&back).2, src);
+    }
+}
+
+#[test]
 fn snat_to_a_list_is_persistent_per_subscriber() {
     let mut n = Nat::new(cgnat_params());
     let first = tuple(&n.out(tcp(ip("100.64.7.7"), 3000, ip("198.51.100.1"), 443, SYN))).0;

@@ -161,6 +161,7 @@ impl Engine {
             Side::Inside => self.i2o.raw(),
             Side::Outside => self.o2i.raw(),
         };
+        let imap = &self.imap;
         let mut lane = fast::Lane {
             hot: &mut self.sessions.hot,
             tcp: &mut self.sessions.tcp,
@@ -217,6 +218,12 @@ impl Engine {
                     it.slot = first.unwrap_or(0);
                     if first == Some(0) {
                         it.st = Pre::New;
+                        // A new flow from inside looks its endpoint's
+                        // mapping up (`mapping`): its slot, asked for now,
+                        // is in cache by then.
+                        if I2O {
+                            imap.prefetch(keys::imap_endpoint(seed, it.k.src(), it.k.sport(), it.k.proto()));
+                        }
                     } else if let Some(slot) = first {
                         let i = ((slot & index::IDX_MASK).wrapping_sub(1)) as usize;
                         if let Some(s) = lane.hot.get(i) {

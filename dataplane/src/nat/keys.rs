@@ -22,9 +22,20 @@ pub fn o2i(seed: u64, public: u32, pport: u16, remote: u32, rport: u16, proto: L
     hash5(seed ^ O2I_SALT, remote, rport, public, pport, u16::from(proto.code()))
 }
 
-/// Mapping head by inside endpoint and pool.
-pub fn imap(seed: u64, inside: u32, iport: u16, proto: L4, pool: u16) -> u64 {
-    hash3(seed, inside, iport, u16::from(proto.code()), pool)
+/// Mapping head by inside endpoint and pool. The pool is not hashed (the
+/// look-up's match checks it): an endpoint's mappings in every pool share
+/// a home slot, so the batch can ask for it before a rule has picked the
+/// pool (`nat::batch`). An endpoint mapped in several pools at once (rules
+/// that send one source to different pools by destination) is rare.
+#[inline(always)]
+pub fn imap(seed: u64, inside: u32, iport: u16, proto: L4, _pool: u16) -> u64 {
+    imap_endpoint(seed, inside, iport, proto)
+}
+
+/// [`imap`] from the inside endpoint alone.
+#[inline(always)]
+pub fn imap_endpoint(seed: u64, inside: u32, iport: u16, proto: L4) -> u64 {
+    hash3(seed, inside, iport, u16::from(proto.code()), 0)
 }
 
 /// Mapping head by public endpoint.
