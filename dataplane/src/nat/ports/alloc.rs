@@ -53,6 +53,7 @@ pub(super) struct Where {
 pub(super) fn alloc_in_blocks(
     sub: &mut Subscriber,
     ad: &mut AddrPorts,
+    bits: &mut [u64],
     pool: &PoolRt,
     at: Where,
     blocks_in_use: &mut u32,
@@ -90,11 +91,11 @@ pub(super) fn alloc_in_blocks(
         if full {
             continue;
         }
-        rotate_block(ad, words, l, window);
+        rotate_block(ad, bits, words, l, window);
         let base = block_offset(chunk, workers, worker, l);
         let got = match parity {
-            None => take_first_free(ad, words, l, proto, start(base)),
-            Some(want) => take_first_free_parity(ad, words, l, proto, start(base), (min, base, want)),
+            None => take_first_free(ad, bits, words, l, proto, start(base)),
+            Some(want) => take_first_free_parity(ad, bits, words, l, proto, start(base), (min, base, want)),
         };
         if let Some(bit) = got {
             sub.hint = j as u8;
@@ -114,11 +115,11 @@ pub(super) fn alloc_in_blocks(
         sub.hint = n as u8;
     }
     *blocks_in_use += 1;
-    rotate_block(ad, words, l, window);
+    rotate_block(ad, bits, words, l, window);
     let base = block_offset(chunk, workers, worker, l);
     let bit = match parity {
-        None => take_first_free(ad, words, l, proto, start(base)),
-        Some(want) => take_first_free_parity(ad, words, l, proto, start(base), (min, base, want)),
+        None => take_first_free(ad, bits, words, l, proto, start(base)),
+        Some(want) => take_first_free_parity(ad, bits, words, l, proto, start(base), (min, base, want)),
     }?;
     Some((ad.port_at(min, base + u32::from(bit)), 1))
 }
@@ -178,8 +179,19 @@ impl Ports {
             PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
                 let at = Where { s, worker, workers, window, parity: None };
                 let in_use = &mut self.blocks_in_use;
-                let got =
-                    alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
+                let bits = self.bits.get_mut(ad.bits.at..ad.bits.at + ad.bits.len)?;
+                let got = alloc_in_blocks(
+                    sub,
+                    ad,
+                    bits,
+                    pool,
+                    at,
+                    in_use,
+                    proto,
+                    preferred,
+                    random,
+                    max_blocks_per_subscriber,
+                );
                 if let Some((_, 1)) = got {
                     self.note_new_block(s);
                 }
@@ -208,12 +220,12 @@ impl Ports {
             PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
                 let at = Where { s, worker, workers, window, parity };
                 let in_use = &mut self.blocks_in_use;
-                let mut got =
-                    alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
+                let bits = self.bits.get_mut(ad.bits.at..ad.bits.at + ad.bits.len)?;
+                let max = max_blocks_per_subscriber;
+                let mut got = alloc_in_blocks(sub, ad, bits, pool, at, in_use, proto, preferred, random, max);
                 if got.is_none() {
                     let at = Where { parity: None, ..at };
-                    got =
-                        alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, max_blocks_per_subscriber);
+                    got = alloc_in_blocks(sub, ad, bits, pool, at, in_use, proto, preferred, random, max);
                 }
                 if let Some((_, 1)) = got {
                     self.note_new_block(s);
@@ -264,9 +276,10 @@ impl Ports {
         let random = pool.params.random_ports.then_some(rand);
         let at = Where { s, worker, workers, window, parity };
         let in_use = &mut self.blocks_in_use;
-        alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, 1).or_else(|| {
+        let bits = self.bits.get_mut(ad.bits.at..ad.bits.at + ad.bits.len)?;
+        alloc_in_blocks(sub, ad, bits, pool, at, in_use, proto, preferred, random, 1).or_else(|| {
             let at = Where { parity: None, ..at };
-            parity.and_then(|_| alloc_in_blocks(sub, ad, pool, at, in_use, proto, preferred, random, 1))
+            parity.and_then(|_| alloc_in_blocks(sub, ad, bits, pool, at, in_use, proto, preferred, random, 1))
         })
     }
 
@@ -322,14 +335,14 @@ impl Ports {
         let window = self.window(now);
         self.rotate(a, l, window);
         let hold = self.hold;
-        let Some(ad) = self.addrs.get_mut(usize::from(a)) else {
+        let Some((ad, bits)) = self.addr_mut(a) else {
             return false;
         };
-        set_bit(&mut ad.bits, words, l, proto, 0, bit, false);
+        set_bit(bits, words, l, proto, 0, bit, false);
         if hold {
-            set_bit(&mut ad.bits, words, l, proto, 1 + (window % 3) as usize, bit, true);
+            set_bit(bits, words, l, proto, 1 + (window % 3) as usize, bit, true);
         } else {
-            set_bit(&mut ad.bits, words, l, proto, BUSY, bit, false);
+            set_bit(bits, words, l, proto, BUSY, bit, false);
         }
         let Some(b) = ad.blocks.get_mut(usize::from(l)) else {
             return false;

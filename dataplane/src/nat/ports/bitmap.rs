@@ -14,20 +14,20 @@ use super::*;
 /// the busy plane (see [`Ports::rotate`], of which this is the by-block form).
 /// The common case, nothing to do this window, is inlined.
 #[inline(always)]
-pub(super) fn rotate_block(ad: &mut AddrPorts, words: usize, l: u16, window: u32) {
+pub(super) fn rotate_block(ad: &mut AddrPorts, bits: &mut [u64], words: usize, l: u16, window: u32) {
     if ad.blocks.get(usize::from(l)).is_some_and(|b| b.window != window) {
-        rotate_block_slow(ad, words, l, window);
+        rotate_block_slow(ad, bits, words, l, window);
     }
 }
 
 #[inline(never)]
-pub(super) fn rotate_block_slow(ad: &mut AddrPorts, words: usize, l: u16, window: u32) {
+pub(super) fn rotate_block_slow(ad: &mut AddrPorts, bits: &mut [u64], words: usize, l: u16, window: u32) {
     let Some(b) = ad.blocks.get_mut(usize::from(l)) else { return };
     let first = if window.wrapping_sub(b.window) >= 3 { window.wrapping_sub(2) } else { b.window.wrapping_add(1) };
     b.window = window;
     for proto in L4::ALL {
         let base = (usize::from(l) * PROTOS + proto.index()) * PLANES * words;
-        let Some(planes) = ad.bits.get_mut(base..base + PLANES * words) else { continue };
+        let Some(planes) = bits.get_mut(base..base + PLANES * words) else { continue };
         let mut w = first;
         loop {
             let plane = 1 + (w % 3) as usize;
@@ -84,9 +84,16 @@ pub(super) fn first_free_bit_after(busy: &[u64], start: u16) -> Option<u16> {
 /// `start` (wrapping): marks it in use and busy and counts it. The block's
 /// planes are borrowed once for both marks.
 #[inline(always)]
-pub(super) fn take_first_free(ad: &mut AddrPorts, words: usize, l: u16, proto: L4, start: u16) -> Option<u16> {
+pub(super) fn take_first_free(
+    ad: &mut AddrPorts,
+    bits: &mut [u64],
+    words: usize,
+    l: u16,
+    proto: L4,
+    start: u16,
+) -> Option<u16> {
     let base = (usize::from(l) * PROTOS + proto.index()) * PLANES * words;
-    let planes = ad.bits.get_mut(base..base + PLANES * words)?;
+    let planes = bits.get_mut(base..base + PLANES * words)?;
     let (in_use, rest) = planes.split_at_mut(words);
     let busy = rest.get_mut((BUSY - 1) * words..)?;
     let bit = first_free_bit(busy, start)?;
@@ -106,6 +113,7 @@ pub(super) fn take_first_free(ad: &mut AddrPorts, words: usize, l: u16, proto: L
 #[inline(never)]
 pub(super) fn take_first_free_parity(
     ad: &mut AddrPorts,
+    bits: &mut [u64],
     words: usize,
     l: u16,
     proto: L4,
@@ -113,7 +121,7 @@ pub(super) fn take_first_free_parity(
     (min, base, want): (u32, u32, u16),
 ) -> Option<u16> {
     let at = ((usize::from(l) * PROTOS + proto.index()) * PLANES + BUSY) * words;
-    let busy = ad.bits.get(at..at + words)?;
+    let busy = bits.get(at..at + words)?;
     let sw = usize::from(start / 64);
     let mut found = None;
     'scan: for k in 0..=words {
@@ -134,7 +142,7 @@ pub(super) fn take_first_free_parity(
         }
     }
     let bit = found?;
-    take_bit(ad, words, l, proto, bit);
+    take_bit(ad, bits, words, l, proto, bit);
     Some(bit)
 }
 
@@ -150,9 +158,9 @@ pub(super) fn count_taken(ad: &mut AddrPorts, l: u16, proto: L4) {
 }
 
 /// Marks a port of block `l` in use (and busy) and counts it.
-pub(super) fn take_bit(ad: &mut AddrPorts, words: usize, l: u16, proto: L4, bit: u16) {
-    set_bit(&mut ad.bits, words, l, proto, 0, bit, true);
-    set_bit(&mut ad.bits, words, l, proto, BUSY, bit, true);
+pub(super) fn take_bit(ad: &mut AddrPorts, bits: &mut [u64], words: usize, l: u16, proto: L4, bit: u16) {
+    set_bit(bits, words, l, proto, 0, bit, true);
+    set_bit(bits, words, l, proto, BUSY, bit, true);
     count_taken(ad, l, proto);
 }
 
@@ -175,8 +183,8 @@ pub(super) fn set_bit(bits: &mut [u64], words: usize, l: u16, proto: L4, plane: 
 impl Ports {
     pub(super) fn rotate(&mut self, a: u16, l: u16, window: u32) {
         let Some(words) = self.pool_of(a).map(|p| p.words) else { return };
-        if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
-            rotate_block(ad, words, l, window);
+        if let Some((ad, bits)) = self.addr_mut(a) {
+            rotate_block(ad, bits, words, l, window);
         }
     }
 
@@ -202,10 +210,10 @@ impl Ports {
     ) -> Option<u16> {
         let pool = self.pool_of(a)?;
         let words = pool.words;
-        let ad = self.addrs.get(usize::from(a))?;
+        let bits = self.addr_bits(a)?;
         let base_port = self.port_of(a, l, 0);
         let base = ((usize::from(l) * PROTOS + proto.index()) * PLANES + BUSY) * words;
-        let busy = ad.bits.get(base..base + words)?;
+        let busy = bits.get(base..base + words)?;
         let start_word = usize::from(start) / 64;
         for k in 0..=words {
             let w = (start_word + k) % words;
@@ -229,8 +237,8 @@ impl Ports {
 
     pub(super) fn take(&mut self, a: u16, l: u16, proto: L4, bit: u16) {
         let Some(words) = self.pool_of(a).map(|p| p.words) else { return };
-        if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
-            take_bit(ad, words, l, proto, bit);
+        if let Some((ad, bits)) = self.addr_mut(a) {
+            take_bit(ad, bits, words, l, proto, bit);
         }
     }
 
@@ -240,9 +248,9 @@ impl Ports {
         let Some((l, bit, words)) = self.locate(a, port) else {
             return false;
         };
-        if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
-            set_bit(&mut ad.bits, words, l, proto, 0, bit, true);
-            set_bit(&mut ad.bits, words, l, proto, BUSY, bit, true);
+        if let Some((_, bits)) = self.addr_mut(a) {
+            set_bit(bits, words, l, proto, 0, bit, true);
+            set_bit(bits, words, l, proto, BUSY, bit, true);
         }
         true
     }
@@ -250,9 +258,9 @@ impl Ports {
     /// Clears a static forward's reservation of `port` (a forward removed live).
     pub fn unreserve(&mut self, a: u16, proto: L4, port: u16) {
         let Some((l, bit, words)) = self.locate(a, port) else { return };
-        if let Some(ad) = self.addrs.get_mut(usize::from(a)) {
-            set_bit(&mut ad.bits, words, l, proto, 0, bit, false);
-            set_bit(&mut ad.bits, words, l, proto, BUSY, bit, false);
+        if let Some((_, bits)) = self.addr_mut(a) {
+            set_bit(bits, words, l, proto, 0, bit, false);
+            set_bit(bits, words, l, proto, BUSY, bit, false);
         }
     }
 }

@@ -50,6 +50,7 @@ pub(super) fn build_pool(
     first_addr: usize,
     worker: u32,
     workers: u32,
+    arena: &mut Vec<u64>,
 ) -> Result<(PoolRt, Vec<AddrPorts>), ParamError> {
     let bad = |problem| Err(ParamError::pool(&pp.name, problem));
     let mut addrs: Vec<AddrPorts> = Vec::new();
@@ -109,11 +110,15 @@ pub(super) fn build_pool(
                 }
             }
         }
-        let mut a = AddrPorts {
+        let n_bits = local as usize * PROTOS * PLANES * words;
+        let at = arena.len();
+        arena.resize(at + n_bits, 0);
+        let bits = arena.get_mut(at..).unwrap_or_default();
+        let a = AddrPorts {
             ip,
             pool: pi as u16,
             blocks: vec![Block { owner: NIL, window: 0, used: 0, used_by_proto: [0; PROTOS] }; local as usize],
-            bits: vec![0; local as usize * PROTOS * PLANES * words],
+            bits: BitsAt { at, len: n_bits },
             // A deterministic subscriber takes its own block, never a free one.
             free_blocks: if det.is_some() { Vec::new() } else { (0..local as u16).rev().collect() },
             perm,
@@ -127,8 +132,8 @@ pub(super) fn build_pool(
             for bit in 0..chunk {
                 if !ordered && first + u32::from(bit) > u32::from(pp.port_max) {
                     for proto in L4::ALL {
-                        set_bit(&mut a.bits, words, l, proto, 0, bit, true);
-                        set_bit(&mut a.bits, words, l, proto, BUSY, bit, true);
+                        set_bit(bits, words, l, proto, 0, bit, true);
+                        set_bit(bits, words, l, proto, BUSY, bit, true);
                     }
                 }
             }

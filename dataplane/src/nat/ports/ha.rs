@@ -163,15 +163,15 @@ impl Ports {
     pub(crate) fn take_port(&mut self, s: u32, a: u16, proto: L4, port: u16) -> bool {
         let Some((l, bit, words)) = self.locate(a, port) else { return false };
         let blocks = self.pool_of(a).is_some_and(|p| !matches!(p.params.mode, PoolMode::Shared));
-        let Some(ad) = self.addrs.get_mut(usize::from(a)) else { return false };
+        let Some((ad, bits)) = self.addr_mut(a) else { return false };
         if blocks && ad.blocks.get(usize::from(l)).is_none_or(|b| b.owner != s) {
             return false;
         }
         let (w, m) = bit_pos(words, l, proto, 0, bit);
-        if ad.bits.get(w).is_none_or(|x| x & m != 0) {
+        if bits.get(w).is_none_or(|x| x & m != 0) {
             return false;
         }
-        take_bit(ad, words, l, proto, bit);
+        take_bit(ad, bits, words, l, proto, bit);
         true
     }
 

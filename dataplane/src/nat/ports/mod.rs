@@ -114,6 +114,13 @@ struct Block {
     used_by_proto: [u16; PROTOS],
 }
 
+/// A range of the bitmap arena: `len` words from `at`.
+#[derive(Debug, Clone, Copy, Default)]
+struct BitsAt {
+    at: usize,
+    len: usize,
+}
+
 /// One public address: this worker's chunks of it.
 #[derive(Debug)]
 pub struct AddrPorts {
@@ -122,7 +129,8 @@ pub struct AddrPorts {
     /// Pool index.
     pub pool: u16,
     blocks: Vec<Block>,
-    bits: Vec<u64>,
+    /// Where its port bitmaps lie in [`Ports`]' bitmap arena.
+    bits: BitsAt,
     free_blocks: Vec<u16>,
     /// Port of each offset in the chunked order (empty: `port_min + offset`).
     perm: Vec<u16>,
@@ -164,6 +172,13 @@ pub struct Ports {
     by_ip: Vec<(u32, u16)>,
     /// Public IPs by address index (a flat copy of `addrs[i].ip` for the fast lane).
     pub ips: Vec<u32>,
+    /// Every address's port bitmaps, one after another (`AddrPorts::bits`
+    /// says where): one allocation, which at a carrier's size (121 KiB an
+    /// address with blocks of 512) passes `HugePageAlloc`'s 2 MiB and lands
+    /// on huge pages; an address's own 121 KiB would sit on 4 KiB pages,
+    /// and with many subscribers a new session's bitmap word cost a TLB
+    /// miss (THP `always` ran new sessions 15% faster at 10k subscribers).
+    bits: Vec<u64>,
     worker: u32,
     workers: u32,
     hold_window: u32,
@@ -191,7 +206,7 @@ fn static_addr(ip: u32) -> AddrPorts {
         ip,
         pool: STATIC_POOL,
         blocks: Vec::new(),
-        bits: Vec::new(),
+        bits: BitsAt::default(),
         free_blocks: Vec::new(),
         perm: Vec::new(),
         inv: Vec::new(),
@@ -211,11 +226,13 @@ impl Ports {
         let (worker, workers) = (u32::from(p.worker), u32::from(p.workers));
         let mut pools = Vec::new();
         let mut addrs: Vec<AddrPorts> = Vec::new();
+        let mut bits = Vec::new();
         for (pi, pp) in p.pools.iter().enumerate() {
-            let (rt, a) = build_pool(pi, pp, addrs.len(), worker, workers)?;
+            let (rt, a) = build_pool(pi, pp, addrs.len(), worker, workers, &mut bits)?;
             pools.push(rt);
             addrs.extend(a);
         }
+        bits.shrink_to_fit();
         // 1:1 static addresses: found by address like a pool's, no ports.
         addrs.extend(p.statics.iter().map(|st| static_addr(st.public_addr)));
         if addrs.len() >= 1 << 14 {
@@ -235,6 +252,7 @@ impl Ports {
             addrs,
             by_ip,
             ips,
+            bits,
             worker,
             workers,
             hold_window: (p.timeouts.port_hold_secs / 2).max(1),
@@ -286,7 +304,7 @@ impl Ports {
             .addrs
             .iter()
             .map(|a| {
-                a.bits.len() * 8
+                a.bits.len * 8
                     + a.blocks.len() * std::mem::size_of::<Block>()
                     + (a.free_blocks.len() + a.perm.len() + a.inv.len()) * 2
             })
@@ -317,6 +335,21 @@ impl Ports {
         self.ips.get(usize::from(a)).copied().unwrap_or(0)
     }
 
+    /// Address `a` and its port bitmaps, to change both.
+    #[inline(always)]
+    pub(super) fn addr_mut(&mut self, a: u16) -> Option<(&mut AddrPorts, &mut [u64])> {
+        let ad = self.addrs.get_mut(usize::from(a))?;
+        let bits = self.bits.get_mut(ad.bits.at..ad.bits.at + ad.bits.len)?;
+        Some((ad, bits))
+    }
+
+    /// Address `a`'s port bitmaps.
+    #[inline(always)]
+    pub(super) fn addr_bits(&self, a: u16) -> Option<&[u64]> {
+        let ad = self.addrs.get(usize::from(a))?;
+        self.bits.get(ad.bits.at..ad.bits.at + ad.bits.len)
+    }
+
     /// The pool of address `a`.
     pub fn pool_of(&self, a: u16) -> Option<&PoolRt> {
         self.addrs.get(usize::from(a)).and_then(|x| self.pools.get(usize::from(x.pool)))
@@ -328,8 +361,16 @@ impl Ports {
         if pi >= MAX_POOLS {
             return Err(ParamError::TooMany("pools"));
         }
-        let (rt, a) = build_pool(pi, pp, self.addrs.len(), self.worker, self.workers)?;
+        let before = self.bits.len();
+        let (rt, a) = match build_pool(pi, pp, self.addrs.len(), self.worker, self.workers, &mut self.bits) {
+            Ok(built) => built,
+            Err(e) => {
+                self.bits.truncate(before);
+                return Err(e);
+            }
+        };
         if a.iter().any(|x| self.addr_of_ip(x.ip).is_some()) {
+            self.bits.truncate(before);
             return Err(ParamError::pool(&pp.name, PoolProblem::AddressInAnotherPool));
         }
         self.ips.extend(a.iter().map(|x| x.ip));

@@ -162,3 +162,31 @@ fn pools_past_max_pools_are_refused_at_start_and_live() {
     p.pools.push(pool(99));
     assert_eq!(Ports::new(&p).err(), Some(ParamError::TooMany("pools")));
 }
+
+#[test]
+fn every_address_keeps_its_own_bitmaps_in_the_shared_arena_across_live_pool_changes() {
+    // The bitmaps of every address lie in one arena (`Ports::bits`): a
+    // port taken on one address must not show on another, a pool added
+    // live must append its own, and a pool refused live must leave the
+    // arena as it was.
+    let mut p = cgnat(512, 2, 1, 0);
+    let words = p.bits.len();
+    assert_eq!(words, p.addrs.iter().map(|a| a.bits.len).sum::<usize>());
+    let (a, b) = (p.subscriber(0x6440_0001, 0).unwrap(), p.subscriber(0x6440_0002, 0).unwrap());
+    assert_ne!(p.sub(a).unwrap().addr, p.sub(b).unwrap().addr, "the two subscribers pair with both addresses");
+    // The same port wanted on both addresses: each keeps it.
+    let pa = p.alloc(a, L4::Udp, 1024, 0, 0).unwrap().0;
+    let pb = p.alloc(b, L4::Udp, 1024, 0, 0).unwrap().0;
+    assert_eq!((pa, pb), (1024, 1024));
+    // A pool whose address is taken is refused, the arena unchanged.
+    let clash = PoolParams::cgnat("clash", vec![0xcb00_7102]);
+    assert!(p.add_pool(&clash).is_err());
+    assert_eq!(p.bits.len(), words);
+    // A new pool's address has its own bitmaps after the others'.
+    let added = p.add_pool(&PoolParams::cgnat("more", vec![0xcb00_7103])).unwrap();
+    let new_addr = p.addrs.last().unwrap();
+    assert_eq!((new_addr.bits.at, p.bits.len()), (words, words + new_addr.bits.len), "appended after the others");
+    let c = p.subscriber(0x6440_0003, added).unwrap();
+    assert_eq!(p.alloc(c, L4::Udp, 1024, 0, 0).unwrap().0, 1024);
+    assert_eq!(p.alloc(a, L4::Udp, 1024, 0, 0).unwrap().0, 1025, "address a's 1024 is still taken");
+}
