@@ -90,6 +90,9 @@ def main():
     }))
     ll = {a: v[col["DLmr"]] + v[col["DLmw"]] for a, v in cost.items() if v and v[col["DLmr"]] + v[col["DLmw"]]}
     chains = sites(binary, sorted(ll))
+    if ll and sum(1 for a in ll if chains.get(a)) < len(ll) / 2:
+        sys.exit("cachesim.py: most miss addresses name no masq source line: "
+                 "is BINARY the one the profile ran, built with debug info?")
     by_site = collections.Counter()
     for a, n in ll.items():
         by_site[" <- ".join(chains.get(a, [])[:3]) or "?"] += n

@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
     --ports-per-sub) pps=$2; shift 2 ;;
     --ll-mib) ll=$2; shift 2 ;;
     --top) top=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cachesim.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

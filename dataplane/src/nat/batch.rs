@@ -369,9 +369,13 @@ mod tests {
                 udp(remote, rport, public, pport, b"r")
             })
             .collect();
+        let (created, evicted) = (e.counters.sessions_created, e.counters.sessions_evicted);
         let mut v = vec![Verdict::Drop(DropReason::Malformed); replies.len()];
         e.process(Side::Outside, 4, &mut replies, &mut v);
         assert!(v.iter().all(|x| *x == Verdict::Forward(Side::Inside)), "{v:?}");
         assert_eq!(e.counters.fwd_o2i, 4);
+        // Each reply found its own session: none made again for it.
+        assert_eq!((e.counters.sessions_created, e.counters.sessions_evicted), (created, evicted));
+        assert_eq!(e.live_sessions(), 4);
     }
 }

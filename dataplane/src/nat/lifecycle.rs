@@ -79,6 +79,8 @@ impl Engine {
         // sessions are made. (Asked for here and written at the end of the
         // install, as before, the miss still stalled it: without the o2i and
         // omap inserts new sessions ran 25% faster at 1M.)
+        // (Held before the session is written below: nothing looks o2i up
+        // in between; a look-up there would find the slot's old contents.)
         let ho = self.h_o2i(pub_ip, s.public_port, s.remote_ip, s.remote_port, proto);
         self.o2i.insert_later(ho, idx);
         // i2o rewrites inside -> public; the deltas undo themselves o2i.

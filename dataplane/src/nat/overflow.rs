@@ -14,8 +14,9 @@
 //!
 //! Invariants: a session on an overflow address counts on the
 //! subscriber's overflow-pool entry (the pool of its public address, as
-//! every session's), never on its deterministic one, and its mapping is
-//! keyed by the overflow pool (as `keys::session_imap` keys it); a flow
+//! every session's), never on its deterministic one, and its mapping
+//! belongs to the overflow pool (the mapping look-up matches the pool of
+//! its public address; `keys::imap` leaves the pool out of the hash); a flow
 //! refused here changed nothing (the session slot and both subscriber
 //! counts are given back). Only a deterministic pool with an overflow
 //! reaches this file (from its allocation's failure).
