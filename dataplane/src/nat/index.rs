@@ -374,15 +374,23 @@ mod tests {
         /// The same map with held-back inserts: look-ups see them, removes
         /// and the raw slots find them written.
         #[test]
-        fn a_later_index_behaves_like_a_map(ops in proptest::collection::vec((0u64..40, 0u8..3), 1..300)) {
+        fn a_later_index_behaves_like_a_map(ops in proptest::collection::vec((0u64..40, 0u8..4), 1..300)) {
             let mut idx = LaterIndex::with_load(40, 3, 4);
             let mut keys: Vec<u64> = Vec::new();
             let mut model: HashMap<u64, u32> = HashMap::new();
-            // op 0: remove; 1: insert; 2: insert held back.
+            // op 0: remove; 1: insert; 2: insert held back; 3: the key's
+            // entry moved to a new session number (replace).
             for (k, op) in ops {
                 let found = idx.find(weak(k), |i| keys[i as usize] == k);
                 prop_assert_eq!(found, model.get(&k).copied());
-                if op != 0 && found.is_none() {
+                if op == 3 {
+                    if let Some(old) = found {
+                        let i = u32::try_from(keys.len()).unwrap();
+                        keys.push(k);
+                        prop_assert!(idx.replace(weak(k), old, i));
+                        model.insert(k, i);
+                    }
+                } else if op != 0 && found.is_none() {
                     let i = u32::try_from(keys.len()).unwrap();
                     keys.push(k);
                     if op == 2 {
