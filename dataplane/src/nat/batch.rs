@@ -222,7 +222,7 @@ impl Engine {
                         // mapping up (`mapping`): its slot, asked for now,
                         // is in cache by then.
                         if I2O {
-                            imap.prefetch(keys::imap_endpoint(seed, it.k.src(), it.k.sport(), it.k.proto()));
+                            imap.prefetch(keys::imap(seed, it.k.src(), it.k.sport(), it.k.proto()));
                         }
                     } else if let Some(slot) = first {
                         let i = ((slot & index::IDX_MASK).wrapping_sub(1)) as usize;

@@ -343,8 +343,8 @@ impl Engine {
         keys::o2i(self.seed, public, pport, remote, rport, proto)
     }
 
-    pub(super) fn h_imap(&self, inside: u32, iport: u16, proto: L4, pool: u16) -> u64 {
-        keys::imap(self.seed, inside, iport, proto, pool)
+    pub(super) fn h_imap(&self, inside: u32, iport: u16, proto: L4) -> u64 {
+        keys::imap(self.seed, inside, iport, proto)
     }
 
     pub(super) fn h_omap(&self, public: u32, pport: u16, proto: L4) -> u64 {

@@ -140,7 +140,7 @@ impl Engine {
         if !self.ports.add_session(sub) {
             return BlockImport::Conflict;
         }
-        let hm = self.h_imap(x.inside.0, x.inside.1, proto, pool);
+        let hm = self.h_imap(x.inside.0, x.inside.1, proto);
         let head = self.find_mapping_i2o(hm, x.inside.0, x.inside.1, proto, pool, now);
         let fits = match head {
             Some(h) => {

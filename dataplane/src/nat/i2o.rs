@@ -237,7 +237,7 @@ impl Engine {
             }
             return Err(undo(self, DropReason::SubscriberSessionLimit));
         }
-        let hm = self.h_imap(p.src, p.sport, p.proto, pool);
+        let hm = self.h_imap(p.src, p.sport, p.proto);
         let head = self.find_mapping_i2o(hm, p.src, p.sport, p.proto, pool, now);
         let rport = if p.proto == L4::Icmp { 0 } else { p.dport };
         let mut s = Session {

@@ -28,13 +28,7 @@ pub fn o2i(seed: u64, public: u32, pport: u16, remote: u32, rport: u16, proto: L
 /// pool (`nat::batch`). An endpoint mapped in several pools at once (rules
 /// that send one source to different pools by destination) is rare.
 #[inline(always)]
-pub fn imap(seed: u64, inside: u32, iport: u16, proto: L4, _pool: u16) -> u64 {
-    imap_endpoint(seed, inside, iport, proto)
-}
-
-/// [`imap`] from the inside endpoint alone.
-#[inline(always)]
-pub fn imap_endpoint(seed: u64, inside: u32, iport: u16, proto: L4) -> u64 {
+pub fn imap(seed: u64, inside: u32, iport: u16, proto: L4) -> u64 {
     hash3(seed, inside, iport, u16::from(proto.code()), 0)
 }
 
@@ -69,8 +63,8 @@ pub fn session_o2i(seed: u64, s: &Session) -> u64 {
 }
 
 /// [`imap`] of a stored (mapped) session.
-pub fn session_imap(seed: u64, ports: &Ports, s: &Session) -> u64 {
-    imap(seed, s.inside_ip, s.inside_port, s.proto, pool_of(ports, s))
+pub fn session_imap(seed: u64, s: &Session) -> u64 {
+    imap(seed, s.inside_ip, s.inside_port, s.proto)
 }
 
 /// [`omap`] of a stored (mapped) session.

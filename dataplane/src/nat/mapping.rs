@@ -82,7 +82,7 @@ impl Engine {
         let pool = self.pool_of_session(s);
         let proto = s.proto;
         let pub_ip = self.ports.ip_of(s.addr());
-        let hm = self.h_imap(s.inside_ip, s.inside_port, proto, pool);
+        let hm = self.h_imap(s.inside_ip, s.inside_port, proto);
         let ho = self.h_omap(pub_ip, s.public_port, proto);
         let next = self.sessions.cold.get(idx as usize).map_or(NIL, |c| c.map_next);
         match self.imap_lookup(hm, s.inside_ip, s.inside_port, proto, pool) {
@@ -91,9 +91,8 @@ impl Engine {
                     self.imap.replace(hm, idx, next);
                     self.omap.replace(ho, idx, next);
                 } else {
-                    let (hot, ports, seed) = (&self.sessions.hot, &self.ports, self.seed);
-                    self.imap
-                        .remove(hm, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_imap(seed, ports, x)));
+                    let (hot, seed) = (&self.sessions.hot, self.seed);
+                    self.imap.remove(hm, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_imap(seed, x)));
                     self.omap.remove(ho, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_omap(seed, x)));
                     if self.ports.release(s.addr(), proto, s.public_port, now) {
                         self.counters.blocks_released += 1;

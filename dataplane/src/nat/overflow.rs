@@ -68,7 +68,7 @@ impl Engine {
             return Err(undo(self, DropReason::SubscriberSessionLimit));
         }
         // An overflow mapping of the endpoint is kept (RFC 4787 REQ-1).
-        let hm = self.h_imap(p.src, p.sport, p.proto, ov);
+        let hm = self.h_imap(p.src, p.sport, p.proto);
         if let Some(h) = self.find_mapping_i2o(hm, p.src, p.sport, p.proto, ov, now) {
             let hs = self.sessions.get(h);
             s.public_port = hs.public_port;
