@@ -244,12 +244,6 @@ impl LaterIndex {
         self.index.memory_bytes()
     }
 
-    /// See [`Index::prefetch`].
-    #[inline(always)]
-    pub fn prefetch(&self, hash: u64) {
-        self.index.prefetch(hash);
-    }
-
     /// [`Index::find`], the held-back inserts (newest first) included.
     #[inline(always)]
     pub fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
@@ -263,10 +257,13 @@ impl LaterIndex {
 
     #[inline(never)]
     fn find_held(&self, hash: u64, is_match: &mut impl FnMut(u32) -> bool) -> Option<u32> {
-        (1..=self.held)
-            .filter_map(|k| self.later.get(self.next.wrapping_sub(k) % LATER))
-            .find(|&&(h, i)| h == hash && is_match(i))
-            .map(|&(_, i)| i)
+        (1..=self.held).filter_map(|k| self.held_back(k)).find(|&(h, i)| h == hash && is_match(i)).map(|(_, i)| i)
+    }
+
+    /// The `k`-th newest held-back insert (1: the newest).
+    #[inline(always)]
+    fn held_back(&self, k: usize) -> Option<(u64, u32)> {
+        self.later.get(self.next.wrapping_sub(k) % LATER).copied()
     }
 
     /// [`Index::insert`] at once.
@@ -299,7 +296,7 @@ impl LaterIndex {
     #[inline]
     pub fn flush(&mut self) {
         for k in (1..=self.held).rev() {
-            if let Some(&(h, i)) = self.later.get(self.next.wrapping_sub(k) % LATER) {
+            if let Some((h, i)) = self.held_back(k) {
                 self.index.insert(h, i);
             }
         }

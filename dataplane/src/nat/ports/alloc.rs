@@ -179,7 +179,7 @@ impl Ports {
             PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
                 let at = Where { s, worker, workers, window, parity: None };
                 let in_use = &mut self.blocks_in_use;
-                let bits = self.bits.get_mut(ad.bits.at..ad.bits.at + ad.bits.len)?;
+                let bits = self.bits.get_mut(ad.bits.range())?;
                 let got = alloc_in_blocks(
                     sub,
                     ad,
@@ -220,7 +220,7 @@ impl Ports {
             PoolMode::PortBlocks { max_blocks_per_subscriber, .. } => {
                 let at = Where { s, worker, workers, window, parity };
                 let in_use = &mut self.blocks_in_use;
-                let bits = self.bits.get_mut(ad.bits.at..ad.bits.at + ad.bits.len)?;
+                let bits = self.bits.get_mut(ad.bits.range())?;
                 let max = max_blocks_per_subscriber;
                 let mut got = alloc_in_blocks(sub, ad, bits, pool, at, in_use, proto, preferred, random, max);
                 if got.is_none() {
@@ -276,7 +276,7 @@ impl Ports {
         let random = pool.params.random_ports.then_some(rand);
         let at = Where { s, worker, workers, window, parity };
         let in_use = &mut self.blocks_in_use;
-        let bits = self.bits.get_mut(ad.bits.at..ad.bits.at + ad.bits.len)?;
+        let bits = self.bits.get_mut(ad.bits.range())?;
         alloc_in_blocks(sub, ad, bits, pool, at, in_use, proto, preferred, random, 1).or_else(|| {
             let at = Where { parity: None, ..at };
             parity.and_then(|_| alloc_in_blocks(sub, ad, bits, pool, at, in_use, proto, preferred, random, 1))

@@ -121,6 +121,14 @@ struct BitsAt {
     len: usize,
 }
 
+impl BitsAt {
+    /// The words of the arena it names.
+    #[inline(always)]
+    fn range(self) -> std::ops::Range<usize> {
+        self.at..self.at + self.len
+    }
+}
+
 /// One public address: this worker's chunks of it.
 #[derive(Debug)]
 pub struct AddrPorts {
@@ -339,7 +347,7 @@ impl Ports {
     #[inline(always)]
     pub(super) fn addr_mut(&mut self, a: u16) -> Option<(&mut AddrPorts, &mut [u64])> {
         let ad = self.addrs.get_mut(usize::from(a))?;
-        let bits = self.bits.get_mut(ad.bits.at..ad.bits.at + ad.bits.len)?;
+        let bits = self.bits.get_mut(ad.bits.range())?;
         Some((ad, bits))
     }
 
@@ -347,7 +355,7 @@ impl Ports {
     #[inline(always)]
     pub(super) fn addr_bits(&self, a: u16) -> Option<&[u64]> {
         let ad = self.addrs.get(usize::from(a))?;
-        self.bits.get(ad.bits.at..ad.bits.at + ad.bits.len)
+        self.bits.get(ad.bits.range())
     }
 
     /// The pool of address `a`.
