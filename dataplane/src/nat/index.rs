@@ -206,8 +206,8 @@ const LATER: usize = 8;
 /// ([`LaterIndex::insert_later`]): the engine's o2i and omap indexes. A new
 /// session's slots in them are two cache misses in a large table; written
 /// at once they stall the core for both (`perf/cachesim.sh`), held back
-/// they arrive while the next new sessions are made (1M sessions: 2.9 ->
-/// 3.4 M new sessions a second on the 2026-12-01 VM).
+/// they arrive while the next new sessions are made (1M sessions on the
+/// 2026-12-01 VM: 2.59 -> 2.98 M new sessions a second, medians of five).
 ///
 /// Invariant: the held-back entries are part of the index. [`LaterIndex::find`]
 /// looks at them; every other access that reads or moves slots
