@@ -85,6 +85,42 @@ fn an_outside_packet_claiming_an_inside_source_is_dropped_as_spoofed() {
     n.back(udp(ip("100.64.7.7"), 53, ps, pp, b"allowed"));
 }
 
+#[test]
+fn martian_sources_are_dropped_on_both_sides_and_never_make_a_session() {
+    // RFC 1812 section 5.3.7, as Linux drops them (`martian_source`), with
+    // the batch path of small tables and the prefetching one of large ones.
+    for large in [false, true] {
+        let mut p = cgnat_params();
+        p.rules = vec![translate_all("0.0.0.0/0", 0)];
+        if large {
+            p.max_sessions = PREFETCH_ABOVE_SESSIONS + 1;
+        }
+        let mut n = Nat::new(p);
+        let martians = ["224.0.0.5", "239.1.2.3", "255.255.255.255", "0.0.0.0", "0.1.2.3", "127.0.0.1"];
+        for m in martians {
+            let mut f = udp(ip(m), 5000, ip("198.51.100.1"), 53, b"");
+            let before = f.clone();
+            assert_eq!(n.send(IN, &mut f), Verdict::Drop(DropReason::MartianSource), "inside {m}");
+            assert_eq!(f, before, "a dropped frame is not modified");
+            let mut syn = tcp(ip(m), 5000, ip("198.51.100.1"), 80, SYN);
+            assert_eq!(n.send(IN, &mut syn), Verdict::Drop(DropReason::MartianSource), "inside {m}");
+        }
+        assert_eq!(n.e.live_sessions(), 0, "no session holds a martian");
+        // From outside, to a live mapping (endpoint-independent filtering
+        // would admit any unicast remote).
+        let t = n.out(udp(ip("100.64.1.2"), 5000, ip("198.51.100.1"), 53, b""));
+        let (ps, pp, _, _) = tuple(&t);
+        for m in martians {
+            let mut f = udp(ip(m), 53, ps, pp, b"");
+            assert_eq!(n.send(OUT, &mut f), Verdict::Drop(DropReason::MartianSource), "outside {m}");
+        }
+        assert_eq!(n.e.counters().drop_count(DropReason::MartianSource), 3 * martians.len() as u64);
+        assert_eq!(n.e.live_sessions(), 1);
+        // Class E is reserved but no martian to Linux: it is translated.
+        n.out(udp(ip("100.64.1.2"), 5001, ip("240.0.0.1"), 53, b""));
+    }
+}
+
 /// An exemption for one inside host's port 8022, both ways.
 fn exempt_8022() -> EngineParams {
     let mut p = guarded();
@@ -374,7 +410,8 @@ fn no_error_about_what_rfc_1812_forbids_answering_even_at_the_limit() {
     p.rules = vec![translate_all("0.0.0.0/0", 0)];
     p.boundary.drop_spoofed = false;
     let mut n = Nat::new(p);
-    let mut from_nowhere = udp(ip("0.1.2.3"), 68, ip("198.51.100.1"), 53, b"");
+    // (Class E: reserved, so not one host, yet no martian as 0/8 would be.)
+    let mut from_nowhere = udp(ip("240.1.2.3"), 68, ip("198.51.100.1"), 53, b"");
     assert_eq!(n.send(IN, &mut from_nowhere), Verdict::Drop(DropReason::SubscriberSessionLimit));
     // An echo request at the limit is answered (it is not an error).
     let mut ping = icmp_echo(ip("100.64.1.2"), ip("198.51.100.1"), 7, 1, true);

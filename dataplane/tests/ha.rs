@@ -9,7 +9,7 @@
 mod common;
 use common::*;
 use dataplane::nat::events::NatEvent;
-use dataplane::nat::ha::{BlockImport, ImportedBlock, SyncRecord};
+use dataplane::nat::ha::{BlockImport, ImportedBlock, SyncRecord, SyncedSession};
 use dataplane::nat::*;
 use dataplane::testing::frames::{ip, tuple, udp};
 
@@ -172,6 +172,32 @@ fn conflicting_records_are_refused_and_counted() {
     let unknown = ImportedBlock { public: ip("192.0.2.1"), ..block };
     assert_eq!(b.e.apply_sync(&SyncRecord::Block { held: true, block: unknown }, 1), BlockImport::Unknown);
     assert_eq!(b.e.counters().ha_refused, 2);
+}
+
+#[test]
+fn a_session_record_with_a_martian_or_group_address_is_refused() {
+    // What no packet could make (`martian_source`), no record makes either:
+    // with its blocks in place, a record naming a group remote is refused
+    // where the true one applies.
+    let (mut a, _) = active();
+    let rs = records(&mut a.e);
+    let mut b = Nat::new(params(true, 2));
+    let blocks: Vec<SyncRecord> = rs.iter().filter(|r| matches!(r, SyncRecord::Block { .. })).copied().collect();
+    assert!(apply(&mut b.e, &blocks, 1) > 0);
+    let Some(SyncRecord::Session { session, .. }) =
+        rs.iter().find(|r| matches!(r, SyncRecord::Session { .. })).copied()
+    else {
+        panic!("a session record: {rs:?}")
+    };
+    for remote in ["224.0.0.1", "239.1.1.1", "255.255.255.255"] {
+        let x = SyncedSession { remote: (ip(remote), session.remote.1), ..session };
+        assert_eq!(b.e.apply_sync(&SyncRecord::Session { live: true, session: x }, 1), BlockImport::Conflict, "{x:?}");
+    }
+    let x = SyncedSession { inside: (ip("127.0.0.1"), session.inside.1), ..session };
+    assert_eq!(b.e.apply_sync(&SyncRecord::Session { live: true, session: x }, 1), BlockImport::Conflict);
+    assert_eq!(b.e.live_sessions(), 0);
+    assert_eq!(b.e.apply_sync(&SyncRecord::Session { live: true, session }, 1), BlockImport::Done);
+    assert_eq!(b.e.live_sessions(), 1);
 }
 
 /// A standby of two workers: each record is applied by the one worker that

@@ -201,6 +201,9 @@ reasons! {
         /// Any frame reaching an HA standby, which forwards nothing until
         /// promoted (`masq role active`, `nat::ha`).
         Standby = "standby",
+        /// A source no router forwards (RFC 1812 section 5.3.7, Linux's
+        /// `martian_source`): multicast, class E, broadcast, 0/8 or 127/8.
+        MartianSource = "martian_source",
     }
 }
 

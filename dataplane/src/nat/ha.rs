@@ -128,6 +128,11 @@ impl Engine {
             Some(p @ (L4::Tcp | L4::Udp)) => p,
             _ => return BlockImport::Unknown,
         };
+        // What a packet could not make, a record does not either (the fast
+        // lane relies on it, see `parse::martian_source`).
+        if super::parse::martian_source(x.inside.0) || super::parse::is_group_ip(x.remote.0) {
+            return BlockImport::Conflict;
+        }
         if self.subscriber_owner(x.inside.0) != self.worker {
             return BlockImport::NotMine;
         }

@@ -62,8 +62,22 @@ pub struct Parsed {
     pub kind: Kind,
 }
 
-fn is_group_ip(a: u32) -> bool {
+/// A multicast or limited-broadcast address.
+pub(super) fn is_group_ip(a: u32) -> bool {
     a >> 28 == 0xe || a == u32::MAX
+}
+
+/// A source address no router forwards (RFC 1812 section 5.3.7; Linux's
+/// `ip_route_input_slow` drops these as `martian_source`): multicast,
+/// limited broadcast, "this network" (0/8) and loopback (127/8).
+///
+/// Invariant the fast lane relies on: no session holds a group address
+/// (a packet with one as destination goes to the kernel, one with one as
+/// source is dropped here), so a frame whose key matches a session has a
+/// unicast destination and the lane does not test it again.
+#[inline(always)]
+pub fn martian_source(a: u32) -> bool {
+    is_group_ip(a) || a >> 24 == 0 || a >> 24 == 127
 }
 
 /// Bytes of the common frame layout the fast parser reads: Ethernet (14),
@@ -157,6 +171,12 @@ impl FastKey {
 #[inline(always)]
 pub fn parse_fast(frame: &[u8]) -> Option<FastKey> {
     let (w0, total, proto) = fast_ip(frame)?;
+    // Group and class E destinations (both start at 224) and martian
+    // sources take the general path (which passes or drops them); the
+    // lane's hit path needs no such test (see [`martian_source`]).
+    if (w0 as u32) >> 29 == 7 || martian_source((w0 >> 32) as u32) {
+        return None;
+    }
     let mut k = match proto {
         PROTO_UDP => fast_key::<true>(frame, w0, total)?,
         PROTO_TCP => fast_key::<false>(frame, w0, total)?,
@@ -166,9 +186,11 @@ pub fn parse_fast(frame: &[u8]) -> Option<FastKey> {
     Some(k)
 }
 
-/// The protocol-independent half of [`parse_fast`]: returns the address
-/// word (from [`layout::SRC`], 8 bytes, exactly [`FastKey::w0`]), the IP total length and
-/// the protocol number.
+/// The protocol-independent half of [`parse_fast`] without its address
+/// test: returns the address word (from [`layout::SRC`], 8 bytes, exactly
+/// [`FastKey::w0`]), the IP total length and the protocol number. The fast
+/// lane's hit path takes it as is: a frame it translates matched a
+/// session's key, and no session holds a group address ([`martian_source`]).
 #[inline(always)]
 pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
     // Constant offsets into a fixed-size array: checked at compile time.
@@ -176,14 +198,12 @@ pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
     let total = usize::from(u16_at(h, layout::TOTAL_LEN));
     let w0 = u64_at(h, layout::SRC);
     // Ethertype 0x0800, then version 4 with a 20-byte header; not a
-    // fragment (MF and offset clear); unicast Ethernet and IPv4
-    // destinations (group and class E addresses start at 224); the IP
-    // packet inside the frame.
+    // fragment (MF and offset clear); a unicast Ethernet destination; the
+    // IP packet inside the frame.
     if u16_at(h, layout::ETHERTYPE) != ETHERTYPE_IPV4
         || h[layout::VER_IHL] != 0x45
         || u16_at(h, layout::FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK) != 0
         || h[layout::ETH_DST] & 1 != 0
-        || (w0 as u32) >> 29 == 7
         || total + layout::L3 > frame.len()
     {
         return None;
@@ -231,6 +251,9 @@ pub fn parse(frame: &[u8], side: Side) -> Result<Parsed, Verdict> {
     let (src, dst) = (ip.src(), ip.dst());
     if is_group_ip(dst) {
         return Err(Verdict::PassToKernel(PassReason::Multicast));
+    }
+    if martian_source(src) {
+        return Err(Verdict::Drop(DropReason::MartianSource));
     }
     // Both offsets are at most 18 + 60 (tag plus the longest IPv4 header).
     let bad = |_| Verdict::Drop(DropReason::Malformed);
