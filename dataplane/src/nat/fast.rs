@@ -188,9 +188,13 @@ pub(crate) fn single_pass<const I2O: bool, F: AsMut<[u8]>>(
     // Equal lengths up front, so the loop runs on one counter.
     let n = frames.len().min(verdicts.len()).min(BATCH);
     let (Some(frames), Some(verdicts)) = (frames.get_mut(..n), verdicts.get_mut(..n)) else { return 0 };
-    for (i, (f, v)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+    // Every frame's verdict is "forwarded" until the general path writes
+    // the misses' own: a fill of the batch instead of a store in the loop
+    // (whose registers are short).
+    verdicts.fill(Verdict::Forward(out));
+    for (i, f) in frames.iter_mut().enumerate() {
         match lane.take::<I2O>(f.as_mut(), seed) {
-            Outcome::Done => *v = Verdict::Forward(out),
+            Outcome::Done => {}
             Outcome::Absent => {
                 pending |= 1 << i;
                 absent |= 1 << i;

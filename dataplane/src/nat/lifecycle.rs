@@ -88,8 +88,9 @@ impl Engine {
         // modulo 0xFFFF), which gives exactly delta32, delta16 and add.
         let ip_sum = u64::from(!s.inside_ip) + u64::from(pub_ip);
         let port_sum = u64::from(!s.inside_port) + u64::from(s.public_port);
-        s.ip_delta = fold_wide(ip_sum);
-        s.l4_delta = fold_wide(if proto == L4::Icmp { port_sum } else { ip_sum + port_sum });
+        // Stored byte-swapped, as the fast lane applies them (see `Session`).
+        s.ip_delta = fold_wide(ip_sum).swap_bytes();
+        s.l4_delta = fold_wide(if proto == L4::Icmp { port_sum } else { ip_sum + port_sum }).swap_bytes();
         let cls = self.class_for(proto, s.tcp);
         s.class = cls;
         if let Some(x) = self.sessions.hot.get_mut(idx as usize) {

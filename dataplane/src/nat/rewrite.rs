@@ -40,13 +40,27 @@ impl Rewrite {
     /// Inside to outside: the source becomes the session's public endpoint.
     #[inline(always)]
     pub(crate) fn i2o(s: &Session) -> Self {
-        Self { i2o: true, addr: s.public_ip, port: s.public_port, d_ip: s.ip_delta, d_l4: s.l4_delta }
+        // The session keeps its deltas byte-swapped (see `Session`); the
+        // fast lane's swap back to network order then cancels out.
+        Self {
+            i2o: true,
+            addr: s.public_ip,
+            port: s.public_port,
+            d_ip: s.ip_delta.swap_bytes(),
+            d_l4: s.l4_delta.swap_bytes(),
+        }
     }
 
     /// Outside to inside: the destination becomes the session's inside endpoint.
     #[inline(always)]
     pub(crate) fn o2i(s: &Session) -> Self {
-        Self { i2o: false, addr: s.inside_ip, port: s.inside_port, d_ip: negate(s.ip_delta), d_l4: negate(s.l4_delta) }
+        Self {
+            i2o: false,
+            addr: s.inside_ip,
+            port: s.inside_port,
+            d_ip: negate(s.ip_delta.swap_bytes()),
+            d_l4: negate(s.l4_delta.swap_bytes()),
+        }
     }
 
     /// The rewrite of a packet that arrived on `side`.

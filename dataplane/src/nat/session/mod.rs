@@ -116,9 +116,13 @@ pub struct Session {
     pub flags: u8,
     /// Last packet, engine seconds.
     pub last_seen: u32,
-    /// Inside-to-outside IPv4 header checksum delta (RFC 1624).
+    /// Inside-to-outside IPv4 header checksum delta (RFC 1624), byte-swapped:
+    /// the value a native-endian load of it in network byte order gives,
+    /// which is how the fast lane sums it (RFC 1071 section 2(B)).
+    /// `Rewrite` reads it back in host order.
     pub ip_delta: u16,
-    /// Inside-to-outside L4 checksum delta (pseudo-header and port).
+    /// Inside-to-outside L4 checksum delta (pseudo-header and port),
+    /// byte-swapped like `ip_delta`.
     pub l4_delta: u16,
     /// Public address index (meaningless for no-NAT sessions).
     pub addr: u16,
