@@ -7,6 +7,10 @@
 //!   inside-to-outside and half the replies.
 //! - `new-sessions`: every packet opens a new session (`--flows` of them,
 //!   `--packets` is ignored): the rate of session set-up.
+//! - `first-replies`: set up `--flows` UDP sessions by one request each
+//!   (not timed), then time one reply per flow in random order: the
+//!   answered-state change (`REPLIED`, the UDP class's timeout, off the
+//!   unreplied FIFO) every request/response flow pays once, as DNS does.
 //! - `memory-ceiling`: no engine, only its memory pattern: an index of the
 //!   size the engine's flow index has at `--flows`, and a slab of 32-byte
 //!   hot halves; per "packet" one random slot read, then a read and a
@@ -50,6 +54,9 @@ enum Scenario {
     NewSessions,
     /// The engine's memory pattern alone: the lookup's ceiling on this machine.
     MemoryCeiling,
+    /// Each flow's first reply (UDP): the answered-state change a
+    /// request/response flow (DNS) pays once.
+    FirstReplies,
 }
 
 /// Benchmark the NAT engine on one core, without a NIC.
@@ -188,6 +195,46 @@ fn new_sessions(
     std::hint::black_box(kept);
     let cpu = cpu_ns().saturating_sub(c0) as f64 / 1e9;
     (t0.elapsed().as_secs_f64(), n, cpu)
+}
+
+/// The first-replies scenario: every flow's request (not timed), then a
+/// reply each, in `order`. Returns (replies, seconds, CPU seconds).
+fn first_replies(
+    engine: &mut Engine,
+    order: &[u32],
+    all: &[flows::Flow],
+    bufs: &mut [Vec<u8>],
+    verdicts: &mut [Verdict],
+) -> (u64, f64, f64) {
+    let mut public = vec![(0u32, 0u16); all.len()];
+    for chunk in order.chunks(BATCH) {
+        for (b, &i) in bufs.iter_mut().zip(chunk) {
+            write_i2o(b, all[i as usize]);
+        }
+        engine.process(Side::Inside, 1, &mut bufs[..chunk.len()], &mut verdicts[..chunk.len()]);
+        for (b, &i) in bufs.iter().zip(chunk) {
+            public[i as usize] = (
+                u32::from_be_bytes([b[SRC], b[SRC + 1], b[SRC + 2], b[SRC + 3]]),
+                u16::from_be_bytes([b[SPORT], b[SPORT + 1]]),
+            );
+        }
+    }
+    let before = engine.counters().fwd_o2i;
+    let (t0, c0) = (Instant::now(), cpu_ns());
+    for chunk in order.chunks(BATCH) {
+        for (b, &i) in bufs.iter_mut().zip(chunk) {
+            write_o2i(b, all[i as usize], public[i as usize]);
+        }
+        engine.process(Side::Outside, 1, &mut bufs[..chunk.len()], &mut verdicts[..chunk.len()]);
+    }
+    let cpu = cpu_ns().saturating_sub(c0) as f64 / 1e9;
+    let secs = t0.elapsed().as_secs_f64();
+    let fwd = engine.counters().fwd_o2i - before;
+    if fwd != order.len() as u64 {
+        eprintln!("engine-bench: only {fwd} of {} first replies forwarded", order.len());
+        std::process::exit(1);
+    }
+    (fwd, secs, cpu)
 }
 
 /// The memory-ceiling walk: `flows` sessions in a flow index of the
@@ -376,6 +423,13 @@ fn main() {
                 let (t, _, cpu) = new_sessions(&mut engine, &order, &all, &mut bufs, &mut verdicts);
                 (u64::from(flows_n), t, cpu)
             }
+        }
+        Scenario::FirstReplies => {
+            if a.tcp || a.fragments {
+                eprintln!("engine-bench: first-replies is UDP without fragments");
+                std::process::exit(2);
+            }
+            first_replies(&mut engine, &order, &all, &mut bufs, &mut verdicts)
         }
         Scenario::Established => {
             // Set up every session, remembering each flow's public endpoint
