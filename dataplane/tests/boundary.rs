@@ -547,6 +547,27 @@ fn no_mapping_is_deleted_to_make_room_for_a_subscriber_at_its_limit() {
 }
 
 #[test]
+fn a_full_table_evicts_the_oldest_unanswered_flow_past_older_answered_ones() {
+    // Two flows answered (each by its first reply, which the fast lane
+    // takes: the session leaves the unreplied FIFO lazily), then two
+    // unanswered: a new flow evicts the older unanswered one.
+    let mut p = limited();
+    p.max_sessions = 4;
+    p.pools[0].max_sessions_per_subscriber = 100;
+    let mut n = Nat::new(p);
+    let a = ip("100.64.1.2");
+    let answered = open(&mut n, a, 2);
+    let (p3, q3, _, _) = tuple(&n.out(flow(a, 5002)));
+    let (p4, q4, _, _) = tuple(&n.out(flow(a, 5003)));
+    n.out(flow(a, 5004));
+    assert_eq!(n.e.counters().sessions_evicted, 1);
+    still_translated(&mut n, a, &answered);
+    let mut late = udp(ip("198.51.100.1"), 53, p3, q3, b"late answer");
+    assert_eq!(n.send(OUT, &mut late), Verdict::Drop(DropReason::NoSession), "the oldest unanswered was evicted");
+    n.back(udp(ip("198.51.100.1"), 53, p4, q4, b"answer"));
+}
+
+#[test]
 fn a_full_session_table_evicts_no_answered_session_for_a_new_flow() {
     let mut p = limited();
     p.max_sessions = 8;

@@ -378,4 +378,48 @@ mod tests {
         assert_eq!((e.counters.sessions_created, e.counters.sessions_evicted), (created, evicted));
         assert_eq!(e.live_sessions(), 4);
     }
+
+    /// Each UDP flow's first reply, taken by the fast lane in a batch, makes
+    /// its session answered (the UDP class, fast from then on) without
+    /// touching the unreplied FIFO; the sweep takes them off it when it
+    /// reaches their (unreplied) deadline, and keeps them for the UDP timeout.
+    #[test]
+    fn first_replies_in_a_batch_answer_their_sessions_and_the_sweep_clears_the_fifo() {
+        let rule = Rule {
+            matches: RuleMatch { src: vec![Prefix::new(ip("100.64.0.0"), 10)], ..RuleMatch::default() },
+            action: RuleAction::Translate { pool: 0 },
+        };
+        let p = EngineParams::single(vec![PoolParams::cgnat("t", vec![ip("203.0.113.1")])], vec![rule]);
+        let mut e = Engine::new(&p).expect("engine");
+        let mut frames: Vec<Vec<u8>> =
+            (0..16u16).map(|k| udp(ip("100.64.0.2"), 1000 + k, ip("198.51.100.1"), 53, b"q")).collect();
+        let mut v = vec![Verdict::Drop(DropReason::Malformed); frames.len()];
+        e.process(Side::Inside, 1, &mut frames, &mut v);
+        let unanswered = udp(ip("100.64.0.2"), 999, ip("198.51.100.1"), 53, b"q");
+        let mut one = [unanswered];
+        e.process(Side::Inside, 1, &mut one, &mut v[..1]);
+        let mut replies: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| {
+                let (public, pport, remote, rport) = tuple(f);
+                udp(remote, rport, public, pport, b"r")
+            })
+            .collect();
+        e.process(Side::Outside, 2, &mut replies, &mut v);
+        assert!(v.iter().all(|x| *x == Verdict::Forward(Side::Inside)), "{v:?}");
+        let answered = |e: &Engine| {
+            e.sessions.hot.iter().filter(|s| s.class == session::class::UDP && s.flags & flag::FAST != 0).count()
+        };
+        assert_eq!(answered(&e), 16);
+        assert_eq!(e.sessions.unreplied_listed(), 17, "first replies leave the FIFO to the sweep");
+        // Answered sessions still on the FIFO, removed: they leave it too.
+        assert_eq!(e.flush(2, |x| x.inside.1 % 2 == 0, None), 8);
+        assert_eq!(e.sessions.unreplied_listed(), 9);
+        let (unreplied, udp_secs) = (e.params.timeouts.udp_unreplied_secs, e.params.timeouts.udp_secs);
+        e.expire(1 + unreplied, 1000);
+        assert_eq!(e.live_sessions(), 8, "the unanswered flow expired, the answered ones stay");
+        assert_eq!(e.sessions.unreplied_listed(), 0, "the sweep took the answered ones off");
+        e.expire(2 + udp_secs, 1000);
+        assert_eq!(e.live_sessions(), 0);
+    }
 }

@@ -136,7 +136,12 @@ impl Lane<'_> {
         let Some(s) = self.hot.get_mut(i) else {
             return Outcome::Other;
         };
-        if s.flags & flag::FAST == 0 || (!UDP && k.flags & (SYN | FIN | RST) != 0) {
+        if s.flags & flag::FAST == 0 {
+            // A UDP flow's first reply: the one state change the lane
+            // makes itself, out of line (see `first_udp_reply`).
+            return if UDP { self.first_reply::<I2O>(frame, i) } else { Outcome::Other };
+        }
+        if !UDP && k.flags & (SYN | FIN | RST) != 0 {
             return Outcome::Other;
         }
         // A FAST session's class follows from its protocol (TCP ones are
@@ -169,6 +174,47 @@ impl Lane<'_> {
         }
         Outcome::Done
     }
+
+    /// Session `i` of a UDP frame, not [`flag::FAST`]: translated here if
+    /// it is the flow's first reply ([`first_udp_reply`]), with the change
+    /// the general path's `touch` would make; anything else is `Other`.
+    #[cold]
+    #[inline(never)]
+    fn first_reply<const I2O: bool>(&mut self, frame: &mut [u8], i: usize) -> Outcome {
+        let Some(s) = self.hot.get_mut(i) else {
+            return Outcome::Other;
+        };
+        let timeout = self.timeouts.get(usize::from(class::UDP_UNREPLIED)).copied().unwrap_or(0);
+        if !first_udp_reply::<I2O>(s) || self.now.wrapping_sub(s.last_seen) >= timeout {
+            return Outcome::Other;
+        }
+        let done = match I2O {
+            true => Rewrite::i2o(s).apply_fast::<true>(frame),
+            false => Rewrite::o2i(s).apply_fast::<true>(frame),
+        };
+        if !done {
+            return Outcome::Other;
+        }
+        s.last_seen = self.now;
+        s.flags |= flag::REPLIED;
+        s.class = class::UDP;
+        s.refresh_fast();
+        Outcome::Done
+    }
+}
+
+/// True if a UDP frame arriving in direction `I2O` for session `s` (not
+/// [`flag::FAST`]) is its flow's first reply and all that keeps it off the
+/// lane: unanswered UDP, not hairpinned, the frame from the side that did
+/// not open it. Translating it then makes the change the general path's
+/// `touch` makes (answered, the UDP class and its timeout, fast from now
+/// on); the session leaves the unreplied FIFO lazily (`session`). Request
+/// and response flows (DNS) pay the general path once instead of twice.
+#[inline(always)]
+fn first_udp_reply<const I2O: bool>(s: &Session) -> bool {
+    s.class == class::UDP_UNREPLIED
+        && s.flags & (flag::REPLIED | flag::HAIRPIN) == 0
+        && (s.flags & flag::INBOUND != 0) == I2O
 }
 
 /// The fast lane for tables that fit in cache: each frame parsed, looked up

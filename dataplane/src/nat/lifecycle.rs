@@ -241,9 +241,8 @@ impl Engine {
             self.counters.blocks_released += u64::from(released);
         }
         self.sessions.unschedule(idx);
-        if s.flags & flag::REPLIED == 0 {
-            self.sessions.remove_unreplied(idx);
-        }
+        // Answered ones may still be on it (lazily, see `session`).
+        self.sessions.remove_unreplied(idx);
         self.sessions.free(idx);
     }
 
@@ -283,6 +282,10 @@ impl Engine {
                 // Active since it was filed, or filed early (wheel reach): file again.
                 let d = s.last_seen.saturating_add(t).max(second + 1);
                 self.sessions.reschedule(head, d, now);
+                // Answered since: off the unreplied FIFO now (see `session`).
+                if s.flags & flag::REPLIED != 0 {
+                    self.sessions.remove_unreplied(head);
+                }
             }
         }
         done

@@ -128,7 +128,8 @@ impl Engine {
             if s.class == class::UDP_UNREPLIED {
                 s.class = class::UDP;
             }
-            self.sessions.remove_unreplied(idx);
+            // It leaves the unreplied FIFO lazily (see `session`): the cold
+            // halves stay untouched here, as in the fast lane's first reply.
         }
         let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
             return;

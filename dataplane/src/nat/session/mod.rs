@@ -16,8 +16,12 @@
 //! wheel is long are filed at its far end and re-filed when reached.
 //!
 //! Eviction (netfilter FAQ 3.17): sessions never answered sit on a FIFO in
-//! creation order and leave it on their first reply, so the oldest unreplied
-//! session is the FIFO's head. Established sessions are never on it.
+//! creation order, so the oldest unreplied session is the first on it not
+//! answered. A session leaves it lazily: its first reply only sets
+//! `REPLIED` (touching no cold half, so the fast lane can take it); the
+//! sweep takes an answered session off when it reaches its wheel bucket,
+//! [`SessionTable::oldest_unreplied`] the answered ones it finds at the
+//! head, and removal any session.
 //!
 //! Each wheel bucket and the FIFO is a circular doubly linked list through
 //! the cold halves whose head is a sentinel: one more cold half past the
@@ -26,8 +30,9 @@
 //! knowing which bucket it is in: a session keeps no deadline.
 //!
 //! Invariants: a live session is in exactly one wheel bucket (the one its
-//! last filing chose); it is on the unreplied FIFO iff its `REPLIED` flag is
-//! clear; a session on no list of a kind has both links of that kind
+//! last filing chose); every session whose `REPLIED` flag is clear is on
+//! the unreplied FIFO (an answered one may be too, until the sweep passes
+//! it); a session on no list of a kind has both links of that kind
 //! [`NIL`]; a sentinel's links of its kind never are, and point at itself
 //! when its list is empty; a free slot has class [`FREE`] and sits on the
 //! free list (through `next`, [`NIL`]-terminated). Session numbers are below
@@ -431,10 +436,33 @@ impl SessionTable {
         list_unlink(&mut self.cold, i, false);
     }
 
-    /// The oldest unreplied session.
-    pub fn oldest_unreplied(&self) -> Option<u32> {
-        let head = self.cold.get(self.unreplied as usize).map_or(NIL, |c| c.u_next);
-        (self.session_or_nil(head) != NIL).then_some(head)
+    /// The oldest unreplied session, taking the answered ones still at the
+    /// FIFO's head off it (each leaves once: amortised O(1)).
+    pub fn oldest_unreplied(&mut self) -> Option<u32> {
+        loop {
+            let head = self.cold.get(self.unreplied as usize).map_or(NIL, |c| c.u_next);
+            let s = self.session_or_nil(head);
+            if s == NIL {
+                return None;
+            }
+            if self.hot.get(s as usize).is_some_and(|x| x.flags & flag::REPLIED == 0) {
+                return Some(s);
+            }
+            list_unlink(&mut self.cold, s, false);
+        }
+    }
+
+    /// How many sessions are on the unreplied FIFO, answered ones included
+    /// (tests: what the lazy removal leaves).
+    #[cfg(test)]
+    pub(crate) fn unreplied_listed(&self) -> usize {
+        let mut n = 0;
+        let mut j = self.cold.get(self.unreplied as usize).map_or(NIL, |c| c.u_next);
+        while self.session_or_nil(j) != NIL {
+            n += 1;
+            j = self.cold.get(j as usize).map_or(NIL, |c| c.u_next);
+        }
+        n
     }
 
     /// The sessions due in the next bucket the sweep must look at, if that

@@ -102,6 +102,27 @@ fn unreplied_fifo() {
 }
 
 #[test]
+fn answered_sessions_leave_the_fifo_lazily_and_are_never_the_oldest_unreplied() {
+    let mut t = SessionTable::new(4, 100);
+    let (a, b, c) = (t.alloc().unwrap(), t.alloc().unwrap(), t.alloc().unwrap());
+    for i in [a, b, c] {
+        t.link_new(i, 5, 0);
+    }
+    // a and b answered (their first reply set only the flag): c is the
+    // oldest unreplied, and the look-up took a and b off the FIFO.
+    for i in [a, b] {
+        t.hot[i as usize].flags |= flag::REPLIED;
+    }
+    assert_eq!(t.oldest_unreplied(), Some(c));
+    for i in [a, b] {
+        assert_eq!((t.cold[i as usize].u_prev, t.cold[i as usize].u_next), (NIL, NIL), "{i} off the FIFO");
+    }
+    t.hot[c as usize].flags |= flag::REPLIED;
+    assert_eq!(t.oldest_unreplied(), None);
+    assert_eq!(t.cold[t.unreplied as usize].u_next, t.unreplied, "the FIFO is empty");
+}
+
+#[test]
 fn a_new_session_is_filed_in_its_bucket_and_on_the_fifo() {
     let mut t = SessionTable::new(4, 100);
     let (a, b) = (t.alloc().unwrap(), t.alloc().unwrap());
