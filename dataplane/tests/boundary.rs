@@ -8,7 +8,7 @@ use common::*;
 use dataplane::nat::params::proto;
 use dataplane::nat::*;
 use dataplane::testing::frames::{icmp_echo, icmp_error, ip, tcp, tcp_at, tuple, udp};
-use dataplane::wire::tcp::{ACK, RST, SYN};
+use dataplane::wire::tcp::{ACK, FIN, RST, SYN};
 
 /// The CGNAT worker with its inside prefix known to the boundary (as the
 /// control side fills it in from the rules' sources).
@@ -211,6 +211,42 @@ fn handshake(n: &mut Nat) -> Conn {
     n.back(tcp_at(s, sp, pi, pp, SYN | ACK, (50_000, 1_001, 65_160)));
     n.out(tcp_at(h, hp, s, sp, ACK, (1_001, 50_001, 65_535)));
     Conn { public: (pi, pp), a: 1_001, b: 50_001 }
+}
+
+#[test]
+fn a_tcp_session_ends_at_the_timeout_of_its_class_after_each_change() {
+    // The handshake's end lengthens the timeout (the sweep re-files the
+    // session when its transitory bucket comes); closing shortens it (filed
+    // again at once). Either way it goes in the second its timeout ends.
+    let t = dataplane::nat::params::Timeouts::default();
+    let (est, tr) = (t.tcp_established_secs, t.tcp_transitory_secs);
+    let mut n = Nat::new(guarded());
+    n.now = 10;
+    handshake(&mut n);
+    assert_eq!(state(&n), "established");
+    for (at, live) in [(10 + tr, 1), (10 + est - 1, 1), (10 + est, 0)] {
+        n.now = at;
+        n.e.expire(n.now, 1000);
+        assert_eq!(n.e.live_sessions(), live, "idle since 10 s, at {at} s");
+    }
+    // Established, refreshed at 1000 s, then closed both ways at 2000 s.
+    let mut n = Nat::new(guarded());
+    n.now = 10;
+    let c = handshake(&mut n);
+    let (h, hp, s, sp) = (ip(HOST.0), HOST.1, ip(SERVER.0), SERVER.1);
+    n.now = 1000;
+    n.e.expire(n.now, 1000);
+    n.out(tcp_at(h, hp, s, sp, ACK, (c.a, c.b, 65_535)));
+    n.now = 2000;
+    n.e.expire(n.now, 1000);
+    n.out(tcp_at(h, hp, s, sp, FIN | ACK, (c.a, c.b, 65_535)));
+    n.back(tcp_at(s, sp, c.public.0, c.public.1, FIN | ACK, (c.b, c.a + 1, 65_160)));
+    assert_ne!(state(&n), "established");
+    for (at, live) in [(2000 + tr - 1, 1), (2000 + tr, 0)] {
+        n.now = at;
+        n.e.expire(n.now, 1000);
+        assert_eq!(n.e.live_sessions(), live, "closed at 2000 s, at {at} s");
+    }
 }
 
 fn state(n: &Nat) -> &'static str {

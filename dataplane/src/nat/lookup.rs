@@ -138,9 +138,17 @@ impl Engine {
             s.tcp = s.tcp.advance(p.tcp_flags, from_orig);
             let c = s.tcp.class();
             if c != s.class {
+                let timeout = |k: u8| self.class_timeout.get(usize::from(k)).copied().unwrap_or(0);
+                let (was, t) = (timeout(s.class), timeout(c));
                 s.class = c;
-                let t = self.class_timeout.get(usize::from(c)).copied().unwrap_or(0);
-                self.sessions.reschedule(idx, now.saturating_add(t), now);
+                // A shorter timeout (closing) is filed now. A longer one
+                // (the handshake done) waits: the session's bucket comes no
+                // later than its new deadline, and the sweep re-files it
+                // then, so the cold halves of its bucket neighbours stay
+                // untouched on the packet's path.
+                if t < was {
+                    self.sessions.reschedule(idx, now.saturating_add(t), now);
+                }
             }
         }
         if let Some(s) = self.sessions.hot.get_mut(idx as usize) {
