@@ -14,6 +14,12 @@
 //!   With `--tcp` the requests are SYNs and each flow's timed packets its
 //!   SYN/ACK and the handshake's last ACK (both counted): the connection
 //!   set-up past its first packet.
+//! - `expiry`: set up `--flows` unanswered UDP sessions (not timed), then
+//!   time the sweep (`Engine::expire`, as a worker calls it each round, a
+//!   budget of 64 removals a call) removing them all once their timeout
+//!   has passed: in a table that churns, every session made is removed,
+//!   so this rate bounds the sustained new-session rate as much as
+//!   `new-sessions` does.
 //! - `memory-ceiling`: no engine, only its memory pattern: an index of the
 //!   size the engine's flow index has at `--flows`, and a slab of 32-byte
 //!   hot halves; per "packet" one random slot read, then a read and a
@@ -60,6 +66,9 @@ enum Scenario {
     /// Each flow's first reply (UDP): the answered-state change a
     /// request/response flow (DNS) pays once.
     FirstReplies,
+    /// The sweep removing sessions whose timeout ended: the other half of
+    /// a churning table's work.
+    Expiry,
 }
 
 /// Benchmark the NAT engine on one core, without a NIC.
@@ -456,6 +465,31 @@ fn main() {
                 let (t, _, cpu) = new_sessions(&mut engine, &order, &all, &mut bufs, &mut verdicts);
                 (u64::from(flows_n), t, cpu)
             }
+        }
+        Scenario::Expiry => {
+            let (t, _, _) = new_sessions(&mut engine, &order, &all, &mut bufs, &mut verdicts);
+            std::hint::black_box(t);
+            if engine.live_sessions() != flows_n {
+                eprintln!("engine-bench: set-up made {} sessions of {flows_n}", engine.live_sessions());
+                std::process::exit(1);
+            }
+            let later = 2 + base_params.timeouts.udp_unreplied_secs;
+            let (t0, c0) = (Instant::now(), cpu_ns());
+            let mut removed = 0u64;
+            while engine.live_sessions() > 0 {
+                let n = engine.expire(later, BATCH);
+                if n == 0 {
+                    break;
+                }
+                removed += n as u64;
+            }
+            let cpu = cpu_ns().saturating_sub(c0) as f64 / 1e9;
+            let secs = t0.elapsed().as_secs_f64();
+            if removed != u64::from(flows_n) {
+                eprintln!("engine-bench: the sweep removed {removed} of {flows_n}");
+                std::process::exit(1);
+            }
+            (removed, secs, cpu)
         }
         Scenario::FirstReplies => {
             if a.fragments {
