@@ -147,3 +147,50 @@ fn prefault_faults_the_slab_and_the_indexes_in_and_changes_nothing() {
     assert_eq!(tuple(&again), tuple(&first));
     assert_eq!(e.live_sessions(), 1);
 }
+
+#[test]
+fn the_sweep_of_a_large_table_removes_and_refiles_as_a_small_ones_does() {
+    // Large tables' sweep asks ahead for what its removals touch
+    // (`sweep_ahead`): the outcome must be a small table's, with buckets
+    // mixing sessions that go and sessions it re-files.
+    let run = |large: bool| {
+        let mut p = cgnat_params();
+        p.max_sessions = if large { PREFETCH_ABOVE_SESSIONS + 1 } else { 4096 };
+        p.pools[0].max_sessions_per_subscriber = 4096;
+        let mut e = Engine::new(&p).unwrap();
+        let mut seen = Vec::new();
+        for (k, now) in [(0u16, 10), (1, 10), (2, 11)] {
+            let mut reqs: Vec<Vec<u8>> = (0..600u16)
+                .map(|i| udp(ip("100.64.1.0") + u32::from(i % 50), 2000 + k * 1000 + i, ip("198.51.100.1"), 53, b"q"))
+                .collect();
+            for chunk in reqs.chunks_mut(BATCH) {
+                let mut v = vec![Verdict::Drop(DropReason::Malformed); chunk.len()];
+                e.process(IN, now, chunk, &mut v);
+                assert!(v.iter().all(|x| *x == Verdict::Forward(OUT)));
+            }
+            // Every third answered: re-filed when its bucket comes.
+            let mut replies: Vec<Vec<u8>> = reqs
+                .iter()
+                .step_by(3)
+                .map(|f| {
+                    let (s, sp, d, dp) = tuple(f);
+                    udp(d, dp, s, sp, b"a")
+                })
+                .collect();
+            for chunk in replies.chunks_mut(BATCH) {
+                let mut v = vec![Verdict::Drop(DropReason::Malformed); chunk.len()];
+                e.process(OUT, now, chunk, &mut v);
+            }
+        }
+        for now in [100, 130, 131, 132, 309, 310, 311, 312] {
+            // A small budget: the sweep stops and starts again mid-bucket.
+            while e.expire(now, 7) > 0 {}
+            seen.push((now, e.live_sessions(), e.counters().sessions_expired));
+        }
+        seen
+    };
+    let (small, large) = (run(false), run(true));
+    assert_eq!(small, large);
+    assert_eq!(small.last().map(|x| x.1), Some(0), "{small:?}");
+    assert!(small.iter().any(|x| x.1 == 600), "the answered third outlives the rest: {small:?}");
+}

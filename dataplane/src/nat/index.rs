@@ -266,6 +266,12 @@ impl LaterIndex {
         self.later.get(self.next.wrapping_sub(k) % LATER).copied()
     }
 
+    /// See [`Index::prefetch`] (the sweep's look-ahead).
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        self.index.prefetch(hash);
+    }
+
     /// [`Index::insert`] at once.
     #[inline(always)]
     pub fn insert(&mut self, hash: u64, idx: u32) {

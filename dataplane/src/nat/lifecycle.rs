@@ -9,6 +9,10 @@
 
 use super::*;
 
+/// How far ahead of its head the sweep asks for what a removal touches
+/// (`Engine::sweep_ahead`), in sessions.
+const SWEEP_AHEAD: u32 = 8;
+
 impl Engine {
     /// Allocates a session slot: free list, then expired, then the oldest
     /// unreplied non-established session.
@@ -246,6 +250,49 @@ impl Engine {
         self.sessions.free(idx);
     }
 
+    /// The sweep's look-ahead (tables past the caches), moved one session
+    /// along the bucket: asks for the hot and cold halves of the session
+    /// 2 x [`SWEEP_AHEAD`] places behind `head`, and for the index slots a
+    /// removal of the one [`SWEEP_AHEAD`] places behind would touch (its
+    /// hot half asked for earlier): the removals' misses overlap instead
+    /// of queueing. Sessions are removed or re-filed only at the head, so
+    /// both stay in the bucket until they reach it; a position past the
+    /// bucket's end is NIL and stays so. Hints only: nothing is written
+    /// through them.
+    #[inline(always)]
+    fn sweep_ahead(&self, head: u32, ahead: Option<(u32, u32)>) -> (u32, u32) {
+        let next = |j: u32| if j == NIL { NIL } else { self.sessions.next_in_bucket(j) };
+        let (near, far) = match ahead {
+            Some((near, far)) => (next(near), next(far)),
+            None => {
+                // The bucket's first session: walk to both positions.
+                let (mut j, mut near) = (head, NIL);
+                for k in 1..=2 * SWEEP_AHEAD {
+                    j = next(j);
+                    if k == SWEEP_AHEAD {
+                        near = j;
+                    }
+                }
+                (near, j)
+            }
+        };
+        if let Some(x) = self.sessions.hot.get(far as usize) {
+            crate::xdp::prefetch::read(x);
+        }
+        if let Some(c) = self.sessions.cold.get(far as usize) {
+            crate::xdp::prefetch::read(c);
+        }
+        if let Some(s) = self.sessions.hot.get(near as usize) {
+            self.i2o.prefetch(keys::session_i2o(self.seed, s));
+            self.o2i.prefetch(keys::session_o2i(self.seed, s));
+            if s.flags & flag::MAPPED != 0 {
+                self.imap.prefetch(keys::session_imap(self.seed, s));
+                self.omap.prefetch(keys::session_omap(self.seed, s));
+            }
+        }
+        (near, far)
+    }
+
     /// Reclaims sessions whose timeout ended, looking at each wheel bucket
     /// whose second has come; re-files the ones active since. Does at most
     /// `budget` removals or re-filings (the rest waits for the next call).
@@ -260,10 +307,15 @@ impl Engine {
         let mut done = 0;
         let mut steps = 0;
         let mut empty_buckets = 0u32;
+        // The look-ahead of large tables (see `sweep_ahead`): the sessions
+        // SWEEP_AHEAD and twice that behind the head in its bucket; None
+        // until the bucket's first session.
+        let mut ahead = None;
         while let Some((head, second)) = self.sessions.due(now) {
             if head == NIL {
                 self.sessions.advance();
                 empty_buckets += 1;
+                ahead = None;
                 if empty_buckets > self.sessions.horizon() {
                     break;
                 }
@@ -273,6 +325,9 @@ impl Engine {
                 break;
             }
             steps += 1;
+            if self.prefetch {
+                ahead = Some(self.sweep_ahead(head, ahead));
+            }
             let s = self.sessions.get(head);
             if self.stale(&s, now) {
                 self.reap(head, now);
