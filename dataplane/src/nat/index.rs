@@ -188,6 +188,23 @@ impl Index {
         true
     }
 
+    /// Calls `f` with the session numbers [`Index::remove`] of (`hash`,
+    /// `idx`) would rehash: the entries after its slot up to the next
+    /// empty one, at most `max` (the sweep asks for their sessions early).
+    #[inline(always)]
+    pub fn for_cluster_tail(&self, hash: u64, idx: u32, max: usize, mut f: impl FnMut(u32)) {
+        let Some(mut pos) = self.position(hash, idx) else {
+            return;
+        };
+        for _ in 0..max {
+            pos = (pos + 1) & self.mask;
+            match self.slots.get(pos).copied().unwrap_or(0) {
+                0 => return,
+                s => f((s & IDX_MASK) - 1),
+            }
+        }
+    }
+
     /// Number of occupied slots (tests, metrics; O(capacity)).
     pub fn len(&self) -> usize {
         self.slots.iter().filter(|&&s| s != 0).count()
@@ -270,6 +287,13 @@ impl LaterIndex {
     #[inline(always)]
     pub fn prefetch(&self, hash: u64) {
         self.index.prefetch(hash);
+    }
+
+    /// See [`Index::for_cluster_tail`] (held-back inserts not included:
+    /// the sweep's look-ahead, hints only).
+    #[inline(always)]
+    pub fn for_cluster_tail(&self, hash: u64, idx: u32, max: usize, f: impl FnMut(u32)) {
+        self.index.for_cluster_tail(hash, idx, max, f);
     }
 
     /// [`Index::insert`] at once.
@@ -361,7 +385,16 @@ mod tests {
                 } else if !ins {
                     if let Some(i) = found {
                         let ks = keys.clone();
-                        prop_assert!(idx.remove(weak(k), i, |j| weak(ks[j as usize])));
+                        // The sweep's hint names exactly what the removal rehashes.
+                        let mut tail = Vec::new();
+                        idx.for_cluster_tail(weak(k), i, 1000, |j| tail.push(j));
+                        let mut rehashed = Vec::new();
+                        let removed = idx.remove(weak(k), i, |j| {
+                            rehashed.push(j);
+                            weak(ks[j as usize])
+                        });
+                        prop_assert!(removed);
+                        prop_assert_eq!(tail, rehashed);
                         model.remove(&k);
                     }
                 }

@@ -260,22 +260,26 @@ impl Engine {
     /// bucket's end is NIL and stays so. Hints only: nothing is written
     /// through them.
     #[inline(always)]
-    fn sweep_ahead(&self, head: u32, ahead: Option<(u32, u32)>) -> (u32, u32) {
+    fn sweep_ahead(&self, head: u32, ahead: Option<(u32, u32, u32)>) -> (u32, u32, u32) {
         let next = |j: u32| if j == NIL { NIL } else { self.sessions.next_in_bucket(j) };
-        let (near, far) = match ahead {
-            Some((near, far)) => (next(near), next(far)),
+        let (mid, near, far) = match ahead {
+            Some((mid, near, far)) => (next(mid), next(near), next(far)),
             None => {
-                // The bucket's first session: walk to both positions.
-                let (mut j, mut near) = (head, NIL);
+                // The bucket's first session: walk to the three positions.
+                let (mut j, mut mid, mut near) = (head, NIL, NIL);
                 for k in 1..=2 * SWEEP_AHEAD {
                     j = next(j);
+                    if k == SWEEP_AHEAD / 2 {
+                        mid = j;
+                    }
                     if k == SWEEP_AHEAD {
                         near = j;
                     }
                 }
-                (near, j)
+                (mid, near, j)
             }
         };
+        self.sweep_ahead_tails(mid);
         if let Some(x) = self.sessions.hot.get(far as usize) {
             crate::xdp::prefetch::read(x);
         }
@@ -290,7 +294,31 @@ impl Engine {
                 self.omap.prefetch(keys::session_omap(self.seed, s));
             }
         }
-        (near, far)
+        (mid, near, far)
+    }
+
+    /// The sweep's third look-ahead step, for the session half of
+    /// [`SWEEP_AHEAD`] behind the head (its index slots asked for earlier):
+    /// asks for the hot halves of the sessions whose entries its removals
+    /// will shift back (each rehashed from its session).
+    #[inline(always)]
+    fn sweep_ahead_tails(&self, mid: u32) {
+        let Some(s) = self.sessions.hot.get(mid as usize) else {
+            return;
+        };
+        let hot = &self.sessions.hot;
+        let ask = |j: u32| {
+            if let Some(x) = hot.get(j as usize) {
+                crate::xdp::prefetch::read(x);
+            }
+        };
+        const TAIL: usize = 4;
+        self.i2o.for_cluster_tail(keys::session_i2o(self.seed, s), mid, TAIL, ask);
+        self.o2i.for_cluster_tail(keys::session_o2i(self.seed, s), mid, TAIL, ask);
+        if s.flags & flag::MAPPED != 0 {
+            self.imap.for_cluster_tail(keys::session_imap(self.seed, s), mid, TAIL, ask);
+            self.omap.for_cluster_tail(keys::session_omap(self.seed, s), mid, TAIL, ask);
+        }
     }
 
     /// Reclaims sessions whose timeout ended, looking at each wheel bucket
