@@ -466,6 +466,17 @@ fn parse_pool_addresses(s: &str) -> Result<Vec<Ipv4Addr>, String> {
     Ok((first..=first | !Net::mask(n.len)).map(Ipv4Addr::from).collect())
 }
 
+/// Why `ip` cannot be a translated endpoint, if it cannot: a group address
+/// or one no router forwards (RFC 1812 section 5.3.7: multicast, the
+/// limited broadcast, 0/8, 127/8). The engine drops packets with such a
+/// source, and its fast lane relies on no session holding one.
+fn not_a_host(ip: Ipv4Addr) -> Option<String> {
+    let bad = ip.is_multicast() || ip.is_broadcast() || ip.octets()[0] == 0 || ip.is_loopback();
+    bad.then(|| {
+        format!("{ip} is not a unicast host address (multicast, broadcast, 0/8 and 127/8 are never translated)")
+    })
+}
+
 /// Checks a parsed configuration; every problem is reported.
 pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<ValidConfig, Vec<ConfigError>> {
     let mut e = Errors { positions, list: Vec::new() };
@@ -597,6 +608,10 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
                                 break;
                             }
                             e.add(format!("pools[{i}].addresses[{j}]"), format!("{ip} is listed twice"));
+                            break;
+                        }
+                        if let Some(why) = not_a_host(ip) {
+                            e.add(format!("pools[{i}].addresses[{j}]"), why);
                             break;
                         }
                         owner.insert(ip, (i, format!("pools[{i}].addresses[{j}]")));
@@ -900,6 +915,10 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         }
         let (ihost, iport) = f.inside.rsplit_once(':').unwrap_or((f.inside.as_str(), ""));
         let inside = match (ihost.parse::<Ipv4Addr>(), parse_port_range(iport)) {
+            (Ok(a), Ok(_)) if not_a_host(a).is_some() => {
+                e.add(at("inside"), not_a_host(a).unwrap_or_default());
+                None
+            }
             (Ok(a), Ok(r)) => Some((a, r)),
             _ => {
                 e.add(at("inside"), format!("`{}` is not ADDRESS:PORT or ADDRESS:LOW-HIGH", f.inside));
@@ -974,6 +993,9 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         let at = |k: &str| format!("static_nat[{i}].{k}");
         let public = match st.public.parse::<Ipv4Addr>() {
             Ok(ip) => {
+                if let Some(why) = not_a_host(ip) {
+                    e.add(at("public"), why);
+                }
                 if let Some((_, path)) = owner.get(&ip) {
                     e.add(
                         at("public"),
@@ -992,6 +1014,9 @@ pub fn validate(raw: Config, positions: &Positions, cpus: usize) -> Result<Valid
         };
         let inside = match st.inside.parse::<Ipv4Addr>() {
             Ok(ip) => {
+                if let Some(why) = not_a_host(ip) {
+                    e.add(at("inside"), why);
+                }
                 if let Some(k) = statics.iter().position(|x| x.inside == ip) {
                     e.add(at("inside"), format!("{ip} has a static address already (static_nat[{k}])"));
                 }

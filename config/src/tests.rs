@@ -650,3 +650,33 @@ forwards:
     ));
     assert_eq!((e[0].line, e[0].path.as_str()), (9, "static_nat[0].alg[0]"), "{e:#?}");
 }
+
+#[test]
+fn group_and_martian_addresses_are_refused_as_pool_forward_and_static_addresses() {
+    let e = errors(
+        "interfaces: {inside: a, outside: b}
+pools:
+  - name: p
+    addresses: [203.0.113.8/30, 224.0.0.1]
+  - name: q
+    addresses: [127.0.0.0/30]
+rules:
+  - {action: snat, pool: p}
+static_nat:
+  - {public: 255.255.255.255, inside: 0.0.0.7}
+forwards:
+  - {protocol: tcp, public: '203.0.113.8:80', inside: '127.0.0.1:80'}
+",
+    );
+    let got: Vec<(usize, &str)> = e.iter().map(|x| (x.line, x.path.as_str())).collect();
+    for want in [
+        (4, "pools[0].addresses[1]"),
+        (6, "pools[1].addresses[0]"),
+        (10, "static_nat[0].public"),
+        (10, "static_nat[0].inside"),
+        (12, "forwards[0].inside"),
+    ] {
+        assert!(got.contains(&want), "missing {want:?} in {got:#?}");
+    }
+    assert!(e.iter().all(|x| x.message.contains("is not a unicast host address")), "{e:#?}");
+}

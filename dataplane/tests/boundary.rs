@@ -105,6 +105,12 @@ fn martian_sources_are_dropped_on_both_sides_and_never_make_a_session() {
             let mut syn = tcp(ip(m), 5000, ip("198.51.100.1"), 80, SYN);
             assert_eq!(n.send(IN, &mut syn), Verdict::Drop(DropReason::MartianSource), "inside {m}");
         }
+        // Nor a destination in 0/8 or 127/8 (Linux's martian destinations):
+        // its answer would come from a martian source.
+        for m in ["127.0.0.1", "0.1.2.3"] {
+            let mut f = udp(ip("100.64.1.2"), 5000, ip(m), 53, b"");
+            assert_eq!(n.send(IN, &mut f), Verdict::Drop(DropReason::MartianDestination), "to {m}");
+        }
         assert_eq!(n.e.live_sessions(), 0, "no session holds a martian");
         // From outside, to a live mapping (endpoint-independent filtering
         // would admit any unicast remote).

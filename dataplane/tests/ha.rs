@@ -189,7 +189,7 @@ fn a_session_record_with_a_martian_or_group_address_is_refused() {
     else {
         panic!("a session record: {rs:?}")
     };
-    for remote in ["224.0.0.1", "239.1.1.1", "255.255.255.255"] {
+    for remote in ["224.0.0.1", "239.1.1.1", "255.255.255.255", "127.0.0.1", "0.1.2.3"] {
         let x = SyncedSession { remote: (ip(remote), session.remote.1), ..session };
         assert_eq!(b.e.apply_sync(&SyncRecord::Session { live: true, session: x }, 1), BlockImport::Conflict, "{x:?}");
     }

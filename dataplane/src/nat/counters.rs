@@ -202,8 +202,11 @@ reasons! {
         /// promoted (`masq role active`, `nat::ha`).
         Standby = "standby",
         /// A source no router forwards (RFC 1812 section 5.3.7, Linux's
-        /// `martian_source`): multicast, class E, broadcast, 0/8 or 127/8.
+        /// `martian_source`): multicast, broadcast, 0/8 or 127/8.
         MartianSource = "martian_source",
+        /// A destination no router forwards (Linux's `martian_destination`):
+        /// 0/8 or 127/8.
+        MartianDestination = "martian_destination",
     }
 }
 

@@ -130,7 +130,7 @@ impl Engine {
         };
         // What a packet could not make, a record does not either (the fast
         // lane relies on it, see `parse::martian_source`).
-        if super::parse::martian_source(x.inside.0) || super::parse::is_group_ip(x.remote.0) {
+        if super::parse::martian_source(x.inside.0) || super::parse::martian_source(x.remote.0) {
             return BlockImport::Conflict;
         }
         if self.subscriber_owner(x.inside.0) != self.worker {

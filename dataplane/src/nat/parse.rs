@@ -63,21 +63,31 @@ pub struct Parsed {
 }
 
 /// A multicast or limited-broadcast address.
-pub(super) fn is_group_ip(a: u32) -> bool {
+fn is_group_ip(a: u32) -> bool {
     a >> 28 == 0xe || a == u32::MAX
 }
 
 /// A source address no router forwards (RFC 1812 section 5.3.7; Linux's
 /// `ip_route_input_slow` drops these as `martian_source`): multicast,
-/// limited broadcast, "this network" (0/8) and loopback (127/8).
+/// limited broadcast, "this network" (0/8) and loopback (127/8). Class E
+/// (240/4) is not one, as in Linux.
 ///
-/// Invariant the fast lane relies on: no session holds a group address
-/// (a packet with one as destination goes to the kernel, one with one as
-/// source is dropped here), so a frame whose key matches a session has a
-/// unicast destination and the lane does not test it again.
+/// Invariant the fast lane relies on: no session holds a martian or group
+/// address (a packet with a group destination goes to the kernel, one
+/// with a martian source or destination is dropped here, and the
+/// configuration refuses them as pool, forward and static addresses), so
+/// a frame whose key matches a session has neither and the lane does not
+/// test again.
 #[inline(always)]
 pub fn martian_source(a: u32) -> bool {
     is_group_ip(a) || a >> 24 == 0 || a >> 24 == 127
+}
+
+/// A destination no router forwards (Linux's `martian_destination`):
+/// 0/8 and 127/8 (group destinations go to the kernel before this test).
+#[inline(always)]
+pub fn martian_destination(a: u32) -> bool {
+    a >> 24 == 0 || a >> 24 == 127
 }
 
 /// Bytes of the common frame layout the fast parser reads: Ethernet (14),
@@ -174,7 +184,8 @@ pub fn parse_fast(frame: &[u8]) -> Option<FastKey> {
     // Group and class E destinations (both start at 224) and martian
     // sources take the general path (which passes or drops them); the
     // lane's hit path needs no such test (see [`martian_source`]).
-    if (w0 as u32) >> 29 == 7 || martian_source((w0 >> 32) as u32) {
+    let (src, dst) = ((w0 >> 32) as u32, w0 as u32);
+    if dst >> 29 == 7 || martian_source(src) || martian_destination(dst) {
         return None;
     }
     let mut k = match proto {
@@ -254,6 +265,9 @@ pub fn parse(frame: &[u8], side: Side) -> Result<Parsed, Verdict> {
     }
     if martian_source(src) {
         return Err(Verdict::Drop(DropReason::MartianSource));
+    }
+    if martian_destination(dst) {
+        return Err(Verdict::Drop(DropReason::MartianDestination));
     }
     // Both offsets are at most 18 + 60 (tag plus the longest IPv4 header).
     let bad = |_| Verdict::Drop(DropReason::Malformed);

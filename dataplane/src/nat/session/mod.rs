@@ -42,6 +42,10 @@
 /// No session / end of a list.
 pub const NIL: u32 = u32::MAX;
 
+/// Most answered sessions [`SessionTable::oldest_unreplied`] takes off the
+/// FIFO in one call.
+pub const UNLINK_BOUND: usize = 256;
+
 /// Session classes, each with its own timeout and list.
 pub mod class {
     /// TCP with both SYNs and the handshake's ACK seen, no FIN or RST.
@@ -437,9 +441,13 @@ impl SessionTable {
     }
 
     /// The oldest unreplied session, taking the answered ones still at the
-    /// FIFO's head off it (each leaves once: amortised O(1)).
+    /// FIFO's head off it (each leaves once: amortised O(1)). At most
+    /// [`UNLINK_BOUND`] a call: past that it answers `None` (one packet
+    /// finds the table full) and the next call goes on, so a table filled
+    /// with answered flows since the sweep last passed never stalls a
+    /// packet for millions of unlinks.
     pub fn oldest_unreplied(&mut self) -> Option<u32> {
-        loop {
+        for _ in 0..UNLINK_BOUND {
             let head = self.cold.get(self.unreplied as usize).map_or(NIL, |c| c.u_next);
             let s = self.session_or_nil(head);
             if s == NIL {
@@ -450,6 +458,7 @@ impl SessionTable {
             }
             list_unlink(&mut self.cold, s, false);
         }
+        None
     }
 
     /// How many sessions are on the unreplied FIFO, answered ones included

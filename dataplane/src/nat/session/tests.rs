@@ -123,6 +123,22 @@ fn answered_sessions_leave_the_fifo_lazily_and_are_never_the_oldest_unreplied() 
 }
 
 #[test]
+fn a_fifo_of_answered_sessions_is_cleared_a_bounded_number_a_call() {
+    let n = u32::try_from(UNLINK_BOUND).unwrap() * 2 + 1;
+    let mut t = SessionTable::new(n, 100);
+    for _ in 0..n {
+        let i = t.alloc().unwrap();
+        t.link_new(i, 5, 0);
+        if i + 1 < n {
+            t.hot[i as usize].flags |= flag::REPLIED;
+        }
+    }
+    assert_eq!(t.oldest_unreplied(), None, "a bound's worth taken off");
+    assert_eq!(t.oldest_unreplied(), None, "and another");
+    assert_eq!(t.oldest_unreplied(), Some(n - 1), "then the one never answered");
+}
+
+#[test]
 fn a_new_session_is_filed_in_its_bucket_and_on_the_fifo() {
     let mut t = SessionTable::new(4, 100);
     let (a, b) = (t.alloc().unwrap(), t.alloc().unwrap());
