@@ -333,17 +333,22 @@ mod tests {
     use super::*;
     use crate::testing::frames::{ip, tuple, udp};
 
+    /// 100.64.0.0/10 translated to one address.
+    fn one_address() -> EngineParams {
+        let rule = Rule {
+            matches: RuleMatch { src: vec![Prefix::new(ip("100.64.0.0"), 10)], ..RuleMatch::default() },
+            action: RuleAction::Translate { pool: 0 },
+        };
+        EngineParams::single(vec![PoolParams::cgnat("t", vec![ip("203.0.113.1")])], vec![rule])
+    }
+
     /// New sessions evicted by later ones of the same batch, their o2i and
     /// omap inserts still held back (`LaterIndex::insert_later`), leave no entry
     /// behind: each index holds exactly the live sessions after every
     /// batch, and the ones kept answer through the fast lane's o2i slots.
     #[test]
     fn a_batch_that_evicts_its_own_new_sessions_leaves_the_indexes_exact() {
-        let rule = Rule {
-            matches: RuleMatch { src: vec![Prefix::new(ip("100.64.0.0"), 10)], ..RuleMatch::default() },
-            action: RuleAction::Translate { pool: 0 },
-        };
-        let mut p = EngineParams::single(vec![PoolParams::cgnat("t", vec![ip("203.0.113.1")])], vec![rule]);
+        let mut p = one_address();
         p.max_sessions = 4;
         let mut e = Engine::new(&p).expect("engine");
         let mut kept = Vec::new();
@@ -385,11 +390,7 @@ mod tests {
     /// reaches their (unreplied) deadline, and keeps them for the UDP timeout.
     #[test]
     fn first_replies_in_a_batch_answer_their_sessions_and_the_sweep_clears_the_fifo() {
-        let rule = Rule {
-            matches: RuleMatch { src: vec![Prefix::new(ip("100.64.0.0"), 10)], ..RuleMatch::default() },
-            action: RuleAction::Translate { pool: 0 },
-        };
-        let p = EngineParams::single(vec![PoolParams::cgnat("t", vec![ip("203.0.113.1")])], vec![rule]);
+        let p = one_address();
         let mut e = Engine::new(&p).expect("engine");
         let mut frames: Vec<Vec<u8>> =
             (0..16u16).map(|k| udp(ip("100.64.0.2"), 1000 + k, ip("198.51.100.1"), 53, b"q")).collect();

@@ -255,8 +255,9 @@ impl Engine {
     /// 2 x [`SWEEP_AHEAD`] places behind `head`, and for the index slots a
     /// removal of the one [`SWEEP_AHEAD`] places behind would touch (its
     /// hot half asked for earlier): the removals' misses overlap instead
-    /// of queueing. Sessions are removed or re-filed only at the head, so
-    /// both stay in the bucket until they reach it; a position past the
+    /// of queueing (the one half [`SWEEP_AHEAD`] behind: see
+    /// `sweep_ahead_tails`). Sessions are removed or re-filed only at the
+    /// head, so all three stay in the bucket until they reach it; a position past the
     /// bucket's end is NIL and stays so. Hints only: nothing is written
     /// through them.
     #[inline(always)]
@@ -336,8 +337,8 @@ impl Engine {
         let mut steps = 0;
         let mut empty_buckets = 0u32;
         // The look-ahead of large tables (see `sweep_ahead`): the sessions
-        // SWEEP_AHEAD and twice that behind the head in its bucket; None
-        // until the bucket's first session.
+        // half SWEEP_AHEAD, SWEEP_AHEAD and twice that behind the head in
+        // its bucket; None until the bucket's first session.
         let mut ahead = None;
         while let Some((head, second)) = self.sessions.due(now) {
             if head == NIL {

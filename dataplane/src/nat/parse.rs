@@ -80,7 +80,7 @@ fn is_group_ip(a: u32) -> bool {
 /// test again.
 #[inline(always)]
 pub fn martian_source(a: u32) -> bool {
-    is_group_ip(a) || a >> 24 == 0 || a >> 24 == 127
+    is_group_ip(a) || martian_destination(a)
 }
 
 /// A destination no router forwards (Linux's `martian_destination`):

@@ -209,6 +209,11 @@ fn new_sessions(
     (t0.elapsed().as_secs_f64(), n, cpu)
 }
 
+/// A translated inside-to-outside frame's source: its public endpoint.
+fn source_of(b: &[u8]) -> (u32, u16) {
+    (u32::from_be_bytes([b[SRC], b[SRC + 1], b[SRC + 2], b[SRC + 3]]), u16::from_be_bytes([b[SPORT], b[SPORT + 1]]))
+}
+
 /// The first-replies scenario: every flow's request (not timed), then a
 /// reply each, in `order`. Returns (replies, seconds, CPU seconds).
 fn first_replies(
@@ -234,10 +239,7 @@ fn first_replies(
         }
         engine.process(Side::Inside, 1, &mut bufs[..chunk.len()], &mut verdicts[..chunk.len()]);
         for (b, &i) in bufs.iter().zip(chunk) {
-            public[i as usize] = (
-                u32::from_be_bytes([b[SRC], b[SRC + 1], b[SRC + 2], b[SRC + 3]]),
-                u16::from_be_bytes([b[SPORT], b[SPORT + 1]]),
-            );
+            public[i as usize] = source_of(b);
         }
     }
     // The replies in an order of their own (a lower bound: answers come
@@ -508,12 +510,8 @@ fn main() {
                     write_i2o(b, all[i as usize]);
                 }
                 engine.process(Side::Inside, now, &mut bufs[..chunk.len()], &mut verdicts[..chunk.len()]);
-                for (k, &i) in chunk.iter().enumerate() {
-                    let b = &bufs[k];
-                    public[i as usize] = (
-                        u32::from_be_bytes([b[SRC], b[SRC + 1], b[SRC + 2], b[SRC + 3]]),
-                        u16::from_be_bytes([b[SPORT], b[SPORT + 1]]),
-                    );
+                for (b, &i) in bufs.iter().zip(chunk) {
+                    public[i as usize] = source_of(b);
                 }
                 if !a.tcp {
                     // A reply each, so the sessions are answered (the fast
