@@ -208,7 +208,7 @@ impl Lane<'_> {
 /// lane: unanswered UDP, not hairpinned, the frame from the side that did
 /// not open it. Translating it then makes the change the general path's
 /// `touch` makes (answered, the UDP class and its timeout, fast from now
-/// on); the session leaves the unreplied FIFO lazily (`session`). Request
+/// on, and no longer evictable: `session`). Request
 /// and response flows (DNS) pay the general path once instead of twice.
 #[inline(always)]
 fn first_udp_reply<const I2O: bool>(s: &Session) -> bool {

@@ -188,7 +188,6 @@ impl Engine {
                 self.omap.insert(ho, idx);
             }
         }
-        self.sessions.remove_unreplied(idx);
         let class = if proto == L4::Tcp { class::TCP_ESTABLISHED } else { class::UDP };
         if let Some(s) = self.sessions.hot.get_mut(idx as usize) {
             s.flags |= flag::REPLIED;

@@ -1,5 +1,5 @@
-//! Session life: a slot is taken (free list, then expired, then the oldest
-//! unreplied session: netfilter FAQ 3.17), filled with its checksum deltas
+//! Session life: a slot is taken (free list, then expired, then the
+//! unanswered session due soonest: netfilter FAQ 3.17), filled with its checksum deltas
 //! and indexed; it is removed from every index, chain and list when it
 //! expires, is evicted or flushed.
 //!
@@ -14,8 +14,8 @@ use super::*;
 const SWEEP_AHEAD: u32 = 8;
 
 impl Engine {
-    /// Allocates a session slot: free list, then expired, then the oldest
-    /// unreplied non-established session.
+    /// Allocates a session slot: free list, then expired, then the
+    /// unanswered session due soonest (`SessionTable::evictable`).
     #[inline(always)]
     pub(super) fn alloc_session(&mut self, now: u32) -> Result<u32, Verdict> {
         match self.sessions.alloc() {
@@ -31,7 +31,7 @@ impl Engine {
         if let Some(i) = self.sessions.alloc() {
             return Ok(i);
         }
-        if let Some(v) = self.sessions.oldest_unreplied() {
+        if let Some(v) = self.sessions.evictable(now, &self.class_timeout) {
             self.remove_as(v, now, ports::SessionChange::Evicted);
             self.counters.sessions_evicted += 1;
             if let Some(i) = self.sessions.alloc() {
@@ -245,8 +245,6 @@ impl Engine {
             self.counters.blocks_released += u64::from(released);
         }
         self.sessions.unschedule(idx);
-        // Answered ones may still be on it (lazily, see `session`).
-        self.sessions.remove_unreplied(idx);
         self.sessions.free(idx);
     }
 
@@ -366,10 +364,6 @@ impl Engine {
                 // Active since it was filed, or filed early (wheel reach): file again.
                 let d = s.last_seen.saturating_add(t).max(second + 1);
                 self.sessions.reschedule(head, d, now);
-                // Answered since: off the unreplied FIFO now (see `session`).
-                if s.flags & flag::REPLIED != 0 {
-                    self.sessions.remove_unreplied(head);
-                }
             }
         }
         done

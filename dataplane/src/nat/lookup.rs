@@ -128,8 +128,8 @@ impl Engine {
             if s.class == class::UDP_UNREPLIED {
                 s.class = class::UDP;
             }
-            // It leaves the unreplied FIFO lazily (see `session`): the cold
-            // halves stay untouched here, as in the fast lane's first reply.
+            // The cold half stays untouched here, as in the fast lane's
+            // first reply: no longer evictable, by its flag alone.
         }
         let Some(s) = self.sessions.hot.get_mut(idx as usize) else {
             return;

@@ -1,11 +1,11 @@
-//! The conntrack shard's storage: a preallocated slab of sessions, a
-//! timer wheel for expiry and a FIFO of unreplied sessions for eviction.
+//! The conntrack shard's storage: a preallocated slab of sessions and a
+//! timer wheel for expiry, which eviction searches too.
 //!
 //! A session is split in two parallel arrays. [`Session`] (32 bytes, two per
 //! cache line) holds everything the forwarding path reads or writes: both
 //! lookup keys, the rewrite, the checksum deltas, `last_seen` and the TCP
-//! state. [`Cold`] (20 bytes) holds the links, touched only when a session
-//! is created, answered, changes class or comes due.
+//! state. [`Cold`] (12 bytes) holds the links, touched only when a session
+//! is created, changes class or comes due.
 //!
 //! Expiry: each session sits in the wheel bucket of its deadline (one bucket
 //! per second). A packet only writes `last_seen`. When the sweep reaches a
@@ -15,36 +15,37 @@
 //! touches another session's cache line. Deadlines further out than the
 //! wheel is long are filed at its far end and re-filed when reached.
 //!
-//! Eviction (netfilter FAQ 3.17): sessions never answered sit on a FIFO in
-//! creation order, so the oldest unreplied session is the first on it not
-//! answered. A session leaves it lazily: its first reply only sets
-//! `REPLIED` (touching no cold half, so the fast lane can take it); the
-//! sweep takes an answered session off when it reaches its wheel bucket,
-//! [`SessionTable::oldest_unreplied`] the answered ones it finds at the
-//! head, and removal any session.
+//! Eviction (netfilter FAQ 3.17, `early_drop`): when the table is full, the
+//! unanswered session due soonest goes. [`SessionTable::evictable`] looks
+//! for it along the wheel from the sweep's second on, a bounded number of
+//! steps a call as netfilter looks at a bounded number of entries; the
+//! answered sessions it passes that were active since their filing it
+//! re-files at their deadline as the sweep would, so each call starts
+//! where unanswered ones are. Within a second, sessions sit in the order
+//! they were filed, so among unanswered sessions of one class made in the
+//! same second the oldest goes first. A session's first reply only sets
+//! `REPLIED` (touching no cold half, so the fast lane can take it).
 //!
-//! Each wheel bucket and the FIFO is a circular doubly linked list through
-//! the cold halves whose head is a sentinel: one more cold half past the
-//! sessions (numbers `capacity + bucket` for the wheel, then one for the
-//! FIFO). So a session leaves its list by its own links alone, without
-//! knowing which bucket it is in: a session keeps no deadline.
+//! Each wheel bucket is a circular doubly linked list through the cold
+//! halves whose head is a sentinel: one more cold half past the sessions
+//! (numbers `capacity + bucket`). So a session leaves its bucket by its own
+//! links alone, without knowing which bucket it is in: a session keeps no
+//! deadline.
 //!
 //! Invariants: a live session is in exactly one wheel bucket (the one its
-//! last filing chose); every session whose `REPLIED` flag is clear is on
-//! the unreplied FIFO (an answered one may be too, until the sweep passes
-//! it); a session on no list of a kind has both links of that kind
-//! [`NIL`]; a sentinel's links of its kind never are, and point at itself
-//! when its list is empty; a free slot has class [`FREE`] and sits on the
-//! free list (through `next`, [`NIL`]-terminated). Session numbers are below
-//! `capacity`, sentinels' at or above it.
+//! last filing chose), for a second no later than its deadline; a session
+//! in no bucket has both links [`NIL`]; a sentinel's links never are, and
+//! point at itself when its bucket is empty; a free slot has class
+//! [`FREE`] and sits on the free list (through `next`, [`NIL`]-terminated).
+//! Session numbers are below `capacity`, sentinels' at or above it.
 #![forbid(unsafe_code)]
 
 /// No session / end of a list.
 pub const NIL: u32 = u32::MAX;
 
-/// Most answered sessions [`SessionTable::oldest_unreplied`] takes off the
-/// FIFO in one call.
-pub const UNLINK_BOUND: usize = 256;
+/// Most steps (a wheel bucket or a session looked at) one
+/// [`SessionTable::evictable`] call takes.
+pub const EVICT_STEPS: u32 = 1024;
 
 /// Session classes, each with its own timeout and list.
 pub mod class {
@@ -198,21 +199,17 @@ pub struct Cold {
     pub prev: u32,
     /// Next in the wheel bucket (or on the free list).
     pub next: u32,
-    /// Previous on the unreplied FIFO.
-    pub u_prev: u32,
-    /// Next on the unreplied FIFO.
-    pub u_next: u32,
     /// Next session of the same mapping.
     pub map_next: u32,
 }
 
 impl Default for Cold {
     fn default() -> Self {
-        Self { prev: NIL, next: NIL, u_prev: NIL, u_next: NIL, map_next: NIL }
+        Self { prev: NIL, next: NIL, map_next: NIL }
     }
 }
 
-/// The slab, its wheel and its FIFO.
+/// The slab and its wheel.
 pub struct SessionTable {
     /// Hot halves, indexed by session number.
     pub hot: Vec<Session>,
@@ -228,50 +225,33 @@ pub struct SessionTable {
     wheel_mask: u32,
     /// The next second the sweep will look at (`None` before the first).
     cursor: Option<u32>,
-    /// The unreplied FIFO's sentinel.
-    unreplied: u32,
 }
 
-/// Puts `i` at the tail of the list whose sentinel is `head` (the wheel's
-/// links when `wheel`, else the FIFO's).
-fn list_link(cold: &mut [Cold], head: u32, i: u32, wheel: bool) {
+/// Puts `i` at the tail of the wheel bucket whose sentinel is `head`.
+fn list_link(cold: &mut [Cold], head: u32, i: u32) {
     let Some(h) = cold.get_mut(head as usize) else {
         return;
     };
-    let tail = if wheel { std::mem::replace(&mut h.prev, i) } else { std::mem::replace(&mut h.u_prev, i) };
+    let tail = std::mem::replace(&mut h.prev, i);
     if let Some(c) = cold.get_mut(i as usize) {
-        if wheel {
-            (c.prev, c.next) = (tail, head);
-        } else {
-            (c.u_prev, c.u_next) = (tail, head);
-        }
+        (c.prev, c.next) = (tail, head);
     }
-    match cold.get_mut(tail as usize) {
-        Some(t) if wheel => t.next = i,
-        Some(t) => t.u_next = i,
-        None => {}
+    if let Some(t) = cold.get_mut(tail as usize) {
+        t.next = i;
     }
 }
 
-/// Takes `i` out of its list of that kind; nothing if it is on none.
-fn list_unlink(cold: &mut [Cold], i: u32, wheel: bool) {
+/// Takes `i` out of its wheel bucket; nothing if it is in none.
+fn list_unlink(cold: &mut [Cold], i: u32) {
     let Some(c) = cold.get_mut(i as usize) else {
         return;
     };
-    let (prev, next) = if wheel {
-        (std::mem::replace(&mut c.prev, NIL), std::mem::replace(&mut c.next, NIL))
-    } else {
-        (std::mem::replace(&mut c.u_prev, NIL), std::mem::replace(&mut c.u_next, NIL))
-    };
-    match cold.get_mut(prev as usize) {
-        Some(p) if wheel => p.next = next,
-        Some(p) => p.u_next = next,
-        None => {}
+    let (prev, next) = (std::mem::replace(&mut c.prev, NIL), std::mem::replace(&mut c.next, NIL));
+    if let Some(p) = cold.get_mut(prev as usize) {
+        p.next = next;
     }
-    match cold.get_mut(next as usize) {
-        Some(n) if wheel => n.prev = prev,
-        Some(n) => n.u_prev = prev,
-        None => {}
+    if let Some(n) = cold.get_mut(next as usize) {
+        n.prev = prev;
     }
 }
 
@@ -282,17 +262,14 @@ impl SessionTable {
         let n = capacity as usize;
         let hot = vec![Session { class: FREE, ..Session::default() }; n];
         let buckets = horizon_secs.saturating_add(2).clamp(64, 1 << 20).next_power_of_two();
-        let unreplied = capacity + buckets;
-        let mut cold = vec![Cold::default(); n + buckets as usize + 1];
+        let mut cold = vec![Cold::default(); n + buckets as usize];
         for (i, c) in cold.iter_mut().enumerate() {
             let i = i as u32;
             if i < capacity {
                 let next = i + 1;
                 c.next = if next < capacity { next } else { NIL };
-            } else if i < unreplied {
-                (c.prev, c.next) = (i, i);
             } else {
-                (c.u_prev, c.u_next) = (i, i);
+                (c.prev, c.next) = (i, i);
             }
         }
         Self {
@@ -304,7 +281,6 @@ impl SessionTable {
             wheel_base: capacity,
             wheel_mask: buckets - 1,
             cursor: None,
-            unreplied,
         }
     }
 
@@ -360,7 +336,7 @@ impl SessionTable {
         Some(i)
     }
 
-    /// Returns a slot (already out of the wheel and FIFO) to the free list.
+    /// Returns a slot (already out of the wheel) to the free list.
     pub fn free(&mut self, i: u32) {
         let Some(h) = self.hot.get_mut(i as usize) else {
             return;
@@ -389,21 +365,19 @@ impl SessionTable {
     /// Files `i` in the wheel for `deadline` (clamped to the wheel's reach from `now`).
     pub fn schedule(&mut self, i: u32, deadline: u32, now: u32) {
         let b = self.bucket(self.due_second(deadline, now));
-        list_link(&mut self.cold, b, i, true);
+        list_link(&mut self.cold, b, i);
     }
 
-    /// Files a new session (from [`SessionTable::alloc`]): its wheel bucket
-    /// for `deadline`, as [`SessionTable::schedule`] does, and the tail of
-    /// the unreplied FIFO, writing its whole cold half at once.
+    /// Files a new session (from [`SessionTable::alloc`]) in its wheel
+    /// bucket for `deadline`, as [`SessionTable::schedule`] does, writing
+    /// its whole cold half at once.
     pub fn link_new(&mut self, i: u32, deadline: u32, now: u32) {
-        let (b, u) = (self.bucket(self.due_second(deadline, now)), self.unreplied);
-        let (Some(wt), Some(ut)) =
-            (self.cold.get(b as usize).map(|c| c.prev), self.cold.get(u as usize).map(|c| c.u_prev))
-        else {
+        let b = self.bucket(self.due_second(deadline, now));
+        let Some(wt) = self.cold.get(b as usize).map(|c| c.prev) else {
             return;
         };
         if let Some(c) = self.cold.get_mut(i as usize) {
-            *c = Cold { prev: wt, next: b, u_prev: ut, u_next: u, map_next: NIL };
+            *c = Cold { prev: wt, next: b, map_next: NIL };
         }
         if let Some(t) = self.cold.get_mut(wt as usize) {
             t.next = i;
@@ -411,17 +385,11 @@ impl SessionTable {
         if let Some(h) = self.cold.get_mut(b as usize) {
             h.prev = i;
         }
-        if let Some(t) = self.cold.get_mut(ut as usize) {
-            t.u_next = i;
-        }
-        if let Some(h) = self.cold.get_mut(u as usize) {
-            h.u_prev = i;
-        }
     }
 
     /// Takes `i` out of its wheel bucket.
     pub fn unschedule(&mut self, i: u32) {
-        list_unlink(&mut self.cold, i, true);
+        list_unlink(&mut self.cold, i);
     }
 
     /// Moves `i` to another deadline.
@@ -430,48 +398,41 @@ impl SessionTable {
         self.schedule(i, deadline, now);
     }
 
-    /// Puts `i` at the tail of the unreplied FIFO.
-    pub fn push_unreplied(&mut self, i: u32) {
-        list_link(&mut self.cold, self.unreplied, i, false);
-    }
-
-    /// Takes `i` off the unreplied FIFO (nothing if it is not on it).
-    pub fn remove_unreplied(&mut self, i: u32) {
-        list_unlink(&mut self.cold, i, false);
-    }
-
-    /// The oldest unreplied session, taking the answered ones still at the
-    /// FIFO's head off it (each leaves once: amortised O(1)). At most
-    /// [`UNLINK_BOUND`] a call: past that it answers `None` (one packet
-    /// finds the table full) and the next call goes on, so a table filled
-    /// with answered flows since the sweep last passed never stalls a
-    /// packet for millions of unlinks.
-    pub fn oldest_unreplied(&mut self) -> Option<u32> {
-        for _ in 0..UNLINK_BOUND {
-            let head = self.cold.get(self.unreplied as usize).map_or(NIL, |c| c.u_next);
-            let s = self.session_or_nil(head);
-            if s == NIL {
-                return None;
+    /// The unanswered session to evict (see the module docs): the first
+    /// one without [`flag::REPLIED`] along the wheel from the sweep's
+    /// second on. Answered sessions it passes that were active since their
+    /// filing (`last_seen` plus their class's `timeout` lies past their
+    /// bucket's second) are re-filed there, as the sweep would when it
+    /// reaches them; the ones that were not stay. At most [`EVICT_STEPS`]
+    /// steps, each bucket and each session one: past that it answers
+    /// `None` (one packet finds the table full) and the next call goes on
+    /// from where the re-filings left the wheel, so a table filled with
+    /// answered flows never stalls a packet for millions of steps.
+    pub fn evictable(&mut self, now: u32, timeout: &[u32; class::SLOTS]) -> Option<u32> {
+        let start = self.cursor.unwrap_or(now);
+        let mut steps = 0;
+        for second in start..=start.saturating_add(self.wheel_mask) {
+            steps += 1;
+            let mut j = self.session_or_nil(self.cold.get(self.bucket(second) as usize).map_or(NIL, |c| c.next));
+            while j != NIL && steps < EVICT_STEPS {
+                steps += 1;
+                let s = self.get(j);
+                let next = self.next_in_bucket(j);
+                if s.flags & flag::REPLIED == 0 {
+                    return Some(j);
+                }
+                let t = timeout.get(usize::from(s.class) & (class::SLOTS - 1)).copied().unwrap_or(0);
+                let d = s.last_seen.saturating_add(t);
+                if d > second {
+                    self.reschedule(j, d, now);
+                }
+                j = next;
             }
-            if self.hot.get(s as usize).is_some_and(|x| x.flags & flag::REPLIED == 0) {
-                return Some(s);
+            if steps >= EVICT_STEPS {
+                break;
             }
-            list_unlink(&mut self.cold, s, false);
         }
         None
-    }
-
-    /// How many sessions are on the unreplied FIFO, answered ones included
-    /// (tests: what the lazy removal leaves).
-    #[cfg(test)]
-    pub(crate) fn unreplied_listed(&self) -> usize {
-        let mut n = 0;
-        let mut j = self.cold.get(self.unreplied as usize).map_or(NIL, |c| c.u_next);
-        while self.session_or_nil(j) != NIL {
-            n += 1;
-            j = self.cold.get(j as usize).map_or(NIL, |c| c.u_next);
-        }
-        n
     }
 
     /// The sessions due in the next bucket the sweep must look at, if that

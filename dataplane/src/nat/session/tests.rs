@@ -1,11 +1,11 @@
-//! Unit tests of the session slab, the expiry wheel and the unreplied FIFO.
+//! Unit tests of the session slab, the expiry wheel and eviction's search.
 
 use super::*;
 
 #[test]
 fn sizes() {
     assert_eq!(std::mem::size_of::<Session>(), 32);
-    assert_eq!(std::mem::size_of::<Cold>(), 20);
+    assert_eq!(std::mem::size_of::<Cold>(), 12);
 }
 
 #[test]
@@ -81,83 +81,78 @@ fn a_session_leaves_its_bucket_by_its_own_links() {
     assert_eq!(t.due(10), Some((s[2], 10)));
 }
 
-#[test]
-fn unreplied_fifo() {
-    let mut t = SessionTable::new(4, 100);
-    let (a, b, c) = (t.alloc().unwrap(), t.alloc().unwrap(), t.alloc().unwrap());
-    assert_eq!(t.oldest_unreplied(), None);
-    t.push_unreplied(a);
-    t.push_unreplied(b);
-    t.push_unreplied(c);
-    assert_eq!(t.oldest_unreplied(), Some(a));
-    t.remove_unreplied(a);
-    assert_eq!(t.oldest_unreplied(), Some(b));
-    t.remove_unreplied(a);
-    assert_eq!(t.oldest_unreplied(), Some(b), "a session on no FIFO leaves it alone");
-    t.remove_unreplied(c);
-    t.remove_unreplied(b);
-    assert_eq!(t.oldest_unreplied(), None);
-    t.push_unreplied(c);
-    assert_eq!(t.oldest_unreplied(), Some(c));
+/// Timeouts by class for eviction's re-filing: UDP 300 s, the rest 5 s.
+fn timeouts() -> [u32; class::SLOTS] {
+    let mut t = [5; class::SLOTS];
+    t[usize::from(class::UDP)] = 300;
+    t
+}
+
+/// A new session of `class`, last seen at `seen`, filed for `deadline` at second 0.
+fn filed(t: &mut SessionTable, class: u8, replied: bool, seen: u32, deadline: u32) -> u32 {
+    let i = t.alloc().unwrap();
+    t.hot[i as usize] =
+        Session { class, last_seen: seen, flags: if replied { flag::REPLIED } else { 0 }, ..Session::default() };
+    t.link_new(i, deadline, 0);
+    i
 }
 
 #[test]
-fn answered_sessions_leave_the_fifo_lazily_and_are_never_the_oldest_unreplied() {
-    let mut t = SessionTable::new(4, 100);
-    let (a, b, c) = (t.alloc().unwrap(), t.alloc().unwrap(), t.alloc().unwrap());
-    for i in [a, b, c] {
-        t.link_new(i, 5, 0);
-    }
-    // a and b answered (their first reply set only the flag): c is the
-    // oldest unreplied, and the look-up took a and b off the FIFO.
-    for i in [a, b] {
-        t.hot[i as usize].flags |= flag::REPLIED;
-    }
-    assert_eq!(t.oldest_unreplied(), Some(c));
-    for i in [a, b] {
-        assert_eq!((t.cold[i as usize].u_prev, t.cold[i as usize].u_next), (NIL, NIL), "{i} off the FIFO");
-    }
-    t.hot[c as usize].flags |= flag::REPLIED;
-    assert_eq!(t.oldest_unreplied(), None);
-    assert_eq!(t.cold[t.unreplied as usize].u_next, t.unreplied, "the FIFO is empty");
+fn the_unanswered_session_due_soonest_is_the_one_to_evict() {
+    let mut t = SessionTable::new(8, 400);
+    let to = timeouts();
+    assert_eq!(t.evictable(0, &to), None, "an empty table");
+    // Bucket 5: answered idle, answered active since, unanswered, unanswered.
+    let idle = filed(&mut t, class::UDP_UNREPLIED, true, 0, 5);
+    let active = filed(&mut t, class::UDP, true, 3, 5);
+    let (first, second) =
+        (filed(&mut t, class::UDP_UNREPLIED, false, 0, 5), filed(&mut t, class::UDP_UNREPLIED, false, 0, 5));
+    // Bucket 9: unanswered, due later.
+    let later = filed(&mut t, class::TCP_TRANSITORY, false, 4, 9);
+    assert_eq!(t.evictable(1, &to), Some(first), "the first unanswered in the soonest bucket");
+    assert_eq!(t.bucket_of(active), Some(303), "an answered session active since is re-filed at its deadline");
+    assert_eq!(t.bucket_of(idle), Some(5), "one idle since stays: it expires in that second");
+    t.unschedule(first);
+    assert_eq!(t.evictable(1, &to), Some(second));
+    t.unschedule(second);
+    assert_eq!(t.evictable(1, &to), Some(later));
+    t.hot[later as usize].flags |= flag::REPLIED;
+    assert_eq!(t.evictable(1, &to), None, "every session answered");
+    assert_eq!((t.bucket_of(idle), t.bucket_of(later)), (Some(5), Some(9)));
 }
 
 #[test]
-fn a_fifo_of_answered_sessions_is_cleared_a_bounded_number_a_call() {
-    let n = u32::try_from(UNLINK_BOUND).unwrap() * 2 + 1;
-    let mut t = SessionTable::new(n, 100);
-    for _ in 0..n {
-        let i = t.alloc().unwrap();
-        t.link_new(i, 5, 0);
-        if i + 1 < n {
-            t.hot[i as usize].flags |= flag::REPLIED;
-        }
+fn eviction_looks_a_bounded_number_of_steps_a_call_and_goes_on_from_there() {
+    let n = EVICT_STEPS * 2 + 1;
+    let mut t = SessionTable::new(n, 400);
+    let to = timeouts();
+    // Answered and active since (re-filed as passed), then one unanswered.
+    for _ in 0..n - 1 {
+        filed(&mut t, class::UDP, true, 2, 5);
     }
-    assert_eq!(t.oldest_unreplied(), None, "a bound's worth taken off");
-    assert_eq!(t.oldest_unreplied(), None, "and another");
-    assert_eq!(t.oldest_unreplied(), Some(n - 1), "then the one never answered");
+    let victim = filed(&mut t, class::UDP_UNREPLIED, false, 0, 5);
+    assert_eq!(t.evictable(1, &to), None, "a bound's worth passed");
+    assert_eq!(t.evictable(1, &to), None, "and another");
+    assert_eq!(t.evictable(1, &to), Some(victim), "then the one never answered");
+    assert_eq!(t.bucket_of(0), Some(302));
 }
 
 #[test]
-fn a_new_session_is_filed_in_its_bucket_and_on_the_fifo() {
+fn a_new_session_is_filed_in_its_bucket() {
     let mut t = SessionTable::new(4, 100);
     let (a, b) = (t.alloc().unwrap(), t.alloc().unwrap());
     t.link_new(a, 5, 0);
     t.link_new(b, 5, 0);
     assert_eq!((t.bucket_of(a), t.bucket_of(b)), (Some(5), Some(5)));
     assert_eq!(t.next_in_bucket(a), b);
-    assert_eq!(t.oldest_unreplied(), Some(a));
-    t.remove_unreplied(a);
-    assert_eq!(t.oldest_unreplied(), Some(b));
     t.unschedule(a);
     t.unschedule(b);
-    t.remove_unreplied(b);
     t.free(a);
     t.free(b);
     assert_eq!(t.live(), 0);
-    // Every sentinel points at itself again: all lists are empty.
+    // Every sentinel points at itself again: all buckets are empty.
     for (j, c) in t.cold.iter().enumerate().skip(4) {
         let j = u32::try_from(j).unwrap();
-        assert!((c.prev, c.next) == (j, j) || (c.u_prev, c.u_next) == (j, j), "sentinel {j}: {c:?}");
+        assert_eq!((c.prev, c.next), (j, j), "sentinel {j}: {c:?}");
     }
 }
