@@ -123,8 +123,8 @@ pub fn subscriber_owner(inside_ip: u32, workers: u16) -> u16 {
 impl Engine {
     /// Builds an engine; all memory is allocated here.
     pub fn new(p: &EngineParams) -> Result<Self, ParamError> {
-        if p.max_sessions == 0 || p.max_sessions >= index::MAX_ENTRIES {
-            return Err(ParamError::TableSize { table: "max_sessions", max: index::MAX_ENTRIES });
+        if p.max_sessions == 0 || p.max_sessions >= session::MAX_SESSIONS {
+            return Err(ParamError::TableSize { table: "max_sessions", max: session::MAX_SESSIONS });
         }
         if p.max_subscribers == 0 || p.max_subscribers >= index::MAX_ENTRIES {
             return Err(ParamError::TableSize { table: "max_subscribers", max: index::MAX_ENTRIES });

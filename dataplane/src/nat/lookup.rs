@@ -76,22 +76,23 @@ impl Engine {
     /// Records a TCP packet in its session's window table (RFC 5961
     /// section 3); false if it is a RST out of window, which is to be
     /// dropped without changing anything. A packet it accepts then goes
-    /// through what the session's rule added (`TcpWindow::ext`: MSS
+    /// through what the session's rule added (`Cold::ext`: MSS
     /// clamping, the FTP ALG), before its NAT rewrite.
     pub(super) fn tcp_window(&mut self, idx: u32, side: Side, now: u32, frame: &mut [u8], p: &Parsed) -> bool {
         let Ok(t) = TcpPacket::new_checked(frame.get(usize::from(p.l4)..).unwrap_or(&[])) else {
             return true;
         };
-        let Some(w) = self.sessions.tcp.get_mut(idx as usize) else {
+        let (Some(w), Some(c)) = (self.sessions.tcp.get_mut(idx as usize), self.sessions.cold.get_mut(idx as usize))
+        else {
             return true;
         };
         let d = side.index();
-        if p.tcp_flags & crate::wire::tcp::RST != 0 && !w.accepts_rst(d, p.tcp_flags, t.seq(), t.ack()) {
+        if p.tcp_flags & crate::wire::tcp::RST != 0 && !w.accepts_rst(c.scales, d, p.tcp_flags, t.seq(), t.ack()) {
             return false;
         }
         let wscale = if p.tcp_flags & crate::wire::tcp::SYN != 0 { t.window_scale() } else { None };
-        w.record(d, p.tcp_flags, t.seq(), t.window(), wscale);
-        let e = w.ext;
+        w.record(&mut c.scales, d, p.tcp_flags, t.seq(), t.window(), wscale);
+        let e = c.ext;
         if e != 0 {
             self.tcp_ext_hook(e, idx, side, now, frame, p);
         }

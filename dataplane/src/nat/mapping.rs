@@ -10,12 +10,12 @@ use super::*;
 
 impl Engine {
     pub(super) fn chain_after(&mut self, head: u32, idx: u32) {
-        let next = self.sessions.cold.get(head as usize).map_or(NIL, |c| c.map_next);
+        let next = self.sessions.cold.get(head as usize).map_or(NIL, Cold::map_next);
         if let Some(c) = self.sessions.cold.get_mut(idx as usize) {
-            c.map_next = next;
+            c.set_map_next(next);
         }
         if let Some(c) = self.sessions.cold.get_mut(head as usize) {
-            c.map_next = idx;
+            c.set_map_next(idx);
         }
     }
 
@@ -72,7 +72,7 @@ impl Engine {
             if self.sessions.get(i).remote_ip == remote {
                 return true;
             }
-            i = self.sessions.cold.get(i as usize).map_or(NIL, |c| c.map_next);
+            i = self.sessions.cold.get(i as usize).map_or(NIL, Cold::map_next);
             n += 1;
         }
         false
@@ -84,7 +84,7 @@ impl Engine {
         let pub_ip = self.ports.ip_of(s.addr());
         let hm = self.h_imap(s.inside_ip, s.inside_port, proto);
         let ho = self.h_omap(pub_ip, s.public_port, proto);
-        let next = self.sessions.cold.get(idx as usize).map_or(NIL, |c| c.map_next);
+        let next = self.sessions.cold.get(idx as usize).map_or(NIL, Cold::map_next);
         match self.imap_lookup(hm, s.inside_ip, s.inside_port, proto, pool) {
             Some(h) if h == idx => {
                 if next != NIL {
@@ -103,10 +103,10 @@ impl Engine {
                 let mut prev = h;
                 let mut n = 0u32;
                 while n < self.sessions.capacity() {
-                    let pn = self.sessions.cold.get(prev as usize).map_or(NIL, |c| c.map_next);
+                    let pn = self.sessions.cold.get(prev as usize).map_or(NIL, Cold::map_next);
                     if pn == idx {
                         if let Some(c) = self.sessions.cold.get_mut(prev as usize) {
-                            c.map_next = next;
+                            c.set_map_next(next);
                         }
                         break;
                     }

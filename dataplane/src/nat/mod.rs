@@ -37,7 +37,7 @@
 //! | lifecycle | `lifecycle.rs` | take a slot, install with checksum deltas, remove, expire, evict | every live session is in both indexes exactly once |
 //! | ICMP errors | `icmp_error.rs` | find the session through the embedded datagram, rewrite both headers | an error never refreshes a session |
 //! | fragments | `frag.rs`, `frag_hold.rs` | later fragments follow their first fragment's session; with several workers every fragment meets its datagram's fragment home, which sends it on to the session's owner; one that comes before its first waits in the home's hold (RFC 4787 REQ-14) | a fragment is forwarded only for a live session of its tuple; a handed-over fragment is never sent home again; a held fragment leaves after its first or is dropped and counted |
-//! | MSS clamping | `mss.rs` | a rule's `mss_clamp` lowers the MSS of SYN and SYN/ACK, both ways; what a TCP session's rule added (`TcpWindow::ext`) | an MSS is never raised; the checksum updated incrementally; the fast lane never sees a SYN |
+//! | MSS clamping | `mss.rs` | a rule's `mss_clamp` lowers the MSS of SYN and SYN/ACK, both ways; what a TCP session's rule added (`Cold::ext`) | an MSS is never raised; the checksum updated incrementally; the fast lane never sees a SYN |
 //! | FTP ALG | `alg/` | a rule's `alg: [ftp]`: PORT/EPRT rewritten, the data connection's expectation, seqadj, packets grown past their frame | a control packet is never dropped for the ALG; an ALG session never takes the fast lane |
 //! | rewrite | `rewrite.rs` | addresses, ports, TTL, checksums (RFC 1624 from stored deltas) | a bad checksum stays bad; a computed UDP 0 is sent as 0xFFFF |
 //! | keys | `keys.rs`, `hash.rs`, `index.rs` | the four index keys, the hash, the open-addressing index | each key is defined once |
@@ -114,7 +114,7 @@ use index::{Index, LaterIndex};
 use parse::{parse, parse_embedded, parse_fast, FastKey, Kind, Parsed};
 use ports::Ports;
 use rewrite::{decrement_ttl, set_ip_addr, Rewrite};
-use session::{class, flag, Session, SessionTable, NIL};
+use session::{class, flag, Cold, Session, SessionTable, NIL};
 use tcp::TcpState;
 use tcp::TcpWindow;
 

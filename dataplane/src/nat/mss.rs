@@ -13,14 +13,14 @@
 //! (they change TCP state), so established traffic pays nothing.
 //! The FTP ALG (`super::alg`) hangs off the same word and hook.
 //!
-//! What a TCP session's rule added lives in [`TcpWindow::ext`] (a word
+//! What a TCP session's rule added lives in [`Cold::ext`](session::Cold::ext) (a word
 //! beside the RST check's), read by the general path only: `ext` below.
 #![forbid(unsafe_code)]
 
 use super::*;
 use crate::wire::tcp::SYN;
 
-/// The encoding of [`TcpWindow::ext`].
+/// The encoding of [`Cold::ext`](session::Cold::ext).
 pub(super) mod ext {
     /// The FTP ALG is on; the low 15 bits are its slot (`super::alg`),
     /// which keeps the session's clamping.
@@ -47,7 +47,7 @@ impl Engine {
     }
 
     /// Pins what the rule at `rule` adds to a new TCP session in its
-    /// [`TcpWindow::ext`] (after `install`, which resets it). Out of line:
+    /// [`Cold::ext`](session::Cold::ext) (after `install`, which resets it). Out of line:
     /// the new-session path stays as it was.
     #[inline(never)]
     pub(super) fn set_rule_ext(&mut self, idx: u32, rule: usize) {
@@ -58,7 +58,7 @@ impl Engine {
         self.set_ext(idx, o);
     }
 
-    /// Pins `o` in a new TCP session's [`TcpWindow::ext`]: a rule's, or
+    /// Pins `o` in a new TCP session's [`Cold::ext`](session::Cold::ext): a rule's, or
     /// the FTP ALG of a forward or 1:1 static host.
     #[inline(never)]
     pub(super) fn set_ext(&mut self, idx: u32, o: RuleOptions) {
@@ -70,14 +70,14 @@ impl Engine {
                 s.tcp = s.tcp.with_alg();
             }
         }
-        if let Some(w) = self.sessions.tcp.get_mut(idx as usize) {
-            w.ext = e;
+        if let Some(c) = self.sessions.cold.get_mut(idx as usize) {
+            c.ext = e;
         }
     }
 
     /// What a TCP session's rule added.
     pub(super) fn tcp_ext(&self, idx: u32) -> u16 {
-        self.sessions.tcp.get(idx as usize).map_or(0, |w| w.ext)
+        self.sessions.cold.get(idx as usize).map_or(0, |c| c.ext)
     }
 
     /// A TCP packet of a session with something in its `ext` (not 0),

@@ -12,9 +12,10 @@
 //! window seen, so a RST counts only if its sequence number is near what
 //! the sender has sent, within the receiver's window (a blind attacker must
 //! guess within a window out of 2^32), as netfilter's `tcp_in_window`
-//! checks it; an out-of-window RST is dropped and changes nothing. Cost: 16
-//! bytes per session (a table beside the sessions) and, on the fast lane,
-//! one 4-byte store per TCP packet.
+//! checks it; an out-of-window RST is dropped and changes nothing. Cost: 12
+//! bytes per session (a table beside the sessions) and a byte of its cold
+//! half (the two window scales, [`Scales`]); on the fast lane, one 4-byte
+//! store per TCP packet.
 //!
 //! The window is kept as the segment carries it, 16 bits, in units of the
 //! side's window scale in force (RFC 7323 section 2.2: a side's scale from
@@ -163,7 +164,8 @@ impl TcpState {
 const MIN_WINDOW: u32 = 65_535;
 
 /// What the RST check keeps of a TCP session, per side (index 0: packets
-/// that arrived on the inside, 1: on the outside).
+/// that arrived on the inside, 1: on the outside); each side's window
+/// scale is in the session's cold half ([`Scales`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct TcpWindow {
@@ -173,48 +175,65 @@ pub struct TcpWindow {
     /// force ([`TcpWindow::window`] scales it); 0: nothing seen from that
     /// side yet.
     pub win: [u16; 2],
-    /// Each side's window scale from its SYN ([`TcpWindow::NO_SCALE`]: none).
-    pub wscale: [u8; 2],
-    /// What the session's rule added: `nat::mss::ext`, MSS clamping or the
-    /// FTP ALG's slot. 0: nothing, so the general path tests one word.
-    pub ext: u16,
+}
+
+/// Each side's window scale from its SYN, a nibble a side (side 0 the low
+/// one): 0 to 14 (RFC 7323 section 2.3: a larger one counts as 14), or 15
+/// when the SYN carried no option (or none was seen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scales(u8);
+
+impl Scales {
+    /// No option seen from either side.
+    pub const NEW: Scales = Scales(0xff);
+    const NONE: u8 = 15;
+
+    /// Side `d`'s scale, `None` if its SYN carried no option.
+    pub fn get(self, d: usize) -> Option<u8> {
+        let n = (self.0 >> (4 * (d & 1))) & 15;
+        (n != Self::NONE).then_some(n)
+    }
+
+    /// Sets side `d`'s scale (`None`: no option).
+    fn set(&mut self, d: usize, ws: Option<u8>) {
+        let n = ws.map_or(Self::NONE, |w| w.min(14));
+        let at = 4 * (d & 1);
+        self.0 = (self.0 & !(15 << at)) | (n << at);
+    }
+
+    /// The shift side `d`'s windows take (RFC 7323 section 2.2): its SYN's
+    /// scale once both SYNs carried the option, else 0.
+    fn shift(self, d: usize) -> u32 {
+        match (self.get(0), self.get(1)) {
+            (Some(_), Some(_)) => u32::from(self.get(d).unwrap_or(0)),
+            _ => 0,
+        }
+    }
 }
 
 impl TcpWindow {
-    /// No window scale option seen.
-    pub const NO_SCALE: u8 = 0xff;
     /// A fresh session's: nothing seen.
-    pub const NEW: TcpWindow = TcpWindow { seq: [0; 2], win: [0; 2], wscale: [Self::NO_SCALE; 2], ext: 0 };
-
-    /// The shift side `d`'s windows take (RFC 7323 section 2.2): its SYN's
-    /// scale (at most 14) once both SYNs carried the option, else 0.
-    fn shift(&self, d: usize) -> u32 {
-        let [a, b] = self.wscale;
-        if a == Self::NO_SCALE || b == Self::NO_SCALE {
-            return 0;
-        }
-        u32::from(self.wscale.get(d).copied().unwrap_or(0).min(14))
-    }
+    pub const NEW: TcpWindow = TcpWindow { seq: [0; 2], win: [0; 2] };
 
     /// The largest window side `d` advertised, scaled; 0 if nothing seen.
-    pub fn window(&self, d: usize) -> u32 {
-        u32::from(self.win.get(d).copied().unwrap_or(0)) << self.shift(d)
+    pub fn window(&self, sc: Scales, d: usize) -> u32 {
+        u32::from(self.win.get(d).copied().unwrap_or(0)) << sc.shift(d)
     }
 
     /// Records a packet from side `d`: its sequence number, its window
     /// (scaled as RFC 7323 section 2.2 says: never on a SYN, and only when
     /// both SYNs carried the option) and, on a SYN, its window scale.
-    pub fn record(&mut self, d: usize, flags: u8, seq: u32, window: u16, wscale: Option<u8>) {
+    pub fn record(&mut self, sc: &mut Scales, d: usize, flags: u8, seq: u32, window: u16, wscale: Option<u8>) {
         let syn = flags & SYN != 0;
         if syn {
-            let ws = wscale.unwrap_or(Self::NO_SCALE);
-            if self.wscale.get(d).is_some_and(|&w| w != ws) {
-                self.rescale(d, ws);
+            let ws = wscale.map(|w| w.min(14));
+            if sc.get(d) != ws {
+                self.rescale(sc, d, ws);
             }
         }
         // In units of the side's scale: a SYN's unscaled window rounded up.
         let w = if syn {
-            let s = self.shift(d);
+            let s = sc.shift(d);
             (u32::from(window) + (1 << s) - 1) >> s
         } else {
             u32::from(window)
@@ -232,13 +251,11 @@ impl TcpWindow {
     /// windows to the units of the scales now in force (rounded up, held
     /// at 65,535 units). Out of line: only SYNs that change a scale.
     #[cold]
-    fn rescale(&mut self, d: usize, ws: u8) {
-        let old = [self.shift(0), self.shift(1)];
-        if let Some(w) = self.wscale.get_mut(d) {
-            *w = ws;
-        }
+    fn rescale(&mut self, sc: &mut Scales, d: usize, ws: Option<u8>) {
+        let old = [sc.shift(0), sc.shift(1)];
+        sc.set(d, ws);
         for (x, o) in old.into_iter().enumerate() {
-            let n = self.shift(x);
+            let n = sc.shift(x);
             if let Some(win) = self.win.get_mut(x) {
                 let scaled = u64::from(*win) << o;
                 let units = (scaled + (1 << n) - 1) >> n;
@@ -253,9 +270,9 @@ impl TcpWindow {
     /// has sent nothing yet (a RST answering a SYN), acknowledging what the
     /// other side sent (RFC 9293 section 3.10.7.3). With nothing seen from
     /// either side there is nothing to check against, and it counts.
-    pub fn accepts_rst(&self, d: usize, flags: u8, seq: u32, ack: u32) -> bool {
+    pub fn accepts_rst(&self, sc: Scales, d: usize, flags: u8, seq: u32, ack: u32) -> bool {
         let r = 1 - d.min(1);
-        let (win_d, win_r) = (self.window(d), self.window(r));
+        let (win_d, win_r) = (self.window(sc, d), self.window(sc, r));
         let (seq_d, seq_r) = (self.seq.get(d).copied().unwrap_or(0), self.seq.get(r).copied().unwrap_or(0));
         let wr = win_r.max(MIN_WINDOW);
         if win_d == 0 {
@@ -271,8 +288,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_window_table_stays_16_bytes_a_session() {
-        assert_eq!(std::mem::size_of::<TcpWindow>(), 16);
+    fn the_window_table_stays_12_bytes_a_session() {
+        assert_eq!(std::mem::size_of::<TcpWindow>(), 12);
     }
 
     #[test]
@@ -346,69 +363,80 @@ mod tests {
 
     #[test]
     fn a_rst_counts_only_near_what_its_sender_sent() {
-        let mut w = TcpWindow::NEW;
-        w.record(0, SYN, 1_000, 64_240, Some(7));
-        w.record(1, SYN | ACK, 9_000, 65_160, Some(7));
-        w.record(0, ACK, 1_001, 502, None); // 502 << 7 = 64 256
-        w.record(1, ACK, 9_001, 4_000, None); // 4000 << 7 = 512 000
-        assert_eq!([w.window(0), w.window(1)], [64_256, 512_000]);
+        let (mut w, mut sc) = (TcpWindow::NEW, Scales::NEW);
+        w.record(&mut sc, 0, SYN, 1_000, 64_240, Some(7));
+        w.record(&mut sc, 1, SYN | ACK, 9_000, 65_160, Some(7));
+        w.record(&mut sc, 0, ACK, 1_001, 502, None); // 502 << 7 = 64 256
+        w.record(&mut sc, 1, ACK, 9_001, 4_000, None); // 4000 << 7 = 512 000
+        assert_eq!([w.window(sc, 0), w.window(sc, 1)], [64_256, 512_000]);
         assert_eq!(w.win, [502, 4_000], "kept unscaled");
         // From the inside: the receiver (outside) advertised 512 000.
-        assert!(w.accepts_rst(0, RST, 1_001, 0), "exactly the next sequence number");
-        assert!(w.accepts_rst(0, RST, 1_001 + 500_000, 0), "within the receiver's window");
-        assert!(!w.accepts_rst(0, RST, 1_001 + 700_000, 0), "beyond it");
-        assert!(!w.accepts_rst(0, RST, 1_001u32.wrapping_sub(600_000), 0), "far behind");
-        assert!(!w.accepts_rst(0, RST, 0x8000_0000, 0), "a blind guess");
+        assert!(w.accepts_rst(sc, 0, RST, 1_001, 0), "exactly the next sequence number");
+        assert!(w.accepts_rst(sc, 0, RST, 1_001 + 500_000, 0), "within the receiver's window");
+        assert!(!w.accepts_rst(sc, 0, RST, 1_001 + 700_000, 0), "beyond it");
+        assert!(!w.accepts_rst(sc, 0, RST, 1_001u32.wrapping_sub(600_000), 0), "far behind");
+        assert!(!w.accepts_rst(sc, 0, RST, 0x8000_0000, 0), "a blind guess");
         // From the outside: the inside's window is 64 256, floored at 65 535.
-        assert!(w.accepts_rst(1, RST | ACK, 9_001 + 60_000, 0));
-        assert!(!w.accepts_rst(1, RST | ACK, 9_001 + 200_000, 0));
+        assert!(w.accepts_rst(sc, 1, RST | ACK, 9_001 + 60_000, 0));
+        assert!(!w.accepts_rst(sc, 1, RST | ACK, 9_001 + 200_000, 0));
     }
 
     #[test]
     fn a_rst_answering_a_syn_must_acknowledge_it() {
-        let mut w = TcpWindow::NEW;
-        w.record(0, SYN, 77, 64_240, Some(7));
-        assert!(w.accepts_rst(1, RST | ACK, 0, 78), "the closed port's answer");
-        assert!(!w.accepts_rst(1, RST | ACK, 0, 5_000_000), "acknowledges nothing sent");
-        assert!(!w.accepts_rst(1, RST, 0, 78), "no ACK: nothing to check it by");
+        let (mut w, mut sc) = (TcpWindow::NEW, Scales::NEW);
+        w.record(&mut sc, 0, SYN, 77, 64_240, Some(7));
+        assert!(w.accepts_rst(sc, 1, RST | ACK, 0, 78), "the closed port's answer");
+        assert!(!w.accepts_rst(sc, 1, RST | ACK, 0, 5_000_000), "acknowledges nothing sent");
+        assert!(!w.accepts_rst(sc, 1, RST, 0, 78), "no ACK: nothing to check it by");
         // Nothing seen at all: nothing to check against.
-        assert!(TcpWindow::NEW.accepts_rst(1, RST, 123, 0));
+        assert!(TcpWindow::NEW.accepts_rst(Scales::NEW, 1, RST, 123, 0));
     }
 
     #[test]
     fn a_changed_scale_converts_the_stored_windows() {
-        let mut w = TcpWindow::NEW;
-        w.record(0, SYN, 1, 64_240, Some(7));
-        assert_eq!(w.window(0), 64_240, "one SYN: no scaling in force yet");
-        w.record(1, SYN | ACK, 1, 65_160, Some(7));
+        let (mut w, mut sc) = (TcpWindow::NEW, Scales::NEW);
+        w.record(&mut sc, 0, SYN, 1, 64_240, Some(7));
+        assert_eq!(w.window(sc, 0), 64_240, "one SYN: no scaling in force yet");
+        w.record(&mut sc, 1, SYN | ACK, 1, 65_160, Some(7));
         // Now in units of 128, rounded up: never below what was advertised.
         assert_eq!(w.win, [502, 510]);
-        assert_eq!([w.window(0), w.window(1)], [64_256, 65_280]);
-        w.record(1, ACK, 2, 4_000, None);
-        assert_eq!(w.window(1), 512_000);
+        assert_eq!([w.window(sc, 0), w.window(sc, 1)], [64_256, 65_280]);
+        w.record(&mut sc, 1, ACK, 2, 4_000, None);
+        assert_eq!(w.window(sc, 1), 512_000);
         // A reopening SYN without the option: unscaled from here on; the
         // old window is kept as far as 16 bits hold it.
-        w.record(0, SYN, 9, 1_000, None);
-        assert_eq!(w.wscale, [TcpWindow::NO_SCALE, 7]);
-        assert_eq!([w.window(0), w.window(1)], [64_256, 65_535]);
+        w.record(&mut sc, 0, SYN, 9, 1_000, None);
+        assert_eq!([sc.get(0), sc.get(1)], [None, Some(7)]);
+        assert_eq!([w.window(sc, 0), w.window(sc, 1)], [64_256, 65_535]);
         // Scaling again (a SYN with the option): 65 535 units of 1 in units of 2^3.
-        w.record(0, SYN, 10, 100, Some(3));
+        w.record(&mut sc, 0, SYN, 10, 100, Some(3));
         assert_eq!(w.win, [8_032, 512]);
-        assert_eq!([w.window(0), w.window(1)], [64_256, 65_536]);
+        assert_eq!([w.window(sc, 0), w.window(sc, 1)], [64_256, 65_536]);
+    }
+
+    #[test]
+    fn each_side_keeps_its_own_scale_and_a_larger_one_counts_as_14() {
+        let (mut w, mut sc) = (TcpWindow::NEW, Scales::NEW);
+        w.record(&mut sc, 1, SYN | ACK, 1, 1_000, Some(15));
+        assert_eq!([sc.get(0), sc.get(1)], [None, Some(14)]);
+        w.record(&mut sc, 0, SYN, 1, 1_000, Some(0));
+        assert_eq!([sc.get(0), sc.get(1)], [Some(0), Some(14)]);
+        w.record(&mut sc, 1, ACK, 2, 1, None);
+        assert_eq!(w.window(sc, 1), 1 << 14);
     }
 
     #[test]
     fn windows_scale_only_when_both_syns_carry_the_option() {
-        let mut w = TcpWindow::NEW;
-        w.record(0, SYN, 1, 1_000, Some(7));
-        w.record(1, SYN | ACK, 1, 1_000, None);
-        w.record(0, ACK, 2, 1_000, None);
-        assert_eq!(w.window(0), 1_000, "the other SYN had no scale: unscaled");
-        let mut w = TcpWindow::NEW;
-        w.record(0, SYN, 1, 1_000, Some(7));
-        w.record(1, SYN | ACK, 1, 1_000, Some(2));
-        w.record(0, ACK, 2, 1_000, None);
-        w.record(1, ACK, 2, 1_000, None);
-        assert_eq!([w.window(0), w.window(1)], [128_000, 4_000]);
+        let (mut w, mut sc) = (TcpWindow::NEW, Scales::NEW);
+        w.record(&mut sc, 0, SYN, 1, 1_000, Some(7));
+        w.record(&mut sc, 1, SYN | ACK, 1, 1_000, None);
+        w.record(&mut sc, 0, ACK, 2, 1_000, None);
+        assert_eq!(w.window(sc, 0), 1_000, "the other SYN had no scale: unscaled");
+        let (mut w, mut sc) = (TcpWindow::NEW, Scales::NEW);
+        w.record(&mut sc, 0, SYN, 1, 1_000, Some(7));
+        w.record(&mut sc, 1, SYN | ACK, 1, 1_000, Some(2));
+        w.record(&mut sc, 0, ACK, 2, 1_000, None);
+        w.record(&mut sc, 1, ACK, 2, 1_000, None);
+        assert_eq!([w.window(sc, 0), w.window(sc, 1)], [128_000, 4_000]);
     }
 }

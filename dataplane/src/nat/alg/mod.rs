@@ -52,7 +52,7 @@
 //! is); every change is folded into the checksums incrementally (RFC 1624),
 //! so a bad checksum stays bad; a session with the ALG never takes the fast
 //! lane (its TCP state carries [`TcpState::ALG`], so it is never steady),
-//! and sessions without it never look here (their `TcpWindow::ext` has no
+//! and sessions without it never look here (their `Cold::ext` has no
 //! ALG bit). The ALG sees a packet as it arrived, before its NAT rewrite
 //! (from the RST window check, `Engine::tcp_window`).
 #![forbid(unsafe_code)]
@@ -216,7 +216,7 @@ fn shift32(t: &mut [u8], at: usize, off: i32) {
 }
 
 impl Engine {
-    /// Gives a new TCP session the ALG; returns its [`TcpWindow::ext`]
+    /// Gives a new TCP session the ALG; returns its [`Cold::ext`]
     /// (`mss`: its clamping, kept in the slot). No slot free: no ALG.
     pub(super) fn alg_open(&mut self, idx: u32, mss: u16) -> u16 {
         let Some(k) = self.alg.free.pop() else {
@@ -247,8 +247,8 @@ impl Engine {
                 self.alg.free.push(k);
             }
         }
-        if let Some(w) = self.sessions.tcp.get_mut(idx as usize) {
-            w.ext = 0;
+        if let Some(c) = self.sessions.cold.get_mut(idx as usize) {
+            c.ext = 0;
         }
     }
 
@@ -263,7 +263,7 @@ impl Engine {
             if s.remote_ip == remote && s.remote_port == 0 && s.proto == L4::Tcp {
                 return true;
             }
-            i = self.sessions.cold.get(i as usize).map_or(NIL, |c| c.map_next);
+            i = self.sessions.cold.get(i as usize).map_or(NIL, Cold::map_next);
             n += 1;
         }
         false

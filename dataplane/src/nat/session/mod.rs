@@ -192,20 +192,96 @@ impl Session {
     }
 }
 
-/// The cold half of a session (or a list's sentinel).
+/// Most sessions a table holds: its sessions' and its wheel's sentinels'
+/// numbers (up to 2^20 buckets) all fit a [`Link`].
+pub const MAX_SESSIONS: u32 = LINK_NIL - (1 << 20);
+
+/// A [`Link`]'s [`NIL`].
+const LINK_NIL: u32 = (1 << 24) - 1;
+
+/// A session or sentinel number in three bytes, little-endian; all ones
+/// is [`NIL`] (numbers stay below it: [`MAX_SESSIONS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link([u8; 3]);
+
+impl Link {
+    /// No session.
+    pub const NIL: Link = Link([0xff; 3]);
+
+    /// `i` in three bytes ([`NIL`] and anything past 24 bits: [`Link::NIL`]).
+    #[inline(always)]
+    pub fn new(i: u32) -> Link {
+        let [a, b, c, d] = i.min(LINK_NIL).to_le_bytes();
+        debug_assert_eq!(d, 0);
+        Link([a, b, c])
+    }
+
+    /// The number, [`NIL`] for none.
+    #[inline(always)]
+    pub fn get(self) -> u32 {
+        let [a, b, c] = self.0;
+        match u32::from_le_bytes([a, b, c, 0]) {
+            LINK_NIL => NIL,
+            i => i,
+        }
+    }
+}
+
+/// The cold half of a session (or a wheel bucket's sentinel): its links,
+/// and what its TCP connection keeps beside the RST check's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct Cold {
     /// Previous in the wheel bucket.
-    pub prev: u32,
+    prev: Link,
     /// Next in the wheel bucket (or on the free list).
-    pub next: u32,
+    next: Link,
     /// Next session of the same mapping.
-    pub map_next: u32,
+    map_next: Link,
+    /// TCP: each side's window scale (the RST check's, `nat::tcp`).
+    pub scales: super::tcp::Scales,
+    /// TCP: what the session's rule added (`nat::mss::ext`: MSS clamping
+    /// or the FTP ALG's slot); 0: nothing, so the general path tests one
+    /// word.
+    pub ext: u16,
 }
 
 impl Default for Cold {
     fn default() -> Self {
-        Self { prev: NIL, next: NIL, map_next: NIL }
+        Self { prev: Link::NIL, next: Link::NIL, map_next: Link::NIL, scales: super::tcp::Scales::NEW, ext: 0 }
+    }
+}
+
+impl Cold {
+    /// Previous in the wheel bucket.
+    #[inline(always)]
+    pub fn prev(&self) -> u32 {
+        self.prev.get()
+    }
+    /// Next in the wheel bucket (or on the free list).
+    #[inline(always)]
+    pub fn next(&self) -> u32 {
+        self.next.get()
+    }
+    /// Next session of the same mapping.
+    #[inline(always)]
+    pub fn map_next(&self) -> u32 {
+        self.map_next.get()
+    }
+    /// Sets [`Cold::prev`].
+    #[inline(always)]
+    pub fn set_prev(&mut self, i: u32) {
+        self.prev = Link::new(i);
+    }
+    /// Sets [`Cold::next`].
+    #[inline(always)]
+    pub fn set_next(&mut self, i: u32) {
+        self.next = Link::new(i);
+    }
+    /// Sets [`Cold::map_next`].
+    #[inline(always)]
+    pub fn set_map_next(&mut self, i: u32) {
+        self.map_next = Link::new(i);
     }
 }
 
@@ -232,12 +308,14 @@ fn list_link(cold: &mut [Cold], head: u32, i: u32) {
     let Some(h) = cold.get_mut(head as usize) else {
         return;
     };
-    let tail = std::mem::replace(&mut h.prev, i);
+    let tail = h.prev();
+    h.set_prev(i);
     if let Some(c) = cold.get_mut(i as usize) {
-        (c.prev, c.next) = (tail, head);
+        c.set_prev(tail);
+        c.set_next(head);
     }
     if let Some(t) = cold.get_mut(tail as usize) {
-        t.next = i;
+        t.set_next(i);
     }
 }
 
@@ -246,19 +324,22 @@ fn list_unlink(cold: &mut [Cold], i: u32) {
     let Some(c) = cold.get_mut(i as usize) else {
         return;
     };
-    let (prev, next) = (std::mem::replace(&mut c.prev, NIL), std::mem::replace(&mut c.next, NIL));
+    let (prev, next) = (c.prev(), c.next());
+    (c.prev, c.next) = (Link::NIL, Link::NIL);
     if let Some(p) = cold.get_mut(prev as usize) {
-        p.next = next;
+        p.set_next(next);
     }
     if let Some(n) = cold.get_mut(next as usize) {
-        n.prev = prev;
+        n.set_prev(prev);
     }
 }
 
 impl SessionTable {
-    /// A table of `capacity` free sessions whose wheel covers `horizon_secs`.
+    /// A table of `capacity` free sessions (at most [`MAX_SESSIONS`]: more
+    /// is cut to it) whose wheel covers `horizon_secs`.
     #[allow(clippy::cast_possible_truncation)] // slot numbers are below `capacity: u32`
     pub fn new(capacity: u32, horizon_secs: u32) -> Self {
+        let capacity = capacity.min(MAX_SESSIONS);
         let n = capacity as usize;
         let hot = vec![Session { class: FREE, ..Session::default() }; n];
         let buckets = horizon_secs.saturating_add(2).clamp(64, 1 << 20).next_power_of_two();
@@ -267,9 +348,10 @@ impl SessionTable {
             let i = i as u32;
             if i < capacity {
                 let next = i + 1;
-                c.next = if next < capacity { next } else { NIL };
+                c.set_next(if next < capacity { next } else { NIL });
             } else {
-                (c.prev, c.next) = (i, i);
+                c.set_prev(i);
+                c.set_next(i);
             }
         }
         Self {
@@ -331,7 +413,7 @@ impl SessionTable {
         }
         // The cold half is left as it is: `link_new` writes all of it.
         let c = self.cold.get(i as usize)?;
-        self.free_head = c.next;
+        self.free_head = c.next();
         self.live += 1;
         Some(i)
     }
@@ -343,7 +425,7 @@ impl SessionTable {
         };
         *h = Session { class: FREE, ..Session::default() };
         if let Some(c) = self.cold.get_mut(i as usize) {
-            *c = Cold { next: self.free_head, ..Cold::default() };
+            *c = Cold { next: Link::new(self.free_head), ..Cold::default() };
         }
         self.free_head = i;
         self.live = self.live.saturating_sub(1);
@@ -373,17 +455,17 @@ impl SessionTable {
     /// its whole cold half at once.
     pub fn link_new(&mut self, i: u32, deadline: u32, now: u32) {
         let b = self.bucket(self.due_second(deadline, now));
-        let Some(wt) = self.cold.get(b as usize).map(|c| c.prev) else {
+        let Some(wt) = self.cold.get(b as usize).map(Cold::prev) else {
             return;
         };
         if let Some(c) = self.cold.get_mut(i as usize) {
-            *c = Cold { prev: wt, next: b, map_next: NIL };
+            *c = Cold { prev: Link::new(wt), next: Link::new(b), ..Cold::default() };
         }
         if let Some(t) = self.cold.get_mut(wt as usize) {
-            t.next = i;
+            t.set_next(i);
         }
         if let Some(h) = self.cold.get_mut(b as usize) {
-            h.prev = i;
+            h.set_prev(i);
         }
     }
 
@@ -413,7 +495,7 @@ impl SessionTable {
         let mut steps = 0;
         for second in start..=start.saturating_add(self.wheel_mask) {
             steps += 1;
-            let mut j = self.session_or_nil(self.cold.get(self.bucket(second) as usize).map_or(NIL, |c| c.next));
+            let mut j = self.session_or_nil(self.cold.get(self.bucket(second) as usize).map_or(NIL, Cold::next));
             while j != NIL && steps < EVICT_STEPS {
                 steps += 1;
                 let s = self.get(j);
@@ -444,7 +526,7 @@ impl SessionTable {
         if cur > now {
             return None;
         }
-        let head = self.cold.get(self.bucket(cur) as usize).map_or(NIL, |c| c.next);
+        let head = self.cold.get(self.bucket(cur) as usize).map_or(NIL, Cold::next);
         Some((self.session_or_nil(head), cur))
     }
 
@@ -457,13 +539,13 @@ impl SessionTable {
 
     /// Next session in the same wheel bucket.
     pub fn next_in_bucket(&self, i: u32) -> u32 {
-        self.session_or_nil(self.cold.get(i as usize).map_or(NIL, |c| c.next))
+        self.session_or_nil(self.cold.get(i as usize).map_or(NIL, Cold::next))
     }
 
     /// The wheel bucket session `i` is in (walking to its sentinel: O(bucket);
     /// tests, listings), `None` if it is in none.
     pub fn bucket_of(&self, i: u32) -> Option<u32> {
-        let mut j = self.cold.get(i as usize)?.next;
+        let mut j = self.cold.get(i as usize)?.next();
         // A list is shorter than the slab: the bound only guards a broken one.
         for _ in 0..self.cold.len() {
             if j == NIL {
@@ -472,7 +554,7 @@ impl SessionTable {
             if j >= self.wheel_base {
                 return Some(j - self.wheel_base);
             }
-            j = self.cold.get(j as usize)?.next;
+            j = self.cold.get(j as usize)?.next();
         }
         None
     }

@@ -9,6 +9,19 @@ fn sizes() {
 }
 
 #[test]
+fn a_link_holds_every_session_and_sentinel_number_and_nil() {
+    let last_sentinel = MAX_SESSIONS + (1 << 20) - 1;
+    for i in [0, 1, 0x0012_3456, MAX_SESSIONS - 1, last_sentinel, NIL] {
+        assert_eq!(Link::new(i).get(), i, "{i:#x}");
+    }
+    assert_eq!(Link::NIL.get(), NIL);
+    // The largest table's wheel, sentinels included, stays below NIL.
+    let t = SessionTable::new(u32::MAX, u32::MAX);
+    assert_eq!(t.capacity(), MAX_SESSIONS, "cut to the most a link can name");
+    assert!(t.wheel_base + t.wheel_mask < (1 << 24) - 1);
+}
+
+#[test]
 fn alloc_and_free() {
     let mut t = SessionTable::new(3, 100);
     let a = t.alloc().unwrap();
@@ -153,6 +166,6 @@ fn a_new_session_is_filed_in_its_bucket() {
     // Every sentinel points at itself again: all buckets are empty.
     for (j, c) in t.cold.iter().enumerate().skip(4) {
         let j = u32::try_from(j).unwrap();
-        assert_eq!((c.prev, c.next), (j, j), "sentinel {j}: {c:?}");
+        assert_eq!((c.prev(), c.next()), (j, j), "sentinel {j}: {c:?}");
     }
 }
