@@ -157,7 +157,7 @@ impl Engine {
             Side::Inside => self.seed,
             Side::Outside => self.seed ^ O2I_SALT,
         };
-        let (slots, mask) = match side {
+        let (slots, homes) = match side {
             Side::Inside => self.i2o.raw(),
             Side::Outside => self.o2i.raw(),
         };
@@ -166,7 +166,7 @@ impl Engine {
             hot: &mut self.sessions.hot,
             tcp: &mut self.sessions.tcp,
             slots,
-            mask,
+            homes,
             timeouts: self.class_timeout,
             now,
         };
@@ -185,9 +185,7 @@ impl Engine {
                         let h = hash::hash_words(seed, k.w0, k.w1);
                         it.k = k;
                         it.h = h;
-                        if let Some(s) = lane.slots.get(hash::bucket(h, mask)) {
-                            crate::xdp::prefetch::read(s);
-                        }
+                        index::prefetch_from(lane.slots, hash::home(h, homes));
                         it.st = Pre::Fast;
                     }
                     None => it.st = Pre::Later,
@@ -202,16 +200,13 @@ impl Engine {
                     // the probe runs past its end for the few keys whose
                     // candidate lies in the next line (a miss here, but the
                     // session is still fetched ahead of the hit).
-                    let (mut pos, tag) = (hash::bucket(it.h, mask), index::tag_of(it.h));
-                    let mut end = pos | 15;
+                    let (mut pos, tag) = (hash::home(it.h, homes), index::tag_of(it.h));
+                    // (Past the last slot, it stops: the hit's probe
+                    // hands such a key to the general path.)
                     let first = loop {
                         match lane.slots.get(pos) {
                             Some(&s) if s == 0 || s & !index::IDX_MASK == tag => break Some(s),
-                            Some(_) if pos < end => pos += 1,
-                            Some(_) => {
-                                pos = (pos + 1) & mask;
-                                end = pos | 15;
-                            }
+                            Some(_) => pos += 1,
                             None => break None,
                         }
                     };

@@ -162,10 +162,12 @@ impl Engine {
         let mut local = p.local_addrs.clone();
         local.sort_unstable();
         let t = p.timeouts;
-        // The flow indexes every packet probes: load 1/2 while the tables
-        // fit in the caches (shorter probes, and their size no matter),
-        // 3/4 past that, where their size is what counts (Index::with_load).
-        let flow_load = if p.max_sessions > PREFETCH_ABOVE_SESSIONS { (3, 4) } else { (1, 2) };
+        // The flow indexes every packet probes: load 1/2 (shorter probes),
+        // 3/4 in tables so large that their size is what counts; the
+        // mapping indexes, probed only when sessions are made or go,
+        // fuller: 3/4 and 5/6 (see COMPACT_ABOVE_SESSIONS).
+        let compact = p.max_sessions > COMPACT_ABOVE_SESSIONS;
+        let (flow_load, map_load) = if compact { ((3, 4), (5, 6)) } else { ((1, 2), (3, 4)) };
         Ok(Self {
             worker: p.worker,
             workers: p.workers,
@@ -182,9 +184,8 @@ impl Engine {
             sessions: SessionTable::new(p.max_sessions, t.longest()),
             i2o: Index::with_load(p.max_sessions, flow_load.0, flow_load.1),
             o2i: LaterIndex::with_load(p.max_sessions, flow_load.0, flow_load.1),
-            // Probed only when sessions are made or go: fuller (see Index::with_load).
-            imap: Index::with_load(p.max_sessions, 3, 4),
-            omap: LaterIndex::with_load(p.max_sessions, 3, 4),
+            imap: Index::with_load(p.max_sessions, map_load.0, map_load.1),
+            omap: LaterIndex::with_load(p.max_sessions, map_load.0, map_load.1),
             ports,
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
             hold: Hold::new(p.fragment_hold, p.fragment_hold_bytes, t.fragment_secs),

@@ -45,7 +45,8 @@ pub(crate) struct Lane<'a> {
     pub hot: &'a mut [Session],
     pub tcp: &'a mut [TcpWindow],
     pub slots: &'a [u32],
-    pub mask: usize,
+    /// The index's home slots (`hash::home`).
+    pub homes: usize,
     pub timeouts: [u32; super::session::class::SLOTS],
     pub now: u32,
 }
@@ -105,7 +106,7 @@ impl Lane<'_> {
     fn hit_proto<const I2O: bool, const UDP: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> Outcome {
         let (ports, proto) = (k.ports(), if UDP { L4::Udp } else { L4::Tcp });
         let tag = tag_of(h);
-        let mut pos = super::hash::bucket(h, self.mask);
+        let mut pos = super::hash::home(h, self.homes);
         // Each direction's key sits in the session as the packet carries it
         // (see `Session`), so a candidate is confirmed by three compares.
         let i = loop {
@@ -124,7 +125,9 @@ impl Lane<'_> {
                     break i;
                 }
             }
-            pos = (pos + 1) & self.mask;
+            // Past the last slot (a cluster from the index's end, which
+            // wraps): the general path's look-up wraps with it.
+            pos += 1;
         };
         self.translate::<I2O, UDP>(frame, k, i)
     }

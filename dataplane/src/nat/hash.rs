@@ -21,6 +21,17 @@ pub fn bucket(hash: u64, mask: usize) -> usize {
     (hash as usize) & mask
 }
 
+/// The home slot of `hash` in a table of `homes` home slots, any number
+/// of them: the hash's low 32 bits scaled to it (a multiply and a shift,
+/// D. Lemire's "fast alternative to the modulo reduction"), so a table
+/// is sized to its load rather than to a power of two. The tag
+/// (`index::tag_of`) comes from the top bits, independent of these.
+#[inline(always)]
+#[allow(clippy::cast_possible_truncation)] // the low half is the point; the product's high half is below `homes`
+pub fn home(hash: u64, homes: usize) -> usize {
+    ((u64::from(hash as u32) * homes as u64) >> 32) as usize
+}
+
 /// Hashes a (source address, source port, destination address,
 /// destination port, protocol) tuple in packet order.
 #[inline(always)]

@@ -8,29 +8,60 @@
 //! home slot of an entry, so the caller supplies a function that rehashes a
 //! session.
 //!
+//! Sizes are not powers of two: a hash's home slot is its low 32 bits
+//! scaled to the number of homes (`hash::home`), and [`TAIL`] more slots
+//! past the last home let the clusters that start near the end run on
+//! without wrapping (the fast lane, which does not wrap, hands the rare
+//! key past them to the general path; [`Index`] itself wraps to slot 0).
+//! So an index takes its load's worth of memory: at 10M sessions the four
+//! take 20.3 B a session at loads 3/4 and 5/6, where the power of two
+//! above 3/4 (2^24 slots, a load of 0.6) took 26.8.
+//!
 //! [`LaterIndex`] is an index whose inserts may wait for their slot's cache
 //! line (the engine's o2i and omap indexes); what it holds back is still
 //! part of it.
 //!
-//! Invariants: capacity is a power of two and larger than the number of
-//! entries the owner will ever insert (so probing always reaches an empty
-//! slot): at least 4/3 of it ([`Index::with_load`]; twice it for the
-//! flow indexes of tables that fit in the caches, and for the subscriber
-//! index); session numbers are below [`MAX_ENTRIES`].
+//! Invariants: the number of homes is at least the number of entries the
+//! owner will ever insert divided by the load it asked for (below 1), so
+//! probing always reaches an empty slot; every home is below it; session
+//! numbers are below [`MAX_ENTRIES`].
 #![forbid(unsafe_code)]
 
-use super::hash::bucket;
+use super::hash::home;
 
 /// Largest session number + 1 an index can hold.
 pub const MAX_ENTRIES: u32 = (1 << 24) - 1;
 /// Slot bits holding the session number plus one.
 pub const IDX_MASK: u32 = (1 << 24) - 1;
+/// Slots past the last home: one cache line's worth.
+pub const TAIL: usize = 16;
 
 /// The index. See the module docs.
 pub struct Index {
     slots: Vec<u32>,
-    mask: usize,
+    /// Home slots: `slots.len() - TAIL`.
+    homes: usize,
 }
+
+/// Asks for the cache line of slot `home`, and for the next line too when
+/// `home` is among its line's last three slots (`NEAR_END`): at the loads the
+/// engine uses (3/4, 5/6), a probe from there often ends in the next line,
+/// and waiting for that miss later would stall the batch.
+#[inline(always)]
+pub fn prefetch_from(slots: &[u32], home: usize) {
+    if let Some(s) = slots.get(home) {
+        crate::xdp::prefetch::read(s);
+        let line_offset = (std::ptr::from_ref(s) as usize) % 64;
+        if line_offset >= 64 - 4 * NEAR_END {
+            if let Some(n) = slots.get(home + NEAR_END) {
+                crate::xdp::prefetch::read(n);
+            }
+        }
+    }
+}
+
+/// See [`prefetch_from`].
+const NEAR_END: usize = 3;
 
 /// The tag bits of a hash as they sit in a slot.
 #[inline(always)]
@@ -46,25 +77,32 @@ impl Index {
     }
 
     /// An index for up to `max_entries` entries at a load factor of at
-    /// most `num / den` (below 1): the smallest power of two of slots that
-    /// keeps it. The engine's four indexes take 3/4 past the caches, which
-    /// at 10M sessions halves them (2^24 slots instead of 2^25 at 1/2, a
-    /// load of 0.6): the longer probes stay in the home slot's cache line,
-    /// and the batch's prefetch looks along that line for the session to
-    /// fetch. Smaller tables keep the flow indexes at 1/2 (7 instructions
-    /// a packet less at 10k sessions).
+    /// most `num / den` (below 1): that many homes, rounded up, and
+    /// [`TAIL`] more slots; an index of huge-page size is rounded up to
+    /// whole huge pages (at most 2 MiB more), so none of it sits on small
+    /// pages (the allocator's mapping ends where the index does: a partial
+    /// last huge page would be 4 KiB pages, a TLB miss a look-up there). The engine's flow indexes take 3/4 past the
+    /// caches (the longer probes stay in the home slot's cache line, and
+    /// the batch's prefetch looks along that line for the session to
+    /// fetch) and 1/2 in tables that fit in the caches (7 instructions a
+    /// packet less at 10k sessions); its mapping indexes, probed only when
+    /// sessions are made or go, 5/6 past the caches.
     pub fn with_load(max_entries: u32, num: u32, den: u32) -> Self {
         let (num, den) = (u64::from(num.max(1)), u64::from(den.max(2)));
-        let need = (u64::from(max_entries.max(4)) * den).div_ceil(num.min(den - 1));
-        let cap = (need + 1).next_power_of_two();
-        let cap = usize::try_from(cap).unwrap_or(usize::MAX >> 1);
-        Self { slots: vec![0; cap], mask: cap - 1 }
+        let need = (u64::from(max_entries.max(4)) * den).div_ceil(num.min(den - 1)) + 1;
+        let homes = usize::try_from(need).unwrap_or(usize::MAX >> 1);
+        const HUGE_SLOTS: usize = crate::xdp::hugepages::HUGE_MIN / 4;
+        let len = match homes + TAIL {
+            n if n >= HUGE_SLOTS => n.next_multiple_of(HUGE_SLOTS),
+            n => n,
+        };
+        Self { slots: vec![0; len], homes: len - TAIL }
     }
 
-    /// The raw slots and the position mask, for a batch-long borrow (the
+    /// The raw slots and the number of homes, for a batch-long borrow (the
     /// fast lane probes them itself, see `nat::fast`).
     pub fn raw(&self) -> (&[u32], usize) {
-        (&self.slots, self.mask)
+        (&self.slots, self.homes)
     }
 
     /// Faults the slots' pages in now (see `xdp::hugepages::prefault`).
@@ -77,27 +115,47 @@ impl Index {
         self.slots.len() * 4
     }
 
+    /// The slot after `pos`, wrapping past the last.
+    #[inline(always)]
+    fn after(&self, pos: usize) -> usize {
+        let p = pos + 1;
+        if p < self.slots.len() {
+            p
+        } else {
+            0
+        }
+    }
+
+    /// How many slots on from `from` `to` lies, wrapping.
+    #[inline(always)]
+    fn distance(&self, from: usize, to: usize) -> usize {
+        if to >= from {
+            to - from
+        } else {
+            to + self.slots.len() - from
+        }
+    }
+
     /// The first slot to probe for `hash`; reading it early (a whole batch at
     /// a time) lets the CPU overlap the cache misses.
     #[inline(always)]
     pub fn home_slot(&self, hash: u64) -> u32 {
-        self.slots.get(bucket(hash, self.mask)).copied().unwrap_or(0)
+        self.slots.get(home(hash, self.homes)).copied().unwrap_or(0)
     }
 
-    /// Asks for the cache line of `hash`'s home slot, so a later
+    /// Asks for the cache line of `hash`'s home slot (and the next one
+    /// when the probe may end there, [`prefetch_from`]), so a later
     /// [`Index::insert`] or [`Index::find`] does not wait for it.
     #[inline(always)]
     pub fn prefetch(&self, hash: u64) {
-        if let Some(s) = self.slots.get(bucket(hash, self.mask)) {
-            crate::xdp::prefetch::read(s);
-        }
+        prefetch_from(&self.slots, home(hash, self.homes));
     }
 
     /// Finds the entry whose tag matches and for which `is_match` confirms.
     #[inline(always)]
     pub fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = tag_of(hash);
-        let mut pos = bucket(hash, self.mask);
+        let mut pos = home(hash, self.homes);
         loop {
             let s = self.slots.get(pos).copied().unwrap_or(0);
             if s == 0 {
@@ -109,7 +167,7 @@ impl Index {
                     return Some(idx);
                 }
             }
-            pos = (pos + 1) & self.mask;
+            pos = self.after(pos);
         }
     }
 
@@ -117,14 +175,14 @@ impl Index {
     #[inline(always)]
     pub fn insert(&mut self, hash: u64, idx: u32) {
         debug_assert!(idx < MAX_ENTRIES);
-        let mut pos = bucket(hash, self.mask);
+        let mut pos = home(hash, self.homes);
         loop {
             match self.slots.get_mut(pos) {
                 Some(s) if *s == 0 => {
                     *s = tag_of(hash) | (idx + 1);
                     return;
                 }
-                Some(_) => pos = (pos + 1) & self.mask,
+                Some(_) => pos = self.after(pos),
                 None => return,
             }
         }
@@ -132,7 +190,7 @@ impl Index {
 
     fn position(&self, hash: u64, idx: u32) -> Option<usize> {
         let want = tag_of(hash) | (idx + 1);
-        let mut pos = bucket(hash, self.mask);
+        let mut pos = home(hash, self.homes);
         loop {
             let s = self.slots.get(pos).copied()?;
             if s == 0 {
@@ -141,7 +199,7 @@ impl Index {
             if s == want {
                 return Some(pos);
             }
-            pos = (pos + 1) & self.mask;
+            pos = self.after(pos);
         }
     }
 
@@ -166,18 +224,16 @@ impl Index {
         };
         let mut pos = hole;
         loop {
-            pos = (pos + 1) & self.mask;
+            pos = self.after(pos);
             let s = self.slots.get(pos).copied().unwrap_or(0);
             if s == 0 {
                 break;
             }
-            let home = bucket(rehash((s & IDX_MASK) - 1), self.mask);
+            let h = home(rehash((s & IDX_MASK) - 1), self.homes);
             // Move s into the hole unless its home lies cyclically in (hole, pos].
-            let dist_home = pos.wrapping_sub(home) & self.mask;
-            let dist_hole = pos.wrapping_sub(hole) & self.mask;
-            if dist_home >= dist_hole {
-                if let Some(h) = self.slots.get_mut(hole) {
-                    *h = s;
+            if self.distance(h, pos) >= self.distance(hole, pos) {
+                if let Some(x) = self.slots.get_mut(hole) {
+                    *x = s;
                 }
                 hole = pos;
             }
@@ -197,7 +253,7 @@ impl Index {
             return;
         };
         for _ in 0..max {
-            pos = (pos + 1) & self.mask;
+            pos = self.after(pos);
             match self.slots.get(pos).copied().unwrap_or(0) {
                 0 => return,
                 s => f((s & IDX_MASK) - 1),
@@ -363,9 +419,16 @@ mod tests {
     use std::collections::HashMap;
 
     // Keys are u64s; "sessions" are their positions in a vector; a weak hash
-    // (few distinct home slots) forces long clusters and wrap-around.
+    // (few distinct home slots: the last for three keys in seven, one
+    // 15/16 of the way for another) forces long clusters; the last homes'
+    // run past the tail and wrap to slot 0, with entries from both homes.
     fn weak(k: u64) -> u64 {
-        (k % 7) | ((k % 3) << 56)
+        let low = match k % 7 {
+            0..=2 => u64::from(u32::MAX),
+            3 => 0xf000_0000,
+            r => r << 29,
+        };
+        low | ((k % 3) << 56)
     }
 
     proptest! {
@@ -464,15 +527,29 @@ mod tests {
 
     #[test]
     fn sizing() {
-        let idx = Index::with_entries(1_000_000);
-        assert_eq!(idx.memory_bytes(), 4 * (1 << 21));
+        // Homes for the load, rounded up and one more, then the tail;
+        // from 2 MiB on, whole huge pages (2^19 slots).
+        let bytes = |homes: usize| 4 * (homes + TAIL);
+        let pages = |n: usize| 4 * n * (1 << 19);
+        let idx = Index::with_entries(100_000);
+        assert_eq!(idx.memory_bytes(), bytes(200_001));
         assert!(idx.is_empty());
-        assert_eq!(Index::with_entries(1 << 20).memory_bytes(), 4 * (1 << 22));
-        // Load 3/4 (the engine's): 10M entries in 2^24 slots (2^25 at 1/2).
-        assert_eq!(Index::with_load(10_000_000, 3, 4).memory_bytes(), 4 * (1 << 24));
-        assert_eq!(Index::with_entries(10_000_000).memory_bytes(), 4 * (1 << 25));
-        assert_eq!(Index::with_load(1_000_000, 3, 4).memory_bytes(), 4 * (1 << 21));
-        // Strictly below the load: 3/4 of 2^24 entries get 2^25 slots.
-        assert_eq!(Index::with_load(12_582_912, 3, 4).memory_bytes(), 4 * (1 << 25));
+        assert_eq!(Index::with_entries(1_000_000).memory_bytes(), pages(4), "2,000,017 slots: 4 pages");
+        // The engine's past 2^21 sessions: flow indexes at 3/4, mapping indexes at 5/6.
+        assert_eq!(Index::with_load(10_000_000, 3, 4).memory_bytes(), pages(26), "13,333,351 slots");
+        assert_eq!(Index::with_load(10_000_000, 5, 6).memory_bytes(), pages(23), "12,000,017 slots");
+        // A load of 1 or more is taken as (den - 1) / den.
+        assert_eq!(Index::with_load(10, 4, 4).memory_bytes(), bytes(15));
+    }
+
+    #[test]
+    fn every_home_is_below_the_number_of_homes() {
+        let idx = Index::with_load(1000, 3, 4);
+        let (slots, homes) = idx.raw();
+        assert_eq!(slots.len(), homes + TAIL);
+        for h in [0, u64::from(u32::MAX), u64::MAX, 0xffff_ffff_0000_0000] {
+            assert!(home(h, homes) < homes, "{h:#x}");
+        }
+        assert_eq!(home(u64::from(u32::MAX), homes), homes - 1);
     }
 }

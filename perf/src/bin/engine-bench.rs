@@ -299,7 +299,7 @@ fn memory_ceiling(flows: u32, packets: u64, order: &[u32]) -> (u64, f64, f64, us
     }
     let mut hot = vec![Session::default(); flows as usize];
     let bytes = idx.memory_bytes() + hot.len() * std::mem::size_of::<Session>();
-    let (slots, mask) = idx.raw();
+    let (slots, homes) = idx.raw();
     // The flows' hashes in visiting order, read sequentially like frames.
     let hashes: Vec<u64> = order.iter().map(|&i| key(i)).collect();
     let session_of = |slot: u32| (slot & index::IDX_MASK).wrapping_sub(1) as usize;
@@ -311,7 +311,7 @@ fn memory_ceiling(flows: u32, packets: u64, order: &[u32]) -> (u64, f64, f64, us
         let start = pos;
         for k in 0..BATCH {
             let h = hashes[(start + k) % hashes.len()];
-            if let Some(s) = slots.get(hash::bucket(h, mask)) {
+            if let Some(s) = slots.get(hash::home(h, homes)) {
                 prefetch::read(s);
             }
         }
@@ -319,12 +319,12 @@ fn memory_ceiling(flows: u32, packets: u64, order: &[u32]) -> (u64, f64, f64, us
             let h = hashes[(start + k) % hashes.len()];
             // The home slot holds the flow in most cases; a probe past it
             // stays in the same cache line.
-            let mut p = hash::bucket(h, mask);
+            let mut p = hash::home(h, homes);
             let tag = index::tag_of(h);
             *f = loop {
                 match slots.get(p).copied() {
                     Some(s) if s != 0 && s & !index::IDX_MASK == tag => break s,
-                    Some(s) if s != 0 => p = (p + 1) & mask,
+                    Some(s) if s != 0 => p += 1,
                     _ => break 0,
                 }
             };
@@ -348,7 +348,7 @@ fn memory_ceiling(flows: u32, packets: u64, order: &[u32]) -> (u64, f64, f64, us
     for n in 0..serial {
         // The next flow depends on the last read, so the loads cannot overlap.
         let h = hashes[(usize::try_from(n).unwrap_or(0) + usize::from(sum & 1 == 1)) % hashes.len()];
-        let s = slots.get(hash::bucket(h, mask)).copied().unwrap_or(0);
+        let s = slots.get(hash::home(h, homes)).copied().unwrap_or(0);
         if let Some(x) = hot.get_mut(session_of(s)) {
             sum = sum.wrapping_add(u64::from(x.last_seen));
             x.last_seen = x.last_seen.wrapping_add(1);
