@@ -162,6 +162,7 @@ impl Engine {
             Side::Outside => self.o2i.raw(),
         };
         let imap = &self.imap;
+        let two_lines = self.compact;
         let mut lane = fast::Lane {
             hot: &mut self.sessions.hot,
             tcp: &mut self.sessions.tcp,
@@ -177,7 +178,7 @@ impl Engine {
             // session it names) overlap instead of queueing: parse and hash
             // every frame and prefetch its home slot; then scan from each
             // home slot (its cache line in cache by now) to the first slot
-            // with the hash's tag and prefetch the session it names; then
+            // with the key's tag and distance and prefetch the session it names; then
             // translate, starting from that slot.
             for (f, it) in frames.iter_mut().zip(items.iter_mut()) {
                 match parse_fast(f.as_mut()) {
@@ -185,7 +186,7 @@ impl Engine {
                         let h = hash::hash_words(seed, k.w0, k.w1);
                         it.k = k;
                         it.h = h;
-                        index::prefetch_from(lane.slots, hash::home(h, homes));
+                        index::prefetch_from(lane.slots, hash::home(h, homes), two_lines);
                         it.st = Pre::Fast;
                     }
                     None => it.st = Pre::Later,
@@ -194,20 +195,24 @@ impl Engine {
             for (it, _) in items.iter_mut().zip(frames.iter()) {
                 if it.st == Pre::Fast {
                     // The probe's first candidate from home: an empty slot
-                    // (no session has the key) or one with the hash's tag
+                    // (no session has the key) or one with the key's tag and distance
                     // (prefetch the session it names; the hit starts from
                     // it). The home slot's cache line is in cache by now;
                     // the probe runs past its end for the few keys whose
                     // candidate lies in the next line (a miss here, but the
                     // session is still fetched ahead of the hit).
-                    let (mut pos, tag) = (hash::home(it.h, homes), index::tag_of(it.h));
-                    // (Past the last slot, it stops: the hit's probe
-                    // hands such a key to the general path.)
+                    let (mut pos, mut want) = (hash::home(it.h, homes), index::tag_of(it.h));
+                    // (Past the last slot or `index::FAR` from home, it
+                    // stops: the hit's probe hands such a key to the
+                    // general path.)
                     let first = loop {
                         match lane.slots.get(pos) {
-                            Some(&s) if s == 0 || s & !index::IDX_MASK == tag => break Some(s),
-                            Some(_) => pos += 1,
-                            None => break None,
+                            Some(&s) if s == 0 || s & !index::IDX_MASK == want => break Some(s),
+                            Some(_) if want & index::DIST_MASK != index::DIST_MASK => {
+                                pos += 1;
+                                want += index::DIST_ONE;
+                            }
+                            _ => break None,
                         }
                     };
                     it.slot = first.unwrap_or(0);

@@ -1,12 +1,15 @@
 //! A compact open-addressing index from a flow hash to a session number.
 //!
-//! Each slot is one `u32`: the high 8 bits are a tag taken from the hash,
-//! the low 24 bits are the session number plus one (0 means empty). Keys are
-//! never stored: a tag match is confirmed by the caller against the session
-//! itself. Linear probing keeps a probe sequence inside one or two cache
-//! lines; deletion shifts later entries back (no tombstones), which needs the
-//! home slot of an entry, so the caller supplies a function that rehashes a
-//! session.
+//! Each slot is one `u32`: the top 4 bits are a tag taken from the hash,
+//! the next 4 the entry's distance from its home slot ([`FAR`]: that far
+//! or further), the low 24 bits the session number plus one (0 means
+//! empty). Keys are never stored: a slot is a candidate for a key when its
+//! tag is the key's and its distance is the probe's (so it has the key's
+//! home), which the caller confirms against the session itself. Linear
+//! probing keeps a probe sequence inside one or two cache lines; deletion
+//! shifts later entries back (no tombstones), each by what its distance
+//! says: only an entry at [`FAR`] or further needs its home recomputed, so
+//! the caller supplies a function that rehashes a session for those.
 //!
 //! Sizes are not powers of two: a hash's home slot is its low 32 bits
 //! scaled to the number of homes (`hash::home`), and [`TAIL`] more slots
@@ -33,6 +36,15 @@ use super::hash::home;
 pub const MAX_ENTRIES: u32 = (1 << 24) - 1;
 /// Slot bits holding the session number plus one.
 pub const IDX_MASK: u32 = (1 << 24) - 1;
+/// Slot bits holding the tag.
+pub const TAG_MASK: u32 = 0xf000_0000;
+/// Slot bits holding the distance from home.
+pub const DIST_MASK: u32 = 0x0f00_0000;
+/// One step of distance, as it sits in a slot.
+pub const DIST_ONE: u32 = 1 << 24;
+/// The distance a slot holds for "this far or further" (its home then
+/// comes from rehashing the session).
+pub const FAR: u32 = 15;
 /// Slots past the last home: one cache line's worth.
 pub const TAIL: usize = 16;
 
@@ -41,18 +53,23 @@ pub struct Index {
     slots: Vec<u32>,
     /// Home slots: `slots.len() - TAIL`.
     homes: usize,
+    /// [`Index::prefetch`] asks for a probe's second line too ([`prefetch_from`]).
+    two_lines: bool,
 }
 
-/// Asks for the cache line of slot `home`, and for the next line too when
-/// `home` is among its line's last three slots (`NEAR_END`): at the loads the
-/// engine uses (3/4, 5/6), a probe from there often ends in the next line,
-/// and waiting for that miss later would stall the batch.
+/// Asks for the cache line of slot `home`, and, if `two_lines`, for the
+/// next line too when `home` is among its line's last three slots
+/// (`NEAR_END`): at the loads of the engine's compact indexes (3/4, 5/6)
+/// a probe from there often ends in the next line, and waiting for that
+/// miss later would stall the batch (10M sessions: established 15.7 ->
+/// 17.0 M per CPU second). At load 1/2 (1M sessions) the second prefetch
+/// costs more than it saves (26.0 -> 24.0).
 #[inline(always)]
-pub fn prefetch_from(slots: &[u32], home: usize) {
+pub fn prefetch_from(slots: &[u32], home: usize, two_lines: bool) {
     if let Some(s) = slots.get(home) {
         crate::xdp::prefetch::read(s);
         let line_offset = (std::ptr::from_ref(s) as usize) % 64;
-        if line_offset >= 64 - 4 * NEAR_END {
+        if two_lines && line_offset >= 64 - 4 * NEAR_END {
             if let Some(n) = slots.get(home + NEAR_END) {
                 crate::xdp::prefetch::read(n);
             }
@@ -66,8 +83,21 @@ const NEAR_END: usize = 3;
 /// The tag bits of a hash as they sit in a slot.
 #[inline(always)]
 pub fn tag_of(hash: u64) -> u32 {
-    // The top 8 bits of the hash, in the top 8 bits of the slot.
-    ((hash >> 32) as u32) & !IDX_MASK
+    // The top 4 bits of the hash, in the top 4 bits of the slot.
+    ((hash >> 32) as u32) & TAG_MASK
+}
+
+/// The high byte a slot `d` places from the home of a hash with tag `tag`
+/// holds (a probe compares it with `slot & !IDX_MASK`).
+#[inline(always)]
+pub fn probe_key(tag: u32, d: u32) -> u32 {
+    tag | (d.min(FAR) << 24)
+}
+
+/// The distance from home a slot's entry records ([`FAR`]: that or more).
+#[inline(always)]
+fn dist_of(s: u32) -> u32 {
+    (s & DIST_MASK) >> 24
 }
 
 impl Index {
@@ -96,7 +126,14 @@ impl Index {
             n if n >= HUGE_SLOTS => n.next_multiple_of(HUGE_SLOTS),
             n => n,
         };
-        Self { slots: vec![0; len], homes: len - TAIL }
+        Self { slots: vec![0; len], homes: len - TAIL, two_lines: false }
+    }
+
+    /// This index, its prefetches asking for a probe's second line too
+    /// when `yes` (see [`prefetch_from`]).
+    pub fn asking_two_lines(mut self, yes: bool) -> Self {
+        self.two_lines = yes;
+        self
     }
 
     /// The raw slots and the number of homes, for a batch-long borrow (the
@@ -148,26 +185,29 @@ impl Index {
     /// [`Index::insert`] or [`Index::find`] does not wait for it.
     #[inline(always)]
     pub fn prefetch(&self, hash: u64) {
-        prefetch_from(&self.slots, home(hash, self.homes));
+        prefetch_from(&self.slots, home(hash, self.homes), self.two_lines);
     }
 
-    /// Finds the entry whose tag matches and for which `is_match` confirms.
+    /// Finds the entry whose tag and home match and for which `is_match`
+    /// confirms.
     #[inline(always)]
     pub fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = tag_of(hash);
         let mut pos = home(hash, self.homes);
+        let mut d = 0;
         loop {
             let s = self.slots.get(pos).copied().unwrap_or(0);
             if s == 0 {
                 return None;
             }
-            if s & !IDX_MASK == tag {
+            if s & !IDX_MASK == probe_key(tag, d) {
                 let idx = (s & IDX_MASK) - 1;
                 if is_match(idx) {
                     return Some(idx);
                 }
             }
             pos = self.after(pos);
+            d += 1;
         }
     }
 
@@ -175,31 +215,38 @@ impl Index {
     #[inline(always)]
     pub fn insert(&mut self, hash: u64, idx: u32) {
         debug_assert!(idx < MAX_ENTRIES);
+        let tag = tag_of(hash);
         let mut pos = home(hash, self.homes);
+        let mut d = 0;
         loop {
             match self.slots.get_mut(pos) {
                 Some(s) if *s == 0 => {
-                    *s = tag_of(hash) | (idx + 1);
+                    *s = probe_key(tag, d) | (idx + 1);
                     return;
                 }
-                Some(_) => pos = self.after(pos),
+                Some(_) => {
+                    pos = self.after(pos);
+                    d += 1;
+                }
                 None => return,
             }
         }
     }
 
     fn position(&self, hash: u64, idx: u32) -> Option<usize> {
-        let want = tag_of(hash) | (idx + 1);
+        let tag = tag_of(hash);
         let mut pos = home(hash, self.homes);
+        let mut d = 0;
         loop {
             let s = self.slots.get(pos).copied()?;
             if s == 0 {
                 return None;
             }
-            if s == want {
+            if s == probe_key(tag, d) | (idx + 1) {
                 return Some(pos);
             }
             pos = self.after(pos);
+            d += 1;
         }
     }
 
@@ -208,7 +255,7 @@ impl Index {
         match self.position(hash, old) {
             Some(p) => {
                 if let Some(s) = self.slots.get_mut(p) {
-                    *s = tag_of(hash) | (new + 1);
+                    *s = (*s & !IDX_MASK) | (new + 1);
                 }
                 true
             }
@@ -216,8 +263,9 @@ impl Index {
         }
     }
 
-    /// Removes the entry (`hash`, `idx`); `rehash` gives the hash of any
-    /// other stored session, to shift the rest of the cluster back.
+    /// Removes the entry (`hash`, `idx`), shifting the rest of its cluster
+    /// back; `rehash` gives the hash of another stored session, asked only
+    /// for entries at [`FAR`] or further from home.
     pub fn remove(&mut self, hash: u64, idx: u32, mut rehash: impl FnMut(u32) -> u64) -> bool {
         let Some(mut hole) = self.position(hash, idx) else {
             return false;
@@ -229,11 +277,17 @@ impl Index {
             if s == 0 {
                 break;
             }
-            let h = home(rehash((s & IDX_MASK) - 1), self.homes);
-            // Move s into the hole unless its home lies cyclically in (hole, pos].
-            if self.distance(h, pos) >= self.distance(hole, pos) {
+            let d = match dist_of(s) {
+                FAR => self.distance(home(rehash((s & IDX_MASK) - 1), self.homes), pos),
+                d => d as usize,
+            };
+            // Move s into the hole unless its home lies cyclically in
+            // (hole, pos]: it comes that much nearer home.
+            let gap = self.distance(hole, pos);
+            if d >= gap {
+                let nd = u32::try_from(d - gap).unwrap_or(FAR);
                 if let Some(x) = self.slots.get_mut(hole) {
-                    *x = s;
+                    *x = probe_key(s & TAG_MASK, nd) | (s & IDX_MASK);
                 }
                 hole = pos;
             }
@@ -245,8 +299,9 @@ impl Index {
     }
 
     /// Calls `f` with the session numbers [`Index::remove`] of (`hash`,
-    /// `idx`) would rehash: the entries after its slot up to the next
-    /// empty one, at most `max` (the sweep asks for their sessions early).
+    /// `idx`) would rehash: the entries at [`FAR`] after its slot up to
+    /// the next empty one, looking at most `max` slots on (the sweep asks
+    /// for their sessions early).
     #[inline(always)]
     pub fn for_cluster_tail(&self, hash: u64, idx: u32, max: usize, mut f: impl FnMut(u32)) {
         let Some(mut pos) = self.position(hash, idx) else {
@@ -256,7 +311,8 @@ impl Index {
             pos = self.after(pos);
             match self.slots.get(pos).copied().unwrap_or(0) {
                 0 => return,
-                s => f((s & IDX_MASK) - 1),
+                s if dist_of(s) == FAR => f((s & IDX_MASK) - 1),
+                _ => {}
             }
         }
     }
@@ -298,6 +354,12 @@ impl LaterIndex {
     /// See [`Index::with_load`].
     pub fn with_load(max_entries: u32, num: u32, den: u32) -> Self {
         Self { index: Index::with_load(max_entries, num, den), later: [(0, 0); LATER], next: 0, held: 0 }
+    }
+
+    /// See [`Index::asking_two_lines`].
+    pub fn asking_two_lines(mut self, yes: bool) -> Self {
+        self.index = self.index.asking_two_lines(yes);
+        self
     }
 
     /// [`Index::raw`], the held-back inserts written first, so the slots
@@ -428,7 +490,7 @@ mod tests {
             3 => 0xf000_0000,
             r => r << 29,
         };
-        low | ((k % 3) << 56)
+        low | ((k % 3) << 60)
     }
 
     proptest! {

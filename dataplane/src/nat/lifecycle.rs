@@ -298,8 +298,9 @@ impl Engine {
 
     /// The sweep's third look-ahead step, for the session half of
     /// [`SWEEP_AHEAD`] behind the head (its index slots asked for earlier):
-    /// asks for the hot halves of the sessions whose entries its removals
-    /// will shift back (each rehashed from its session).
+    /// asks for the hot halves of the sessions its removals will rehash
+    /// (entries shifted back from `index::FAR` or further: rare, as
+    /// every other entry's distance from home is in its slot).
     #[inline(always)]
     fn sweep_ahead_tails(&self, mid: u32) {
         let Some(s) = self.sessions.hot.get(mid as usize) else {

@@ -320,11 +320,14 @@ fn memory_ceiling(flows: u32, packets: u64, order: &[u32]) -> (u64, f64, f64, us
             // The home slot holds the flow in most cases; a probe past it
             // stays in the same cache line.
             let mut p = hash::home(h, homes);
-            let tag = index::tag_of(h);
+            let mut want = index::tag_of(h);
             *f = loop {
                 match slots.get(p).copied() {
-                    Some(s) if s != 0 && s & !index::IDX_MASK == tag => break s,
-                    Some(s) if s != 0 => p += 1,
+                    Some(s) if s != 0 && s & !index::IDX_MASK == want => break s,
+                    Some(s) if s != 0 => {
+                        p += 1;
+                        want += index::DIST_ONE;
+                    }
                     _ => break 0,
                 }
             };
