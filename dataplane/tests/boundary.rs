@@ -591,8 +591,9 @@ fn no_mapping_is_deleted_to_make_room_for_a_subscriber_at_its_limit() {
 #[test]
 fn a_full_table_evicts_the_oldest_unanswered_flow_past_older_answered_ones() {
     // Two flows answered (each by its first reply, which the fast lane
-    // takes: the session leaves the unreplied FIFO lazily), then two
-    // unanswered: a new flow evicts the older unanswered one.
+    // takes: it sets the flag and touches no cold half), then two
+    // unanswered, all in one second: a new flow evicts the older
+    // unanswered one, passing over the answered ones.
     let mut p = limited();
     p.max_sessions = 4;
     p.pools[0].max_sessions_per_subscriber = 100;

@@ -42,7 +42,7 @@
 //! | rewrite | `rewrite.rs` | addresses, ports, TTL, checksums (RFC 1624 from stored deltas) | a bad checksum stays bad; a computed UDP 0 is sent as 0xFFFF |
 //! | keys | `keys.rs`, `hash.rs`, `index.rs` | the four index keys, the hash, the open-addressing index | each key is defined once |
 //! | protocols | `l4.rs` | [`L4`]: TCP, UDP, ICMP, other as wire number, stored and hashed code, array index | one numbering, never changed: every key hashes it |
-//! | sessions | `session.rs`, `tcp.rs` | the slab, the expiry wheel (which eviction searches); TCP states and classes | a session is 32 + 12 bytes (+ 16 for the RST check's window); hot fields in the first half; the wheel's buckets are lists headed by sentinel cold halves |
+//! | sessions | `session.rs`, `tcp.rs` | the slab, the expiry wheel (which eviction searches); TCP states and classes | a session is 32 + 12 bytes (+ 12 for the RST check's window); hot fields in the first half; the wheel's buckets are lists headed by sentinel cold halves |
 //! | rules | `rules.rs`, `params.rs`, `error.rs` | the compiled ordered rules; the engine's plain parameters and why they are refused | the compiled set decides as the plain first match |
 //! | HA | `ha.rs`, `ports/ha.rs` | the standby role; blocks and sessions the active box's sync stream installs | an import is idempotent, checked, and whole or refused |
 //! | admin | `admin.rs` | listings, flushes, masquerade follow, port-block use, block events | a slice of slots per call: forwarding never stalls |

@@ -324,7 +324,8 @@ fn memory_ceiling(flows: u32, packets: u64, order: &[u32]) -> (u64, f64, f64, us
             *f = loop {
                 match slots.get(p).copied() {
                     Some(s) if s != 0 && s & !index::IDX_MASK == want => break s,
-                    Some(s) if s != 0 => {
+                    // As the fast lane: past `index::FAR` from home, none.
+                    Some(s) if s != 0 && want & index::DIST_MASK != index::DIST_MASK => {
                         p += 1;
                         want += index::DIST_ONE;
                     }

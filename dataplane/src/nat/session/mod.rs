@@ -5,7 +5,8 @@
 //! cache line) holds everything the forwarding path reads or writes: both
 //! lookup keys, the rewrite, the checksum deltas, `last_seen` and the TCP
 //! state. [`Cold`] (12 bytes) holds the links, touched only when a session
-//! is created, changes class or comes due.
+//! is created, changes class or comes due, and what a TCP session keeps
+//! beside the RST check's window (read by the general path's TCP packets).
 //!
 //! Expiry: each session sits in the wheel bucket of its deadline (one bucket
 //! per second). A packet only writes `last_seen`. When the sweep reaches a
@@ -15,15 +16,16 @@
 //! touches another session's cache line. Deadlines further out than the
 //! wheel is long are filed at its far end and re-filed when reached.
 //!
-//! Eviction (netfilter FAQ 3.17, `early_drop`): when the table is full, the
-//! unanswered session due soonest goes. [`SessionTable::evictable`] looks
-//! for it along the wheel from the sweep's second on, a bounded number of
-//! steps a call as netfilter looks at a bounded number of entries; the
-//! answered sessions it passes that were active since their filing it
-//! re-files at their deadline as the sweep would, so each call starts
-//! where unanswered ones are. Within a second, sessions sit in the order
-//! they were filed, so among unanswered sessions of one class made in the
-//! same second the oldest goes first. A session's first reply only sets
+//! Eviction (netfilter FAQ 3.17, `early_drop`): when the table is full, an
+//! unanswered session goes: [`SessionTable::evictable`] looks for one along
+//! the wheel, from the sweep's second on and then from where its last
+//! search stopped, a bounded number of steps a call as netfilter looks at
+//! a bounded number of entries; the answered sessions it passes it
+//! re-files (at their deadline as the sweep would, or at their bucket's
+//! tail), so the next call finds unanswered ones first. Sessions filed for
+//! sooner seconds come first, and within a second in the order they were
+//! filed, so among unanswered sessions of one class made in the same
+//! second the oldest goes first. A session's first reply only sets
 //! `REPLIED` (touching no cold half, so the fast lane can take it).
 //!
 //! Each wheel bucket is a circular doubly linked list through the cold
@@ -211,8 +213,8 @@ impl Link {
     /// `i` in three bytes ([`NIL`] and anything past 24 bits: [`Link::NIL`]).
     #[inline(always)]
     pub fn new(i: u32) -> Link {
-        let [a, b, c, d] = i.min(LINK_NIL).to_le_bytes();
-        debug_assert_eq!(d, 0);
+        debug_assert!(i == NIL || i < LINK_NIL, "{i:#x} does not fit a link");
+        let [a, b, c, _] = i.min(LINK_NIL).to_le_bytes();
         Link([a, b, c])
     }
 
@@ -301,6 +303,8 @@ pub struct SessionTable {
     wheel_mask: u32,
     /// The next second the sweep will look at (`None` before the first).
     cursor: Option<u32>,
+    /// The second the last eviction search stopped at.
+    evict_from: u32,
 }
 
 /// Puts `i` at the tail of the wheel bucket whose sentinel is `head`.
@@ -363,6 +367,7 @@ impl SessionTable {
             wheel_base: capacity,
             wheel_mask: buckets - 1,
             cursor: None,
+            evict_from: 0,
         }
     }
 
@@ -481,39 +486,52 @@ impl SessionTable {
     }
 
     /// The unanswered session to evict (see the module docs): the first
-    /// one without [`flag::REPLIED`] along the wheel from the sweep's
-    /// second on. Answered sessions it passes that were active since their
-    /// filing (`last_seen` plus their class's `timeout` lies past their
-    /// bucket's second) are re-filed there, as the sweep would when it
-    /// reaches them; the ones that were not stay. At most [`EVICT_STEPS`]
+    /// one without [`flag::REPLIED`] along the wheel from where the last
+    /// search stopped (the sweep's second if that is behind it), wrapping
+    /// from the wheel's far end back to the sweep's second. Answered
+    /// sessions it passes are re-filed: at their deadline if they were
+    /// active since their filing (`last_seen` plus their class's `timeout`
+    /// lies past their bucket's second), as the sweep would on reaching
+    /// them, else at the tail of their own bucket (the same second), so
+    /// the next search does not meet them first. At most [`EVICT_STEPS`]
     /// steps, each bucket and each session one: past that it answers
     /// `None` (one packet finds the table full) and the next call goes on
-    /// from where the re-filings left the wheel, so a table filled with
-    /// answered flows never stalls a packet for millions of steps.
+    /// from there, so a search of the whole wheel is spread over calls and
+    /// a table filled with answered flows never stalls a packet.
     pub fn evictable(&mut self, now: u32, timeout: &[u32; class::SLOTS]) -> Option<u32> {
-        let start = self.cursor.unwrap_or(now);
+        let first = self.cursor.unwrap_or(now);
+        let last = first.saturating_add(self.wheel_mask);
+        let mut second = if (first..=last).contains(&self.evict_from) { self.evict_from } else { first };
         let mut steps = 0;
-        for second in start..=start.saturating_add(self.wheel_mask) {
+        while steps < EVICT_STEPS {
             steps += 1;
-            let mut j = self.session_or_nil(self.cold.get(self.bucket(second) as usize).map_or(NIL, Cold::next));
-            while j != NIL && steps < EVICT_STEPS {
+            let b = self.bucket(second);
+            // The first session moved to this bucket's tail: the bucket is
+            // done when the walk comes back to it.
+            let mut moved = NIL;
+            let mut j = self.session_or_nil(self.cold.get(b as usize).map_or(NIL, Cold::next));
+            while j != NIL && j != moved && steps < EVICT_STEPS {
                 steps += 1;
                 let s = self.get(j);
                 let next = self.next_in_bucket(j);
                 if s.flags & flag::REPLIED == 0 {
+                    self.evict_from = second;
                     return Some(j);
                 }
                 let t = timeout.get(usize::from(s.class) & (class::SLOTS - 1)).copied().unwrap_or(0);
-                let d = s.last_seen.saturating_add(t);
-                if d > second {
-                    self.reschedule(j, d, now);
+                let d = s.last_seen.saturating_add(t).max(second);
+                self.reschedule(j, d, now);
+                if moved == NIL && self.bucket(self.due_second(d, now)) == b {
+                    moved = j;
                 }
                 j = next;
             }
             if steps >= EVICT_STEPS {
                 break;
             }
+            second = if second >= last { first } else { second + 1 };
         }
+        self.evict_from = second;
         None
     }
 

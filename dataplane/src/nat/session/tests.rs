@@ -150,6 +150,38 @@ fn eviction_looks_a_bounded_number_of_steps_a_call_and_goes_on_from_there() {
     assert_eq!(t.bucket_of(0), Some(302));
 }
 
+/// Calls `evictable` until it names a session, at most `calls` times;
+/// returns the call that did (1-based) and the session.
+fn search(t: &mut SessionTable, now: u32, calls: u32) -> Option<(u32, u32)> {
+    let to = timeouts();
+    (1..=calls).find_map(|k| t.evictable(now, &to).map(|v| (k, v)))
+}
+
+#[test]
+fn an_unanswered_session_far_along_the_wheel_is_found_over_several_calls() {
+    // 8192 buckets; the only unanswered session is filed 3000 s out.
+    let mut t = SessionTable::new(4, 8000);
+    let victim = filed(&mut t, class::TCP_ESTABLISHED, false, 0, 3000);
+    let found = search(&mut t, 1, 8);
+    assert_eq!(found, Some((3, victim)), "1,024 buckets a call, going on where the last stopped");
+    assert_eq!(t.evictable(1, &timeouts()), Some(victim), "the next search starts where that one stopped");
+}
+
+#[test]
+fn answered_sessions_idle_since_filing_do_not_hide_the_unanswered_ones_behind_them() {
+    // Bucket 5: twice a search's steps of answered sessions idle since
+    // they were filed (they stay in that second), then an unanswered one.
+    let n = EVICT_STEPS * 2 + 1;
+    let mut t = SessionTable::new(n, 400);
+    for _ in 0..n - 1 {
+        filed(&mut t, class::UDP_UNREPLIED, true, 0, 5);
+    }
+    let victim = filed(&mut t, class::UDP_UNREPLIED, false, 0, 5);
+    let found = search(&mut t, 1, 4);
+    assert_eq!(found.map(|(_, v)| v), Some(victim));
+    assert_eq!(t.bucket_of(0), Some(5), "the idle ones stay in their second");
+}
+
 #[test]
 fn a_new_session_is_filed_in_its_bucket() {
     let mut t = SessionTable::new(4, 100);

@@ -23,9 +23,9 @@
 //!   NATs get the same limit (`--table-size`: nf_conntrack_max and masq's
 //!   `--max-sessions`), then 1.5 times as many new flows, paced at
 //!   `--capacity-pps`. Reported: the sessions the box held after, the
-//!   frames it refused (lost) and the sessions it evicted. Both evict the
-//!   oldest unreplied session when full (netfilter's early drop, FAQ 3.17),
-//!   so unreplied test flows are evicted rather than refused.
+//!   frames it refused (lost) and the sessions it evicted. Both evict an
+//!   unreplied session when full (netfilter's early drop, FAQ 3.17), so
+//!   unreplied test flows are evicted rather than refused.
 //!
 //! Every measurement is bounded: by its count of frames and by seconds
 //! (a trial's, or 30 s of waiting at most).
