@@ -202,17 +202,18 @@ impl Engine {
                     // candidate lies in the next line (a miss here, but the
                     // session is still fetched ahead of the hit).
                     let (mut pos, mut want) = (hash::home(it.h, homes), index::tag_of(it.h));
-                    // (Past the last slot or `index::FAR` from home, it
-                    // stops: the hit's probe hands such a key to the
-                    // general path.)
+                    // (Past the last slot it stops: the hit's probe hands
+                    // such a key to the general path.)
                     let first = loop {
                         match lane.slots.get(pos) {
                             Some(&s) if s == 0 || s & !index::IDX_MASK == want => break Some(s),
-                            Some(_) if want & index::DIST_MASK != index::DIST_MASK => {
+                            Some(_) => {
                                 pos += 1;
-                                want += index::DIST_ONE;
+                                if want & index::DIST_MASK != index::DIST_MASK {
+                                    want += index::DIST_ONE;
+                                }
                             }
-                            _ => break None,
+                            None => break None,
                         }
                     };
                     it.slot = first.unwrap_or(0);

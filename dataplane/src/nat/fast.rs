@@ -129,12 +129,11 @@ impl Lane<'_> {
                 }
             }
             // Past the last slot (a cluster from the index's end, which
-            // wraps), or as far from home as a slot tells apart: the
-            // general path's look-up goes on.
+            // wraps), the general path's look-up goes on. From `FAR` on a
+            // slot's distance says only "that far or further".
             pos += 1;
-            want += DIST_ONE;
-            if want & DIST_MASK == DIST_MASK {
-                return Outcome::Other;
+            if want & DIST_MASK != DIST_MASK {
+                want += DIST_ONE;
             }
         };
         self.translate::<I2O, UDP>(frame, k, i)

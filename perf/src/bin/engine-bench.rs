@@ -324,10 +324,12 @@ fn memory_ceiling(flows: u32, packets: u64, order: &[u32]) -> (u64, f64, f64, us
             *f = loop {
                 match slots.get(p).copied() {
                     Some(s) if s != 0 && s & !index::IDX_MASK == want => break s,
-                    // As the fast lane: past `index::FAR` from home, none.
-                    Some(s) if s != 0 && want & index::DIST_MASK != index::DIST_MASK => {
+                    // As the fast lane: from `index::FAR` on, the distance stays.
+                    Some(s) if s != 0 => {
                         p += 1;
-                        want += index::DIST_ONE;
+                        if want & index::DIST_MASK != index::DIST_MASK {
+                            want += index::DIST_ONE;
+                        }
                     }
                     _ => break 0,
                 }
