@@ -165,12 +165,12 @@ impl Engine {
         let mut local = p.local_addrs.clone();
         local.sort_unstable();
         let t = p.timeouts;
-        // The flow indexes every packet probes: load 1/2 (shorter probes),
-        // 3/4 in tables so large that their size is what counts; the
-        // mapping indexes, probed only when sessions are made or go,
-        // fuller: 3/4 and 5/6 (see COMPACT_ABOVE_SESSIONS).
+        // Load 1/2 (short probes), or in tables so large that their size is
+        // what counts 3/4 for the flow indexes every packet probes and 5/6
+        // for the mapping indexes, probed only when sessions are made or
+        // go (see COMPACT_ABOVE_SESSIONS).
         let compact = p.max_sessions > COMPACT_ABOVE_SESSIONS;
-        let (flow_load, map_load) = if compact { ((3, 4), (5, 6)) } else { ((1, 2), (3, 4)) };
+        let (flow_load, map_load) = if compact { ((3, 4), (5, 6)) } else { ((1, 2), (1, 2)) };
         Ok(Self {
             worker: p.worker,
             workers: p.workers,

@@ -4,8 +4,9 @@
 //! the next 4 the entry's distance from its home slot ([`FAR`]: that far
 //! or further), the low 24 bits the session number plus one (0 means
 //! empty). Keys are never stored: a slot is a candidate for a key when its
-//! tag is the key's and its distance is the probe's (so it has the key's
-//! home), which the caller confirms against the session itself. Linear
+//! tag is the key's and its distance is the probe's (so below [`FAR`] it
+//! has the key's home), which the caller confirms against the session
+//! itself. Linear
 //! probing keeps a probe sequence inside one or two cache lines; deletion
 //! shifts later entries back (no tombstones), each by what its distance
 //! says: only an entry at [`FAR`] or further needs its home recomputed, so
@@ -111,12 +112,13 @@ impl Index {
     /// [`TAIL`] more slots; an index of huge-page size is rounded up to
     /// whole huge pages (at most 2 MiB more), so none of it sits on small
     /// pages (the allocator's mapping ends where the index does: a partial
-    /// last huge page would be 4 KiB pages, a TLB miss a look-up there). The engine's flow indexes take 3/4 past the
-    /// caches (the longer probes stay in the home slot's cache line, and
-    /// the batch's prefetch looks along that line for the session to
-    /// fetch) and 1/2 in tables that fit in the caches (7 instructions a
-    /// packet less at 10k sessions); its mapping indexes, probed only when
-    /// sessions are made or go, 5/6 past the caches.
+    /// last huge page would be 4 KiB pages, a TLB miss a look-up there).
+    /// The engine's indexes take load 1/2 (short probes) up to
+    /// `nat::COMPACT_ABOVE_SESSIONS` sessions; past that, where their size
+    /// is what counts, its flow indexes take 3/4 (the longer probes mostly
+    /// stay in the home slot's cache line, and the batch asks for the next
+    /// line too) and its mapping indexes, probed only when sessions are
+    /// made or go, 5/6.
     pub fn with_load(max_entries: u32, num: u32, den: u32) -> Self {
         let (num, den) = (u64::from(num.max(1)), u64::from(den.max(2)));
         let need = (u64::from(max_entries.max(4)) * den).div_ceil(num.min(den - 1)) + 1;

@@ -1,5 +1,5 @@
-//! Session life: a slot is taken (free list, then expired, then the
-//! unanswered session due soonest: netfilter FAQ 3.17), filled with its checksum deltas
+//! Session life: a slot is taken (free list, then expired, then an
+//! unanswered session found along the wheel: netfilter FAQ 3.17), filled with its checksum deltas
 //! and indexed; it is removed from every index, chain and list when it
 //! expires, is evicted or flushed.
 //!
@@ -14,8 +14,8 @@ use super::*;
 const SWEEP_AHEAD: u32 = 8;
 
 impl Engine {
-    /// Allocates a session slot: free list, then expired, then the
-    /// unanswered session due soonest (`SessionTable::evictable`).
+    /// Allocates a session slot: free list, then expired, then an
+    /// unanswered session (`SessionTable::evictable`).
     #[inline(always)]
     pub(super) fn alloc_session(&mut self, now: u32) -> Result<u32, Verdict> {
         match self.sessions.alloc() {

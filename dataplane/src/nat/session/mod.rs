@@ -18,14 +18,16 @@
 //!
 //! Eviction (netfilter FAQ 3.17, `early_drop`): when the table is full, an
 //! unanswered session goes: [`SessionTable::evictable`] looks for one along
-//! the wheel, from the sweep's second on and then from where its last
-//! search stopped, a bounded number of steps a call as netfilter looks at
-//! a bounded number of entries; the answered sessions it passes it
+//! the wheel from where its last search stopped (the sweep's second when
+//! the sweep has passed that), wrapping from the wheel's far end back to
+//! the sweep's second, a bounded number of steps a call as netfilter looks
+//! at a bounded number of entries; the answered sessions it passes it
 //! re-files (at their deadline as the sweep would, or at their bucket's
-//! tail), so the next call finds unanswered ones first. Sessions filed for
-//! sooner seconds come first, and within a second in the order they were
-//! filed, so among unanswered sessions of one class made in the same
-//! second the oldest goes first. A session's first reply only sets
+//! tail), so no search meets them again before the wheel comes round.
+//! Within a second sessions sit in the order they were filed, so among
+//! unanswered sessions of one class made in the same second the oldest
+//! goes first; across seconds the search goes on from the last one's,
+//! so a session filed behind it waits for the wrap. A session's first reply only sets
 //! `REPLIED` (touching no cold half, so the fast lane can take it).
 //!
 //! Each wheel bucket is a circular doubly linked list through the cold
@@ -305,6 +307,9 @@ pub struct SessionTable {
     cursor: Option<u32>,
     /// The second the last eviction search stopped at.
     evict_from: u32,
+    /// The first session it moved to that second's bucket tail, if it
+    /// stopped inside the bucket ([`NIL`]: none).
+    evict_mark: u32,
 }
 
 /// Puts `i` at the tail of the wheel bucket whose sentinel is `head`.
@@ -368,6 +373,7 @@ impl SessionTable {
             wheel_mask: buckets - 1,
             cursor: None,
             evict_from: 0,
+            evict_mark: NIL,
         }
     }
 
@@ -501,21 +507,26 @@ impl SessionTable {
     pub fn evictable(&mut self, now: u32, timeout: &[u32; class::SLOTS]) -> Option<u32> {
         let first = self.cursor.unwrap_or(now);
         let last = first.saturating_add(self.wheel_mask);
-        let mut second = if (first..=last).contains(&self.evict_from) { self.evict_from } else { first };
+        let resume = (first..=last).contains(&self.evict_from);
+        let mut second = if resume { self.evict_from } else { first };
+        // The first session the last search moved to this bucket's tail,
+        // if it stopped inside it.
+        let mut mark = if resume { self.evict_mark } else { NIL };
         let mut steps = 0;
         while steps < EVICT_STEPS {
             steps += 1;
             let b = self.bucket(second);
             // The first session moved to this bucket's tail: the bucket is
-            // done when the walk comes back to it.
-            let mut moved = NIL;
+            // done when the walk comes back to it (a marked session since
+            // removed or moved elsewhere: the walk runs to the bucket's end).
+            let mut moved = std::mem::replace(&mut mark, NIL);
             let mut j = self.session_or_nil(self.cold.get(b as usize).map_or(NIL, Cold::next));
             while j != NIL && j != moved && steps < EVICT_STEPS {
                 steps += 1;
                 let s = self.get(j);
                 let next = self.next_in_bucket(j);
                 if s.flags & flag::REPLIED == 0 {
-                    self.evict_from = second;
+                    (self.evict_from, self.evict_mark) = (second, moved);
                     return Some(j);
                 }
                 let t = timeout.get(usize::from(s.class) & (class::SLOTS - 1)).copied().unwrap_or(0);
@@ -526,12 +537,15 @@ impl SessionTable {
                 }
                 j = next;
             }
-            if steps >= EVICT_STEPS {
-                break;
+            let done = j == NIL || j == moved;
+            if !done {
+                // Stopped inside the bucket: the next search goes on there.
+                (self.evict_from, self.evict_mark) = (second, moved);
+                return None;
             }
             second = if second >= last { first } else { second + 1 };
         }
-        self.evict_from = second;
+        (self.evict_from, self.evict_mark) = (second, NIL);
         None
     }
 

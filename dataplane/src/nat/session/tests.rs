@@ -111,7 +111,7 @@ fn filed(t: &mut SessionTable, class: u8, replied: bool, seen: u32, deadline: u3
 }
 
 #[test]
-fn the_unanswered_session_due_soonest_is_the_one_to_evict() {
+fn the_first_unanswered_session_along_the_wheel_is_the_one_to_evict() {
     let mut t = SessionTable::new(8, 400);
     let to = timeouts();
     assert_eq!(t.evictable(0, &to), None, "an empty table");
@@ -180,6 +180,19 @@ fn answered_sessions_idle_since_filing_do_not_hide_the_unanswered_ones_behind_th
     let found = search(&mut t, 1, 4);
     assert_eq!(found.map(|(_, v)| v), Some(victim));
     assert_eq!(t.bucket_of(0), Some(5), "the idle ones stay in their second");
+}
+
+#[test]
+fn a_bucket_of_idle_answered_sessions_is_passed_over_calls_and_the_search_goes_on() {
+    // Bucket 5: more than two searches' steps of answered sessions idle
+    // since they were filed; the unanswered one is in bucket 6.
+    let n = EVICT_STEPS * 3;
+    let mut t = SessionTable::new(n, 400);
+    for _ in 0..n - 1 {
+        filed(&mut t, class::UDP_UNREPLIED, true, 0, 5);
+    }
+    let victim = filed(&mut t, class::UDP_UNREPLIED, false, 0, 6);
+    assert_eq!(search(&mut t, 1, 5).map(|(_, v)| v), Some(victim));
 }
 
 #[test]
