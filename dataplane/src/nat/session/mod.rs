@@ -312,6 +312,13 @@ pub struct SessionTable {
     evict_mark: u32,
 }
 
+/// The capacity and the wheel's buckets of a table asked for `capacity`
+/// sessions and `horizon_secs`: at most [`MAX_SESSIONS`], and a power of
+/// two of buckets from 64 to 2^20.
+fn geometry(capacity: u32, horizon_secs: u32) -> (u32, u32) {
+    (capacity.min(MAX_SESSIONS), horizon_secs.saturating_add(2).clamp(64, 1 << 20).next_power_of_two())
+}
+
 /// Puts `i` at the tail of the wheel bucket whose sentinel is `head`.
 fn list_link(cold: &mut [Cold], head: u32, i: u32) {
     let Some(h) = cold.get_mut(head as usize) else {
@@ -348,10 +355,9 @@ impl SessionTable {
     /// is cut to it) whose wheel covers `horizon_secs`.
     #[allow(clippy::cast_possible_truncation)] // slot numbers are below `capacity: u32`
     pub fn new(capacity: u32, horizon_secs: u32) -> Self {
-        let capacity = capacity.min(MAX_SESSIONS);
+        let (capacity, buckets) = geometry(capacity, horizon_secs);
         let n = capacity as usize;
         let hot = vec![Session { class: FREE, ..Session::default() }; n];
-        let buckets = horizon_secs.saturating_add(2).clamp(64, 1 << 20).next_power_of_two();
         let mut cold = vec![Cold::default(); n + buckets as usize];
         for (i, c) in cold.iter_mut().enumerate() {
             let i = i as u32;

@@ -15,10 +15,14 @@ fn a_link_holds_every_session_and_sentinel_number_and_nil() {
         assert_eq!(Link::new(i).get(), i, "{i:#x}");
     }
     assert_eq!(Link::NIL.get(), NIL);
-    // The largest table's wheel, sentinels included, stays below NIL.
-    let t = SessionTable::new(u32::MAX, u32::MAX);
-    assert_eq!(t.capacity(), MAX_SESSIONS, "cut to the most a link can name");
-    assert!(t.wheel_base + t.wheel_mask < (1 << 24) - 1);
+    // The largest table's wheel, sentinels included, stays below NIL
+    // (its geometry only: such a table is 900 MB).
+    let (capacity, buckets) = geometry(u32::MAX, u32::MAX);
+    assert_eq!((capacity, buckets), (MAX_SESSIONS, 1 << 20), "cut to the most a link can name");
+    assert_eq!(capacity + buckets - 1, last_sentinel);
+    assert!(last_sentinel < LINK_NIL);
+    let t = SessionTable::new(1000, 100);
+    assert_eq!((t.capacity(), t.horizon()), geometry(1000, 100));
 }
 
 #[test]
