@@ -209,9 +209,7 @@ impl Engine {
                             Some(&s) if s == 0 || s & !index::IDX_MASK == want => break Some(s),
                             Some(_) => {
                                 pos += 1;
-                                if want & index::DIST_MASK != index::DIST_MASK {
-                                    want += index::DIST_ONE;
-                                }
+                                want = index::next_probe_key(want);
                             }
                             None => break None,
                         }

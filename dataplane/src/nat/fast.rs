@@ -17,7 +17,7 @@
 #![forbid(unsafe_code)]
 
 use super::hash::hash_words;
-use super::index::{tag_of, DIST_MASK, DIST_ONE, IDX_MASK};
+use super::index::{next_probe_key, tag_of, IDX_MASK};
 use super::l4::L4;
 use super::parse::{fast_ip, fast_key, parse_fast, FastKey};
 use super::rewrite::Rewrite;
@@ -132,9 +132,7 @@ impl Lane<'_> {
             // wraps), the general path's look-up goes on. From `FAR` on a
             // slot's distance says only "that far or further".
             pos += 1;
-            if want & DIST_MASK != DIST_MASK {
-                want += DIST_ONE;
-            }
+            want = next_probe_key(want);
         };
         self.translate::<I2O, UDP>(frame, k, i)
     }

@@ -95,6 +95,17 @@ pub fn probe_key(tag: u32, d: u32) -> u32 {
     tag | (d.min(FAR) << 24)
 }
 
+/// The high byte a probe compares one slot on from `want` (a
+/// [`probe_key`]): its distance one more, held at [`FAR`].
+#[inline(always)]
+pub fn next_probe_key(want: u32) -> u32 {
+    if want & DIST_MASK == DIST_MASK {
+        want
+    } else {
+        want + DIST_ONE
+    }
+}
+
 /// The distance from home a slot's entry records ([`FAR`]: that or more).
 #[inline(always)]
 fn dist_of(s: u32) -> u32 {

@@ -327,9 +327,7 @@ fn memory_ceiling(flows: u32, packets: u64, order: &[u32]) -> (u64, f64, f64, us
                     // As the fast lane: from `index::FAR` on, the distance stays.
                     Some(s) if s != 0 => {
                         p += 1;
-                        if want & index::DIST_MASK != index::DIST_MASK {
-                            want += index::DIST_ONE;
-                        }
+                        want = index::next_probe_key(want);
                     }
                     _ => break 0,
                 }
