@@ -62,7 +62,7 @@ pub struct Index {
 /// next line too when `home` is among its line's last three slots
 /// (`NEAR_END`): at the loads of the engine's compact indexes (3/4, 5/6)
 /// a probe from there often ends in the next line, and waiting for that
-/// miss later would stall the batch (10M sessions: established 15.7 ->
+/// miss later would stall the batch (10M sessions: established 14.1 ->
 /// 17.0 M per CPU second). At load 1/2 (1M sessions) the second prefetch
 /// costs more than it saves (26.0 -> 24.0).
 #[inline(always)]
