@@ -88,13 +88,7 @@ impl Engine {
         let ho = self.h_o2i(pub_ip, s.public_port, s.remote_ip, s.remote_port, proto);
         self.o2i.insert_later(ho, idx);
         // i2o rewrites inside -> public; the deltas undo themselves o2i.
-        // Summed wide and folded once (RFC 1071 section 2(C): 2^16 is 1
-        // modulo 0xFFFF), which gives exactly delta32, delta16 and add.
-        let ip_sum = u64::from(!s.inside_ip) + u64::from(pub_ip);
-        let port_sum = u64::from(!s.inside_port) + u64::from(s.public_port);
-        // Stored byte-swapped, as the fast lane applies them (see `Session`).
-        s.ip_delta = fold_wide(ip_sum).swap_bytes();
-        s.l4_delta = fold_wide(if proto == L4::Icmp { port_sum } else { ip_sum + port_sum }).swap_bytes();
+        (s.ip_delta, s.l4_delta) = rewrite::session_deltas(s.inside_ip, s.inside_port, pub_ip, s.public_port, proto);
         let cls = self.class_for(proto, s.tcp);
         s.class = cls;
         if let Some(x) = self.sessions.hot.get_mut(idx as usize) {

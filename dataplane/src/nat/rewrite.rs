@@ -32,6 +32,10 @@ pub(crate) struct Rewrite {
     pub port: u16,
     /// The IP header checksum's delta for the address change.
     pub d_ip: u16,
+    /// The same with the TTL decrement's delta ([`TTL_DELTA`]) added, as
+    /// a native-endian load of it in network byte order gives it: what the
+    /// fast lane applies in one end-around-carry add (RFC 1071 section 2(B)).
+    pub d_ip_ttl: u16,
     /// The L4 checksum's delta (address and port; ICMP: identifier only).
     pub d_l4: u16,
 }
@@ -41,12 +45,16 @@ impl Rewrite {
     #[inline(always)]
     pub(crate) fn i2o(s: &Session) -> Self {
         // The session keeps its deltas byte-swapped (see `Session`); the
-        // fast lane's swap back to network order then cancels out.
+        // fast lane's swap back to network order then cancels out. Its IP
+        // delta has the TTL's folded in (`session_deltas`); the address's
+        // alone is that minus the TTL's (a constant: the general path pays).
+        let d_ip_ttl = s.ip_delta.swap_bytes();
         Self {
             i2o: true,
             addr: s.public_ip,
             port: s.public_port,
-            d_ip: s.ip_delta.swap_bytes(),
+            d_ip: oc_add(d_ip_ttl, !TTL_DELTA),
+            d_ip_ttl: be_to_ne(d_ip_ttl),
             d_l4: s.l4_delta.swap_bytes(),
         }
     }
@@ -54,11 +62,16 @@ impl Rewrite {
     /// Outside to inside: the destination becomes the session's inside endpoint.
     #[inline(always)]
     pub(crate) fn o2i(s: &Session) -> Self {
+        // The reverse address delta with the TTL's: -d + T = -(d + T) + 2T,
+        // from the stored d + T by one negation and one constant add (exact:
+        // a one's-complement sum with a nonzero term is never +0).
+        let d_ip_ttl = s.ip_delta.swap_bytes();
         Self {
             i2o: false,
             addr: s.inside_ip,
             port: s.inside_port,
-            d_ip: negate(s.ip_delta.swap_bytes()),
+            d_ip: negate(oc_add(d_ip_ttl, !TTL_DELTA)),
+            d_ip_ttl: oc_add(negate(be_to_ne(d_ip_ttl)), be_to_ne(oc_add(TTL_DELTA, TTL_DELTA))),
             d_l4: negate(s.l4_delta.swap_bytes()),
         }
     }
@@ -198,6 +211,27 @@ pub(super) fn set_ip_addr(frame: &mut [u8], l3: usize, at: usize, new: u32, d: u
     }
 }
 
+/// The checksum deltas a session keeps for its inside -> public rewrite,
+/// byte-swapped as the fast lane applies them (see `Session`): the IP
+/// header's for the address with the TTL decrement's added, and the L4
+/// checksum's for address and port (ICMP: the identifier only). Each is
+/// summed wide and folded once (RFC 1071 section 2(C): 2^16 is 1 modulo
+/// 0xFFFF), which gives exactly what delta32, delta16 and add would. A sum
+/// with a nonzero term folds to a nonzero word, so the address's delta
+/// alone comes back exactly (`Rewrite::i2o`).
+pub(super) fn session_deltas(
+    inside_ip: u32,
+    inside_port: u16,
+    public_ip: u32,
+    public_port: u16,
+    proto: L4,
+) -> (u16, u16) {
+    let ip_sum = u64::from(!inside_ip) + u64::from(public_ip);
+    let port_sum = u64::from(!inside_port) + u64::from(public_port);
+    let l4 = fold_wide(if proto == L4::Icmp { port_sum } else { ip_sum + port_sum });
+    (fold_wide(ip_sum + u64::from(TTL_DELTA)).swap_bytes(), l4.swap_bytes())
+}
+
 /// Decrements the TTL of a frame routed unchanged.
 pub(super) fn decrement_ttl(frame: &mut [u8], l3: usize) {
     if let Some(ip) = frame.get_mut(l3..) {
@@ -249,7 +283,7 @@ fn rewrite_fast<const N: usize>(
         *t = ttl - 1;
     }
     let c = ne16(b, layout::IP_CHECKSUM);
-    set_ne16(b, layout::IP_CHECKSUM, !oc_add(oc_add(!c, be_to_ne(r.d_ip)), be_to_ne(TTL_DELTA)));
+    set_ne16(b, layout::IP_CHECKSUM, !oc_add(!c, r.d_ip_ttl));
     set_u16(b, port_at, r.port);
     let c = ne16(b, csum_at);
     if !udp {
@@ -296,7 +330,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn rw(i2o: bool, addr: u32, port: u16, d_ip: u16, d_l4: u16) -> Rewrite {
-        Rewrite { i2o, addr, port, d_ip, d_l4 }
+        Rewrite { i2o, addr, port, d_ip, d_ip_ttl: be_to_ne(oc_add(d_ip, TTL_DELTA)), d_l4 }
     }
 
     fn fast(f: &mut [u8], r: &Rewrite, udp: bool) -> bool {
@@ -339,6 +373,28 @@ mod tests {
             let before = f;
             prop_assert!(!fast(&mut f, &rw(true, 1, 2, 3, 4), udp));
             prop_assert_eq!(f, before);
+        }
+    }
+
+    proptest! {
+        /// A session's stored deltas, read back by `Rewrite`, are each
+        /// direction's address delta exactly as RFC 1624's helpers compute
+        /// it, and the same with the TTL decrement's added, for any
+        /// inside and public endpoints the engine can make.
+        #[test]
+        fn a_sessions_deltas_read_back_exactly(
+            inside_ip in 0x0100_0000u32..0xe000_0000, public_ip in 0x0100_0000u32..0xe000_0000,
+            inside_port: u16, public_port: u16, icmp: bool,
+        ) {
+            let proto = if icmp { L4::Icmp } else { L4::Udp };
+            let (ip_delta, l4_delta) = session_deltas(inside_ip, inside_port, public_ip, public_port, proto);
+            let s = Session { inside_ip, inside_port, public_ip, public_port, ip_delta, l4_delta, ..Session::default() };
+            let d = delta32(inside_ip, public_ip);
+            let (i2o, o2i) = (Rewrite::i2o(&s), Rewrite::o2i(&s));
+            prop_assert_eq!(i2o.d_ip, d);
+            prop_assert_eq!(o2i.d_ip, negate(d));
+            prop_assert_eq!(i2o.d_ip_ttl, be_to_ne(oc_add(d, TTL_DELTA)));
+            prop_assert_eq!(o2i.d_ip_ttl, be_to_ne(oc_add(negate(d), TTL_DELTA)));
         }
     }
 

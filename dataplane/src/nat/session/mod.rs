@@ -130,7 +130,8 @@ pub struct Session {
     pub flags: u8,
     /// Last packet, engine seconds.
     pub last_seen: u32,
-    /// Inside-to-outside IPv4 header checksum delta (RFC 1624), byte-swapped:
+    /// Inside-to-outside IPv4 header checksum delta (RFC 1624) with the TTL
+    /// decrement's added (`rewrite::session_deltas`), byte-swapped:
     /// the value a native-endian load of it in network byte order gives,
     /// which is how the fast lane sums it (RFC 1071 section 2(B)).
     /// `Rewrite` reads it back in host order.
