@@ -187,7 +187,7 @@ fn new_sessions(
     engine: &mut Engine,
     order: &[u32],
     all: &[flows::Flow],
-    bufs: &mut [Vec<u8>],
+    bufs: &mut [&mut [u8]],
     verdicts: &mut [Verdict],
 ) -> (f64, u64, f64) {
     let (t0, c0) = (Instant::now(), cpu_ns());
@@ -220,11 +220,11 @@ fn first_replies(
     engine: &mut Engine,
     order: &[u32],
     all: &[flows::Flow],
-    bufs: &mut [Vec<u8>],
+    bufs: &mut [&mut [u8]],
     verdicts: &mut [Verdict],
     tcp: bool,
 ) -> (u64, f64, f64) {
-    let flags = |bufs: &mut [Vec<u8>], f: u8| {
+    let flags = |bufs: &mut [&mut [u8]], f: u8| {
         if tcp {
             for b in bufs.iter_mut() {
                 b[TCP_FLAGS] = f;
@@ -426,14 +426,17 @@ fn main() {
     let f0 = flows::flow(0, a.ports_per_sub);
     let template = if a.tcp { flows::tcp_frame(f0) } else { flows::frame(f0) };
     // TCP set-up: the handshake's flags, then ACKs.
-    let set_flags = |bufs: &mut [Vec<u8>], flags: u8| {
+    let set_flags = |bufs: &mut [&mut [u8]], flags: u8| {
         if a.tcp {
             for b in bufs.iter_mut() {
                 b[TCP_FLAGS] = flags;
             }
         }
     };
-    let mut bufs: Vec<Vec<u8>> = vec![template.clone(); BATCH];
+    // The engine is handed views of frames, as the worker hands it views
+    // of UMEM frames (`FrameIo::with_views`): the same instantiation.
+    let mut store: Vec<Vec<u8>> = vec![template.clone(); BATCH];
+    let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(Vec::as_mut_slice).collect();
     let mut verdicts = vec![Verdict::Drop(dataplane::nat::DropReason::Malformed); BATCH];
     let now = 1;
     let all: Vec<flows::Flow> = (0..flows_n).map(|i| flows::flow(i, a.ports_per_sub)).collect();
