@@ -116,17 +116,19 @@ impl Lane<'_> {
             let Some(&s) = self.slots.get(pos) else {
                 return Outcome::Other;
             };
-            if s == 0 {
-                return Outcome::Absent;
-            }
             if s & !IDX_MASK == want {
-                let i = ((s & IDX_MASK) - 1) as usize;
-                let Some(x) = self.hot.get(i) else {
-                    return Outcome::Other;
-                };
-                if x.has_key::<I2O>(k.w0, ports, proto) {
-                    break i;
+                // An empty slot (0) passes when `want` is 0 too: its index
+                // wraps past the slab, so the bounds check tells it apart
+                // and a hit pays no test for empty.
+                let i = (s & IDX_MASK).wrapping_sub(1) as usize;
+                match self.hot.get(i) {
+                    Some(x) if x.has_key::<I2O>(k.w0, ports, proto) => break i,
+                    Some(_) => {}
+                    None if s == 0 => return Outcome::Absent,
+                    None => return Outcome::Other,
                 }
+            } else if s == 0 {
+                return Outcome::Absent;
             }
             // Past the last slot (a cluster from the index's end, which
             // wraps), the general path's look-up goes on. From `FAR` on a
