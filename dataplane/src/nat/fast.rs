@@ -16,7 +16,7 @@
 //! reached an empty slot: no session had the key when the lane looked.
 #![forbid(unsafe_code)]
 
-use super::hash::hash_words;
+use super::hash::{hash_ports, hash_words};
 use super::index::{next_probe_key, tag_of, IDX_MASK};
 use super::l4::L4;
 use super::parse::{fast_ip, fast_key, parse_fast, FastKey};
@@ -62,11 +62,11 @@ impl Lane<'_> {
         // One protocol test: from here on each protocol has its own code.
         match proto {
             PROTO_UDP => match fast_key::<true>(frame, w0, total) {
-                Some(k) => self.hit_proto::<I2O, true>(frame, k, hash_words(seed, k.w0, k.w1)),
+                Some(k) => self.hit_proto::<I2O, true>(frame, k, hash_ports(seed, L4::Udp.code(), k.w0, k.ports())),
                 None => Outcome::Other,
             },
             PROTO_TCP => match fast_key::<false>(frame, w0, total) {
-                Some(k) => self.hit_proto::<I2O, false>(frame, k, hash_words(seed, k.w0, k.w1)),
+                Some(k) => self.hit_proto::<I2O, false>(frame, k, hash_ports(seed, L4::Tcp.code(), k.w0, k.ports())),
                 None => Outcome::Other,
             },
             _ => Outcome::Other,

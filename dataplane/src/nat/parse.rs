@@ -95,9 +95,10 @@ pub fn martian_destination(a: u32) -> bool {
 pub const FAST_LEN: usize = layout::UDP_END;
 
 /// A fast-lane packet's tuple packed in two words: `w0` is
-/// `src << 32 | dst`, `w1` is `sport << 48 | dport << 32 | code << 16`
-/// with the protocol's [`L4::code`] (the layout [`super::hash::hash5`]
-/// hashes), and the TCP flags.
+/// `src << 32 | dst`, `w1` is `code << 32 | sport << 16 | dport` with
+/// the protocol's [`L4::code`] (the layout [`super::hash::hash5`] hashes:
+/// the ports as the packet carries them, read in one load, are already
+/// its low half), and the TCP flags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FastKey {
     /// Addresses.
@@ -130,17 +131,17 @@ impl FastKey {
     /// Source port.
     #[inline(always)]
     pub fn sport(self) -> u16 {
-        (self.w1 >> 48) as u16
+        (self.w1 >> 16) as u16
     }
     /// Destination port.
     #[inline(always)]
     pub fn dport(self) -> u16 {
-        (self.w1 >> 32) as u16
+        self.w1 as u16
     }
     /// Both ports, `sport << 16 | dport`.
     #[inline(always)]
     pub fn ports(self) -> u32 {
-        (self.w1 >> 32) as u32
+        self.w1 as u32
     }
     /// Protocol: UDP or TCP, the only ones the fast lane carries.
     #[inline(always)]
@@ -243,7 +244,7 @@ pub fn fast_key<const UDP: bool>(frame: &[u8], w0: u64, total: usize) -> Option<
     };
     let h: &[u8; FAST_LEN] = frame.first_chunk()?;
     let ports = u32_at(h, layout::SRC_PORT);
-    Some(FastKey { w0, w1: (u64::from(ports) << 32) | (u64::from(proto.code()) << 16), flags, ttl: 0, l4: proto })
+    Some(FastKey { w0, w1: u64::from(ports) | (u64::from(proto.code()) << 32), flags, ttl: 0, l4: proto })
 }
 
 /// Parses a frame received on `side`.
