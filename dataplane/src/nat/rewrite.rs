@@ -219,6 +219,7 @@ pub(super) fn set_ip_addr(frame: &mut [u8], l3: usize, at: usize, new: u32, d: u
 /// 0xFFFF), which gives exactly what delta32, delta16 and add would. A sum
 /// with a nonzero term folds to a nonzero word, so the address's delta
 /// alone comes back exactly (`Rewrite::i2o`).
+#[inline(always)]
 pub(super) fn session_deltas(
     inside_ip: u32,
     inside_port: u16,
