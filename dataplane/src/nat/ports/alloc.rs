@@ -105,24 +105,39 @@ pub(super) fn alloc_in_blocks(
     if n >= usize::from(max_blocks) {
         return None;
     }
-    let l = ad.free_blocks.pop()?;
-    if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
-        b.owner = s;
+    // A block given back may still hold its ports (the reuse hold): the
+    // one given back longest ago first; if every port of it is still held
+    // it goes to the back and the next is tried, a few at most, so a
+    // refusal costs a bounded search.
+    for _ in 0..ad.free_blocks.len().min(FRESH_BLOCK_TRIES) {
+        let l = ad.free_blocks.pop_front()?;
+        rotate_block(ad, bits, words, l, window);
+        let base = block_offset(chunk, workers, worker, l);
+        let got = match parity {
+            None => take_first_free(ad, bits, words, l, proto, start(base)),
+            Some(want) => take_first_free_parity(ad, bits, words, l, proto, start(base), (min, base, want)),
+        };
+        let Some(bit) = got else {
+            ad.free_blocks.push_back(l);
+            continue;
+        };
+        if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
+            b.owner = s;
+        }
+        if let Some(slot) = sub.blocks.get_mut(n) {
+            *slot = l;
+            sub.n_blocks += 1;
+            sub.hint = n as u8;
+        }
+        *blocks_in_use += 1;
+        return Some((ad.port_at(min, base + u32::from(bit)), 1));
     }
-    if let Some(slot) = sub.blocks.get_mut(n) {
-        *slot = l;
-        sub.n_blocks += 1;
-        sub.hint = n as u8;
-    }
-    *blocks_in_use += 1;
-    rotate_block(ad, bits, words, l, window);
-    let base = block_offset(chunk, workers, worker, l);
-    let bit = match parity {
-        None => take_first_free(ad, bits, words, l, proto, start(base)),
-        Some(want) => take_first_free_parity(ad, bits, words, l, proto, start(base), (min, base, want)),
-    }?;
-    Some((ad.port_at(min, base + u32::from(bit)), 1))
+    None
 }
+
+/// Free blocks [`alloc_in_blocks`] tries for a subscriber's new block
+/// before it refuses: each try is a scan of the block's bitmap.
+const FRESH_BLOCK_TRIES: usize = 8;
 
 impl Ports {
     /// Allocates a public port for subscriber `s`, keeping `preferred` when

@@ -120,7 +120,7 @@ pub(super) fn build_pool(
             blocks: vec![Block { owner: NIL, window: 0, used: 0, used_by_proto: [0; PROTOS] }; local as usize],
             bits: BitsAt { at, len: n_bits },
             // A deterministic subscriber takes its own block, never a free one.
-            free_blocks: if det.is_some() { Vec::new() } else { (0..local as u16).rev().collect() },
+            free_blocks: if det.is_some() { VecDeque::new() } else { (0..local as u16).collect() },
             perm,
             inv,
             retired: false,

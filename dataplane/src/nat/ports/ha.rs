@@ -88,7 +88,7 @@ impl Ports {
         }
         let Some(ad) = self.addrs.get_mut(usize::from(a)) else { return BlockImport::Conflict };
         let Some(pos) = ad.free_blocks.iter().position(|&x| x == l) else { return BlockImport::Conflict };
-        ad.free_blocks.swap_remove(pos);
+        ad.free_blocks.remove(pos);
         if let Some(b) = ad.blocks.get_mut(usize::from(l)) {
             b.owner = s;
         }

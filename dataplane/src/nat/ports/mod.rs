@@ -53,6 +53,7 @@ use super::params::{
 };
 use super::session::NIL;
 use crate::nat::DropReason;
+use std::collections::VecDeque;
 
 mod alloc;
 mod bitmap;
@@ -139,7 +140,10 @@ pub struct AddrPorts {
     blocks: Vec<Block>,
     /// Where its port bitmaps lie in [`Ports`]' bitmap arena.
     bits: BitsAt,
-    free_blocks: Vec<u16>,
+    /// Blocks no subscriber holds, the one given back longest ago first:
+    /// a block's released ports wait out the reuse hold in it, so the
+    /// oldest is the likeliest to have them free again.
+    free_blocks: VecDeque<u16>,
     /// Port of each offset in the chunked order (empty: `port_min + offset`).
     perm: Vec<u16>,
     /// Offset of each port (`NO_OFFSET`: not in the order); empty with `perm`.
@@ -215,7 +219,7 @@ fn static_addr(ip: u32) -> AddrPorts {
         pool: STATIC_POOL,
         blocks: Vec::new(),
         bits: BitsAt::default(),
-        free_blocks: Vec::new(),
+        free_blocks: VecDeque::new(),
         perm: Vec::new(),
         inv: Vec::new(),
         retired: false,

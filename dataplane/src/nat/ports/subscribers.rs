@@ -185,7 +185,7 @@ impl Ports {
             }
             // A deterministic block stays its subscriber's (never on the free list).
             if self.pools.get(usize::from(ad.pool)).is_none_or(|p| p.det.is_none()) {
-                ad.free_blocks.push(l);
+                ad.free_blocks.push_back(l);
             }
             self.blocks_in_use = self.blocks_in_use.saturating_sub(1);
         }

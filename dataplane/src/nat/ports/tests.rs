@@ -129,6 +129,63 @@ fn empty_block_goes_back_and_subscriber_freed() {
     assert_eq!(p.subscribers(), 0);
 }
 
+/// One address of `blocks` blocks of 64 ports, up to 4 blocks a subscriber.
+fn small_address(blocks: u16) -> Ports {
+    let mut pool = PoolParams::cgnat("cg", vec![0xcb00_7101]);
+    pool.mode = PoolMode::PortBlocks { block_size: 64, max_blocks_per_subscriber: 4 };
+    (pool.port_min, pool.port_max) = (1024, 1024 + blocks * 64 - 1);
+    Ports::new(&EngineParams::single(vec![pool], vec![])).unwrap()
+}
+
+/// Takes `n` UDP ports for subscriber `s` at `now`.
+fn take(p: &mut Ports, s: u32, n: usize, now: u32) -> Vec<u16> {
+    (0..n).map(|_| p.alloc(s, L4::Udp, 0, now, 0).expect("a free port").0).collect()
+}
+
+#[test]
+fn a_new_block_is_not_the_one_just_given_back_with_its_ports_held() {
+    // A subscriber's second block empties and goes back, its ports held
+    // (RFC 6888 REQ-8). Its next new block is a free one with free ports,
+    // not that one again (which would refuse the flow with ports to spare).
+    let mut p = small_address(8);
+    let s = p.subscriber(0x6440_0001, 0).unwrap();
+    p.add_session(s);
+    take(&mut p, s, 64, 10);
+    let second = take(&mut p, s, 64, 10);
+    let a = p.sub(s).unwrap().addr;
+    for (k, &port) in second.iter().enumerate() {
+        assert_eq!(p.release(a, L4::Udp, port, 10), k == 63, "the block empties with its last port");
+    }
+    let got = p.alloc(s, L4::Udp, 0, 11, 0).map(|x| x.0);
+    assert!(got.is_some_and(|x| !second.contains(&x)), "{got:?}");
+}
+
+#[test]
+fn a_held_free_block_is_passed_over_for_one_with_free_ports() {
+    // Three blocks: `s` fills the first, `t` the second, `u` takes one port
+    // of the third. `t` releases its 64 and leaves, then `u` its one: both
+    // blocks are free, the second first in line with every port held, the
+    // third with 63 never used. `s`'s new block is the third.
+    let mut p = small_address(3);
+    let [s, t, u] = [1, 2, 3].map(|i| p.subscriber(0x6440_0000 + i, 0).unwrap());
+    for x in [s, t, u] {
+        p.add_session(x);
+    }
+    take(&mut p, s, 64, 10);
+    let burst = take(&mut p, t, 64, 10);
+    let one = take(&mut p, u, 1, 10);
+    let a = p.sub(t).unwrap().addr;
+    for (x, ports) in [(t, &burst), (u, &one)] {
+        for &port in ports {
+            p.release(a, L4::Udp, port, 10);
+        }
+        p.remove_session(x);
+    }
+    assert_eq!(p.block_use(a), (1, 2));
+    let got = p.alloc(s, L4::Udp, 0, 11, 0).map(|x| x.0);
+    assert!(got.is_some_and(|x| !burst.contains(&x) && x != one[0]), "{got:?}");
+}
+
 #[test]
 fn reserved_forward_port_is_never_allocated() {
     let mut p = cgnat(64, 1, 1, 0);
