@@ -20,6 +20,12 @@
 //!   has passed: in a table that churns, every session made is removed,
 //!   so this rate bounds the sustained new-session rate as much as
 //!   `new-sessions` does.
+//! - `table-full`: fill the table with `--flows` unanswered UDP sessions
+//!   (not timed, `max_sessions` is `--flows`), then time `--flows` more new
+//!   flows, each arriving at a full table: the new session costs the
+//!   eviction of the oldest unanswered one (netfilter's early drop, found
+//!   by `SessionTable::evictable` on the expiry wheel) on top of its own
+//!   set-up. What a flood of new flows into a full table costs a worker.
 //! - `memory-ceiling`: no engine, only its memory pattern: an index of the
 //!   size the engine's flow index has at `--flows`, and a slab of 32-byte
 //!   hot halves; per "packet" one random slot read, then a read and a
@@ -69,6 +75,8 @@ enum Scenario {
     /// The sweep removing sessions whose timeout ended: the other half of
     /// a churning table's work.
     Expiry,
+    /// New flows into a full table of unanswered ones: each evicts one.
+    TableFull,
 }
 
 /// Benchmark the NAT engine on one core, without a NIC.
@@ -409,6 +417,19 @@ fn main() {
     let ceiling_only = a.scenario == Scenario::MemoryCeiling;
     let capacity = if ceiling_only { 1 } else { flows_n };
     let mut params = flows::params(capacity, a.ports_per_sub, capacity);
+    if a.scenario == Scenario::TableFull {
+        // Ports for both waves: a flow whose first-wave session was evicted
+        // needs a new one while the evicted ports wait out their hold.
+        // (Paired pooling keeps a subscriber on one address, so the pool
+        // gets room on every address, not only in total.)
+        params = flows::params(capacity.saturating_mul(2), a.ports_per_sub.saturating_mul(2), capacity);
+        params.max_subscribers = capacity.div_ceil(a.ports_per_sub.max(1)) + 16;
+        for p in &mut params.pools {
+            let n = u32::try_from(p.addresses.len()).unwrap_or(u32::MAX);
+            let last = p.addresses.last().copied().unwrap_or(0);
+            p.addresses.extend((1..=n).map(|i| last + i));
+        }
+    }
     let base_params = params.clone();
     for p in &mut params.pools {
         p.log_sessions = a.session_events;
@@ -439,7 +460,12 @@ fn main() {
     let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(Vec::as_mut_slice).collect();
     let mut verdicts = vec![Verdict::Drop(dataplane::nat::DropReason::Malformed); BATCH];
     let now = 1;
-    let all: Vec<flows::Flow> = (0..flows_n).map(|i| flows::flow(i, a.ports_per_sub)).collect();
+    let mut all: Vec<flows::Flow> = (0..flows_n).map(|i| flows::flow(i, a.ports_per_sub)).collect();
+    if a.scenario == Scenario::TableFull {
+        // The same subscribers' next flows: each to another remote port.
+        let more: Vec<flows::Flow> = all.iter().map(|&f| flows::Flow { dport: f.dport + 100, ..f }).collect();
+        all.extend(more);
+    }
     let mut order: Vec<u32> = (0..flows_n).collect();
     if !a.sequential {
         shuffle(&mut order);
@@ -499,6 +525,24 @@ fn main() {
                 std::process::exit(1);
             }
             (removed, secs, cpu)
+        }
+        Scenario::TableFull => {
+            let (t, _, _) = new_sessions(&mut engine, &order, &all, &mut bufs, &mut verdicts);
+            std::hint::black_box(t);
+            if engine.live_sessions() != flows_n {
+                eprintln!("engine-bench: set-up made {} sessions of {flows_n}", engine.live_sessions());
+                std::process::exit(1);
+            }
+            let more: Vec<u32> = order.iter().map(|&i| i + flows_n).collect();
+            let (created, evicted) = (engine.counters().sessions_created, engine.counters().sessions_evicted);
+            let (t, _, cpu) = new_sessions(&mut engine, &more, &all, &mut bufs, &mut verdicts);
+            let c = engine.counters();
+            let (created, evicted) = (c.sessions_created - created, c.sessions_evicted - evicted);
+            if created != u64::from(flows_n) || evicted != created || engine.live_sessions() != flows_n {
+                eprintln!("engine-bench: into the full table {created} sessions made, {evicted} evicted, of {flows_n}; drops {:?}", c.drops);
+                std::process::exit(1);
+            }
+            (created, t, cpu)
         }
         Scenario::FirstReplies => {
             if a.fragments {
