@@ -157,12 +157,15 @@ impl Engine {
             Side::Inside => self.seed,
             Side::Outside => self.seed ^ O2I_SALT,
         };
+        let two_lines = match side {
+            Side::Inside => self.i2o.asks_two_lines(),
+            Side::Outside => self.o2i.asks_two_lines(),
+        };
         let (slots, homes) = match side {
             Side::Inside => self.i2o.raw(),
             Side::Outside => self.o2i.raw(),
         };
         let imap = &self.imap;
-        let two_lines = self.compact;
         let mut lane = fast::Lane {
             hot: &mut self.sessions.hot,
             tcp: &mut self.sessions.tcp,

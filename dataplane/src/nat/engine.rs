@@ -101,9 +101,6 @@ pub struct Engine {
     pub(super) created: Created,
     /// Whether the tables outgrow the caches (prefetch across the batch).
     pub(super) prefetch: bool,
-    /// Indexes filled for their size (`COMPACT_ABOVE_SESSIONS`): the batch
-    /// asks for a probe's second line too (`index::prefetch_from`).
-    pub(super) compact: bool,
     /// The parameters in force (for live changes).
     pub(super) params: EngineParams,
     /// An HA standby: drops every frame, expires nothing (`nat::ha`).
@@ -189,7 +186,6 @@ impl Engine {
             o2i: LaterIndex::with_load(p.max_sessions, flow_load.0, flow_load.1).asking_two_lines(compact),
             imap: Index::with_load(p.max_sessions, map_load.0, map_load.1).asking_two_lines(compact),
             omap: LaterIndex::with_load(p.max_sessions, map_load.0, map_load.1).asking_two_lines(compact),
-            compact,
             ports,
             frags: Fragments::new(p.max_fragments, t.fragment_secs, p.seed ^ 0xf7a6),
             hold: Hold::new(p.fragment_hold, p.fragment_hold_bytes, t.fragment_secs),

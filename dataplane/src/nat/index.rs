@@ -6,8 +6,8 @@
 //! empty). Keys are never stored: a slot is a candidate for a key when its
 //! tag is the key's and its distance is the probe's (so below [`FAR`] it
 //! has the key's home), which the caller confirms against the session
-//! itself. Linear
-//! probing keeps a probe sequence inside one or two cache lines; deletion
+//! itself. Linear probing keeps a probe sequence inside one or two cache
+//! lines; deletion
 //! shifts later entries back (no tombstones), each by what its distance
 //! says: only an entry at [`FAR`] or further needs its home recomputed, so
 //! the caller supplies a function that rehashes a session for those.
@@ -147,6 +147,13 @@ impl Index {
     pub fn asking_two_lines(mut self, yes: bool) -> Self {
         self.two_lines = yes;
         self
+    }
+
+    /// Whether a prefetch of a slot asks for its probe's second line too
+    /// ([`prefetch_from`]): the batch, which prefetches from [`Index::raw`]'s
+    /// slots itself, asks as the index would.
+    pub fn asks_two_lines(&self) -> bool {
+        self.two_lines
     }
 
     /// The raw slots and the number of homes, for a batch-long borrow (the
@@ -373,6 +380,11 @@ impl LaterIndex {
     pub fn asking_two_lines(mut self, yes: bool) -> Self {
         self.index = self.index.asking_two_lines(yes);
         self
+    }
+
+    /// See [`Index::asks_two_lines`].
+    pub fn asks_two_lines(&self) -> bool {
+        self.index.asks_two_lines()
     }
 
     /// [`Index::raw`], the held-back inserts written first, so the slots
