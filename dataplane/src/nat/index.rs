@@ -7,10 +7,10 @@
 //! tag is the key's and its distance is the probe's (so below [`FAR`] it
 //! has the key's home), which the caller confirms against the session
 //! itself. Linear probing keeps a probe sequence inside one or two cache
-//! lines; deletion
-//! shifts later entries back (no tombstones), each by what its distance
-//! says: only an entry at [`FAR`] or further needs its home recomputed, so
-//! the caller supplies a function that rehashes a session for those.
+//! lines; deletion shifts later entries back (no tombstones), each by what
+//! its distance says: only an entry at [`FAR`] or further needs its home
+//! recomputed, so the caller supplies a function that rehashes a session
+//! for those.
 //!
 //! Sizes are not powers of two: a hash's home slot is its low 32 bits
 //! scaled to the number of homes (`hash::home`), and [`TAIL`] more slots
