@@ -527,6 +527,10 @@ fn main() {
             (removed, secs, cpu)
         }
         Scenario::TableFull => {
+            if a.fragments || a.tcp {
+                eprintln!("engine-bench: table-full fills the table with UDP flows: no --tcp or --fragments");
+                std::process::exit(2);
+            }
             let (t, _, _) = new_sessions(&mut engine, &order, &all, &mut bufs, &mut verdicts);
             std::hint::black_box(t);
             if engine.live_sessions() != flows_n {
