@@ -31,6 +31,9 @@
 //! numbers are below [`MAX_ENTRIES`].
 #![forbid(unsafe_code)]
 
+mod later;
+pub use later::LaterIndex;
+
 use super::hash::home;
 
 /// Largest session number + 1 an index can hold.
@@ -343,157 +346,6 @@ impl Index {
     }
 
     /// True if no slot is occupied.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Inserts a [`LaterIndex`] holds back (a power of two).
-const LATER: usize = 8;
-
-/// An [`Index`] whose inserts can wait for their home slot's cache line
-/// ([`LaterIndex::insert_later`]): the engine's o2i and omap indexes. A new
-/// session's slots in them are two cache misses in a large table; written
-/// at once they stall the core for both (`perf/cachesim.sh`), held back
-/// they arrive while the next new sessions are made (1M sessions on the
-/// 2026-12-01 VM: 2.59 -> 2.98 M new sessions a second, medians of five).
-///
-/// Invariant: the held-back entries are part of the index. [`LaterIndex::find`]
-/// looks at them; every other access that reads or moves slots
-/// ([`LaterIndex::raw`], [`LaterIndex::replace`], [`LaterIndex::remove`])
-/// writes them to the slots first.
-pub struct LaterIndex {
-    index: Index,
-    /// A ring of (hash, entry): `held` of them, the newest at `next - 1`.
-    later: [(u64, u32); LATER],
-    next: usize,
-    held: usize,
-}
-
-impl LaterIndex {
-    /// See [`Index::with_load`].
-    pub fn with_load(max_entries: u32, num: u32, den: u32) -> Self {
-        Self { index: Index::with_load(max_entries, num, den), later: [(0, 0); LATER], next: 0, held: 0 }
-    }
-
-    /// See [`Index::asking_two_lines`].
-    pub fn asking_two_lines(mut self, yes: bool) -> Self {
-        self.index = self.index.asking_two_lines(yes);
-        self
-    }
-
-    /// See [`Index::asks_two_lines`].
-    pub fn asks_two_lines(&self) -> bool {
-        self.index.asks_two_lines()
-    }
-
-    /// [`Index::raw`], the held-back inserts written first, so the slots
-    /// are the whole index.
-    pub fn raw(&mut self) -> (&[u32], usize) {
-        self.flush();
-        self.index.raw()
-    }
-
-    /// See [`Index::prefault`].
-    pub fn prefault(&mut self) {
-        self.index.prefault();
-    }
-
-    /// See [`Index::memory_bytes`].
-    pub fn memory_bytes(&self) -> usize {
-        self.index.memory_bytes()
-    }
-
-    /// [`Index::find`], the held-back inserts (newest first) included.
-    #[inline(always)]
-    pub fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
-        if self.held != 0 {
-            if let Some(i) = self.find_held(hash, &mut is_match) {
-                return Some(i);
-            }
-        }
-        self.index.find(hash, is_match)
-    }
-
-    #[inline(never)]
-    fn find_held(&self, hash: u64, is_match: &mut impl FnMut(u32) -> bool) -> Option<u32> {
-        (1..=self.held).filter_map(|k| self.held_back(k)).find(|&(h, i)| h == hash && is_match(i)).map(|(_, i)| i)
-    }
-
-    /// The `k`-th newest held-back insert (1: the newest).
-    #[inline(always)]
-    fn held_back(&self, k: usize) -> Option<(u64, u32)> {
-        self.later.get(self.next.wrapping_sub(k) % LATER).copied()
-    }
-
-    /// See [`Index::prefetch`] (the sweep's look-ahead).
-    #[inline(always)]
-    pub fn prefetch(&self, hash: u64) {
-        self.index.prefetch(hash);
-    }
-
-    /// See [`Index::for_cluster_tail`] (held-back inserts not included:
-    /// the sweep's look-ahead, hints only).
-    #[inline(always)]
-    pub fn for_cluster_tail(&self, hash: u64, idx: u32, max: usize, f: impl FnMut(u32)) {
-        self.index.for_cluster_tail(hash, idx, max, f);
-    }
-
-    /// [`Index::insert`] at once.
-    #[inline(always)]
-    pub fn insert(&mut self, hash: u64, idx: u32) {
-        self.index.insert(hash, idx);
-    }
-
-    /// Inserts `idx` under `hash` once the home slot's cache line has had
-    /// time to arrive: asks for the line now and holds the insert back; it
-    /// is written when eight newer ones are held (`LATER`; the oldest goes
-    /// first) or when anything but [`LaterIndex::find`] touches the index.
-    #[inline(always)]
-    pub fn insert_later(&mut self, hash: u64, idx: u32) {
-        self.index.prefetch(hash);
-        // The ring's next position holds its oldest entry when it is full.
-        if let Some(e) = self.later.get_mut(self.next % LATER) {
-            let (old_hash, old) = *e;
-            *e = (hash, idx);
-            if self.held == LATER {
-                self.index.insert(old_hash, old);
-            } else {
-                self.held += 1;
-            }
-        }
-        self.next = self.next.wrapping_add(1);
-    }
-
-    /// Writes every held-back insert to the slots, the oldest first.
-    #[inline]
-    pub fn flush(&mut self) {
-        for k in (1..=self.held).rev() {
-            if let Some((h, i)) = self.held_back(k) {
-                self.index.insert(h, i);
-            }
-        }
-        self.held = 0;
-    }
-
-    /// [`Index::replace`], the held-back inserts written first.
-    pub fn replace(&mut self, hash: u64, old: u32, new: u32) -> bool {
-        self.flush();
-        self.index.replace(hash, old, new)
-    }
-
-    /// [`Index::remove`], the held-back inserts written first.
-    pub fn remove(&mut self, hash: u64, idx: u32, rehash: impl FnMut(u32) -> u64) -> bool {
-        self.flush();
-        self.index.remove(hash, idx, rehash)
-    }
-
-    /// Number of entries, the held-back ones included (tests, metrics).
-    pub fn len(&self) -> usize {
-        self.index.len() + self.held
-    }
-
-    /// True if there is no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
