@@ -53,7 +53,9 @@ pub fn hash_words(seed: u64, w0: u64, w1: u64) -> u64 {
 /// xored in a loop can hoist.
 #[inline(always)]
 pub fn hash_ports(seed: u64, code: u8, w0: u64, ports: u32) -> u64 {
-    folded_multiply(w0 ^ K1, u64::from(ports) ^ (seed ^ K2 ^ (u64::from(code) << 32)))
+    // The protocol's half of `w1` xored into the seed: disjoint bits, so
+    // the same words are multiplied.
+    hash_words(seed ^ (u64::from(code) << 32), w0, u64::from(ports))
 }
 
 /// Hashes a (address, port, protocol, extra) endpoint key.
