@@ -418,12 +418,12 @@ fn main() {
     let capacity = if ceiling_only { 1 } else { flows_n };
     let mut params = flows::params(capacity, a.ports_per_sub, capacity);
     if a.scenario == Scenario::TableFull {
-        // Ports for both waves: a flow whose first-wave session was evicted
-        // needs a new one while the evicted ports wait out their hold.
-        // (Paired pooling keeps a subscriber on one address, so the pool
-        // gets room on every address, not only in total.)
+        // Ports for both waves (the same subscribers, twice the flows
+        // each): a flow whose first-wave session was evicted needs a new
+        // one while the evicted ports wait out their hold. (Paired pooling
+        // keeps a subscriber on one address, so the pool gets room on
+        // every address, not only in total.)
         params = flows::params(capacity.saturating_mul(2), a.ports_per_sub.saturating_mul(2), capacity);
-        params.max_subscribers = capacity.div_ceil(a.ports_per_sub.max(1)) + 16;
         for p in &mut params.pools {
             let n = u32::try_from(p.addresses.len()).unwrap_or(u32::MAX);
             let last = p.addresses.last().copied().unwrap_or(0);
