@@ -40,7 +40,7 @@
 //! | MSS clamping | `mss.rs` | a rule's `mss_clamp` lowers the MSS of SYN and SYN/ACK, both ways; what a TCP session's rule added (`Cold::ext`) | an MSS is never raised; the checksum updated incrementally; the fast lane never sees a SYN |
 //! | FTP ALG | `alg/` | a rule's `alg: [ftp]`: PORT/EPRT rewritten, the data connection's expectation, seqadj, packets grown past their frame | a control packet is never dropped for the ALG; an ALG session never takes the fast lane |
 //! | rewrite | `rewrite.rs` | addresses, ports, TTL, checksums (RFC 1624 from stored deltas) | a bad checksum stays bad; a computed UDP 0 is sent as 0xFFFF |
-//! | keys | `keys.rs`, `hash.rs`, `index.rs` | the four index keys, the hash, the open-addressing index | each key is defined once |
+//! | keys | `keys.rs`, `hash.rs`, `index.rs`, `later.rs` | the four index keys, the hash, the open-addressing index | each key is defined once |
 //! | protocols | `l4.rs` | [`L4`]: TCP, UDP, ICMP, other as wire number, stored and hashed code, array index | one numbering, never changed: every key hashes it |
 //! | sessions | `session.rs`, `tcp.rs` | the slab, the expiry wheel (which eviction searches); TCP states and classes | a session is 32 + 12 bytes (+ 12 for the RST check's window); hot fields in the first half; the wheel's buckets are lists headed by sentinel cold halves |
 //! | rules | `rules.rs`, `params.rs`, `error.rs` | the compiled ordered rules; the engine's plain parameters and why they are refused | the compiled set decides as the plain first match |
@@ -78,6 +78,7 @@ mod icmp_error;
 pub mod index;
 mod keys;
 pub mod l4;
+pub mod later;
 mod lifecycle;
 mod lookup;
 mod mapping;
@@ -110,7 +111,8 @@ use batch::{Created, Item, Pre};
 use engine::{forward_proto, ForwardRt};
 use frag::{frag_key, Fragments};
 use frag_hold::Hold;
-use index::{Index, LaterIndex};
+use index::Index;
+use later::LaterIndex;
 use parse::{parse, parse_embedded, parse_fast, FastKey, Kind, Parsed};
 use ports::Ports;
 use rewrite::{decrement_ttl, set_ip_addr, Rewrite};

@@ -1,11 +1,12 @@
 //! [`LaterIndex`]: an [`Index`] whose inserts may wait for their home
-//! slot's cache line, the engine's o2i and omap indexes.
+//! slot's cache line, the engine's o2i and omap indexes. It builds on
+//! `nat::index` and nothing there depends on it.
 //!
 //! Invariant: what it holds back is part of the index; every access but
 //! [`LaterIndex::find`] writes the held-back inserts first.
 #![forbid(unsafe_code)]
 
-use super::Index;
+use super::index::Index;
 
 /// Inserts a [`LaterIndex`] holds back (a power of two).
 const LATER: usize = 8;
@@ -155,5 +156,59 @@ impl LaterIndex {
     /// True if there is no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nat::index::tests::weak;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    proptest! {
+        /// The same map with held-back inserts: look-ups see them, removes
+        /// and the raw slots find them written.
+        #[test]
+        fn a_later_index_behaves_like_a_map(ops in proptest::collection::vec((0u64..40, 0u8..4), 1..300)) {
+            let mut idx = LaterIndex::with_load(40, 3, 4);
+            let mut keys: Vec<u64> = Vec::new();
+            let mut model: HashMap<u64, u32> = HashMap::new();
+            // op 0: remove; 1: insert; 2: insert held back; 3: the key's
+            // entry moved to a new session number (replace).
+            for (k, op) in ops {
+                let found = idx.find(weak(k), |i| keys[i as usize] == k);
+                prop_assert_eq!(found, model.get(&k).copied());
+                if op == 3 {
+                    if let Some(old) = found {
+                        let i = u32::try_from(keys.len()).unwrap();
+                        keys.push(k);
+                        prop_assert!(idx.replace(weak(k), old, i));
+                        model.insert(k, i);
+                    }
+                } else if op != 0 && found.is_none() {
+                    let i = u32::try_from(keys.len()).unwrap();
+                    keys.push(k);
+                    if op == 2 {
+                        idx.insert_later(weak(k), i);
+                    } else {
+                        idx.insert(weak(k), i);
+                    }
+                    model.insert(k, i);
+                } else if op == 0 {
+                    if let Some(i) = found {
+                        let ks = keys.clone();
+                        prop_assert!(idx.remove(weak(k), i, |j| weak(ks[j as usize])));
+                        model.remove(&k);
+                    }
+                }
+                prop_assert_eq!(idx.len(), model.len());
+            }
+            let (slots, _) = idx.raw();
+            prop_assert_eq!(slots.iter().filter(|&&s| s != 0).count(), model.len());
+            for (k, i) in &model {
+                prop_assert_eq!(idx.find(weak(*k), |j| keys[j as usize] == *k), Some(*i));
+            }
+        }
     }
 }
