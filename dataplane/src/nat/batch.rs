@@ -53,6 +53,10 @@ impl Created {
 /// The fast lane's record of one frame of a batch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Item {
+    /// The key. The prefetching path reads it for the look-up only
+    /// ([`super::parse::fast_lookup_key`]: no address test, no TTL) and
+    /// completes a miss's ([`super::parse::complete_key`]) before the
+    /// general path takes it: `Pre::New` and `Pre::Flow` keys are whole.
     pub(crate) k: FastKey,
     pub(crate) h: u64,
     /// The prefetching path's first slot from home with the key's tag (0:
@@ -184,7 +188,8 @@ impl Engine {
             // with the key's tag and distance and prefetch the session it names; then
             // translate, starting from that slot.
             for (f, it) in frames.iter_mut().zip(items.iter_mut()) {
-                match parse_fast(f.as_mut()) {
+                // The address test and the TTL wait for a miss (`Item::k`).
+                match fast_lookup_key(f.as_mut()) {
                     Some(k) => {
                         let h = hash::hash_words(seed, k.w0, k.w1);
                         it.k = k;
@@ -253,6 +258,17 @@ impl Engine {
                     }
                 }
                 pending |= 1 << i;
+            }
+            // The misses' keys completed (see `Item::k`).
+            let mut m = pending;
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                if let (Some(f), Some(it)) = (frames.get_mut(i), items.get_mut(i)) {
+                    if it.st != Pre::Later && !complete_key(&mut it.k, f.as_mut()) {
+                        it.st = Pre::Later;
+                    }
+                }
             }
             pending
         } else {

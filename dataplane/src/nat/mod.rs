@@ -113,7 +113,7 @@ use frag::{frag_key, Fragments};
 use frag_hold::Hold;
 use index::Index;
 use later::LaterIndex;
-use parse::{parse, parse_embedded, parse_fast, FastKey, Kind, Parsed};
+use parse::{complete_key, fast_lookup_key, parse, parse_embedded, FastKey, Kind, Parsed};
 use ports::Ports;
 use rewrite::{decrement_ttl, set_ip_addr, Rewrite};
 use session::{class, flag, Cold, Session, SessionTable, NIL};

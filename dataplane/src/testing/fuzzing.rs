@@ -29,9 +29,20 @@ pub fn parse_any(data: &[u8]) {
         }
     }
     let _ = crate::nat::parse::parse(data, Side::Inside);
-    let _ = crate::nat::parse::parse_fast(data);
+    fast_key_any(data);
     unreachable_any(data);
     out_path_any(data);
+}
+
+/// The fast lane's parsers over `data`: the prefetching batch's look-up
+/// key completed for a miss is exactly what the whole fast parser gives.
+///
+/// # Panics
+/// If the two disagree.
+pub fn fast_key_any(data: &[u8]) {
+    use crate::nat::parse::{complete_key, fast_lookup_key, parse_fast};
+    let completed = fast_lookup_key(data).and_then(|mut k| complete_key(&mut k, data).then_some(k));
+    assert_eq!(completed, parse_fast(data));
 }
 
 /// The ICMP host-unreachable builder over `data` as an IPv4 packet and as
