@@ -213,11 +213,13 @@ impl Link {
     /// No session.
     pub const NIL: Link = Link([0xff; 3]);
 
-    /// `i` in three bytes ([`NIL`] and anything past 24 bits: [`Link::NIL`]).
+    /// `i` in three bytes: its low three, which for [`NIL`] are all
+    /// ones, [`Link::NIL`] (every other number is below [`LINK_NIL`]:
+    /// [`MAX_SESSIONS`]), so no comparison is spent on it.
     #[inline(always)]
     pub fn new(i: u32) -> Link {
         debug_assert!(i == NIL || i < LINK_NIL, "{i:#x} does not fit a link");
-        let [a, b, c, _] = i.min(LINK_NIL).to_le_bytes();
+        let [a, b, c, _] = i.to_le_bytes();
         Link([a, b, c])
     }
 
