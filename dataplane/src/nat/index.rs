@@ -38,14 +38,14 @@ pub const MAX_ENTRIES: u32 = (1 << 24) - 1;
 /// Slot bits holding the session number plus one.
 pub const IDX_MASK: u32 = (1 << 24) - 1;
 /// Slot bits holding the tag.
-pub const TAG_MASK: u32 = 0xf800_0000;
+pub const TAG_MASK: u32 = 0xf000_0000;
 /// Slot bits holding the distance from home.
-pub const DIST_MASK: u32 = 0x0700_0000;
+pub const DIST_MASK: u32 = 0x0f00_0000;
 /// One step of distance, as it sits in a slot.
 pub const DIST_ONE: u32 = 1 << 24;
 /// The distance a slot holds for "this far or further" (its home then
 /// comes from rehashing the session).
-pub const FAR: u32 = 7;
+pub const FAR: u32 = 15;
 /// Slots past the last home: one cache line's worth.
 pub const TAIL: usize = 16;
 
