@@ -169,7 +169,7 @@ impl Engine {
             Side::Inside => self.i2o.raw(),
             Side::Outside => self.o2i.raw(),
         };
-        let imap = &self.imap;
+        let (imap, cold) = (&self.imap, &self.sessions.cold);
         let mut lane = fast::Lane {
             hot: &mut self.sessions.hot,
             tcp: &mut self.sessions.tcp,
@@ -254,7 +254,20 @@ impl Engine {
                             continue;
                         }
                         fast::Outcome::Absent => it.st = Pre::New,
-                        fast::Outcome::Other => it.st = Pre::Flow,
+                        fast::Outcome::Other => {
+                            it.st = Pre::Flow;
+                            // A TCP packet the lane leaves (a handshake's, a
+                            // FIN's) has the general path read its session's
+                            // cold half (window scales, the rule's extras:
+                            // `tcp_window`): asked for now, it arrives while
+                            // the rest of the batch goes through the lane.
+                            if it.k.proto() == L4::Tcp {
+                                let i = (it.slot & index::IDX_MASK).wrapping_sub(1) as usize;
+                                if let Some(c) = cold.get(i) {
+                                    crate::xdp::prefetch::read(c);
+                                }
+                            }
+                        }
                     }
                 }
                 pending |= 1 << i;
