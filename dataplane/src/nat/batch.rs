@@ -245,26 +245,33 @@ impl Engine {
                     }
                 }
             }
+            // Every frame "forwarded" until the general path writes the
+            // misses' own verdicts: one fill, no store in the loop.
+            if let Some(vs) = verdicts.get_mut(..n as usize) {
+                vs.fill(Verdict::Forward(if I2O { Side::Outside } else { Side::Inside }));
+            }
             let mut pending = 0u64;
-            for (i, ((f, v), it)) in frames.iter_mut().zip(verdicts.iter_mut()).zip(items.iter_mut()).enumerate() {
+            for (i, (f, it)) in frames.iter_mut().zip(items.iter_mut()).enumerate() {
                 if it.st == Pre::Fast {
                     match lane.hit_at::<I2O>(f.as_mut(), it.k, it.h, it.slot) {
-                        fast::Outcome::Done => {
-                            *v = Verdict::Forward(if I2O { Side::Outside } else { Side::Inside });
-                            continue;
-                        }
+                        fast::Outcome::Done => continue,
                         fast::Outcome::Absent => it.st = Pre::New,
                         fast::Outcome::Other => {
                             it.st = Pre::Flow;
                             // A TCP packet the lane leaves (a handshake's, a
-                            // FIN's) has the general path read its session's
-                            // cold half (window scales, the rule's extras:
+                            // FIN's) has the general path read the cold half
+                            // of its session, the candidate's but for a shared
+                            // tag (window scales, the rule's extras:
                             // `tcp_window`): asked for now, it arrives while
-                            // the rest of the batch goes through the lane.
+                            // the rest of the batch goes through the lane. Both
+                            // ends of its 12 bytes, which may lie on two lines:
+                            // the links (a shorter timeout re-files the session)
+                            // and the scales and extras (bytes 9-11, never split).
                             if it.k.proto() == L4::Tcp {
                                 let i = (it.slot & index::IDX_MASK).wrapping_sub(1) as usize;
                                 if let Some(c) = cold.get(i) {
                                     crate::xdp::prefetch::read(c);
+                                    crate::xdp::prefetch::read(&c.ext);
                                 }
                             }
                         }

@@ -73,7 +73,8 @@ impl Lane<'_> {
         }
     }
 
-    /// Translates a steady-state packet already parsed by `parse_fast`
+    /// Translates a steady-state packet already keyed by
+    /// `parse::fast_lookup_key` (no address test: a hit needs none)
     /// (anything but `Done` leaves it untouched) whose first index slot
     /// from home with the key's tag the batch pipeline already found
     /// (`slot`): that session is tried first, without probing again; only

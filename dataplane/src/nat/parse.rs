@@ -107,8 +107,9 @@ pub struct FastKey {
     pub w1: u64,
     /// TCP flags (0 for UDP).
     pub flags: u8,
-    /// TTL ([`parse_fast`] reads it; the fast lane's own hit path checks
-    /// it in the rewrite, see `nat::rewrite`).
+    /// TTL ([`parse_fast`] and [`complete_key`] read it; 0 in a key
+    /// [`fast_lookup_key`] gives; the fast lane's own hit path checks the
+    /// frame's in the rewrite, see `nat::rewrite`).
     pub ttl: u8,
     /// The protocol `w1`'s code names, kept whole: the general path's
     /// checks read it many times, and a byte is cheaper than decoding
@@ -182,9 +183,9 @@ impl FastKey {
 #[inline(always)]
 pub fn parse_fast(frame: &[u8]) -> Option<FastKey> {
     let (w0, total, proto) = fast_ip(frame)?;
-    // (The address test before the protocol's, as a miss's order: the
-    // other way round the single pass's loop, which holds the misses'
-    // keys, lost registers and ran 3 instructions a packet slower.)
+    // (Written out rather than as fast_lookup_key then complete_key: the
+    // single pass inlines this for its misses, and that version cost its
+    // loop 3 instructions a packet.)
     if lane_refuses(w0) {
         return None;
     }
@@ -215,9 +216,11 @@ pub fn complete_key(k: &mut FastKey, frame: &[u8]) -> bool {
 }
 
 /// Group and class E destinations (both start at 224) and martian
-/// sources, of an address word `src << 32 | dst`: the general path takes
-/// them (and passes or drops them); the lane's hit path needs no such
-/// test (see [`martian_source`]).
+/// sources and destinations, of an address word `src << 32 | dst`: the
+/// general path takes them (it passes group destinations to the kernel,
+/// drops martians and translates class E). A hit needs no such test: no
+/// session holds a martian or group address ([`martian_source`]), and
+/// one to a class E address is translated the same either way.
 #[inline(always)]
 fn lane_refuses(w0: u64) -> bool {
     let (src, dst) = ((w0 >> 32) as u32, w0 as u32);
