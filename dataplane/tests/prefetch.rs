@@ -122,6 +122,39 @@ fn displaced_keys_are_found_by_the_pipeline_and_make_no_second_session() {
 }
 
 #[test]
+fn frames_past_the_verdicts_are_left_alone_by_the_pipeline() {
+    // A caller's batch with fewer verdicts than frames: only the frames
+    // with a verdict are translated (and counted); the rest stay as they
+    // came, even those whose flows have sessions. (Small tables' single
+    // pass too.)
+    for large in [true, false] {
+        fewer_verdicts_than_frames(large);
+    }
+}
+
+fn fewer_verdicts_than_frames(large: bool) {
+    let mut p = cgnat_params();
+    if large {
+        p.max_sessions = PREFETCH_ABOVE_SESSIONS + 1;
+    }
+    let mut e = Engine::new(&p).unwrap();
+    let flows: Vec<Vec<u8>> =
+        (0..10u32).map(|i| udp(ip("100.64.1.0") + i, 3000, ip("198.51.100.1"), 53, b"q")).collect();
+    let mut first = flows.clone();
+    let mut v = vec![Verdict::Drop(DropReason::Malformed); first.len()];
+    e.process(IN, 10, &mut first, &mut v);
+    assert!(v.iter().all(|x| *x == Verdict::Forward(OUT)), "{v:?}");
+    let before = e.counters().fwd_i2o;
+    let mut again = flows.clone();
+    let mut short = vec![Verdict::Drop(DropReason::Malformed); 4];
+    e.process(IN, 11, &mut again, &mut short);
+    assert!(short.iter().all(|x| *x == Verdict::Forward(OUT)), "{short:?}");
+    assert_eq!(&again[..4], &first[..4], "translated as before");
+    assert_eq!(&again[4..], &flows[4..], "no verdict, no translation");
+    assert_eq!(e.counters().fwd_i2o - before, 4);
+}
+
+#[test]
 fn prefault_faults_the_slab_and_the_indexes_in_and_changes_nothing() {
     use dataplane::xdp::hugepages::status;
     let mut p = cgnat_params();

@@ -251,7 +251,9 @@ impl Engine {
                 vs.fill(Verdict::Forward(if I2O { Side::Outside } else { Side::Inside }));
             }
             let mut pending = 0u64;
-            for (i, (f, it)) in frames.iter_mut().zip(items.iter_mut()).enumerate() {
+            // Only the frames with a verdict (zipped with them): a hit is
+            // translated here.
+            for (i, ((f, _), it)) in frames.iter_mut().zip(verdicts.iter()).zip(items.iter_mut()).enumerate() {
                 if it.st == Pre::Fast {
                     match lane.hit_at::<I2O>(f.as_mut(), it.k, it.h, it.slot) {
                         fast::Outcome::Done => continue,
