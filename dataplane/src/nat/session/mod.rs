@@ -214,7 +214,7 @@ impl Link {
     pub const NIL: Link = Link([0xff; 3]);
 
     /// `i` in three bytes: its low three, which for [`NIL`] are all
-    /// ones, [`Link::NIL`] (every other number is below [`LINK_NIL`]:
+    /// ones, [`Link::NIL`] (every other number is below `LINK_NIL`:
     /// [`MAX_SESSIONS`]), so no comparison is spent on it.
     #[inline(always)]
     pub fn new(i: u32) -> Link {
