@@ -232,7 +232,7 @@ impl Engine {
                             imap.prefetch(keys::imap(seed, it.k.src(), it.k.sport(), it.k.proto()));
                         }
                     } else if let Some(slot) = first {
-                        let i = ((slot & index::IDX_MASK).wrapping_sub(1)) as usize;
+                        let i = index::slot_session(slot);
                         if let Some(s) = lane.hot.get(i) {
                             crate::xdp::prefetch::read(s);
                         }
@@ -270,8 +270,7 @@ impl Engine {
                             // the links (a shorter timeout re-files the session)
                             // and the scales and extras (bytes 9-11, never split).
                             if it.k.proto() == L4::Tcp {
-                                let i = (it.slot & index::IDX_MASK).wrapping_sub(1) as usize;
-                                if let Some(c) = cold.get(i) {
+                                if let Some(c) = cold.get(index::slot_session(it.slot)) {
                                     crate::xdp::prefetch::read(c);
                                     crate::xdp::prefetch::read(&c.ext);
                                 }

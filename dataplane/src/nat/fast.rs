@@ -17,7 +17,7 @@
 #![forbid(unsafe_code)]
 
 use super::hash::{hash_ports, hash_words};
-use super::index::{next_probe_key, tag_of, IDX_MASK};
+use super::index::{next_probe_key, slot_session, tag_of, IDX_MASK};
 use super::l4::L4;
 use super::parse::{fast_ip, fast_key, parse_fast, FastKey};
 use super::rewrite::Rewrite;
@@ -81,7 +81,7 @@ impl Lane<'_> {
     /// if it is another flow's (a shared tag) does the probe start from home.
     #[inline(always)]
     pub fn hit_at<const I2O: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64, slot: u32) -> Outcome {
-        let i = (slot & IDX_MASK).wrapping_sub(1) as usize;
+        let i = slot_session(slot);
         let (ports, udp) = (k.ports(), k.proto() == L4::Udp);
         let found = self.hot.get(i).is_some_and(|x| x.has_key::<I2O>(k.w0, ports, k.proto()));
         match (found, udp) {
@@ -121,7 +121,7 @@ impl Lane<'_> {
                 // An empty slot (0) passes when `want` is 0 too: its index
                 // wraps past the slab, so the bounds check tells it apart
                 // and a hit pays no test for empty.
-                let i = (s & IDX_MASK).wrapping_sub(1) as usize;
+                let i = slot_session(s);
                 match self.hot.get(i) {
                     Some(x) if x.has_key::<I2O>(k.w0, ports, proto) => break i,
                     Some(_) => {}

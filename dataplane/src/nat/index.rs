@@ -106,6 +106,14 @@ pub fn next_probe_key(want: u32) -> u32 {
     }
 }
 
+/// The session a slot names, for a look-up that bounds-checks it next:
+/// an empty slot's number wraps past any slab, so the check that every
+/// candidate pays tells it apart (the fast lane's and the batch's probes).
+#[inline(always)]
+pub fn slot_session(s: u32) -> usize {
+    (s & IDX_MASK).wrapping_sub(1) as usize
+}
+
 /// The distance from home a slot's entry records ([`FAR`]: that or more).
 #[inline(always)]
 fn dist_of(s: u32) -> u32 {
