@@ -69,7 +69,7 @@ pub fn params(flows: u32, ports_per_sub: u32, capacity: u32) -> EngineParams {
     };
     pool.max_sessions_per_subscriber = u32::MAX;
     let rule = Rule {
-        matches: RuleMatch { src: vec![Prefix::new(ip("100.64.0.0"), 10)], ..Default::default() },
+        matches: RuleMatch { src: vec![Prefix::new(INSIDE, 10)], ..Default::default() },
         action: RuleAction::Translate { pool: 0 },
     };
     let mut p = EngineParams::single(vec![pool], vec![rule]);
