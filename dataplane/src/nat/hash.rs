@@ -44,7 +44,16 @@ pub fn hash5(seed: u64, a: u32, ap: u16, b: u32, bp: u16, proto: u16) -> u64 {
 /// [`hash5`] on a tuple already packed as the fast lane packs it.
 #[inline(always)]
 pub fn hash_words(seed: u64, w0: u64, w1: u64) -> u64 {
-    folded_multiply(w0 ^ K1, w1 ^ seed ^ K2)
+    folded_multiply(w0 ^ addr_key(seed), w1 ^ seed ^ K2)
+}
+
+/// What the address word is xored with: the constant and the seed's low
+/// half (which the protocol's bits in [`hash_ports`] leave alone), a value
+/// a loop computes once, so a packet's hash loads it rather than
+/// materialising a 64-bit constant.
+#[inline(always)]
+fn addr_key(seed: u64) -> u64 {
+    K1 ^ (seed & 0xffff_ffff)
 }
 
 /// [`hash_words`] for a key of protocol `code` given by its address word
