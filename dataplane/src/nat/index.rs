@@ -242,9 +242,30 @@ impl Index {
     /// Inserts `idx` under `hash` (duplicates are the caller's to avoid).
     #[inline(always)]
     pub fn insert(&mut self, hash: u64, idx: u32) {
+        self.insert_from(self.home_of(hash), hash, idx);
+    }
+
+    /// `hash`'s home slot, for [`Index::prefetch_home`] and
+    /// [`Index::insert_from`] (computed once for both).
+    #[inline(always)]
+    pub fn home_of(&self, hash: u64) -> usize {
+        home(hash, self.homes)
+    }
+
+    /// [`Index::prefetch`] of a home slot from [`Index::home_of`].
+    #[inline(always)]
+    pub fn prefetch_home(&self, home: usize) {
+        prefetch_from(&self.slots, home, self.two_lines);
+    }
+
+    /// [`Index::insert`] with `hash`'s home slot (`home`, from
+    /// [`Index::home_of`] of this index) already computed.
+    #[inline(always)]
+    pub fn insert_from(&mut self, home: usize, hash: u64, idx: u32) {
         debug_assert!(idx < MAX_ENTRIES);
+        debug_assert_eq!(home, self.home_of(hash));
         let tag = tag_of(hash);
-        let mut pos = home(hash, self.homes);
+        let mut pos = home;
         let mut d = 0;
         loop {
             match self.slots.get_mut(pos) {

@@ -11,6 +11,15 @@ use super::index::Index;
 /// Inserts a [`LaterIndex`] holds back (a power of two).
 const LATER: usize = 8;
 
+/// An insert held back: its hash, its entry and its home slot (as
+/// [`Index::home_of`] gave it).
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    hash: u64,
+    idx: u32,
+    home: usize,
+}
+
 /// An [`Index`] whose inserts can wait for their home slot's cache line
 /// ([`LaterIndex::insert_later`]): the engine's o2i and omap indexes. A new
 /// session's slots in them are two cache misses in a large table; written
@@ -24,8 +33,8 @@ const LATER: usize = 8;
 /// writes them to the slots first.
 pub struct LaterIndex {
     index: Index,
-    /// A ring of (hash, entry): `held` of them, the newest at `next - 1`.
-    later: [(u64, u32); LATER],
+    /// A ring of held-back inserts: `held` of them, the newest at `next - 1`.
+    later: [Held; LATER],
     next: usize,
     held: usize,
 }
@@ -33,7 +42,7 @@ pub struct LaterIndex {
 impl LaterIndex {
     /// See [`Index::with_load`].
     pub fn with_load(max_entries: u32, num: u32, den: u32) -> Self {
-        Self { index: Index::with_load(max_entries, num, den), later: [(0, 0); LATER], next: 0, held: 0 }
+        Self { index: Index::with_load(max_entries, num, den), later: [Held::default(); LATER], next: 0, held: 0 }
     }
 
     /// See [`Index::asking_two_lines`].
@@ -77,12 +86,12 @@ impl LaterIndex {
 
     #[inline(never)]
     fn find_held(&self, hash: u64, is_match: &mut impl FnMut(u32) -> bool) -> Option<u32> {
-        (1..=self.held).filter_map(|k| self.held_back(k)).find(|&(h, i)| h == hash && is_match(i)).map(|(_, i)| i)
+        (1..=self.held).filter_map(|k| self.held_back(k)).find(|e| e.hash == hash && is_match(e.idx)).map(|e| e.idx)
     }
 
     /// The `k`-th newest held-back insert (1: the newest).
     #[inline(always)]
-    fn held_back(&self, k: usize) -> Option<(u64, u32)> {
+    fn held_back(&self, k: usize) -> Option<Held> {
         self.later.get(self.next.wrapping_sub(k) % LATER).copied()
     }
 
@@ -111,13 +120,15 @@ impl LaterIndex {
     /// first) or when anything but [`LaterIndex::find`] touches the index.
     #[inline(always)]
     pub fn insert_later(&mut self, hash: u64, idx: u32) {
-        self.index.prefetch(hash);
+        // The home computed once, for the prefetch now and the insert later.
+        let home = self.index.home_of(hash);
+        self.index.prefetch_home(home);
         // The ring's next position holds its oldest entry when it is full.
         if let Some(e) = self.later.get_mut(self.next % LATER) {
-            let (old_hash, old) = *e;
-            *e = (hash, idx);
+            let old = *e;
+            *e = Held { hash, idx, home };
             if self.held == LATER {
-                self.index.insert(old_hash, old);
+                self.index.insert_from(old.home, old.hash, old.idx);
             } else {
                 self.held += 1;
             }
@@ -129,8 +140,8 @@ impl LaterIndex {
     #[inline]
     pub fn flush(&mut self) {
         for k in (1..=self.held).rev() {
-            if let Some((h, i)) = self.held_back(k) {
-                self.index.insert(h, i);
+            if let Some(e) = self.held_back(k) {
+                self.index.insert_from(e.home, e.hash, e.idx);
             }
         }
         self.held = 0;
