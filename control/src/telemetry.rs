@@ -283,7 +283,7 @@ impl MetricsSnapshot {
     /// `name value` lines (`GET /stats`, read by `masq stats`).
     pub fn stats_lines(&self) -> String {
         let mut out = format!(
-            "rx_inside {}\nrx_outside {}\ntx_inside {}\ntx_outside {}\nsessions {}\nsessions_created {}\nhandoffs {}\ndrops {}\n",
+            "rx_inside {}\nrx_outside {}\ntx_inside {}\ntx_outside {}\nsessions {}\nsessions_created {}\nhandoffs {}\nto_kernel {}\ndrops {}\n",
             self.worker.rx[0],
             self.worker.rx[1],
             self.worker.tx[0],
@@ -291,6 +291,7 @@ impl MetricsSnapshot {
             self.sessions,
             self.engine.sessions_created,
             self.worker.handoff_out,
+            self.worker.to_kernel,
             self.drops_total()
         );
         for (name, n) in self.drop_reasons() {
@@ -402,7 +403,7 @@ mod tests {
         assert_eq!(
             m.stats_lines(),
             "rx_inside 1\nrx_outside 2\ntx_inside 3\ntx_outside 4\nsessions 16\nsessions_created 5\nhandoffs 8\n\
-             drops 35\ndrop.fill_ring_empty 13\ndrop.no_route 10\ndrop.rx_ring_full 12\nblocks_in_use 17\n"
+             to_kernel 9\ndrops 35\ndrop.fill_ring_empty 13\ndrop.no_route 10\ndrop.rx_ring_full 12\nblocks_in_use 17\n"
         );
         assert_eq!(
             m.live_line(&MetricsSnapshot::default(), 1.0),
