@@ -95,7 +95,9 @@ impl Lane<'_> {
     /// [`Lane::hit_at`]'s slot named another flow (one sharing the key's
     /// home slot and 4-bit tag ahead of it: at load 1/2 about one look-up
     /// in 60): the probe from home, out of line so the common case keeps
-    /// its registers.
+    /// its registers. (It takes any slot with the key's tag as a candidate,
+    /// `Lane::hit_proto`: here, in a large table, a candidate of another
+    /// home is a cache miss, but this path is rare.)
     #[cold]
     #[inline(never)]
     fn hit_shared_tag<const I2O: bool, const UDP: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> Outcome {
@@ -110,8 +112,9 @@ impl Lane<'_> {
         // A slot is a candidate when its tag is the key's. Its distance
         // from home (`index`) is not compared: a slot from another home
         // with the same tag (1 in 16 of those passed) costs a session
-        // compare in cache, less than stepping the distance along costs
-        // every probe that passes a slot (-4 instructions a packet).
+        // compare, in cache at the single pass's table sizes, less than
+        // stepping the distance along costs every probe that passes a slot
+        // (-4 instructions a packet).
         let want = tag_of(h);
         let mut pos = super::hash::home(h, self.homes);
         // Each direction's key sits in the session as the packet carries it

@@ -6,7 +6,10 @@
 //! empty). Keys are never stored: a slot is a candidate for a key when its
 //! tag is the key's and its distance is the probe's (so below [`FAR`] it
 //! has the key's home), which the caller confirms against the session
-//! itself. Linear probing keeps a probe sequence inside one or two cache
+//! itself (the fast lane's single pass, `nat::fast`, takes every slot with
+//! the key's tag as a candidate: the confirmation makes that exact too,
+//! and in a table that fits in cache the extra compares cost less than
+//! stepping the distance along). Linear probing keeps a probe sequence inside one or two cache
 //! lines; deletion shifts later entries back (no tombstones), each by what
 //! its distance says: only an entry at [`FAR`] or further needs its home
 //! recomputed, so the caller supplies a function that rehashes a session
