@@ -210,6 +210,7 @@ impl Engine {
                     // candidate lies in the next line (a miss here, but the
                     // session is still fetched ahead of the hit).
                     let (mut pos, mut want) = (hash::home(it.h, homes), index::tag_of(it.h));
+                    let far = index::probe_key(want, index::FAR);
                     // (Past the last slot it stops: the hit's probe hands
                     // such a key to the general path.)
                     let first = loop {
@@ -217,7 +218,7 @@ impl Engine {
                             Some(&s) if s == 0 || s & !index::IDX_MASK == want => break Some(s),
                             Some(_) => {
                                 pos += 1;
-                                want = index::next_probe_key(want);
+                                want = index::next_probe_key(want, far);
                             }
                             None => break None,
                         }

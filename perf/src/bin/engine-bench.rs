@@ -329,13 +329,14 @@ fn memory_ceiling(flows: u32, packets: u64, order: &[u32]) -> (u64, f64, f64, us
             // stays in the same cache line.
             let mut p = hash::home(h, homes);
             let mut want = index::tag_of(h);
+            let far = index::probe_key(want, index::FAR);
             *f = loop {
                 match slots.get(p).copied() {
                     Some(s) if s != 0 && s & !index::IDX_MASK == want => break s,
-                    // As the fast lane: from `index::FAR` on, the distance stays.
+                    // As the pipeline: from `index::FAR` on, the distance stays.
                     Some(s) if s != 0 => {
                         p += 1;
-                        want = index::next_probe_key(want);
+                        want = index::next_probe_key(want, far);
                     }
                     _ => break 0,
                 }
