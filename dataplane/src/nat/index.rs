@@ -9,11 +9,11 @@
 //! itself (the fast lane's single pass, `nat::fast`, takes every slot with
 //! the key's tag as a candidate: the confirmation makes that exact too,
 //! and in a table that fits in cache the extra compares cost less than
-//! stepping the distance along). Linear probing keeps a probe sequence inside one or two cache
-//! lines; deletion shifts later entries back (no tombstones), each by what
-//! its distance says: only an entry at [`FAR`] or further needs its home
-//! recomputed, so the caller supplies a function that rehashes a session
-//! for those.
+//! stepping the distance along). Linear probing keeps a probe sequence
+//! inside one or two cache lines; deletion shifts later entries back (no
+//! tombstones), each by what its distance says: only an entry at [`FAR`]
+//! or further needs its home recomputed, so the caller supplies a function
+//! that rehashes a session for those.
 //!
 //! Sizes are not powers of two: a hash's home slot is its low 32 bits
 //! scaled to the number of homes (`hash::home`), and [`TAIL`] more slots
@@ -210,7 +210,7 @@ impl Index {
     /// a time) lets the CPU overlap the cache misses.
     #[inline(always)]
     pub fn home_slot(&self, hash: u64) -> u32 {
-        self.slots.get(home(hash, self.homes)).copied().unwrap_or(0)
+        self.slots.get(self.home_of(hash)).copied().unwrap_or(0)
     }
 
     /// Asks for the cache line of `hash`'s home slot (and the next one
@@ -218,7 +218,7 @@ impl Index {
     /// [`Index::insert`] or [`Index::find`] does not wait for it.
     #[inline(always)]
     pub fn prefetch(&self, hash: u64) {
-        prefetch_from(&self.slots, home(hash, self.homes), self.two_lines);
+        self.prefetch_home(self.home_of(hash));
     }
 
     /// Finds the entry whose tag and home match and for which `is_match`
@@ -227,7 +227,7 @@ impl Index {
     pub fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<u32> {
         let tag = tag_of(hash);
         let (mut want, far) = (probe_key(tag, 0), probe_key(tag, FAR));
-        let mut pos = home(hash, self.homes);
+        let mut pos = self.home_of(hash);
         loop {
             let s = self.slots.get(pos).copied().unwrap_or(0);
             if s == 0 {
@@ -290,7 +290,7 @@ impl Index {
     fn position(&self, hash: u64, idx: u32) -> Option<usize> {
         let tag = tag_of(hash);
         let (mut want, far) = (probe_key(tag, 0), probe_key(tag, FAR));
-        let mut pos = home(hash, self.homes);
+        let mut pos = self.home_of(hash);
         loop {
             let s = self.slots.get(pos).copied()?;
             if s == 0 {
@@ -332,7 +332,7 @@ impl Index {
                 break;
             }
             let d = match dist_of(s) {
-                FAR => self.distance(home(rehash((s & IDX_MASK) - 1), self.homes), pos),
+                FAR => self.distance(self.home_of(rehash((s & IDX_MASK) - 1)), pos),
                 d => d as usize,
             };
             // Move s into the hole unless its home lies cyclically in
