@@ -96,9 +96,9 @@ impl Engine {
         let port = |p: u16| if s.proto == L4::Other { 0 } else { p };
         SessionInfo {
             protocol: s.ip_proto(),
-            inside: (s.inside_ip, port(s.inside_port)),
-            public: (s.public_ip, port(s.public_port)),
-            remote: (s.remote_ip, port(s.remote_port)),
+            inside: (s.inside_ip.get(), port(s.inside_port.get())),
+            public: (s.public_ip.get(), port(s.public_port.get())),
+            remote: (s.remote_ip.get(), port(s.remote_port.get())),
             state: match s.proto {
                 L4::Tcp => s.tcp.name(),
                 L4::Udp => "udp",

@@ -455,7 +455,11 @@ mod tests {
         assert_eq!(answered(&e), 16);
         // Filed in the same second before it, answered: passed over.
         let victim = e.sessions.evictable(2, &e.class_timeout);
-        assert_eq!(victim.map(|i| e.sessions.get(i).inside_port), Some(999), "only the unanswered flow is evictable");
+        assert_eq!(
+            victim.map(|i| e.sessions.get(i).inside_port.get()),
+            Some(999),
+            "only the unanswered flow is evictable"
+        );
         assert_eq!(e.flush(2, |x| x.inside.1 % 2 == 0, None), 8);
         let (unreplied, udp_secs) = (e.params.timeouts.udp_unreplied_secs, e.params.timeouts.udp_secs);
         e.expire(1 + unreplied, 1000);

@@ -331,7 +331,7 @@ impl Engine {
     #[inline(always)]
     /// The subscriber slot a session with [`flag::SUB`] is counted in.
     pub(super) fn session_sub(&self, s: &Session) -> u32 {
-        self.ports.find_subscriber(s.inside_ip, keys::pool_of(&self.ports, s)).unwrap_or(NIL)
+        self.ports.find_subscriber(s.inside_ip.get(), keys::pool_of(&self.ports, s)).unwrap_or(NIL)
     }
 
     #[inline(always)]
@@ -373,7 +373,7 @@ impl Engine {
         proto: L4,
     ) -> Option<u32> {
         let hot = &self.sessions.hot;
-        let (w0, ports) = ((u64::from(src) << 32) | u64::from(dst), (u32::from(sport) << 16) | u32::from(dport));
+        let (w0, ports) = hash::wire_words(src, sport, dst, dport);
         let is_key = |i: u32| hot.get(i as usize).is_some_and(|s| s.has_key::<I2O>(w0, ports, proto));
         if I2O {
             self.i2o.find(h, is_key)

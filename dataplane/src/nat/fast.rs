@@ -6,8 +6,10 @@
 //! The path, per frame: the protocol-independent checks, one branch on the
 //! protocol into code specialised for it, the tuple hash, a linear probe
 //! whose candidates are confirmed by three compares (each direction's key
-//! lies in the session as the packet carries it, see `Session`), the
-//! steady-state and freshness checks, then the rewrite with its RFC 1624
+//! lies in the session as the packet carries it, in network byte order:
+//! see `Session`; so the key is read, hashed and compared without a byte
+//! swap), the steady-state and freshness checks, then the rewrite, which
+//! copies the new address and port as they lie, with its RFC 1624
 //! checksum updates (RFC 1071 section 2(B): done in network byte order).
 //!
 //! Invariant: a frame is changed, and its session's `last_seen` written,

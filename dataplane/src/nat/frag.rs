@@ -315,8 +315,8 @@ impl Engine {
         let pub_ip = s.public_ip;
         let live = s.class != session::FREE
             && match side {
-                Side::Inside => i2o && s.inside_ip == p.src && s.remote_ip == p.dst,
-                Side::Outside => !i2o && s.remote_ip == p.src && pub_ip == p.dst,
+                Side::Inside => i2o && s.inside_ip == p.src.into() && s.remote_ip == p.dst.into(),
+                Side::Outside => !i2o && s.remote_ip == p.src.into() && pub_ip == p.dst.into(),
             };
         if !live {
             return Verdict::Drop(DropReason::FragmentUnknown);
@@ -327,7 +327,7 @@ impl Engine {
         self.counters.fragments_followed += 1;
         Rewrite::arriving(side, &s).apply_addr(frame, p);
         if side == Side::Inside && s.flags & flag::HAIRPIN != 0 {
-            return self.hairpin_later(now, frame, p, pub_ip);
+            return self.hairpin_later(now, frame, p, pub_ip.get());
         }
         Verdict::Forward(side.opposite())
     }
@@ -340,7 +340,7 @@ impl Engine {
         match self.frags.find(frag_key(&q), now) {
             Some(Follow::Here { session: idx, i2o: false }) => {
                 let t = self.sessions.get(idx);
-                if t.class == session::FREE || t.remote_ip != pub_ip || t.public_ip != p.dst {
+                if t.class == session::FREE || t.remote_ip != pub_ip.into() || t.public_ip != p.dst.into() {
                     return Verdict::Drop(DropReason::FragmentUnknown);
                 }
                 // The TTL went down with the source already.

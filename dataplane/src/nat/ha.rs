@@ -150,7 +150,7 @@ impl Engine {
         let fits = match head {
             Some(h) => {
                 let hs = self.sessions.get(h);
-                hs.public_port == x.public.1 && hs.addr == a
+                hs.public_port == x.public.1.into() && hs.addr == a
             }
             None => self.ports.take_port(sub, a, proto, x.public.1),
         };
@@ -168,11 +168,11 @@ impl Engine {
             }
         };
         let s = Session {
-            inside_ip: x.inside.0,
-            remote_ip: x.remote.0,
-            inside_port: x.inside.1,
-            remote_port: x.remote.1,
-            public_port: x.public.1,
+            inside_ip: x.inside.0.into(),
+            remote_ip: x.remote.0.into(),
+            inside_port: x.inside.1.into(),
+            remote_port: x.remote.1.into(),
+            public_port: x.public.1.into(),
             addr: a,
             proto,
             flags: flag::MAPPED | flag::SUB,
@@ -236,9 +236,9 @@ impl Engine {
                 live: true,
                 session: SyncedSession {
                     proto: s.proto.ip_proto(),
-                    inside: (s.inside_ip, s.inside_port),
-                    public: (s.public_ip, s.public_port),
-                    remote: (s.remote_ip, s.remote_port),
+                    inside: (s.inside_ip.get(), s.inside_port.get()),
+                    public: (s.public_ip.get(), s.public_port.get()),
+                    remote: (s.remote_ip.get(), s.remote_port.get()),
                 },
             });
         }

@@ -50,8 +50,9 @@ impl Engine {
     /// destination as if it had arrived from outside (RFC 4787 REQ-9).
     pub(super) fn hairpin_dst(&mut self, now: u32, frame: &mut [u8], p: &Parsed, s: &Session, pub_ip: u32) -> Verdict {
         // The packet now reads public(s) -> p.dst:p.dport.
-        let q = Parsed { src: pub_ip, sport: s.public_port, ..*p };
-        let (dport, sport) = if p.proto == L4::Icmp { (s.public_port, 0) } else { (p.dport, s.public_port) };
+        let q = Parsed { src: pub_ip, sport: s.public_port.get(), ..*p };
+        let (dport, sport) =
+            if p.proto == L4::Icmp { (s.public_port.get(), 0) } else { (p.dport, s.public_port.get()) };
         let q = Parsed { dport, sport, ..q };
         let h = self.h_o2i(q.dst, q.dport, q.src, q.sport, q.proto);
         let idx = match self.find::<false>(h, q.src, q.sport, q.dst, q.dport, q.proto) {
@@ -113,11 +114,11 @@ impl Engine {
             }
         };
         let s = Session {
-            inside_ip: p.src,
-            remote_ip: p.dst,
-            inside_port: p.sport,
-            remote_port: 0,
-            public_port: p.sport,
+            inside_ip: p.src.into(),
+            remote_ip: p.dst.into(),
+            inside_port: p.sport.into(),
+            remote_port: Net16::ZERO,
+            public_port: p.sport.into(),
             addr,
             proto: L4::Icmp,
             flags: flag::SUB,
@@ -146,13 +147,14 @@ impl Engine {
         let (b_port, a_pub_port) = if icmp { (p.sport, 0) } else { (p.dport, p.sport) };
         let hb = self.h_i2o(p.dst, b_port, p.src, a_pub_port, p.proto);
         let sb = self.sessions.get(self.find::<true>(hb, p.dst, b_port, p.src, a_pub_port, p.proto)?);
-        let (a_pub_port, b_pub_port) = if icmp { (sb.public_port, 0) } else { (p.sport, sb.public_port) };
-        let ha = self.h_o2i(p.src, a_pub_port, sb.public_ip, b_pub_port, p.proto);
-        let sa = self.sessions.get(self.find::<false>(ha, sb.public_ip, b_pub_port, p.src, a_pub_port, p.proto)?);
+        let (a_pub_port, b_pub_port) = if icmp { (sb.public_port.get(), 0) } else { (p.sport, sb.public_port.get()) };
+        let ha = self.h_o2i(p.src, a_pub_port, sb.public_ip.get(), b_pub_port, p.proto);
+        let sa =
+            self.sessions.get(self.find::<false>(ha, sb.public_ip.get(), b_pub_port, p.src, a_pub_port, p.proto)?);
         if sa.flags & sb.flags & flag::HAIRPIN == 0 {
             return None;
         }
-        let n = icmp::write_unreachable_frame_mtu(frame, sb.public_ip, icmp::CODE_FRAG_NEEDED, mtu, out)?;
+        let n = icmp::write_unreachable_frame_mtu(frame, sb.public_ip.get(), icmp::CODE_FRAG_NEEDED, mtu, out)?;
         let l3 = usize::from(p.l3);
         let msg = l3 + crate::wire::ipv4::field::MIN_LEN;
         let quote = msg + icmp::HEADER_LEN;
@@ -162,7 +164,7 @@ impl Engine {
         Rewrite::i2o(&sb).quoted().apply_no_ttl(error, &q);
         Rewrite::o2i(&sa).quoted().apply_no_ttl(error, &q);
         let ip = error.get_mut(l3..msg)?;
-        set_u32(ip, crate::wire::ipv4::field::DST, sa.inside_ip);
+        set_u32(ip, crate::wire::ipv4::field::DST, sa.inside_ip.get());
         set_u16(ip, crate::wire::ipv4::field::CHECKSUM, 0);
         let c = crate::wire::checksum::checksum(ip);
         set_u16(ip, crate::wire::ipv4::field::CHECKSUM, c);

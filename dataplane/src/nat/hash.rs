@@ -33,12 +33,22 @@ pub fn home(hash: u64, homes: usize) -> usize {
 }
 
 /// Hashes a (source address, source port, destination address,
-/// destination port, protocol) tuple in packet order.
+/// destination port, protocol) tuple in packet order, packed as the fast
+/// lane reads a packet's (`parse::FastKey`: the bytes in network order,
+/// read as little-endian words), so both hash the same words.
 #[inline(always)]
 pub fn hash5(seed: u64, a: u32, ap: u16, b: u32, bp: u16, proto: u16) -> u64 {
-    let w0 = (u64::from(a) << 32) | u64::from(b);
-    let w1 = (u64::from(proto) << 32) | (u64::from(ap) << 16) | u64::from(bp);
-    hash_words(seed, w0, w1)
+    let (w0, ports) = wire_words(a, ap, b, bp);
+    hash_words(seed, w0, (u64::from(proto) << 32) | u64::from(ports))
+}
+
+/// A (source, source port, destination, destination port) tuple's address
+/// word and port pair as `parse::FastKey` reads them from a packet.
+#[inline(always)]
+pub fn wire_words(a: u32, ap: u16, b: u32, bp: u16) -> (u64, u32) {
+    let le32 = |x: u32| u32::from_le_bytes(x.to_be_bytes());
+    let le16 = |x: u16| u16::from_le_bytes(x.to_be_bytes());
+    ((u64::from(le32(b)) << 32) | u64::from(le32(a)), (u32::from(le16(bp)) << 16) | u32::from(le16(ap)))
 }
 
 /// [`hash5`] on a tuple already packed as the fast lane packs it.
@@ -88,6 +98,18 @@ mod tests {
         assert_ne!(base, hash5(1, 1, 2, 3, 9, 6));
         assert_ne!(base, hash5(1, 1, 2, 3, 4, 17));
         assert_ne!(hash3(1, 1, 2, 6, 0), hash3(1, 1, 2, 6, 1));
+    }
+
+    #[test]
+    fn hash5_packs_a_tuple_as_a_packet_carries_it() {
+        // 100.64.0.1:1234 -> 198.51.100.1:53 as it lies in a frame, from
+        // the source address on.
+        let bytes = [100, 64, 0, 1, 198, 51, 100, 1, 0x04, 0xd2, 0, 53];
+        let w0 = u64::from_le_bytes([100, 64, 0, 1, 198, 51, 100, 1]);
+        let ports = u32::from_le_bytes([0x04, 0xd2, 0, 53]);
+        assert_eq!(crate::wire::bytes::le64_at(&bytes, 0), w0);
+        assert_eq!(wire_words(0x6440_0001, 1234, 0xc633_6401, 53), (w0, ports));
+        assert_eq!(hash5(7, 0x6440_0001, 1234, 0xc633_6401, 53, 17), hash_words(7, w0, (17 << 32) | u64::from(ports)));
     }
 
     #[test]

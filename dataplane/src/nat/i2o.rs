@@ -115,7 +115,7 @@ impl Engine {
                 x.refresh_fast();
             }
             let s = self.sessions.get(idx);
-            return Ok(self.hairpin_dst(now, frame, p, &s, pub_ip));
+            return Ok(self.hairpin_dst(now, frame, p, &s, pub_ip.get()));
         }
         Ok(Verdict::Forward(Side::Outside))
     }
@@ -189,11 +189,11 @@ impl Engine {
     fn new_static_i2o(&mut self, now: u32, p: &Parsed, addr: u16, h_i2o: Option<u64>) -> Result<u32, Verdict> {
         let idx = self.alloc_session(now)?;
         let s = Session {
-            inside_ip: p.src,
-            remote_ip: p.dst,
-            inside_port: p.sport,
-            remote_port: if p.proto == L4::Icmp { 0 } else { p.dport },
-            public_port: p.sport,
+            inside_ip: p.src.into(),
+            remote_ip: p.dst.into(),
+            inside_port: p.sport.into(),
+            remote_port: if p.proto == L4::Icmp { Net16::ZERO } else { p.dport.into() },
+            public_port: p.sport.into(),
             addr,
             proto: p.proto,
             flags: flag::FORWARD,
@@ -241,10 +241,10 @@ impl Engine {
         let head = self.find_mapping_i2o(hm, p.src, p.sport, p.proto, pool, now);
         let rport = if p.proto == L4::Icmp { 0 } else { p.dport };
         let mut s = Session {
-            inside_ip: p.src,
-            remote_ip: p.dst,
-            inside_port: p.sport,
-            remote_port: rport,
+            inside_ip: p.src.into(),
+            remote_ip: p.dst.into(),
+            inside_port: p.sport.into(),
+            remote_port: rport.into(),
             proto: p.proto,
             flags: flag::MAPPED | flag::SUB,
             ..Session::default()
@@ -264,7 +264,7 @@ impl Engine {
                     return self.no_port(idx, sub, pool, p, now, h_i2o);
                 };
                 self.counters.blocks_allocated += u64::from(new_blocks);
-                s.public_port = port;
+                s.public_port = port.into();
                 s.addr = addr;
                 // The omap slot, a cache miss in a large table, held back
                 // like the o2i slot in `install_inline` (`LaterIndex::insert_later`).

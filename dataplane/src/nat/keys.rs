@@ -3,7 +3,7 @@
 //! use these.
 #![forbid(unsafe_code)]
 
-use super::hash::{hash3, hash5};
+use super::hash::{hash3, hash5, hash_ports};
 use super::l4::L4;
 use super::ports::Ports;
 use super::session::{flag, Session};
@@ -41,7 +41,7 @@ pub fn omap(seed: u64, public: u32, pport: u16, proto: L4) -> u64 {
 #[inline(always)]
 pub fn public_ip(ports: &Ports, s: &Session) -> u32 {
     if s.flags & flag::NO_NAT != 0 {
-        s.inside_ip
+        s.inside_ip.get()
     } else {
         ports.ip_of(s.addr())
     }
@@ -54,20 +54,21 @@ pub fn pool_of(ports: &Ports, s: &Session) -> u16 {
 
 /// [`i2o`] of a stored session.
 pub fn session_i2o(seed: u64, s: &Session) -> u64 {
-    i2o(seed, s.inside_ip, s.inside_port, s.remote_ip, s.remote_port, s.proto)
+    // The session holds the key as a packet carries it (see `Session`).
+    hash_ports(seed, s.proto.code(), s.addr_word::<true>(), s.port_pair::<true>())
 }
 
 /// [`o2i`] of a stored session.
 pub fn session_o2i(seed: u64, s: &Session) -> u64 {
-    o2i(seed, s.public_ip, s.public_port, s.remote_ip, s.remote_port, s.proto)
+    hash_ports(seed ^ O2I_SALT, s.proto.code(), s.addr_word::<false>(), s.port_pair::<false>())
 }
 
 /// [`imap`] of a stored (mapped) session.
 pub fn session_imap(seed: u64, s: &Session) -> u64 {
-    imap(seed, s.inside_ip, s.inside_port, s.proto)
+    imap(seed, s.inside_ip.get(), s.inside_port.get(), s.proto)
 }
 
 /// [`omap`] of a stored (mapped) session.
 pub fn session_omap(seed: u64, s: &Session) -> u64 {
-    omap(seed, s.public_ip, s.public_port, s.proto)
+    omap(seed, s.public_ip.get(), s.public_port.get(), s.proto)
 }

@@ -76,8 +76,8 @@ impl Engine {
         let proto = s.proto;
         s.tcp = if proto == L4::Tcp { TcpState::initial(tcp_flags) } else { TcpState::NONE };
         s.last_seen = now;
-        s.public_ip = keys::public_ip(&self.ports, &s);
-        let pub_ip = s.public_ip;
+        let pub_ip = keys::public_ip(&self.ports, &s);
+        s.public_ip = pub_ip.into();
         // The o2i slot is a cache miss in a large table: held back
         // (`LaterIndex::insert_later`), its line arrives while the next new
         // sessions are made. (Asked for here and written at the end of the
@@ -85,10 +85,11 @@ impl Engine {
         // omap inserts new sessions ran 25% faster at 1M.)
         // (Held before the session is written below: nothing looks o2i up
         // in between; a look-up there would find the slot's old contents.)
-        let ho = self.h_o2i(pub_ip, s.public_port, s.remote_ip, s.remote_port, proto);
+        let ho = keys::session_o2i(self.seed, &s);
         self.o2i.insert_later(ho, idx);
         // i2o rewrites inside -> public; the deltas undo themselves o2i.
-        (s.ip_delta, s.l4_delta) = rewrite::session_deltas(s.inside_ip, s.inside_port, pub_ip, s.public_port, proto);
+        (s.ip_delta, s.l4_delta) =
+            rewrite::session_deltas(s.inside_ip.get(), s.inside_port.get(), pub_ip, s.public_port.get(), proto);
         let cls = self.class_for(proto, s.tcp);
         s.class = cls;
         if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
@@ -97,7 +98,7 @@ impl Engine {
         if let Some(w) = self.sessions.tcp.get_mut(idx as usize) {
             *w = TcpWindow::NEW;
         }
-        let hi = h_i2o.unwrap_or_else(|| self.h_i2o(s.inside_ip, s.inside_port, s.remote_ip, s.remote_port, proto));
+        let hi = h_i2o.unwrap_or_else(|| keys::session_i2o(self.seed, &s));
         self.i2o.insert(hi, idx);
         self.created.add(hi, ho);
         let t = self.class_timeout.get(usize::from(cls)).copied().unwrap_or(0);
@@ -125,18 +126,18 @@ impl Engine {
             let info = ports::SessionInfo {
                 change,
                 proto: s.proto.ip_proto(),
-                inside_port: s.inside_port,
-                remote: s.remote_ip,
-                remote_port: s.remote_port,
+                inside_port: s.inside_port.get(),
+                remote: s.remote_ip.get(),
+                remote_port: s.remote_port.get(),
             };
             let kind = ports::EventKind::Sync(info);
             let (public, pool) = (ad.ip, ad.pool);
             let ev = ports::BlockEvent {
                 kind,
-                inside: s.inside_ip,
+                inside: s.inside_ip.get(),
                 public,
-                first_port: s.public_port,
-                last_port: s.public_port,
+                first_port: s.public_port.get(),
+                last_port: s.public_port.get(),
                 pool,
             };
             self.ports.push_event(ev);
@@ -150,16 +151,16 @@ impl Engine {
         let info = ports::SessionInfo {
             change,
             proto: s.proto.ip_proto(),
-            inside_port: s.inside_port,
-            remote: if dest { s.remote_ip } else { 0 },
-            remote_port: if dest { s.remote_port } else { 0 },
+            inside_port: s.inside_port.get(),
+            remote: if dest { s.remote_ip.get() } else { 0 },
+            remote_port: if dest { s.remote_port.get() } else { 0 },
         };
         let ev = ports::BlockEvent {
             kind: ports::EventKind::Session(info),
-            inside: s.inside_ip,
+            inside: s.inside_ip.get(),
             public: ad.ip,
-            first_port: s.public_port,
-            last_port: s.public_port,
+            first_port: s.public_port.get(),
+            last_port: s.public_port.get(),
             pool: ad.pool,
         };
         self.ports.push_event(ev);
@@ -179,11 +180,11 @@ impl Engine {
         let idx = self.alloc_session(now)?;
         let rport = if p.proto == L4::Icmp { 0 } else { rport };
         let s = Session {
-            inside_ip: inside,
-            remote_ip: remote,
-            inside_port: iport,
-            remote_port: rport,
-            public_port: iport,
+            inside_ip: inside.into(),
+            remote_ip: remote.into(),
+            inside_port: iport.into(),
+            remote_port: rport.into(),
+            public_port: iport.into(),
             proto: p.proto,
             flags,
             ..Session::default()

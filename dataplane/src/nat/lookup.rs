@@ -62,7 +62,7 @@ impl Engine {
                 let pub_ip = snap.public_ip;
                 Rewrite::i2o(&snap).apply(frame, p);
                 if snap.flags & flag::HAIRPIN != 0 {
-                    return self.hairpin_dst(now, frame, p, &snap, pub_ip);
+                    return self.hairpin_dst(now, frame, p, &snap, pub_ip.get());
                 }
                 Verdict::Forward(Side::Outside)
             }

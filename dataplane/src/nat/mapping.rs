@@ -43,8 +43,8 @@ impl Engine {
         let (hot, ports) = (&self.sessions.hot, &self.ports);
         self.imap.find(hm, |i| {
             hot.get(i as usize).is_some_and(|s| {
-                s.inside_ip == ip
-                    && s.inside_port == port
+                s.inside_ip == ip.into()
+                    && s.inside_port == port.into()
                     && s.proto == proto
                     && ports.addrs.get(usize::from(s.addr())).is_some_and(|a| a.pool == pool)
             })
@@ -57,7 +57,8 @@ impl Engine {
         loop {
             let hot = &self.sessions.hot;
             let h = self.omap.find(hm, |i| {
-                hot.get(i as usize).is_some_and(|s| s.public_port == port && s.proto == proto && s.public_ip == ip)
+                hot.get(i as usize)
+                    .is_some_and(|s| s.public_port == port.into() && s.proto == proto && s.public_ip == ip.into())
             })?;
             if self.live_or_reap(h, now) {
                 return Some(h);
@@ -69,7 +70,7 @@ impl Engine {
         let mut i = head;
         let mut n = 0;
         while i != NIL && n < 4096 {
-            if self.sessions.get(i).remote_ip == remote {
+            if self.sessions.get(i).remote_ip == remote.into() {
                 return true;
             }
             i = self.sessions.cold.get(i as usize).map_or(NIL, Cold::map_next);
@@ -82,10 +83,10 @@ impl Engine {
         let pool = self.pool_of_session(s);
         let proto = s.proto;
         let pub_ip = self.ports.ip_of(s.addr());
-        let hm = self.h_imap(s.inside_ip, s.inside_port, proto);
-        let ho = self.h_omap(pub_ip, s.public_port, proto);
+        let hm = self.h_imap(s.inside_ip.get(), s.inside_port.get(), proto);
+        let ho = self.h_omap(pub_ip, s.public_port.get(), proto);
         let next = self.sessions.cold.get(idx as usize).map_or(NIL, Cold::map_next);
-        match self.imap_lookup(hm, s.inside_ip, s.inside_port, proto, pool) {
+        match self.imap_lookup(hm, s.inside_ip.get(), s.inside_port.get(), proto, pool) {
             Some(h) if h == idx => {
                 if next != NIL {
                     self.imap.replace(hm, idx, next);
@@ -94,7 +95,7 @@ impl Engine {
                     let (hot, seed) = (&self.sessions.hot, self.seed);
                     self.imap.remove(hm, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_imap(seed, x)));
                     self.omap.remove(ho, idx, |j| hot.get(j as usize).map_or(0, |x| keys::session_omap(seed, x)));
-                    if self.ports.release(s.addr(), proto, s.public_port, now) {
+                    if self.ports.release(s.addr(), proto, s.public_port.get(), now) {
                         self.counters.blocks_released += 1;
                     }
                 }

@@ -116,7 +116,7 @@ use later::LaterIndex;
 use parse::{complete_key, fast_lookup_key, parse, parse_embedded, FastKey, Kind, Parsed};
 use ports::Ports;
 use rewrite::{decrement_ttl, set_ip_addr, Rewrite};
-use session::{class, flag, Cold, Session, SessionTable, NIL};
+use session::{class, flag, Cold, Net16, Session, SessionTable, NIL};
 use tcp::TcpState;
 use tcp::TcpWindow;
 

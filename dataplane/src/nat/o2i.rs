@@ -67,11 +67,11 @@ impl Engine {
                 self.inside_free(now, f.f.inside_addr, iport, p)?;
                 let idx = self.alloc_session(now)?;
                 let s = Session {
-                    inside_ip: f.f.inside_addr,
-                    remote_ip: p.src,
-                    inside_port: iport,
-                    remote_port: p.sport,
-                    public_port: p.dport,
+                    inside_ip: f.f.inside_addr.into(),
+                    remote_ip: p.src.into(),
+                    inside_port: iport.into(),
+                    remote_port: p.sport.into(),
+                    public_port: p.dport.into(),
                     addr,
                     proto: p.proto,
                     flags: flag::FORWARD | flag::INBOUND | extra,
@@ -121,9 +121,9 @@ impl Engine {
                 };
                 let s = Session {
                     inside_ip: hs.inside_ip,
-                    remote_ip: p.src,
+                    remote_ip: p.src.into(),
                     inside_port: hs.inside_port,
-                    remote_port: p.sport,
+                    remote_port: p.sport.into(),
                     public_port: hs.public_port,
                     addr: hs.addr,
                     proto: hs.proto,
@@ -190,11 +190,11 @@ impl Engine {
         self.inside_free(now, inside, p.dport, p)?;
         let idx = self.alloc_session(now)?;
         let s = Session {
-            inside_ip: inside,
-            remote_ip: p.src,
-            inside_port: p.dport,
-            remote_port: p.sport,
-            public_port: p.dport,
+            inside_ip: inside.into(),
+            remote_ip: p.src.into(),
+            inside_port: p.dport.into(),
+            remote_port: p.sport.into(),
+            public_port: p.dport.into(),
             addr,
             proto: p.proto,
             flags: flag::FORWARD | flag::INBOUND | extra,

@@ -168,11 +168,11 @@ impl Engine {
         };
         let inbound = if side == Side::Outside { flag::INBOUND } else { 0 };
         let s = Session {
-            inside_ip: inside,
-            remote_ip: remote,
-            inside_port: n,
-            remote_port: n,
-            public_port: n,
+            inside_ip: inside.into(),
+            remote_ip: remote.into(),
+            inside_port: n.into(),
+            remote_port: n.into(),
+            public_port: n.into(),
             addr,
             proto: L4::Other,
             flags: flag::FORWARD | inbound,
@@ -247,11 +247,11 @@ impl Engine {
             }
         };
         let s = Session {
-            inside_ip: q.src,
-            remote_ip: q.dst,
-            inside_port: n,
-            remote_port: n,
-            public_port: n,
+            inside_ip: q.src.into(),
+            remote_ip: q.dst.into(),
+            inside_port: n.into(),
+            remote_port: n.into(),
+            public_port: n.into(),
             addr,
             proto: L4::Other,
             flags: flag::SUB,

@@ -43,10 +43,10 @@ impl Engine {
         h_i2o: Option<u64>,
     ) -> Result<u32, Verdict> {
         let mut s = Session {
-            inside_ip: p.src,
-            remote_ip: p.dst,
-            inside_port: p.sport,
-            remote_port: if p.proto == L4::Icmp { 0 } else { p.dport },
+            inside_ip: p.src.into(),
+            remote_ip: p.dst.into(),
+            inside_port: p.sport.into(),
+            remote_port: if p.proto == L4::Icmp { Net16::ZERO } else { p.dport.into() },
             proto: p.proto,
             flags: flag::MAPPED | flag::SUB,
             ..Session::default()
@@ -88,7 +88,7 @@ impl Engine {
             return Err(undo(self, DropReason::PortsExhausted));
         };
         self.counters.blocks_allocated += u64::from(new_blocks);
-        s.public_port = port;
+        s.public_port = port.into();
         s.addr = addr;
         self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
         self.imap.insert(hm, idx);

@@ -7,7 +7,7 @@
 use super::counters::{DropReason, PassReason};
 use super::l4::L4;
 use super::{Side, Verdict};
-use crate::wire::bytes::{u16_at, u32_at, u64_at};
+use crate::wire::bytes::{le32_at, le64_at, u16_at, u32_at};
 use crate::wire::ethernet::{EthernetFrame, ETHERTYPE_IPV4};
 use crate::wire::icmp::{self, IcmpKind, IcmpPacket};
 use crate::wire::ipv4::{self, Ipv4Packet, FLAG_MF, FRAG_OFFSET_MASK, PROTO_TCP, PROTO_UDP};
@@ -94,11 +94,14 @@ pub fn martian_destination(a: u32) -> bool {
 /// IPv4 without options (20), and the first 8 bytes of UDP or TCP.
 pub const FAST_LEN: usize = layout::UDP_END;
 
-/// A fast-lane packet's tuple packed in two words: `w0` is
-/// `src << 32 | dst`, `w1` is `code << 32 | sport << 16 | dport` with
-/// the protocol's [`L4::code`] (the layout [`super::hash::hash5`] hashes:
-/// the ports as the packet carries them, read in one load, are already
-/// its low half), and the TCP flags.
+/// A fast-lane packet's tuple packed in two words, its bytes as they lie
+/// (network byte order) read as little-endian words: `w0` is the source
+/// and destination addresses (the source in the low half), `w1` is the
+/// protocol's [`L4::code`] `<< 32` over the source and destination ports
+/// (the source port in the low 16 bits), and the TCP flags. So a key is
+/// read in two loads, and compared with a session's (`Session::has_key`)
+/// and hashed ([`super::hash::hash5`] packs the same words) without a byte
+/// swap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FastKey {
     /// Addresses.
@@ -119,27 +122,32 @@ pub struct FastKey {
 
 #[allow(clippy::cast_possible_truncation)] // unpacking fields packed above
 impl FastKey {
+    /// The (source, destination) addresses of an address word `w0`.
+    #[inline(always)]
+    pub fn addrs(w0: u64) -> (u32, u32) {
+        (u32::from_be_bytes((w0 as u32).to_le_bytes()), u32::from_be_bytes(((w0 >> 32) as u32).to_le_bytes()))
+    }
     /// Source address.
     #[inline(always)]
     pub fn src(self) -> u32 {
-        (self.w0 >> 32) as u32
+        Self::addrs(self.w0).0
     }
     /// Destination address.
     #[inline(always)]
     pub fn dst(self) -> u32 {
-        self.w0 as u32
+        Self::addrs(self.w0).1
     }
     /// Source port.
     #[inline(always)]
     pub fn sport(self) -> u16 {
-        (self.w1 >> 16) as u16
+        u16::from_be_bytes((self.w1 as u16).to_le_bytes())
     }
     /// Destination port.
     #[inline(always)]
     pub fn dport(self) -> u16 {
-        self.w1 as u16
+        u16::from_be_bytes(((self.w1 >> 16) as u16).to_le_bytes())
     }
-    /// Both ports, `sport << 16 | dport`.
+    /// Both ports as they lie (the low half of `w1`).
     #[inline(always)]
     pub fn ports(self) -> u32 {
         self.w1 as u32
@@ -216,14 +224,14 @@ pub fn complete_key(k: &mut FastKey, frame: &[u8]) -> bool {
 }
 
 /// Group and class E destinations (both start at 224) and martian
-/// sources and destinations, of an address word `src << 32 | dst`: the
+/// sources and destinations, of an address word ([`FastKey::w0`]): the
 /// general path takes them (it passes group destinations to the kernel,
 /// drops martians and translates class E). A hit needs no such test: no
 /// session holds a martian or group address ([`martian_source`]), and
 /// one to a class E address is translated the same either way.
 #[inline(always)]
 fn lane_refuses(w0: u64) -> bool {
-    let (src, dst) = ((w0 >> 32) as u32, w0 as u32);
+    let (src, dst) = FastKey::addrs(w0);
     dst >> 29 == 7 || martian_source(src) || martian_destination(dst)
 }
 
@@ -252,7 +260,7 @@ pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
     // Constant offsets into a fixed-size array: checked at compile time.
     let h: &[u8; FAST_LEN] = frame.first_chunk()?;
     let total = usize::from(u16_at(h, layout::TOTAL_LEN));
-    let w0 = u64_at(h, layout::SRC);
+    let w0 = le64_at(h, layout::SRC);
     // Ethertype 0x0800, then version 4 with a 20-byte header; not a
     // fragment (MF and offset clear); a unicast Ethernet destination; the
     // IP packet inside the frame.
@@ -287,7 +295,7 @@ pub fn fast_key<const UDP: bool>(frame: &[u8], w0: u64, total: usize) -> Option<
         (L4::Tcp, t[layout::TCP_FLAGS])
     };
     let h: &[u8; FAST_LEN] = frame.first_chunk()?;
-    let ports = u32_at(h, layout::SRC_PORT);
+    let ports = le32_at(h, layout::SRC_PORT);
     Some(FastKey { w0, w1: u64::from(ports) | (u64::from(proto.code()) << 32), flags, ttl: 0, l4: proto })
 }
 

@@ -51,8 +51,8 @@ impl Rewrite {
         let d_ip_ttl = s.ip_delta.swap_bytes();
         Self {
             i2o: true,
-            addr: s.public_ip,
-            port: s.public_port,
+            addr: s.public_ip.get(),
+            port: s.public_port.get(),
             d_ip: oc_add(d_ip_ttl, !TTL_DELTA),
             d_ip_ttl: be_to_ne(d_ip_ttl),
             d_l4: s.l4_delta.swap_bytes(),
@@ -68,8 +68,8 @@ impl Rewrite {
         let d_ip_ttl = s.ip_delta.swap_bytes();
         Self {
             i2o: false,
-            addr: s.inside_ip,
-            port: s.inside_port,
+            addr: s.inside_ip.get(),
+            port: s.inside_port.get(),
             d_ip: negate(oc_add(d_ip_ttl, !TTL_DELTA)),
             d_ip_ttl: oc_add(negate(be_to_ne(d_ip_ttl)), be_to_ne(oc_add(TTL_DELTA, TTL_DELTA))),
             d_l4: negate(s.l4_delta.swap_bytes()),
@@ -389,7 +389,15 @@ mod tests {
         ) {
             let proto = if icmp { L4::Icmp } else { L4::Udp };
             let (ip_delta, l4_delta) = session_deltas(inside_ip, inside_port, public_ip, public_port, proto);
-            let s = Session { inside_ip, inside_port, public_ip, public_port, ip_delta, l4_delta, ..Session::default() };
+            let s = Session {
+                inside_ip: inside_ip.into(),
+                inside_port: inside_port.into(),
+                public_ip: public_ip.into(),
+                public_port: public_port.into(),
+                ip_delta,
+                l4_delta,
+                ..Session::default()
+            };
             let d = delta32(inside_ip, public_ip);
             let (i2o, o2i) = (Rewrite::i2o(&s), Rewrite::o2i(&s));
             prop_assert_eq!(i2o.d_ip, d);
@@ -411,7 +419,7 @@ mod tests {
 
     #[test]
     fn a_rewrite_and_its_reverse_undo_each_other() {
-        let s = Session { inside_ip: 1, public_ip: 2, ..Session::default() };
+        let s = Session { inside_ip: 1.into(), public_ip: 2.into(), ..Session::default() };
         assert_eq!(Rewrite::i2o(&s).quoted().addr_field(), ipv4::field::DST);
         assert_eq!(Rewrite::o2i(&s).d_ip, negate(Rewrite::i2o(&s).d_ip));
     }

@@ -347,7 +347,7 @@ fn memory_ceiling(flows: u32, packets: u64, order: &[u32]) -> (u64, f64, f64, us
         }
         for &f in &found {
             if let Some(x) = hot.get_mut(session_of(f)) {
-                sum = sum.wrapping_add(u64::from(x.public_ip));
+                sum = sum.wrapping_add(u64::from(x.public_ip.get()));
                 x.last_seen = x.last_seen.wrapping_add(1);
             }
         }

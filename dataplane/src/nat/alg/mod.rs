@@ -260,7 +260,7 @@ impl Engine {
         let mut n = 0;
         while i != NIL && n < 4096 {
             let s = self.sessions.get(i);
-            if s.remote_ip == remote && s.remote_port == 0 && s.proto == L4::Tcp {
+            if s.remote_ip == remote.into() && s.remote_port == Net16::ZERO && s.proto == L4::Tcp {
                 return true;
             }
             i = self.sessions.cold.get(i as usize).map_or(NIL, Cold::map_next);
@@ -336,7 +336,7 @@ impl Engine {
                 }
                 // The inside host may only open its own address (a 229
                 // names none).
-                if f.cmd != ftp::Cmd::Epsv && f.addr != s.inside_ip || f.port == 0 {
+                if f.cmd != ftp::Cmd::Epsv && f.addr != s.inside_ip.get() || f.port == 0 {
                     self.counters.ftp_alg_unparsed += 1;
                     return;
                 }
@@ -387,10 +387,10 @@ impl Engine {
     /// paired address is not the forward's) fails.
     fn alg_public(&mut self, now: u32, ctl: &Session, f: &ftp::Found) -> Option<(u32, u16)> {
         if self.ports.is_static(ctl.addr) {
-            return Some((ctl.public_ip, f.port));
+            return Some((ctl.public_ip.get(), f.port));
         }
         let (ip, port) = self.alg_expect(now, ctl, f.port)?;
-        (f.cmd != ftp::Cmd::Epsv || ip == ctl.public_ip).then_some((ip, port))
+        (f.cmd != ftp::Cmd::Epsv || ip == ctl.public_ip.get()).then_some((ip, port))
     }
 
     /// Opens the expectation for the client's data port `port`: a session
@@ -399,8 +399,8 @@ impl Engine {
     fn alg_expect(&mut self, now: u32, ctl: &Session, port: u16) -> Option<(u32, u16)> {
         let pool = self.pool_of_session(ctl);
         let q = Parsed {
-            src: ctl.inside_ip,
-            dst: ctl.remote_ip,
+            src: ctl.inside_ip.get(),
+            dst: ctl.remote_ip.get(),
             sport: port,
             dport: 0,
             ip_proto: L4::Tcp.ip_proto(),
@@ -416,7 +416,7 @@ impl Engine {
             _ => self.new_mapped_i2o(now, &q, pool, Some(h)).ok()?,
         };
         let e = self.sessions.get(idx);
-        Some((e.public_ip, e.public_port))
+        Some((e.public_ip.get(), e.public_port.get()))
     }
 
     /// Replaces `frame[a..b]` of the packet ending at `end` by `rep`,

@@ -76,6 +76,7 @@ pub mod class {
 }
 use super::l4::L4;
 use super::tcp::TcpState;
+pub use crate::wire::bytes::{Net16, Net32};
 pub use class::FREE;
 
 /// Session flags.
@@ -102,28 +103,32 @@ pub mod flag {
 
 /// The hot half of a session.
 ///
-/// The field order is the fast lane's (see `nat::fast`): read as
-/// little-endian words, bytes 0..8 are the outside-to-inside key's address
-/// word (public, remote) and bytes 4..12 the inside-to-outside one (remote,
-/// inside), both laid out as `parse::FastKey::w0` packs a packet's
-/// (destination, source); likewise bytes 12..16 and 14..18 are the two
-/// directions' port pairs. So a lookup confirms a match with three compares.
+/// The field order is the fast lane's (see `nat::fast`): the addresses and
+/// ports are kept in network byte order ([`Net32`], [`Net16`]), as a packet
+/// carries them, and in the order the two directions' packets carry them,
+/// so each direction's key lies in the session as its packets' bytes lie:
+/// bytes 0..8 are an inside-to-outside packet's (source, destination)
+/// addresses (inside, remote) and bytes 4..12 an outside-to-inside one's
+/// (remote, public); likewise bytes 12..16 and 14..18 the two directions'
+/// port pairs. So a lookup confirms a match with three compares of words
+/// read as they lie (`parse::FastKey`), and a rewrite copies the new
+/// address and port into the frame without a byte swap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(32))]
 pub struct Session {
-    /// Public address (the inside address itself for no-NAT sessions).
-    pub public_ip: u32,
-    /// Remote (outside) address.
-    pub remote_ip: u32,
     /// Inside host address.
-    pub inside_ip: u32,
-    /// Public port (ICMP: public identifier).
-    pub public_port: u16,
+    pub inside_ip: Net32,
+    /// Remote (outside) address.
+    pub remote_ip: Net32,
+    /// Public address (the inside address itself for no-NAT sessions).
+    pub public_ip: Net32,
+    /// Inside port (ICMP: echo identifier).
+    pub inside_port: Net16,
     /// Remote port (ICMP: 0; other protocols: the IP protocol number, as
     /// in the other two port fields).
-    pub remote_port: u16,
-    /// Inside port (ICMP: echo identifier).
-    pub inside_port: u16,
+    pub remote_port: Net16,
+    /// Public port (ICMP: public identifier).
+    pub public_port: Net16,
     /// Protocol (one byte: its code).
     pub proto: L4,
     /// [`flag`] bits.
@@ -153,23 +158,24 @@ impl Session {
     pub fn addr(&self) -> u16 {
         self.addr
     }
-    /// The address word of this direction's lookup key, packed as
-    /// `parse::FastKey::w0` packs a packet's (source, destination).
+    /// The address word of this direction's lookup key, as
+    /// `parse::FastKey::w0` packs a packet's (source, destination): the
+    /// bytes as they lie, read as a little-endian word.
     #[inline(always)]
     pub fn addr_word<const I2O: bool>(&self) -> u64 {
         if I2O {
-            (u64::from(self.inside_ip) << 32) | u64::from(self.remote_ip)
+            (u64::from(self.remote_ip.le()) << 32) | u64::from(self.inside_ip.le())
         } else {
-            (u64::from(self.remote_ip) << 32) | u64::from(self.public_ip)
+            (u64::from(self.public_ip.le()) << 32) | u64::from(self.remote_ip.le())
         }
     }
     /// The port pair of this direction's lookup key (`FastKey::ports`).
     #[inline(always)]
     pub fn port_pair<const I2O: bool>(&self) -> u32 {
         if I2O {
-            (u32::from(self.inside_port) << 16) | u32::from(self.remote_port)
+            (u32::from(self.remote_port.le()) << 16) | u32::from(self.inside_port.le())
         } else {
-            (u32::from(self.remote_port) << 16) | u32::from(self.public_port)
+            (u32::from(self.public_port.le()) << 16) | u32::from(self.remote_port.le())
         }
     }
     /// True if this direction's key is a packet's address word, port pair
@@ -181,7 +187,7 @@ impl Session {
     /// The IP protocol number (other protocols keep theirs in the port fields).
     pub fn ip_proto(&self) -> u8 {
         match self.proto {
-            L4::Other => u8::try_from(self.inside_port).unwrap_or(0),
+            L4::Other => u8::try_from(self.inside_port.get()).unwrap_or(0),
             p => p.ip_proto(),
         }
     }

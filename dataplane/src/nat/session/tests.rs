@@ -6,6 +6,54 @@ use super::*;
 fn sizes() {
     assert_eq!(std::mem::size_of::<Session>(), 32);
     assert_eq!(std::mem::size_of::<Cold>(), 12);
+    // Each direction's key in one place, as its packets carry it (see
+    // `Session`): read in one load each by the fast lane.
+    use std::mem::offset_of;
+    let at = [
+        offset_of!(Session, inside_ip),
+        offset_of!(Session, remote_ip),
+        offset_of!(Session, public_ip),
+        offset_of!(Session, inside_port),
+        offset_of!(Session, remote_port),
+        offset_of!(Session, public_port),
+    ];
+    assert_eq!(at, [0, 4, 8, 12, 14, 16]);
+}
+
+#[test]
+fn each_directions_key_is_its_packets_bytes_as_they_lie() {
+    use crate::nat::parse::fast_lookup_key;
+    use crate::testing::frames::udp;
+    let (inside, remote, public) = (0x6440_0001, 0xc633_6401, 0xcb00_7101);
+    let s = Session {
+        inside_ip: inside.into(),
+        remote_ip: remote.into(),
+        public_ip: public.into(),
+        inside_port: 40000.into(),
+        remote_port: 53.into(),
+        public_port: 1024.into(),
+        proto: L4::Udp,
+        ..Session::default()
+    };
+    let out = fast_lookup_key(&udp(inside, 40000, remote, 53, b"q")).unwrap();
+    let back = fast_lookup_key(&udp(remote, 53, public, 1024, b"r")).unwrap();
+    assert!(s.has_key::<true>(out.w0, out.ports(), L4::Udp));
+    assert!(s.has_key::<false>(back.w0, back.ports(), L4::Udp));
+    assert!(!s.has_key::<true>(back.w0, back.ports(), L4::Udp));
+    assert!(!s.has_key::<false>(out.w0, out.ports(), L4::Udp));
+    assert!(!s.has_key::<true>(out.w0, out.ports(), L4::Tcp));
+    // The general path hashes the same words as the fast lane.
+    let seed = 0x5eed;
+    assert_eq!(
+        crate::nat::keys::session_i2o(seed, &s),
+        crate::nat::keys::i2o(seed, inside, 40000, remote, 53, L4::Udp)
+    );
+    assert_eq!(crate::nat::keys::session_o2i(seed, &s), crate::nat::keys::o2i(seed, public, 1024, remote, 53, L4::Udp));
+    assert_eq!(
+        crate::nat::hash::hash_ports(seed, L4::Udp.code(), out.w0, out.ports()),
+        crate::nat::keys::session_i2o(seed, &s)
+    );
+    assert_eq!((out.src(), out.sport(), out.dst(), out.dport()), (inside, 40000, remote, 53));
 }
 
 #[test]
