@@ -255,14 +255,20 @@ pub(crate) fn single_pass<const I2O: bool, F: AsMut<[u8]>>(
     // the misses' own: a fill of the batch instead of a store in the loop
     // (whose registers are short).
     verdicts.fill(Verdict::Forward(out));
-    for (i, f) in frames.iter_mut().enumerate() {
+    // A miss's position from its address: the loop keeps no counter (a
+    // register the hit path is short of; the misses' loop needs the
+    // frames' start anyway).
+    let base = frames.as_ptr() as usize;
+    let at = |f: &F| (std::ptr::from_ref(f) as usize - base) / std::mem::size_of::<F>().max(1);
+    for f in frames.iter_mut() {
         match lane.take::<I2O>(f.as_mut(), seed) {
             Outcome::Done => {}
             Outcome::Absent => {
+                let i = at(f);
                 pending |= 1 << i;
                 absent |= 1 << i;
             }
-            Outcome::Other => pending |= 1 << i,
+            Outcome::Other => pending |= 1 << at(f),
         }
     }
     // The misses, parsed again for the general path (holding their keys
