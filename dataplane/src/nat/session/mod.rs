@@ -211,29 +211,33 @@ pub const MAX_SESSIONS: u32 = LINK_NIL - (1 << 20);
 const LINK_NIL: u32 = (1 << 24) - 1;
 
 /// A session or sentinel number in three bytes, little-endian; all ones
-/// is [`NIL`] (numbers stay below it: [`MAX_SESSIONS`]).
+/// is [`NIL`] (numbers stay below it: [`MAX_SESSIONS`]). Kept as its low
+/// two bytes and its high one, so writing one is a 16-bit and an 8-bit
+/// store rather than three byte stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Link([u8; 3]);
+pub struct Link {
+    lo: [u8; 2],
+    hi: u8,
+}
 
 impl Link {
     /// No session.
-    pub const NIL: Link = Link([0xff; 3]);
+    pub const NIL: Link = Link { lo: [0xff; 2], hi: 0xff };
 
     /// `i` in three bytes: its low three, which for [`NIL`] are all
     /// ones, [`Link::NIL`] (every other number is below `LINK_NIL`:
     /// [`MAX_SESSIONS`]), so no comparison is spent on it.
     #[inline(always)]
+    #[allow(clippy::cast_possible_truncation)] // the low two bytes and the third are the point
     pub fn new(i: u32) -> Link {
         debug_assert!(i == NIL || i < LINK_NIL, "{i:#x} does not fit a link");
-        let [a, b, c, _] = i.to_le_bytes();
-        Link([a, b, c])
+        Link { lo: (i as u16).to_le_bytes(), hi: (i >> 16) as u8 }
     }
 
     /// The number, [`NIL`] for none.
     #[inline(always)]
     pub fn get(self) -> u32 {
-        let [a, b, c] = self.0;
-        match u32::from_le_bytes([a, b, c, 0]) {
+        match u32::from(u16::from_le_bytes(self.lo)) | u32::from(self.hi) << 16 {
             LINK_NIL => NIL,
             i => i,
         }
