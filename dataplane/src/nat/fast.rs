@@ -7,10 +7,11 @@
 //! protocol into code specialised for it, the tuple hash, a linear probe
 //! whose candidates are confirmed by three compares (each direction's key
 //! lies in the session as the packet carries it, in network byte order:
-//! see `Session`; so the key is read, hashed and compared without a byte
-//! swap), the steady-state and freshness checks, then the rewrite, which
-//! copies the new address and port as they lie, with its RFC 1624
-//! checksum updates (RFC 1071 section 2(B): done in network byte order).
+//! see `Session`; so on x86-64 the key is read, hashed and compared
+//! without a byte swap), the steady-state and freshness checks, then the
+//! rewrite (the new address and port copied, the swaps of their
+//! conversions cancelling out) with its RFC 1624 checksum updates
+//! (RFC 1071 section 2(B): done in network byte order).
 //!
 //! Invariant: a frame is changed, and its session's `last_seen` written,
 //! only when the outcome is [`Outcome::Done`]; otherwise the general path
@@ -258,8 +259,9 @@ pub(crate) fn single_pass<const I2O: bool, F: AsMut<[u8]>>(
     // A miss's position from its address: the loop keeps no counter (a
     // register the hit path is short of; the misses' loop needs the
     // frames' start anyway).
+    const { assert!(std::mem::size_of::<F>() > 0, "frames of no size have no positions") };
     let base = frames.as_ptr() as usize;
-    let at = |f: &F| (std::ptr::from_ref(f) as usize - base) / std::mem::size_of::<F>().max(1);
+    let at = |f: &F| (std::ptr::from_ref(f) as usize - base) / std::mem::size_of::<F>();
     for f in frames.iter_mut() {
         match lane.take::<I2O>(f.as_mut(), seed) {
             Outcome::Done => {}

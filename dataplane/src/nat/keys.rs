@@ -1,6 +1,9 @@
 //! The four index keys, each defined once: the engine's lookups and the
 //! rehash closures of `Index::remove` (which cannot borrow the engine) both
-//! use these.
+//! use these. A stored session's flow keys ([`session_i2o`],
+//! [`session_o2i`]) hash its key words as they lie, the words [`i2o`] and
+//! [`o2i`] pack from a tuple (`hash::wire_words`): the session tests hold
+//! the two equal.
 #![forbid(unsafe_code)]
 
 use super::hash::{hash3, hash5, hash_ports};

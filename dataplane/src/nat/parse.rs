@@ -100,8 +100,8 @@ pub const FAST_LEN: usize = layout::UDP_END;
 /// protocol's [`L4::code`] `<< 32` over the source and destination ports
 /// (the source port in the low 16 bits), and the TCP flags. So a key is
 /// read in two loads, and compared with a session's (`Session::has_key`)
-/// and hashed ([`super::hash::hash5`] packs the same words) without a byte
-/// swap.
+/// and hashed ([`super::hash::hash5`] packs the same words) as it is: on
+/// a little-endian host (x86-64) without a byte swap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FastKey {
     /// Addresses.

@@ -40,8 +40,9 @@ pub fn u64_at(b: &[u8], off: usize) -> u64 {
 }
 
 /// Reads 8 bytes at `off` as they lie, as a little-endian word (0 if out
-/// of range): a key packed in network byte order, compared and hashed
-/// without swapping (the fast lane's address word, see [`Net32::le`]).
+/// of range): a key packed in network byte order, compared and hashed as
+/// it is (the fast lane's address word, see [`Net32::le`]); on a
+/// little-endian host one load.
 #[inline(always)]
 pub fn le64_at(b: &[u8], off: usize) -> u64 {
     match b.get(off..off.wrapping_add(8)) {
@@ -60,8 +61,9 @@ pub fn le32_at(b: &[u8], off: usize) -> u32 {
 }
 
 /// A 32-bit value (an IPv4 address) kept in network byte order, as a
-/// packet carries it: copied into a frame, and compared with a frame's
-/// bytes, without a byte swap. [`Net32::get`] is its value.
+/// packet carries it, so it is compared with a frame's bytes as they lie
+/// ([`Net32::le`]) and written into a frame with `get` then `set_u32`,
+/// whose swaps cancel out. [`Net32::get`] is its value.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct Net32(pub [u8; 4]);

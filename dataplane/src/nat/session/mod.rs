@@ -111,8 +111,10 @@ pub mod flag {
 /// addresses (inside, remote) and bytes 4..12 an outside-to-inside one's
 /// (remote, public); likewise bytes 12..16 and 14..18 the two directions'
 /// port pairs. So a lookup confirms a match with three compares of words
-/// read as they lie (`parse::FastKey`), and a rewrite copies the new
-/// address and port into the frame without a byte swap.
+/// read as they lie (`parse::FastKey`), and on a little-endian host
+/// (x86-64) neither it nor the rewrite swaps a byte: the rewrite's
+/// conversion to host order and back (`Rewrite`, `set_u32`) cancels out
+/// once inlined, leaving a copy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(32))]
 pub struct Session {
