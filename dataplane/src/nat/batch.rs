@@ -382,6 +382,22 @@ mod tests {
         EngineParams::single(vec![PoolParams::cgnat("t", vec![ip("203.0.113.1")])], vec![rule])
     }
 
+    /// The flow indexes' loads: 1/4 in the tables the single pass serves,
+    /// 1/2 above them (the mapping indexes 1/2 in both).
+    #[test]
+    fn the_single_pass_tables_flow_indexes_take_a_quarter_load() {
+        for (max, flow, map) in [(PREFETCH_ABOVE_SESSIONS, 4, 2), (PREFETCH_ABOVE_SESSIONS + 1, 2, 2)] {
+            let mut p = one_address();
+            p.max_sessions = max;
+            let mut e = Engine::new(&p).expect("engine");
+            let m = max as usize;
+            let homes = [e.i2o.raw().1, e.o2i.raw().1, e.imap.raw().1, e.omap.raw().1];
+            for (h, den) in homes.into_iter().zip([flow, flow, map, map]) {
+                assert!(h >= m * den && h <= m * den + 1, "{max} sessions: {h} homes for load 1/{den}");
+            }
+        }
+    }
+
     /// New sessions evicted by later ones of the same batch, their o2i and
     /// omap inserts still held back (`LaterIndex::insert_later`), leave no entry
     /// behind: each index holds exactly the live sessions after every
