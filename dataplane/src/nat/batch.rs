@@ -170,14 +170,8 @@ impl Engine {
             Side::Outside => self.o2i.raw(),
         };
         let (imap, cold) = (&self.imap, &self.sessions.cold);
-        let mut lane = fast::Lane {
-            hot: &mut self.sessions.hot,
-            tcp: &mut self.sessions.tcp,
-            slots,
-            homes,
-            timeouts: self.class_timeout,
-            now,
-        };
+        let mut lane =
+            fast::Lane::new(&mut self.sessions.hot, &mut self.sessions.tcp, (slots, homes), self.class_timeout, now);
         // Bit i set: frame i is left for the general path.
         let pending: u64 = if self.prefetch {
             // Large tables: a three-stage pipeline over the batch, so the

@@ -52,9 +52,32 @@ pub(crate) struct Lane<'a> {
     pub homes: usize,
     pub timeouts: [u32; super::session::class::SLOTS],
     pub now: u32,
+    /// A steady UDP and TCP session ([`class::UDP`],
+    /// [`class::TCP_ESTABLISHED`]) is fresh if seen after these seconds:
+    /// `now` less its timeout, computed once a batch ([`Lane::new`]), so
+    /// a packet's freshness check is one compare. (Saturating: early on a
+    /// session seen at second 0 leaves the lane for the general path,
+    /// which finds it fresh all the same.)
+    pub fresh_after: [u32; 2],
 }
 
-impl Lane<'_> {
+impl<'a> Lane<'a> {
+    /// The lane over `hot` and `tcp` (the slab's halves) and an index's
+    /// `slots` with `homes` home slots, at `now` under the class
+    /// `timeouts`.
+    #[inline(always)]
+    pub fn new(
+        hot: &'a mut [Session],
+        tcp: &'a mut [TcpWindow],
+        (slots, homes): (&'a [u32], usize),
+        timeouts: [u32; class::SLOTS],
+        now: u32,
+    ) -> Self {
+        let [tcp_est, _, udp, ..] = timeouts;
+        let fresh_after = [now.saturating_sub(udp), now.saturating_sub(tcp_est)];
+        Lane { hot, tcp, slots, homes, timeouts, now, fresh_after }
+    }
+
     /// Parses, looks up and translates a steady-state packet (anything but
     /// `Done` leaves frame and session untouched).
     #[inline(always)]
@@ -163,15 +186,14 @@ impl Lane<'_> {
             return Outcome::Other;
         }
         // A FAST session's class follows from its protocol (TCP ones are
-        // established), so the timeout needs no lookup by class.
+        // established), so the timeout needs no lookup by class: fresh if
+        // seen within it (`fresh_after`).
         debug_assert!(s.class == if UDP { class::UDP } else { class::TCP_ESTABLISHED });
-        let cls = if UDP { class::UDP } else { class::TCP_ESTABLISHED };
-        let [tcp_est, _, udp, ..] = self.timeouts;
-        let timeout = if cls == class::UDP { udp } else { tcp_est };
-        let now = self.now;
-        if now.wrapping_sub(s.last_seen) >= timeout {
+        let [udp, tcp] = self.fresh_after;
+        if s.last_seen <= if UDP { udp } else { tcp } {
             return Outcome::Other;
         }
+        let now = self.now;
         let done = match I2O {
             true => Rewrite::i2o(s).apply_fast::<UDP>(frame),
             false => Rewrite::o2i(s).apply_fast::<UDP>(frame),
@@ -289,4 +311,58 @@ pub(crate) fn single_pass<const I2O: bool, F: AsMut<[u8]>>(
         }
     }
     pending
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nat::index::Index;
+    use crate::nat::keys;
+    use crate::nat::rewrite::session_deltas;
+    use crate::testing::frames::{tcp, udp};
+    use crate::wire::tcp::ACK;
+
+    /// The lane's freshness check (`fresh_after`): a steady session seen
+    /// less than its timeout ago is translated; one seen its timeout ago
+    /// or more is the general path's (gone, unless the sweep, which
+    /// reclaims it in that second, is behind).
+    #[test]
+    fn the_lane_takes_a_steady_session_within_its_timeout_and_leaves_it_at_it() {
+        let seed = 7;
+        let (inside, remote, public) = (0x6440_0001, 0xc633_6401, 0xcb00_7101);
+        for (proto, cls, timeout) in [(L4::Udp, class::UDP, 30), (L4::Tcp, class::TCP_ESTABLISHED, 300)] {
+            let (ip_delta, l4_delta) = session_deltas(inside, 4000, public, 1024, proto);
+            let s = Session {
+                inside_ip: inside.into(),
+                remote_ip: remote.into(),
+                public_ip: public.into(),
+                inside_port: 4000.into(),
+                remote_port: 53.into(),
+                public_port: 1024.into(),
+                proto,
+                flags: flag::FAST | flag::REPLIED,
+                class: cls,
+                last_seen: 100,
+                ip_delta,
+                l4_delta,
+                ..Session::default()
+            };
+            let mut index = Index::with_load(16, 1, 4);
+            index.insert(keys::i2o(seed, inside, 4000, remote, 53, proto), 0);
+            let mut timeouts = [0; class::SLOTS];
+            timeouts[usize::from(cls)] = timeout;
+            for (now, taken) in [(100, true), (99 + timeout, true), (100 + timeout, false), (200 + timeout, false)] {
+                let (mut hot, mut windows) = (vec![s], vec![TcpWindow::NEW]);
+                let mut lane = Lane::new(&mut hot, &mut windows, index.raw(), timeouts, now);
+                let mut f = if proto == L4::Udp {
+                    udp(inside, 4000, remote, 53, b"q")
+                } else {
+                    tcp(inside, 4000, remote, 53, ACK)
+                };
+                let got = lane.take::<true>(&mut f, seed);
+                assert_eq!(got == Outcome::Done, taken, "{proto:?} at {now}: {got:?}");
+                assert_eq!(hot[0].last_seen, if taken { now } else { 100 });
+            }
+        }
+    }
 }
