@@ -624,6 +624,40 @@ fn malformed_frames_are_dropped_with_a_reason_never_a_panic() {
 }
 
 #[test]
+fn a_steady_flows_frame_too_short_for_its_header_or_cut_short_is_not_translated() {
+    // The fast lane's length test (`parse::fast_key`): a frame of an
+    // answered UDP flow or an established TCP connection whose IP total
+    // length is below the protocol's header (the frame padded past it, as
+    // Ethernet pads) or past the frame's end is the general path's, which
+    // drops it as malformed; the same frames whole are translated.
+    let mut n = Nat::new(cgnat_params());
+    let (inside, remote) = (ip("100.64.1.2"), ip("198.51.100.1"));
+    let t = n.out(udp(inside, 1000, remote, 53, b"q"));
+    n.back(reply_udp(&t, b"a"));
+    let t = n.out(tcp(inside, 1001, remote, 443, SYN));
+    let (pi, pp, _, _) = tuple(&t);
+    n.back(tcp(remote, 443, pi, pp, SYN | ACK));
+    n.out(tcp(inside, 1001, remote, 443, ACK));
+    let steady =
+        [(udp(inside, 1000, remote, 53, b"0123456789abcdef0123"), 28), (tcp(inside, 1001, remote, 443, ACK), 40)];
+    for (good, least) in steady {
+        let whole = u16::try_from(good.len() - 14).unwrap();
+        for total in [0, 19, 20, least - 1, whole + 1, 0xffff] {
+            let mut f = good.clone();
+            f[16..18].copy_from_slice(&total.to_be_bytes());
+            assert_eq!(
+                n.send(IN, &mut f),
+                Verdict::Drop(DropReason::Malformed),
+                "total length {total} of {}",
+                good.len()
+            );
+        }
+        let mut f = good.clone();
+        assert_eq!(n.send(IN, &mut f), Verdict::Forward(OUT), "whole, {} bytes", good.len());
+    }
+}
+
+#[test]
 fn masquerade_address_change_flushes_its_sessions() {
     let mut n = Nat::new(home_params());
     n.out(udp(ip("192.168.1.20"), 5000, ip("198.51.100.1"), 53, b""));

@@ -255,6 +255,8 @@ pub fn fast_lookup_key(frame: &[u8]) -> Option<FastKey> {
 /// [`FastKey::w0`]), the IP total length and the protocol number. The fast
 /// lane's hit path takes it as is: a frame it translates matched a
 /// session's key, and no session holds a group address ([`martian_source`]).
+/// The total length is checked against the frame by [`fast_key`], with
+/// the protocol's least length, in one compare.
 #[inline(always)]
 pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
     // Constant offsets into a fixed-size array: checked at compile time.
@@ -262,13 +264,11 @@ pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
     let total = usize::from(u16_at(h, layout::TOTAL_LEN));
     let w0 = le64_at(h, layout::SRC);
     // Ethertype 0x0800, then version 4 with a 20-byte header; not a
-    // fragment (MF and offset clear); a unicast Ethernet destination; the
-    // IP packet inside the frame.
+    // fragment (MF and offset clear); a unicast Ethernet destination.
     if u16_at(h, layout::ETHERTYPE) != ETHERTYPE_IPV4
         || h[layout::VER_IHL] != 0x45
         || u16_at(h, layout::FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK) != 0
         || h[layout::ETH_DST] & 1 != 0
-        || total + layout::L3 > frame.len()
     {
         return None;
     }
@@ -276,11 +276,18 @@ pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
 }
 
 /// The protocol half of [`parse_fast`] for UDP (`UDP`) or TCP, after
-/// [`fast_ip`]: the key, with `ttl` left 0.
+/// [`fast_ip`]: the key, with `ttl` left 0. The IP packet must hold the
+/// protocol's header and lie inside the frame: `least <= total` and
+/// `L3 + total <= frame.len()`, that is `total - least <= frame.len() -
+/// (L3 + least)`, one unsigned compare (a total below `least` wraps past
+/// any frame; the frame is at least `L3 + least` bytes, its fixed-size
+/// view's length).
 #[inline(always)]
 pub fn fast_key<const UDP: bool>(frame: &[u8], w0: u64, total: usize) -> Option<FastKey> {
     let (proto, flags) = if UDP {
-        if total < ipv4::field::MIN_LEN + udp::HEADER_LEN {
+        const LEAST: usize = ipv4::field::MIN_LEN + udp::HEADER_LEN;
+        const _: () = assert!(layout::L3 + LEAST <= FAST_LEN);
+        if total.wrapping_sub(LEAST) > frame.len().wrapping_sub(layout::L3 + LEAST) {
             return None;
         }
         (L4::Udp, 0)
@@ -289,7 +296,12 @@ pub fn fast_key<const UDP: bool>(frame: &[u8], w0: u64, total: usize) -> Option<
         let t: &[u8; layout::TCP_END] = frame.first_chunk()?;
         let doff = usize::from(t[layout::TCP_DATA_OFF] >> 4) * 4;
         const MIN: usize = tcp::field::MIN_LEN;
-        if total < ipv4::field::MIN_LEN + MIN || doff < MIN || doff > total - ipv4::field::MIN_LEN {
+        const LEAST: usize = ipv4::field::MIN_LEN + MIN;
+        const _: () = assert!(layout::L3 + LEAST <= layout::TCP_END);
+        if total.wrapping_sub(LEAST) > frame.len().wrapping_sub(layout::L3 + LEAST)
+            || doff < MIN
+            || doff > total - ipv4::field::MIN_LEN
+        {
             return None;
         }
         (L4::Tcp, t[layout::TCP_FLAGS])
