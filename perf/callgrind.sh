@@ -4,7 +4,7 @@
 #
 # Counts only instructions inside Engine::process (the harness that writes
 # frames is excluded) for two run lengths and prints the difference divided
-# by the extra packets (or sessions), so set-up cost drops out:
+# by the extra packets (or sessions), to one decimal, so set-up cost drops out:
 #   established: instructions per packet at 10k flows (UDP)
 #   established TCP: the same for TCP ACKs of 10k connections
 #   new-sessions: instructions per new session
@@ -35,22 +35,26 @@ collected_in() { # BIN args...: the same for another benchmark binary
     awk '/Collected/ {print $4}'
 }
 
+per() { # A B N: (B - A) / N to one decimal (a floor's last unit is not hidden by truncation)
+  awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f", (b - a) / n }'
+}
+
 a=$(collected --scenario established --flows 10000 --packets 1000000)
 b=$(collected --scenario established --flows 10000 --packets 2000000)
-per_pkt=$(( (b - a) / 1000000 ))
+per_pkt=$(per "$a" "$b" 1000000)
 ta=$(collected --scenario established --tcp --flows 10000 --packets 1000000)
 tb=$(collected --scenario established --tcp --flows 10000 --packets 2000000)
-per_tcp=$(( (tb - ta) / 1000000 ))
+per_tcp=$(per "$ta" "$tb" 1000000)
 c=$(collected --scenario new-sessions --flows 100000)
 d=$(collected --scenario new-sessions --flows 200000)
-per_session=$(( (d - c) / 100000 ))
+per_session=$(per "$c" "$d" 100000)
 fa=$(collected --scenario established --fragments --flows 10000 --packets 1000000)
 fb=$(collected --scenario established --fragments --flows 10000 --packets 2000000)
-per_frag=$(( (fb - fa) / 1000000 ))
+per_frag=$(per "$fa" "$fb" 1000000)
 ha=$(collected --scenario established --fragments --out-of-order --flows 10000 --packets 1000000)
 hb=$(collected --scenario established --fragments --out-of-order --flows 10000 --packets 2000000)
-per_held=$(( (hb - ha) / 1000000 ))
+per_held=$(per "$ha" "$hb" 1000000)
 xa=$(collected_in target/release/frag-handoff-bench --packets 200000)
 xb=$(collected_in target/release/frag-handoff-bench --packets 400000)
-per_two=$(( (xb - xa) / 200000 ))
-printf '{"established_instructions_per_packet":%d,"established_tcp_instructions_per_packet":%d,"new_session_instructions":%d,"fragment_instructions":%d,"held_fragment_instructions":%d,"two_worker_fragment_instructions":%d}\n' "$per_pkt" "$per_tcp" "$per_session" "$per_frag" "$per_held" "$per_two"
+per_two=$(per "$xa" "$xb" 200000)
+printf '{"established_instructions_per_packet":%s,"established_tcp_instructions_per_packet":%s,"new_session_instructions":%s,"fragment_instructions":%s,"held_fragment_instructions":%s,"two_worker_fragment_instructions":%s}\n' "$per_pkt" "$per_tcp" "$per_session" "$per_frag" "$per_held" "$per_two"
