@@ -265,14 +265,25 @@ pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
     let w0 = le64_at(h, layout::SRC);
     // Ethertype 0x0800, then version 4 with a 20-byte header; not a
     // fragment (MF and offset clear); a unicast Ethernet destination.
+    // The fragment field, the TTL and the protocol as one word, read as
+    // they lie: the fragment bits are the first two bytes' (MF and the
+    // offset, in network order), the protocol the last byte. (LLVM still
+    // tests the fragment bytes one by one; the gain, -3.5 instructions a
+    // packet, came from the registers the loop was then given.)
+    const _: () = assert!(layout::PROTO == layout::FLAGS_FRAG + 3);
+    const FRAG_BITS: u32 = {
+        let [hi, lo] = (FLAG_MF | FRAG_OFFSET_MASK).to_be_bytes();
+        u32::from_le_bytes([hi, lo, 0, 0])
+    };
+    let w = le32_at(h, layout::FLAGS_FRAG);
     if u16_at(h, layout::ETHERTYPE) != ETHERTYPE_IPV4
         || h[layout::VER_IHL] != 0x45
-        || u16_at(h, layout::FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK) != 0
+        || w & FRAG_BITS != 0
         || h[layout::ETH_DST] & 1 != 0
     {
         return None;
     }
-    Some((w0, total, h[layout::PROTO]))
+    Some((w0, total, (w >> 24) as u8))
 }
 
 /// The protocol half of [`parse_fast`] for UDP (`UDP`) or TCP, after
