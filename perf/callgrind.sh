@@ -36,6 +36,7 @@ collected_in() { # BIN args...: the same for another benchmark binary
 }
 
 per() { # A B N: (B - A) / N to one decimal (a floor's last unit is not hidden by truncation)
+  [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ ]] || { echo "callgrind.sh: no instruction count from valgrind" >&2; exit 1; }
   awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f", (b - a) / n }'
 }
 

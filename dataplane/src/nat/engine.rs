@@ -395,7 +395,9 @@ impl Engine {
     pub(super) fn stale(&self, s: &Session, now: u32) -> bool {
         let t = self.class_timeout.get(usize::from(s.class)).copied().unwrap_or(0);
         // Worker time never goes back; if it did, the wrapped difference
-        // reads as stale and the general path deals with it.
+        // reads as stale and the general path deals with it (the fast
+        // lane's compare with `Lane::fresh_after` would read a session
+        // seen "later" than now as fresh: it relies on the same clock).
         now.wrapping_sub(s.last_seen) >= t
     }
 

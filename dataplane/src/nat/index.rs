@@ -138,9 +138,10 @@ impl Index {
     /// pages (the allocator's mapping ends where the index does: a partial
     /// last huge page would be 4 KiB pages, a TLB miss a look-up there).
     /// The engine's indexes take load 1/2 (short probes) up to
-    /// `nat::COMPACT_ABOVE_SESSIONS` sessions, its flow indexes 1/4 in the
-    /// tables the single pass serves (up to `nat::PREFETCH_ABOVE_SESSIONS`,
-    /// in cache, where a slot passed costs more than the memory); past that, where their size
+    /// `nat::COMPACT_ABOVE_SESSIONS` sessions (its flow indexes 1/4 in the
+    /// tables the single pass serves, up to `nat::PREFETCH_ABOVE_SESSIONS`
+    /// sessions, in cache, where a slot passed costs more than the
+    /// memory); past `COMPACT_ABOVE_SESSIONS`, where their size
     /// is what counts, its flow indexes take 3/4 (the longer probes mostly
     /// stay in the home slot's cache line, and the batch asks for the next
     /// line too) and its mapping indexes, probed only when sessions are

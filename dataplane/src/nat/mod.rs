@@ -185,7 +185,8 @@ pub const PREFETCH_ABOVE_SESSIONS: u32 = 1 << 16;
 
 /// Session capacity above which the indexes are filled for their size
 /// (flow indexes at load 3/4, mapping indexes at 5/6) rather than for
-/// short probes (1/2): 2^21 sessions, where two flow indexes at 1/2 take
+/// short probes (1/2; the flow indexes 1/4 up to
+/// [`PREFETCH_ABOVE_SESSIONS`]): 2^21 sessions, where two flow indexes at 1/2 take
 /// 32 MiB, more than a last-level cache holds beside the sessions. Below
 /// it the shorter probes are worth their memory (1M sessions: established
 /// 17% and new sessions 15% faster at 1/2 than at 3/4 and 5/6; mapping

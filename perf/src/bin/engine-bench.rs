@@ -289,8 +289,9 @@ fn first_replies(
     (fwd, secs, cpu)
 }
 
-/// The memory-ceiling walk: `flows` sessions in a flow index of the
-/// engine's size for them (`Index::with_entries`, as `i2o` and `o2i`) and
+/// The memory-ceiling walk: `flows` sessions in a flow index at load 1/2
+/// (`Index::with_entries`: the engine's `i2o` and `o2i` from 64k to 2^21
+/// sessions; 1/4 below, 3/4 above) and
 /// a slab of hot halves; `packets` lookups in random flow order, 64 at a
 /// time in three stages (every slot asked for, then every session, then
 /// each read and its `last_seen` written), as `nat::batch` does. Returns

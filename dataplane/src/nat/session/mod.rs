@@ -217,6 +217,7 @@ const LINK_NIL: u32 = (1 << 24) - 1;
 /// two bytes and its high one, so writing one is a 16-bit and an 8-bit
 /// store rather than three byte stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct Link {
     lo: [u8; 2],
     hi: u8,
