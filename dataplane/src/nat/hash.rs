@@ -4,6 +4,8 @@
 //! aim collisions at a bucket without knowing it.
 #![forbid(unsafe_code)]
 
+use crate::wire::bytes::{Net16, Net32};
+
 const K1: u64 = 0x9e37_79b9_7f4a_7c15;
 const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
 
@@ -46,8 +48,7 @@ pub fn hash5(seed: u64, a: u32, ap: u16, b: u32, bp: u16, proto: u16) -> u64 {
 /// word and port pair as `parse::FastKey` reads them from a packet.
 #[inline(always)]
 pub fn wire_words(a: u32, ap: u16, b: u32, bp: u16) -> (u64, u32) {
-    let le32 = |x: u32| u32::from_le_bytes(x.to_be_bytes());
-    let le16 = |x: u16| u16::from_le_bytes(x.to_be_bytes());
+    let (le32, le16) = (|x| Net32::new(x).le(), |x| Net16::new(x).le());
     ((u64::from(le32(b)) << 32) | u64::from(le32(a)), (u32::from(le16(bp)) << 16) | u32::from(le16(ap)))
 }
 

@@ -295,10 +295,16 @@ pub fn fast_ip(frame: &[u8]) -> Option<(u64, usize, u8)> {
 /// view's length).
 #[inline(always)]
 pub fn fast_key<const UDP: bool>(frame: &[u8], w0: u64, total: usize) -> Option<FastKey> {
+    // The packet holds `LEAST` bytes and lies inside the frame (see above);
+    // `VIEW` is the fixed-size view the frame was already checked for,
+    // which `L3 + LEAST` must fit, so the right side cannot wrap.
+    #[inline(always)]
+    fn holds<const LEAST: usize, const VIEW: usize>(total: usize, frame: &[u8]) -> bool {
+        const { assert!(layout::L3 + LEAST <= VIEW) };
+        total.wrapping_sub(LEAST) <= frame.len().wrapping_sub(layout::L3 + LEAST)
+    }
     let (proto, flags) = if UDP {
-        const LEAST: usize = ipv4::field::MIN_LEN + udp::HEADER_LEN;
-        const _: () = assert!(layout::L3 + LEAST <= FAST_LEN);
-        if total.wrapping_sub(LEAST) > frame.len().wrapping_sub(layout::L3 + LEAST) {
+        if !holds::<{ ipv4::field::MIN_LEN + udp::HEADER_LEN }, FAST_LEN>(total, frame) {
             return None;
         }
         (L4::Udp, 0)
@@ -307,9 +313,7 @@ pub fn fast_key<const UDP: bool>(frame: &[u8], w0: u64, total: usize) -> Option<
         let t: &[u8; layout::TCP_END] = frame.first_chunk()?;
         let doff = usize::from(t[layout::TCP_DATA_OFF] >> 4) * 4;
         const MIN: usize = tcp::field::MIN_LEN;
-        const LEAST: usize = ipv4::field::MIN_LEN + MIN;
-        const _: () = assert!(layout::L3 + LEAST <= layout::TCP_END);
-        if total.wrapping_sub(LEAST) > frame.len().wrapping_sub(layout::L3 + LEAST)
+        if !holds::<{ ipv4::field::MIN_LEN + MIN }, { layout::TCP_END }>(total, frame)
             || doff < MIN
             || doff > total - ipv4::field::MIN_LEN
         {
