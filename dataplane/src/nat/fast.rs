@@ -50,15 +50,15 @@ pub(crate) struct Lane<'a> {
     pub slots: &'a [u32],
     /// The index's home slots (`hash::home`).
     pub homes: usize,
-    pub timeouts: [u32; super::session::class::SLOTS],
     pub now: u32,
     /// A steady UDP and TCP session ([`class::UDP`],
-    /// [`class::TCP_ESTABLISHED`]) is fresh if seen after these seconds:
-    /// `now` less its timeout, computed once a batch ([`Lane::new`]), so
-    /// a packet's freshness check is one compare. (Saturating: early on a
-    /// session seen at second 0 leaves the lane for the general path,
-    /// which finds it fresh all the same.)
-    pub fresh_after: [u32; 2],
+    /// [`class::TCP_ESTABLISHED`]), and an unanswered UDP one
+    /// ([`class::UDP_UNREPLIED`], its first reply's check), is fresh if
+    /// seen after these seconds: `now` less its timeout, computed once a
+    /// batch ([`Lane::new`]), so a packet's freshness check is one compare.
+    /// (Saturating: early on a session seen at second 0 leaves the lane for
+    /// the general path, which finds it fresh all the same.)
+    pub fresh_after: [u32; 3],
 }
 
 impl<'a> Lane<'a> {
@@ -73,9 +73,10 @@ impl<'a> Lane<'a> {
         timeouts: [u32; class::SLOTS],
         now: u32,
     ) -> Self {
-        let [tcp_est, _, udp, ..] = timeouts;
-        let fresh_after = [now.saturating_sub(udp), now.saturating_sub(tcp_est)];
-        Lane { hot, tcp, slots, homes, timeouts, now, fresh_after }
+        const _: () = assert!(class::TCP_ESTABLISHED == 0 && class::UDP == 2 && class::UDP_UNREPLIED == 4);
+        let [tcp_est, _, udp, _, unreplied, ..] = timeouts;
+        let fresh_after = [udp, tcp_est, unreplied].map(|t| now.saturating_sub(t));
+        Lane { hot, tcp, slots, homes, now, fresh_after }
     }
 
     /// Parses, looks up and translates a steady-state packet (anything but
@@ -189,7 +190,7 @@ impl<'a> Lane<'a> {
         // established), so the timeout needs no lookup by class: fresh if
         // seen within it (`fresh_after`).
         debug_assert!(s.class == if UDP { class::UDP } else { class::TCP_ESTABLISHED });
-        let [udp, tcp] = self.fresh_after;
+        let [udp, tcp, _] = self.fresh_after;
         if s.last_seen <= if UDP { udp } else { tcp } {
             return Outcome::Other;
         }
@@ -224,8 +225,8 @@ impl<'a> Lane<'a> {
         let Some(s) = self.hot.get_mut(i) else {
             return Outcome::Other;
         };
-        let timeout = self.timeouts.get(usize::from(class::UDP_UNREPLIED)).copied().unwrap_or(0);
-        if !first_udp_reply::<I2O>(s) || self.now.wrapping_sub(s.last_seen) >= timeout {
+        let [_, _, unreplied] = self.fresh_after;
+        if !first_udp_reply::<I2O>(s) || s.last_seen <= unreplied {
             return Outcome::Other;
         }
         let done = match I2O {
@@ -363,6 +364,42 @@ mod tests {
                 assert_eq!(got == Outcome::Done, taken, "{proto:?} at {now}: {got:?}");
                 assert_eq!(hot[0].last_seen, if taken { now } else { 100 });
             }
+        }
+    }
+
+    /// The same for an unanswered UDP session's first reply
+    /// ([`first_udp_reply`]): taken within the unreplied timeout, left to
+    /// the general path at it.
+    #[test]
+    fn the_lane_takes_a_first_reply_within_the_unreplied_timeout_and_leaves_it_at_it() {
+        let seed = 7;
+        let (inside, remote, public) = (0x6440_0001, 0xc633_6401, 0xcb00_7101);
+        let (ip_delta, l4_delta) = session_deltas(inside, 4000, public, 1024, L4::Udp);
+        let s = Session {
+            inside_ip: inside.into(),
+            remote_ip: remote.into(),
+            public_ip: public.into(),
+            inside_port: 4000.into(),
+            remote_port: 53.into(),
+            public_port: 1024.into(),
+            proto: L4::Udp,
+            class: class::UDP_UNREPLIED,
+            last_seen: 100,
+            ip_delta,
+            l4_delta,
+            ..Session::default()
+        };
+        let mut index = Index::with_load(16, 1, 4);
+        index.insert(keys::o2i(seed, public, 1024, remote, 53, L4::Udp), 0);
+        let mut timeouts = [0; class::SLOTS];
+        timeouts[usize::from(class::UDP_UNREPLIED)] = 30;
+        for (now, taken) in [(100, true), (129, true), (130, false), (230, false)] {
+            let (mut hot, mut windows) = (vec![s], vec![TcpWindow::NEW]);
+            let mut lane = Lane::new(&mut hot, &mut windows, index.raw(), timeouts, now);
+            let mut f = udp(remote, 53, public, 1024, b"r");
+            let got = lane.take::<false>(&mut f, seed ^ crate::nat::O2I_SALT);
+            assert_eq!(got == Outcome::Done, taken, "at {now}: {got:?}");
+            assert_eq!(hot[0].flags & flag::REPLIED != 0, taken, "at {now}");
         }
     }
 }
