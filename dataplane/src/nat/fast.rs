@@ -323,44 +323,53 @@ mod tests {
     use crate::testing::frames::{tcp, udp};
     use crate::wire::tcp::ACK;
 
+    const SEED: u64 = 7;
+    const INSIDE: u32 = 0x6440_0001;
+    const REMOTE: u32 = 0xc633_6401;
+    const PUBLIC: u32 = 0xcb00_7101;
+
+    /// A session of `proto` from INSIDE:4000 to REMOTE:53 as PUBLIC:1024,
+    /// of class `class` with `flags`, seen at second 100.
+    fn session(proto: L4, class: u8, flags: u8) -> Session {
+        let (ip_delta, l4_delta) = session_deltas(INSIDE, 4000, PUBLIC, 1024, proto);
+        Session {
+            inside_ip: INSIDE.into(),
+            remote_ip: REMOTE.into(),
+            public_ip: PUBLIC.into(),
+            inside_port: 4000.into(),
+            remote_port: 53.into(),
+            public_port: 1024.into(),
+            proto,
+            flags,
+            class,
+            last_seen: 100,
+            ip_delta,
+            l4_delta,
+            ..Session::default()
+        }
+    }
+
     /// The lane's freshness check (`fresh_after`): a steady session seen
     /// less than its timeout ago is translated; one seen its timeout ago
     /// or more is the general path's (gone, unless the sweep, which
     /// reclaims it in that second, is behind).
     #[test]
     fn the_lane_takes_a_steady_session_within_its_timeout_and_leaves_it_at_it() {
-        let seed = 7;
-        let (inside, remote, public) = (0x6440_0001, 0xc633_6401, 0xcb00_7101);
         for (proto, cls, timeout) in [(L4::Udp, class::UDP, 30), (L4::Tcp, class::TCP_ESTABLISHED, 300)] {
-            let (ip_delta, l4_delta) = session_deltas(inside, 4000, public, 1024, proto);
-            let s = Session {
-                inside_ip: inside.into(),
-                remote_ip: remote.into(),
-                public_ip: public.into(),
-                inside_port: 4000.into(),
-                remote_port: 53.into(),
-                public_port: 1024.into(),
-                proto,
-                flags: flag::FAST | flag::REPLIED,
-                class: cls,
-                last_seen: 100,
-                ip_delta,
-                l4_delta,
-                ..Session::default()
-            };
+            let s = session(proto, cls, flag::FAST | flag::REPLIED);
             let mut index = Index::with_load(16, 1, 4);
-            index.insert(keys::i2o(seed, inside, 4000, remote, 53, proto), 0);
+            index.insert(keys::i2o(SEED, INSIDE, 4000, REMOTE, 53, proto), 0);
             let mut timeouts = [0; class::SLOTS];
             timeouts[usize::from(cls)] = timeout;
             for (now, taken) in [(100, true), (99 + timeout, true), (100 + timeout, false), (200 + timeout, false)] {
                 let (mut hot, mut windows) = (vec![s], vec![TcpWindow::NEW]);
                 let mut lane = Lane::new(&mut hot, &mut windows, index.raw(), timeouts, now);
                 let mut f = if proto == L4::Udp {
-                    udp(inside, 4000, remote, 53, b"q")
+                    udp(INSIDE, 4000, REMOTE, 53, b"q")
                 } else {
-                    tcp(inside, 4000, remote, 53, ACK)
+                    tcp(INSIDE, 4000, REMOTE, 53, ACK)
                 };
-                let got = lane.take::<true>(&mut f, seed);
+                let got = lane.take::<true>(&mut f, SEED);
                 assert_eq!(got == Outcome::Done, taken, "{proto:?} at {now}: {got:?}");
                 assert_eq!(hot[0].last_seen, if taken { now } else { 100 });
             }
@@ -372,32 +381,16 @@ mod tests {
     /// the general path at it.
     #[test]
     fn the_lane_takes_a_first_reply_within_the_unreplied_timeout_and_leaves_it_at_it() {
-        let seed = 7;
-        let (inside, remote, public) = (0x6440_0001, 0xc633_6401, 0xcb00_7101);
-        let (ip_delta, l4_delta) = session_deltas(inside, 4000, public, 1024, L4::Udp);
-        let s = Session {
-            inside_ip: inside.into(),
-            remote_ip: remote.into(),
-            public_ip: public.into(),
-            inside_port: 4000.into(),
-            remote_port: 53.into(),
-            public_port: 1024.into(),
-            proto: L4::Udp,
-            class: class::UDP_UNREPLIED,
-            last_seen: 100,
-            ip_delta,
-            l4_delta,
-            ..Session::default()
-        };
+        let s = session(L4::Udp, class::UDP_UNREPLIED, 0);
         let mut index = Index::with_load(16, 1, 4);
-        index.insert(keys::o2i(seed, public, 1024, remote, 53, L4::Udp), 0);
+        index.insert(keys::o2i(SEED, PUBLIC, 1024, REMOTE, 53, L4::Udp), 0);
         let mut timeouts = [0; class::SLOTS];
         timeouts[usize::from(class::UDP_UNREPLIED)] = 30;
         for (now, taken) in [(100, true), (129, true), (130, false), (230, false)] {
             let (mut hot, mut windows) = (vec![s], vec![TcpWindow::NEW]);
             let mut lane = Lane::new(&mut hot, &mut windows, index.raw(), timeouts, now);
-            let mut f = udp(remote, 53, public, 1024, b"r");
-            let got = lane.take::<false>(&mut f, seed ^ crate::nat::O2I_SALT);
+            let mut f = udp(REMOTE, 53, PUBLIC, 1024, b"r");
+            let got = lane.take::<false>(&mut f, SEED ^ crate::nat::O2I_SALT);
             assert_eq!(got == Outcome::Done, taken, "at {now}: {got:?}");
             assert_eq!(hot[0].flags & flag::REPLIED != 0, taken, "at {now}");
         }
