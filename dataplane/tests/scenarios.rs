@@ -5,6 +5,7 @@
 use dataplane::nat::params::proto;
 use dataplane::nat::*;
 use dataplane::testing::frames::{self as build, checksums_ok, icmp_echo, icmp_error, ip, tcp, tuple, udp};
+use dataplane::wire::layout::{L3, TOTAL_LEN};
 use dataplane::wire::tcp::{ACK, FIN, RST, SYN};
 
 mod common;
@@ -641,10 +642,10 @@ fn a_steady_flows_frame_too_short_for_its_header_or_cut_short_is_not_translated(
     let steady =
         [(udp(inside, 1000, remote, 53, b"0123456789abcdef0123"), 28), (tcp(inside, 1001, remote, 443, ACK), 40)];
     for (good, least) in steady {
-        let whole = u16::try_from(good.len() - 14).unwrap();
+        let whole = u16::try_from(good.len() - L3).unwrap();
         for total in [0, 19, 20, least - 1, whole + 1, 0xffff] {
             let mut f = good.clone();
-            f[16..18].copy_from_slice(&total.to_be_bytes());
+            f[TOTAL_LEN..TOTAL_LEN + 2].copy_from_slice(&total.to_be_bytes());
             assert_eq!(
                 n.send(IN, &mut f),
                 Verdict::Drop(DropReason::Malformed),
