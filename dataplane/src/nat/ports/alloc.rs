@@ -162,6 +162,25 @@ impl Ports {
         rand: impl FnOnce() -> u32,
     ) -> Option<(u16, u32, u16)> {
         let window = self.window(now);
+        if let Some((port, a)) = self.alloc_current(s, proto, preferred, window) {
+            return Some((port, 0, a));
+        }
+        self.alloc_general(s, proto, preferred, now, rand)
+    }
+
+    /// [`Ports::alloc_with`] past [`Ports::alloc_current`]: another block
+    /// of the subscriber's, a new one, and every other kind of pool. Out
+    /// of line: a subscriber comes here once a block (or a rotation).
+    #[inline(never)]
+    pub(super) fn alloc_general(
+        &mut self,
+        s: u32,
+        proto: L4,
+        preferred: u16,
+        now: u32,
+        rand: impl FnOnce() -> u32,
+    ) -> Option<(u16, u32, u16)> {
+        let window = self.window(now);
         let a = self.subs.get(s as usize)?.addr;
         self.alloc_at(s, a, proto, preferred, window, now, rand).map(|(port, new)| (port, new, a))
     }

@@ -150,6 +150,7 @@ pub(super) fn build_pool(
         geo: (worker, workers),
         det,
         overflow: None,
+        plain: matches!(pp.mode, PoolMode::PortBlocks { .. }) && !pp.port_parity && !pp.random_ports,
     };
     Ok((rt, addrs))
 }

@@ -57,6 +57,7 @@ use std::collections::VecDeque;
 
 mod alloc;
 mod bitmap;
+mod current;
 mod events;
 mod geometry;
 mod ha;
@@ -105,6 +106,9 @@ pub struct PoolRt {
     /// A deterministic pool's overflow: the port-block pool its
     /// subscribers take ports from past their range (`Ports::resolve_overflow`).
     pub overflow: Option<u16>,
+    /// A port-block pool with neither port parity nor random ports: the
+    /// one [`Ports::alloc_current`] serves.
+    plain: bool,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -247,3 +247,67 @@ fn every_address_keeps_its_own_bitmaps_in_the_shared_arena_across_live_pool_chan
     assert_eq!(p.alloc(c, L4::Udp, 1024, 0, 0).unwrap().0, 1024);
     assert_eq!(p.alloc(a, L4::Udp, 1024, 0, 0).unwrap().0, 1025, "address a's 1024 is still taken");
 }
+
+/// A small port-block pool (blocks of 128, two addresses of 8 blocks a
+/// worker, from a port no block size divides) for the equivalence below,
+/// its ports in numeric order or reversed (an RSS-aware order's
+/// `perm`/`inv`), on worker `worker` of two.
+fn plain_pool(ordered: bool, worker: u16) -> Ports {
+    let mut pool = PoolParams::cgnat("cg", vec![0xcb00_7101, 0xcb00_7102]);
+    pool.mode = PoolMode::PortBlocks { block_size: 128, max_blocks_per_subscriber: 3 };
+    (pool.port_min, pool.port_max) = (2000, 2000 + 16 * 128 - 1);
+    if ordered {
+        pool.port_orders = vec![(pool.port_min..=pool.port_max).rev().collect(); 2];
+    }
+    let mut p = EngineParams::single(vec![pool], vec![]);
+    (p.workers, p.worker) = (2, worker);
+    Ports::new(&p).unwrap()
+}
+
+proptest::proptest! {
+    /// `alloc_current` takes the port the general path takes in the same
+    /// state, and leaves the allocation to it (changing nothing) when it
+    /// cannot: two copies of a pool, the one allocating through both, the
+    /// other through the general path only, hand out the same ports
+    /// through a run of allocations and releases over hold windows.
+    #[test]
+    fn the_current_block_path_takes_the_general_paths_port(
+        ops in proptest::collection::vec((0u32..3, proptest::prelude::any::<bool>(), 0u16..8, 0u32..40, 0u8..4), 1..400),
+        ordered in proptest::prelude::any::<bool>(),
+        worker in 0u16..2,
+    ) {
+        let (mut both, mut general) = (plain_pool(ordered, worker), plain_pool(ordered, worker));
+        let subs: Vec<u32> = (0..3).map(|i| both.subscriber(0x6440_0001 + i, 0).unwrap()).collect();
+        for i in 0..3 {
+            proptest::prop_assert_eq!(general.subscriber(0x6440_0001 + i, 0).unwrap(), subs[i as usize]);
+        }
+        let (mut now, mut held, mut current) = (0u32, Vec::new(), 0u32);
+        for (sub, tcp, near, step, what) in ops {
+            now += step;
+            let proto = if tcp { L4::Tcp } else { L4::Udp };
+            if what == 0 && !held.is_empty() {
+                let (a, proto, port) = held.remove(usize::from(near) % held.len());
+                proptest::prop_assert_eq!(both.release(a, proto, port, now), general.release(a, proto, port, now));
+                continue;
+            }
+            // Preferred ports in and out of the subscriber's blocks.
+            let preferred = 2000 + near * 300 + u16::try_from(now % 97).unwrap();
+            let s = subs[sub as usize];
+            let window = both.window(now);
+            let got = match both.alloc_current(s, proto, preferred, window) {
+                Some((port, a)) => {
+                    current += 1;
+                    Some((port, 0, a))
+                }
+                None => both.alloc_general(s, proto, preferred, now, || 0),
+            };
+            let want = general.alloc_general(s, proto, preferred, now, || 0);
+            proptest::prop_assert_eq!(got, want);
+            if let Some((port, _, a)) = got {
+                held.push((a, proto, port));
+            }
+        }
+        // The path under test served some of them (most runs: many).
+        proptest::prop_assume!(current > 0);
+    }
+}

@@ -1,0 +1,60 @@
+//! The common allocation, straight through: a port-block pool without
+//! port parity or random ports, the subscriber's current block (the one
+//! that last had room) holding a free port for the protocol, its hold
+//! window current. Everything else (another block, a new one, a rotation
+//! due, parity, random ports, shared and deterministic pools) is
+//! [`Ports::alloc_with`]'s general path, which this returns `None` to.
+//!
+//! Invariant: it takes the port [`alloc_in_blocks`] would take in the same
+//! state (the same block, the same start, the same scan), so which path
+//! served a packet is never visible.
+#![forbid(unsafe_code)]
+#![allow(clippy::cast_possible_truncation)]
+
+use super::*;
+
+impl Ports {
+    /// A port of subscriber `s`'s current block for `proto` (see the module
+    /// doc), with its address: `None` leaves the allocation to the general
+    /// path, nothing changed.
+    #[inline(always)]
+    pub(super) fn alloc_current(&mut self, s: u32, proto: L4, preferred: u16, window: u32) -> Option<(u16, u16)> {
+        let sub = self.subs.get(s as usize)?;
+        if sub.hint >= sub.n_blocks {
+            return None;
+        }
+        let (a, l) = (sub.addr, *sub.blocks.get(usize::from(sub.hint))?);
+        let ad = self.addrs.get_mut(usize::from(a))?;
+        let pool = self.pools.get(usize::from(ad.pool))?;
+        if !pool.plain {
+            return None;
+        }
+        let (chunk, words, min) = (u32::from(pool.chunk), pool.words, u32::from(pool.params.port_min));
+        let b = ad.blocks.get(usize::from(l))?;
+        if b.window != window || u32::from(*b.used_by_proto.get(proto.index())?) >= chunk {
+            return None;
+        }
+        let base = block_offset(chunk, pool.geo.1, pool.geo.0, l);
+        // The scan starts at the preferred port if the block holds it, else
+        // at its offset (`alloc_in_blocks`' `start`).
+        let pref = if ad.inv.is_empty() {
+            u32::from(preferred).wrapping_sub(min)
+        } else {
+            ad.inv.get(usize::from(preferred)).map_or(u32::MAX, |&o| u32::from(o))
+        };
+        let d = pref.wrapping_sub(base);
+        let start = if d < chunk { d } else { u32::from(preferred) % chunk } as u16;
+        let at = ad.bits.at + (usize::from(l) * PROTOS + proto.index()) * PLANES * words;
+        let planes = self.bits.get_mut(at..at + PLANES * words)?;
+        let (in_use, rest) = planes.split_at_mut(words);
+        let busy = rest.get_mut((BUSY - 1) * words..)?;
+        let bit = first_free_bit(busy, start)?;
+        let (w, m) = (usize::from(bit / 64), 1u64 << (bit % 64));
+        if let (Some(u), Some(x)) = (in_use.get_mut(w), busy.get_mut(w)) {
+            *u |= m;
+            *x |= m;
+        }
+        count_taken(ad, l, proto);
+        Some((ad.port_at(min, base + u32::from(bit)), a))
+    }
+}
