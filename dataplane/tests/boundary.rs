@@ -320,6 +320,30 @@ fn a_rst_answering_a_syn_counts_only_if_it_acknowledges_the_syn() {
 }
 
 #[test]
+fn a_connection_in_a_reused_session_slot_starts_with_a_fresh_window() {
+    let mut n = Nat::new(guarded());
+    let (h, hp, s, sp) = (ip(HOST.0), HOST.1, ip(SERVER.0), SERVER.1);
+    // A first connection whose server numbers its bytes far from 0.
+    let t = n.out(tcp_at(h, hp, s, sp, SYN, (1_000, 0, 64_240)));
+    let (pi, pp, _, _) = tuple(&t);
+    n.back(tcp_at(s, sp, pi, pp, SYN | ACK, (3_000_000_000, 1_001, 65_160)));
+    n.out(tcp_at(h, hp, s, sp, ACK, (1_001, 3_000_000_001, 65_535)));
+    assert_eq!(state(&n), "established");
+    // It expires; its slot is the next one taken.
+    n.now += 10 * 86_400;
+    n.e.expire(n.now, 1000);
+    assert_eq!(n.e.live_sessions(), 0);
+    // A new connection in that slot: the closed port's answer to its SYN
+    // acknowledges the SYN (its sequence number is 0), and counts as it
+    // would in a slot never used (no window from the old connection).
+    let t = n.out(tcp_at(h, hp + 1, s, sp, SYN, (7_000, 0, 64_240)));
+    let (pi, pp, _, _) = tuple(&t);
+    n.back(tcp_at(s, sp, pi, pp, RST | ACK, (0, 7_001, 0)));
+    assert_eq!(state(&n), "close");
+    assert_eq!(n.e.counters().drop_count(DropReason::TcpOutOfWindow), 0);
+}
+
+#[test]
 fn after_an_accepted_rst_only_a_new_handshake_establishes_again() {
     let mut n = Nat::new(guarded());
     let c = handshake(&mut n);

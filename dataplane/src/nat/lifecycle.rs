@@ -95,8 +95,12 @@ impl Engine {
         if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
             *x = s;
         }
-        if let Some(w) = self.sessions.tcp.get_mut(idx as usize) {
-            *w = TcpWindow::NEW;
+        // Only a TCP session's window is ever read (`tcp_window`, the fast
+        // lane's TCP hit): another's install leaves its line alone.
+        if proto == L4::Tcp {
+            if let Some(w) = self.sessions.tcp.get_mut(idx as usize) {
+                *w = TcpWindow::NEW;
+            }
         }
         let hi = h_i2o.unwrap_or_else(|| keys::session_i2o(self.seed, &s));
         self.i2o.insert(hi, idx);
