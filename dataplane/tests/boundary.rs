@@ -329,7 +329,8 @@ fn a_connection_in_a_reused_session_slot_starts_with_a_fresh_window() {
     n.back(tcp_at(s, sp, pi, pp, SYN | ACK, (3_000_000_000, 1_001, 65_160)));
     n.out(tcp_at(h, hp, s, sp, ACK, (1_001, 3_000_000_001, 65_535)));
     assert_eq!(state(&n), "established");
-    // It expires; its slot is the next one taken.
+    // It expires; its slot is the next one taken (the free list hands
+    // back the slot freed last).
     n.now += 10 * 86_400;
     n.e.expire(n.now, 1000);
     assert_eq!(n.e.live_sessions(), 0);

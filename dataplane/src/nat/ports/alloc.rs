@@ -185,8 +185,8 @@ impl Ports {
         self.alloc_at(s, a, proto, preferred, window, now, rand).map(|(port, new)| (port, new, a))
     }
 
-    /// [`Ports::alloc_with`] for subscriber `s` of address `a`: the
-    /// subscriber, its address and the pool, each looked up once.
+    /// [`Ports::alloc_general`] for subscriber `s` of address `a`: the
+    /// subscriber, its address and the pool, each looked up once here.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn alloc_at(

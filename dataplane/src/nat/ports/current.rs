@@ -5,7 +5,7 @@
 //! due, parity, random ports, shared and deterministic pools) is
 //! [`Ports::alloc_with`]'s general path, which this returns `None` to.
 //!
-//! Invariant: it takes the port [`alloc_in_blocks`] would take in the same
+//! Invariant: it takes the port [`super::alloc::alloc_in_blocks`] would take in the same
 //! state (the same block, the same start, the same scan), so which path
 //! served a packet is never visible.
 #![forbid(unsafe_code)]

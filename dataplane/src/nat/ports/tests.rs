@@ -248,14 +248,14 @@ fn every_address_keeps_its_own_bitmaps_in_the_shared_arena_across_live_pool_chan
     assert_eq!(p.alloc(a, L4::Udp, 1024, 0, 0).unwrap().0, 1025, "address a's 1024 is still taken");
 }
 
-/// A small port-block pool (blocks of 128, two addresses of 8 blocks a
-/// worker, from a port no block size divides) for the equivalence below,
-/// its ports in numeric order or reversed (an RSS-aware order's
-/// `perm`/`inv`), on worker `worker` of two.
-fn plain_pool(ordered: bool, worker: u16) -> Ports {
+/// A small port-block pool (blocks of `block`, 2048 ports an address from
+/// a port no block size divides, up to 3 blocks a subscriber) for the
+/// equivalence below, its ports in numeric order or reversed (an
+/// RSS-aware order's `perm`/`inv`), on worker `worker` of two.
+fn plain_pool(block: u16, ordered: bool, worker: u16) -> Ports {
     let mut pool = PoolParams::cgnat("cg", vec![0xcb00_7101, 0xcb00_7102]);
-    pool.mode = PoolMode::PortBlocks { block_size: 128, max_blocks_per_subscriber: 3 };
-    (pool.port_min, pool.port_max) = (2000, 2000 + 16 * 128 - 1);
+    pool.mode = PoolMode::PortBlocks { block_size: block, max_blocks_per_subscriber: 3 };
+    (pool.port_min, pool.port_max) = (2000, 2000 + 2048 - 1);
     if ordered {
         pool.port_orders = vec![(pool.port_min..=pool.port_max).rev().collect(); 2];
     }
@@ -269,30 +269,35 @@ proptest::proptest! {
     /// state, and leaves the allocation to it (changing nothing) when it
     /// cannot: two copies of a pool, the one allocating through both, the
     /// other through the general path only, hand out the same ports
-    /// through a run of allocations and releases over hold windows.
+    /// through a run of allocations and releases over hold windows. With
+    /// `crowded`, one subscriber in blocks of 64 and few releases: its
+    /// blocks fill (with ports in use and ports held), it takes new ones
+    /// and reaches its limit.
     #[test]
     fn the_current_block_path_takes_the_general_paths_port(
-        ops in proptest::collection::vec((0u32..3, proptest::prelude::any::<bool>(), 0u16..8, 0u32..40, 0u8..4), 1..400),
+        ops in proptest::collection::vec((0u32..3, proptest::prelude::any::<bool>(), 0u16..8, 0u32..40, 0u8..8), 1..400),
         ordered in proptest::prelude::any::<bool>(),
+        crowded in proptest::prelude::any::<bool>(),
         worker in 0u16..2,
     ) {
-        let (mut both, mut general) = (plain_pool(ordered, worker), plain_pool(ordered, worker));
-        let subs: Vec<u32> = (0..3).map(|i| both.subscriber(0x6440_0001 + i, 0).unwrap()).collect();
-        for i in 0..3 {
+        let (block, n_subs, releases) = if crowded { (64, 1, 1) } else { (128, 3, 2) };
+        let (mut both, mut general) = (plain_pool(block, ordered, worker), plain_pool(block, ordered, worker));
+        let subs: Vec<u32> = (0..n_subs).map(|i| both.subscriber(0x6440_0001 + i, 0).unwrap()).collect();
+        for i in 0..n_subs {
             proptest::prop_assert_eq!(general.subscriber(0x6440_0001 + i, 0).unwrap(), subs[i as usize]);
         }
         let (mut now, mut held, mut current) = (0u32, Vec::new(), 0u32);
         for (sub, tcp, near, step, what) in ops {
-            now += step;
+            now += if crowded { step / 8 } else { step };
             let proto = if tcp { L4::Tcp } else { L4::Udp };
-            if what == 0 && !held.is_empty() {
+            if what < releases && !held.is_empty() {
                 let (a, proto, port) = held.remove(usize::from(near) % held.len());
                 proptest::prop_assert_eq!(both.release(a, proto, port, now), general.release(a, proto, port, now));
                 continue;
             }
             // Preferred ports in and out of the subscriber's blocks.
             let preferred = 2000 + near * 300 + u16::try_from(now % 97).unwrap();
-            let s = subs[sub as usize];
+            let s = subs[(sub % n_subs) as usize];
             let window = both.window(now);
             let got = match both.alloc_current(s, proto, preferred, window) {
                 Some((port, a)) => {

@@ -312,7 +312,8 @@ pub struct SessionTable {
     /// Cold halves, same indices.
     pub cold: Vec<Cold>,
     /// What the RST check keeps of TCP sessions, same indices (reset when
-    /// a session is made; meaningless for other protocols).
+    /// a TCP session is made; left as it was, and never read, for other
+    /// protocols).
     pub tcp: Vec<super::tcp::TcpWindow>,
     free_head: u32,
     live: u32,
