@@ -202,6 +202,10 @@ pub struct Ports {
     subs: Vec<Subscriber>,
     sub_index: Index,
     sub_free: Vec<u32>,
+    /// The slot last found for an inside address, by its low bits (a
+    /// power of two of them, [`Ports::subscriber`]): confirmed against the
+    /// subscriber itself before use, so a stale entry only costs the index.
+    sub_recent: Vec<u32>,
     seed: u64,
     /// Blocks currently held by subscribers.
     pub blocks_in_use: u32,
@@ -276,6 +280,7 @@ impl Ports {
             subs: vec![EMPTY_SUB; cap as usize],
             sub_index: Index::with_entries(cap),
             sub_free: (0..cap).rev().collect(),
+            sub_recent: vec![u32::MAX; (cap as usize).next_power_of_two().min(SUB_RECENT_MAX)],
             seed: p.seed,
             blocks_in_use: 0,
             events: Vec::with_capacity(BLOCK_EVENTS),
@@ -325,7 +330,9 @@ impl Ports {
                     + (a.free_blocks.len() + a.perm.len() + a.inv.len()) * 2
             })
             .sum();
-        a + self.subs.len() * std::mem::size_of::<Subscriber>() + self.sub_index.memory_bytes()
+        a + self.subs.len() * std::mem::size_of::<Subscriber>()
+            + self.sub_index.memory_bytes()
+            + self.sub_recent.len() * 4
     }
 
     /// The global index of a public address.

@@ -316,3 +316,44 @@ proptest::proptest! {
         proptest::prop_assume!(current > 0);
     }
 }
+
+proptest::proptest! {
+    /// The recent-subscriber table never changes what `subscriber` finds:
+    /// with inside addresses whose low bits collide (a table of 4), two
+    /// pools that both hold them, and subscribers made and freed in any
+    /// order, each call returns the slot the index holds for (address,
+    /// pool) when there is one, and always one the index holds, of that
+    /// address and pool.
+    #[test]
+    fn the_recent_subscriber_is_the_indexed_one(
+        ops in proptest::collection::vec((0u32..6, 0u16..2, proptest::prelude::any::<bool>()), 1..200),
+    ) {
+        let pools = [0xcb00_7101, 0xcb00_7201].map(|a| PoolParams::cgnat("p", vec![a]));
+        let mut params = EngineParams::single(pools.into(), vec![]);
+        params.pools[1].name = "q".into();
+        params.max_subscribers = 4;
+        let mut p = Ports::new(&params).unwrap();
+        let mut live: Vec<u32> = Vec::new();
+        for (k, pool, free) in ops {
+            // Four addresses apart share their low bits.
+            let ip = 0x6440_0001 + (k << 2);
+            if free && !live.is_empty() {
+                let s = live.remove(k as usize % live.len());
+                p.remove_session(s);
+                continue;
+            }
+            let indexed = p.find_subscriber(ip, pool);
+            let Ok(s) = p.subscriber(ip, pool) else {
+                // Only a full table refuses, and only a new subscriber.
+                proptest::prop_assert!(indexed.is_none());
+                continue;
+            };
+            proptest::prop_assert!(indexed.is_none_or(|i| i == s));
+            proptest::prop_assert_eq!(p.find_subscriber(ip, pool), Some(s), "a slot the index holds");
+            let x = p.sub(s).unwrap();
+            proptest::prop_assert_eq!((x.inside_ip, x.pool), (ip, pool));
+            p.add_session(s);
+            live.push(s);
+        }
+    }
+}
