@@ -229,10 +229,44 @@ pub fn complete_key(k: &mut FastKey, frame: &[u8]) -> bool {
 /// drops martians and translates class E). A hit needs no such test: no
 /// session holds a martian or group address ([`martian_source`]), and
 /// one to a class E address is translated the same either way.
+///
+/// Read from the word as it lies: an address's first octet is the low
+/// byte of its half, looked up in a set of 256 bits (a load and a bit
+/// test, no byte swap); only the limited broadcast source needs its other
+/// octets.
 #[inline(always)]
+#[allow(clippy::cast_possible_truncation)] // the first octets are the point
 fn lane_refuses(w0: u64) -> bool {
-    let (src, dst) = FastKey::addrs(w0);
-    dst >> 29 == 7 || martian_source(src) || martian_destination(dst)
+    let (src, dst) = (w0 as u8, (w0 >> 32) as u8);
+    octet_in(&DST_REFUSED, dst) || octet_in(&SRC_REFUSED, src) || w0 as u32 == u32::MAX
+}
+
+/// The first octets of the sources [`lane_refuses`] refuses: 0/8, 127/8
+/// and 224/4 ([`martian_source`] but the limited broadcast, which it
+/// tests whole).
+const SRC_REFUSED: [u64; 4] = octet_set(224, 240);
+/// The first octets of the destinations [`lane_refuses`] refuses: 0/8,
+/// 127/8, and 224/3 (group and class E).
+const DST_REFUSED: [u64; 4] = octet_set(224, 256);
+
+/// A set of first octets: 0, 127 and `from..to`.
+#[allow(clippy::indexing_slicing)] // run by the compiler: a bad index fails the build
+const fn octet_set(from: usize, to: usize) -> [u64; 4] {
+    let mut set = [0u64; 4];
+    let mut o = 0;
+    while o < 256 {
+        if o == 0 || o == 127 || (o >= from && o < to) {
+            set[o / 64] |= 1 << (o % 64);
+        }
+        o += 1;
+    }
+    set
+}
+
+/// Whether octet `o` is in `set`.
+#[inline(always)]
+fn octet_in(set: &[u64; 4], o: u8) -> bool {
+    set.get(usize::from(o >> 6)).is_some_and(|w| w >> (o & 63) & 1 != 0)
 }
 
 /// [`parse_fast`] without its address test and the TTL: the key a
@@ -475,4 +509,28 @@ pub fn parse_embedded(frame: &[u8], icmp_off: usize, end: usize) -> Option<Embed
         dport,
         proto,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lane's address test on the word as it lies is the general
+    /// path's on the addresses: every pair of first octets, each with the
+    /// rest of its address at both ends (so the limited broadcast too).
+    #[test]
+    fn the_lanes_address_test_refuses_what_the_general_path_would() {
+        for s in 0..=255u32 {
+            for d in 0..=255u32 {
+                for rest in [0x00_0000, 0x01_0203, 0xff_ffff] {
+                    let (src, dst) = (s << 24 | rest, d << 24 | rest);
+                    let w0 = u64::from(u32::from_le_bytes(src.to_be_bytes()))
+                        | u64::from(u32::from_le_bytes(dst.to_be_bytes())) << 32;
+                    assert_eq!(FastKey::addrs(w0), (src, dst));
+                    let want = dst >> 29 == 7 || martian_source(src) || martian_destination(dst);
+                    assert_eq!(lane_refuses(w0), want, "{src:#010x} -> {dst:#010x}");
+                }
+            }
+        }
+    }
 }
