@@ -226,17 +226,10 @@ impl Engine {
             e.sessions.free(idx);
             Verdict::Drop(v)
         };
-        let sub = match self.ports.subscriber(p.src, pool) {
+        let sub = match self.ports.subscriber_session(p.src, pool) {
             Ok(s) => s,
             Err(r) => return Err(undo(self, r)),
         };
-        if !self.ports.add_session(sub) {
-            // A subscriber with no sessions would linger: give it back.
-            if self.ports.sub(sub).is_some_and(|x| x.sessions == 0) {
-                self.ports.remove_session(sub);
-            }
-            return Err(undo(self, DropReason::SubscriberSessionLimit));
-        }
         let hm = self.h_imap(p.src, p.sport, p.proto);
         let head = self.find_mapping_i2o(hm, p.src, p.sport, p.proto, pool, now);
         let rport = if p.proto == L4::Icmp { 0 } else { p.dport };

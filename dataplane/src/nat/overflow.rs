@@ -57,16 +57,10 @@ impl Engine {
         };
         // The session counts on the overflow pool's subscriber instead.
         self.ports.remove_session(sub);
-        let osub = match self.ports.subscriber(p.src, ov) {
+        let osub = match self.ports.subscriber_session(p.src, ov) {
             Ok(x) => x,
             Err(r) => return Err(undo(self, r)),
         };
-        if !self.ports.add_session(osub) {
-            if self.ports.sub(osub).is_some_and(|x| x.sessions == 0) {
-                self.ports.remove_session(osub);
-            }
-            return Err(undo(self, DropReason::SubscriberSessionLimit));
-        }
         // An overflow mapping of the endpoint is kept (RFC 4787 REQ-1).
         let hm = self.h_imap(p.src, p.sport, p.proto);
         if let Some(h) = self.find_mapping_i2o(hm, p.src, p.sport, p.proto, ov, now) {

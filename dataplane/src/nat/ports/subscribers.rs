@@ -148,6 +148,29 @@ impl Ports {
         Ok(slot)
     }
 
+    /// [`Ports::subscriber`] with a session counted ([`Ports::add_session`]):
+    /// at its limit, `SubscriberSessionLimit`, and a subscriber left with
+    /// no session given back.
+    #[inline(always)]
+    pub fn subscriber_session(&mut self, inside_ip: u32, pool: u16) -> Result<u32, DropReason> {
+        let s = self.subscriber(inside_ip, pool)?;
+        if self.add_session(s) {
+            return Ok(s);
+        }
+        self.session_limit(s)
+    }
+
+    /// [`Ports::subscriber_session`] at the limit.
+    #[cold]
+    #[inline(never)]
+    fn session_limit(&mut self, s: u32) -> Result<u32, DropReason> {
+        // A subscriber with no sessions would linger: give it back.
+        if self.sub(s).is_some_and(|x| x.sessions == 0) {
+            self.remove_session(s);
+        }
+        Err(DropReason::SubscriberSessionLimit)
+    }
+
     /// Subscriber `s`.
     pub fn sub(&self, s: u32) -> Option<&Subscriber> {
         self.subs.get(s as usize)

@@ -357,3 +357,18 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_subscriber_refused_its_first_session_is_given_back() {
+    let mut pool = PoolParams::cgnat("cg", vec![0xcb00_7101]);
+    pool.max_sessions_per_subscriber = 1;
+    let mut p = Ports::new(&EngineParams::single(vec![pool], vec![])).unwrap();
+    let s = p.subscriber_session(0x6440_0001, 0).unwrap();
+    // At its limit with a session: refused, and kept.
+    assert_eq!(p.subscriber_session(0x6440_0001, 0), Err(DropReason::SubscriberSessionLimit));
+    assert_eq!(p.find_subscriber(0x6440_0001, 0), Some(s));
+    // A pool that allows none: refused, and not left holding a slot.
+    p.pools[0].params.max_sessions_per_subscriber = 0;
+    assert_eq!(p.subscriber_session(0x6440_0002, 0), Err(DropReason::SubscriberSessionLimit));
+    assert_eq!(p.find_subscriber(0x6440_0002, 0), None);
+}
