@@ -68,12 +68,7 @@ pub(super) fn alloc_in_blocks(
         Some(r) => r % chunk,
         None => u32::from(preferred) % chunk,
     };
-    // The preferred port's offset in the chunked order (MAX: not the pool's).
-    let pref = if ad.inv.is_empty() {
-        u32::from(preferred).wrapping_sub(min)
-    } else {
-        ad.inv.get(usize::from(preferred)).map_or(u32::MAX, |&o| u32::from(o))
-    };
+    let pref = ad.preferred_offset(min, preferred);
     // Where to start in block `l`: the preferred port if `l` holds it.
     let start = |base: u32| {
         let d = pref.wrapping_sub(base);

@@ -93,7 +93,20 @@ pub(super) fn take_first_free(
     start: u16,
 ) -> Option<u16> {
     let base = (usize::from(l) * PROTOS + proto.index()) * PLANES * words;
-    let planes = bits.get_mut(base..base + PLANES * words)?;
+    take_first_free_at(ad, bits.get_mut(base..base + PLANES * words)?, words, l, proto, start)
+}
+
+/// [`take_first_free`] in `planes`, block `l`'s for `proto` (its
+/// [`PLANES`] planes of `words` words), however the caller found them.
+#[inline(always)]
+pub(super) fn take_first_free_at(
+    ad: &mut AddrPorts,
+    planes: &mut [u64],
+    words: usize,
+    l: u16,
+    proto: L4,
+    start: u16,
+) -> Option<u16> {
     let (in_use, rest) = planes.split_at_mut(words);
     let busy = rest.get_mut((BUSY - 1) * words..)?;
     let bit = first_free_bit(busy, start)?;

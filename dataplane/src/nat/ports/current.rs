@@ -37,24 +37,10 @@ impl Ports {
         let base = block_offset(chunk, pool.geo.1, pool.geo.0, l);
         // The scan starts at the preferred port if the block holds it, else
         // at its offset (`alloc_in_blocks`' `start`).
-        let pref = if ad.inv.is_empty() {
-            u32::from(preferred).wrapping_sub(min)
-        } else {
-            ad.inv.get(usize::from(preferred)).map_or(u32::MAX, |&o| u32::from(o))
-        };
-        let d = pref.wrapping_sub(base);
+        let d = ad.preferred_offset(min, preferred).wrapping_sub(base);
         let start = if d < chunk { d } else { u32::from(preferred) % chunk } as u16;
         let at = ad.bits.at + (usize::from(l) * PROTOS + proto.index()) * PLANES * words;
-        let planes = self.bits.get_mut(at..at + PLANES * words)?;
-        let (in_use, rest) = planes.split_at_mut(words);
-        let busy = rest.get_mut((BUSY - 1) * words..)?;
-        let bit = first_free_bit(busy, start)?;
-        let (w, m) = (usize::from(bit / 64), 1u64 << (bit % 64));
-        if let (Some(u), Some(x)) = (in_use.get_mut(w), busy.get_mut(w)) {
-            *u |= m;
-            *x |= m;
-        }
-        count_taken(ad, l, proto);
+        let bit = take_first_free_at(ad, self.bits.get_mut(at..at + PLANES * words)?, words, l, proto, start)?;
         Some((ad.port_at(min, base + u32::from(bit)), a))
     }
 }

@@ -24,6 +24,19 @@ impl AddrPorts {
         }
     }
 
+    /// Where an allocation preferring `preferred` starts looking: its
+    /// offset in the chunked order, unchecked in numeric order (a port
+    /// outside the range lands past every block, or in the last one's
+    /// never-free tail), `u32::MAX` in an RSS order that lacks it.
+    #[inline(always)]
+    pub(super) fn preferred_offset(&self, min: u32, preferred: u16) -> u32 {
+        if self.inv.is_empty() {
+            u32::from(preferred).wrapping_sub(min)
+        } else {
+            self.inv.get(usize::from(preferred)).map_or(u32::MAX, |&o| u32::from(o))
+        }
+    }
+
     /// The offset of `port` in the chunked order, if it is the pool's.
     #[inline(always)]
     pub(super) fn offset_of(&self, min: u16, max: u16, port: u16) -> Option<u32> {
