@@ -211,12 +211,18 @@ const HOST: (&str, u16) = ("100.64.1.2", 40000);
 const SERVER: (&str, u16) = ("198.51.100.1", 443);
 
 fn handshake(n: &mut Nat) -> Conn {
+    handshake_from(n, 50_000)
+}
+
+/// [`handshake`] with the server's initial sequence number `isn`.
+fn handshake_from(n: &mut Nat, isn: u32) -> Conn {
     let (h, hp, s, sp) = (ip(HOST.0), HOST.1, ip(SERVER.0), SERVER.1);
     let t = n.out(tcp_at(h, hp, s, sp, SYN, (1_000, 0, 64_240)));
     let (pi, pp, _, _) = tuple(&t);
-    n.back(tcp_at(s, sp, pi, pp, SYN | ACK, (50_000, 1_001, 65_160)));
-    n.out(tcp_at(h, hp, s, sp, ACK, (1_001, 50_001, 65_535)));
-    Conn { public: (pi, pp), a: 1_001, b: 50_001 }
+    let b = isn.wrapping_add(1);
+    n.back(tcp_at(s, sp, pi, pp, SYN | ACK, (isn, 1_001, 65_160)));
+    n.out(tcp_at(h, hp, s, sp, ACK, (1_001, b, 65_535)));
+    Conn { public: (pi, pp), a: 1_001, b }
 }
 
 #[test]
@@ -324,10 +330,7 @@ fn a_connection_in_a_reused_session_slot_starts_with_a_fresh_window() {
     let mut n = Nat::new(guarded());
     let (h, hp, s, sp) = (ip(HOST.0), HOST.1, ip(SERVER.0), SERVER.1);
     // A first connection whose server numbers its bytes far from 0.
-    let t = n.out(tcp_at(h, hp, s, sp, SYN, (1_000, 0, 64_240)));
-    let (pi, pp, _, _) = tuple(&t);
-    n.back(tcp_at(s, sp, pi, pp, SYN | ACK, (3_000_000_000, 1_001, 65_160)));
-    n.out(tcp_at(h, hp, s, sp, ACK, (1_001, 3_000_000_001, 65_535)));
+    handshake_from(&mut n, 3_000_000_000);
     assert_eq!(state(&n), "established");
     // It expires; its slot is the next one taken (the free list hands
     // back the slot freed last).
