@@ -46,11 +46,11 @@ impl Engine {
         // Hairpinning (TCP and UDP) needs something on the public endpoint to
         // reach; decide before any session is made.
         let dst_public = match self.ports.addr_of_ip(p.dst) {
-            Some(a) if p.proto == L4::Icmp => match self.echo_to_public(now, frame, p, a) {
+            Some(a) if p.proto == L4::Icmp => match self.echo_to_public(now, frame, &p.for_call(), a) {
                 Ok(public) => public,
                 Err(v) => return Ok(v),
             },
-            Some(a) => match self.dst_public(now, p, a) {
+            Some(a) => match self.dst_public(now, &p.for_call(), a) {
                 Ok(public) => public,
                 Err(v) => return Ok(v),
             },
@@ -63,7 +63,7 @@ impl Engine {
             return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
         }
         if self.workers > 1 {
-            if let Some(v) = self.owner_elsewhere(p, dst_public) {
+            if let Some(v) = self.owner_elsewhere(&p.for_call(), dst_public) {
                 return Ok(v);
             }
         }
@@ -75,9 +75,9 @@ impl Engine {
         };
         let (rule, action) = matched.map_or((usize::MAX, None), |(i, a)| (i, Some(a)));
         let idx = match (statik, action) {
-            (Some(addr), _) => self.new_static_i2o(now, p, addr, h)?,
+            (Some(addr), _) => self.new_static_i2o(now, &p.for_call(), addr, h)?,
             (None, Some(RuleAction::Translate { pool })) if dst_public && p.proto == L4::Icmp => {
-                match self.new_echo_hairpin(now, p, pool, h) {
+                match self.new_echo_hairpin(now, &p.for_call(), pool, h) {
                     Ok(idx) => idx,
                     Err(v) => return Err(self.refused(now, frame, p.src, pool, v)),
                 }
@@ -100,7 +100,7 @@ impl Engine {
             // What the rule adds (MSS clamping, the FTP ALG) first: the window
             // check then applies it to this packet too.
             self.set_rule_ext(idx, rule);
-            self.tcp_window(idx, Side::Inside, now, frame, p);
+            self.tcp_window(idx, Side::Inside, now, frame, &p.for_call());
         }
         // No touch(): install() already set the state a first packet from
         // the originator leaves.
@@ -115,7 +115,7 @@ impl Engine {
                 x.refresh_fast();
             }
             let s = self.sessions.get(idx);
-            return Ok(self.hairpin_dst(now, frame, p, &s, pub_ip.get()));
+            return Ok(self.hairpin_dst(now, frame, &p.for_call(), &s, pub_ip.get()));
         }
         Ok(Verdict::Forward(Side::Outside))
     }
@@ -254,7 +254,7 @@ impl Engine {
                 let rng = &mut self.rng;
                 let got = self.ports.alloc_with(sub, p.proto, p.sport, now, || engine::xorshift(rng));
                 let Some((port, new_blocks, addr)) = got else {
-                    return self.no_port(idx, sub, pool, p, now, h_i2o);
+                    return self.no_port(idx, sub, pool, &p.for_call(), now, h_i2o);
                 };
                 self.counters.blocks_allocated += u64::from(new_blocks);
                 s.public_port = port.into();

@@ -62,6 +62,15 @@ pub struct Parsed {
     pub kind: Kind,
 }
 
+impl Parsed {
+    /// A copy to hand an out-of-line call: the caller's own is then
+    /// never addressed, so once inlined its fields stay in registers.
+    #[inline(always)]
+    pub fn for_call(&self) -> Parsed {
+        *self
+    }
+}
+
 /// A multicast or limited-broadcast address.
 fn is_group_ip(a: u32) -> bool {
     a >> 28 == 0xe || a == u32::MAX
