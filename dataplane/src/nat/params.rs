@@ -228,6 +228,10 @@ impl Prefix {
     pub fn last(&self) -> u32 {
         self.addr | !self.mask
     }
+    /// The netmask of the prefix's length.
+    pub fn mask(&self) -> u32 {
+        self.mask
+    }
     fn mask_of(len: u8) -> u32 {
         if len == 0 {
             0

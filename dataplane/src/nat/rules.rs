@@ -54,30 +54,47 @@ impl RuleMatch {
     }
 }
 
-/// The rule list as the engine keeps it: each rule with a note of which of
-/// its other lists are in use, so a rule that names only source prefixes
-/// (the usual CGNAT rule) costs one prefix scan.
+/// The rule list as the engine keeps it: one entry per source prefix of
+/// each rule (a rule without any, one matching every source), in rule
+/// order, each with its rule's position and action and whether the rule
+/// has other lists to check. A flow's first match walks these flat
+/// entries, an AND and a compare each: the usual CGNAT rule, which names
+/// only source prefixes, never leaves them.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
-    rules: Vec<(Rule, bool)>,
+    rules: Vec<Rule>,
+    by_src: Vec<SrcEntry>,
+}
+
+/// One source prefix of a rule (see [`RuleSet`]).
+#[derive(Debug, Clone, Copy)]
+struct SrcEntry {
+    addr: u32,
+    mask: u32,
+    /// The rule's position in the list.
+    rule: u32,
+    /// The rule names more than source prefixes: its whole match decides.
+    rest: bool,
+    action: RuleAction,
 }
 
 impl RuleSet {
     /// Compiles `rules`, keeping their order.
     pub fn new(rules: &[Rule]) -> Self {
-        let rules = rules
-            .iter()
-            .map(|r| {
-                let m = &r.matches;
-                let rest = !(m.src_except.is_empty()
-                    && m.dst.is_empty()
-                    && m.dst_except.is_empty()
-                    && m.protocols == 0
-                    && m.dst_ports.is_empty());
-                (r.clone(), rest)
-            })
-            .collect();
-        Self { rules }
+        let mut by_src = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let m = &r.matches;
+            let rest = !(m.src_except.is_empty()
+                && m.dst.is_empty()
+                && m.dst_except.is_empty()
+                && m.protocols == 0
+                && m.dst_ports.is_empty());
+            let rule = u32::try_from(i).unwrap_or(u32::MAX);
+            let any = [Prefix::new(0, 0)];
+            let src = if m.src.is_empty() { &any[..] } else { &m.src[..] };
+            by_src.extend(src.iter().map(|p| SrcEntry { addr: p.addr, mask: p.mask(), rule, rest, action: r.action }));
+        }
+        Self { rules: rules.to_vec(), by_src }
     }
 
     /// The first rule matching the flow, if any.
@@ -87,13 +104,17 @@ impl RuleSet {
     }
 
     /// [`RuleSet::first_match`] with the rule's position in the list.
+    /// (A rule with other lists whose source matched but the rest did not
+    /// is checked again for each of its further prefixes the source lies
+    /// in: the same answer, found the same way.)
     #[inline(always)]
     pub fn first_match_at(&self, src: u32, dst: u32, protocol: u8, dport: Option<u16>) -> Option<(usize, RuleAction)> {
-        for (i, (r, rest)) in self.rules.iter().enumerate() {
-            let m = &r.matches;
-            let src_ok = m.src.is_empty() || any_contains(&m.src, src);
-            if src_ok && (!rest || m.matches(src, dst, protocol, dport)) {
-                return Some((i, r.action));
+        for e in &self.by_src {
+            if src & e.mask == e.addr
+                && (!e.rest
+                    || self.rules.get(e.rule as usize).is_some_and(|r| r.matches.matches(src, dst, protocol, dport)))
+            {
+                return Some((e.rule as usize, e.action));
             }
         }
         None
@@ -158,5 +179,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The flat entries decide as the rules do: rules with several source
+    /// prefixes, none, and other lists that fail after the source matched.
+    #[test]
+    fn the_compiled_set_takes_the_first_matching_rule() {
+        let rules = vec![
+            Rule {
+                matches: RuleMatch {
+                    src: vec![p([10, 0, 0, 0], 8), p([192, 168, 1, 0], 24)],
+                    protocols: proto::TCP,
+                    ..Default::default()
+                },
+                action: RuleAction::NoNat,
+            },
+            Rule {
+                matches: RuleMatch { dst: vec![p([8, 8, 8, 0], 24)], ..Default::default() },
+                action: RuleAction::Route,
+            },
+            Rule {
+                matches: RuleMatch { src: vec![p([172, 16, 0, 0], 12), p([192, 168, 0, 0], 16)], ..Default::default() },
+                action: RuleAction::Translate { pool: 2 },
+            },
+            Rule { matches: RuleMatch::default(), action: RuleAction::Translate { pool: 0 } },
+        ];
+        let set = RuleSet::new(&rules);
+        let mut seen = std::collections::HashSet::new();
+        for src in
+            [ip([10, 1, 2, 3]), ip([192, 168, 1, 9]), ip([192, 168, 2, 9]), ip([172, 20, 0, 1]), ip([1, 2, 3, 4])]
+        {
+            for dst in [ip([8, 8, 8, 8]), ip([9, 9, 9, 9])] {
+                for (proto, port) in [(6, Some(80)), (17, Some(53)), (1, None)] {
+                    let want = rules.iter().position(|r| r.matches.matches(src, dst, proto, port));
+                    let got = set.first_match_at(src, dst, proto, port);
+                    assert_eq!(got.map(|(i, _)| i), want, "{src:#x} -> {dst:#x} proto {proto}");
+                    assert_eq!(got.map(|(_, a)| a), want.map(|i| rules[i].action));
+                    seen.insert(want);
+                }
+            }
+        }
+        // Every rule was the first match somewhere.
+        assert_eq!(seen.len(), 4, "{seen:?}");
     }
 }
