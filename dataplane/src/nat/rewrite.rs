@@ -215,7 +215,7 @@ pub(super) fn set_ip_addr(frame: &mut [u8], l3: usize, at: usize, new: u32, d: u
 /// byte-swapped as the fast lane applies them (see `Session`): the IP
 /// header's for the address with the TTL decrement's added, and the L4
 /// checksum's for address and port (ICMP: the identifier only). Each is
-/// summed wide and folded once (RFC 1071 section 2(C): 2^16 is 1 modulo
+/// summed in 32-bit one's-complement words and folded once (RFC 1071 section 2(C): 2^16 is 1 modulo
 /// 0xFFFF), which gives exactly what delta32, delta16 and add would. A sum
 /// with a nonzero term folds to a nonzero word, so the address's delta
 /// alone comes back exactly (`Rewrite::i2o`).
@@ -227,10 +227,12 @@ pub(super) fn session_deltas(
     public_port: u16,
     proto: L4,
 ) -> (u16, u16) {
-    let ip_sum = u64::from(!inside_ip) + u64::from(public_ip);
-    let port_sum = u64::from(!inside_port) + u64::from(public_port);
-    let l4 = fold_wide(if proto == L4::Icmp { port_sum } else { ip_sum + port_sum });
-    (fold_wide(ip_sum + u64::from(TTL_DELTA)).swap_bytes(), l4.swap_bytes())
+    // In 32-bit one's-complement words (2^32 is 1 modulo 0xFFFF too):
+    // an add with its carry each, and one rotate-and-add fold.
+    let ip_sum = add32(!inside_ip, public_ip);
+    let port_sum = u32::from(!inside_port) + u32::from(public_port);
+    let l4 = fold32(if proto == L4::Icmp { port_sum } else { add32(ip_sum, port_sum) });
+    (fold32(add32(ip_sum, u32::from(TTL_DELTA))).swap_bytes(), l4.swap_bytes())
 }
 
 /// Decrements the TTL of a frame routed unchanged.

@@ -41,16 +41,23 @@ pub fn fold(mut acc: u32) -> u16 {
     (acc & 0xffff) as u16
 }
 
-/// Folds a one's-complement accumulator below 2^34 (a few 32-bit words) to
-/// 16 bits: three folds leave at most 0xFFFF.
+/// One's-complement sum of two 32-bit words (end-around carry, RFC 1071):
+/// congruent to their sum modulo 0xFFFF, zero only if both are.
 #[inline(always)]
-#[allow(clippy::cast_possible_truncation)] // the last fold leaves 16 bits
-pub fn fold_wide(mut acc: u64) -> u16 {
-    debug_assert!(acc < 1 << 34);
-    for _ in 0..3 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
+pub fn add32(a: u32, b: u32) -> u32 {
+    let (s, c) = a.overflowing_add(b);
+    // No overflow: with a carry, `s` is at most 2^32 - 2.
+    s + u32::from(c)
+}
+
+/// Folds a 32-bit one's-complement word to 16 bits in one add: the word
+/// plus itself rotated by 16 holds in its high half the two halves' sum
+/// with the low half's carry added back. Equals [`fold`] (and
+/// [`fold_wide`] of any sum congruent to it): zero only for zero.
+#[inline(always)]
+#[allow(clippy::cast_possible_truncation)] // the high half is the point
+pub fn fold32(x: u32) -> u16 {
+    (x.wrapping_add(x.rotate_right(16)) >> 16) as u16
 }
 
 /// The checksum field value for `data` (the complement of the folded sum).
@@ -154,12 +161,27 @@ mod tests {
 
     proptest! {
         #[test]
-        fn one_wide_fold_equals_the_delta_helpers(old: u32, new: u32, op: u16, np: u16) {
-            let ip = u64::from(!old) + u64::from(new);
-            let port = u64::from(!op) + u64::from(np);
-            prop_assert_eq!(fold_wide(ip), delta32(old, new));
-            prop_assert_eq!(fold_wide(port), delta16(op, np));
-            prop_assert_eq!(fold_wide(ip + port), add(delta32(old, new), delta16(op, np)));
+        fn one_fold_of_32_bit_sums_equals_the_delta_helpers(old: u32, new: u32, op: u16, np: u16) {
+            let ip = add32(!old, new);
+            let port = u32::from(!op) + u32::from(np);
+            prop_assert_eq!(fold32(ip), delta32(old, new));
+            prop_assert_eq!(fold32(port), delta16(op, np));
+            prop_assert_eq!(fold32(add32(ip, port)), add(delta32(old, new), delta16(op, np)));
+        }
+
+        #[test]
+        fn the_rotate_fold_equals_shift_folds_of_the_wide_sum(a: u32, b: u32, small in 0u32..0x2_0000) {
+            // The wide sum folded 16 bits at a time until it fits.
+            let wide = |mut acc: u64| {
+                while acc > 0xffff {
+                    acc = (acc & 0xffff) + (acc >> 16);
+                }
+                acc
+            };
+            prop_assert_eq!(u64::from(fold32(add32(a, b))), wide(u64::from(a) + u64::from(b)));
+            prop_assert_eq!(fold32(a), fold(a));
+            let three = u64::from(a) + u64::from(b) + u64::from(small);
+            prop_assert_eq!(u64::from(fold32(add32(add32(a, b), small))), wide(three));
         }
 
         #[test]
