@@ -63,7 +63,7 @@ impl Engine {
             return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
         }
         if self.workers > 1 {
-            if let Some(v) = self.owner_elsewhere(&p.for_call(), dst_public) {
+            if let Some(v) = self.owner_elsewhere((p.src, p.sport, p.proto), dst_public) {
                 return Ok(v);
             }
         }
@@ -165,21 +165,22 @@ impl Engine {
         Ok(false)
     }
 
-    /// With several workers: the hand-off if another worker owns the flow.
+    /// With several workers: the hand-off if another worker owns the flow
+    /// from inside endpoint (`src`, `sport`) of protocol `proto`.
     #[inline(never)]
-    pub(super) fn owner_elsewhere(&self, p: &Parsed, dst_public: bool) -> Option<Verdict> {
+    pub(super) fn owner_elsewhere(&self, (src, sport, proto): (u32, u16, L4), dst_public: bool) -> Option<Verdict> {
         // An echo hairpin lives with its target's mapping (see hairpin.rs),
         // whichever worker owns the sender.
-        if dst_public && p.proto == L4::Icmp {
+        if dst_public && proto == L4::Icmp {
             return None;
         }
         // A forward's server answering: its session lives with the public port's owner.
         // (An FTP ALG forward's server keeps its sessions: engine::forward_owner.)
-        let owner = if let Some(f) = self.forward_by_inside(p.src, p.sport, p.proto).filter(|f| !f.f.ftp_alg) {
-            let home = f.f.home_port_of_inside(p.sport);
+        let owner = if let Some(f) = self.forward_by_inside(src, sport, proto).filter(|f| !f.f.ftp_alg) {
+            let home = f.f.home_port_of_inside(sport);
             self.port_owner(f.addr, home).unwrap_or(self.worker)
         } else {
-            self.subscriber_owner(p.src)
+            self.subscriber_owner(src)
         };
         (owner != self.worker).then_some(Verdict::HandOff { worker: owner, arrived_on: Side::Inside })
     }

@@ -64,13 +64,10 @@ impl Engine {
                         .ok()
                         .map(|n| super::other::other_home(self.seed, e.src, e.dst, n, self.workers)),
                     Side::Outside => self.flow_owner(e.src, e.sport, e.proto),
-                    Side::Inside => {
-                        match self.owner_elsewhere(&Parsed { src: e.dst, sport: e.dport, proto: e.proto, ..*p }, false)
-                        {
-                            Some(Verdict::HandOff { worker, .. }) => Some(worker),
-                            _ => None,
-                        }
-                    }
+                    Side::Inside => match self.owner_elsewhere((e.dst, e.dport, e.proto), false) {
+                        Some(Verdict::HandOff { worker, .. }) => Some(worker),
+                        _ => None,
+                    },
                 };
                 if let Some(o) = owner.filter(|&o| o != self.worker) {
                     return Verdict::HandOff { worker: o, arrived_on: side };
