@@ -52,8 +52,9 @@ pub fn add32(a: u32, b: u32) -> u32 {
 
 /// Folds a 32-bit one's-complement word to 16 bits in one add: the word
 /// plus itself rotated by 16 holds in its high half the two halves' sum
-/// with the low half's carry added back. Equals [`fold`] (and
-/// [`fold_wide`] of any sum congruent to it): zero only for zero.
+/// with the low half's carry added back. Equals [`fold`]: zero only for
+/// zero, so any nonzero sum congruent to `x` modulo 0xFFFF folds to the
+/// same word.
 #[inline(always)]
 #[allow(clippy::cast_possible_truncation)] // the high half is the point
 pub fn fold32(x: u32) -> u16 {

@@ -3,10 +3,10 @@
 //! on the inside and sent out of the inside; the frame it answers is freed:
 //! - refused subscribers: a frame the engine refused
 //!   ([`Verdict::Refuse`](crate::nat::Verdict::Refuse), RFC 6888 REQ-11b)
-//!   gets a host unreachable ([`Engine::write_refusal`]);
+//!   gets a host unreachable ([`Engine::write_refusal`](crate::nat::Engine::write_refusal));
 //! - a hairpinned frame with Don't Fragment set, too big for the inside
 //!   MTU, gets "fragmentation needed" with that MTU (RFC 4787 REQ-13,
-//!   [`Engine::write_too_big`]).
+//!   [`Engine::write_too_big`](crate::nat::Engine::write_too_big)).
 //!
 //! Invariants: nothing here allocates, locks or waits: the error's frame is
 //! one of the backend's free frames, and without one (or without a next
