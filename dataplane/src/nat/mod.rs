@@ -104,7 +104,7 @@ pub use params::*;
 pub use reconfigure::reconfigure_check;
 
 use crate::wire::bytes::{set_u16, set_u32, u16_at, u32_at};
-use crate::wire::checksum::{add, add32, apply_delta, apply_delta_udp, delta32, fold, fold32, negate, sum};
+use crate::wire::checksum::{add, add32, apply_delta, apply_delta_udp, delta32, fold, negate, sum};
 use crate::wire::icmp;
 use crate::wire::tcp::TcpPacket;
 use batch::{Created, Item, Pre};

@@ -215,8 +215,9 @@ pub(super) fn set_ip_addr(frame: &mut [u8], l3: usize, at: usize, new: u32, d: u
 /// byte-swapped as the fast lane applies them (see `Session`): the IP
 /// header's for the address with the TTL decrement's added, and the L4
 /// checksum's for address and port (ICMP: the identifier only). Each is
-/// summed in 32-bit one's-complement words and folded once (RFC 1071 section 2(C): 2^16 is 1 modulo
-/// 0xFFFF), which gives exactly what delta32, delta16 and add would. A sum
+/// summed in 32-bit one's-complement words and folded once (RFC 1071
+/// section 2(C): 2^16, and so 2^32, is 1 modulo 0xFFFF), which gives
+/// exactly what delta32, delta16 and add would. A sum
 /// with a nonzero term folds to a nonzero word, so the address's delta
 /// alone comes back exactly (`Rewrite::i2o`).
 #[inline(always)]
@@ -231,8 +232,8 @@ pub(super) fn session_deltas(
     // an add with its carry each, and one rotate-and-add fold.
     let ip_sum = add32(!inside_ip, public_ip);
     let port_sum = u32::from(!inside_port) + u32::from(public_port);
-    let l4 = fold32(if proto == L4::Icmp { port_sum } else { add32(ip_sum, port_sum) });
-    (fold32(add32(ip_sum, u32::from(TTL_DELTA))).swap_bytes(), l4.swap_bytes())
+    let l4 = fold(if proto == L4::Icmp { port_sum } else { add32(ip_sum, port_sum) });
+    (fold(add32(ip_sum, u32::from(TTL_DELTA))).swap_bytes(), l4.swap_bytes())
 }
 
 /// Decrements the TTL of a frame routed unchanged.
@@ -330,6 +331,7 @@ fn set_ne16(b: &mut [u8], off: usize, v: u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::checksum::delta16;
     use proptest::prelude::*;
 
     fn rw(i2o: bool, addr: u32, port: u16, d_ip: u16, d_l4: u16) -> Rewrite {
@@ -406,6 +408,11 @@ mod tests {
             prop_assert_eq!(o2i.d_ip, negate(d));
             prop_assert_eq!(i2o.d_ip_ttl, be_to_ne(oc_add(d, TTL_DELTA)));
             prop_assert_eq!(o2i.d_ip_ttl, be_to_ne(oc_add(negate(d), TTL_DELTA)));
+            // The L4 delta: address and port, ICMP the identifier alone.
+            let port = delta16(inside_port, public_port);
+            let l4 = if icmp { port } else { add(d, port) };
+            prop_assert_eq!(i2o.d_l4, l4);
+            prop_assert_eq!(o2i.d_l4, negate(l4));
         }
     }
 

@@ -33,12 +33,15 @@ fn fold64(mut acc: u64) -> u32 {
     u32::try_from(acc).unwrap_or(u32::MAX)
 }
 
-/// Folds a 32-bit one's-complement accumulator to 16 bits.
+/// Folds a 32-bit one's-complement accumulator to 16 bits in one add: the
+/// word plus itself rotated by 16 holds in its high half the two halves'
+/// sum with the low half's carry added back (RFC 1071's end-around
+/// carry). Zero only for zero, so any nonzero sum congruent to `acc`
+/// modulo 0xFFFF folds to the same word.
 #[inline(always)]
-pub fn fold(mut acc: u32) -> u16 {
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    (acc & 0xffff) as u16
+#[allow(clippy::cast_possible_truncation)] // the high half is the point
+pub fn fold(acc: u32) -> u16 {
+    (acc.wrapping_add(acc.rotate_right(16)) >> 16) as u16
 }
 
 /// One's-complement sum of two 32-bit words (end-around carry, RFC 1071):
@@ -48,17 +51,6 @@ pub fn add32(a: u32, b: u32) -> u32 {
     let (s, c) = a.overflowing_add(b);
     // No overflow: with a carry, `s` is at most 2^32 - 2.
     s + u32::from(c)
-}
-
-/// Folds a 32-bit one's-complement word to 16 bits in one add: the word
-/// plus itself rotated by 16 holds in its high half the two halves' sum
-/// with the low half's carry added back. Equals [`fold`]: zero only for
-/// zero, so any nonzero sum congruent to `x` modulo 0xFFFF folds to the
-/// same word.
-#[inline(always)]
-#[allow(clippy::cast_possible_truncation)] // the high half is the point
-pub fn fold32(x: u32) -> u16 {
-    (x.wrapping_add(x.rotate_right(16)) >> 16) as u16
 }
 
 /// The checksum field value for `data` (the complement of the folded sum).
@@ -155,6 +147,22 @@ mod tests {
         assert_eq!(checksum(&h), 0xb861);
     }
 
+    /// The ends proptest's uniform draws never reach: zero, all ones, a
+    /// carry out of the low half, a carry out of the whole word.
+    #[test]
+    fn the_fold_and_add32_at_their_edges() {
+        assert_eq!(fold(0), 0);
+        assert_eq!(fold(u32::MAX), 0xffff);
+        assert_eq!(fold(0x0001_0000), 1);
+        assert_eq!(fold(0x0000_ffff), 0xffff);
+        assert_eq!(fold(0xffff_0001), 1);
+        assert_eq!(fold(0x8000_8000), 1);
+        assert_eq!(add32(u32::MAX, 0), u32::MAX);
+        assert_eq!(add32(u32::MAX, 1), 1);
+        assert_eq!(add32(u32::MAX, u32::MAX), u32::MAX);
+        assert_eq!(add32(0, 0), 0);
+    }
+
     fn equivalent(a: u16, b: u16) -> bool {
         // 0x0000 and 0xFFFF are both one's-complement zero.
         a == b || (a | b == 0xffff && (a == 0 || b == 0))
@@ -165,13 +173,13 @@ mod tests {
         fn one_fold_of_32_bit_sums_equals_the_delta_helpers(old: u32, new: u32, op: u16, np: u16) {
             let ip = add32(!old, new);
             let port = u32::from(!op) + u32::from(np);
-            prop_assert_eq!(fold32(ip), delta32(old, new));
-            prop_assert_eq!(fold32(port), delta16(op, np));
-            prop_assert_eq!(fold32(add32(ip, port)), add(delta32(old, new), delta16(op, np)));
+            prop_assert_eq!(fold(ip), delta32(old, new));
+            prop_assert_eq!(fold(port), delta16(op, np));
+            prop_assert_eq!(fold(add32(ip, port)), add(delta32(old, new), delta16(op, np)));
         }
 
         #[test]
-        fn the_rotate_fold_equals_shift_folds_of_the_wide_sum(a: u32, b: u32, small in 0u32..0x2_0000) {
+        fn the_fold_equals_shift_folds_of_the_wide_sum(a: u32, b: u32, small in 0u32..0x2_0000) {
             // The wide sum folded 16 bits at a time until it fits.
             let wide = |mut acc: u64| {
                 while acc > 0xffff {
@@ -179,10 +187,9 @@ mod tests {
                 }
                 acc
             };
-            prop_assert_eq!(u64::from(fold32(add32(a, b))), wide(u64::from(a) + u64::from(b)));
-            prop_assert_eq!(fold32(a), fold(a));
+            prop_assert_eq!(u64::from(fold(add32(a, b))), wide(u64::from(a) + u64::from(b)));
             let three = u64::from(a) + u64::from(b) + u64::from(small);
-            prop_assert_eq!(u64::from(fold32(add32(add32(a, b), small))), wide(three));
+            prop_assert_eq!(u64::from(fold(add32(add32(a, b), small))), wide(three));
         }
 
         #[test]
