@@ -87,11 +87,10 @@ impl Engine {
                 // A subscriber at its limit (RFC 6888 REQ-11): see super::refusal.
                 Err(v) => return Err(self.refused(now, frame, p.src, pool, v)),
             },
-            (None, Some(RuleAction::NoNat | RuleAction::Route)) => {
-                self.new_unmapped(now, p, flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?
-            }
             (None, None) if self.params.boundary.drop_unmatched => return Err(Verdict::Drop(DropReason::NoRule)),
-            (None, None) => self.new_unmapped(now, p, flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?,
+            (None, Some(RuleAction::NoNat | RuleAction::Route) | None) => {
+                self.new_unmapped(now, (p.proto, p.tcp_flags), flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?
+            }
         };
         if p.first_frag {
             self.frags.record(frag_key(p), true, idx, now);

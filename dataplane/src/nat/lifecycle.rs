@@ -175,25 +175,25 @@ impl Engine {
     pub(super) fn new_unmapped(
         &mut self,
         now: u32,
-        p: &Parsed,
+        (proto, tcp_flags): (L4, u8),
         flags: u8,
         (inside, iport): (u32, u16),
         (remote, rport): (u32, u16),
         h_i2o: Option<u64>,
     ) -> Result<u32, Verdict> {
         let idx = self.alloc_session(now)?;
-        let rport = if p.proto == L4::Icmp { 0 } else { rport };
+        let rport = if proto == L4::Icmp { 0 } else { rport };
         let s = Session {
             inside_ip: inside.into(),
             remote_ip: remote.into(),
             inside_port: iport.into(),
             remote_port: rport.into(),
             public_port: iport.into(),
-            proto: p.proto,
+            proto,
             flags,
             ..Session::default()
         };
-        self.install_hashed(idx, s, now, p.tcp_flags, h_i2o);
+        self.install_hashed(idx, s, now, tcp_flags, h_i2o);
         Ok(idx)
     }
 

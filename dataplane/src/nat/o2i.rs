@@ -156,7 +156,14 @@ impl Engine {
                     return Err(Verdict::HandOff { worker: owner, arrived_on: Side::Outside });
                 }
             }
-            return self.new_unmapped(now, p, flag::NO_NAT | flag::INBOUND, (p.dst, p.dport), (p.src, p.sport), None);
+            return self.new_unmapped(
+                now,
+                (p.proto, p.tcp_flags),
+                flag::NO_NAT | flag::INBOUND,
+                (p.dst, p.dport),
+                (p.src, p.sport),
+                None,
+            );
         }
         Err(Verdict::Drop(DropReason::NoSession))
     }
