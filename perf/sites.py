@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Where the engine's instructions go, by call site: perf/sites.sh runs
+engine-bench twice under callgrind (--dump-instr=yes, only inside
+Engine::process) at two run lengths, and this takes the difference of
+each instruction's count (so set-up drops out, as in perf/callgrind.sh)
+and adds it to the chain of masq source lines it was inlined through
+(addr2line -i), outermost first, cut to DEPTH lines. Inlining makes a
+function's own symbol useless here: nearly all of a batch is one
+function, `process_dir`; the chain says which call in it (an index
+insert, the port, the rewrite) each instruction served.
+
+usage: sites.py PROFILE_A PROFILE_B BINARY UNITS [DEPTH] [TOP]
+prints the total per unit (what perf/callgrind.sh prints), then the TOP
+chains by instructions per unit.
+"""
+import collections
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cachesim import read_profile, sites  # noqa: E402  (the same profile reader and addr2line chains)
+
+
+def instructions(path):
+    events, cost = read_profile(path)
+    if "Ir" not in events:
+        sys.exit(f"sites.py: {path} counts no instructions")
+    k = events.index("Ir")
+    return {a: v[k] for a, v in cost.items() if v}
+
+
+def main():
+    if len(sys.argv) < 5:
+        sys.exit(__doc__)
+    a, b = instructions(sys.argv[1]), instructions(sys.argv[2])
+    binary, units = sys.argv[3], float(sys.argv[4])
+    depth = int(sys.argv[5]) if len(sys.argv) > 5 else 3
+    top = int(sys.argv[6]) if len(sys.argv) > 6 else 30
+    diff = {x: b.get(x, 0) - a.get(x, 0) for x in set(a) | set(b)}
+    diff = {x: n for x, n in diff.items() if n}
+    chains = sites(binary, sorted(diff))
+    if diff and sum(1 for x in diff if chains.get(x)) < len(diff) / 2:
+        sys.exit("sites.py: most addresses name no masq source line: is BINARY the one the "
+                 "profiles ran, built with debug info?")
+    by_chain = collections.Counter()
+    for x, n in diff.items():
+        chain = list(reversed(chains.get(x, [])))[:depth]
+        by_chain[" > ".join(chain) or "?"] += n
+    print(f"total {sum(diff.values()) / units:.1f} instructions per unit")
+    for chain, n in by_chain.most_common(top):
+        print(f"{n / units:7.1f}  {chain}")
+
+
+if __name__ == "__main__":
+    main()
