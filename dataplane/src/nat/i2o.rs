@@ -87,8 +87,14 @@ impl Engine {
                 // A subscriber at its limit (RFC 6888 REQ-11): see super::refusal.
                 Err(v) => return Err(self.refused(now, frame, p.src, pool, v)),
             },
+            (None, Some(RuleAction::NoNat | RuleAction::Route)) => {
+                self.new_unmapped(now, (p.proto, p.tcp_flags), flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?
+            }
             (None, None) if self.params.boundary.drop_unmatched => return Err(Verdict::Drop(DropReason::NoRule)),
-            (None, Some(RuleAction::NoNat | RuleAction::Route) | None) => {
+            // The same call as the no-NAT arm: one arm for both, after the
+            // guard, laid the batch's inlined miss path out for 12
+            // instructions more a new session (perf/callgrind.sh).
+            (None, None) => {
                 self.new_unmapped(now, (p.proto, p.tcp_flags), flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?
             }
         };
