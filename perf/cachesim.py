@@ -74,6 +74,20 @@ def sites(binary, addrs):
     return chains
 
 
+def by_site(binary, costs, name, who):
+    """Adds each address's cost (`costs`: address -> count) to `name` of
+    its masq chain (innermost first), after checking the binary names masq
+    lines for most of them; `who` heads the error."""
+    chains = sites(binary, sorted(costs))
+    if costs and sum(1 for a in costs if chains.get(a)) < len(costs) / 2:
+        sys.exit(f"{who}: most addresses name no masq source line: "
+                 "is BINARY the one the profile ran, built with debug info?")
+    out = collections.Counter()
+    for a, n in costs.items():
+        out[name(chains.get(a, [])) or "?"] += n
+    return out
+
+
 def main():
     path, binary, units = sys.argv[1], sys.argv[2], float(sys.argv[3])
     top = int(sys.argv[4]) if len(sys.argv) > 4 else 12
@@ -89,14 +103,8 @@ def main():
         "ll_misses": round(total["DLmr"] + total["DLmw"], 2),
     }))
     ll = {a: v[col["DLmr"]] + v[col["DLmw"]] for a, v in cost.items() if v and v[col["DLmr"]] + v[col["DLmw"]]}
-    chains = sites(binary, sorted(ll))
-    if ll and sum(1 for a in ll if chains.get(a)) < len(ll) / 2:
-        sys.exit("cachesim.py: most miss addresses name no masq source line: "
-                 "is BINARY the one the profile ran, built with debug info?")
-    by_site = collections.Counter()
-    for a, n in ll.items():
-        by_site[" <- ".join(chains.get(a, [])[:3]) or "?"] += n
-    for site, n in by_site.most_common(top):
+    misses = by_site(binary, ll, lambda chain: " <- ".join(chain[:3]), "cachesim.py")
+    for site, n in misses.most_common(top):
         print(f"{n / units:7.3f}  {site}")
 
 

@@ -13,12 +13,12 @@ usage: sites.py PROFILE_A PROFILE_B BINARY UNITS [DEPTH] [TOP]
 prints the total per unit (what perf/callgrind.sh prints), then the TOP
 chains by instructions per unit.
 """
-import collections
 import os
 import sys
 
+sys.dont_write_bytecode = True  # no perf/__pycache__ left in the tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cachesim import read_profile, sites  # noqa: E402  (the same profile reader and addr2line chains)
+from cachesim import by_site, read_profile  # noqa: E402  (the same profile reader and addr2line chains)
 
 
 def instructions(path):
@@ -38,14 +38,7 @@ def main():
     top = int(sys.argv[6]) if len(sys.argv) > 6 else 30
     diff = {x: b.get(x, 0) - a.get(x, 0) for x in set(a) | set(b)}
     diff = {x: n for x, n in diff.items() if n}
-    chains = sites(binary, sorted(diff))
-    if diff and sum(1 for x in diff if chains.get(x)) < len(diff) / 2:
-        sys.exit("sites.py: most addresses name no masq source line: is BINARY the one the "
-                 "profiles ran, built with debug info?")
-    by_chain = collections.Counter()
-    for x, n in diff.items():
-        chain = list(reversed(chains.get(x, [])))[:depth]
-        by_chain[" > ".join(chain) or "?"] += n
+    by_chain = by_site(binary, diff, lambda chain: " > ".join(list(reversed(chain))[:depth]), "sites.py")
     print(f"total {sum(diff.values()) / units:.1f} instructions per unit")
     for chain, n in by_chain.most_common(top):
         print(f"{n / units:7.1f}  {chain}")
