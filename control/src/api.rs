@@ -40,7 +40,7 @@ use axum::routing::get;
 use axum::serve::IncomingStream;
 use axum::Router;
 use dataplane::nat::SessionInfo;
-use dataplane::worker::{Command, SessionFilter, Sliced, WhoisQuery};
+use dataplane::worker::{Command, CommandTx, SessionFilter, Sliced, WhoisQuery};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,7 +51,7 @@ pub struct ApiState {
     /// Per-worker snapshots.
     pub shared: Vec<Arc<Shared>>,
     /// Per-worker request channels.
-    pub commands: Vec<crossbeam_channel::Sender<Command>>,
+    pub commands: Vec<CommandTx>,
     /// XDP program counters per interface (refreshed by the control loop).
     pub xdp: Mutex<Vec<XdpCounts>>,
     /// The host guard's counters (refreshed by the control loop).

@@ -109,10 +109,11 @@ pub trait FrameIo {
     /// Transmits what was queued, reaps completions and refills the receive
     /// side. Called once per round, never per packet.
     fn flush(&mut self);
-    /// Sleeps until a frame arrives or `timeout_ms` passes, if the backend
-    /// can and has nothing left to transmit; false (at once) otherwise. For
-    /// an idle worker only, between rounds: one syscall per sleep.
-    fn wait(&mut self, _timeout_ms: i32) -> bool {
+    /// Sleeps until a frame arrives, `also` (an eventfd: `xdp::Wake`) is
+    /// written or `timeout_ms` passes, if the backend can and has nothing
+    /// left to transmit; false (at once) otherwise. For an idle worker
+    /// only, between rounds: one syscall per sleep.
+    fn wait(&mut self, _timeout_ms: i32, _also: Option<std::os::fd::RawFd>) -> bool {
         false
     }
 }

@@ -32,7 +32,7 @@ pub mod wire;
 
 use dataplane::nat::events::NatEvent;
 use dataplane::nat::ha::SyncRecord;
-use dataplane::worker::Command;
+use dataplane::worker::{Command, CommandTx};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -142,7 +142,7 @@ pub struct Shared {
     /// The counters.
     pub stats: HaStats,
     outbox: Mutex<Outbox>,
-    commands: Vec<crossbeam_channel::Sender<Command>>,
+    commands: Vec<CommandTx>,
     /// When the box was last promoted, for the pins' hold.
     promoted: Mutex<Option<Instant>>,
     stop: Arc<AtomicBool>,
@@ -160,11 +160,7 @@ pub struct Ha {
 impl Ha {
     /// Starts the link's threads (the listener and the dialer); the
     /// workers already have the role at start (`EngineParams::standby`).
-    pub fn start(
-        plan: HaPlan,
-        commands: Vec<crossbeam_channel::Sender<Command>>,
-        stop: Arc<AtomicBool>,
-    ) -> std::io::Result<Self> {
+    pub fn start(plan: HaPlan, commands: Vec<CommandTx>, stop: Arc<AtomicBool>) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(plan.listen)?;
         let shared = Arc::new(Shared {
             stats: HaStats::default(),

@@ -19,7 +19,7 @@ fn block(i: u32) -> SyncRecord {
 }
 
 /// A stand-in worker: exports `export`, counts what it applies in `applied`.
-fn worker(export: Vec<SyncRecord>, applied: Arc<AtomicUsize>) -> crossbeam_channel::Sender<Command> {
+fn worker(export: Vec<SyncRecord>, applied: Arc<AtomicUsize>) -> CommandTx {
     let (tx, rx) = crossbeam_channel::bounded::<Command>(16);
     std::thread::spawn(move || {
         for c in rx {
@@ -40,7 +40,7 @@ fn worker(export: Vec<SyncRecord>, applied: Arc<AtomicUsize>) -> crossbeam_chann
             }
         }
     });
-    tx
+    CommandTx::unwoken(tx)
 }
 
 fn free_port() -> SocketAddr {

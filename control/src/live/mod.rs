@@ -14,7 +14,7 @@
 use crate::params::{engine_params, ParamsError};
 use crate::telemetry::ConfigCounts;
 use dataplane::nat::{reconfigure_check, EngineParams, ParamError, PoolParams};
-use dataplane::worker::{Command, ReconfigureError};
+use dataplane::worker::{Command, CommandTx, ReconfigureError};
 use dataplane::xdp::{LocalAddress, LocalRole, XdpProgram};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -40,7 +40,7 @@ pub struct Live {
 /// The live configuration, shared by the API and the control loop.
 pub struct LiveConfig {
     /// Where changes go: one request channel per worker.
-    workers: Vec<crossbeam_channel::Sender<Command>>,
+    workers: Vec<CommandTx>,
     /// Logical CPUs, for validating new configurations.
     cpus: usize,
     /// The file SIGHUP re-reads (none: SIGHUP says so and changes nothing).
@@ -62,7 +62,7 @@ pub struct LiveConfig {
 impl LiveConfig {
     /// Generation 1: `live`, written as `yaml`, in force on `workers`.
     pub fn new(
-        workers: Vec<crossbeam_channel::Sender<Command>>,
+        workers: Vec<CommandTx>,
         cpus: usize,
         source: Option<std::path::PathBuf>,
         live: Live,
@@ -279,7 +279,7 @@ fn restart_keys(cur: &config::Config, new: &config::Config, positions: &config::
 }
 
 /// Hands `p` to every worker in turn; the sessions they flushed.
-fn reconfigure_workers(workers: &[crossbeam_channel::Sender<Command>], p: &EngineParams) -> Result<usize, ApplyError> {
+fn reconfigure_workers(workers: &[CommandTx], p: &EngineParams) -> Result<usize, ApplyError> {
     let mut flushed = 0;
     for (w, c) in workers.iter().enumerate() {
         let mut params = Box::new(p.clone());
@@ -327,7 +327,7 @@ pub fn reload(live: Option<&LiveConfig>) {
 /// masquerade pools (which lend `ports` of it), the XDP programs' address
 /// maps and the configuration in force all follow.
 pub fn follow_outside(
-    workers: &[crossbeam_channel::Sender<Command>],
+    workers: &[CommandTx],
     progs: &mut [XdpProgram],
     live: Option<&LiveConfig>,
     old: u32,

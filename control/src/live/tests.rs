@@ -77,7 +77,7 @@ impl Harness {
         });
         let live = Live { config: v.clone(), params: Some(p), outside_addr: None, local_addrs: Vec::new() };
         Self {
-            live: LiveConfig::new(vec![tx.clone()], usize::MAX, None, live, text.to_string()),
+            live: LiveConfig::new(vec![CommandTx::unwoken(tx.clone())], usize::MAX, None, live, text.to_string()),
             original: v,
             worker: tx,
             stop,

@@ -167,6 +167,10 @@ fn start_api(
 /// programs.
 fn shutdown(dp: Dataplane, api: Option<Api>, stop: &AtomicBool) -> Result<(), RunError> {
     stop.store(true, Ordering::Release);
+    // A sleeping worker sees the flag now, not at its sleep's end.
+    for c in &dp.commands {
+        c.wake();
+    }
     if let Some(a) = api {
         a.state.ready.store(false, Ordering::Relaxed);
         let _ = a.handle.join();

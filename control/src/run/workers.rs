@@ -12,7 +12,7 @@ use dataplane::io::FrameIo;
 use dataplane::l2::{L2Table, SideL2};
 use dataplane::nat::events::NatEvent;
 use dataplane::nat::{Engine, Side};
-use dataplane::worker::{Command, Mesh, Worker};
+use dataplane::worker::{Command, CommandTx, Mesh, Worker};
 use dataplane::xdp::{LocalAddress, LocalRole, XdpError, XdpIo, XdpParams, XdpProgram};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ pub(super) struct Dataplane {
     pub(super) handles: Vec<JoinHandle<Result<(), RunError>>>,
     pub(super) go: Arc<AtomicBool>,
     pub(super) shared: Vec<Arc<Shared>>,
-    pub(super) commands: Vec<crossbeam_channel::Sender<Command>>,
+    pub(super) commands: Vec<CommandTx>,
     /// The next-hop table the workers have.
     pub(super) l2: L2Table,
     pub(super) l2_txs: Vec<crossbeam_channel::Sender<Arc<L2Table>>>,
@@ -104,12 +104,13 @@ pub(super) fn start_workers(plan: &RunPlan, stop: &Arc<AtomicBool>) -> Result<Da
         xdp: plan.xdp,
     };
     let go = Arc::clone(&links.go);
+    let mesh = Arc::clone(&links.mesh);
     let (mut l2_txs, mut shared, mut commands, mut handles) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (w, &core) in plan.cores.iter().enumerate() {
         let (l2_tx, l2_rx) = crossbeam_channel::bounded(4);
         l2_txs.push(l2_tx);
         let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(16);
-        commands.push(cmd_tx);
+        commands.push(CommandTx::new(cmd_tx, Arc::clone(&mesh), w));
         let sh = Arc::new(Shared::default());
         shared.push(Arc::clone(&sh));
         let engine = match &plan.engine {
@@ -274,16 +275,13 @@ fn run_worker(s: WorkerStart, links: &WorkerLinks) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The longest an idle worker sleeps: what frames handed over by another
-/// worker, the control thread's requests and the expiry sweep may wait.
-const SLEEP_MS: i32 = 1;
-
 /// A worker's rounds until `stop`. Under traffic it polls (a round right
 /// after a round); a round that received nothing yields the CPU (one
 /// syscall a round, not a packet), and once it has received nothing for
-/// `sleep_after` it sleeps on its sockets between rounds, at most
-/// [`SLEEP_MS`], woken at once by a frame on either; `None` polls always
-/// (yielding only after 4096 empty rounds).
+/// `sleep_after` it sleeps on its sockets between rounds, woken at once by
+/// a frame on either, a hand-off or a control request, at most
+/// [`Worker::sleep_budget_ms`] (100 ms with nothing due: about ten wakes a
+/// second); `None` polls always (yielding only after 4096 empty rounds).
 fn worker_loop<I: FrameIo + RingInfo>(
     worker: &mut Worker<I>,
     stop: &AtomicBool,
@@ -300,7 +298,8 @@ fn worker_loop<I: FrameIo + RingInfo>(
             idle = idle.saturating_add(1);
             match (sleep_after, idle_since) {
                 (Some(after), Some(since)) if since.elapsed() >= after => {
-                    worker.wait(SLEEP_MS);
+                    let ms = worker.sleep_budget_ms(now);
+                    worker.wait(ms);
                 }
                 // Polling an empty ring, give the CPU to whatever else is
                 // runnable: on a CPU shared with the device's receive

@@ -477,4 +477,25 @@ mod tests {
         e.expire(2 + udp_secs, 1000);
         assert_eq!(e.live_sessions(), 0);
     }
+
+    /// An idle worker sleeps short while its sweep is behind
+    /// (`Worker::sleep_budget_ms`): behind until every due second is swept.
+    #[test]
+    fn the_sweep_is_behind_until_every_due_session_is_reclaimed() {
+        let mut e = Engine::new(&one_address()).expect("engine");
+        let mut frames: Vec<Vec<u8>> =
+            (0..40u16).map(|k| udp(ip("100.64.0.2"), 1000 + k, ip("198.51.100.1"), 53, b"q")).collect();
+        let mut v = vec![Verdict::Drop(DropReason::Malformed); frames.len()];
+        e.process(Side::Inside, 1, &mut frames, &mut v);
+        e.expire(1, 1000);
+        assert!(!e.sweep_behind(1));
+        let due = 1 + e.params.timeouts.udp_unreplied_secs;
+        assert!(e.sweep_behind(due), "seconds have come since");
+        e.expire(due, 16);
+        assert!(e.sweep_behind(due), "a budget of 16 leaves 24 sessions due");
+        assert_eq!(e.live_sessions(), 24);
+        e.expire(due, 1000);
+        assert_eq!(e.live_sessions(), 0);
+        assert!(!e.sweep_behind(due));
+    }
 }

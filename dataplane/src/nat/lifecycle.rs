@@ -320,6 +320,13 @@ impl Engine {
         }
     }
 
+    /// True if [`Engine::expire`] at `now` has work left: a wheel second
+    /// that has come (an idle worker then sleeps short, so the sweep's
+    /// budget a wake does not leave sessions late).
+    pub fn sweep_behind(&mut self, now: u32) -> bool {
+        !self.standby && self.sessions.due(now).is_some()
+    }
+
     /// Reclaims sessions whose timeout ended, looking at each wheel bucket
     /// whose second has come; re-files the ones active since. Does at most
     /// `budget` removals or re-filings (the rest waits for the next call).

@@ -17,6 +17,7 @@ use crate::io::{Desc, FrameIo, BATCH};
 use crate::nat::Side;
 use crate::wire::ethernet::{EthernetFrame, ETHERTYPE_IPV4};
 use crate::wire::ipv4::Ipv4Packet;
+use crate::xdp::Wake;
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 
@@ -33,20 +34,39 @@ pub struct HandOff {
 }
 
 /// The bounded hand-off queues between every pair of workers (one
-/// single-producer, single-consumer queue per ordered pair).
+/// single-producer, single-consumer queue per ordered pair), and each
+/// worker's [`Wake`], which a hand-off or a control request
+/// ([`super::CommandTx`]) writes when the worker sleeps.
 pub struct Mesh {
     workers: usize,
     queues: Vec<ArrayQueue<HandOff>>,
+    /// `None` where no eventfd could be opened: that worker sleeps short.
+    wakes: Vec<Option<Wake>>,
 }
 
 impl Mesh {
     /// Queues for `workers` workers, `depth` frames each.
     pub fn new(workers: usize, depth: usize) -> Self {
         let queues = (0..workers * workers).map(|_| ArrayQueue::new(depth.max(1))).collect();
-        Self { workers, queues }
+        let wakes = (0..workers).map(|_| Wake::new().ok()).collect();
+        Self { workers, queues, wakes }
     }
     fn queue(&self, from: usize, to: usize) -> Option<&ArrayQueue<HandOff>> {
         self.queues.get(to * self.workers + from)
+    }
+    /// Worker `w`'s wake-up, if it has one.
+    pub fn wake_of(&self, w: usize) -> Option<&Wake> {
+        self.wakes.get(w).and_then(Option::as_ref)
+    }
+    /// Wakes worker `to` if it sleeps (after a message was put in for it).
+    pub fn wake(&self, to: usize) {
+        if let Some(w) = self.wake_of(to) {
+            w.wake();
+        }
+    }
+    /// True if another worker has handed worker `to` a frame not yet taken.
+    pub(super) fn has_handoffs(&self, to: usize) -> bool {
+        (0..self.workers).filter(|&f| f != to).any(|f| self.queue(f, to).is_some_and(|q| !q.is_empty()))
     }
 }
 
@@ -83,6 +103,7 @@ impl<I: FrameIo> Worker<I> {
             }
         } else {
             self.counters.handoff_out += 1;
+            self.mesh.wake(to);
         }
     }
 
@@ -201,6 +222,38 @@ mod tests {
         (p.worker, p.workers, p.seed) = (id, 2, SEED);
         let e = Engine::new(&p).expect("engine");
         Worker::new(usize::from(id), MemIo::new(256, 2048), Some(e), l2(sub), Arc::clone(mesh))
+    }
+
+    #[test]
+    fn a_frame_or_a_request_for_a_sleeping_worker_wakes_it() {
+        let mesh = Arc::new(Mesh::new(2, 64));
+        let sub = (2..255).map(|i| ip("100.64.0.0") + i).find(|&a| subscriber_owner(a, 2) == 1).expect("one");
+        let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(4);
+        let mut w = [worker(0, &mesh, sub), worker(1, &mesh, sub).with_commands(cmd_rx)];
+        let wake = mesh.wake_of(1).expect("an eventfd");
+        wake.going_to_sleep();
+        assert!(!w[1].has_input());
+        // The subscriber's first packet comes in at worker 0, which hands it to the owner.
+        assert!(w[0].io_mut().inject(Side::Inside, &udp(sub, 4000, ip("198.51.100.1"), 7, b"q")));
+        w[0].round(1);
+        assert_eq!(w[0].counters().handoff_out, 1);
+        assert!(wake.written(), "the hand-off wrote worker 1's eventfd");
+        assert!(w[1].has_input(), "worker 1 sees the frame before it sleeps");
+        wake.awake();
+        w[1].round(1);
+        assert!(!w[1].has_input());
+        // A control request, likewise; a worker awake is not written to.
+        let tx = crate::worker::CommandTx::new(cmd_tx, Arc::clone(&mesh), 1);
+        let (reply, _answer) = crossbeam_channel::bounded(1);
+        tx.send(crate::worker::Command::Census { from_slot: 0, reply }).expect("queued");
+        assert!(!wake.written(), "awake: no write");
+        assert!(w[1].has_input());
+        w[1].round(1);
+        wake.going_to_sleep();
+        let (reply, _answer) = crossbeam_channel::bounded(1);
+        tx.send(crate::worker::Command::Census { from_slot: 0, reply }).expect("queued");
+        assert!(wake.written(), "the request wrote worker 1's eventfd");
+        wake.awake();
     }
 
     #[test]

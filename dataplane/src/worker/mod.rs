@@ -12,7 +12,8 @@
 //! inside MTU, are answered with an ICMP error by `refuse.rs`. A fragment
 //! the engine held (it came before its first) is freed; the engine gives it
 //! back translated once its first fragment came, and `release.rs` sends it
-//! after the batch.
+//! after the batch. Between rounds an idle worker sleeps (`sleep.rs`),
+//! woken by a frame, a hand-off or a control request ([`CommandTx`]).
 //!
 //! Invariants: every received frame is sent, freed or handed off in the
 //! round it arrived (the worker never holds a frame across rounds: a held
@@ -20,16 +21,19 @@
 //! may keep a frame queued until its TX ring has room); every frame that
 //! is not sent is counted under a reason (the engine's, or one of
 //! [`WorkerCounters`]'); nothing on this path allocates, locks or panics;
-//! the only syscalls are the backend's ring kicks, once per round.
+//! the only syscalls are the backend's ring kicks, once per round (and a
+//! hand-off's eventfd write when its target sleeps, once a sleep).
 #![forbid(unsafe_code)]
 
 mod command;
 mod handoff;
 mod refuse;
 mod release;
+mod sleep;
 
 pub use command::{BlockUse, Census, Command, HeldBy, ReconfigureError, SessionFilter, Sliced, WhoisQuery, SLICE};
 pub use handoff::{HandOff, Mesh, HANDOFF_MAX};
+pub use sleep::{CommandTx, LONG_SLEEP_MS, SHORT_SLEEP_MS};
 
 use crate::io::{Desc, FrameIo, BATCH};
 use crate::l2::{write_l2, L2Table, NextHop};
@@ -252,16 +256,6 @@ impl<I: FrameIo> Worker<I> {
             round_ns: self.round_ns.clone(),
             block_events_dropped: self.engine.as_ref().map_or(0, Engine::block_events_dropped),
         }
-    }
-
-    /// Sleeps until a frame arrives or `timeout_ms` passes (an idle worker,
-    /// between rounds; see [`FrameIo::wait`]); false if the backend did
-    /// not sleep. Frames handed over by other workers and the control
-    /// thread's requests wait for the timeout.
-    pub fn wait(&mut self, timeout_ms: i32) -> bool {
-        let slept = self.io.wait(timeout_ms);
-        self.counters.idle_sleeps += u64::from(slept);
-        slept
     }
 
     /// One round at `now` (seconds). Returns the number of frames received.

@@ -24,6 +24,7 @@
 //! | `tap.rs` | [`KernelTap`]: frames handed to the kernel's stack | a syscall per frame, never the forwarding path |
 //! | `hugepages.rs` | [`HugePageAlloc`]: masq's global allocator; large blocks on 2 MiB-aligned mappings advised to use transparent huge pages | a large block is a whole mapping, unmapped whole |
 //! | `prefetch.rs` | [`prefetch::read`]: a software prefetch for the engine's batch lookups | a hint: reads nothing, never faults |
+//! | `wake.rs` | [`Wake`]: an eventfd another thread writes to end a sleeping worker's poll | a message put in while the worker sleeps is followed by a write |
 //! | `lab.rs` | `XdpRx`, `XdpTx`, `SINK_PROGRAM` (feature `lab`): `perf compare`'s generator and sink | not used by masq itself |
 //!
 //! Nothing here allocates after construction except the pending-TX
@@ -42,6 +43,7 @@ mod ring;
 mod socket;
 mod tap;
 mod umem;
+mod wake;
 
 pub use hugepages::HugePageAlloc;
 #[cfg(feature = "lab")]
@@ -50,6 +52,7 @@ pub use program::{LocalAddress, LocalRole, XdpProgram, XDP_STAT_NAMES};
 pub use ring::RingCounters;
 pub use socket::{XdpIo, XdpParams};
 pub use tap::KernelTap;
+pub use wake::Wake;
 
 use std::ffi::CString;
 use xdpilone::IfInfo;

@@ -166,15 +166,17 @@ impl FrameIo for XdpIo {
         self.ledger.flush();
     }
 
-    fn wait(&mut self, timeout_ms: i32) -> bool {
+    fn wait(&mut self, timeout_ms: i32, also: Option<std::os::fd::RawFd>) -> bool {
         if !self.ledger.quiet() {
             return false;
         }
         let [inside, outside] = self.fds();
-        let mut fds = [inside, outside].map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
-        // SAFETY: two valid pollfds, alive for the call; the kernel writes
-        // only their `revents`.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+        // Without `also`, a third entry the kernel skips (a negative fd).
+        let mut fds =
+            [inside, outside, also.unwrap_or(-1)].map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+        // SAFETY: three pollfds, alive for the call (a negative fd is
+        // ignored); the kernel writes only their `revents`.
+        unsafe { libc::poll(fds.as_mut_ptr(), 3, timeout_ms) };
         true
     }
 }
