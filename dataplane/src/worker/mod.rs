@@ -99,7 +99,7 @@ declare_counters! {
         /// Such errors not sent: no free frame, or no next hop for the subscriber.
         icmp_unreachable_failed: u64 => Total("ICMP host unreachable errors to refused subscribers not sent: no free frame, or no next hop."),
         /// Times the worker, idle, slept on its sockets (`workers.sleep_when_idle`).
-        idle_sleeps: u64 => Total("Times the worker, idle, slept on its sockets until a frame came or 1 ms passed (workers.sleep_when_idle)."),
+        idle_sleeps: u64 => Total("Times the worker, idle, slept on its sockets until a frame, a hand-off or a control request came, or at most 100 ms passed (workers.sleep_when_idle)."),
         /// "Fragmentation needed" errors sent to the senders of hairpinned DF packets too big for the inside MTU.
         icmp_frag_needed_sent: u64 => Total("ICMP fragmentation needed errors sent to the senders of hairpinned DF packets too big for the inside MTU (RFC 4787 REQ-13)."),
         /// Such errors not sent: no free frame, no next hop, or not a hairpinned packet.
