@@ -151,8 +151,9 @@ pub struct Workers {
     /// The NICs' hash input layout.
     #[serde(default)]
     pub rss_input: RssInput,
-    /// An idle worker sleeps on its sockets (woken by the next frame)
-    /// instead of polling: an idle core costs next to nothing. `false`:
+    /// An idle worker sleeps on its sockets (woken by the next frame, a
+    /// hand-off or a control request; at most 100 ms) instead of polling:
+    /// an idle core costs next to nothing. `false`:
     /// workers busy-poll always (a whole core each, the lowest latency).
     #[serde(default = "yes")]
     pub sleep_when_idle: bool,

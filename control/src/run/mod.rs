@@ -169,7 +169,7 @@ fn shutdown(dp: Dataplane, api: Option<Api>, stop: &AtomicBool) -> Result<(), Ru
     stop.store(true, Ordering::Release);
     // A sleeping worker sees the flag now, not at its sleep's end.
     for c in &dp.commands {
-        c.wake();
+        c.nudge();
     }
     if let Some(a) = api {
         a.state.ready.store(false, Ordering::Relaxed);

@@ -105,6 +105,9 @@ pub(super) fn start_workers(plan: &RunPlan, stop: &Arc<AtomicBool>) -> Result<Da
     };
     let go = Arc::clone(&links.go);
     let mesh = Arc::clone(&links.mesh);
+    for w in (0..workers).filter(|&w| mesh.wake_of(w).is_none()) {
+        tracing::warn!("worker {w}: no eventfd (eventfd(2) failed): it sleeps at most 1 ms when idle");
+    }
     let (mut l2_txs, mut shared, mut commands, mut handles) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (w, &core) in plan.cores.iter().enumerate() {
         let (l2_tx, l2_rx) = crossbeam_channel::bounded(4);
@@ -279,9 +282,8 @@ fn run_worker(s: WorkerStart, links: &WorkerLinks) -> Result<(), RunError> {
 /// after a round); a round that received nothing yields the CPU (one
 /// syscall a round, not a packet), and once it has received nothing for
 /// `sleep_after` it sleeps on its sockets between rounds, woken at once by
-/// a frame on either, a hand-off or a control request, at most
-/// [`Worker::sleep_budget_ms`] (100 ms with nothing due: about ten wakes a
-/// second); `None` polls always (yielding only after 4096 empty rounds).
+/// a frame on either, a hand-off or a control request, at most 100 ms
+/// with nothing due ([`Worker::sleep`]: about ten wakes a second); `None` polls always (yielding only after 4096 empty rounds).
 fn worker_loop<I: FrameIo + RingInfo>(
     worker: &mut Worker<I>,
     stop: &AtomicBool,
@@ -298,8 +300,7 @@ fn worker_loop<I: FrameIo + RingInfo>(
             idle = idle.saturating_add(1);
             match (sleep_after, idle_since) {
                 (Some(after), Some(since)) if since.elapsed() >= after => {
-                    let ms = worker.sleep_budget_ms(now);
-                    worker.wait(ms);
+                    worker.sleep(now);
                 }
                 // Polling an empty ring, give the CPU to whatever else is
                 // runnable: on a CPU shared with the device's receive

@@ -479,7 +479,7 @@ mod tests {
     }
 
     /// An idle worker sleeps short while its sweep is behind
-    /// (`Worker::sleep_budget_ms`): behind until every due second is swept.
+    /// (`Worker::sleep`): behind until every due second is swept.
     #[test]
     fn the_sweep_is_behind_until_every_due_session_is_reclaimed() {
         let mut e = Engine::new(&one_address()).expect("engine");

@@ -231,29 +231,45 @@ mod tests {
         let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(4);
         let mut w = [worker(0, &mesh, sub), worker(1, &mesh, sub).with_commands(cmd_rx)];
         let wake = mesh.wake_of(1).expect("an eventfd");
-        wake.going_to_sleep();
-        assert!(!w[1].has_input());
-        // The subscriber's first packet comes in at worker 0, which hands it to the owner.
-        assert!(w[0].io_mut().inject(Side::Inside, &udp(sub, 4000, ip("198.51.100.1"), 7, b"q")));
-        w[0].round(1);
-        assert_eq!(w[0].counters().handoff_out, 1);
-        assert!(wake.written(), "the hand-off wrote worker 1's eventfd");
-        assert!(w[1].has_input(), "worker 1 sees the frame before it sleeps");
-        wake.awake();
+        // Worker 1 goes to sleep with nothing queued; while it sleeps the
+        // subscriber's first packet comes in at worker 0, which hands it to
+        // its owner: the hand-off writes worker 1's eventfd.
+        let slept = wake.sleep_unless(
+            &mut w,
+            |w| w[1].has_input(),
+            |w, _| {
+                assert!(w[0].io_mut().inject(Side::Inside, &udp(sub, 4000, ip("198.51.100.1"), 7, b"q")));
+                w[0].round(1);
+                assert_eq!(w[0].counters().handoff_out, 1);
+                wake.written_within(0)
+            },
+        );
+        assert!(slept, "the hand-off did not write worker 1's eventfd");
+        assert!(w[1].has_input(), "worker 1 sees the frame");
         w[1].round(1);
         assert!(!w[1].has_input());
         // A control request, likewise; a worker awake is not written to.
         let tx = crate::worker::CommandTx::new(cmd_tx, Arc::clone(&mesh), 1);
-        let (reply, _answer) = crossbeam_channel::bounded(1);
-        tx.send(crate::worker::Command::Census { from_slot: 0, reply }).expect("queued");
-        assert!(!wake.written(), "awake: no write");
+        let census = || {
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            (crate::worker::Command::Census { from_slot: 0, reply }, answer)
+        };
+        let (c, _answer) = census();
+        tx.send(c).expect("queued");
+        assert!(!wake.written_within(0), "awake: no write");
         assert!(w[1].has_input());
+        assert!(!wake.sleep_unless(&mut w, |w| w[1].has_input(), |_, _| panic!("slept with a request waiting")));
         w[1].round(1);
-        wake.going_to_sleep();
-        let (reply, _answer) = crossbeam_channel::bounded(1);
-        tx.send(crate::worker::Command::Census { from_slot: 0, reply }).expect("queued");
-        assert!(wake.written(), "the request wrote worker 1's eventfd");
-        wake.awake();
+        let (c, _answer) = census();
+        let slept = wake.sleep_unless(
+            &mut w,
+            |w| w[1].has_input(),
+            |_, _| {
+                tx.send(c).expect("queued");
+                wake.written_within(0)
+            },
+        );
+        assert!(slept, "the request did not write worker 1's eventfd");
     }
 
     #[test]

@@ -1,8 +1,7 @@
-//! An idle worker's sleep: on its two sockets and its [`Wake`], so a
+//! An idle worker's sleep: on its two sockets and its [`Wake`](crate::xdp::Wake), so a
 //! frame on either side, a frame another worker hands it or a control
-//! request ([`CommandTx`]) ends it at once. How long it may last is the
-//! caller's ([`Worker::sleep_budget_ms`] says what the worker's own
-//! periodic work allows).
+//! request ([`CommandTx`]) ends it at once; how long it may last at most
+//! is what the worker's own periodic work allows ([`Worker::sleep`]).
 //!
 //! Invariants: the worker marks itself asleep before it looks at its
 //! queues for the last time (`Wake`'s handshake), so nothing put in for
@@ -11,7 +10,6 @@
 
 use super::{Command, Worker};
 use crate::io::FrameIo;
-use crate::xdp::Wake;
 use std::sync::Arc;
 
 /// The longest sleep when something would not wake the worker: no eventfd,
@@ -24,7 +22,7 @@ pub const SHORT_SLEEP_MS: i32 = 1;
 pub const LONG_SLEEP_MS: i32 = 100;
 
 /// Where the control thread's requests to one worker go: the channel, and
-/// the worker's [`Wake`] written after each request when it sleeps.
+/// the worker's [`Wake`](crate::xdp::Wake) written after each request when it sleeps.
 #[derive(Clone)]
 pub struct CommandTx {
     tx: crossbeam_channel::Sender<Command>,
@@ -47,49 +45,38 @@ impl CommandTx {
     /// Sends `c` (blocking while the worker's queue is full), then wakes the worker.
     pub fn send(&self, c: Command) -> Result<(), crossbeam_channel::SendError<Command>> {
         self.tx.send(c)?;
-        self.wake();
+        if let Some(m) = &self.mesh {
+            m.wake(self.to);
+        }
         Ok(())
     }
 
-    /// Wakes the worker if it sleeps (after a stop flag was set).
-    pub fn wake(&self) {
-        if let Some(m) = &self.mesh {
-            m.wake(self.to);
+    /// Ends the worker's current or next sleep at once ([`Wake::nudge`](crate::xdp::Wake::nudge)):
+    /// after setting a flag it reads between rounds (stop).
+    pub fn nudge(&self) {
+        if let Some(w) = self.mesh.as_ref().and_then(|m| m.wake_of(self.to)) {
+            w.nudge();
         }
     }
 }
 
 impl<I: FrameIo> Worker<I> {
-    /// How long this worker may sleep now: [`LONG_SLEEP_MS`] if every
-    /// input wakes it and its expiry sweep is up to date at `now`, else
-    /// [`SHORT_SLEEP_MS`].
-    pub fn sleep_budget_ms(&mut self, now: u32) -> i32 {
+    /// Sleeps, idle, between rounds at `now`: until a frame arrives,
+    /// another worker or the control thread puts something in for this one
+    /// ([`Wake::sleep_unless`](crate::xdp::Wake::sleep_unless)), or the budget passes: [`LONG_SLEEP_MS`]
+    /// if every input wakes it and its expiry sweep is up to date, else
+    /// [`SHORT_SLEEP_MS`]. False if it did not sleep (the backend cannot,
+    /// has frames to transmit, or something came in meanwhile).
+    pub fn sleep(&mut self, now: u32) -> bool {
         let behind = self.engine.as_mut().is_some_and(|e| e.sweep_behind(now));
-        if self.mesh.wake_of(self.id).is_some() && !behind {
-            LONG_SLEEP_MS
-        } else {
-            SHORT_SLEEP_MS
-        }
-    }
-
-    /// Sleeps until a frame arrives, another worker or the control thread
-    /// puts something in for this one, or `timeout_ms` passes (an idle
-    /// worker, between rounds; see [`FrameIo::wait`]); false if it did not
-    /// sleep (the backend cannot, or something came in meanwhile).
-    pub fn wait(&mut self, timeout_ms: i32) -> bool {
         let mesh = Arc::clone(&self.mesh);
-        let wake = mesh.wake_of(self.id);
-        if let Some(w) = wake {
-            w.going_to_sleep();
-            if self.has_input() {
-                w.awake();
-                return false;
+        let slept = match mesh.wake_of(self.id) {
+            Some(w) => {
+                let ms = if behind { SHORT_SLEEP_MS } else { LONG_SLEEP_MS };
+                w.sleep_unless(self, |me| me.has_input(), |me, fd| me.io.wait(ms, Some(fd)))
             }
-        }
-        let slept = self.io.wait(timeout_ms, wake.map(Wake::fd));
-        if let Some(w) = wake {
-            w.awake();
-        }
+            None => self.io.wait(SHORT_SLEEP_MS, None),
+        };
         self.counters.idle_sleeps += u64::from(slept);
         slept
     }

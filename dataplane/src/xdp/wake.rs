@@ -11,6 +11,10 @@
 //! sender that clears the mark writes: one syscall a sleep, never one a
 //! message while the worker is awake.
 //!
+//! The worker's side is [`Wake::sleep_unless`], so the order (mark, look,
+//! poll) is written once. [`Wake::nudge`] writes whatever the mark says,
+//! for a flag the worker's look does not read (stop).
+//!
 //! Invariant: a message put in while the mark is set is followed by an
 //! eventfd write before the worker's poll can block on it.
 
@@ -40,34 +44,32 @@ impl Wake {
         Ok(Self { fd: std::fs::File::from(fd), asleep: AtomicBool::new(false) })
     }
 
-    /// The descriptor the worker adds to its poll set.
-    pub fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    /// The worker: about to look at its inputs for the last time before it
-    /// sleeps.
-    pub fn going_to_sleep(&self) {
+    /// The worker's side of the handshake: marks itself asleep, then asks
+    /// `pending` whether anything came in for it (its last look); if not,
+    /// runs `poll` with the eventfd to add to its poll set. Returns what
+    /// `poll` returned (true: it slept), false if `pending` said so. The
+    /// eventfd is emptied after a sleep; a write it did not sleep through
+    /// (a sender that saw the mark during the look, a [`Wake::nudge`])
+    /// ends the next sleep at once, which then empties it.
+    pub fn sleep_unless<T>(
+        &self,
+        t: &mut T,
+        pending: impl FnOnce(&T) -> bool,
+        poll: impl FnOnce(&mut T, RawFd) -> bool,
+    ) -> bool {
         self.asleep.store(true, Ordering::SeqCst);
-    }
-
-    /// The worker: awake again (or not sleeping after all); empties the
-    /// eventfd, so the next poll blocks until the next write.
-    pub fn awake(&self) {
+        if pending(t) {
+            self.asleep.store(false, Ordering::SeqCst);
+            return false;
+        }
+        let slept = poll(t, self.fd.as_raw_fd());
         self.asleep.store(false, Ordering::SeqCst);
-        let mut count = [0u8; 8];
-        // Non-blocking: nothing to read (no write since) is EAGAIN.
-        let _ = (&self.fd).read(&mut count);
-    }
-
-    /// True if the eventfd has been written since the last [`Wake::awake`]
-    /// (a poll that returns at once): for tests.
-    #[cfg(test)]
-    pub(crate) fn written(&self) -> bool {
-        let mut p = [libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 }];
-        // SAFETY: one valid pollfd, alive for the call; a zero timeout.
-        unsafe { libc::poll(p.as_mut_ptr(), 1, 0) };
-        p[0].revents & libc::POLLIN != 0
+        if slept {
+            let mut count = [0u8; 8];
+            // Non-blocking: nothing to read (no write since) is EAGAIN.
+            let _ = (&self.fd).read(&mut count);
+        }
+        slept
     }
 
     /// A sender, after putting its message in: wakes the worker if it is
@@ -76,10 +78,31 @@ impl Wake {
         if !self.asleep.load(Ordering::SeqCst) || !self.asleep.swap(false, Ordering::SeqCst) {
             return false;
         }
-        // An eventfd write adds to its count; it fails only at u64::MAX - 1,
-        // unreachable with one write a sleep.
-        let _ = (&self.fd).write(&1u64.to_ne_bytes());
+        self.write();
         true
+    }
+
+    /// Writes the eventfd whether the worker sleeps or not: its current or
+    /// next sleep ends at once. For a flag the worker reads between rounds
+    /// but not in its last look (the stop flag).
+    pub fn nudge(&self) {
+        self.write();
+    }
+
+    fn write(&self) {
+        // An eventfd write adds to its count; it fails only at u64::MAX - 1,
+        // unreachable with a write a sleep and a nudge a stop.
+        let _ = (&self.fd).write(&1u64.to_ne_bytes());
+    }
+
+    /// True if the eventfd is written, waiting at most `timeout_ms` for
+    /// it (a poll): for tests.
+    #[cfg(test)]
+    pub(crate) fn written_within(&self, timeout_ms: i32) -> bool {
+        let mut p = [libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        // SAFETY: one valid pollfd, alive for the call.
+        unsafe { libc::poll(p.as_mut_ptr(), 1, timeout_ms) };
+        p[0].revents & libc::POLLIN != 0
     }
 }
 
@@ -89,45 +112,77 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    fn poll_readable(fd: RawFd, timeout_ms: i32) -> bool {
-        let mut p = [libc::pollfd { fd, events: libc::POLLIN, revents: 0 }];
-        // SAFETY: one valid pollfd, alive for the call.
-        unsafe { libc::poll(p.as_mut_ptr(), 1, timeout_ms) };
-        p[0].revents & libc::POLLIN != 0
-    }
-
     #[test]
     fn a_sender_wakes_a_sleeping_worker_once_and_an_awake_one_never() {
         let w = Wake::new().expect("eventfd");
         // Awake: a message needs no syscall and leaves nothing to read.
         assert!(!w.wake());
-        assert!(!w.written());
-        // Going to sleep: the first sender writes, the next ones do not.
-        w.going_to_sleep();
-        assert!(w.wake());
-        assert!(!w.wake());
-        assert!(w.written());
-        // Awake again: emptied, so the next poll would block.
-        w.awake();
-        assert!(!w.written());
+        assert!(!w.written_within(0));
+        // Asleep: the first sender writes, the next ones do not; the sleep
+        // empties the eventfd after it.
+        let slept = w.sleep_unless(
+            &mut (),
+            |_| false,
+            |_, _| {
+                assert!(w.wake());
+                assert!(!w.wake());
+                w.written_within(0)
+            },
+        );
+        assert!(slept, "the poll saw the write");
+        assert!(!w.written_within(0), "emptied after the sleep");
+        assert!(!w.wake(), "awake again");
+    }
+
+    #[test]
+    fn a_message_put_in_after_the_last_look_still_ends_the_sleep() {
+        // The race the mark exists for: the worker looks (nothing), a
+        // sender puts a message in and calls wake(), the worker polls. The
+        // mark was set before the look, so the sender writes.
+        let w = Wake::new().expect("eventfd");
+        let queued = std::sync::atomic::AtomicBool::new(false);
+        let slept = w.sleep_unless(
+            &mut (),
+            |_| {
+                let had = queued.load(Ordering::SeqCst);
+                queued.store(true, Ordering::SeqCst);
+                w.wake();
+                had
+            },
+            |_, fd| {
+                assert_eq!(fd, w.fd.as_raw_fd());
+                w.written_within(0)
+            },
+        );
+        assert!(slept, "the poll would block: the message waits for the timeout");
+        // Something queued: no sleep, no poll.
+        assert!(!w.sleep_unless(&mut (), |_| true, |_, _| panic!("polled with a message waiting")));
+    }
+
+    #[test]
+    fn a_nudge_ends_the_next_sleep_whenever_it_came() {
+        let w = Wake::new().expect("eventfd");
+        w.nudge();
+        assert!(w.sleep_unless(&mut (), |_| false, |_, _| w.written_within(0)));
+        assert!(!w.written_within(0));
     }
 
     #[test]
     fn a_wake_from_another_thread_ends_a_long_poll() {
         let w = Arc::new(Wake::new().expect("eventfd"));
-        w.going_to_sleep();
         let t0 = Instant::now();
         let sender = {
             let w = Arc::clone(&w);
             std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(20));
-                w.wake()
+                // Once the worker is asleep (it marks itself first).
+                while !w.wake() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             })
         };
         // Without the write this poll would last 20 s.
-        assert!(poll_readable(w.fd(), 20_000));
-        w.awake();
-        assert!(sender.join().expect("sender"));
+        assert!(w.sleep_unless(&mut (), |_| false, |_, _| w.written_within(20_000)));
+        sender.join().expect("sender");
         assert!(t0.elapsed() < Duration::from_secs(10), "woken after {:?}", t0.elapsed());
     }
 }
