@@ -207,8 +207,10 @@ ROWS = [
                "masq_worker_sessions: live sessions in each worker's shard; a lasting imbalance says steering or RSS is uneven.",
                ("sum by (worker) (masq_worker_sessions)", "w{{worker}}")),
         series("Idle sleeps per second", "ops",
-               "masq_idle_sleeps_total: an idle worker slept on its sockets (workers.sleep_when_idle).",
-               (rate("masq_idle_sleeps_total"), "sleeps")),
+               "masq_idle_sleeps_total: an idle worker slept on its sockets (workers.sleep_when_idle); "
+               "masq_idle_wakes_total: sleeps a hand-off or a control request ended at once (its eventfd).",
+               (rate("masq_idle_sleeps_total"), "sleeps"),
+               (rate("masq_idle_wakes_total"), "woken by hand-offs, requests")),
     ]),
     ("HA pair", [
         stat("HA role", "none", "masq_ha_active: 1 on the active box of an HA pair, 0 on the standby.",

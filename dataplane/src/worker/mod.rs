@@ -100,6 +100,9 @@ declare_counters! {
         icmp_unreachable_failed: u64 => Total("ICMP host unreachable errors to refused subscribers not sent: no free frame, or no next hop."),
         /// Times the worker, idle, slept on its sockets (`workers.sleep_when_idle`).
         idle_sleeps: u64 => Total("Times the worker, idle, slept on its sockets until a frame, a hand-off or a control request came, or at most 100 ms passed (workers.sleep_when_idle)."),
+        /// Sleeps of the idle worker a hand-off or a control request ended
+        /// (or kept from starting): its eventfd written by the sender.
+        idle_wakes: u64 => Total("Sleeps of the idle worker ended at once by a frame another worker handed it or a control request (the sender wrote its eventfd)."),
         /// "Fragmentation needed" errors sent to the senders of hairpinned DF packets too big for the inside MTU.
         icmp_frag_needed_sent: u64 => Total("ICMP fragmentation needed errors sent to the senders of hairpinned DF packets too big for the inside MTU (RFC 4787 REQ-13)."),
         /// Such errors not sent: no free frame, no next hop, or not a hairpinned packet.

@@ -73,7 +73,9 @@ impl<I: FrameIo> Worker<I> {
         let slept = match mesh.wake_of(self.id) {
             Some(w) => {
                 let ms = if behind { SHORT_SLEEP_MS } else { LONG_SLEEP_MS };
-                w.sleep_unless(self, |me| me.has_input(), |me, fd| me.io.wait(ms, Some(fd)))
+                let slept = w.sleep_unless(self, |me| me.has_input(), |me, fd| me.io.wait(ms, Some(fd)));
+                self.counters.idle_wakes = w.woken();
+                slept
             }
             None => self.io.wait(SHORT_SLEEP_MS, None),
         };

@@ -20,13 +20,15 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// One worker's wake-up: see the module doc.
 #[derive(Debug)]
 pub struct Wake {
     fd: std::fs::File,
     asleep: AtomicBool,
+    /// Writes by [`Wake::wake`] (one a sleep it ended).
+    woken: AtomicU64,
 }
 
 impl Wake {
@@ -41,7 +43,7 @@ impl Wake {
         // SAFETY: `raw` is a descriptor eventfd just opened, owned by no
         // one else: the OwnedFd (then the File) closes it, once.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        Ok(Self { fd: std::fs::File::from(fd), asleep: AtomicBool::new(false) })
+        Ok(Self { fd: std::fs::File::from(fd), asleep: AtomicBool::new(false), woken: AtomicU64::new(0) })
     }
 
     /// The worker's side of the handshake: marks itself asleep, then asks
@@ -79,7 +81,14 @@ impl Wake {
             return false;
         }
         self.write();
+        self.woken.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// How many sleeps a sender has ended (or kept from starting) with
+    /// [`Wake::wake`]; nudges are not counted.
+    pub fn woken(&self) -> u64 {
+        self.woken.load(Ordering::Relaxed)
     }
 
     /// Writes the eventfd whether the worker sleeps or not: its current or
@@ -132,6 +141,7 @@ mod tests {
         assert!(slept, "the poll saw the write");
         assert!(!w.written_within(0), "emptied after the sleep");
         assert!(!w.wake(), "awake again");
+        assert_eq!(w.woken(), 1);
     }
 
     #[test]
