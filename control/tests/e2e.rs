@@ -366,14 +366,9 @@ fn an_idle_masq_sleeps_and_wakes_for_the_next_packet() {
     // slept, and how long, is the workers' own count: with nothing due a
     // sleep ends at a frame, a hand-off, a control request or after
     // 100 ms, so about ten a second each (1 ms sleeps made a thousand).
-    let metrics = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
-    let sleeps: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("masq_idle_sleeps_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    let sleeps = lab.metric("masq_idle_sleeps_total");
     assert!(
-        sleeps >= 1.0 && sleeps < 100.0 * workers,
+        sleeps >= 1 && sleeps < 100 * u64::from(lab::workers()),
         "workers slept {sleeps} times in about 3.5 idle seconds: not at all, or short"
     );
     // A control request (a session listing asks every worker) reaches a
@@ -383,13 +378,8 @@ fn an_idle_masq_sleeps_and_wakes_for_the_next_packet() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         std::thread::sleep(Duration::from_millis(300));
     }
-    let metrics = lab.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
-    let wakes: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("masq_idle_wakes_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
-    assert!(wakes >= 1.0, "no listing woke a sleeping worker through its eventfd:\n{metrics}");
+    let wakes = lab.metric("masq_idle_wakes_total");
+    assert!(wakes >= 1, "no listing woke a sleeping worker through its eventfd ({wakes} wakes)");
     // The first packet after the idle time wakes a worker and goes through.
     let ping = lab.ok("in", &["ping", "-c", "1", "-W", "2", "198.51.100.1"]);
     assert!(ping.contains("1 received"), "{ping}");

@@ -61,15 +61,6 @@ fn fetch(lab: &Lab, flags: &[&str], out: &str) -> bool {
     o.status.success() && sha(lab, out) == sha(lab, "srv/blob")
 }
 
-fn metric(lab: &Lab, name: &str) -> u64 {
-    let m = lab.ok("nat", &["curl", "-s", "http://127.0.0.1:9091/metrics"]);
-    m.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn active_and_passive_ftp_download_through_the_alg_with_the_mss_clamped() {
     let mut lab = setup("ftpalg", &config("    alg: [ftp]\n    mss_clamp: 1300\n"));
@@ -108,13 +99,13 @@ fn active_and_passive_ftp_download_through_the_alg_with_the_mss_clamped() {
     // The workers publish their counters every 100 ms: the last download's
     // replies may not be in /metrics yet (CI once read one 227 short).
     lab.wait_for(Duration::from_secs(2), || {
-        metric(&lab, "masq_ftp_alg_passive_total") >= 2 && metric(&lab, "masq_mss_clamped_total") >= 8
+        lab.metric("masq_ftp_alg_passive_total") >= 2 && lab.metric("masq_mss_clamped_total") >= 8
     });
-    assert_eq!(metric(&lab, "masq_ftp_alg_rewritten_total"), 2, "one PORT and one EPRT");
-    assert!(metric(&lab, "masq_ftp_alg_passive_total") >= 2, "a 229 and a 227");
-    assert_eq!(metric(&lab, "masq_ftp_alg_unparsed_total"), 0);
+    assert_eq!(lab.metric("masq_ftp_alg_rewritten_total"), 2, "one PORT and one EPRT");
+    assert!(lab.metric("masq_ftp_alg_passive_total") >= 2, "a 229 and a 227");
+    assert_eq!(lab.metric("masq_ftp_alg_unparsed_total"), 0);
     assert!(
-        metric(&lab, "masq_mss_clamped_total") >= 8,
+        lab.metric("masq_mss_clamped_total") >= 8,
         "a SYN of each control and passive data connection, and the SYN/ACKs"
     );
     lab.stop_masq();
@@ -131,7 +122,7 @@ fn without_the_alg_active_mode_fails_and_passive_mode_still_works() {
     let log = lab.read("ftpd.log");
     assert!(log.contains("PORT 100,64,0,2,"), "the PORT went out unrewritten:\n{log}");
     assert!(fetch(&lab, &["--ftp-pasv"], "got2"), "passive mode needs no ALG:\n{}", lab.read("ftpd.log"));
-    assert_eq!(metric(&lab, "masq_ftp_alg_rewritten_total"), 0);
+    assert_eq!(lab.metric("masq_ftp_alg_rewritten_total"), 0);
     lab.stop_masq();
 }
 
@@ -244,10 +235,10 @@ control: {listen: 127.0.0.1:9091}
     // A 227 of each server rewritten (their 229s only when the port
     // changed: the public port is kept when free).
     // (The workers publish every 100 ms: wait for the last download's replies.)
-    lab.wait_for(Duration::from_secs(2), || metric(&lab, "masq_ftp_alg_passive_total") >= 4);
-    assert!(metric(&lab, "masq_ftp_alg_rewritten_total") >= 2);
-    assert!(metric(&lab, "masq_ftp_alg_passive_total") >= 4, "a 229 and a 227 from each server");
-    assert_eq!(metric(&lab, "masq_ftp_alg_unparsed_total"), 0);
-    assert_eq!(metric(&lab, "masq_ftp_alg_failed_total"), 0);
+    lab.wait_for(Duration::from_secs(2), || lab.metric("masq_ftp_alg_passive_total") >= 4);
+    assert!(lab.metric("masq_ftp_alg_rewritten_total") >= 2);
+    assert!(lab.metric("masq_ftp_alg_passive_total") >= 4, "a 229 and a 227 from each server");
+    assert_eq!(lab.metric("masq_ftp_alg_unparsed_total"), 0);
+    assert_eq!(lab.metric("masq_ftp_alg_failed_total"), 0);
     lab.stop_masq();
 }

@@ -392,6 +392,17 @@ impl Lab {
         String::from_utf8_lossy(&o.stdout).matches("prog/xdp").count()
     }
 
+    /// The value of the unlabelled sample `name` on masq's /metrics (0 if
+    /// it is not there).
+    pub fn metric(&self, name: &str) -> u64 {
+        let m = self.ok("nat", &["curl", "-sS", "http://127.0.0.1:9091/metrics"]);
+        m.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Waits until `f` holds (or the timeout passes); returns whether it held.
     pub fn wait_for(&self, timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         let end = Instant::now() + timeout;

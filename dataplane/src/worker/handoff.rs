@@ -64,9 +64,13 @@ impl Mesh {
             w.wake();
         }
     }
+    /// The queues from every other worker to worker `to`.
+    fn queues_to(&self, to: usize) -> impl Iterator<Item = &ArrayQueue<HandOff>> {
+        (0..self.workers).filter(move |&f| f != to).filter_map(move |f| self.queue(f, to))
+    }
     /// True if another worker has handed worker `to` a frame not yet taken.
     pub(super) fn has_handoffs(&self, to: usize) -> bool {
-        (0..self.workers).filter(|&f| f != to).any(|f| self.queue(f, to).is_some_and(|q| !q.is_empty()))
+        self.queues_to(to).any(|q| !q.is_empty())
     }
 }
 
@@ -112,9 +116,7 @@ impl<I: FrameIo> Worker<I> {
     pub(super) fn take_handoffs(&mut self, now: u32) -> usize {
         let mut total = 0;
         let mesh = Arc::clone(&self.mesh);
-        let me = self.id;
-        for from in (0..mesh.workers).filter(|&f| f != me) {
-            let Some(q) = mesh.queue(from, self.id) else { continue };
+        for q in mesh.queues_to(self.id) {
             let mut n = 0;
             let mut arrived_on = Side::Inside;
             for _ in 0..BATCH {
