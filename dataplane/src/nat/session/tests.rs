@@ -266,3 +266,26 @@ fn a_new_session_is_filed_in_its_bucket() {
         assert_eq!((c.prev(), c.next()), (j, j), "sentinel {j}: {c:?}");
     }
 }
+
+/// A new session's filing (`link_new`, which takes its timeout and
+/// clamps only from above) lands in the bucket `schedule` gives its
+/// deadline: with no sweep yet, with the sweep's cursor behind now, and
+/// with timeouts past the wheel's reach.
+#[test]
+fn a_new_session_is_filed_where_its_deadline_would_be() {
+    for cursor in [None, Some(3), Some(40)] {
+        for now in [0, 5, 40, 1000] {
+            for timeout in [0, 1, 7, 99, 100, 250, u32::MAX] {
+                let mut t = SessionTable::new(4, 100);
+                if let Some(c) = cursor.filter(|&c| c <= now) {
+                    assert!(t.due(c).is_some());
+                }
+                let (a, b) = (t.alloc().unwrap(), t.alloc().unwrap());
+                t.link_new(a, timeout, now);
+                t.schedule(b, now.saturating_add(timeout), now);
+                assert_eq!(t.bucket_of(a), t.bucket_of(b), "cursor {cursor:?}, now {now}, timeout {timeout}");
+                assert!(t.bucket_of(a).is_some());
+            }
+        }
+    }
+}
