@@ -131,9 +131,10 @@ impl Ports {
     /// A new subscriber `inside` of `pool` paired with address `a` (an
     /// import: the active box chose the address).
     fn subscriber_on(&mut self, inside: u32, pool: u16, a: u16) -> Option<u32> {
+        let limit = self.session_limit_of(pool);
         let slot = self.sub_free.pop()?;
         if let Some(x) = self.subs.get_mut(slot as usize) {
-            *x = Subscriber { inside_ip: inside, pool, addr: a, ..EMPTY_SUB };
+            *x = Subscriber { inside_ip: inside, pool, addr: a, limit, ..EMPTY_SUB };
         }
         self.sub_index.insert(sub_key(self.seed, inside, pool), slot);
         Some(slot)

@@ -168,6 +168,10 @@ pub struct Subscriber {
     pub addr: u16,
     /// Live sessions.
     pub sessions: u32,
+    /// Sessions it may hold: its pool's `max_sessions_per_subscriber`
+    /// (which needs a restart to change), kept here so a new session is
+    /// counted on the subscriber in hand.
+    pub limit: u32,
     /// Blocks held (port-block pools).
     pub n_blocks: u8,
     /// Position in `blocks` of the block that last had a free port.

