@@ -25,16 +25,12 @@ impl Ports {
         }
         let (a, l) = (sub.addr, *sub.blocks.get(usize::from(sub.hint))?);
         let ad = self.addrs.get_mut(usize::from(a))?;
-        let pool = self.pools.get(usize::from(ad.pool))?;
-        if !pool.plain {
-            return None;
-        }
-        let (chunk, words, min) = (u32::from(pool.chunk), pool.words, u32::from(pool.params.port_min));
+        let PlainGeo { chunk, words, min, geo } = ad.plain?;
         let b = ad.blocks.get(usize::from(l))?;
         if b.window != window || u32::from(*b.used_by_proto.get(proto.index())?) >= chunk {
             return None;
         }
-        let base = block_offset(chunk, pool.geo.1, pool.geo.0, l);
+        let base = block_offset(chunk, geo.1, geo.0, l);
         // The scan starts at the preferred port if the block holds it, else
         // at its offset (`alloc_in_blocks`' `start`).
         let d = ad.preferred_offset(min, preferred).wrapping_sub(base);

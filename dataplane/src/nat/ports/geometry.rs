@@ -111,6 +111,8 @@ pub(super) fn build_pool(
         return Err(ParamError::TooMany("public addresses"));
     }
     let local = n_chunks.saturating_sub(worker).div_ceil(workers);
+    let plain = matches!(pp.mode, PoolMode::PortBlocks { .. }) && !pp.port_parity && !pp.random_ports;
+    let geo = PlainGeo { chunk: u32::from(chunk), words, min: u32::from(pp.port_min), geo: (worker, workers) };
     for (ai, &ip) in pp.addresses.iter().enumerate() {
         let (mut perm, mut inv) = (Vec::new(), Vec::new());
         if let Some(order) = pp.port_orders.get(ai) {
@@ -137,6 +139,7 @@ pub(super) fn build_pool(
             perm,
             inv,
             retired: false,
+            plain: plain.then_some(geo),
         };
         // Ports past port_max in the last chunk are never free.
         for l in 0..local as u16 {
@@ -163,7 +166,6 @@ pub(super) fn build_pool(
         geo: (worker, workers),
         det,
         overflow: None,
-        plain: matches!(pp.mode, PoolMode::PortBlocks { .. }) && !pp.port_parity && !pp.random_ports,
     };
     Ok((rt, addrs))
 }

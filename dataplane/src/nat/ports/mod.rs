@@ -106,9 +106,6 @@ pub struct PoolRt {
     /// A deterministic pool's overflow: the port-block pool its
     /// subscribers take ports from past their range (`Ports::resolve_overflow`).
     pub overflow: Option<u16>,
-    /// A port-block pool with neither port parity nor random ports: the
-    /// one [`Ports::alloc_current`] serves.
-    plain: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +152,25 @@ pub struct AddrPorts {
     /// Removed from its pool by a live configuration change: no new
     /// subscriber takes it and no packet finds it.
     pub retired: bool,
+    /// Its pool's geometry if the pool is plain, a port-block pool with
+    /// neither port parity nor random ports: the one
+    /// [`Ports::alloc_current`] serves, which reads it here and no pool
+    /// (-5 instructions a new session; a pool's geometry needs a restart
+    /// to change). `None` for any other pool.
+    pub(super) plain: Option<PlainGeo>,
+}
+
+/// A plain pool's geometry ([`AddrPorts::plain`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PlainGeo {
+    /// Ports per block ([`PoolRt::chunk`]).
+    pub chunk: u32,
+    /// Bitmap words per block plane ([`PoolRt::words`]).
+    pub words: usize,
+    /// The pool's first port.
+    pub min: u32,
+    /// [`PoolRt::geo`].
+    pub geo: (u32, u32),
 }
 
 /// A subscriber (inside address) within one pool.
@@ -235,6 +251,7 @@ fn static_addr(ip: u32) -> AddrPorts {
         perm: Vec::new(),
         inv: Vec::new(),
         retired: false,
+        plain: None,
     }
 }
 
