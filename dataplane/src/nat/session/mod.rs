@@ -229,21 +229,31 @@ impl Link {
 
     /// `i` in three bytes: its low three, which for [`NIL`] are all
     /// ones, [`Link::NIL`] (every other number is below `LINK_NIL`:
-    /// [`MAX_SESSIONS`]), so no comparison is spent on it.
+    /// [`MAX_SESSIONS`]), so no comparison is spent on it. `LINK_NIL`
+    /// itself, what [`Link::raw`] gives for none, is [`Link::NIL`] too.
     #[inline(always)]
     #[allow(clippy::cast_possible_truncation)] // the low two bytes and the third are the point
     pub fn new(i: u32) -> Link {
-        debug_assert!(i == NIL || i < LINK_NIL, "{i:#x} does not fit a link");
+        debug_assert!(i == NIL || i <= LINK_NIL, "{i:#x} does not fit a link");
         Link { lo: (i as u16).to_le_bytes(), hi: (i >> 16) as u8 }
     }
 
     /// The number, [`NIL`] for none.
     #[inline(always)]
     pub fn get(self) -> u32 {
-        match u32::from(u16::from_le_bytes(self.lo)) | u32::from(self.hi) << 16 {
+        match self.raw() {
             LINK_NIL => NIL,
             i => i,
         }
+    }
+
+    /// The three bytes as a number: `LINK_NIL` for none, which like
+    /// [`NIL`] lies past every session and sentinel, so a reader that
+    /// bounds the number anyway (the free list's head) or knows the link
+    /// is set (a sentinel's, on its circular list) spares the compare.
+    #[inline(always)]
+    fn raw(self) -> u32 {
+        u32::from(u16::from_le_bytes(self.lo)) | u32::from(self.hi) << 16
     }
 }
 
@@ -319,6 +329,8 @@ pub struct SessionTable {
     /// a TCP session is made; left as it was, and never read, for other
     /// protocols).
     pub tcp: Vec<super::tcp::TcpWindow>,
+    /// The free list's first slot: at or past `wheel_base` (`NIL`, or
+    /// `LINK_NIL` from a raw link) when the list is empty.
     free_head: u32,
     live: u32,
     /// The first sentinel's number: the capacity.
@@ -453,7 +465,8 @@ impl SessionTable {
         }
         // The cold half is left as it is: `link_new` writes all of it.
         let c = self.cold.get(i as usize)?;
-        self.free_head = c.next();
+        // Raw: the list's end reads as LINK_NIL, which the test above takes for none.
+        self.free_head = c.next.raw();
         self.live += 1;
         Some(i)
     }
@@ -498,7 +511,8 @@ impl SessionTable {
         // its lower bound (the smaller of now and the cursor).
         let reach = self.cursor.min(now).saturating_add(self.wheel_mask);
         let b = self.bucket(now.saturating_add(timeout).min(reach));
-        let Some(wt) = self.cold.get(b as usize).map(Cold::prev) else {
+        // A sentinel's list is circular: its tail is set (raw, no NIL test).
+        let Some(wt) = self.cold.get(b as usize).map(|c| c.prev.raw()) else {
             return;
         };
         if let Some(c) = self.cold.get_mut(i as usize) {

@@ -289,3 +289,29 @@ fn a_new_session_is_filed_where_its_deadline_would_be() {
         }
     }
 }
+
+/// The free list read raw (its end is `LINK_NIL`, not `NIL`): a table
+/// taken to its last slot refuses, gives back and takes again every slot
+/// (and a debug build's link check accepts the raw end written back).
+#[test]
+fn a_table_emptied_and_filled_again_gives_every_slot_once() {
+    let mut t = SessionTable::new(8, 100);
+    let cap = t.capacity();
+    for round in 0..3 {
+        let mut taken: Vec<u32> = std::iter::from_fn(|| t.alloc()).collect();
+        assert_eq!(u32::try_from(taken.len()), Ok(cap), "round {round}");
+        assert_eq!(t.alloc(), None);
+        let last = taken.pop().unwrap();
+        t.free(last);
+        assert_eq!(t.alloc(), Some(last));
+        assert_eq!(t.alloc(), None);
+        taken.push(last);
+        taken.sort_unstable();
+        taken.dedup();
+        assert_eq!(u32::try_from(taken.len()), Ok(cap));
+        for i in taken {
+            t.free(i);
+        }
+        assert_eq!(t.live(), 0);
+    }
+}
