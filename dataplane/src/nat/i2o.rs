@@ -259,7 +259,7 @@ impl Engine {
             None => {
                 let rng = &mut self.rng;
                 let got = self.ports.alloc_with(sub, p.proto, p.sport, now, || engine::xorshift(rng));
-                let Some((port, new_blocks, addr)) = got else {
+                let Some((port, new_blocks, addr, ip)) = got else {
                     return self.no_port(idx, sub, pool, &p.for_call(), now, h_i2o);
                 };
                 self.counters.blocks_allocated += u64::from(new_blocks);
@@ -267,9 +267,9 @@ impl Engine {
                 s.addr = addr;
                 // The omap slot, a cache miss in a large table, held back
                 // like the o2i slot in `install_inline` (`LaterIndex::insert_later`).
-                let ho = self.h_omap(self.ports.ip_of(addr), port, p.proto);
+                let ho = self.h_omap(ip, port, p.proto);
                 self.omap.insert_later(ho, idx);
-                self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
+                self.install_inline(idx, s, now, p.tcp_flags, h_i2o, ip);
                 self.imap.insert(hm, idx);
             }
         }

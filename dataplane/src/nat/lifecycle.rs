@@ -59,11 +59,13 @@ impl Engine {
     /// [`Engine::install`] with the inside-to-outside hash, if the caller
     /// already has it from the packet.
     pub(super) fn install_hashed(&mut self, idx: u32, s: Session, now: u32, tcp_flags: u8, h_i2o: Option<u64>) {
-        self.install_inline(idx, s, now, tcp_flags, h_i2o);
+        let pub_ip = keys::public_ip(&self.ports, &s);
+        self.install_inline(idx, s, now, tcp_flags, h_i2o, pub_ip);
     }
 
     /// [`Engine::install_hashed`], inlined where a new mapping is made (the
-    /// common new session). Returns the session's public address.
+    /// common new session), with the session's public address `pub_ip`
+    /// ([`keys::public_ip`]), which that caller has at hand.
     #[inline(always)]
     pub(super) fn install_inline(
         &mut self,
@@ -72,11 +74,11 @@ impl Engine {
         now: u32,
         tcp_flags: u8,
         h_i2o: Option<u64>,
-    ) -> u32 {
+        pub_ip: u32,
+    ) {
         let proto = s.proto;
         s.tcp = if proto == L4::Tcp { TcpState::initial(tcp_flags) } else { TcpState::NONE };
         s.last_seen = now;
-        let pub_ip = keys::public_ip(&self.ports, &s);
         s.public_ip = pub_ip.into();
         // The o2i slot is a cache miss in a large table: held back
         // (`LaterIndex::insert_later`), its line arrives while the next new
@@ -111,7 +113,6 @@ impl Engine {
         if self.ports.log_sessions {
             self.note_session(idx, ports::SessionChange::Created);
         }
-        pub_ip
     }
 
     /// Records a session event for session `idx` if its pool logs sessions

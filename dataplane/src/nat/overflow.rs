@@ -73,7 +73,7 @@ impl Engine {
         }
         let rng = &mut self.rng;
         let got = self.ports.alloc_with(osub, p.proto, p.sport, now, || super::engine::xorshift(rng));
-        let Some((port, new_blocks, addr)) = got else {
+        let Some((port, new_blocks, addr, ip)) = got else {
             self.counters.port_exhaustion_events += 1;
             if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src)) {
                 *b += 1;
@@ -84,9 +84,9 @@ impl Engine {
         self.counters.blocks_allocated += u64::from(new_blocks);
         s.public_port = port.into();
         s.addr = addr;
-        self.install_inline(idx, s, now, p.tcp_flags, h_i2o);
+        self.install_inline(idx, s, now, p.tcp_flags, h_i2o, ip);
         self.imap.insert(hm, idx);
-        let ho = self.h_omap(self.ports.ip_of(addr), port, p.proto);
+        let ho = self.h_omap(ip, port, p.proto);
         self.omap.insert(ho, idx);
         Ok(idx)
     }

@@ -140,13 +140,16 @@ impl Ports {
     /// number of blocks newly taken (0 or 1).
     #[inline(always)]
     pub fn alloc(&mut self, s: u32, proto: L4, preferred: u16, now: u32, rand: u32) -> Option<(u16, u32)> {
-        self.alloc_with(s, proto, preferred, now, || rand).map(|(port, new, _)| (port, new))
+        self.alloc_with(s, proto, preferred, now, || rand).map(|(port, new, _, _)| (port, new))
     }
 
     /// [`Ports::alloc`] drawing its random number from `rand` only if the
     /// pool wants one (random ports, parity, shared pools): the common
     /// port-block pool spends nothing on it. Also returns the subscriber's
-    /// public address (index), which the port belongs to.
+    /// public address, which the port belongs to, as its index and as the
+    /// address itself (the new session's indexes and deltas take it, and
+    /// the straight-through path has it in hand: -6 instructions a new
+    /// session against a second look-up).
     #[inline(always)]
     pub fn alloc_with(
         &mut self,
@@ -155,10 +158,10 @@ impl Ports {
         preferred: u16,
         now: u32,
         rand: impl FnOnce() -> u32,
-    ) -> Option<(u16, u32, u16)> {
+    ) -> Option<(u16, u32, u16, u32)> {
         let window = self.window(now);
-        if let Some((port, a)) = self.alloc_current(s, proto, preferred, window) {
-            return Some((port, 0, a));
+        if let Some((port, a, ip)) = self.alloc_current(s, proto, preferred, window) {
+            return Some((port, 0, a, ip));
         }
         self.alloc_general(s, proto, preferred, now, rand)
     }
@@ -174,10 +177,11 @@ impl Ports {
         preferred: u16,
         now: u32,
         rand: impl FnOnce() -> u32,
-    ) -> Option<(u16, u32, u16)> {
+    ) -> Option<(u16, u32, u16, u32)> {
         let window = self.window(now);
         let a = self.subs.get(s as usize)?.addr;
-        self.alloc_at(s, a, proto, preferred, window, now, rand).map(|(port, new)| (port, new, a))
+        let ip = self.ip_of(a);
+        self.alloc_at(s, a, proto, preferred, window, now, rand).map(|(port, new)| (port, new, a, ip))
     }
 
     /// [`Ports::alloc_general`] for subscriber `s` of address `a`: the

@@ -15,10 +15,10 @@ use super::*;
 
 impl Ports {
     /// A port of subscriber `s`'s current block for `proto` (see the module
-    /// doc), with its address: `None` leaves the allocation to the general
-    /// path, nothing changed.
+    /// doc), with its address (index and IP): `None` leaves the allocation
+    /// to the general path, nothing changed.
     #[inline(always)]
-    pub(super) fn alloc_current(&mut self, s: u32, proto: L4, preferred: u16, window: u32) -> Option<(u16, u16)> {
+    pub(super) fn alloc_current(&mut self, s: u32, proto: L4, preferred: u16, window: u32) -> Option<(u16, u16, u32)> {
         let sub = self.subs.get(s as usize)?;
         if sub.hint >= sub.n_blocks {
             return None;
@@ -37,6 +37,6 @@ impl Ports {
         let start = if d < chunk { d } else { u32::from(preferred) % chunk } as u16;
         let at = ad.bits.at + (usize::from(l) * PROTOS + proto.index()) * PLANES * words;
         let bit = take_first_free_at(ad, self.bits.get_mut(at..at + PLANES * words)?, words, l, proto, start)?;
-        Some((ad.port_at(min, base + u32::from(bit)), a))
+        Some((ad.port_at(min, base + u32::from(bit)), a, ad.ip))
     }
 }

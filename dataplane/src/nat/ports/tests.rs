@@ -300,15 +300,15 @@ proptest::proptest! {
             let s = subs[(sub % n_subs) as usize];
             let window = both.window(now);
             let got = match both.alloc_current(s, proto, preferred, window) {
-                Some((port, a)) => {
+                Some((port, a, ip)) => {
                     current += 1;
-                    Some((port, 0, a))
+                    Some((port, 0, a, ip))
                 }
                 None => both.alloc_general(s, proto, preferred, now, || 0),
             };
             let want = general.alloc_general(s, proto, preferred, now, || 0);
             proptest::prop_assert_eq!(got, want);
-            if let Some((port, _, a)) = got {
+            if let Some((port, _, a, _)) = got {
                 held.push((a, proto, port));
             }
         }
