@@ -331,7 +331,7 @@ mod tests {
     /// A session of `proto` from INSIDE:4000 to REMOTE:53 as PUBLIC:1024,
     /// of class `class` with `flags`, seen at second 100.
     fn session(proto: L4, class: u8, flags: u8) -> Session {
-        let (ip_delta, l4_delta) = session_deltas(INSIDE, 4000, PUBLIC, 1024, proto);
+        let (ip_delta, l4_delta) = session_deltas(INSIDE.into(), 4000.into(), PUBLIC.into(), 1024.into(), proto);
         Session {
             inside_ip: INSIDE.into(),
             remote_ip: REMOTE.into(),

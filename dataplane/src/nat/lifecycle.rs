@@ -91,7 +91,7 @@ impl Engine {
         self.o2i.insert_later(ho, idx);
         // i2o rewrites inside -> public; the deltas undo themselves o2i.
         (s.ip_delta, s.l4_delta) =
-            rewrite::session_deltas(s.inside_ip.get(), s.inside_port.get(), pub_ip, s.public_port.get(), proto);
+            rewrite::session_deltas(s.inside_ip, s.inside_port, s.public_ip, s.public_port, proto);
         let cls = self.class_for(proto, s.tcp);
         s.class = cls;
         if let Some(x) = self.sessions.hot.get_mut(idx as usize) {

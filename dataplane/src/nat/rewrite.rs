@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 use super::*;
+use crate::wire::bytes::Net32;
 use crate::wire::{ipv4, layout, tcp, udp};
 
 /// TTL decrement as a checksum delta: the TTL/protocol word drops by 0x0100.
@@ -220,20 +221,27 @@ pub(super) fn set_ip_addr(frame: &mut [u8], l3: usize, at: usize, new: u32, d: u
 /// exactly what delta32, delta16 and add would. A sum
 /// with a nonzero term folds to a nonzero word, so the address's delta
 /// alone comes back exactly (`Rewrite::i2o`).
+///
+/// The endpoints are taken as a session holds them, in network byte
+/// order, and summed as their bytes lie (`Net32::le`): by the sum's
+/// byte-order independence (RFC 1071 section 2(B)) the deltas come out
+/// byte-swapped, the form stored, with no swap of an input or a result
+/// (the TTL's delta, a constant, is swapped at compile time): -6
+/// instructions a new session against host-order sums swapped back.
 #[inline(always)]
 pub(super) fn session_deltas(
-    inside_ip: u32,
-    inside_port: u16,
-    public_ip: u32,
-    public_port: u16,
+    inside_ip: Net32,
+    inside_port: Net16,
+    public_ip: Net32,
+    public_port: Net16,
     proto: L4,
 ) -> (u16, u16) {
     // In 32-bit one's-complement words (2^32 is 1 modulo 0xFFFF too):
     // an add with its carry each, and one rotate-and-add fold.
-    let ip_sum = add32(!inside_ip, public_ip);
-    let port_sum = u32::from(!inside_port) + u32::from(public_port);
+    let ip_sum = add32(!inside_ip.le(), public_ip.le());
+    let port_sum = u32::from(!inside_port.le()) + u32::from(public_port.le());
     let l4 = fold(if proto == L4::Icmp { port_sum } else { add32(ip_sum, port_sum) });
-    (fold(add32(ip_sum, u32::from(TTL_DELTA))).swap_bytes(), l4.swap_bytes())
+    (fold(add32(ip_sum, u32::from(TTL_DELTA.swap_bytes()))), l4)
 }
 
 /// Decrements the TTL of a frame routed unchanged.
@@ -391,8 +399,36 @@ mod tests {
             inside_ip in 0x0100_0000u32..0xe000_0000, public_ip in 0x0100_0000u32..0xe000_0000,
             inside_port: u16, public_port: u16, icmp: bool,
         ) {
+            deltas_read_back(inside_ip, public_ip, inside_port, public_port, icmp)?;
+        }
+    }
+
+    /// [`a_sessions_deltas_read_back_exactly`] at the edges a random draw
+    /// misses: no change at all (a zero sum, where a one's-complement
+    /// result could come out as either zero), one change only, all ones.
+    #[test]
+    fn a_sessions_deltas_read_back_exactly_at_the_edges() {
+        for (ia, pa) in [(0x0a00_0001, 0x0a00_0001), (0x0100_0000, 0xdfff_ffff), (0xc0a8_0101, 0xcb00_7101)] {
+            for (ip, pp) in [(1024, 1024), (0, 0xffff), (0xffff, 0), (53, 40000)] {
+                for icmp in [false, true] {
+                    deltas_read_back(ia, pa, ip, pp, icmp).unwrap();
+                }
+            }
+        }
+    }
+
+    /// The check of [`a_sessions_deltas_read_back_exactly`].
+    fn deltas_read_back(
+        inside_ip: u32,
+        public_ip: u32,
+        inside_port: u16,
+        public_port: u16,
+        icmp: bool,
+    ) -> Result<(), TestCaseError> {
+        {
             let proto = if icmp { L4::Icmp } else { L4::Udp };
-            let (ip_delta, l4_delta) = session_deltas(inside_ip, inside_port, public_ip, public_port, proto);
+            let (ip_delta, l4_delta) =
+                session_deltas(inside_ip.into(), inside_port.into(), public_ip.into(), public_port.into(), proto);
             let s = Session {
                 inside_ip: inside_ip.into(),
                 inside_port: inside_port.into(),
@@ -414,6 +450,7 @@ mod tests {
             prop_assert_eq!(i2o.d_l4, l4);
             prop_assert_eq!(o2i.d_l4, negate(l4));
         }
+        Ok(())
     }
 
     #[test]
