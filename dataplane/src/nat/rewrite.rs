@@ -226,7 +226,7 @@ pub(super) fn set_ip_addr(frame: &mut [u8], l3: usize, at: usize, new: u32, d: u
 /// order, and summed as their bytes lie (`Net32::le`): by the sum's
 /// byte-order independence (RFC 1071 section 2(B)) the deltas come out
 /// byte-swapped, the form stored, with no swap of an input or a result
-/// (the TTL's delta, a constant, is swapped at compile time): -6
+/// (the TTL's delta, a constant, is swapped at compile time): -4.3
 /// instructions a new session against host-order sums swapped back.
 #[inline(always)]
 pub(super) fn session_deltas(

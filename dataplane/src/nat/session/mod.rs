@@ -230,7 +230,7 @@ impl Link {
     /// `i` in three bytes: its low three, which for [`NIL`] are all
     /// ones, [`Link::NIL`] (every other number is below `LINK_NIL`:
     /// [`MAX_SESSIONS`]), so no comparison is spent on it. `LINK_NIL`
-    /// itself, what [`Link::raw`] gives for none, is [`Link::NIL`] too.
+    /// itself, what `Link::raw` gives for none, is [`Link::NIL`] too.
     #[inline(always)]
     #[allow(clippy::cast_possible_truncation)] // the low two bytes and the third are the point
     pub fn new(i: u32) -> Link {
@@ -316,7 +316,8 @@ impl Cold {
 }
 
 /// [`SessionTable`]'s sweep cursor before the sweep's first look: above
-/// every second, so `cursor.min(now)` is now.
+/// every second the engine counts to (from 1 at its start, 136 years
+/// away), so `cursor.min(now)` is now.
 const NO_CURSOR: u32 = u32::MAX;
 
 /// The slab and its wheel.
