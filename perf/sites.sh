@@ -10,19 +10,23 @@
 #   udp: an established UDP packet (10k flows, 400k against 800k packets)
 #   tcp: the same for TCP ACKs
 #
-# usage: perf/sites.sh new|udp|tcp [--depth N] [--top N] [--bin PATH]
+# usage: perf/sites.sh new|udp|tcp [--depth N] [--top N] [--bin PATH] [--stack]
 # (--bin: an engine-bench built elsewhere, e.g. another commit's; default
-# this tree's, built here). Needs valgrind and addr2line (binutils).
+# this tree's, built here. --stack: only the instructions that load or
+# store on the stack (%rsp-relative: spills and reloads, what a change in
+# the batch's inlined code mostly moves), their total and by chain).
+# Needs valgrind, addr2line and objdump (binutils).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-}
 [ $# -gt 0 ] && shift
-depth=3 top=30 bin=
+depth=3 top=30 bin= stack=
 while [ $# -gt 0 ]; do
   case $1 in
     --depth) depth=$2; shift 2 ;;
     --top) top=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
+    --stack) stack=stack; shift ;;
     *) echo "sites.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -47,4 +51,9 @@ for run in a b; do
     --toggle-collect='dataplane::nat::*Engine>::process' "$bin" "${args[@]}" >/dev/null 2>"$tmp/log" ||
     { cat "$tmp/log" >&2; exit 1; }
 done
-python3 perf/sites.py "$tmp/a" "$tmp/b" "$bin" "$units" "$depth" "$top"
+if [ -n "$stack" ]; then
+  objdump -d --no-show-raw-insn "$bin" >"$tmp/dis"
+  python3 perf/sites.py "$tmp/a" "$tmp/b" "$bin" "$units" "$depth" "$top" "$tmp/dis"
+else
+  python3 perf/sites.py "$tmp/a" "$tmp/b" "$bin" "$units" "$depth" "$top"
+fi
