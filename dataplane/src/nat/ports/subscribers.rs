@@ -52,12 +52,10 @@ impl Ports {
     /// stale or colliding entry only sends the look-up on to the index.
     #[inline(always)]
     pub fn subscriber(&mut self, inside_ip: u32, pool: u16) -> Result<u32, DropReason> {
-        let r = inside_ip as usize & (self.sub_recent.len() - 1);
-        if let Some(&s) = self.sub_recent.get(r) {
-            if self.subs.get(s as usize).is_some_and(|x| x.inside_ip == inside_ip && x.pool == pool) {
-                return Ok(s);
-            }
-        }
+        let r = match self.recent(inside_ip, pool) {
+            Ok(s) => return Ok(s),
+            Err(r) => r,
+        };
         let s = match self.find_subscriber(inside_ip, pool) {
             Some(s) => s,
             None => self.new_subscriber(inside_ip, pool)?,
@@ -66,6 +64,18 @@ impl Ports {
             *x = s;
         }
         Ok(s)
+    }
+
+    /// The recent-slot table's answer for subscriber `inside_ip` in `pool`:
+    /// its slot if the entry names it (confirmed against the slot), else
+    /// the entry's position, for the look-up to refresh.
+    #[inline(always)]
+    fn recent(&self, inside_ip: u32, pool: u16) -> Result<u32, usize> {
+        let r = inside_ip as usize & (self.sub_recent.len() - 1);
+        match self.sub_recent.get(r) {
+            Some(&s) if self.subs.get(s as usize).is_some_and(|x| x.inside_ip == inside_ip && x.pool == pool) => Ok(s),
+            _ => Err(r),
+        }
     }
 
     /// [`Ports::subscriber`]'s creating half, out of the common path.
@@ -165,13 +175,10 @@ impl Ports {
     /// registers moved for 9 more.
     #[inline(always)]
     pub fn subscriber_session(&mut self, inside_ip: u32, pool: u16) -> Result<u32, DropReason> {
-        let r = inside_ip as usize & (self.sub_recent.len() - 1);
-        if let Some(&s) = self.sub_recent.get(r) {
-            if let Some(x) = self.subs.get_mut(s as usize) {
-                if x.inside_ip == inside_ip && x.pool == pool && x.sessions < x.limit {
-                    x.sessions += 1;
-                    return Ok(s);
-                }
+        if let Ok(s) = self.recent(inside_ip, pool) {
+            if let Some(x) = self.subs.get_mut(s as usize).filter(|x| x.sessions < x.limit) {
+                x.sessions += 1;
+                return Ok(s);
             }
         }
         self.subscriber_session_slow(inside_ip, pool)

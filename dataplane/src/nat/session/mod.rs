@@ -494,8 +494,17 @@ impl SessionTable {
     /// The second a session filed now for `deadline` comes due: the
     /// deadline clamped to the wheel's reach from `now`.
     fn due_second(&self, deadline: u32, now: u32) -> u32 {
+        let (base, last) = self.reach(now);
+        deadline.clamp(base, last)
+    }
+
+    /// The first and last second a session filed at `now` can come due
+    /// in: from the smaller of now and the sweep's cursor, the wheel's
+    /// length on.
+    #[inline(always)]
+    fn reach(&self, now: u32) -> (u32, u32) {
         let base = self.cursor.min(now);
-        deadline.clamp(base, base.saturating_add(self.wheel_mask))
+        (base, base.saturating_add(self.wheel_mask))
     }
 
     /// Files `i` in the wheel for `deadline` (clamped to the wheel's reach from `now`).
@@ -510,8 +519,8 @@ impl SessionTable {
     pub fn link_new(&mut self, i: u32, timeout: u32, now: u32) {
         // `due_second` for a deadline no earlier than now, which is past
         // its lower bound (the smaller of now and the cursor).
-        let reach = self.cursor.min(now).saturating_add(self.wheel_mask);
-        let b = self.bucket(now.saturating_add(timeout).min(reach));
+        let (_, last) = self.reach(now);
+        let b = self.bucket(now.saturating_add(timeout).min(last));
         // A sentinel's list is circular: its tail is set (raw, no NIL test).
         let Some(wt) = self.cold.get(b as usize).map(|c| c.prev.raw()) else {
             return;
