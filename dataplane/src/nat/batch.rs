@@ -347,6 +347,10 @@ impl Engine {
             // A packet the FTP ALG grew past its frame: which frame it is.
             self.alg.frame_done(i);
         }
+        // The batch's new sessions' o2i and omap entries, held back while
+        // their slots' lines arrived (`LaterIndex::insert_later`).
+        self.o2i.flush();
+        self.omap.flush();
         self.scratch = Some(items);
     }
 
@@ -390,6 +394,22 @@ mod tests {
                 assert!(h >= m * den && h <= m * den + 1, "{max} sessions: {h} homes for load 1/{den}");
             }
         }
+    }
+
+    /// A batch's new sessions' o2i and omap inserts, held back while their
+    /// slots' lines arrive, are written at the batch's end: none is left
+    /// held for the next batch (nor does the hold fill and write the
+    /// next batch's at once).
+    #[test]
+    fn a_batch_writes_its_held_back_inserts_at_its_end() {
+        let mut e = Engine::new(&one_address()).expect("engine");
+        let mut frames: Vec<Vec<u8>> =
+            (0..40u16).map(|k| udp(ip("100.64.0.2"), 2000 + k, ip("198.51.100.1"), 53, b"q")).collect();
+        let mut v = vec![Verdict::Drop(DropReason::Malformed); frames.len()];
+        e.process(Side::Inside, 1, &mut frames, &mut v);
+        assert!(v.iter().all(|x| *x == Verdict::Forward(Side::Outside)), "{v:?}");
+        assert_eq!((e.o2i.held(), e.omap.held()), (0, 0));
+        assert_eq!((e.o2i.len(), e.omap.len()), (40, 40));
     }
 
     /// New sessions evicted by later ones of the same batch, their o2i and

@@ -119,6 +119,13 @@ pub fn slot_session(s: u32) -> usize {
     (s & IDX_MASK).wrapping_sub(1) as usize
 }
 
+/// The slot a key of `hash` naming session `idx` fills at its home
+/// (distance 0): its tag and the session number plus one.
+#[inline(always)]
+pub fn entry_of(hash: u64, idx: u32) -> u32 {
+    tag_of(hash) | (idx + 1)
+}
+
 /// The distance from home a slot's entry records ([`FAR`]: that or more).
 #[inline(always)]
 fn dist_of(s: u32) -> u32 {
@@ -272,18 +279,29 @@ impl Index {
     pub fn insert_from(&mut self, home: usize, hash: u64, idx: u32) {
         debug_assert!(idx < MAX_ENTRIES);
         debug_assert_eq!(home, self.home_of(hash));
-        let tag = tag_of(hash);
-        let (mut want, far) = (probe_key(tag, 0), probe_key(tag, FAR));
+        self.insert_entry(home, entry_of(hash, idx));
+    }
+
+    /// [`Index::insert_from`] of the [`entry_of`] a hash and a session
+    /// number, as a slot at its home holds it.
+    #[inline(always)]
+    pub fn insert_entry(&mut self, home: usize, entry: u32) {
+        let far = probe_key(entry & TAG_MASK, FAR);
+        let mut e = entry;
         let mut pos = home;
         loop {
             match self.slots.get_mut(pos) {
                 Some(s) if *s == 0 => {
-                    *s = want | (idx + 1);
+                    *s = e;
                     return;
                 }
                 Some(_) => {
                     pos = self.after(pos);
-                    want = next_probe_key(want, far);
+                    // The distance one more (held at FAR); the session
+                    // number in the low bits never carries into it.
+                    if e & !IDX_MASK != far {
+                        e += DIST_ONE;
+                    }
                 }
                 None => return,
             }
