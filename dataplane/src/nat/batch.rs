@@ -396,6 +396,22 @@ mod tests {
         }
     }
 
+    /// Every port block a new session takes is counted (`blocks_allocated`),
+    /// the first of each subscriber and the next when one fills.
+    #[test]
+    fn the_blocks_new_sessions_take_are_counted() {
+        let mut e = Engine::new(&one_address()).expect("engine");
+        let mut frames: Vec<Vec<u8>> = (0..600u16)
+            .map(|k| udp(ip("100.64.0.2"), 2000 + k, ip("198.51.100.1"), 53, b"q"))
+            .chain((0..3u16).map(|k| udp(ip("100.64.0.3"), 2000 + k, ip("198.51.100.1"), 53, b"q")))
+            .collect();
+        for f in &mut frames {
+            assert_eq!(e.process_one(Side::Inside, 1, f), Verdict::Forward(Side::Outside));
+        }
+        // 600 ports of blocks of 512 for the first, one block for the second.
+        assert_eq!(e.counters().blocks_allocated, 3);
+    }
+
     /// A batch's new sessions' o2i and omap inserts, held back while their
     /// slots' lines arrive, are written at the batch's end: none is left
     /// held for the next batch (nor does the hold fill and write the

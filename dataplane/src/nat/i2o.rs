@@ -258,11 +258,11 @@ impl Engine {
             }
             None => {
                 let rng = &mut self.rng;
-                let got = self.ports.alloc_with(sub, p.proto, p.sport, now, || engine::xorshift(rng));
-                let Some((port, new_blocks, addr, ip)) = got else {
+                let blocks = &mut self.counters.blocks_allocated;
+                let got = self.ports.alloc_with(sub, p.proto, p.sport, now, || engine::xorshift(rng), blocks);
+                let Some((port, addr, ip)) = got else {
                     return self.no_port(idx, sub, pool, &p.for_call(), now, h_i2o);
                 };
-                self.counters.blocks_allocated += u64::from(new_blocks);
                 s.public_port = port.into();
                 s.addr = addr;
                 // The omap slot, a cache miss in a large table, held back

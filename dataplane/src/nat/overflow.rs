@@ -72,8 +72,9 @@ impl Engine {
             return Ok(idx);
         }
         let rng = &mut self.rng;
-        let got = self.ports.alloc_with(osub, p.proto, p.sport, now, || super::engine::xorshift(rng));
-        let Some((port, new_blocks, addr, ip)) = got else {
+        let blocks = &mut self.counters.blocks_allocated;
+        let got = self.ports.alloc_with(osub, p.proto, p.sport, now, || super::engine::xorshift(rng), blocks);
+        let Some((port, addr, ip)) = got else {
             self.counters.port_exhaustion_events += 1;
             if let Some(b) = self.counters.port_exhaustion_by_bucket.get_mut(counters::exhaustion_bucket(p.src)) {
                 *b += 1;
@@ -81,7 +82,6 @@ impl Engine {
             self.ports.remove_session(osub);
             return Err(undo(self, DropReason::PortsExhausted));
         };
-        self.counters.blocks_allocated += u64::from(new_blocks);
         s.public_port = port.into();
         s.addr = addr;
         self.install_inline(idx, s, now, p.tcp_flags, h_i2o, ip);

@@ -287,6 +287,8 @@ proptest::proptest! {
             proptest::prop_assert_eq!(general.subscriber(0x6440_0001 + i, 0).unwrap(), subs[i as usize]);
         }
         let (mut now, mut held, mut current) = (0u32, Vec::new(), 0u32);
+        // The blocks each side took (`alloc_general` counts them).
+        let mut blocks = (0u64, 0u64);
         for (sub, tcp, near, step, what) in ops {
             now += if crowded { step / 8 } else { step };
             let proto = if tcp { L4::Tcp } else { L4::Udp };
@@ -300,15 +302,16 @@ proptest::proptest! {
             let s = subs[(sub % n_subs) as usize];
             let window = both.window(now);
             let got = match both.alloc_current(s, proto, preferred, window) {
-                Some((port, a, ip)) => {
+                Some(got) => {
                     current += 1;
-                    Some((port, 0, a, ip))
+                    Some(got)
                 }
-                None => both.alloc_general(s, proto, preferred, now, || 0),
+                None => both.alloc_general(s, proto, preferred, now, || 0, &mut blocks.0),
             };
-            let want = general.alloc_general(s, proto, preferred, now, || 0);
+            let want = general.alloc_general(s, proto, preferred, now, || 0, &mut blocks.1);
             proptest::prop_assert_eq!(got, want);
-            if let Some((port, _, a, _)) = got {
+            proptest::prop_assert_eq!(blocks.0, blocks.1, "blocks taken");
+            if let Some((port, a, _)) = got {
                 held.push((a, proto, port));
             }
         }
