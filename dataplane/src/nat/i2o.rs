@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 use super::*;
+use std::hint::cold_path;
 
 impl Engine {
     /// A subscriber got no port for a new mapping: a deterministic pool's
@@ -45,21 +46,31 @@ impl Engine {
     ) -> Result<Verdict, Verdict> {
         // Hairpinning (TCP and UDP) needs something on the public endpoint to
         // reach; decide before any session is made.
+        // (`cold_path`: what a carrier's new flow does not meet, so the
+        // register allocator spills there rather than on the common path.)
         let dst_public = match self.ports.addr_of_ip(p.dst) {
-            Some(a) if p.proto == L4::Icmp => match self.echo_to_public(now, frame, &p.for_call(), a) {
-                Ok(public) => public,
-                Err(v) => return Ok(v),
-            },
-            Some(a) => match self.dst_public(now, &p.for_call(), a) {
-                Ok(public) => public,
-                Err(v) => return Ok(v),
-            },
+            Some(a) if p.proto == L4::Icmp => {
+                cold_path();
+                match self.echo_to_public(now, frame, &p.for_call(), a) {
+                    Ok(public) => public,
+                    Err(v) => return Ok(v),
+                }
+            }
+            Some(a) => {
+                cold_path();
+                match self.dst_public(now, &p.for_call(), a) {
+                    Ok(public) => public,
+                    Err(v) => return Ok(v),
+                }
+            }
             None => false,
         };
         if self.is_local(p.dst) && !dst_public {
+            cold_path();
             return Ok(Verdict::PassToKernel(PassReason::ToSelf));
         }
         if p.ttl <= 1 {
+            cold_path();
             return Ok(Verdict::PassToKernel(PassReason::TtlExpired));
         }
         if self.workers > 1 {
@@ -75,8 +86,12 @@ impl Engine {
         };
         let (rule, action) = matched.map_or((usize::MAX, None), |(i, a)| (i, Some(a)));
         let idx = match (statik, action) {
-            (Some(addr), _) => self.new_static_i2o(now, &p.for_call(), addr, h)?,
+            (Some(addr), _) => {
+                cold_path();
+                self.new_static_i2o(now, &p.for_call(), addr, h)?
+            }
             (None, Some(RuleAction::Translate { pool })) if dst_public && p.proto == L4::Icmp => {
+                cold_path();
                 match self.new_echo_hairpin(now, &p.for_call(), pool, h) {
                     Ok(idx) => idx,
                     Err(v) => return Err(self.refused(now, frame, p.src, pool, v)),
@@ -88,6 +103,7 @@ impl Engine {
                 Err(v) => return Err(self.refused(now, frame, p.src, pool, v)),
             },
             (None, Some(RuleAction::NoNat | RuleAction::Route)) => {
+                cold_path();
                 self.new_unmapped(now, (p.proto, p.tcp_flags), flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?
             }
             (None, None) if self.params.boundary.drop_unmatched => return Err(Verdict::Drop(DropReason::NoRule)),
@@ -95,10 +111,12 @@ impl Engine {
             // guard, laid the batch's inlined miss path out for 12
             // instructions more a new session (perf/callgrind.sh).
             (None, None) => {
+                cold_path();
                 self.new_unmapped(now, (p.proto, p.tcp_flags), flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?
             }
         };
         if p.first_frag {
+            cold_path();
             self.frags.record(frag_key(p), true, idx, now);
         }
         if p.proto == L4::Tcp {
@@ -110,11 +128,13 @@ impl Engine {
         // No touch(): install() already set the state a first packet from
         // the originator leaves.
         let Some(s) = self.sessions.hot.get(idx as usize) else {
+            cold_path();
             return Err(Verdict::Drop(DropReason::TableFull));
         };
         let pub_ip = s.public_ip;
         Rewrite::i2o(s).apply(frame, p);
         if dst_public && s.flags & flag::NO_NAT == 0 {
+            cold_path();
             if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
                 x.flags |= flag::HAIRPIN;
                 x.refresh_fast();
@@ -234,7 +254,10 @@ impl Engine {
         };
         let sub = match self.ports.subscriber_session(p.src, pool) {
             Ok(s) => s,
-            Err(r) => return Err(undo(self, r)),
+            Err(r) => {
+                cold_path();
+                return Err(undo(self, r));
+            }
         };
         let hm = self.h_imap(p.src, p.sport, p.proto);
         let head = self.find_mapping_i2o(hm, p.src, p.sport, p.proto, pool, now);

@@ -20,7 +20,11 @@ impl Engine {
     pub(super) fn alloc_session(&mut self, now: u32) -> Result<u32, Verdict> {
         match self.sessions.alloc() {
             Some(i) => Ok(i),
-            None => self.alloc_session_full(now),
+            None => {
+                // A full table evicts: the exception in a box sized for its load.
+                std::hint::cold_path();
+                self.alloc_session_full(now)
+            }
         }
     }
 
@@ -111,6 +115,8 @@ impl Engine {
         self.sessions.link_new(idx, t, now);
         self.counters.sessions_created += 1;
         if self.ports.log_sessions {
+            // Session logging is the exception (carriers log blocks).
+            std::hint::cold_path();
             self.note_session(idx, ports::SessionChange::Created);
         }
     }
@@ -202,6 +208,7 @@ impl Engine {
     pub(super) fn live_or_reap(&mut self, h: u32, now: u32) -> bool {
         let s = self.sessions.get(h);
         if self.stale(&s, now) {
+            std::hint::cold_path();
             self.reap(h, now);
             return false;
         }

@@ -20,7 +20,10 @@ impl Ports {
     #[inline(always)]
     pub(super) fn alloc_current(&mut self, s: u32, proto: L4, preferred: u16, window: u32) -> Option<(u16, u16, u32)> {
         let sub = self.subs.get(s as usize)?;
+        // (`cold_path`: a subscriber's first session, and once a block or
+        // a rotation; other kinds of pool leave at `plain`, not marked.)
         if sub.hint >= sub.n_blocks {
+            std::hint::cold_path();
             return None;
         }
         let (a, l) = (sub.addr, *sub.blocks.get(usize::from(sub.hint))?);
@@ -28,6 +31,7 @@ impl Ports {
         let PlainGeo { chunk, words, min, geo } = ad.plain?;
         let b = ad.blocks.get(usize::from(l))?;
         if b.window != window || u32::from(*b.used_by_proto.get(proto.index())?) >= chunk {
+            std::hint::cold_path();
             return None;
         }
         let base = block_offset(chunk, geo.1, geo.0, l);
