@@ -135,7 +135,10 @@ impl LaterIndex {
                 *e = Held { home: home as u32, entry };
                 self.held += 1;
             }
-            None => self.index.insert_entry(home, entry),
+            None => {
+                std::hint::cold_path();
+                self.index.insert_entry(home, entry);
+            }
         }
     }
 

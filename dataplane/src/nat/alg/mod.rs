@@ -170,6 +170,8 @@ impl Alg {
     #[inline(always)]
     pub(super) fn frame_done(&mut self, i: usize) {
         if self.n_grown > 0 {
+            // A packet the FTP ALG grew: the exception.
+            std::hint::cold_path();
             if let Some(g) = self.grown_at.get_mut(self.n_grown - 1) {
                 if g.0 == usize::MAX {
                     g.0 = self.chunk_base + i;
