@@ -120,8 +120,6 @@ impl Rewrite {
         if usize::from(p.l3) == layout::L3 && usize::from(p.l4) == layout::L4 && self.apply_fast_lane(frame, p.proto) {
             return;
         }
-        // IP options (or a frame the fast layout's rewrite refused): rare.
-        std::hint::cold_path();
         set_ip_addr(frame, usize::from(p.l3), self.addr_field(), self.addr, self.d_ip);
         self.apply_l4_at(frame, usize::from(p.l4), p.proto);
     }
