@@ -165,10 +165,14 @@ impl Ports {
         blocks: &mut u64,
     ) -> Option<(u16, u16, u32)> {
         let window = self.window(now);
-        if let Some(got) = self.alloc_current(s, proto, preferred, window) {
-            return Some(got);
-        }
-        self.alloc_general(s, proto, preferred, now, rand, blocks)
+        // Both paths' results as one word: merged in a register, not in memory.
+        let pack = |(port, a, ip): (u16, u16, u32)| u64::from(port) | u64::from(a) << 16 | u64::from(ip) << 32;
+        let got = match self.alloc_current(s, proto, preferred, window) {
+            Some(got) => Some(pack(got)),
+            None => self.alloc_general(s, proto, preferred, now, rand, blocks).map(pack),
+        };
+        #[allow(clippy::cast_possible_truncation)] // unpacking
+        got.map(|w| (w as u16, (w >> 16) as u16, (w >> 32) as u32))
     }
 
     /// [`Ports::alloc_with`] past [`Ports::alloc_current`]: another block
