@@ -79,7 +79,7 @@ if ! "$grafana_venv/bin/python" -c 'import grafana_foundation_sdk' 2>/dev/null; 
     echo "setup: could not install grafana-foundation-sdk into $grafana_venv (PyPI unreachable?)" >&2
 fi
 
-need_rust="1.82"
+need_rust="1.95"  # std::hint::cold_path (nat: the new-session path's rare branches)
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found. Install Rust >= $need_rust with rustup (https://rustup.rs); Debian 12's rustc 1.63 is too old." >&2
   exit 1

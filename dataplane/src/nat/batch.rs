@@ -414,18 +414,21 @@ mod tests {
 
     /// A batch's new sessions' o2i and omap inserts, held back while their
     /// slots' lines arrive, are written at the batch's end: none is left
-    /// held for the next batch (nor does the hold fill and write the
-    /// next batch's at once).
+    /// held for the next batch, batch after batch.
     #[test]
     fn a_batch_writes_its_held_back_inserts_at_its_end() {
         let mut e = Engine::new(&one_address()).expect("engine");
-        let mut frames: Vec<Vec<u8>> =
-            (0..40u16).map(|k| udp(ip("100.64.0.2"), 2000 + k, ip("198.51.100.1"), 53, b"q")).collect();
-        let mut v = vec![Verdict::Drop(DropReason::Malformed); frames.len()];
-        e.process(Side::Inside, 1, &mut frames, &mut v);
-        assert!(v.iter().all(|x| *x == Verdict::Forward(Side::Outside)), "{v:?}");
-        assert_eq!((e.o2i.held(), e.omap.held()), (0, 0));
-        assert_eq!((e.o2i.len(), e.omap.len()), (40, 40));
+        for round in 0..2u16 {
+            let mut frames: Vec<Vec<u8>> = (0..40u16)
+                .map(|k| udp(ip("100.64.0.2"), 2000 + round * 100 + k, ip("198.51.100.1"), 53, b"q"))
+                .collect();
+            let mut v = vec![Verdict::Drop(DropReason::Malformed); frames.len()];
+            e.process(Side::Inside, 1, &mut frames, &mut v);
+            assert!(v.iter().all(|x| *x == Verdict::Forward(Side::Outside)), "{v:?}");
+            assert_eq!((e.o2i.held(), e.omap.held()), (0, 0), "after batch {round}");
+            let n = 40 * (usize::from(round) + 1);
+            assert_eq!((e.o2i.len(), e.omap.len()), (n, n));
+        }
     }
 
     /// New sessions evicted by later ones of the same batch, their o2i and

@@ -102,6 +102,8 @@ impl Engine {
                 // A subscriber at its limit (RFC 6888 REQ-11): see super::refusal.
                 Err(v) => return Err(self.refused(now, frame, p.src, pool, v)),
             },
+            // (Marked cold: a CGNAT translates most new flows; a rule set
+            // that routes most of them unchanged pays a few instructions.)
             (None, Some(RuleAction::NoNat | RuleAction::Route)) => {
                 cold_path();
                 self.new_unmapped(now, (p.proto, p.tcp_flags), flag::NO_NAT, (p.src, p.sport), (p.dst, p.dport), h)?
@@ -254,6 +256,8 @@ impl Engine {
         };
         let sub = match self.ports.subscriber_session(p.src, pool) {
             Ok(s) => s,
+            // (Cold: under a subscriber's flood at its limit this is the
+            // common case, and the refusal is the cheap outcome anyway.)
             Err(r) => {
                 cold_path();
                 return Err(undo(self, r));

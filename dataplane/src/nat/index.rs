@@ -123,6 +123,7 @@ pub fn slot_session(s: u32) -> usize {
 /// (distance 0): its tag and the session number plus one.
 #[inline(always)]
 pub fn entry_of(hash: u64, idx: u32) -> u32 {
+    debug_assert!(idx < MAX_ENTRIES);
     tag_of(hash) | (idx + 1)
 }
 
@@ -261,7 +262,8 @@ impl Index {
     }
 
     /// `hash`'s home slot, for [`Index::prefetch_home`] and
-    /// [`Index::insert_from`] (computed once for both).
+    /// [`Index::insert_from`] or [`Index::insert_entry`] (computed once
+    /// for both).
     #[inline(always)]
     pub fn home_of(&self, hash: u64) -> usize {
         home(hash, self.homes)
@@ -277,7 +279,6 @@ impl Index {
     /// [`Index::home_of`] of this index) already computed.
     #[inline(always)]
     pub fn insert_from(&mut self, home: usize, hash: u64, idx: u32) {
-        debug_assert!(idx < MAX_ENTRIES);
         debug_assert_eq!(home, self.home_of(hash));
         self.insert_entry(home, entry_of(hash, idx));
     }

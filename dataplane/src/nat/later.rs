@@ -2,8 +2,10 @@
 //! slot's cache line, the engine's o2i and omap indexes. It builds on
 //! `nat::index` and nothing there depends on it.
 //!
-//! Invariant: what it holds back is part of the index; every access but
-//! [`LaterIndex::find`] writes the held-back inserts first.
+//! Invariant: what it holds back is part of the index; every access that
+//! reads or moves slots, but [`LaterIndex::find`] (which looks at them)
+//! and the hints ([`LaterIndex::prefetch`], [`LaterIndex::for_cluster_tail`]),
+//! writes the held-back inserts first.
 #![forbid(unsafe_code)]
 // A home slot is below the number of homes, which `Index::with_load`
 // keeps far below 2^32 (entries below 2^24, a load above 1/16).
@@ -33,7 +35,7 @@ struct Held {
 /// The batch writes them at its end ([`LaterIndex::flush`]), in a loop of
 /// its own: a held insert costs the batch's inlined new-session path an
 /// append of 8 bytes (the ring of eight this replaced wrote its oldest
-/// entry as it took the next, there: -5.9 instructions a new session).
+/// entry as it took the next, there: -5.4 instructions a new session).
 ///
 /// Invariant: the held-back entries are part of the index. [`LaterIndex::find`]
 /// looks at them; every other access that reads or moves slots

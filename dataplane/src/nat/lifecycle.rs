@@ -115,8 +115,6 @@ impl Engine {
         self.sessions.link_new(idx, t, now);
         self.counters.sessions_created += 1;
         if self.ports.log_sessions {
-            // Session logging is the exception (carriers log blocks).
-            std::hint::cold_path();
             self.note_session(idx, ports::SessionChange::Created);
         }
     }

@@ -20,15 +20,18 @@ impl Ports {
     #[inline(always)]
     pub(super) fn alloc_current(&mut self, s: u32, proto: L4, preferred: u16, window: u32) -> Option<(u16, u16, u32)> {
         let sub = self.subs.get(s as usize)?;
+        let a = sub.addr;
+        let ad = self.addrs.get_mut(usize::from(a))?;
+        // Other kinds of pool leave here (shared pools' subscribers hold
+        // no block), not marked cold.
+        let PlainGeo { chunk, words, min, geo } = ad.plain?;
         // (`cold_path`: a subscriber's first session, and once a block or
-        // a rotation; other kinds of pool leave at `plain`, not marked.)
+        // a rotation.)
         if sub.hint >= sub.n_blocks {
             std::hint::cold_path();
             return None;
         }
-        let (a, l) = (sub.addr, *sub.blocks.get(usize::from(sub.hint))?);
-        let ad = self.addrs.get_mut(usize::from(a))?;
-        let PlainGeo { chunk, words, min, geo } = ad.plain?;
+        let l = *sub.blocks.get(usize::from(sub.hint))?;
         let b = ad.blocks.get(usize::from(l))?;
         if b.window != window || u32::from(*b.used_by_proto.get(proto.index())?) >= chunk {
             std::hint::cold_path();

@@ -287,7 +287,8 @@ proptest::proptest! {
             proptest::prop_assert_eq!(general.subscriber(0x6440_0001 + i, 0).unwrap(), subs[i as usize]);
         }
         let (mut now, mut held, mut current) = (0u32, Vec::new(), 0u32);
-        // The blocks each side took (`alloc_general` counts them).
+        // The blocks each side took (`alloc_general` counts them; the
+        // engine's count is tested in `nat::batch`).
         let mut blocks = (0u64, 0u64);
         for (sub, tcp, near, step, what) in ops {
             now += if crowded { step / 8 } else { step };
@@ -310,7 +311,6 @@ proptest::proptest! {
             };
             let want = general.alloc_general(s, proto, preferred, now, || 0, &mut blocks.1);
             proptest::prop_assert_eq!(got, want);
-            proptest::prop_assert_eq!(blocks.0, blocks.1, "blocks taken");
             if let Some((port, a, _)) = got {
                 held.push((a, proto, port));
             }
