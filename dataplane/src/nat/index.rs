@@ -300,6 +300,9 @@ impl Index {
                     pos = self.after(pos);
                     // The distance one more (held at FAR); the session
                     // number in the low bits never carries into it.
+                    // (`next_probe_key`'s step on the whole entry: that
+                    // function on the high byte, the number kept apart,
+                    // counted 11 more instructions a new session.)
                     if e & !IDX_MASK != far {
                         e += DIST_ONE;
                     }

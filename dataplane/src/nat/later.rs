@@ -7,9 +7,6 @@
 //! and the hints ([`LaterIndex::prefetch`], [`LaterIndex::for_cluster_tail`]),
 //! writes the held-back inserts first.
 #![forbid(unsafe_code)]
-// A home slot is below the number of homes, which `Index::with_load`
-// keeps far below 2^32 (entries below 2^24, a load above 1/16).
-#![allow(clippy::cast_possible_truncation)]
 
 use super::index::{entry_of, tag_of, Index, IDX_MASK, TAG_MASK};
 
@@ -20,6 +17,9 @@ const LATER: usize = super::BATCH;
 /// An insert held back: its home slot (as [`Index::home_of`] gave it) and
 /// the slot it fills there ([`entry_of`]); a key's tag and home stand for
 /// its hash (a look-up confirms a candidate against the session anyway).
+/// A home fits 32 bits: below the number of homes, which
+/// `Index::with_load` keeps far below 2^32 (entries below 2^24, a load
+/// above 1/16).
 #[derive(Debug, Clone, Copy, Default)]
 struct Held {
     home: u32,
@@ -94,6 +94,7 @@ impl LaterIndex {
     }
 
     #[inline(never)]
+    #[allow(clippy::cast_possible_truncation)] // a home fits 32 bits (`Held`)
     fn find_held(&self, hash: u64, is_match: &mut impl FnMut(u32) -> bool) -> Option<u32> {
         let (home, tag) = (self.index.home_of(hash) as u32, tag_of(hash));
         let held = self.later.get(..self.held).unwrap_or_default();
@@ -126,6 +127,7 @@ impl LaterIndex {
     /// [`LaterIndex::find`] touches the index; with a batch's worth held it is
     /// written at once.
     #[inline(always)]
+    #[allow(clippy::cast_possible_truncation)] // a home fits 32 bits (`Held`)
     pub fn insert_later(&mut self, hash: u64, idx: u32) {
         // The home computed once, for the prefetch now and the insert later.
         let home = self.index.home_of(hash);

@@ -425,31 +425,29 @@ mod tests {
         public_port: u16,
         icmp: bool,
     ) -> Result<(), TestCaseError> {
-        {
-            let proto = if icmp { L4::Icmp } else { L4::Udp };
-            let (ip_delta, l4_delta) =
-                session_deltas(inside_ip.into(), inside_port.into(), public_ip.into(), public_port.into(), proto);
-            let s = Session {
-                inside_ip: inside_ip.into(),
-                inside_port: inside_port.into(),
-                public_ip: public_ip.into(),
-                public_port: public_port.into(),
-                ip_delta,
-                l4_delta,
-                ..Session::default()
-            };
-            let d = delta32(inside_ip, public_ip);
-            let (i2o, o2i) = (Rewrite::i2o(&s), Rewrite::o2i(&s));
-            prop_assert_eq!(i2o.d_ip, d);
-            prop_assert_eq!(o2i.d_ip, negate(d));
-            prop_assert_eq!(i2o.d_ip_ttl, be_to_ne(oc_add(d, TTL_DELTA)));
-            prop_assert_eq!(o2i.d_ip_ttl, be_to_ne(oc_add(negate(d), TTL_DELTA)));
-            // The L4 delta: address and port, ICMP the identifier alone.
-            let port = delta16(inside_port, public_port);
-            let l4 = if icmp { port } else { add(d, port) };
-            prop_assert_eq!(i2o.d_l4, l4);
-            prop_assert_eq!(o2i.d_l4, negate(l4));
-        }
+        let proto = if icmp { L4::Icmp } else { L4::Udp };
+        let (ip_delta, l4_delta) =
+            session_deltas(inside_ip.into(), inside_port.into(), public_ip.into(), public_port.into(), proto);
+        let s = Session {
+            inside_ip: inside_ip.into(),
+            inside_port: inside_port.into(),
+            public_ip: public_ip.into(),
+            public_port: public_port.into(),
+            ip_delta,
+            l4_delta,
+            ..Session::default()
+        };
+        let d = delta32(inside_ip, public_ip);
+        let (i2o, o2i) = (Rewrite::i2o(&s), Rewrite::o2i(&s));
+        prop_assert_eq!(i2o.d_ip, d);
+        prop_assert_eq!(o2i.d_ip, negate(d));
+        prop_assert_eq!(i2o.d_ip_ttl, be_to_ne(oc_add(d, TTL_DELTA)));
+        prop_assert_eq!(o2i.d_ip_ttl, be_to_ne(oc_add(negate(d), TTL_DELTA)));
+        // The L4 delta: address and port, ICMP the identifier alone.
+        let port = delta16(inside_port, public_port);
+        let l4 = if icmp { port } else { add(d, port) };
+        prop_assert_eq!(i2o.d_l4, l4);
+        prop_assert_eq!(o2i.d_l4, negate(l4));
         Ok(())
     }
 
