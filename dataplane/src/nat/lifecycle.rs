@@ -112,7 +112,7 @@ impl Engine {
         self.i2o.insert(hi, idx);
         self.created.add(hi, ho);
         let t = self.class_timeout.get(usize::from(cls)).copied().unwrap_or(0);
-        self.sessions.link_new(idx, t, now);
+        self.sessions.link_new(idx, cls, t, now);
         self.counters.sessions_created += 1;
         if self.ports.log_sessions {
             self.note_session(idx, ports::SessionChange::Created);

@@ -24,9 +24,10 @@
 //! at a bounded number of entries; the answered sessions it passes it
 //! re-files (at their deadline as the sweep would, or at their bucket's
 //! tail), so no search meets them again before the wheel comes round.
-//! Within a second sessions sit in the order they were filed, so among
-//! unanswered sessions of one class made in the same second the oldest
-//! goes first; across seconds the search goes on from the last one's,
+//! Within a second each class's sessions sit in the order they were filed
+//! (new sessions of two classes due in the same second join it class by
+//! class, see below), so among unanswered sessions of one class made in
+//! the same second the oldest goes first; across seconds the search goes on from the last one's,
 //! so a session filed behind it waits for the wrap. A session's first reply only sets
 //! `REPLIED` (touching no cold half, so the fast lane can take it).
 //!
@@ -36,7 +37,15 @@
 //! links alone, without knowing which bucket it is in: a session keeps no
 //! deadline.
 //!
-//! Invariants: a live session is in exactly one wheel bucket (the one its
+//! New sessions wait to be filed ([`SessionTable::link_new`]): each class's
+//! made in one second are chained in the order they came and the chain
+//! joins its bucket's tail in one step ([`SessionTable::settle`], first
+//! thing in every method that reads or changes a bucket: the sweep's, at
+//! the start of every batch, among them), so a batch's new sessions share
+//! one bucket look-up: a settled wheel holds every session in the bucket
+//! filing it at once would have chosen, each class's in the same order.
+//!
+//! Invariants (of a settled wheel): a live session is in exactly one wheel bucket (the one its
 //! last filing chose), for a second no later than its deadline; a session
 //! in no bucket has both links [`NIL`]; a sentinel's links never are, and
 //! point at itself when its bucket is empty; a free slot has class
@@ -346,6 +355,28 @@ pub struct SessionTable {
     /// The first session it moved to that second's bucket tail, if it
     /// stopped inside the bucket ([`NIL`]: none).
     evict_mark: u32,
+    /// New sessions not yet in their bucket, by timeout class
+    /// ([`SessionTable::link_new`]).
+    waiting: [Waiting; class::SLOTS],
+    /// Bit `k` set: class `k` has sessions waiting.
+    waiting_classes: u32,
+}
+
+/// A timeout class's new sessions waiting to be filed: the first and the
+/// last of their chain (linked through `prev` and `next`, the first's
+/// `prev` and the last's `next` [`NIL`]), made at second `now` with
+/// `timeout` seconds to live. When none wait `now` is [`NO_CURSOR`], no
+/// engine second, so a new session's test of it fails too.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    first: u32,
+    last: u32,
+    timeout: u32,
+    now: u32,
+}
+
+impl Waiting {
+    const NONE: Waiting = Waiting { first: NIL, last: NIL, timeout: 0, now: NO_CURSOR };
 }
 
 /// The capacity and the wheel's buckets of a table asked for `capacity`
@@ -416,6 +447,8 @@ impl SessionTable {
             cursor: NO_CURSOR,
             evict_from: 0,
             evict_mark: NIL,
+            waiting: [Waiting::NONE; class::SLOTS],
+            waiting_classes: 0,
         }
     }
 
@@ -509,35 +542,102 @@ impl SessionTable {
 
     /// Files `i` in the wheel for `deadline` (clamped to the wheel's reach from `now`).
     pub fn schedule(&mut self, i: u32, deadline: u32, now: u32) {
+        self.settle();
         let b = self.bucket(self.due_second(deadline, now));
         list_link(&mut self.cold, b, i);
     }
 
-    /// Files a new session (from [`SessionTable::alloc`]) in its wheel
-    /// bucket for `timeout` seconds from `now`, as [`SessionTable::schedule`]
-    /// does for that deadline, writing its whole cold half at once.
-    pub fn link_new(&mut self, i: u32, timeout: u32, now: u32) {
-        // `due_second` for a deadline no earlier than now, which is past
-        // its lower bound (the smaller of now and the cursor).
-        let (_, last) = self.reach(now);
-        let b = self.bucket(now.saturating_add(timeout).min(last));
-        // A sentinel's list is circular: its tail is set (raw, no NIL test).
-        let Some(wt) = self.cold.get(b as usize).map(|c| c.prev.raw()) else {
-            return;
+    /// Files a new session (from [`SessionTable::alloc`]) of timeout class
+    /// `cls` for `timeout` seconds from `now`, in the bucket
+    /// [`SessionTable::schedule`] gives that deadline, writing its whole
+    /// cold half at once: at the tail of the chain of the class's sessions
+    /// made in the same second with the same timeout, which joins the
+    /// bucket when the wheel is next read or changed
+    /// ([`SessionTable::settle`]).
+    #[inline(always)]
+    pub fn link_new(&mut self, i: u32, cls: u8, timeout: u32, now: u32) {
+        let k = usize::from(cls) & (class::SLOTS - 1);
+        let last = match self.waiting.get_mut(k) {
+            Some(w) if w.now == now && w.timeout == timeout => std::mem::replace(&mut w.last, i),
+            // (The class's first in a batch.)
+            _ => {
+                std::hint::cold_path();
+                return self.start_chain(k, i, timeout, now);
+            }
         };
         if let Some(c) = self.cold.get_mut(i as usize) {
-            *c = Cold { prev: Link::new(wt), next: Link::new(b), ..Cold::default() };
+            *c = Cold { prev: Link::new(last), ..Cold::default() };
         }
-        if let Some(t) = self.cold.get_mut(wt as usize) {
-            t.set_next(i);
+        if let Some(c) = self.cold.get_mut(last as usize) {
+            c.set_next(i);
+        }
+    }
+
+    /// [`SessionTable::link_new`] of the first session of a chain: the
+    /// class's chain so far (of another second or timeout) filed first.
+    #[inline(never)]
+    fn start_chain(&mut self, k: usize, i: u32, timeout: u32, now: u32) {
+        self.file_chain(k);
+        if let Some(c) = self.cold.get_mut(i as usize) {
+            *c = Cold::default();
+        }
+        if let Some(w) = self.waiting.get_mut(k) {
+            *w = Waiting { first: i, last: i, timeout, now };
+            self.waiting_classes |= 1 << k;
+        }
+    }
+
+    /// Files every waiting new session ([`SessionTable::link_new`]), class
+    /// by class: each in the bucket filing it at once would have chosen.
+    #[inline(always)]
+    pub fn settle(&mut self) {
+        if self.waiting_classes != 0 {
+            self.settle_all();
+        }
+    }
+
+    #[inline(never)]
+    fn settle_all(&mut self) {
+        while self.waiting_classes != 0 {
+            let k = self.waiting_classes.trailing_zeros() as usize;
+            self.file_chain(k);
+        }
+    }
+
+    /// Joins class `k`'s waiting chain, if any, to its bucket's tail.
+    fn file_chain(&mut self, k: usize) {
+        self.waiting_classes &= !(1 << k);
+        let Some(w) = self.waiting.get_mut(k).map(|w| std::mem::replace(w, Waiting::NONE)) else {
+            return;
+        };
+        if w.now == NO_CURSOR {
+            return;
+        }
+        // `due_second` for a deadline no earlier than now, which is past
+        // its lower bound (the smaller of now and the cursor, which has
+        // not moved since: moving it settles first).
+        let (_, last) = self.reach(w.now);
+        let b = self.bucket(w.now.saturating_add(w.timeout).min(last));
+        let Some(tail) = self.cold.get(b as usize).map(Cold::prev) else {
+            return;
+        };
+        if let Some(t) = self.cold.get_mut(tail as usize) {
+            t.set_next(w.first);
+        }
+        if let Some(c) = self.cold.get_mut(w.first as usize) {
+            c.set_prev(tail);
+        }
+        if let Some(c) = self.cold.get_mut(w.last as usize) {
+            c.set_next(b);
         }
         if let Some(h) = self.cold.get_mut(b as usize) {
-            h.set_prev(i);
+            h.set_prev(w.last);
         }
     }
 
     /// Takes `i` out of its wheel bucket.
     pub fn unschedule(&mut self, i: u32) {
+        self.settle();
         list_unlink(&mut self.cold, i);
     }
 
@@ -561,6 +661,7 @@ impl SessionTable {
     /// from there, so a search of the whole wheel is spread over calls and
     /// a table filled with answered flows never stalls a packet.
     pub fn evictable(&mut self, now: u32, timeout: &[u32; class::SLOTS]) -> Option<u32> {
+        self.settle();
         let first = if self.cursor == NO_CURSOR { now } else { self.cursor };
         let last = first.saturating_add(self.wheel_mask);
         let resume = (first..=last).contains(&self.evict_from);
@@ -610,6 +711,7 @@ impl SessionTable {
     /// The caller removes or re-files each; [`SessionTable::advance`] moves on
     /// once the bucket is empty.
     pub fn due(&mut self, now: u32) -> Option<(u32, u32)> {
+        self.settle();
         if self.cursor == NO_CURSOR {
             self.cursor = now;
         }
@@ -623,6 +725,7 @@ impl SessionTable {
 
     /// Moves the sweep past the current second (its bucket is empty).
     pub fn advance(&mut self) {
+        self.settle();
         // (Engine seconds reach NO_CURSOR after 136 years.)
         if self.cursor != NO_CURSOR {
             self.cursor += 1;
@@ -631,12 +734,15 @@ impl SessionTable {
 
     /// Next session in the same wheel bucket.
     pub fn next_in_bucket(&self, i: u32) -> u32 {
+        // (Its callers walk a bucket `due` gave them, which settled.)
+        debug_assert_eq!(self.waiting_classes, 0, "a bucket walked unsettled");
         self.session_or_nil(self.cold.get(i as usize).map_or(NIL, Cold::next))
     }
 
     /// The wheel bucket session `i` is in (walking to its sentinel: O(bucket);
     /// tests, listings), `None` if it is in none.
-    pub fn bucket_of(&self, i: u32) -> Option<u32> {
+    pub fn bucket_of(&mut self, i: u32) -> Option<u32> {
+        self.settle();
         let mut j = self.cold.get(i as usize)?.next();
         // A list is shorter than the slab: the bound only guards a broken one.
         for _ in 0..self.cold.len() {

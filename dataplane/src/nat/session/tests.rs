@@ -158,7 +158,7 @@ fn filed(t: &mut SessionTable, class: u8, replied: bool, seen: u32, deadline: u3
     let i = t.alloc().unwrap();
     t.hot[i as usize] =
         Session { class, last_seen: seen, flags: if replied { flag::REPLIED } else { 0 }, ..Session::default() };
-    t.link_new(i, deadline, 0);
+    t.link_new(i, 0, deadline, 0);
     i
 }
 
@@ -251,8 +251,8 @@ fn a_bucket_of_idle_answered_sessions_is_passed_over_calls_and_the_search_goes_o
 fn a_new_session_is_filed_in_its_bucket() {
     let mut t = SessionTable::new(4, 100);
     let (a, b) = (t.alloc().unwrap(), t.alloc().unwrap());
-    t.link_new(a, 5, 0);
-    t.link_new(b, 5, 0);
+    t.link_new(a, 0, 5, 0);
+    t.link_new(b, 0, 5, 0);
     assert_eq!((t.bucket_of(a), t.bucket_of(b)), (Some(5), Some(5)));
     assert_eq!(t.next_in_bucket(a), b);
     t.unschedule(a);
@@ -281,7 +281,7 @@ fn a_new_session_is_filed_where_its_deadline_would_be() {
                     assert!(t.due(c).is_some());
                 }
                 let (a, b) = (t.alloc().unwrap(), t.alloc().unwrap());
-                t.link_new(a, timeout, now);
+                t.link_new(a, 0, timeout, now);
                 t.schedule(b, now.saturating_add(timeout), now);
                 assert_eq!(t.bucket_of(a), t.bucket_of(b), "cursor {cursor:?}, now {now}, timeout {timeout}");
                 assert!(t.bucket_of(a).is_some());
@@ -313,5 +313,119 @@ fn a_table_emptied_and_filled_again_gives_every_slot_once() {
             t.free(i);
         }
         assert_eq!(t.live(), 0);
+    }
+}
+
+/// Every bucket's sessions in order, from its sentinel (a settled wheel).
+fn buckets(t: &SessionTable) -> Vec<Vec<u32>> {
+    (t.wheel_base..t.wheel_base + t.horizon())
+        .map(|b| {
+            let mut list = Vec::new();
+            let mut j = t.cold[b as usize].next();
+            while j != b && list.len() <= t.cold.len() {
+                list.push(j);
+                j = t.cold[j as usize].next();
+            }
+            list
+        })
+        .collect()
+}
+
+/// What one step of [`new_sessions_waiting_to_be_filed_end_where_filing_at_once_puts_them`] does.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A new session of class `cls` and timeout `t`, `dt` seconds on.
+    New { cls: u8, t: u32, dt: u32 },
+    /// The `k`-th live session (modulo) removed.
+    Remove { k: usize },
+    /// The `k`-th live session re-filed `d` seconds on.
+    Refile { k: usize, d: u32 },
+    /// The sweep: up to three sessions of the seconds due removed (the
+    /// chained table's first each time, from both).
+    Sweep,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        6 => (0u8..3, prop::sample::select(vec![0u32, 3, 30, 99, 500, u32::MAX]), 0u32..2)
+            .prop_map(|(cls, t, dt)| Step::New { cls, t, dt }),
+        2 => any::<usize>().prop_map(|k| Step::Remove { k }),
+        1 => (any::<usize>(), 0u32..200).prop_map(|(k, d)| Step::Refile { k, d }),
+        1 => Just(Step::Sweep),
+    ]
+}
+
+proptest::proptest! {
+    /// New sessions chained by `link_new` until the wheel is next read or
+    /// changed (removals, re-filings, the sweep, in between) end up, once
+    /// settled, in the buckets filing each at once (`schedule` for its
+    /// deadline) puts them, each class's in the same order there (two
+    /// classes' chains that share a bucket join it one after the other).
+    #[test]
+    fn new_sessions_waiting_to_be_filed_end_where_filing_at_once_puts_them(
+        batches in proptest::collection::vec(proptest::collection::vec(step(), 1..40), 1..8),
+    ) {
+        let (mut chained, mut at_once) = (SessionTable::new(64, 100), SessionTable::new(64, 100));
+        let (mut now, mut live, mut class_of) = (1u32, Vec::new(), [0u8; 64]);
+        for batch in batches {
+            for s in batch {
+                match s {
+                    Step::New { cls, t, dt } => {
+                        now += dt;
+                        let (Some(i), Some(j)) = (chained.alloc(), at_once.alloc()) else { continue };
+                        proptest::prop_assert_eq!(i, j);
+                        chained.link_new(i, cls, t, now);
+                        at_once.schedule(j, now.saturating_add(t), now);
+                        live.push(i);
+                        class_of[i as usize] = cls;
+                    }
+                    Step::Remove { k } if !live.is_empty() => {
+                        let i = live.swap_remove(k % live.len());
+                        for w in [&mut chained, &mut at_once] {
+                            w.unschedule(i);
+                            w.free(i);
+                        }
+                    }
+                    Step::Refile { k, d } if !live.is_empty() => {
+                        let i = live[k % live.len()];
+                        chained.reschedule(i, now + d, now);
+                        at_once.reschedule(i, now + d, now);
+                    }
+                    Step::Sweep => {
+                        for _ in 0..3 {
+                            // The same second, empty or not (which session
+                            // leads it may differ: see above).
+                            let (a, b) = (chained.due(now), at_once.due(now));
+                            proptest::prop_assert_eq!(a.map(|(i, d)| (i == NIL, d)), b.map(|(i, d)| (i == NIL, d)));
+                            match a {
+                                Some((NIL, _)) => {
+                                    chained.advance();
+                                    at_once.advance();
+                                }
+                                Some((i, _)) => {
+                                    live.retain(|&x| x != i);
+                                    for w in [&mut chained, &mut at_once] {
+                                        w.unschedule(i);
+                                        w.free(i);
+                                    }
+                                }
+                                None => break,
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // The batch's end: the chains join their buckets.
+            chained.settle();
+            for (b, (x, y)) in buckets(&chained).into_iter().zip(buckets(&at_once)).enumerate() {
+                for c in 0..3 {
+                    let of = |l: &[u32]| l.iter().copied().filter(|&i| class_of[i as usize] == c).collect::<Vec<_>>();
+                    proptest::prop_assert_eq!(of(&x), of(&y), "bucket {}, class {}", b, c);
+                }
+                proptest::prop_assert_eq!(x.len(), y.len(), "bucket {}", b);
+            }
+        }
     }
 }
