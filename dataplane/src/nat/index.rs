@@ -312,6 +312,20 @@ impl Index {
         }
     }
 
+    /// [`Index::insert_entry`] with the home slot tried on its own first:
+    /// in a loop of inserts (`LaterIndex`'s held ones) the probe's set-up
+    /// is then paid only by an entry whose home is taken.
+    #[inline(always)]
+    pub fn insert_entry_home_first(&mut self, home: usize, entry: u32) {
+        if let Some(s) = self.slots.get_mut(home) {
+            if *s == 0 {
+                *s = entry;
+                return;
+            }
+        }
+        self.insert_entry(home, entry);
+    }
+
     fn position(&self, hash: u64, idx: u32) -> Option<usize> {
         let tag = tag_of(hash);
         let (mut want, far) = (probe_key(tag, 0), probe_key(tag, FAR));

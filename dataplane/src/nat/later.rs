@@ -158,7 +158,7 @@ impl LaterIndex {
     fn write_held(&mut self) {
         let n = std::mem::take(&mut self.held);
         for e in self.later.get(..n).unwrap_or_default() {
-            self.index.insert_entry(e.home as usize, e.entry);
+            self.index.insert_entry_home_first(e.home as usize, e.entry);
         }
     }
 
