@@ -241,3 +241,38 @@ fn the_sweep_of_a_large_table_removes_and_refiles_as_a_small_ones_does() {
     assert_eq!(small.last().map(|x| x.1), Some(0), "{small:?}");
     assert!(small.iter().any(|x| x.1 == 600), "the answered third outlives the rest: {small:?}");
 }
+
+/// An inside endpoint's next flows keep its mapping (RFC 4787 REQ-1) on
+/// both batch paths, in a later batch and within one: a new session's
+/// mapping look-up takes the hash the batch worked out for the prefetch
+/// of its slot (or, on the single pass, for its miss).
+#[test]
+fn an_endpoints_next_flows_keep_its_mapping_on_both_batch_paths() {
+    for large in [false, true] {
+        let mut p = cgnat_params();
+        if large {
+            p.max_sessions = PREFETCH_ABOVE_SESSIONS + 1;
+        }
+        let mut e = Engine::new(&p).unwrap();
+        let flows = |remote: &str| -> Vec<Vec<u8>> {
+            (0..100u32).map(|i| udp(ip("100.64.2.0") + i, 3000 + i as u16, ip(remote), 53, b"q")).collect()
+        };
+        let mut first = flows("198.51.100.1");
+        let mut v = vec![Verdict::Drop(DropReason::Malformed); first.len()];
+        e.process(IN, 10, &mut first, &mut v);
+        assert!(v.iter().all(|x| *x == Verdict::Forward(OUT)), "{v:?}");
+        // Each endpoint to two more remotes, side by side in the batches.
+        let mut next: Vec<Vec<u8>> =
+            flows("198.51.100.2").into_iter().zip(flows("198.51.100.3")).flat_map(|(a, b)| [a, b]).collect();
+        let mut v = vec![Verdict::Drop(DropReason::Malformed); next.len()];
+        e.process(IN, 11, &mut next, &mut v);
+        assert!(v.iter().all(|x| *x == Verdict::Forward(OUT)), "{v:?}");
+        for (i, f) in first.iter().enumerate() {
+            let (public, port, _, _) = tuple(f);
+            for g in &next[2 * i..2 * i + 2] {
+                assert_eq!((tuple(g).0, tuple(g).1), (public, port), "large {large}: endpoint {i}'s mapping");
+            }
+        }
+        assert_eq!(e.live_sessions(), 300);
+    }
+}

@@ -63,11 +63,15 @@ pub(crate) struct Item {
     /// the scan reached an empty slot first, and the item is `Pre::New`).
     pub(crate) slot: u32,
     pub(crate) st: Pre,
+    /// A `Pre::New` inside-to-outside item's endpoint hash in the mapping
+    /// index (`keys::imap`): worked out where the batch asks for its slot,
+    /// taken by the new session's look-up.
+    pub(crate) hm: u64,
 }
 
 impl Item {
     pub(super) const EMPTY: Item =
-        Item { k: FastKey { w0: 0, w1: 0, flags: 0, ttl: 0, l4: L4::Udp }, h: 0, slot: 0, st: Pre::Later };
+        Item { k: FastKey { w0: 0, w1: 0, flags: 0, ttl: 0, l4: L4::Udp }, h: 0, slot: 0, st: Pre::Later, hm: 0 };
 }
 
 /// What the fast lane decided for a frame.
@@ -224,7 +228,8 @@ impl Engine {
                         // mapping up (`mapping`): its slot, asked for now,
                         // is in cache by then.
                         if I2O {
-                            imap.prefetch(keys::imap(seed, it.k.src(), it.k.sport(), it.k.proto()));
+                            it.hm = keys::imap(seed, it.k.src(), it.k.sport(), it.k.proto());
+                            imap.prefetch(it.hm);
                         }
                     } else if let Some(slot) = first {
                         let i = index::slot_session(slot);
@@ -316,7 +321,7 @@ impl Engine {
                     let p = it.k.to_parsed();
                     let h = Some(it.h);
                     match side {
-                        Side::Inside => self.miss_i2o(now, frame, &p, h),
+                        Side::Inside => self.miss_i2o(now, frame, &p, h, Some(it.hm)),
                         Side::Outside => self.miss_o2i(now, frame, &p),
                     }
                     .unwrap_or_else(|v| v)

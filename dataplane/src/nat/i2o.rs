@@ -43,6 +43,7 @@ impl Engine {
         frame: &mut [u8],
         p: &Parsed,
         h: Option<u64>,
+        hm: Option<u64>,
     ) -> Result<Verdict, Verdict> {
         // Hairpinning (TCP and UDP) needs something on the public endpoint to
         // reach; decide before any session is made.
@@ -97,7 +98,7 @@ impl Engine {
                     Err(v) => return Err(self.refused(now, frame, p.src, pool, v)),
                 }
             }
-            (None, Some(RuleAction::Translate { pool })) => match self.new_mapped_i2o(now, p, pool, h) {
+            (None, Some(RuleAction::Translate { pool })) => match self.new_mapped_i2o(now, p, pool, h, hm) {
                 Ok(idx) => idx,
                 // A subscriber at its limit (RFC 6888 REQ-11): see super::refusal.
                 Err(v) => return Err(self.refused(now, frame, p.src, pool, v)),
@@ -248,6 +249,7 @@ impl Engine {
         p: &Parsed,
         pool: u16,
         h_i2o: Option<u64>,
+        hm: Option<u64>,
     ) -> Result<u32, Verdict> {
         let idx = self.alloc_session(now)?;
         let undo = |e: &mut Self, v: DropReason| {
@@ -263,7 +265,7 @@ impl Engine {
                 return Err(undo(self, r));
             }
         };
-        let hm = self.h_imap(p.src, p.sport, p.proto);
+        let hm = hm.unwrap_or_else(|| self.h_imap(p.src, p.sport, p.proto));
         let head = self.find_mapping_i2o(hm, p.src, p.sport, p.proto, pool, now);
         let rport = if p.proto == L4::Icmp { 0 } else { p.dport };
         let mut s = Session {

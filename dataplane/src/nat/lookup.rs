@@ -179,7 +179,7 @@ impl Engine {
             }
         }
         let v = match side {
-            Side::Inside => self.miss_i2o(now, frame, p, h),
+            Side::Inside => self.miss_i2o(now, frame, p, h, None),
             Side::Outside => self.miss_o2i(now, frame, p),
         };
         v.unwrap_or_else(|v| v)

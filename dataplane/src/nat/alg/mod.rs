@@ -415,7 +415,7 @@ impl Engine {
         let h = self.h_i2o(q.src, q.sport, q.dst, 0, L4::Tcp);
         let idx = match self.find::<true>(h, q.src, q.sport, q.dst, 0, L4::Tcp) {
             Some(i) if self.live_or_reap(i, now) => i,
-            _ => self.new_mapped_i2o(now, &q, pool, Some(h)).ok()?,
+            _ => self.new_mapped_i2o(now, &q, pool, Some(h), None).ok()?,
         };
         let e = self.sessions.get(idx);
         Some((e.public_ip.get(), e.public_port.get()))
