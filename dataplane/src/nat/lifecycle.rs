@@ -111,8 +111,7 @@ impl Engine {
         let hi = h_i2o.unwrap_or_else(|| keys::session_i2o(self.seed, &s));
         self.i2o.insert(hi, idx);
         self.created.add(hi, ho);
-        let t = self.class_timeout.get(usize::from(cls)).copied().unwrap_or(0);
-        self.sessions.link_new(idx, cls, t, now);
+        self.sessions.link_new(idx, cls, &self.class_timeout, now);
         self.counters.sessions_created += 1;
         if self.ports.log_sessions {
             self.note_session(idx, ports::SessionChange::Created);

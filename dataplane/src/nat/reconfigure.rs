@@ -234,6 +234,9 @@ impl Engine {
         }
         let t = new.timeouts;
         self.timeouts = t;
+        // New sessions waiting to be filed keep the timeouts they were
+        // made with (`SessionTable::link_new`).
+        self.sessions.settle();
         self.class_timeout = t.by_class();
         let mut local = new.local_addrs.clone();
         local.sort_unstable();

@@ -548,20 +548,22 @@ impl SessionTable {
     }
 
     /// Files a new session (from [`SessionTable::alloc`]) of timeout class
-    /// `cls` for `timeout` seconds from `now`, in the bucket
-    /// [`SessionTable::schedule`] gives that deadline, writing its whole
-    /// cold half at once: at the tail of the chain of the class's sessions
-    /// made in the same second with the same timeout, which joins the
-    /// bucket when the wheel is next read or changed
-    /// ([`SessionTable::settle`]).
+    /// `cls` for its class's timeout (of `timeouts`) from `now`, in the
+    /// bucket [`SessionTable::schedule`] gives that deadline, writing its
+    /// whole cold half at once: at the tail of the chain of the class's
+    /// sessions made in the same second, which joins the bucket when the
+    /// wheel is next read or changed ([`SessionTable::settle`]). The
+    /// chain keeps the timeout its first session was filed for: the
+    /// caller settles before it changes `timeouts`.
     #[inline(always)]
-    pub fn link_new(&mut self, i: u32, cls: u8, timeout: u32, now: u32) {
+    pub fn link_new(&mut self, i: u32, cls: u8, timeouts: &[u32; class::SLOTS], now: u32) {
         let k = usize::from(cls) & (class::SLOTS - 1);
         let last = match self.waiting.get_mut(k) {
-            Some(w) if w.now == now && w.timeout == timeout => std::mem::replace(&mut w.last, i),
+            Some(w) if w.now == now => std::mem::replace(&mut w.last, i),
             // (The class's first in a batch.)
             _ => {
                 std::hint::cold_path();
+                let timeout = timeouts.get(k).copied().unwrap_or(0);
                 return self.start_chain(k, i, timeout, now);
             }
         };
