@@ -173,7 +173,10 @@ impl FastKey {
     }
     /// The general form.
     pub fn to_parsed(self) -> Parsed {
-        let proto = self.proto();
+        // A fast key is TCP or UDP (`fast_key`): said so, the general
+        // path's ICMP and other-protocol branches fold away.
+        let proto = if self.l4 == L4::Tcp { L4::Tcp } else { L4::Udp };
+        debug_assert_eq!(proto, self.l4);
         Parsed {
             l3: layout::L3 as u8,
             l4: layout::L4 as u8,
