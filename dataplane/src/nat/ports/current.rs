@@ -25,6 +25,7 @@ impl Ports {
         // Other kinds of pool leave here (shared pools' subscribers hold
         // no block), not marked cold.
         let PlainGeo { chunk, words, min, geo } = ad.plain?;
+        let words = usize::from(words);
         // (`cold_path`: a subscriber's first session, and once a block or
         // a rotation.)
         if sub.hint >= sub.n_blocks {

@@ -112,7 +112,12 @@ pub(super) fn build_pool(
     }
     let local = n_chunks.saturating_sub(worker).div_ceil(workers);
     let plain = matches!(pp.mode, PoolMode::PortBlocks { .. }) && !pp.port_parity && !pp.random_ports;
-    let geo = PlainGeo { chunk: u32::from(chunk), words, min: u32::from(pp.port_min), geo: (worker, workers) };
+    let geo = PlainGeo {
+        chunk: u32::from(chunk),
+        words: u16::try_from(words).unwrap_or(u16::MAX),
+        min: u32::from(pp.port_min),
+        geo: (worker, workers),
+    };
     for (ai, &ip) in pp.addresses.iter().enumerate() {
         let (mut perm, mut inv) = (Vec::new(), Vec::new());
         if let Some(order) = pp.port_orders.get(ai) {

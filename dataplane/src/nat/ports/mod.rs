@@ -165,8 +165,10 @@ pub struct AddrPorts {
 pub(super) struct PlainGeo {
     /// Ports per block ([`PoolRt::chunk`]).
     pub chunk: u32,
-    /// Bitmap words per block plane ([`PoolRt::words`]).
-    pub words: usize,
+    /// Bitmap words per block plane ([`PoolRt::words`]), as a `u16` (a
+    /// chunk is at most 65536 ports): the planes' offsets are then known
+    /// not to overflow, which spares the allocation their checks.
+    pub words: u16,
     /// The pool's first port.
     pub min: u32,
     /// [`PoolRt::geo`].
