@@ -84,15 +84,6 @@ impl Engine {
         s.tcp = if proto == L4::Tcp { TcpState::initial(tcp_flags) } else { TcpState::NONE };
         s.last_seen = now;
         s.public_ip = pub_ip.into();
-        // The o2i slot is a cache miss in a large table: held back
-        // (`LaterIndex::insert_later`), its line arrives while the next new
-        // sessions are made. (Asked for here and written at the end of the
-        // install, as before, the miss still stalled it: without the o2i and
-        // omap inserts new sessions ran 25% faster at 1M.)
-        // (Held before the session is written below: nothing looks o2i up
-        // in between; a look-up there would find the slot's old contents.)
-        let ho = keys::session_o2i(self.seed, &s);
-        self.o2i.insert_later(ho, idx);
         // i2o rewrites inside -> public; the deltas undo themselves o2i.
         (s.ip_delta, s.l4_delta) =
             rewrite::session_deltas(s.inside_ip, s.inside_port, s.public_ip, s.public_port, proto);
@@ -101,6 +92,13 @@ impl Engine {
         if let Some(x) = self.sessions.hot.get_mut(idx as usize) {
             *x = s;
         }
+        // The o2i slot is a cache miss in a large table: held back
+        // (`LaterIndex::insert_later`), its line arrives while the next new
+        // sessions are made. (Asked for here and written at the end of the
+        // install, as before, the miss still stalled it: without the o2i and
+        // omap inserts new sessions ran 25% faster at 1M.)
+        let ho = keys::session_o2i(self.seed, &s);
+        self.o2i.insert_later(ho, idx);
         // Only a TCP session's window is ever read (`tcp_window`, the fast
         // lane's TCP hit): another's install leaves its line alone.
         if proto == L4::Tcp {
