@@ -609,3 +609,26 @@ fn in_a_pool_of_several_a_229_naming_a_port_on_another_address_is_left_alone_and
         50000,
     );
 }
+
+/// A packet the ALG grows past its frame is bound to that frame's index
+/// in the batch given to `Engine::process`, whichever it is: third of a
+/// chunk, and third of the second chunk (frames 64 on).
+#[test]
+fn a_grown_packet_is_bound_to_its_frames_index_in_the_batch() {
+    for at in [2usize, 66] {
+        let mut n = with_options(cgnat_params(), ftp_on());
+        control_connection(&mut n);
+        // (Port 1 becomes a pool port: four digits more, no room.)
+        let cmd = b"EPRT |1|100.64.0.2|1|\r\n";
+        let mut frames: Vec<Vec<u8>> =
+            (0..at as u32).map(|i| udp(ip("100.64.0.3"), 5000 + i as u16, ip(SERVER), 53, b"q")).collect();
+        frames.push(seg(CLIENT, FTP, ACK | 0x08, (101, 5012), None, cmd));
+        let mut v = vec![Verdict::Drop(DropReason::Malformed); frames.len()];
+        n.e.process(IN, n.now, &mut frames, &mut v);
+        assert!(v.iter().all(|x| *x == Verdict::Forward(OUT)), "{v:?}");
+        let grown: Vec<(usize, Vec<u8>)> = n.e.grown().map(|(i, g)| (i, g.to_vec())).collect();
+        assert_eq!(grown.len(), 1, "one grown packet");
+        assert_eq!(grown[0].0, at, "bound to frame {at}");
+        assert!(payload(&grown[0].1).starts_with(b"EPRT |1|203.0.113."), "the rewritten command");
+    }
+}

@@ -314,6 +314,8 @@ impl Engine {
                 continue;
             };
             let frame = f.as_mut();
+            // A packet the FTP ALG grows past its frame: which frame it is.
+            self.alg.frame = i;
             *v = match it.st {
                 // Still absent unless this batch made a session that may have
                 // its key: then it is looked up again.
@@ -349,8 +351,6 @@ impl Engine {
                 },
             };
             self.count(*v);
-            // A packet the FTP ALG grew past its frame: which frame it is.
-            self.alg.frame_done(i);
         }
         // The batch's new sessions' o2i and omap entries, held back while
         // their slots' lines arrived (`LaterIndex::insert_later`).

@@ -139,11 +139,15 @@ pub(crate) struct Alg {
     free: Vec<u16>,
     grown: Vec<u8>,
     /// Per grown buffer: the frame's index in the batch (`usize::MAX`:
-    /// not bound yet) and the packet's length.
+    /// none) and the packet's length.
     grown_at: [(usize, usize); GROWN_SLOTS],
     n_grown: usize,
     /// The index of the first frame of the chunk being processed.
     pub(super) chunk_base: usize,
+    /// The index in its chunk of the frame being processed (the general
+    /// path sets it before each frame: a packet grown then is that
+    /// frame's).
+    pub(super) frame: usize,
 }
 
 impl Alg {
@@ -156,6 +160,7 @@ impl Alg {
             grown_at: [(usize::MAX, 0); GROWN_SLOTS],
             n_grown: 0,
             chunk_base: 0,
+            frame: usize::MAX,
         }
     }
 
@@ -163,21 +168,7 @@ impl Alg {
     #[inline(always)]
     pub(super) fn new_batch(&mut self) {
         self.n_grown = 0;
-    }
-
-    /// Binds a grown packet made by the frame just processed to its index
-    /// `i` in the chunk.
-    #[inline(always)]
-    pub(super) fn frame_done(&mut self, i: usize) {
-        if self.n_grown > 0 {
-            // A packet the FTP ALG grew: the exception.
-            std::hint::cold_path();
-            if let Some(g) = self.grown_at.get_mut(self.n_grown - 1) {
-                if g.0 == usize::MAX {
-                    g.0 = self.chunk_base + i;
-                }
-            }
-        }
+        self.frame = usize::MAX;
     }
 
     pub(super) fn memory_bytes(&self) -> usize {
@@ -453,7 +444,7 @@ impl Engine {
             g.get_mut(a..a + rep.len())?.copy_from_slice(rep);
             g.get_mut(a + rep.len()..new_end)?.copy_from_slice(frame.get(b..end)?);
             if let Some(x) = self.alg.grown_at.get_mut(k) {
-                *x = (usize::MAX, new_end);
+                *x = (self.alg.chunk_base.saturating_add(self.alg.frame), new_end);
             }
             self.alg.n_grown += 1;
             g
