@@ -49,7 +49,9 @@
 //! last filing chose), for a second no later than its deadline; a session
 //! in no bucket has both links [`NIL`]; a sentinel's links never are, and
 //! point at itself when its bucket is empty; a free slot has class
-//! [`FREE`] and sits on the free list (through `next`, [`NIL`]-terminated).
+//! [`FREE`] and sits on the free list (through its hot half's `last_seen`,
+//! which it has no other use for, [`NIL`]-terminated: taking a slot reads
+//! the line its new session is written to anyway).
 //! Session numbers are below `capacity`, sentinels' at or above it.
 #![forbid(unsafe_code)]
 
@@ -144,7 +146,8 @@ pub struct Session {
     pub proto: L4,
     /// [`flag`] bits.
     pub flags: u8,
-    /// Last packet, engine seconds.
+    /// Last packet, engine seconds. (A free slot: the next free slot,
+    /// see [`SessionTable::alloc`].)
     pub last_seen: u32,
     /// Inside-to-outside IPv4 header checksum delta (RFC 1624) with the TTL
     /// decrement's added (`rewrite::session_deltas`), byte-swapped:
@@ -339,8 +342,7 @@ pub struct SessionTable {
     /// a TCP session is made; left as it was, and never read, for other
     /// protocols).
     pub tcp: Vec<super::tcp::TcpWindow>,
-    /// The free list's first slot: at or past `wheel_base` (`NIL`, or
-    /// `LINK_NIL` from a raw link) when the list is empty.
+    /// The free list's first slot: [`NIL`] when the list is empty.
     free_head: u32,
     live: u32,
     /// The first sentinel's number: the capacity.
@@ -424,17 +426,19 @@ impl SessionTable {
     pub fn new(capacity: u32, horizon_secs: u32) -> Self {
         let (capacity, buckets) = geometry(capacity, horizon_secs);
         let n = capacity as usize;
-        let hot = vec![Session { class: FREE, ..Session::default() }; n];
+        // The free list through `last_seen`, every slot on it in order.
+        let hot = (0..capacity)
+            .map(|i| Session {
+                class: FREE,
+                last_seen: if i + 1 < capacity { i + 1 } else { NIL },
+                ..Session::default()
+            })
+            .collect();
         let mut cold = vec![Cold::default(); n + buckets as usize];
-        for (i, c) in cold.iter_mut().enumerate() {
+        for (i, c) in cold.iter_mut().enumerate().skip(n) {
             let i = i as u32;
-            if i < capacity {
-                let next = i + 1;
-                c.set_next(if next < capacity { next } else { NIL });
-            } else {
-                c.set_prev(i);
-                c.set_next(i);
-            }
+            c.set_prev(i);
+            c.set_next(i);
         }
         Self {
             hot,
@@ -494,26 +498,21 @@ impl SessionTable {
     /// Takes a free slot, or `None` when full. The slot is in no list yet.
     pub fn alloc(&mut self) -> Option<u32> {
         let i = self.free_head;
-        if i >= self.wheel_base {
-            return None;
-        }
-        // The cold half is left as it is: `link_new` writes all of it.
-        let c = self.cold.get(i as usize)?;
-        // Raw: the list's end reads as LINK_NIL, which the test above takes for none.
-        self.free_head = c.next.raw();
+        // The list's end, NIL, lies past every slot. The cold half is
+        // left as it is: `link_new` writes all of it.
+        let s = self.hot.get(i as usize)?;
+        self.free_head = s.last_seen;
         self.live += 1;
         Some(i)
     }
 
-    /// Returns a slot (already out of the wheel) to the free list.
+    /// Returns a slot (already out of the wheel, its links NIL) to the
+    /// free list.
     pub fn free(&mut self, i: u32) {
         let Some(h) = self.hot.get_mut(i as usize) else {
             return;
         };
-        *h = Session { class: FREE, ..Session::default() };
-        if let Some(c) = self.cold.get_mut(i as usize) {
-            *c = Cold { next: Link::new(self.free_head), ..Cold::default() };
-        }
+        *h = Session { class: FREE, last_seen: self.free_head, ..Session::default() };
         self.free_head = i;
         self.live = self.live.saturating_sub(1);
     }
