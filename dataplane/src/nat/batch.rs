@@ -228,7 +228,7 @@ impl Engine {
                         // mapping up (`mapping`): its slot, asked for now,
                         // is in cache by then.
                         if I2O {
-                            it.hm = keys::imap(seed, it.k.src(), it.k.sport(), it.k.proto());
+                            it.hm = keys::imap_wire(seed, it.k.src_le(), it.k.sport_le(), it.k.proto());
                             imap.prefetch(it.hm);
                         }
                     } else if let Some(slot) = first {

@@ -309,7 +309,7 @@ pub(crate) fn single_pass<const I2O: bool, F: AsMut<[u8]>>(
                 it.h = hash_words(seed, k.w0, k.w1);
                 it.st = if absent & (1 << i) != 0 { Pre::New } else { Pre::Flow };
                 if I2O {
-                    it.hm = crate::nat::keys::imap(seed, k.src(), k.sport(), k.proto());
+                    it.hm = crate::nat::keys::imap_wire(seed, k.src_le(), k.sport_le(), k.proto());
                 }
             }
         }

@@ -11,6 +11,7 @@ use super::l4::L4;
 use super::ports::Ports;
 use super::session::{flag, Session};
 use super::{O2I_SALT, OMAP_SALT};
+use crate::wire::bytes::{Net16, Net32};
 
 /// Inside-to-outside lookup key.
 #[inline(always)]
@@ -32,7 +33,16 @@ pub fn o2i(seed: u64, public: u32, pport: u16, remote: u32, rport: u16, proto: L
 /// that send one source to different pools by destination) is rare.
 #[inline(always)]
 pub fn imap(seed: u64, inside: u32, iport: u16, proto: L4) -> u64 {
-    hash3(seed, inside, iport, u16::from(proto.code()), 0)
+    imap_wire(seed, Net32::new(inside).le(), Net16::new(iport).le(), proto)
+}
+
+/// [`imap`] of an endpoint as a packet carries it: the address and port
+/// in network byte order read as little-endian words (`Net32::le`, the
+/// words `parse::FastKey` holds and a session stores), so neither the
+/// batch nor a stored session swaps them to hash.
+#[inline(always)]
+pub fn imap_wire(seed: u64, inside_le: u32, iport_le: u16, proto: L4) -> u64 {
+    hash3(seed, inside_le, iport_le, u16::from(proto.code()), 0)
 }
 
 /// Mapping head by public endpoint.
@@ -68,10 +78,31 @@ pub fn session_o2i(seed: u64, s: &Session) -> u64 {
 
 /// [`imap`] of a stored (mapped) session.
 pub fn session_imap(seed: u64, s: &Session) -> u64 {
-    imap(seed, s.inside_ip.get(), s.inside_port.get(), s.proto)
+    imap_wire(seed, s.inside_ip.le(), s.inside_port.le(), s.proto)
 }
 
 /// [`omap`] of a stored (mapped) session.
 pub fn session_omap(seed: u64, s: &Session) -> u64 {
     omap(seed, s.public_ip.get(), s.public_port.get(), s.proto)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nat::parse::fast_lookup_key;
+    use crate::testing::frames::{ip, udp};
+
+    /// The mapping key of an endpoint is one hash whichever form it comes
+    /// in: host-order values (the general path's), a packet's words (the
+    /// batch's) and a stored session's (a removal's).
+    #[test]
+    fn an_endpoints_mapping_key_is_the_same_from_a_packet_a_session_and_values() {
+        let (inside, iport) = (ip("100.64.0.7"), 40_123);
+        let k = fast_lookup_key(&udp(inside, iport, ip("198.51.100.1"), 53, b"q")).unwrap();
+        let s = Session { inside_ip: inside.into(), inside_port: iport.into(), proto: L4::Udp, ..Session::default() };
+        let want = imap(7, inside, iport, L4::Udp);
+        assert_eq!(imap_wire(7, k.src_le(), k.sport_le(), k.proto()), want);
+        assert_eq!(session_imap(7, &s), want);
+        assert_ne!(imap(7, inside, iport + 1, L4::Udp), want);
+    }
 }

@@ -141,6 +141,17 @@ impl FastKey {
     pub fn src(self) -> u32 {
         Self::addrs(self.w0).0
     }
+    /// Source address as it lies: network byte order read little-endian
+    /// (`Net32::le`), no swap.
+    #[inline(always)]
+    pub fn src_le(self) -> u32 {
+        self.w0 as u32
+    }
+    /// Source port as it lies (`Net16::le`), no swap.
+    #[inline(always)]
+    pub fn sport_le(self) -> u16 {
+        self.w1 as u16
+    }
     /// Destination address.
     #[inline(always)]
     pub fn dst(self) -> u32 {
