@@ -296,8 +296,15 @@ pub(crate) fn single_pass<const I2O: bool, F: AsMut<[u8]>>(
             Outcome::Other => pending |= 1 << at(f),
         }
     }
-    // The misses, parsed again for the general path (holding their keys
-    // through the loop would cost the common case registers).
+    misses::<I2O, F>(seed, frames, items, pending, absent);
+    pending
+}
+
+/// [`single_pass`]'s misses, parsed again for the general path (holding
+/// their keys through the loop would cost the common case registers).
+/// Out of line: the hit loop's registers do not depend on this one.
+#[inline(never)]
+fn misses<const I2O: bool, F: AsMut<[u8]>>(seed: u64, frames: &mut [F], items: &mut [Item], pending: u64, absent: u64) {
     let mut m = pending;
     while m != 0 {
         let i = m.trailing_zeros() as usize;
@@ -314,7 +321,6 @@ pub(crate) fn single_pass<const I2O: bool, F: AsMut<[u8]>>(
             }
         }
     }
-    pending
 }
 
 #[cfg(test)]
