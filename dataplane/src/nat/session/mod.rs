@@ -260,9 +260,7 @@ impl Link {
     }
 
     /// The three bytes as a number: `LINK_NIL` for none, which like
-    /// [`NIL`] lies past every session and sentinel, so a reader that
-    /// bounds the number anyway (the free list's head) or knows the link
-    /// is set (a sentinel's, on its circular list) spares the compare.
+    /// [`NIL`] lies past every session and sentinel.
     #[inline(always)]
     fn raw(self) -> u32 {
         u32::from(u16::from_le_bytes(self.lo)) | u32::from(self.hi) << 16
@@ -276,7 +274,7 @@ impl Link {
 pub struct Cold {
     /// Previous in the wheel bucket.
     prev: Link,
-    /// Next in the wheel bucket (or on the free list).
+    /// Next in the wheel bucket.
     next: Link,
     /// Next session of the same mapping.
     map_next: Link,
@@ -300,7 +298,7 @@ impl Cold {
     pub fn prev(&self) -> u32 {
         self.prev.get()
     }
-    /// Next in the wheel bucket (or on the free list).
+    /// Next in the wheel bucket.
     #[inline(always)]
     pub fn next(&self) -> u32 {
         self.next.get()
@@ -559,7 +557,7 @@ impl SessionTable {
         let k = usize::from(cls) & (class::SLOTS - 1);
         let last = match self.waiting.get_mut(k) {
             Some(w) if w.now == now => std::mem::replace(&mut w.last, i),
-            // (The class's first in a batch.)
+            // (The class's first in a second.)
             _ => {
                 std::hint::cold_path();
                 let timeout = timeouts.get(k).copied().unwrap_or(0);
@@ -575,7 +573,7 @@ impl SessionTable {
     }
 
     /// [`SessionTable::link_new`] of the first session of a chain: the
-    /// class's chain so far (of another second or timeout) filed first.
+    /// class's chain so far (of another second) filed first.
     #[inline(never)]
     fn start_chain(&mut self, k: usize, i: u32, timeout: u32, now: u32) {
         self.file_chain(k);
