@@ -240,8 +240,13 @@ fn a_valid_push_moves_new_flows_while_a_running_stream_keeps_its_session() {
     assert!(!log.contains("error"), "{log}");
     let receiver = log.lines().find(|l| l.contains("receiver")).unwrap_or_default().to_string();
     assert!(receiver.contains("MBytes"), "{log}");
+    // The server writes its log when it exits, a moment after the client
+    // has its results: read it once it is there (read at once, CI found it
+    // still empty).
     assert!(
-        lab.read("iperf3-server.log").contains("Accepted connection from 203.0.113.10"),
+        lab.wait_for(Duration::from_secs(5), || lab
+            .read("iperf3-server.log")
+            .contains("Accepted connection from 203.0.113.10")),
         "{}",
         lab.read("iperf3-server.log")
     );
