@@ -5,18 +5,33 @@ use crate::nat::params::{EngineParams, PoolParams};
 
 proptest::proptest! {
     #[test]
-    fn first_free_bit_is_the_first_clear_bit_from_start_wrapping(
+    fn taking_a_free_port_takes_the_first_clear_bit_from_start_wrapping(
         busy in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..9),
         start in 0u16..512,
         dense in proptest::prelude::any::<bool>(),
     ) {
         // Dense blocks (most bits set) make the scan leave the start word.
         let busy: Vec<u64> = busy.iter().map(|&x| if dense { x | (x << 1) | (x >> 3) } else { x }).collect();
-        let n = busy.len() * 64;
+        let words = busy.len();
+        let n = words * 64;
         let start = start % n as u16;
         let clear = |i: usize| busy[i / 64] & (1 << (i % 64)) == 0;
         let want = (usize::from(start)..n).chain(0..usize::from(start)).find(|&i| clear(i));
-        proptest::prop_assert_eq!(first_free_bit(&busy, start).map(usize::from), want);
+        // One block's planes: none in use, `busy` in the busy plane.
+        let mut ports = cgnat(512, 4, 1, 0);
+        let ad = ports.addrs.get_mut(0).unwrap();
+        let mut planes = vec![0u64; PLANES * words];
+        planes[BUSY * words..].copy_from_slice(&busy);
+        let got = take_first_free_at(ad, &mut planes, words, 0, L4::Udp, start);
+        proptest::prop_assert_eq!(got.map(usize::from), want);
+        // The port taken is marked in use and busy, and nothing else is.
+        let mut after = vec![0u64; PLANES * words];
+        after[BUSY * words..].copy_from_slice(&busy);
+        if let Some(b) = want {
+            after[b / 64] |= 1 << (b % 64);
+            after[BUSY * words + b / 64] |= 1 << (b % 64);
+        }
+        proptest::prop_assert_eq!(planes, after);
     }
 }
 
