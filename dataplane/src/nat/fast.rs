@@ -106,14 +106,16 @@ impl<'a> Lane<'a> {
     /// from home with the key's tag the batch pipeline already found
     /// (`slot`): that session is tried first, without probing again; only
     /// if it is another flow's (a shared tag) does the probe start from home.
+    /// The key by reference: the out-of-line probe reads it where it lies,
+    /// where by value each hit copied it to the stack for that call.
     #[inline(always)]
-    pub fn hit_at<const I2O: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64, slot: u32) -> Outcome {
+    pub fn hit_at<const I2O: bool>(&mut self, frame: &mut [u8], k: &FastKey, h: u64, slot: u32) -> Outcome {
         let i = slot_session(slot);
         let (ports, udp) = (k.ports(), k.proto() == L4::Udp);
         let found = self.hot.get(i).is_some_and(|x| x.has_key::<I2O>(k.w0, ports, k.proto()));
         match (found, udp) {
-            (true, true) => self.translate::<I2O, true>(frame, k, i),
-            (true, false) => self.translate::<I2O, false>(frame, k, i),
+            (true, true) => self.translate::<I2O, true>(frame, *k, i),
+            (true, false) => self.translate::<I2O, false>(frame, *k, i),
             (false, true) => self.hit_shared_tag::<I2O, true>(frame, k, h),
             (false, false) => self.hit_shared_tag::<I2O, false>(frame, k, h),
         }
@@ -127,8 +129,8 @@ impl<'a> Lane<'a> {
     /// home is a cache miss, but this path is rare.)
     #[cold]
     #[inline(never)]
-    fn hit_shared_tag<const I2O: bool, const UDP: bool>(&mut self, frame: &mut [u8], k: FastKey, h: u64) -> Outcome {
-        self.hit_proto::<I2O, UDP>(frame, k, h)
+    fn hit_shared_tag<const I2O: bool, const UDP: bool>(&mut self, frame: &mut [u8], k: &FastKey, h: u64) -> Outcome {
+        self.hit_proto::<I2O, UDP>(frame, *k, h)
     }
 
     /// The hit path for one protocol (UDP or TCP), known at compile time,
