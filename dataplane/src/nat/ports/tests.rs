@@ -7,31 +7,44 @@ proptest::proptest! {
     #[test]
     fn taking_a_free_port_takes_the_first_clear_bit_from_start_wrapping(
         busy in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..9),
+        in_use in proptest::collection::vec(proptest::prelude::any::<u64>(), 8),
         start in 0u16..512,
-        dense in proptest::prelude::any::<bool>(),
+        fill in 0u8..3,
     ) {
-        // Dense blocks (most bits set) make the scan leave the start word.
-        let busy: Vec<u64> = busy.iter().map(|&x| if dense { x | (x << 1) | (x >> 3) } else { x }).collect();
+        // Dense blocks (most bits set) make the scan leave the start word;
+        // full ones leave nothing to take.
+        let busy: Vec<u64> = busy
+            .iter()
+            .map(|&x| match fill { 0 => x, 1 => x | (x << 1) | (x >> 3), _ => u64::MAX })
+            .collect();
         let words = busy.len();
         let n = words * 64;
         let start = start % n as u16;
         let clear = |i: usize| busy[i / 64] & (1 << (i % 64)) == 0;
         let want = (usize::from(start)..n).chain(0..usize::from(start)).find(|&i| clear(i));
-        // One block's planes: none in use, `busy` in the busy plane.
+        // One block's planes: some of its busy ports in use (a port in use
+        // is busy), `busy` in the busy plane.
         let mut ports = cgnat(512, 4, 1, 0);
         let ad = ports.addrs.get_mut(0).unwrap();
+        let counts = |ad: &AddrPorts| (ad.blocks[0].used, ad.blocks[0].used_by_proto[L4::Udp.index()]);
+        let before = counts(ad);
         let mut planes = vec![0u64; PLANES * words];
+        for w in 0..words {
+            planes[w] = busy[w] & in_use[w];
+        }
         planes[BUSY * words..].copy_from_slice(&busy);
+        let mut after = planes.clone();
         let got = take_first_free_at(ad, &mut planes, words, 0, L4::Udp, start);
         proptest::prop_assert_eq!(got.map(usize::from), want);
-        // The port taken is marked in use and busy, and nothing else is.
-        let mut after = vec![0u64; PLANES * words];
-        after[BUSY * words..].copy_from_slice(&busy);
+        // The port taken is marked in use and busy and counted, and
+        // nothing else changes.
         if let Some(b) = want {
             after[b / 64] |= 1 << (b % 64);
             after[BUSY * words + b / 64] |= 1 << (b % 64);
         }
         proptest::prop_assert_eq!(planes, after);
+        let taken = u32::from(want.is_some());
+        proptest::prop_assert_eq!(counts(ad), (before.0 + taken, before.1 + taken as u16));
     }
 }
 
