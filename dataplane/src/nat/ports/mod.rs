@@ -208,6 +208,9 @@ pub struct Ports {
     /// Addresses, global index order.
     pub addrs: Vec<AddrPorts>,
     by_ip: Vec<(u32, u16)>,
+    /// The first and last of `by_ip`'s addresses ((`u32::MAX`, 0): none),
+    /// the range outside which `addr_of_ip` need not search.
+    by_ip_span: (u32, u32),
     /// Public IPs by address index (a flat copy of `addrs[i].ip` for the fast lane).
     pub ips: Vec<u32>,
     /// Every address's port bitmaps, one after another (`AddrPorts::bits`
@@ -293,6 +296,7 @@ impl Ports {
         let mut ports = Self {
             pools,
             addrs,
+            by_ip_span: span_of(&by_ip),
             by_ip,
             ips,
             bits,
@@ -362,9 +366,9 @@ impl Ports {
     #[inline]
     pub fn addr_of_ip(&self, ip: u32) -> Option<u16> {
         // Sorted: outside the range of pool addresses there is nothing to search.
-        match (self.by_ip.first(), self.by_ip.last()) {
-            (Some(&(lo, _)), Some(&(hi, _))) if ip >= lo && ip <= hi => {}
-            _ => return None,
+        let (lo, hi) = self.by_ip_span;
+        if ip < lo || ip > hi {
+            return None;
         }
         self.by_ip.binary_search_by_key(&ip, |&(a, _)| a).ok().and_then(|i| self.by_ip.get(i)).map(|&(_, x)| x)
     }
@@ -469,6 +473,7 @@ impl Ports {
     fn rebuild_by_ip(&mut self) {
         self.by_ip = self.addrs.iter().enumerate().filter(|(_, x)| !x.retired).map(|(i, x)| (x.ip, i as u16)).collect();
         self.by_ip.sort_unstable();
+        self.by_ip_span = span_of(&self.by_ip);
     }
 
     /// Gives address `a` a new IP (a masquerade pool following its interface).
@@ -502,5 +507,13 @@ impl Ports {
     /// Live subscribers.
     pub fn subscribers(&self) -> usize {
         self.subs.len() - self.sub_free.len()
+    }
+}
+
+/// [`Ports::by_ip`]'s first and last address, (`u32::MAX`, 0) for none.
+fn span_of(by_ip: &[(u32, u16)]) -> (u32, u32) {
+    match (by_ip.first(), by_ip.last()) {
+        (Some(&(lo, _)), Some(&(hi, _))) => (lo, hi),
+        _ => (u32::MAX, 0),
     }
 }
