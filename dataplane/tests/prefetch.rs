@@ -276,3 +276,34 @@ fn an_endpoints_next_flows_keep_its_mapping_on_both_batch_paths() {
         assert_eq!(e.live_sessions(), 300);
     }
 }
+
+/// The same when a new flow's probe stops at another flow's session with
+/// the key's tag at the key's distance (a shared tag, a few in a hundred
+/// at this load): the lane probes again from home, finds no session, and
+/// the flow goes to the general path as new. Its mapping look-up must
+/// still find the endpoint's mapping (RFC 4787 REQ-1), so its mapping hash
+/// must be worked out there too: taken from the item's last use, the flow
+/// got another port and its mapping was filed under the wrong key.
+#[test]
+fn an_endpoints_next_flows_keep_its_mapping_when_a_shared_tag_sends_the_probe_home() {
+    let mut pool = PoolParams::cgnat("big", (1..=16).map(|i| ip("203.0.113.0") + i).collect());
+    pool.mode = PoolMode::PortBlocks { block_size: 256, max_blocks_per_subscriber: 4 };
+    let mut p = EngineParams::single(vec![pool], vec![translate_all("100.64.0.0/10", 0)]);
+    p.max_sessions = PREFETCH_ABOVE_SESSIONS + 1;
+    let mut e = Engine::new(&p).unwrap();
+    // 40 subscribers x 500 endpoints, each to one remote, then to another.
+    let flows = |remote: &str| -> Vec<Vec<u8>> {
+        (0..20_000u32).map(|i| udp(ip("100.64.3.0") + i % 40, 10_000 + (i / 40) as u16, ip(remote), 53, b"q")).collect()
+    };
+    let mut first = flows("198.51.100.1");
+    let mut v = vec![Verdict::Drop(DropReason::Malformed); first.len()];
+    e.process(IN, 10, &mut first, &mut v);
+    assert!(v.iter().all(|x| *x == Verdict::Forward(OUT)));
+    let mut next = flows("198.51.100.2");
+    let mut v = vec![Verdict::Drop(DropReason::Malformed); next.len()];
+    e.process(IN, 11, &mut next, &mut v);
+    assert!(v.iter().all(|x| *x == Verdict::Forward(OUT)));
+    let moved = first.iter().zip(&next).filter(|(a, b)| (tuple(a).0, tuple(a).1) != (tuple(b).0, tuple(b).1)).count();
+    assert_eq!(moved, 0, "endpoints whose next flow left their mapping");
+    assert_eq!(e.live_sessions(), 40_000);
+}

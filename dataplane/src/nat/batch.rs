@@ -276,7 +276,12 @@ impl Engine {
                 if let (Some(f), Some(it)) = (frames.get_mut(i), items.get_mut(i)) {
                     match lane.hit_at::<I2O>(f.as_mut(), &it.k, it.h, it.slot) {
                         fast::Outcome::Done => continue,
-                        fast::Outcome::Absent => it.st = Pre::New,
+                        // A shared tag: the lane's probe from home found no
+                        // session. The general path's look-up takes it from
+                        // there (`Pre::New` would take the item's mapping
+                        // hash, which the second stage works out only for a
+                        // probe that reached an empty slot).
+                        fast::Outcome::Absent => it.st = Pre::Flow,
                         fast::Outcome::Other => {
                             it.st = Pre::Flow;
                             // A TCP packet the lane leaves (a handshake's, a

@@ -265,6 +265,9 @@ impl Engine {
                 return Err(undo(self, r));
             }
         };
+        // (A hash the batch worked out must be this endpoint's: one left
+        // from an item's earlier use filed the mapping under another key.)
+        debug_assert!(hm.is_none_or(|h| h == self.h_imap(p.src, p.sport, p.proto)));
         let hm = hm.unwrap_or_else(|| self.h_imap(p.src, p.sport, p.proto));
         let head = self.find_mapping_i2o(hm, p.src, p.sport, p.proto, pool, now);
         let rport = if p.proto == L4::Icmp { 0 } else { p.dport };
