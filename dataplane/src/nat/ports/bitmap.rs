@@ -50,9 +50,9 @@ pub(super) fn rotate_block_slow(ad: &mut AddrPorts, bits: &mut [u64], words: usi
 
 /// The first clear bit of `busy` after `start`'s word, wrapping round the
 /// block: the words after it, then from the block's first word round to
-/// the bits before `start` ([`take_first_free_at`] tries the start word).
-#[inline(never)]
-pub(super) fn first_free_bit_after(busy: &[u64], start: u16) -> Option<u16> {
+/// the bits before `start` ([`take_first_free_at`] tries the start word;
+/// its one caller, [`take_first_free_after`], is out of line).
+fn first_free_bit_after(busy: &[u64], start: u16) -> Option<u16> {
     let sw = usize::from(start / 64);
     let words = busy.len();
     for k in 1..=words {
